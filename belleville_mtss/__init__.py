@@ -1,0 +1,1 @@
+"""Belleville MTSS data integration."""

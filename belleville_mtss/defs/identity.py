@@ -1,0 +1,158 @@
+"""District crosswalk with its blocking checks, then the student identity map, roster and results."""
+
+import dagster as dg
+import polars as pl
+
+from ..lib import crosswalk as xw
+from ..lib.errors import ErrorRecord
+from ..lib.identity import build_results, build_roster, link_students
+from ..lib.ingest import ValidatedFile
+from ..lib.star import STAR_SCHEMA
+from ..lib.warehouse import now
+from .resources import MtssResource
+
+STAR_INPUTS = {
+    "star_reading": dg.AssetIn("validated_star_reading"),
+    "star_math": dg.AssetIn("validated_star_math"),
+    "star_early_literacy": dg.AssetIn("validated_star_early_literacy"),
+}
+# Held until the district's blocking checks pass, in this run and in automated later runs.
+GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def _md_table(frame: pl.DataFrame) -> str:
+    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return head + "\n".join("| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.rows())
+
+
+@dg.asset(
+    group_name="identity", kinds={"polars", "rapidfuzz"},
+    ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
+         "classlink": dg.AssetIn("validated_classlink_users")},
+    description="For every file of the drop, the district it names, resolved against dm.AccountInfo",
+)
+def district_crosswalk(
+    mtss: MtssResource, account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+    star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
+) -> dg.Output[pl.DataFrame]:
+    district = mtss.district_entry()
+    reference = xw.account_reference(account_info)
+    entries = [xw.bundled(powerschool.source, powerschool.file_name) if powerschool.usable
+               else xw.halted(powerschool.source, powerschool.file_name)]
+    for v in (star_reading, star_math, star_early_literacy):
+        if not v.usable:
+            entries.append(xw.halted(v.source, v.file_name))
+            continue
+        names = sorted(v.frame["district_name"].unique().to_list())
+        entries += xw.resolve_names(district, reference, v.source, v.file_name, names)
+    if classlink.usable:
+        tenants = sorted(classlink.frame["tenant_name"].unique().to_list())
+        entries += xw.resolve_names(district, reference, classlink.source, classlink.file_name, tenants)
+    else:
+        entries.append(xw.halted(classlink.source, classlink.file_name))
+    frame = xw.to_frame(entries)
+    return dg.Output(frame, metadata={
+        "district": district.district, "account_info_id": district.account_info_id, "drop": mtss.drop_id,
+        "files_verified": int(frame["verified"].sum()), "files": frame.height,
+        "crosswalk": dg.MetadataValue.md(_md_table(frame)),
+    })
+
+
+@dg.asset_check(asset=district_crosswalk, blocking=True,
+                description="Every district name in the drop resolves to the registry's AccountInfoId")
+def district_names_match_registry(
+    context: dg.AssetCheckExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame
+) -> dg.AssetCheckResult:
+    failing = district_crosswalk.filter(~pl.col("verified"))
+    district = mtss.district_entry()
+    records = [
+        ErrorRecord(
+            "district", f"district_{row['decision']}",
+            f"{row['file_name']}: district name '{row['name_seen']}' is {row['decision']} "
+            f"(best candidate {row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s}, "
+            f"score {row['score']!s}, margin {row['margin']!s}); the drop is registered to "
+            f"AccountInfoId {district.account_info_id} ({district.display_name}, {district.state})",
+            row["file_name"],
+        )
+        for row in failing.iter_rows(named=True)
+    ]
+    mtss.record(context, records)
+    return dg.AssetCheckResult(
+        passed=failing.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"failing": failing.height, "details": dg.MetadataValue.md(_md_table(failing) if records else "none")},
+    )
+
+
+@dg.asset_check(asset=district_crosswalk, blocking=True, additional_ins={"account_info": dg.AssetIn("account_info")},
+                description="The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state")
+def account_info_id_exists(
+    context: dg.AssetCheckExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame,
+    account_info: pl.DataFrame,
+) -> dg.AssetCheckResult:
+    problems = xw.account_info_problems(mtss.district_entry(), account_info)
+    mtss.record(context, [ErrorRecord("district", "account_info", p, "dm.AccountInfo") for p in problems])
+    return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"problems": "; ".join(problems) or "none"})
+
+
+def _star(*files: ValidatedFile) -> pl.DataFrame:
+    """The usable Star frames of the drop, together (empty when every Star file was halted)."""
+    frames = [v.frame for v in files if v.usable]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=STAR_SCHEMA)
+
+
+def _require_verified(crosswalk: pl.DataFrame) -> None:
+    # The blocking checks stop this asset within a run; this guards a run that selects it alone.
+    if not crosswalk["verified"].all():
+        raise dg.Failure("district identifiers of this drop are not verified; see the district_crosswalk checks")
+
+
+@dg.asset(
+    group_name="identity", kinds={"polars"}, automation_condition=GATED,
+    ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
+         "classlink": dg.AssetIn("validated_classlink_users")},
+    description="ClassLink email = PowerSchool email; PowerSchool student number = Star StudentIdentifier",
+)
+def student_identity_map(
+    district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+    star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
+) -> dg.Output[pl.DataFrame]:
+    _require_verified(district_crosswalk)
+    if not powerschool.usable:
+        raise dg.Failure("the PowerSchool export of this drop was halted; students cannot be linked without it")
+    star = _star(star_reading, star_math, star_early_literacy)
+    cl = classlink.frame if classlink.usable else pl.DataFrame(
+        schema={"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8})
+    identity, stats = link_students(powerschool.frame, cl, star)
+    meta = {f"{link}/{k}": v for link, counts in stats.items() for k, v in counts.items()}
+    return dg.Output(identity, metadata={"dagster/row_count": identity.height, **meta})
+
+
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED,
+          ins={"powerschool": dg.AssetIn("validated_powerschool_students")}, deps=[district_crosswalk],
+          description="One row per student of the drop, stamped with the district's AccountInfoId")
+def student_roster(
+    mtss: MtssResource, powerschool: ValidatedFile, student_identity_map: pl.DataFrame
+) -> dg.Output[pl.DataFrame]:
+    roster = build_roster(powerschool.frame, student_identity_map, mtss.district_entry().account_info_id,
+                          mtss.drop_id, now())
+    return dg.Output(roster, metadata={"dagster/row_count": roster.height})
+
+
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS,
+          deps=[district_crosswalk],
+          description="One row per Star test (SR, SM, SEL) of a rostered student, stamped with AccountInfoId")
+def assessment_results(
+    mtss: MtssResource, student_roster: pl.DataFrame,
+    star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
+) -> dg.Output[pl.DataFrame]:
+    star = _star(star_reading, star_math, star_early_literacy)
+    results, duplicates = build_results(star, student_roster, mtss.district_entry().account_info_id,
+                                        mtss.drop_id, now())
+    by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
+    return dg.Output(results, metadata={"dagster/row_count": results.height, "duplicate_tests_dropped": duplicates,
+                                        "rows_by_subject": dg.MetadataValue.json(by_subject)})
+
+
+identity_assets = [district_crosswalk, student_identity_map, student_roster, assessment_results]
+identity_checks = [district_names_match_registry, account_info_id_exists]

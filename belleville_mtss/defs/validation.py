@@ -1,0 +1,57 @@
+"""Validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here."""
+
+import dagster as dg
+import polars as pl
+
+from ..lib.ingest import SourceFile, ValidatedFile, validate_classlink, validate_powerschool, validate_star
+from .resources import MtssResource
+
+
+def _metadata(v: ValidatedFile) -> dict:
+    return {
+        "file": v.file_name or "",
+        "dagster/row_count": v.rows,
+        "rows_rejected": sum(v.rejected.values()),
+        "rejected_by_reason": dg.MetadataValue.json(v.rejected),
+        "halted": v.halted.message if v.halted else "",
+    }
+
+
+def _star_validated(source: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"},
+        ins={"src": dg.AssetIn(source)},
+        description=f"{source}: columns bound by header name, dates and scores typed, bad rows rejected",
+    )
+    def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, src: SourceFile) -> dg.Output[ValidatedFile]:
+        validated, errors = validate_star(src)
+        mtss.record(context, errors)
+        return dg.Output(validated, metadata=_metadata(validated))
+
+    return _asset
+
+
+star_validated = [_star_validated(s) for s in ("star_reading", "star_math", "star_early_literacy")]
+
+
+@dg.asset(group_name="validated", kinds={"polars", "pandera"},
+          description="PowerSchool students: headers mapped by the district registry, duplicates rejected")
+def validated_powerschool_students(
+    context: dg.AssetExecutionContext, mtss: MtssResource, powerschool_students: SourceFile
+) -> dg.Output[ValidatedFile]:
+    validated, errors = validate_powerschool(powerschool_students, mtss.district_entry())
+    mtss.record(context, errors)
+    return dg.Output(validated, metadata=_metadata(validated))
+
+
+@dg.asset(group_name="validated", kinds={"polars", "pandera"},
+          description="ClassLink student users of the district's tenant, emails normalised for linking")
+def validated_classlink_users(
+    context: dg.AssetExecutionContext, mtss: MtssResource, classlink_users: pl.DataFrame
+) -> dg.Output[ValidatedFile]:
+    validated, errors = validate_classlink(classlink_users, mtss.district_entry())
+    mtss.record(context, errors)
+    return dg.Output(validated, metadata=_metadata(validated))
+
+
+validation_assets = [*star_validated, validated_powerschool_students, validated_classlink_users]

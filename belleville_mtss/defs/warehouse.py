@@ -1,0 +1,33 @@
+"""Loads into the EDU Data Warehouse: one transaction per table, idempotent per drop."""
+
+import dagster as dg
+import polars as pl
+
+from ..lib.warehouse import replace_results, replace_roster
+from .identity import GATED, district_crosswalk
+from .resources import MtssResource
+
+
+@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, deps=[district_crosswalk],
+          description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
+def dm_student_roster(mtss: MtssResource, student_roster: pl.DataFrame) -> dg.MaterializeResult:
+    engine = mtss.warehouse()
+    try:
+        written = replace_roster(engine, mtss.district_entry().account_info_id, student_roster)
+    finally:
+        engine.dispose()
+    return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
+
+
+@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, deps=[district_crosswalk],
+          description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
+def dm_assessment_results(mtss: MtssResource, assessment_results: pl.DataFrame) -> dg.MaterializeResult:
+    engine = mtss.warehouse()
+    try:
+        written = replace_results(engine, mtss.district_entry().account_info_id, assessment_results)
+    finally:
+        engine.dispose()
+    return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
+
+
+warehouse_assets = [dm_student_roster, dm_assessment_results]

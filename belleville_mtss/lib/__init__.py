@@ -1,0 +1,1 @@
+"""Plain Python over polars frames; nothing in here imports Dagster."""

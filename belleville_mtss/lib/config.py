@@ -1,0 +1,43 @@
+"""The configuration contract: every setting has an embedded default, overridden by environment variable."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    warehouse_url: str
+    prod_db_url: str
+    drop_dir: Path
+    districts_dir: Path
+    sftp_host: str | None
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.home / "storage"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("MTSS_HOME") or "./.mtss").resolve()
+    return Settings(
+        home=home,
+        warehouse_url=env.get("MTSS_WAREHOUSE_URL") or _sqlite_url(home / "warehouse.db"),
+        prod_db_url=env.get("MTSS_PROD_DB_URL") or _sqlite_url(home / "prod.db"),
+        drop_dir=Path(env.get("MTSS_DROP_DIR") or home / "drops").resolve(),
+        districts_dir=Path(env.get("MTSS_DISTRICTS_DIR") or PACKAGED_DISTRICTS_DIR).resolve(),
+        sftp_host=env.get("MTSS_SFTP_HOST") or None,
+    )

@@ -1,0 +1,86 @@
+"""The district crosswalk: for every file of a drop, which district it names, resolved against dm.AccountInfo
+within the registry's state (and county), and whether that is the district the registry says the drop is."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import polars as pl
+
+from .names import Reference
+from .registry import District
+
+
+@dataclass(frozen=True)
+class CrosswalkEntry:
+    source: str
+    file_name: str | None
+    name_seen: str | None
+    method: str  # exact, fuzzy, none, drop (no district column: the drop says), halted (file refused earlier)
+    decision: str  # resolved, ambiguous, unmatched, bundled, halted
+    candidate: str | None
+    candidate_account_info_id: int | None
+    score: float | None
+    margin: float | None
+    verified: bool
+
+
+def account_reference(account_info: pl.DataFrame) -> Reference:
+    return Reference(
+        account_info.select(
+            pl.col("NcesId").fill_null(pl.col("AccountInfoId").cast(pl.Utf8)).alias("key"),
+            pl.col("DistrictName").alias("name"),
+            pl.col("State").alias("state"),
+            pl.col("County").alias("county"),
+            pl.col("AccountInfoId").alias("account_info_id"),
+        )
+    )
+
+
+def resolve_names(
+    district: District, reference: Reference, source: str, file_name: str | None, names: list[str]
+) -> list[CrosswalkEntry]:
+    entries = []
+    for name in names:
+        res = reference.resolve(name, state=district.state, county=district.county)
+        best = res.best
+        verified = res.decision == "resolved" and best is not None and best.account_info_id == district.account_info_id
+        entries.append(
+            CrosswalkEntry(
+                source=source, file_name=file_name, name_seen=name, method=res.method, decision=res.decision,
+                candidate=best.name if best else None,
+                candidate_account_info_id=best.account_info_id if best else None,
+                score=best.score if best else None, margin=res.margin, verified=verified,
+            )
+        )
+    return entries
+
+
+def bundled(source: str, file_name: str) -> CrosswalkEntry:
+    return CrosswalkEntry(source, file_name, None, "drop", "bundled", None, None, None, None, True)
+
+
+def halted(source: str, file_name: str | None) -> CrosswalkEntry:
+    return CrosswalkEntry(source, file_name, None, "halted", "halted", None, None, None, None, True)
+
+
+def to_frame(entries: list[CrosswalkEntry]) -> pl.DataFrame:
+    schema = {
+        "source": pl.Utf8, "file_name": pl.Utf8, "name_seen": pl.Utf8, "method": pl.Utf8, "decision": pl.Utf8,
+        "candidate": pl.Utf8, "candidate_account_info_id": pl.Int64, "score": pl.Float64, "margin": pl.Float64,
+        "verified": pl.Boolean,
+    }
+    return pl.DataFrame([asdict(e) for e in entries], schema=schema)
+
+
+def account_info_problems(district: District, account_info: pl.DataFrame) -> list[str]:
+    """What does not hold about the registry's AccountInfoId in dm.AccountInfo."""
+    row = account_info.filter(pl.col("AccountInfoId") == district.account_info_id)
+    if row.is_empty():
+        return [f"AccountInfoId {district.account_info_id} is not in dm.AccountInfo"]
+    problems = []
+    nces, state = row["NcesId"][0], row["State"][0]
+    if nces is not None and nces != district.nces_id:
+        problems.append(f"AccountInfoId {district.account_info_id} has NcesId {nces}, registry says {district.nces_id}")
+    if state != district.state:
+        problems.append(f"AccountInfoId {district.account_info_id} is in {state}, registry says {district.state}")
+    return problems

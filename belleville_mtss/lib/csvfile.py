@@ -1,0 +1,155 @@
+"""Reading a district's CSV file into a frame of strings, refusing files whose format or structure is broken.
+
+Every column is read as text: identifiers keep their leading zeros and "NA", "< 1", "BR400L" survive
+until a typed stage casts them. Messages name files, columns and counts, never cell values (FERPA).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+_TAIL_BYTES = 256 * 1024
+
+
+class FileRejected(Exception):
+    """A whole file is refused. `reason` is a short code, the message is for a district data engineer."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    name: str
+    path: str
+    size: int
+    sha256: str
+
+
+def file_info(path: Path) -> FileInfo:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return FileInfo(name=path.name, path=str(path), size=path.stat().st_size, sha256=digest.hexdigest())
+
+
+def _first_line(raw: bytes) -> bytes:
+    return raw.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def _parse_line(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def read_text_csv(
+    path: Path,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    has_header: bool = True,
+    column_names: list[str] | None = None,
+) -> pl.DataFrame:
+    """Read `path` as text columns. Raises FileRejected for a file that is not a usable table."""
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRejected("empty_file", f"{path.name} is empty (0 bytes)")
+    with path.open("rb") as fh:
+        head = fh.read(64 * 1024)
+        fh.seek(max(0, size - _TAIL_BYTES))
+        tail = fh.read()
+    header_bytes = _first_line(head.removeprefix(b"\xef\xbb\xbf"))
+    try:
+        header_text = header_bytes.decode(encoding)
+    except UnicodeDecodeError:
+        raise FileRejected("encoding", f"{path.name}: the header row is not valid {encoding} text") from None
+
+    if has_header:
+        header = [h.strip() for h in _parse_line(header_text, delimiter)]
+        if not any(header):
+            raise FileRejected("no_header", f"{path.name}: the first row is blank; a header row is expected")
+        seen: set[str] = set()
+        dupes = sorted({h for h in header if h and (h.lower() in seen or seen.add(h.lower()))})
+        if dupes:
+            raise FileRejected("duplicate_header", f"{path.name}: duplicated column name(s) {', '.join(dupes)}")
+        width = len(header)
+    else:
+        if not column_names:
+            raise FileRejected("no_header", f"{path.name}: no header row and no column order declared")
+        header = list(column_names)
+        width = len(header)
+
+    _check_last_record(path.name, tail, size, delimiter, encoding, width)
+
+    try:
+        frame = pl.read_csv(
+            path,
+            has_header=has_header,
+            new_columns=None if has_header else header,
+            separator=delimiter,
+            infer_schema=False,
+            encoding="utf8" if encoding == "utf-8" else "utf8-lossy",
+            empty_string_is_null=False,
+            raise_if_empty=True,
+            quote_char='"',
+        )
+    except pl.exceptions.NoDataError:
+        raise FileRejected("empty_file", f"{path.name} holds no data") from None
+    except pl.exceptions.ComputeError as exc:
+        text = str(exc)
+        if "more fields" in text:
+            raise FileRejected("ragged_rows", f"{path.name}: some rows have more fields than the header") from None
+        if "utf-8" in text.lower() or "utf8" in text.lower():
+            raise FileRejected("encoding", f"{path.name}: not valid {encoding} text") from None
+        raise FileRejected("unreadable", f"{path.name}: not a readable CSV file ({exc.__class__.__name__})") from None
+    if encoding != "utf-8":
+        frame = _redecode(path, frame, delimiter, encoding, has_header, header)
+    frame = frame.rename({c: h for c, h in zip(frame.columns, header) if c != h})
+    if frame.height == 0:
+        raise FileRejected("header_only", f"{path.name} has a header row but no data rows")
+    return frame
+
+
+def _redecode(path, frame, delimiter, encoding, has_header, header) -> pl.DataFrame:
+    # polars reads UTF-8 only; a declared legacy encoding is transcoded in memory first.
+    text = path.read_bytes().decode(encoding)
+    return pl.read_csv(
+        io.BytesIO(text.encode("utf-8")),
+        has_header=has_header,
+        new_columns=None if has_header else header,
+        separator=delimiter,
+        infer_schema=False,
+        empty_string_is_null=False,
+    )
+
+
+def _check_last_record(name: str, tail: bytes, size: int, delimiter: str, encoding: str, width: int) -> None:
+    """A file cut short in transfer ends mid-record: fewer fields, an open quote, or half a character."""
+    if size > len(tail):
+        tail = tail.split(b"\n", 1)[-1]  # start at a line boundary
+    try:
+        text = tail.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if exc.end >= len(tail) - 3:
+            raise FileRejected("truncated", f"{name}: the file ends in the middle of a character (cut short?)")
+        raise FileRejected("encoding", f"{name}: not valid {encoding} text near the end of the file") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        return
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error:
+        raise FileRejected("truncated", f"{name}: the last record is incomplete (unclosed quote)") from None
+    if text.count('"') % 2 == 1:
+        raise FileRejected("truncated", f"{name}: the last record is incomplete (unclosed quote)")
+    if records and len(records[-1]) < width:
+        raise FileRejected(
+            "truncated", f"{name}: the last record has {len(records[-1])} of {width} fields (file cut short?)"
+        )

@@ -1,0 +1,54 @@
+"""The error log, dm.IngestionErrors: file, district, drop, timestamp, stage, reason, count and message.
+
+Messages are built by our own code from file names, column names, counts and district names; never from
+cell values. `record_errors` refuses to write a message that contains an '@' (an email slipping through).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+import sqlalchemy as sa
+
+from .warehouse import ingestion_errors, now
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    stage: str  # ingest, validation, mapping, district, identity, warehouse
+    reason: str
+    message: str
+    file_name: str | None = None
+    row_count: int | None = None
+
+
+def row_rejections(rejected: pl.DataFrame, stage: str, file_name: str) -> list[ErrorRecord]:
+    """One record per reason, with the number of rows: counts, not the rows themselves."""
+    if rejected.is_empty():
+        return []
+    counts = rejected.group_by("reject_reason").len().sort("reject_reason")
+    return [
+        ErrorRecord(stage, "row_rejected", f"{file_name}: {n} row(s) rejected: {reason}", file_name, n)
+        for reason, n in counts.iter_rows()
+    ]
+
+
+def record_errors(
+    engine: sa.Engine, records: list[ErrorRecord], *, district_id: int | None, drop_id: str | None, run_id: str | None
+) -> None:
+    if not records:
+        return
+    stamp = now()
+    rows = []
+    for r in records:
+        if "@" in r.message:
+            raise ValueError("refusing to log a message that looks like it holds an email address")
+        rows.append(
+            {
+                "OccurredAt": stamp, "DistrictId": district_id, "DropId": drop_id, "FileName": r.file_name,
+                "Stage": r.stage, "Reason": r.reason, "RowCount": r.row_count, "Message": r.message[:1000],
+                "RunId": run_id,
+            }
+        )
+    with engine.begin() as conn:
+        conn.execute(ingestion_errors.insert(), rows)

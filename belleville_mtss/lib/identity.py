@@ -1,0 +1,140 @@
+"""Linking a student across systems, and building the roster and assessment results from the links.
+
+ClassLink email = PowerSchool email (case- and whitespace-insensitive); PowerSchool student number =
+Renaissance StudentIdentifier (text, leading zeros kept). An email shared by two students links neither;
+an identifier that matches only once its leading zeros are stripped is reported, never joined.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+
+def _ratio(n: int, d: int) -> float:
+    return round(n / d, 4) if d else 0.0
+
+
+def link_students(
+    students: pl.DataFrame, classlink: pl.DataFrame, star: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, dict[str, float | int]]]:
+    """One row per PowerSchool student with its ClassLink user and Star test count; counts per link."""
+    ps_dupe = students.filter(pl.col("email_key").is_not_null())["email_key"].is_duplicated()
+    ps_keys = students.filter(pl.col("email_key").is_not_null()).with_columns(ps_dupe.alias("ps_dupe"))
+    cl = classlink.filter(pl.col("email_key").is_not_null()).with_columns(
+        pl.col("email_key").is_duplicated().alias("cl_dupe")
+    )
+    cl_unique = cl.filter(~pl.col("cl_dupe")).select("email_key", "classlink_user_id")
+    cl_dupe_keys = cl.filter(pl.col("cl_dupe")).select("email_key").unique().with_columns(pl.lit(True).alias("cl_dupe"))
+
+    emails = (
+        ps_keys.select("student_number", "email_key", "ps_dupe")
+        .join(cl_unique, on="email_key", how="left")
+        .join(cl_dupe_keys, on="email_key", how="left")
+        .with_columns(
+            pl.when(pl.col("ps_dupe") | pl.col("cl_dupe").fill_null(False))
+            .then(pl.lit("ambiguous"))
+            .when(pl.col("classlink_user_id").is_not_null())
+            .then(pl.lit("linked"))
+            .otherwise(pl.lit("not_in_classlink"))
+            .alias("classlink_link")
+        )
+        .with_columns(
+            pl.when(pl.col("classlink_link") == "linked").then(pl.col("classlink_user_id")).alias("classlink_user_id")
+        )
+        .select("student_number", "classlink_user_id", "classlink_link")
+    )
+
+    star_ids = star.select(pl.col("student_identifier").alias("student_number"))
+    tests = star_ids.join(students.select("student_number"), on="student_number", how="semi")
+    test_counts = tests.group_by("student_number").len("star_test_count")
+
+    identity = (
+        students.select("student_number")
+        .join(emails, on="student_number", how="left")
+        .join(test_counts, on="student_number", how="left")
+        .with_columns(
+            pl.col("classlink_link").fill_null("no_email"),
+            pl.col("star_test_count").fill_null(0).cast(pl.Int32),
+        )
+    )
+
+    unknown = star_ids.join(students.select("student_number"), on="student_number", how="anti")
+    stripped = students.select(pl.col("student_number").str.strip_chars_start("0").alias("stripped"))
+    stripped = stripped.filter(~pl.col("stripped").is_duplicated())
+    probable = unknown.with_columns(pl.col("student_number").str.strip_chars_start("0").alias("stripped")).join(
+        stripped, on="stripped", how="semi"
+    )
+
+    n_students = students.height
+    link_counts = identity["classlink_link"].value_counts()
+    by_state = dict(zip(link_counts["classlink_link"].to_list(), link_counts["count"].to_list()))
+    linked = by_state.get("linked", 0)
+    cl_students = classlink.height
+    cl_matched = cl_unique.join(emails.filter(pl.col("classlink_link") == "linked"), on="classlink_user_id", how="semi").height
+    stats = {
+        "classlink_email": {
+            "powerschool_students": n_students,
+            "linked": linked,
+            "not_in_classlink": by_state.get("not_in_classlink", 0),
+            "ambiguous_email": by_state.get("ambiguous", 0),
+            "no_email": by_state.get("no_email", 0),
+            "classlink_students_unmatched": cl_students - cl_matched,
+            "match_rate": _ratio(linked, n_students),
+        },
+        "renaissance_student_identifier": {
+            "star_rows": star.height,
+            "linked_rows": tests.height,
+            "unknown_student_rows": unknown.height,
+            "probable_leading_zero_rows": probable.height,
+            "students_with_tests": test_counts.height,
+            "students_without_tests": n_students - test_counts.height,
+            "match_rate": _ratio(tests.height, star.height),
+        },
+    }
+    return identity, stats
+
+
+def build_roster(
+    students: pl.DataFrame, identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
+) -> pl.DataFrame:
+    return students.join(identity, on="student_number", how="left").select(
+        pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
+        pl.col("student_number").alias("StudentNumber"),
+        pl.col("first_name").alias("FirstName"),
+        pl.col("last_name").alias("LastName"),
+        pl.col("email").alias("Email"),
+        pl.col("grade_level").alias("GradeLevel"),
+        pl.col("school_id").alias("SchoolId"),
+        pl.col("classlink_user_id").alias("ClassLinkUserId"),
+        pl.col("star_test_count").alias("StarTestCount"),
+        pl.lit(drop_id).alias("DropId"),
+        pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
+    )
+
+
+def build_results(
+    star: pl.DataFrame, roster: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
+) -> tuple[pl.DataFrame, int]:
+    """Star tests of rostered students, one row per (subject, test key); returns rows and duplicates dropped."""
+    joined = star.join(
+        roster.select(pl.col("StudentNumber").alias("student_identifier")), on="student_identifier", how="semi"
+    )
+    unique = joined.unique(subset=["subject", "test_key"], keep="first", maintain_order=True)
+    results = unique.select(
+        pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
+        pl.col("subject").alias("Subject"),
+        pl.col("test_key").alias("TestKey"),
+        pl.col("student_identifier").alias("StudentNumber"),
+        pl.col("school_year").alias("SchoolYear"),
+        pl.col("completed_at").alias("CompletedAt"),
+        pl.col("grade").alias("Grade"),
+        pl.col("scaled_score").alias("ScaledScore"),
+        pl.col("percentile_rank").alias("PercentileRank"),
+        pl.col("unified_score").alias("UnifiedScore"),
+        pl.col("benchmark_category").alias("BenchmarkCategory"),
+        pl.col("screening_window").alias("ScreeningWindow"),
+        pl.lit(drop_id).alias("DropId"),
+        pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
+    )
+    return results, joined.height - unique.height

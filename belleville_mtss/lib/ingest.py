@@ -1,0 +1,123 @@
+"""From a drop's file to a validated frame, as plain functions. A refused file becomes a halted result
+(with its error record) instead of an exception, so the other files of the drop go on."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from . import schemas
+from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
+from .errors import ErrorRecord, row_rejections
+from .powerschool import email_key, map_columns, read_powerschool, type_students
+from .registry import District
+from .star import SUBJECTS, bind_columns, type_rows
+
+
+@dataclass
+class SourceFile:
+    source: str
+    file_name: str | None
+    info: FileInfo | None = None
+    frame: pl.DataFrame | None = None
+    halted: ErrorRecord | None = None
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.frame is None else self.frame.height
+
+
+@dataclass
+class ValidatedFile:
+    source: str
+    file_name: str | None
+    frame: pl.DataFrame | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
+    halted: ErrorRecord | None = None
+
+    @property
+    def rows(self) -> int:
+        return 0 if self.frame is None else self.frame.height
+
+    @property
+    def usable(self) -> bool:
+        return self.frame is not None
+
+
+def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> ErrorRecord:
+    return ErrorRecord(stage, exc.reason, f"{exc.message}; the file was halted, nothing from it is loaded", name)
+
+
+def ingest_file(source: str, path: Path | None, district: District) -> SourceFile:
+    if path is None:
+        pattern = district.files[source]
+        return SourceFile(source, None, halted=ErrorRecord(
+            "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
+    try:
+        info = file_info(path)
+        if source == "powerschool_students":
+            frame = read_powerschool(path, district.powerschool)
+        else:
+            frame = read_text_csv(path)
+        return SourceFile(source, path.name, info, frame)
+    except FileRejected as exc:
+        return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))
+
+
+def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
+    return dict(rejected.group_by("reject_reason").len().sort("reject_reason").iter_rows())
+
+
+def validate_star(src: SourceFile) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    if src.frame is None:
+        return ValidatedFile(src.source, src.file_name, halted=src.halted), []
+    try:
+        bound = bind_columns(src.frame, src.file_name)
+        typed, rejected = type_rows(bound, SUBJECTS[src.source])
+        typed = schemas.validate(schemas.StarResults, typed, src.file_name)
+    except FileRejected as exc:
+        halted = _halt(src.source, src.file_name, "validation", exc)
+        return ValidatedFile(src.source, src.file_name, halted=halted), [halted]
+    return (
+        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected)),
+        row_rejections(rejected, "validation", src.file_name),
+    )
+
+
+def validate_powerschool(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    if src.frame is None:
+        return ValidatedFile(src.source, src.file_name, halted=src.halted), []
+    try:
+        mapped = map_columns(src.frame, district.powerschool, src.file_name)
+        typed, rejected = type_students(mapped)
+        typed = schemas.validate(schemas.PowerSchoolStudents, typed, src.file_name)
+    except FileRejected as exc:
+        halted = _halt(src.source, src.file_name, "mapping", exc)
+        return ValidatedFile(src.source, src.file_name, halted=halted), [halted]
+    return (
+        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected)),
+        row_rejections(rejected, "validation", src.file_name),
+    )
+
+
+CLASSLINK_TABLE = "dbo.ClassLinkUsers"
+
+
+def validate_classlink(users: pl.DataFrame, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    """Students of the tenant(s) the registry names for this district; other tenants share the table."""
+    tenants = set(district.source_names.classlink)
+    frame = users.filter(
+        (pl.col("Role").str.to_lowercase() == "student") & pl.col("TenantName").is_in(list(tenants))
+    ).select(
+        pl.col("UserId").cast(pl.Utf8).alias("classlink_user_id"),
+        pl.col("TenantName").alias("tenant_name"),
+        email_key(pl.col("Email")).alias("email_key"),
+    )
+    if frame.is_empty():
+        halted = ErrorRecord(
+            "validation", "no_rows", f"{CLASSLINK_TABLE}: no student users for tenant(s) "
+            f"{', '.join(sorted(tenants))} named in the registry", CLASSLINK_TABLE)
+        return ValidatedFile("classlink_users", CLASSLINK_TABLE, halted=halted), [halted]
+    frame = schemas.validate(schemas.ClassLinkUsers, frame, CLASSLINK_TABLE)
+    return ValidatedFile("classlink_users", CLASSLINK_TABLE, frame), []

@@ -1,0 +1,235 @@
+"""A realistic, deterministic sample district drop, and the databases around it.
+
+Belleville-shaped by default (about 4,500 students, K-12, 10 schools); the same code scales to a million
+students for benchmarks. Everything is generated: nothing here reads ../shared.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import sqlalchemy as sa
+
+from .star_layouts import LAYOUTS
+from .warehouse import (
+    PROD_TABLES, WAREHOUSE_TABLES, account_info, class_link_users, create_tables, make_engine,
+)
+
+FIRST = ["Ava", "Liam", "Sofia", "Noah", "Isabella", "Mateo", "Mia", "Ethan", "Camila", "Lucas", "Aaliyah", "Jayden",
+         "Emily", "Daniel", "Valentina", "Kevin", "Priya", "Omar", "Grace", "Luis", "Maya", "Adrian", "Zoe", "Jose",
+         "Chloe", "Samuel", "Nia", "Gabriel", "Leah", "Diego", "Hana", "Elijah"]
+LAST = ["Garcia", "Smith", "Rodriguez", "Johnson", "Martinez", "Williams", "Lopez", "Brown", "Gonzalez", "Jones",
+        "Perez", "Patel", "Rivera", "Davis", "Torres", "Nguyen", "Ramirez", "Kim", "Flores", "Wilson", "Cruz",
+        "Moore", "Reyes", "Taylor", "Ortiz", "Anderson", "Morales", "Thomas", "Diaz", "Jackson", "Santos", "White"]
+SCHOOLS = [("01", "Belleville High School", range(9, 13)), ("02", "Belleville Middle School", range(6, 9)),
+           ("03", "School No. 3", range(0, 6)), ("04", "School No. 4", range(0, 6)), ("05", "School No. 5", range(0, 6)),
+           ("07", "School No. 7", range(0, 6)), ("08", "School No. 8", range(0, 6)), ("09", "School No. 9", range(0, 6)),
+           ("10", "School No. 10", range(0, 6)), ("11", "Belleville Early Learning Center", range(0, 1))]
+BELLEVILLE = {"AccountInfoId": 107873, "NcesId": "3401350", "DistrictName": "BELLEVILLE SCHOOL DISTRICT",
+              "State": "NJ", "County": "ESSEX"}
+# Real districts whose names collide with or resemble Belleville's (NCES LEA ids), the traps resolution must avoid.
+LOOKALIKES = [
+    ("5500990", "BELLEVILLE SCHOOL DISTRICT", "WI", "DANE"), ("1705610", "BELLEVILLE SD 118", "IL", "ST CLAIR"),
+    ("1705640", "BELLEVILLE TWP HSD 201", "IL", "ST CLAIR"),
+    ("1743963", "BELLEVILLE AREA SPECIAL SERVICES", "IL", "ST CLAIR"),
+    ("3604370", "BELLEVILLE HENDERSON CENTRAL SCHOOL DISTRICT", "NY", "JEFFERSON"),
+    ("4809810", "BELLVILLE ISD", "TX", "AUSTIN"), ("0604380", "BELLEVUE UNION ELEMENTARY", "CA", "SONOMA"),
+    ("1904650", "BELLEVUE COMM SCHOOL DISTRICT", "IA", "JACKSON"), ("2100420", "BELLEVUE IND", "KY", "CAMPBELL"),
+    ("2604650", "BELLEVUE COMMUNITY SCHOOLS", "MI", "EATON"), ("3103810", "BELLEVUE PUBLIC SCHOOLS", "NE", "SARPY"),
+    ("3904359", "BELLEVUE CITY", "OH", "HURON"), ("4809750", "BELLEVUE ISD", "TX", "CLAY"),
+    ("5300390", "BELLEVUE SCHOOL DISTRICT", "WA", "KING"),
+    ("3401830", "BLOOMFIELD TOWNSHIP", "NJ", "ESSEX"), ("3411880", "NUTLEY", "NJ", "ESSEX"),
+    ("3411340", "NEWARK", "NJ", "ESSEX"), ("3410560", "MONTCLAIR", "NJ", "ESSEX"),
+    ("3404200", "EAST NEWARK", "NJ", "HUDSON"), ("3401950", "BOONTON TOWN", "NJ", "MORRIS"),
+    ("3401980", "BOONTON TOWNSHIP", "NJ", "MORRIS"), ("3417040", "WASHINGTON TOWNSHIP", "NJ", "ATLANTIC"),
+    ("3417070", "WASHINGTON TOWNSHIP", "NJ", "GLOUCESTER"), ("3417100", "WASHINGTON TOWNSHIP", "NJ", "MERCER"),
+    ("3417130", "WASHINGTON TOWNSHIP", "NJ", "MORRIS"), ("3417160", "WASHINGTON TOWNSHIP", "NJ", "WARREN"),
+]
+_PLACES = ["Lincoln", "Franklin", "Springfield", "Greenville", "Madison", "Clinton", "Fairview", "Salem", "Georgetown",
+           "Riverside", "Oakland", "Ashland", "Milton", "Centerville", "Dayton", "Jackson", "Marion", "Oxford",
+           "Union", "Lakeview", "Hamilton", "Chester", "Dover", "Kingston", "Monroe", "Auburn", "Burlington",
+           "Cleveland", "Columbia", "Hudson", "Lebanon", "Lexington", "Manchester", "Newport", "Plymouth", "Richmond"]
+_SUFFIXES = ["SCHOOL DISTRICT", "PUBLIC SCHOOLS", "CITY SCHOOLS", "COUNTY SCHOOLS", "UNIFIED", "COMMUNITY SCHOOLS"]
+_STATES = ["NJ", "NY", "PA", "OH", "IL", "WI", "TX", "CA", "MI", "IA", "KY", "NE", "WA", "GA", "NC", "VA"]
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    students: int = 4_500
+    seed: int = 20261128
+    drop_name: str = "2026-11-01"
+    star_district_name: str = "Belleville Public Schools"
+    classlink_tenant: str = "Belleville PD"
+    missing_from_classlink: int = 35
+    without_tests: int = 60
+    unknown_star_rows: int = 12
+    excel_mangled_dates: int = 3  # SR rows whose CompletedDate an Excel re-save reduced to "mm:ss.0"
+
+
+def account_info_rows() -> list[dict]:
+    """Belleville among several hundred districts, the real look-alikes included."""
+    rows = [dict(BELLEVILLE)]
+    rows += [{"AccountInfoId": 200000 + i, "NcesId": n, "DistrictName": name, "State": st, "County": c}
+             for i, (n, name, st, c) in enumerate(LOOKALIKES)]
+    aid = 300000
+    for s_i, state in enumerate(_STATES):
+        for p_i, place in enumerate(_PLACES):
+            if (s_i + p_i) % 2:
+                continue
+            suffix = _SUFFIXES[(s_i * 7 + p_i) % len(_SUFFIXES)]
+            rows.append({"AccountInfoId": aid, "NcesId": None, "DistrictName": f"{place.upper()} {suffix}",
+                         "State": state, "County": None})
+            aid += 1
+    return rows
+
+
+def _students(spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
+    n = spec.students
+    grade = rng.integers(0, 13, n)
+    first = np.array(FIRST)[rng.integers(0, len(FIRST), n)]
+    last = np.array(LAST)[rng.integers(0, len(LAST), n)]
+    number = (np.arange(n) + 210001).astype(str)
+    school = np.empty(n, dtype=object)
+    for g in range(13):
+        ids = [sid for sid, _name, grades in SCHOOLS if g in grades]
+        mask = grade == g
+        school[mask] = np.array(ids)[rng.integers(0, len(ids), mask.sum())]
+    birth_year = 2026 - 5 - grade - (rng.random(n) < 0.3)
+    dob = [f"{m:02d}/{d:02d}/{y}" for m, d, y in zip(rng.integers(1, 13, n), rng.integers(1, 29, n), birth_year)]
+    email = np.char.add(np.char.add(np.char.lower(np.char.add(np.char.add(first, "."), last)), "."),
+                        np.char.add(number, "@bellevilleschools.org"))
+    return pl.DataFrame({
+        "student_number": number, "first_name": first, "last_name": last, "grade": grade.astype(np.int32),
+        "school_id": school.astype(str), "dob": dob, "email": email,
+    })
+
+
+def _powerschool_file(students: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+    n = students.height
+    # Emails typed by hand in PowerSchool: some differ from ClassLink in case or surrounding spaces.
+    style = rng.random(n)
+    email = students["email"].to_numpy()
+    email = np.where(style < 0.06, np.char.upper(email.astype(str)), email)
+    email = np.where((style >= 0.06) & (style < 0.10), np.char.add(" ", np.char.add(email.astype(str), " ")), email)
+    return pl.DataFrame({
+        "STUDENTS.STUDENT_NUMBER": students["student_number"],
+        "STUDENTS.LAST_NAME": students["last_name"],
+        "STUDENTS.FIRST_NAME": students["first_name"],
+        "STUDENTS.GRADE_LEVEL": students["grade"].cast(pl.Utf8),
+        "STUDENTS.SCHOOLID": students["school_id"],
+        "STUDENTS.DOB": students["dob"],
+        "STUDENTS.ENROLL_STATUS": ["0"] * n,
+        "U_STUDENTSUSERFIELDS.custom_student_email": email,
+    })
+
+
+def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
+    keep = np.ones(students.height, dtype=bool)
+    keep[rng.choice(students.height, spec.missing_from_classlink, replace=False)] = False
+    kept = students.filter(pl.Series(keep))
+    own = pl.DataFrame({
+        "UserId": [f"CL{i:07d}" for i in range(kept.height)], "TenantId": [4417] * kept.height,
+        "TenantName": [spec.classlink_tenant] * kept.height, "Role": ["student"] * kept.height,
+        "Email": kept["email"], "GivenName": kept["first_name"], "FamilyName": kept["last_name"],
+    })
+    # Other tenants share the prod table; their users must never link to this district's students.
+    k = max(50, students.height // 10)
+    other = pl.DataFrame({
+        "UserId": [f"CX{i:07d}" for i in range(k)], "TenantId": [5120] * k, "TenantName": ["Bloomfield PD"] * k,
+        "Role": ["student"] * k, "Email": [f"s{i}@bloomfield.example.org" for i in range(k)],
+        "GivenName": ["Sam"] * k, "FamilyName": ["Other"] * k,
+    })
+    teachers = pl.DataFrame({
+        "UserId": [f"CT{i:06d}" for i in range(300)], "TenantId": [4417] * 300,
+        "TenantName": [spec.classlink_tenant] * 300, "Role": ["teacher"] * 300,
+        "Email": [f"teacher{i}@bellevilleschools.org" for i in range(300)],
+        "GivenName": ["Pat"] * 300, "FamilyName": ["Teacher"] * 300,
+    })
+    return pl.concat([own, other, teachers])
+
+
+def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
+    grades = {"SR": range(1, 13), "SM": range(1, 13), "SEL": range(0, 4)}[subject]
+    takers = students.filter(pl.col("grade").is_in(list(grades)))
+    n = takers.height
+    tests = rng.integers(1, 4, n)  # fall, winter, spring screening windows
+    idx = np.repeat(np.arange(n), tests)
+    window = np.concatenate([np.arange(t) for t in tests])
+    rows = takers[idx]
+    m = rows.height
+    start = np.array([np.datetime64("2026-09-15T13:00"), np.datetime64("2027-01-12T13:00"),
+                      np.datetime64("2027-05-04T13:00")])[window]
+    completed = start + rng.integers(0, 14 * 24 * 60, m).astype("timedelta64[m]")
+    lo, hi = {"SR": (50, 1300), "SM": (100, 1100), "SEL": (300, 900)}[subject]
+    score = rng.integers(lo, hi, m)
+    pr = rng.integers(1, 100, m)
+    category = np.where(pr < 10, "Urgent Intervention", np.where(pr < 25, "Intervention",
+                        np.where(pr < 40, "On Watch", "At/Above Benchmark")))
+    school_names = dict((sid, name) for sid, name, _g in SCHOOLS)
+    grade_txt = rows["grade"].cast(pl.Utf8).replace("0", "K")
+    uids = rng.integers(0, 2**63 - 1, (m, 2), dtype=np.int64)
+    assessment_ids = [f"{a:016x}-{b:016x}"[:36] for a, b in uids.tolist()]
+    values = {
+        "RenaissanceClientID": ["7340"] * m, "SchoolYear": ["2026-2027"] * m,
+        "SchoolYearStartDate": ["2026-07-01 00:00:00.000"] * m, "SchoolYearEndDate": ["2027-06-30 00:00:00.000"] * m,
+        "StudentIdentifier": rows["student_number"], "StudentSourcedID": rows["student_number"],
+        "StudentEmail": rows["email"], "StudentFirstName": rows["first_name"], "StudentLastName": rows["last_name"],
+        "BirthDate": rows["dob"], "CurrentGrade": grade_txt, "Grade": grade_txt, "EnrollmentStatus": ["Enrolled"] * m,
+        "DistrictName": [spec.star_district_name] * m, "SchoolIdentifier": rows["school_id"],
+        "SchoolName": rows["school_id"].replace_strict(school_names),
+        "AssessmentID": assessment_ids,
+        "CompletedDate": pl.Series(completed.astype("datetime64[ms]")).dt.to_string("%Y-%m-%d %H:%M:%S%.3f"),
+        "CompletedDateLocal": pl.Series((completed - np.timedelta64(5, "h")).astype("datetime64[ms]")).dt.to_string(
+            "%Y-%m-%d %H:%M:%S%.3f"),
+        "AssessmentType": ["Enterprise"] * m, "AssessmentStatus": ["Active"] * m,
+        "ScaledScore": score.astype(str), "PercentileRank": pr.astype(str),
+        "UnifiedScore": (score // 2 + 500).astype(str),
+        "ScreeningPeriodWindowName": np.array(["Fall", "Winter", "Spring"])[window],
+        "RenaissanceBenchmarkCategoryName": category,
+    }
+    frame = pl.DataFrame({c: values.get(c, [""] * m) for c in LAYOUTS[subject]}, schema={c: pl.Utf8 for c in LAYOUTS[subject]})
+    return frame
+
+
+def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
+    """Write students.csv, SR.csv, SM.csv and SEL.csv into drop_dir; return the ClassLink users to load."""
+    rng = np.random.default_rng(spec.seed)
+    students = _students(spec, rng)
+    drop_dir.mkdir(parents=True, exist_ok=True)
+    _powerschool_file(students, rng).write_csv(drop_dir / "students.csv")
+    untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
+    tested = students.filter(~pl.col("student_number").is_in(list(untested)))
+    for subject in ("SR", "SM", "SEL"):
+        star = _star_file(subject, tested, spec, rng)
+        if spec.unknown_star_rows:  # tests of students PowerSchool does not know (moved in, typo'd ids)
+            extra = star.head(spec.unknown_star_rows // 3 or 1).with_columns(
+                (pl.lit("9") + pl.col("StudentIdentifier")).alias("StudentIdentifier"),
+                pl.col("AssessmentID").str.replace(r"^.", "f"),
+            )
+            star = pl.concat([star, extra])
+        if subject == "SR" and spec.excel_mangled_dates:
+            mangled = pl.int_range(pl.len()) % (star.height // spec.excel_mangled_dates) == 7
+            star = star.with_columns(
+                pl.when(mangled).then(pl.lit("00:00.0")).otherwise(pl.col("CompletedDate")).alias("CompletedDate"))
+        star.write_csv(drop_dir / f"{subject}.csv")
+    (drop_dir / "drop.done").write_text("")  # completion marker, written last
+    return {"classlink_users": _classlink_users(students, spec, rng)}
+
+
+def load_databases(prod_url: str, warehouse_url: str, classlink_users: pl.DataFrame) -> None:
+    """(Re)create the embedded prod db's dbo.ClassLinkUsers and the warehouse's dm.AccountInfo."""
+    prod = make_engine(prod_url)
+    create_tables(prod, PROD_TABLES)
+    with prod.begin() as conn:
+        conn.execute(class_link_users.delete())
+        conn.execute(class_link_users.insert(), classlink_users.to_dicts())
+    prod.dispose()
+    warehouse = make_engine(warehouse_url)
+    create_tables(warehouse, WAREHOUSE_TABLES)
+    with warehouse.begin() as conn:
+        conn.execute(account_info.delete())
+        conn.execute(account_info.insert(), account_info_rows())
+    warehouse.dispose()

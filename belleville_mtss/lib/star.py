@@ -1,0 +1,174 @@
+"""Renaissance Star overall-results files (SR, SM, SEL): bind columns by header name, type them, reject bad rows.
+
+Handles the v2 layouts (126/118/118 columns), the older 110-123 column layouts (missing trailing columns) and
+the 80-column "Historical Enterprise" layout with human-readable headers. Dashboard Standards and Skill Area
+files are a different kind of file and are refused by name.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from .csvfile import FileRejected
+
+SUBJECTS = {"star_reading": "SR", "star_math": "SM", "star_early_literacy": "SEL"}
+
+# Our column -> the v2 header it comes from.
+STAR_COLUMNS = {
+    "student_identifier": "StudentIdentifier",
+    "district_name": "DistrictName",
+    "school_name": "SchoolName",
+    "school_year": "SchoolYear",
+    "assessment_id": "AssessmentID",
+    "completed_date": "CompletedDate",
+    "grade": "Grade",
+    "scaled_score": "ScaledScore",
+    "percentile_rank": "PercentileRank",
+    "unified_score": "UnifiedScore",
+    "benchmark_category": "RenaissanceBenchmarkCategoryName",
+    "screening_window": "ScreeningPeriodWindowName",
+}
+REQUIRED = ("StudentIdentifier", "DistrictName", "CompletedDate", "ScaledScore", "SchoolYear")
+
+# The 80-column "Historical Enterprise" export names the same things in words.
+HISTORICAL_HEADERS = {
+    "Student Identifier": "StudentIdentifier",
+    "District Name": "DistrictName",
+    "School Name": "SchoolName",
+    "School Year": "SchoolYear",
+    "Renaissance Activity ID": "AssessmentID",
+    "Activity Completed Date": "CompletedDate",
+    "Current Grade": "Grade",
+    "Scaled Score": "ScaledScore",
+    "Percentile Rank": "PercentileRank",
+    "Unified Scale": "UnifiedScore",
+    "Screening Window Name": "ScreeningPeriodWindowName",
+}
+_OTHER_STAR_FILES = {
+    "DomainPercentMastery": "a Star Dashboard Standards file",
+    "SkillAreaMasteryScore": "a Star Skill Area file",
+}
+
+# Unambiguous date layouts seen in real exports (native SQL Server, ISO with Z, Excel US-locale re-saves).
+_DATE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d",
+    "%m/%d/%y %H:%M",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%y %I:%M %p",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+)
+
+
+STAR_SCHEMA = {
+    "subject": pl.Utf8, "test_key": pl.Utf8, "student_identifier": pl.Utf8, "district_name": pl.Utf8,
+    "school_name": pl.Utf8, "school_year": pl.Utf8, "completed_at": pl.Datetime("us"), "grade": pl.Utf8,
+    "scaled_score": pl.Int32, "percentile_rank": pl.Int32, "unified_score": pl.Int32,
+    "benchmark_category": pl.Utf8, "screening_window": pl.Utf8, "source_row": pl.UInt32,
+}
+
+
+def detect_layout(columns: list[str]) -> str:
+    cols = set(columns)
+    for marker, what in _OTHER_STAR_FILES.items():
+        if marker in cols:
+            return what
+    if "StudentIdentifier" in cols:
+        return f"v2 family ({len(columns)} columns)"
+    if "Student Identifier" in cols:
+        return f"historical enterprise ({len(columns)} columns)"
+    return "unknown"
+
+
+def bind_columns(raw: pl.DataFrame, file_name: str) -> pl.DataFrame:
+    """Select our columns by header name; refuse a file that lacks a required one."""
+    layout = detect_layout(raw.columns)
+    if layout in _OTHER_STAR_FILES.values():
+        raise FileRejected("wrong_file", f"{file_name} is {layout}, not an overall results file (SR/SM/SEL)")
+    frame = raw.rename({k: v for k, v in HISTORICAL_HEADERS.items() if k in raw.columns})
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    return frame.select(
+        [
+            (pl.col(src) if src in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(ours)
+            for ours, src in STAR_COLUMNS.items()
+        ]
+    )
+
+
+def parse_dates(text: pl.Expr) -> pl.Expr:
+    """Datetime from any unambiguous layout; null where unreadable or ambiguous (day-first dashed dates)."""
+    t = text.str.strip_chars()
+    parsed = pl.coalesce([t.str.strptime(pl.Datetime("us"), f, strict=False) for f in _DATE_FORMATS])
+    # "15-02-2003" / "08-09-2019": read only when one part cannot be a month.
+    parts = t.str.extract_groups(r"^(\d{1,2})-(\d{1,2})-(\d{4})$")
+    a = parts.struct.field("1").cast(pl.Int32, strict=False)
+    b = parts.struct.field("2").cast(pl.Int32, strict=False)
+    dashed = (
+        pl.when(a > 12)
+        .then(t.str.strptime(pl.Datetime("us"), "%d-%m-%Y", strict=False))
+        .when(b > 12)
+        .then(t.str.strptime(pl.Datetime("us"), "%m-%d-%Y", strict=False))
+    )
+    return pl.coalesce([parsed, dashed])
+
+
+def _blank(col: str) -> pl.Expr:
+    c = pl.col(col).str.strip_chars()
+    return c.is_null() | (c == "") | (c.str.to_uppercase() == "NA")
+
+
+def _int(col: str) -> pl.Expr:
+    c = pl.when(_blank(col)).then(None).otherwise(pl.col(col).str.strip_chars())
+    f = c.cast(pl.Float64, strict=False)
+    return pl.when(f == f.round(0)).then(f.cast(pl.Int32, strict=False)).otherwise(None)
+
+
+def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed rows and rejected rows (source row number and reason only: no student data)."""
+    frame = bound.with_row_index("source_row", offset=2).with_columns(
+        pl.lit(subject).alias("subject"),
+        pl.col("student_identifier").str.strip_chars(),
+        pl.col("district_name").str.strip_chars(),
+        pl.col("school_year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", ""),
+        parse_dates(pl.col("completed_date")).alias("completed_at"),
+        _int("scaled_score").alias("scaled_score_n"),
+        _int("percentile_rank").alias("percentile_rank"),
+        _int("unified_score").alias("unified_score"),
+        pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id").str.strip_chars()),
+    )
+    reason = (
+        pl.when(_blank("student_identifier"))
+        .then(pl.lit("missing StudentIdentifier"))
+        .when(_blank("completed_date"))
+        .then(pl.lit("missing CompletedDate"))
+        .when(pl.col("completed_at").is_null())
+        .then(pl.lit("unreadable or ambiguous CompletedDate"))
+        .when(pl.col("scaled_score_n").is_null() & ~_blank("scaled_score"))
+        .then(pl.lit("ScaledScore is not a whole number"))
+        .when(pl.col("school_year").is_null())
+        .then(pl.lit("unreadable SchoolYear"))
+        .when(_blank("district_name"))
+        .then(pl.lit("missing DistrictName"))
+    )
+    frame = frame.with_columns(reason.alias("reject_reason"))
+    rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    good = frame.filter(pl.col("reject_reason").is_null())
+    # A test without an AssessmentID (seen in real "missing tests" exports) is keyed by who took it and when.
+    good = good.with_columns(
+        pl.coalesce(
+            pl.col("assessment_id"),
+            pl.concat_str(
+                [pl.col("subject"), pl.col("student_identifier"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S%3f")],
+                separator=":",
+            ),
+        ).alias("test_key"),
+        pl.col("scaled_score_n").alias("scaled_score"),
+    )
+    typed = good.select(list(STAR_SCHEMA))
+    return typed, rejected

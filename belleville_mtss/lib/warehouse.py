@@ -1,0 +1,167 @@
+"""Tables of the prod db (dbo) and the EDU Data Warehouse (dm), declared once, and how we write to them.
+
+Production is SQL Server with real schemas; the embedded default is SQLite, which has none, so schemas are
+translated away per dialect. Engines hide bound parameters, so a database error never echoes student data.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Iterable
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+class_link_users = sa.Table(
+    "ClassLinkUsers", metadata,
+    sa.Column("UserId", sa.String(64), primary_key=True),
+    sa.Column("TenantId", sa.Integer, nullable=False),
+    sa.Column("TenantName", sa.String(200), nullable=False),
+    sa.Column("Role", sa.String(32), nullable=False),
+    sa.Column("Email", sa.String(320)),
+    sa.Column("GivenName", sa.String(100)),
+    sa.Column("FamilyName", sa.String(100)),
+    schema="dbo",
+)
+
+account_info = sa.Table(
+    "AccountInfo", metadata,
+    sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("NcesId", sa.String(7)),
+    sa.Column("DistrictName", sa.String(200), nullable=False),
+    sa.Column("State", sa.String(2), nullable=False),
+    sa.Column("County", sa.String(100)),
+    schema="dm",
+)
+
+student_roster = sa.Table(
+    "StudentRoster", metadata,
+    sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("StudentNumber", sa.String(20), primary_key=True),
+    sa.Column("FirstName", sa.String(100)),
+    sa.Column("LastName", sa.String(100)),
+    sa.Column("Email", sa.String(320)),
+    sa.Column("GradeLevel", sa.String(8)),
+    sa.Column("SchoolId", sa.String(20)),
+    sa.Column("ClassLinkUserId", sa.String(64)),
+    sa.Column("StarTestCount", sa.Integer, nullable=False),
+    sa.Column("DropId", sa.String(200), nullable=False),
+    sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    schema="dm",
+)
+
+assessment_results = sa.Table(
+    "AssessmentResults", metadata,
+    sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("Subject", sa.String(3), primary_key=True),
+    sa.Column("TestKey", sa.String(120), primary_key=True),
+    sa.Column("StudentNumber", sa.String(20), nullable=False),
+    sa.Column("SchoolYear", sa.String(9), nullable=False),
+    sa.Column("CompletedAt", sa.DateTime, nullable=False),
+    sa.Column("Grade", sa.String(12)),
+    sa.Column("ScaledScore", sa.Integer),
+    sa.Column("PercentileRank", sa.Integer),
+    sa.Column("UnifiedScore", sa.Integer),
+    sa.Column("BenchmarkCategory", sa.String(100)),
+    sa.Column("ScreeningWindow", sa.String(200)),
+    sa.Column("DropId", sa.String(200), nullable=False),
+    sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    schema="dm",
+)
+
+ingestion_errors = sa.Table(
+    "IngestionErrors", metadata,
+    sa.Column("ErrorId", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("OccurredAt", sa.DateTime, nullable=False),
+    sa.Column("DistrictId", sa.Integer),  # the registry's AccountInfoId for the drop
+    sa.Column("DropId", sa.String(200)),
+    sa.Column("FileName", sa.String(260)),
+    sa.Column("Stage", sa.String(32), nullable=False),
+    sa.Column("Reason", sa.String(64), nullable=False),
+    sa.Column("RowCount", sa.Integer),
+    sa.Column("Message", sa.String(1000), nullable=False),
+    sa.Column("RunId", sa.String(64)),
+    schema="dm",
+)
+
+PROD_TABLES = [class_link_users]
+WAREHOUSE_TABLES = [account_info, student_roster, assessment_results, ingestion_errors]
+_SCHEMAS = ("dm", "dbo")
+BATCH_ROWS = 5_000
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, hide_parameters=True)
+    if engine.dialect.name == "sqlite":
+        # SQLite has no schemas: dm.X and dbo.X live in the one file.
+        engine = engine.execution_options(schema_translate_map={s: None for s in _SCHEMAS})
+    return engine
+
+
+def create_tables(engine: Engine, tables: list[sa.Table]) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            for schema in sorted({t.schema for t in tables if t.schema}):
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        metadata.create_all(conn, tables=tables)
+
+
+def read_table(engine: Engine, table: sa.Table, where=None) -> pl.DataFrame:
+    stmt = sa.select(table)
+    if where is not None:
+        stmt = stmt.where(where)
+    with engine.connect() as conn:
+        result = conn.execute(stmt)
+        rows = result.fetchall()
+        return pl.DataFrame([tuple(r) for r in rows], schema=list(result.keys()), orient="row", infer_schema_length=None)
+
+
+def _batches(frame: pl.DataFrame) -> Iterable[list[dict]]:
+    for chunk in frame.iter_slices(BATCH_ROWS):
+        yield chunk.to_dicts()
+
+
+def _insert(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+    for batch in _batches(frame):
+        conn.execute(table.insert(), batch)
+
+
+def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -> int:
+    """The roster is the district's current snapshot: replaced whole, in one transaction."""
+    with engine.begin() as conn:
+        conn.execute(student_roster.delete().where(student_roster.c.AccountInfoId == account_info_id))
+        _insert(conn, student_roster, roster)
+    return roster.height
+
+
+def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame) -> int:
+    """Star exports hold a whole school year per subject: each (subject, school year) present is replaced."""
+    scopes = results.select("Subject", "SchoolYear").unique().rows()
+    with engine.begin() as conn:
+        for subject, year in scopes:
+            conn.execute(
+                assessment_results.delete().where(
+                    (assessment_results.c.AccountInfoId == account_info_id)
+                    & (assessment_results.c.Subject == subject)
+                    & (assessment_results.c.SchoolYear == year)
+                )
+            )
+        _insert(conn, assessment_results, results)
+    return results.height
+
+
+def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = None) -> int:
+    stmt = sa.select(sa.func.count()).select_from(table)
+    if account_info_id is not None:
+        stmt = stmt.where(table.c.AccountInfoId == account_info_id)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

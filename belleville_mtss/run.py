@@ -1,0 +1,95 @@
+"""Running a drop through the asset graph in-process, and the short report people read afterwards."""
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from .definitions import build_definitions
+from .lib.config import Settings
+
+SOURCES = ["powerschool_students", "star_reading", "star_math", "star_early_literacy", "classlink_users",
+           "account_info"]
+VALIDATED = ["validated_powerschool_students", "validated_star_reading", "validated_star_math",
+             "validated_star_early_literacy", "validated_classlink_users"]
+WAREHOUSE = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
+
+
+@dataclass
+class DropReport:
+    success: bool
+    source_rows: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    halted: dict[str, str] = field(default_factory=dict)
+    links: dict[str, dict] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def checks_passed(self) -> bool:
+        return bool(self.checks) and all(self.checks.values())
+
+    def render(self) -> str:
+        out = ["Rows per source:"]
+        out += [f"  {k:<32} {v:>8}" for k, v in self.source_rows.items()]
+        out.append("Rows rejected at validation:")
+        out += [f"  {k:<32} {v:>8}" for k, v in self.rejected.items()]
+        out += [f"  HALTED {k}: {v}" for k, v in self.halted.items()]
+        out.append("Identity links:")
+        for link, counts in self.links.items():
+            detail = ", ".join(f"{k}={v}" for k, v in counts.items() if k != "match_rate")
+            out.append(f"  {link:<32} match rate {counts.get('match_rate', 0):.2%} ({detail})")
+        out.append("Blocking checks:")
+        out += [f"  {k:<32} {'PASSED' if v else 'FAILED'}" for k, v in self.checks.items()]
+        out.append("Rows written to the warehouse:")
+        out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
+        if not self.written:
+            out.append("  (nothing written: the warehouse was not touched)")
+        return "\n".join(out)
+
+
+def _meta(mat: dg.AssetMaterialization) -> dict:
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def run_drop(
+    settings: Settings, *, instance: dg.DagsterInstance | None = None, log_level: str = "WARNING", **overrides
+) -> DropReport:
+    defs = build_definitions(settings, **overrides)
+    job = defs.resolve_job_def("drop_job")
+    with (dg.DagsterInstance.ephemeral() if instance is None else _nullcontext(instance)) as inst:
+        result = job.execute_in_process(
+            instance=inst, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    report = DropReport(success=result.success)
+    for node in [*SOURCES, *VALIDATED, "student_identity_map", *WAREHOUSE]:
+        mats = result.asset_materializations_for_node(node)
+        if not mats:
+            continue
+        meta = _meta(mats[-1])
+        if node in SOURCES:
+            report.source_rows[node] = int(meta.get("dagster/row_count", 0))
+        elif node in VALIDATED:
+            report.rejected[node] = int(meta.get("rows_rejected", 0))
+            if meta.get("halted"):
+                report.halted[node] = meta["halted"]
+        elif node == "student_identity_map":
+            for key, value in meta.items():
+                if "/" in key and not key.startswith("dagster/"):
+                    link, name = key.split("/", 1)
+                    report.links.setdefault(link, {})[name] = value
+        else:
+            report.written[node] = int(meta.get("rows_written", 0))
+    for ev in result.get_asset_check_evaluations():
+        report.checks[ev.check_name] = ev.passed
+    return report
+
+
+class _nullcontext:
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False
