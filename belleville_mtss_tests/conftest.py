@@ -1,0 +1,56 @@
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from belleville_mtss.lib.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required where CI=true")
+    pytest.skip(f"{what} is not available here")
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        _missing(f"the reference folder {REFERENCE}")
+    return REFERENCE
+
+
+def make_settings(home: Path, **env: str) -> Settings:
+    return load_settings({"MTSS_HOME": str(home), **env})
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "mtss")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("MTSS_TEST_PG_URL")
+    if not url:
+        _missing("PostgreSQL (MTSS_TEST_PG_URL)")
+    return url
+
+
+@pytest.fixture
+def pg_database(pg_server_url: str):
+    """A fresh PostgreSQL database per test, dropped afterwards."""
+    name = f"mtss_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
