@@ -70,7 +70,7 @@ class MtssResource(dg.ConfigurableResource):
         try:
             record_errors(
                 engine, records, district_id=self.district_entry().account_info_id, drop_id=self.drop_id,
-                run_id=context.run_id,
+                run_id=context.run.run_id,
             )
         finally:
             engine.dispose()
