@@ -29,3 +29,27 @@ def test_district_checks_are_blocking_and_gate_every_downstream_asset(tmp_path):
         node = graph.get(dg.AssetKey(name))
         assert crosswalk in node.parent_keys, name
         assert "all_deps_blocking_checks_passed" in str(node.automation_condition), name
+
+
+def test_dagster_cli_loads_the_code_location_from_workspace_and_pyproject(tmp_path):
+    """What `dagster dev` does at the repository root: workspace.yaml and [tool.dagster] name one location."""
+    import os
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    workspace = yaml.safe_load((repo / "workspace.yaml").read_text())["load_from"][0]["python_module"]
+    tool = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert workspace["module_name"] == tool["module_name"]
+    assert workspace["location_name"] == tool["code_location_name"]
+    dagster = Path(sys.executable).parent / "dagster"
+    env = {**os.environ, "MTSS_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path)}
+    for extra in (["-w", "workspace.yaml"], []):
+        done = subprocess.run([str(dagster), "definitions", "validate", *extra], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "Validation successful for code location belleville_mtss" in done.stderr + done.stdout
