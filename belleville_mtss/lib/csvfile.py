@@ -111,7 +111,8 @@ def read_text_csv(
         raise FileRejected("unreadable", f"{path.name}: not a readable CSV file ({exc.__class__.__name__})") from None
     if encoding != "utf-8":
         frame = _redecode(path, frame, delimiter, encoding, has_header, header)
-    frame = frame.rename({c: h for c, h in zip(frame.columns, header) if c != h})
+    # Blank header names keep polars' unique placeholders: two of them would otherwise collide.
+    frame = frame.rename({c: h for c, h in zip(frame.columns, header) if h and c != h})
     if frame.height == 0:
         raise FileRejected("header_only", f"{path.name} has a header row but no data rows")
     return frame

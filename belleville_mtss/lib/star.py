@@ -140,7 +140,8 @@ def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataF
         _int("scaled_score").alias("scaled_score_n"),
         _int("percentile_rank").alias("percentile_rank"),
         _int("unified_score").alias("unified_score"),
-        pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id").str.strip_chars()),
+        pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id").str.strip_chars())
+        .alias("assessment_id"),
     )
     reason = (
         pl.when(_blank("student_identifier"))

@@ -1,0 +1,228 @@
+"""PowerSchool student exports in each header style a district may send, mapped through the district's registry
+entry (header names matched case-insensitively), plus the two PowerSchool-shaped reference files read in place."""
+from pathlib import Path
+
+import pytest
+
+from belleville_mtss.lib.csvfile import FileRejected
+from belleville_mtss.lib.ingest import ingest_file, validate_powerschool
+from belleville_mtss.lib.powerschool import map_columns, read_powerschool, type_students
+from belleville_mtss.lib.registry import PowerSchoolFormat, load_district
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = "powerschool_official__Students_Data_Import_Template_2022_09.csv"
+MENNOTECH = "mennotech_fsenrollment__students_example.csv"
+
+
+def write(tmp_path: Path, text: str, name: str = "students.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
+def load(path: Path, fmt: PowerSchoolFormat):
+    mapped = map_columns(read_powerschool(path, fmt), fmt, path.name)
+    return type_students(mapped)
+
+
+def by_number(typed) -> dict[str, dict]:
+    return {r["student_number"]: r for r in typed.iter_rows(named=True)}
+
+
+def test_dem_table_field_headers_through_the_belleville_registry(tmp_path):
+    district = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")
+    path = write(
+        tmp_path,
+        "STUDENTS.STUDENT_NUMBER,U_STUDENTSUSERFIELDS.CUSTOM_STUDENT_EMAIL,STUDENTS.FIRST_NAME,STUDENTS.LAST_NAME,"
+        "STUDENTS.GRADE_LEVEL,STUDENTS.SCHOOLID,STUDENTS.DOB,STUDENTS.ENROLL_STATUS\r\n"
+        "000123,  Ana.Lopez@Belleville.K12.NJ.US ,Ana,Lopez,3,101,01/02/2015,0\r\n"
+        "4567,bo.kim@belleville.k12.nj.us,Bo,Kim,0,102,03/04/2018,0\r\n",
+    )
+    src = ingest_file("powerschool_students", path, district)
+    validated, errors = validate_powerschool(src, district)
+    assert validated.halted is None and errors == []
+    rows = by_number(validated.frame)
+    assert list(rows) == ["000123", "4567"]
+    assert rows["000123"]["email"] == "Ana.Lopez@Belleville.K12.NJ.US"
+    assert rows["000123"]["email_key"] == "ana.lopez@belleville.k12.nj.us"
+    assert rows["000123"]["grade_level"] == "3" and rows["4567"]["grade_level"] == "0"
+    assert rows["4567"]["school_id"] == "102" and rows["4567"]["last_name"] == "Kim"
+
+
+def test_bracketed_table_name_headers(tmp_path):
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "[Students]Student_Number", "email": "[Students]Email",
+        "last_name": "[students]last_name", "school_id": "[Schools]School_Number",
+    })
+    path = write(
+        tmp_path,
+        "[students]student_number,[STUDENTS]EMAIL,[Students]Last_Name,[schools]school_number\n"
+        "000123,ANA@X.ORG ,Lopez,101\n"
+        "000124,,Kim,102\n",
+    )
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    rows = by_number(typed)
+    assert list(rows) == ["000123", "000124"]
+    assert rows["000123"]["email_key"] == "ana@x.org"
+    assert rows["000124"]["email_key"] is None  # a blank email is no join key
+    assert rows["000124"]["last_name"] == "Kim" and rows["000124"]["school_id"] == "102"
+
+
+def test_bracketed_table_number_headers(tmp_path):
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "[01]Student_Number", "email": "[01]Email_Addr", "first_name": "[01]First_Name",
+    })
+    path = write(
+        tmp_path,
+        "[01]Student_Number,[01]first_name,[01]EMAIL_ADDR,[39]Name\n"
+        "000123,Ana,\tAna@X.org\t,Belleville High\n",
+    )
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "first_name", "email", "email_key").row(0) == (
+        "000123", "Ana", "Ana@X.org", "ana@x.org")
+
+
+def test_plain_field_name_headers(tmp_path):
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "student_number", "email": "EMAIL", "grade_level": "grade_level",
+    })
+    path = write(tmp_path, "Student_Number,Grade_Level,Email\n000123,-1, Pk.Kid@X.ORG\n0042,12,\n")
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    rows = by_number(typed)
+    assert list(rows) == ["000123", "0042"]
+    assert rows["000123"]["grade_level"] == "-1"
+    assert rows["000123"]["email_key"] == "pk.kid@x.org"
+    assert rows["0042"]["email"] == "" and rows["0042"]["email_key"] is None
+
+
+def test_lower_case_raw_table_headers(tmp_path):
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "Student_Number", "email": "U_LD_Account_Management.Student_Email",
+        "enroll_status": "Enroll_Status", "dob": "DOB",
+    })
+    path = write(
+        tmp_path,
+        "id,dcid,student_number,u_ld_account_management.student_email,enroll_status,dob\n"
+        "1,9001,000123,A@B.C,0,2015-01-02\n"
+        "2,9002,000124,  c@d.e  ,-1,2016-03-04\n",
+    )
+    mapped = map_columns(read_powerschool(path, fmt), fmt, path.name)
+    assert mapped["enroll_status"].to_list() == ["0", "-1"]
+    assert mapped["dob"].to_list() == ["2015-01-02", "2016-03-04"]
+    typed, rejected = type_students(mapped)
+    assert rejected.is_empty()
+    assert typed["student_number"].to_list() == ["000123", "000124"]
+    assert typed["email_key"].to_list() == ["a@b.c", "c@d.e"]
+
+
+def test_missing_mapped_header_is_refused_naming_it(tmp_path):
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "STUDENTS.STUDENT_NUMBER", "email": "U_STUDENTSUSERFIELDS.custom_student_email",
+        "grade_level": "STUDENTS.GRADE_LEVEL",
+    })
+    path = write(tmp_path, "STUDENTS.STUDENT_NUMBER,STUDENTS.GRADE_LEVEL\n000123,zz-secret-value\n")
+    with pytest.raises(FileRejected) as info:
+        map_columns(read_powerschool(path, fmt), fmt, path.name)
+    assert info.value.reason == "missing_columns"
+    assert "U_STUDENTSUSERFIELDS.custom_student_email" in info.value.message
+    assert "STUDENTS.GRADE_LEVEL" not in info.value.message  # only what is missing is named
+    assert "zz-secret-value" not in info.value.message
+
+
+def test_missing_mapped_header_halts_through_validate(tmp_path):
+    district = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")
+    path = write(tmp_path, "Student_Number,Email\n000123,a@b.c\n")
+    validated, errors = validate_powerschool(ingest_file("powerschool_students", path, district), district)
+    assert validated.frame is None
+    assert validated.halted.reason == "missing_columns"
+    assert "STUDENTS.STUDENT_NUMBER" in validated.halted.message
+    assert [e.reason for e in errors] == ["missing_columns"]
+
+
+def test_duplicate_student_numbers_reject_both_rows_and_keep_the_rest(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
+    path = write(
+        tmp_path,
+        "Student_Number,Email\n"
+        "000123,a@x.org\n"
+        "000124,b@x.org\n"
+        "000123 ,c@x.org\n"  # the same number once surrounding space is stripped
+        "000125,d@x.org\n"
+        ",e@x.org\n",
+    )
+    typed, rejected = load(path, fmt)
+    assert typed["student_number"].to_list() == ["000124", "000125"]
+    assert typed["source_row"].to_list() == [3, 5]
+    assert sorted(rejected.iter_rows()) == [
+        (2, "duplicate student number"),
+        (4, "duplicate student number"),
+        (6, "missing student number"),
+    ]
+
+
+def test_duplicates_are_counted_through_validate(tmp_path):
+    district = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")
+    path = write(
+        tmp_path,
+        "STUDENTS.STUDENT_NUMBER,U_STUDENTSUSERFIELDS.custom_student_email,STUDENTS.FIRST_NAME,"
+        "STUDENTS.LAST_NAME,STUDENTS.GRADE_LEVEL,STUDENTS.SCHOOLID,STUDENTS.DOB,STUDENTS.ENROLL_STATUS\n"
+        "000123,a@x.org,A,A,1,1,,0\n000123,b@x.org,B,B,1,1,,0\n000200,c@x.org,C,C,1,1,,0\n",
+    )
+    validated, errors = validate_powerschool(ingest_file("powerschool_students", path, district), district)
+    assert validated.rejected == {"duplicate student number": 2}
+    assert validated.frame["student_number"].to_list() == ["000200"]
+    assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 2)]
+
+
+def test_tab_delimited_export(tmp_path):
+    fmt = PowerSchoolFormat(delimiter="\t", columns={
+        "student_number": "Student_Number", "email": "Email", "last_name": "Last_Name",
+    })
+    path = write(tmp_path, "Student_Number\tLast_Name\tEmail\n000123\tO'Brien, Jr.\tA@X.ORG\n000124\tKim\t\n",
+                 name="students.txt")
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "last_name", "email_key").rows() == [
+        ("000123", "O'Brien, Jr.", "a@x.org"), ("000124", "Kim", None)]
+
+
+def test_tab_delimited_export_read_as_commas_is_refused(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
+    path = write(tmp_path, "Student_Number\tEmail\n000123\tA@X.ORG\n")
+    with pytest.raises(FileRejected) as info:
+        load(path, fmt)
+    assert info.value.reason == "missing_columns"
+
+
+def test_powerschool_import_template_lacks_an_email_column(reference_dir):
+    path = reference_dir / "powerschool" / TEMPLATE
+    fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Student_Email"})
+    raw = read_powerschool(path, fmt)
+    # A leading and a trailing empty header column around 34 named ones; Required/Recommended/Example rows.
+    assert raw.width == 36 and raw.height == 3
+    assert raw.columns[1] == "Student_Number" and raw.columns[-2] == "home_room"
+    assert raw["Student_Number"].to_list() == ["X", "", "12345"]
+    with pytest.raises(FileRejected) as info:
+        map_columns(raw, fmt, path.name)
+    assert info.value.reason == "missing_columns"
+    assert "Student_Email" in info.value.message
+    assert "Student_Number" not in info.value.message
+
+
+def test_mennotech_example_has_19_students_and_no_email_column(reference_dir):
+    path = reference_dir / "powerschool" / MENNOTECH
+    fmt = PowerSchoolFormat(columns={
+        "student_number": "student_number", "email": "Email", "grade_level": "GRADE_LEVEL",
+    })
+    raw = read_powerschool(path, fmt)
+    assert raw.height == 19 and raw.width == 27
+    numbers = raw["Student_Number"].to_list()
+    assert numbers[0] == "313202" and len(set(numbers)) == 19
+    assert raw["EntryDate"].unique().to_list() == ["9/2/25"]  # text, not a guessed date
+    with pytest.raises(FileRejected) as info:
+        map_columns(raw, fmt, path.name)
+    assert info.value.reason == "missing_columns"
+    assert info.value.message.endswith("missing column(s) Email named in the district registry")
