@@ -1,13 +1,20 @@
-"""The `belleville-mtss` command."""
+"""The `belleville-mtss` command: the demo, and the tools for onboarding a district."""
 import argparse
+import csv
+import json
 import sys
+from pathlib import Path
 
 from .lib.config import load_settings
 
 
+class CliError(Exception):
+    """A problem with the command's input: printed as one line, exit status 2."""
+
+
 def _demo(args: argparse.Namespace) -> int:
-    from .lib.sample import SampleSpec, generate_drop, load_databases
     from .lib.registry import load_registry
+    from .lib.sample import SampleSpec, generate_drop, load_databases
     from .run import run_drop
 
     settings = load_settings()
@@ -26,14 +33,159 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _account_info():
+    import sqlalchemy as sa
+
+    from .lib.warehouse import account_info, make_engine, read_table
+
+    settings = load_settings()
+    engine = make_engine(settings.warehouse_url)
+    where = sa.engine.make_url(settings.warehouse_url).render_as_string(hide_password=True)
+    try:
+        frame = read_table(engine, account_info)
+    except sa.exc.SQLAlchemyError:
+        raise CliError(f"cannot read dm.AccountInfo from {where} (set MTSS_WAREHOUSE_URL, or run the demo)") from None
+    finally:
+        engine.dispose()
+    if frame.is_empty():
+        raise CliError(f"dm.AccountInfo at {where} is empty")
+    return frame
+
+
+def _resolve_or_fail(reference, queries):
+    try:
+        return reference.resolve_many(queries)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from .lib.crosswalk import account_reference
+
+    reference = account_reference(_account_info())
+    res = _resolve_or_fail(reference, [(args.name, args.state, None)])[0]
+    rows = [{"rank": i + 1, "account_info_id": c.account_info_id, "nces_id": c.key, "name": c.name,
+             "state": c.state, "score": c.score} for i, c in enumerate(res.candidates[: args.limit])]
+    if args.json:
+        print(json.dumps({"query": args.name, "state": args.state, "decision": res.decision, "method": res.method,
+                          "margin": res.margin, "candidates": rows}, indent=2))
+        return 0
+    print(f"'{args.name}'{' in ' + args.state if args.state else ' (no state given)'}: {res.decision} "
+          f"by {res.method}, margin {res.margin}")
+    for r in rows:
+        print(f"  {r['rank']}. AccountInfoId {r['account_info_id']}  NcesId {r['nces_id']}  {r['name']} "
+              f"({r['state']})  score {r['score']}")
+    return 0
+
+
+def _read_csv(path: Path, required: list[str], what: str) -> tuple[list[str], list[dict]]:
+    if not path.is_file():
+        raise CliError(f"{what} file not found: {path}")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise CliError(f"{what} file {path.name} lacks column(s) {', '.join(missing)} (has: {', '.join(header)})")
+        return list(header), list(reader)
+
+
+def _match(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from .lib.crosswalk import account_reference
+    from .lib.names import Reference
+
+    header, rows = _read_csv(args.input, ["name"], "input")
+    if args.reference:
+        ref_header, ref_rows = _read_csv(args.reference, ["nces_id", "name", "state"], "reference")
+        frame = pl.DataFrame(ref_rows, schema={c: pl.Utf8 for c in ref_header}).rename({"nces_id": "key"})
+        if "account_info_id" in frame.columns:
+            frame = frame.with_columns(pl.col("account_info_id").cast(pl.Int64, strict=False))
+        reference = Reference(frame)
+        with_aid = "account_info_id" in frame.columns
+    else:
+        reference, with_aid = account_reference(_account_info()), True
+    queries = [(r["name"] or "", (r.get("state") or "").strip() or None, None) for r in rows]
+    for i, (_n, state, _c) in enumerate(queries, start=2):
+        if state and state.upper() not in reference.states:
+            raise CliError(f"{args.input.name} line {i}: unknown state '{state}'")
+    results = _resolve_or_fail(reference, queries)
+    added = ["decision", "nces_id", "matched_name", "score", "margin"] + (["account_info_id"] if with_aid else [])
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        writer = csv.DictWriter(out, fieldnames=header + [c for c in added if c not in header])
+        writer.writeheader()
+        for row, res in zip(rows, results):
+            best = res.best if res.decision == "resolved" else None
+            extra = {"decision": res.decision, "nces_id": best.key if best else "",
+                     "matched_name": best.name if best else "", "score": res.best.score if res.best else "",
+                     "margin": "" if res.margin is None else res.margin}
+            if with_aid:
+                extra["account_info_id"] = best.account_info_id if best and best.account_info_id else ""
+            writer.writerow({**row, **extra})
+    finally:
+        if args.output:
+            out.close()
+    counts = {d: sum(r.decision == d for r in results) for d in ("resolved", "ambiguous", "unmatched")}
+    print(f"{len(results)} names: " + ", ".join(f"{v} {k}" for k, v in counts.items()), file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .lib.crosswalk import check_entry
+    from .lib.registry import RegistryError, load_registry
+
+    settings = load_settings()
+    try:
+        registry = load_registry(settings.districts_dir)
+    except RegistryError as exc:
+        raise CliError(f"registry: {exc}") from None
+    if args.district and args.district not in registry:
+        raise CliError(f"district '{args.district}' is not in the registry ({', '.join(sorted(registry))})")
+    account_info = _account_info()
+    failed = 0
+    for key in [args.district] if args.district else sorted(registry):
+        problems = check_entry(registry[key], account_info)
+        entry = registry[key]
+        print(f"{key}: {'OK' if not problems else 'PROBLEMS'} (AccountInfoId {entry.account_info_id}, "
+              f"NcesId {entry.nces_id}, {entry.state})")
+        for p in problems:
+            print(f"  - {p}")
+        failed += bool(problems)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="belleville-mtss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
     demo.add_argument("--students", type=int, default=4500)
     demo.set_defaults(func=_demo)
+
+    districts = sub.add_parser("districts", help="district identity tools for onboarding")
+    dsub = districts.add_subparsers(dest="districts_command", required=True)
+    suggest = dsub.add_parser("suggest", help="ranked candidates from dm.AccountInfo for a district name")
+    suggest.add_argument("name")
+    suggest.add_argument("--state", help="two-letter state; without it, same-name districts stay ambiguous")
+    suggest.add_argument("--json", action="store_true")
+    suggest.add_argument("--limit", type=int, default=5)
+    suggest.set_defaults(func=_suggest)
+    match = dsub.add_parser("match", help="resolve a CSV of names (columns name, optionally state)")
+    match.add_argument("input", type=Path)
+    match.add_argument("--reference", type=Path, help="CSV with nces_id, name, state (default: dm.AccountInfo)")
+    match.add_argument("--output", type=Path, help="output CSV (default: standard output)")
+    match.set_defaults(func=_match)
+    check = dsub.add_parser("check", help="check registry entries against dm.AccountInfo")
+    check.add_argument("district", nargs="?")
+    check.set_defaults(func=_check)
+
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"belleville-mtss: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

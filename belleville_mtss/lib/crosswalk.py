@@ -84,3 +84,19 @@ def account_info_problems(district: District, account_info: pl.DataFrame) -> lis
     if state != district.state:
         problems.append(f"AccountInfoId {district.account_info_id} is in {state}, registry says {district.state}")
     return problems
+
+
+def check_entry(district: District, account_info: pl.DataFrame) -> list[str]:
+    """Everything that does not hold about a registry entry against dm.AccountInfo (empty: all holds)."""
+    problems = account_info_problems(district, account_info)
+    reference = account_reference(account_info)
+    names = district.source_names
+    for source, listed in (("account_info", names.account_info), ("renaissance", names.renaissance),
+                           ("classlink", names.classlink)):
+        for entry in resolve_names(district, reference, source, None, listed):
+            if not entry.verified:
+                problems.append(
+                    f"{source} name '{entry.name_seen}' is {entry.decision}: best candidate {entry.candidate!s} "
+                    f"(AccountInfoId {entry.candidate_account_info_id!s}, score {entry.score!s}, margin {entry.margin!s})"
+                )
+    return problems

@@ -27,7 +27,8 @@ _EXPAND = {
     "ESD": "ELEMENTARY", "ELEM": "ELEMENTARY", "ISD": "INDEPENDENT", "CISD": "CONSOLIDATED INDEPENDENT",
     "USD": "UNIFIED", "UNIF": "UNIFIED", "CSD": "CENTRAL", "CUSD": "COMMUNITY UNIT", "CCSD": "COMMUNITY CONSOLIDATED",
     "VOC": "VOCATIONAL", "TECH": "TECHNICAL", "N": "NORTH", "S": "SOUTH", "E": "EAST", "W": "WEST",
-    "NO": "NORTH", "SO": "SOUTH", "CNTY": "COUNTY", "INDEP": "INDEPENDENT", "AREA": "AREA",
+    "NO": "NORTH", "SO": "SOUTH", "CNTY": "COUNTY", "INDEP": "INDEPENDENT", "PUB": "PUBLIC", "SCHL": "SCHOOL",
+    "SCHLS": "SCHOOLS", "BD": "BOARD", "EDUC": "EDUCATION",
 }
 _PUNCT = re.compile(r"[^A-Z0-9 ]+")
 
@@ -101,7 +102,7 @@ class Reference:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("account_info_id"))
         self.frame = frame.select(
             pl.col("key").cast(pl.Utf8),
-            pl.col("name").cast(pl.Utf8),
+            pl.col("name").cast(pl.Utf8).fill_null(""),
             pl.col("state").cast(pl.Utf8).str.strip_chars().str.to_uppercase(),
             pl.col("county").cast(pl.Utf8).str.strip_chars().str.to_uppercase(),
             pl.col("account_info_id").cast(pl.Int64),
