@@ -225,7 +225,8 @@ def load_databases(prod_url: str, warehouse_url: str, classlink_users: pl.DataFr
     create_tables(prod, PROD_TABLES)
     with prod.begin() as conn:
         conn.execute(class_link_users.delete())
-        conn.execute(class_link_users.insert(), classlink_users.to_dicts())
+        if classlink_users.height:
+            conn.execute(class_link_users.insert(), classlink_users.to_dicts())
     prod.dispose()
     warehouse = make_engine(warehouse_url)
     create_tables(warehouse, WAREHOUSE_TABLES)

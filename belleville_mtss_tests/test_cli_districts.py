@@ -1,0 +1,126 @@
+"""`belleville-mtss districts suggest | match | check` against a real (SQLite) warehouse."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.sample import load_databases
+
+from .conftest import make_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def warehouse_env(tmp_path, monkeypatch):
+    import polars as pl
+
+    settings = make_settings(tmp_path / "home")
+    load_databases(settings.prod_db_url, settings.warehouse_url, pl.DataFrame(schema={
+        "UserId": pl.Utf8, "TenantId": pl.Int64, "TenantName": pl.Utf8, "Role": pl.Utf8, "Email": pl.Utf8,
+        "GivenName": pl.Utf8, "FamilyName": pl.Utf8}))
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    for var in ("MTSS_WAREHOUSE_URL", "MTSS_DISTRICTS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    return settings
+
+
+def test_suggest_ranks_belleville_first_in_nj(warehouse_env, capsys):
+    assert main(["districts", "suggest", "Belleville Public Schools", "--state", "NJ", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["decision"] == "resolved"
+    best = out["candidates"][0]
+    assert (best["account_info_id"], best["nces_id"], best["state"]) == (107873, "3401350", "NJ")
+
+
+def test_suggest_without_state_lists_the_same_name_districts(warehouse_env, capsys):
+    assert main(["districts", "suggest", "BELLEVILLE SCHOOL DISTRICT"]) == 0
+    out = capsys.readouterr().out
+    assert "ambiguous" in out and "(WI)" in out and "(NJ)" in out
+
+
+def test_suggest_unknown_state_is_a_clear_error(warehouse_env, capsys):
+    assert main(["districts", "suggest", "Belleville", "--state", "ZZ"]) == 2
+    assert "unknown state 'ZZ'" in capsys.readouterr().err
+
+
+def test_match_with_a_reference_file(tmp_path, capsys):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("nces_id,name,state,county\n3401350,BELLEVILLE,NJ,ESSEX\n5500990,BELLEVILLE SCHOOL DISTRICT,WI,DANE\n"
+                   "3401950,BOONTON TOWN,NJ,MORRIS\n3401980,BOONTON TOWNSHIP,NJ,MORRIS\n")
+    inp = tmp_path / "in.csv"
+    inp.write_text("name,state,note\nBelleville Public Schools,NJ,a\nBELLEVILLE SCHOOL DISTRICT,,b\n"
+                   "Boonton Twp School District,NJ,c\nNowhere Regional,NJ,d\n")
+    out = tmp_path / "out.csv"
+    assert main(["districts", "match", str(inp), "--reference", str(ref), "--output", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["name", "state", "note", "decision", "nces_id", "matched_name", "score", "margin"]
+    assert [(r["decision"], r["nces_id"], r["note"]) for r in rows] == [
+        ("resolved", "3401350", "a"), ("ambiguous", "", "b"), ("resolved", "3401980", "c"), ("unmatched", "", "d")]
+    assert "4 names: 2 resolved, 1 ambiguous, 1 unmatched" in capsys.readouterr().err
+
+
+def test_match_against_the_warehouse(warehouse_env, tmp_path, capsys):
+    inp = tmp_path / "in.csv"
+    inp.write_text("name,state\nBelleville PD,NJ\n")
+    assert main(["districts", "match", str(inp)]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert rows[0]["decision"] == "resolved" and rows[0]["account_info_id"] == "107873"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "input file not found"),
+    ("district,state\nBelleville,NJ\n", "lacks column(s) name"),
+    ("name,state\nBelleville,XX\n", "line 2: unknown state 'XX'"),
+])
+def test_match_errors_are_clear(tmp_path, capsys, content, message):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("nces_id,name,state\n3401350,BELLEVILLE,NJ\n")
+    inp = tmp_path / "in.csv"
+    if content is not None:
+        inp.write_text(content)
+    assert main(["districts", "match", str(inp), "--reference", str(ref)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_match_reference_missing_columns(tmp_path, capsys):
+    (tmp_path / "ref.csv").write_text("leaid,name\n1,X\n")
+    (tmp_path / "in.csv").write_text("name\nX\n")
+    assert main(["districts", "match", str(tmp_path / "in.csv"), "--reference", str(tmp_path / "ref.csv")]) == 2
+    assert "lacks column(s) nces_id, state" in capsys.readouterr().err
+
+
+def test_check_passes_for_belleville_and_reports_a_wrong_name(warehouse_env, tmp_path, monkeypatch, capsys):
+    assert main(["districts", "check", "belleville"]) == 0
+    assert "belleville: OK" in capsys.readouterr().out
+    registry = tmp_path / "districts"
+    registry.mkdir()
+    text = (PACKAGED_DISTRICTS_DIR / "belleville.yaml").read_text()
+    (registry / "belleville.yaml").write_text(text.replace('["Belleville PD"]', '["Bloomfield PD"]'))
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(registry))
+    assert main(["districts", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "belleville: PROBLEMS" in out and "classlink name 'Bloomfield PD'" in out and "BLOOMFIELD TOWNSHIP" in out
+
+
+def test_check_unknown_district(warehouse_env, capsys):
+    assert main(["districts", "check", "atlantis"]) == 2
+    assert "district 'atlantis' is not in the registry" in capsys.readouterr().err
+
+
+def test_resolution_benchmark_runs_on_a_small_sample(reference_dir):
+    script = REPO / "benchmarks" / "district_resolution.py"
+    done = subprocess.run([sys.executable, str(script), "--reference", str(reference_dir / "districts"),
+                           "--limit", "400"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert "variants, with state" in done.stdout and "time:" in done.stdout
+    variants = next(l for l in done.stdout.splitlines() if l.startswith("variants, with state"))
+    assert variants.split()[-1] == "0"  # never another state
+    assert float(variants.split()[4]) >= 0.99  # precision of resolved decisions
