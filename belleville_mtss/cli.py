@@ -26,7 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
     tables = generate_drop(drop, spec)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     print("Materializing every asset of drop_job ...")
-    report = run_drop(settings, district="belleville", drop=spec.drop_name)
+    report = run_drop(settings, f"belleville/{spec.drop_name}")
     print(report.render())
     ok = report.success and report.checks_passed
     print("OK: every blocking check passed." if ok else "FAILED: see the checks and dm.IngestionErrors.")

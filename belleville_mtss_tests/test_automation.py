@@ -3,31 +3,41 @@ import dagster as dg
 
 from belleville_mtss.definitions import build_definitions
 
-from .helpers import prepare_drop, set_column
+from dataclasses import replace
+
+from belleville_mtss.defs.partitions import drops
+
+from .helpers import SMALL, prepare_drop, set_column
 
 DOWNSTREAM = ["student_identity_map", "student_roster", "assessment_results", "dm_student_roster",
               "dm_assessment_results"]
 UPSTREAM = dg.AssetSelection.groups("sources", "validated") | dg.AssetSelection.assets("district_crosswalk")
 
 
-def _run_upstream_then_evaluate(settings) -> dict[str, int]:
+def _run_upstream_then_evaluate(settings, keys: list[str]) -> set[str]:
+    """Run sources, validation and the crosswalk (with its checks) for each drop, then ask automation
+    which drops' identity maps it would materialize."""
     defs = build_definitions(settings)
     with dg.DagsterInstance.ephemeral() as instance:
-        job = dg.define_asset_job("upstream", selection=UPSTREAM)
+        job = dg.define_asset_job("upstream", selection=UPSTREAM, partitions_def=drops)
         defs_with_job = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-        # a first tick before the drop arrives, as the automation sensor would have made
+        instance.add_dynamic_partitions("drops", keys)
+        # a first tick before the drops arrive, as the automation sensor would have made
         before = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        defs_with_job.resolve_job_def("upstream").execute_in_process(instance=instance, raise_on_error=False)
+        for key in keys:
+            defs_with_job.resolve_job_def("upstream").execute_in_process(
+                instance=instance, raise_on_error=False, partition_key=key)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=before.cursor)
-        return {name: result.get_num_requested(dg.AssetKey(name)) for name in DOWNSTREAM[:1]}
+        return set(result.get_requested_partitions(dg.AssetKey(DOWNSTREAM[0])))
 
 
-def test_failed_district_check_holds_automated_runs(settings):
-    drop = prepare_drop(settings)
-    set_column(drop / "SEL.csv", "DistrictName", "Bellevue Public Schools")
-    assert _run_upstream_then_evaluate(settings) == {"student_identity_map": 0}
+def test_a_failed_district_check_holds_only_that_drop(settings):
+    prepare_drop(settings, replace(SMALL, drop_name="good"))
+    bad = prepare_drop(settings, replace(SMALL, drop_name="bad"))
+    set_column(bad / "SEL.csv", "DistrictName", "Bellevue Public Schools")
+    assert _run_upstream_then_evaluate(settings, ["belleville/bad", "belleville/good"]) == {"belleville/good"}
 
 
-def test_passed_district_check_lets_automated_runs_go(settings):
+def test_passed_district_checks_let_automated_runs_go(settings):
     prepare_drop(settings)
-    assert _run_upstream_then_evaluate(settings) == {"student_identity_map": 1}
+    assert _run_upstream_then_evaluate(settings, ["belleville/2026-11-01"]) == {"belleville/2026-11-01"}

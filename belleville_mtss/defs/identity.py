@@ -9,6 +9,7 @@ from ..lib.identity import build_results, build_roster, link_students
 from ..lib.ingest import ValidatedFile
 from ..lib.star import STAR_SCHEMA
 from ..lib.warehouse import now
+from .partitions import drops
 from .resources import MtssResource
 
 STAR_INPUTS = {
@@ -26,16 +27,16 @@ def _md_table(frame: pl.DataFrame) -> str:
 
 
 @dg.asset(
-    group_name="identity", kinds={"polars", "rapidfuzz"},
+    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops,
     ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
          "classlink": dg.AssetIn("validated_classlink_users")},
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo",
 )
 def district_crosswalk(
-    mtss: MtssResource, account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+    context: dg.AssetExecutionContext, mtss: MtssResource, account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
     star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
 ) -> dg.Output[pl.DataFrame]:
-    district = mtss.district_entry()
+    district = mtss.for_drop(context.partition_key)
     reference = xw.account_reference(account_info)
     entries = [xw.bundled(powerschool.source, powerschool.file_name) if powerschool.usable
                else xw.halted(powerschool.source, powerschool.file_name)]
@@ -52,19 +53,19 @@ def district_crosswalk(
         entries.append(xw.halted(classlink.source, classlink.file_name))
     frame = xw.to_frame(entries)
     return dg.Output(frame, metadata={
-        "district": district.district, "account_info_id": district.account_info_id, "drop": mtss.drop_id,
+        "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
         "files_verified": int(frame["verified"].sum()), "files": frame.height,
         "crosswalk": dg.MetadataValue.md(_md_table(frame)),
     })
 
 
-@dg.asset_check(asset=district_crosswalk, blocking=True,
+@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops,
                 description="Every district name in the drop resolves to the registry's AccountInfoId")
 def district_names_match_registry(
     context: dg.AssetCheckExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame
 ) -> dg.AssetCheckResult:
     failing = district_crosswalk.filter(~pl.col("verified"))
-    district = mtss.district_entry()
+    district = mtss.for_drop(context.partition_key)
     records = [
         ErrorRecord(
             "district", f"district_{row['decision']}",
@@ -76,21 +77,22 @@ def district_names_match_registry(
         )
         for row in failing.iter_rows(named=True)
     ]
-    mtss.record(context, records)
+    mtss.record(context, context.partition_key, records)
     return dg.AssetCheckResult(
         passed=failing.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
         metadata={"failing": failing.height, "details": dg.MetadataValue.md(_md_table(failing) if records else "none")},
     )
 
 
-@dg.asset_check(asset=district_crosswalk, blocking=True, additional_ins={"account_info": dg.AssetIn("account_info")},
+@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops, additional_ins={"account_info": dg.AssetIn("account_info")},
                 description="The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state")
 def account_info_id_exists(
     context: dg.AssetCheckExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame,
     account_info: pl.DataFrame,
 ) -> dg.AssetCheckResult:
-    problems = xw.account_info_problems(mtss.district_entry(), account_info)
-    mtss.record(context, [ErrorRecord("district", "account_info", p, "dm.AccountInfo") for p in problems])
+    problems = xw.account_info_problems(mtss.for_drop(context.partition_key), account_info)
+    records = [ErrorRecord("district", "account_info", p, "dm.AccountInfo") for p in problems]
+    mtss.record(context, context.partition_key, records)
     return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"problems": "; ".join(problems) or "none"})
 
@@ -108,7 +110,7 @@ def _require_verified(crosswalk: pl.DataFrame) -> None:
 
 
 @dg.asset(
-    group_name="identity", kinds={"polars"}, automation_condition=GATED,
+    group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
     ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
          "classlink": dg.AssetIn("validated_classlink_users")},
     description="ClassLink email = PowerSchool email; PowerSchool student number = Star StudentIdentifier",
@@ -128,27 +130,27 @@ def student_identity_map(
     return dg.Output(identity, metadata={"dagster/row_count": identity.height, **meta})
 
 
-@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED,
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
           ins={"powerschool": dg.AssetIn("validated_powerschool_students")}, deps=[district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
 def student_roster(
-    mtss: MtssResource, powerschool: ValidatedFile, student_identity_map: pl.DataFrame
+    context: dg.AssetExecutionContext, mtss: MtssResource, powerschool: ValidatedFile, student_identity_map: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
-    roster = build_roster(powerschool.frame, student_identity_map, mtss.district_entry().account_info_id,
-                          mtss.drop_id, now())
+    key = context.partition_key
+    roster = build_roster(powerschool.frame, student_identity_map, mtss.for_drop(key).account_info_id, key, now())
     return dg.Output(roster, metadata={"dagster/row_count": roster.height})
 
 
-@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS,
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
           deps=[district_crosswalk],
           description="One row per Star test (SR, SM, SEL) of a rostered student, stamped with AccountInfoId")
 def assessment_results(
-    mtss: MtssResource, student_roster: pl.DataFrame,
+    context: dg.AssetExecutionContext, mtss: MtssResource, student_roster: pl.DataFrame,
     star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
 ) -> dg.Output[pl.DataFrame]:
     star = _star(star_reading, star_math, star_early_literacy)
-    results, duplicates = build_results(star, student_roster, mtss.district_entry().account_info_id,
-                                        mtss.drop_id, now())
+    key = context.partition_key
+    results, duplicates = build_results(star, student_roster, mtss.for_drop(key).account_info_id, key, now())
     by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
     return dg.Output(results, metadata={"dagster/row_count": results.height, "duplicate_tests_dropped": duplicates,
                                         "rows_by_subject": dg.MetadataValue.json(by_subject)})

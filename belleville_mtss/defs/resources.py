@@ -1,58 +1,63 @@
-"""The one resource the assets share: where the drop, the registry and the databases are."""
-
+"""The one resource the assets and the sensor share: where drops, the registry and the databases are."""
 from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
 from ..lib.config import Settings
-from ..lib.drops import find_file, list_drops
+from ..lib.drops import DropSource, LocalDropSource
 from ..lib.errors import ErrorRecord, record_errors
 from ..lib.registry import District, load_registry
-from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine
+from ..lib.sftp import SftpConfig, SftpDropSource
+from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine, mark_files
+from .partitions import split_drop_key
 
 
 class MtssResource(dg.ConfigurableResource):
-    """`district` picks the registry entry; `drop` names the drop folder (empty: the latest complete drop)."""
+    """Built from the environment (see the README's configuration table)."""
 
     warehouse_url: str
     prod_db_url: str
     drop_dir: str
     districts_dir: str
-    district: str = "belleville"
-    drop: str = ""
+    staging_dir: str
+    sftp_host: str = ""
+    sftp_port: int = 22
+    sftp_user: str = ""
+    sftp_key_path: str = ""
+    sftp_known_hosts: str = ""
+    sftp_root: str = "."
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides) -> "MtssResource":
+    def from_settings(cls, settings: Settings) -> "MtssResource":
         return cls(
             warehouse_url=settings.warehouse_url, prod_db_url=settings.prod_db_url,
-            drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir), **overrides,
+            drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir),
+            staging_dir=str(settings.staging_dir), sftp_host=settings.sftp_host or "",
+            sftp_port=settings.sftp_port, sftp_user=settings.sftp_user, sftp_key_path=settings.sftp_key_path,
+            sftp_known_hosts=settings.sftp_known_hosts, sftp_root=settings.sftp_root,
         )
 
-    def district_entry(self) -> District:
-        registry = load_registry(Path(self.districts_dir))
-        if self.district not in registry:
-            raise dg.Failure(f"district '{self.district}' is not in the registry ({', '.join(sorted(registry))})")
-        return registry[self.district]
+    def registry(self) -> dict[str, District]:
+        return load_registry(Path(self.districts_dir))
 
-    def drop_path(self) -> Path:
-        base = Path(self.drop_dir) / self.district_entry().drop_folder
-        if self.drop:
-            path = base / self.drop
-            if not path.is_dir():
-                raise dg.Failure(f"drop '{self.drop}' not found under {base}")
-            return path
-        drops = list_drops(base)
-        if not drops:
-            raise dg.Failure(f"no complete drop (with its drop.done marker) under {base}")
-        return drops[-1]
+    def district_entry(self, district: str) -> District:
+        registry = self.registry()
+        if district not in registry:
+            raise dg.Failure(f"district '{district}' is not in the registry ({', '.join(sorted(registry))})")
+        return registry[district]
 
-    @property
-    def drop_id(self) -> str:
-        return f"{self.district}/{self.drop_path().name}"
+    def for_drop(self, drop_key: str) -> District:
+        return self.district_entry(split_drop_key(drop_key)[0])
 
-    def source_path(self, source: str) -> Path | None:
-        return find_file(self.drop_path(), self.district_entry().files[source])
+    def drop_source(self) -> DropSource:
+        if self.sftp_host:
+            return SftpDropSource(SftpConfig(self.sftp_host, self.sftp_port, self.sftp_user, self.sftp_key_path,
+                                             self.sftp_known_hosts, self.sftp_root))
+        return LocalDropSource(Path(self.drop_dir))
+
+    def staging(self, drop_key: str) -> Path:
+        return Path(self.staging_dir) / drop_key
 
     def warehouse(self) -> sa.Engine:
         engine = make_engine(self.warehouse_url)
@@ -62,17 +67,25 @@ class MtssResource(dg.ConfigurableResource):
     def prod_db(self) -> sa.Engine:
         return make_engine(self.prod_db_url)
 
-    def record(self, context: dg.OpExecutionContext, records: list[ErrorRecord]) -> None:
+    def record(self, context, drop_key: str, records: list[ErrorRecord]) -> None:
         """Write error records to dm.IngestionErrors and the run log (the messages carry no student data)."""
         if not records:
             return
+        district = split_drop_key(drop_key)[0]
+        registry = self.registry()
+        district_id = registry[district].account_info_id if district in registry else None
         engine = self.warehouse()
         try:
-            record_errors(
-                engine, records, district_id=self.district_entry().account_info_id, drop_id=self.drop_id,
-                run_id=context.run.run_id,
-            )
+            record_errors(engine, records, district_id=district_id, drop_id=drop_key, run_id=context.run.run_id)
         finally:
             engine.dispose()
         for r in records:
             context.log.warning(f"[{r.stage}/{r.reason}] {r.message}")
+
+    def mark_files(self, drop_key: str, names: list[str], outcome: str) -> None:
+        """The outcome of received files in the dm.IngestionFiles manifest (halted, loaded)."""
+        engine = self.warehouse()
+        try:
+            mark_files(engine, drop_key, names, outcome)
+        finally:
+            engine.dispose()

@@ -1,11 +1,15 @@
-"""Source assets: one per file of the drop, and the two tables we read (prod db, warehouse)."""
+"""Source assets: the received drop, one asset per file of it, and the two tables we read."""
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from ..lib.drops import ReceivedDrop, find_file, receive_or_replay
 from ..lib.ingest import SourceFile, ingest_file
+from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.warehouse import account_info as account_info_table
-from ..lib.warehouse import class_link_users, read_table
+from ..lib.warehouse import class_link_users, read_table, record_received
+from .partitions import drops, split_drop_key
 from .resources import MtssResource
 
 FILE_SOURCES = {
@@ -16,12 +20,37 @@ FILE_SOURCES = {
 }
 
 
+@dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"},
+          description="The drop's files copied to local staging (checksums in dm.IngestionFiles), replayable")
+def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[ReceivedDrop]:
+    key = context.partition_key
+    district, drop_name = split_drop_key(key)
+    entry = mtss.district_entry(district)
+    try:
+        received = receive_or_replay(mtss.drop_source(), district, entry.drop_folder, drop_name, mtss.staging(key),
+                                     transient=(SftpTransient,))
+    except (LookupError, SftpFatal, SftpTransient) as exc:
+        raise dg.Failure(str(exc)) from None
+    engine = mtss.warehouse()
+    try:
+        outcomes = record_received(engine, key, entry.account_info_id, received.version, list(received.files))
+    finally:
+        engine.dispose()
+    return dg.Output(received, metadata={
+        "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
+        "files": dg.MetadataValue.md("| file | bytes | sha256 | outcome |\n|---|---|---|---|\n" + "\n".join(
+            f"| {f.name} | {f.size} | {f.sha256[:16]}… | {outcomes[f.name]} |" for f in received.files)),
+    })
+
+
 def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(name=source, group_name="sources", description=description, kinds={"csv"})
-    def _asset(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[SourceFile]:
-        src = ingest_file(source, mtss.source_path(source), mtss.district_entry())
-        mtss.record(context, [src.halted] if src.halted else [])
-        meta = {"drop": mtss.drop_id, "file": src.file_name or "", "dagster/row_count": src.rows,
+    @dg.asset(name=source, group_name="sources", description=description, kinds={"csv"}, partitions_def=drops)
+    def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, received_drop: ReceivedDrop
+               ) -> dg.Output[SourceFile]:
+        entry = mtss.for_drop(context.partition_key)
+        src = ingest_file(source, find_file(Path(received_drop.folder), entry.files[source]), entry)
+        mtss.record(context, context.partition_key, [src.halted] if src.halted else [])
+        meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}
         if src.info:
             meta |= {"bytes": src.info.size, "sha256": src.info.sha256, "columns": len(src.frame.columns)}
@@ -33,7 +62,8 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
 file_assets = [_file_asset(s, d) for s, d in FILE_SOURCES.items()]
 
 
-@dg.asset(group_name="sources", kinds={"sql"}, description="dbo.ClassLinkUsers from the prod db (all tenants)")
+@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops,
+          description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
 def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     engine = mtss.prod_db()
     try:
@@ -43,7 +73,8 @@ def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
 
 
-@dg.asset(group_name="sources", kinds={"sql"}, description="dm.AccountInfo: districts of the EDU Data Warehouse")
+@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops,
+          description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
 def account_info(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     engine = mtss.warehouse()
     try:
@@ -51,3 +82,6 @@ def account_info(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     finally:
         engine.dispose()
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
+
+
+source_assets = [received_drop, *file_assets, classlink_users, account_info]

@@ -4,7 +4,15 @@ import dagster as dg
 import polars as pl
 
 from ..lib.ingest import SourceFile, ValidatedFile, validate_classlink, validate_powerschool, validate_star
+from .partitions import drops
 from .resources import MtssResource
+
+
+def _finish(context, mtss: MtssResource, validated: ValidatedFile, errors: list) -> dg.Output[ValidatedFile]:
+    mtss.record(context, context.partition_key, errors)
+    if validated.halted and validated.file_name:
+        mtss.mark_files(context.partition_key, [validated.file_name], "halted")
+    return dg.Output(validated, metadata=_metadata(validated))
 
 
 def _metadata(v: ValidatedFile) -> dict:
@@ -19,14 +27,12 @@ def _metadata(v: ValidatedFile) -> dict:
 
 def _star_validated(source: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"},
+        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
         ins={"src": dg.AssetIn(source)},
         description=f"{source}: columns bound by header name, dates and scores typed, bad rows rejected",
     )
     def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, src: SourceFile) -> dg.Output[ValidatedFile]:
-        validated, errors = validate_star(src)
-        mtss.record(context, errors)
-        return dg.Output(validated, metadata=_metadata(validated))
+        return _finish(context, mtss, *validate_star(src))
 
     return _asset
 
@@ -34,24 +40,20 @@ def _star_validated(source: str) -> dg.AssetsDefinition:
 star_validated = [_star_validated(s) for s in ("star_reading", "star_math", "star_early_literacy")]
 
 
-@dg.asset(group_name="validated", kinds={"polars", "pandera"},
+@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
           description="PowerSchool students: headers mapped by the district registry, duplicates rejected")
 def validated_powerschool_students(
     context: dg.AssetExecutionContext, mtss: MtssResource, powerschool_students: SourceFile
 ) -> dg.Output[ValidatedFile]:
-    validated, errors = validate_powerschool(powerschool_students, mtss.district_entry())
-    mtss.record(context, errors)
-    return dg.Output(validated, metadata=_metadata(validated))
+    return _finish(context, mtss, *validate_powerschool(powerschool_students, mtss.for_drop(context.partition_key)))
 
 
-@dg.asset(group_name="validated", kinds={"polars", "pandera"},
+@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
           description="ClassLink student users of the district's tenant, emails normalised for linking")
 def validated_classlink_users(
     context: dg.AssetExecutionContext, mtss: MtssResource, classlink_users: pl.DataFrame
 ) -> dg.Output[ValidatedFile]:
-    validated, errors = validate_classlink(classlink_users, mtss.district_entry())
-    mtss.record(context, errors)
-    return dg.Output(validated, metadata=_metadata(validated))
+    return _finish(context, mtss, *validate_classlink(classlink_users, mtss.for_drop(context.partition_key)))
 
 
 validation_assets = [*star_validated, validated_powerschool_students, validated_classlink_users]

@@ -20,6 +20,12 @@ class Settings:
     drop_dir: Path
     districts_dir: Path
     sftp_host: str | None
+    sftp_port: int = 22
+    sftp_user: str = ""
+    sftp_key_path: str = ""
+    sftp_known_hosts: str = ""
+    sftp_root: str = "."
+    staging_retention_days: int = 30
 
     @property
     def staging_dir(self) -> Path:
@@ -40,4 +46,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         drop_dir=Path(env.get("MTSS_DROP_DIR") or home / "drops").resolve(),
         districts_dir=Path(env.get("MTSS_DISTRICTS_DIR") or PACKAGED_DISTRICTS_DIR).resolve(),
         sftp_host=env.get("MTSS_SFTP_HOST") or None,
+        sftp_port=int(env.get("MTSS_SFTP_PORT") or 22),
+        sftp_user=env.get("MTSS_SFTP_USER") or "",
+        sftp_key_path=env.get("MTSS_SFTP_KEY_PATH") or "",
+        sftp_known_hosts=env.get("MTSS_SFTP_KNOWN_HOSTS") or "",
+        sftp_root=env.get("MTSS_SFTP_ROOT") or ".",
     )

@@ -1,20 +1,252 @@
-"""Local drops: MTSS_DROP_DIR/<district drop folder>/<drop name>/<files>. A drop is complete when its
-marker `drop.done` exists (written last by the sender)."""
+"""District drops: what arrived on the drop server, when a drop is complete, and receiving it into staging.
+
+Layout: `<root>/<district drop folder>/` holds either drop folders (`<drop name>/` with the files) or zip archives
+(`<drop name>.zip`, as Renaissance ships SR.csv, SM.csv, SEL.csv and more in one archive).
+Completion: a sender writes the marker last, `drop.done` inside a drop folder or `<drop name>.zip.done` beside a
+zip. A sender that writes no marker: the drop is complete once every file's size and mtime are unchanged across
+two looks at least SETTLE_SECONDS apart, the newest file also being that old.
+A corrected re-upload (marker removed first, written again last) changes the files' sizes or mtimes, so the
+drop's version changes and it runs again; an unchanged drop never does.
+"""
 from __future__ import annotations
 
-import fnmatch
+import hashlib
+import json
+import shutil
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 COMPLETION_MARKER = "drop.done"
+ZIP_MARKER_SUFFIX = ".done"
+SETTLE_SECONDS = 120.0
+CURSOR_MAX_DROPS = 2_000
 
 
-def list_drops(district_dir: Path) -> list[Path]:
-    if not district_dir.is_dir():
-        return []
-    return sorted(p for p in district_dir.iterdir() if p.is_dir() and (p / COMPLETION_MARKER).exists())
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    size: int
+    mtime: int
 
 
-def find_file(drop: Path, pattern: str) -> Path | None:
+@dataclass(frozen=True)
+class Drop:
+    district: str
+    name: str
+    kind: str  # "folder" or "zip"
+    files: tuple[RemoteFile, ...]
+    has_marker: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.district}/{self.name}"
+
+    @property
+    def version(self) -> str:
+        """Changes when any file's name, size or mtime changes: a corrected re-upload is a new version."""
+        text = "|".join(f"{f.name}:{f.size}:{f.mtime}" for f in sorted(self.files, key=lambda f: f.name))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def newest_mtime(self) -> int:
+        return max((f.mtime for f in self.files), default=0)
+
+
+class DropSource(Protocol):
+    """Where drops are listed and fetched from: a local folder or an SFTP server."""
+
+    def list_drops(self, district: str, folder: str) -> list[Drop]: ...
+
+    def fetch(self, folder: str, drop: Drop, file: RemoteFile, dest: Path) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile]) -> list[Drop]:
+    """Drops from one district folder's listing: name -> files (a sub-folder) or a single file."""
+    drops = []
+    names = set(entries)
+    for name, entry in sorted(entries.items()):
+        if isinstance(entry, list):
+            data = tuple(f for f in entry if f.name != COMPLETION_MARKER)
+            if data:
+                drops.append(Drop(district, name, "folder", data, any(f.name == COMPLETION_MARKER for f in entry)))
+        elif name.lower().endswith(".zip"):
+            drops.append(Drop(district, name[:-4], "zip", (entry,), name + ZIP_MARKER_SUFFIX in names))
+    return drops
+
+
+class LocalDropSource:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def list_drops(self, district: str, folder: str) -> list[Drop]:
+        base = self.root / folder
+        if not base.is_dir():
+            return []
+        entries: dict[str, list[RemoteFile] | RemoteFile] = {}
+        for p in base.iterdir():
+            if p.is_dir():
+                entries[p.name] = [_local_file(f) for f in p.iterdir() if f.is_file()]
+            elif p.is_file():
+                entries[p.name] = _local_file(p)
+        return drops_from_listing(district, entries)
+
+    def fetch(self, folder: str, drop: Drop, file: RemoteFile, dest: Path) -> None:
+        base = self.root / folder
+        src = base / drop.name / file.name if drop.kind == "folder" else base / file.name
+        shutil.copyfile(src, dest)
+
+
+def _local_file(p: Path) -> RemoteFile:
+    st = p.stat()
+    return RemoteFile(p.name, st.st_size, int(st.st_mtime))
+
+
+# ---- which drops to run -------------------------------------------------------------------------------------
+
+def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS) -> tuple[list[Drop], dict]:
+    """The complete drops whose version has not run yet, and the next cursor (bounded: only what is listed)."""
+    seen: dict[str, str] = dict(cursor.get("seen", {}))
+    pending: dict[str, dict] = dict(cursor.get("pending", {}))
+    ready, listed = [], set()
+    for d in drops:
+        listed.add(d.key)
+        if seen.get(d.key) == d.version:
+            pending.pop(d.key, None)
+            continue
+        if d.has_marker:
+            ready.append(d)
+            continue
+        before = pending.get(d.key)
+        if before and before["version"] == d.version:
+            if now - before["since"] >= settle and now - d.newest_mtime >= settle:
+                ready.append(d)
+        else:
+            pending[d.key] = {"version": d.version, "since": now}
+    for d in ready:
+        seen[d.key] = d.version
+        pending.pop(d.key, None)
+    # Forget drops no longer on the server; cap the rest so the cursor stays small.
+    seen = {k: v for k, v in seen.items() if k in listed}
+    pending = {k: v for k, v in pending.items() if k in listed}
+    if len(seen) > CURSOR_MAX_DROPS:
+        seen = dict(sorted(seen.items())[-CURSOR_MAX_DROPS:])
+    return ready, {"seen": seen, "pending": pending}
+
+
+# ---- receiving a drop into staging --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StagedFile:
+    name: str
+    size: int
+    sha256: str
+
+
+MANIFEST = "manifest.json"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def staged_manifest(staging: Path) -> dict | None:
+    path = staging / MANIFEST
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text())
+    for f in manifest["files"]:
+        p = staging / f["name"]
+        if not p.exists() or p.stat().st_size != f["size"] or sha256_of(p) != f["sha256"]:
+            return None  # an incomplete or altered staging copy is not replayed
+    return manifest
+
+
+def receive(source: DropSource, folder: str, drop: Drop, staging: Path, attempts: int = 3) -> list[StagedFile]:
+    """Copy the drop's files into staging, each checked against the listed size (fetched again if short),
+    unpack a zip, and write the manifest last so that a half-received drop is never replayed."""
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    incoming = staging / ".incoming"
+    incoming.mkdir()
+    for f in drop.files:
+        dest = incoming / f.name
+        for attempt in range(attempts):
+            source.fetch(folder, drop, f, dest)
+            if dest.stat().st_size == f.size:
+                break
+            if attempt == attempts - 1:
+                raise IOError(f"{f.name}: received {dest.stat().st_size} of {f.size} bytes after {attempts} tries")
+    if drop.kind == "zip":
+        _unzip(incoming / drop.files[0].name, staging)
+    else:
+        for f in drop.files:
+            (incoming / f.name).rename(staging / f.name)
+    shutil.rmtree(incoming)
+    staged = [StagedFile(p.name, p.stat().st_size, sha256_of(p)) for p in sorted(staging.iterdir()) if p.is_file()]
+    (staging / MANIFEST).write_text(json.dumps(
+        {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged if s.name != MANIFEST]},
+        indent=1))
+    return [s for s in staged if s.name != MANIFEST]
+
+
+def _unzip(archive: Path, into: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            name = Path(info.filename).name  # flatten; never write outside staging
+            if not name or name.startswith("."):
+                continue
+            with zf.open(info) as src, (into / name).open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def find_file(folder: Path, pattern: str) -> Path | None:
     """The drop's file for a source (file names compared case-insensitively); None when absent."""
-    matches = sorted(p for p in drop.iterdir() if p.is_file() and fnmatch.fnmatch(p.name.lower(), pattern.lower()))
+    import fnmatch
+
+    matches = sorted(p for p in folder.iterdir()
+                     if p.is_file() and p.name != MANIFEST and fnmatch.fnmatch(p.name.lower(), pattern.lower()))
     return matches[0] if matches else None
+
+
+@dataclass(frozen=True)
+class ReceivedDrop:
+    key: str
+    version: str
+    folder: str  # the staging folder holding the drop's files
+    files: tuple[StagedFile, ...]
+    replayed: bool  # True: read from staging, the drop server was not needed
+
+
+def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path,
+                      transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
+    """Fetch the drop unless staging already holds this very version; replay from staging when the server
+    is unreachable. Raises LookupError when the drop is neither on the server nor staged."""
+    key = f"{district}/{drop_name}"
+    try:
+        current = next((d for d in source.list_drops(district, folder) if d.name == drop_name), None)
+        reachable = True
+    except transient:
+        current, reachable = None, False
+    manifest = staged_manifest(staging)
+    if manifest and (current is None or manifest["version"] == current.version):
+        files = tuple(StagedFile(**f) for f in manifest["files"])
+        return ReceivedDrop(key, manifest["version"], str(staging), files, replayed=True)
+    if current is None:
+        where = "is not on" if reachable else "cannot be fetched from"
+        raise LookupError(f"drop {key} {where} {source.describe()} and has no complete staged copy")
+    files = tuple(receive(source, folder, current, staging))
+    return ReceivedDrop(key, current.version, str(staging), files, replayed=False)

@@ -87,8 +87,21 @@ ingestion_errors = sa.Table(
     schema="dm",
 )
 
+ingestion_files = sa.Table(
+    "IngestionFiles", metadata,
+    sa.Column("DropId", sa.String(200), primary_key=True),
+    sa.Column("FileName", sa.String(260), primary_key=True),
+    sa.Column("DistrictId", sa.Integer),
+    sa.Column("Sha256", sa.String(64), nullable=False),
+    sa.Column("SizeBytes", sa.BigInteger, nullable=False),
+    sa.Column("DropVersion", sa.String(32)),
+    sa.Column("ReceivedAt", sa.DateTime, nullable=False),
+    sa.Column("Outcome", sa.String(32), nullable=False),  # received, duplicate, halted, loaded
+    schema="dm",
+)
+
 PROD_TABLES = [class_link_users]
-WAREHOUSE_TABLES = [account_info, student_roster, assessment_results, ingestion_errors]
+WAREHOUSE_TABLES = [account_info, student_roster, assessment_results, ingestion_errors, ingestion_files]
 _SCHEMAS = ("dm", "dbo")
 BATCH_ROWS = 5_000
 
@@ -153,6 +166,34 @@ def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame)
             )
         _insert(conn, assessment_results, results)
     return results.height
+
+
+def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list) -> dict[str, str]:
+    """Manifest rows for a received drop (replacing an earlier receipt of the same drop); returns the outcome
+    per file: "duplicate" where the same content was already received for the district in another drop."""
+    received_at = now()
+    with engine.begin() as conn:
+        conn.execute(ingestion_files.delete().where(ingestion_files.c.DropId == drop_id))
+        known = set(conn.execute(
+            sa.select(ingestion_files.c.Sha256).where(ingestion_files.c.DistrictId == district_id)
+        ).scalars())
+        outcomes = {f.name: "duplicate" if f.sha256 in known else "received" for f in files}
+        if files:
+            conn.execute(ingestion_files.insert(), [
+                {"DropId": drop_id, "FileName": f.name, "DistrictId": district_id, "Sha256": f.sha256,
+                 "SizeBytes": f.size, "DropVersion": version, "ReceivedAt": received_at, "Outcome": outcomes[f.name]}
+                for f in files
+            ])
+    return outcomes
+
+
+def mark_files(engine: Engine, drop_id: str, names: list[str], outcome: str) -> None:
+    if not names:
+        return
+    with engine.begin() as conn:
+        conn.execute(ingestion_files.update()
+                     .where((ingestion_files.c.DropId == drop_id) & ingestion_files.c.FileName.in_(names))
+                     .values(Outcome=outcome))
 
 
 def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = None) -> int:

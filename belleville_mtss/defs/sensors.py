@@ -1,0 +1,40 @@
+"""sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run."""
+import json
+import time
+
+import dagster as dg
+
+from ..lib.drops import plan_runs
+from ..lib.sftp import SftpTransient
+from .jobs import drop_job
+from .partitions import drops
+from .resources import MtssResource
+
+
+@dg.sensor(name="sftp_drop_sensor", job=drop_job, minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Looks for complete new drops of every registry district on the drop server")
+def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) -> dg.SensorResult | dg.SkipReason:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    source = mtss.drop_source()
+    found = []
+    try:
+        for entry in mtss.registry().values():
+            found += source.list_drops(entry.district, entry.drop_folder)
+    except SftpTransient as exc:
+        # The server is down or the network hiccupped: try again at the next tick. Authentication and
+        # host-key failures (SftpFatal) are not caught: they fail the tick, so a rotated credential shows.
+        return dg.SkipReason(f"drop server unavailable, will retry: {exc}")
+    ready, next_cursor = plan_runs(found, cursor, time.time())
+    if not ready:
+        pending = len(next_cursor["pending"])
+        return dg.SensorResult(skip_reason=f"no complete new drop on {source.describe()}"
+                               f"{f' ({pending} still arriving)' if pending else ''}",
+                               cursor=json.dumps(next_cursor))
+    known = set(context.instance.get_dynamic_partitions(drops.name))
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
+                                    tags={"mtss/drop": d.key, "mtss/drop_version": d.version}) for d in ready],
+        dynamic_partitions_requests=[drops.build_add_request(sorted({d.key for d in ready} - known))],
+        cursor=json.dumps(next_cursor),
+    )
