@@ -1,0 +1,191 @@
+"""sftp_drop_sensor and the SFTP drop source against a real OpenSSH server on 127.0.0.1."""
+import json
+import os
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from belleville_mtss.defs.resources import MtssResource
+from belleville_mtss.defs.sensors import sftp_drop_sensor
+from belleville_mtss.definitions import build_definitions
+from belleville_mtss.lib.sample import SampleSpec, generate_drop, load_databases
+from belleville_mtss.lib.sftp import SftpFatal
+from belleville_mtss.lib.warehouse import ingestion_files, make_engine, read_table
+
+from .conftest import make_settings
+from .helpers import SMALL, warehouse_counts
+from .sshd_server import SSHD, SshServer, keygen
+
+pytestmark = pytest.mark.skipif(
+    not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true",
+    reason="OpenSSH server (sshd) is not installed; .ci/run installs it",
+)
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = SshServer(tmp_path / "sshd").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def world(tmp_path, server):
+    """Settings pointing at the server, databases loaded, and a helper that uploads a drop."""
+    settings = make_settings(tmp_path / "mtss", **server.env())
+    spec = SMALL
+    tmp_drop = tmp_path / "outgoing"
+    tables = generate_drop(tmp_drop, spec)
+    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
+    return settings, server, tmp_drop
+
+
+def upload(server: SshServer, drop: Path, name: str, marker: bool = True) -> Path:
+    dest = server.root / "belleville" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(drop.iterdir()):
+        if f.name != "drop.done":
+            shutil.copyfile(f, dest / f.name)
+    if marker:
+        (dest / "drop.done").write_text("")
+    return dest
+
+
+def tick(settings, instance, cursor=None):
+    resource = MtssResource.from_settings(settings)
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mtss": resource})
+    return sftp_drop_sensor(ctx)
+
+
+def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-01")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-01"]
+        assert result.dynamic_partitions_requests[0].partition_keys == ["belleville/2026-11-01"]
+        again = tick(settings, instance, result.cursor)  # unchanged drop: never again
+        assert not getattr(again, "run_requests", None)
+        instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
+                                     tags=result.run_requests[0].tags)
+        assert run.success
+    assert warehouse_counts(settings)["roster"] == SMALL.students
+    engine = make_engine(settings.warehouse_url)
+    manifest = read_table(engine, ingestion_files)
+    engine.dispose()
+    assert sorted(manifest["FileName"]) == ["SEL.csv", "SM.csv", "SR.csv", "students.csv"]
+    staged = settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv"
+    assert manifest.filter(manifest["FileName"] == "SR.csv")["Sha256"].item() == __import__("hashlib").sha256(
+        staged.read_bytes()).hexdigest()
+
+
+def test_drop_still_being_written_gives_no_run(world):
+    settings, server, drop = world
+    dest = upload(server, drop, "2026-11-02", marker=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(settings, instance)
+        assert not getattr(first, "run_requests", None)
+        with (dest / "SR.csv").open("a") as fh:  # still growing
+            fh.write("\n")
+        second = tick(settings, instance, first.cursor)
+        assert not getattr(second, "run_requests", None)
+        assert "belleville/2026-11-02" in json.loads(second.cursor)["pending"]
+
+
+def test_corrected_reupload_runs_again(world):
+    settings, server, drop = world
+    dest = upload(server, drop, "2026-11-03")
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(settings, instance)
+        (dest / "drop.done").unlink()
+        shutil.copyfile(drop / "SM.csv", dest / "SM.csv")
+        with (dest / "SM.csv").open("ab") as fh:
+            fh.write(b"")
+        os.utime(dest / "SM.csv", (time.time() + 5, time.time() + 5))  # the corrected file
+        (dest / "drop.done").write_text("")
+        second = tick(settings, instance, first.cursor)
+        assert [r.partition_key for r in second.run_requests] == ["belleville/2026-11-03"]
+        assert second.run_requests[0].run_key != first.run_requests[0].run_key
+        assert not second.dynamic_partitions_requests[0].partition_keys or \
+            second.dynamic_partitions_requests[0].partition_keys == ["belleville/2026-11-03"]
+
+
+def test_wrong_host_key_fails_the_tick(world, tmp_path):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-04")
+    other = keygen(tmp_path / "other_host_key")
+    kind, key = other.split()[:2]
+    bad_known = tmp_path / "bad_known_hosts"
+    bad_known.write_text(f"[127.0.0.1]:{server.port} {kind} {key}\n")
+    s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KNOWN_HOSTS": str(bad_known)})
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="host key does not match"):
+        tick(s, instance)
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KNOWN_HOSTS": str(empty)})
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="not in MTSS_SFTP_KNOWN_HOSTS"):
+        tick(s, instance)
+    assert (empty.read_text() == "")  # an unknown key is never added
+
+
+def test_wrong_user_key_fails_the_tick(world, tmp_path):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-05")
+    keygen(tmp_path / "stranger")
+    s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KEY_PATH": str(tmp_path / "stranger")})
+    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="authentication refused"):
+        tick(s, instance)
+
+
+def test_server_down_skips_and_the_next_tick_after_it_returns_picks_the_drop_up(world):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-06")
+    server.stop()
+    with dg.DagsterInstance.ephemeral() as instance:
+        down = tick(settings, instance)
+        assert isinstance(down, dg.SkipReason)
+        assert "unavailable" in down.skip_message
+        server.start()
+        back = tick(settings, instance)
+        assert [r.partition_key for r in back.run_requests] == ["belleville/2026-11-06"]
+
+
+def test_zip_drop_from_a_vendor_is_received_and_unpacked(world):
+    import zipfile
+
+    settings, server, drop = world
+    folder = server.root / "belleville"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / "renaissance-2026-11-07.zip", "w") as zf:
+        for name in ("students.csv", "SR.csv", "SM.csv", "SEL.csv"):
+            zf.write(drop / name, f"Belleville Public Schools/{name}")
+    (folder / "renaissance-2026-11-07.zip.done").write_text("")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        key = "belleville/renaissance-2026-11-07"
+        assert [r.partition_key for r in result.run_requests] == [key]
+        instance.add_dynamic_partitions("drops", [key])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        assert job.execute_in_process(instance=instance, partition_key=key).success
+    assert warehouse_counts(settings)["roster"] == SMALL.students
+
+
+def test_a_received_drop_replays_without_the_server(world):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-08")
+    key = "belleville/2026-11-08"
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", [key])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        assert job.execute_in_process(instance=instance, partition_key=key).success
+        server.stop()
+        replay = job.execute_in_process(instance=instance, partition_key=key)
+        assert replay.success
+        meta = replay.asset_materializations_for_node("received_drop")[0].metadata
+        assert meta["replayed_from_staging"].value is True
