@@ -111,13 +111,18 @@ def _local_file(p: Path) -> RemoteFile:
 # ---- which drops to run -------------------------------------------------------------------------------------
 
 def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS) -> tuple[list[Drop], dict]:
-    """The complete drops whose version has not run yet, and the next cursor (bounded: only what is listed)."""
-    seen: dict[str, str] = dict(cursor.get("seen", {}))
+    """The complete drops whose version has not run yet, and the next cursor.
+
+    The cursor stays bounded: it keeps only drops still listed, at most CURSOR_MAX_DROPS of them; the oldest are
+    evicted and remembered by a floor on their newest mtime, below which a listed drop counts as already run.
+    """
+    seen: dict[str, list] = {k: list(v) for k, v in cursor.get("seen", {}).items()}  # key -> [version, mtime]
     pending: dict[str, dict] = dict(cursor.get("pending", {}))
+    floor = cursor.get("floor", 0)
     ready, listed = [], set()
     for d in drops:
         listed.add(d.key)
-        if seen.get(d.key) == d.version:
+        if (d.key in seen and seen[d.key][0] == d.version) or (d.key not in seen and d.newest_mtime <= floor):
             pending.pop(d.key, None)
             continue
         if d.has_marker:
@@ -130,14 +135,16 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTL
         else:
             pending[d.key] = {"version": d.version, "since": now}
     for d in ready:
-        seen[d.key] = d.version
+        seen[d.key] = [d.version, d.newest_mtime]
         pending.pop(d.key, None)
-    # Forget drops no longer on the server; cap the rest so the cursor stays small.
     seen = {k: v for k, v in seen.items() if k in listed}
     pending = {k: v for k, v in pending.items() if k in listed}
     if len(seen) > CURSOR_MAX_DROPS:
-        seen = dict(sorted(seen.items())[-CURSOR_MAX_DROPS:])
-    return ready, {"seen": seen, "pending": pending}
+        by_age = sorted(seen.items(), key=lambda kv: kv[1][1])
+        evicted, kept = by_age[:-CURSOR_MAX_DROPS], by_age[-CURSOR_MAX_DROPS:]
+        floor = max(floor, max(v[1] for _k, v in evicted))
+        seen = dict(kept)
+    return ready, {"seen": seen, "pending": pending, "floor": floor}
 
 
 # ---- receiving a drop into staging --------------------------------------------------------------------------
