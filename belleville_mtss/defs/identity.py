@@ -5,7 +5,7 @@ import polars as pl
 
 from ..lib import crosswalk as xw
 from ..lib.errors import ErrorRecord
-from ..lib.identity import build_results, build_roster, link_students
+from ..lib.identity import build_results, build_roster, link_problems, link_students
 from ..lib.ingest import ValidatedFile
 from ..lib.star import STAR_SCHEMA
 from ..lib.warehouse import now
@@ -116,7 +116,7 @@ def _require_verified(crosswalk: pl.DataFrame) -> None:
     description="ClassLink email = PowerSchool email; PowerSchool student number = Star StudentIdentifier",
 )
 def student_identity_map(
-    district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+    context: dg.AssetExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
     star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
 ) -> dg.Output[pl.DataFrame]:
     _require_verified(district_crosswalk)
@@ -126,6 +126,7 @@ def student_identity_map(
     cl = classlink.frame if classlink.usable else pl.DataFrame(
         schema={"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8})
     identity, stats = link_students(powerschool.frame, cl, star)
+    mtss.record(context, context.partition_key, link_problems(stats))
     meta = {f"{link}/{k}": v for link, counts in stats.items() for k, v in counts.items()}
     return dg.Output(identity, metadata={"dagster/row_count": identity.height, **meta})
 

@@ -33,12 +33,26 @@ class FileInfo:
     sha256: str
 
 
-def file_info(path: Path) -> FileInfo:
+def file_info(path: Path, data: bytes | None = None) -> FileInfo:
+    """Size and SHA-256 of a file, from its bytes when they are already in memory (decrypted staging)."""
     digest = hashlib.sha256()
+    if data is not None:
+        digest.update(data)
+        return FileInfo(name=path.name, path=str(path), size=len(data), sha256=digest.hexdigest())
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return FileInfo(name=path.name, path=str(path), size=path.stat().st_size, sha256=digest.hexdigest())
+
+
+def _head_tail(source: Path | bytes) -> tuple[int, bytes, bytes]:
+    if isinstance(source, bytes):
+        return len(source), source[: 64 * 1024], source[-_TAIL_BYTES:]
+    size = source.stat().st_size
+    with source.open("rb") as fh:
+        head = fh.read(64 * 1024)
+        fh.seek(max(0, size - _TAIL_BYTES))
+        return size, head, fh.read()
 
 
 def _first_line(raw: bytes) -> bytes:
@@ -52,19 +66,18 @@ def _parse_line(line: str, delimiter: str) -> list[str]:
 def read_text_csv(
     path: Path,
     *,
+    data: bytes | None = None,
     delimiter: str = ",",
     encoding: str = "utf-8",
     has_header: bool = True,
     column_names: list[str] | None = None,
 ) -> pl.DataFrame:
-    """Read `path` as text columns. Raises FileRejected for a file that is not a usable table."""
-    size = path.stat().st_size
+    """Read `path` (or `data`, its bytes, named by `path`) as text columns.
+    Raises FileRejected for a file that is not a usable table."""
+    source = data if data is not None else path
+    size, head, tail = _head_tail(source)
     if size == 0:
         raise FileRejected("empty_file", f"{path.name} is empty (0 bytes)")
-    with path.open("rb") as fh:
-        head = fh.read(64 * 1024)
-        fh.seek(max(0, size - _TAIL_BYTES))
-        tail = fh.read()
     header_bytes = _first_line(head.removeprefix(b"\xef\xbb\xbf"))
     try:
         header_text = header_bytes.decode(encoding)
@@ -90,7 +103,7 @@ def read_text_csv(
 
     try:
         frame = pl.read_csv(
-            path,
+            source,
             has_header=has_header,
             new_columns=None if has_header else header,
             separator=delimiter,
@@ -110,7 +123,7 @@ def read_text_csv(
             raise FileRejected("encoding", f"{path.name}: not valid {encoding} text") from None
         raise FileRejected("unreadable", f"{path.name}: not a readable CSV file ({exc.__class__.__name__})") from None
     if encoding != "utf-8":
-        frame = _redecode(path, frame, delimiter, encoding, has_header, header)
+        frame = _redecode(source, frame, delimiter, encoding, has_header, header)
     # Blank header names keep polars' unique placeholders: two of them would otherwise collide.
     frame = frame.rename({c: h for c, h in zip(frame.columns, header) if h and c != h})
     if frame.height == 0:
@@ -118,9 +131,10 @@ def read_text_csv(
     return frame
 
 
-def _redecode(path, frame, delimiter, encoding, has_header, header) -> pl.DataFrame:
+def _redecode(source, frame, delimiter, encoding, has_header, header) -> pl.DataFrame:
     # polars reads UTF-8 only; a declared legacy encoding is transcoded in memory first.
-    text = path.read_bytes().decode(encoding)
+    raw = source if isinstance(source, bytes) else source.read_bytes()
+    text = raw.decode(encoding)
     return pl.read_csv(
         io.BytesIO(text.encode("utf-8")),
         has_header=has_header,

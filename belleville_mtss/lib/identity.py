@@ -138,3 +138,19 @@ def build_results(
         pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
     )
     return results, joined.height - unique.height
+
+
+def link_problems(stats: dict[str, dict]) -> list:
+    """Error-log records for links that were refused or doubtful: counts by reason, never who."""
+    from .errors import ErrorRecord
+
+    cl, ren = stats["classlink_email"], stats["renaissance_student_identifier"]
+    found = [
+        ("ambiguous_email", cl["ambiguous_email"],
+         "PowerSchool student(s) not linked to ClassLink: their email is shared by two students or two ClassLink users"),
+        ("probable_leading_zeros", ren["probable_leading_zero_rows"],
+         "Star row(s) whose StudentIdentifier matches a student number only without leading zeros: not joined"),
+        ("unknown_student", ren["unknown_student_rows"] - ren["probable_leading_zero_rows"],
+         "Star row(s) for a StudentIdentifier not in the PowerSchool export: not loaded"),
+    ]
+    return [ErrorRecord("identity", reason, f"{n} {text}", None, n) for reason, n, text in found if n]

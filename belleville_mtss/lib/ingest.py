@@ -49,17 +49,18 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
     return ErrorRecord(stage, exc.reason, f"{exc.message}; the file was halted, nothing from it is loaded", name)
 
 
-def ingest_file(source: str, path: Path | None, district: District) -> SourceFile:
+def ingest_file(source: str, path: Path | None, district: District, data: bytes | None = None) -> SourceFile:
+    """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted)."""
     if path is None:
         pattern = district.files[source]
         return SourceFile(source, None, halted=ErrorRecord(
             "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
     try:
-        info = file_info(path)
+        info = file_info(path, data)
         if source == "powerschool_students":
-            frame = read_powerschool(path, district.powerschool)
+            frame = read_powerschool(path, district.powerschool, data)
         else:
-            frame = read_text_csv(path)
+            frame = read_text_csv(path, data=data)
         return SourceFile(source, path.name, info, frame)
     except FileRejected as exc:
         return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))

@@ -15,9 +15,10 @@ def email_key(col: pl.Expr) -> pl.Expr:
     return pl.when(key == "").then(None).otherwise(key)
 
 
-def read_powerschool(path: Path, fmt: PowerSchoolFormat) -> pl.DataFrame:
+def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None) -> pl.DataFrame:
     return read_text_csv(
         path,
+        data=data,
         delimiter=fmt.delimiter,
         encoding=fmt.encoding,
         has_header=fmt.has_header,
