@@ -1,4 +1,5 @@
 """sftp_drop_sensor and the SFTP drop source against a real OpenSSH server on 127.0.0.1."""
+import hashlib
 import json
 import os
 import shutil
@@ -80,9 +81,11 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
     manifest = read_table(engine, ingestion_files)
     engine.dispose()
     assert sorted(manifest["FileName"]) == ["SEL.csv", "SM.csv", "SR.csv", "students.csv"]
-    staged = settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv"
-    assert manifest.filter(manifest["FileName"] == "SR.csv")["Sha256"].item() == __import__("hashlib").sha256(
-        staged.read_bytes()).hexdigest()
+    original = server.root / "belleville" / "2026-11-01" / "SR.csv"
+    assert manifest.filter(manifest["FileName"] == "SR.csv")["Sha256"].item() == hashlib.sha256(
+        original.read_bytes()).hexdigest()
+    staged = (settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv").read_bytes()
+    assert b"StudentIdentifier" not in staged and b"@bellevilleschools.org" not in staged  # encrypted at rest
 
 
 def test_drop_still_being_written_gives_no_run(world):

@@ -1,4 +1,5 @@
 """The one resource the assets and the sensor share: where drops, the registry and the databases are."""
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -9,13 +10,16 @@ from ..lib.drops import DropSource, LocalDropSource
 from ..lib.errors import ErrorRecord, record_errors
 from ..lib.registry import District, load_registry
 from ..lib.sftp import SftpConfig, SftpDropSource
+from ..lib.vault import staging_key
 from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine, mark_files
 from .partitions import split_drop_key
 
 
 class MtssResource(dg.ConfigurableResource):
-    """Built from the environment (see the README's configuration table)."""
+    """Built from the environment (see the README's configuration table). Values that may hold secrets
+    (database URLs, the staging key) are passed as EnvVar when set, so the UI shows the variable, not the value."""
 
+    home: str
     warehouse_url: str
     prod_db_url: str
     drop_dir: str
@@ -27,11 +31,22 @@ class MtssResource(dg.ConfigurableResource):
     sftp_key_path: str = ""
     sftp_known_hosts: str = ""
     sftp_root: str = "."
+    staging_key: str = ""
+    staging_retention_days: float = 30.0
+    ferpa_review_max_days: int = 365
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MtssResource":
+        def secret(name: str, value: str):
+            return dg.EnvVar(name) if value and os.environ.get(name) == value else value
+
         return cls(
-            warehouse_url=settings.warehouse_url, prod_db_url=settings.prod_db_url,
+            home=str(settings.home),
+            warehouse_url=secret("MTSS_WAREHOUSE_URL", settings.warehouse_url),
+            prod_db_url=secret("MTSS_PROD_DB_URL", settings.prod_db_url),
+            staging_key=secret("MTSS_STAGING_KEY", settings.staging_key),
+            staging_retention_days=settings.staging_retention_days,
+            ferpa_review_max_days=settings.ferpa_review_max_days,
             drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir),
             staging_dir=str(settings.staging_dir), sftp_host=settings.sftp_host or "",
             sftp_port=settings.sftp_port, sftp_user=settings.sftp_user, sftp_key_path=settings.sftp_key_path,
@@ -58,6 +73,9 @@ class MtssResource(dg.ConfigurableResource):
 
     def staging(self, drop_key: str) -> Path:
         return Path(self.staging_dir) / drop_key
+
+    def vault_key(self) -> bytes:
+        return staging_key(self.staging_key or None, Path(self.home))
 
     def warehouse(self) -> sa.Engine:
         engine = make_engine(self.warehouse_url)

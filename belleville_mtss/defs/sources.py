@@ -4,9 +4,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ..lib.drops import ReceivedDrop, find_file, receive_or_replay
+from ..lib.drops import ReceivedDrop, find_file, read_staged, receive_or_replay
 from ..lib.ingest import SourceFile, ingest_file
 from ..lib.sftp import SftpFatal, SftpTransient
+from ..lib.vault import VaultError
 from ..lib.warehouse import account_info as account_info_table
 from ..lib.warehouse import class_link_users, read_table, record_received
 from .partitions import drops, split_drop_key
@@ -28,7 +29,7 @@ def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.O
     entry = mtss.district_entry(district)
     try:
         received = receive_or_replay(mtss.drop_source(), district, entry.drop_folder, drop_name, mtss.staging(key),
-                                     transient=(SftpTransient,))
+                                     mtss.vault_key(), transient=(SftpTransient,))
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
     engine = mtss.warehouse()
@@ -48,7 +49,15 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, received_drop: ReceivedDrop
                ) -> dg.Output[SourceFile]:
         entry = mtss.for_drop(context.partition_key)
-        src = ingest_file(source, find_file(Path(received_drop.folder), entry.files[source]), entry)
+        staged = find_file(received_drop.files, entry.files[source])
+        if staged is None:
+            src = ingest_file(source, None, entry)
+        else:
+            try:
+                data = read_staged(Path(received_drop.folder), staged, mtss.vault_key())
+            except (OSError, VaultError) as exc:
+                raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
+            src = ingest_file(source, Path(staged.name), entry, data)
         mtss.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}

@@ -25,7 +25,9 @@ class Settings:
     sftp_key_path: str = ""
     sftp_known_hosts: str = ""
     sftp_root: str = "."
-    staging_retention_days: int = 30
+    staging_key: str = ""
+    staging_retention_days: float = 30.0
+    ferpa_review_max_days: int = 365
 
     @property
     def staging_dir(self) -> Path:
@@ -51,4 +53,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sftp_key_path=env.get("MTSS_SFTP_KEY_PATH") or "",
         sftp_known_hosts=env.get("MTSS_SFTP_KNOWN_HOSTS") or "",
         sftp_root=env.get("MTSS_SFTP_ROOT") or ".",
+        staging_key=env.get("MTSS_STAGING_KEY") or "",
+        staging_retention_days=float(env.get("MTSS_STAGING_RETENTION_DAYS") or 30),
+        ferpa_review_max_days=int(env.get("MTSS_FERPA_REVIEW_MAX_DAYS") or 365),
     )

@@ -10,13 +10,17 @@ drop's version changes and it runs again; an unchanged drop never does.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import shutil
+import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
+
+from .vault import VaultError, decrypt_bytes, encrypt_file
 
 COMPLETION_MARKER = "drop.done"
 ZIP_MARKER_SUFFIX = ".done"
@@ -167,45 +171,80 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def staged_manifest(staging: Path) -> dict | None:
+def staged_manifest(staging: Path, key: bytes) -> dict | None:
+    """The manifest of a complete staged copy whose every file decrypts to its recorded checksum; else None."""
     path = staging / MANIFEST
     if not path.exists():
         return None
     manifest = json.loads(path.read_text())
     for f in manifest["files"]:
-        p = staging / f["name"]
-        if not p.exists() or p.stat().st_size != f["size"] or sha256_of(p) != f["sha256"]:
+        try:
+            data = decrypt_bytes(key, staging / f["name"])
+        except (OSError, VaultError):
+            return None
+        if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
             return None  # an incomplete or altered staging copy is not replayed
     return manifest
 
 
-def receive(source: DropSource, folder: str, drop: Drop, staging: Path, attempts: int = 3) -> list[StagedFile]:
-    """Copy the drop's files into staging, each checked against the listed size (fetched again if short),
-    unpack a zip, and write the manifest last so that a half-received drop is never replayed."""
+def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, attempts: int = 3,
+            transient: tuple[type[Exception], ...] = (), sleep=time.sleep) -> list[StagedFile]:
+    """Copy the drop's files into staging, encrypted at rest, and write the manifest last, so that a
+    half-received drop is never replayed. A transfer cut short (an error, or fewer bytes than listed) is
+    fetched again; plaintext exists only in the private `.incoming` folder while a file is being received."""
     if staging.exists():
         shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging.mkdir(parents=True, mode=0o700)
     incoming = staging / ".incoming"
-    incoming.mkdir()
+    incoming.mkdir(mode=0o700)
     for f in drop.files:
         dest = incoming / f.name
-        for attempt in range(attempts):
-            source.fetch(folder, drop, f, dest)
-            if dest.stat().st_size == f.size:
-                break
-            if attempt == attempts - 1:
-                raise IOError(f"{f.name}: received {dest.stat().st_size} of {f.size} bytes after {attempts} tries")
+        for attempt in range(1, attempts + 1):
+            try:
+                source.fetch(folder, drop, f, dest)
+                if dest.stat().st_size == f.size:
+                    break
+                problem = f"received {dest.stat().st_size} of {f.size} bytes"
+            except transient as exc:
+                problem = str(exc)
+            if attempt == attempts:
+                raise IOError(f"{f.name}: transfer failed after {attempts} tries ({problem})")
+            sleep(attempt)
+    plain = incoming / "files"
+    plain.mkdir()
     if drop.kind == "zip":
-        _unzip(incoming / drop.files[0].name, staging)
+        _unzip(incoming / drop.files[0].name, plain)
     else:
         for f in drop.files:
-            (incoming / f.name).rename(staging / f.name)
+            (incoming / f.name).rename(plain / f.name)
+    staged = []
+    for p in sorted(plain.iterdir()):
+        staged.append(StagedFile(p.name, p.stat().st_size, sha256_of(p)))
+        encrypt_file(key, p, staging / p.name)
     shutil.rmtree(incoming)
-    staged = [StagedFile(p.name, p.stat().st_size, sha256_of(p)) for p in sorted(staging.iterdir()) if p.is_file()]
     (staging / MANIFEST).write_text(json.dumps(
-        {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged if s.name != MANIFEST]},
-        indent=1))
-    return [s for s in staged if s.name != MANIFEST]
+        {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
+    return staged
+
+
+def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
+    """A staged file's bytes, checked against the checksum recorded when it was received."""
+    data = decrypt_bytes(key, staging / file.name)
+    if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
+        raise VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
+    return data
+
+
+def purge_staging(root: Path, retention_days: float, now: float) -> list[str]:
+    """Delete staged drops received more than `retention_days` ago; returns their keys."""
+    removed = []
+    if not root.is_dir():
+        return removed
+    for manifest in sorted(root.glob(f"*/*/{MANIFEST}")):
+        if now - manifest.stat().st_mtime > retention_days * 86400:
+            shutil.rmtree(manifest.parent)
+            removed.append(f"{manifest.parent.parent.name}/{manifest.parent.name}")
+    return removed
 
 
 def _unzip(archive: Path, into: Path) -> None:
@@ -220,12 +259,9 @@ def _unzip(archive: Path, into: Path) -> None:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def find_file(folder: Path, pattern: str) -> Path | None:
+def find_file(files: tuple[StagedFile, ...], pattern: str) -> StagedFile | None:
     """The drop's file for a source (file names compared case-insensitively); None when absent."""
-    import fnmatch
-
-    matches = sorted(p for p in folder.iterdir()
-                     if p.is_file() and p.name != MANIFEST and fnmatch.fnmatch(p.name.lower(), pattern.lower()))
+    matches = sorted((f for f in files if fnmatch.fnmatch(f.name.lower(), pattern.lower())), key=lambda f: f.name)
     return matches[0] if matches else None
 
 
@@ -238,22 +274,22 @@ class ReceivedDrop:
     replayed: bool  # True: read from staging, the drop server was not needed
 
 
-def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path,
+def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
                       transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
     """Fetch the drop unless staging already holds this very version; replay from staging when the server
     is unreachable. Raises LookupError when the drop is neither on the server nor staged."""
-    key = f"{district}/{drop_name}"
+    drop_key = f"{district}/{drop_name}"
     try:
         current = next((d for d in source.list_drops(district, folder) if d.name == drop_name), None)
         reachable = True
     except transient:
         current, reachable = None, False
-    manifest = staged_manifest(staging)
+    manifest = staged_manifest(staging, key)
     if manifest and (current is None or manifest["version"] == current.version):
         files = tuple(StagedFile(**f) for f in manifest["files"])
-        return ReceivedDrop(key, manifest["version"], str(staging), files, replayed=True)
+        return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
     if current is None:
         where = "is not on" if reachable else "cannot be fetched from"
-        raise LookupError(f"drop {key} {where} {source.describe()} and has no complete staged copy")
-    files = tuple(receive(source, folder, current, staging))
-    return ReceivedDrop(key, current.version, str(staging), files, replayed=False)
+        raise LookupError(f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
+    files = tuple(receive(source, folder, current, staging, key, transient=transient))
+    return ReceivedDrop(drop_key, current.version, str(staging), files, replayed=False)
