@@ -33,6 +33,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .run import run_drop
+
+    report = run_drop(load_settings(), args.drop)
+    print(report.render())
+    ok = report.success and report.checks_passed
+    print("OK: every blocking check passed." if ok else "FAILED: see the checks and dm.IngestionErrors.")
+    return 0 if ok else 1
+
+
 def _account_info():
     import sqlalchemy as sa
 
@@ -162,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
     demo.add_argument("--students", type=int, default=4500)
     demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
+    run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
+    run.set_defaults(func=_run)
 
     districts = sub.add_parser("districts", help="district identity tools for onboarding")
     dsub = districts.add_subparsers(dest="districts_command", required=True)

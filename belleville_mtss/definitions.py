@@ -3,6 +3,7 @@ import dagster as dg
 
 from .defs.identity import identity_assets, identity_checks
 from .defs.jobs import drop_job
+from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.resources import MtssResource
 from .defs.sensors import sftp_drop_sensor
 from .defs.sources import source_assets
@@ -17,8 +18,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=identity_checks,
-        jobs=[drop_job],
+        jobs=[drop_job, staging_retention_job],
         sensors=[sftp_drop_sensor],
+        schedules=[staging_retention_schedule],
         resources={
             "mtss": MtssResource.from_settings(settings),
             "io_manager": dg.FilesystemIOManager(base_dir=str(settings.storage_dir)),

@@ -1,5 +1,7 @@
 """District crosswalk with its blocking checks, then the student identity map, roster and results."""
 
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 
@@ -97,6 +99,21 @@ def account_info_id_exists(
                                metadata={"problems": "; ".join(problems) or "none"})
 
 
+@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops,
+                description="The district's FERPA review of the identifiers used is recorded and recent enough")
+def ferpa_review_current(
+    context: dg.AssetCheckExecutionContext, mtss: MtssResource, district_crosswalk: pl.DataFrame
+) -> dg.AssetCheckResult:
+    district = mtss.for_drop(context.partition_key)
+    problem = xw.ferpa_review_problem(district, dt.date.today(), mtss.ferpa_review_max_days)
+    if problem:
+        mtss.record(context, context.partition_key, [ErrorRecord("district", "ferpa_review", problem)])
+    reviewed = district.verification.ferpa_review_on
+    return dg.AssetCheckResult(passed=problem is None, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "ferpa_review_on": reviewed.isoformat() if reviewed else "none recorded",
+        "max_age_days": mtss.ferpa_review_max_days, "problem": problem or "none"})
+
+
 def _star(*files: ValidatedFile) -> pl.DataFrame:
     """The usable Star frames of the drop, together (empty when every Star file was halted)."""
     frames = [v.frame for v in files if v.usable]
@@ -158,4 +175,4 @@ def assessment_results(
 
 
 identity_assets = [district_crosswalk, student_identity_map, student_roster, assessment_results]
-identity_checks = [district_names_match_registry, account_info_id_exists]
+identity_checks = [district_names_match_registry, account_info_id_exists, ferpa_review_current]

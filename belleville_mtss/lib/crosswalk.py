@@ -2,6 +2,7 @@
 within the registry's state (and county), and whether that is the district the registry says the drop is."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -100,3 +101,15 @@ def check_entry(district: District, account_info: pl.DataFrame) -> list[str]:
                     f"(AccountInfoId {entry.candidate_account_info_id!s}, score {entry.score!s}, margin {entry.margin!s})"
                 )
     return problems
+
+
+def ferpa_review_problem(district: District, today: dt.date, max_age_days: int) -> str | None:
+    """Why the district's FERPA review of the identifiers used does not allow loading, or None."""
+    reviewed = district.verification.ferpa_review_on
+    if reviewed is None:
+        return f"{district.district}: no FERPA review of the identifiers used is recorded in the registry"
+    age = (today - reviewed).days
+    if age > max_age_days:
+        return (f"{district.district}: the FERPA review of {reviewed.isoformat()} is {age} days old "
+                f"(at most {max_age_days} allowed); review again and record the date in the registry")
+    return None

@@ -69,7 +69,9 @@ class StudentLink(_Strict):
 class Verification(_Strict):
     verified_by: str = Field(min_length=1)
     verified_on: dt.date
-    ferpa_review_on: dt.date
+    # Left empty until the FERPA review of the identifiers used is done: the district's drops are then
+    # blocked by the ferpa_review_current check before anything is written.
+    ferpa_review_on: dt.date | None
 
 
 class District(_Strict):

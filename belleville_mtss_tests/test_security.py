@@ -1,0 +1,124 @@
+"""Encryption at rest, retention, the FERPA review check, secrets in the UI, and SQL built from data."""
+import datetime as dt
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from belleville_mtss.defs.resources import MtssResource
+from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR, load_settings
+from belleville_mtss.lib.drops import purge_staging
+from belleville_mtss.lib.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
+from belleville_mtss.run import run_drop
+
+from .conftest import make_settings
+from .helpers import errors, prepare_drop, set_column, warehouse_counts
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 17])
+def test_encryption_round_trip_at_chunk_edges(tmp_path, size):
+    key = parse_key(new_key())
+    plain = tmp_path / "p"
+    plain.write_bytes(os.urandom(size))
+    encrypt_file(key, plain, tmp_path / "e")
+    assert decrypt_bytes(key, tmp_path / "e") == plain.read_bytes()
+
+
+def test_wrong_key_altered_or_cut_short_files_are_refused(tmp_path):
+    key = parse_key(new_key())
+    plain = tmp_path / "p"
+    plain.write_bytes(os.urandom(CHUNK + 100))
+    enc = tmp_path / "e"
+    encrypt_file(key, plain, enc)
+    with pytest.raises(VaultError, match="cannot be decrypted"):
+        decrypt_bytes(parse_key(new_key()), enc)
+    data = bytearray(enc.read_bytes())
+    data[100] ^= 1
+    (tmp_path / "altered").write_bytes(bytes(data))
+    with pytest.raises(VaultError):
+        decrypt_bytes(key, tmp_path / "altered")
+    (tmp_path / "cut").write_bytes(enc.read_bytes()[: 16 + CHUNK + 16])  # the last chunk dropped
+    with pytest.raises(VaultError):
+        decrypt_bytes(key, tmp_path / "cut")
+    with pytest.raises(VaultError, match="64 hexadecimal"):
+        parse_key("not-a-key")
+
+
+def test_staging_is_encrypted_with_the_environment_key_and_purged_after_retention(tmp_path):
+    key = new_key()
+    s = make_settings(tmp_path / "m", MTSS_STAGING_KEY=key)
+    prepare_drop(s)
+    assert run_drop(s).checks_passed
+    staged = s.staging_dir / "belleville" / "2026-11-01"
+    assert b"STUDENTS.STUDENT_NUMBER" not in (staged / "students.csv").read_bytes()
+    assert b"STUDENTS.STUDENT_NUMBER" in decrypt_bytes(parse_key(key), staged / "students.csv")
+    assert not (s.home / "staging.key").exists()  # the environment's key, no key file
+    assert purge_staging(s.staging_dir, 30, time.time()) == []
+    assert purge_staging(s.staging_dir, 30, time.time() + 31 * 86400) == ["belleville/2026-11-01"]
+    assert not staged.exists()
+
+
+def _registry_with(tmp_path: Path, old: str, new: str) -> Path:
+    registry = tmp_path / "districts"
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    path = registry / "belleville.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    return registry
+
+
+@pytest.mark.parametrize(("review", "reason_text"), [
+    ("null", "no FERPA review"),
+    ((dt.date.today() - dt.timedelta(days=400)).isoformat(), "days old"),
+])
+def test_missing_or_stale_ferpa_review_blocks_the_warehouse(tmp_path, review, reason_text):
+    registry = _registry_with(tmp_path, "ferpa_review_on: 2026-11-20", f"ferpa_review_on: {review}")
+    s = make_settings(tmp_path / "m", MTSS_DISTRICTS_DIR=str(registry))
+    prepare_drop(s)
+    report = run_drop(s)
+    assert report.checks["ferpa_review_current"] is False
+    assert warehouse_counts(s) == {"roster": 0, "results": 0}
+    logged = errors(s)
+    row = logged.filter(logged["Reason"] == "ferpa_review").row(0, named=True)
+    assert reason_text in row["Message"] and row["DistrictId"] == 107873
+
+
+def test_secrets_are_shown_as_environment_variables_not_values(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/w.db"
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
+    monkeypatch.setenv("MTSS_STAGING_KEY", new_key())
+    resource = MtssResource.from_settings(load_settings())
+    # what the UI shows of the resource's configuration
+    shown = resource._get_non_default_public_field_values() if hasattr(resource, "_get_non_default_public_field_values") \
+        else resource.__dict__
+    text = repr(shown)
+    assert os.environ["MTSS_STAGING_KEY"] not in text and url not in text
+    assert "MTSS_WAREHOUSE_URL" in text and "MTSS_STAGING_KEY" in text
+    assert resource.process_config_and_initialize().warehouse_url == url  # resolved at run time
+
+
+def test_sql_injection_in_file_content_is_only_data(settings):
+    drop = prepare_drop(settings)
+    hostile = "Belleville'); DROP TABLE StudentRoster;--"
+    set_column(drop / "SR.csv", "DistrictName", hostile)
+    report = run_drop(settings)
+    assert report.checks["district_names_match_registry"] is False
+    logged = errors(settings)
+    assert any(hostile in m for m in logged["Message"].to_list())  # stored as a bound value
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}  # the tables are still there
+
+
+def test_no_sql_text_is_built_from_values():
+    """Only SQLAlchemy expressions with bound parameters; the few text() statements use our own constants."""
+    root = Path(__file__).resolve().parent.parent / "belleville_mtss"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "text(f" in line and "CREATE SCHEMA" not in line:
+                offenders.append(f"{path.name}:{n}")
+            if ".execute(f" in line or 'execute("' in line and "%" in line:
+                offenders.append(f"{path.name}:{n}")
+    assert offenders == []
