@@ -70,7 +70,7 @@ def district_names_match_registry(
     district = mtss.for_drop(context.partition_key)
     records = [
         ErrorRecord(
-            "district", f"district_{row['decision']}",
+            "district", "district_mismatch" if row["decision"] == "resolved" else f"district_{row['decision']}",
             f"{row['file_name']}: district name '{row['name_seen']}' is {row['decision']} "
             f"(best candidate {row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s}, "
             f"score {row['score']!s}, margin {row['margin']!s}); the drop is registered to "

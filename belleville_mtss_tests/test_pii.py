@@ -1,0 +1,90 @@
+"""FERPA: run drops full of known student values (and of bad rows, so every error path speaks) and scan every
+log line, every metadata entry, every check result and the error table for those values."""
+import logging
+import re
+from dataclasses import replace
+
+import dagster as dg
+import polars as pl
+
+from belleville_mtss.lib.warehouse import ingestion_errors, ingestion_files, make_engine, read_table
+from belleville_mtss.run import run_drop
+
+from .helpers import SMALL, prepare_drop, set_column
+
+TOKEN = re.compile(r"[A-Za-z0-9@._'-]+")
+
+
+def _pii(drop) -> dict[str, set[str]]:
+    ps = pl.read_csv(drop / "students.csv", infer_schema=False)
+    first, last = ps["STUDENTS.FIRST_NAME"].to_list(), ps["STUDENTS.LAST_NAME"].to_list()
+    return {
+        "student numbers": set(ps["STUDENTS.STUDENT_NUMBER"]),
+        "emails": {e.strip().lower() for e in ps["U_STUDENTSUSERFIELDS.custom_student_email"]},
+        "birth dates": set(ps["STUDENTS.DOB"]),
+        "names": {f"{f} {l}" for f, l in zip(first, last)} | {f"{l}, {f}" for f, l in zip(first, last)},
+        "last names": set(last),
+    }
+
+
+def _leaks(text: str, pii: dict[str, set[str]]) -> list[str]:
+    found = []
+    tokens = set(TOKEN.findall(text))
+    lowered = text.lower()
+    found += [f"student number {t}" for t in tokens & pii["student numbers"]]
+    found += [f"last name {t}" for t in tokens & pii["last names"]]
+    found += [f"email {e}" for e in pii["emails"] if e in lowered]
+    found += [f"birth date {d}" for d in pii["birth dates"] if d in text]
+    found += [f"name {n}" for n in pii["names"] if n in text]
+    return found
+
+
+def _make_trouble(drop) -> None:
+    """Rows and files that take every error path: duplicates, shared emails, lost zeros, bad dates, a cut file."""
+    ps = pl.read_csv(drop / "students.csv", infer_schema=False)
+    nums = ps["STUDENTS.STUDENT_NUMBER"].to_list()
+    emails = ps["U_STUDENTSUSERFIELDS.custom_student_email"].to_list()
+    nums[1] = nums[0]  # duplicate student number
+    emails[3] = emails[2]  # two students, one email
+    tested = pl.read_csv(drop / "SR.csv", infer_schema=False)["StudentIdentifier"][20]
+    nums[nums.index(tested)] = "00" + tested  # leading zeros lost on the Star side
+    ps.with_columns(pl.Series("STUDENTS.STUDENT_NUMBER", nums),
+                    pl.Series("U_STUDENTSUSERFIELDS.custom_student_email", emails)).write_csv(drop / "students.csv")
+    set_column(drop / "SR.csv", "CompletedDate", "00:00.0", rows=slice(0, 4))
+    set_column(drop / "SR.csv", "ScaledScore", "lots", rows=slice(4, 6))
+    set_column(drop / "SR.csv", "StudentIdentifier", "", rows=slice(6, 7))
+    sel = drop / "SEL.csv"
+    sel.write_bytes(sel.read_bytes()[:-200])  # cut short
+
+
+def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog, capsys):
+    good = prepare_drop(settings, replace(SMALL, drop_name="troubled"))
+    _make_trouble(good)
+    foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
+    set_column(foreign / "SM.csv", "DistrictName", "Nutley Public Schools")
+    pii = _pii(good)
+    assert _leaks((good / "students.csv").read_text(), pii)  # the scanner does find what it looks for
+
+    texts = []
+    caplog.set_level(logging.DEBUG)
+    with dg.DagsterInstance.ephemeral() as instance:
+        for key in ("belleville/troubled", "belleville/foreign"):
+            run_drop(settings, key, instance=instance, log_level="DEBUG")
+        for run in instance.get_runs():
+            for event in instance.all_logs(run.run_id):
+                texts.append(event.message or "")
+                texts.append(repr(event.dagster_event) if event.dagster_event else "")
+                texts.append(repr(event.error_info) if getattr(event, "error_info", None) else "")
+    engine = make_engine(settings.warehouse_url)
+    errors = read_table(engine, ingestion_errors)
+    files = read_table(engine, ingestion_files)
+    engine.dispose()
+    reasons = set(errors["Reason"])
+    assert {"row_rejected", "ambiguous_email", "probable_leading_zeros", "truncated", "district_mismatch"} <= reasons
+    texts += [repr(r) for r in errors.iter_rows()] + [repr(r) for r in files.iter_rows()]
+    texts += [r.getMessage() for r in caplog.records]
+    out = capsys.readouterr()
+    texts += [out.out, out.err]
+    leaks = sorted({leak for t in texts for leak in _leaks(t, pii)})
+    assert leaks == [], leaks[:20]
+    assert sum(len(t) for t in texts) > 50_000  # there was a lot to scan
