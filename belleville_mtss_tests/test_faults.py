@@ -44,7 +44,7 @@ def test_postgres_backend_terminated_mid_load_rolls_back_and_rerun_is_exact(pg_d
     create_tables(engine, WAREHOUSE_TABLES)
     earlier = _results(1_000)
     replace_results(engine, 107873, earlier)
-    big = _results(300_000)
+    big = _results(1_500_000)
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
     killed = []
 
@@ -54,9 +54,9 @@ def test_postgres_backend_terminated_mid_load_rolls_back_and_rerun_is_exact(pg_d
             while time.time() < deadline and not killed:
                 pids = conn.execute(sa.text(
                     "select pid from pg_stat_activity where application_name = 'mtss_fault_load' "
-                    "and state = 'active' and query ilike 'insert%'")).scalars().all()
+                    "and state = 'active' and (query ilike 'copy%' or query ilike 'insert%')")).scalars().all()
                 if pids:
-                    time.sleep(0.3)  # well into the load
+                    time.sleep(0.2)  # well into the load
                     killed.extend(conn.execute(sa.text("select pg_terminate_backend(:p)"), {"p": pids[0]}).scalars())
                 time.sleep(0.01)
 

@@ -1,7 +1,10 @@
 """Loads into the EDU Data Warehouse: one transaction per table, idempotent per drop."""
 
+from contextlib import contextmanager
+
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
 
 from ..lib.warehouse import replace_results, replace_roster
 from .identity import GATED, district_crosswalk
@@ -9,15 +12,25 @@ from .partitions import drops
 from .resources import MtssResource
 
 
+@contextmanager
+def _load(mtss: MtssResource, table: str):
+    """A warehouse load; a database error is reported without the server's detail, which can quote key values."""
+    engine = mtss.warehouse()
+    try:
+        yield engine
+    except sa.exc.DBAPIError as exc:
+        raise dg.Failure(f"loading {table} failed and was rolled back ({type(exc.orig).__name__}); "
+                         "nothing of this drop was written to it") from None
+    finally:
+        engine.dispose()
+
+
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, deps=[district_crosswalk],
           partitions_def=drops,
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
 def dm_student_roster(context: dg.AssetExecutionContext, mtss: MtssResource, student_roster: pl.DataFrame) -> dg.MaterializeResult:
-    engine = mtss.warehouse()
-    try:
+    with _load(mtss, "dm.StudentRoster") as engine:
         written = replace_roster(engine, mtss.for_drop(context.partition_key).account_info_id, student_roster)
-    finally:
-        engine.dispose()
     return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
 
 
@@ -25,11 +38,8 @@ def dm_student_roster(context: dg.AssetExecutionContext, mtss: MtssResource, stu
           partitions_def=drops,
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
 def dm_assessment_results(context: dg.AssetExecutionContext, mtss: MtssResource, assessment_results: pl.DataFrame) -> dg.MaterializeResult:
-    engine = mtss.warehouse()
-    try:
+    with _load(mtss, "dm.AssessmentResults") as engine:
         written = replace_results(engine, mtss.for_drop(context.partition_key).account_info_id, assessment_results)
-    finally:
-        engine.dispose()
     return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
 
 

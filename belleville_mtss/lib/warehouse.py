@@ -134,14 +134,41 @@ def read_table(engine: Engine, table: sa.Table, where=None) -> pl.DataFrame:
         return pl.DataFrame([tuple(r) for r in rows], schema=list(result.keys()), orient="row", infer_schema_length=None)
 
 
-def _batches(frame: pl.DataFrame) -> Iterable[list[dict]]:
-    for chunk in frame.iter_slices(BATCH_ROWS):
-        yield chunk.to_dicts()
+COPY_ROWS = 200_000
 
 
 def _insert(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame) -> None:
-    for batch in _batches(frame):
-        conn.execute(table.insert(), batch)
+    """Bulk insert inside the caller's transaction: COPY on PostgreSQL, batched executemany elsewhere."""
+    if frame.is_empty():
+        return
+    frame = frame.select([c.name for c in table.columns if c.name in frame.columns])
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy(conn, table, frame)
+        return
+    if conn.dialect.name == "sqlite":
+        # executemany of plain tuples: the statement names only our own table and columns, values are bound
+        prep = conn.dialect.identifier_preparer
+        statement = (f"INSERT INTO {prep.quote(table.name)} ({', '.join(prep.quote(c) for c in frame.columns)}) "
+                     f"VALUES ({', '.join('?' for _ in frame.columns)})")
+        for chunk in frame.iter_slices(BATCH_ROWS * 10):
+            conn.exec_driver_sql(statement, chunk.rows())
+        return
+    for chunk in frame.iter_slices(BATCH_ROWS):
+        conn.execute(table.insert(), chunk.to_dicts())
+
+
+def _copy(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame) -> None:
+    # The statement names only our own table and columns; the rows travel as a CSV data stream, never as SQL.
+    prep = conn.dialect.identifier_preparer
+    columns = ", ".join(prep.quote(c) for c in frame.columns)
+    statement = f"COPY {prep.format_table(table)} ({columns}) FROM STDIN WITH (FORMAT csv)"
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            for chunk in frame.iter_slices(COPY_ROWS):
+                copy.write(chunk.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.f"))
+    finally:
+        cursor.close()
 
 
 def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -> int:
