@@ -33,6 +33,27 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _generate(args: argparse.Namespace) -> int:
+    import time
+
+    from .lib.sample import SampleSpec, generate_drop, load_databases, write_tables
+
+    if args.students < 1:
+        raise CliError("--students must be at least 1")
+    started = time.perf_counter()
+    spec = SampleSpec(students=args.students)
+    drop = args.out / "drop"
+    tables = generate_drop(drop, spec)
+    write_tables(args.out / "tables", tables["classlink_users"])
+    if args.load:
+        settings = load_settings()
+        load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
+    size = sum(p.stat().st_size for p in drop.iterdir())
+    print(f"{args.students:,} students: drop in {drop} ({size / 1e6:,.0f} MB), tables in {args.out / 'tables'}"
+          f"{', loaded into the configured databases' if args.load else ''} ({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from .run import run_drop
 
@@ -172,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
     demo.add_argument("--students", type=int, default=4500)
     demo.set_defaults(func=_demo)
+
+    gen = sub.add_parser("generate", help="write a large realistic drop (same generator as the demo), scaled")
+    gen.add_argument("--students", type=int, required=True)
+    gen.add_argument("--out", type=Path, required=True, help="folder: drop files in OUT/drop, tables in OUT/tables")
+    gen.add_argument("--load", action="store_true", help="also load ClassLink users and AccountInfo into the "
+                     "configured prod db and warehouse")
+    gen.set_defaults(func=_generate)
 
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")

@@ -98,7 +98,10 @@ def _students(spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
         mask = grade == g
         school[mask] = np.array(ids)[rng.integers(0, len(ids), mask.sum())]
     birth_year = 2026 - 5 - grade - (rng.random(n) < 0.3)
-    dob = [f"{m:02d}/{d:02d}/{y}" for m, d, y in zip(rng.integers(1, 13, n), rng.integers(1, 29, n), birth_year)]
+    dob = pl.select(pl.format(
+        "{}/{}/{}", pl.lit(pl.Series(rng.integers(1, 13, n))).cast(pl.Utf8).str.zfill(2),
+        pl.lit(pl.Series(rng.integers(1, 29, n))).cast(pl.Utf8).str.zfill(2), pl.lit(pl.Series(birth_year)),
+    )).to_series()
     email = np.char.add(np.char.add(np.char.lower(np.char.add(np.char.add(first, "."), last)), "."),
                         np.char.add(number, "@bellevilleschools.org"))
     return pl.DataFrame({
@@ -155,7 +158,7 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
     grades = {"SR": range(1, 13), "SM": range(1, 13), "SEL": range(0, 4)}[subject]
     takers = students.filter(pl.col("grade").is_in(list(grades)))
     n = takers.height
-    tests = rng.integers(1, 4, n)  # fall, winter, spring screening windows
+    tests = rng.integers(1, 3, n)  # fall, and for half the students winter too
     idx = np.repeat(np.arange(n), tests)
     window = np.concatenate([np.arange(t) for t in tests])
     rows = takers[idx]
@@ -170,8 +173,9 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
                         np.where(pr < 40, "On Watch", "At/Above Benchmark")))
     school_names = dict((sid, name) for sid, name, _g in SCHOOLS)
     grade_txt = rows["grade"].cast(pl.Utf8).replace("0", "K")
-    uids = rng.integers(0, 2**63 - 1, (m, 2), dtype=np.int64)
-    assessment_ids = [f"{a:016x}-{b:016x}"[:36] for a, b in uids.tolist()]
+    raw = rng.bytes(16 * m)
+    assessment_ids = pl.Series([raw[i:i + 16].hex() for i in range(0, 16 * m, 16)]).str.replace(
+        r"^(.{8})(.{4})(.{4})(.{4})(.{12})$", "$1-$2-$3-$4-$5")  # GUID-shaped, as Renaissance sends
     values = {
         "RenaissanceClientID": ["7340"] * m, "SchoolYear": ["2026-2027"] * m,
         "SchoolYearStartDate": ["2026-07-01 00:00:00.000"] * m, "SchoolYearEndDate": ["2027-06-30 00:00:00.000"] * m,
@@ -190,8 +194,8 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
         "ScreeningPeriodWindowName": np.array(["Fall", "Winter", "Spring"])[window],
         "RenaissanceBenchmarkCategoryName": category,
     }
-    frame = pl.DataFrame({c: values.get(c, [""] * m) for c in LAYOUTS[subject]}, schema={c: pl.Utf8 for c in LAYOUTS[subject]})
-    return frame
+    filled = pl.DataFrame(values)
+    return filled.select([pl.col(c) if c in values else pl.lit("").alias(c) for c in LAYOUTS[subject]])
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
@@ -217,6 +221,13 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
         star.write_csv(drop_dir / f"{subject}.csv")
     (drop_dir / "drop.done").write_text("")  # completion marker, written last
     return {"classlink_users": _classlink_users(students, spec, rng)}
+
+
+def write_tables(out: Path, classlink_users: pl.DataFrame) -> None:
+    """The prod db and warehouse tables of a generated sample, as CSV files (for loading elsewhere)."""
+    out.mkdir(parents=True, exist_ok=True)
+    classlink_users.write_csv(out / "ClassLinkUsers.csv")
+    pl.DataFrame(account_info_rows()).write_csv(out / "AccountInfo.csv")
 
 
 def load_databases(prod_url: str, warehouse_url: str, classlink_users: pl.DataFrame) -> None:
