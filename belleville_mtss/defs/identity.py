@@ -35,25 +35,13 @@ def _md_table(frame: pl.DataFrame) -> str:
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo",
 )
 def district_crosswalk(
-    context: dg.AssetExecutionContext, mtss: MtssResource, account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+    context: dg.AssetExecutionContext, mtss: MtssResource, account_info: pl.DataFrame,
+    powerschool: ValidatedFile, classlink: ValidatedFile,
     star_reading: ValidatedFile, star_math: ValidatedFile, star_early_literacy: ValidatedFile,
 ) -> dg.Output[pl.DataFrame]:
     district = mtss.for_drop(context.partition_key)
-    reference = xw.account_reference(account_info)
-    entries = [xw.bundled(powerschool.source, powerschool.file_name) if powerschool.usable
-               else xw.halted(powerschool.source, powerschool.file_name)]
-    for v in (star_reading, star_math, star_early_literacy):
-        if not v.usable:
-            entries.append(xw.halted(v.source, v.file_name))
-            continue
-        names = sorted(v.frame["district_name"].unique().to_list())
-        entries += xw.resolve_names(district, reference, v.source, v.file_name, names)
-    if classlink.usable:
-        tenants = sorted(classlink.frame["tenant_name"].unique().to_list())
-        entries += xw.resolve_names(district, reference, classlink.source, classlink.file_name, tenants)
-    else:
-        entries.append(xw.halted(classlink.source, classlink.file_name))
-    frame = xw.to_frame(entries)
+    frame = xw.build_crosswalk(district, account_info, powerschool, classlink,
+                               [star_reading, star_math, star_early_literacy])
     return dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
         "files_verified": int(frame["verified"].sum()), "files": frame.height,

@@ -113,3 +113,23 @@ def ferpa_review_problem(district: District, today: dt.date, max_age_days: int) 
         return (f"{district.district}: the FERPA review of {reviewed.isoformat()} is {age} days old "
                 f"(at most {max_age_days} allowed); review again and record the date in the registry")
     return None
+
+
+def build_crosswalk(district: District, account_info: pl.DataFrame, powerschool, classlink, stars: list) -> pl.DataFrame:
+    """One row per (file, district name seen): PowerSchool is bundled with the drop's district, Star files and
+    the ClassLink tenant are resolved; a halted file is listed as halted (its error is already logged)."""
+    reference = account_reference(account_info)
+    entries = [bundled(powerschool.source, powerschool.file_name) if powerschool.usable
+               else halted(powerschool.source, powerschool.file_name)]
+    for v in stars:
+        if not v.usable:
+            entries.append(halted(v.source, v.file_name))
+            continue
+        names = sorted(v.frame["district_name"].unique().to_list())
+        entries += resolve_names(district, reference, v.source, v.file_name, names)
+    if classlink.usable:
+        tenants = sorted(classlink.frame["tenant_name"].unique().to_list())
+        entries += resolve_names(district, reference, classlink.source, classlink.file_name, tenants)
+    else:
+        entries.append(halted(classlink.source, classlink.file_name))
+    return to_frame(entries)
