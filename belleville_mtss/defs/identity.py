@@ -11,6 +11,8 @@ from ..lib.identity import build_results, build_roster, link_problems, link_stud
 from ..lib.ingest import ValidatedFile
 from ..lib.star import STAR_SCHEMA
 from ..lib.warehouse import now
+from ..lib.catalog import CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, results_lineage, roster_lineage
+from .metadata import OWNERS, counts_md, md_table, table
 from .partitions import drops
 from .resources import MtssResource
 
@@ -23,13 +25,8 @@ STAR_INPUTS = {
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-def _md_table(frame: pl.DataFrame) -> str:
-    head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns) + "\n"
-    return head + "\n".join("| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.rows())
-
-
 @dg.asset(
-    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops,
+    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
     ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
          "classlink": dg.AssetIn("validated_classlink_users")},
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo",
@@ -44,8 +41,9 @@ def district_crosswalk(
                                [star_reading, star_math, star_early_literacy])
     return dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
-        "files_verified": int(frame["verified"].sum()), "files": frame.height,
-        "crosswalk": dg.MetadataValue.md(_md_table(frame)),
+        **table(frame.height, CROSSWALK_FRAME),
+        "files_verified": int(frame["verified"].sum()),
+        "crosswalk": md_table(frame),
     })
 
 
@@ -70,7 +68,8 @@ def district_names_match_registry(
     mtss.record(context, context.partition_key, records)
     return dg.AssetCheckResult(
         passed=failing.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failing": failing.height, "details": dg.MetadataValue.md(_md_table(failing) if records else "none")},
+        metadata={"failing": failing.height, "details": md_table(failing.select(
+            "file_name", "name_seen", "candidate", "candidate_account_info_id", "score", "margin", "decision"))},
     )
 
 
@@ -115,7 +114,7 @@ def _require_verified(crosswalk: pl.DataFrame) -> None:
 
 
 @dg.asset(
-    group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
+    group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
     ins={**STAR_INPUTS, "powerschool": dg.AssetIn("validated_powerschool_students"),
          "classlink": dg.AssetIn("validated_classlink_users")},
     description="ClassLink email = PowerSchool email; PowerSchool student number = Star StudentIdentifier",
@@ -133,21 +132,26 @@ def student_identity_map(
     identity, stats = link_students(powerschool.frame, cl, star)
     mtss.record(context, context.partition_key, link_problems(stats))
     meta = {f"{link}/{k}": v for link, counts in stats.items() for k, v in counts.items()}
-    return dg.Output(identity, metadata={"dagster/row_count": identity.height, **meta})
+    rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
+        f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in stats.items())
+    return dg.Output(identity, metadata={
+        **table(identity.height, IDENTITY_FRAME), **meta,
+        "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
-          ins={"powerschool": dg.AssetIn("validated_powerschool_students")}, deps=[district_crosswalk],
+          owners=OWNERS, ins={"powerschool": dg.AssetIn("validated_powerschool_students")}, deps=[district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
 def student_roster(
     context: dg.AssetExecutionContext, mtss: MtssResource, powerschool: ValidatedFile, student_identity_map: pl.DataFrame
 ) -> dg.Output[pl.DataFrame]:
     key = context.partition_key
     roster = build_roster(powerschool.frame, student_identity_map, mtss.for_drop(key).account_info_id, key, now())
-    return dg.Output(roster, metadata={"dagster/row_count": roster.height})
+    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, roster_lineage(mtss.for_drop(key))))
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
+          owners=OWNERS,
           deps=[district_crosswalk],
           description="One row per Star test (SR, SM, SEL) of a rostered student, stamped with AccountInfoId")
 def assessment_results(
@@ -158,8 +162,9 @@ def assessment_results(
     key = context.partition_key
     results, duplicates = build_results(star, student_roster, mtss.for_drop(key).account_info_id, key, now())
     by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
-    return dg.Output(results, metadata={"dagster/row_count": results.height, "duplicate_tests_dropped": duplicates,
-                                        "rows_by_subject": dg.MetadataValue.json(by_subject)})
+    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, results_lineage()),
+                                        "duplicate_tests_dropped": duplicates,
+                                        "rows_by_subject": counts_md("rows by subject", by_subject)})
 
 
 identity_assets = [district_crosswalk, student_identity_map, student_roster, assessment_results]

@@ -10,6 +10,7 @@ from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.vault import VaultError
 from ..lib.warehouse import account_info as account_info_table
 from ..lib.warehouse import class_link_users, read_table, record_received
+from .metadata import OWNERS
 from .partitions import drops, split_drop_key
 from .resources import MtssResource
 
@@ -21,7 +22,7 @@ FILE_SOURCES = {
 }
 
 
-@dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"},
+@dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
           description="The drop's files copied to local staging (checksums in dm.IngestionFiles), replayable")
 def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[ReceivedDrop]:
     key = context.partition_key
@@ -45,7 +46,8 @@ def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.O
 
 
 def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(name=source, group_name="sources", description=description, kinds={"csv"}, partitions_def=drops)
+    @dg.asset(name=source, group_name="sources", description=description, kinds={"csv"}, partitions_def=drops,
+              owners=OWNERS)
     def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, received_drop: ReceivedDrop
                ) -> dg.Output[SourceFile]:
         entry = mtss.for_drop(context.partition_key)
@@ -71,7 +73,7 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
 file_assets = [_file_asset(s, d) for s, d in FILE_SOURCES.items()]
 
 
-@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops,
+@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
 def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     engine = mtss.prod_db()
@@ -82,7 +84,7 @@ def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
 
 
-@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops,
+@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
 def account_info(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
     engine = mtss.warehouse()

@@ -4,6 +4,8 @@ import dagster as dg
 import polars as pl
 
 from ..lib.ingest import SourceFile, ValidatedFile, validate_classlink, validate_powerschool, validate_star
+from ..lib.catalog import CLASSLINK_FRAME, POWERSCHOOL_FRAME, STAR_FRAME
+from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .resources import MtssResource
 
@@ -16,18 +18,19 @@ def _finish(context, mtss: MtssResource, validated: ValidatedFile, errors: list)
 
 
 def _metadata(v: ValidatedFile) -> dict:
+    columns = {"powerschool_students": POWERSCHOOL_FRAME, "classlink_users": CLASSLINK_FRAME}.get(v.source, STAR_FRAME)
     return {
+        **table(v.rows, columns),
         "file": v.file_name or "",
-        "dagster/row_count": v.rows,
         "rows_rejected": sum(v.rejected.values()),
-        "rejected_by_reason": dg.MetadataValue.json(v.rejected),
+        "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
         "halted": v.halted.message if v.halted else "",
     }
 
 
 def _star_validated(source: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
         ins={"src": dg.AssetIn(source)},
         description=f"{source}: columns bound by header name, dates and scores typed, bad rows rejected",
     )
@@ -40,7 +43,7 @@ def _star_validated(source: str) -> dg.AssetsDefinition:
 star_validated = [_star_validated(s) for s in ("star_reading", "star_math", "star_early_literacy")]
 
 
-@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
           description="PowerSchool students: headers mapped by the district registry, duplicates rejected")
 def validated_powerschool_students(
     context: dg.AssetExecutionContext, mtss: MtssResource, powerschool_students: SourceFile
@@ -48,7 +51,7 @@ def validated_powerschool_students(
     return _finish(context, mtss, *validate_powerschool(powerschool_students, mtss.for_drop(context.partition_key)))
 
 
-@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
           description="ClassLink student users of the district's tenant, emails normalised for linking")
 def validated_classlink_users(
     context: dg.AssetExecutionContext, mtss: MtssResource, classlink_users: pl.DataFrame

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 
 from ..lib.warehouse import replace_results, replace_roster
 from .identity import GATED, district_crosswalk
+from ..lib.catalog import RESULTS_TABLE, ROSTER_TABLE, results_lineage, roster_lineage
+from .metadata import OWNERS, table
 from .partitions import drops
 from .resources import MtssResource
 
@@ -26,21 +28,22 @@ def _load(mtss: MtssResource, table: str):
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, deps=[district_crosswalk],
-          partitions_def=drops,
+          partitions_def=drops, owners=OWNERS,
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
 def dm_student_roster(context: dg.AssetExecutionContext, mtss: MtssResource, student_roster: pl.DataFrame) -> dg.MaterializeResult:
     with _load(mtss, "dm.StudentRoster") as engine:
         written = replace_roster(engine, mtss.for_drop(context.partition_key).account_info_id, student_roster)
-    return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
+    lineage = roster_lineage(mtss.for_drop(context.partition_key))
+    return dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, lineage), "rows_written": written})
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, deps=[district_crosswalk],
-          partitions_def=drops,
+          partitions_def=drops, owners=OWNERS,
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
 def dm_assessment_results(context: dg.AssetExecutionContext, mtss: MtssResource, assessment_results: pl.DataFrame) -> dg.MaterializeResult:
     with _load(mtss, "dm.AssessmentResults") as engine:
         written = replace_results(engine, mtss.for_drop(context.partition_key).account_info_id, assessment_results)
-    return dg.MaterializeResult(metadata={"rows_written": written, "dagster/row_count": written})
+    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage()), "rows_written": written})
 
 
 warehouse_assets = [dm_student_roster, dm_assessment_results]
