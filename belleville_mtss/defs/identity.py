@@ -68,7 +68,8 @@ def district_names_match_registry(
     mtss.record(context, context.partition_key, records)
     return dg.AssetCheckResult(
         passed=failing.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"failing": failing.height, "details": md_table(failing.select(
+        metadata={"failing": failing.height, "why": "; ".join(r.message for r in records) or "every name resolves",
+                  "details": md_table(failing.select(
             "file_name", "name_seen", "candidate", "candidate_account_info_id", "score", "margin", "decision"))},
     )
 

@@ -68,7 +68,7 @@ ROSTER_TABLE: list[Column] = [
     ("SchoolId", "string", "School number (PowerSchool)"),
     ("ClassLinkUserId", "string", "Linked ClassLink user, when the email match is unique"),
     ("StarTestCount", "int", "Star tests of the student in this drop"),
-    ("DropId", "string", "The drop that loaded the row: <district>/<drop name>"),
+    ("DropId", "string", "The drop that loaded the row (district/drop name)"),
     ("LoadedAt", "datetime", "When the row was loaded (UTC)"),
 ]
 RESULTS_TABLE: list[Column] = [
