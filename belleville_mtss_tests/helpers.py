@@ -43,3 +43,49 @@ def errors(settings: Settings) -> pl.DataFrame:
         return read_table(engine, ingestion_errors)
     finally:
         engine.dispose()
+
+
+FIXTURE_DISTRICTS = Path(__file__).resolve().parent / "fixtures" / "districts"
+RIVERTON_ACCOUNT = {"AccountInfoId": 555001, "NcesId": "4199999", "DistrictName": "RIVERTON UNIFIED SCHOOL DISTRICT",
+                    "State": "OR", "County": None}
+RIVERTON = SampleSpec(
+    students=250, seed=7, drop_name="2026-11-15", star_district_name="Riverton Unified Schools",
+    classlink_tenant="Riverton USD", classlink_tenant_id=9001, missing_from_classlink=4, without_tests=5,
+    unknown_star_rows=3, excel_mangled_dates=0, first_student_number=880001, email_domain="riverton.example.org",
+    powerschool_headers=(
+        ("student_number", "[Students]Student_Number"), ("first_name", "[Students]First_Name"),
+        ("last_name", "[Students]Last_Name"), ("grade_level", "[Students]Grade_Level"),
+        ("school_id", "[Students]SchoolID"), ("email", "U_StudentsUserFields.EMAILSTUDENT"),
+    ),
+    powerschool_delimiter="\t", powerschool_file="riverton_students_export.txt",
+)
+
+
+def two_district_registry(tmp: Path) -> Path:
+    """The packaged registry plus the made-up Riverton entry."""
+    import shutil
+
+    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    registry = tmp / "districts"
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", registry / "riverton.yaml")
+    return registry
+
+
+def add_riverton(settings: Settings, spec: SampleSpec = RIVERTON) -> Path:
+    """Riverton's drop, its ClassLink users (beside Belleville's) and its dm.AccountInfo row."""
+    from belleville_mtss.lib.warehouse import account_info, class_link_users
+
+    drop = settings.drop_dir / "riverton" / spec.drop_name
+    tables = generate_drop(drop, spec)
+    prod = make_engine(settings.prod_db_url)
+    with prod.begin() as conn:
+        conn.execute(class_link_users.insert(), tables["classlink_users"].filter(
+            pl.col("TenantName") == spec.classlink_tenant).to_dicts())
+    prod.dispose()
+    warehouse = make_engine(settings.warehouse_url)
+    with warehouse.begin() as conn:
+        if not conn.execute(account_info.select().where(account_info.c.AccountInfoId == 555001)).first():
+            conn.execute(account_info.insert(), [RIVERTON_ACCOUNT])
+    warehouse.dispose()
+    return drop

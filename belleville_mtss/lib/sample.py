@@ -67,6 +67,18 @@ class SampleSpec:
     without_tests: int = 60
     unknown_star_rows: int = 12
     excel_mangled_dates: int = 3  # SR rows whose CompletedDate an Excel re-save reduced to "mm:ss.0"
+    # How the district's PowerSchool export names our columns, and how it is delimited (Belleville: DEM style).
+    powerschool_headers: tuple[tuple[str, str], ...] = (
+        ("student_number", "STUDENTS.STUDENT_NUMBER"), ("last_name", "STUDENTS.LAST_NAME"),
+        ("first_name", "STUDENTS.FIRST_NAME"), ("grade_level", "STUDENTS.GRADE_LEVEL"),
+        ("school_id", "STUDENTS.SCHOOLID"), ("dob", "STUDENTS.DOB"), ("enroll_status", "STUDENTS.ENROLL_STATUS"),
+        ("email", "U_STUDENTSUSERFIELDS.custom_student_email"),
+    )
+    powerschool_delimiter: str = ","
+    powerschool_file: str = "students.csv"
+    first_student_number: int = 210001
+    email_domain: str = "bellevilleschools.org"
+    classlink_tenant_id: int = 4417
 
 
 def account_info_rows() -> list[dict]:
@@ -91,7 +103,7 @@ def _students(spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
     grade = rng.integers(0, 13, n)
     first = np.array(FIRST)[rng.integers(0, len(FIRST), n)]
     last = np.array(LAST)[rng.integers(0, len(LAST), n)]
-    number = (np.arange(n) + 210001).astype(str)
+    number = (np.arange(n) + spec.first_student_number).astype(str)
     school = np.empty(n, dtype=object)
     for g in range(13):
         ids = [sid for sid, _name, grades in SCHOOLS if g in grades]
@@ -103,30 +115,26 @@ def _students(spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
         pl.lit(pl.Series(rng.integers(1, 29, n))).cast(pl.Utf8).str.zfill(2), pl.lit(pl.Series(birth_year)),
     )).to_series()
     email = np.char.add(np.char.add(np.char.lower(np.char.add(np.char.add(first, "."), last)), "."),
-                        np.char.add(number, "@bellevilleschools.org"))
+                        np.char.add(number, f"@{spec.email_domain}"))
     return pl.DataFrame({
         "student_number": number, "first_name": first, "last_name": last, "grade": grade.astype(np.int32),
         "school_id": school.astype(str), "dob": dob, "email": email,
     })
 
 
-def _powerschool_file(students: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+def _powerschool_file(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
     n = students.height
     # Emails typed by hand in PowerSchool: some differ from ClassLink in case or surrounding spaces.
     style = rng.random(n)
     email = students["email"].to_numpy()
     email = np.where(style < 0.06, np.char.upper(email.astype(str)), email)
     email = np.where((style >= 0.06) & (style < 0.10), np.char.add(" ", np.char.add(email.astype(str), " ")), email)
-    return pl.DataFrame({
-        "STUDENTS.STUDENT_NUMBER": students["student_number"],
-        "STUDENTS.LAST_NAME": students["last_name"],
-        "STUDENTS.FIRST_NAME": students["first_name"],
-        "STUDENTS.GRADE_LEVEL": students["grade"].cast(pl.Utf8),
-        "STUDENTS.SCHOOLID": students["school_id"],
-        "STUDENTS.DOB": students["dob"],
-        "STUDENTS.ENROLL_STATUS": ["0"] * n,
-        "U_STUDENTSUSERFIELDS.custom_student_email": email,
-    })
+    ours = {
+        "student_number": students["student_number"], "last_name": students["last_name"],
+        "first_name": students["first_name"], "grade_level": students["grade"].cast(pl.Utf8),
+        "school_id": students["school_id"], "dob": students["dob"], "enroll_status": ["0"] * n, "email": email,
+    }
+    return pl.DataFrame({header: ours[col] for col, header in spec.powerschool_headers})
 
 
 def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
@@ -134,21 +142,23 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
     keep[rng.choice(students.height, spec.missing_from_classlink, replace=False)] = False
     kept = students.filter(pl.Series(keep))
     own = pl.DataFrame({
-        "UserId": [f"CL{i:07d}" for i in range(kept.height)], "TenantId": [4417] * kept.height,
+        "UserId": [f"CL{spec.classlink_tenant_id}-{i:07d}" for i in range(kept.height)], "TenantId": [spec.classlink_tenant_id] * kept.height,
         "TenantName": [spec.classlink_tenant] * kept.height, "Role": ["student"] * kept.height,
         "Email": kept["email"], "GivenName": kept["first_name"], "FamilyName": kept["last_name"],
     })
     # Other tenants share the prod table; their users must never link to this district's students.
     k = max(50, students.height // 10)
     other = pl.DataFrame({
-        "UserId": [f"CX{i:07d}" for i in range(k)], "TenantId": [5120] * k, "TenantName": ["Bloomfield PD"] * k,
+        "UserId": [f"CX{spec.classlink_tenant_id}-{i:07d}" for i in range(k)], "TenantId": [5120] * k,
+        "TenantName": ["Bloomfield PD"] * k,
         "Role": ["student"] * k, "Email": [f"s{i}@bloomfield.example.org" for i in range(k)],
         "GivenName": ["Sam"] * k, "FamilyName": ["Other"] * k,
     })
     teachers = pl.DataFrame({
-        "UserId": [f"CT{i:06d}" for i in range(300)], "TenantId": [4417] * 300,
+        "UserId": [f"CT{spec.classlink_tenant_id}-{i:06d}" for i in range(300)],
+        "TenantId": [spec.classlink_tenant_id] * 300,
         "TenantName": [spec.classlink_tenant] * 300, "Role": ["teacher"] * 300,
-        "Email": [f"teacher{i}@bellevilleschools.org" for i in range(300)],
+        "Email": [f"teacher{i}@{spec.email_domain}" for i in range(300)],
         "GivenName": ["Pat"] * 300, "FamilyName": ["Teacher"] * 300,
     })
     return pl.concat([own, other, teachers])
@@ -203,7 +213,8 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
     rng = np.random.default_rng(spec.seed)
     students = _students(spec, rng)
     drop_dir.mkdir(parents=True, exist_ok=True)
-    _powerschool_file(students, rng).write_csv(drop_dir / "students.csv")
+    _powerschool_file(students, spec, rng).write_csv(drop_dir / spec.powerschool_file,
+                                                     separator=spec.powerschool_delimiter)
     untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
     tested = students.filter(~pl.col("student_number").is_in(list(untested)))
     for subject in ("SR", "SM", "SEL"):
