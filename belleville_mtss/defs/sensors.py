@@ -34,7 +34,8 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
     known = set(context.instance.get_dynamic_partitions(drops.name))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
-                                    tags={"mtss/drop": d.key, "mtss/drop_version": d.version}) for d in ready],
+                                    tags={"mtss/district": d.district, "mtss/drop": d.key,
+                                          "mtss/drop_version": d.version}) for d in ready],
         dynamic_partitions_requests=[drops.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )

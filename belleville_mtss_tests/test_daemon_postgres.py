@@ -1,0 +1,90 @@
+"""The whole sensor, run and check cycle on the production instance configuration (deploy/dagster.yaml):
+PostgreSQL run, event-log and schedule storage, the queued run coordinator, and a real dagster-daemon
+processing two districts' drops concurrently."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from .conftest import make_settings
+from .helpers import SMALL, RIVERTON, add_riverton, prepare_drop, two_district_registry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def dagster_pg(pg_server_url):
+    name = f"mtss_dagster_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(pg_server_url).set(database=name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp_path, pg_database, dagster_pg):
+    pytest.importorskip("dagster_postgres")
+    import dagster as dg
+
+    registry = two_district_registry(tmp_path)
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=pg_database)
+    prepare_drop(settings)
+    add_riverton(settings)
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = (REPO / "deploy" / "dagster.yaml").read_text().replace(
+        "/var/lib/mtss/dagster/compute_logs", str(tmp_path / "compute_logs"))
+    (home / "dagster.yaml").write_text(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MTSS_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": dagster_pg.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
+        "MTSS_HOME": str(settings.home),
+        "MTSS_DISTRICTS_DIR": str(registry), "MTSS_WAREHOUSE_URL": pg_database,
+    }
+    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                              cwd=REPO, env=env, stdout=(log := open(tmp_path / "daemon.log", "wb")), stderr=log)
+    old_env = dict(os.environ)
+    os.environ.update({k: env[k] for k in env if k.startswith("DAGSTER_")})
+    try:
+        instance = dg.DagsterInstance.get()
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        deadline = time.time() + float(os.environ.get("MTSS_TEST_DAEMON_WAIT", 240))
+        runs = []
+        while time.time() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "sftp_drop_sensor"}))
+            if len(runs) == 2 and all(r.is_finished for r in runs):
+                break
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+            time.sleep(1)
+        assert len(runs) == 2, (tmp_path / "daemon.log").read_text()[-3000:]
+        assert {r.tags["mtss/district"] for r in runs} == {"belleville", "riverton"}
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), (
+            [r.status for r in runs], (tmp_path / "daemon.log").read_text()[-4000:])
+        stats = [instance.get_run_stats(r.run_id) for r in runs]
+        (a_start, a_end), (b_start, b_end) = [(s.start_time, s.end_time) for s in stats]
+        assert a_start < b_end and b_start < a_end  # the two districts' runs overlapped
+        assert set(instance.get_dynamic_partitions("drops")) == {"belleville/2026-11-01", "riverton/2026-11-15"}
+        checks = [e for r in runs for e in instance.all_logs(r.run_id)
+                  if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+        assert len(checks) == 6 and all(e.dagster_event.event_specific_data.passed for e in checks)
+    finally:
+        os.environ.clear()
+        os.environ.update(old_env)
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    engine = sa.create_engine(pg_database)
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text(
+            'select "AccountInfoId", count(*) from dm."StudentRoster" group by 1')).all())
+    engine.dispose()
+    assert counts == {107873: SMALL.students, 555001: RIVERTON.students}

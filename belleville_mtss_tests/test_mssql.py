@@ -1,0 +1,43 @@
+"""Production is SQL Server: the DDL and the load statements compile for the mssql dialect as declared once."""
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql
+from sqlalchemy.schema import CreateTable
+
+from belleville_mtss.lib.warehouse import (
+    PROD_TABLES, WAREHOUSE_TABLES, account_info, assessment_results, class_link_users, ingestion_errors,
+    ingestion_files, student_roster,
+)
+
+DIALECT = mssql.dialect()
+
+
+def _sql(stmt) -> str:
+    return str(stmt.compile(dialect=DIALECT))
+
+
+def test_ddl_compiles_with_schemas_and_bracket_quoting():
+    for table in WAREHOUSE_TABLES + PROD_TABLES:
+        ddl = _sql(CreateTable(table))
+        assert f"CREATE TABLE {table.schema}.[{table.name}]" in ddl, ddl
+        assert "VARCHAR(max)" not in ddl  # every text column has a length SQL Server can index
+    roster = _sql(CreateTable(student_roster))
+    assert 'PRIMARY KEY ([AccountInfoId], [StudentNumber])' in roster
+    errors = _sql(CreateTable(ingestion_errors))
+    assert "[ErrorId] INTEGER NOT NULL IDENTITY" in errors
+    assert "[SizeBytes] BIGINT NOT NULL" in _sql(CreateTable(ingestion_files))
+
+
+def test_load_statements_compile_with_bound_parameters():
+    statements = [
+        student_roster.delete().where(student_roster.c.AccountInfoId == 107873),
+        assessment_results.delete().where((assessment_results.c.AccountInfoId == 1) &
+                                          (assessment_results.c.Subject == "SR") &
+                                          (assessment_results.c.SchoolYear == "2026-2027")),
+        assessment_results.insert(), student_roster.insert(), ingestion_errors.insert(), ingestion_files.insert(),
+        ingestion_files.update().where(ingestion_files.c.DropId == "d").values(Outcome="halted"),
+        sa.select(account_info), sa.select(class_link_users),
+    ]
+    for stmt in statements:
+        text = _sql(stmt)
+        assert "107873" not in text and "'SR'" not in text  # values stay parameters
+        assert "dm." in text or "dbo." in text
