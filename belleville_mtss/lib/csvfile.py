@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterable
 
 import polars as pl
 
@@ -63,6 +65,10 @@ def _parse_line(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter), [])
 
 
+# A header cell is a column name: an email address, a number or a date in the first row means the row is data.
+_DATA_CELL = re.compile(r"@|^[\d\s.,:/+-]*\d[\d\s.,:/+-]*$")
+
+
 def read_text_csv(
     path: Path,
     *,
@@ -71,8 +77,14 @@ def read_text_csv(
     encoding: str = "utf-8",
     has_header: bool = True,
     column_names: list[str] | None = None,
+    select: Callable[[list[str]], Iterable[str]] | None = None,
+    project: bool = False,
 ) -> pl.DataFrame:
     """Read `path` (or `data`, its bytes, named by `path`) as text columns.
+    `select`, given the header, names the columns to keep. By default the others are dropped once the whole file
+    has been checked (every row is parsed, so a row with more fields than the header is refused). With
+    `project=True` the parser reads only the kept columns: several times faster on wide files, but a row with
+    extra fields past the header goes unnoticed, so use it only for machine-written exports (Renaissance).
     Raises FileRejected for a file that is not a usable table."""
     source = data if data is not None else path
     size, head, tail = _head_tail(source)
@@ -84,10 +96,22 @@ def read_text_csv(
     except UnicodeDecodeError:
         raise FileRejected("encoding", f"{path.name}: the header row is not valid {encoding} text") from None
 
+    try:
+        first_row = _parse_line(header_text, delimiter)
+    except csv.Error:
+        if "\r" in header_text:
+            raise FileRejected("line_endings", f"{path.name}: lines end in a bare carriage return (old Mac style); "
+                               "export with CRLF or LF line endings") from None
+        raise FileRejected("unreadable", f"{path.name}: the first row is not readable CSV") from None
     if has_header:
-        header = [h.strip() for h in _parse_line(header_text, delimiter)]
+        header = [h.strip() for h in first_row]
         if not any(header):
             raise FileRejected("no_header", f"{path.name}: the first row is blank; a header row is expected")
+        if any(_DATA_CELL.search(h) for h in header if h):
+            # Checked before duplicates: the names of a data row are cell values and must not be quoted.
+            raise FileRejected("no_header", f"{path.name}: the first row holds values (numbers, dates or email "
+                               "addresses), not column names; a header row is expected (an export without one "
+                               "needs has_header: false and column_order in the district registry)")
         seen: set[str] = set()
         dupes = sorted({h for h in header if h and (h.lower() in seen or seen.add(h.lower()))})
         if dupes:
@@ -100,10 +124,16 @@ def read_text_csv(
         width = len(header)
 
     _check_last_record(path.name, tail, size, delimiter, encoding, width)
+    keep = None
+    if select is not None and project and has_header:
+        wanted = set(select(header))
+        keep = [i for i, h in enumerate(header) if h in wanted] or [0]
+        header = [header[i] for i in keep]
 
     try:
         frame = pl.read_csv(
             source,
+            columns=keep,
             has_header=has_header,
             new_columns=None if has_header else header,
             separator=delimiter,
@@ -115,6 +145,10 @@ def read_text_csv(
         )
     except pl.exceptions.NoDataError:
         raise FileRejected("empty_file", f"{path.name} holds no data") from None
+    except pl.exceptions.SchemaError:
+        # Without a header row: more fields than the registry's column_order declares.
+        raise FileRejected("ragged_rows", f"{path.name}: some rows have more fields than the {width} columns "
+                           "declared") from None
     except pl.exceptions.ComputeError as exc:
         text = str(exc)
         if "more fields" in text:
@@ -123,20 +157,27 @@ def read_text_csv(
             raise FileRejected("encoding", f"{path.name}: not valid {encoding} text") from None
         raise FileRejected("unreadable", f"{path.name}: not a readable CSV file ({exc.__class__.__name__})") from None
     if encoding != "utf-8":
-        frame = _redecode(source, frame, delimiter, encoding, has_header, header)
+        frame = _redecode(path.name, source, delimiter, encoding, has_header, header, keep)
     # Blank header names keep polars' unique placeholders: two of them would otherwise collide.
     frame = frame.rename({c: h for c, h in zip(frame.columns, header) if h and c != h})
     if frame.height == 0:
         raise FileRejected("header_only", f"{path.name} has a header row but no data rows")
+    if select is not None and keep is None:
+        wanted = set(select(list(frame.columns)))
+        frame = frame.select([c for c in frame.columns if c in wanted])
     return frame
 
 
-def _redecode(source, frame, delimiter, encoding, has_header, header) -> pl.DataFrame:
+def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl.DataFrame:
     # polars reads UTF-8 only; a declared legacy encoding is transcoded in memory first.
     raw = source if isinstance(source, bytes) else source.read_bytes()
-    text = raw.decode(encoding)
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        raise FileRejected("encoding", f"{name}: not valid {encoding} text") from None
     return pl.read_csv(
         io.BytesIO(text.encode("utf-8")),
+        columns=keep,
         has_header=has_header,
         new_columns=None if has_header else header,
         separator=delimiter,
@@ -152,7 +193,9 @@ def _check_last_record(name: str, tail: bytes, size: int, delimiter: str, encodi
     try:
         text = tail.decode(encoding)
     except UnicodeDecodeError as exc:
-        if exc.end >= len(tail) - 3:
+        # Only a multi-byte sequence that the end of the file interrupts is a cut; a byte that is invalid in
+        # itself (Windows-1252 "é" in a UTF-8 file) is an encoding problem wherever it sits.
+        if exc.reason == "unexpected end of data" and exc.end == len(tail):
             raise FileRejected("truncated", f"{name}: the file ends in the middle of a character (cut short?)")
         raise FileRejected("encoding", f"{name}: not valid {encoding} text near the end of the file") from None
     text = text.rstrip("\r\n")

@@ -12,7 +12,7 @@ from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
 from .errors import ErrorRecord, row_rejections
 from .powerschool import email_key, map_columns, read_powerschool, type_students
 from .registry import District
-from .star import SUBJECTS, bind_columns, type_rows
+from .star import SUBJECTS, bind_columns, columns_to_read, type_rows
 
 
 @dataclass
@@ -60,7 +60,8 @@ def ingest_file(source: str, path: Path | None, district: District, data: bytes 
         if source == "powerschool_students":
             frame = read_powerschool(path, district.powerschool, data)
         else:
-            frame = read_text_csv(path, data=data)
+            # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
+            frame = read_text_csv(path, data=data, select=columns_to_read, project=True)
         return SourceFile(source, path.name, info, frame)
     except FileRejected as exc:
         return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Our canonical PowerSchool columns; the registry maps a district's headers onto them.
 POWERSCHOOL_REQUIRED = ("student_number", "email")
@@ -57,6 +57,30 @@ class PowerSchoolFormat(_Strict):
         if unknown:
             raise ValueError(f"unknown column(s) {', '.join(unknown)}")
         return columns
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, delimiter: str) -> str:
+        if len(delimiter) != 1 or delimiter in '"\r\n':
+            raise ValueError('must be one character (a comma, or a tab written "\\t" in double quotes), '
+                             "not a quote or a line break")
+        return delimiter
+
+    @model_validator(mode="after")
+    def _header_or_column_order(self) -> "PowerSchoolFormat":
+        if self.has_header:
+            if self.column_order is not None:
+                raise ValueError("column_order is only for exports without a header row (has_header: false)")
+            return self
+        if not self.column_order:
+            raise ValueError("an export without a header row (has_header: false) needs column_order")
+        order = [c.strip().lower() for c in self.column_order]
+        if len(set(order)) != len(order):
+            raise ValueError("column_order names a column twice")
+        missing = [h for h in self.columns.values() if h.strip().lower() not in order]
+        if missing:
+            raise ValueError(f"column_order lacks the mapped column(s) {', '.join(missing)}")
+        return self
 
 
 class StudentLink(_Strict):

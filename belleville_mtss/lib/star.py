@@ -72,6 +72,11 @@ STAR_SCHEMA = {
 }
 
 
+def columns_to_read(header: list[str]) -> set[str]:
+    """The only columns of a Star file we read (and the ones that tell its layout)."""
+    return (set(STAR_COLUMNS.values()) | set(HISTORICAL_HEADERS) | set(_OTHER_STAR_FILES)) & set(header)
+
+
 def detect_layout(columns: list[str]) -> str:
     cols = set(columns)
     for marker, what in _OTHER_STAR_FILES.items():
