@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from ..lib.drops import ReceivedDrop, find_file, read_staged, receive_or_replay
+from ..lib.csvfile import FileInfo
 from ..lib.ingest import SourceFile, ingest_file
 from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.vault import VaultError
@@ -59,7 +60,8 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
                 data = read_staged(Path(received_drop.folder), staged, mtss.vault_key())
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
-            src = ingest_file(source, Path(staged.name), entry, data)
+            info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)  # checked by read_staged
+            src = ingest_file(source, Path(staged.name), entry, data, info)
         mtss.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}

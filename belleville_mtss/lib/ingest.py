@@ -49,14 +49,16 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
     return ErrorRecord(stage, exc.reason, f"{exc.message}; the file was halted, nothing from it is loaded", name)
 
 
-def ingest_file(source: str, path: Path | None, district: District, data: bytes | None = None) -> SourceFile:
-    """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted)."""
+def ingest_file(source: str, path: Path | None, district: District, data: bytes | None = None,
+                info: FileInfo | None = None) -> SourceFile:
+    """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted).
+    `info` (size and SHA-256) is computed here unless the caller knows it already (the staging manifest)."""
     if path is None:
         pattern = district.files[source]
         return SourceFile(source, None, halted=ErrorRecord(
             "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
     try:
-        info = file_info(path, data)
+        info = info or file_info(path, data)
         if source == "powerschool_students":
             frame = read_powerschool(path, district.powerschool, data)
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from .crosswalk import build_crosswalk
+from .csvfile import FileInfo
 from .identity import build_results, build_roster, link_students
 from .ingest import ValidatedFile, ingest_file, validate_classlink, validate_powerschool, validate_star
 from .registry import District
@@ -40,9 +41,14 @@ def process_drop(folder: Path, district: District, classlink_users: pl.DataFrame
     files = sorted(p for p in folder.iterdir() if p.is_file())
     paths = {s: next((p for p in files if fnmatch(p.name.lower(), pattern.lower())), None)
              for s, pattern in district.files.items()}
-    validated = {s: validate_star(ingest_file(s, paths[s], district))[0] for s in STAR_SOURCES}
-    validated["powerschool_students"] = validate_powerschool(
-        ingest_file("powerschool_students", paths["powerschool_students"], district), district)[0]
+    # Checksums are taken when a drop is received (received_drop); the core itself does not hash again.
+    def read(source: str):
+        path = paths[source]
+        info = FileInfo(path.name, str(path), path.stat().st_size, "") if path else None
+        return ingest_file(source, path, district, info=info)
+
+    validated = {s: validate_star(read(s))[0] for s in STAR_SOURCES}
+    validated["powerschool_students"] = validate_powerschool(read("powerschool_students"), district)[0]
     validated["classlink_users"] = validate_classlink(classlink_users, district)[0]
     crosswalk = build_crosswalk(district, account_info, validated["powerschool_students"],
                                 validated["classlink_users"], [validated[s] for s in STAR_SOURCES])

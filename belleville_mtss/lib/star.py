@@ -106,47 +106,72 @@ def bind_columns(raw: pl.DataFrame, file_name: str) -> pl.DataFrame:
     )
 
 
-def parse_dates(text: pl.Expr) -> pl.Expr:
-    """Datetime from any unambiguous layout; null where unreadable or ambiguous (day-first dashed dates)."""
-    t = text.str.strip_chars()
-    parsed = pl.coalesce([t.str.strptime(pl.Datetime("us"), f, strict=False) for f in _DATE_FORMATS])
+_DT = pl.Datetime("us")
+
+
+def _parse_any(t: pl.Expr) -> pl.Expr:
+    """Every unambiguous layout tried in turn; day-first dashed dates only where one part cannot be a month."""
+    parsed = pl.coalesce([t.str.strptime(_DT, f, strict=False) for f in _DATE_FORMATS])
     # "15-02-2003" / "08-09-2019": read only when one part cannot be a month.
     parts = t.str.extract_groups(r"^(\d{1,2})-(\d{1,2})-(\d{4})$")
     a = parts.struct.field("1").cast(pl.Int32, strict=False)
     b = parts.struct.field("2").cast(pl.Int32, strict=False)
     dashed = (
         pl.when(a > 12)
-        .then(t.str.strptime(pl.Datetime("us"), "%d-%m-%Y", strict=False))
+        .then(t.str.strptime(_DT, "%d-%m-%Y", strict=False))
         .when(b > 12)
-        .then(t.str.strptime(pl.Datetime("us"), "%m-%d-%Y", strict=False))
+        .then(t.str.strptime(_DT, "%m-%d-%Y", strict=False))
     )
     return pl.coalesce([parsed, dashed])
 
 
+def _parse_series(text: pl.Series) -> pl.Series:
+    # One export uses one layout: parse every value with the layout its first values have (one pass),
+    # then try every layout only on the few values that did not fit (Excel re-saves mix them).
+    t = text.str.strip_chars()
+    sample = t.drop_nulls().head(200)
+    primary = max(_DATE_FORMATS, key=lambda f: sample.str.strptime(_DT, f, strict=False).is_not_null().sum())
+    out = t.str.strptime(_DT, primary, strict=False)
+    left = (out.is_null() & t.is_not_null() & (t != "")).arg_true()
+    if left.len():
+        rest = pl.select(_parse_any(pl.lit(t.gather(left)))).to_series()
+        out = out.scatter(left, rest)
+    return out
+
+
+def parse_dates(text: pl.Expr) -> pl.Expr:
+    """Datetime from any unambiguous layout; null where unreadable or ambiguous (day-first dashed dates)."""
+    return text.map_batches(_parse_series, return_dtype=_DT)
+
+
 def _blank(col: str) -> pl.Expr:
-    c = pl.col(col).str.strip_chars()
-    return c.is_null() | (c == "") | (c.str.to_uppercase() == "NA")
+    # after strip_chars: empty, or Renaissance's "NA"
+    return pl.col(col).is_null() | pl.col(col).is_in(["", "NA", "na", "Na"])
 
 
 def _int(col: str) -> pl.Expr:
-    c = pl.when(_blank(col)).then(None).otherwise(pl.col(col).str.strip_chars())
-    f = c.cast(pl.Float64, strict=False)
-    return pl.when(f == f.round(0)).then(f.cast(pl.Int32, strict=False)).otherwise(None)
+    c = pl.col(col)
+    whole = c.cast(pl.Int32, strict=False)  # "8", "1170": the usual case, one cheap cast
+    f = c.cast(pl.Float64, strict=False)  # "21.00"
+    return pl.coalesce(whole, pl.when(f == f.round(0)).then(f.cast(pl.Int32, strict=False)))
+
+
+_RANGES = {"scaled_score": (0, 1400), "percentile_rank": (0, 100), "unified_score": (0, 2000)}
+_SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRank", "unified_score": "UnifiedScore"}
 
 
 def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
-    frame = bound.with_row_index("source_row", offset=2).with_columns(
+    text = ["student_identifier", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
+            "percentile_rank", "unified_score"]
+    frame = bound.lazy().with_row_index("source_row", offset=2).with_columns(
+        [pl.col(c).str.strip_chars() for c in text]
+    ).with_columns(
         pl.lit(subject).alias("subject"),
-        pl.col("student_identifier").str.strip_chars(),
-        pl.col("district_name").str.strip_chars(),
         pl.col("school_year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", ""),
         parse_dates(pl.col("completed_date")).alias("completed_at"),
-        _int("scaled_score").alias("scaled_score_n"),
-        _int("percentile_rank").alias("percentile_rank"),
-        _int("unified_score").alias("unified_score"),
-        pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id").str.strip_chars())
-        .alias("assessment_id"),
+        *[_int(c).alias(f"{c}_n") for c in _RANGES],
+        pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id")).alias("assessment_id"),
     )
     reason = (
         pl.when(_blank("student_identifier"))
@@ -155,26 +180,30 @@ def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataF
         .then(pl.lit("missing CompletedDate"))
         .when(pl.col("completed_at").is_null())
         .then(pl.lit("unreadable or ambiguous CompletedDate"))
-        .when(pl.col("scaled_score_n").is_null() & ~_blank("scaled_score"))
-        .then(pl.lit("ScaledScore is not a whole number"))
         .when(pl.col("school_year").is_null())
         .then(pl.lit("unreadable SchoolYear"))
         .when(_blank("district_name"))
         .then(pl.lit("missing DistrictName"))
     )
-    frame = frame.with_columns(reason.alias("reject_reason"))
+    for col, (lo, hi) in _RANGES.items():
+        n, name = pl.col(f"{col}_n"), _SOURCE_NAMES[col]
+        reason = reason.when(n.is_null() & ~_blank(col)).then(pl.lit(f"{name} is not a whole number"))
+        reason = reason.when((n < lo) | (n > hi)).then(pl.lit(f"{name} out of range ({lo}-{hi})"))
+    frame = frame.with_columns(reason.alias("reject_reason")).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())
     # A test without an AssessmentID (seen in real "missing tests" exports) is keyed by who took it and when.
+    keyless = good["assessment_id"].is_null().arg_true()
+    key = good["assessment_id"]
+    if keyless.len():
+        made = good[keyless].select(pl.concat_str(
+            [pl.col("subject"), pl.col("student_identifier"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S%3f")],
+            separator=":")).to_series()
+        key = key.scatter(keyless, made)
     good = good.with_columns(
-        pl.coalesce(
-            pl.col("assessment_id"),
-            pl.concat_str(
-                [pl.col("subject"), pl.col("student_identifier"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S%3f")],
-                separator=":",
-            ),
-        ).alias("test_key"),
+        key.alias("test_key"),
         pl.col("scaled_score_n").alias("scaled_score"),
+        pl.col("percentile_rank_n").alias("percentile_rank"),
+        pl.col("unified_score_n").alias("unified_score"),
     )
-    typed = good.select(list(STAR_SCHEMA))
-    return typed, rejected
+    return good.select(list(STAR_SCHEMA)), rejected
