@@ -130,19 +130,16 @@ def read_text_csv(
         keep = [i for i, h in enumerate(header) if h in wanted] or [0]
         header = [header[i] for i in keep]
 
+    options = dict(has_header=has_header, new_columns=None if has_header else header, separator=delimiter,
+                   infer_schema=False, encoding="utf8" if encoding == "utf-8" else "utf8-lossy",
+                   empty_string_is_null=False, raise_if_empty=True, quote_char='"')
     try:
-        frame = pl.read_csv(
-            source,
-            columns=keep,
-            has_header=has_header,
-            new_columns=None if has_header else header,
-            separator=delimiter,
-            infer_schema=False,
-            encoding="utf8" if encoding == "utf-8" else "utf8-lossy",
-            empty_string_is_null=False,
-            raise_if_empty=True,
-            quote_char='"',
-        )
+        if keep is not None and encoding == "utf-8":
+            # the lazy reader pushes the projection into the parser (measurably faster than read_csv's columns=)
+            names = pl.scan_csv(source, **options, n_rows=0).collect_schema().names()
+            frame = pl.scan_csv(source, **options).select([names[i] for i in keep]).collect()
+        else:
+            frame = pl.read_csv(source, columns=keep, **options)
     except pl.exceptions.NoDataError:
         raise FileRejected("empty_file", f"{path.name} holds no data") from None
     except pl.exceptions.SchemaError:
