@@ -75,26 +75,25 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
 file_assets = [_file_asset(s, d) for s, d in FILE_SOURCES.items()]
 
 
-@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
-          description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
-def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    engine = mtss.prod_db()
+def _snapshot(engine, table) -> dg.Output[pl.DataFrame]:
+    """A table as read for this drop (the crosswalk and links of a drop are judged against this snapshot)."""
     try:
-        frame = read_table(engine, class_link_users)
+        frame = read_table(engine, table)
     finally:
         engine.dispose()
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
+
+
+@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
+          description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
+def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
+    return _snapshot(mtss.prod_db(), class_link_users)
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
 def account_info(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    engine = mtss.warehouse()
-    try:
-        frame = read_table(engine, account_info_table)
-    finally:
-        engine.dispose()
-    return dg.Output(frame, metadata={"dagster/row_count": frame.height})
+    return _snapshot(mtss.warehouse(), account_info_table)
 
 
 source_assets = [received_drop, *file_assets, classlink_users, account_info]
