@@ -57,7 +57,8 @@ def district_names_match_registry(
     records = [
         ErrorRecord(
             "district", "district_mismatch" if row["decision"] == "resolved" else f"district_{row['decision']}",
-            f"{row['file_name']}: district name '{row['name_seen']}' is {row['decision']} "
+            f"{row['file_name']}: district name '{row['name_seen']}' "
+            f"{'names another district' if row['decision'] == 'resolved' else 'is ' + row['decision']} "
             f"(best candidate {row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s}, "
             f"score {row['score']!s}, margin {row['margin']!s}); the drop is registered to "
             f"AccountInfoId {district.account_info_id} ({district.display_name}, {district.state})",
