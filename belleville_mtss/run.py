@@ -1,4 +1,5 @@
 """Running a drop through the asset graph in-process, and the short report people read afterwards."""
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -57,7 +58,7 @@ def run_drop(
     """Materialize every asset and check of one drop (partition "<district>/<drop name>") in-process."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def("drop_job")
-    with (dg.DagsterInstance.ephemeral() if instance is None else _nullcontext(instance)) as inst:
+    with (dg.DagsterInstance.ephemeral() if instance is None else nullcontext(instance)) as inst:
         inst.add_dynamic_partitions("drops", [drop_key])
         result = job.execute_in_process(
             instance=inst, raise_on_error=False, partition_key=drop_key,
@@ -87,14 +88,3 @@ def run_drop(
     for ev in result.get_asset_check_evaluations():
         report.checks[ev.check_name] = ev.passed
     return report
-
-
-class _nullcontext:
-    def __init__(self, value):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False

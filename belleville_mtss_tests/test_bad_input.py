@@ -445,6 +445,7 @@ def test_a_refused_file_leaves_other_drops_data_alone(settings):
     refusal = logged.filter(pl.col("Reason") == "truncated")
     assert refusal.select("DropId", "FileName").rows() == [("belleville/2026-11-20", "SM.csv")]
     assert (first / "drop.done").exists() and (second / "drop.done").exists()
+    assert_no_pii(settings, pii)
 
 
 @pytest.mark.parametrize("file_name, rows", [("SM.csv", None), ("SEL.csv", slice(0, 5))],
@@ -468,6 +469,7 @@ def test_district_mismatch_blocks_the_whole_drop(file_name, rows, settings):
     assert row["OccurredAt"] is not None and row["DropId"] == DROP_ID
     assert "Nutley Public Schools" in row["Message"] and "NUTLEY" in row["Message"]
     assert (drop / "drop.done").exists()
+    assert_no_pii(settings, pii)
 
 
 # ----------------------------------------------------------------------------------------------------------------

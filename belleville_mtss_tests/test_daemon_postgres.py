@@ -8,7 +8,6 @@ import time
 import uuid
 from pathlib import Path
 
-import polars as pl
 import pytest
 import sqlalchemy as sa
 

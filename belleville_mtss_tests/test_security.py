@@ -5,7 +5,6 @@ import shutil
 import time
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from belleville_mtss.defs.resources import MtssResource

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +12,7 @@ import pytest
 from belleville_mtss.defs.resources import MtssResource
 from belleville_mtss.defs.sensors import sftp_drop_sensor
 from belleville_mtss.definitions import build_definitions
-from belleville_mtss.lib.sample import SampleSpec, generate_drop, load_databases
+from belleville_mtss.lib.sample import generate_drop, load_databases
 from belleville_mtss.lib.sftp import SftpFatal
 from belleville_mtss.lib.warehouse import ingestion_files, make_engine, read_table
 

@@ -5,13 +5,11 @@ students for benchmarks. Everything is generated: nothing here reads ../shared.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import sqlalchemy as sa
 
 from .star_layouts import LAYOUTS
 from .warehouse import (
