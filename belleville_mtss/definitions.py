@@ -1,7 +1,10 @@
 """The one Definitions object of the code location."""
+import os
+
 import dagster as dg
 
 from .defs.identity import identity_assets, identity_checks
+from .defs.io import EncryptedPickleIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.resources import MtssResource
@@ -23,7 +26,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[staging_retention_schedule],
         resources={
             "mtss": MtssResource.from_settings(settings),
-            "io_manager": dg.FilesystemIOManager(base_dir=str(settings.storage_dir)),
+            "io_manager": EncryptedPickleIOManager(
+                base_dir=str(settings.storage_dir), home=str(settings.home),
+                staging_key=dg.EnvVar("MTSS_STAGING_KEY") if os.environ.get("MTSS_STAGING_KEY") == settings.staging_key
+                and settings.staging_key else settings.staging_key),
         },
         executor=dg.in_process_executor,
     )

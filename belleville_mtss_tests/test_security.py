@@ -121,3 +121,19 @@ def test_no_sql_text_is_built_from_values():
             if ".execute(f" in line or 'execute("' in line and "%" in line:
                 offenders.append(f"{path.name}:{n}")
     assert offenders == []
+
+
+def test_frames_between_assets_are_encrypted_at_rest(tmp_path):
+    import pickle
+
+    key = new_key()
+    s = make_settings(tmp_path / "m", MTSS_STAGING_KEY=key)
+    drop = prepare_drop(s)
+    assert run_drop(s).checks_passed
+    stored = sorted(p for p in s.storage_dir.rglob("*") if p.is_file())
+    assert {p.relative_to(s.storage_dir).parts[0] for p in stored} >= {"student_roster", "validated_powerschool_students"}
+    email = (drop / "students.csv").read_text().splitlines()[1].split(",")[-1].strip().lower().encode()
+    for path in stored:
+        assert email not in path.read_bytes().lower(), path
+    roster = pickle.loads(decrypt_bytes(parse_key(key), s.storage_dir / "student_roster" / "belleville" / "2026-11-01"))
+    assert roster.height == 300

@@ -6,6 +6,7 @@ dropped or appended without decryption failing. The key comes from MTSS_STAGING_
 """
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import struct
@@ -42,12 +43,22 @@ def _nonce(prefix: bytes, index: int) -> bytes:
 
 
 def encrypt_file(key: bytes, src: Path, dest: Path) -> None:
-    """Encrypt src into dest (dest written to a temporary name, then renamed: never half-written)."""
+    """Encrypt the file src into dest."""
+    with src.open("rb") as fin:
+        _encrypt_stream(key, fin, src.stat().st_size, dest)
+
+
+def encrypt_bytes(key: bytes, data: bytes, dest: Path) -> None:
+    """Encrypt bytes held in memory into dest."""
+    _encrypt_stream(key, io.BytesIO(data), len(data), dest)
+
+
+def _encrypt_stream(key: bytes, fin, size: int, dest: Path) -> None:
+    # dest is written to a temporary name, then renamed: never half-written
     aead = AESGCM(key)
     prefix = os.urandom(8)
     tmp = dest.with_name(dest.name + ".part")
-    size = src.stat().st_size
-    with src.open("rb") as fin, tmp.open("wb") as fout:
+    with tmp.open("wb") as fout:
         fout.write(MAGIC + prefix)
         index, done = 0, 0
         while True:
