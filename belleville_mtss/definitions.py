@@ -1,13 +1,11 @@
 """The one Definitions object of the code location."""
-import os
-
 import dagster as dg
 
 from .defs.identity import identity_assets, identity_checks
 from .defs.io import EncryptedPickleIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
-from .defs.resources import MtssResource
+from .defs.resources import MtssResource, env_or_value
 from .defs.sensors import sftp_drop_sensor
 from .defs.sources import source_assets
 from .defs.validation import validation_assets
@@ -28,8 +26,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "mtss": MtssResource.from_settings(settings),
             "io_manager": EncryptedPickleIOManager(
                 base_dir=str(settings.storage_dir), home=str(settings.home),
-                staging_key=dg.EnvVar("MTSS_STAGING_KEY") if os.environ.get("MTSS_STAGING_KEY") == settings.staging_key
-                and settings.staging_key else settings.staging_key),
+                staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key)),
         },
         executor=dg.in_process_executor,
     )

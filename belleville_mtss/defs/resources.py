@@ -15,6 +15,12 @@ from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine, mark_f
 from .partitions import split_drop_key
 
 
+def env_or_value(name: str, value: str):
+    """EnvVar(name) when the value came from that environment variable (the UI then shows the variable's
+    name, not a secret); the plain value otherwise (embedded defaults, tests)."""
+    return dg.EnvVar(name) if value and os.environ.get(name) == value else value
+
+
 class MtssResource(dg.ConfigurableResource):
     """Built from the environment (see the README's configuration table). Values that may hold secrets
     (database URLs, the staging key) are passed as EnvVar when set, so the UI shows the variable, not the value."""
@@ -37,14 +43,11 @@ class MtssResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MtssResource":
-        def secret(name: str, value: str):
-            return dg.EnvVar(name) if value and os.environ.get(name) == value else value
-
         return cls(
             home=str(settings.home),
-            warehouse_url=secret("MTSS_WAREHOUSE_URL", settings.warehouse_url),
-            prod_db_url=secret("MTSS_PROD_DB_URL", settings.prod_db_url),
-            staging_key=secret("MTSS_STAGING_KEY", settings.staging_key),
+            warehouse_url=env_or_value("MTSS_WAREHOUSE_URL", settings.warehouse_url),
+            prod_db_url=env_or_value("MTSS_PROD_DB_URL", settings.prod_db_url),
+            staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key),
             staging_retention_days=settings.staging_retention_days,
             ferpa_review_max_days=settings.ferpa_review_max_days,
             drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir),

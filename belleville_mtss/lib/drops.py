@@ -259,8 +259,9 @@ def _unzip(archive: Path, into: Path) -> None:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def find_file(files: tuple[StagedFile, ...], pattern: str) -> StagedFile | None:
-    """The drop's file for a source (file names compared case-insensitively); None when absent."""
+def find_file(files: tuple, pattern: str):
+    """The drop's file for a source (staged files or paths: anything with a .name, compared
+    case-insensitively with the registry's pattern); None when absent."""
     matches = sorted((f for f in files if fnmatch.fnmatch(f.name.lower(), pattern.lower())), key=lambda f: f.name)
     return matches[0] if matches else None
 

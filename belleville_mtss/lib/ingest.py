@@ -73,36 +73,33 @@ def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
     return dict(rejected.group_by("reject_reason").len().sort("reject_reason").iter_rows())
 
 
-def validate_star(src: SourceFile) -> tuple[ValidatedFile, list[ErrorRecord]]:
+def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    """The shared skeleton: a file halted upstream stays halted; a refusal halts it here; else typed rows, and
+    rejected rows counted by reason."""
     if src.frame is None:
         return ValidatedFile(src.source, src.file_name, halted=src.halted), []
     try:
-        bound = bind_columns(src.frame, src.file_name)
-        typed, rejected = type_rows(bound, SUBJECTS[src.source])
-        typed = schemas.validate(schemas.StarResults, typed, src.file_name)
+        typed, rejected = typed_and_rejected(src.frame)
+        typed = schemas.validate(schema, typed, src.file_name)
     except FileRejected as exc:
-        halted = _halt(src.source, src.file_name, "validation", exc)
+        halted = _halt(src.source, src.file_name, halt_stage, exc)
         return ValidatedFile(src.source, src.file_name, halted=halted), [halted]
     return (
         ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected)),
         row_rejections(rejected, "validation", src.file_name),
     )
+
+
+def validate_star(src: SourceFile) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    return _validate(src, "validation",
+                     lambda raw: type_rows(bind_columns(raw, src.file_name), SUBJECTS[src.source]),
+                     schemas.StarResults)
 
 
 def validate_powerschool(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    if src.frame is None:
-        return ValidatedFile(src.source, src.file_name, halted=src.halted), []
-    try:
-        mapped = map_columns(src.frame, district.powerschool, src.file_name)
-        typed, rejected = type_students(mapped)
-        typed = schemas.validate(schemas.PowerSchoolStudents, typed, src.file_name)
-    except FileRejected as exc:
-        halted = _halt(src.source, src.file_name, "mapping", exc)
-        return ValidatedFile(src.source, src.file_name, halted=halted), [halted]
-    return (
-        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected)),
-        row_rejections(rejected, "validation", src.file_name),
-    )
+    return _validate(src, "mapping",
+                     lambda raw: type_students(map_columns(raw, district.powerschool, src.file_name)),
+                     schemas.PowerSchoolStudents)
 
 
 CLASSLINK_TABLE = "dbo.ClassLinkUsers"

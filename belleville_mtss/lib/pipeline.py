@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 
 import polars as pl
 
 from .crosswalk import build_crosswalk
 from .csvfile import FileInfo
+from .drops import find_file
 from .identity import build_results, build_roster, link_students
 from .ingest import ValidatedFile, ingest_file, validate_classlink, validate_powerschool, validate_star
 from .registry import District
@@ -38,9 +38,8 @@ class CoreResult:
 
 def process_drop(folder: Path, district: District, classlink_users: pl.DataFrame, account_info: pl.DataFrame,
                  drop_key: str) -> CoreResult:
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    paths = {s: next((p for p in files if fnmatch(p.name.lower(), pattern.lower())), None)
-             for s, pattern in district.files.items()}
+    files = tuple(p for p in folder.iterdir() if p.is_file())
+    paths = {s: find_file(files, pattern) for s, pattern in district.files.items()}
     # Checksums are taken when a drop is received (received_drop); the core itself does not hash again.
     def read(source: str):
         path = paths[source]
