@@ -8,6 +8,10 @@ from pathlib import Path
 from .lib.config import load_settings
 
 
+LOG_HELP = ("Dagster's own console log (DEBUG, INFO, WARNING, ERROR); by default only the report is printed, "
+            "problems are in it and in dm.IngestionErrors")
+
+
 class CliError(Exception):
     """A problem with the command's input: printed as one line, exit status 2."""
 
@@ -26,11 +30,10 @@ def _demo(args: argparse.Namespace) -> int:
     tables = generate_drop(drop, spec)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     print("Materializing every asset of drop_job ...")
-    report = run_drop(settings, f"belleville/{spec.drop_name}")
+    report = run_drop(settings, f"belleville/{spec.drop_name}", log_level=args.log_level)
     print(report.render())
-    ok = report.success and report.checks_passed
-    print("OK: every blocking check passed." if ok else "FAILED: see the checks and dm.IngestionErrors.")
-    return 0 if ok else 1
+    print(report.verdict())
+    return 0 if report.success and report.checks_passed else 1
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -55,13 +58,39 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .lib.untrusted import BadName, parse_drop_key
     from .run import run_drop
 
-    report = run_drop(load_settings(), args.drop)
+    settings = load_settings()
+    try:
+        key = str(parse_drop_key(args.drop))
+    except BadName as exc:
+        _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
+        raise CliError(f"refused: {exc}") from None
+    report = run_drop(settings, key, log_level=args.log_level)
     print(report.render())
-    ok = report.success and report.checks_passed
-    print("OK: every blocking check passed." if ok else "FAILED: see the checks and dm.IngestionErrors.")
-    return 0 if ok else 1
+    print(report.verdict())
+    return 0 if report.success and report.checks_passed else 1
+
+
+def _record_refusal(settings, key: str, reason: str, message: str) -> None:
+    """An error row for a drop refused before any run exists (stage receive)."""
+    from .lib.errors import ErrorRecord, drop_ids, record_errors
+    from .lib.registry import RegistryError, load_registry
+    from .lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine
+
+    try:
+        registry = load_registry(settings.districts_dir)
+    except RegistryError:
+        registry = {}
+    district_id, drop_id = drop_ids(key, registry)
+    engine = make_engine(settings.warehouse_url)
+    try:
+        create_tables(engine, WAREHOUSE_TABLES)
+        record_errors(engine, [ErrorRecord("receive", reason, message)], district_id=district_id, drop_id=drop_id,
+                      run_id=None)
+    finally:
+        engine.dispose()
 
 
 def _account_info():
@@ -192,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
     demo.add_argument("--students", type=int, default=4500)
+    demo.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
     demo.set_defaults(func=_demo)
 
     gen = sub.add_parser("generate", help="write a large realistic drop (same generator as the demo), scaled")
@@ -203,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
+    run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
     run.set_defaults(func=_run)
 
     districts = sub.add_parser("districts", help="district identity tools for onboarding")

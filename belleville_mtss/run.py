@@ -23,6 +23,7 @@ class DropReport:
     links: dict[str, dict] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
 
     @property
     def checks_passed(self) -> bool:
@@ -44,7 +45,16 @@ class DropReport:
         out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
         if not self.written:
             out.append("  (nothing written: the warehouse was not touched)")
+        out += [f"Step {step} failed: {message}" for step, message in self.failures.items()]
         return "\n".join(out)
+
+    def verdict(self) -> str:
+        """One line: what happened to the drop."""
+        if self.failures:
+            return "FAILED: " + next(iter(self.failures.values()))
+        if not (self.success and self.checks_passed):
+            return "FAILED: see the checks and dm.IngestionErrors."
+        return "OK: every blocking check passed."
 
 
 def _meta(mat: dg.AssetMaterialization) -> dict:
@@ -87,4 +97,9 @@ def run_drop(
             report.written[node] = int(meta.get("rows_written", 0))
     for ev in result.get_asset_check_evaluations():
         report.checks[ev.check_name] = ev.passed
+    for event in result.all_events:
+        if event.is_step_failure:
+            failure = event.step_failure_data
+            text = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+            report.failures[event.step_key] = " ".join((text or "").split())
     return report

@@ -55,8 +55,8 @@ def test_staging_is_encrypted_with_the_environment_key_and_purged_after_retentio
     assert b"STUDENTS.STUDENT_NUMBER" not in (staged / "students.csv").read_bytes()
     assert b"STUDENTS.STUDENT_NUMBER" in decrypt_bytes(parse_key(key), staged / "students.csv")
     assert not (s.home / "staging.key").exists()  # the environment's key, no key file
-    assert purge_staging(s.staging_dir, 30, time.time()) == []
-    assert purge_staging(s.staging_dir, 30, time.time() + 31 * 86400) == ["belleville/2026-11-01"]
+    assert purge_staging(s.staging_dir, 30, time.time()) == ([], [])
+    assert purge_staging(s.staging_dir, 30, time.time() + 31 * 86400) == (["belleville/2026-11-01"], [])
     assert not staged.exists()
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..lib.untrusted import safe_join
 from ..lib.vault import decrypt_bytes, encrypt_bytes, staging_key
 
 
@@ -14,7 +15,8 @@ class EncryptedPickleIOManager(dg.ConfigurableIOManager):
     staging_key: str = ""
 
     def _path(self, context) -> Path:
-        return Path(self.base_dir).joinpath(*context.get_asset_identifier())
+        # the identifier holds the partition key, a sender's drop name: it must stay under base_dir
+        return safe_join(Path(self.base_dir), *context.get_asset_identifier())
 
     def _key(self) -> bytes:
         return staging_key(self.staging_key or None, Path(self.home))

@@ -1,8 +1,6 @@
 import dagster as dg
 
-from .partitions import drops
-
 drop_job = dg.define_asset_job(
-    "drop_job", selection=dg.AssetSelection.all(), partitions_def=drops,
+    "drop_job", selection=dg.AssetSelection.all(),
     description="Every asset and check of one district drop, from the drop server to the warehouse",
 )

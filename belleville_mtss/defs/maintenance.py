@@ -1,18 +1,21 @@
-"""Housekeeping: staged copies of received drops are deleted after the retention period."""
+"""Housekeeping: staged copies of received drops, their stored frames, and what a killed run left behind are
+deleted after the retention period (orphans at once)."""
 import time
 from pathlib import Path
 
 import dagster as dg
 
-from ..lib.drops import purge_staging
+from ..lib.drops import purge_staging, purge_storage
 from .resources import MtssResource
 
 
-@dg.op(description="Delete staged drops older than MTSS_STAGING_RETENTION_DAYS")
+@dg.op(description="Delete staged drops older than MTSS_STAGING_RETENTION_DAYS, their stored frames, and orphans")
 def purge_expired_staging(context: dg.OpExecutionContext, mtss: MtssResource) -> None:
-    removed = purge_staging(Path(mtss.staging_dir), mtss.staging_retention_days, time.time())
-    context.log.info(f"removed {len(removed)} staged drop(s) older than {mtss.staging_retention_days} days: "
-                     f"{', '.join(removed) or 'none'}")
+    now, days = time.time(), mtss.staging_retention_days
+    expired, orphans = purge_staging(Path(mtss.staging_dir), days, now)
+    frames = purge_storage(Path(mtss.storage_dir), expired + orphans, days, now)
+    context.log.info(f"removed {len(expired)} staged drop(s) older than {days} days ({', '.join(expired) or 'none'}), "
+                     f"{len(orphans)} incomplete one(s) ({', '.join(orphans) or 'none'}) and {frames} stored frame(s)")
 
 
 @dg.job(description="Delete staged copies of received drops past their retention period")

@@ -1,4 +1,4 @@
-"""One dynamic partition per received drop, keyed "<district>/<drop name>"."""
+"""One dynamic partition per received drop, keyed "<district>/<drop name>" (lib/untrusted.py: the canonical key)."""
 import warnings
 
 import dagster as dg
@@ -8,10 +8,3 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec.*")
 
 drops = dg.DynamicPartitionsDefinition(name="drops")
-
-
-def split_drop_key(key: str) -> tuple[str, str]:
-    district, _, drop = key.partition("/")
-    if not district or not drop:
-        raise dg.Failure(f"'{key}' is not a drop key (expected '<district>/<drop name>')")
-    return district, drop

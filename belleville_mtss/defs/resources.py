@@ -6,13 +6,13 @@ import dagster as dg
 import sqlalchemy as sa
 
 from ..lib.config import Settings
-from ..lib.drops import DropSource, LocalDropSource
-from ..lib.errors import ErrorRecord, record_errors
+from ..lib.drops import DropSource, Limits, LocalDropSource
+from ..lib.errors import ErrorRecord, drop_ids, record_errors
 from ..lib.registry import District, load_registry
 from ..lib.sftp import SftpConfig, SftpDropSource
+from ..lib.untrusted import BadName, DropKey, escape, parse_drop_key, safe_join
 from ..lib.vault import staging_key
 from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine, mark_files
-from .partitions import split_drop_key
 
 
 def env_or_value(name: str, value: str):
@@ -31,6 +31,7 @@ class MtssResource(dg.ConfigurableResource):
     drop_dir: str
     districts_dir: str
     staging_dir: str
+    storage_dir: str
     sftp_host: str = ""
     sftp_port: int = 22
     sftp_user: str = ""
@@ -40,6 +41,9 @@ class MtssResource(dg.ConfigurableResource):
     staging_key: str = ""
     staging_retention_days: float = 30.0
     ferpa_review_max_days: int = 365
+    max_drop_bytes: int = Limits.max_drop_bytes
+    max_zip_ratio: float = Limits.max_zip_ratio
+    max_file_rows: int = Limits.max_file_rows
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MtssResource":
@@ -51,9 +55,11 @@ class MtssResource(dg.ConfigurableResource):
             staging_retention_days=settings.staging_retention_days,
             ferpa_review_max_days=settings.ferpa_review_max_days,
             drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir),
-            staging_dir=str(settings.staging_dir), sftp_host=settings.sftp_host or "",
+            staging_dir=str(settings.staging_dir), storage_dir=str(settings.storage_dir), sftp_host=settings.sftp_host or "",
             sftp_port=settings.sftp_port, sftp_user=settings.sftp_user, sftp_key_path=settings.sftp_key_path,
             sftp_known_hosts=settings.sftp_known_hosts, sftp_root=settings.sftp_root,
+            max_drop_bytes=settings.limits.max_drop_bytes, max_zip_ratio=settings.limits.max_zip_ratio,
+            max_file_rows=settings.limits.max_file_rows,
         )
 
     def registry(self) -> dict[str, District]:
@@ -65,8 +71,28 @@ class MtssResource(dg.ConfigurableResource):
             raise dg.Failure(f"district '{district}' is not in the registry ({', '.join(sorted(registry))})")
         return registry[district]
 
+    def drop_key(self, context, key: str, record: bool = False) -> DropKey:
+        """The canonical key of a partition. A key that is not one (a partition added by hand in the UI) fails the
+        step, recorded as `bad_drop_name` where `record` (once per run, by the first asset): nothing is built
+        from it. Another spelling of a canonical key is refused too: one drop, one partition, one DropId."""
+        try:
+            parsed = parse_drop_key(key)
+            if str(parsed) != key:
+                raise BadName(f"drop key {escape(key)} is not written as its canonical form '{parsed}'")
+        except BadName as exc:
+            if record:
+                self.record(context, key, [ErrorRecord("receive", "bad_drop_name", str(exc))])
+            raise dg.Failure(f"refused: {exc}") from None
+        return parsed
+
     def for_drop(self, drop_key: str) -> District:
-        return self.district_entry(split_drop_key(drop_key)[0])
+        try:
+            return self.district_entry(parse_drop_key(drop_key).district)
+        except BadName as exc:
+            raise dg.Failure(f"refused: {exc}") from None
+
+    def limits(self) -> Limits:
+        return Limits(self.max_drop_bytes, self.max_zip_ratio, self.max_file_rows)
 
     def drop_source(self) -> DropSource:
         if self.sftp_host:
@@ -74,8 +100,8 @@ class MtssResource(dg.ConfigurableResource):
                                              self.sftp_known_hosts, self.sftp_root))
         return LocalDropSource(Path(self.drop_dir))
 
-    def staging(self, drop_key: str) -> Path:
-        return Path(self.staging_dir) / drop_key
+    def staging(self, key: DropKey) -> Path:
+        return safe_join(Path(self.staging_dir), key.district, key.drop)
 
     def vault_key(self) -> bytes:
         return staging_key(self.staging_key or None, Path(self.home))
@@ -92,12 +118,11 @@ class MtssResource(dg.ConfigurableResource):
         """Write error records to dm.IngestionErrors and the run log (the messages carry no student data)."""
         if not records:
             return
-        district = split_drop_key(drop_key)[0]
-        registry = self.registry()
-        district_id = registry[district].account_info_id if district in registry else None
+        district_id, drop_id = drop_ids(drop_key, self.registry())
         engine = self.warehouse()
         try:
-            record_errors(engine, records, district_id=district_id, drop_id=drop_key, run_id=context.run.run_id)
+            run_id = getattr(getattr(context, "run", None), "run_id", None)  # a sensor's context has no run
+            record_errors(engine, records, district_id=district_id, drop_id=drop_id, run_id=run_id)
         finally:
             engine.dispose()
         for r in records:

@@ -4,8 +4,10 @@ import time
 
 import dagster as dg
 
-from ..lib.drops import plan_runs
+from ..lib.drops import DropRefused, plan_runs
+from ..lib.errors import ErrorRecord
 from ..lib.sftp import SftpTransient
+from ..lib.untrusted import escape
 from .jobs import drop_job
 from .partitions import drops
 from .resources import MtssResource
@@ -17,19 +19,31 @@ from .resources import MtssResource
 def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
     source = mtss.drop_source()
-    found = []
+    found, refusals = [], []
     try:
         for entry in mtss.registry().values():
-            found += source.list_drops(entry.district, entry.drop_folder)
+            try:
+                found += source.list_drops(entry.district, entry.drop_folder)
+            except DropRefused as exc:
+                refusals.append((f"{entry.district}/", "-", ErrorRecord("receive", exc.reason, exc.message)))
     except SftpTransient as exc:
         # The server is down or the network hiccupped: try again at the next tick. Authentication and
         # host-key failures (SftpFatal) are not caught: they fail the tick, so a rotated credential shows.
         return dg.SkipReason(f"drop server unavailable, will retry: {exc}")
+    # A drop whose name is refused never becomes a partition: it is logged once per version, shown escaped.
+    refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem, escape(d.name)))
+                 for d in found if d.bad_name]
+    logged = cursor.get("refused", {})
+    for where, version, record in refusals:
+        if logged.get(escape(where)) != version:
+            mtss.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
+    next_cursor["refused"] = {escape(where): version for where, version, _r in refusals}
     if not ready:
         pending = len(next_cursor["pending"])
         return dg.SensorResult(skip_reason=f"no complete new drop on {source.describe()}"
-                               f"{f' ({pending} still arriving)' if pending else ''}",
+                               f"{f' ({pending} still arriving)' if pending else ''}"
+                               f"{f'; {len(refusals)} refused, see dm.IngestionErrors' if refusals else ''}",
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drops.name))
     return dg.SensorResult(

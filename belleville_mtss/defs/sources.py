@@ -4,15 +4,16 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from ..lib.drops import ReceivedDrop, find_file, read_staged, receive_or_replay
+from ..lib.drops import DropRefused, ReceivedDrop, find_file, read_staged, receive_or_replay
 from ..lib.csvfile import FileInfo
+from ..lib.errors import ErrorRecord
 from ..lib.ingest import SourceFile, ingest_file
 from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.vault import VaultError
 from ..lib.warehouse import account_info as account_info_table
 from ..lib.warehouse import class_link_users, read_table, record_received
 from .metadata import OWNERS
-from .partitions import drops, split_drop_key
+from .partitions import drops
 from .resources import MtssResource
 
 FILE_SOURCES = {
@@ -26,12 +27,15 @@ FILE_SOURCES = {
 @dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
           description="The drop's files copied to local staging (checksums in dm.IngestionFiles), replayable")
 def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[ReceivedDrop]:
-    key = context.partition_key
-    district, drop_name = split_drop_key(key)
-    entry = mtss.district_entry(district)
+    drop = mtss.drop_key(context, context.partition_key, record=True)
+    key = str(drop)
+    entry = mtss.district_entry(drop.district)
     try:
-        received = receive_or_replay(mtss.drop_source(), district, entry.drop_folder, drop_name, mtss.staging(key),
-                                     mtss.vault_key(), transient=(SftpTransient,))
+        received = receive_or_replay(mtss.drop_source(), drop.district, entry.drop_folder, drop.drop,
+                                     mtss.staging(drop), mtss.vault_key(), mtss.limits(), transient=(SftpTransient,))
+    except DropRefused as exc:
+        mtss.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
+        raise dg.Failure(f"refused: drop {key}: {exc.message}") from None
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
     engine = mtss.warehouse()
@@ -61,7 +65,7 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
             info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)  # checked by read_staged
-            src = ingest_file(source, Path(staged.name), entry, data, info)
+            src = ingest_file(source, Path(staged.name), entry, data, info, mtss.max_file_rows)
         mtss.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}

@@ -91,6 +91,7 @@ RESULTS_TABLE: list[Column] = [
 STAR_ASSETS = ("star_reading", "star_math", "star_early_literacy")
 
 
+
 def roster_lineage(district: District) -> dict[str, list[tuple[str, str]]]:
     """Warehouse roster column -> (source asset, source column) it came from."""
     ps = district.powerschool.columns

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .drops import Limits
+
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
 
 
@@ -28,6 +30,7 @@ class Settings:
     staging_key: str = ""
     staging_retention_days: float = 30.0
     ferpa_review_max_days: int = 365
+    limits: Limits = Limits()
 
     @property
     def staging_dir(self) -> Path:
@@ -48,12 +51,32 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         drop_dir=Path(env.get("MTSS_DROP_DIR") or home / "drops").resolve(),
         districts_dir=Path(env.get("MTSS_DISTRICTS_DIR") or PACKAGED_DISTRICTS_DIR).resolve(),
         sftp_host=env.get("MTSS_SFTP_HOST") or None,
-        sftp_port=int(env.get("MTSS_SFTP_PORT") or 22),
+        sftp_port=_number(env, "MTSS_SFTP_PORT", 22, int),
         sftp_user=env.get("MTSS_SFTP_USER") or "",
         sftp_key_path=env.get("MTSS_SFTP_KEY_PATH") or "",
         sftp_known_hosts=env.get("MTSS_SFTP_KNOWN_HOSTS") or "",
         sftp_root=env.get("MTSS_SFTP_ROOT") or ".",
         staging_key=env.get("MTSS_STAGING_KEY") or "",
-        staging_retention_days=float(env.get("MTSS_STAGING_RETENTION_DAYS") or 30),
-        ferpa_review_max_days=int(env.get("MTSS_FERPA_REVIEW_MAX_DAYS") or 365),
+        staging_retention_days=_number(env, "MTSS_STAGING_RETENTION_DAYS", 30.0, float),
+        ferpa_review_max_days=_number(env, "MTSS_FERPA_REVIEW_MAX_DAYS", 365, int),
+        limits=Limits(max_drop_bytes=_number(env, "MTSS_MAX_DROP_BYTES", Limits.max_drop_bytes, int),
+                      max_zip_ratio=_number(env, "MTSS_MAX_ZIP_RATIO", Limits.max_zip_ratio, float),
+                      max_file_rows=_number(env, "MTSS_MAX_FILE_ROWS", Limits.max_file_rows, int)),
     )
+
+
+class SettingError(ValueError):
+    """An environment variable whose value cannot be used; the message names the variable."""
+
+
+def _number(env: dict[str, str], name: str, default, kind):
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text.replace("_", ""))
+    except ValueError:
+        raise SettingError(f"{name} must be a {'whole ' if kind is int else ''}number, not {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingError(f"{name} must be greater than 0, not {text!r}")
+    return value

@@ -79,12 +79,14 @@ def read_text_csv(
     column_names: list[str] | None = None,
     select: Callable[[list[str]], Iterable[str]] | None = None,
     project: bool = False,
+    max_rows: int | None = None,
 ) -> pl.DataFrame:
     """Read `path` (or `data`, its bytes, named by `path`) as text columns.
     `select`, given the header, names the columns to keep. By default the others are dropped once the whole file
     has been checked (every row is parsed, so a row with more fields than the header is refused). With
     `project=True` the parser reads only the kept columns: several times faster on wide files, but a row with
     extra fields past the header goes unnoticed, so use it only for machine-written exports (Renaissance).
+    A file of more than `max_rows` data rows is refused before it is parsed into a frame.
     Raises FileRejected for a file that is not a usable table."""
     source = data if data is not None else path
     size, head, tail = _head_tail(source)
@@ -124,6 +126,8 @@ def read_text_csv(
         width = len(header)
 
     _check_last_record(path.name, tail, size, delimiter, encoding, width)
+    if max_rows is not None:
+        _check_row_count(path.name, source, max_rows, has_header, delimiter)
     keep = None
     if select is not None and project and has_header:
         wanted = set(select(header))
@@ -163,6 +167,23 @@ def read_text_csv(
         wanted = set(select(list(frame.columns)))
         frame = frame.select([c for c in frame.columns if c in wanted])
     return frame
+
+
+def _line_count(source: Path | bytes) -> int:
+    if isinstance(source, bytes):
+        return source.count(b"\n") + 1
+    with source.open("rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b"")) + 1
+
+
+def _check_row_count(name: str, source: Path | bytes, max_rows: int, has_header: bool, delimiter: str) -> None:
+    # Lines bound records from above (a quoted field may hold line breaks): count records only when lines exceed.
+    if _line_count(source) - has_header <= max_rows:
+        return
+    records = pl.scan_csv(source, has_header=has_header, separator=delimiter, infer_schema=False,
+                          encoding="utf8-lossy", quote_char='"').select(pl.len()).collect().item()
+    if records > max_rows:
+        raise FileRejected("too_many_rows", f"{name}: {records:,} rows, more than MTSS_MAX_FILE_ROWS ({max_rows:,})")
 
 
 def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl.DataFrame:

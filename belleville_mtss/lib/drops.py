@@ -7,25 +7,56 @@ zip. A sender that writes no marker: the drop is complete once every file's size
 two looks at least SETTLE_SECONDS apart, the newest file also being that old.
 A corrected re-upload (marker removed first, written again last) changes the files' sizes or mtimes, so the
 drop's version changes and it runs again; an unchanged drop never does.
+
+Everything a sender controls is untrusted (lib/untrusted.py): names are checked, only regular files are read
+(never a link, device or fifo), zips are checked entry by entry before and while they are expanded, and clear
+text never rests on disk: each file is hashed and encrypted as it streams in.
 """
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import json
+import os
+import secrets
 import shutil
+import stat
 import time
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, ContextManager, Protocol
 
-from .vault import VaultError, decrypt_bytes, encrypt_file
+from .untrusted import BadName, canonical, check_file_name, check_name, escape, safe_join
+from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
 
 COMPLETION_MARKER = "drop.done"
 ZIP_MARKER_SUFFIX = ".done"
 SETTLE_SECONDS = 120.0
 CURSOR_MAX_DROPS = 2_000
+BLOCK = 1 << 20
+MANIFEST = "manifest.json"
+RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (those cannot start with a dot)
+_LOCK = ".lock"
+
+
+class DropRefused(Exception):
+    """A drop (or one of its files) that is refused as a whole: `reason` is a short code for the error log."""
+
+    def __init__(self, reason: str, message: str, file_name: str | None = None):
+        super().__init__(message)
+        self.reason, self.message, self.file_name = reason, message, file_name
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one drop may cost us (docs/security.md says why these defaults)."""
+    max_drop_bytes: int = 8 * 1024 ** 3  # MTSS_MAX_DROP_BYTES
+    max_zip_ratio: float = 200.0  # MTSS_MAX_ZIP_RATIO
+    max_file_rows: int = 20_000_000  # MTSS_MAX_FILE_ROWS: above the largest US district's files
 
 
 @dataclass(frozen=True)
@@ -33,19 +64,26 @@ class RemoteFile:
     name: str
     size: int
     mtime: int
+    regular: bool = True  # False: a symbolic link, folder, device or fifo (never read)
 
 
 @dataclass(frozen=True)
 class Drop:
     district: str
-    name: str
+    name: str  # as listed on the server
     kind: str  # "folder" or "zip"
     files: tuple[RemoteFile, ...]
     has_marker: bool
+    problem: tuple[str, str] | None = None  # (reason, message): the drop is refused when it is run
 
     @property
     def key(self) -> str:
-        return f"{self.district}/{self.name}"
+        """The canonical drop key (a partition key); only for drops whose name passed the check."""
+        return f"{self.district}/{canonical(self.name)}"
+
+    @property
+    def bad_name(self) -> bool:
+        return self.problem is not None and self.problem[0] == "bad_drop_name"
 
     @property
     def version(self) -> str:
@@ -59,27 +97,91 @@ class Drop:
 
 
 class DropSource(Protocol):
-    """Where drops are listed and fetched from: a local folder or an SFTP server."""
+    """Where drops are listed and read from: a local folder or an SFTP server."""
 
     def list_drops(self, district: str, folder: str) -> list[Drop]: ...
 
-    def fetch(self, folder: str, drop: Drop, file: RemoteFile, dest: Path) -> None: ...
+    def open(self, folder: str, drop: Drop, file: RemoteFile) -> ContextManager[BinaryIO]:
+        """The file's bytes; raises DropRefused("not_a_regular_file") for anything but a regular file."""
+        ...
 
     def describe(self) -> str: ...
 
 
+def _file_problem(files: list[RemoteFile]) -> tuple[str, str] | None:
+    for f in files:
+        if not f.regular:
+            return ("not_a_regular_file", f"{escape(f.name)} is not a regular file (a link, folder, device or "
+                    "fifo); only regular files are read")
+        try:
+            check_file_name(f.name)
+        except BadName as exc:
+            return ("bad_file_name", str(exc))
+    seen: dict[str, str] = {}
+    for f in files:
+        other = seen.setdefault(f.name.lower(), f.name)
+        if other != f.name:
+            return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case")
+    return None
+
+
 def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile]) -> list[Drop]:
-    """Drops from one district folder's listing: name -> files (a sub-folder) or a single file."""
+    """Drops from one district folder's listing: name -> the files of a sub-folder, or a single entry.
+
+    A sub-folder or `.zip` is a drop; any other entry that is not a regular file is a refused drop too (a link
+    where a drop should be). Names are checked here: a drop with a bad name, or whose name only differs by case
+    from another's, carries the problem `bad_drop_name` and never becomes a partition."""
     drops = []
     names = set(entries)
     for name, entry in sorted(entries.items()):
         if isinstance(entry, list):
-            data = tuple(f for f in entry if f.name != COMPLETION_MARKER)
-            if data:
-                drops.append(Drop(district, name, "folder", data, any(f.name == COMPLETION_MARKER for f in entry)))
+            files = [f for f in entry if f.name != COMPLETION_MARKER]
+            if files:
+                drops.append(Drop(district, name, "folder", tuple(files), COMPLETION_MARKER in {f.name for f in entry},
+                                  _file_problem(files)))
         elif name.lower().endswith(".zip"):
-            drops.append(Drop(district, name[:-4], "zip", (entry,), name + ZIP_MARKER_SUFFIX in names))
-    return drops
+            drops.append(Drop(district, name[:-4], "zip", (entry,), name + ZIP_MARKER_SUFFIX in names,
+                              _file_problem([entry])))
+        elif not entry.regular and not name.endswith(ZIP_MARKER_SUFFIX):
+            drops.append(Drop(district, name, "folder", (entry,), False, _file_problem([entry])))
+    by_key: dict[str, list[Drop]] = {}
+    checked = []
+    for d in drops:
+        try:
+            check_name(d.name)
+        except BadName as exc:
+            checked.append(Drop(d.district, d.name, d.kind, d.files, d.has_marker, ("bad_drop_name", str(exc))))
+            continue
+        by_key.setdefault(d.key, []).append(d)
+    for key, alike in by_key.items():
+        if len(alike) == 1:
+            checked += alike
+            continue
+        listed = ", ".join(escape(d.name + (".zip" if d.kind == "zip" else "/")) for d in alike)
+        checked += [Drop(d.district, d.name, d.kind, d.files, d.has_marker,
+                         ("bad_drop_name", f"drops {listed} are one drop name spelled two ways"))
+                    for d in alike]
+    return sorted(checked, key=lambda d: (d.name, d.kind))
+
+
+# ---- a local drop folder ---------------------------------------------------------------------------------------
+
+def _open_dir(root: Path, parts: list[str]) -> int:
+    """A directory fd for root/parts, refusing a symbolic link at every step below root."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts:
+            nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _entry(name: str, st: os.stat_result) -> RemoteFile:
+    return RemoteFile(name, st.st_size, int(st.st_mtime), stat.S_ISREG(st.st_mode))
 
 
 class LocalDropSource:
@@ -90,32 +192,55 @@ class LocalDropSource:
         return f"local folder {self.root}"
 
     def list_drops(self, district: str, folder: str) -> list[Drop]:
-        base = self.root / folder
-        if not base.is_dir():
+        try:
+            fd = _open_dir(self.root, folder.split("/"))
+        except FileNotFoundError:
             return []
+        except OSError:
+            raise DropRefused("not_a_regular_file", f"the drop folder {escape(folder)} is a link or not a folder")
         entries: dict[str, list[RemoteFile] | RemoteFile] = {}
-        for p in base.iterdir():
-            if p.is_dir():
-                entries[p.name] = [_local_file(f) for f in p.iterdir() if f.is_file()]
-            elif p.is_file():
-                entries[p.name] = _local_file(p)
+        try:
+            for e in os.scandir(fd):
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    sub = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                    try:
+                        entries[e.name] = [_entry(i.name, i.stat(follow_symlinks=False)) for i in os.scandir(sub)]
+                    finally:
+                        os.close(sub)
+                else:
+                    entries[e.name] = _entry(e.name, st)
+        finally:
+            os.close(fd)
         return drops_from_listing(district, entries)
 
-    def fetch(self, folder: str, drop: Drop, file: RemoteFile, dest: Path) -> None:
-        base = self.root / folder
-        src = base / drop.name / file.name if drop.kind == "folder" else base / file.name
-        shutil.copyfile(src, dest)
+    @contextmanager
+    def open(self, folder: str, drop: Drop, file: RemoteFile):
+        parts = folder.split("/") + ([drop.name] if drop.kind == "folder" else [])
+        try:
+            dir_fd = _open_dir(self.root, parts)
+        except OSError:
+            raise DropRefused("not_a_regular_file", f"{escape(drop.name)} is a link or not a folder") from None
+        try:
+            # O_NOFOLLOW: a link is refused, never followed; O_NONBLOCK: a fifo cannot hang the open
+            fd = os.open(file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except OSError:
+            raise DropRefused("not_a_regular_file", f"{escape(file.name)} is a link or cannot be opened",
+                              file.name) from None
+        finally:
+            os.close(dir_fd)
+        fh = os.fdopen(fd, "rb")
+        with fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise DropRefused("not_a_regular_file", f"{escape(file.name)} is not a regular file", file.name)
+            yield fh
 
 
-def _local_file(p: Path) -> RemoteFile:
-    st = p.stat()
-    return RemoteFile(p.name, st.st_size, int(st.st_mtime))
-
-
-# ---- which drops to run -------------------------------------------------------------------------------------
+# ---- which drops to run ---------------------------------------------------------------------------------------
 
 def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS) -> tuple[list[Drop], dict]:
-    """The complete drops whose version has not run yet, and the next cursor.
+    """The complete drops whose version has not run yet, and the next cursor (drops with a bad name are the
+    caller's to refuse; they are never planned).
 
     The cursor stays bounded: it keeps only drops still listed, at most CURSOR_MAX_DROPS of them; the oldest are
     evicted and remembered by a floor on their newest mtime, below which a listed drop counts as already run.
@@ -125,6 +250,8 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTL
     floor = cursor.get("floor", 0)
     ready, listed = [], set()
     for d in drops:
+        if d.bad_name:
+            continue
         listed.add(d.key)
         if (d.key in seen and seen[d.key][0] == d.version) or (d.key not in seen and d.newest_mtime <= floor):
             pending.pop(d.key, None)
@@ -148,10 +275,10 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTL
         evicted, kept = by_age[:-CURSOR_MAX_DROPS], by_age[-CURSOR_MAX_DROPS:]
         floor = max(floor, max(v[1] for _k, v in evicted))
         seen = dict(kept)
-    return ready, {"seen": seen, "pending": pending, "floor": floor}
+    return ready, {**cursor, "seen": seen, "pending": pending, "floor": floor}
 
 
-# ---- receiving a drop into staging --------------------------------------------------------------------------
+# ---- receiving a drop into staging ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StagedFile:
@@ -160,103 +287,238 @@ class StagedFile:
     sha256: str
 
 
-MANIFEST = "manifest.json"
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for chunk in iter(lambda: fh.read(BLOCK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _stream(src: BinaryIO, enc: Encryptor, budget: int) -> tuple[int, str]:
+    """Copy src into the encryptor, hashing on the way; stops after `budget` + 1 bytes (the caller refuses)."""
+    digest, done = hashlib.sha256(), 0
+    for block in iter(lambda: src.read(BLOCK), b""):
+        done += len(block)
+        if done > budget:
+            break
+        digest.update(block)
+        enc.write(block)
+    return done, digest.hexdigest()
+
+
+def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, dest: Path, key: bytes,
+                  attempts: int, transient: tuple[type[Exception], ...], sleep) -> StagedFile:
+    """One file, encrypted as it streams in. A transfer cut short (an error, or fewer bytes than listed) is
+    fetched again; a file that changes while it is read is not taken."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with source.open(folder, drop, f) as src, Encryptor(key, dest) as enc:
+                done, digest = _stream(src, enc, f.size)
+            if done == f.size:
+                return StagedFile(f.name, done, digest)
+            problem = f"received {'more than ' if done > f.size else ''}{done} of {f.size} bytes"
+        except (FileNotFoundError, *transient) as exc:  # a file gone since listing is a failed transfer too
+            problem = f"{type(exc).__name__}: {exc}"
+        if attempt == attempts:
+            raise DropRefused("transfer_failed", f"{escape(f.name)}: transfer failed after {attempts} tries "
+                              f"({problem})", f.name)
+        sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def _zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple[zipfile.ZipInfo, str]]:
+    """The entries to expand, flattened to their file names, after checking the central directory: no absolute
+    path, no "..", no link or device, no two entries with one name, nothing encrypted, sizes within the limits."""
+    chosen, seen, total = [], {}, 0
+    for info in zf.infolist():
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+            raise DropRefused("unsafe_zip_entry", f"{archive}: entry {escape(name)} points outside the archive",
+                              archive)
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise DropRefused("unsafe_zip_entry", f"{archive}: entry {escape(name)} is a link or device", archive)
+        if info.is_dir() or parts[0] == "__MACOSX" or parts[-1].startswith("."):
+            continue  # folders are flattened away; macOS resource forks and hidden files are not data
+        try:
+            base = check_file_name(parts[-1])
+        except BadName as exc:
+            raise DropRefused("unsafe_zip_entry", f"{archive}: {exc}", archive) from None
+        if info.flag_bits & 0x1:
+            raise DropRefused("bad_zip", f"{archive}: entry {escape(name)} is encrypted", archive)
+        other = seen.setdefault(base.lower(), name)
+        if other != name:
+            raise DropRefused("duplicate_file_name", f"{archive}: entries {escape(other)} and {escape(name)} are "
+                              "both named " + escape(base) + " once folders are flattened", archive)
+        if info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
+            raise DropRefused("zip_ratio", f"{archive}: entry {escape(name)} expands more than "
+                              f"{limits.max_zip_ratio:g} times (MTSS_MAX_ZIP_RATIO)", archive)
+        total += info.file_size
+        chosen.append((info, base))
+    if total > limits.max_drop_bytes:
+        raise DropRefused("drop_too_large", f"{archive}: expands to {total:,} bytes, more than MTSS_MAX_DROP_BYTES "
+                          f"({limits.max_drop_bytes:,})", archive)
+    return chosen
+
+
+def _expand_zip(archive: Path, name: str, into: Path, key: bytes, limits: Limits) -> list[StagedFile]:
+    """Each entry streamed from the encrypted archive into its own encrypted file; the limits are enforced again
+    while streaming, because declared sizes can lie."""
+    staged, total = [], 0
+    try:
+        with DecryptingReader(key, archive) as reader, zipfile.ZipFile(reader) as zf:
+            for info, base in _zip_entries(zf, name, limits):
+                budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
+                with zf.open(info) as src, Encryptor(key, into / base) as enc:
+                    done, digest = _stream(src, enc, budget)
+                    if done > budget:
+                        raise DropRefused("zip_ratio" if total + done <= limits.max_drop_bytes else "drop_too_large",
+                                          f"{name}: entry {escape(info.filename)} expands past the limits it "
+                                          "declared (MTSS_MAX_ZIP_RATIO, MTSS_MAX_DROP_BYTES)", name)
+                total += done
+                staged.append(StagedFile(base, done, digest))
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise DropRefused("bad_zip", f"{name}: not a readable zip archive ({type(exc).__name__})", name) from None
+    return staged
+
+
+@contextmanager
+def _receiving(staging: Path):
+    """A private work folder beside the drop's staging folder, locked while in use: a process killed mid-receive
+    leaves it unlocked, and the next receive or purge removes it."""
+    work = staging.with_name(f"{RECEIVING_PREFIX}{staging.name}-{secrets.token_hex(4)}")
+    work.mkdir(parents=True, mode=0o700)
+    lock = (work / _LOCK).open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield work
+    finally:
+        lock.close()
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def remove_orphans(staging_root: Path) -> list[str]:
+    """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed."""
+    removed = []
+    if not staging_root.is_dir():
+        return removed
+    for district in _real_dirs(staging_root):
+        for work in _real_dirs(district):
+            if not work.name.startswith(RECEIVING_PREFIX):
+                continue
+            try:
+                with (work / _LOCK).open("a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a receive in progress
+            except OSError:
+                pass  # no lock file: never locked, an orphan
+            shutil.rmtree(work)
+            removed.append(f"{district.name}/{work.name}")
+    return removed
+
+
+def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, limits: Limits = Limits(),
+            attempts: int = 3, transient: tuple[type[Exception], ...] = (), sleep=time.sleep) -> list[StagedFile]:
+    """Copy the drop's files into staging, hashed and encrypted as they stream in, and publish the staged copy
+    (manifest last) with one rename: a half-received or refused drop leaves nothing behind."""
+    if drop.problem:
+        raise DropRefused(*drop.problem)
+    declared = sum(f.size for f in drop.files)
+    if declared > limits.max_drop_bytes:
+        raise DropRefused("drop_too_large", f"{escape(drop.name)}: {declared:,} bytes, more than MTSS_MAX_DROP_BYTES "
+                          f"({limits.max_drop_bytes:,})")
+    remove_orphans(staging.parent.parent)  # staging is <staging root>/<district>/<drop>
+    with _receiving(staging) as work:
+        if drop.kind == "zip":
+            (archive,) = drop.files
+            packed = work / ".archive"  # a name no entry can take (hidden entries are skipped)
+            _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep)
+            staged = _expand_zip(packed, archive.name, work, key, limits)
+            packed.unlink()
+        else:
+            staged = [_receive_file(source, folder, drop, f, work / f.name, key, attempts, transient, sleep)
+                      for f in drop.files]
+        (work / MANIFEST).write_text(json.dumps(
+            {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
+        (work / _LOCK).unlink()
+        if staging.exists():
+            shutil.rmtree(staging)
+        work.rename(staging)
+    return staged
 
 
 def staged_manifest(staging: Path, key: bytes) -> dict | None:
     """The manifest of a complete staged copy whose every file decrypts to its recorded checksum; else None."""
     path = staging / MANIFEST
-    if not path.exists():
+    if not path.is_file() or path.is_symlink():
         return None
-    manifest = json.loads(path.read_text())
-    for f in manifest["files"]:
-        try:
-            data = decrypt_bytes(key, staging / f["name"])
-        except (OSError, VaultError):
-            return None
-        if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
-            return None  # an incomplete or altered staging copy is not replayed
+    try:
+        manifest = json.loads(path.read_text())
+        for f in manifest["files"]:
+            read_staged(staging, StagedFile(**f), key)
+    except (OSError, ValueError, KeyError, TypeError, VaultError):
+        return None  # an incomplete, altered or unreadable staged copy is not replayed
     return manifest
-
-
-def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, attempts: int = 3,
-            transient: tuple[type[Exception], ...] = (), sleep=time.sleep) -> list[StagedFile]:
-    """Copy the drop's files into staging, encrypted at rest, and write the manifest last, so that a
-    half-received drop is never replayed. A transfer cut short (an error, or fewer bytes than listed) is
-    fetched again; plaintext exists only in the private `.incoming` folder while a file is being received."""
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, mode=0o700)
-    incoming = staging / ".incoming"
-    incoming.mkdir(mode=0o700)
-    for f in drop.files:
-        dest = incoming / f.name
-        for attempt in range(1, attempts + 1):
-            try:
-                source.fetch(folder, drop, f, dest)
-                if dest.stat().st_size == f.size:
-                    break
-                problem = f"received {dest.stat().st_size} of {f.size} bytes"
-            except transient as exc:
-                problem = str(exc)
-            if attempt == attempts:
-                raise IOError(f"{f.name}: transfer failed after {attempts} tries ({problem})")
-            sleep(attempt)
-    plain = incoming / "files"
-    plain.mkdir()
-    if drop.kind == "zip":
-        _unzip(incoming / drop.files[0].name, plain)
-    else:
-        for f in drop.files:
-            (incoming / f.name).rename(plain / f.name)
-    staged = []
-    for p in sorted(plain.iterdir()):
-        staged.append(StagedFile(p.name, p.stat().st_size, sha256_of(p)))
-        encrypt_file(key, p, staging / p.name)
-    shutil.rmtree(incoming)
-    (staging / MANIFEST).write_text(json.dumps(
-        {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
-    return staged
 
 
 def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
     """A staged file's bytes, checked against the checksum recorded when it was received."""
-    data = decrypt_bytes(key, staging / file.name)
+    data = decrypt_bytes(key, safe_join(staging, check_file_name(file.name)))
     if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
         raise VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
     return data
 
 
-def purge_staging(root: Path, retention_days: float, now: float) -> list[str]:
-    """Delete staged drops received more than `retention_days` ago; returns their keys."""
-    removed = []
+def _real_dirs(folder: Path) -> list[Path]:
+    """Sub-folders, never following a link."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
+
+
+def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[str], list[str]]:
+    """Delete staged drops received more than `retention_days` ago, and orphans (a folder without a complete
+    manifest, a receiving folder of a killed run); returns (expired drop keys, orphans removed)."""
+    expired, orphans = [], remove_orphans(root)
     if not root.is_dir():
+        return expired, orphans
+    for district in _real_dirs(root):
+        for staged in _real_dirs(district):
+            if staged.name.startswith(RECEIVING_PREFIX):
+                continue  # being received right now (remove_orphans took the abandoned ones)
+            manifest = staged / MANIFEST
+            key = f"{district.name}/{staged.name}"
+            if not manifest.is_file():
+                shutil.rmtree(staged)
+                orphans.append(key)
+            elif now - manifest.stat().st_mtime > retention_days * 86400:
+                shutil.rmtree(staged)
+                expired.append(key)
+    return expired, orphans
+
+
+def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, now: float) -> int:
+    """The IO manager's stored frames of purged drops, and any stored frame older than the retention period;
+    returns the number of files removed."""
+    removed = 0
+    if not storage.is_dir():
         return removed
-    for manifest in sorted(root.glob(f"*/*/{MANIFEST}")):
-        if now - manifest.stat().st_mtime > retention_days * 86400:
-            shutil.rmtree(manifest.parent)
-            removed.append(f"{manifest.parent.parent.name}/{manifest.parent.name}")
+    for asset in _real_dirs(storage):
+        for key in drop_keys:
+            try:
+                path = safe_join(asset, *key.split("/"))
+            except ValueError:
+                continue
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        for path in asset.rglob("*"):
+            if path.is_file() and now - path.stat().st_mtime > retention_days * 86400:
+                path.unlink()
+                removed += 1
     return removed
-
-
-def _unzip(archive: Path, into: Path) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            name = Path(info.filename).name  # flatten; never write outside staging
-            if not name or name.startswith("."):
-                continue
-            with zf.open(info) as src, (into / name).open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def find_file(files: tuple, pattern: str):
@@ -276,13 +538,14 @@ class ReceivedDrop:
 
 
 def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
-                      transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
+                      limits: Limits = Limits(), transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
     """Fetch the drop unless staging already holds this very version; replay from staging when the server
-    is unreachable. Raises LookupError when the drop is neither on the server nor staged."""
+    is unreachable. `drop_name` is canonical; the listed drop is found by its canonical name.
+    Raises LookupError when the drop is neither on the server nor staged, DropRefused when it is refused."""
     drop_key = f"{district}/{drop_name}"
     try:
-        current = next((d for d in source.list_drops(district, folder) if d.name == drop_name), None)
-        reachable = True
+        listed = [d for d in source.list_drops(district, folder) if not d.bad_name and d.key == drop_key]
+        current, reachable = (listed[0] if listed else None), True
     except transient:
         current, reachable = None, False
     manifest = staged_manifest(staging, key)
@@ -292,5 +555,5 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     if current is None:
         where = "is not on" if reachable else "cannot be fetched from"
         raise LookupError(f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
-    files = tuple(receive(source, folder, current, staging, key, transient=transient))
+    files = tuple(receive(source, folder, current, staging, key, limits, transient=transient))
     return ReceivedDrop(drop_key, current.version, str(staging), files, replayed=False)

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import polars as pl
 import sqlalchemy as sa
 
-from .warehouse import ingestion_errors, now
+from .untrusted import BadName, escape, parse_drop_key
+from .warehouse import VALUE_TOO_LONG, ingestion_errors, now
 
 
 @dataclass(frozen=True)
 class ErrorRecord:
-    stage: str  # ingest, validation, mapping, district, identity, warehouse
+    stage: str  # receive, ingest, validation, mapping, district, identity, warehouse
     reason: str
     message: str
     file_name: str | None = None
@@ -28,9 +29,22 @@ def row_rejections(rejected: pl.DataFrame, stage: str, file_name: str) -> list[E
         return []
     counts = rejected.group_by("reject_reason").len().sort("reject_reason")
     return [
-        ErrorRecord(stage, "row_rejected", f"{file_name}: {n} row(s) rejected: {reason}", file_name, n)
+        ErrorRecord(stage, VALUE_TOO_LONG if reason.startswith(VALUE_TOO_LONG) else "row_rejected",
+                    f"{file_name}: {n} row(s) rejected: {reason}", file_name, n)
         for reason, n in counts.iter_rows()
     ]
+
+
+def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
+    """(DistrictId, DropId) for an error row: the registry's AccountInfoId when the key names a registry district,
+    and the canonical key, or the key escaped when it is not one (a refused name is never stored as given)."""
+    try:
+        parsed = parse_drop_key(key)
+        district, drop_id = parsed.district, str(parsed)
+    except BadName:
+        district, drop_id = str(key).partition("/")[0].lower(), escape(str(key), limit=150)
+    entry = registry.get(district)
+    return (entry.account_info_id if entry else None), drop_id
 
 
 def record_errors(

@@ -10,6 +10,8 @@ import datetime as dt
 
 import polars as pl
 
+from .warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
+
 
 def _ratio(n: int, d: int) -> float:
     return round(n / d, 4) if d else 0.0
@@ -106,12 +108,7 @@ def build_roster(
 ) -> pl.DataFrame:
     return students.join(identity, on="student_number", how="left").select(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
-        pl.col("student_number").alias("StudentNumber"),
-        pl.col("first_name").alias("FirstName"),
-        pl.col("last_name").alias("LastName"),
-        pl.col("email").alias("Email"),
-        pl.col("grade_level").alias("GradeLevel"),
-        pl.col("school_id").alias("SchoolId"),
+        *[pl.col(ours).alias(column) for column, ours in ROSTER_FROM_POWERSCHOOL.items()],
         pl.col("classlink_user_id").alias("ClassLinkUserId"),
         pl.col("star_test_count").alias("StarTestCount"),
         pl.lit(drop_id).alias("DropId"),
@@ -131,17 +128,7 @@ def build_results(
     unique = joined.filter(pl.struct("subject", "test_key").is_first_distinct()) if repeated else joined
     results = unique.select(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
-        pl.col("subject").alias("Subject"),
-        pl.col("test_key").alias("TestKey"),
-        pl.col("student_identifier").alias("StudentNumber"),
-        pl.col("school_year").alias("SchoolYear"),
-        pl.col("completed_at").alias("CompletedAt"),
-        pl.col("grade").alias("Grade"),
-        pl.col("scaled_score").alias("ScaledScore"),
-        pl.col("percentile_rank").alias("PercentileRank"),
-        pl.col("unified_score").alias("UnifiedScore"),
-        pl.col("benchmark_category").alias("BenchmarkCategory"),
-        pl.col("screening_window").alias("ScreeningWindow"),
+        *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM_STAR.items()],
         pl.lit(drop_id).alias("DropId"),
         pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
     )

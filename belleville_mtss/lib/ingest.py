@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from . import schemas
+from .drops import Limits
 from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
 from .errors import ErrorRecord, row_rejections
 from .powerschool import email_key, map_columns, read_powerschool, type_students
@@ -50,9 +51,10 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
 
 
 def ingest_file(source: str, path: Path | None, district: District, data: bytes | None = None,
-                info: FileInfo | None = None) -> SourceFile:
+                info: FileInfo | None = None, max_rows: int = Limits.max_file_rows) -> SourceFile:
     """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted).
-    `info` (size and SHA-256) is computed here unless the caller knows it already (the staging manifest)."""
+    `info` (size and SHA-256) is computed here unless the caller knows it already (the staging manifest).
+    A file of more than `max_rows` rows is refused before it is parsed."""
     if path is None:
         pattern = district.files[source]
         return SourceFile(source, None, halted=ErrorRecord(
@@ -60,10 +62,10 @@ def ingest_file(source: str, path: Path | None, district: District, data: bytes 
     try:
         info = info or file_info(path, data)
         if source == "powerschool_students":
-            frame = read_powerschool(path, district.powerschool, data)
+            frame = read_powerschool(path, district.powerschool, data, max_rows)
         else:
             # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
-            frame = read_text_csv(path, data=data, select=columns_to_read, project=True)
+            frame = read_text_csv(path, data=data, select=columns_to_read, project=True, max_rows=max_rows)
         return SourceFile(source, path.name, info, frame)
     except FileRejected as exc:
         return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))

@@ -7,6 +7,9 @@ import polars as pl
 
 from .csvfile import FileRejected, read_text_csv
 from .registry import POWERSCHOOL_OPTIONAL, PowerSchoolFormat
+from .warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, student_roster, value_too_long
+
+STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM_POWERSCHOOL)
 
 
 def email_key(col: pl.Expr) -> pl.Expr:
@@ -15,10 +18,12 @@ def email_key(col: pl.Expr) -> pl.Expr:
     return pl.when(key == "").then(None).otherwise(key)
 
 
-def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None) -> pl.DataFrame:
+def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None,
+                     max_rows: int | None = None) -> pl.DataFrame:
     return read_text_csv(
         path,
         data=data,
+        max_rows=max_rows,
         delimiter=fmt.delimiter,
         encoding=fmt.encoding,
         has_header=fmt.has_header,
@@ -51,12 +56,8 @@ def type_students(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
-    reason = (
-        pl.when(blank)
-        .then(pl.lit("missing student number"))
-        .when(duplicated)
-        .then(pl.lit("duplicate student number"))
-    )
+    reason = value_too_long(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
+                            .when(duplicated).then(pl.lit("duplicate student number")))
     frame = frame.with_columns(reason.alias("reject_reason"))
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     typed = frame.filter(pl.col("reject_reason").is_null()).select(

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from .drops import Drop, RemoteFile, drops_from_listing
+from .drops import Drop, DropRefused, RemoteFile, drops_from_listing
+from .untrusted import escape
 
 CONNECT_TIMEOUT = 8.0
 ATTEMPTS = 3
@@ -104,6 +105,11 @@ def session(cfg: SftpConfig, attempts: int = ATTEMPTS, sleep=time.sleep):
         client.close()
 
 
+def _entry(a: paramiko.SFTPAttributes) -> RemoteFile:
+    # Directory listings carry lstat attributes: a symbolic link shows as a link, never as its target.
+    return RemoteFile(a.filename, a.st_size or 0, int(a.st_mtime or 0), stat.S_ISREG(a.st_mode or 0))
+
+
 class SftpDropSource:
     def __init__(self, cfg: SftpConfig, attempts: int = ATTEMPTS):
         self.cfg = cfg
@@ -119,21 +125,28 @@ class SftpDropSource:
         with session(self.cfg, self.attempts) as sftp:
             base = self._dir(folder)
             try:
+                if not stat.S_ISDIR(sftp.lstat(base).st_mode or 0):
+                    raise DropRefused("not_a_regular_file", f"the drop folder {escape(folder)} is a link or not a folder")
                 top = sftp.listdir_attr(base)
             except FileNotFoundError:
                 return []
             entries: dict[str, list[RemoteFile] | RemoteFile] = {}
             for a in top:
                 if stat.S_ISDIR(a.st_mode or 0):
-                    inner = sftp.listdir_attr(f"{base}/{a.filename}")
-                    entries[a.filename] = [RemoteFile(i.filename, i.st_size or 0, int(i.st_mtime or 0))
-                                           for i in inner if stat.S_ISREG(i.st_mode or 0)]
-                elif stat.S_ISREG(a.st_mode or 0):
-                    entries[a.filename] = RemoteFile(a.filename, a.st_size or 0, int(a.st_mtime or 0))
+                    entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
+                else:
+                    entries[a.filename] = _entry(a)
             return drops_from_listing(district, entries)
 
-    def fetch(self, folder: str, drop: Drop, file: RemoteFile, dest: Path) -> None:
+    @contextmanager
+    def open(self, folder: str, drop: Drop, file: RemoteFile):
         remote = f"{self._dir(folder)}/{drop.name}/{file.name}" if drop.kind == "folder" else \
             f"{self._dir(folder)}/{file.name}"
         with session(self.cfg, self.attempts) as sftp:
-            sftp.get(remote, str(dest))
+            if not stat.S_ISREG(sftp.lstat(remote).st_mode or 0):
+                raise DropRefused("not_a_regular_file", f"{escape(file.name)} is not a regular file", file.name)
+            with sftp.open(remote, "rb") as fh:
+                if not stat.S_ISREG(fh.stat().st_mode or 0):
+                    raise DropRefused("not_a_regular_file", f"{escape(file.name)} is not a regular file", file.name)
+                fh.prefetch(file.size)  # pipelined reads: a large file streams at link speed
+                yield fh

@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from .csvfile import FileRejected
+from .warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, value_too_long
 
 SUBJECTS = {"star_reading": "SR", "star_math": "SM", "star_early_literacy": "SEL"}
 
@@ -156,6 +157,9 @@ def _int(col: str) -> pl.Expr:
     return pl.coalesce(whole, pl.when(f == f.round(0)).then(f.cast(pl.Int32, strict=False)))
 
 
+# TestKey comes from AssessmentID; DistrictName is not stored, but is bounded like dm.AccountInfo's names.
+STORED_LENGTHS = {**max_lengths(assessment_results, {**RESULTS_FROM_STAR, "TestKey": "assessment_id"}),
+                  **max_lengths(account_info, {"DistrictName": "district_name"})}
 _RANGES = {"scaled_score": (0, 1400), "percentile_rank": (0, 100), "unified_score": (0, 2000)}
 _SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRank", "unified_score": "UnifiedScore"}
 
@@ -189,6 +193,7 @@ def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataF
         n, name = pl.col(f"{col}_n"), _SOURCE_NAMES[col]
         reason = reason.when(n.is_null() & ~_blank(col)).then(pl.lit(f"{name} is not a whole number"))
         reason = reason.when((n < lo) | (n > hi)).then(pl.lit(f"{name} out of range ({lo}-{hi})"))
+    reason = value_too_long(STORED_LENGTHS, reason)
     frame = frame.with_columns(reason.alias("reject_reason")).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())

@@ -42,54 +42,137 @@ def _nonce(prefix: bytes, index: int) -> bytes:
     return prefix + struct.pack(">I", index)
 
 
+class Encryptor:
+    """Writes an encrypted file as data streams in (one pass: nothing in clear text on disk). The data goes to
+    `dest.part`, renamed to `dest` by `close()`: a file cut short never takes the final name."""
+
+    def __init__(self, key: bytes, dest: Path):
+        self._aead = AESGCM(key)
+        self._prefix = os.urandom(8)
+        self._dest = dest
+        self._tmp = dest.with_name(dest.name + ".part")
+        self._out = self._tmp.open("wb")
+        self._out.write(MAGIC + self._prefix)
+        self._buffer = bytearray()
+        self._index = 0
+
+    def _emit(self, chunk: bytes, last: bool) -> None:
+        self._out.write(self._aead.encrypt(_nonce(self._prefix, self._index), chunk, b"\x01" if last else b"\x00"))
+        self._index += 1
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        # A chunk is written only once more data follows it: the last chunk must carry the last-chunk flag.
+        while len(self._buffer) > CHUNK:
+            self._emit(bytes(self._buffer[:CHUNK]), last=False)
+            del self._buffer[:CHUNK]
+
+    def close(self) -> None:
+        self._emit(bytes(self._buffer), last=True)
+        self._out.close()
+        os.replace(self._tmp, self._dest)
+
+    def abort(self) -> None:
+        self._out.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Encryptor":
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        self.abort() if exc_type else self.close()
+
+
 def encrypt_file(key: bytes, src: Path, dest: Path) -> None:
     """Encrypt the file src into dest."""
-    with src.open("rb") as fin:
-        _encrypt_stream(key, fin, src.stat().st_size, dest)
+    with src.open("rb") as fin, Encryptor(key, dest) as enc:
+        for block in iter(lambda: fin.read(CHUNK), b""):
+            enc.write(block)
 
 
 def encrypt_bytes(key: bytes, data: bytes, dest: Path) -> None:
     """Encrypt bytes held in memory into dest."""
-    _encrypt_stream(key, io.BytesIO(data), len(data), dest)
+    with Encryptor(key, dest) as enc:
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            enc.write(view[start:start + CHUNK])
 
 
-def _encrypt_stream(key: bytes, fin, size: int, dest: Path) -> None:
-    # dest is written to a temporary name, then renamed: never half-written
-    aead = AESGCM(key)
-    prefix = os.urandom(8)
-    tmp = dest.with_name(dest.name + ".part")
-    with tmp.open("wb") as fout:
-        fout.write(MAGIC + prefix)
-        index, done = 0, 0
-        while True:
-            chunk = fin.read(CHUNK)
-            done += len(chunk)
-            last = done >= size
-            fout.write(aead.encrypt(_nonce(prefix, index), chunk, b"\x01" if last else b"\x00"))
-            index += 1
-            if last:
-                break
-    os.replace(tmp, dest)
+class DecryptingReader(io.RawIOBase):
+    """A seekable read-only view of an encrypted file's clear text, one chunk decrypted at a time (a zip archive
+    is read through it: its central directory sits at the end)."""
+
+    def __init__(self, key: bytes, path: Path):
+        self._aead = AESGCM(key)
+        self._name = path.name
+        self._fh = path.open("rb")
+        if self._fh.read(len(MAGIC)) != MAGIC:
+            self._fh.close()
+            raise VaultError(f"{path.name}: not an encrypted staging file")
+        self._prefix = self._fh.read(8)
+        body = path.stat().st_size - len(MAGIC) - 8
+        step = CHUNK + _TAG
+        self._chunks = max(1, -(-body // step))
+        self.size = body - self._chunks * _TAG
+        if self.size < 0:
+            self._fh.close()
+            raise VaultError(f"{path.name}: cannot be decrypted (cut short)")
+        self._pos = 0
+        self._cached: tuple[int, bytes] | None = None
+        try:
+            self._chunk(self._chunks - 1)  # at once: a file cut short or altered at its end fails here
+        except VaultError:
+            self._fh.close()
+            raise
+
+    def _chunk(self, index: int) -> bytes:
+        if self._cached and self._cached[0] == index:
+            return self._cached[1]
+        self._fh.seek(len(MAGIC) + 8 + index * (CHUNK + _TAG))
+        piece = self._fh.read(CHUNK + _TAG)
+        last = index == self._chunks - 1
+        try:
+            plain = self._aead.decrypt(_nonce(self._prefix, index), piece, b"\x01" if last else b"\x00")
+        except InvalidTag:
+            raise VaultError(f"{self._name}: cannot be decrypted (wrong MTSS_STAGING_KEY, or altered)") from None
+        self._cached = (index, plain)
+        return plain
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        if self._pos >= self.size:
+            return 0
+        index, offset = divmod(self._pos, CHUNK)
+        data = self._chunk(index)[offset:offset + len(buffer)]
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 def decrypt_bytes(key: bytes, path: Path) -> bytes:
-    aead = AESGCM(key)
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        raise VaultError(f"{path.name}: not an encrypted staging file")
-    prefix, body = data[8:16], memoryview(data)[16:]
-    out, index, pos, step = bytearray(), 0, 0, CHUNK + _TAG
-    while True:
-        piece = body[pos:pos + step]
-        last = pos + step >= len(body)
-        try:
-            out += aead.decrypt(_nonce(prefix, index), bytes(piece), b"\x01" if last else b"\x00")
-        except InvalidTag:
-            raise VaultError(f"{path.name}: cannot be decrypted (wrong MTSS_STAGING_KEY, or altered)") from None
-        pos += step
-        index += 1
-        if last:
-            return bytes(out)
+    with DecryptingReader(key, path) as reader:
+        out = bytearray(reader.size)
+        view, done = memoryview(out), 0
+        while done < reader.size:
+            done += reader.readinto(view[done:])
+    return bytes(out)
 
 
 def staging_key(env_value: str | None, home: Path) -> bytes:

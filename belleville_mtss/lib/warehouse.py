@@ -99,6 +99,36 @@ ingestion_files = sa.Table(
     schema="dm",
 )
 
+# Which validated-frame column each warehouse column is loaded from (the roster's links and counts, and the
+# stamps, are added by identity.py).
+ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
+                           "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
+RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "StudentNumber": "student_identifier",
+                     "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
+                     "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
+                     "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
+                     "ScreeningWindow": "screening_window"}
+
+
+VALUE_TOO_LONG = "value_too_long"
+
+
+def max_lengths(table: sa.Table, loaded_from: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Frame column -> (warehouse column, its length) for the text columns that have one: a longer value is
+    rejected per row before the load, on every backend (SQLite would store it, SQL Server would fail the load)."""
+    return {frame_col: (f"{table.schema}.{table.name}.{col}", table.c[col].type.length)
+            for col, frame_col in loaded_from.items() if getattr(table.c[col].type, "length", None)}
+
+
+def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
+    """Adds a `value_too_long` reason per length-bound column to a polars when/then chain of row reasons."""
+    for frame_col, (target, n) in lengths.items():
+        cond = pl.col(frame_col).str.len_chars() > n
+        text = pl.lit(f"{VALUE_TOO_LONG}: {frame_col} longer than {n} characters ({target})")
+        chain = pl.when(cond).then(text) if chain is None else chain.when(cond).then(text)
+    return chain
+
+
 PROD_TABLES = [class_link_users]
 WAREHOUSE_TABLES = [account_info, student_roster, assessment_results, ingestion_errors, ingestion_files]
 _SCHEMAS = ("dm", "dbo")
