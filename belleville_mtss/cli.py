@@ -155,6 +155,7 @@ def _match(args: argparse.Namespace) -> int:
 
     from .lib.crosswalk import account_reference
     from .lib.names import Reference
+    from .lib.untrusted import csv_safe
 
     header, rows = _read_csv(args.input, ["name"], "input")
     if args.reference:
@@ -174,8 +175,9 @@ def _match(args: argparse.Namespace) -> int:
     added = ["decision", "nces_id", "matched_name", "score", "margin"] + (["account_info_id"] if with_aid else [])
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
     try:
-        writer = csv.DictWriter(out, fieldnames=header + [c for c in added if c not in header])
-        writer.writeheader()
+        fields = header + [c for c in added if c not in header]
+        writer = csv.writer(out)
+        writer.writerow([csv_safe(c) for c in fields])
         for row, res in zip(rows, results):
             best = res.best if res.decision == "resolved" else None
             extra = {"decision": res.decision, "nces_id": best.key if best else "",
@@ -183,7 +185,8 @@ def _match(args: argparse.Namespace) -> int:
                      "margin": "" if res.margin is None else res.margin}
             if with_aid:
                 extra["account_info_id"] = best.account_info_id if best and best.account_info_id else ""
-            writer.writerow({**row, **extra})
+            merged = {**row, **extra}
+            writer.writerow([csv_safe(merged.get(c, "")) for c in fields])
     finally:
         if args.output:
             out.close()

@@ -1,4 +1,6 @@
 """Shared test set-up: a small sample drop with its databases."""
+import hashlib
+import os
 from pathlib import Path
 
 import polars as pl
@@ -89,3 +91,27 @@ def add_riverton(settings: Settings, spec: SampleSpec = RIVERTON) -> Path:
             conn.execute(account_info.insert(), [RIVERTON_ACCOUNT])
     warehouse.dispose()
     return drop
+
+
+def tick(settings: Settings, instance, cursor: str | None = None):
+    """One evaluation of sftp_drop_sensor with the settings' resource (a local folder or an SFTP server)."""
+    import dagster as dg
+
+    from belleville_mtss.defs.resources import MtssResource
+    from belleville_mtss.defs.sensors import sftp_drop_sensor
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                  resources={"mtss": MtssResource.from_settings(settings)})
+    return sftp_drop_sensor(ctx)
+
+
+def snapshot(*roots: Path, skip: tuple[str, ...] = ("warehouse.db", "sshd.log")) -> dict[str, tuple]:
+    """Every file and link under the roots (never following a link): size, mtime and SHA-256, or the link target."""
+    seen: dict[str, tuple] = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink():
+                seen[str(p)] = ("link", os.readlink(p))
+            elif p.is_file() and p.name not in skip:
+                st = p.stat()
+                seen[str(p)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+    return seen

@@ -9,15 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from belleville_mtss.defs.resources import MtssResource
-from belleville_mtss.defs.sensors import sftp_drop_sensor
 from belleville_mtss.definitions import build_definitions
 from belleville_mtss.lib.sample import generate_drop, load_databases
 from belleville_mtss.lib.sftp import SftpFatal
 from belleville_mtss.lib.warehouse import ingestion_files, make_engine, read_table
 
 from .conftest import make_settings
-from .helpers import SMALL, warehouse_counts
+from .helpers import SMALL, tick, warehouse_counts
 from .sshd_server import SSHD, SshServer, keygen
 
 pytestmark = pytest.mark.skipif(
@@ -53,12 +51,6 @@ def upload(server: SshServer, drop: Path, name: str, marker: bool = True) -> Pat
     if marker:
         (dest / "drop.done").write_text("")
     return dest
-
-
-def tick(settings, instance, cursor=None):
-    resource = MtssResource.from_settings(settings)
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mtss": resource})
-    return sftp_drop_sensor(ctx)
 
 
 def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):

@@ -31,7 +31,7 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
         # host-key failures (SftpFatal) are not caught: they fail the tick, so a rotated credential shows.
         return dg.SkipReason(f"drop server unavailable, will retry: {exc}")
     # A drop whose name is refused never becomes a partition: it is logged once per version, shown escaped.
-    refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem, escape(d.name)))
+    refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
                  for d in found if d.bad_name]
     logged = cursor.get("refused", {})
     for where, version, record in refusals:

@@ -90,13 +90,15 @@ def _snapshot(engine, table) -> dg.Output[pl.DataFrame]:
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
-def classlink_users(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
+def classlink_users(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
+    mtss.drop_key(context, context.partition_key)
     return _snapshot(mtss.prod_db(), class_link_users)
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
-def account_info(mtss: MtssResource) -> dg.Output[pl.DataFrame]:
+def account_info(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
+    mtss.drop_key(context, context.partition_key)
     return _snapshot(mtss.warehouse(), account_info_table)
 
 

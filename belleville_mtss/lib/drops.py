@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, ContextManager, Protocol
 
-from .untrusted import BadName, canonical, check_file_name, check_name, escape, safe_join
+from .untrusted import BadName, canonical, check_file_name, check_name, escape, plain, safe_join
 from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
 
 COMPLETION_MARKER = "drop.done"
@@ -74,12 +74,16 @@ class Drop:
     kind: str  # "folder" or "zip"
     files: tuple[RemoteFile, ...]
     has_marker: bool
-    problem: tuple[str, str] | None = None  # (reason, message): the drop is refused when it is run
+    problem: tuple[str, str, str] | None = None  # (reason, message, file): the drop is refused when it is run
 
     @property
     def key(self) -> str:
         """The canonical drop key (a partition key); only for drops whose name passed the check."""
         return f"{self.district}/{canonical(self.name)}"
+
+    @property
+    def listed_name(self) -> str:
+        return self.name + ".zip" if self.kind == "zip" else self.name
 
     @property
     def bad_name(self) -> bool:
@@ -108,20 +112,21 @@ class DropSource(Protocol):
     def describe(self) -> str: ...
 
 
-def _file_problem(files: list[RemoteFile]) -> tuple[str, str] | None:
+def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
     for f in files:
         if not f.regular:
             return ("not_a_regular_file", f"{escape(f.name)} is not a regular file (a link, folder, device or "
-                    "fifo); only regular files are read")
+                    "fifo); only regular files are read", plain(f.name, 250))
         try:
             check_file_name(f.name)
         except BadName as exc:
-            return ("bad_file_name", str(exc))
+            return ("bad_file_name", str(exc), plain(f.name, 250))
     seen: dict[str, str] = {}
     for f in files:
         other = seen.setdefault(f.name.lower(), f.name)
         if other != f.name:
-            return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case")
+            return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case",
+                    plain(f.name, 250))
     return None
 
 
@@ -150,16 +155,18 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
         try:
             check_name(d.name)
         except BadName as exc:
-            checked.append(Drop(d.district, d.name, d.kind, d.files, d.has_marker, ("bad_drop_name", str(exc))))
+            checked.append(Drop(d.district, d.name, d.kind, d.files, d.has_marker,
+                                ("bad_drop_name", str(exc), plain(d.listed_name, 250))))
             continue
         by_key.setdefault(d.key, []).append(d)
     for key, alike in by_key.items():
         if len(alike) == 1:
             checked += alike
             continue
-        listed = ", ".join(escape(d.name + (".zip" if d.kind == "zip" else "/")) for d in alike)
+        listed = ", ".join(escape(d.listed_name) for d in alike)
         checked += [Drop(d.district, d.name, d.kind, d.files, d.has_marker,
-                         ("bad_drop_name", f"drops {listed} are one drop name spelled two ways"))
+                         ("bad_drop_name", f"drops {listed} are one drop name spelled two ways",
+                          plain(d.listed_name, 250)))
                     for d in alike]
     return sorted(checked, key=lambda d: (d.name, d.kind))
 

@@ -24,10 +24,15 @@ class UnsafePath(ValueError):
     """A path that would leave its root."""
 
 
-def escape(text: str, limit: int = 80) -> str:
-    """A sender's name as it may be shown: control characters and non-ASCII escaped, length bounded."""
+def plain(text: str, limit: int = 80) -> str:
+    """A sender's name as it may be stored: control characters and non-ASCII escaped, length bounded."""
     shown = text.encode("unicode_escape").decode("ascii")
-    return repr(shown if len(shown) <= limit else shown[:limit] + "...")
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
+def escape(text: str, limit: int = 80) -> str:
+    """A sender's name as it may be shown in a message: `plain`, quoted."""
+    return repr(plain(text, limit))
 
 
 def check_name(name: str, what: str = "drop name") -> str:
@@ -78,9 +83,21 @@ def safe_join(root: Path, *parts: str) -> Path:
     an absolute part, or a symbolic link pointing elsewhere)."""
     base = Path(root).resolve()
     for part in parts:
-        if not part or Path(part).is_absolute():
-            raise UnsafePath(f"path part {escape(str(part))} is empty or absolute")
+        segments = str(part).replace("\\", "/").split("/")
+        if not part or Path(part).is_absolute() or any(s in ("", ".", "..") for s in segments):
+            raise UnsafePath(f"path part {escape(str(part))} is empty, absolute or holds '.' or '..'")
     path = base.joinpath(*parts).resolve()
     if base not in path.parents:
         raise UnsafePath(f"{escape('/'.join(parts))} leaves {base}")
     return path
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A cell for a CSV file we write: text that a spreadsheet would run as a formula gets a leading quote.
+    (In the warehouse such values are data and stay verbatim; only files people open in Excel are guarded.)"""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

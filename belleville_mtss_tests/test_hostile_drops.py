@@ -1,0 +1,644 @@
+"""A hostile sender's corpus: drop names, links, zips and contents that try to read, write or delete outside the
+drop. Each case asserts the refusal and its error row (stage, reason, file, district, timestamp, no student
+data), the exit code and one-line reason, and that nothing outside the drop changed: every file under MTSS_HOME
+and in a sibling folder is snapshotted before and after (the warehouse file aside: it gains the error row)."""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from belleville_mtss.cli import main
+from belleville_mtss.definitions import build_definitions
+from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.drops import RECEIVING_PREFIX, purge_staging, purge_storage, remove_orphans
+from belleville_mtss.lib.vault import staging_key
+from belleville_mtss.lib.warehouse import make_engine, read_table, student_roster
+from belleville_mtss.run import run_drop
+
+from .conftest import make_settings
+from .helpers import SMALL, errors, prepare_drop, set_column, snapshot, tick, warehouse_counts
+
+BELLEVILLE = 107873
+GOOD = "belleville/2026-11-01"
+STUDENT_NUMBER = re.compile(r"\b2[1-9]\d{4}\b")  # the sample's student numbers start at 210001
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A home with one drop already loaded (its staging and stored frames must survive every attack), and a
+    sibling folder outside MTSS_HOME holding a file an attack would aim at."""
+    settings = make_settings(tmp_path / "home")
+    prepare_drop(settings)
+    assert run_drop(settings).checks_passed
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("must never change\n")
+    return settings, outside
+
+
+def sample_files(settings) -> Path:
+    return settings.drop_dir / "belleville" / "2026-11-01"
+
+
+def receive_rows(settings) -> pl.DataFrame:
+    logged = errors(settings)
+    return logged.filter(pl.col("Stage") == "receive")
+
+
+def assert_one_refusal(settings, reason: str, file_name: str | None = None) -> dict:
+    rows = receive_rows(settings)
+    assert rows.height == 1, rows.to_dicts()
+    row = rows.row(0, named=True)
+    assert (row["Stage"], row["Reason"], row["DistrictId"]) == ("receive", reason, BELLEVILLE)
+    assert row["OccurredAt"] is not None
+    if file_name is not None:
+        assert row["FileName"] == file_name
+    assert "@" not in row["Message"] and not STUDENT_NUMBER.search(row["Message"]), row["Message"]
+    return row
+
+
+def assert_untouched(before: dict, after: dict, drop_key: str | None = None) -> None:
+    """Nothing changed or vanished; new files only in the refused drop's own stored frames (the ClassLink and
+    AccountInfo snapshots of its run), never in staging."""
+    assert {k: v for k, v in before.items() if after.get(k) != v} == {}
+    new = set(after) - set(before)
+    allowed = "/storage/" if drop_key else None
+    assert all(allowed and allowed in p and p.endswith(drop_key) for p in new), sorted(new)
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def copy_sample(settings, name: str, marker: bool = True) -> Path:
+    dest = settings.drop_dir / "belleville" / name
+    dest.mkdir(parents=True)
+    for f in sample_files(settings).glob("*.csv"):
+        (dest / f.name).write_bytes(f.read_bytes())
+    if marker:
+        (dest / "drop.done").write_text("")
+    return dest
+
+
+# ---- names ------------------------------------------------------------------------------------------------------
+
+def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world):
+    settings, outside = world
+    folder = settings.drop_dir / "belleville"
+    for name in ("...zip", "..zip"):
+        with zipfile.ZipFile(folder / name, "w") as zf:
+            zf.writestr("SR.csv", (sample_files(settings) / "SR.csv").read_bytes())
+        (folder / f"{name}.done").write_text("")
+    before = snapshot(settings.home, outside)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        keys = [r.partition_key for r in result.run_requests] if isinstance(result, dg.SensorResult) else []
+        assert all(".." not in k and not k.endswith("/.") for k in keys)
+        refused = receive_rows(settings)
+        assert sorted(refused["FileName"]) == ["...zip", "..zip"]
+        assert set(refused["Reason"]) == {"bad_drop_name"} and set(refused["DistrictId"]) == {BELLEVILLE}
+        again = tick(settings, instance, result.cursor)  # logged once, not at every tick
+        assert receive_rows(settings).height == 2
+        assert ".." not in str(getattr(again, "dynamic_partitions_requests", ""))
+    assert_untouched(before, snapshot(settings.home, outside))
+    assert (settings.staging_dir / "belleville" / "2026-11-01" / "manifest.json").exists()
+
+
+def test_a_ui_launched_run_of_a_dotted_partition_deletes_nothing(world):
+    """What the old sensor made of `...zip`: a partition `belleville/..`, launched from the UI."""
+    settings, outside = world
+    before = snapshot(settings.home, outside)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", ["belleville/.."])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        result = job.execute_in_process(instance=instance, partition_key="belleville/..", raise_on_error=False)
+    assert not result.success
+    row = assert_one_refusal(settings, "bad_drop_name")
+    assert row["DropId"] == "'belleville/..'"
+    assert_untouched(before, snapshot(settings.home, outside))
+
+
+@pytest.mark.parametrize("key", [
+    "belleville/../../../../{victim}", "belleville/..", "belleville/.hidden", "belleville/a/b", "belleville/x\n",
+    "belleville/" + "a" * 101, "belleville/2026-11-01-\u00e9", "belleville/-rf", "belleville/", "belleville/x.",
+])
+def test_run_refuses_a_drop_key_that_is_not_a_name(world, capsys, monkeypatch, key):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    victim = outside / "victim.txt"
+    key = key.format(victim=os.path.relpath(victim, settings.staging_dir / "belleville"))
+    before = snapshot(settings.home, outside)
+    code, out, err = cli(capsys, "run", key)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "error: refused:" in err
+    if key.endswith("\n"):
+        assert "\\n" in err  # shown escaped
+    row = assert_one_refusal(settings, "bad_drop_name")
+    assert row["DropId"].startswith("'belleville/")
+    assert victim.read_text() == "must never change\n"
+    assert_untouched(before, snapshot(settings.home, outside))
+
+
+def test_two_spellings_of_one_drop_are_one_drop(world, capsys, monkeypatch):
+    settings, _outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    copy_sample(settings, "Mixed-Case")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        assert [r.partition_key for r in result.run_requests] == [GOOD, "belleville/mixed-case"]
+    for spelling in ("belleville/MIXED-case", "Belleville/mixed-case"):
+        code, out, _err = cli(capsys, "run", spelling)
+        assert code == 0, out
+    engine = make_engine(settings.warehouse_url)
+    roster = read_table(engine, student_roster)
+    engine.dispose()
+    assert set(roster["DropId"]) == {"belleville/mixed-case"}
+
+
+def test_drops_differing_only_by_case_are_both_refused(world):
+    settings, outside = world
+    copy_sample(settings, "Drop-A")
+    copy_sample(settings, "drop-a")
+    before = snapshot(settings.home, outside)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+    assert [r.partition_key for r in result.run_requests] == [GOOD]  # the sample drop, never run by a sensor yet
+    refused = receive_rows(settings)
+    assert sorted(refused["FileName"]) == ["Drop-A", "drop-a"]
+    assert set(refused["Reason"]) == {"bad_drop_name"}
+    assert all("spelled two ways" in m for m in refused["Message"])
+    assert_untouched(before, snapshot(settings.home, outside))
+
+
+def test_a_partition_spelled_otherwise_than_canonical_is_refused(world):
+    settings, outside = world
+    copy_sample(settings, "mixed-case")
+    before = snapshot(settings.home, outside)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", ["belleville/Mixed-Case"])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        result = job.execute_in_process(instance=instance, partition_key="belleville/Mixed-Case",
+                                        raise_on_error=False)
+    assert not result.success
+    row = assert_one_refusal(settings, "bad_drop_name")
+    assert "canonical form 'belleville/mixed-case'" in row["Message"]
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/Mixed-Case")
+
+
+# ---- links, devices, fifos ----------------------------------------------------------------------------------
+
+def _link_outside_file(settings, drop: Path, outside: Path) -> str:
+    target = outside / "SR.csv"
+    target.write_bytes((sample_files(settings) / "SR.csv").read_bytes())  # valid rows: a link must not load them
+    (drop / "SR.csv").unlink()
+    (drop / "SR.csv").symlink_to(target)
+    return "SR.csv"
+
+
+def _link_system_file(settings, drop: Path, outside: Path) -> str:
+    (drop / "students.csv").unlink()
+    (drop / "students.csv").symlink_to("/etc/passwd")
+    return "students.csv"
+
+
+def _link_other_drop(settings, drop: Path, outside: Path) -> str:
+    (drop / "SM.csv").unlink()
+    (drop / "SM.csv").symlink_to(os.path.relpath(sample_files(settings) / "SM.csv", drop))
+    return "SM.csv"
+
+
+def _fifo(settings, drop: Path, outside: Path) -> str:
+    os.mkfifo(drop / "SEL.csv.tmp")
+    return "SEL.csv.tmp"
+
+
+def _subfolder(settings, drop: Path, outside: Path) -> str:
+    (drop / "extra").mkdir()
+    (drop / "extra" / "SR.csv").write_text("hidden\n")
+    return "extra"
+
+
+@pytest.mark.parametrize("attack", [_link_outside_file, _link_system_file, _link_other_drop, _fifo, _subfolder])
+def test_anything_but_a_regular_file_refuses_the_drop(world, capsys, monkeypatch, attack):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    drop = copy_sample(settings, "linked")
+    name = attack(settings, drop, outside)
+    counts = warehouse_counts(settings)
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/linked")
+    assert code == 1
+    verdict = out.strip().splitlines()[-1]
+    assert verdict.startswith("FAILED: refused: drop belleville/linked:") and "not a regular file" in verdict
+    assert_one_refusal(settings, "not_a_regular_file")
+    assert warehouse_counts(settings) == counts
+    assert not (settings.staging_dir / "belleville" / "linked").exists()
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/linked")
+    assert name in receive_rows(settings)["Message"][0]
+
+
+def test_a_drop_folder_that_is_a_link_is_refused(world, capsys, monkeypatch):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    elsewhere = outside / "elsewhere"
+    elsewhere.mkdir()
+    for f in sample_files(settings).iterdir():
+        (elsewhere / f.name).write_bytes(f.read_bytes())
+    (settings.drop_dir / "belleville" / "linkdrop").symlink_to(elsewhere)
+    before = snapshot(settings.home, outside)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        assert isinstance(result, dg.SensorResult)
+    code, out, _err = cli(capsys, "run", "belleville/linkdrop")
+    assert code == 1 and "not a regular file" in out.strip().splitlines()[-1]
+    assert_one_refusal(settings, "not_a_regular_file", "linkdrop")
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/linkdrop")
+
+
+# ---- zips --------------------------------------------------------------------------------------------------------
+
+def _zip(settings, name: str, extra: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    folder = settings.drop_dir / "belleville"
+    path = folder / f"{name}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(sample_files(settings).glob("*.csv")):
+            zf.writestr(f"Belleville Public Schools/{f.name}", f.read_bytes())
+        for entry, data in extra:
+            zf.writestr(entry, data)
+    (folder / f"{name}.zip.done").write_text("")
+    return path
+
+
+def _symlink_entry() -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo("notes.csv")
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    ([("sub/SR.csv", b"StudentIdentifier\n1\n")], "duplicate_file_name"),
+    ([("Belleville Public Schools/sr.CSV", b"x\n")], "duplicate_file_name"),
+    ([("../evil.csv", b"x\n")], "unsafe_zip_entry"),
+    ([("a/../../evil.csv", b"x\n")], "unsafe_zip_entry"),
+    ([("/tmp/evil.csv", b"x\n")], "unsafe_zip_entry"),
+    ([("C:\\evil.csv", b"x\n")], "unsafe_zip_entry"),
+    ([(_symlink_entry(), b"/etc/passwd")], "unsafe_zip_entry"),
+    ([("evil\x1b[2J.csv", b"x\n")], "unsafe_zip_entry"),
+])
+def test_a_zip_with_an_unsafe_or_colliding_entry_is_refused_and_leaves_nothing(world, capsys, monkeypatch, extra,
+                                                                              reason):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    _zip(settings, "vendor", extra)
+    counts = warehouse_counts(settings)
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/vendor")
+    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: refused: drop belleville/vendor:")
+    assert_one_refusal(settings, reason, "vendor.zip")
+    assert warehouse_counts(settings) == counts
+    assert not list((settings.staging_dir / "belleville").glob("*vendor*"))
+    assert not (outside / "evil.csv").exists() and not Path("/tmp/evil.csv").exists()
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/vendor")
+
+
+def test_a_zip_bomb_is_refused_from_its_central_directory(world, capsys, monkeypatch):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    path = _zip(settings, "bomb", [("padding.csv", b"0" * 60_000_000)])  # 60 MB of one byte: ratio about 1000
+    assert path.stat().st_size < 1_000_000
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/bomb")
+    assert code == 1 and "MTSS_MAX_ZIP_RATIO" in out.strip().splitlines()[-1]
+    assert_one_refusal(settings, "zip_ratio", "bomb.zip")
+    assert not list((settings.staging_dir / "belleville").glob("*bomb*"))
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/bomb")
+
+
+def test_a_zip_expanding_past_the_drop_limit_is_refused(world, capsys, monkeypatch):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    monkeypatch.setenv("MTSS_MAX_DROP_BYTES", "400000")  # the sample expands to 624 kB, zipped it is far less
+    _zip(settings, "big", [])
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/big")
+    assert code == 1 and "MTSS_MAX_DROP_BYTES" in out.strip().splitlines()[-1]
+    assert_one_refusal(settings, "drop_too_large", "big.zip")
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/big")
+
+
+def test_a_folder_drop_past_the_drop_limit_is_refused_before_it_is_read(world, capsys, monkeypatch):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    monkeypatch.setenv("MTSS_MAX_DROP_BYTES", "100000")
+    copy_sample(settings, "toobig")
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/toobig")
+    assert code == 1 and "MTSS_MAX_DROP_BYTES" in out.strip().splitlines()[-1]
+    assert_one_refusal(settings, "drop_too_large")
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/toobig")
+
+
+def _lie_about_sizes(path: Path, entry: str, declared: int) -> None:
+    """Rewrite the uncompressed size an entry declares, in its local header and the central directory."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(entry)
+    name = entry.encode()
+    local = info.header_offset
+    assert data[local:local + 4] == b"PK\x03\x04"
+    data[local + 22:local + 26] = declared.to_bytes(4, "little")
+    central = data.index(b"PK\x01\x02")
+    while True:  # the central directory record of this entry
+        n = int.from_bytes(data[central + 28:central + 30], "little")
+        if bytes(data[central + 46:central + 46 + n]) == name:
+            break
+        central = data.index(b"PK\x01\x02", central + 4)
+    data[central + 24:central + 28] = declared.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_whose_sizes_lie_is_refused_while_streaming(world, capsys, monkeypatch):
+    settings, outside = world
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    path = _zip(settings, "liar", [("filler.csv", os.urandom(1_000_000).hex().encode())])
+    _lie_about_sizes(path, "filler.csv", 1000)  # declares 1 kB, holds 2 MB
+    with zipfile.ZipFile(path) as zf:
+        assert zf.getinfo("filler.csv").file_size == 1000
+    before = snapshot(settings.home, outside)
+    code, out, _err = cli(capsys, "run", "belleville/liar")
+    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: refused: drop belleville/liar:")
+    row = assert_one_refusal(settings, "bad_zip", "liar.zip")
+    assert "liar.zip" in row["Message"]
+    assert not list((settings.staging_dir / "belleville").glob("*liar*"))
+    assert_untouched(before, snapshot(settings.home, outside), "belleville/liar")
+
+
+# ---- clear text at rest, orphans, storage ------------------------------------------------------------------
+
+KILLED_RECEIVE = r"""
+import sys, time
+from contextlib import contextmanager
+from pathlib import Path
+from belleville_mtss.lib.drops import LocalDropSource, receive
+from belleville_mtss.lib.vault import parse_key
+
+class Slow(LocalDropSource):
+    @contextmanager
+    def open(self, folder, drop, file):
+        with super().open(folder, drop, file) as fh:
+            class Reader:
+                def read(self, n):
+                    time.sleep(0.05)
+                    return fh.read(64 * 1024)
+            yield Reader()
+
+root, staging, key = Path(sys.argv[1]), Path(sys.argv[2]), parse_key(sys.argv[3])
+source = Slow(root)
+(drop,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "slow"]
+receive(source, "belleville", drop, staging, key)
+"""
+
+
+def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_removed(tmp_path):
+    from belleville_mtss.lib.vault import new_key
+    root, staging = tmp_path / "drops", tmp_path / "staging"
+    drop = root / "belleville" / "slow"
+    drop.mkdir(parents=True)
+    marker = b"StudentIdentifier,ALICE-EXAMPLE-ROW\n"
+    (drop / "SR.csv").write_bytes(marker * 350_000)  # 12 MB, read 64 kB every 50 ms
+    (drop / "drop.done").write_text("")
+    target = staging / "belleville" / "slow"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RECEIVE, str(root), str(target), new_key()])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        parts = list((staging / "belleville").glob(f"{RECEIVING_PREFIX}slow-*/SR.csv.part"))
+        if parts and parts[0].stat().st_size > 4 * 1024 * 1024:  # the first 4 MiB chunk is written
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (left,) = (staging / "belleville").glob(f"{RECEIVING_PREFIX}slow-*")
+    for f in left.rglob("*"):
+        if f.is_file():
+            assert b"ALICE-EXAMPLE-ROW" not in f.read_bytes(), f  # only ciphertext was ever written
+    assert not target.exists()
+    # A receive in progress holds its lock: the purge leaves it alone; a killed one holds none.
+    busy = staging / "belleville" / f"{RECEIVING_PREFIX}other-0000"
+    busy.mkdir()
+    with (busy / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert purge_staging(staging, 30, time.time()) == ([], [f"belleville/{left.name}"])
+        assert busy.exists() and not left.exists()
+    assert remove_orphans(staging) == [f"belleville/{busy.name}"]
+
+
+def test_purge_removes_stored_frames_of_purged_drops(world):
+    settings, _outside = world
+    stored = [p for p in settings.storage_dir.rglob("*") if p.is_file()]
+    assert any(p.as_posix().endswith(GOOD) for p in stored)
+    expired, orphans = purge_staging(settings.staging_dir, 30, time.time() + 31 * 86400)
+    assert expired == [GOOD] and orphans == []
+    removed = purge_storage(settings.storage_dir, expired, 3650, time.time())
+    assert removed == len([p for p in stored if p.as_posix().endswith(GOOD)]) > 5
+    assert not [p for p in settings.storage_dir.rglob("*") if p.is_file() and p.as_posix().endswith(GOOD)]
+
+
+def test_stored_frames_past_the_retention_period_are_purged(world):
+    settings, _outside = world
+    assert purge_storage(settings.storage_dir, [], 30, time.time()) == 0
+    assert purge_storage(settings.storage_dir, [], 30, time.time() + 31 * 86400) > 5
+    assert not [p for p in settings.storage_dir.rglob("*") if p.is_file()]
+
+
+# ---- values and sizes -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_value_longer_than_its_warehouse_column_is_rejected_per_row(tmp_path, backend, request):
+    env = {}
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_database")
+        env = {"MTSS_WAREHOUSE_URL": url, "MTSS_PROD_DB_URL": url}
+    settings = make_settings(tmp_path / "home", **env)
+    drop = prepare_drop(settings)
+    set_column(drop / "students.csv", "STUDENTS.FIRST_NAME", "A" * 101, rows=slice(0, 1))
+    set_column(drop / "students.csv", "U_STUDENTSUSERFIELDS.custom_student_email", "b" * 320 + "@x.org",
+               rows=slice(1, 2))
+    set_column(drop / "SR.csv", "AssessmentID", "k" * 121, rows=slice(0, 2))
+    report = run_drop(settings)
+    assert report.success and report.checks_passed, report.render()
+    logged = errors(settings).filter(pl.col("Reason") == "value_too_long")
+    got = sorted((r["FileName"], r["RowCount"]) for r in logged.iter_rows(named=True))
+    assert got == [("SR.csv", 2), ("students.csv", 1), ("students.csv", 1)]
+    assert all("@" not in m and "AAAA" not in m for m in logged["Message"])
+    assert warehouse_counts(settings)["roster"] == SMALL.students - 2
+
+
+def test_formula_looking_values_are_data_and_stay_verbatim_in_the_warehouse(settings):
+    drop = prepare_drop(settings)
+    formulas = ["=HYPERLINK(\"http://x\",\"y\")", "+SUM(A1:A9)", "-2+3", "@cmd"]
+    for i, value in enumerate(formulas):
+        set_column(drop / "students.csv", "STUDENTS.LAST_NAME", value, rows=slice(i, i + 1))
+    assert run_drop(settings).checks_passed
+    engine = make_engine(settings.warehouse_url)
+    stored = set(read_table(engine, student_roster)["LastName"])
+    engine.dispose()
+    assert set(formulas) <= stored
+
+
+def test_csv_files_we_write_neutralise_formulas(tmp_path, capsys):
+    names = tmp_path / "names.csv"
+    names.write_text('name,state\n"=cmd|\' /C calc\'!A0",NJ\n+BELLEVILLE,NJ\n@SUM(1),NJ\nBelleville,NJ\n')
+    reference = tmp_path / "reference.csv"
+    reference.write_text("nces_id,name,state\n3401350,BELLEVILLE,NJ\n")
+    out = tmp_path / "out.csv"
+    assert main(["districts", "match", str(names), "--reference", str(reference), "--output", str(out)]) == 0
+    rows = pl.read_csv(out, infer_schema=False)["name"].to_list()
+    assert rows == ["'=cmd|' /C calc'!A0", "'+BELLEVILLE", "'@SUM(1)", "Belleville"]
+
+
+def test_a_file_with_more_rows_than_the_limit_is_refused_before_it_is_parsed(tmp_path):
+    settings = make_settings(tmp_path / "home", MTSS_MAX_FILE_ROWS="250")  # students.csv has 300 rows
+    prepare_drop(settings)
+    report = run_drop(settings)
+    assert not report.success or not report.checks_passed
+    logged = errors(settings).filter(pl.col("Reason") == "too_many_rows")
+    assert "students.csv" in set(logged["FileName"])
+    assert all("MTSS_MAX_FILE_ROWS (250)" in m for m in logged["Message"])
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+
+
+def test_the_row_limit_counts_records_not_lines(tmp_path):
+    text = 'a,b\n1,"x\ny\nz"\n2,"p\nq"\n3,r\n'  # 3 records on 7 lines
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    assert read_text_csv(path, max_rows=3).height == 3
+    with pytest.raises(FileRejected) as err:
+        read_text_csv(path, max_rows=2)
+    assert err.value.reason == "too_many_rows"
+
+
+# ---- the same attacks over SFTP (a real OpenSSH server) --------------------------------------------------------
+
+@pytest.fixture
+def sftp_world(tmp_path):
+    from .sshd_server import SSHD, SshServer
+    if not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true":
+        pytest.skip("OpenSSH server (sshd) is not installed; .ci/run installs it")
+    from belleville_mtss.lib.sample import generate_drop, load_databases
+    server = SshServer(tmp_path / "sshd").start()
+    settings = make_settings(tmp_path / "home", **server.env())
+    outgoing = tmp_path / "outgoing"
+    tables = generate_drop(outgoing, SMALL)
+    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
+    staging_key(None, settings.home)  # the embedded key file exists before any snapshot is taken
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("must never change\n")
+    yield settings, server, outgoing, outside
+    server.stop()
+
+
+def _upload(server, outgoing: Path, name: str) -> Path:
+    dest = server.root / "belleville" / name
+    dest.mkdir(parents=True)
+    for f in outgoing.glob("*.csv"):
+        (dest / f.name).write_bytes(f.read_bytes())
+    (dest / "drop.done").write_text("")
+    return dest
+
+
+def _run_partition(settings, key: str):
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", [key])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+
+
+def test_sftp_a_dotted_zip_name_is_refused_at_the_sensor(sftp_world):
+    settings, server, outgoing, outside = sftp_world
+    folder = server.root / "belleville"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "...zip", "w") as zf:
+        zf.write(outgoing / "SR.csv", "SR.csv")
+    (folder / "...zip.done").write_text("")
+    before = snapshot(settings.home.parent)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+    assert not getattr(result, "run_requests", None)
+    assert_one_refusal(settings, "bad_drop_name", "...zip")
+    assert_untouched(before, snapshot(settings.home.parent))
+
+
+def _sftp_symlink_outside(server, drop: Path, outside: Path) -> None:
+    (drop / "SR.csv").unlink()
+    (drop / "SR.csv").symlink_to(outside / "victim.txt")
+
+
+def _sftp_symlink_system(server, drop: Path, outside: Path) -> None:
+    (drop / "notes.csv").symlink_to("/etc/passwd")
+
+
+def _sftp_fifo(server, drop: Path, outside: Path) -> None:
+    os.mkfifo(drop / "pipe.csv")
+
+
+@pytest.mark.parametrize("attack", [_sftp_symlink_outside, _sftp_symlink_system, _sftp_fifo])
+def test_sftp_a_server_reporting_a_link_or_fifo_refuses_the_drop(sftp_world, attack):
+    settings, server, outgoing, outside = sftp_world
+    drop = _upload(server, outgoing, "linked")
+    attack(server, drop, outside)
+    before = snapshot(settings.home.parent)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = tick(settings, instance)
+        assert [r.partition_key for r in result.run_requests] == ["belleville/linked"]
+    run = _run_partition(settings, "belleville/linked")
+    assert not run.success
+    assert_one_refusal(settings, "not_a_regular_file")
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+    assert not list((settings.staging_dir / "belleville").glob("*linked*"))
+    assert_untouched(before, snapshot(settings.home.parent), "belleville/linked")
+
+
+def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world):
+    settings, server, outgoing, outside = sftp_world
+    real = _upload(server, outgoing, "real")
+    (server.root / "belleville" / "alias").symlink_to(real)
+    with dg.DagsterInstance.ephemeral() as instance:
+        tick(settings, instance)
+    before = snapshot(settings.home.parent)
+    run = _run_partition(settings, "belleville/alias")
+    assert not run.success
+    assert_one_refusal(settings, "not_a_regular_file", "alias")
+    assert_untouched(before, snapshot(settings.home.parent), "belleville/alias")
+
+
+def test_sftp_a_zip_with_an_entry_outside_the_archive_is_refused(sftp_world):
+    settings, server, outgoing, outside = sftp_world
+    folder = server.root / "belleville"
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(folder / "vendor.zip", "w") as zf:
+        for f in outgoing.glob("*.csv"):
+            zf.write(f, f.name)
+        zf.writestr("../../outside/evil.csv", "x\n")
+    (folder / "vendor.zip.done").write_text("")
+    before = snapshot(settings.home.parent)
+    run = _run_partition(settings, "belleville/vendor")
+    assert not run.success
+    assert_one_refusal(settings, "unsafe_zip_entry", "vendor.zip")
+    assert not (outside / "evil.csv").exists()
+    assert_untouched(before, snapshot(settings.home.parent), "belleville/vendor")
