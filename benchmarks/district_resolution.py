@@ -199,12 +199,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"time: {len(originals)} real names resolved in {originals_s:.2f} s; "
           f"{len(queries)} variants in {variants_s:.2f} s")
-    wrong = [(q[0], q[1], r.best.name, k) for q, r, t, k in zip(queries, results, truth, kinds)
-             if r.decision == "resolved" and r.best.key != t[0]]
-    for q, s, got, kind in wrong[:15]:
-        print(f"  wrong ({kind}): {q!r} ({s}) -> {got!r}")
-    if len(wrong) > 15:
-        print(f"  ... and {len(wrong) - 15} more wrong")
+    wrong: dict[str, list[str]] = {}
+    for q, r, t, kind in zip(queries, results, truth, kinds):
+        if r.decision == "resolved" and r.best.key != t[0]:
+            wrong.setdefault(kind, []).append(f"{q[0]!r} ({q[1]}) -> {r.best.name!r} [{r.method}]")
+    for kind, lines in sorted(wrong.items()):
+        print(f"  wrong ({kind}): {len(lines)}, for example")
+        for line in lines[:4]:
+            print(f"    {line}")
     return 0
 
 
