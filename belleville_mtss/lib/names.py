@@ -203,9 +203,9 @@ class Reference:
                     typo = self._typo(name, cands)
                     if decision != "resolved" and typo == "best":
                         decision, method = "resolved", "typo"
-                    elif decision == "resolved" and typo == "tie":
+                    elif typo == "tie":
                         # ALMAR: ALMA scores higher (a letter missing costs less than two swapped), but LAMAR
-                        # is one slip away as well: too close to call.
+                        # is one slip away as well: too close to call. JACSKON, with two JACKSONs: either.
                         decision = "ambiguous"
                     out[qi] = Resolution(name, decision, method, cands)
         return out  # type: ignore[return-value]
