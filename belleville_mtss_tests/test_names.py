@@ -1,6 +1,7 @@
 """District name normalisation and resolution: it resolves what it should and never guesses."""
 import polars as pl
 import pytest
+from rapidfuzz import fuzz
 
 from belleville_mtss.lib.crosswalk import account_reference
 from belleville_mtss.lib.names import Reference, normalise
@@ -24,6 +25,16 @@ def accounts() -> Reference:
     ("BELLEVILLE TWP HSD 201", "BELLEVILLE TOWNSHIP HIGH 201"),
     ("BELLEVILLE SD 118", "BELLEVILLE 118"),
     ("Belleville Schoool District", "BELLEVILLE"),  # a typo in a generic word is still generic
+    # two letters swapped are one typo, in generic words too
+    ("Belleville Public Shcools", "BELLEVILLE"),
+    ("Belleville Schol Distrcit", "BELLEVILLE"),
+    ("Belleville Pubilc Schools", "BELLEVILLE"),
+    ("Boonton Twp Board of Eduaction", "BOONTON TOWNSHIP"),
+    ("Jefferson Co School Dits", "JEFFERSON COUNTY"),  # a short generic word, swapped
+    ("ERIE UCSD 1", "ERIE COMMUNITY UNIT 1"),  # an abbreviation, swapped, still expands
+    ("WEBB ICSD", "WEBB CONSOLIDATED INDEPENDENT"),
+    # but a place name that is a swapped abbreviation of three letters stays itself (ISD -> SID)
+    ("SID", "SID"),
 ])
 def test_normalise(raw, expected):
     assert normalise(raw) == expected
@@ -96,3 +107,140 @@ def test_against_the_17178_real_districts(reference_dir):
         assert res.decision == "resolved" and res.best.key == "3401350", name
         # Name-only matching once picked Bellevue NE: without a state it must not pick at all.
         assert ref.resolve(name).decision == "ambiguous", name
+    # two letters swapped, among the real districts of the state
+    for name, state, key in [("Belleville Public Shcools", "NJ", "3401350"),
+                             ("Belleville Schol Distrcit", "NJ", "3401350"),
+                             ("Bellevlile Public Schools", "NJ", "3401350"),
+                             ("Jacskon Public School District", "MS", "2802190")]:
+        res = ref.resolve(name, state=state)
+        assert res.decision == "resolved" and res.best.key == key, name
+
+
+def _state_reference(names: list[str], state: str = "MS") -> Reference:
+    return Reference(pl.DataFrame({"key": [f"k{i}" for i in range(len(names))], "name": names,
+                                   "state": [state] * len(names)}))
+
+
+JACKSONS = _state_reference(["JACKSON PUBLIC SCHOOL DIST", "JACKSON CO SCHOOL DIST", "ALCORN SCHOOL DIST",
+                             "KOSCIUSKO SCHOOL DISTRICT", "MADISON CO SCHOOL DIST"])
+
+
+@pytest.mark.parametrize("name", ["Jacskon", "Jacskon Public Schools", "Jackosn School Distrcit", "Jackdon"])
+def test_a_name_one_typo_from_one_district_resolves_by_typo(name):
+    # "JACSKON" scores 85.7 against "JACKSON" (two letters swapped cost the fuzzy score two edits), below the
+    # 88 needed: only the typo rule, counting the swap as one edit, resolves it.
+    res = JACKSONS.resolve(name, state="MS")
+    assert res.best.score < Reference.MIN_SCORE
+    assert (res.decision, res.method, res.best.name) == ("resolved", "typo", "JACKSON PUBLIC SCHOOL DIST")
+
+
+@pytest.mark.parametrize("name", ["Jaksn",  # two edits in a name under 12 letters: more than one slip
+                                  "Jacksonville"])  # one district's name inside another's is not a typo
+def test_a_short_name_two_edits_away_is_not_a_typo(name):
+    assert JACKSONS.resolve(name, state="MS").decision != "resolved"
+
+
+def test_a_name_under_five_letters_is_too_short_for_the_typo_rule():
+    ref = _state_reference(["BOYD SCHOOL", "ALCORN SCHOOL DIST", "MADISON CO SCHOOL DIST"], "TX")
+    assert ref.resolve("Byod School", state="TX").decision != "resolved"  # BYOD: one swap, but 4 letters
+
+
+def test_a_typo_between_two_districts_of_the_same_name_stays_ambiguous():
+    ref = Reference(pl.DataFrame({"key": ["a", "b", "c"], "name": ["JACKSON", "JACKSON SD", "MADISON"],
+                                  "state": ["MS", "MS", "MS"]}))
+    assert ref.resolve("Jacskon", state="MS").decision == "ambiguous"
+
+
+def test_a_typo_never_resolves_to_another_state():
+    ref = Reference(pl.DataFrame({"key": ["ms", "al"], "name": ["JACKSON", "HOOVER CITY"], "state": ["MS", "AL"]}))
+    assert ref.resolve("Jacskon", state="MS").best.key == "ms"
+    assert ref.resolve("Jacskon", state="AL").decision == "unmatched"
+
+
+def test_a_typo_resolves_only_when_every_other_district_is_two_edits_farther():
+    # RECOTR is one swap from RECTOR, and HECTOR is only one edit farther: too close to call.
+    ref = _state_reference(["RECTOR SCHOOL DISTRICT", "HECTOR SCHOOL DISTRICT", "PRESCOTT SCHOOL DISTRICT"], "AR")
+    res = ref.resolve("Recotr School District", state="AR")
+    assert res.best.name == "RECTOR SCHOOL DISTRICT" and res.decision != "resolved"
+    alone = _state_reference(["RECTOR SCHOOL DISTRICT", "PRESCOTT SCHOOL DISTRICT"], "AR")
+    res = alone.resolve("Recotr School District", state="AR")
+    assert (res.decision, res.method, res.best.name) == ("resolved", "typo", "RECTOR SCHOOL DISTRICT")
+
+
+def test_a_best_score_with_another_district_as_few_typos_away_is_ambiguous():
+    # ALMAR is a letter added to ALMA and two letters swapped in LAMAR: one edit from each. The fuzzy score
+    # prefers ALMA (88.9, margin 8.9 over LAMAR), but either could be meant.
+    ref = _state_reference(["ALMA SCHOOL DISTRICT", "LAMAR SCHOOL DISTRICT", "SALEM SCHOOL DISTRICT"], "AR")
+    res = ref.resolve("Almar School District", state="AR")
+    assert res.best.name == "ALMA SCHOOL DISTRICT" and res.best.score >= Reference.MIN_SCORE
+    assert res.margin >= Reference.MIN_MARGIN
+    assert res.decision == "ambiguous"
+
+
+def test_two_letters_swapped_at_the_start_of_a_word_still_resolve():
+    # Sorting the words puts "STPEPING" after "STONES": the names are also compared in the order they are written.
+    ref = _state_reference(["STEPPING STONES ACADEMY", "DESERT SPRINGS ACADEMY", "STARSHINE ACADEMY"], "AZ")
+    res = ref.resolve("Stpeping Stones Academy", state="AZ")
+    assert (res.decision, res.best.name) == ("resolved", "STEPPING STONES ACADEMY")
+
+
+PLACES = ["ASHLAND", "BRADFORD", "CLEARFIELD", "DERRY", "ELIZABETH", "FRANKLIN", "GREENWOOD", "HAMPTON",
+          "INDIANA", "JUNIATA", "KANE", "LEBANON", "MILTON", "NORWIN", "OXFORD", "PENNS", "QUAKERTOWN",
+          "RIDLEY", "SHALER", "TYRONE"]
+KINDS = ["AREA", "VALLEY", "REGIONAL", "CITY", "BOROUGH", "UNION", "CENTRAL", "HIGHLANDS", "MANOR", "HEIGHTS",
+         "HILLS", "COUNTY", "JOINT", "RIVERSIDE", "LAKES", "FORGE", "SPRINGS", "WOODS", "CROSSING", "GROVE"]
+MANY = _state_reference([f"{p} {k}" for p in PLACES for k in KINDS], "PA")  # 400 districts
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("Milton Heigths", "MILTON HEIGHTS"), ("Hampton Manr", "HAMPTON MANOR"), ("Shaler Valey", "SHALER VALLEY"),
+])
+@pytest.mark.parametrize("limit", [5, 400])
+def test_candidates_come_best_first_and_the_decision_uses_the_best(query, expected, limit):
+    # Many candidates asked for: the top ones are picked, then ranked; the decision compares the best with the
+    # runner-up, not with whichever candidate came first.
+    res = MANY.resolve(query, state="PA", limit=limit)
+    scores = [c.score for c in res.candidates]
+    assert len(scores) > 1 and scores == sorted(scores, reverse=True)
+    assert (res.decision, res.method, res.best.name) == ("resolved", "fuzzy", expected)
+    assert res.margin == pytest.approx(scores[0] - scores[1], abs=0.01) and res.margin >= Reference.MIN_MARGIN
+
+
+def _score(query: str, name: str) -> float:
+    """The fuzzy score of two names that normalisation leaves as they are (the same scorers as names.py)."""
+    query = query.upper()
+    assert normalise(query) == query and normalise(name) == name
+    return round(max(fuzz.token_sort_ratio(query, name), fuzz.ratio(query, name)), 2)
+
+
+@pytest.mark.parametrize(("query", "name", "score", "decision"), [
+    # 24 + 26 letters, 2 missing and 2 wrong: 1 - 6/50 = 88.00, exactly the minimum
+    ("Laurel Higlands Acadamys", "LAUREL HIGHLANDS ACADEMIES", 88.0, "resolved"),
+    # 32 + 34 letters, 2 missing and 3 wrong: 1 - 8/66 = 87.88, just below it
+    ("Susquehana Valey Chartar Acadami", "SUSQUEHANNA VALLEY CHARTER ACADEMY", 87.88, "unmatched"),
+])
+def test_min_score_boundary(query, name, score, decision):
+    assert Reference.MIN_SCORE == 88.0
+    assert _score(query, name) == score
+    res = _state_reference([name, "ALLEGHENY VALLEY"], "PA").resolve(query, state="PA")
+    # four or five edits: no typo rule, the fuzzy score alone decides
+    assert (res.best.name, res.best.score, res.decision, res.method) == (name, score, decision, "fuzzy")
+
+
+QUERY = "SUSQUEHANNA VALLEY PERFORMING ARTS CHARTER ACADEMY"  # 50 letters and spaces
+SIX_WRONG = "SUSKUEHANNA BALLEY PERFORNING ARTZ CHARTEP ACADEMI"  # 1 - 12/100 = 88.00
+
+
+@pytest.mark.parametrize(("other", "other_score", "decision"), [
+    ("SUSQUEHANNA VALLEY PERFORMINC ARTZ CHARTER ACADEMI", 94.0, "resolved"),  # 3 wrong: 1 - 6/100, margin 6.00
+    ("SUSQUEHANNA VALLEY PERFORMIN ART CHARTEP ACADEMI", 93.88, "ambiguous"),  # 2 missing, 2 wrong: margin 5.88
+])
+def test_min_margin_boundary(other, other_score, decision):
+    # Both districts score 88 or more and are three edits or more from the query (no typo rule): the margin
+    # between them alone decides.
+    assert Reference.MIN_MARGIN == 6.0
+    assert (_score(QUERY, other), _score(QUERY, SIX_WRONG)) == (other_score, 88.0)
+    res = _state_reference([SIX_WRONG, other, "ALLEGHENY VALLEY"], "PA").resolve(QUERY.title(), state="PA")
+    assert [(c.name, c.score) for c in res.candidates[:2]] == [(other, other_score), (SIX_WRONG, 88.0)]
+    assert res.margin == pytest.approx(other_score - 88.0)
+    assert (res.decision, res.method) == (decision, "fuzzy")

@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 
 Decision = Literal["resolved", "ambiguous", "unmatched"]
 
@@ -36,14 +36,37 @@ _PUNCT = re.compile(r"[^A-Z0-9 ]+")
 _LONG_GENERIC = sorted(w for w in _GENERIC if len(w) >= 6)
 
 
+def _swaps(word: str) -> set[str]:
+    """The word with two neighbouring, different letters swapped, each way it can be."""
+    return {word[:i] + word[i + 1] + word[i] + word[i + 2:]
+            for i in range(len(word) - 1) if word[i] != word[i + 1]}
+
+
+# Generic words and abbreviations of 4 letters or more with two neighbouring letters swapped (DITS, UCSD,
+# ICSD) -> the word meant. None of these spellings is a word of the 17,178 real names; shorter words are left
+# out, where a swap makes real names (ISD -> SID).
+_SWAPPED = {s: w for w in sorted(_GENERIC | set(_EXPAND)) if len(w) >= 4 and w.isalpha() for s in _swaps(w)
+            if s not in _GENERIC and s not in _EXPAND}
+
+
+def _edits(a: str, b: str, score_cutoff: int | None = None) -> int:
+    """Typing slips between two strings: OSA distance, where two swapped neighbours ("DISTRCIT") are one edit,
+    not the two Levenshtein counts."""
+    return OSA.distance(a, b, score_cutoff=score_cutoff)
+
+
 @lru_cache(maxsize=200_000)
 def _word(word: str) -> str:
-    """One word, expanded; "" for a generic word, also when mistyped by one letter (SCHOOL as SCHOOK)."""
+    """One word, expanded; "" for a generic word, also when mistyped by one edit (SCHOOL as SCHOOK, SHCOOL or
+    SCHOL)."""
     parts = []
+    word = _SWAPPED.get(word, word)
     for part in _EXPAND.get(word, word).split():
         if part in _GENERIC:
             continue
-        if len(part) >= 6 and any(Levenshtein.distance(part, g, score_cutoff=1) <= 1 for g in _LONG_GENERIC):
+        # From 5 letters: a long generic word with a letter missed (SCHOL). The words of the 17,178 real names
+        # one edit from a long generic word are all that word mistyped, cut or plural (SCHOO, DISTRIC, SYSTEMS).
+        if len(part) >= 5 and any(_edits(part, g, score_cutoff=1) <= 1 for g in _LONG_GENERIC):
             continue
         parts.append(part)
     return " ".join(parts)
@@ -53,6 +76,10 @@ def normalise(name: str) -> str:
     """Upper-case, punctuation-free, abbreviations expanded, generic words dropped."""
     text = _PUNCT.sub(" ", name.upper().replace("&", " AND ").replace("'", ""))
     return " ".join(w for w in map(_word, text.split()) if w)
+
+
+# Resolution normalises each query up to five times, and the typo check every candidate of every fuzzy query.
+_normalise_cached = lru_cache(maxsize=200_000)(normalise)
 
 
 @dataclass(frozen=True)
@@ -68,7 +95,7 @@ class Candidate:
 class Resolution:
     query: str
     decision: Decision
-    method: str  # "exact", "fuzzy" or "none"
+    method: str  # "exact", "fuzzy", "typo" or "none"
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
 
     @property
@@ -157,8 +184,9 @@ class Reference:
             fuzzy: list[int] = []
             for qi in members:
                 name = queries[qi][0]
-                norm = normalise(name)
-                hits = exact_index.get(norm) or exact_index.get(normalise(_drop_cut_word(name, self.NCES_CUT)))
+                norm = _normalise_cached(name)
+                hits = exact_index.get(norm) or exact_index.get(
+                    _normalise_cached(_drop_cut_word(name, self.NCES_CUT)))
                 if not norm:
                     out[qi] = Resolution(name, "unmatched", "none")
                 elif hits:
@@ -172,34 +200,43 @@ class Reference:
                     name = queries[qi][0]
                     decision = _decide(cands, self.MIN_SCORE, self.MIN_MARGIN)
                     method = "fuzzy" if cands else "none"
-                    if decision != "resolved" and self._one_typo_away(name, cands):
+                    typo = self._typo(name, cands)
+                    if decision != "resolved" and typo == "best":
                         decision, method = "resolved", "typo"
+                    elif typo == "tie":
+                        # ALMAR: ALMA scores higher (a letter missing costs less than two swapped), but LAMAR
+                        # is one slip away as well: too close to call. JACSKON, with two JACKSONs: either.
+                        decision = "ambiguous"
                     out[qi] = Resolution(name, decision, method, cands)
         return out  # type: ignore[return-value]
 
-    def _one_typo_away(self, name: str, cands: tuple[Candidate, ...]) -> bool:
-        """A name one slip of the keyboard from the best candidate and clearly farther from every other."""
+    def _typo(self, name: str, cands: tuple[Candidate, ...]) -> Literal["best", "tie"] | None:
+        """What typing slips say: "best" when the name is one slip of the keyboard from the best candidate and
+        clearly farther (two edits more) from every other; "tie" when a runner-up is a slip away too, and no
+        farther than the best; None otherwise. A slip is one edit (two for names of 12 characters or more)."""
         if not cands:
-            return False
-        forms = {normalise(name), normalise(_drop_cut_word(name, self.NCES_CUT))}
-        dist = [min(Levenshtein.distance(f, normalise(c.name)) for f in forms) for c in cands]
+            return None
+        forms = {_normalise_cached(name), _normalise_cached(_drop_cut_word(name, self.NCES_CUT))}
+        dist = [min(_edits(f, _normalise_cached(c.name)) for f in forms) for c in cands]
         longest = max(len(f) for f in forms)
         allowed = 1 if longest < 12 else 2
-        return dist[0] <= allowed and min(dist[1:], default=99) >= dist[0] + 2 and longest >= 5
+        if dist[0] <= allowed and min(dist[1:], default=99) >= dist[0] + 2 and longest >= 5:
+            return "best"
+        if any(d <= allowed and d <= dist[0] for d in dist[1:]):
+            return "tie"
+        return None
 
     def _score_block(self, names: list[str], pool: np.ndarray, limit: int) -> list[tuple[Candidate, ...]]:
         choices = [self._norm[i] for i in pool.tolist()]
-        scores = process.cdist([normalise(n) for n in names], choices, scorer=fuzz.token_sort_ratio,
-                               dtype=np.float32, workers=-1)
-        trimmed = [normalise(_drop_cut_word(n, self.NCES_CUT)) for n in names]
-        if any(t != normalise(n) for t, n in zip(trimmed, names)):
+        scores = _similarity([_normalise_cached(n) for n in names], choices)
+        trimmed = [_normalise_cached(_drop_cut_word(n, self.NCES_CUT)) for n in names]
+        if any(t != _normalise_cached(n) for t, n in zip(trimmed, names)):
             # a query cut at 25 characters may end in half a word: score it without that word too
-            scores = np.maximum(scores, process.cdist(trimmed, choices, scorer=fuzz.token_sort_ratio,
-                                                      dtype=np.float32, workers=-1))
+            scores = np.maximum(scores, _similarity(trimmed, choices))
         cut = self._cut[pool]
         if cut.any():
             # A reference name cut at 25 characters is compared with the query cut the same way.
-            cut_queries = [normalise(" ".join(n.upper().split())[: self.NCES_CUT]) for n in names]
+            cut_queries = [_normalise_cached(" ".join(n.upper().split())[: self.NCES_CUT]) for n in names]
             cut_scores = process.cdist(cut_queries, [c for c, k in zip(choices, cut) if k], scorer=fuzz.ratio,
                                        dtype=np.float32, workers=-1)
             scores[:, cut] = np.maximum(scores[:, cut], cut_scores)
@@ -210,6 +247,15 @@ class Reference:
             idx = idx[np.argsort(-row[idx], kind="stable")]
             result.append(tuple(self._candidate(int(pool[j]), row[j]) for j in idx if row[j] >= 50))
         return result
+
+
+def _similarity(queries: list[str], choices: list[str]) -> np.ndarray:
+    """Scores 0-100 of normalised names: token_sort_ratio, so that word order does not matter, or the plain
+    ratio where higher: a typo in a first letter moves the word in the sorted order ("STPEPING STONES" sorts
+    after STONES, "STEPPING STONES" before), and the names compared in their own order still tell one slip."""
+    by_words = process.cdist(queries, choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=-1)
+    as_typed = process.cdist(queries, choices, scorer=fuzz.ratio, dtype=np.float32, workers=-1)
+    return np.maximum(by_words, as_typed)
 
 
 def _drop_cut_word(name: str, cut: int) -> str:
