@@ -2,7 +2,7 @@
 import dagster as dg
 
 from .defs.identity import identity_assets, identity_checks
-from .defs.io import EncryptedPickleIOManager
+from .defs.io import EncryptedFrameIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.resources import MtssResource, env_or_value
@@ -24,7 +24,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[staging_retention_schedule],
         resources={
             "mtss": MtssResource.from_settings(settings),
-            "io_manager": EncryptedPickleIOManager(
+            "io_manager": EncryptedFrameIOManager(
                 base_dir=str(settings.storage_dir), home=str(settings.home),
                 staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key)),
         },

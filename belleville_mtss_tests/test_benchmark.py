@@ -24,3 +24,11 @@ def test_scale_benchmark_runs_every_stage_at_a_tiny_size(tmp_path):
         assert "skipped" not in table["load_postgres"]
     for ratio in ("core / floor", "pandas / core", "core peak RSS / input size", "core time N=1,000 -> 2,000"):
         assert ratio in out, ratio
+
+
+def test_big_roster_benchmark_runs_at_a_tiny_size(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "big_roster.py"), "--rows", "5000",
+                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "students.csv: 5,000 rows" in done.stdout and "peak RSS < 3 GB: met" in done.stdout

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from belleville_mtss.lib.csvfile import FileRejected
+from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
 from belleville_mtss.lib.ingest import ingest_file, validate_powerschool
 from belleville_mtss.lib.powerschool import map_columns, read_powerschool, type_students
 from belleville_mtss.lib.registry import PowerSchoolFormat, load_district
@@ -200,10 +200,12 @@ def test_tab_delimited_export_read_as_commas_is_refused(tmp_path):
 def test_powerschool_import_template_lacks_an_email_column(reference_dir):
     path = reference_dir / "powerschool" / TEMPLATE
     fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Student_Email"})
-    raw = read_powerschool(path, fmt)
+    whole = read_text_csv(path)
     # A leading and a trailing empty header column around 34 named ones; Required/Recommended/Example rows.
-    assert raw.width == 36 and raw.height == 3
-    assert raw.columns[1] == "Student_Number" and raw.columns[-2] == "home_room"
+    assert whole.width == 36 and whole.height == 3
+    assert whole.columns[1] == "Student_Number" and whole.columns[-2] == "home_room"
+    raw = read_powerschool(path, fmt)  # only the columns the registry maps are kept
+    assert raw.columns == ["Student_Number"]
     assert raw["Student_Number"].to_list() == ["X", "", "12345"]
     with pytest.raises(FileRejected) as info:
         map_columns(raw, fmt, path.name)
@@ -217,11 +219,13 @@ def test_mennotech_example_has_19_students_and_no_email_column(reference_dir):
     fmt = PowerSchoolFormat(columns={
         "student_number": "student_number", "email": "Email", "grade_level": "GRADE_LEVEL",
     })
+    whole = read_text_csv(path)
+    assert whole.height == 19 and whole.width == 27
+    assert whole["EntryDate"].unique().to_list() == ["9/2/25"]  # text, not a guessed date
     raw = read_powerschool(path, fmt)
-    assert raw.height == 19 and raw.width == 27
+    assert sorted(raw.columns) == ["Grade_Level", "Student_Number"]  # matched case-insensitively
     numbers = raw["Student_Number"].to_list()
     assert numbers[0] == "313202" and len(set(numbers)) == 19
-    assert raw["EntryDate"].unique().to_list() == ["9/2/25"]  # text, not a guessed date
     with pytest.raises(FileRejected) as info:
         map_columns(raw, fmt, path.name)
     assert info.value.reason == "missing_columns"

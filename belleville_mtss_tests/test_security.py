@@ -124,7 +124,7 @@ def test_no_sql_text_is_built_from_values():
 
 
 def test_frames_between_assets_are_encrypted_at_rest(tmp_path):
-    import pickle
+    from belleville_mtss.lib.persist import load
 
     key = new_key()
     s = make_settings(tmp_path / "m", MTSS_STAGING_KEY=key)
@@ -135,5 +135,31 @@ def test_frames_between_assets_are_encrypted_at_rest(tmp_path):
     email = (drop / "students.csv").read_text().splitlines()[1].split(",")[-1].strip().lower().encode()
     for path in stored:
         assert email not in path.read_bytes().lower(), path
-    roster = pickle.loads(decrypt_bytes(parse_key(key), s.storage_dir / "student_roster" / "belleville" / "2026-11-01"))
+    roster = load(parse_key(key), s.storage_dir / "student_roster" / "belleville" / "2026-11-01")
     assert roster.height == 300
+
+
+def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_run(settings, monkeypatch):
+    import dagster as dg
+
+    import belleville_mtss.defs.io as io_manager
+    from belleville_mtss.definitions import build_definitions
+
+    prepare_drop(settings)
+
+    def from_disk(*_args):
+        raise AssertionError("a frame was read back from disk within the run that made it")
+
+    monkeypatch.setattr(io_manager, "load", from_disk)
+    assert run_drop(settings).checks_passed
+    monkeypatch.undo()
+    counts = warehouse_counts(settings)
+    # a later run of one warehouse asset alone reads its input from the encrypted store
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        result = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
+                                        asset_selection=[dg.AssetKey("dm_student_roster")])
+    assert result.success
+    assert result.asset_materializations_for_node("dm_student_roster")[0].metadata["rows_written"].value == 300
+    assert warehouse_counts(settings) == counts

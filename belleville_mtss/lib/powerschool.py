@@ -20,10 +20,12 @@ def email_key(col: pl.Expr) -> pl.Expr:
 
 def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None,
                      max_rows: int | None = None) -> pl.DataFrame:
+    mapped = {h.strip().lower() for h in fmt.columns.values()}
     return read_text_csv(
         path,
         data=data,
         max_rows=max_rows,
+        select=lambda header: [h for h in header if h.strip().lower() in mapped],  # the rest is never kept
         delimiter=fmt.delimiter,
         encoding=fmt.encoding,
         has_header=fmt.has_header,
@@ -47,20 +49,21 @@ def map_columns(raw: pl.DataFrame, fmt: PowerSchoolFormat, file_name: str) -> pl
 
 def type_students(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed students and rejected rows (source row, reason). Student numbers stay text: leading zeros count."""
-    frame = mapped.with_row_index("source_row", offset=2).with_columns(
+    blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
+    duplicated = pl.col("student_number").is_duplicated() & ~blank
+    reason = value_too_long(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
+                            .when(duplicated).then(pl.lit("duplicate student number")))
+    # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter.
+    frame = mapped.lazy().with_row_index("source_row", offset=2).with_columns(
         pl.col("student_number").str.strip_chars(),
         pl.col("email").str.strip_chars(),
         email_key(pl.col("email")).alias("email_key"),
         pl.col("grade_level").str.strip_chars(),
         pl.col("school_id").str.strip_chars(),
-    )
-    blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
-    duplicated = pl.col("student_number").is_duplicated() & ~blank
-    reason = value_too_long(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
-                            .when(duplicated).then(pl.lit("duplicate student number")))
-    frame = frame.with_columns(reason.alias("reject_reason"))
+    ).with_columns(reason.alias("reject_reason")).select(
+        "student_number", "email", "email_key", "first_name", "last_name", "grade_level", "school_id", "source_row",
+        "reject_reason",
+    ).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    typed = frame.filter(pl.col("reject_reason").is_null()).select(
-        "student_number", "email", "email_key", "first_name", "last_name", "grade_level", "school_id", "source_row"
-    )
-    return typed, rejected
+    typed = frame.filter(pl.col("reject_reason").is_null()) if rejected.height else frame
+    return typed.drop("reject_reason"), rejected
