@@ -627,18 +627,24 @@ def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world):
     assert_untouched(before, snapshot(settings.home.parent), "belleville/alias")
 
 
-def test_sftp_a_zip_with_an_entry_outside_the_archive_is_refused(sftp_world):
+@pytest.mark.parametrize(("entry", "data", "reason"), [
+    ("../../outside/evil.csv", b"x\n", "unsafe_zip_entry"),
+    ("sub/SR.csv", b"x\n", "duplicate_file_name"),
+    ("padding.csv", b"0" * 20_000_000, "zip_ratio"),
+])
+def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, data, reason):
     settings, server, outgoing, outside = sftp_world
     folder = server.root / "belleville"
     folder.mkdir(parents=True)
-    with zipfile.ZipFile(folder / "vendor.zip", "w") as zf:
+    with zipfile.ZipFile(folder / "vendor.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         for f in outgoing.glob("*.csv"):
             zf.write(f, f.name)
-        zf.writestr("../../outside/evil.csv", "x\n")
+        zf.writestr(entry, data)
     (folder / "vendor.zip.done").write_text("")
     before = snapshot(settings.home.parent)
     run = _run_partition(settings, "belleville/vendor")
     assert not run.success
-    assert_one_refusal(settings, "unsafe_zip_entry", "vendor.zip")
+    assert_one_refusal(settings, reason, "vendor.zip")
     assert not (outside / "evil.csv").exists()
+    assert not list((settings.staging_dir / "belleville").glob("*vendor*"))
     assert_untouched(before, snapshot(settings.home.parent), "belleville/vendor")
