@@ -22,6 +22,7 @@ def _demo(args: argparse.Namespace) -> int:
     from .run import run_drop
 
     settings = load_settings()
+    _embedded_only(settings, "demo")
     district = load_registry(settings.districts_dir)["belleville"]
     spec = SampleSpec(students=args.students)
     drop = settings.drop_dir / district.drop_folder / spec.drop_name
@@ -43,6 +44,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.students < 1:
         raise CliError("--students must be at least 1")
+    if args.load:
+        _embedded_only(load_settings(), "generate --load")
     started = time.perf_counter()
     spec = SampleSpec(students=args.students)
     drop = args.out / "drop"
@@ -55,6 +58,16 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"{args.students:,} students: drop in {drop} ({size / 1e6:,.0f} MB), tables in {args.out / 'tables'}"
           f"{', loaded into the configured databases' if args.load else ''} ({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _embedded_only(settings, command: str) -> None:
+    """Sample tables go only into the embedded databases under MTSS_HOME: never into databases others own."""
+    other = [name for name, embedded in (("MTSS_WAREHOUSE_URL", settings.embedded_warehouse),
+                                         ("MTSS_PROD_DB_URL", settings.embedded_prod_db)) if not embedded]
+    if other:
+        raise CliError(f"{command} writes sample tables, and only into the embedded SQLite databases under "
+                       f"MTSS_HOME; {' and '.join(other)} name another database, so nothing was changed (unset "
+                       "them to try the demo; run real drops with `belleville-mtss run`)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -76,39 +89,88 @@ def _run(args: argparse.Namespace) -> int:
 def _record_refusal(settings, key: str, reason: str, message: str) -> None:
     """An error row for a drop refused before any run exists (stage receive)."""
     from .lib.errors import ErrorRecord, drop_ids, record_errors
+    from .lib.migrations import open_warehouse
     from .lib.registry import RegistryError, load_registry
-    from .lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine
 
     try:
         registry = load_registry(settings.districts_dir)
     except RegistryError:
         registry = {}
     district_id, drop_id = drop_ids(key, registry)
-    engine = make_engine(settings.warehouse_url)
+    engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
     try:
-        create_tables(engine, WAREHOUSE_TABLES)
         record_errors(engine, [ErrorRecord("receive", reason, message)], district_id=district_id, drop_id=drop_id,
                       run_id=None)
     finally:
         engine.dispose()
 
 
+def _warehouse(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from .lib import migrations
+    from .lib.warehouse import make_engine
+
+    if args.warehouse_command == "upgrade" and args.sql:
+        print(migrations.upgrade_sql(args.dialect, args.start), end="")
+        return 0
+    settings = load_settings()
+    where = sa.engine.make_url(settings.warehouse_url).render_as_string()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        if args.warehouse_command == "current":
+            at, wanted = migrations.current(engine), migrations.head()
+            state = "up to date" if at == wanted else "behind: run `belleville-mtss warehouse upgrade`"
+            print(f"warehouse {where}: schema revision {at or 'none'}; this release needs {wanted} ({state})")
+            return 0 if at == wanted else 1
+        if args.warehouse_command == "stamp":
+            migrations.stamp(engine, args.revision)
+            print(f"warehouse {where}: recorded at schema revision {args.revision} (no table was changed)")
+            return 0
+        before = migrations.current(engine)
+        migrations.upgrade(engine)
+        print(f"warehouse {where}: schema revision {before or 'none'} -> {migrations.current(engine)}")
+        return 0
+    except sa.exc.SQLAlchemyError as exc:
+        raise CliError(f"warehouse {where}: {type(getattr(exc, 'orig', None) or exc).__name__}: "
+                       f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .lib.audit import drop_status
+    from .lib.migrations import WarehouseNotReady, open_warehouse
+
+    settings = load_settings()
+    try:
+        engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
+    except WarehouseNotReady as exc:
+        raise CliError(str(exc)) from None
+    try:
+        print(drop_status(engine, args.scope))
+    finally:
+        engine.dispose()
+    return 0
+
+
 def _account_info():
     import sqlalchemy as sa
 
-    from .lib.warehouse import account_info, make_engine, read_table
+    from .lib.theirs import SourceTableError, read_account_info
+    from .lib.warehouse import make_engine
 
     settings = load_settings()
     engine = make_engine(settings.warehouse_url)
     where = sa.engine.make_url(settings.warehouse_url).render_as_string(hide_password=True)
     try:
-        frame = read_table(engine, account_info)
-    except sa.exc.SQLAlchemyError:
-        raise CliError(f"cannot read dm.AccountInfo from {where} (set MTSS_WAREHOUSE_URL, or run the demo)") from None
+        frame = read_account_info(engine, settings.account_info_table)
+    except SourceTableError as exc:
+        raise CliError(f"{exc} (warehouse {where}: set MTSS_WAREHOUSE_URL to your warehouse)") from None
     finally:
         engine.dispose()
     if frame.is_empty():
-        raise CliError(f"dm.AccountInfo at {where} is empty")
+        raise CliError(f"{settings.account_info_table.label} at {where} is empty")
     return frame
 
 
@@ -238,6 +300,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
     run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
     run.set_defaults(func=_run)
+
+    warehouse = sub.add_parser("warehouse", help="our tables' schema in the warehouse: migrations a DBA can review")
+    wsub = warehouse.add_subparsers(dest="warehouse_command", required=True)
+    upgrade = wsub.add_parser("upgrade", help="apply the migrations to MTSS_WAREHOUSE_URL (or print them: --sql)")
+    upgrade.add_argument("--sql", action="store_true", help="print the DDL for a DBA instead of applying it")
+    upgrade.add_argument("--dialect", choices=["postgresql", "mssql", "sqlite"], default="mssql",
+                         help="with --sql: the SQL dialect (production is SQL Server)")
+    upgrade.add_argument("--from", dest="start", help="with --sql: the revision the database is at (default: empty)")
+    wsub.add_parser("current", help="the schema revision MTSS_WAREHOUSE_URL is at, and the one this release needs")
+    stamp = wsub.add_parser("stamp", help="record that tables an earlier release created are at REVISION")
+    stamp.add_argument("revision")
+    warehouse.set_defaults(func=_warehouse)
+
+    status = sub.add_parser("status", help="each drop's files, outcomes and error counts (no student data)")
+    status.add_argument("scope", nargs="?", help="DISTRICT or DISTRICT/DROP (default: every drop)")
+    status.set_defaults(func=_status)
 
     districts = sub.add_parser("districts", help="district identity tools for onboarding")
     dsub = districts.add_subparsers(dest="districts_command", required=True)

@@ -99,9 +99,9 @@ def tick(settings: Settings, instance, cursor: str | None = None):
 
     from belleville_mtss.defs.resources import MtssResource
     from belleville_mtss.defs.sensors import sftp_drop_sensor
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"mtss": MtssResource.from_settings(settings)})
-    return sftp_drop_sensor(ctx)
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources={"mtss": MtssResource.from_settings(settings)}) as ctx:
+        return sftp_drop_sensor(ctx)
 
 
 def snapshot(*roots: Path, skip: tuple[str, ...] = ("warehouse.db", "sshd.log")) -> dict[str, tuple]:

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from belleville_mtss.lib.drops import receive, sha256_of
 from belleville_mtss.lib.sftp import SftpConfig, SftpDropSource, SftpTransient
 from belleville_mtss.lib.vault import decrypt_bytes, new_key, parse_key
+from belleville_mtss.lib.sample import migrate_sample_warehouse
 from belleville_mtss.lib.warehouse import (
-    WAREHOUSE_TABLES, assessment_results, create_tables, make_engine, read_table, replace_results,
+    assessment_results, make_engine, read_table, replace_results,
 )
 from belleville_mtss.run import run_drop
 
@@ -41,7 +42,7 @@ def _results(n: int, year: str = "2026-2027") -> pl.DataFrame:
 def test_postgres_backend_terminated_mid_load_rolls_back_and_rerun_is_exact(pg_database):
     url = sa.engine.make_url(pg_database).update_query_dict({"application_name": "mtss_fault_load"})
     engine = make_engine(url.render_as_string(hide_password=False))
-    create_tables(engine, WAREHOUSE_TABLES)
+    migrate_sample_warehouse(engine)
     earlier = _results(1_000)
     replace_results(engine, 107873, earlier)
     big = _results(1_500_000)

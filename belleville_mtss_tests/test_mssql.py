@@ -4,8 +4,7 @@ from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
 from belleville_mtss.lib.warehouse import (
-    PROD_TABLES, WAREHOUSE_TABLES, account_info, assessment_results, class_link_users, ingestion_errors,
-    ingestion_files, student_roster,
+    account_info, assessment_results, class_link_users, ingestion_errors, ingestion_files, ours, student_roster, theirs,
 )
 
 DIALECT = mssql.dialect()
@@ -16,7 +15,7 @@ def _sql(stmt) -> str:
 
 
 def test_ddl_compiles_with_schemas_and_bracket_quoting():
-    for table in WAREHOUSE_TABLES + PROD_TABLES:
+    for table in [*ours.sorted_tables, *theirs.sorted_tables]:
         ddl = _sql(CreateTable(table))
         assert f"CREATE TABLE {table.schema}.[{table.name}]" in ddl, ddl
         assert "VARCHAR(max)" not in ddl  # every text column has a length SQL Server can index
@@ -24,7 +23,8 @@ def test_ddl_compiles_with_schemas_and_bracket_quoting():
     assert 'PRIMARY KEY ([AccountInfoId], [StudentNumber])' in roster
     errors = _sql(CreateTable(ingestion_errors))
     assert "[ErrorId] INTEGER NOT NULL IDENTITY" in errors
-    assert "[SizeBytes] BIGINT NOT NULL" in _sql(CreateTable(ingestion_files))
+    files = _sql(CreateTable(ingestion_files))
+    assert "[SizeBytes] BIGINT NOT NULL" in files and "[FileId] INTEGER NOT NULL IDENTITY" in files
 
 
 def test_load_statements_compile_with_bound_parameters():

@@ -96,7 +96,8 @@ def test_secrets_are_shown_as_environment_variables_not_values(tmp_path, monkeyp
     text = repr(shown)
     assert os.environ["MTSS_STAGING_KEY"] not in text and url not in text
     assert "MTSS_WAREHOUSE_URL" in text and "MTSS_STAGING_KEY" in text
-    assert resource.process_config_and_initialize().warehouse_url == url  # resolved at run time
+    with resource.process_config_and_initialize_cm() as resolved:  # resolved at run time
+        assert resolved.warehouse_url == url
 
 
 def test_sql_injection_in_file_content_is_only_data(settings):

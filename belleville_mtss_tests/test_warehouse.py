@@ -4,8 +4,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
+from belleville_mtss.lib.sample import migrate_sample_warehouse
 from belleville_mtss.lib.warehouse import (
-    WAREHOUSE_TABLES, assessment_results, create_tables, make_engine, read_table, replace_results,
+    assessment_results, make_engine, read_table, replace_results,
 )
 
 AWKWARD = [None, "", 'He said "hi"', "a,b", "line\nbreak", "Ünïcödé ’"]
@@ -27,7 +28,7 @@ def _frame() -> pl.DataFrame:
 def engine(request, tmp_path):
     url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
     eng = make_engine(url)
-    create_tables(eng, WAREHOUSE_TABLES)
+    migrate_sample_warehouse(eng)
     yield eng
     eng.dispose()
 

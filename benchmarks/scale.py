@@ -68,15 +68,14 @@ def measure(stage: str, work: Path, pg_url: str | None) -> dict:
         return {"seconds": time.perf_counter() - t, "rows": core.results.height, "verified": core.verified,
                 "roster": core.roster.height}
     if stage in ("load_sqlite", "load_postgres"):
-        from belleville_mtss.lib.warehouse import (
-            WAREHOUSE_TABLES, assessment_results, create_tables, make_engine, replace_results, replace_roster,
-        )
+        from belleville_mtss.lib.sample import migrate_sample_warehouse
+        from belleville_mtss.lib.warehouse import assessment_results, make_engine, replace_results, replace_roster
         if stage == "load_postgres" and not pg_url:
             return {"skipped": "no --pg-url"}
         core = process_drop(drop, district, classlink, account_info, "belleville/bench")
         url = pg_url if stage == "load_postgres" else f"sqlite:///{work / 'bench-warehouse.db'}"
         engine = make_engine(url)
-        create_tables(engine, WAREHOUSE_TABLES)
+        migrate_sample_warehouse(engine)
         replace_roster(engine, district.account_info_id, core.roster.head(0))  # a first load: start empty
         with engine.begin() as conn:
             conn.execute(assessment_results.delete().where(

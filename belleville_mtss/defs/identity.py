@@ -67,6 +67,8 @@ def district_names_match_registry(
         for row in failing.iter_rows(named=True)
     ]
     mtss.record(context, context.partition_key, records)
+    if records:
+        mtss.mark_files(context, "blocked")
     return dg.AssetCheckResult(
         passed=failing.is_empty(), severity=dg.AssetCheckSeverity.ERROR,
         metadata={"failing": failing.height, "why": "; ".join(r.message for r in records) or "every name resolves",
@@ -84,6 +86,8 @@ def account_info_id_exists(
     problems = xw.account_info_problems(mtss.for_drop(context.partition_key), account_info)
     records = [ErrorRecord("district", "account_info", p, "dm.AccountInfo") for p in problems]
     mtss.record(context, context.partition_key, records)
+    if records:
+        mtss.mark_files(context, "blocked")
     return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"problems": "; ".join(problems) or "none"})
 
@@ -97,6 +101,7 @@ def ferpa_review_current(
     problem = xw.ferpa_review_problem(district, dt.date.today(), mtss.ferpa_review_max_days)
     if problem:
         mtss.record(context, context.partition_key, [ErrorRecord("district", "ferpa_review", problem)])
+        mtss.mark_files(context, "blocked")
     reviewed = district.verification.ferpa_review_on
     return dg.AssetCheckResult(passed=problem is None, severity=dg.AssetCheckSeverity.ERROR, metadata={
         "ferpa_review_on": reviewed.isoformat() if reviewed else "none recorded",

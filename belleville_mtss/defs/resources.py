@@ -5,14 +5,19 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
+from pydantic import PrivateAttr
+
+from ..lib import migrations
 from ..lib.config import Settings
 from ..lib.drops import DropSource, Limits, LocalDropSource
 from ..lib.errors import ErrorRecord, drop_ids, record_errors
 from ..lib.registry import District, load_registry
 from ..lib.sftp import SftpConfig, SftpDropSource
+from ..lib.theirs import ACCOUNT_INFO, CLASSLINK_USERS, configured, read_account_info, \
+    read_classlink_students
 from ..lib.untrusted import BadName, DropKey, escape, parse_drop_key, safe_join
 from ..lib.vault import staging_key
-from ..lib.warehouse import WAREHOUSE_TABLES, create_tables, make_engine, mark_files
+from ..lib.warehouse import make_engine, mark_files
 
 
 def env_or_value(name: str, value: str):
@@ -44,6 +49,12 @@ class MtssResource(dg.ConfigurableResource):
     max_drop_bytes: int = Limits.max_drop_bytes
     max_zip_ratio: float = Limits.max_zip_ratio
     max_file_rows: int = Limits.max_file_rows
+    embedded_warehouse: bool = False  # the SQLite default under MTSS_HOME: ours, migrated on first use
+    account_info_table: str = ACCOUNT_INFO.label
+    account_info_columns: str = ACCOUNT_INFO.column_setting
+    classlink_table: str = CLASSLINK_USERS.label
+    classlink_columns: str = CLASSLINK_USERS.column_setting
+    _engines: dict = PrivateAttr(default_factory=dict)  # url -> engine, made once per run
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "MtssResource":
@@ -59,7 +70,10 @@ class MtssResource(dg.ConfigurableResource):
             sftp_port=settings.sftp_port, sftp_user=settings.sftp_user, sftp_key_path=settings.sftp_key_path,
             sftp_known_hosts=settings.sftp_known_hosts, sftp_root=settings.sftp_root,
             max_drop_bytes=settings.limits.max_drop_bytes, max_zip_ratio=settings.limits.max_zip_ratio,
-            max_file_rows=settings.limits.max_file_rows,
+            max_file_rows=settings.limits.max_file_rows, embedded_warehouse=settings.embedded_warehouse,
+            account_info_table=settings.account_info_table.label,
+            account_info_columns=settings.account_info_table.column_setting,
+            classlink_table=settings.classlink_table.label, classlink_columns=settings.classlink_table.column_setting,
         )
 
     def registry(self) -> dict[str, District]:
@@ -107,31 +121,45 @@ class MtssResource(dg.ConfigurableResource):
         return staging_key(self.staging_key or None, Path(self.home))
 
     def warehouse(self) -> sa.Engine:
-        engine = make_engine(self.warehouse_url)
-        create_tables(engine, WAREHOUSE_TABLES)
-        return engine
+        """The warehouse engine of this run, checked once to be at the migrations' head (a run issues no DDL; the
+        embedded SQLite default is ours and is migrated here)."""
+        if self.warehouse_url not in self._engines:
+            try:
+                self._engines[self.warehouse_url] = migrations.open_warehouse(self.warehouse_url,
+                                                                              self.embedded_warehouse)
+            except migrations.WarehouseNotReady as exc:
+                raise dg.Failure(str(exc)) from None
+        return self._engines[self.warehouse_url]
 
     def prod_db(self) -> sa.Engine:
-        return make_engine(self.prod_db_url)
+        if self.prod_db_url not in self._engines:
+            self._engines[self.prod_db_url] = make_engine(self.prod_db_url)
+        return self._engines[self.prod_db_url]
+
+    def teardown_after_execution(self, context) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        self._engines.clear()
+
+    def account_info(self):
+        return read_account_info(self.warehouse(), configured(ACCOUNT_INFO, self.account_info_table,
+                                                              self.account_info_columns))
+
+    def classlink_students(self, district: District):
+        spec = configured(CLASSLINK_USERS, self.classlink_table, self.classlink_columns)
+        return read_classlink_students(self.prod_db(), district.source_names.classlink,
+                                       district.classlink_tenant_ids, spec)
 
     def record(self, context, drop_key: str, records: list[ErrorRecord]) -> None:
         """Write error records to dm.IngestionErrors and the run log (the messages carry no student data)."""
         if not records:
             return
         district_id, drop_id = drop_ids(drop_key, self.registry())
-        engine = self.warehouse()
-        try:
-            run_id = getattr(getattr(context, "run", None), "run_id", None)  # a sensor's context has no run
-            record_errors(engine, records, district_id=district_id, drop_id=drop_id, run_id=run_id)
-        finally:
-            engine.dispose()
+        run_id = getattr(getattr(context, "run", None), "run_id", None)  # a sensor's context has no run
+        record_errors(self.warehouse(), records, district_id=district_id, drop_id=drop_id, run_id=run_id)
         for r in records:
             context.log.warning(f"[{r.stage}/{r.reason}] {r.message}")
 
-    def mark_files(self, drop_key: str, names: list[str], outcome: str) -> None:
-        """The outcome of received files in the dm.IngestionFiles manifest (halted, loaded)."""
-        engine = self.warehouse()
-        try:
-            mark_files(engine, drop_key, names, outcome)
-        finally:
-            engine.dispose()
+    def mark_files(self, context, outcome: str, names: list[str] | None = None) -> None:
+        """This run's files (all, or the named ones) in the dm.IngestionFiles audit: halted, blocked, loaded."""
+        mark_files(self.warehouse(), context.partition_key, context.run.run_id, outcome, names)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import sqlalchemy as sa
 
 from ..lib.drops import DropRefused, ReceivedDrop, find_file, read_staged, receive_or_replay
 from ..lib.csvfile import FileInfo
@@ -10,8 +11,8 @@ from ..lib.errors import ErrorRecord
 from ..lib.ingest import SourceFile, ingest_file
 from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.vault import VaultError
-from ..lib.warehouse import account_info as account_info_table
-from ..lib.warehouse import class_link_users, read_table, record_received
+from ..lib.theirs import SourceTableError
+from ..lib.warehouse import record_received
 from .metadata import OWNERS
 from .partitions import drops
 from .resources import MtssResource
@@ -38,15 +39,12 @@ def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.O
         raise dg.Failure(f"refused: drop {key}: {exc.message}") from None
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
-    engine = mtss.warehouse()
-    try:
-        outcomes = record_received(engine, key, entry.account_info_id, received.version, list(received.files))
-    finally:
-        engine.dispose()
+    earlier = record_received(mtss.warehouse(), key, entry.account_info_id, received.version, list(received.files),
+                              context.run.run_id)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
-        "files": dg.MetadataValue.md("| file | bytes | sha256 | outcome |\n|---|---|---|---|\n" + "\n".join(
-            f"| {f.name} | {f.size} | {f.sha256[:16]}… | {outcomes[f.name]} |" for f in received.files)),
+        "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
+            f"| {f.name} | {f.size} | {f.sha256[:16]}… | {earlier[f.name] or '(new)'} |" for f in received.files)),
     })
 
 
@@ -79,27 +77,32 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
 file_assets = [_file_asset(s, d) for s, d in FILE_SOURCES.items()]
 
 
-def _snapshot(engine, table) -> dg.Output[pl.DataFrame]:
-    """A table as read for this drop (the crosswalk and links of a drop are judged against this snapshot)."""
+def _snapshot(context, mtss: MtssResource, label: str, read) -> dg.Output[pl.DataFrame]:
+    """A table as read for this drop (the crosswalk and links of a drop are judged against this snapshot). A table
+    that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
+    mtss.drop_key(context, context.partition_key)
     try:
-        frame = read_table(engine, table)
-    finally:
-        engine.dispose()
+        frame = read()
+    except SourceTableError as exc:
+        try:
+            mtss.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(exc), label)])
+        except (dg.Failure, sa.exc.SQLAlchemyError):
+            pass  # the warehouse itself is out of reach: the run's failure message says it all
+        raise dg.Failure(f"refused: {exc}") from None
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
-          description="dbo.ClassLinkUsers from the prod db (all tenants), as read for this drop")
+          description="dbo.ClassLinkUsers: the student users of the drop's ClassLink tenant, filtered in the prod db")
 def classlink_users(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    mtss.drop_key(context, context.partition_key)
-    return _snapshot(mtss.prod_db(), class_link_users)
+    return _snapshot(context, mtss, mtss.classlink_table,
+                     lambda: mtss.classlink_students(mtss.for_drop(context.partition_key)))
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
 def account_info(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    mtss.drop_key(context, context.partition_key)
-    return _snapshot(mtss.warehouse(), account_info_table)
+    return _snapshot(context, mtss, mtss.account_info_table, mtss.account_info)
 
 
 source_assets = [received_drop, *file_assets, classlink_users, account_info]

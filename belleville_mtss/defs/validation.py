@@ -13,7 +13,7 @@ from .resources import MtssResource
 def _finish(context, mtss: MtssResource, validated: ValidatedFile, errors: list) -> dg.Output[ValidatedFile]:
     mtss.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
-        mtss.mark_files(context.partition_key, [validated.file_name], "halted")
+        mtss.mark_files(context, "halted", [validated.file_name])
     return dg.Output(validated, metadata=_metadata(validated))
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .drops import Limits
+from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
 
@@ -31,6 +32,17 @@ class Settings:
     staging_retention_days: float = 30.0
     ferpa_review_max_days: int = 365
     limits: Limits = Limits()
+    account_info_table: SourceTable = ACCOUNT_INFO
+    classlink_table: SourceTable = CLASSLINK_USERS
+
+    @property
+    def embedded_warehouse(self) -> bool:
+        """The embedded default SQLite warehouse under MTSS_HOME: ours entirely (the demo may create tables)."""
+        return self.warehouse_url == _sqlite_url(self.home / "warehouse.db")
+
+    @property
+    def embedded_prod_db(self) -> bool:
+        return self.prod_db_url == _sqlite_url(self.home / "prod.db")
 
     @property
     def staging_dir(self) -> Path:
@@ -62,6 +74,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         limits=Limits(max_drop_bytes=_number(env, "MTSS_MAX_DROP_BYTES", Limits.max_drop_bytes, int),
                       max_zip_ratio=_number(env, "MTSS_MAX_ZIP_RATIO", Limits.max_zip_ratio, float),
                       max_file_rows=_number(env, "MTSS_MAX_FILE_ROWS", Limits.max_file_rows, int)),
+        account_info_table=configured(ACCOUNT_INFO, env.get("MTSS_ACCOUNT_INFO_TABLE"),
+                                      env.get("MTSS_ACCOUNT_INFO_COLUMNS")),
+        classlink_table=configured(CLASSLINK_USERS, env.get("MTSS_CLASSLINK_TABLE"), env.get("MTSS_CLASSLINK_COLUMNS")),
     )
 
 

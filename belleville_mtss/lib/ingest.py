@@ -108,11 +108,9 @@ CLASSLINK_TABLE = "dbo.ClassLinkUsers"
 
 
 def validate_classlink(users: pl.DataFrame, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    """Students of the tenant(s) the registry names for this district; other tenants share the table."""
+    """The student users of the district's tenant(s), as read from the prod db (filtered there, lib/theirs.py)."""
     tenants = set(district.source_names.classlink)
-    frame = users.filter(
-        (pl.col("Role").str.to_lowercase() == "student") & pl.col("TenantName").is_in(list(tenants))
-    ).select(
+    frame = users.select(
         pl.col("UserId").cast(pl.Utf8).alias("classlink_user_id"),
         pl.col("TenantName").alias("tenant_name"),
         email_key(pl.col("Email")).alias("email_key"),

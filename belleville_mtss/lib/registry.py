@@ -107,6 +107,9 @@ class District(_Strict):
     county: str | None = None
     drop_folder: str = Field(min_length=1)
     source_names: SourceNames
+    # ClassLink tenant ids, where known: the drop's ClassLink users are those of these tenants or of the tenant
+    # names in source_names.classlink (the filter runs in the prod db).
+    classlink_tenant_ids: list[int] = Field(default_factory=list)
     powerschool: PowerSchoolFormat
     files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FILE_PATTERNS))
     student_link: StudentLink = StudentLink()

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import sqlalchemy as sa
 
 from .star_layouts import LAYOUTS
-from .warehouse import (
-    PROD_TABLES, WAREHOUSE_TABLES, account_info, class_link_users, create_tables, make_engine,
-)
+from . import migrations
+from .warehouse import account_info, class_link_users, make_engine, theirs
 
 FIRST = ["Ava", "Liam", "Sofia", "Noah", "Isabella", "Mateo", "Mia", "Ethan", "Camila", "Lucas", "Aaliyah", "Jayden",
          "Emily", "Daniel", "Valentina", "Kevin", "Priya", "Omar", "Grace", "Luis", "Maya", "Adrian", "Zoe", "Jose",
@@ -239,18 +239,40 @@ def write_tables(out: Path, classlink_users: pl.DataFrame) -> None:
     pl.DataFrame(account_info_rows()).write_csv(out / "AccountInfo.csv")
 
 
+def _schema(conn, name: str) -> None:
+    if conn.dialect.name == "postgresql":  # the warehouse and product teams' schemas, as they would have them
+        conn.execute(sa.schema.CreateSchema(name, if_not_exists=True))
+
+
+def create_their_table(engine, table) -> None:
+    """Create one of the other teams' tables as its owner would (demo and tests only: we never own these)."""
+    with engine.begin() as conn:
+        _schema(conn, table.schema)
+        theirs.create_all(conn, tables=[table])
+
+
+def migrate_sample_warehouse(engine) -> None:
+    """Our tables at head in a sample warehouse (demo, tests, benchmarks)."""
+    with engine.begin() as conn:
+        _schema(conn, "dm")
+    migrations.upgrade(engine)
+
+
 def load_databases(prod_url: str, warehouse_url: str, classlink_users: pl.DataFrame) -> None:
-    """(Re)create the embedded prod db's dbo.ClassLinkUsers and the warehouse's dm.AccountInfo."""
+    """The databases around a sample: the other teams' tables created and filled as their owners would, and ours
+    migrated to head. For the embedded demo and for tests only: `demo` and `generate --load` refuse any database
+    that is not the embedded default under MTSS_HOME."""
     prod = make_engine(prod_url)
-    create_tables(prod, PROD_TABLES)
+    create_their_table(prod, class_link_users)
     with prod.begin() as conn:
         conn.execute(class_link_users.delete())
         if classlink_users.height:
             conn.execute(class_link_users.insert(), classlink_users.to_dicts())
     prod.dispose()
     warehouse = make_engine(warehouse_url)
-    create_tables(warehouse, WAREHOUSE_TABLES)
+    create_their_table(warehouse, account_info)
     with warehouse.begin() as conn:
         conn.execute(account_info.delete())
         conn.execute(account_info.insert(), account_info_rows())
+    migrate_sample_warehouse(warehouse)
     warehouse.dispose()

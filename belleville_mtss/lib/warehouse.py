@@ -1,7 +1,11 @@
 """Tables of the prod db (dbo) and the EDU Data Warehouse (dm), declared once, and how we write to them.
 
-Production is SQL Server with real schemas; the embedded default is SQLite, which has none, so schemas are
-translated away per dialect. Engines hide bound parameters, so a database error never echoes student data.
+`ours` are the tables we own; their schema changes only through migrations (lib/migrations.py), and the declarations
+below always equal the migrations' head (a test compares them). `theirs` are the other teams' tables as the mapping
+spec names them: we only read them (lib/theirs.py finds them in their own case), and only the embedded demo creates
+its own SQLite copies of them. Production is SQL Server with real schemas; the embedded default is SQLite, which
+has none, so schemas are translated away per dialect. Engines hide bound parameters, so a database error never
+echoes student data.
 """
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-metadata = sa.MetaData()
+ours = sa.MetaData()
+theirs = sa.MetaData()
 
 class_link_users = sa.Table(
-    "ClassLinkUsers", metadata,
+    "ClassLinkUsers", theirs,
     sa.Column("UserId", sa.String(64), primary_key=True),
     sa.Column("TenantId", sa.Integer, nullable=False),
     sa.Column("TenantName", sa.String(200), nullable=False),
@@ -27,7 +32,7 @@ class_link_users = sa.Table(
 )
 
 account_info = sa.Table(
-    "AccountInfo", metadata,
+    "AccountInfo", theirs,
     sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("NcesId", sa.String(7)),
     sa.Column("DistrictName", sa.String(200), nullable=False),
@@ -37,9 +42,9 @@ account_info = sa.Table(
 )
 
 student_roster = sa.Table(
-    "StudentRoster", metadata,
-    sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("StudentNumber", sa.String(20), primary_key=True),
+    "StudentRoster", ours,
+    sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
+    sa.Column("StudentNumber", sa.String(20)),
     sa.Column("FirstName", sa.String(100)),
     sa.Column("LastName", sa.String(100)),
     sa.Column("Email", sa.String(320)),
@@ -49,14 +54,16 @@ student_roster = sa.Table(
     sa.Column("StarTestCount", sa.Integer, nullable=False),
     sa.Column("DropId", sa.String(200), nullable=False),
     sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "StudentNumber", name="PK_StudentRoster"),
+    sa.Index("IX_StudentRoster_Drop", "DropId"),
     schema="dm",
 )
 
 assessment_results = sa.Table(
-    "AssessmentResults", metadata,
-    sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("Subject", sa.String(3), primary_key=True),
-    sa.Column("TestKey", sa.String(120), primary_key=True),
+    "AssessmentResults", ours,
+    sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
+    sa.Column("Subject", sa.String(3)),
+    sa.Column("TestKey", sa.String(120)),
     sa.Column("StudentNumber", sa.String(20), nullable=False),
     sa.Column("SchoolYear", sa.String(9), nullable=False),
     sa.Column("CompletedAt", sa.DateTime, nullable=False),
@@ -68,12 +75,15 @@ assessment_results = sa.Table(
     sa.Column("ScreeningWindow", sa.String(200)),
     sa.Column("DropId", sa.String(200), nullable=False),
     sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "Subject", "TestKey", name="PK_AssessmentResults"),
+    sa.Index("IX_AssessmentResults_Student", "AccountInfoId", "StudentNumber"),
+    sa.Index("IX_AssessmentResults_Drop", "DropId"),
     schema="dm",
 )
 
 ingestion_errors = sa.Table(
-    "IngestionErrors", metadata,
-    sa.Column("ErrorId", sa.Integer, primary_key=True, autoincrement=True),
+    "IngestionErrors", ours,
+    sa.Column("ErrorId", sa.Integer, autoincrement=True),
     sa.Column("OccurredAt", sa.DateTime, nullable=False),
     sa.Column("DistrictId", sa.Integer),  # the registry's AccountInfoId for the drop
     sa.Column("DropId", sa.String(200)),
@@ -83,19 +93,31 @@ ingestion_errors = sa.Table(
     sa.Column("RowCount", sa.Integer),
     sa.Column("Message", sa.String(1000), nullable=False),
     sa.Column("RunId", sa.String(64)),
+    sa.PrimaryKeyConstraint("ErrorId", name="PK_IngestionErrors"),
+    sa.Index("IX_IngestionErrors_Drop", "DropId"),
+    sa.Index("IX_IngestionErrors_District", "DistrictId", "OccurredAt"),
     schema="dm",
 )
 
+# Append-only: one row per file per run that received (or replayed) it; Outcome moves from "received" to
+# loaded, halted, blocked or duplicate (loaded, with content an earlier drop already brought), at OutcomeAt.
 ingestion_files = sa.Table(
-    "IngestionFiles", metadata,
-    sa.Column("DropId", sa.String(200), primary_key=True),
-    sa.Column("FileName", sa.String(260), primary_key=True),
+    "IngestionFiles", ours,
+    sa.Column("FileId", sa.Integer, sa.Identity()),
+    sa.Column("DropId", sa.String(200), nullable=False),
+    sa.Column("DropVersion", sa.String(32)),
+    sa.Column("FileName", sa.String(260), nullable=False),
     sa.Column("DistrictId", sa.Integer),
     sa.Column("Sha256", sa.String(64), nullable=False),
     sa.Column("SizeBytes", sa.BigInteger, nullable=False),
-    sa.Column("DropVersion", sa.String(32)),
+    sa.Column("RunId", sa.String(64)),
     sa.Column("ReceivedAt", sa.DateTime, nullable=False),
-    sa.Column("Outcome", sa.String(32), nullable=False),  # received, duplicate, halted, loaded
+    sa.Column("Outcome", sa.String(32), nullable=False),
+    sa.Column("OutcomeAt", sa.DateTime, nullable=False),
+    sa.Column("DuplicateOf", sa.String(200)),  # the earlier drop that brought the same bytes
+    sa.PrimaryKeyConstraint("FileId", name="PK_IngestionFiles_FileId"),
+    sa.Index("IX_IngestionFiles_Sha256", "DistrictId", "Sha256"),
+    sa.Index("IX_IngestionFiles_Drop", "DropId", "DropVersion"),
     schema="dm",
 )
 
@@ -129,8 +151,6 @@ def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
     return chain
 
 
-PROD_TABLES = [class_link_users]
-WAREHOUSE_TABLES = [account_info, student_roster, assessment_results, ingestion_errors, ingestion_files]
 _SCHEMAS = ("dm", "dbo")
 BATCH_ROWS = 5_000
 
@@ -143,14 +163,6 @@ def make_engine(url: str) -> Engine:
         # SQLite has no schemas: dm.X and dbo.X live in the one file.
         engine = engine.execution_options(schema_translate_map={s: None for s in _SCHEMAS})
     return engine
-
-
-def create_tables(engine: Engine, tables: list[sa.Table]) -> None:
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            for schema in sorted({t.schema for t in tables if t.schema}):
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        metadata.create_all(conn, tables=tables)
 
 
 def read_table(engine: Engine, table: sa.Table, where=None) -> pl.DataFrame:
@@ -226,32 +238,40 @@ def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame)
     return results.height
 
 
-def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list) -> dict[str, str]:
-    """Manifest rows for a received drop (replacing an earlier receipt of the same drop); returns the outcome
-    per file: "duplicate" where the same content was already received for the district in another drop."""
+def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list,
+                    run_id: str | None) -> dict[str, str | None]:
+    """Append one audit row per file of this receipt (outcome "received"); returns, per file, the earlier drop
+    that already brought the same bytes to this district (None: new content)."""
     received_at = now()
+    f = ingestion_files.c
     with engine.begin() as conn:
-        conn.execute(ingestion_files.delete().where(ingestion_files.c.DropId == drop_id))
-        known = set(conn.execute(
-            sa.select(ingestion_files.c.Sha256).where(ingestion_files.c.DistrictId == district_id)
-        ).scalars())
-        outcomes = {f.name: "duplicate" if f.sha256 in known else "received" for f in files}
+        earlier = dict(conn.execute(
+            sa.select(f.Sha256, sa.func.min(f.DropId))
+            .where((f.DistrictId == district_id) & (f.DropId != drop_id) & f.Sha256.in_([x.sha256 for x in files]))
+            .group_by(f.Sha256)
+        ).all()) if files else {}
         if files:
             conn.execute(ingestion_files.insert(), [
-                {"DropId": drop_id, "FileName": f.name, "DistrictId": district_id, "Sha256": f.sha256,
-                 "SizeBytes": f.size, "DropVersion": version, "ReceivedAt": received_at, "Outcome": outcomes[f.name]}
-                for f in files
+                {"DropId": drop_id, "DropVersion": version, "FileName": x.name, "DistrictId": district_id,
+                 "Sha256": x.sha256, "SizeBytes": x.size, "RunId": run_id, "ReceivedAt": received_at,
+                 "Outcome": "received", "OutcomeAt": received_at, "DuplicateOf": earlier.get(x.sha256)}
+                for x in files
             ])
-    return outcomes
+    return {x.name: earlier.get(x.sha256) for x in files}
 
 
-def mark_files(engine: Engine, drop_id: str, names: list[str], outcome: str) -> None:
-    if not names:
-        return
+def mark_files(engine: Engine, drop_id: str, run_id: str | None, outcome: str, names: list[str] | None = None) -> None:
+    """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
+    decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought."""
+    f = ingestion_files.c
+    where = (f.DropId == drop_id) & (f.RunId == run_id) & (f.Outcome == "received")
+    if names is not None:
+        if not names:
+            return
+        where &= f.FileName.in_(names)
+    value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
     with engine.begin() as conn:
-        conn.execute(ingestion_files.update()
-                     .where((ingestion_files.c.DropId == drop_id) & ingestion_files.c.FileName.in_(names))
-                     .values(Outcome=outcome))
+        conn.execute(ingestion_files.update().where(where).values(Outcome=value, OutcomeAt=now()))
 
 
 def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = None) -> int:

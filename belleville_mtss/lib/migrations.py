@@ -1,0 +1,102 @@
+"""Schema changes of our own tables, only through Alembic migrations a DBA can review (belleville_mtss/migrations).
+
+`belleville-mtss warehouse upgrade` applies them; `--sql` prints them for a DBA; `warehouse current` says where a
+database stands. A run never issues DDL: it checks the revision and refuses with one line naming the command,
+except on the embedded SQLite default under MTSS_HOME, where we own everything and upgrade it ourselves.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
+VERSION_TABLE = "MtssSchemaVersion"
+
+
+class WarehouseNotReady(Exception):
+    """The warehouse is not at the revision this code needs; the message names the command to run."""
+
+
+def version_schema(dialect: str) -> str | None:
+    return None if dialect == "sqlite" else "dm"
+
+
+def dm() -> str | None:
+    """The schema of our tables, for a migration: `dm`, or none on SQLite (which has no schemas)."""
+    from alembic import op
+    return version_schema(op.get_context().dialect.name)
+
+
+def _config() -> Config:
+    cfg = Config(output_buffer=io.StringIO())
+    cfg.set_main_option("script_location", str(SCRIPTS))
+    return cfg
+
+
+def head() -> str:
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def current(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        opts = {"version_table": VERSION_TABLE, "version_table_schema": version_schema(engine.dialect.name)}
+        return MigrationContext.configure(conn, opts=opts).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def stamp(engine: sa.Engine, revision: str) -> None:
+    """Record that the tables an earlier release created are at `revision` (the baseline), without changing them."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, revision)
+
+
+def upgrade_sql(dialect: str, start: str | None = None) -> str:
+    """The DDL of every migration from `start` (or an empty database) to head, for a DBA to review and run."""
+    cfg = _config()
+    cfg.attributes["dialect"] = dialect
+    command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
+    return cfg.output_buffer.getvalue()
+
+
+def require_current(engine: sa.Engine, where: str) -> None:
+    """Refuse a warehouse that is not at head, in one line naming the command to run."""
+    try:
+        at = current(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseNotReady(f"cannot read the schema version of the warehouse at {where} "
+                                f"({type(getattr(exc, 'orig', None) or exc).__name__})") from None
+    wanted = head()
+    if at != wanted:
+        raise WarehouseNotReady(
+            f"the warehouse at {where} is at schema revision {at or 'none'}, this release needs {wanted}: run "
+            "`belleville-mtss warehouse upgrade` (or have your DBA apply `belleville-mtss warehouse upgrade --sql`)")
+
+
+def open_warehouse(url: str, embedded: bool) -> sa.Engine:
+    """An engine on the warehouse at head: migrated when it is the embedded default under MTSS_HOME (ours
+    entirely), checked otherwise (WarehouseNotReady names the command to run)."""
+    from .warehouse import make_engine
+    engine = make_engine(url)
+    try:
+        if embedded:
+            upgrade(engine)
+        else:
+            require_current(engine, sa.engine.make_url(url).render_as_string())
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

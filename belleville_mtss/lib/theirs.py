@@ -1,0 +1,128 @@
+"""Tables other teams own, read as guests: dm.AccountInfo (the warehouse team) and dbo.ClassLinkUsers (the product
+team). Never created, altered or written here. Their schema, table and column names are configuration with the
+mapping spec's names as defaults, and are found in the case the owner gave them (PostgreSQL folds unquoted names to
+lower case: a DBA's `dm.accountinfo` is the same table).
+
+    MTSS_ACCOUNT_INFO_TABLE=edw.Districts  MTSS_ACCOUNT_INFO_COLUMNS="DistrictName=Name,State=StateCode"
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+import sqlalchemy as sa
+
+from .warehouse import account_info, class_link_users
+
+
+class SourceTableError(Exception):
+    """A source table that is missing, lacks a column, or cannot be read; the message says which and how to fix."""
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    setting: str  # the environment variable that names it
+    schema: str | None
+    name: str
+    columns: dict[str, str]  # our name -> their column name
+    optional: frozenset[str] = field(default_factory=frozenset)  # ours that may be absent (read as nulls)
+
+    @property
+    def label(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    @property
+    def column_setting(self) -> str:
+        """The columns in the form their environment variable takes (`configured` reads it back)."""
+        return ",".join(f"{o}={t}" for o, t in self.columns.items())
+
+
+def _default(setting: str, table: sa.Table, optional: set[str]) -> SourceTable:
+    return SourceTable(setting, table.schema, table.name, {c.name: c.name for c in table.columns}, frozenset(optional))
+
+
+ACCOUNT_INFO = _default("MTSS_ACCOUNT_INFO_TABLE", account_info, {"NcesId", "County"})
+CLASSLINK_USERS = _default("MTSS_CLASSLINK_TABLE", class_link_users, {"TenantId", "GivenName", "FamilyName"})
+
+
+def configured(default: SourceTable, table: str | None, columns: str | None) -> SourceTable:
+    """The default with `schema.table` and `Ours=Theirs,...` overrides from the environment."""
+    schema, name = default.schema, default.name
+    if table:
+        schema, _, name = table.rpartition(".")
+        schema = schema or None
+        if not name:
+            raise SourceTableError(f"{default.setting} must be 'schema.table' or 'table', not {table!r}")
+    mapping = dict(default.columns)
+    for pair in filter(None, (p.strip() for p in (columns or "").split(","))):
+        ours, _, theirs_ = (x.strip() for x in pair.partition("="))
+        if ours not in mapping or not theirs_:
+            raise SourceTableError(f"{default.setting.replace('_TABLE', '_COLUMNS')}: {pair!r} is not "
+                                   f"'Ours=Theirs' with Ours one of {', '.join(mapping)}")
+        mapping[ours] = theirs_
+    return SourceTable(default.setting, schema, name, mapping, default.optional)
+
+
+def _find(name: str, available: list[str]) -> str | None:
+    """Exactly as configured, else the one name that differs only by case."""
+    if name in available:
+        return name
+    alike = [a for a in available if a.lower() == name.lower()]
+    return alike[0] if len(alike) == 1 else None
+
+
+def resolve(engine: sa.Engine, spec: SourceTable) -> tuple[sa.TableClause, dict[str, str | None]]:
+    """The table as it exists (its own spelling), and our column -> its column (None: an optional one absent)."""
+    schema = None if engine.dialect.name == "sqlite" else spec.schema
+    try:
+        inspector = sa.inspect(engine)
+        names = inspector.get_table_names(schema=schema) + inspector.get_view_names(schema=schema)
+        found = _find(spec.name, names)
+        if found is None:
+            raise SourceTableError(f"{spec.label} was not found (no table or view of that name, in any case, in "
+                                   f"schema {schema or '(default)'}); set {spec.setting} to where it is")
+        available = [c["name"] for c in inspector.get_columns(found, schema=schema)]
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
+                               "check the connection and the SELECT grant") from None
+    mapping = {ours: _find(theirs_, available) for ours, theirs_ in spec.columns.items()}
+    missing = [spec.columns[o] for o, c in mapping.items() if c is None and o not in spec.optional]
+    if missing:
+        raise SourceTableError(f"{spec.label} has no column(s) {', '.join(missing)}; set "
+                               f"{spec.setting.replace('_TABLE', '_COLUMNS')} to their names there")
+    table = sa.table(found, *[sa.column(c) for c in mapping.values() if c], schema=schema)
+    return table, mapping
+
+
+def _read(engine: sa.Engine, spec: SourceTable, wanted: list[str], where=None) -> pl.DataFrame:
+    table, mapping = resolve(engine, spec)
+    columns = [(table.c[mapping[o]] if mapping[o] else sa.null()).label(o) for o in wanted]
+    stmt = sa.select(*columns)
+    if where is not None:
+        stmt = stmt.where(where(table, mapping))
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(stmt).fetchall()
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
+                               "check the SELECT grant") from None
+    return pl.DataFrame([tuple(r) for r in rows], schema=wanted, orient="row", infer_schema_length=None)
+
+
+def read_account_info(engine: sa.Engine, spec: SourceTable = ACCOUNT_INFO) -> pl.DataFrame:
+    frame = _read(engine, spec, ["AccountInfoId", "NcesId", "DistrictName", "State", "County"])
+    return frame.with_columns(pl.col("AccountInfoId").cast(pl.Int64), *[
+        pl.col(c).cast(pl.Utf8) for c in ("NcesId", "DistrictName", "State", "County")])
+
+
+def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_ids: list[int],
+                            spec: SourceTable = CLASSLINK_USERS) -> pl.DataFrame:
+    """Student users of the district's tenant(s) only: the filter runs in the prod db (an index on the tenant
+    column makes it one seek), never a read of every tenant's users."""
+    def where(table, mapping):
+        tenant = table.c[mapping["TenantName"]].in_(tenant_names)
+        if tenant_ids and mapping["TenantId"]:
+            tenant = tenant | table.c[mapping["TenantId"]].in_(tenant_ids)
+        return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
+    frame = _read(engine, spec, ["UserId", "TenantName", "Email"], where)
+    return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns)

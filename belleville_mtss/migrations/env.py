@@ -1,0 +1,24 @@
+"""Alembic environment for our own tables in the EDU Data Warehouse (dm schema). Called by lib/migrations.py:
+online with a connection in `config.attributes["connection"]`, offline (`--sql`) with a dialect name."""
+from alembic import context
+
+from belleville_mtss.lib.migrations import VERSION_TABLE, version_schema
+from belleville_mtss.lib.warehouse import ours
+
+config = context.config
+
+
+def run() -> None:
+    if context.is_offline_mode():
+        dialect = config.attributes["dialect"]
+        context.configure(dialect_name=dialect, literal_binds=True, target_metadata=ours, version_table=VERSION_TABLE,
+                          version_table_schema=version_schema(dialect), transaction_per_migration=True)
+    else:
+        connection = config.attributes["connection"]
+        context.configure(connection=connection, target_metadata=ours, version_table=VERSION_TABLE,
+                          version_table_schema=version_schema(connection.dialect.name))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()
