@@ -1,0 +1,398 @@
+"""A guest in databases others own: migrations for our tables only, the least privilege the docs list, their tables
+read (never written) in their own case, only the drop's ClassLink tenant, and an audit that keeps history."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib import migrations
+from belleville_mtss.lib.sample import account_info_rows, generate_drop, load_databases, migrate_sample_warehouse
+from belleville_mtss.lib.warehouse import (
+    account_info, class_link_users, ingestion_files, make_engine, ours, read_table, student_roster,
+)
+from belleville_mtss.run import run_drop
+
+from .conftest import make_settings
+from .helpers import SMALL, errors, prepare_drop, set_column, warehouse_counts
+
+REPO = Path(__file__).resolve().parent.parent
+DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|GRANT|REVOKE)\b", re.I)
+
+
+def _head_equals_declarations(engine: sa.Engine) -> list:
+    """What autogenerate would change to make the database equal warehouse.py's declarations (nothing, we want)."""
+    sqlite = engine.dialect.name == "sqlite"
+    target = sa.MetaData()
+    for table in ours.sorted_tables:
+        table.to_metadata(target, schema=None if sqlite else table.schema)
+
+    def ours_only(obj, name, kind, reflected, compare_to):
+        return not (kind == "table" and name == migrations.VERSION_TABLE)
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "include_schemas": not sqlite, "include_object": ours_only,
+            "include_name": lambda name, kind, parent: kind != "schema" or name in ("dm", None)})
+        return compare_metadata(context, target)
+
+
+def _fresh(url: str) -> sa.Engine:
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
+    return engine
+
+
+@contextmanager
+def _statements(url: str):
+    """Every SQL statement sent to the database at `url` while the block runs."""
+    seen: list[str] = []
+    target = sa.engine.make_url(url)
+
+    def listen(conn, cursor, statement, parameters, context, executemany):
+        if conn.engine.url.database == target.database and conn.engine.url.drivername == target.drivername:
+            seen.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listen)
+
+
+# ---- migrations ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_from_empty_reach_head_and_equal_the_declared_tables(tmp_path, backend, request):
+    url = f"sqlite:///{tmp_path}/w.db" if backend == "sqlite" else request.getfixturevalue("pg_database")
+    engine = _fresh(url)
+    assert migrations.current(engine) is None
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head()
+    assert _head_equals_declarations(engine) == []
+    names = set(sa.inspect(engine).get_table_names(schema=None if backend == "sqlite" else "dm"))
+    assert names == {"StudentRoster", "AssessmentResults", "IngestionErrors", "IngestionFiles",
+                     migrations.VERSION_TABLE}  # theirs are never created by a migration
+    indexes = {i["name"] for t in ("AssessmentResults", "IngestionFiles", "IngestionErrors", "StudentRoster")
+               for i in sa.inspect(engine).get_indexes(t, schema=None if backend == "sqlite" else "dm")}
+    assert {"IX_AssessmentResults_Student", "IX_AssessmentResults_Drop", "IX_IngestionFiles_Sha256",
+            "IX_IngestionFiles_Drop", "IX_IngestionErrors_Drop", "IX_StudentRoster_Drop"} <= indexes
+    engine.dispose()
+
+
+def _earlier_revisions() -> list[str]:
+    script = ScriptDirectory.from_config(migrations._config())
+    return [r.revision for r in script.walk_revisions() if r.revision != migrations.head()]
+
+
+@pytest.mark.parametrize("start", _earlier_revisions())
+def test_migrations_from_each_earlier_revision_keep_the_data(pg_database, start):
+    engine = _fresh(pg_database)
+    migrations.upgrade(engine, start)
+    old_files = sa.table("IngestionFiles", *[sa.column(c) for c in (
+        "DropId", "FileName", "DistrictId", "Sha256", "SizeBytes", "DropVersion", "ReceivedAt", "Outcome")],
+        schema="dm")
+    import datetime as dt
+    when = dt.datetime(2026, 10, 1, 8, 30)
+    with engine.begin() as conn:
+        conn.execute(old_files.insert(), [
+            {"DropId": "belleville/2026-10-01", "FileName": name, "DistrictId": 107873, "Sha256": name * 4,
+             "SizeBytes": 10, "DropVersion": "v1", "ReceivedAt": when, "Outcome": "received"}
+            for name in ("SR.csv", "students.csv")])
+        conn.execute(student_roster.insert(), [{
+            "AccountInfoId": 107873, "StudentNumber": "210001", "StarTestCount": 2, "DropId": "belleville/2026-10-01",
+            "LoadedAt": when}])
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head()
+    files = read_table(engine, ingestion_files).sort("FileName")
+    assert files.select("DropId", "FileName", "Outcome", "OutcomeAt", "ReceivedAt").rows() == [
+        ("belleville/2026-10-01", "SR.csv", "received", when, when),
+        ("belleville/2026-10-01", "students.csv", "received", when, when)]
+    assert files["FileId"].null_count() == 0 and files["FileId"].n_unique() == 2
+    assert read_table(engine, student_roster)["StudentNumber"].to_list() == ["210001"]
+    assert _head_equals_declarations(engine) == []
+    engine.dispose()
+
+
+def test_sql_for_a_dba_compiles_for_sql_server_and_runs_on_postgresql(pg_database, tmp_path, capsys):
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "mssql"]) == 0
+    mssql = capsys.readouterr().out
+    for expected in ("CREATE TABLE dm.[StudentRoster]", "CREATE TABLE dm.[MtssSchemaVersion]", "IDENTITY",
+                     "CREATE INDEX [IX_AssessmentResults_Student] ON dm.[AssessmentResults]",
+                     "INSERT INTO dm.[MtssSchemaVersion]"):
+        assert expected in mssql, expected
+    for never in ("[AccountInfo]", "[ClassLinkUsers]", "dbo.", "CREATE SCHEMA", "DROP SCHEMA"):
+        assert never not in mssql, never  # theirs and the schemas are never ours to change
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "postgresql"]) == 0
+    script = tmp_path / "upgrade.sql"
+    script.write_text(capsys.readouterr().out)
+    engine = _fresh(pg_database)
+    url = sa.engine.make_url(pg_database)
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed")
+    done = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", "-q", "-h", url.host, "-p", str(url.port), "-U",
+                           url.username, "-d", url.database, "-f", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert migrations.current(engine) == migrations.head()
+    assert _head_equals_declarations(engine) == []
+    engine.dispose()
+
+
+def test_warehouse_current_and_upgrade_commands(pg_database, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", pg_database)
+    engine = _fresh(pg_database)
+    migrations.upgrade(engine, "0001")
+    assert main(["warehouse", "current"]) == 1
+    assert "schema revision 0001; this release needs" in capsys.readouterr().out
+    assert main(["warehouse", "upgrade"]) == 0
+    assert f"0001 -> {migrations.head()}" in capsys.readouterr().out
+    assert main(["warehouse", "current"]) == 0
+    assert "(up to date)" in capsys.readouterr().out
+    engine.dispose()
+
+
+def test_a_run_against_a_warehouse_behind_the_code_refuses_in_one_line(tmp_path, pg_database):
+    settings = make_settings(tmp_path / "home", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
+    prepare_drop(settings)
+    engine = make_engine(pg_database)
+    with engine.begin() as conn:  # as if a newer release were installed before the DBA applied its migration
+        conn.execute(sa.text(f'UPDATE dm."{migrations.VERSION_TABLE}" SET version_num = \'0001\''))
+    engine.dispose()
+    report = run_drop(settings)
+    assert not report.success
+    assert "run `belleville-mtss warehouse upgrade`" in report.verdict() and "\n" not in report.verdict()
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+
+
+def test_a_run_issues_no_ddl(tmp_path, pg_database):
+    settings = make_settings(tmp_path / "home", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
+    prepare_drop(settings)
+    with _statements(pg_database) as seen:
+        report = run_drop(settings)
+    assert report.success and report.checks_passed, report.render()
+    assert len(seen) > 10
+    assert [s for s in seen if DDL.match(s)] == []
+
+
+# ---- least privilege -------------------------------------------------------------------------------------------
+
+def _documented_postgresql_grants(database: str, role: str) -> list[str]:
+    text = (REPO / "docs" / "security.md").read_text()
+    block = text.split("<!-- grants:postgresql -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    sql = "\n".join(line.strip() for line in block.splitlines() if not line.strip().startswith("--"))
+    sql = sql.replace("edu_dw", f'"{database}"').replace("DATABASE prod", f'DATABASE "{database}"')
+    return [s.strip().replace("mtss_runtime", role) for s in sql.split(";") if s.strip()]
+
+
+def test_a_role_with_exactly_the_documented_grants_materializes_a_whole_drop(tmp_path, pg_database):
+    admin_url = sa.engine.make_url(pg_database)
+    prepare_drop(make_settings(tmp_path / "admin", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database))
+    role = f"mtss_rt_{uuid.uuid4().hex[:8]}"
+    grants = _documented_postgresql_grants(admin_url.database, role)
+    assert len(grants) == 8
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        for grant in grants:
+            conn.execute(sa.text(grant))
+    try:
+        runtime = admin_url.set(username=role).render_as_string(hide_password=False)
+        home = tmp_path / "admin"  # the same drop folder; the run's own home
+        settings = make_settings(home, MTSS_WAREHOUSE_URL=runtime, MTSS_PROD_DB_URL=runtime)
+        report = run_drop(settings)
+        assert report.success and report.checks_passed, report.render()
+        assert warehouse_counts(settings)["roster"] == SMALL.students
+        logged = errors(settings)
+        assert "unknown_student" in set(logged["Reason"])  # the error log is written by the runtime role
+        with admin.connect() as conn:  # and it could not have changed anything else
+            assert conn.execute(sa.text("select has_schema_privilege(:r, 'dm', 'CREATE')"), {"r": role}).scalar() is False
+            assert conn.execute(sa.text('select has_table_privilege(:r, \'dm."AccountInfo"\', \'INSERT\')'),
+                                {"r": role}).scalar() is False
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+
+
+# ---- theirs: read only, in their case, only the drop's tenant ----------------------------------------------
+
+def _their_counts(url: str) -> tuple[int, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = (conn.execute(sa.select(sa.func.count()).select_from(account_info)).scalar(),
+                  conn.execute(sa.select(sa.func.count()).select_from(class_link_users)).scalar())
+    engine.dispose()
+    return counts
+
+
+def test_demo_and_generate_load_refuse_a_database_that_is_not_the_embedded_default(tmp_path, pg_database,
+                                                                                   monkeypatch, capsys):
+    tables = generate_drop(tmp_path / "theirs-drop", SMALL)
+    load_databases(pg_database, pg_database, tables["classlink_users"])  # their tables, as their teams keep them
+    before = _their_counts(pg_database)
+    home = tmp_path / "home"
+    monkeypatch.setenv("MTSS_HOME", str(home))
+    cases = [{"MTSS_WAREHOUSE_URL": pg_database}, {"MTSS_PROD_DB_URL": pg_database},
+             {"MTSS_WAREHOUSE_URL": f"sqlite:///{tmp_path}/elsewhere.db"}]
+    for env in cases:
+        for var in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL"):
+            monkeypatch.delenv(var, raising=False)
+        for var, value in env.items():
+            monkeypatch.setenv(var, value)
+        for argv in (["demo", "--students", "50"], ["generate", "--students", "50", "--out", str(tmp_path / "g"),
+                                                    "--load"]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "nothing was changed" in err and next(iter(env)) in err, err
+            assert _their_counts(pg_database) == before
+    assert not (home / "drops").exists() and not (tmp_path / "elsewhere.db").exists()
+
+
+def test_lower_case_source_tables_made_by_a_dba_are_found(tmp_path, pg_database):
+    settings = make_settings(tmp_path / "home", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
+    tables = generate_drop(settings.drop_dir / "belleville" / SMALL.drop_name, SMALL)
+    engine = make_engine(pg_database)
+    with engine.begin() as conn:  # what a DBA's unquoted DDL makes: every name folded to lower case
+        conn.execute(sa.text("CREATE SCHEMA dm; CREATE SCHEMA dbo; "
+                             "CREATE TABLE dm.accountinfo (accountinfoid integer primary key, ncesid varchar(7), "
+                             "districtname varchar(200) not null, state varchar(2) not null, county varchar(100)); "
+                             "CREATE TABLE dbo.classlinkusers (userid varchar(64) primary key, tenantid integer, "
+                             "tenantname varchar(200), role varchar(32), email varchar(320))"))
+        lower_ai = sa.table("accountinfo", *[sa.column(c.lower()) for c in account_info.c.keys()], schema="dm")
+        conn.execute(lower_ai.insert(), [{k.lower(): v for k, v in r.items()} for r in account_info_rows()])
+        cl = tables["classlink_users"].select("UserId", "TenantId", "TenantName", "Role", "Email")
+        lower_cl = sa.table("classlinkusers", *[sa.column(c.lower()) for c in cl.columns], schema="dbo")
+        conn.execute(lower_cl.insert(), [{k.lower(): v for k, v in r.items()} for r in cl.to_dicts()])
+    migrate_sample_warehouse(engine)
+    engine.dispose()
+    report = run_drop(settings)
+    assert report.success and report.checks_passed, report.render()
+    assert warehouse_counts(settings)["roster"] == SMALL.students
+    names = set(sa.inspect(make_engine(pg_database)).get_table_names(schema="dm"))
+    assert "AccountInfo" not in names  # nothing was created beside the DBA's table
+
+
+def test_source_tables_under_other_names_are_read_as_configured(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    prepare_drop(settings)
+    engine = make_engine(settings.warehouse_url)
+    with engine.begin() as conn:  # the warehouse team calls its table Districts, with its own column names
+        conn.execute(sa.text('ALTER TABLE "AccountInfo" RENAME TO "Districts"'))
+        conn.execute(sa.text('ALTER TABLE "Districts" RENAME COLUMN "DistrictName" TO "Name"'))
+        conn.execute(sa.text('ALTER TABLE "Districts" RENAME COLUMN "AccountInfoId" TO "Id"'))
+    engine.dispose()
+    assert not run_drop(settings).success  # not found until configured
+    configured = make_settings(tmp_path / "home", MTSS_ACCOUNT_INFO_TABLE="dm.Districts",
+                               MTSS_ACCOUNT_INFO_COLUMNS="DistrictName=Name, AccountInfoId=Id")
+    report = run_drop(configured)
+    assert report.success and report.checks_passed, report.render()
+
+
+@pytest.mark.parametrize(("table", "url_attr", "variable"), [
+    (account_info, "warehouse_url", "MTSS_ACCOUNT_INFO_TABLE"),
+    (class_link_users, "prod_db_url", "MTSS_CLASSLINK_TABLE"),
+])
+def test_a_missing_source_table_is_a_clear_error_in_the_error_log(settings, table, url_attr, variable):
+    prepare_drop(settings)
+    engine = make_engine(getattr(settings, url_attr))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE "{table.name}"'))
+    engine.dispose()
+    report = run_drop(settings)
+    assert not report.success
+    verdict = report.verdict()
+    assert f"{table.schema}.{table.name} was not found" in verdict and variable in verdict
+    logged = errors(settings).filter(pl.col("Reason") == "source_table")
+    assert logged.height == 1 and logged["FileName"].item() == f"{table.schema}.{table.name}"
+    assert logged["DistrictId"].item() == 107873
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+
+
+def test_only_the_drops_tenant_is_read_from_the_prod_db(tmp_path, pg_database):
+    settings = make_settings(tmp_path / "home", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
+    prepare_drop(settings)
+    others = generate_drop(tmp_path / "other", replace(SMALL, seed=5, classlink_tenant="Nutley PD",
+                                                       classlink_tenant_id=7001, first_student_number=510001))
+    engine = make_engine(pg_database)
+    with engine.begin() as conn:  # a fourth tenant's users share the table
+        conn.execute(class_link_users.insert(), others["classlink_users"].filter(
+            pl.col("TenantName") == "Nutley PD").with_columns(pl.col("UserId") + "-n").to_dicts())
+        total = conn.execute(sa.select(sa.func.count()).select_from(class_link_users)).scalar()
+        tenant = conn.execute(sa.select(sa.func.count()).select_from(class_link_users).where(
+            (class_link_users.c.TenantName == "Belleville PD") & (class_link_users.c.Role == "student"))).scalar()
+    engine.dispose()
+    assert total > 2 * tenant
+    with _statements(pg_database) as seen:
+        report = run_drop(settings)
+    assert report.success
+    assert report.source_rows["classlink_users"] == tenant
+    read = [s for s in seen if '"ClassLinkUsers"' in s]
+    assert read and all("WHERE" in s and '"TenantName" IN' in s for s in read)
+
+
+# ---- the audit ---------------------------------------------------------------------------------------------
+
+def _audit(settings) -> pl.DataFrame:
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return read_table(engine, ingestion_files).sort("FileId")
+    finally:
+        engine.dispose()
+
+
+def test_the_audit_keeps_history_across_halted_corrected_duplicate_and_blocked_drops(settings, capsys, monkeypatch):
+    import os
+    import time
+    drop = prepare_drop(settings)
+    good_sm = (drop / "SM.csv").read_bytes()
+    (drop / "SM.csv").write_bytes(good_sm[:-300])  # cut short: halted, the rest loads
+    run_drop(settings)
+    first = _audit(settings)
+    assert dict(first.select("FileName", "Outcome").rows()) == {
+        "students.csv": "loaded", "SR.csv": "loaded", "SM.csv": "halted", "SEL.csv": "loaded"}
+    (drop / "SM.csv").write_bytes(good_sm)  # the corrected upload: a new version of the same drop
+    os.utime(drop / "SM.csv", (time.time() + 5, time.time() + 5))
+    run_drop(settings)
+    second = _audit(settings)
+    assert second.height == 8 and second.head(4).equals(first)  # the first run's rows and times are kept
+    assert second["DropVersion"].n_unique() == 2 and second["RunId"].n_unique() == 2
+    assert set(second.tail(4)["Outcome"]) == {"loaded"}
+    resend = settings.drop_dir / "belleville" / "resend"
+    shutil.copytree(drop, resend)  # the same bytes again, under another drop name
+    run_drop(settings, "belleville/resend")
+    third = _audit(settings).tail(4)
+    assert set(third["Outcome"]) == {"duplicate"} and set(third["DuplicateOf"]) == {"belleville/2026-11-01"}
+    foreign = settings.drop_dir / "belleville" / "foreign"
+    shutil.copytree(drop, foreign)
+    set_column(foreign / "SR.csv", "DistrictName", "Nutley Public Schools")
+    run_drop(settings, "belleville/foreign")
+    assert set(_audit(settings).tail(4)["Outcome"]) == {"blocked"}
+    assert (_audit(settings)["OutcomeAt"] >= _audit(settings)["ReceivedAt"]).all()
+
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    assert main(["status", "belleville/2026-11-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("version ") == 2 and "halted" in out and "loaded" in out
+    assert "ingest/truncated 1" in out and "validation/row_rejected" in out
+    assert main(["status", "belleville"]) == 0
+    out = capsys.readouterr().out
+    assert "belleville/resend" in out and "same bytes as belleville/2026-11-01" in out and "blocked" in out
+    students = pl.read_csv(drop / "students.csv", infer_schema=False)["STUDENTS.STUDENT_NUMBER"]
+    assert not any(n in out for n in students)
