@@ -1,6 +1,7 @@
 """The `belleville-mtss` command: the demo, and the tools for onboarding a district."""
 import argparse
 import csv
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _embedded_only(settings, "demo")
-    district = load_registry(settings.districts_dir)["belleville"]
+    district = load_registry(settings.districts_dirs)["belleville"]
     spec = SampleSpec(students=args.students)
     drop = settings.drop_dir / district.drop_folder / spec.drop_name
     print(f"MTSS_HOME {settings.home}")
@@ -34,7 +35,7 @@ def _demo(args: argparse.Namespace) -> int:
     report = run_drop(settings, f"belleville/{spec.drop_name}", log_level=args.log_level)
     print(report.render())
     print(report.verdict())
-    return 0 if report.success and report.checks_passed else 1
+    return report.exit_code
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -80,10 +81,16 @@ def _run(args: argparse.Namespace) -> int:
     except BadName as exc:
         _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
         raise CliError(f"refused: {exc}") from None
-    report = run_drop(settings, key, log_level=args.log_level)
+    tags = {}
+    if args.accept:
+        if not (args.reason or "").strip():
+            raise CliError("--accept needs --reason: why this drop version may load although the gate failed")
+        tags = {"mtss/accept": ",".join(args.accept), "mtss/accept_reason": args.reason.strip(),
+                "mtss/accepted_by": getpass.getuser()}
+    report = run_drop(settings, key, log_level=args.log_level, tags=tags)
     print(report.render())
     print(report.verdict())
-    return 0 if report.success and report.checks_passed else 1
+    return report.exit_code
 
 
 def _record_refusal(settings, key: str, reason: str, message: str) -> None:
@@ -93,7 +100,7 @@ def _record_refusal(settings, key: str, reason: str, message: str) -> None:
     from .lib.registry import RegistryError, load_registry
 
     try:
-        registry = load_registry(settings.districts_dir)
+        registry = load_registry(settings.districts_dirs)
     except RegistryError:
         registry = {}
     district_id, drop_id = drop_ids(key, registry)
@@ -263,7 +270,7 @@ def _check(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     try:
-        registry = load_registry(settings.districts_dir)
+        registry = load_registry(settings.districts_dirs)
     except RegistryError as exc:
         raise CliError(f"registry: {exc}") from None
     if args.district and args.district not in registry:
@@ -282,6 +289,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .lib.registry import GATES
+
     parser = argparse.ArgumentParser(prog="belleville-mtss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
@@ -299,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
     run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
+    run.add_argument("--accept", action="append", choices=sorted(GATES), metavar="GATE",
+                     help=f"load this drop version although GATE failed (one of {', '.join(sorted(GATES))}); "
+                          "recorded in dm.GateAcceptances with --reason")
+    run.add_argument("--reason", help="with --accept: why (kept in the audit; no student data)")
     run.set_defaults(func=_run)
 
     warehouse = sub.add_parser("warehouse", help="our tables' schema in the warehouse: migrations a DBA can review")

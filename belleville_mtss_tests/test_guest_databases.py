@@ -85,7 +85,7 @@ def test_migrations_from_empty_reach_head_and_equal_the_declared_tables(tmp_path
     assert migrations.current(engine) == migrations.head()
     assert _head_equals_declarations(engine) == []
     names = set(sa.inspect(engine).get_table_names(schema=None if backend == "sqlite" else "dm"))
-    assert names == {"StudentRoster", "AssessmentResults", "IngestionErrors", "IngestionFiles",
+    assert names == {"StudentRoster", "AssessmentResults", "IngestionErrors", "IngestionFiles", "GateAcceptances",
                      migrations.VERSION_TABLE}  # theirs are never created by a migration
     indexes = {i["name"] for t in ("AssessmentResults", "IngestionFiles", "IngestionErrors", "StudentRoster")
                for i in sa.inspect(engine).get_indexes(t, schema=None if backend == "sqlite" else "dm")}
@@ -103,16 +103,16 @@ def _earlier_revisions() -> list[str]:
 def test_migrations_from_each_earlier_revision_keep_the_data(pg_database, start):
     engine = _fresh(pg_database)
     migrations.upgrade(engine, start)
-    old_files = sa.table("IngestionFiles", *[sa.column(c) for c in (
-        "DropId", "FileName", "DistrictId", "Sha256", "SizeBytes", "DropVersion", "ReceivedAt", "Outcome")],
-        schema="dm")
     import datetime as dt
     when = dt.datetime(2026, 10, 1, 8, 30)
+    # the audit rows in the shape that revision gave them
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("IngestionFiles", schema="dm")}
+    files = sa.table("IngestionFiles", *[sa.column(c) for c in columns], schema="dm")
     with engine.begin() as conn:
-        conn.execute(old_files.insert(), [
-            {"DropId": "belleville/2026-10-01", "FileName": name, "DistrictId": 107873, "Sha256": name * 4,
-             "SizeBytes": 10, "DropVersion": "v1", "ReceivedAt": when, "Outcome": "received"}
-            for name in ("SR.csv", "students.csv")])
+        conn.execute(files.insert(), [{k: v for k, v in {
+            "DropId": "belleville/2026-10-01", "FileName": name, "DistrictId": 107873, "Sha256": name * 4,
+            "SizeBytes": 10, "DropVersion": "v1", "ReceivedAt": when, "Outcome": "received", "OutcomeAt": when,
+        }.items() if k in columns} for name in ("SR.csv", "students.csv")])
         conn.execute(student_roster.insert(), [{
             "AccountInfoId": 107873, "StudentNumber": "210001", "StarTestCount": 2, "DropId": "belleville/2026-10-01",
             "LoadedAt": when}])

@@ -243,7 +243,7 @@ def test_anything_but_a_regular_file_refuses_the_drop(world, capsys, monkeypatch
     code, out, _err = cli(capsys, "run", "belleville/linked")
     assert code == 1
     verdict = out.strip().splitlines()[-1]
-    assert verdict.startswith("FAILED: refused: drop belleville/linked:") and "not a regular file" in verdict
+    assert verdict.startswith("FAILED: belleville/linked: refused:") and "not a regular file" in verdict
     assert_one_refusal(settings, "not_a_regular_file")
     assert warehouse_counts(settings) == counts
     assert not (settings.staging_dir / "belleville" / "linked").exists()
@@ -308,7 +308,7 @@ def test_a_zip_with_an_unsafe_or_colliding_entry_is_refused_and_leaves_nothing(w
     counts = warehouse_counts(settings)
     before = snapshot(settings.home, outside)
     code, out, _err = cli(capsys, "run", "belleville/vendor")
-    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: refused: drop belleville/vendor:")
+    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: belleville/vendor: refused:")
     assert_one_refusal(settings, reason, "vendor.zip")
     assert warehouse_counts(settings) == counts
     assert not list((settings.staging_dir / "belleville").glob("*vendor*"))
@@ -381,7 +381,7 @@ def test_a_zip_whose_sizes_lie_is_refused_while_streaming(world, capsys, monkeyp
         assert zf.getinfo("filler.csv").file_size == 1000
     before = snapshot(settings.home, outside)
     code, out, _err = cli(capsys, "run", "belleville/liar")
-    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: refused: drop belleville/liar:")
+    assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED: belleville/liar: refused:")
     row = assert_one_refusal(settings, "bad_zip", "liar.zip")
     assert "liar.zip" in row["Message"]
     assert not list((settings.staging_dir / "belleville").glob("*liar*"))

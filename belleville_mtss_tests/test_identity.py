@@ -22,6 +22,7 @@ STAR_IDS = ["00123", "123", "124", "124", "999"]  # "123" lost its leading zeros
 
 def _frames():
     students = pl.DataFrame(STUDENTS, schema=["student_number", "email"], orient="row").with_columns(
+        pl.col("student_number").alias("student_link"),  # the default link: StudentIdentifier = STUDENT_NUMBER
         email_key(pl.col("email")).alias("email_key"),
         pl.lit("First").alias("first_name"), pl.lit("Last").alias("last_name"),
         pl.lit("5").alias("grade_level"), pl.lit("03").alias("school_id"),
@@ -32,7 +33,7 @@ def _frames():
     n = len(STAR_IDS)
     star = pl.DataFrame({
         "subject": ["SR", "SR", "SR", "SM", "SM"], "test_key": [f"t{i}" for i in range(n)],
-        "student_identifier": STAR_IDS, "district_name": ["Belleville Public Schools"] * n,
+        "student_link": STAR_IDS, "district_name": ["Belleville Public Schools"] * n,
         "school_name": ["School No. 3"] * n, "school_year": ["2026-2027"] * n,
         "completed_at": [dt.datetime(2026, 10, 1 + i) for i in range(n)], "grade": ["5"] * n,
         "scaled_score": [500 + i for i in range(n)], "percentile_rank": [50] * n, "unified_score": [900] * n,
@@ -43,9 +44,10 @@ def _frames():
 
 def test_links_by_email_and_student_number():
     students, classlink, star = _frames()
-    identity, stats = link_students(students, classlink, star)
+    identity = link_students(students, classlink, star)
+    stats = identity.stats
     got = {r["student_number"]: (r["classlink_user_id"], r["classlink_link"], r["star_test_count"])
-           for r in identity.iter_rows(named=True)}
+           for r in identity.frame.iter_rows(named=True)}
     assert got == {
         "00123": ("CL1", "linked", 1),
         "124": ("CL2", "linked", 2),
@@ -58,20 +60,25 @@ def test_links_by_email_and_student_number():
         "powerschool_students": 6, "linked": 2, "not_in_classlink": 1, "ambiguous_email": 3, "no_email": 0,
         "classlink_students_unmatched": 4, "match_rate": round(2 / 6, 4),
     }
-    assert stats["renaissance_student_identifier"] == {
-        "star_rows": 5, "linked_rows": 3, "unknown_student_rows": 2, "probable_leading_zero_rows": 1,
-        "students_with_tests": 2, "students_without_tests": 4, "match_rate": 0.6,
+    assert stats["renaissance_link"] == {
+        "star_rows": 5, "linked_rows": 3, "unknown_student_rows": 2, "ambiguous_link_rows": 0,
+        "probable_leading_zero_rows": 1, "students_with_tests": 2, "students_without_tests": 4, "match_rate": 0.6,
+    }
+    # per Star file: SR holds 00123, 123 (lost zeros), 124; SM holds 124 and 999 (nobody)
+    assert identity.by_subject == {
+        "SR": {"rows": 3, "linked": 2, "ambiguous_link": 0, "unknown_student": 1, "probable_leading_zeros": 1},
+        "SM": {"rows": 2, "linked": 1, "ambiguous_link": 0, "unknown_student": 1, "probable_leading_zeros": 0},
     }
 
 
 def test_roster_and_results_are_stamped_and_joined():
     students, classlink, star = _frames()
-    identity, _ = link_students(students, classlink, star)
+    identity = link_students(students, classlink, star).frame
     when = dt.datetime(2026, 11, 28)
     roster = build_roster(students, identity, 107873, "belleville/d1", when)
     assert roster.height == 6 and set(roster["AccountInfoId"]) == {107873}
     assert roster.filter(pl.col("StudentNumber") == "00123")["ClassLinkUserId"].item() == "CL1"
-    results, dupes = build_results(star, roster, 107873, "belleville/d1", when)
+    results, dupes = build_results(star, identity, 107873, "belleville/d1", when)
     assert dupes == 0
     assert sorted(zip(results["StudentNumber"], results["Subject"])) == [("00123", "SR"), ("124", "SM"), ("124", "SR")]
     assert set(results["AccountInfoId"]) == {107873}

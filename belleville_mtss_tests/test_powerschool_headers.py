@@ -20,8 +20,11 @@ def write(tmp_path: Path, text: str, name: str = "students.csv") -> Path:
     return path
 
 
+REQUIRED = ("student_number", "email")  # what the default links need
+
+
 def load(path: Path, fmt: PowerSchoolFormat):
-    mapped = map_columns(read_powerschool(path, fmt), fmt, path.name)
+    mapped, _headers = map_columns(read_powerschool(path, fmt), fmt, path.name, REQUIRED)
     return type_students(mapped)
 
 
@@ -109,7 +112,7 @@ def test_lower_case_raw_table_headers(tmp_path):
         "1,9001,000123,A@B.C,0,2015-01-02\n"
         "2,9002,000124,  c@d.e  ,-1,2016-03-04\n",
     )
-    mapped = map_columns(read_powerschool(path, fmt), fmt, path.name)
+    mapped, _headers = map_columns(read_powerschool(path, fmt), fmt, path.name, REQUIRED)
     assert mapped["enroll_status"].to_list() == ["0", "-1"]
     assert mapped["dob"].to_list() == ["2015-01-02", "2016-03-04"]
     typed, rejected = type_students(mapped)
@@ -125,7 +128,7 @@ def test_missing_mapped_header_is_refused_naming_it(tmp_path):
     })
     path = write(tmp_path, "STUDENTS.STUDENT_NUMBER,STUDENTS.GRADE_LEVEL\n000123,zz-secret-value\n")
     with pytest.raises(FileRejected) as info:
-        map_columns(read_powerschool(path, fmt), fmt, path.name)
+        map_columns(read_powerschool(path, fmt), fmt, path.name, REQUIRED)
     assert info.value.reason == "missing_columns"
     assert "U_STUDENTSUSERFIELDS.custom_student_email" in info.value.message
     assert "STUDENTS.GRADE_LEVEL" not in info.value.message  # only what is missing is named
@@ -208,7 +211,7 @@ def test_powerschool_import_template_lacks_an_email_column(reference_dir):
     assert raw.columns == ["Student_Number"]
     assert raw["Student_Number"].to_list() == ["X", "", "12345"]
     with pytest.raises(FileRejected) as info:
-        map_columns(raw, fmt, path.name)
+        map_columns(raw, fmt, path.name, REQUIRED)
     assert info.value.reason == "missing_columns"
     assert "Student_Email" in info.value.message
     assert "Student_Number" not in info.value.message
@@ -227,6 +230,6 @@ def test_mennotech_example_has_19_students_and_no_email_column(reference_dir):
     numbers = raw["Student_Number"].to_list()
     assert numbers[0] == "313202" and len(set(numbers)) == 19
     with pytest.raises(FileRejected) as info:
-        map_columns(raw, fmt, path.name)
+        map_columns(raw, fmt, path.name, REQUIRED)
     assert info.value.reason == "missing_columns"
-    assert info.value.message.endswith("missing column(s) Email named in the district registry")
+    assert info.value.message.endswith("missing required column(s) for email (Email), as the district registry maps them")

@@ -172,14 +172,14 @@ def test_star_binding_and_typing_never_crash_and_account_for_every_row(raw, subj
         bound = bind_columns(raw, "SR.csv")
     except FileRejected as exc:
         assert exc.reason == "missing_columns"
-        assert any(c not in raw.columns for c in REQUIRED)
+        assert any(STAR_COLUMNS[c] not in raw.columns for c in REQUIRED)
         return
-    assert all(c in raw.columns for c in REQUIRED)
+    assert all(STAR_COLUMNS[c] in raw.columns for c in REQUIRED)
     assert bound.columns == list(STAR_COLUMNS)
     typed, rejected = type_rows(bound, subject)
     assert typed.height + rejected.height == raw.height
     assert dict(typed.schema) == STAR_SCHEMA
-    assert typed["completed_at"].null_count() == 0 and typed["student_identifier"].null_count() == 0
+    assert typed["completed_at"].null_count() == 0 and typed["student_link"].null_count() == 0
     # a blank or NA score is a null, never a rejection; a typed score that is blank in the file is null
     blank = raw["ScaledScore"].str.strip_chars().str.to_uppercase().is_in(["", "NA"]).to_list()
     for row, reason in rejected.iter_rows():
@@ -196,7 +196,7 @@ def _star_bytes(raw: pl.DataFrame) -> bytes:
 @given(raw=star_frames(), source=st.sampled_from(["star_reading", "star_math", "star_early_literacy"]))
 def test_a_star_file_validates_or_is_halted_with_an_error_record(raw, source):
     src = ingest_file(source, Path("SR.csv"), DISTRICT, data=_star_bytes(raw))
-    _validates_or_halts(src, *validate_star(src))
+    _validates_or_halts(src, *validate_star(src, DISTRICT))
 
 
 @SLOW
@@ -204,7 +204,7 @@ def test_a_star_file_validates_or_is_halted_with_an_error_record(raw, source):
 def test_arbitrary_bytes_as_a_drop_file_validate_or_halt(data, source):
     src = ingest_file(source, Path("students.csv" if source == "powerschool_students" else "SR.csv"), DISTRICT,
                       data=data)
-    result = validate_powerschool(src, DISTRICT) if source == "powerschool_students" else validate_star(src)
+    result = validate_powerschool(src, DISTRICT) if source == "powerschool_students" else validate_star(src, DISTRICT)
     _validates_or_halts(src, *result)
 
 
@@ -221,8 +221,9 @@ def _validates_or_halts(src: SourceFile, validated: ValidatedFile, errors: list[
     assert "@" not in halted.message
 
 
-# PowerSchool header mapping: by name, case-insensitively, in any order, extra columns ignored.
-PS_COLUMNS = dict(DISTRICT.powerschool.columns)
+# PowerSchool header mapping: by name, case-insensitively, in any order, extra columns ignored; of each field's
+# accepted headers the first present wins; a missing required field refuses the file, a missing optional one is empty.
+PS_COLUMNS = {field: headers[0] for field, headers in DISTRICT.powerschool.columns.items()}
 
 
 @st.composite
@@ -246,16 +247,18 @@ def test_powerschool_columns_map_by_name_or_are_refused_naming_what_is_missing(s
     raw = pl.DataFrame({h: [f"{h.strip().lower()}#{i}" for i in range(n)] for h in headers},
                        schema={h: pl.String for h in headers})
     fmt = PowerSchoolFormat(columns=PS_COLUMNS)
-    missing = [PS_COLUMNS[c] for c in PS_COLUMNS if c not in ours]
+    missing = [PS_COLUMNS[c] for c in DISTRICT.required_fields if c not in ours]
     try:
-        mapped = map_columns(raw, fmt, "students.csv")
+        mapped, headers = map_columns(raw, fmt, "students.csv", DISTRICT.required_fields)
     except FileRejected as exc:
         assert missing and exc.reason == "missing_columns"
         assert all(m in exc.message for m in missing)
         return
     assert not missing
     for c, header in PS_COLUMNS.items():
-        assert mapped[c].to_list() == [f"{header.lower()}#{i}" for i in range(n)]
+        expected = [f"{header.lower()}#{i}" for i in range(n)] if c in ours else [None] * n
+        assert mapped[c].to_list() == expected
+        assert (headers[c] is None) == (c not in ours)
     assert not any(x in mapped.columns for x in ("STUDENTS.HOME_ROOM", "Unexpected", "STUDENTS.ID", "[39]name"))
 
 

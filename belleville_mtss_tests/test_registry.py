@@ -14,7 +14,9 @@ def test_packaged_registry_holds_belleville():
     assert (entry.nces_id, entry.account_info_id, entry.state, entry.county) == ("3401350", 107873, "NJ", "ESSEX")
     assert entry.source_names.renaissance == ["Belleville Public Schools"]
     assert entry.source_names.classlink == ["Belleville PD"]
-    assert entry.powerschool.columns["student_number"] == "STUDENTS.STUDENT_NUMBER"
+    assert entry.powerschool.columns["student_number"] == ("STUDENTS.STUDENT_NUMBER",)
+    # the mapping spec's STUDENTS.EMAIL first, the custom field as an alternative
+    assert entry.powerschool.columns["email"] == ("STUDENTS.EMAIL", "U_STUDENTSUSERFIELDS.custom_student_email")
     assert entry.student_link.renaissance == "StudentIdentifier"
     assert str(entry.verification.ferpa_review_on) == "2026-11-20"
 
@@ -23,7 +25,8 @@ def test_packaged_registry_holds_belleville():
     (lambda t: t.replace("account_info_id: 107873\n", ""), "account_info_id"),
     (lambda t: t.replace('nces_id: "3401350"', 'nces_id: "34013"'), "nces_id"),
     (lambda t: t.replace("state: NJ", "state: New Jersey"), "state"),
-    (lambda t: t.replace("    email: U_STUDENTSUSERFIELDS.custom_student_email\n", ""), "powerschool.columns"),
+    (lambda t: t.replace("    email: [STUDENTS.EMAIL, U_STUDENTSUSERFIELDS.custom_student_email]\n", ""),
+     "powerschool.columns"),
     (lambda t: t.replace("  ferpa_review_on: 2026-11-20", "  ferpa_review_on: someday"), "verification.ferpa_review_on"),
     (lambda t: t.replace("  verified_by:", "  verified_by_whom:"), "verification.verified_by"),
     (lambda t: t.replace("  classlink: [\"Belleville PD\"]", "  classlink: []"), "source_names.classlink"),
@@ -38,10 +41,12 @@ def test_malformed_entry_is_refused_naming_the_field(tmp_path: Path, edit, field
     assert field in str(err.value) and "belleville.yaml" in str(err.value)
 
 
-def test_invalid_yaml_and_empty_registry_are_refused(tmp_path: Path):
+def test_invalid_yaml_is_set_aside_and_an_empty_registry_is_refused(tmp_path: Path):
     (tmp_path / "bad.yaml").write_text("district: [unclosed\n")
+    registry = load_registry(tmp_path)
+    assert dict(registry) == {} and registry.problems["bad"].message.startswith("bad.yaml: not valid YAML")
     with pytest.raises(RegistryError, match="bad.yaml: not valid YAML"):
-        load_registry(tmp_path)
+        registry.entry("bad")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(RegistryError, match="no district entries"):

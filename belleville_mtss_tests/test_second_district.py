@@ -29,7 +29,7 @@ def _rows_by_district(settings) -> dict:
 def test_onboarding_steps_resolve_and_check_the_new_entry(tmp_path, monkeypatch, capsys):
     settings, _ = _setup(tmp_path)
     monkeypatch.setenv("MTSS_HOME", str(settings.home))
-    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(settings.districts_dir))
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(settings.districts_dirs[0]))
     for name in ("Riverton Unified Schools", "Riverton USD", "RIVERTON UNIFIED SCHOOL DISTRICT"):
         assert main(["districts", "suggest", name, "--state", "OR"]) == 0
         assert "AccountInfoId 555001" in capsys.readouterr().out.splitlines()[1]

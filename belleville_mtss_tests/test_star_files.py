@@ -82,7 +82,7 @@ def test_real_star_file(name, reference_dir, district):
     source = source_for(name)
     src = ingest_file(source, path, district)
     assert src.halted is None, src.halted
-    validated, errors = validate_star(src)
+    validated, errors = validate_star(src, district)
 
     if any(kind in name for kind in OTHER_KINDS):
         assert validated.frame is None
@@ -103,10 +103,10 @@ def test_real_star_file(name, reference_dir, district):
 
     sid, dist = column(header, STUDENT_ID), column(header, DISTRICT)
     scaled, activity = column(header, SCALED), column(header, ACTIVITY)
-    for row in frame.select("source_row", "student_identifier", "district_name", "scaled_score",
+    for row in frame.select("source_row", "student_link", "district_name", "scaled_score",
                             "test_key", "completed_at", "school_year").iter_rows(named=True):
         record = records[row["source_row"] - 2]
-        assert row["student_identifier"] == record[sid]  # text, exactly as in the file
+        assert row["student_link"] == record[sid]  # text, exactly as in the file
         assert row["district_name"] == record[dist] and row["district_name"]
         raw_score = record[scaled].strip()
         assert row["scaled_score"] == (int(float(raw_score)) if raw_score not in ("", "NA") else None)
@@ -130,10 +130,10 @@ def test_historical_enterprise_school_year_and_dates(reference_dir, district):
     plain = star / ("powerschool_etl__RenNext_Historical_80col_plain_MDY__Historical_Star_Math_Enterprise_EOY23_"
                     "(English)_20230606_SM_V2_SCRUB.csv")
     quoted = star / "powerschool_etl__RenNext_Historical_80col_quoted__2023_2024_SRS.csv"
-    a, _ = validate_star(ingest_file("star_math", plain, district))
-    b, _ = validate_star(ingest_file("star_reading", quoted, district))
-    rows_a = {r["student_identifier"]: r for r in a.frame.iter_rows(named=True)}
-    rows_b = {r["student_identifier"]: r for r in b.frame.iter_rows(named=True)}
+    a, _ = validate_star(ingest_file("star_math", plain, district), district)
+    b, _ = validate_star(ingest_file("star_reading", quoted, district), district)
+    rows_a = {r["student_link"]: r for r in a.frame.iter_rows(named=True)}
+    rows_b = {r["student_link"]: r for r in b.frame.iter_rows(named=True)}
     # "2022-2023 School Year" and "2023 - 2024" both become YYYY-YYYY.
     assert rows_a["10001"]["school_year"] == "2022-2023"
     assert rows_b["13999"]["school_year"] == "2023-2024"
@@ -160,9 +160,9 @@ def test_historical_enterprise_school_year_and_dates(reference_dir, district):
     ],
 )
 def test_excel_mangled_dates_parse_to_the_right_datetime(name, source, expected, reference_dir, district):
-    validated, _ = validate_star(ingest_file(source, reference_dir / "star" / name, district))
+    validated, _ = validate_star(ingest_file(source, reference_dir / "star" / name, district), district)
     assert validated.rejected == {}
-    got = dict(validated.frame.select("student_identifier", "completed_at").iter_rows())
+    got = dict(validated.frame.select("student_link", "completed_at").iter_rows())
     assert got == expected
 
 
@@ -206,12 +206,12 @@ def _rewrite_first_row(reference_dir: Path, tmp_path: Path, column_name: str, va
 
 def test_unreadable_completed_date_is_a_counted_row_rejection(reference_dir, district, tmp_path):
     path, (header, _, second) = _rewrite_first_row(reference_dir, tmp_path, "CompletedDate", "00:00.0")
-    validated, errors = validate_star(ingest_file("star_reading", path, district))
+    validated, errors = validate_star(ingest_file("star_reading", path, district), district)
     assert validated.halted is None
     assert validated.rejected == {"unreadable or ambiguous CompletedDate": 1}
     assert validated.frame.height == 1
     assert validated.frame["source_row"].to_list() == [3]
-    assert validated.frame["student_identifier"].to_list() == [second[header.index("StudentIdentifier")]]
+    assert validated.frame["student_link"].to_list() == [second[header.index("StudentIdentifier")]]
     assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 1)]
     assert "unreadable or ambiguous CompletedDate" in errors[0].message
     assert "00:00.0" not in errors[0].message
@@ -219,6 +219,6 @@ def test_unreadable_completed_date_is_a_counted_row_rejection(reference_dir, dis
 
 def test_student_identifier_keeps_leading_zeros(reference_dir, district, tmp_path):
     path, _ = _rewrite_first_row(reference_dir, tmp_path, "StudentIdentifier", "000123")
-    validated, _ = validate_star(ingest_file("star_reading", path, district))
+    validated, _ = validate_star(ingest_file("star_reading", path, district), district)
     assert validated.rejected == {}
-    assert validated.frame.filter(pl.col("source_row") == 2)["student_identifier"].to_list() == ["000123"]
+    assert validated.frame.filter(pl.col("source_row") == 2)["student_link"].to_list() == ["000123"]

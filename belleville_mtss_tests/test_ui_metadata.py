@@ -22,7 +22,7 @@ def test_every_asset_and_check_is_described(settings):
         assert spec.owners == ["team:data-integration"], key
         assert spec.description and "\n" not in spec.description.strip(), key
     checks = [c for a in graph.assets_defs for c in a.check_specs]
-    assert len(checks) == 3 and all(c.description for c in checks)
+    assert len(checks) == 7 and all(c.description for c in checks)  # 3 district checks and 4 gates
 
 
 def test_materializations_carry_schema_lineage_and_plottable_figures(settings):

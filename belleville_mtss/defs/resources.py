@@ -11,7 +11,7 @@ from ..lib import migrations
 from ..lib.config import Settings
 from ..lib.drops import DropSource, Limits, LocalDropSource
 from ..lib.errors import ErrorRecord, drop_ids, record_errors
-from ..lib.registry import District, load_registry
+from ..lib.registry import District, Registry, RegistryError, load_registry, registry_folders
 from ..lib.sftp import SftpConfig, SftpDropSource
 from ..lib.theirs import ACCOUNT_INFO, CLASSLINK_USERS, configured, read_account_info, \
     read_classlink_students
@@ -65,7 +65,7 @@ class MtssResource(dg.ConfigurableResource):
             staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key),
             staging_retention_days=settings.staging_retention_days,
             ferpa_review_max_days=settings.ferpa_review_max_days,
-            drop_dir=str(settings.drop_dir), districts_dir=str(settings.districts_dir),
+            drop_dir=str(settings.drop_dir), districts_dir=os.pathsep.join(map(str, settings.districts_dirs)),
             staging_dir=str(settings.staging_dir), storage_dir=str(settings.storage_dir), sftp_host=settings.sftp_host or "",
             sftp_port=settings.sftp_port, sftp_user=settings.sftp_user, sftp_key_path=settings.sftp_key_path,
             sftp_known_hosts=settings.sftp_known_hosts, sftp_root=settings.sftp_root,
@@ -76,14 +76,21 @@ class MtssResource(dg.ConfigurableResource):
             classlink_table=settings.classlink_table.label, classlink_columns=settings.classlink_table.column_setting,
         )
 
-    def registry(self) -> dict[str, District]:
-        return load_registry(Path(self.districts_dir))
+    def registry(self) -> Registry:
+        return load_registry(registry_folders(self.districts_dir))
 
-    def district_entry(self, district: str) -> District:
+    def district_entry(self, district: str, context=None) -> District:
+        """The district's registry entry. A broken or missing entry fails the step; with `context` (the drop's first
+        step) its problem is recorded: a malformed entry stops only its own district's drops."""
         registry = self.registry()
-        if district not in registry:
-            raise dg.Failure(f"district '{district}' is not in the registry ({', '.join(sorted(registry))})")
-        return registry[district]
+        try:
+            return registry.entry(district)
+        except RegistryError as exc:
+            if context is not None:
+                problem = registry.problems.get(district)
+                self.record(context, context.partition_key, [ErrorRecord(
+                    "registry", "registry_entry", str(exc), problem.file if problem else None)])
+            raise dg.Failure(f"refused: {exc}") from None
 
     def drop_key(self, context, key: str, record: bool = False) -> DropKey:
         """The canonical key of a partition. A key that is not one (a partition added by hand in the UI) fails the

@@ -20,12 +20,21 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
     cursor = json.loads(context.cursor) if context.cursor else {}
     source = mtss.drop_source()
     found, refusals = [], []
+    registry = mtss.registry()
+    # A broken entry stops only its own district: it is logged (once per message), and its drops, where its
+    # file still names their folder, run and fail at their first step with the entry's problem.
+    folders = {e.district: e.drop_folder for e in registry.values()}
+    for problem in registry.problems.values():
+        refusals.append((f"{problem.district}/", problem.message,
+                         ErrorRecord("registry", "registry_entry", problem.message, problem.file)))
+        if problem.drop_folder:
+            folders[problem.district] = problem.drop_folder
     try:
-        for entry in mtss.registry().values():
+        for district, folder in folders.items():
             try:
-                found += source.list_drops(entry.district, entry.drop_folder)
+                found += source.list_drops(district, folder)
             except DropRefused as exc:
-                refusals.append((f"{entry.district}/", "-", ErrorRecord("receive", exc.reason, exc.message)))
+                refusals.append((f"{district}/", exc.message, ErrorRecord("receive", exc.reason, exc.message)))
     except SftpTransient as exc:
         # The server is down or the network hiccupped: try again at the next tick. Authentication and
         # host-key failures (SftpFatal) are not caught: they fail the tick, so a rotated credential shows.
@@ -34,11 +43,12 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
     refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
                  for d in found if d.bad_name]
     logged = cursor.get("refused", {})
+    seen = {f"{escape(where)}|{record.reason}": version for where, version, record in refusals}
     for where, version, record in refusals:
-        if logged.get(escape(where)) != version:
+        if logged.get(f"{escape(where)}|{record.reason}") != version:
             mtss.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
-    next_cursor["refused"] = {escape(where): version for where, version, _r in refusals}
+    next_cursor["refused"] = seen
     if not ready:
         pending = len(next_cursor["pending"])
         return dg.SensorResult(skip_reason=f"no complete new drop on {source.describe()}"

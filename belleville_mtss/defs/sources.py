@@ -30,13 +30,13 @@ FILE_SOURCES = {
 def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[ReceivedDrop]:
     drop = mtss.drop_key(context, context.partition_key, record=True)
     key = str(drop)
-    entry = mtss.district_entry(drop.district)
+    entry = mtss.district_entry(drop.district, context)
     try:
         received = receive_or_replay(mtss.drop_source(), drop.district, entry.drop_folder, drop.drop,
                                      mtss.staging(drop), mtss.vault_key(), mtss.limits(), transient=(SftpTransient,))
     except DropRefused as exc:
         mtss.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
-        raise dg.Failure(f"refused: drop {key}: {exc.message}") from None
+        raise dg.Failure(f"refused: {exc.message}") from None
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
     earlier = record_received(mtss.warehouse(), key, entry.account_info_id, received.version, list(received.files),

@@ -19,13 +19,19 @@ def _finish(context, mtss: MtssResource, validated: ValidatedFile, errors: list)
 
 def _metadata(v: ValidatedFile) -> dict:
     columns = {"powerschool_students": POWERSCHOOL_FRAME, "classlink_users": CLASSLINK_FRAME}.get(v.source, STAR_FRAME)
-    return {
+    meta = {
         **table(v.rows, columns),
         "file": v.file_name or "",
         "rows_rejected": sum(v.rejected.values()),
         "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
         "halted": v.halted.message if v.halted else "",
     }
+    if v.headers:  # which of the registry's accepted headers each field was read from
+        meta["headers_matched"] = dg.MetadataValue.md("| field | header read |\n|---|---|\n" + "\n".join(
+            f"| {field} | {header or '(absent: optional, read as empty)'} |" for field, header in v.headers.items()))
+    if v.warnings:
+        meta["warnings"] = "; ".join(v.warnings)
+    return meta
 
 
 def _star_validated(source: str) -> dg.AssetsDefinition:
@@ -35,7 +41,7 @@ def _star_validated(source: str) -> dg.AssetsDefinition:
         description=f"{source}: columns bound by header name, dates and scores typed, bad rows rejected",
     )
     def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, src: SourceFile) -> dg.Output[ValidatedFile]:
-        return _finish(context, mtss, *validate_star(src))
+        return _finish(context, mtss, *validate_star(src, mtss.for_drop(context.partition_key)))
 
     return _asset
 

@@ -50,7 +50,8 @@ def dm_assessment_results(context: dg.AssetExecutionContext, mtss: MtssResource,
     with _load(mtss, "dm.AssessmentResults") as engine:
         written = replace_results(engine, mtss.for_drop(context.partition_key).account_info_id, assessment_results)
     mtss.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
-    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage()), "rows_written": written})
+    lineage = results_lineage(mtss.for_drop(context.partition_key))
+    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, lineage), "rows_written": written})
 
 
 warehouse_assets = [dm_student_roster, dm_assessment_results]

@@ -12,7 +12,7 @@ Column = tuple[str, str, str]  # name, type, description
 STAR_FRAME: list[Column] = [
     ("subject", "string", "SR (reading), SM (math) or SEL (early literacy)"),
     ("test_key", "string", "AssessmentID; for a test without one, subject:student:completion time"),
-    ("student_identifier", "string", "Renaissance StudentIdentifier, as text (leading zeros kept)"),
+    ("student_link", "string", "The Renaissance column the registry links by (StudentIdentifier by default), as text"),
     ("district_name", "string", "Renaissance DistrictName, as the vendor spells it"),
     ("school_name", "string", "Renaissance SchoolName"),
     ("school_year", "string", "School year, YYYY-YYYY"),
@@ -27,6 +27,7 @@ STAR_FRAME: list[Column] = [
 ]
 POWERSCHOOL_FRAME: list[Column] = [
     ("student_number", "string", "PowerSchool STUDENT_NUMBER, as text"),
+    ("student_link", "string", "The PowerSchool field the Renaissance identifier carries (the registry's link)"),
     ("email", "string", "Student email as typed in PowerSchool"),
     ("email_key", "string", "Email trimmed and lower-cased: the ClassLink join key"),
     ("first_name", "string", "First name"),
@@ -54,9 +55,10 @@ CROSSWALK_FRAME: list[Column] = [
 ]
 IDENTITY_FRAME: list[Column] = [
     ("student_number", "string", "PowerSchool STUDENT_NUMBER"),
+    ("student_link", "string", "The value Star rows link by (the registry's PowerSchool link field)"),
     ("classlink_user_id", "string", "Linked ClassLink user (email match), when exactly one"),
     ("classlink_link", "string", "linked, not_in_classlink, ambiguous or no_email"),
-    ("star_test_count", "int", "Star tests whose StudentIdentifier equals the student number"),
+    ("star_test_count", "int", "Star tests whose link identifier equals the student's (none when two share it)"),
 ]
 ROSTER_TABLE: list[Column] = [
     ("AccountInfoId", "int", "The district's dm.AccountInfo id (from the verified registry entry)"),
@@ -92,30 +94,41 @@ STAR_ASSETS = ("star_reading", "star_math", "star_early_literacy")
 
 
 
+def _header(district: District, field: str) -> str:
+    """The district's header for one of our PowerSchool fields (its first accepted one)."""
+    return district.powerschool.columns[field][0]
+
+
+def _links(district: District) -> list[tuple[str, str]]:
+    """The columns a Star row is tied to its student by: the registry's Renaissance column and PowerSchool field."""
+    return [(a, district.student_link.renaissance) for a in STAR_ASSETS] + [
+        ("powerschool_students", _header(district, district.student_link.powerschool))]
+
+
 def roster_lineage(district: District) -> dict[str, list[tuple[str, str]]]:
     """Warehouse roster column -> (source asset, source column) it came from."""
     ps = district.powerschool.columns
     lineage = {
-        "StudentNumber": [("powerschool_students", ps["student_number"])],
-        "Email": [("powerschool_students", ps["email"])],
+        "StudentNumber": [("powerschool_students", _header(district, "student_number"))],
         "ClassLinkUserId": [("classlink_users", "UserId"), ("classlink_users", "Email"),
-                            ("powerschool_students", ps["email"])],
-        "StarTestCount": [(a, "StudentIdentifier") for a in STAR_ASSETS],
+                            ("powerschool_students", _header(district, "email"))],
+        "StarTestCount": _links(district),
         "AccountInfoId": [("account_info", "AccountInfoId")],
     }
     for ours, col in (("FirstName", "first_name"), ("LastName", "last_name"), ("GradeLevel", "grade_level"),
-                      ("SchoolId", "school_id")):
+                      ("SchoolId", "school_id"), ("Email", "email")):
         if col in ps:
-            lineage[ours] = [("powerschool_students", ps[col])]
+            lineage[ours] = [("powerschool_students", _header(district, col))]
     return lineage
 
 
-def results_lineage() -> dict[str, list[tuple[str, str]]]:
+def results_lineage(district: District) -> dict[str, list[tuple[str, str]]]:
     star = {"TestKey": "assessment_id", "SchoolYear": "school_year", "CompletedAt": "completed_date",
             "Grade": "grade", "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
             "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
             "ScreeningWindow": "screening_window"}
     lineage = {ours: [(a, STAR_COLUMNS[col]) for a in STAR_ASSETS] for ours, col in star.items()}
-    lineage["StudentNumber"] = [(a, "StudentIdentifier") for a in STAR_ASSETS]
+    lineage["StudentNumber"] = list(dict.fromkeys([("powerschool_students", _header(district, "student_number")),
+                                                   *_links(district)]))
     lineage["AccountInfoId"] = [("account_info", "AccountInfoId")]
     return lineage

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .drops import Limits
+from .registry import registry_folders
 from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
@@ -21,7 +22,7 @@ class Settings:
     warehouse_url: str
     prod_db_url: str
     drop_dir: Path
-    districts_dir: Path
+    districts_dirs: tuple[Path, ...]
     sftp_host: str | None
     sftp_port: int = 22
     sftp_user: str = ""
@@ -61,7 +62,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         warehouse_url=env.get("MTSS_WAREHOUSE_URL") or _sqlite_url(home / "warehouse.db"),
         prod_db_url=env.get("MTSS_PROD_DB_URL") or _sqlite_url(home / "prod.db"),
         drop_dir=Path(env.get("MTSS_DROP_DIR") or home / "drops").resolve(),
-        districts_dir=Path(env.get("MTSS_DISTRICTS_DIR") or PACKAGED_DISTRICTS_DIR).resolve(),
+        districts_dirs=registry_folders(env.get("MTSS_DISTRICTS_DIR")),
         sftp_host=env.get("MTSS_SFTP_HOST") or None,
         sftp_port=_number(env, "MTSS_SFTP_PORT", 22, int),
         sftp_user=env.get("MTSS_SFTP_USER") or "",

@@ -3,6 +3,7 @@ within the registry's state (and county), and whether that is the district the r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass
 
 import polars as pl
@@ -16,13 +17,23 @@ class CrosswalkEntry:
     source: str
     file_name: str | None
     name_seen: str | None
-    method: str  # exact, fuzzy, none, drop (no district column: the drop says), halted (file refused earlier)
+    method: str  # registry, exact, fuzzy, typo, none, drop (no district column: the drop says), halted
     decision: str  # resolved, ambiguous, unmatched, bundled, halted
     candidate: str | None
     candidate_account_info_id: int | None
     score: float | None
     margin: float | None
     verified: bool
+    suggest_listing: bool = False  # verified by score, not listed in the registry: worth adding to source_names
+
+
+def plain(name: str) -> str:
+    """A name with case, spacing and punctuation aside: how a registry listing is compared."""
+    return re.sub(r"[^0-9a-z]+", "", name.casefold())
+
+
+# Placeholders a vendor writes when it has no district: they never verify by score, only by a registry listing.
+NEVER_BY_SCORE = {"", "defaultdistrict", "district", "unknown", "none", "na", "null", "test", "testdistrict"}
 
 
 def account_reference(account_info: pl.DataFrame) -> Reference:
@@ -37,11 +48,21 @@ def account_reference(account_info: pl.DataFrame) -> Reference:
     )
 
 
-def resolve_names(
-    district: District, reference: Reference, source: str, file_name: str | None, names: list[str]
-) -> list[CrosswalkEntry]:
+def resolve_names(district: District, reference: Reference, source: str, file_name: str | None, names: list[str],
+                  listed: list[str]) -> list[CrosswalkEntry]:
+    """Each name the file carries. The registry is the authority: a name `listed` for this source (case, spacing
+    and punctuation aside) verifies the file whatever its score; another name verifies only by resolving, within
+    the district's state, to the registry's AccountInfoId (and is then worth listing); a placeholder never does."""
+    known = {plain(n) for n in listed}
     entries = []
     for name in names:
+        if plain(name) in known:
+            entries.append(CrosswalkEntry(source, file_name, name, "registry", "resolved", district.display_name,
+                                          district.account_info_id, None, None, True))
+            continue
+        if plain(name) in NEVER_BY_SCORE:
+            entries.append(CrosswalkEntry(source, file_name, name, "none", "unmatched", None, None, None, None, False))
+            continue
         res = reference.resolve(name, state=district.state, county=district.county)
         best = res.best
         verified = res.decision == "resolved" and best is not None and best.account_info_id == district.account_info_id
@@ -50,7 +71,7 @@ def resolve_names(
                 source=source, file_name=file_name, name_seen=name, method=res.method, decision=res.decision,
                 candidate=best.name if best else None,
                 candidate_account_info_id=best.account_info_id if best else None,
-                score=best.score if best else None, margin=res.margin, verified=verified,
+                score=best.score if best else None, margin=res.margin, verified=verified, suggest_listing=verified,
             )
         )
     return entries
@@ -68,7 +89,7 @@ def to_frame(entries: list[CrosswalkEntry]) -> pl.DataFrame:
     schema = {
         "source": pl.Utf8, "file_name": pl.Utf8, "name_seen": pl.Utf8, "method": pl.Utf8, "decision": pl.Utf8,
         "candidate": pl.Utf8, "candidate_account_info_id": pl.Int64, "score": pl.Float64, "margin": pl.Float64,
-        "verified": pl.Boolean,
+        "verified": pl.Boolean, "suggest_listing": pl.Boolean,
     }
     return pl.DataFrame([asdict(e) for e in entries], schema=schema)
 
@@ -88,13 +109,15 @@ def account_info_problems(district: District, account_info: pl.DataFrame) -> lis
 
 
 def check_entry(district: District, account_info: pl.DataFrame) -> list[str]:
-    """Everything that does not hold about a registry entry against dm.AccountInfo (empty: all holds)."""
+    """Everything that does not hold about a registry entry against dm.AccountInfo (empty: all holds): its
+    AccountInfoId, NcesId and state, and each listed name resolved by score alone (a listed name verifies drops
+    whatever its score; this says whether the listing agrees with the warehouse)."""
     problems = account_info_problems(district, account_info)
     reference = account_reference(account_info)
     names = district.source_names
     for source, listed in (("account_info", names.account_info), ("renaissance", names.renaissance),
                            ("classlink", names.classlink)):
-        for entry in resolve_names(district, reference, source, None, listed):
+        for entry in resolve_names(district, reference, source, None, listed, []):
             if not entry.verified:
                 problems.append(
                     f"{source} name '{entry.name_seen}' is {entry.decision}: best candidate {entry.candidate!s} "
@@ -121,15 +144,16 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, powerschool,
     reference = account_reference(account_info)
     entries = [bundled(powerschool.source, powerschool.file_name) if powerschool.usable
                else halted(powerschool.source, powerschool.file_name)]
+    listed = district.source_names
     for v in stars:
         if not v.usable:
             entries.append(halted(v.source, v.file_name))
             continue
         names = sorted(v.frame["district_name"].unique().to_list())
-        entries += resolve_names(district, reference, v.source, v.file_name, names)
+        entries += resolve_names(district, reference, v.source, v.file_name, names, listed.renaissance)
     if classlink.usable:
         tenants = sorted(classlink.frame["tenant_name"].unique().to_list())
-        entries += resolve_names(district, reference, classlink.source, classlink.file_name, tenants)
+        entries += resolve_names(district, reference, classlink.source, classlink.file_name, tenants, listed.classlink)
     else:
         entries.append(halted(classlink.source, classlink.file_name))
     return to_frame(entries)

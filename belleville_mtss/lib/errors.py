@@ -43,7 +43,7 @@ def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
         district, drop_id = parsed.district, str(parsed)
     except BadName:
         district, drop_id = str(key).partition("/")[0].lower(), escape(str(key), limit=150)
-    entry = registry.get(district)
+    entry = registry.get(district) or getattr(registry, "problems", {}).get(district)
     return (entry.account_info_id if entry else None), drop_id
 
 

@@ -1,61 +1,89 @@
 """Linking a student across systems, and building the roster and assessment results from the links.
 
-ClassLink email = PowerSchool email (case- and whitespace-insensitive); PowerSchool student number =
-Renaissance StudentIdentifier (text, leading zeros kept). An email shared by two students links neither;
-an identifier that matches only once its leading zeros are stripped is reported, never joined.
+ClassLink email = PowerSchool email (case- and whitespace-insensitive); a Renaissance identifier = a PowerSchool
+field, both the registry's (`student_link`: by default StudentIdentifier = STUDENT_NUMBER), compared as text with
+leading zeros kept. An email shared by two students links neither; so does a link value two students share; an
+identifier that matches only once its leading zeros are stripped is reported, never joined.
 """
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 import polars as pl
 
+from .errors import ErrorRecord
 from .warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
+
+LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
+SUBJECT_ORDER = ("SR", "SM", "SEL")
 
 
 def _ratio(n: int, d: int) -> float:
     return round(n / d, 4) if d else 0.0
 
 
-LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
+@dataclass
+class IdentityMap:
+    """One row per PowerSchool student (in the students' order): its ClassLink user, link state and Star tests;
+    with the counts of every link, in total and per Star file (subject)."""
+    frame: pl.DataFrame
+    stats: dict[str, dict[str, float | int]]
+    by_subject: dict[str, dict[str, int]] = field(default_factory=dict)  # subject -> rows, linked, unknown, ...
 
 
-def link_students(
-    students: pl.DataFrame, classlink: pl.DataFrame, star: pl.DataFrame
-) -> tuple[pl.DataFrame, dict[str, dict[str, float | int]]]:
-    """One row per PowerSchool student, in the students' order, with its ClassLink user and Star test count;
-    counts per link. The large side (students) is only ever probed: every hash table is built on the ClassLink
-    users or on the Star identifiers, which keeps a state-sized roster cheap."""
-    key = pl.col("email_key")
+def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.DataFrame) -> IdentityMap:
+    """The large side (students) is only ever probed: every hash table is built on the ClassLink users or on the
+    Star identifiers, which keeps a state-sized roster cheap."""
+    key, link = pl.col("email_key"), pl.col("student_link")
     cl = (classlink.filter(key.is_not_null()).group_by("email_key")
           .agg(pl.len().alias("cl_users"), pl.col("classlink_user_id").first()))
-    tests = star.group_by("student_identifier").len("star_test_count")
-    identity = (
-        students.lazy().select("student_number", "email_key", (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"))
+    subjects = [s for s in SUBJECT_ORDER if s in set(star["subject"].unique())]
+    per_link = (star.group_by("student_link", "subject").len("n")
+                .pivot(on="subject", index="student_link", values="n") if subjects else
+                pl.DataFrame(schema={"student_link": pl.Utf8}))
+    frame = (
+        students.lazy().select("student_number", "student_link", "email_key",
+                               (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"),
+                               (link.is_duplicated() & link.is_not_null()).alias("link_dupe"))
         .join(cl.lazy(), on="email_key", how="left", maintain_order="left")
-        .join(tests.lazy(), left_on="student_number", right_on="student_identifier", how="left", maintain_order="left")
+        .join(per_link.lazy(), on="student_link", how="left", maintain_order="left")
+        .with_columns([pl.when(pl.col("link_dupe")).then(0).otherwise(pl.col(s).fill_null(0)).alias(s)
+                       for s in subjects])
         .select(
-            "student_number",
+            "student_number", "student_link",
             pl.when(pl.col("cl_users") == 1).then(pl.col("classlink_user_id")).alias("classlink_user_id"),
             pl.when(key.is_null()).then(pl.lit("no_email"))
             .when(pl.col("ps_dupe") | (pl.col("cl_users") > 1)).then(pl.lit("ambiguous"))
             .when(pl.col("cl_users") == 1).then(pl.lit("linked"))
             .otherwise(pl.lit("not_in_classlink")).cast(LINK_STATES).alias("classlink_link"),
-            pl.col("star_test_count").fill_null(0).cast(pl.Int32),
+            (pl.sum_horizontal(subjects) if subjects else pl.lit(0)).cast(pl.Int32).alias("star_test_count"),
+            *subjects,
         )
         .with_columns(pl.when(pl.col("classlink_link") == "linked").then(pl.col("classlink_user_id"))
                       .alias("classlink_user_id"))
         .collect()
     )
-    linked_ids = identity.filter(pl.col("star_test_count") > 0)["student_number"]
-    unknown = tests.filter(~pl.col("student_identifier").is_in(linked_ids.implode()))
-    probable_rows = _probable_leading_zero_rows(students, unknown)
+    shared = students.filter(link.is_duplicated() & link.is_not_null())["student_link"].unique()
+    matched = frame.filter(pl.col("star_test_count") > 0)["student_link"]
+    by_subject = {}
+    for subject in subjects:
+        rows = per_link[subject].fill_null(0).sum()
+        ambiguous = per_link.filter(link.is_in(shared.implode()))[subject].fill_null(0).sum()
+        linked = int(frame[subject].sum())
+        unknown = per_link.filter(~link.is_in(matched.implode()) & ~link.is_in(shared.implode())
+                                  & pl.col(subject).is_not_null()).select("student_link", pl.col(subject).alias("n"))
+        by_subject[subject] = {"rows": int(rows), "linked": linked, "ambiguous_link": int(ambiguous),
+                               "unknown_student": int(rows - linked - ambiguous),
+                               "probable_leading_zeros": _probable_leading_zero_rows(students, unknown)}
+    frame = frame.drop(subjects)
 
-    by_state = dict(identity["classlink_link"].value_counts().iter_rows())
+    by_state = dict(frame["classlink_link"].value_counts().iter_rows())
     linked = by_state.get("linked", 0)
-    linked_rows = int(identity["star_test_count"].sum())
-    with_tests = linked_ids.len()
     n_students = students.height
+    star_rows = star.height
+    linked_rows = sum(c["linked"] for c in by_subject.values())
+    with_tests = matched.len()
     stats = {
         "classlink_email": {
             "powerschool_students": n_students,
@@ -67,39 +95,40 @@ def link_students(
             "classlink_students_unmatched": classlink.height - linked,
             "match_rate": _ratio(linked, n_students),
         },
-        "renaissance_student_identifier": {
-            "star_rows": star.height,
+        "renaissance_link": {
+            "star_rows": star_rows,
             "linked_rows": linked_rows,
-            "unknown_student_rows": star.height - linked_rows,
-            "probable_leading_zero_rows": probable_rows,
+            "unknown_student_rows": sum(c["unknown_student"] for c in by_subject.values()),
+            "ambiguous_link_rows": sum(c["ambiguous_link"] for c in by_subject.values()),
+            "probable_leading_zero_rows": sum(c["probable_leading_zeros"] for c in by_subject.values()),
             "students_with_tests": with_tests,
             "students_without_tests": n_students - with_tests,
-            "match_rate": _ratio(linked_rows, star.height),
+            "match_rate": _ratio(linked_rows, star_rows),
         },
     }
-    return identity, stats
+    return IdentityMap(frame, stats, by_subject)
 
 
 def _probable_leading_zero_rows(students: pl.DataFrame, unknown: pl.DataFrame) -> int:
-    """Star rows of unknown identifiers that equal exactly one student's number once leading zeros are stripped
+    """Star rows of unknown identifiers that equal exactly one student's link value once leading zeros are stripped
     on both sides (an Excel re-save): reported, never joined."""
     if unknown.is_empty():
         return 0
-    strip = pl.col("student_number").str.strip_chars_start("0")
-    wanted = unknown.select(pl.col("student_identifier").str.strip_chars_start("0").alias("stripped"),
-                            "star_test_count")
+    strip = pl.col("student_link").str.strip_chars_start("0")
+    wanted = unknown.select(strip.alias("stripped"), "n")
     alike = students.select(strip.alias("stripped")).filter(pl.col("stripped").is_in(wanted["stripped"].implode()))
     single = alike.group_by("stripped").len().filter(pl.col("len") == 1)
-    return int(wanted.join(single, on="stripped", how="semi")["star_test_count"].sum())
+    return int(wanted.join(single, on="stripped", how="semi")["n"].sum())
 
 
 def build_roster(
     students: pl.DataFrame, identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
 ) -> pl.DataFrame:
     # The identity map is built in the students' order: then the two sit side by side, no join of the roster.
+    links = identity.drop("student_link")
     aligned = identity.height == students.height and identity["student_number"].equals(students["student_number"])
-    joined = students.hstack(identity.drop("student_number")) if aligned else \
-        students.join(identity, on="student_number", how="left")
+    joined = students.hstack(links.drop("student_number")) if aligned else \
+        students.join(links, on="student_number", how="left")
     return joined.select(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
         *[pl.col(ours).alias(column) for column, ours in ROSTER_FROM_POWERSCHOOL.items()],
@@ -111,16 +140,18 @@ def build_roster(
 
 
 def build_results(
-    star: pl.DataFrame, roster: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
+    star: pl.DataFrame, identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
 ) -> tuple[pl.DataFrame, int]:
-    """Star tests of rostered students, one row per (subject, test key); returns rows and duplicates dropped."""
-    tested = roster.filter(pl.col("StarTestCount") > 0)["StudentNumber"]  # usually far fewer than the roster
-    joined = star.filter(pl.col("student_identifier").is_in(tested.implode()))
+    """Star tests of linked students, stamped with their PowerSchool student number, one row per (subject, test
+    key); returns rows and duplicates dropped."""
+    tested = identity.filter(pl.col("star_test_count") > 0).select("student_link", "student_number")
+    joined = star.join(tested, on="student_link", how="inner", maintain_order="left")
     # Renaissance ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
     repeated = joined.select(pl.struct("subject", "test_key").hash(7).is_duplicated().any()).item()
     unique = joined.filter(pl.struct("subject", "test_key").is_first_distinct()) if repeated else joined
     results = unique.select(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
+        pl.col("student_number").alias("StudentNumber"),
         *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM_STAR.items()],
         pl.lit(drop_id).alias("DropId"),
         pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
@@ -128,17 +159,25 @@ def build_results(
     return results, joined.height - unique.height
 
 
-def link_problems(stats: dict[str, dict]) -> list:
-    """Error-log records for links that were refused or doubtful: counts by reason, never who."""
-    from .errors import ErrorRecord
-
-    cl, ren = stats["classlink_email"], stats["renaissance_student_identifier"]
-    found = [
-        ("ambiguous_email", cl["ambiguous_email"],
-         "PowerSchool student(s) not linked to ClassLink: their email is shared by two students or two ClassLink users"),
-        ("probable_leading_zeros", ren["probable_leading_zero_rows"],
-         "Star row(s) whose StudentIdentifier matches a student number only without leading zeros: not joined"),
-        ("unknown_student", ren["unknown_student_rows"] - ren["probable_leading_zero_rows"],
-         "Star row(s) for a StudentIdentifier not in the PowerSchool export: not loaded"),
-    ]
-    return [ErrorRecord("identity", reason, f"{n} {text}", None, n) for reason, n, text in found if n]
+def link_problems(identity: IdentityMap, powerschool_file: str | None, star_files: dict[str, str],
+                  link: str = "StudentIdentifier") -> list[ErrorRecord]:
+    """Error-log records for links that were refused or doubtful, one per file and reason: counts, never who."""
+    records = []
+    ambiguous = identity.stats["classlink_email"]["ambiguous_email"]
+    if ambiguous:
+        records.append(ErrorRecord("identity", "ambiguous_email", f"{powerschool_file}: {ambiguous} student(s) not "
+                                   "linked to ClassLink: their email is shared by two students or two ClassLink users",
+                                   powerschool_file, ambiguous))
+    texts = {
+        "ambiguous_link": f"Star row(s) whose {link} two PowerSchool students share: not loaded",
+        "probable_leading_zeros": f"Star row(s) whose {link} matches a student only without leading zeros: not joined",
+        "unknown_student": f"Star row(s) for a {link} not in the PowerSchool export: not loaded",
+    }
+    for subject, counts in identity.by_subject.items():
+        name = star_files.get(subject, subject)
+        found = {"ambiguous_link": counts["ambiguous_link"],
+                 "probable_leading_zeros": counts["probable_leading_zeros"],
+                 "unknown_student": counts["unknown_student"] - counts["probable_leading_zeros"]}
+        records += [ErrorRecord("identity", reason, f"{name}: {n} {texts[reason]}", name, n)
+                    for reason, n in found.items() if n]
+    return records

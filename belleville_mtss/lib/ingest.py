@@ -11,7 +11,7 @@ from . import schemas
 from .drops import Limits
 from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
 from .errors import ErrorRecord, row_rejections
-from .powerschool import email_key, map_columns, read_powerschool, type_students
+from .powerschool import email_key, map_columns, match_headers, read_powerschool, type_students
 from .registry import District
 from .star import SUBJECTS, bind_columns, columns_to_read, type_rows
 
@@ -36,6 +36,9 @@ class ValidatedFile:
     frame: pl.DataFrame | None = None
     rejected: dict[str, int] = field(default_factory=dict)
     halted: ErrorRecord | None = None
+    rows_in_file: int = 0  # data rows the file held, rejected ones included
+    headers: dict[str, str | None] = field(default_factory=dict)  # our field -> the header read (None: absent)
+    warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
 
     @property
     def rows(self) -> int:
@@ -65,7 +68,8 @@ def ingest_file(source: str, path: Path | None, district: District, data: bytes 
             frame = read_powerschool(path, district.powerschool, data, max_rows)
         else:
             # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
-            frame = read_text_csv(path, data=data, select=columns_to_read, project=True, max_rows=max_rows)
+            frame = read_text_csv(path, data=data, select=columns_to_read(district.student_link.renaissance),
+                                  project=True, max_rows=max_rows)
         return SourceFile(source, path.name, info, frame)
     except FileRejected as exc:
         return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))
@@ -75,7 +79,8 @@ def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
     return dict(rejected.group_by("reject_reason").len().sort("reject_reason").iter_rows())
 
 
-def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema) -> tuple[ValidatedFile, list[ErrorRecord]]:
+def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema,
+              headers: dict[str, str | None] | None = None) -> tuple[ValidatedFile, list[ErrorRecord]]:
     """The shared skeleton: a file halted upstream stays halted; a refusal halts it here; else typed rows, and
     rejected rows counted by reason."""
     if src.frame is None:
@@ -85,23 +90,31 @@ def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema) -> t
         typed = schemas.validate(schema, typed, src.file_name)
     except FileRejected as exc:
         halted = _halt(src.source, src.file_name, halt_stage, exc)
-        return ValidatedFile(src.source, src.file_name, halted=halted), [halted]
+        return ValidatedFile(src.source, src.file_name, halted=halted, rows_in_file=src.rows), [halted]
+    headers = headers or {}
+    warnings = [f"{src.file_name}: no column for optional field {field}; read as empty"
+                for field, header in headers.items() if header is None]
     return (
-        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected)),
+        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected), rows_in_file=src.rows,
+                      headers=headers, warnings=warnings),
         row_rejections(rejected, "validation", src.file_name),
     )
 
 
-def validate_star(src: SourceFile) -> tuple[ValidatedFile, list[ErrorRecord]]:
+def validate_star(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    link = district.student_link.renaissance
     return _validate(src, "validation",
-                     lambda raw: type_rows(bind_columns(raw, src.file_name), SUBJECTS[src.source]),
+                     lambda raw: type_rows(bind_columns(raw, src.file_name, link), SUBJECTS[src.source], link),
                      schemas.StarResults)
 
 
 def validate_powerschool(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    fmt = district.powerschool
+    headers = match_headers(src.frame.columns, fmt) if src.frame is not None else None
     return _validate(src, "mapping",
-                     lambda raw: type_students(map_columns(raw, district.powerschool, src.file_name)),
-                     schemas.PowerSchoolStudents)
+                     lambda raw: type_students(map_columns(raw, fmt, src.file_name, district.required_fields)[0],
+                                               district.student_link.powerschool),
+                     schemas.PowerSchoolStudents, headers)
 
 
 CLASSLINK_TABLE = "dbo.ClassLinkUsers"

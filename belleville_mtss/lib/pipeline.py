@@ -46,7 +46,7 @@ def process_drop(folder: Path, district: District, classlink_users: pl.DataFrame
         info = FileInfo(path.name, str(path), path.stat().st_size, "") if path else None
         return ingest_file(source, path, district, info=info)
 
-    validated = {s: validate_star(read(s))[0] for s in STAR_SOURCES}
+    validated = {s: validate_star(read(s), district)[0] for s in STAR_SOURCES}
     validated["powerschool_students"] = validate_powerschool(read("powerschool_students"), district)[0]
     validated["classlink_users"] = validate_classlink(classlink_users, district)[0]
     crosswalk = build_crosswalk(district, account_info, validated["powerschool_students"],
@@ -54,8 +54,8 @@ def process_drop(folder: Path, district: District, classlink_users: pl.DataFrame
     frames = [validated[s].frame for s in STAR_SOURCES if validated[s].usable]
     star = pl.concat(frames) if frames else pl.DataFrame(schema=STAR_SCHEMA)
     students = validated["powerschool_students"].frame
-    identity, stats = link_students(students, validated["classlink_users"].frame, star)
+    identity = link_students(students, validated["classlink_users"].frame, star)
     now = dt.datetime.now()
-    roster = build_roster(students, identity, district.account_info_id, drop_key, now)
-    results, _dupes = build_results(star, roster, district.account_info_id, drop_key, now)
-    return CoreResult(validated, crosswalk, identity, stats, roster, results)
+    roster = build_roster(students, identity.frame, district.account_info_id, drop_key, now)
+    results, _dupes = build_results(star, identity.frame, district.account_info_id, drop_key, now)
+    return CoreResult(validated, crosswalk, identity.frame, identity.stats, roster, results)

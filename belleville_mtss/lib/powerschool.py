@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from .csvfile import FileRejected, read_text_csv
-from .registry import POWERSCHOOL_OPTIONAL, PowerSchoolFormat
+from .registry import POWERSCHOOL_FIELDS, PowerSchoolFormat
 from .warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, student_roster, value_too_long
 
 STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM_POWERSCHOOL)
@@ -20,7 +20,7 @@ def email_key(col: pl.Expr) -> pl.Expr:
 
 def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None,
                      max_rows: int | None = None) -> pl.DataFrame:
-    mapped = {h.strip().lower() for h in fmt.columns.values()}
+    mapped = {h.strip().lower() for headers in fmt.columns.values() for h in headers}
     return read_text_csv(
         path,
         data=data,
@@ -33,22 +33,32 @@ def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = No
     )
 
 
-def map_columns(raw: pl.DataFrame, fmt: PowerSchoolFormat, file_name: str) -> pl.DataFrame:
-    """Rename the district's headers to ours (case-insensitive); refuse a file missing a mapped column."""
-    by_lower = {c.strip().lower(): c for c in raw.columns}
-    missing = [header for header in fmt.columns.values() if header.strip().lower() not in by_lower]
+def match_headers(columns: list[str], fmt: PowerSchoolFormat) -> dict[str, str | None]:
+    """Our field -> the file's header it is read from: the first of the registry's accepted headers present
+    (case and surrounding spaces aside), or None."""
+    by_lower = {c.strip().lower(): c for c in columns}
+    return {field: next((by_lower[h.strip().lower()] for h in headers if h.strip().lower() in by_lower), None)
+            for field, headers in fmt.columns.items()}
+
+
+def map_columns(raw: pl.DataFrame, fmt: PowerSchoolFormat, file_name: str,
+                required: tuple[str, ...] = ("student_number",)) -> tuple[pl.DataFrame, dict[str, str | None]]:
+    """Our fields, from the district's headers; refuse a file missing a required one (the student number and the
+    fields the district's links use). A missing optional field is read as nulls: the caller warns of it."""
+    matched = match_headers(raw.columns, fmt)
+    missing = [f for f in required if matched.get(f) is None]
     if missing:
-        raise FileRejected(
-            "missing_columns",
-            f"{file_name}: missing column(s) {', '.join(missing)} named in the district registry",
-        )
-    exprs = [pl.col(by_lower[h.strip().lower()]).alias(ours) for ours, h in fmt.columns.items()]
-    exprs += [pl.lit(None, dtype=pl.Utf8).alias(c) for c in POWERSCHOOL_OPTIONAL if c not in fmt.columns]
-    return raw.select(exprs)
+        wanted = "; ".join(f"{f} ({' or '.join(fmt.columns[f])})" for f in missing)
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) for {wanted}, as the district "
+                                              "registry maps them")
+    exprs = [pl.col(matched[f]).alias(f) if matched.get(f) else pl.lit(None, dtype=pl.Utf8).alias(f)
+             for f in POWERSCHOOL_FIELDS]
+    return raw.select(exprs), matched
 
 
-def type_students(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Typed students and rejected rows (source row, reason). Student numbers stay text: leading zeros count."""
+def type_students(mapped: pl.DataFrame, link: str = "student_number") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Typed students and rejected rows (source row, reason). Student numbers stay text: leading zeros count.
+    `student_link` is the field the district's Renaissance identifier carries (`link`)."""
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
     reason = value_too_long(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
@@ -60,9 +70,13 @@ def type_students(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         email_key(pl.col("email")).alias("email_key"),
         pl.col("grade_level").str.strip_chars(),
         pl.col("school_id").str.strip_chars(),
-    ).with_columns(reason.alias("reject_reason")).select(
-        "student_number", "email", "email_key", "first_name", "last_name", "grade_level", "school_id", "source_row",
-        "reject_reason",
+        pl.col(link).str.strip_chars().alias("student_link"),
+    ).with_columns(
+        pl.when(pl.col("student_link") == "").then(None).otherwise(pl.col("student_link")).alias("student_link"),
+        reason.alias("reject_reason"),
+    ).select(
+        "student_number", "student_link", "email", "email_key", "first_name", "last_name", "grade_level", "school_id",
+        "source_row", "reject_reason",
     ).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     typed = frame.filter(pl.col("reject_reason").is_null()) if rejected.height else frame

@@ -5,15 +5,21 @@ Nothing here is guessed: a malformed or incomplete entry is refused with a messa
 from __future__ import annotations
 
 import datetime as dt
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# Our canonical PowerSchool columns; the registry maps a district's headers onto them.
-POWERSCHOOL_REQUIRED = ("student_number", "email")
-POWERSCHOOL_OPTIONAL = ("first_name", "last_name", "grade_level", "school_id", "dob", "enroll_status")
+# Our canonical PowerSchool fields; the registry maps a district's headers onto them. Only the student number and
+# the fields the district's links use are required in a file; the others are optional (absent: a warning).
+POWERSCHOOL_FIELDS = ("student_number", "email", "first_name", "last_name", "grade_level", "school_id", "dob",
+                      "enroll_status", "state_studentnumber", "dcid", "id")
+# The PowerSchool field a Renaissance identifier can carry, and the Star columns that can carry it.
+POWERSCHOOL_LINK_FIELDS = ("student_number", "state_studentnumber", "dcid", "id")
+RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
 
 SOURCES = ("powerschool_students", "star_reading", "star_math", "star_early_literacy")
 DEFAULT_FILE_PATTERNS = {
@@ -22,6 +28,7 @@ DEFAULT_FILE_PATTERNS = {
     "star_math": "SM.csv",
     "star_early_literacy": "SEL.csv",
 }
+PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
 
 
 class RegistryError(ValueError):
@@ -42,20 +49,30 @@ class PowerSchoolFormat(_Strict):
     delimiter: str = ","
     encoding: Literal["utf-8", "windows-1252"] = "utf-8"
     has_header: bool = True
-    # Maps our column name -> the district's header (matched case-insensitively).
-    columns: dict[str, str]
+    # Maps our field -> the district's header, or a list of accepted headers (the first present in the file wins),
+    # matched case-insensitively and with surrounding spaces ignored.
+    columns: dict[str, tuple[str, ...]]
     # Only for exports without a header row: the district's columns in file order.
     column_order: list[str] | None = None
 
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _alternatives(cls, columns):
+        if not isinstance(columns, dict):
+            return columns
+        return {k: (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v for k, v in columns.items()}
+
     @field_validator("columns")
     @classmethod
-    def _known_columns(cls, columns: dict[str, str]) -> dict[str, str]:
-        missing = [c for c in POWERSCHOOL_REQUIRED if not columns.get(c)]
-        if missing:
-            raise ValueError(f"missing required mapping for {', '.join(missing)}")
-        unknown = sorted(set(columns) - set(POWERSCHOOL_REQUIRED) - set(POWERSCHOOL_OPTIONAL))
+    def _known_columns(cls, columns: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        if not columns.get("student_number"):
+            raise ValueError("missing required mapping for student_number")
+        unknown = sorted(set(columns) - set(POWERSCHOOL_FIELDS))
         if unknown:
-            raise ValueError(f"unknown column(s) {', '.join(unknown)}")
+            raise ValueError(f"unknown column(s) {', '.join(unknown)} (known: {', '.join(POWERSCHOOL_FIELDS)})")
+        empty = sorted(k for k, v in columns.items() if not v or not all(h.strip() for h in v))
+        if empty:
+            raise ValueError(f"no header given for {', '.join(empty)}")
         return columns
 
     @field_validator("delimiter")
@@ -77,25 +94,45 @@ class PowerSchoolFormat(_Strict):
         order = [c.strip().lower() for c in self.column_order]
         if len(set(order)) != len(order):
             raise ValueError("column_order names a column twice")
-        missing = [h for h in self.columns.values() if h.strip().lower() not in order]
+        missing = [hs[0] for hs in self.columns.values() if not any(h.strip().lower() in order for h in hs)]
         if missing:
             raise ValueError(f"column_order lacks the mapped column(s) {', '.join(missing)}")
         return self
 
 
 class StudentLink(_Strict):
+    # ClassLink users link by email (dbo.ClassLinkUsers.Email = the PowerSchool email field).
     classlink: Literal["email"] = "email"
+    # The Star column that carries the student's PowerSchool identifier, and which PowerSchool field it carries.
     renaissance: Literal["StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID"] = (
         "StudentIdentifier"
     )
+    powerschool: Literal["student_number", "state_studentnumber", "dcid", "id"] = "student_number"
+
+
+GATES = {  # each gate is a blocking check of that name (lib/gates.py, defs/identity.py)
+    "classlink_link_rate": "enough students linked to a ClassLink user",
+    "star_link_rate": "enough Star rows linked to a student",
+    "roster_size": "the new roster close to the district's roster in dm.StudentRoster",
+    "star_files_linked": "no Star file with rows of which none linked",
+}
+
+
+class Gates(_Strict):
+    """What a drop must show before it may replace the district's data in the warehouse (blocking checks)."""
+    min_classlink_link_rate: float = Field(0.80, ge=0, le=1)  # share of students linked to a ClassLink user
+    min_star_link_rate: float = Field(0.90, ge=0, le=1)  # share of Star rows linked to a student
+    max_roster_change: float = Field(0.25, ge=0)  # the new roster within this share of the current one
 
 
 class Verification(_Strict):
     verified_by: str = Field(min_length=1)
     verified_on: dt.date
+    # What was actually checked, and against what: a record people can trust, never more than was done.
+    checked: list[str] = Field(default_factory=list)
     # Left empty until the FERPA review of the identifiers used is done: the district's drops are then
     # blocked by the ferpa_review_current check before anything is written.
-    ferpa_review_on: dt.date | None
+    ferpa_review_on: dt.date | None = None
 
 
 class District(_Strict):
@@ -113,6 +150,8 @@ class District(_Strict):
     powerschool: PowerSchoolFormat
     files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FILE_PATTERNS))
     student_link: StudentLink = StudentLink()
+    gates: Gates = Gates()
+    expected_every_days: float | None = Field(None, gt=0)  # a drop older than this makes the district overdue
     verification: Verification
 
     @field_validator("files")
@@ -122,6 +161,23 @@ class District(_Strict):
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)}")
         return {**DEFAULT_FILE_PATTERNS, **files}
+
+    @model_validator(mode="after")
+    def _links_are_mapped(self) -> "District":
+        wanted = [self.student_link.powerschool] + (["email"] if self.student_link.classlink == "email" else [])
+        missing = [f for f in wanted if f not in self.powerschool.columns]
+        if missing:
+            raise ValueError(f"student_link uses PowerSchool field(s) {', '.join(missing)}: map them in "
+                             "powerschool.columns")
+        return self
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """The PowerSchool fields a file must have: the student number and those the links use."""
+        fields = ["student_number", self.student_link.powerschool]
+        if self.student_link.classlink == "email":
+            fields.append("email")
+        return tuple(dict.fromkeys(fields))
 
 
 def _describe(err: ValidationError) -> str:
@@ -145,13 +201,83 @@ def load_district(path: Path) -> District:
         raise RegistryError(f"{path.name}: {_describe(exc)}") from None
 
 
-def load_registry(directory: Path) -> dict[str, District]:
-    districts: dict[str, District] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        entry = load_district(path)
-        if entry.district in districts:
-            raise RegistryError(f"{path.name}: district '{entry.district}' is defined twice")
-        districts[entry.district] = entry
-    if not districts:
-        raise RegistryError(f"{directory}: no district entries (*.yaml)")
-    return districts
+@dataclass(frozen=True)
+class EntryProblem:
+    """A registry file that cannot be used: only its own district's drops are refused, with this message."""
+    file: str
+    district: str  # the key its file declares, or the file's stem
+    message: str
+    drop_folder: str | None = None  # where its drops arrive, when the file says so readably
+    account_info_id: int | None = None
+
+
+class Registry(dict):
+    """The usable entries by district key, and `problems`: the entries that could not be used."""
+
+    def __init__(self, entries: dict[str, District], problems: dict[str, EntryProblem], folders: tuple[Path, ...]):
+        super().__init__(entries)
+        self.problems = problems
+        self.folders = folders
+
+    def entry(self, district: str) -> District:
+        """The district's entry; RegistryError naming the file and field when it is broken or absent."""
+        if district in self:
+            return self[district]
+        if district in self.problems:
+            raise RegistryError(self.problems[district].message)
+        raise RegistryError(f"district '{district}' is not in the registry ({', '.join(sorted(self)) or 'empty'})")
+
+
+def registry_folders(setting: str | None) -> tuple[Path, ...]:
+    """MTSS_DISTRICTS_DIR: one or several folders (os.pathsep between them); the word `packaged` stands for the
+    registry shipped with the package. Unset: the packaged one alone."""
+    from .config import PACKAGED_DISTRICTS_DIR
+    parts = [p.strip() for p in (setting or PACKAGED).split(os.pathsep) if p.strip()]
+    return tuple(PACKAGED_DISTRICTS_DIR if p == PACKAGED else Path(p).resolve() for p in parts)
+
+
+def _what_it_says(path: Path) -> tuple[str, str | None, int | None]:
+    """Whatever a broken file still says readably about itself: its key, drop folder and AccountInfoId."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        raw = None
+    raw = raw if isinstance(raw, dict) else {}
+    key = raw.get("district") if isinstance(raw.get("district"), str) and raw["district"].strip() else path.stem
+    folder = raw.get("drop_folder") if isinstance(raw.get("drop_folder"), str) else None
+    aid = raw.get("account_info_id") if isinstance(raw.get("account_info_id"), int) else None
+    return key, folder, aid
+
+
+def load_registry(folders: Path | tuple[Path, ...] | list[Path]) -> Registry:
+    """Every entry of every folder. An entry that cannot be used (malformed, or a district defined in two files) is
+    set aside with its problem: it stops only its own district's drops."""
+    folders = (folders,) if isinstance(folders, Path) else tuple(folders)
+    found: dict[str, list[tuple[Path, District | EntryProblem]]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise RegistryError(f"{folder}: the registry folder does not exist (MTSS_DISTRICTS_DIR)")
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                entry = load_district(path)
+                found.setdefault(entry.district, []).append((path, entry))
+            except RegistryError as exc:
+                key, drop_folder, aid = _what_it_says(path)
+                found.setdefault(key, []).append((path, EntryProblem(path.name, key, str(exc), drop_folder, aid)))
+    if not found:
+        raise RegistryError(f"{', '.join(str(f) for f in folders)}: no district entries (*.yaml)")
+    entries: dict[str, District] = {}
+    problems: dict[str, EntryProblem] = {}
+    for key, versions in found.items():
+        (path, only), *others = versions
+        if others:
+            files = ", ".join(p.name for p, _v in versions)
+            readable = next((v for _p, v in versions if isinstance(v, District)), None)
+            problems[key] = EntryProblem(files, key, f"{files}: district '{key}' is defined twice",
+                                         readable.drop_folder if readable else None,
+                                         readable.account_info_id if readable else None)
+        elif isinstance(only, EntryProblem):
+            problems[key] = only
+        else:
+            entries[key] = only
+    return Registry(entries, problems, folders)

@@ -11,7 +11,7 @@ import polars as pl
 class StarResults(pa.DataFrameModel):
     subject: str = pa.Field(isin=["SR", "SM", "SEL"])
     test_key: str = pa.Field(nullable=False)
-    student_identifier: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    student_link: str = pa.Field(nullable=False, str_length={"min_value": 1})
     district_name: str = pa.Field(nullable=False)
     school_name: str = pa.Field(nullable=True)
     school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$")
@@ -30,6 +30,7 @@ class StarResults(pa.DataFrameModel):
 
 class PowerSchoolStudents(pa.DataFrameModel):
     student_number: str = pa.Field(nullable=False, unique=True, str_length={"min_value": 1})
+    student_link: str = pa.Field(nullable=True)
     email: str = pa.Field(nullable=True)
     email_key: str = pa.Field(nullable=True)
     first_name: str = pa.Field(nullable=True)

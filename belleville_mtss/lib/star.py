@@ -13,9 +13,10 @@ from .warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_
 
 SUBJECTS = {"star_reading": "SR", "star_math": "SM", "star_early_literacy": "SEL"}
 
-# Our column -> the v2 header it comes from.
+# Our column -> the v2 header it comes from. `student_link` is the column that carries the student's PowerSchool
+# identifier: StudentIdentifier unless the district's registry entry names another (student_link.renaissance).
 STAR_COLUMNS = {
-    "student_identifier": "StudentIdentifier",
+    "student_link": "StudentIdentifier",
     "district_name": "DistrictName",
     "school_name": "SchoolName",
     "school_year": "SchoolYear",
@@ -28,7 +29,7 @@ STAR_COLUMNS = {
     "benchmark_category": "RenaissanceBenchmarkCategoryName",
     "screening_window": "ScreeningPeriodWindowName",
 }
-REQUIRED = ("StudentIdentifier", "DistrictName", "CompletedDate", "ScaledScore", "SchoolYear")
+REQUIRED = ("student_link", "district_name", "completed_date", "scaled_score", "school_year")
 
 # The 80-column "Historical Enterprise" export names the same things in words.
 HISTORICAL_HEADERS = {
@@ -66,16 +67,22 @@ _DATE_FORMATS = (
 
 
 STAR_SCHEMA = {
-    "subject": pl.Utf8, "test_key": pl.Utf8, "student_identifier": pl.Utf8, "district_name": pl.Utf8,
+    "subject": pl.Utf8, "test_key": pl.Utf8, "student_link": pl.Utf8, "district_name": pl.Utf8,
     "school_name": pl.Utf8, "school_year": pl.Utf8, "completed_at": pl.Datetime("us"), "grade": pl.Utf8,
     "scaled_score": pl.Int32, "percentile_rank": pl.Int32, "unified_score": pl.Int32,
     "benchmark_category": pl.Utf8, "screening_window": pl.Utf8, "source_row": pl.UInt32,
 }
 
 
-def columns_to_read(header: list[str]) -> set[str]:
-    """The only columns of a Star file we read (and the ones that tell its layout)."""
-    return (set(STAR_COLUMNS.values()) | set(HISTORICAL_HEADERS) | set(_OTHER_STAR_FILES)) & set(header)
+def star_columns(link: str = "StudentIdentifier") -> dict[str, str]:
+    """Our column -> the v2 header, with the district's link column."""
+    return {**STAR_COLUMNS, "student_link": link}
+
+
+def columns_to_read(link: str = "StudentIdentifier"):
+    """Given a header, the only columns of a Star file we read (and the ones that tell its layout)."""
+    wanted = set(star_columns(link).values()) | set(HISTORICAL_HEADERS) | set(_OTHER_STAR_FILES)
+    return lambda header: wanted & set(header)
 
 
 def detect_layout(columns: list[str]) -> str:
@@ -90,19 +97,20 @@ def detect_layout(columns: list[str]) -> str:
     return "unknown"
 
 
-def bind_columns(raw: pl.DataFrame, file_name: str) -> pl.DataFrame:
+def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifier") -> pl.DataFrame:
     """Select our columns by header name; refuse a file that lacks a required one."""
     layout = detect_layout(raw.columns)
     if layout in _OTHER_STAR_FILES.values():
         raise FileRejected("wrong_file", f"{file_name} is {layout}, not an overall results file (SR/SM/SEL)")
     frame = raw.rename({k: v for k, v in HISTORICAL_HEADERS.items() if k in raw.columns})
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    columns = star_columns(link)
+    missing = [columns[c] for c in REQUIRED if columns[c] not in frame.columns]
     if missing:
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
     return frame.select(
         [
             (pl.col(src) if src in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(ours)
-            for ours, src in STAR_COLUMNS.items()
+            for ours, src in columns.items()
         ]
     )
 
@@ -164,9 +172,9 @@ _RANGES = {"scaled_score": (0, 1400), "percentile_rank": (0, 100), "unified_scor
 _SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRank", "unified_score": "UnifiedScore"}
 
 
-def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
-    text = ["student_identifier", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
+    text = ["student_link", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
             "percentile_rank", "unified_score"]
     frame = bound.lazy().with_row_index("source_row", offset=2).with_columns(
         [pl.col(c).str.strip_chars() for c in text]
@@ -178,8 +186,8 @@ def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataF
         pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id")).alias("assessment_id"),
     )
     reason = (
-        pl.when(_blank("student_identifier"))
-        .then(pl.lit("missing StudentIdentifier"))
+        pl.when(_blank("student_link"))
+        .then(pl.lit(f"missing {link}"))
         .when(_blank("completed_date"))
         .then(pl.lit("missing CompletedDate"))
         .when(pl.col("completed_at").is_null())
@@ -202,7 +210,7 @@ def type_rows(bound: pl.DataFrame, subject: str) -> tuple[pl.DataFrame, pl.DataF
     key = good["assessment_id"]
     if keyless.len():
         made = good[keyless].select(pl.concat_str(
-            [pl.col("subject"), pl.col("student_identifier"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S%3f")],
+            [pl.col("subject"), pl.col("student_link"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S%3f")],
             separator=":")).to_series()
         key = key.scatter(keyless, made)
     good = good.with_columns(

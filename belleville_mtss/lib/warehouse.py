@@ -121,12 +121,29 @@ ingestion_files = sa.Table(
     schema="dm",
 )
 
+# A person's acceptance of a failed gate, for one drop version (lib/gates.py): who, why, and the figure accepted.
+gate_acceptances = sa.Table(
+    "GateAcceptances", ours,
+    sa.Column("AcceptanceId", sa.Integer, sa.Identity()),
+    sa.Column("DropId", sa.String(200), nullable=False),
+    sa.Column("DropVersion", sa.String(32), nullable=False),
+    sa.Column("Gate", sa.String(64), nullable=False),
+    sa.Column("Figure", sa.String(500), nullable=False),
+    sa.Column("Reason", sa.String(1000), nullable=False),
+    sa.Column("AcceptedBy", sa.String(200), nullable=False),
+    sa.Column("AcceptedAt", sa.DateTime, nullable=False),
+    sa.Column("RunId", sa.String(64)),
+    sa.PrimaryKeyConstraint("AcceptanceId", name="PK_GateAcceptances"),
+    sa.Index("IX_GateAcceptances_Drop", "DropId", "DropVersion", "Gate"),
+    schema="dm",
+)
+
 # Which validated-frame column each warehouse column is loaded from (the roster's links and counts, and the
 # stamps, are added by identity.py).
 ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
                            "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
-RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "StudentNumber": "student_identifier",
-                     "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
+# StudentNumber is the linked student's PowerSchool number (identity.py), not a Star column.
+RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
                      "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
                      "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
                      "ScreeningWindow": "screening_window"}
