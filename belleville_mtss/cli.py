@@ -273,13 +273,25 @@ def _check(args: argparse.Namespace) -> int:
         registry = load_registry(settings.districts_dirs)
     except RegistryError as exc:
         raise CliError(f"registry: {exc}") from None
-    if args.district and args.district not in registry:
-        raise CliError(f"district '{args.district}' is not in the registry ({', '.join(sorted(registry))})")
-    account_info = _account_info()
+    known = sorted({*registry, *registry.problems})
+    if args.district and args.district not in known:
+        raise CliError(f"district '{args.district}' is not in the registry ({', '.join(known)})")
     failed = 0
-    for key in [args.district] if args.district else sorted(registry):
-        problems = check_entry(registry[key], account_info)
+    # Every file's problems at once: the broken entries first (they need no warehouse), then the others.
+    for key in [args.district] if args.district else known:
+        problem = registry.problems.get(key)
+        if problem:
+            print(f"{key}: PROBLEMS ({problem.file}: this district's drops are refused until fixed)")
+            for part in problem.message.split(": ", 1)[-1].split("; "):
+                print(f"  - {part}")
+            failed += 1
+    account_info = _account_info() if any(k in registry for k in ([args.district] if args.district else known)) \
+        else None
+    for key in [args.district] if args.district else known:
+        if key not in registry:
+            continue
         entry = registry[key]
+        problems = check_entry(entry, account_info)
         print(f"{key}: {'OK' if not problems else 'PROBLEMS'} (AccountInfoId {entry.account_info_id}, "
               f"NcesId {entry.nces_id}, {entry.state})")
         for p in problems:

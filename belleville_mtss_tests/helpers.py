@@ -115,3 +115,19 @@ def snapshot(*roots: Path, skip: tuple[str, ...] = ("warehouse.db", "sshd.log"))
                 st = p.stat()
                 seen[str(p)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
     return seen
+
+
+def edited_registry(tmp: Path, edit, name: str = "districts") -> Path:
+    """A copy of the packaged registry with the Belleville entry changed by `edit(entry: dict)`."""
+    import shutil
+
+    import yaml
+
+    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    registry = tmp / name
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    path = registry / "belleville.yaml"
+    entry = yaml.safe_load(path.read_text())
+    edit(entry)
+    path.write_text(yaml.safe_dump(entry, sort_keys=False))
+    return registry

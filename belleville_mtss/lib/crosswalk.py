@@ -3,12 +3,11 @@ within the registry's state (and county), and whether that is the district the r
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from .names import Reference
+from .names import Reference, plain
 from .registry import District
 
 
@@ -25,11 +24,6 @@ class CrosswalkEntry:
     margin: float | None
     verified: bool
     suggest_listing: bool = False  # verified by score, not listed in the registry: worth adding to source_names
-
-
-def plain(name: str) -> str:
-    """A name with case, spacing and punctuation aside: how a registry listing is compared."""
-    return re.sub(r"[^0-9a-z]+", "", name.casefold())
 
 
 # Placeholders a vendor writes when it has no district: they never verify by score, only by a registry listing.

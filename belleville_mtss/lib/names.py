@@ -72,6 +72,11 @@ def _word(word: str) -> str:
     return " ".join(parts)
 
 
+def plain(name: str) -> str:
+    """A name with case, spacing and punctuation aside: how a registry listing is compared with what a file says."""
+    return re.sub(r"[^0-9a-z]+", "", name.casefold())
+
+
 def normalise(name: str) -> str:
     """Upper-case, punctuation-free, abbreviations expanded, generic words dropped."""
     text = _PUNCT.sub(" ", name.upper().replace("&", " AND ").replace("'", ""))

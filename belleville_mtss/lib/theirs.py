@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import polars as pl
 import sqlalchemy as sa
 
+from .names import plain
 from .warehouse import account_info, class_link_users
 
 
@@ -115,12 +116,29 @@ def read_account_info(engine: sa.Engine, spec: SourceTable = ACCOUNT_INFO) -> pl
         pl.col(c).cast(pl.Utf8) for c in ("NcesId", "DistrictName", "State", "County")])
 
 
+def _tenants(engine: sa.Engine, spec: SourceTable, listed: list[str]) -> list[str]:
+    """The tenant names, as the prod db spells them, that are the registry's names case, spacing and punctuation
+    aside (one index-only scan of the tenant column)."""
+    table, mapping = resolve(engine, spec)
+    column = table.c[mapping["TenantName"]]
+    wanted = {plain(n) for n in listed}
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(sa.select(column).distinct()).scalars().all()
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
+                               "check the SELECT grant") from None
+    return sorted(n for n in names if n is not None and plain(n) in wanted)
+
+
 def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_ids: list[int],
                             spec: SourceTable = CLASSLINK_USERS) -> pl.DataFrame:
     """Student users of the district's tenant(s) only: the filter runs in the prod db (an index on the tenant
     column makes it one seek), never a read of every tenant's users."""
+    names = _tenants(engine, spec, tenant_names)
+
     def where(table, mapping):
-        tenant = table.c[mapping["TenantName"]].in_(tenant_names)
+        tenant = table.c[mapping["TenantName"]].in_(names)
         if tenant_ids and mapping["TenantId"]:
             tenant = tenant | table.c[mapping["TenantId"]].in_(tenant_ids)
         return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
