@@ -6,6 +6,7 @@ from .defs.io import EncryptedFrameIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.resources import MtssResource, env_or_value
+from .defs.outcomes import drop_outcome_sensor
 from .defs.sensors import sftp_drop_sensor
 from .defs.sources import source_assets
 from .defs.validation import validation_assets
@@ -20,7 +21,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=ASSETS,
         asset_checks=identity_checks,
         jobs=[drop_job, staging_retention_job],
-        sensors=[sftp_drop_sensor],
+        sensors=[sftp_drop_sensor, drop_outcome_sensor],
         schedules=[staging_retention_schedule],
         resources={
             "mtss": MtssResource.from_settings(settings),

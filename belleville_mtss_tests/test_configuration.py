@@ -432,3 +432,18 @@ def test_identity_error_rows_carry_their_file_one_row_per_file_and_reason(settin
     assert sorted(logged["FileName"]) == sorted(STAR)
     assert logged["RowCount"].sum() == SMALL.unknown_star_rows
     assert all(m.startswith(f) for f, m in zip(logged["FileName"], logged["Message"]))
+
+
+def test_runs_launched_from_the_ui_or_the_drop_sensor_are_tagged_by_the_outcome_sensor(settings):
+    from belleville_mtss.definitions import build_definitions
+    from belleville_mtss.defs.outcomes import drop_outcome_sensor
+    drop = prepare_drop(settings)
+    (drop / "SEL.csv").unlink()
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01", raise_on_error=False)
+        assert OUTCOME_TAG not in instance.get_run_by_id(run.run_id).tags
+        first = drop_outcome_sensor(dg.build_sensor_context(instance=instance))
+        assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "partial"
+        assert "tagged 1" in first.skip_message

@@ -1,0 +1,36 @@
+"""drop_outcome_sensor: every finished drop run, whoever launched it (the drop sensor, the UI, the CLI), is tagged
+with what happened to the drop (`mtss/outcome`: loaded, partial, blocked or failed), so the run list says it."""
+import datetime as dt
+
+import dagster as dg
+
+from ..report import OUTCOME_TAG, DropReport
+from .jobs import drop_job
+
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
+
+
+def finished_drop_runs(context, cursor: float, limit: int = 50):
+    """Finished runs of drop_job updated after `cursor` (a timestamp), oldest first, with their reports."""
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(job_name=drop_job.name, statuses=FINISHED,
+                              updated_after=dt.datetime.fromtimestamp(cursor, dt.timezone.utc)),
+        limit=limit, ascending=True)
+    for record in records:
+        run = record.dagster_run
+        events = [e.dagster_event for e in context.instance.all_logs(run.run_id) if e.dagster_event]
+        yield record, DropReport.from_events(run.tags.get("dagster/partition", "?"), events)
+
+
+@dg.sensor(name="drop_outcome_sensor", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Tags every finished drop run with its outcome: loaded, partial, blocked or failed")
+def drop_outcome_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    cursor = float(context.cursor or 0)
+    tagged = 0
+    for record, report in finished_drop_runs(context, cursor):
+        if OUTCOME_TAG not in record.dagster_run.tags:
+            context.instance.add_run_tags(record.dagster_run.run_id, {OUTCOME_TAG: report.outcome})
+            tagged += 1
+        cursor = max(cursor, record.update_timestamp.timestamp())
+    context.update_cursor(str(cursor))
+    return dg.SkipReason(f"tagged {tagged} finished drop run(s) with their outcome")

@@ -1,0 +1,118 @@
+"""The short report people read after a drop's run: what happened, in one word (loaded, partial, blocked,
+failed), with the exit code and the run tag that say the same. Built from a run's Dagster events, so the CLI
+(in-process results) and the outcome sensor (stored run logs) report alike."""
+from dataclasses import dataclass, field
+
+SOURCES = ["received_drop", "powerschool_students", "star_reading", "star_math", "star_early_literacy", "classlink_users",
+           "account_info"]
+VALIDATED = ["validated_powerschool_students", "validated_star_reading", "validated_star_math",
+             "validated_star_early_literacy", "validated_classlink_users"]
+WAREHOUSE = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
+# loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
+# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error).
+EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "failed": 1}
+OUTCOME_TAG = "mtss/outcome"
+
+
+@dataclass
+class DropReport:
+    key: str
+    success: bool
+    source_rows: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    halted: dict[str, str] = field(default_factory=dict)  # validated asset -> why its file was halted
+    links: dict[str, dict] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)  # failed check -> its reason
+    written: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
+
+    @classmethod
+    def from_events(cls, key: str, events: list) -> "DropReport":
+        """The report of one run, from its Dagster events (in-process results and stored run logs alike)."""
+        report = cls(key=key, success=not any(e.is_step_failure for e in events)
+                     and not any(e.event_type_value == "RUN_FAILURE" for e in events))
+        for event in events:
+            if event.event_type_value == "ASSET_MATERIALIZATION":
+                mat = event.event_specific_data.materialization
+                report._materialized(mat.asset_key.to_user_string(),
+                                     {k: getattr(v, "value", v) for k, v in mat.metadata.items()})
+            elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+                ev = event.event_specific_data
+                report.checks[ev.check_name] = ev.passed
+                if not ev.passed:
+                    meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+                    report.why[ev.check_name] = str(meta.get("why") or meta.get("problems") or meta.get("problem")
+                                                    or "see the check")
+            elif event.is_step_failure:
+                failure = event.step_failure_data
+                text = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+                report.failures[event.step_key] = " ".join((text or "").split())
+        return report
+
+    def _materialized(self, node: str, meta: dict) -> None:
+        if node in SOURCES:
+            if node != "received_drop":
+                self.source_rows[node] = int(meta.get("dagster/row_count", 0))
+        elif node in VALIDATED:
+            self.rejected[node] = int(meta.get("rows_rejected", 0))
+            if meta.get("halted"):
+                self.halted[node] = meta["halted"]
+        elif node == "student_identity_map":
+            for name, value in meta.items():
+                if "/" in name and not name.startswith("dagster/"):
+                    link, stat = name.split("/", 1)
+                    self.links.setdefault(link, {})[stat] = value
+        elif node in WAREHOUSE:
+            self.written[node] = int(meta.get("rows_written", 0))
+
+    @property
+    def checks_passed(self) -> bool:
+        return bool(self.checks) and all(self.checks.values())
+
+    @property
+    def outcome(self) -> str:
+        if not all(self.checks.values()):
+            return "blocked"
+        if self.failures or len(self.written) < len(WAREHOUSE):
+            return "failed"
+        return "partial" if self.halted else "loaded"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    def render(self) -> str:
+        out = ["Rows per source:"]
+        out += [f"  {k:<32} {v:>8}" for k, v in self.source_rows.items()]
+        out.append("Rows rejected at validation:")
+        out += [f"  {k:<32} {v:>8}" for k, v in self.rejected.items()]
+        out += [f"  HALTED {k}: {v}" for k, v in self.halted.items()]
+        out.append("Identity links:")
+        for link, counts in self.links.items():
+            detail = ", ".join(f"{k}={v}" for k, v in counts.items() if k != "match_rate")
+            out.append(f"  {link:<32} match rate {counts.get('match_rate', 0):.2%} ({detail})")
+        out.append("Blocking checks and gates:")
+        out += [f"  {k:<32} {'PASSED' if v else 'FAILED'}" for k, v in self.checks.items()]
+        out.append("Rows written to the warehouse:")
+        out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
+        if not self.written:
+            out.append("  (nothing written: the warehouse was not touched)")
+        return "\n".join(out)
+
+    def verdict(self) -> str:
+        """One line: what happened to the drop."""
+        outcome = self.outcome
+        if outcome == "blocked":
+            name = next(k for k, passed in self.checks.items() if not passed)
+            return f"BLOCKED: {self.key}: {name}: {self.why.get(name, 'see the check')}"
+        if outcome == "failed":
+            reason = next(iter(self.failures.values()), "the warehouse was not written")
+            return f"FAILED: {self.key}: {reason}"
+        roster, results = (self.written.get(k, 0) for k in WAREHOUSE)
+        loaded = f"{roster:,} roster rows and {results:,} results loaded"
+        if outcome == "partial":
+            return f"PARTIAL: {self.key}: {loaded}; halted: " + "; ".join(self.halted.values())
+        return f"OK: {self.key}: {loaded}, every file"
+
+
