@@ -57,14 +57,16 @@ def main() -> int:
                 'INSERT INTO dbo."ClassLinkUsers" SELECT \'U\' || i, i % :t, \'Tenant \' || (i % :t), '
                 'CASE WHEN i % 20 = 0 THEN \'teacher\' ELSE \'student\' END, \'u\' || i || \'@x.org\', '
                 '\'Given\', \'Family\' FROM generate_series(1, :n) AS i'), {"t": args.tenants, "n": args.users})
-            conn.execute(sa.text('ANALYZE dbo."ClassLinkUsers"'))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text('VACUUM ANALYZE dbo."ClassLinkUsers"'))  # a table in steady state
         print(f"{args.users:,} users across {args.tenants:,} tenants ({per:,} each) loaded in "
               f"{time.perf_counter() - started:.1f} s")
         without, rows = _timed(engine, "Tenant 17", repeat=3)
         print(f"one tenant, no index:        {without:.3f} s (median of 3), {rows:,} student rows")
         with engine.begin() as conn:
             conn.execute(sa.text(INDEX))
-            conn.execute(sa.text('ANALYZE dbo."ClassLinkUsers"'))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text('VACUUM ANALYZE dbo."ClassLinkUsers"'))
         with_index, rows = _timed(engine, "Tenant 17")
         print(f"one tenant, with the index:  {with_index:.3f} s (median of 5), {rows:,} student rows")
         print(f"target: under 1 s with the index: {'met' if with_index < 1.0 else 'NOT met'}")

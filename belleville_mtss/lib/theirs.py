@@ -134,13 +134,19 @@ def _tenants(engine: sa.Engine, spec: SourceTable, listed: list[str]) -> list[st
 def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_ids: list[int],
                             spec: SourceTable = CLASSLINK_USERS) -> pl.DataFrame:
     """Student users of the district's tenant(s) only: the filter runs in the prod db (an index on the tenant
-    column makes it one seek), never a read of every tenant's users."""
-    names = _tenants(engine, spec, tenant_names)
+    column makes it one seek), never a read of every tenant's users. The registry's names are matched exactly; when
+    none is found so, the tenant names equal to them case, spacing and punctuation aside are used."""
+    def reader(names: list[str]):
+        def where(table, mapping):
+            tenant = table.c[mapping["TenantName"]].in_(names)
+            if tenant_ids and mapping["TenantId"]:
+                tenant = tenant | table.c[mapping["TenantId"]].in_(tenant_ids)
+            return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
+        return _read(engine, spec, ["UserId", "TenantName", "Email"], where)
 
-    def where(table, mapping):
-        tenant = table.c[mapping["TenantName"]].in_(names)
-        if tenant_ids and mapping["TenantId"]:
-            tenant = tenant | table.c[mapping["TenantId"]].in_(tenant_ids)
-        return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
-    frame = _read(engine, spec, ["UserId", "TenantName", "Email"], where)
+    frame = reader(tenant_names)
+    if frame.filter(pl.col("TenantName").is_in(tenant_names)).is_empty():
+        spelled = _tenants(engine, spec, tenant_names)
+        if spelled and set(spelled) != set(tenant_names):
+            frame = reader(spelled)
     return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns)
