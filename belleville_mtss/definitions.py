@@ -1,12 +1,13 @@
-"""The one Definitions object of the code location."""
+"""The code location's Definitions, built when Dagster loads them (not at import): the settings are read then,
+from the environment and the embedded defaults (lib/config.py)."""
 import dagster as dg
 
 from .defs.identity import identity_assets, identity_checks
 from .defs.io import EncryptedFrameIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
-from .defs.resources import MtssResource, env_or_value
 from .defs.outcomes import drop_outcome_sensor
+from .defs.resources import env_or_value, resources
 from .defs.sensors import sftp_drop_sensor
 from .defs.sources import source_assets
 from .defs.validation import validation_assets
@@ -24,7 +25,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[sftp_drop_sensor, drop_outcome_sensor],
         schedules=[staging_retention_schedule],
         resources={
-            "mtss": MtssResource.from_settings(settings),
+            **resources(settings),
             "io_manager": EncryptedFrameIOManager(
                 base_dir=str(settings.storage_dir), home=str(settings.home),
                 staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key)),
@@ -33,4 +34,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(load_settings())
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(load_settings())

@@ -97,10 +97,9 @@ def tick(settings: Settings, instance, cursor: str | None = None):
     """One evaluation of sftp_drop_sensor with the settings' resource (a local folder or an SFTP server)."""
     import dagster as dg
 
-    from belleville_mtss.defs.resources import MtssResource
+    from belleville_mtss.defs.resources import resources
     from belleville_mtss.defs.sensors import sftp_drop_sensor
-    with dg.build_sensor_context(instance=instance, cursor=cursor,
-                                 resources={"mtss": MtssResource.from_settings(settings)}) as ctx:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources(settings)) as ctx:
         return sftp_drop_sensor(ctx)
 
 

@@ -12,8 +12,9 @@ EXPECTED_ASSETS = {
 
 
 def test_definitions_load_and_validate():
-    dg.Definitions.validate_loadable(defs)
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    loaded = defs()  # built when loaded, not at import
+    dg.Definitions.validate_loadable(loaded)
+    keys = {k.to_user_string() for k in loaded.resolve_asset_graph().get_all_asset_keys()}
     assert keys == EXPECTED_ASSETS
 
 

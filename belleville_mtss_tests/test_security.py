@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from belleville_mtss.defs.resources import MtssResource
+from belleville_mtss.defs.resources import resources
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR, load_settings
 from belleville_mtss.lib.drops import purge_staging
 from belleville_mtss.lib.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
@@ -89,15 +89,13 @@ def test_secrets_are_shown_as_environment_variables_not_values(tmp_path, monkeyp
     url = f"sqlite:///{tmp_path}/w.db"
     monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
     monkeypatch.setenv("MTSS_STAGING_KEY", new_key())
-    resource = MtssResource.from_settings(load_settings())
-    # what the UI shows of the resource's configuration
-    shown = resource._get_non_default_public_field_values() if hasattr(resource, "_get_non_default_public_field_values") \
-        else resource.__dict__
-    text = repr(shown)
+    configured = resources(load_settings())
+    # what the UI shows of the resources' configuration
+    text = repr({name: r._get_non_default_public_field_values() for name, r in configured.items()})
     assert os.environ["MTSS_STAGING_KEY"] not in text and url not in text
     assert "MTSS_WAREHOUSE_URL" in text and "MTSS_STAGING_KEY" in text
-    with resource.process_config_and_initialize_cm() as resolved:  # resolved at run time
-        assert resolved.warehouse_url == url
+    with configured["warehouse"].process_config_and_initialize_cm() as resolved:  # resolved at run time
+        assert resolved.url == url
 
 
 def test_sql_injection_in_file_content_is_only_data(settings):

@@ -5,15 +5,16 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..lib.config import STORAGE
 from ..lib.drops import purge_staging, purge_storage
-from .resources import MtssResource
+from .resources import DropServerResource
 
 
 @dg.op(description="Delete staged drops older than MTSS_STAGING_RETENTION_DAYS, their stored frames, and orphans")
-def purge_expired_staging(context: dg.OpExecutionContext, mtss: MtssResource) -> None:
-    now, days = time.time(), mtss.staging_retention_days
-    expired, orphans = purge_staging(Path(mtss.staging_dir), days, now)
-    frames = purge_storage(Path(mtss.storage_dir), expired + orphans, days, now)
+def purge_expired_staging(context: dg.OpExecutionContext, drops: DropServerResource) -> None:
+    now, days = time.time(), drops.staging_retention_days
+    expired, orphans = purge_staging(Path(drops.staging_dir), days, now)
+    frames = purge_storage(Path(drops.home) / STORAGE, expired + orphans, days, now)
     context.log.info(f"removed {len(expired)} staged drop(s) older than {days} days ({', '.join(expired) or 'none'}), "
                      f"{len(orphans)} incomplete one(s) ({', '.join(orphans) or 'none'}) and {frames} stored frame(s)")
 

@@ -2,7 +2,7 @@
 import dagster as dg
 import polars as pl
 
-from ..lib.catalog import Column
+from ..lib.columns import Column
 
 OWNERS = ["team:data-integration"]
 

@@ -9,18 +9,19 @@ from ..lib.errors import ErrorRecord
 from ..lib.sftp import SftpTransient
 from ..lib.untrusted import escape
 from .jobs import drop_job
-from .partitions import drops
-from .resources import MtssResource
+from .partitions import drops as drop_partitions
+from .resources import DropServerResource, ErrorLogResource, RegistryResource
 
 
 @dg.sensor(name="sftp_drop_sensor", job=drop_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Looks for complete new drops of every registry district on the drop server")
-def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) -> dg.SensorResult | dg.SkipReason:
+def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource, drops: DropServerResource,
+                     error_log: ErrorLogResource) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    source = mtss.drop_source()
+    source = drops.source()
     found, refusals = [], []
-    registry = mtss.registry()
+    registry = registry.registry()
     # A broken entry stops only its own district: it is logged (once per message), and its drops, where its
     # file still names their folder, run and fail at their first step with the entry's problem.
     folders = {e.district: e.drop_folder for e in registry.values()}
@@ -46,7 +47,7 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
     seen = {f"{escape(where)}|{record.reason}": version for where, version, record in refusals}
     for where, version, record in refusals:
         if logged.get(f"{escape(where)}|{record.reason}") != version:
-            mtss.record(context, where, [record])
+            error_log.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
     next_cursor["refused"] = seen
     if not ready:
@@ -55,11 +56,11 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, mtss: MtssResource) ->
                                f"{f' ({pending} still arriving)' if pending else ''}"
                                f"{f'; {len(refusals)} refused, see dm.IngestionErrors' if refusals else ''}",
                                cursor=json.dumps(next_cursor))
-    known = set(context.instance.get_dynamic_partitions(drops.name))
+    known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
                                           "mtss/drop_version": d.version}) for d in ready],
-        dynamic_partitions_requests=[drops.build_add_request(sorted({d.key for d in ready} - known))],
+        dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )

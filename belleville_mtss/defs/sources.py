@@ -1,46 +1,43 @@
-"""Source assets: the received drop, one asset per file of it, and the two tables we read."""
+"""Source assets: the received drop, one asset per catalogued file of it (lib/catalog.py), and the two tables we
+read. Each calls one stage of lib/pipeline.py."""
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import sqlalchemy as sa
 
-from ..lib.drops import DropRefused, ReceivedDrop, find_file, read_staged, receive_or_replay
+from ..lib import pipeline
+from ..lib.catalog import FILES, FileSource
 from ..lib.csvfile import FileInfo
+from ..lib.drops import DropRefused, ReceivedDrop, find_file, read_staged, receive_or_replay
 from ..lib.errors import ErrorRecord
-from ..lib.ingest import SourceFile, ingest_file
+from ..lib.ingest import SourceFile
 from ..lib.sftp import SftpFatal, SftpTransient
-from ..lib.vault import VaultError
 from ..lib.theirs import SourceTableError
+from ..lib.vault import VaultError
 from ..lib.warehouse import record_received
 from .metadata import OWNERS
 from .partitions import drops
-from .resources import MtssResource
-
-FILE_SOURCES = {
-    "powerschool_students": "PowerSchool student export of the drop",
-    "star_reading": "Renaissance Star Reading export (SR.csv) of the drop",
-    "star_math": "Renaissance Star Math export (SM.csv) of the drop",
-    "star_early_literacy": "Renaissance Star Early Literacy export (SEL.csv) of the drop",
-}
+from .resources import DropServerResource, ErrorLogResource, ProdDbResource, RegistryResource, WarehouseResource
 
 
 @dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
-          description="The drop's files copied to local staging (checksums in dm.IngestionFiles), replayable")
-def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[ReceivedDrop]:
-    drop = mtss.drop_key(context, context.partition_key, record=True)
+          description="The drop's files, hashed and encrypted into local staging as they arrive (checksums in "
+                      "dm.IngestionFiles), replayable")
+def received_drop(context: dg.AssetExecutionContext, drops: DropServerResource, error_log: ErrorLogResource,
+                  ) -> dg.Output[ReceivedDrop]:
+    drop = error_log.drop_key(context, record=True)
     key = str(drop)
-    entry = mtss.district_entry(drop.district, context)
+    entry = error_log.district(context)
     try:
-        received = receive_or_replay(mtss.drop_source(), drop.district, entry.drop_folder, drop.drop,
-                                     mtss.staging(drop), mtss.vault_key(), mtss.limits(), transient=(SftpTransient,))
+        received = receive_or_replay(drops.source(), drop.district, entry.drop_folder, drop.drop,
+                                     drops.staging(drop), drops.vault_key(), drops.limits(), transient=(SftpTransient,))
     except DropRefused as exc:
-        mtss.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
+        error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
         raise dg.Failure(f"refused: {exc.message}") from None
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
-    earlier = record_received(mtss.warehouse(), key, entry.account_info_id, received.version, list(received.files),
-                              context.run.run_id)
+    earlier = record_received(error_log.engine(), key, entry.account_info_id, received.version,
+                              list(received.files), context.run.run_id)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
         "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
@@ -48,23 +45,23 @@ def received_drop(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.O
     })
 
 
-def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
-    @dg.asset(name=source, group_name="sources", description=description, kinds={"csv"}, partitions_def=drops,
-              owners=OWNERS)
-    def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, received_drop: ReceivedDrop
-               ) -> dg.Output[SourceFile]:
-        entry = mtss.for_drop(context.partition_key)
-        staged = find_file(received_drop.files, entry.files[source])
+def file_asset(source: FileSource) -> dg.AssetsDefinition:
+    @dg.asset(name=source.name, group_name="sources", description=source.description, kinds={"csv"},
+              partitions_def=drops, owners=OWNERS)
+    def _asset(context: dg.AssetExecutionContext, registry: RegistryResource, drops: DropServerResource,
+               error_log: ErrorLogResource, received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
+        entry = registry.for_drop(context.partition_key)
+        staged = find_file(received_drop.files, entry.files[source.name])
         if staged is None:
-            src = ingest_file(source, None, entry)
+            src = pipeline.read(source, None, entry)
         else:
             try:
-                data = read_staged(Path(received_drop.folder), staged, mtss.vault_key())
+                data = read_staged(Path(received_drop.folder), staged, drops.vault_key())
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
             info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)  # checked by read_staged
-            src = ingest_file(source, Path(staged.name), entry, data, info, mtss.max_file_rows)
-        mtss.record(context, context.partition_key, [src.halted] if src.halted else [])
+            src = pipeline.read(source, Path(staged.name), entry, data, info, drops.max_file_rows)
+        error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}
         if src.info:
@@ -74,35 +71,34 @@ def _file_asset(source: str, description: str) -> dg.AssetsDefinition:
     return _asset
 
 
-file_assets = [_file_asset(s, d) for s, d in FILE_SOURCES.items()]
-
-
-def _snapshot(context, mtss: MtssResource, label: str, read) -> dg.Output[pl.DataFrame]:
+def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> dg.Output[pl.DataFrame]:
     """A table as read for this drop (the crosswalk and links of a drop are judged against this snapshot). A table
     that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
-    mtss.drop_key(context, context.partition_key)
+    error_log.drop_key(context)
     try:
         frame = read()
     except SourceTableError as exc:
         try:
-            mtss.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(exc), label)])
-        except (dg.Failure, sa.exc.SQLAlchemyError):
-            pass  # the warehouse itself is out of reach: the run's failure message says it all
+            error_log.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(exc), label)])
+        except Exception:  # noqa: BLE001 - the warehouse itself is out of reach: the failure message says it all
+            pass
         raise dg.Failure(f"refused: {exc}") from None
     return dg.Output(frame, metadata={"dagster/row_count": frame.height})
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dbo.ClassLinkUsers: the student users of the drop's ClassLink tenant, filtered in the prod db")
-def classlink_users(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, mtss, mtss.classlink_table,
-                     lambda: mtss.classlink_students(mtss.for_drop(context.partition_key)))
+def classlink_users(context: dg.AssetExecutionContext, registry: RegistryResource, prod_db: ProdDbResource,
+                    error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
+    return _snapshot(context, error_log, prod_db.classlink_table,
+                     lambda: prod_db.classlink_students(registry.for_drop(context.partition_key)))
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
-def account_info(context: dg.AssetExecutionContext, mtss: MtssResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, mtss, mtss.account_info_table, mtss.account_info)
+def account_info(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                 error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
+    return _snapshot(context, error_log, warehouse.account_info_table, warehouse.account_info)
 
 
-source_assets = [received_drop, *file_assets, classlink_users, account_info]
+source_assets = [received_drop, *[file_asset(f) for f in FILES], classlink_users, account_info]

@@ -1,26 +1,27 @@
-"""Validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here."""
-
+"""Validated frames, one per catalogued file (lib/catalog.py) and the ClassLink users: typed, schema-checked, bad
+rows counted out; a refused file is halted here."""
 import dagster as dg
 import polars as pl
 
-from ..lib.ingest import SourceFile, ValidatedFile, validate_classlink, validate_powerschool, validate_star
-from ..lib.catalog import CLASSLINK_FRAME, POWERSCHOOL_FRAME, STAR_FRAME
+from ..lib import pipeline
+from ..lib.catalog import FILES, FileSource
+from ..lib.columns import CLASSLINK_FRAME, FRAMES
+from ..lib.ingest import SourceFile, ValidatedFile
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
-from .resources import MtssResource
+from .resources import ErrorLogResource, RegistryResource
 
 
-def _finish(context, mtss: MtssResource, validated: ValidatedFile, errors: list) -> dg.Output[ValidatedFile]:
-    mtss.record(context, context.partition_key, errors)
+def _finish(context, error_log: ErrorLogResource, validated: ValidatedFile, errors: list) -> dg.Output[ValidatedFile]:
+    error_log.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
-        mtss.mark_files(context, "halted", [validated.file_name])
+        error_log.mark_files(context, "halted", [validated.file_name])
     return dg.Output(validated, metadata=_metadata(validated))
 
 
 def _metadata(v: ValidatedFile) -> dict:
-    columns = {"powerschool_students": POWERSCHOOL_FRAME, "classlink_users": CLASSLINK_FRAME}.get(v.source, STAR_FRAME)
     meta = {
-        **table(v.rows, columns),
+        **table(v.rows, FRAMES.get(v.source, CLASSLINK_FRAME)),
         "file": v.file_name or "",
         "rows_rejected": sum(v.rejected.values()),
         "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
@@ -34,35 +35,22 @@ def _metadata(v: ValidatedFile) -> dict:
     return meta
 
 
-def _star_validated(source: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        name=f"validated_{source}", group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
-        ins={"src": dg.AssetIn(source)},
-        description=f"{source}: columns bound by header name, dates and scores typed, bad rows rejected",
-    )
-    def _asset(context: dg.AssetExecutionContext, mtss: MtssResource, src: SourceFile) -> dg.Output[ValidatedFile]:
-        return _finish(context, mtss, *validate_star(src, mtss.for_drop(context.partition_key)))
+def validated_asset(source: FileSource) -> dg.AssetsDefinition:
+    @dg.asset(name=source.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+              owners=OWNERS, ins={"src": dg.AssetIn(source.name)},
+              description=f"{source.name}: columns bound by header name, values typed, bad rows rejected")
+    def _asset(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+               src: SourceFile) -> dg.Output[ValidatedFile]:
+        return _finish(context, error_log, *pipeline.validate(src, registry.for_drop(context.partition_key)))
 
     return _asset
 
 
-star_validated = [_star_validated(s) for s in ("star_reading", "star_math", "star_early_literacy")]
-
-
-@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
-          description="PowerSchool students: headers mapped by the district registry, duplicates rejected")
-def validated_powerschool_students(
-    context: dg.AssetExecutionContext, mtss: MtssResource, powerschool_students: SourceFile
-) -> dg.Output[ValidatedFile]:
-    return _finish(context, mtss, *validate_powerschool(powerschool_students, mtss.for_drop(context.partition_key)))
-
-
 @dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
           description="ClassLink student users of the district's tenant, emails normalised for linking")
-def validated_classlink_users(
-    context: dg.AssetExecutionContext, mtss: MtssResource, classlink_users: pl.DataFrame
-) -> dg.Output[ValidatedFile]:
-    return _finish(context, mtss, *validate_classlink(classlink_users, mtss.for_drop(context.partition_key)))
+def validated_classlink_users(context: dg.AssetExecutionContext, registry: RegistryResource,
+                              error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
+    return _finish(context, error_log, *pipeline.classlink(classlink_users, registry.for_drop(context.partition_key)))
 
 
-validation_assets = [*star_validated, validated_powerschool_students, validated_classlink_users]
+validation_assets = [*[validated_asset(f) for f in FILES], validated_classlink_users]

@@ -1,26 +1,26 @@
 """Loads into the EDU Data Warehouse: one transaction per table, idempotent per drop."""
-
 from contextlib import contextmanager
 
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
+from ..lib.catalog import POWERSCHOOL
+from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage
 from ..lib.warehouse import replace_results, replace_roster
 from .identity import GATED
-from ..lib.catalog import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage
 from .metadata import OWNERS, table
 from .partitions import drops
-from .resources import MtssResource
+from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 
 @contextmanager
-def _load(mtss: MtssResource, table: str):
+def _load(warehouse: WarehouseResource, table_name: str):
     """A warehouse load; a database error is reported without the server's detail, which can quote key values."""
     try:
-        yield mtss.warehouse()
+        yield warehouse.engine()
     except sa.exc.DBAPIError as exc:
-        raise dg.Failure(f"loading {table} failed and was rolled back ({type(exc.orig).__name__}); "
+        raise dg.Failure(f"loading {table_name} failed and was rolled back ({type(exc.orig).__name__}); "
                          "nothing of this drop was written to it") from None
 
 
@@ -30,28 +30,30 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
         "file_name"].unique().to_list()
 
 
-@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED,
-          partitions_def=drops, owners=OWNERS,
+@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
-def dm_student_roster(context: dg.AssetExecutionContext, mtss: MtssResource, student_roster: pl.DataFrame,
-                      district_crosswalk: pl.DataFrame) -> dg.MaterializeResult:
-    with _load(mtss, "dm.StudentRoster") as engine:
-        written = replace_roster(engine, mtss.for_drop(context.partition_key).account_info_id, student_roster)
-    mtss.mark_files(context, "loaded", _files(district_crosswalk, ["powerschool_students"]))
-    lineage = roster_lineage(mtss.for_drop(context.partition_key))
-    return dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, lineage), "rows_written": written})
+def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResource, warehouse: WarehouseResource,
+                      error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame,
+                      ) -> dg.MaterializeResult:
+    district = registry.for_drop(context.partition_key)
+    with _load(warehouse, "dm.StudentRoster") as engine:
+        written = replace_roster(engine, district.account_info_id, student_roster)
+    error_log.mark_files(context, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
+    return dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, roster_lineage(district)),
+                                          "rows_written": written})
 
 
-@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED,
-          partitions_def=drops, owners=OWNERS,
+@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
-def dm_assessment_results(context: dg.AssetExecutionContext, mtss: MtssResource, assessment_results: pl.DataFrame,
+def dm_assessment_results(context: dg.AssetExecutionContext, registry: RegistryResource,
+                          warehouse: WarehouseResource, error_log: ErrorLogResource, assessment_results: pl.DataFrame,
                           district_crosswalk: pl.DataFrame) -> dg.MaterializeResult:
-    with _load(mtss, "dm.AssessmentResults") as engine:
-        written = replace_results(engine, mtss.for_drop(context.partition_key).account_info_id, assessment_results)
-    mtss.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
-    lineage = results_lineage(mtss.for_drop(context.partition_key))
-    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, lineage), "rows_written": written})
+    district = registry.for_drop(context.partition_key)
+    with _load(warehouse, "dm.AssessmentResults") as engine:
+        written = replace_results(engine, district.account_info_id, assessment_results)
+    error_log.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
+    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage(district)),
+                                          "rows_written": written})
 
 
 warehouse_assets = [dm_student_roster, dm_assessment_results]

@@ -9,6 +9,7 @@ from .drops import Limits
 from .registry import registry_folders
 from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
+STORAGE = "storage"  # under MTSS_HOME: the IO manager's encrypted frames
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
 
 
@@ -51,7 +52,7 @@ class Settings:
 
     @property
     def storage_dir(self) -> Path:
-        return self.home / "storage"
+        return self.home / STORAGE
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

@@ -47,9 +47,9 @@ def star_link_rate(district: District, identity: IdentityMap) -> GateResult:
                       f"at least {_pct(floor)} required (gates.min_star_link_rate)")
 
 
-def star_files_linked(identity: IdentityMap, rows_in_files: dict[str, tuple[str, int]]) -> GateResult:
-    """`rows_in_files`: subject -> (file name, data rows the file held) for every Star file that was read."""
-    dead = [f"{name} ({rows:,} rows, none linked)" for subject, (name, rows) in sorted(rows_in_files.items())
+def star_files_linked(identity: IdentityMap) -> GateResult:
+    """Every Star file that was read (identity.files: its data rows, rejected ones included) links a row."""
+    dead = [f"{name} ({rows:,} rows, none linked)" for subject, (name, rows) in sorted(identity.files.items())
             if rows and identity.by_subject.get(subject, {}).get("linked", 0) == 0]
     return GateResult("star_files_linked", not dead, "; ".join(dead) or "every Star file with rows has linked rows",
                       "a Star file with rows must link at least one")

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from .catalog import SUBJECTS
 from .errors import ErrorRecord
 from .warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
 
 LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
-SUBJECT_ORDER = ("SR", "SM", "SEL")
 
 
 def _ratio(n: int, d: int) -> float:
@@ -30,6 +30,7 @@ class IdentityMap:
     frame: pl.DataFrame
     stats: dict[str, dict[str, float | int]]
     by_subject: dict[str, dict[str, int]] = field(default_factory=dict)  # subject -> rows, linked, unknown, ...
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # subject -> (Star file, data rows it held)
 
 
 def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.DataFrame) -> IdentityMap:
@@ -38,7 +39,7 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.Data
     key, link = pl.col("email_key"), pl.col("student_link")
     cl = (classlink.filter(key.is_not_null()).group_by("email_key")
           .agg(pl.len().alias("cl_users"), pl.col("classlink_user_id").first()))
-    subjects = [s for s in SUBJECT_ORDER if s in set(star["subject"].unique())]
+    subjects = [s for s in SUBJECTS if s in set(star["subject"].unique())]
     per_link = (star.group_by("student_link", "subject").len("n")
                 .pivot(on="subject", index="student_link", values="n") if subjects else
                 pl.DataFrame(schema={"student_link": pl.Utf8}))

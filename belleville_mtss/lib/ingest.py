@@ -13,7 +13,8 @@ from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
 from .errors import ErrorRecord, row_rejections
 from .powerschool import email_key, map_columns, match_headers, read_powerschool, type_students
 from .registry import District
-from .star import SUBJECTS, bind_columns, columns_to_read, type_rows
+from .catalog import BY_NAME, FileSource
+from .star import bind_columns, columns_to_read, type_rows
 
 
 @dataclass
@@ -53,26 +54,32 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
     return ErrorRecord(stage, exc.reason, f"{exc.message}; the file was halted, nothing from it is loaded", name)
 
 
-def ingest_file(source: str, path: Path | None, district: District, data: bytes | None = None,
+def _read_star(path: Path, district: District, data: bytes | None, max_rows: int) -> pl.DataFrame:
+    # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
+    return read_text_csv(path, data=data, select=columns_to_read(district.student_link.renaissance), project=True,
+                         max_rows=max_rows)
+
+
+def _read_powerschool(path: Path, district: District, data: bytes | None, max_rows: int) -> pl.DataFrame:
+    return read_powerschool(path, district.powerschool, data, max_rows)
+
+
+def ingest_file(source: FileSource | str, path: Path | None, district: District, data: bytes | None = None,
                 info: FileInfo | None = None, max_rows: int = Limits.max_file_rows) -> SourceFile:
     """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted).
     `info` (size and SHA-256) is computed here unless the caller knows it already (the staging manifest).
     A file of more than `max_rows` rows is refused before it is parsed."""
+    source = BY_NAME[source] if isinstance(source, str) else source
     if path is None:
-        pattern = district.files[source]
-        return SourceFile(source, None, halted=ErrorRecord(
+        pattern = district.files[source.name]
+        return SourceFile(source.name, None, halted=ErrorRecord(
             "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
     try:
         info = info or file_info(path, data)
-        if source == "powerschool_students":
-            frame = read_powerschool(path, district.powerschool, data, max_rows)
-        else:
-            # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
-            frame = read_text_csv(path, data=data, select=columns_to_read(district.student_link.renaissance),
-                                  project=True, max_rows=max_rows)
-        return SourceFile(source, path.name, info, frame)
+        frame = READERS[source.kind][0](path, district, data, max_rows)
+        return SourceFile(source.name, path.name, info, frame)
     except FileRejected as exc:
-        return SourceFile(source, path.name, halted=_halt(source, path.name, "ingest", exc))
+        return SourceFile(source.name, path.name, halted=_halt(source.name, path.name, "ingest", exc))
 
 
 def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
@@ -102,9 +109,9 @@ def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema,
 
 
 def validate_star(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    link = district.student_link.renaissance
+    link, subject = district.student_link.renaissance, BY_NAME[src.source].subject
     return _validate(src, "validation",
-                     lambda raw: type_rows(bind_columns(raw, src.file_name, link), SUBJECTS[src.source], link),
+                     lambda raw: type_rows(bind_columns(raw, src.file_name, link), subject, link),
                      schemas.StarResults)
 
 
@@ -116,6 +123,16 @@ def validate_powerschool(src: SourceFile, district: District) -> tuple[Validated
                                                district.student_link.powerschool),
                      schemas.PowerSchoolStudents, headers)
 
+
+def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    return READERS[BY_NAME[src.source].kind][1](src, district)
+
+
+# Each kind of file in the catalogue (lib/catalog.py): its reader and its validator.
+READERS = {
+    "star": (_read_star, validate_star),
+    "powerschool": (_read_powerschool, validate_powerschool),
+}
 
 CLASSLINK_TABLE = "dbo.ClassLinkUsers"
 

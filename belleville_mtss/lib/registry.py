@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .catalog import DEFAULT_PATTERNS
+
 # Our canonical PowerSchool fields; the registry maps a district's headers onto them. Only the student number and
 # the fields the district's links use are required in a file; the others are optional (absent: a warning).
 POWERSCHOOL_FIELDS = ("student_number", "email", "first_name", "last_name", "grade_level", "school_id", "dob",
@@ -21,13 +23,6 @@ POWERSCHOOL_FIELDS = ("student_number", "email", "first_name", "last_name", "gra
 POWERSCHOOL_LINK_FIELDS = ("student_number", "state_studentnumber", "dcid", "id")
 RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
 
-SOURCES = ("powerschool_students", "star_reading", "star_math", "star_early_literacy")
-DEFAULT_FILE_PATTERNS = {
-    "powerschool_students": "students*.csv",
-    "star_reading": "SR.csv",
-    "star_math": "SM.csv",
-    "star_early_literacy": "SEL.csv",
-}
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
 
 
@@ -148,7 +143,7 @@ class District(_Strict):
     # names in source_names.classlink (the filter runs in the prod db).
     classlink_tenant_ids: list[int] = Field(default_factory=list)
     powerschool: PowerSchoolFormat
-    files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FILE_PATTERNS))
+    files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PATTERNS))
     student_link: StudentLink = StudentLink()
     gates: Gates = Gates()
     expected_every_days: float | None = Field(None, gt=0)  # a drop older than this makes the district overdue
@@ -157,10 +152,10 @@ class District(_Strict):
     @field_validator("files")
     @classmethod
     def _known_sources(cls, files: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(files) - set(SOURCES))
+        unknown = sorted(set(files) - set(DEFAULT_PATTERNS))
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)}")
-        return {**DEFAULT_FILE_PATTERNS, **files}
+        return {**DEFAULT_PATTERNS, **files}
 
     @model_validator(mode="after")
     def _links_are_mapped(self) -> "District":

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from .star_layouts import LAYOUTS
 from . import migrations
+from .catalog import SUBJECTS
 from .warehouse import account_info, class_link_users, make_engine, theirs
 
 FIRST = ["Ava", "Liam", "Sofia", "Noah", "Isabella", "Mateo", "Mia", "Ethan", "Camila", "Lucas", "Aaliyah", "Jayden",
@@ -215,7 +216,7 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
                                                      separator=spec.powerschool_delimiter)
     untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
     tested = students.filter(~pl.col("student_number").is_in(list(untested)))
-    for subject in ("SR", "SM", "SEL"):
+    for subject in SUBJECTS:
         star = _star_file(subject, tested, spec, rng)
         if spec.unknown_star_rows:  # tests of students PowerSchool does not know (moved in, typo'd ids)
             extra = star.head(spec.unknown_star_rows // 3 or 1).with_columns(

@@ -7,9 +7,11 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
+from .catalog import SUBJECTS
+
 
 class StarResults(pa.DataFrameModel):
-    subject: str = pa.Field(isin=["SR", "SM", "SEL"])
+    subject: str = pa.Field(isin=list(SUBJECTS))
     test_key: str = pa.Field(nullable=False)
     student_link: str = pa.Field(nullable=False, str_length={"min_value": 1})
     district_name: str = pa.Field(nullable=False)
