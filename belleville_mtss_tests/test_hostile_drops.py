@@ -518,7 +518,7 @@ def test_a_file_with_more_rows_than_the_limit_is_refused_before_it_is_parsed(tmp
     assert not report.success or not report.checks_passed
     logged = errors(settings).filter(pl.col("Reason") == "too_many_rows")
     assert "students.csv" in set(logged["FileName"])
-    assert all("MTSS_MAX_FILE_ROWS (250)" in m for m in logged["Message"])
+    assert all("more than 250 rows (MTSS_MAX_FILE_ROWS)" in m for m in logged["Message"])
     assert warehouse_counts(settings) == {"roster": 0, "results": 0}
 
 

@@ -44,7 +44,7 @@ def _frames():
 
 def test_links_by_email_and_student_number():
     students, classlink, star = _frames()
-    identity = link_students(students, classlink, star)
+    identity = link_students(students, classlink, _by_subject(star))
     stats = identity.stats
     got = {r["student_number"]: (r["classlink_user_id"], r["classlink_link"], r["star_test_count"])
            for r in identity.frame.iter_rows(named=True)}
@@ -73,12 +73,16 @@ def test_links_by_email_and_student_number():
 
 def test_roster_and_results_are_stamped_and_joined():
     students, classlink, star = _frames()
-    identity = link_students(students, classlink, star).frame
+    identity = link_students(students, classlink, _by_subject(star)).frame
     when = dt.datetime(2026, 11, 28)
     roster = build_roster(students, identity, 107873, "belleville/d1", when)
     assert roster.height == 6 and set(roster["AccountInfoId"]) == {107873}
     assert roster.filter(pl.col("StudentNumber") == "00123")["ClassLinkUserId"].item() == "CL1"
-    results, dupes = build_results(star, identity, 107873, "belleville/d1", when)
+    results, dupes = build_results(_by_subject(star), identity, 107873, "belleville/d1", when)
     assert dupes == 0
     assert sorted(zip(results["StudentNumber"], results["Subject"])) == [("00123", "SR"), ("124", "SM"), ("124", "SR")]
     assert set(results["AccountInfoId"]) == {107873}
+
+
+def _by_subject(star: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    return {s: star.filter(pl.col("subject") == s) for s in star["subject"].unique(maintain_order=True)}

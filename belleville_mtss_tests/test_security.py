@@ -162,3 +162,33 @@ def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_
     assert result.success
     assert result.asset_materializations_for_node("dm_student_roster")[0].metadata["rows_written"].value == 300
     assert warehouse_counts(settings) == counts
+
+
+def test_a_file_asset_is_kept_as_where_it_came_from_and_read_again_in_a_later_run(settings):
+    import dagster as dg
+
+    from belleville_mtss.definitions import build_definitions
+
+    prepare_drop(settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_drop(settings, instance=instance).checks_passed
+        first = instance.get_latest_materialization_event(dg.AssetKey("validated_star_reading"))
+        rows = first.asset_materialization.metadata["dagster/row_count"].value
+        stored = settings.storage_dir / "star_reading" / "belleville" / "2026-11-01"
+        staged = settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv"
+        assert stored.stat().st_size < staged.stat().st_size / 20  # a recipe, not the frame again
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        later = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
+                                       asset_selection=[dg.AssetKey("validated_star_reading")])
+        assert later.success
+        again = later.asset_materializations_for_node("validated_star_reading")[0]
+        assert again.metadata["dagster/row_count"].value == rows > 200
+
+
+def test_every_output_is_kept_at_rest_halted_files_included(settings):
+    drop = prepare_drop(settings)
+    (drop / "SM.csv").write_bytes((drop / "SM.csv").read_bytes()[:-300])  # halted: no frame, still an output
+    assert run_drop(settings).outcome == "partial"
+    stored = {p.parent.parent.name for p in settings.storage_dir.rglob("2026-11-01")}
+    assert {"star_math", "validated_star_math", "validated_star_reading", "student_identity_map",
+            "assessment_results"} <= stored

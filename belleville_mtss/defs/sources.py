@@ -1,16 +1,13 @@
 """Source assets: the received drop, one asset per catalogued file of it (lib/catalog.py), and the two tables we
 read. Each calls one stage of lib/pipeline.py."""
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 
 from ..lib import pipeline
 from ..lib.catalog import FILES, FileSource
-from ..lib.csvfile import FileInfo
-from ..lib.drops import DropRefused, ReceivedDrop, find_file, read_staged, receive_or_replay
+from ..lib.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
 from ..lib.errors import ErrorRecord
-from ..lib.ingest import SourceFile
+from ..lib.ingest import SourceFile, read_staged_file
 from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.theirs import SourceTableError
 from ..lib.vault import VaultError
@@ -56,11 +53,10 @@ def file_asset(source: FileSource) -> dg.AssetsDefinition:
             src = pipeline.read(source, None, entry)
         else:
             try:
-                data = read_staged(Path(received_drop.folder), staged, drops.vault_key())
+                src = read_staged_file(drops.vault_key(), source.name, received_drop.folder, staged, entry,
+                                       drops.max_file_rows)
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
-            info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)  # checked by read_staged
-            src = pipeline.read(source, Path(staged.name), entry, data, info, drops.max_file_rows)
         error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}

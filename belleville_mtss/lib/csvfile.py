@@ -126,21 +126,21 @@ def read_text_csv(
         width = len(header)
 
     _check_last_record(path.name, tail, size, delimiter, encoding, width)
-    if max_rows is not None:
-        _check_row_count(path.name, source, max_rows, has_header, delimiter)
     keep = None
     if select is not None and project and has_header:
         wanted = set(select(header))
         keep = [i for i, h in enumerate(header) if h in wanted] or [0]
         header = [header[i] for i in keep]
 
+    # Never more than one record past the limit is parsed: a file above it is refused without being read whole.
+    limit = None if max_rows is None else max_rows + 1
     options = dict(has_header=has_header, new_columns=None if has_header else header, separator=delimiter,
                    infer_schema=False, encoding="utf8" if encoding == "utf-8" else "utf8-lossy",
-                   empty_string_is_null=False, raise_if_empty=True, quote_char='"')
+                   empty_string_is_null=False, raise_if_empty=True, quote_char='"', n_rows=limit)
     try:
         if keep is not None and encoding == "utf-8":
             # the lazy reader pushes the projection into the parser (measurably faster than read_csv's columns=)
-            names = pl.scan_csv(source, **options, n_rows=0).collect_schema().names()
+            names = pl.scan_csv(source, **{**options, "n_rows": 0}).collect_schema().names()
             frame = pl.scan_csv(source, **options).select([names[i] for i in keep]).collect()
         else:
             frame = pl.read_csv(source, columns=keep, **options)
@@ -157,6 +157,8 @@ def read_text_csv(
         if "utf-8" in text.lower() or "utf8" in text.lower():
             raise FileRejected("encoding", f"{path.name}: not valid {encoding} text") from None
         raise FileRejected("unreadable", f"{path.name}: not a readable CSV file ({exc.__class__.__name__})") from None
+    if limit is not None and frame.height >= limit:
+        raise FileRejected("too_many_rows", f"{path.name}: more than {max_rows:,} rows (MTSS_MAX_FILE_ROWS)")
     if encoding != "utf-8":
         frame = _redecode(path.name, source, delimiter, encoding, has_header, header, keep)
     # Blank header names keep polars' unique placeholders: two of them would otherwise collide.
@@ -167,23 +169,6 @@ def read_text_csv(
         wanted = set(select(list(frame.columns)))
         frame = frame.select([c for c in frame.columns if c in wanted])
     return frame
-
-
-def _line_count(source: Path | bytes) -> int:
-    if isinstance(source, bytes):
-        return source.count(b"\n") + 1
-    with source.open("rb") as fh:
-        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b"")) + 1
-
-
-def _check_row_count(name: str, source: Path | bytes, max_rows: int, has_header: bool, delimiter: str) -> None:
-    # Lines bound records from above (a quoted field may hold line breaks): count records only when lines exceed.
-    if _line_count(source) - has_header <= max_rows:
-        return
-    records = pl.scan_csv(source, has_header=has_header, separator=delimiter, infer_schema=False,
-                          encoding="utf8-lossy", quote_char='"').select(pl.len()).collect().item()
-    if records > max_rows:
-        raise FileRejected("too_many_rows", f"{name}: {records:,} rows, more than MTSS_MAX_FILE_ROWS ({max_rows:,})")
 
 
 def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl.DataFrame:

@@ -25,6 +25,7 @@ import stat
 import time
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -446,9 +447,10 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
             _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep)
             staged = _expand_zip(packed, archive.name, work, key, limits)
             packed.unlink()
-        else:
-            staged = [_receive_file(source, folder, drop, f, work / f.name, key, attempts, transient, sleep)
-                      for f in drop.files]
+        else:  # two files at a time: hashing and encryption release the GIL, and SFTP waits on the network
+            with ThreadPoolExecutor(2, thread_name_prefix="mtss-receive") as pool:
+                staged = list(pool.map(lambda f: _receive_file(source, folder, drop, f, work / f.name, key,
+                                                               attempts, transient, sleep), drop.files))
         (work / MANIFEST).write_text(json.dumps(
             {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
         (work / _LOCK).unlink()
@@ -473,9 +475,11 @@ def staged_manifest(staging: Path, key: bytes) -> dict | None:
 
 
 def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
-    """A staged file's bytes, checked against the checksum recorded when it was received."""
-    data = decrypt_bytes(key, safe_join(staging, check_file_name(file.name)))
-    if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
+    """A staged file's bytes, checked against the checksum recorded when it was received (hashed as it is
+    decrypted)."""
+    digest = hashlib.sha256()
+    data = decrypt_bytes(key, safe_join(staging, check_file_name(file.name)), digest)
+    if len(data) != file.size or digest.hexdigest() != file.sha256:
         raise VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
     return data
 

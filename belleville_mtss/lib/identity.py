@@ -14,7 +14,12 @@ import polars as pl
 
 from .catalog import SUBJECTS
 from .errors import ErrorRecord
+from .star import STAR_SCHEMA
 from .warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
+
+RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "StudentNumber": pl.Utf8,
+                  **{column: STAR_SCHEMA[ours] for column, ours in RESULTS_FROM_STAR.items()},
+                  "DropId": pl.Utf8, "LoadedAt": pl.Datetime("us")}
 
 LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
 
@@ -33,24 +38,23 @@ class IdentityMap:
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # subject -> (Star file, data rows it held)
 
 
-def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.DataFrame) -> IdentityMap:
-    """The large side (students) is only ever probed: every hash table is built on the ClassLink users or on the
-    Star identifiers, which keeps a state-sized roster cheap."""
+def link_students(students: pl.DataFrame, classlink: pl.DataFrame, stars: dict[str, pl.DataFrame]) -> IdentityMap:
+    """`stars`: each usable Star file's frame by subject. The large side (students) is only ever probed: every hash
+    table is built on the ClassLink users or on a Star file's identifiers, which keeps a state-sized roster cheap."""
     key, link = pl.col("email_key"), pl.col("student_link")
     cl = (classlink.filter(key.is_not_null()).group_by("email_key")
           .agg(pl.len().alias("cl_users"), pl.col("classlink_user_id").first()))
-    subjects = [s for s in SUBJECTS if s in set(star["subject"].unique())]
-    per_link = (star.group_by("student_link", "subject").len("n")
-                .pivot(on="subject", index="student_link", values="n") if subjects else
-                pl.DataFrame(schema={"student_link": pl.Utf8}))
+    subjects = [s for s in SUBJECTS if s in stars]
+    counts = {s: stars[s].group_by("student_link").len(s) for s in subjects}  # tests per identifier, per file
+    lazy = (students.lazy().select("student_number", "student_link", "email_key",
+                                   (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"),
+                                   (link.is_duplicated() & link.is_not_null()).alias("link_dupe"))
+            .join(cl.lazy(), on="email_key", how="left", maintain_order="left"))
+    for subject in subjects:
+        lazy = lazy.join(counts[subject].lazy(), on="student_link", how="left", maintain_order="left")
     frame = (
-        students.lazy().select("student_number", "student_link", "email_key",
-                               (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"),
-                               (link.is_duplicated() & link.is_not_null()).alias("link_dupe"))
-        .join(cl.lazy(), on="email_key", how="left", maintain_order="left")
-        .join(per_link.lazy(), on="student_link", how="left", maintain_order="left")
-        .with_columns([pl.when(pl.col("link_dupe")).then(0).otherwise(pl.col(s).fill_null(0)).alias(s)
-                       for s in subjects])
+        lazy.with_columns([pl.when(pl.col("link_dupe")).then(0).otherwise(pl.col(s).fill_null(0)).alias(s)
+                           for s in subjects])
         .select(
             "student_number", "student_link",
             pl.when(pl.col("cl_users") == 1).then(pl.col("classlink_user_id")).alias("classlink_user_id"),
@@ -66,25 +70,27 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.Data
         .collect()
     )
     shared = students.filter(link.is_duplicated() & link.is_not_null())["student_link"].unique()
-    matched = frame.filter(pl.col("star_test_count") > 0)["student_link"]
     by_subject = {}
     for subject in subjects:
-        rows = per_link[subject].fill_null(0).sum()
-        ambiguous = per_link.filter(link.is_in(shared.implode()))[subject].fill_null(0).sum()
+        ambiguous = counts[subject].filter(link.is_in(shared.implode()))[subject].sum()
         linked = int(frame[subject].sum())
-        unknown = per_link.filter(~link.is_in(matched.implode()) & ~link.is_in(shared.implode())
-                                  & pl.col(subject).is_not_null()).select("student_link", pl.col(subject).alias("n"))
-        by_subject[subject] = {"rows": int(rows), "linked": linked, "ambiguous_link": int(ambiguous),
-                               "unknown_student": int(rows - linked - ambiguous),
-                               "probable_leading_zeros": _probable_leading_zero_rows(students, unknown)}
+        by_subject[subject] = {"rows": stars[subject].height, "linked": linked, "ambiguous_link": int(ambiguous),
+                               "unknown_student": stars[subject].height - linked - int(ambiguous),
+                               "probable_leading_zeros": 0}
+    if any(c["unknown_student"] for c in by_subject.values()):
+        unknown = (pl.concat([counts[s].select("student_link", pl.lit(s).alias("subject"), pl.col(s).alias("n"))
+                              for s in subjects])
+                   .join(students.select("student_link"), on="student_link", how="anti"))
+        for subject, n in _probable_leading_zero_rows(students, unknown).items():
+            by_subject[subject]["probable_leading_zeros"] = n
     frame = frame.drop(subjects)
 
     by_state = dict(frame["classlink_link"].value_counts().iter_rows())
     linked = by_state.get("linked", 0)
     n_students = students.height
-    star_rows = star.height
+    star_rows = sum(f.height for f in stars.values())
     linked_rows = sum(c["linked"] for c in by_subject.values())
-    with_tests = matched.len()
+    with_tests = int((frame["star_test_count"] > 0).sum())
     stats = {
         "classlink_email": {
             "powerschool_students": n_students,
@@ -110,16 +116,15 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, star: pl.Data
     return IdentityMap(frame, stats, by_subject)
 
 
-def _probable_leading_zero_rows(students: pl.DataFrame, unknown: pl.DataFrame) -> int:
-    """Star rows of unknown identifiers that equal exactly one student's link value once leading zeros are stripped
-    on both sides (an Excel re-save): reported, never joined."""
-    if unknown.is_empty():
-        return 0
+def _probable_leading_zero_rows(students: pl.DataFrame, unknown: pl.DataFrame) -> dict[str, int]:
+    """Per subject, Star rows of unknown identifiers (`unknown`: student_link, subject, n) that equal exactly one
+    student's link value once leading zeros are stripped on both sides (an Excel re-save): reported, never joined."""
     strip = pl.col("student_link").str.strip_chars_start("0")
-    wanted = unknown.select(strip.alias("stripped"), "n")
+    wanted = unknown.select(strip.alias("stripped"), "subject", "n")
     alike = students.select(strip.alias("stripped")).filter(pl.col("stripped").is_in(wanted["stripped"].implode()))
     single = alike.group_by("stripped").len().filter(pl.col("len") == 1)
-    return int(wanted.join(single, on="stripped", how="semi")["n"].sum())
+    found = wanted.join(single, on="stripped", how="semi").group_by("subject").agg(pl.col("n").sum())
+    return dict(found.iter_rows())
 
 
 def build_roster(
@@ -141,23 +146,29 @@ def build_roster(
 
 
 def build_results(
-    star: pl.DataFrame, identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
+    stars: dict[str, pl.DataFrame], identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
 ) -> tuple[pl.DataFrame, int]:
     """Star tests of linked students, stamped with their PowerSchool student number, one row per (subject, test
-    key); returns rows and duplicates dropped."""
+    key); returns rows and duplicates dropped. Each Star file is joined on its own: the files are never copied
+    into one frame."""
     tested = identity.filter(pl.col("star_test_count") > 0).select("student_link", "student_number")
-    joined = star.join(tested, on="student_link", how="inner", maintain_order="left")
-    # Renaissance ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
-    repeated = joined.select(pl.struct("subject", "test_key").hash(7).is_duplicated().any()).item()
-    unique = joined.filter(pl.struct("subject", "test_key").is_first_distinct()) if repeated else joined
-    results = unique.select(
-        pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
-        pl.col("student_number").alias("StudentNumber"),
-        *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM_STAR.items()],
-        pl.lit(drop_id).alias("DropId"),
-        pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
-    )
-    return results, joined.height - unique.height
+    parts, dropped = [], 0
+    for subject in [s for s in SUBJECTS if s in stars]:
+        joined = stars[subject].join(tested, on="student_link", how="inner", maintain_order="left")
+        # Renaissance ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
+        repeated = joined.select(pl.col("test_key").hash(7).is_duplicated().any()).item()
+        unique = joined.filter(pl.col("test_key").is_first_distinct()) if repeated else joined
+        dropped += joined.height - unique.height
+        parts.append(unique.select(
+            pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
+            pl.col("student_number").alias("StudentNumber"),
+            *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM_STAR.items()],
+            pl.lit(drop_id).alias("DropId"),
+            pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
+        ))
+    if not parts:
+        return pl.DataFrame(schema=RESULTS_SCHEMA), 0
+    return pl.concat(parts), dropped
 
 
 def link_problems(identity: IdentityMap, powerschool_file: str | None, star_files: dict[str, str],

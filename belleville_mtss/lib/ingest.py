@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from . import schemas
-from .drops import Limits
+from .drops import Limits, StagedFile, read_staged
 from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
 from .errors import ErrorRecord, row_rejections
 from .powerschool import email_key, map_columns, match_headers, read_powerschool, type_students
@@ -24,10 +24,26 @@ class SourceFile:
     info: FileInfo | None = None
     frame: pl.DataFrame | None = None
     halted: ErrorRecord | None = None
+    origin: tuple | None = None  # (staging folder, StagedFile, District, max rows): how to read it again
 
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else self.frame.height
+
+    def rebuild_recipe(self):
+        """Kept at rest as where it came from (lib/persist.py): its staged copy is encrypted already, and reading
+        it again is cheaper than writing its frame a second time."""
+        return (read_staged_file, (self.source, *self.origin)) if self.origin and self.frame is not None else None
+
+
+def read_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, district: District,
+                     max_rows: int = Limits.max_file_rows) -> SourceFile:
+    """A file of the drop, read from its encrypted staged copy (checked against its SHA-256 as it is decrypted)."""
+    data = read_staged(Path(folder), staged, key)
+    info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)
+    src = ingest_file(source, Path(staged.name), district, data, info, max_rows)
+    src.origin = (folder, staged, district, max_rows)
+    return src
 
 
 @dataclass
@@ -40,6 +56,12 @@ class ValidatedFile:
     rows_in_file: int = 0  # data rows the file held, rejected ones included
     headers: dict[str, str | None] = field(default_factory=dict)  # our field -> the header read (None: absent)
     warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
+    origin: tuple | None = None  # the staged file it was read from (SourceFile.origin)
+
+    def rebuild_recipe(self):
+        """Kept at rest as where it came from: read and validated again from its staged copy (lib/persist.py)."""
+        return (revalidate_staged_file, (self.source, *self.origin)) if self.origin and self.frame is not None \
+            else None
 
     @property
     def rows(self) -> int:
@@ -125,7 +147,14 @@ def validate_powerschool(src: SourceFile, district: District) -> tuple[Validated
 
 
 def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    return READERS[BY_NAME[src.source].kind][1](src, district)
+    validated, errors = READERS[BY_NAME[src.source].kind][1](src, district)
+    validated.origin = src.origin
+    return validated, errors
+
+
+def revalidate_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, district: District,
+                           max_rows: int = Limits.max_file_rows) -> ValidatedFile:
+    return validate_file(read_staged_file(key, source, folder, staged, district, max_rows), district)[0]
 
 
 # Each kind of file in the catalogue (lib/catalog.py): its reader and its validator.

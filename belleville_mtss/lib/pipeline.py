@@ -14,14 +14,13 @@ import polars as pl
 
 from . import crosswalk as xw
 from . import gates
-from .catalog import FILES, POWERSCHOOL, STAR_FILES, FileSource
+from .catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES, FileSource
 from .csvfile import FileInfo
 from .drops import Limits, find_file
 from .errors import ErrorRecord
 from .identity import IdentityMap, build_results, build_roster, link_problems, link_students
 from .ingest import SourceFile, ValidatedFile, ingest_file, validate_classlink, validate_file
 from .registry import District
-from .star import STAR_SCHEMA
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8}
 
@@ -92,10 +91,9 @@ def ferpa_check(district: District, today: dt.date, max_days: int) -> CheckOutco
 
 # ---- students -------------------------------------------------------------------------------------------------
 
-def star_frame(stars: list[ValidatedFile]) -> pl.DataFrame:
-    """The usable Star frames of the drop, together (empty when every Star file was halted)."""
-    frames = [v.frame for v in stars if v.usable]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=STAR_SCHEMA)
+def star_frames(stars: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
+    """The usable Star frames of the drop, by subject (none when every Star file was halted)."""
+    return {BY_NAME[v.source].subject: v.frame for v in stars if v.usable}
 
 
 def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: ValidatedFile, users: ValidatedFile,
@@ -108,7 +106,7 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
                    f"({powerschool.halted.reason if powerschool.halted else 'missing'}): students cannot be linked "
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
-    identity = link_students(powerschool.frame, cl, star_frame(stars))
+    identity = link_students(powerschool.frame, cl, star_frames(stars))
     identity.files = {f.subject: (v.file_name, v.rows_in_file)
                       for f, v in zip(STAR_FILES, stars) if v.file_name and not v.halted}
     names = {subject: name for subject, (name, _rows) in identity.files.items()}
@@ -139,7 +137,7 @@ def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap
 
 def results(district: District, stars: list[ValidatedFile], identity: IdentityMap, drop_key: str,
             loaded_at: dt.datetime) -> tuple[pl.DataFrame, int]:
-    return build_results(star_frame(stars), identity.frame, district.account_info_id, drop_key, loaded_at)
+    return build_results(star_frames(stars), identity.frame, district.account_info_id, drop_key, loaded_at)
 
 
 # ---- the one composition ---------------------------------------------------------------------------------------

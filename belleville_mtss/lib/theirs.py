@@ -103,7 +103,7 @@ def _read(engine: sa.Engine, spec: SourceTable, wanted: list[str], where=None) -
         stmt = stmt.where(where(table, mapping))
     try:
         with engine.connect() as conn:
-            rows = conn.execute(stmt).fetchall()
+            rows = conn.execute(stmt).cursor.fetchall()  # the driver's tuples: no Row objects for a large tenant
     except sa.exc.SQLAlchemyError as exc:
         raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
                                "check the SELECT grant") from None

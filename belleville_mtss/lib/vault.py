@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 import secrets
 import struct
 from pathlib import Path
@@ -138,6 +139,11 @@ class DecryptingReader(io.RawIOBase):
         self._cached = (index, plain)
         return plain
 
+    def chunks(self):
+        """The clear text, chunk by chunk, in order."""
+        for index in range(self._chunks):
+            yield self._chunk(index)
+
     def readable(self) -> bool:
         return True
 
@@ -166,12 +172,21 @@ class DecryptingReader(io.RawIOBase):
         super().close()
 
 
-def decrypt_bytes(key: bytes, path: Path) -> bytes:
-    with DecryptingReader(key, path) as reader:
+def decrypt_bytes(key: bytes, path: Path, digest=None) -> bytes:
+    """The clear text of an encrypted file. With `digest` (a hashlib object), it is also fed every chunk, on a
+    second thread while the next chunk is decrypted: reading and checking a staged copy take one pass."""
+    with DecryptingReader(key, path) as reader, ThreadPoolExecutor(1) as hasher:
         out = bytearray(reader.size)
-        view, done = memoryview(out), 0
-        while done < reader.size:
-            done += reader.readinto(view[done:])
+        view, done, pending = memoryview(out), 0, None
+        for chunk in reader.chunks():
+            if digest is not None:
+                if pending is not None:
+                    pending.result()
+                pending = hasher.submit(digest.update, chunk)
+            view[done:done + len(chunk)] = chunk
+            done += len(chunk)
+        if pending is not None:
+            pending.result()
     return bytes(out)
 
 
