@@ -398,3 +398,10 @@ def test_the_audit_keeps_history_across_halted_corrected_duplicate_and_blocked_d
     assert "belleville/resend" in out and "same bytes as belleville/2026-11-01" in out and "blocked" in out
     students = pl.read_csv(drop / "students.csv", infer_schema=False)["STUDENTS.STUDENT_NUMBER"]
     assert not any(n in out for n in students)
+
+
+def test_the_head_a_run_checks_for_is_alembics_head():
+    script = ScriptDirectory.from_config(migrations._config())
+    assert script.get_current_head() == migrations.HEAD
+    names = sorted(p.name for p in (migrations.SCRIPTS / "versions").glob("*.py"))
+    assert [n[:4] for n in names] == [r.revision for r in reversed(list(script.walk_revisions()))]

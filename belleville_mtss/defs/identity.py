@@ -47,56 +47,58 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     })
 
 
-def _verdict(context, error_log: ErrorLogResource, outcome: pipeline.CheckOutcome, **metadata) -> dg.AssetCheckResult:
+def _verdict(context, error_log: ErrorLogResource, asset, outcome: pipeline.CheckOutcome,
+             **metadata) -> dg.AssetCheckResult:
     """A blocking check's result; a failure writes its error rows and marks the drop's files blocked."""
     error_log.record(context, context.partition_key, outcome.records)
     if not outcome.passed:
         error_log.mark_files(context, "blocked")
-    return dg.AssetCheckResult(passed=outcome.passed, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={"why": outcome.why, **metadata})
+    return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset.key, passed=outcome.passed,
+                               severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **metadata})
+
+
+def _spec(name: str, asset, description: str, reads: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, blocking=True, partitions_def=drops, description=description,
+                             additional_deps=[reads])
 
 
 _LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
 
+DISTRICT_CHECKS = [
+    _spec("district_names_match_registry", district_crosswalk,
+          "Every district name in the drop is the registry's district (listed, or resolved to its AccountInfoId)",
+          "account_info"),
+    _spec("account_info_id_exists", district_crosswalk,
+          "The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state", "account_info"),
+    _spec("ferpa_review_current", district_crosswalk,
+          "The district's FERPA review of the identifiers used is recorded and recent enough", "account_info"),
+]
 
-@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops,
-                description="Every district name in the drop is the registry's district (listed, or resolved to its "
-                            "AccountInfoId)")
-def district_names_match_registry(context: dg.AssetCheckExecutionContext, registry: RegistryResource,
-                                  error_log: ErrorLogResource, district_crosswalk: pl.DataFrame,
-                                  ) -> dg.AssetCheckResult:
+
+@dg.multi_asset_check(specs=DISTRICT_CHECKS, name="district_checks",
+                      ins={"crosswalk": dg.AssetIn("district_crosswalk"), "account_info": dg.AssetIn("account_info")})
+def district_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+                    crosswalk: pl.DataFrame, account_info: pl.DataFrame):
+    """The three blocking checks of the drop's district, in one step."""
     district = registry.for_drop(context.partition_key)
-    outcome = pipeline.names_check(district, district_crosswalk)
-    failing = district_crosswalk.filter(~pl.col("verified"))
+    failing = crosswalk.filter(~pl.col("verified"))
     # Names that verified by score but are not in the registry: a person should confirm and list them.
-    suggest = district_crosswalk.filter(pl.col("suggest_listing"))
-    return _verdict(context, error_log, outcome, failing=failing.height, details=md_table(failing.select(
-        "file_name", "name_seen", "candidate", "candidate_account_info_id", "score", "margin", "decision")),
-        suggested_registry_names=dg.MetadataValue.md("\n".join(
-            f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s registry entry "
-            f"(it verified by score {r['score']}, margin {r['margin']})" for r in suggest.iter_rows(named=True))
-            or "_none_"))
-
-
-@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops,
-                additional_ins={"account_info": dg.AssetIn("account_info")},
-                description="The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state")
-def account_info_id_exists(context: dg.AssetCheckExecutionContext, registry: RegistryResource,
-                           error_log: ErrorLogResource, district_crosswalk: pl.DataFrame, account_info: pl.DataFrame,
-                           ) -> dg.AssetCheckResult:
-    outcome = pipeline.account_info_check(registry.for_drop(context.partition_key), account_info)
-    return _verdict(context, error_log, outcome, problems=outcome.why)
-
-
-@dg.asset_check(asset=district_crosswalk, blocking=True, partitions_def=drops,
-                description="The district's FERPA review of the identifiers used is recorded and recent enough")
-def ferpa_review_current(context: dg.AssetCheckExecutionContext, registry: RegistryResource,
-                         error_log: ErrorLogResource, district_crosswalk: pl.DataFrame) -> dg.AssetCheckResult:
-    district = registry.for_drop(context.partition_key)
+    suggest = crosswalk.filter(pl.col("suggest_listing"))
+    yield _verdict(context, error_log, district_crosswalk, pipeline.names_check(district, crosswalk),
+                   failing=failing.height, details=md_table(failing.select(
+                       "file_name", "name_seen", "candidate", "candidate_account_info_id", "score", "margin",
+                       "decision")),
+                   suggested_registry_names=dg.MetadataValue.md("\n".join(
+                       f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+                       f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
+                       for r in suggest.iter_rows(named=True)) or "_none_"))
+    outcome = pipeline.account_info_check(district, account_info)
+    yield _verdict(context, error_log, district_crosswalk, outcome, problems=outcome.why)
     outcome = pipeline.ferpa_check(district, dt.date.today(), registry.ferpa_review_max_days)
     reviewed = district.verification.ferpa_review_on
-    return _verdict(context, error_log, outcome, problem=outcome.why, max_age_days=registry.ferpa_review_max_days,
-                    ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded")
+    yield _verdict(context, error_log, district_crosswalk, outcome, problem=outcome.why,
+                   max_age_days=registry.ferpa_review_max_days,
+                   ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded")
 
 
 @dg.asset(
@@ -136,28 +138,27 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, re
                          tags.get("mtss/accepted_by", "unknown"), result.figure, context.run.run_id)
         accepted = gates.acceptance(engine, key, received.version, result.gate)
         if accepted:
-            return dg.AssetCheckResult(passed=True, metadata={
-                **meta, "accepted_by": accepted["AcceptedBy"], "accepted_reason": accepted["Reason"],
-                "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")})
-    return _verdict(context, error_log, pipeline.gate_outcome(result, key), **meta)
+            return dg.AssetCheckResult(check_name=result.gate, asset_key=student_identity_map.key, passed=True,
+                                       metadata={**meta, "accepted_by": accepted["AcceptedBy"],
+                                                 "accepted_reason": accepted["Reason"],
+                                                 "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")})
+    return _verdict(context, error_log, student_identity_map, pipeline.gate_outcome(result, key), **meta)
 
 
-GATE_INS = {"received_drop": dg.AssetIn("received_drop")}
+GATE_CHECKS = [_spec(g, student_identity_map, f"Gate: {text} (thresholds: the registry's gates)", "received_drop")
+               for g, text in gates.GATES.items()]
 
 
-def gate_check(gate: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(name=gate, asset=student_identity_map, blocking=True, partitions_def=drops,
-                    additional_ins=GATE_INS, description=f"Gate: {gates.GATES[gate]} (thresholds: the registry's "
-                                                          "gates)")
-    def _check(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
-               warehouse: WarehouseResource, student_identity_map: IdentityMap, received_drop: ReceivedDrop,
-               ) -> dg.AssetCheckResult:
-        district = registry.for_drop(context.partition_key)
-        current = gates.current_roster(warehouse.engine(), district.account_info_id) if gate == "roster_size" else 0
-        return _gate(context, error_log, warehouse, pipeline.gate(gate, district, student_identity_map, current),
-                     received_drop)
-
-    return _check
+@dg.multi_asset_check(specs=GATE_CHECKS, name="gate_checks",
+                      ins={"identity": dg.AssetIn("student_identity_map"),
+                           "received_drop": dg.AssetIn("received_drop")})
+def gate_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+                warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
+    """The four gates of the drop's links, in one step."""
+    district = registry.for_drop(context.partition_key)
+    current = gates.current_roster(warehouse.engine(), district.account_info_id)
+    for gate in gates.GATES:
+        yield _gate(context, error_log, warehouse, pipeline.gate(gate, district, identity, current), received_drop)
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
@@ -185,5 +186,4 @@ def assessment_results(context: dg.AssetExecutionContext, registry: RegistryReso
 
 
 identity_assets = [district_crosswalk, student_identity_map, student_roster, assessment_results]
-identity_checks = [district_names_match_registry, account_info_id_exists, ferpa_review_current,
-                   *[gate_check(g) for g in gates.GATES]]
+identity_checks = [district_checks, gate_checks]
