@@ -32,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
     tables = generate_drop(drop, spec)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     print("Materializing every asset of drop_job ...")
-    report = run_drop(settings, f"belleville/{spec.drop_name}", log_level=args.log_level)
+    report = run_drop(settings, f"belleville/{spec.drop_name}", log_level=args.log_level, progress=True)
     print(report.render())
     print(report.verdict())
     return report.exit_code
@@ -47,12 +47,18 @@ def _generate(args: argparse.Namespace) -> int:
         raise CliError("--students must be at least 1")
     if args.load:
         _embedded_only(load_settings(), "generate --load")
+    from .progress import phase
+
     started = time.perf_counter()
     spec = SampleSpec(students=args.students)
     drop = args.out / "drop"
+    phase(f"Generating {args.students:,} students into {drop} ...")
     tables = generate_drop(drop, spec)
+    phase(f"Writing the ClassLink and AccountInfo tables to {args.out / 'tables'} ... "
+          f"({time.perf_counter() - started:.1f} s so far)")
     write_tables(args.out / "tables", tables["classlink_users"])
     if args.load:
+        phase("Loading them into the embedded databases ...")
         settings = load_settings()
         load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     size = sum(p.stat().st_size for p in drop.iterdir())
@@ -87,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
             raise CliError("--accept needs --reason: why this drop version may load although the gate failed")
         tags = {"mtss/accept": ",".join(args.accept), "mtss/accept_reason": args.reason.strip(),
                 "mtss/accepted_by": getpass.getuser()}
-    report = run_drop(settings, key, log_level=args.log_level, tags=tags)
+    report = run_drop(settings, key, log_level=args.log_level, tags=tags, progress=True)
     print(report.render())
     print(report.verdict())
     return report.exit_code

@@ -13,6 +13,7 @@ from .defs.sources import source_assets
 from .defs.validation import validation_assets
 from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
+from .progress import progress_logger
 
 ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets]
 
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 staging_key=env_or_value("MTSS_STAGING_KEY", settings.staging_key)),
         },
         executor=dg.in_process_executor,
+        loggers={"console": dg.colored_console_logger, "progress": progress_logger},
     )
 
 

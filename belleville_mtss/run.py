@@ -1,26 +1,58 @@
-"""Running a drop through the asset graph in-process; the run is tagged with its outcome (belleville_mtss/report.py)."""
+"""Running a drop through the asset graph in-process, on the Dagster instance the UI shows (`dagster_home`); the
+run is tagged with its outcome (belleville_mtss/report.py), and its steps can be followed (progress.py)."""
+import os
 from contextlib import nullcontext
+from pathlib import Path
 
 import dagster as dg
 
 from .definitions import build_definitions
 from .lib.config import Settings
+from .progress import Progress
 from .report import OUTCOME_TAG, DropReport
+
+
+# Written into a new instance folder only (an existing dagster.yaml is never touched): no usage statistics leave
+# the machine, and one event-log database for all runs (cheaper to write than a database per run).
+INSTANCE_YAML = """telemetry:
+  enabled: false
+event_log_storage:
+  module: dagster._core.storage.event_log
+  class: ConsolidatedSqliteEventLogStorage
+  config:
+    base_dir: {home}/history
+"""
+
+
+def dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME if set, else MTSS_HOME/dagster (created): where `demo`, `run`, the sensor's runs and
+    `dagster dev` (the README's command sets DAGSTER_HOME to it) keep runs, events and check results."""
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.home / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML.format(home=home))
+    return home
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(dagster_home(settings)))
+
 
 def run_drop(
     settings: Settings, drop_key: str = "belleville/2026-11-01", *, instance: dg.DagsterInstance | None = None,
-    log_level: str = "WARNING", tags: dict[str, str] | None = None,
+    log_level: str = "WARNING", tags: dict[str, str] | None = None, progress: bool = False,
 ) -> DropReport:
     """Materialize every asset and check of one drop (partition "<district>/<drop name>") in-process; the run is
-    tagged with its outcome."""
+    tagged with its outcome. `progress`: the run's steps are shown as they go (progress.py)."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def("drop_job")
-    with (dg.DagsterInstance.ephemeral() if instance is None else nullcontext(instance)) as inst:
+    loggers = {"console": {"config": {"log_level": log_level}}, **({"progress": {}} if progress else {})}
+    shown = Progress(len(job.graph.nodes), drop_key).attached() if progress else nullcontext()
+    with (instance_for(settings) if instance is None else nullcontext(instance)) as inst, shown:
         inst.add_dynamic_partitions("drops", [drop_key])
-        result = job.execute_in_process(
-            instance=inst, raise_on_error=False, partition_key=drop_key, tags=tags or {},
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
+        result = job.execute_in_process(instance=inst, raise_on_error=False, partition_key=drop_key,
+                                        tags=tags or {}, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         inst.add_run_tags(result.run_id, {OUTCOME_TAG: report.outcome})
     return report
