@@ -1,0 +1,509 @@
+"""Alerts against real servers on 127.0.0.1: an HTTP webhook receiver and an aiosmtpd SMTP server."""
+from __future__ import annotations
+
+import datetime as dt
+import email
+import ipaddress
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+import traceback
+from dataclasses import replace
+from email import policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from belleville_mtss.lib import alerts
+from belleville_mtss.lib.alerts import Alert, AlertConfig, AlertConfigError, load_alert_config, send
+
+SECRET_PATH = "/services/T000/B000/s3cretW3bhookT0ken"
+PASSWORD = "p@ss:w/rd-s3cret"
+ENCODED = PASSWORD.replace("@", "%40").replace("/", "%2F")  # as it must be written in MTSS_ALERT_SMTP_URL
+FAST = {"timeout": 0.5, "attempts": 3, "backoff": 0.01}
+
+
+# --- an incoming-webhook receiver -------------------------------------------------------------------------
+
+class Receiver:
+    """Answers POSTs with the queued statuses (then 200), recording each request."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                receiver.requests.append({"path": self.path, "status": status, "body": body,
+                                          "content_type": self.headers["Content-Type"]})
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "30")
+                if status == 302:
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{SECRET_PATH}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def webhook_config(url: str, **overrides) -> AlertConfig:
+    return replace(load_alert_config({"MTSS_ALERT_WEBHOOK_URL": url}), **{**FAST, **overrides})
+
+
+class Sleeps(list):
+    """Records the backoff instead of waiting it out."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def sample_alerts() -> list[Alert]:
+    return [
+        alerts.blocked_drop("belleville/2025-09-01", "a1b2c3", "ferpa_review_current",
+                            "FERPA review is 400 days old"),
+        alerts.halted_file("belleville/2025-09-01", "a1b2c3", "SR.csv",
+                           "header row does not match Star Reading"),
+    ]
+
+
+def assert_no_secret(caplog, *things) -> None:
+    for text in [caplog.text, *map(repr, things)]:
+        assert SECRET_PATH not in text and "s3cretW3bhook" not in text
+        assert PASSWORD not in text and "s3cret" not in text
+
+
+# --- webhook ------------------------------------------------------------------------------------------------
+
+def test_one_post_per_alert_with_the_text_as_json(receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    config = webhook_config(receiver.url)
+    deliveries = [send(a, config) for a in sample_alerts()]
+
+    assert [[d.describe() for d in ds] for ds in deliveries] == [["webhook: sent after 1 attempt(s)"]] * 2
+    assert [r["path"] for r in receiver.requests] == [SECRET_PATH, SECRET_PATH]
+    assert all(r["content_type"].startswith("application/json") for r in receiver.requests)
+    bodies = [json.loads(r["body"]) for r in receiver.requests]
+    assert list(bodies[0]) == ["text"]
+    assert bodies[0]["text"].splitlines() == [
+        "MTSS: drop belleville/2025-09-01 blocked", "Check: ferpa_review_current",
+        "Reason: FERPA review is 400 days old", "Drop version: a1b2c3"]
+    assert bodies[1]["text"].startswith("MTSS: file SR.csv halted in drop belleville/2025-09-01\n")
+    assert_no_secret(caplog, config, deliveries)
+
+
+def test_500_then_200_is_retried_and_delivered_once(receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    receiver.statuses = [500, 503]
+    sleeps = Sleeps()
+    [delivery] = send(sample_alerts()[0], webhook_config(receiver.url), sleep=sleeps)
+
+    assert delivery.ok and delivery.attempts == 3
+    assert [r["status"] for r in receiver.requests] == [500, 503, 200]
+    assert sleeps == [0.01, 0.02]  # doubling backoff
+    assert_no_secret(caplog, delivery)
+
+
+def test_429_waits_as_told_but_no_longer_than_the_longest_backoff(receiver):
+    receiver.statuses = [429]
+    sleeps = Sleeps()
+    [delivery] = send(sample_alerts()[0], webhook_config(receiver.url, backoff=0.5), sleep=sleeps)
+    assert delivery.ok and delivery.attempts == 2
+    assert sleeps == [2.0]  # Retry-After: 30, capped at 0.5 * 2**2
+
+
+@pytest.mark.parametrize("status", [400, 404, 302])
+def test_a_4xx_or_a_redirect_is_not_retried(receiver, caplog, status):
+    caplog.set_level(logging.DEBUG)
+    receiver.statuses = [status]
+    sleeps = Sleeps()
+    [delivery] = send(sample_alerts()[0], webhook_config(receiver.url), sleep=sleeps)
+
+    assert (delivery.status, delivery.reason, delivery.attempts) == ("failed", f"HTTP {status}", 1)
+    assert [r["path"] for r in receiver.requests] == [SECRET_PATH]  # the redirect was not followed
+    assert sleeps == []
+    assert_no_secret(caplog, delivery)
+
+
+def test_a_server_that_never_answers_times_out_within_the_timeout(caplog):
+    caplog.set_level(logging.DEBUG)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the connection; nobody ever reads or answers
+    try:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}{SECRET_PATH}"
+        started = time.monotonic()
+        [delivery] = send(sample_alerts()[0], webhook_config(url, timeout=0.3, attempts=2))
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert (delivery.status, delivery.reason, delivery.attempts) == ("failed", "timed out", 2)
+    assert 0.6 <= elapsed < 1.5
+    assert_no_secret(caplog, delivery)
+
+
+def test_connection_refused_is_retried_then_reported_not_raised(caplog):
+    caplog.set_level(logging.DEBUG)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    sleeps = Sleeps()
+    config = webhook_config(f"http://127.0.0.1:{port}{SECRET_PATH}")
+    [delivery] = send(sample_alerts()[0], config, sleep=sleeps)
+    assert delivery.status == "failed" and delivery.attempts == 3
+    assert delivery.reason == "cannot connect (ConnectionRefusedError)"
+    assert len(sleeps) == 2
+    assert_no_secret(caplog, delivery)
+
+
+def test_an_unexpected_error_is_a_failed_delivery_that_does_not_quote_the_url(caplog):
+    caplog.set_level(logging.DEBUG)
+    # past the config check: http.client refuses it with an error that quotes the URL
+    config = replace(AlertConfig(), webhook_url=f"http://127.0.0.1:9{SECRET_PATH}\nX", **FAST)
+    [delivery] = send(sample_alerts()[0], config)
+    assert (delivery.status, delivery.reason) == ("failed", "unexpected InvalidURL")
+    assert_no_secret(caplog, delivery)
+
+
+def test_slack_control_sequences_in_a_file_name_are_escaped(receiver):
+    alert = alerts.halted_file("belleville/d1", "v1", "<!channel> & co.csv", "empty file")
+    send(alert, webhook_config(receiver.url))
+    text = json.loads(receiver.requests[0]["body"])["text"]
+    assert "&lt;!channel&gt; &amp; co.csv" in text and "<!channel>" not in text
+
+
+# --- no student data ----------------------------------------------------------------------------------------
+
+def test_text_with_a_student_looking_email_is_refused_on_every_channel(receiver, smtp_server):
+    config = replace(both_config(receiver.url, smtp_server.port), **FAST)
+    leaky = alerts.halted_file("belleville/d1", "v1", "students.csv",
+                               "duplicate email jdoe42@students.belleville.k12.us")
+
+    deliveries = send(leaky, config)
+
+    assert [(d.channel, d.status) for d in deliveries] == [("webhook", "refused"), ("email", "refused")]
+    assert receiver.requests == [] and smtp_server.handler.messages == []
+
+
+def test_a_configured_address_may_appear(receiver, smtp_server):
+    config = replace(both_config(receiver.url, smtp_server.port), **FAST)
+    alert = alerts.blocked_drop("belleville/d1", "v1", "ferpa_review_current",
+                                "ask data-office@belleville.k12.us to renew the review")
+    assert [d.status for d in send(alert, config)] == ["sent", "sent"]
+
+
+def test_failed_run_names_steps_not_the_error_text():
+    alert = alerts.failed_run("0b1c2d3e-run", "ingest_drop", "belleville/d1", ["identity", "warehouse"])
+    assert alert.key == "failed_run:0b1c2d3e-run"
+    assert "Failed step(s): identity, warehouse" in alert.lines
+    with pytest.raises(TypeError):
+        alerts.failed_run("r", "j", error="Jane Doe 2011-04-02")  # no parameter to put free text in
+
+
+# --- email --------------------------------------------------------------------------------------------------
+
+class Inbox:
+    def __init__(self, fail_first: str | None = None):
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+        self.fail_first = fail_first
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.fail_first:
+            answer, self.fail_first = self.fail_first, None
+            return answer
+        msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_smtp(handler, **kwargs) -> Controller:
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller.start()
+    return controller
+
+
+@pytest.fixture
+def smtp_server():
+    controller = start_smtp(Inbox())
+    yield controller
+    controller.stop()
+
+
+RECIPIENTS = "data-office@belleville.k12.us, ops@mtss.example.org"
+
+
+def smtp_config(url: str, to: str = "ops@mtss.example.org") -> AlertConfig:
+    return replace(load_alert_config({"MTSS_ALERT_SMTP_URL": url, "MTSS_ALERT_TO": to}), **FAST)
+
+
+def both_config(webhook_url: str, smtp_port: int) -> AlertConfig:
+    return load_alert_config({
+        "MTSS_ALERT_WEBHOOK_URL": webhook_url,
+        "MTSS_ALERT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}?from=alerts%40mtss.example.org",
+        "MTSS_ALERT_TO": RECIPIENTS,
+    })
+
+
+def test_one_email_per_alert_to_the_recipients_with_the_title_as_subject(smtp_server):
+    config = smtp_config(f"smtp://127.0.0.1:{smtp_server.port}?from=alerts%40mtss.example.org", RECIPIENTS)
+    sent = sample_alerts()
+    deliveries = [send(a, config) for a in sent]
+
+    assert [[(d.channel, d.status) for d in ds] for ds in deliveries] == [[("email", "sent")]] * 2
+    inbox = smtp_server.handler.messages
+    assert len(inbox) == 2
+    for (rcpts, msg), alert in zip(inbox, sent):
+        assert rcpts == ["data-office@belleville.k12.us", "ops@mtss.example.org"]
+        assert msg["Subject"] == alert.title
+        assert msg["From"] == "alerts@mtss.example.org"
+        assert msg["To"] == "data-office@belleville.k12.us, ops@mtss.example.org"
+        body = msg.get_content()
+        assert all(line in body for line in alert.lines) and alert.key in body
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_with_a_percent_encoded_user_and_password(caplog):
+    caplog.set_level(logging.DEBUG)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password.decode() == PASSWORD
+        return AuthResult(success=ok, handled=False)
+
+    inbox = Inbox()
+    controller = start_smtp(inbox, authenticator=authenticator, auth_require_tls=False, auth_required=True)
+    try:
+        url = f"smtp://alert%20bot:p%40ss%3Aw%2Frd-s3cret@127.0.0.1:{controller.port}"
+        config = smtp_config(url)
+        [delivery] = send(sample_alerts()[0], config)
+    finally:
+        controller.stop()
+    assert delivery.ok
+    assert logins == [("alert bot", PASSWORD)]
+    assert inbox.messages[0][1]["From"] == "mtss-alerts@127.0.0.1"  # no from=: the default
+    assert_no_secret(caplog, config, delivery)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_wrong_password_is_not_retried(caplog):
+    caplog.set_level(logging.DEBUG)
+    controller = start_smtp(Inbox(), authenticator=lambda *a: AuthResult(success=False, handled=False),
+                            auth_require_tls=False, auth_required=True)
+    try:
+        url = f"smtp://bot:{ENCODED}@127.0.0.1:{controller.port}"
+        config = smtp_config(url)
+        [delivery] = send(sample_alerts()[0], config)
+    finally:
+        controller.stop()
+    assert (delivery.status, delivery.reason, delivery.attempts) == ("failed", "SMTP login refused (535)", 1)
+    assert_no_secret(caplog, config, delivery)
+
+
+def test_a_4xx_from_the_mail_server_is_retried_and_delivered_once():
+    inbox = Inbox(fail_first="451 try again later")
+    controller = start_smtp(inbox)
+    try:
+        config = smtp_config(f"smtp://127.0.0.1:{controller.port}")
+        [delivery] = send(sample_alerts()[0], config)
+    finally:
+        controller.stop()
+    assert delivery.ok and delivery.attempts == 2
+    assert len(inbox.messages) == 1
+
+
+@pytest.fixture
+def tls_files(tmp_path, monkeypatch):
+    """A self-signed certificate for 127.0.0.1, trusted through SSL_CERT_FILE as a private CA would be."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mtss-test-smtp")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    return server_ctx
+
+
+@pytest.mark.parametrize("scheme", ["smtp+starttls", "smtps"])
+def test_starttls_and_implicit_tls(tls_files, scheme):
+    inbox = Inbox()
+    tls = {"tls_context": tls_files, "require_starttls": True} if scheme == "smtp+starttls" \
+        else {"ssl_context": tls_files}
+    controller = start_smtp(inbox, **tls)
+    try:
+        config = smtp_config(f"{scheme}://127.0.0.1:{controller.port}")
+        [delivery] = send(sample_alerts()[0], config)
+    finally:
+        controller.stop()
+    assert delivery.ok, delivery.describe()
+    assert len(inbox.messages) == 1
+
+
+def test_plain_smtp_to_a_server_that_requires_starttls_fails_without_sending(tls_files):
+    inbox = Inbox()
+    controller = start_smtp(inbox, tls_context=tls_files, require_starttls=True)
+    try:
+        config = smtp_config(f"smtp://127.0.0.1:{controller.port}")
+        [delivery] = send(sample_alerts()[0], config)
+    finally:
+        controller.stop()
+    assert delivery.status == "failed" and delivery.reason.startswith("SMTP 5")
+    assert delivery.attempts == 1 and inbox.messages == []
+
+
+# --- configuration ------------------------------------------------------------------------------------------
+
+def test_nothing_set_means_disabled_and_send_does_nothing(receiver):
+    config = load_alert_config({})
+    assert not config.enabled
+    assert config.describe() == (
+        "alerts disabled: neither MTSS_ALERT_WEBHOOK_URL nor MTSS_ALERT_SMTP_URL is set")
+    assert send(sample_alerts()[0], config) == []
+
+
+def test_a_full_configuration():
+    config = load_alert_config({
+        "MTSS_ALERT_WEBHOOK_URL": "https://hooks.slack.com" + SECRET_PATH,
+        "MTSS_ALERT_SMTP_URL": f"smtps://bot:{ENCODED}@mail.example.org",
+        "MTSS_ALERT_TO": " ops@mtss.example.org ,data-office@belleville.k12.us,",
+        "MTSS_ALERT_OUTAGE_MINUTES": "45",
+    })
+    assert config.smtp == alerts.SmtpServer("smtps", "mail.example.org", 465, "mtss-alerts@mail.example.org",
+                                            "bot", PASSWORD)
+    assert config.recipients == ("ops@mtss.example.org", "data-office@belleville.k12.us")
+    assert config.outage_minutes == 45
+    assert config.describe() == ("alerts: webhook to hooks.slack.com, email via smtps://mail.example.org:465 "
+                                 "to 2 recipient(s); drop server outage after 45 min")
+    assert "s3cret" not in repr(config)
+    assert load_alert_config({"MTSS_ALERT_WEBHOOK_URL": "https://x.example.org/h"}).outage_minutes == 30
+
+
+def smtp_env(url: str, to: str = "a@b.org") -> dict:
+    return {"MTSS_ALERT_SMTP_URL": url, "MTSS_ALERT_TO": to}
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"MTSS_ALERT_WEBHOOK_URL": "hooks.slack.com" + SECRET_PATH}, "MTSS_ALERT_WEBHOOK_URL"),
+    ({"MTSS_ALERT_WEBHOOK_URL": "ftp://hooks.slack.com" + SECRET_PATH}, "MTSS_ALERT_WEBHOOK_URL"),
+    ({"MTSS_ALERT_WEBHOOK_URL": "https://hooks.slack.com/T0 00" + SECRET_PATH}, "MTSS_ALERT_WEBHOOK_URL"),
+    (smtp_env(f"smtpx://bot:{ENCODED}@mail.example.org"), "MTSS_ALERT_SMTP_URL"),
+    (smtp_env(f"smtp://bot:{ENCODED}@mail.example.org:twenty-five"), "MTSS_ALERT_SMTP_URL"),
+    # unencoded '@' and '/' in the password: the host is read as 'ss', the port as 'w'
+    (smtp_env(f"smtp://bot:{PASSWORD}@mail.example.org"), "MTSS_ALERT_SMTP_URL"),
+    (smtp_env(f"smtp://:{ENCODED}@mail.example.org"), "MTSS_ALERT_SMTP_URL"),
+    (smtp_env(f"smtp://bot:{ENCODED}@mail.example.org?from=nobody"), "MTSS_ALERT_SMTP_URL"),
+    (smtp_env(f"smtp://bot:{ENCODED}@mail.example.org?sender=a%40b.org"), "MTSS_ALERT_SMTP_URL"),
+    ({"MTSS_ALERT_SMTP_URL": f"smtp://bot:{ENCODED}@mail.example.org"}, "MTSS_ALERT_TO"),
+    (smtp_env(f"smtp://bot:{ENCODED}@mail.example.org", "ops, a@b.org"), "MTSS_ALERT_TO"),
+    ({"MTSS_ALERT_TO": "a@b.org"}, "MTSS_ALERT_TO"),
+    ({"MTSS_ALERT_WEBHOOK_URL": "https://x.example.org/h", "MTSS_ALERT_OUTAGE_MINUTES": "half an hour"},
+     "MTSS_ALERT_OUTAGE_MINUTES"),
+    ({"MTSS_ALERT_WEBHOOK_URL": "https://x.example.org/h", "MTSS_ALERT_OUTAGE_MINUTES": "0"},
+     "MTSS_ALERT_OUTAGE_MINUTES"),
+    ({"MTSS_ALERT_WEBHOOK_URL": "https://x.example.org/h", "MTSS_ALERT_OUTAGE_MINUTES": "nan"},
+     "MTSS_ALERT_OUTAGE_MINUTES"),
+])
+def test_a_malformed_value_names_the_variable_and_hides_secrets(env, variable):
+    with pytest.raises(AlertConfigError) as caught:
+        load_alert_config(env)
+    assert str(caught.value).startswith(variable)
+    # the whole traceback a sensor would log, chained exceptions included
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "s3cret" not in shown and ENCODED not in shown
+
+
+# --- once per event -----------------------------------------------------------------------------------------
+
+def test_an_outage_alerts_once_after_the_threshold_and_clears_once():
+    state, sent, t0 = {}, [], 1_700_000_000.0
+    probes = [(0, False), (10, False), (29, False), (30, False), (45, False), (90, False),
+              (95, True), (96, True)]
+    for minute, reachable in probes:
+        alert, state = alerts.track_outage(state, reachable, t0 + minute * 60, "sftp.example.org", 30)
+        json.dumps(state)  # it lives in a sensor cursor
+        if alert:
+            sent.append((minute, alert.kind, alert.key))
+    assert sent == [(30, "drop_server_outage", "drop_server_outage:2023-11-14T22:13Z"),
+                    (95, "outage_cleared", "outage_cleared:2023-11-14T22:13Z")]
+    # a blip shorter than the threshold sends nothing, not even a clearing
+    alert, state = alerts.track_outage({}, False, t0, "sftp.example.org", 30)
+    assert alerts.track_outage(state, True, t0 + 60, "sftp.example.org", 30) == (None, {})
+
+
+def test_overdue_districts_once_per_missing_period():
+    day, now = 86_400, 1_700_000_000.0
+    last = {"belleville": now - 8 * day, "harbor": now - 2 * day, "newtown": None}
+    expected = {"belleville": 7, "harbor": 7, "newtown": 14}
+    overdue = alerts.overdue_districts(last, expected, now)
+    assert [a.title for a in overdue] == [
+        "MTSS: district belleville overdue", "MTSS: district newtown overdue"]
+    assert overdue[0].lines == ("Last drop: 2023-11-06T22:13Z (8.0 days ago).", "Expected every 7 day(s).")
+
+    sent = alerts.remember([], overdue)
+    tomorrow = alerts.overdue_districts(last, expected, now + day)
+    assert alerts.unsent(tomorrow, sent) == []  # same missing period, same key: no second alert
+    last["belleville"] = now  # a drop arrived, then went quiet again
+    later = alerts.overdue_districts(last, expected, now + 8 * day)
+    assert [a.title for a in alerts.unsent(later, sent)] == [
+        "MTSS: district belleville overdue", "MTSS: district harbor overdue"]  # newtown's "never" was sent
+
+
+def test_unsent_and_remember_keep_one_per_key_and_a_bounded_cursor():
+    a, b = sample_alerts()
+    assert alerts.unsent([a, a, b], [b.key]) == [a]
+    keys = alerts.remember([f"k{i}" for i in range(5)], [a, b], limit=4)
+    assert keys == ["k3", "k4", a.key, b.key]
+    assert alerts.remember(keys, [a], limit=4) == keys
