@@ -256,12 +256,16 @@ def overdue_districts(last_drops: Mapping[str, float | None], expected_every_day
 
     A district without an expected interval is never overdue.
     """
-    alerts = []
-    for district, days in sorted(expected_every_days.items()):
-        last = last_drops.get(district)
-        if last is None or now - last > days * 86_400:
-            alerts.append(district_overdue(district, last, days, now))
-    return alerts
+    return [district_overdue(district, last_drops.get(district), days, now)
+            for district, days in sorted(expected_every_days.items())
+            if is_overdue(last_drops.get(district), days, now)]
+
+
+def is_overdue(last_drop: float | None, expected_every_days: float | None, now: float) -> bool:
+    """No drop for longer than expected (or none ever); never without an expected interval."""
+    if not expected_every_days:
+        return False
+    return last_drop is None or now - last_drop > expected_every_days * 86_400
 
 
 def unsent(alerts: Iterable[Alert], sent_keys: Collection[str]) -> list[Alert]:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .alerts import AlertConfig, load_alert_config
 from .drops import Limits
 from .registry import registry_folders
 from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
@@ -36,6 +37,11 @@ class Settings:
     limits: Limits = Limits()
     account_info_table: SourceTable = ACCOUNT_INFO
     classlink_table: SourceTable = CLASSLINK_USERS
+    # The MTSS_ALERT_* values as given (the resource hands secrets on as EnvVar), and what they mean, checked.
+    alert_env: dict[str, str] = field(default_factory=dict, repr=False)
+    alerts: AlertConfig = AlertConfig()
+    sensor_interval_seconds: int = 30
+    freshness_cron: str = "0 6 * * *"
 
     @property
     def embedded_warehouse(self) -> bool:
@@ -79,7 +85,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         account_info_table=configured(ACCOUNT_INFO, env.get("MTSS_ACCOUNT_INFO_TABLE"),
                                       env.get("MTSS_ACCOUNT_INFO_COLUMNS")),
         classlink_table=configured(CLASSLINK_USERS, env.get("MTSS_CLASSLINK_TABLE"), env.get("MTSS_CLASSLINK_COLUMNS")),
+        alert_env={k: env[k] for k in ALERT_VARIABLES if env.get(k)},
+        alerts=load_alert_config(env),  # a malformed value stops the load, naming the variable
+        sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
+        freshness_cron=_cron(env, "MTSS_FRESHNESS_CRON", "0 6 * * *"),
     )
+
+
+ALERT_VARIABLES = ("MTSS_ALERT_WEBHOOK_URL", "MTSS_ALERT_SMTP_URL", "MTSS_ALERT_TO", "MTSS_ALERT_OUTAGE_MINUTES")
 
 
 class SettingError(ValueError):
@@ -97,3 +110,12 @@ def _number(env: dict[str, str], name: str, default, kind):
     if not value > 0 or value == float("inf"):
         raise SettingError(f"{name} must be greater than 0, not {text!r}")
     return value
+
+
+def _cron(env: dict[str, str], name: str, default: str) -> str:
+    """Five cron fields (minute hour day month weekday); Dagster checks each field when it loads the schedule."""
+    text = " ".join((env.get(name) or default).split())
+    if len(text.split()) != 5:
+        raise SettingError(f"{name} must be a cron expression of five fields (minute hour day month weekday), "
+                           f"not {text!r}")
+    return text
