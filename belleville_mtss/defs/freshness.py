@@ -8,6 +8,7 @@ import dagster as dg
 
 from ..lib.alerts import is_overdue, overdue_districts, remember, unsent
 from ..lib.audit import last_drops
+from ..lib.config import SettingError
 from .alerting import store, stored
 from .metadata import OWNERS
 from .resources import AlertResource, ErrorLogResource, RegistryResource
@@ -52,6 +53,10 @@ drop_freshness_job = dg.define_asset_job(
 
 
 def make_drop_freshness_schedule(cron: str = "0 6 * * *") -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(name="drop_freshness_schedule", job=drop_freshness_job, cron_schedule=cron,
-                                 default_status=dg.DefaultScheduleStatus.RUNNING,
-                                 description="Each district's last-drop age; alerts for overdue districts")
+    try:
+        return dg.ScheduleDefinition(name="drop_freshness_schedule", job=drop_freshness_job, cron_schedule=cron,
+                                     default_status=dg.DefaultScheduleStatus.RUNNING,
+                                     description="Each district's last-drop age; alerts for overdue districts")
+    except dg.DagsterInvalidDefinitionError:
+        raise SettingError(f"MTSS_FRESHNESS_CRON must be a cron expression of five fields (minute hour day month "
+                           f"weekday, UTC), not {cron!r}") from None
