@@ -3,13 +3,13 @@ failed), with the exit code and the run tag that say the same. Built from a run'
 (in-process results) and the outcome sensor (stored run logs) report alike."""
 from dataclasses import dataclass, field
 
-SOURCES = ["received_drop", "powerschool_students", "star_reading", "star_math", "star_early_literacy", "classlink_users",
-           "account_info"]
-VALIDATED = ["validated_powerschool_students", "validated_star_reading", "validated_star_math",
-             "validated_star_early_literacy", "validated_classlink_users"]
+from .lib.catalog import FILES
+
+SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
+VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 WAREHOUSE = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
-# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error).
+# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error) or a load's check failed.
 EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "failed": 1}
 OUTCOME_TAG = "mtss/outcome"
 
@@ -24,6 +24,7 @@ class DropReport:
     links: dict[str, dict] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)  # failed check -> its reason
+    load_checks: dict[str, bool] = field(default_factory=dict)  # "table check" -> passed (after the load)
     written: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
 
@@ -39,9 +40,16 @@ class DropReport:
                                      {k: getattr(v, "value", v) for k, v in mat.metadata.items()})
             elif event.event_type_value == "ASSET_CHECK_EVALUATION":
                 ev = event.event_specific_data
+                meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+                asset = ev.asset_key.to_user_string()
+                if asset in WAREHOUSE:
+                    name = f"{WAREHOUSE[asset]} {ev.check_name}"
+                    report.load_checks[name] = ev.passed
+                    if not ev.passed:
+                        report.failures[name] = str(meta.get("why"))
+                    continue
                 report.checks[ev.check_name] = ev.passed
                 if not ev.passed:
-                    meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
                     report.why[ev.check_name] = str(meta.get("why") or meta.get("problems") or meta.get("problem")
                                                     or "see the check")
             elif event.is_step_failure:
@@ -94,6 +102,8 @@ class DropReport:
             out.append(f"  {link:<32} match rate {counts.get('match_rate', 0):.2%} ({detail})")
         out.append("Blocking checks and gates:")
         out += [f"  {k:<32} {'PASSED' if v else 'FAILED'}" for k, v in self.checks.items()]
+        out.append("Checks of the loads:")
+        out += [f"  {k:<48} {'PASSED' if v else 'FAILED'}" for k, v in self.load_checks.items()]
         out.append("Rows written to the warehouse:")
         out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
         if not self.written:
