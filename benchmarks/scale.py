@@ -256,9 +256,9 @@ class Target:
 
 def _judge(name: str, figure: float | None, op: str, bound: float, why_none: str) -> Target:
     if figure is None:
-        return Target(name, None, f"{op} {bound:g}", why_none)
+        return Target(name, None, f"{op} {bound:,g}", why_none)
     met = figure <= bound if op == "<=" else figure >= bound
-    return Target(name, figure, f"{op} {bound:g}", "met" if met else "NOT met")
+    return Target(name, figure, f"{op} {bound:,g}", "met" if met else "NOT met")
 
 
 def _beside(name: str, figure: float | None) -> Target:
