@@ -163,7 +163,7 @@ def _dagster(stage: str, work: Path, _entry, pg_url: str | None) -> dict:
     settings = _dagster_settings(stage, work, pg_url)
     leave_out = tuple(WAREHOUSE) if stage == "dagster_no_loads" else ()
     t = time.perf_counter()
-    report = run_drop(settings, DROP_KEY, leave_out=leave_out)
+    report = run_drop(settings, DROP_KEY, log_level="CRITICAL", leave_out=leave_out)  # the CLI's default
     seconds = time.perf_counter() - t
     if report.failures or not report.checks_passed:
         return {"failed": report.verdict()}
