@@ -60,8 +60,9 @@ def draw(paths: list[Path], out: Path) -> Path | None:
         if not series:
             continue
         ns = [n for n, _ in series]
-        line, = time_ax.plot(ns, [s for _, (s, _m) in series], marker="o", label=label)
-        mem_ax.plot(ns, [m for _, (_s, m) in series], marker="o", color=line.get_color(), label=label)
+        style = "--" if stage.startswith("load") else "-"  # the loads alone, apart from whole runs
+        line, = time_ax.plot(ns, [s for _, (s, _m) in series], style, marker="o", label=label)
+        mem_ax.plot(ns, [m for _, (_s, m) in series], style, marker="o", color=line.get_color(), label=label)
     _bounds(mem_ax, data["input_mb"])
     small = data["small_drop"]
     if small:
@@ -94,8 +95,8 @@ def _bounds(ax, input_mb: dict[int, float]) -> None:
     """The memory targets as lines: the input's size on disk (core) and 1.5x it (Dagster)."""
     ns = sorted(input_mb)
     if ns:
-        ax.plot(ns, [input_mb[n] for n in ns], "k--", linewidth=1, label="input size on disk (core bound)")
-        ax.plot(ns, [1.5 * input_mb[n] for n in ns], "k:", linewidth=1, label="1.5x input (Dagster bound)")
+        ax.plot(ns, [input_mb[n] for n in ns], "k:", linewidth=1.5, label="input size on disk (core bound)")
+        ax.plot(ns, [1.5 * input_mb[n] for n in ns], "k-.", linewidth=1, label="1.5x input (Dagster bound)")
 
 
 def main(argv: list[str] | None = None) -> int:
