@@ -17,13 +17,13 @@ from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
 from .progress import progress_logger
 
-ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets, drop_freshness]
+ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets]  # a drop's assets
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     every = settings.sensor_interval_seconds
     return dg.Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, drop_freshness],
         asset_checks=identity_checks,
         jobs=[drop_job, staging_retention_job, drop_freshness_job],
         sensors=[make_sftp_drop_sensor(every), make_drop_outcome_sensor(every), make_drop_alert_sensor(every),

@@ -18,6 +18,7 @@ _STEP_EVENTS = {"STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"}
 def progress_logger(_init_context) -> logging.Logger:
     logger = logging.getLogger(PROGRESS_LOGGER)
     logger.setLevel(logging.DEBUG)  # step events are logged at DEBUG
+    logger.propagate = False  # for the progress display only, not for whatever logging the caller set up
     return logger
 
 

@@ -4,14 +4,13 @@ failed), with the exit code and the run tag that say the same. Built from a run'
 from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
+from .lib.catalog import FILES
 
-SOURCES = ["received_drop", "powerschool_students", "star_reading", "star_math", "star_early_literacy", "classlink_users",
-           "account_info"]
-VALIDATED = ["validated_powerschool_students", "validated_star_reading", "validated_star_math",
-             "validated_star_early_literacy", "validated_classlink_users"]
+SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
+VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 WAREHOUSE = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
-# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error).
+# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error) or a load's check failed.
 EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "failed": 1}
 OUTCOME_TAG = "mtss/outcome"
 
@@ -26,6 +25,7 @@ class DropReport:
     links: dict[str, dict] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
     why: dict[str, str] = field(default_factory=dict)  # failed check -> its reason
+    load_checks: dict[str, bool] = field(default_factory=dict)  # "table check" -> passed (after the load)
     written: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
     version: str = ""  # the drop version received (received_drop's metadata)
@@ -43,9 +43,16 @@ class DropReport:
                                      {k: getattr(v, "value", v) for k, v in mat.metadata.items()})
             elif event.event_type_value == "ASSET_CHECK_EVALUATION":
                 ev = event.event_specific_data
+                meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
+                asset = ev.asset_key.to_user_string()
+                if asset in WAREHOUSE:
+                    name = f"{WAREHOUSE[asset]} {ev.check_name}"
+                    report.load_checks[name] = ev.passed
+                    if not ev.passed:
+                        report.failures[name] = str(meta.get("why"))
+                    continue
                 report.checks[ev.check_name] = ev.passed
                 if not ev.passed:
-                    meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
                     report.why[ev.check_name] = str(meta.get("why") or meta.get("problems") or meta.get("problem")
                                                     or "see the check")
             elif event.is_step_failure:
@@ -102,6 +109,8 @@ class DropReport:
             out.append(f"  {link:<32} match rate {counts.get('match_rate', 0):.2%} ({detail})")
         out.append("Blocking checks and gates:")
         out += [f"  {k:<32} {'PASSED' if v else 'FAILED'}" for k, v in self.checks.items()]
+        out.append("Checks of the loads:")
+        out += [f"  {k:<48} {'PASSED' if v else 'FAILED'}" for k, v in self.load_checks.items()]
         out.append("Rows written to the warehouse:")
         out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
         if not self.written:
@@ -128,15 +137,16 @@ class DropReport:
 
 def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool, version: str = "") -> list[Alert]:
     """What a finished drop run tells people, one alert per event: a blocked drop (nothing was written, whatever
-    else went wrong), else a failed run, else one per halted file. `version`: the run's tag, when the run never
-    got to receive the drop; keys carry the version, so a replay of the same version alerts no one twice."""
+    else went wrong), else a failed run (a failed step, or a failed check of a load), else one per halted file.
+    `version`: the run's tag, when the run never got to receive the drop; keys carry the version, so a replay of
+    the same version alerts no one twice."""
     version = report.version or version or "unknown"
     failed = [name for name, passed in report.checks.items() if not passed]
     if failed:
         reasons = [report.why.get(name, "see the check") for name in failed]
         reason = reasons[0] if len(failed) == 1 else "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons))
         return [blocked_drop(report.key, version, ", ".join(failed), reason)]
-    if run_failed:
+    if run_failed or report.failures:
         return [failed_run(run_id, job_name, report.key, list(report.failures))]
     return [halted_file(report.key, version, report.files.get(node.removeprefix("validated_"), node), why)
             for node, why in report.halted.items()]

@@ -1,12 +1,13 @@
 """Running a drop through the asset graph in-process, on the Dagster instance the UI shows (`dagster_home`); the
 run is tagged with its outcome (belleville_mtss/report.py), and its steps can be followed (progress.py)."""
 import os
+from collections.abc import Collection
 from contextlib import nullcontext
 from pathlib import Path
 
 import dagster as dg
 
-from .definitions import build_definitions
+from .definitions import ASSETS, build_definitions
 from .lib.config import Settings
 from .progress import Progress
 from .report import OUTCOME_TAG, DropReport
@@ -42,17 +43,21 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
 def run_drop(
     settings: Settings, drop_key: str = "belleville/2026-11-01", *, instance: dg.DagsterInstance | None = None,
     log_level: str = "WARNING", tags: dict[str, str] | None = None, progress: bool = False,
+    leave_out: Collection[str] = (),
 ) -> DropReport:
     """Materialize every asset and check of one drop (partition "<district>/<drop name>") in-process; the run is
-    tagged with its outcome. `progress`: the run's steps are shown as they go (progress.py)."""
+    tagged with its outcome. `progress`: the run's steps are shown as they go (progress.py). `leave_out`: assets
+    not to materialize (the benchmark leaves out the warehouse loads; the checks of the assets kept still run)."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def("drop_job")
+    selection = [key for asset in ASSETS for key in asset.keys if key.to_user_string() not in leave_out] \
+        if leave_out else None
     loggers = {"console": {"config": {"log_level": log_level}}, **({"progress": {}} if progress else {})}
     shown = Progress(len(job.graph.nodes), drop_key).attached() if progress else nullcontext()
     with (instance_for(settings) if instance is None else nullcontext(instance)) as inst, shown:
         inst.add_dynamic_partitions("drops", [drop_key])
         result = job.execute_in_process(instance=inst, raise_on_error=False, partition_key=drop_key,
-                                        tags=tags or {}, run_config={"loggers": loggers})
+                                        tags=tags or {}, asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         inst.add_run_tags(result.run_id, {OUTCOME_TAG: report.outcome})
     return report

@@ -1,34 +1,75 @@
-"""The scale benchmark runs end to end at a tiny size, so the script cannot rot (timings are not asserted)."""
+"""The benchmarks run end to end at a tiny size, so the scripts cannot rot (timings are not asserted: only that
+every figure and every target's verdict is there)."""
+import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+STAGES = ("floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
+          "dagster_postgres")
+# issue 14's targets, each printed with its figure, its bound and met / NOT met
+TARGETS = ("core time / floor time", "Dagster without the loads time / core time",
+           "core peak RSS / input size on disk", "Dagster without the loads peak RSS / input size",
+           "core time growth N=1,000 -> 2,000", "Dagster without the loads time growth N=1,000 -> 2,000",
+           "pandas + pandera time / core time", "small drop: `belleville-mtss run` median wall s")
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 
-def test_scale_benchmark_runs_every_stage_at_a_tiny_size(tmp_path):
+def _run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "scale.py"), "--students", "2000", "--sizes", "1000",
-         "--work", str(tmp_path), "--timeout", "240"],
-        capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size(tmp_path):
+    pg = bool(os.environ.get("MTSS_TEST_PG_URL"))
+    done = _run("scale.py", "--students", "2000", "--sizes", "1000", "--work", str(tmp_path / "work"),
+                "--results", str(tmp_path / "results"), "--small-repeat", "1", "--timeout", "240")
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "Results at N = 2,000 students" in out
-    table = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] and line.split()[0] in (
-        "floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster")}
-    for stage in ("floor", "core", "pandas", "load_sqlite", "dagster"):
-        assert "exit" not in table[stage] and "over" not in table[stage], table[stage]
-    if os.environ.get("MTSS_TEST_PG_URL"):
-        assert "skipped" not in table["load_postgres"]
-    for ratio in ("core / floor", "pandas / core", "core peak RSS / input size", "core time N=1,000 -> 2,000"):
-        assert ratio in out, ratio
+    section = out.split("Results at N = 2,000 students", 1)[1].split("\n\n", 1)[0]  # the table of the largest N
+    table = {line.split()[0]: line for line in section.splitlines() if line.split()[:1] and line.split()[0] in STAGES}
+    for stage in STAGES:
+        if stage.endswith("postgres") and not pg:
+            assert "skipped" in table[stage]
+        else:
+            assert re.match(rf"{stage}\s+\d+\.\d\d\s+[\d,]+\s", table[stage]), table[stage]
+    assert re.search(r"small drop: 600 students, `belleville-mtss run` x1: median \d+\.\d\d s", out)
+    for target in TARGETS:
+        assert re.search(rf"^{re.escape(target)}\s+[\d,.]+\s+[<>]= [\d,.]+\s+(met|NOT met)$", out, re.M), target
+    assert re.search(r"^  beside: Dagster \+ SQLite loads / core\s+[\d,.]+\s+beside \(not judged\)$", out, re.M)
+    assert ("PostgreSQL load rows/s" in out) == pg
+
+    # one JSON file for the run: machine facts, every stage's seconds and peak RSS at each N, the small drop
+    written = list((tmp_path / "results").glob("*-n2000.json"))
+    assert len(written) == 1 and re.fullmatch(r"\d{8}T\d{6}Z-n2000\.json", written[0].name)
+    run = json.loads(written[0].read_text())
+    assert {"cores", "python", "polars", "polars_threads"} <= set(run["machine"])
+    assert set(run["by_n"]) == {"1000", "2000"}
+    for at_n in run["by_n"].values():
+        for stage in STAGES:
+            r = at_n["stages"][stage]
+            assert "skipped" in r if stage.endswith("postgres") and not pg else {"seconds", "peak_rss_mb"} <= set(r)
+    assert len(run["small_drop"]["runs"]) == 1
+    assert {t["verdict"] for t in run["targets"]} <= {"met", "NOT met", "beside (not judged)"}
+
+    png = written[0].with_suffix(".png")
+    if HAS_MATPLOTLIB:
+        assert png.stat().st_size > 0
+    else:
+        assert not png.exists() and "plot: matplotlib is not installed" in out
+    # the picture is redrawn from the result file alone
+    again = _run("plot.py", str(written[0]), "--out", str(tmp_path / "again.png"), timeout=120)
+    assert again.returncode == (0 if HAS_MATPLOTLIB else 1), again.stderr[-2000:]
+    assert (tmp_path / "again.png").exists() == HAS_MATPLOTLIB
 
 
 def test_big_roster_benchmark_runs_at_a_tiny_size(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "big_roster.py"), "--rows", "5000",
-                           "--work", str(tmp_path)], capture_output=True, text=True, timeout=600, env=env)
+    done = _run("big_roster.py", "--rows", "5000", "--work", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "students.csv: 5,000 rows" in done.stdout and "peak RSS < 3 GB: met" in done.stdout

@@ -1,11 +1,13 @@
 """What the Dagster UI shows: groups, kinds, owners and descriptions on every asset and check; row counts,
 column schemas and column lineage on table-like assets; figures that plot across materializations."""
+from dataclasses import replace
+
 import dagster as dg
 
 from belleville_mtss.definitions import build_definitions
 from belleville_mtss.run import run_drop
 
-from .helpers import prepare_drop
+from .helpers import SMALL, prepare_drop, set_column
 
 GROUPS = {"sources", "validated", "identity", "warehouse"}
 TABLE_LIKE = ["validated_star_reading", "validated_powerschool_students", "validated_classlink_users",
@@ -22,7 +24,8 @@ def test_every_asset_and_check_is_described(settings):
         assert spec.owners == ["team:data-integration"], key
         assert spec.description and "\n" not in spec.description.strip(), key
     checks = [c for a in graph.assets_defs for c in a.check_specs]
-    assert len(checks) == 7 and all(c.description for c in checks)  # 3 district checks and 4 gates
+    # 3 district checks, 4 gates, 3 checks on each of the 2 warehouse loads
+    assert len(checks) == 13 and all(c.description for c in checks)
 
 
 def test_materializations_carry_schema_lineage_and_plottable_figures(settings):
@@ -48,3 +51,30 @@ def test_materializations_carry_schema_lineage_and_plottable_figures(settings):
     assert "| classlink_email |" in identity["match_rates"].value
     assert isinstance(meta["validated_star_reading"]["rows_rejected"].value, int)
     assert "district_names_match_registry" not in meta["district_crosswalk"]  # checks carry their own metadata
+
+
+def test_a_refused_drop_ends_with_a_plain_summary_and_its_crosswalk_is_not_materialized(settings):
+    drop = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
+    set_column(drop / "SM.csv", "DistrictName", "Nutley Public Schools")
+    with dg.DagsterInstance.ephemeral() as instance:
+        report = run_drop(settings, "belleville/foreign", instance=instance)
+        (run,) = instance.get_runs()
+        events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
+        crosswalk = instance.get_latest_materialization_event(dg.AssetKey("district_crosswalk"))
+    assert report.outcome == "blocked" and run.status == dg.DagsterRunStatus.FAILURE
+    assert crosswalk is None  # a refused drop's crosswalk is no good materialization
+    (failure,) = [e.step_failure_data for e in events if e.is_step_failure]
+    assert failure.error.cls_name == "Failure"  # ours, not DagsterAssetCheckFailedError
+    summary = failure.user_failure_data.description.splitlines()
+    assert summary[0] == ("Blocked: drop belleville/foreign is registered to Belleville Public Schools (NJ, "
+                          "AccountInfoId 107873); nothing was written to the warehouse.")
+    assert summary[1] == "- SM.csv: names 'Nutley Public Schools', resolved; best candidate 'NUTLEY' " \
+                         "(AccountInfoId 200015, score 100.0)"
+    assert summary[2].startswith("Remedy (district_names_match_registry): if these files are Belleville")
+    assert len(summary) == 3
+    (names,) = [e.event_specific_data for e in events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                and e.event_specific_data.check_name == "district_names_match_registry"]
+    table = names.metadata["files"].value.splitlines()
+    files = [line.split(" | ")[0].strip("| ") for line in table[2:]]
+    assert sorted(files) == sorted(["students.csv", "SR.csv", "SM.csv", "SEL.csv", "dbo.ClassLinkUsers"])
+    assert not names.passed and names.metadata["failing"].value == 1

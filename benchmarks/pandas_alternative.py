@@ -11,14 +11,15 @@ import pandera.pandas as pa
 
 from belleville_mtss.lib.names import Reference
 from belleville_mtss.lib.registry import District
-from belleville_mtss.lib.star import STAR_COLUMNS
+from belleville_mtss.lib.powerschool import match_headers
+from belleville_mtss.lib.star import star_columns
 
 SUBJECT_FILES = {"SR": "SR.csv", "SM": "SM.csv", "SEL": "SEL.csv"}
 
 STAR_SCHEMA = pa.DataFrameSchema({
     "subject": pa.Column(str, pa.Check.isin(["SR", "SM", "SEL"])),
     "test_key": pa.Column(str),
-    "student_identifier": pa.Column(str, pa.Check.str_length(min_value=1)),
+    "student_link": pa.Column(str, pa.Check.str_length(min_value=1)),
     "district_name": pa.Column(str),
     "school_year": pa.Column(str, pa.Check.str_matches(r"^\d{4}-\d{4}$")),
     "completed_at": pa.Column("datetime64[ns]"),
@@ -31,24 +32,27 @@ STUDENT_SCHEMA = pa.DataFrameSchema({
 }, strict=False)
 
 
-def _star(path: Path, subject: str) -> pd.DataFrame:
-    df = pd.read_csv(path, usecols=list(STAR_COLUMNS.values()), dtype=str, keep_default_na=False)
-    df = df.rename(columns={v: k for k, v in STAR_COLUMNS.items()})
+def _star(path: Path, subject: str, link: str) -> pd.DataFrame:
+    columns = star_columns(link)
+    df = pd.read_csv(path, usecols=list(columns.values()), dtype=str, keep_default_na=False)
+    df = df.rename(columns={v: k for k, v in columns.items()})
     df["subject"] = subject
-    df["student_identifier"] = df["student_identifier"].str.strip()
+    df["student_link"] = df["student_link"].str.strip()
     df["completed_at"] = pd.to_datetime(df["completed_date"], format="mixed", errors="coerce")
     for col in ("scaled_score", "percentile_rank", "unified_score"):
         df[col] = pd.to_numeric(df[col].replace({"NA": None, "": None}), errors="coerce").astype("Int32")
     df["school_year"] = df["school_year"].str.extract(r"(\d{4}\s*-\s*\d{4})", expand=False).str.replace(" ", "")
-    bad = (df["student_identifier"] == "") | df["completed_at"].isna() | df["school_year"].isna()
+    bad = (df["student_link"] == "") | df["completed_at"].isna() | df["school_year"].isna()
     df = df[~bad].copy()
-    key = subject + ":" + df["student_identifier"] + ":" + df["completed_at"].dt.strftime("%Y%m%d%H%M%S%f")
+    key = subject + ":" + df["student_link"] + ":" + df["completed_at"].dt.strftime("%Y%m%d%H%M%S%f")
     df["test_key"] = df["assessment_id"].where(df["assessment_id"] != "", key)
     return STAR_SCHEMA.validate(df, lazy=True)
 
 
 def _students(path: Path, district: District) -> pd.DataFrame:
-    cols = district.powerschool.columns
+    # the first of the registry's accepted headers present in the file, as the core reads them
+    header = pd.read_csv(path, nrows=0).columns.tolist()
+    cols = {ours: theirs for ours, theirs in match_headers(header, district.powerschool).items() if theirs}
     df = pd.read_csv(path, usecols=list(cols.values()), dtype=str, keep_default_na=False)
     df = df.rename(columns={v: k for k, v in cols.items()})
     df["student_number"] = df["student_number"].str.strip()
@@ -59,7 +63,8 @@ def _students(path: Path, district: District) -> pd.DataFrame:
 
 
 def process_drop(folder: Path, district: District, classlink_users: pd.DataFrame, account_info: pd.DataFrame):
-    star = pd.concat([_star(folder / f, s) for s, f in SUBJECT_FILES.items()], ignore_index=True)
+    link = district.student_link.renaissance
+    star = pd.concat([_star(folder / f, s, link) for s, f in SUBJECT_FILES.items()], ignore_index=True)
     students = _students(next(folder.glob("students*.csv")), district)
     cl = classlink_users[(classlink_users["Role"].str.lower() == "student")
                          & classlink_users["TenantName"].isin(district.source_names.classlink)].copy()
@@ -77,12 +82,12 @@ def process_drop(folder: Path, district: District, classlink_users: pd.DataFrame
     cl_unique = cl[~cl["email_key"].duplicated(keep=False)][["email_key", "UserId"]]
     ps_unique = students[~students["email_key"].duplicated(keep=False) & students["email_key"].notna()]
     links = ps_unique.merge(cl_unique, on="email_key", how="left")[["student_number", "UserId"]]
-    counts = star.groupby("student_identifier").size().rename("star_test_count")
+    counts = star.groupby("student_link").size().rename("star_test_count")
     roster = students.merge(links, on="student_number", how="left").merge(
         counts, left_on="student_number", right_index=True, how="left")
     roster["star_test_count"] = roster["star_test_count"].fillna(0).astype(np.int32)
     roster["AccountInfoId"] = district.account_info_id
-    results = star[star["student_identifier"].isin(roster["student_number"])]
+    results = star[star["student_link"].isin(roster["student_number"])]
     results = results.drop_duplicates(subset=["subject", "test_key"]).copy()
     results["AccountInfoId"] = district.account_info_id
     return verified, roster, results

@@ -1,25 +1,42 @@
-"""Performance at state scale: the floor, our core, the pandas alternative, warehouse loads and a whole
-Dagster materialization, on the same generated drops; wall time, peak memory and how time grows with N.
+"""Performance at state scale, against issue 14's targets: the floor, our core, the pandas alternative, the
+warehouse loads and a whole Dagster materialization (without, then with, the loads) on the same generated drops,
+and a small drop run as users run it; wall time, peak memory and how time grows with N.
 
     python benchmarks/scale.py --students 1000000 [--sizes 10000,100000] [--pg-url URL] [--work DIR]
+                               [--results DIR] [--small-repeat 5]
 
-Each measurement runs in its own process, so that its peak RSS is its own. Drops are generated once per size
-under --work (default: a temporary folder) with `belleville-mtss generate`'s generator.
+Each measurement runs in its own process, so that its peak RSS is its own; what a stage needs before its clock
+starts (a Dagster home with the drop and its databases) is prepared in another process. Every stage runs at every
+size. Drops are generated once per size under --work (default: a temporary folder) with `belleville-mtss
+generate`'s generator. The figures are written to RESULTS/<UTC date and time>-n<N>.json with a PNG beside it
+(benchmarks/plot.py redraws it from one or several of those files).
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-STAGES = ("floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster")
+BENCHMARKS = Path(__file__).resolve().parent
+REPO = BENCHMARKS.parent
+RESULTS = BENCHMARKS / "results"
+sys.path.insert(0, str(BENCHMARKS))  # the sibling scripts (pandas_alternative, small_drop, plot) are modules here
+STAGES = ("floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
+          "dagster_postgres")
+NEEDS_PG = ("load_postgres", "dagster_postgres")
+DAGSTER_WITH_LOADS = {"dagster_sqlite": "SQLite", "dagster_postgres": "PostgreSQL"}
+DROP_KEY = "belleville/bench"
 
 
 # ---- one measurement, in a child process ----------------------------------------------------------------------
@@ -30,115 +47,184 @@ def _district():
     return load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
 
 
-def _tables(work: Path, district):
-    """The ClassLink users as the prod db hands them over (the district's tenant's students, filtered in SQL),
-    and dm.AccountInfo."""
+def _tenant(work: Path, district):
+    """The ClassLink users as the prod db hands them over: the district's tenant's students, filtered before they
+    are read (as SQL filters them), and dm.AccountInfo."""
     import polars as pl
-    users = pl.read_csv(work / "tables" / "ClassLinkUsers.csv", infer_schema=False)
-    tenant = users.filter(pl.col("TenantName").is_in(district.source_names.classlink)
-                          & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email")
-    return users, tenant, pl.read_csv(work / "tables" / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
+    tenant = pl.scan_csv(work / "tables" / "ClassLinkUsers.csv", infer_schema=False).filter(
+        pl.col("TenantName").is_in(district.source_names.classlink)
+        & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email").collect()
+    return tenant, pl.read_csv(work / "tables" / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
 
 
-def _core(work: Path, district, key: str):
+def _core(work: Path, district):
+    """The core's result and its seconds (reading the two tables is not timed: they come from databases)."""
     from belleville_mtss.lib.pipeline import files_in, process_drop
-    _users, tenant, account_info = _tables(work, district)
+    tenant, account_info = _tenant(work, district)
     t = time.perf_counter()
-    core = process_drop(files_in(work / "drop", district), district, tenant, account_info, key)
+    core = process_drop(files_in(work / "drop", district), district, tenant, account_info, DROP_KEY)
     return core, time.perf_counter() - t
 
 
-def measure(stage: str, work: Path, pg_url: str | None) -> dict:
+def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
+    """Polars reading only the columns the core uses, and nothing else."""
     import polars as pl
-
+    from belleville_mtss.lib.powerschool import match_headers
+    from belleville_mtss.lib.star import star_columns
     drop = work / "drop"
-    district = _district()
-    if stage == "floor":
-        from belleville_mtss.lib.star import STAR_COLUMNS
-        t = time.perf_counter()
-        rows = 0
-        for name in ("SR.csv", "SM.csv", "SEL.csv"):
-            rows += pl.scan_csv(drop / name, infer_schema=False).select(list(STAR_COLUMNS.values())).collect().height
-        rows += pl.scan_csv(drop / "students.csv", infer_schema=False).select(
-            [headers[-1] for headers in district.powerschool.columns.values()]).collect().height
-        return {"seconds": time.perf_counter() - t, "rows": rows}
-    if stage == "pandas":
-        import pandas as pd
-        sys.path.insert(0, str(REPO / "benchmarks"))
-        from pandas_alternative import process_drop as pandas_process
-        cl = pd.read_csv(work / "tables" / "ClassLinkUsers.csv", dtype=str, keep_default_na=False)
-        ai = pd.read_csv(work / "tables" / "AccountInfo.csv")
-        t = time.perf_counter()
-        verified, roster, results = pandas_process(drop, district, cl, ai)
-        return {"seconds": time.perf_counter() - t, "rows": len(results), "verified": verified}
-
-    if stage == "core":
-        core, seconds = _core(work, district, "belleville/bench")
-        return {"seconds": seconds, "rows": core.results.height, "verified": core.verified,
-                "roster": core.roster.height}
-    if stage in ("load_sqlite", "load_postgres"):
-        from belleville_mtss.lib.sample import migrate_sample_warehouse
-        from belleville_mtss.lib.warehouse import assessment_results, make_engine, replace_results, replace_roster
-        if stage == "load_postgres" and not pg_url:
-            return {"skipped": "no --pg-url"}
-        core, _seconds = _core(work, district, "belleville/bench")
-        url = pg_url if stage == "load_postgres" else f"sqlite:///{work / 'bench-warehouse.db'}"
-        engine = make_engine(url)
-        migrate_sample_warehouse(engine)
-        replace_roster(engine, district.account_info_id, core.roster.head(0))  # a first load: start empty
-        with engine.begin() as conn:
-            conn.execute(assessment_results.delete().where(
-                assessment_results.c.AccountInfoId == district.account_info_id))
-        t = time.perf_counter()
-        n = replace_roster(engine, district.account_info_id, core.roster)
-        n += replace_results(engine, district.account_info_id, core.results)
-        seconds = time.perf_counter() - t
-        engine.dispose()
-        return {"seconds": seconds, "rows": n, "rows_per_s": n / seconds}
-    if stage == "dagster":
-        from belleville_mtss.lib.config import load_settings
-        from belleville_mtss.lib.sample import load_databases
-        from belleville_mtss.run import run_drop
-        home = work / "dagster-home"
-        env = {"MTSS_HOME": str(home)}
-        if pg_url:
-            env |= {"MTSS_WAREHOUSE_URL": pg_url, "MTSS_PROD_DB_URL": pg_url}
-        settings = load_settings(env)
-        target = settings.drop_dir / "belleville" / "bench"
-        target.mkdir(parents=True, exist_ok=True)
-        for f in drop.iterdir():
-            if not (target / f.name).exists():
-                os.link(f, target / f.name)
-        load_databases(settings.prod_db_url, settings.warehouse_url, _tables(work, district)[0])
-        t = time.perf_counter()
-        report = run_drop(settings, "belleville/bench")
-        return {"seconds": time.perf_counter() - t, "rows": report.written.get("dm_assessment_results", 0),
-                "verified": report.checks_passed}
-    raise ValueError(stage)
+    t = time.perf_counter()
+    rows = 0
+    for name in ("SR.csv", "SM.csv", "SEL.csv"):
+        rows += pl.scan_csv(drop / name, infer_schema=False).select(
+            list(star_columns(district.student_link.renaissance).values())).collect().height
+    students = pl.scan_csv(drop / "students.csv", infer_schema=False)
+    headers = [h for h in match_headers(students.collect_schema().names(), district.powerschool).values() if h]
+    rows += students.select(headers).collect().height
+    return {"seconds": time.perf_counter() - t, "rows": rows}
 
 
-def child(stage: str, work: Path, pg_url: str | None) -> None:
+def _core_stage(_stage: str, work: Path, district, _pg_url) -> dict:
+    core, seconds = _core(work, district)
+    if core.stopped:
+        return {"failed": f"core stopped: {core.stopped}"}
+    return {"seconds": seconds, "rows": core.results.height, "roster": core.roster.height}
+
+
+def _pandas(_stage: str, work: Path, district, _pg_url) -> dict:
+    import pandas as pd
+    from pandas_alternative import process_drop as pandas_process
+    users = pd.read_csv(work / "tables" / "ClassLinkUsers.csv", dtype=str, keep_default_na=False)
+    account_info = pd.read_csv(work / "tables" / "AccountInfo.csv")
+    t = time.perf_counter()
+    verified, _roster, results = pandas_process(work / "drop", district, users, account_info)
+    return {"seconds": time.perf_counter() - t, "rows": len(results), "verified": verified}
+
+
+def _start_empty(engine, account_info_id: int) -> None:
+    """The district's rows removed from our two tables: every load measured is a first load."""
+    from belleville_mtss.lib.warehouse import assessment_results, student_roster
+    with engine.begin() as conn:
+        for table in (student_roster, assessment_results):
+            conn.execute(table.delete().where(table.c.AccountInfoId == account_info_id))
+
+
+def _load(stage: str, work: Path, district, pg_url: str | None) -> dict:
+    """The two warehouse loads alone, of frames the core made (the peak RSS includes that core)."""
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+    from belleville_mtss.lib.warehouse import make_engine, replace_results, replace_roster
+    core, _seconds = _core(work, district)
+    if core.stopped:
+        return {"failed": f"core stopped: {core.stopped}"}
+    engine = make_engine(pg_url if stage == "load_postgres" else f"sqlite:///{work / 'bench-warehouse.db'}")
+    migrate_sample_warehouse(engine)
+    _start_empty(engine, district.account_info_id)
+    t = time.perf_counter()
+    n = replace_roster(engine, district.account_info_id, core.roster)
+    n += replace_results(engine, district.account_info_id, core.results)
+    seconds = time.perf_counter() - t
+    engine.dispose()
+    return {"seconds": seconds, "rows": n, "rows_per_s": n / seconds}
+
+
+def _dagster_settings(stage: str, work: Path, pg_url: str | None):
+    from belleville_mtss.lib.config import load_settings
+    env = {"MTSS_HOME": str(work / f"home-{stage}")}
+    if stage == "dagster_postgres":
+        env |= {"MTSS_WAREHOUSE_URL": pg_url, "MTSS_PROD_DB_URL": pg_url}
+    return load_settings(env)
+
+
+def prepare_dagster(stage: str, work: Path, pg_url: str | None) -> dict:
+    """A fresh MTSS_HOME with the drop in its drop folder and the databases filled, so that the run measured is
+    the first receipt and the first load of the drop."""
+    import polars as pl
+    from belleville_mtss.lib.sample import load_databases
+    from belleville_mtss.lib.warehouse import make_engine
+    settings = _dagster_settings(stage, work, pg_url)
+    shutil.rmtree(settings.home, ignore_errors=True)
+    target = settings.drop_dir / DROP_KEY
+    target.mkdir(parents=True)
+    for f in (work / "drop").iterdir():
+        os.link(f, target / f.name)  # the same bytes, without a copy
+    load_databases(settings.prod_db_url, settings.warehouse_url,
+                   pl.read_csv(work / "tables" / "ClassLinkUsers.csv", infer_schema=False))
+    # a PostgreSQL warehouse keeps the previous size's roster, which the roster_size gate would compare with
+    engine = make_engine(settings.warehouse_url)
+    _start_empty(engine, _district().account_info_id)
+    engine.dispose()
+    return {"prepared": str(settings.home)}
+
+
+def _dagster(stage: str, work: Path, _entry, pg_url: str | None) -> dict:
+    """`run_drop`, the materialization `belleville-mtss run` does, timed whole (definitions built, instance,
+    staging, hashing, encryption, frames kept at rest); without the two warehouse loads for dagster_no_loads."""
+    from belleville_mtss.report import WAREHOUSE
+    from belleville_mtss.run import run_drop
+    settings = _dagster_settings(stage, work, pg_url)
+    leave_out = tuple(WAREHOUSE) if stage == "dagster_no_loads" else ()
+    t = time.perf_counter()
+    report = run_drop(settings, DROP_KEY, log_level="CRITICAL", leave_out=leave_out)  # the CLI's default
+    seconds = time.perf_counter() - t
+    if report.failures or not report.checks_passed:
+        return {"failed": report.verdict()}
+    return {"seconds": seconds, "rows": sum(report.written.values()) if report.written else None}
+
+
+MEASURES = {"floor": _floor, "core": _core_stage, "pandas": _pandas, "load_sqlite": _load, "load_postgres": _load,
+            "dagster_no_loads": _dagster, "dagster_sqlite": _dagster, "dagster_postgres": _dagster}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB (10^6 bytes, as the input's size is counted). On Linux, VmHWM: getrusage's
+    ru_maxrss of a child also counts its parent's peak from before the exec (the driver holds a generated drop)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        hwm = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(hwm.split()[1]) * 1024 / 1e6  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e6  # bytes on macOS, KiB elsewhere
+
+
+def child(stage: str, work: Path, pg_url: str | None, prepare: bool) -> None:
     try:
-        result = measure(stage, work, pg_url)
+        result = prepare_dagster(stage, work, pg_url) if prepare else MEASURES[stage](stage, work, _district(), pg_url)
     except MemoryError:
         result = {"failed": "out of memory"}
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
 
 # ---- the driver -------------------------------------------------------------------------------------------------
 
-def run_stage(stage: str, work: Path, pg_url: str | None, timeout: float) -> dict:
+def _in_child(stage: str, work: Path, pg_url: str | None, timeout: float, prepare: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", stage, "--work", str(work)] + (["--pg-url", pg_url] if pg_url else [])
-    env = {**os.environ, "PYTHONPATH": str(REPO), "POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", "2")}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "POLARS_MAX_THREADS": polars_threads()}
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        done = subprocess.run(cmd + (["--prepare"] if prepare else []), capture_output=True, text=True,
+                              timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"failed": f"over {timeout:.0f} s"}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    return {"failed": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
+    return {"failed": f"exit {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:200]}"}
+
+
+def run_stage(stage: str, work: Path, pg_url: str | None, timeout: float) -> dict:
+    if stage in NEEDS_PG and not pg_url:
+        return {"skipped": "no --pg-url"}
+    if stage.startswith("dagster"):
+        prepared = _in_child(stage, work, pg_url, timeout, prepare=True)
+        if "failed" in prepared:
+            return {"failed": f"preparing: {prepared['failed']}"}
+        result = _in_child(stage, work, pg_url, timeout)
+        shutil.rmtree(prepared["prepared"], ignore_errors=True)  # staging holds a copy of the drop: free the disk
+        return result
+    return _in_child(stage, work, pg_url, timeout)
+
+
+def polars_threads() -> str:
+    return os.environ.get("POLARS_MAX_THREADS", "2")
 
 
 def generate(n: int, root: Path) -> Path:
@@ -150,12 +236,145 @@ def generate(n: int, root: Path) -> Path:
     return work
 
 
+def machine() -> dict:
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    return {"cores": os.cpu_count(), "usable_cores": usable, "memory_gb": memory and round(memory / 1e9, 1),
+            "platform": platform.platform(), "python": platform.python_version(), "polars": version("polars"),
+            "polars_threads": int(polars_threads()), "dagster": version("dagster"), "pandas": version("pandas")}
+
+
+# ---- the targets ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    name: str
+    figure: float | None
+    bound: str  # how the figure is judged, e.g. "<= 2.0"; empty for a figure printed beside a target
+    verdict: str  # met, NOT met, not measured (the stage was not run), beside (not judged)
+
+
+def _judge(name: str, figure: float | None, op: str, bound: float, why_none: str) -> Target:
+    if figure is None:
+        return Target(name, None, f"{op} {bound:,g}", why_none)
+    met = figure <= bound if op == "<=" else figure >= bound
+    return Target(name, figure, f"{op} {bound:,g}", "met" if met else "NOT met")
+
+
+def _beside(name: str, figure: float | None) -> Target:
+    return Target(name, figure, "", "beside (not judged)")
+
+
+def _ratio(a: dict, b: dict) -> float | None:
+    return a["seconds"] / b["seconds"] if "seconds" in a and "seconds" in b else None
+
+
+def _per_input(r: dict, input_mb: float) -> float | None:
+    return r["peak_rss_mb"] / input_mb if "seconds" in r else None  # a failed stage's peak is no figure
+
+
+def _why_none(*results: dict) -> str:
+    """Why a target has no figure: a stage that failed does not meet it; one that was not run is not measured."""
+    return "NOT met (a stage failed)" if any("failed" in r for r in results) else "not measured"
+
+
+def targets(by_n: dict[int, dict], n: int, small: dict | None) -> list[Target]:
+    """Issue 14's targets at N = n (growth between each size and the next), with the Dagster run that includes the
+    warehouse loads printed beside each Dagster target."""
+    s = by_n[n]["stages"]
+    input_mb = by_n[n]["input_mb"]
+    empty: dict = {}
+    core, floor, dag = s.get("core", empty), s.get("floor", empty), s.get("dagster_no_loads", empty)
+    loaded = {db: s[stage] for stage, db in DAGSTER_WITH_LOADS.items() if "seconds" in s.get(stage, empty)}
+    out = [_judge("core time / floor time", _ratio(core, floor), "<=", 2.0, _why_none(core, floor)),
+           _judge("Dagster without the loads time / core time", _ratio(dag, core), "<=", 1.5, _why_none(dag, core))]
+    out += [_beside(f"  beside: Dagster + {db} loads / core", _ratio(r, core)) for db, r in loaded.items()]
+    out.append(_judge("core peak RSS / input size on disk", _per_input(core, input_mb), "<=", 1.0,
+                      _why_none(core)))
+    out.append(_judge("Dagster without the loads peak RSS / input size", _per_input(dag, input_mb), "<=",
+                      1.5, _why_none(dag)))
+    out += [_beside(f"  beside: Dagster + {db} loads peak RSS / input", _per_input(r, input_mb))
+            for db, r in loaded.items()]
+    sizes = sorted(by_n)
+    for a, b in zip(sizes, sizes[1:]):
+        grows = f"N={a:,} -> {b:,}"
+        bound = b / a * 1.1  # 10x the students: at most 11x the time
+        for stage, label in (("core", "core"), ("dagster_no_loads", "Dagster without the loads")):
+            ra, rb = by_n[a]["stages"].get(stage, empty), by_n[b]["stages"].get(stage, empty)
+            out.append(_judge(f"{label} time growth {grows}", _ratio(rb, ra), "<=", round(bound, 2),
+                              _why_none(ra, rb)))
+        for stage, db in DAGSTER_WITH_LOADS.items():
+            ra, rb = by_n[a]["stages"].get(stage, empty), by_n[b]["stages"].get(stage, empty)
+            if "seconds" in ra and "seconds" in rb:
+                out.append(_beside(f"  beside: Dagster + {db} loads time growth {grows}", _ratio(rb, ra)))
+    pandas = s.get("pandas", empty)
+    out.append(_judge("pandas + pandera time / core time", _ratio(pandas, core), ">=", 8.0, _why_none(pandas, core)))
+    small = small or {}
+    out.append(_judge("small drop: `belleville-mtss run` median wall s", small.get("seconds"), "<=", 2.5,
+                      _why_none(small)))
+    pg = s.get("load_postgres", empty)
+    if "rows_per_s" in pg:  # kept from the first benchmark: the bulk load's own speed
+        out.append(_judge("PostgreSQL load rows/s", pg["rows_per_s"], ">=", 200_000, "not measured"))
+    return out
+
+
+# ---- the report -------------------------------------------------------------------------------------------------
+
 def _fmt(r: dict, key: str, fmt: str) -> str:
     if "failed" in r:
         return r["failed"][:14]
     if "skipped" in r:
         return "skipped"
-    return format(r[key], fmt) if key in r else ""
+    return format(r[key], fmt) if r.get(key) is not None else ""
+
+
+def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
+    at_n = by_n[n]
+    print(f"Results at N = {n:,} students ({at_n['input_mb']:,.0f} MB of CSV), {polars_threads()} polars threads")
+    print(f"{'stage':<18}{'wall s':>10}{'peak RSS MB':>14}{'rows':>12}{'rows/s':>14}")
+    for stage in stages:
+        r = at_n["stages"].get(stage, {})
+        print(f"{stage:<18}{_fmt(r, 'seconds', '10.2f'):>10}{_fmt(r, 'peak_rss_mb', ',.0f'):>14}"
+              f"{_fmt(r, 'rows', ',d'):>12}{_fmt(r, 'rows_per_s', ',.0f'):>14}")
+    for r in at_n["stages"].values():
+        if "failed" in r:
+            print(f"  failed: {r['failed']}")
+
+
+def print_targets(found: list[Target]) -> None:
+    print(f"{'target':<70}{'figure':>12}  {'bound':<12} verdict")
+    for t in found:
+        figure = "" if t.figure is None else f"{t.figure:,.2f}"
+        print(f"{t.name:<70}{figure:>12}  {t.bound:<12} {t.verdict}")
+
+
+def write_results(folder: Path, started: dt.datetime, args: argparse.Namespace, by_n: dict[int, dict],
+                  small: dict | None, found: list[Target], wall: float) -> Path:
+    """One file per run: <UTC date and time>-n<N>.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{started:%Y%m%dT%H%M%SZ}-n{args.students}.json"
+    path.write_text(json.dumps({
+        "started_utc": started.isoformat(timespec="seconds"), "students": args.students, "sizes": sorted(by_n),
+        "pg_url_given": bool(args.pg_url), "machine": machine(), "wall_seconds": round(wall, 1),
+        "by_n": {str(size): at_n for size, at_n in sorted(by_n.items())},
+        "small_drop": small, "targets": [asdict(t) for t in found],
+    }, indent=2) + "\n")
+    return path
+
+
+def _small_drop(repeat: int, root: Path) -> dict | None:
+    if repeat < 1:
+        return None
+    import small_drop
+    try:
+        return small_drop.measure(repeat=repeat, work=root)
+    except subprocess.CalledProcessError as exc:  # the demo that lays the drop out failed
+        return {"failed": f"demo exit {exc.returncode}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,66 +384,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-url", default=os.environ.get("MTSS_TEST_PG_URL"))
     p.add_argument("--work", type=Path)
     p.add_argument("--stages", default=",".join(STAGES))
-    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed to one stage")
+    p.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files (JSON and PNG)")
+    p.add_argument("--small-repeat", type=int, default=5, help="runs of the small drop (0: not measured)")
     p.add_argument("--child", choices=STAGES)
+    p.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.child, args.work, args.pg_url)
+        child(args.child, args.work, args.pg_url, args.prepare)
         return 0
 
     sizes = sorted({int(s) for s in args.sizes.split(",") if s} | {args.students})
     stages = [s for s in args.stages.split(",") if s]
     root = args.work or Path(tempfile.mkdtemp(prefix="mtss-bench-"))
+    started_at = dt.datetime.now(dt.timezone.utc)
     started = time.perf_counter()
-    table: dict[int, dict[str, dict]] = {}
+    by_n: dict[int, dict] = {}
     for n in sizes:
         t = time.perf_counter()
         work = generate(n, root)
         size_mb = sum(f.stat().st_size for f in (work / "drop").iterdir()) / 1e6
         print(f"N={n:,}: drop of {size_mb:,.0f} MB ready in {time.perf_counter() - t:.1f} s", flush=True)
-        table[n] = {"_input_mb": {"value": size_mb}}
-        for stage in stages if n == args.students else ["floor", "core"]:
-            table[n][stage] = r = run_stage(stage, work, args.pg_url, args.timeout)
-            print(f"  {stage:<14} {_fmt(r, 'seconds', '8.2f')} s  peak {_fmt(r, 'peak_rss_mb', ',.0f')} MB", flush=True)
+        by_n[n] = {"input_mb": size_mb, "stages": {}}
+        for stage in stages:
+            by_n[n]["stages"][stage] = r = run_stage(stage, work, args.pg_url, args.timeout)
+            print(f"  {stage:<18} " + (f"skipped: {r['skipped']}" if "skipped" in r else
+                  f"{_fmt(r, 'seconds', '8.2f')} s  peak {_fmt(r, 'peak_rss_mb', ',.0f')} MB"), flush=True)
+    small = _small_drop(args.small_repeat, root)
 
     n = args.students
-    big = table[n]
     print()
-    print(f"Results at N = {n:,} students ({big['_input_mb']['value']:,.0f} MB of CSV), 2 polars threads")
-    print(f"{'stage':<16}{'wall s':>10}{'peak RSS MB':>14}{'rows':>12}{'rows/s':>14}")
-    for stage in stages:
-        r = big.get(stage, {})
-        print(f"{stage:<16}{_fmt(r, 'seconds', '10.2f'):>10}{_fmt(r, 'peak_rss_mb', ',.0f'):>14}"
-              f"{_fmt(r, 'rows', ',d'):>12}{_fmt(r, 'rows_per_s', ',.0f'):>14}")
-    def ratio(a, b):
-        ra, rb = big.get(a, {}), big.get(b, {})
-        return ra["seconds"] / rb["seconds"] if "seconds" in ra and "seconds" in rb else None
+    print_stages(by_n, n, stages)
+    if small is not None:
+        from small_drop import describe
+        print(describe(small))
     print()
-    checks = []
-    core_floor = ratio("core", "floor")
-    if core_floor is not None:
-        checks.append(("core / floor", core_floor, "<= 2.0", core_floor <= 2.0))
-    alt_core = ratio("pandas", "core")
-    if alt_core is not None:
-        checks.append(("pandas / core", alt_core, ">= 10", alt_core >= 10))
-    if "peak_rss_mb" in big.get("core", {}):
-        mem = big["core"]["peak_rss_mb"] / big["_input_mb"]["value"]
-        checks.append(("core peak RSS / input size", mem, "<= 1.0", mem <= 1.0))
-    pg = big.get("load_postgres", {})
-    if "rows_per_s" in pg:
-        checks.append(("PostgreSQL load rows/s", pg["rows_per_s"], ">= 200,000", pg["rows_per_s"] >= 200_000))
-    for a, b in zip(sizes, sizes[1:]):
-        for stage in ("floor", "core"):
-            ra, rb = table[a].get(stage, {}), table[b].get(stage, {})
-            if "seconds" in ra and "seconds" in rb:
-                growth = rb["seconds"] / ra["seconds"]
-                scale = b / a
-                checks.append((f"{stage} time N={a:,} -> {b:,} ({scale:.0f}x N)", growth,
-                               f"<= {scale * 1.1:.0f}x", growth <= scale * 1.1))
-    print(f"{'ratio':<44}{'value':>12}  {'target':<12} met")
-    for name, value, target, ok in checks:
-        print(f"{name:<44}{value:>12,.2f}  {target:<12} {'yes' if ok else 'NO'}")
-    print(f"\nbenchmark wall time {time.perf_counter() - started:.0f} s; work folder {root}")
+    found = targets(by_n, n, small)
+    print_targets(found)
+    path = write_results(args.results, started_at, args, by_n, small, found, time.perf_counter() - started)
+    print(f"\nresults: {path}")
+    from plot import draw
+    drawn = draw([path], path.with_suffix(".png"))
+    if drawn:
+        print(f"plot: {drawn}")
+    print(f"benchmark wall time {time.perf_counter() - started:.0f} s; work folder {root}")
     return 0
 
 

@@ -27,78 +27,77 @@ def _stars(inputs: dict) -> list[ValidatedFile]:
     return [inputs[f.name] for f in STAR_FILES]
 
 
-@dg.asset(
-    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
-    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
-         "classlink": dg.AssetIn("validated_classlink_users")},
-    description="For every file of the drop, the district it names, resolved against dm.AccountInfo",
-)
-def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, account_info: pl.DataFrame,
-                       powerschool: ValidatedFile, classlink: ValidatedFile, **stars: ValidatedFile,
-                       ) -> dg.Output[pl.DataFrame]:
-    district = registry.for_drop(context.partition_key)
-    validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
-    frame = pipeline.crosswalk(district, account_info, validated)
-    return dg.Output(frame, metadata={
-        "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
-        **table(frame.height, CROSSWALK_FRAME),
-        "files_verified": int(frame["verified"].sum()),
-        "crosswalk": md_table(frame),
-    })
+def _spec(name: str, asset: str, description: str, **kwargs) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, **kwargs)
 
 
-def _verdict(context, error_log: ErrorLogResource, asset, outcome: pipeline.CheckOutcome,
+DISTRICT_CHECKS = [
+    _spec("district_names_match_registry", "district_crosswalk",
+          "Every district name in the drop is the registry's district (listed, or resolved to its AccountInfoId)"),
+    _spec("account_info_id_exists", "district_crosswalk",
+          "The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state"),
+    _spec("ferpa_review_current", "district_crosswalk",
+          "The district's FERPA review of the identifiers used is recorded and recent enough"),
+]
+_LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
+
+
+def _verdict(context, error_log: ErrorLogResource, asset: str, outcome: pipeline.CheckOutcome,
              **metadata) -> dg.AssetCheckResult:
     """A blocking check's result; a failure writes its error rows and marks the drop's files blocked."""
     error_log.record(context, context.partition_key, outcome.records)
     if not outcome.passed:
         error_log.mark_files(context, "blocked")
-    return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset.key, passed=outcome.passed,
+    return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset, passed=outcome.passed,
                                severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **metadata})
 
 
-def _spec(name: str, asset, description: str, reads: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=True, partitions_def=drops, description=description,
-                             additional_deps=[reads])
+def _blocked(summary: str, **metadata) -> dg.Failure:
+    """How a blocked drop's step ends: the plain summary is the run's reason (the checks hold the details)."""
+    return dg.Failure(description=summary, metadata=metadata, allow_retries=False)
 
 
-_LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
-
-DISTRICT_CHECKS = [
-    _spec("district_names_match_registry", district_crosswalk,
-          "Every district name in the drop is the registry's district (listed, or resolved to its AccountInfoId)",
-          "account_info"),
-    _spec("account_info_id_exists", district_crosswalk,
-          "The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state", "account_info"),
-    _spec("ferpa_review_current", district_crosswalk,
-          "The district's FERPA review of the identifiers used is recorded and recent enough", "account_info"),
-]
-
-
-@dg.multi_asset_check(specs=DISTRICT_CHECKS, name="district_checks",
-                      ins={"crosswalk": dg.AssetIn("district_crosswalk"), "account_info": dg.AssetIn("account_info")})
-def district_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
-                    crosswalk: pl.DataFrame, account_info: pl.DataFrame):
-    """The three blocking checks of the drop's district, in one step."""
+@dg.asset(
+    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
+    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+         "classlink": dg.AssetIn("validated_classlink_users")},
+    check_specs=DISTRICT_CHECKS,
+    description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
+                "not materialized when the drop is not the registry's district (its checks say why)",
+)
+def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+                       account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+                       **stars: ValidatedFile):
     district = registry.for_drop(context.partition_key)
-    failing = crosswalk.filter(~pl.col("verified"))
+    validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
+    frame = pipeline.crosswalk(district, account_info, validated)
+    names, account, ferpa = outcomes = pipeline.district_checks(district, frame, account_info, dt.date.today(),
+                                                                registry.ferpa_review_max_days)
     # Names that verified by score but are not in the registry: a person should confirm and list them.
-    suggest = crosswalk.filter(pl.col("suggest_listing"))
-    yield _verdict(context, error_log, district_crosswalk, pipeline.names_check(district, crosswalk),
-                   failing=failing.height, details=md_table(failing.select(
-                       "file_name", "name_seen", "candidate", "candidate_account_info_id", "score", "margin",
-                       "decision")),
+    suggest = frame.filter(pl.col("suggest_listing"))
+    per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",
+                                     "candidate_account_info_id", "score", "margin", "verified"))
+    yield _verdict(context, error_log, "district_crosswalk", names, files=per_file,
+                   failing=int((~frame["verified"]).sum()),
                    suggested_registry_names=dg.MetadataValue.md("\n".join(
                        f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
                        f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
                        for r in suggest.iter_rows(named=True)) or "_none_"))
-    outcome = pipeline.account_info_check(district, account_info)
-    yield _verdict(context, error_log, district_crosswalk, outcome, problems=outcome.why)
-    outcome = pipeline.ferpa_check(district, dt.date.today(), registry.ferpa_review_max_days)
+    yield _verdict(context, error_log, "district_crosswalk", account, problems=account.why)
     reviewed = district.verification.ferpa_review_on
-    yield _verdict(context, error_log, district_crosswalk, outcome, problem=outcome.why,
+    yield _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
                    max_age_days=registry.ferpa_review_max_days,
                    ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded")
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
+        raise _blocked(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
+    yield dg.Output(frame, metadata={
+        "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
+        **table(frame.height, CROSSWALK_FRAME),
+        "files_verified": int(frame["verified"].sum()),
+        "crosswalk": per_file,
+    })
 
 
 @dg.asset(
@@ -125,9 +124,10 @@ def student_identity_map(context: dg.AssetExecutionContext, registry: RegistryRe
 
 
 def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, result: gates.GateResult,
-          received: ReceivedDrop) -> dg.AssetCheckResult:
+          received: ReceivedDrop) -> tuple[dg.AssetCheckResult, pipeline.CheckOutcome | None]:
     """A gate's verdict: passed, accepted by a person for this drop version (now, through the run's tags, or
-    earlier, recorded in dm.GateAcceptances), or failed, which is logged and blocks the warehouse."""
+    earlier, recorded in dm.GateAcceptances), or failed (returned with its outcome), which is logged and blocks
+    the warehouse."""
     key, engine = context.partition_key, warehouse.engine()
     meta = {"gate": result.gate, "figure": result.figure, "threshold": result.threshold}
     if not result.passed:
@@ -141,12 +141,15 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, re
             return dg.AssetCheckResult(check_name=result.gate, asset_key=student_identity_map.key, passed=True,
                                        metadata={**meta, "accepted_by": accepted["AcceptedBy"],
                                                  "accepted_reason": accepted["Reason"],
-                                                 "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")})
-    return _verdict(context, error_log, student_identity_map, pipeline.gate_outcome(result, key), **meta)
+                                                 "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")}
+                                       ), None
+    outcome = pipeline.gate_outcome(result, key)
+    return (_verdict(context, error_log, "student_identity_map", outcome, **meta),
+            None if outcome.passed else outcome)
 
 
-GATE_CHECKS = [_spec(g, student_identity_map, f"Gate: {text} (thresholds: the registry's gates)", "received_drop")
-               for g, text in gates.GATES.items()]
+GATE_CHECKS = [_spec(g, "student_identity_map", f"Gate: {text} (thresholds: the registry's gates)",
+                     partitions_def=drops, additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
 
 
 @dg.multi_asset_check(specs=GATE_CHECKS, name="gate_checks",
@@ -154,11 +157,17 @@ GATE_CHECKS = [_spec(g, student_identity_map, f"Gate: {text} (thresholds: the re
                            "received_drop": dg.AssetIn("received_drop")})
 def gate_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
                 warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
-    """The four gates of the drop's links, in one step."""
+    """The four gates of the drop's links, in one step; a failed gate ends it with the plain summary."""
     district = registry.for_drop(context.partition_key)
     current = gates.current_roster(warehouse.engine(), district.account_info_id)
+    failed = []
     for gate in gates.GATES:
-        yield _gate(context, error_log, warehouse, pipeline.gate(gate, district, identity, current), received_drop)
+        result, failure = _gate(context, error_log, warehouse, pipeline.gate(gate, district, identity, current),
+                                received_drop)
+        yield result
+        failed += [failure] if failure else []
+    if failed:
+        raise _blocked(pipeline.blocked_summary(district, context.partition_key, failed))
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
@@ -186,4 +195,4 @@ def assessment_results(context: dg.AssetExecutionContext, registry: RegistryReso
 
 
 identity_assets = [district_crosswalk, student_identity_map, student_roster, assessment_results]
-identity_checks = [district_checks, gate_checks]
+identity_checks = [gate_checks]

@@ -5,9 +5,12 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
+from ..lib import pipeline
 from ..lib.catalog import POWERSCHOOL
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage
-from ..lib.warehouse import replace_results, replace_roster
+from ..lib.warehouse import assessment_results as results_table
+from ..lib.warehouse import load_figures, replace_results, replace_roster, results_scopes
+from ..lib.warehouse import student_roster as student_roster_table
 from .identity import GATED
 from .metadata import OWNERS, table
 from .partitions import drops
@@ -24,6 +27,21 @@ def _load(warehouse: WarehouseResource, table_name: str):
                          "nothing of this drop was written to it") from None
 
 
+def _checks(asset: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(name, asset=asset, description=text) for name, text in pipeline.LOAD_CHECKS.items()]
+
+
+def _load_results(context, error_log: ErrorLogResource, engine, table: sa.Table, account_info_id: int,
+                  frame: pl.DataFrame, scopes=None):
+    """The load's checks, read back from the table: a failure is logged (the rows stay: the load committed)."""
+    name, frame_rows = f"{table.schema}.{table.name}", frame.height
+    figures = load_figures(engine, table, account_info_id, context.partition_key, scopes)
+    for outcome in pipeline.load_checks(name, frame_rows, figures, account_info_id):
+        error_log.record(context, context.partition_key, outcome.records)
+        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
+                                  severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
+
+
 def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
     """The drop's files that fed a load (halted ones excepted: they keep their outcome)."""
     return crosswalk.filter(pl.col("source").is_in(list(sources)) & pl.col("file_name").is_not_null())[
@@ -31,29 +49,34 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
+          check_specs=_checks("dm_student_roster"),
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
 def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResource, warehouse: WarehouseResource,
-                      error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame,
-                      ) -> dg.MaterializeResult:
+                      error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame):
     district = registry.for_drop(context.partition_key)
     with _load(warehouse, "dm.StudentRoster") as engine:
         written = replace_roster(engine, district.account_info_id, student_roster)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
-    return dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, roster_lineage(district)),
-                                          "rows_written": written})
+    yield dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, roster_lineage(district)),
+                                         "rows_written": written})
+    yield from _load_results(context, error_log, engine, student_roster_table, district.account_info_id,
+                             student_roster)
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
+          check_specs=_checks("dm_assessment_results"),
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
 def dm_assessment_results(context: dg.AssetExecutionContext, registry: RegistryResource,
                           warehouse: WarehouseResource, error_log: ErrorLogResource, assessment_results: pl.DataFrame,
-                          district_crosswalk: pl.DataFrame) -> dg.MaterializeResult:
+                          district_crosswalk: pl.DataFrame):
     district = registry.for_drop(context.partition_key)
     with _load(warehouse, "dm.AssessmentResults") as engine:
         written = replace_results(engine, district.account_info_id, assessment_results)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
-    return dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage(district)),
-                                          "rows_written": written})
+    yield dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage(district)),
+                                         "rows_written": written})
+    yield from _load_results(context, error_log, engine, results_table, district.account_info_id,
+                             assessment_results, results_scopes(assessment_results))
 
 
 warehouse_assets = [dm_student_roster, dm_assessment_results]

@@ -89,6 +89,47 @@ def ferpa_check(district: District, today: dt.date, max_days: int) -> CheckOutco
                         [ErrorRecord("district", "ferpa_review", problem)] if problem else [])
 
 
+def district_checks(district: District, frame: pl.DataFrame, account_info: pl.DataFrame, today: dt.date,
+                    ferpa_max_days: int) -> list[CheckOutcome]:
+    """The drop's three blocking district checks, in the order they are shown."""
+    return [names_check(district, frame), account_info_check(district, account_info),
+            ferpa_check(district, today, ferpa_max_days)]
+
+
+# What a person can do about each blocking check (shown, with the drop key, when it blocks a drop).
+REMEDIES = {
+    "district_names_match_registry": (
+        "if these files are {district}'s, list the name under source_names in its registry entry and run the drop "
+        "again; if they are another district's, ask the sender to put them in that district's folder"),
+    "account_info_id_exists": ("correct account_info_id, nces_id or state in {district}'s registry entry, or ask "
+                               "the warehouse team why dm.AccountInfo disagrees"),
+    "ferpa_review_current": "record {district}'s current FERPA review date (verification.ferpa_review_on) in its "
+                            "registry entry",
+}
+GATE_REMEDY = ("if the figure is right for this drop, accept it for this version: belleville-mtss run {key} "
+               "--accept {gate} --reason TEXT; otherwise ask the district for a corrected drop")
+
+
+def blocked_summary(district: District, drop_key: str, failed: list[CheckOutcome],
+                    crosswalk_frame: pl.DataFrame | None = None) -> str:
+    """Why a drop is blocked, in a few plain lines: each file whose name is not the district's (the name seen and
+    the best candidate), the registered district, and what to do. No student data: names of districts only."""
+    lines = [f"Blocked: drop {drop_key} is registered to {district.display_name} ({district.state}, AccountInfoId "
+             f"{district.account_info_id}); nothing was written to the warehouse."]
+    for outcome in failed:
+        if outcome.name == "district_names_match_registry" and crosswalk_frame is not None:
+            for row in crosswalk_frame.filter(~pl.col("verified")).iter_rows(named=True):
+                best = (f"best candidate '{row['candidate']}' (AccountInfoId {row['candidate_account_info_id']}, "
+                        f"score {row['score']:.1f})" if row["candidate"] else "no candidate in dm.AccountInfo")
+                lines.append(f"- {row['file_name']}: names '{row['name_seen']}', {row['decision']}; {best}")
+        else:
+            lines.append(f"- {outcome.name}: {outcome.why}")
+    # a gate's reason already says what to do (gate_outcome)
+    for name in dict.fromkeys(o.name for o in failed if o.name in REMEDIES):
+        lines.append(f"Remedy ({name}): " + REMEDIES[name].format(district=district.display_name))
+    return "\n".join(lines)
+
+
 # ---- students -------------------------------------------------------------------------------------------------
 
 def star_frames(stars: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
@@ -124,8 +165,7 @@ def gate(name: str, district: District, identity: IdentityMap, current_roster: i
 
 
 def gate_outcome(result: gates.GateResult, drop_key: str) -> CheckOutcome:
-    message = (f"{result.message} (to load this drop version anyway: belleville-mtss run {drop_key} "
-               f"--accept {result.gate} --reason TEXT)")
+    message = f"{result.message}; {GATE_REMEDY.format(key=drop_key, gate=result.gate)}"
     return CheckOutcome(result.gate, result.passed, message if not result.passed else result.figure,
                         [] if result.passed else [ErrorRecord("gate", result.gate, message)])
 
@@ -138,6 +178,30 @@ def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap
 def results(district: District, stars: list[ValidatedFile], identity: IdentityMap, drop_key: str,
             loaded_at: dt.datetime) -> tuple[pl.DataFrame, int]:
     return build_results(star_frames(stars), identity.frame, district.account_info_id, drop_key, loaded_at)
+
+
+LOAD_CHECKS = {
+    "rows_written_match_frame": "What the load replaced (the district's roster; each subject and school year of "
+                                "its results) holds exactly the rows of the frame it loaded",
+    "no_duplicate_keys": "No key of the district is held twice in the table",
+    "account_info_id_stamped": "Every row this drop loaded carries the registry's AccountInfoId",
+}
+
+
+def load_checks(table: str, frame_rows: int, figures: dict[str, int], account_info_id: int) -> list[CheckOutcome]:
+    """The checks of one warehouse load, from what the table holds afterwards (lib/warehouse.load_figures)."""
+    found = [
+        ("rows_written_match_frame", figures["rows"] == frame_rows,
+         f"{table} holds {figures['rows']} row(s) where this drop's load replaced the district's; the frame had "
+         f"{frame_rows}"),
+        ("no_duplicate_keys", figures["duplicate_keys"] == 0,
+         f"{figures['duplicate_keys']} key(s) of AccountInfoId {account_info_id} held more than once in {table}"),
+        ("account_info_id_stamped", figures["other_account_rows"] == 0,
+         f"{figures['other_account_rows']} row(s) of this drop in {table} not stamped with AccountInfoId "
+         f"{account_info_id}"),
+    ]
+    return [CheckOutcome(name, passed, why, [] if passed else [ErrorRecord("warehouse", name, why, table)])
+            for name, passed, why in found]
 
 
 # ---- the one composition ---------------------------------------------------------------------------------------
@@ -186,8 +250,7 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     errors += found
     frame = crosswalk(district, account_info, validated)
     result = CoreResult(validated, errors, [], frame)
-    if not _judge(result, [names_check(district, frame), account_info_check(district, account_info),
-                           ferpa_check(district, today, ferpa_max_days)]):
+    if not _judge(result, district_checks(district, frame, account_info, today, ferpa_max_days)):
         return result
     stars = [validated[f.name] for f in STAR_FILES]
     try:

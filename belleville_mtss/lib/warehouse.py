@@ -239,18 +239,21 @@ def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -
     return roster.height
 
 
+def results_scopes(results: pl.DataFrame) -> list[tuple[str, str]]:
+    """Star exports hold a whole school year per subject: what a load of these results replaces."""
+    return results.select("Subject", "SchoolYear").unique().sort("Subject", "SchoolYear").rows()
+
+
+def _in_scope(account_info_id: int, scope: tuple[str, str]):
+    c = assessment_results.c
+    return (c.AccountInfoId == account_info_id) & (c.Subject == scope[0]) & (c.SchoolYear == scope[1])
+
+
 def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame) -> int:
-    """Star exports hold a whole school year per subject: each (subject, school year) present is replaced."""
-    scopes = results.select("Subject", "SchoolYear").unique().rows()
+    """Each (subject, school year) present is replaced, in one transaction."""
     with engine.begin() as conn:
-        for subject, year in scopes:
-            conn.execute(
-                assessment_results.delete().where(
-                    (assessment_results.c.AccountInfoId == account_info_id)
-                    & (assessment_results.c.Subject == subject)
-                    & (assessment_results.c.SchoolYear == year)
-                )
-            )
+        for scope in results_scopes(results):
+            conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
         _insert(conn, assessment_results, results)
     return results.height
 
@@ -297,6 +300,24 @@ def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = No
         stmt = stmt.where(table.c.AccountInfoId == account_info_id)
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
+
+
+def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id: str,
+                 scopes: list[tuple[str, str]] | None = None) -> dict[str, int]:
+    """What the table holds after one drop's load, read back: the district's rows in what the load replaced (the
+    whole district, or the results' (subject, school year) `scopes`), its keys held more than once, and the drop's
+    rows stamped with another (or no) AccountInfoId."""
+    c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
+    replaced = (c.AccountInfoId == account_info_id) if scopes is None else sa.or_(
+        sa.false(), *(_in_scope(account_info_id, s) for s in scopes))
+    repeated = (sa.select(*key).where(c.AccountInfoId == account_info_id).group_by(*key)
+                .having(sa.func.count() > 1).subquery())
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(replaced)).scalar_one()
+        stray = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+            (c.DropId == drop_id) & ((c.AccountInfoId != account_info_id) | c.AccountInfoId.is_(None)))).scalar_one()
+        duplicates = conn.execute(sa.select(sa.func.count()).select_from(repeated)).scalar_one()
+    return {"rows": int(rows), "duplicate_keys": int(duplicates), "other_account_rows": int(stray)}
 
 
 def now() -> dt.datetime:
