@@ -16,7 +16,7 @@ from .resources import AlertResource, ErrorLogResource, RegistryResource
 SENT = "mtss/alerts/district_overdue"  # keys of the overdue alerts sent: one per district and last drop
 
 
-@dg.asset(group_name="monitoring", owners=OWNERS,
+@dg.asset(group_name="monitoring", kinds={"sql"}, owners=OWNERS,
           description="Each registry district's last-drop age in days (from dm.IngestionFiles); one alert per "
                       "district overdue by its registry entry's expected_every_days")
 def drop_freshness(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
