@@ -8,7 +8,7 @@ import polars as pl
 from ..lib import gates, pipeline
 from ..lib.catalog import POWERSCHOOL, STAR_FILES
 from ..lib.columns import (
-    CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage,
+    CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage,
 )
 from ..lib.drops import ReceivedDrop
 from ..lib.identity import IdentityMap
@@ -119,7 +119,7 @@ def student_identity_map(context: dg.AssetExecutionContext, registry: RegistryRe
     rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
         f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in identity.stats.items())
     return dg.Output(identity, metadata={
-        **table(identity.frame.height, IDENTITY_FRAME), **meta,
+        **table(identity.frame.height, IDENTITY_FRAME, lineage(district)["student_identity_map"]), **meta,
         "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
 
 
@@ -177,7 +177,7 @@ def student_roster(context: dg.AssetExecutionContext, registry: RegistryResource
                    student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
     district = registry.for_drop(context.partition_key)
     roster = pipeline.roster(district, powerschool, student_identity_map, context.partition_key, now())
-    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, roster_lineage(district)))
+    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
@@ -189,7 +189,7 @@ def assessment_results(context: dg.AssetExecutionContext, registry: RegistryReso
     results, duplicates = pipeline.results(district, _stars(stars), student_identity_map, context.partition_key,
                                            now())
     by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
-    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, results_lineage(district)),
+    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, lineage(district)["assessment_results"]),
                                         "duplicate_tests_dropped": duplicates,
                                         "rows_by_subject": counts_md("rows by subject", by_subject)})
 
