@@ -13,6 +13,14 @@ from .partitions import drops as drop_partitions
 from .resources import DropServerResource, ErrorLogResource, RegistryResource
 
 
+def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
+    """This version of the drop was received already, by a run the sensor did not make (`belleville-mtss run` or
+    `demo`, a launch from the UI): it is not run again."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("received_drop"), asset_partitions=[key]), limit=1).records
+    return bool(records) and records[0].asset_materialization.metadata["version"].value == version
+
+
 @dg.sensor(name="sftp_drop_sensor", job=drop_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Looks for complete new drops of every registry district on the drop server")
@@ -49,6 +57,7 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryReso
         if logged.get(f"{escape(where)}|{record.reason}") != version:
             error_log.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
+    ready = [d for d in ready if not _received(context.instance, d.key, d.version)]
     next_cursor["refused"] = seen
     if not ready:
         pending = len(next_cursor["pending"])
