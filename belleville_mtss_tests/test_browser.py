@@ -73,6 +73,8 @@ def ui(tmp_path_factory):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(30_000)
+            page.goto(url)
+            page.get_by_role("button", name="Skip").click()  # the UI's first-visit newsletter dialog, once
             yield url, page, settings
             browser.close()
     finally:
@@ -148,10 +150,6 @@ def _shot(page, name: str) -> None:
 
 def _show(page, url: str, path: str, expect: str) -> str:
     page.goto(url + path)
-    skip = page.get_by_role("button", name="Skip")  # the UI's first-visit newsletter dialog
-    page.wait_for_timeout(1000)
-    if skip.count():
-        skip.click()
     page.get_by_text(expect).first.wait_for()
     page.wait_for_timeout(500)
     return page.inner_text("body")
@@ -178,13 +176,13 @@ def test_the_warehouse_asset_page_shows_the_lineage_table(ui):
     page.get_by_text("lineage", exact=True).first.wait_for()
     _shot(page, "3-lineage-entry")
     row = page.locator("tr", has=page.get_by_text("lineage", exact=True)).first
-    row.get_by_role("button").first.click()  # Markdown metadata opens in a dialog
+    row.get_by_text("[Show Markdown]").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("dm.AssessmentResults.ScaledScore").first.wait_for()
     text = dialog.inner_text()
     assert "validated_star_reading.scaled_score" in text and 'SR.csv, column "ScaledScore"' in text
     _shot(page, "4-lineage-table")
-    page.keyboard.press("Escape")
+    dialog.get_by_role("button", name="Close").click()
 
 
 def test_materialize_the_graph_from_the_ui(ui):
@@ -223,9 +221,18 @@ def test_a_foreign_drop_reads_as_a_refusal(ui):
     text = page.inner_text("body")
     assert "Failed" in text and FOREIGN in text
     _shot(page, "6-check-failed")
+    page.locator("tr", has=page.get_by_text("files", exact=True)).first.get_by_text("[Show Markdown]").click()
+    table = page.get_by_role("dialog")
+    table.get_by_text("SM.csv").first.wait_for()
+    rows = table.locator("tbody tr").all_inner_texts()  # one row per file of the drop
+    assert sorted(r.split("\t")[0] for r in rows) == sorted(
+        ["students.csv", "SR.csv", "SM.csv", "SEL.csv", "dbo.ClassLinkUsers"])
+    assert any(r.startswith("SM.csv") and "Nutley Public Schools" in r and "NUTLEY" in r for r in rows)
+    _shot(page, "7-check-files-table")
+    table.get_by_role("button", name="Close").click()
     text = _show(page, url, "/assets/district_crosswalk?view=partitions", "Materialized (1)")
     assert "Failed (1)" in text  # the refused drop's crosswalk is no good materialization
-    _shot(page, "7-crosswalk-partitions")
+    _shot(page, "8-crosswalk-partitions")
     for asset in ("dm_student_roster", "dm_assessment_results"):
         text = _show(page, url, f"/assets/{asset}?view=partitions", "Materialized (1)")
         assert "Failed (1)" in text, asset

@@ -28,7 +28,8 @@ def _stars(inputs: dict) -> list[ValidatedFile]:
 
 
 def _spec(name: str, asset: str, description: str, **kwargs) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, **kwargs)
+    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, partitions_def=drops,
+                             **kwargs)
 
 
 DISTRICT_CHECKS = [
@@ -77,20 +78,23 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     suggest = frame.filter(pl.col("suggest_listing"))
     per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",
                                      "candidate_account_info_id", "score", "margin", "verified"))
-    yield _verdict(context, error_log, "district_crosswalk", names, files=per_file,
-                   failing=int((~frame["verified"]).sum()),
-                   suggested_registry_names=dg.MetadataValue.md("\n".join(
-                       f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
-                       f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
-                       for r in suggest.iter_rows(named=True)) or "_none_"))
-    yield _verdict(context, error_log, "district_crosswalk", account, problems=account.why)
     reviewed = district.verification.ferpa_review_on
-    yield _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
-                   max_age_days=registry.ferpa_review_max_days,
-                   ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded")
+    verdicts = [
+        _verdict(context, error_log, "district_crosswalk", names, files=per_file,
+                 failing=int((~frame["verified"]).sum()),
+                 suggested_registry_names=dg.MetadataValue.md("\n".join(
+                     f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+                     f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
+                     for r in suggest.iter_rows(named=True)) or "_none_")),
+        _verdict(context, error_log, "district_crosswalk", account, problems=account.why),
+        _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
+                 max_age_days=registry.ferpa_review_max_days,
+                 ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded"),
+    ]
     failed = [o for o in outcomes if not o.passed]
     if failed:
         # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
+        yield from verdicts
         raise _blocked(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
     yield dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
@@ -98,6 +102,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
         "files_verified": int(frame["verified"].sum()),
         "crosswalk": per_file,
     })
+    yield from verdicts  # after the materialization they are the checks of
 
 
 @dg.asset(
@@ -149,7 +154,7 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, re
 
 
 GATE_CHECKS = [_spec(g, "student_identity_map", f"Gate: {text} (thresholds: the registry's gates)",
-                     partitions_def=drops, additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
+                     additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
 
 
 @dg.multi_asset_check(specs=GATE_CHECKS, name="gate_checks",

@@ -28,7 +28,8 @@ def _load(warehouse: WarehouseResource, table_name: str):
 
 
 def _checks(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, description=text) for name, text in pipeline.LOAD_CHECKS.items()]
+    return [dg.AssetCheckSpec(name, asset=asset, description=text, partitions_def=drops)
+            for name, text in pipeline.LOAD_CHECKS.items()]
 
 
 def _load_results(context, error_log: ErrorLogResource, engine, table: sa.Table, account_info_id: int,
