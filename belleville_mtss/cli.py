@@ -151,6 +151,27 @@ def _warehouse(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
+def _lineage(args: argparse.Namespace) -> int:
+    from .lib.columns import lineage_text
+    from .lib.registry import load_registry
+
+    registry = load_registry(load_settings().districts_dirs)
+    if args.district is None and len(registry) != 1:
+        raise CliError(f"--district is needed: the registry holds {', '.join(sorted(registry)) or 'no district'} "
+                       "(headers differ per district)")
+    key = args.district or next(iter(registry))
+    if key not in registry:
+        raise CliError(f"no registry entry '{key}' (known: {', '.join(sorted(registry))})")
+    district = registry[key]
+    try:
+        text = lineage_text(district, args.column)
+    except KeyError as exc:
+        raise CliError(exc.args[0]) from None
+    print(f"{args.column} for {district.display_name} (registry entry {key}):\n")
+    print(text)
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from .lib.audit import drop_status
     from .lib.migrations import WarehouseNotReady, open_warehouse
@@ -347,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="each drop's files, outcomes and error counts (no student data)")
     status.add_argument("scope", nargs="?", help="DISTRICT or DISTRICT/DROP (default: every drop)")
     status.set_defaults(func=_status)
+
+    lineage = sub.add_parser("lineage", help="trace a warehouse column to its source file's column, e.g. "
+                                             "dm.AssessmentResults.ScaledScore")
+    lineage.add_argument("column", help="TABLE.COLUMN of one of our warehouse tables")
+    lineage.add_argument("--district", help="registry entry whose headers to show (needed when there are several)")
+    lineage.set_defaults(func=_lineage)
 
     districts = sub.add_parser("districts", help="district identity tools for onboarding")
     dsub = districts.add_subparsers(dest="districts_command", required=True)

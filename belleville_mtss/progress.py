@@ -77,6 +77,8 @@ class Progress:
             logger.removeHandler(handler)
             if self._bar is not None:
                 self._bar.stop()
+            if self.done < self.total:  # steps after a failed or blocked one never start
+                print(f"{self.total - self.done} step(s) not run", file=self.stream, flush=True)
 
 
 def phase(text: str, stream=None) -> None:

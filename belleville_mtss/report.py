@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
 from .lib.catalog import FILES
+from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
 SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
-WAREHOUSE = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
 # gate) stopped the warehouse; failed: a step failed (a refused drop, a database error) or a load's check failed.
 EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "failed": 1}

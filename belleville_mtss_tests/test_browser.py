@@ -1,22 +1,23 @@
-"""The Dagster UI in a real headless browser (Debian's Chromium, driven by Playwright): materialize the graph
-from the UI, see the warehouse assets materialized and the checks passed; then a drop with a foreign district
-name, whose blocking check shows failed and whose warehouse assets were not materialized.
+"""The Dagster UI in a real headless browser (Debian's Chromium, driven by Playwright), started as the README says
+after its first command: the demo's run, partition and checks are there; the warehouse asset shows its lineage
+table; the graph materializes from the UI; a drop naming another district reads as a refusal, with its crosswalk
+and warehouse assets not materialized.
 Screenshots go to test-artifacts/ (kept by CI as artifacts)."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from .conftest import IN_CI, make_settings
-from .helpers import SMALL, prepare_drop, set_column, warehouse_counts
+from .helpers import set_column, warehouse_counts
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -41,51 +42,67 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
+    """As a new user would: the README's first command (`belleville-mtss demo`, here in an empty folder), then the UI
+    started as the README says (`DAGSTER_HOME=$PWD/.mtss/dagster dagster dev`), with a foreign drop arriving."""
     base = tmp_path_factory.mktemp("ui")
-    settings = make_settings(base / "home")
-    prepare_drop(settings)
-    foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
-    set_column(foreign / "SM.csv", "DistrictName", "Nutley Public Schools")
-    dagster_home = base / "dagster_home"
-    dagster_home.mkdir()
-    # Runs launched from the UI start at once (no daemon, so the drop sensor stays out of the way).
-    (dagster_home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MTSS_")},
-           "MTSS_HOME": str(settings.home), "DAGSTER_HOME": str(dagster_home)}
-    subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
-                    f"'drops', ['{GOOD}', '{FOREIGN}'])"], env=env, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MTSS_", "DAGSTER_"))}
+    bin_dir = Path(sys.executable).parent
+    demo = subprocess.run([str(bin_dir / "belleville-mtss"), "demo"], cwd=base, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    settings = make_settings(base / ".mtss")
     port = _free_port()
-    web = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                            "-w", "workspace.yaml"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                           stderr=open(base / "webserver.log", "wb"))
+    web = subprocess.Popen([str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
+                            "-w", str(REPO / "workspace.yaml")], cwd=base,
+                           env={**env, "DAGSTER_HOME": str(base / ".mtss" / "dagster")},
+                           stdout=subprocess.DEVNULL, stderr=open(base / "dagster-dev.log", "wb"),
+                           start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    deadline = time.time() + 120
     while True:
         try:
             urllib.request.urlopen(url + "/server_info", timeout=2)
             break
         except OSError:
             if web.poll() is not None or time.time() > deadline:
-                raise RuntimeError((base / "webserver.log").read_text()[-3000:])
+                raise RuntimeError((base / "dagster-dev.log").read_text()[-3000:])
             time.sleep(0.5)
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(30_000)
-        yield url, page, settings
-        browser.close()
-    web.terminate()
-    web.wait(timeout=30)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.get_by_role("button", name="Skip").click()  # the UI's first-visit newsletter dialog, once
+            yield url, page, settings
+            browser.close()
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)  # dagster dev, its webserver, daemon and code servers
+        try:
+            web.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(web.pid, signal.SIGKILL)
 
 
-def _runs(url: str) -> list[dict]:
+def _runs(url: str, partition: str | None = None) -> list[dict]:
+    """The instance's runs, newest first (of one partition)."""
     query = '{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }'
     req = urllib.request.Request(url + "/graphql", data=json.dumps({"query": query}).encode(),
                                  headers={"Content-Type": "application/json"})
-    return json.loads(urllib.request.urlopen(req, timeout=10).read())["data"]["runsOrError"]["results"]
+    runs = json.loads(urllib.request.urlopen(req, timeout=10).read())["data"]["runsOrError"]["results"]
+    return [r for r in runs if partition is None or {"key": "dagster/partition", "value": partition} in r["tags"]]
+
+
+def _finished(url: str, partition: str, timeout: float = 240) -> dict:
+    """The newest run of a partition, once it has finished."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs = _runs(url, partition)
+        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            return runs[0]
+        time.sleep(1)
+    raise AssertionError(f"no finished run for {partition}")
 
 
 def _materialize_from_ui(url: str, page, partition: str) -> str:
@@ -99,10 +116,11 @@ def _materialize_from_ui(url: str, page, partition: str) -> str:
     page.get_by_text("Select a partition or create one").click()
     page.get_by_text(partition, exact=True).first.click()
     page.keyboard.press("Escape")
+    before = {r["runId"] for r in _runs(url, partition)}
     page.get_by_role("button", name="Launch 1 run").click()
     deadline = time.time() + 180
     while time.time() < deadline:
-        runs = [r for r in _runs(url) if {"key": "dagster/partition", "value": partition} in r["tags"]]
+        runs = [r for r in _runs(url, partition) if r["runId"] not in before]
         if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             return runs[0]["status"]
         time.sleep(1)
@@ -137,37 +155,85 @@ def _show(page, url: str, path: str, expect: str) -> str:
     return page.inner_text("body")
 
 
+def test_after_the_quick_start_the_ui_shows_the_demos_run_partition_and_checks(ui):
+    url, page, settings = ui
+    (demo,) = _runs(url, GOOD)  # the demo's run (the drop sensor does not run a drop version again)
+    assert demo["status"] == "SUCCESS" and {"key": "mtss/outcome", "value": "loaded"} in demo["tags"]
+    for asset in ("dm_student_roster", "dm_assessment_results"):
+        text = _show(page, url, f"/assets/{asset}", "Latest materialization")
+        assert GOOD in text and "Never materialized" not in text, asset
+    text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (3)")
+    _shot(page, "1-demo-checks-passed")
+    assert text.count("Succeeded") == 3 and "Failed" not in text, text
+    text = _show(page, url, "/assets/dm_student_roster?view=checks", "Checks (3)")
+    assert "rows_written_match_frame" in text and text.count("Succeeded") == 3
+    _shot(page, "2-demo-load-checks")
+
+
+def test_the_warehouse_asset_page_shows_the_lineage_table(ui):
+    url, page, _settings = ui
+    _show(page, url, "/assets/dm_assessment_results", "Latest materialization")
+    page.get_by_text("lineage", exact=True).first.wait_for()
+    _shot(page, "3-lineage-entry")
+    row = page.locator("tr", has=page.get_by_text("lineage", exact=True)).first
+    row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("dm.AssessmentResults.ScaledScore").first.wait_for()
+    text = dialog.inner_text()
+    assert "validated_star_reading.scaled_score" in text and 'SR.csv, column "ScaledScore"' in text
+    _shot(page, "4-lineage-table")
+    dialog.get_by_role("button", name="Close").click()
+
+
 def test_materialize_the_graph_from_the_ui(ui):
     url, page, settings = ui
     assert _materialize_from_ui(url, page, GOOD) == "SUCCESS"
     _show(page, url, "/asset-groups", "warehouse")
     _expand_graph(page)
-    _shot(page, "1-asset-graph")
-    for asset in ("dm_student_roster", "dm_assessment_results"):
-        text = _show(page, url, f"/assets/{asset}", "Latest materialization")
-        assert GOOD in text and "Never materialized" not in text, asset
-        _shot(page, f"2-{asset}")
+    _shot(page, "0-asset-graph")
     text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (3)")
     assert "This is a blocking asset check" in text
-    assert text.count("Succeeded") == 3 and "Failed" not in text
-    _shot(page, "3-checks-passed")
-    assert warehouse_counts(settings)["roster"] == SMALL.students
+    assert warehouse_counts(settings)["roster"] == 4500  # the demo's roster, loaded again: same rows
 
 
-def test_a_foreign_district_fails_the_blocking_check_and_the_warehouse_is_not_materialized(ui):
+def test_a_foreign_drop_reads_as_a_refusal(ui):
+    """The drop sensor runs the foreign drop; its run page ends with the plain summary, its crosswalk is not
+    materialized, and nothing of it reaches the warehouse."""
     url, page, settings = ui
     before = warehouse_counts(settings)
-    assert _materialize_from_ui(url, page, FOREIGN) == "FAILURE"
+    foreign = settings.drop_dir / FOREIGN  # the demo's drop, sent again under another name, naming another district
+    shutil.copytree(settings.drop_dir / GOOD, foreign, ignore=shutil.ignore_patterns("drop.done"))
+    set_column(foreign / "SM.csv", "DistrictName", "Nutley Public Schools")
+    (foreign / "drop.done").touch()  # the sender's marker, written last
+    run = _finished(url, FOREIGN)
+    assert run["status"] == "FAILURE"
+    assert {"key": "dagster/sensor_name", "value": "sftp_drop_sensor"} in run["tags"]
+    text = _show(page, url, f"/runs/{run['runId']}", "Blocked: drop belleville/foreign")
+    assert "is registered to Belleville Public Schools (NJ, AccountInfoId 107873)" in text
+    assert "SM.csv: names 'Nutley Public Schools', resolved; best candidate 'NUTLEY'" in text
+    assert "Remedy (district_names_match_registry)" in text
+    assert "DagsterAssetCheckFailedError" not in text
+    _shot(page, "5-refusal-run")
     _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (3)")
     page.get_by_text("district_names_match_registry").first.click()
     page.get_by_text("Latest execution").wait_for()
     page.wait_for_timeout(1000)
     text = page.inner_text("body")
     assert "Failed" in text and FOREIGN in text
-    assert "Nutley Public Schools" in text and "NUTLEY" in text  # which name, which candidate
-    _shot(page, "4-check-failed")
+    _shot(page, "6-check-failed")
+    page.locator("tr", has=page.get_by_text("files", exact=True)).first.get_by_text("[Show Markdown]").click()
+    table = page.get_by_role("dialog")
+    table.get_by_text("SM.csv").first.wait_for()
+    rows = table.locator("tbody tr").all_inner_texts()  # one row per file of the drop
+    assert sorted(r.split("\t")[0] for r in rows) == sorted(
+        ["students.csv", "SR.csv", "SM.csv", "SEL.csv", "dbo.ClassLinkUsers"])
+    assert any(r.startswith("SM.csv") and "Nutley Public Schools" in r and "NUTLEY" in r for r in rows)
+    _shot(page, "7-check-files-table")
+    table.get_by_role("button", name="Close").click()
+    text = _show(page, url, "/assets/district_crosswalk?view=partitions", "Materialized (1)")
+    assert "Failed (1)" in text  # the refused drop's crosswalk is no good materialization
+    _shot(page, "8-crosswalk-partitions")
     for asset in ("dm_student_roster", "dm_assessment_results"):
         text = _show(page, url, f"/assets/{asset}?view=partitions", "Materialized (1)")
-        assert "Failed (1)" in text and "Materialized (1)" in text, asset
-        _shot(page, f"5-{asset}-partitions")
+        assert "Failed (1)" in text, asset
     assert warehouse_counts(settings) == before  # nothing of the foreign drop was written

@@ -13,6 +13,7 @@ from belleville_mtss.definitions import build_definitions
 from belleville_mtss.lib.sample import generate_drop, load_databases
 from belleville_mtss.lib.sftp import SftpFatal
 from belleville_mtss.lib.warehouse import ingestion_files, make_engine, read_table
+from belleville_mtss.run import run_drop
 
 from .conftest import make_settings
 from .helpers import SMALL, tick, warehouse_counts
@@ -77,6 +78,19 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
         original.read_bytes()).hexdigest()
     staged = (settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv").read_bytes()
     assert b"StudentIdentifier" not in staged and b"@bellevilleschools.org" not in staged  # encrypted at rest
+
+
+def test_a_drop_version_run_from_the_command_line_is_not_run_again_by_the_sensor(world):
+    settings, server, drop = world
+    dest = upload(server, drop, "2026-11-05")
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_drop(settings, "belleville/2026-11-05", instance=instance).outcome == "loaded"
+        assert not getattr(tick(settings, instance), "run_requests", None)  # received already: same version
+        (dest / "drop.done").unlink()
+        os.utime(dest / "SR.csv", (time.time() + 5, time.time() + 5))  # a corrected file: a new version
+        (dest / "drop.done").write_text("")
+        result = tick(settings, instance)
+        assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-05"]
 
 
 def test_drop_still_being_written_gives_no_run(world):

@@ -33,19 +33,33 @@ def test_materializations_carry_schema_lineage_and_plottable_figures(settings):
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_drop(settings, instance=instance).checks_passed
         meta = {}
-        for name in TABLE_LIKE:
+        for name in [*TABLE_LIKE, "star_reading", "powerschool_students"]:
             event = instance.get_latest_materialization_event(dg.AssetKey(name))
             meta[name] = event.asset_materialization.metadata
     for name in TABLE_LIKE:
         assert isinstance(meta[name]["dagster/row_count"].value, int), name
         schema = meta[name]["dagster/column_schema"].value
         assert schema.columns and all(c.description for c in schema.columns), name
-    lineage = meta["dm_student_roster"]["dagster/column_lineage"].value
-    deps = {(d.asset_key.to_user_string(), d.column_name) for d in lineage.deps_by_column["StudentNumber"]}
-    assert deps == {("powerschool_students", "STUDENTS.STUDENT_NUMBER")}
-    results = meta["dm_assessment_results"]["dagster/column_lineage"].value
-    assert {d.asset_key.to_user_string() for d in results.deps_by_column["ScaledScore"]} == {
-        "star_reading", "star_math", "star_early_literacy"}
+    def deps(asset: str, column: str) -> set[tuple[str, str]]:  # each asset's lineage names its direct upstream
+        lineage = meta[asset]["dagster/column_lineage"].value
+        return {(d.asset_key.to_user_string(), d.column_name) for d in lineage.deps_by_column[column]}
+    assert deps("dm_student_roster", "StudentNumber") == {("student_roster", "StudentNumber")}
+    assert deps("student_roster", "StudentNumber") == {("validated_powerschool_students", "student_number")}
+    assert deps("validated_powerschool_students", "student_number") == {
+        ("powerschool_students", "STUDENTS.STUDENT_NUMBER")}
+    assert deps("assessment_results", "ScaledScore") == {
+        (f"validated_{s}", "scaled_score") for s in ("star_reading", "star_math", "star_early_literacy")}
+    assert deps("validated_star_reading", "scaled_score") == {("star_reading", "ScaledScore")}
+    # each file asset declares the columns it read, as the file names them, and which of ours each feeds
+    star = {c.name: c.description for c in meta["star_reading"]["dagster/column_schema"].value.columns}
+    assert star["ScaledScore"] == "read into our scaled_score" and star["StudentIdentifier"] == "read into our student_link"
+    ps = {c.name: c.description for c in meta["powerschool_students"]["dagster/column_schema"].value.columns}
+    assert ps["STUDENTS.STUDENT_NUMBER"] == "read into our student_number"
+    # the open-source UI's view of the same chain: a Markdown table on the warehouse asset
+    table = meta["dm_assessment_results"]["lineage"].value.splitlines()
+    assert ("| dm.AssessmentResults.ScaledScore | assessment_results.ScaledScore <- validated_star_reading.scaled_score"
+            ' | SR.csv, column "ScaledScore" |') in table
+    assert not any("LoadedAt" in row or "DropId" in row for row in table)  # ours, no source
     identity = meta["student_identity_map"]
     assert isinstance(identity["classlink_email/match_rate"].value, float)  # plotted across materializations
     assert "| classlink_email |" in identity["match_rates"].value

@@ -8,7 +8,7 @@ import polars as pl
 from ..lib import gates, pipeline
 from ..lib.catalog import POWERSCHOOL, STAR_FILES
 from ..lib.columns import (
-    CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage,
+    CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage,
 )
 from ..lib.drops import ReceivedDrop
 from ..lib.identity import IdentityMap
@@ -28,7 +28,8 @@ def _stars(inputs: dict) -> list[ValidatedFile]:
 
 
 def _spec(name: str, asset: str, description: str, **kwargs) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, **kwargs)
+    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, partitions_def=drops,
+                             **kwargs)
 
 
 DISTRICT_CHECKS = [
@@ -77,20 +78,23 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     suggest = frame.filter(pl.col("suggest_listing"))
     per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",
                                      "candidate_account_info_id", "score", "margin", "verified"))
-    yield _verdict(context, error_log, "district_crosswalk", names, files=per_file,
-                   failing=int((~frame["verified"]).sum()),
-                   suggested_registry_names=dg.MetadataValue.md("\n".join(
-                       f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
-                       f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
-                       for r in suggest.iter_rows(named=True)) or "_none_"))
-    yield _verdict(context, error_log, "district_crosswalk", account, problems=account.why)
     reviewed = district.verification.ferpa_review_on
-    yield _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
-                   max_age_days=registry.ferpa_review_max_days,
-                   ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded")
+    verdicts = [
+        _verdict(context, error_log, "district_crosswalk", names, files=per_file,
+                 failing=int((~frame["verified"]).sum()),
+                 suggested_registry_names=dg.MetadataValue.md("\n".join(
+                     f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+                     f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
+                     for r in suggest.iter_rows(named=True)) or "_none_")),
+        _verdict(context, error_log, "district_crosswalk", account, problems=account.why),
+        _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
+                 max_age_days=registry.ferpa_review_max_days,
+                 ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded"),
+    ]
     failed = [o for o in outcomes if not o.passed]
     if failed:
         # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
+        yield from verdicts
         raise _blocked(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
     yield dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
@@ -98,6 +102,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
         "files_verified": int(frame["verified"].sum()),
         "crosswalk": per_file,
     })
+    yield from verdicts  # after the materialization they are the checks of
 
 
 @dg.asset(
@@ -119,7 +124,7 @@ def student_identity_map(context: dg.AssetExecutionContext, registry: RegistryRe
     rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
         f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in identity.stats.items())
     return dg.Output(identity, metadata={
-        **table(identity.frame.height, IDENTITY_FRAME), **meta,
+        **table(identity.frame.height, IDENTITY_FRAME, lineage(district)["student_identity_map"]), **meta,
         "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
 
 
@@ -149,7 +154,7 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, re
 
 
 GATE_CHECKS = [_spec(g, "student_identity_map", f"Gate: {text} (thresholds: the registry's gates)",
-                     partitions_def=drops, additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
+                     additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
 
 
 @dg.multi_asset_check(specs=GATE_CHECKS, name="gate_checks",
@@ -177,7 +182,7 @@ def student_roster(context: dg.AssetExecutionContext, registry: RegistryResource
                    student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
     district = registry.for_drop(context.partition_key)
     roster = pipeline.roster(district, powerschool, student_identity_map, context.partition_key, now())
-    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, roster_lineage(district)))
+    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
@@ -189,7 +194,7 @@ def assessment_results(context: dg.AssetExecutionContext, registry: RegistryReso
     results, duplicates = pipeline.results(district, _stars(stars), student_identity_map, context.partition_key,
                                            now())
     by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
-    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, results_lineage(district)),
+    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, lineage(district)["assessment_results"]),
                                         "duplicate_tests_dropped": duplicates,
                                         "rows_by_subject": counts_md("rows by subject", by_subject)})
 

@@ -18,6 +18,14 @@ from .resources import AlertResource, DropServerResource, ErrorLogResource, Regi
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
 
 
+def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
+    """This version of the drop was received already, by a run the sensor did not make (`belleville-mtss run` or
+    `demo`, a launch from the UI): it is not run again."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("received_drop"), asset_partitions=[key]), limit=1).records
+    return bool(records) and records[0].asset_materialization.metadata["version"].value == version
+
+
 class DropServerUnreachable(Exception):
     """The drop server has not answered for longer than MTSS_ALERT_OUTAGE_MINUTES: the tick fails (red in the UI)
     with this as its error, until a tick reaches the server again."""
@@ -92,6 +100,7 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
         if logged.get(f"{escape(where)}|{record.reason}") != version:
             error_log.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
+    ready = [d for d in ready if not _received(context.instance, d.key, d.version)]
     next_cursor["refused"] = seen
     if not ready:
         pending = len(next_cursor["pending"])

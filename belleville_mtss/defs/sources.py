@@ -12,7 +12,8 @@ from ..lib.sftp import SftpFatal, SftpTransient
 from ..lib.theirs import SourceTableError
 from ..lib.vault import VaultError
 from ..lib.warehouse import record_received
-from .metadata import OWNERS
+from ..lib.columns import file_columns
+from .metadata import OWNERS, column_schema
 from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, ProdDbResource, RegistryResource, WarehouseResource
 
@@ -61,7 +62,9 @@ def file_asset(source: FileSource) -> dg.AssetsDefinition:
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else ""}
         if src.info:
-            meta |= {"bytes": src.info.size, "sha256": src.info.sha256, "columns": len(src.frame.columns)}
+            meta |= {"bytes": src.info.size, "sha256": src.info.sha256}
+        if src.frame is not None:  # the columns read, as the file names them
+            meta["dagster/column_schema"] = column_schema(file_columns(source, entry, src.frame))
         return dg.Output(src, metadata=meta)
 
     return _asset

@@ -5,23 +5,25 @@ import polars as pl
 
 from ..lib import pipeline
 from ..lib.catalog import FILES, FileSource
-from ..lib.columns import CLASSLINK_FRAME, FRAMES
+from ..lib.columns import CLASSLINK_FRAME, FRAMES, lineage
+from ..lib.registry import District
 from ..lib.ingest import SourceFile, ValidatedFile
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .resources import ErrorLogResource, RegistryResource
 
 
-def _finish(context, error_log: ErrorLogResource, validated: ValidatedFile, errors: list) -> dg.Output[ValidatedFile]:
+def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
+            errors: list) -> dg.Output[ValidatedFile]:
     error_log.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
         error_log.mark_files(context, "halted", [validated.file_name])
-    return dg.Output(validated, metadata=_metadata(validated))
+    return dg.Output(validated, metadata=_metadata(district, validated))
 
 
-def _metadata(v: ValidatedFile) -> dict:
+def _metadata(district: District, v: ValidatedFile) -> dict:
     meta = {
-        **table(v.rows, FRAMES.get(v.source, CLASSLINK_FRAME)),
+        **table(v.rows, FRAMES.get(v.source, CLASSLINK_FRAME), lineage(district)[f"validated_{v.source}"]),
         "file": v.file_name or "",
         "rows_rejected": sum(v.rejected.values()),
         "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
@@ -41,7 +43,8 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
               description=f"{source.name}: columns bound by header name, values typed, bad rows rejected")
     def _asset(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
                src: SourceFile) -> dg.Output[ValidatedFile]:
-        return _finish(context, error_log, *pipeline.validate(src, registry.for_drop(context.partition_key)))
+        district = registry.for_drop(context.partition_key)
+        return _finish(context, error_log, district, *pipeline.validate(src, district))
 
     return _asset
 
@@ -50,7 +53,8 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
           description="ClassLink student users of the district's tenant, emails normalised for linking")
 def validated_classlink_users(context: dg.AssetExecutionContext, registry: RegistryResource,
                               error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
-    return _finish(context, error_log, *pipeline.classlink(classlink_users, registry.for_drop(context.partition_key)))
+    district = registry.for_drop(context.partition_key)
+    return _finish(context, error_log, district, *pipeline.classlink(classlink_users, district))
 
 
 validation_assets = [*[validated_asset(f) for f in FILES], validated_classlink_users]

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from ..lib import pipeline
 from ..lib.catalog import POWERSCHOOL
-from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, results_lineage, roster_lineage
+from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
 from ..lib.warehouse import assessment_results as results_table
 from ..lib.warehouse import load_figures, replace_results, replace_roster, results_scopes
 from ..lib.warehouse import student_roster as student_roster_table
@@ -28,7 +28,8 @@ def _load(warehouse: WarehouseResource, table_name: str):
 
 
 def _checks(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, description=text) for name, text in pipeline.LOAD_CHECKS.items()]
+    return [dg.AssetCheckSpec(name, asset=asset, description=text, partitions_def=drops)
+            for name, text in pipeline.LOAD_CHECKS.items()]
 
 
 def _load_results(context, error_log: ErrorLogResource, engine, table: sa.Table, account_info_id: int,
@@ -57,8 +58,9 @@ def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResou
     with _load(warehouse, "dm.StudentRoster") as engine:
         written = replace_roster(engine, district.account_info_id, student_roster)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
-    yield dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, roster_lineage(district)),
-                                         "rows_written": written})
+    yield dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, lineage(district)["dm_student_roster"]),
+                                         "rows_written": written,
+                                         "lineage": dg.MetadataValue.md(lineage_markdown(district, "dm_student_roster"))})
     yield from _load_results(context, error_log, engine, student_roster_table, district.account_info_id,
                              student_roster)
 
@@ -73,8 +75,9 @@ def dm_assessment_results(context: dg.AssetExecutionContext, registry: RegistryR
     with _load(warehouse, "dm.AssessmentResults") as engine:
         written = replace_results(engine, district.account_info_id, assessment_results)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
-    yield dg.MaterializeResult(metadata={**table(written, RESULTS_TABLE, results_lineage(district)),
-                                         "rows_written": written})
+    yield dg.MaterializeResult(metadata={
+        **table(written, RESULTS_TABLE, lineage(district)["dm_assessment_results"]), "rows_written": written,
+        "lineage": dg.MetadataValue.md(lineage_markdown(district, "dm_assessment_results"))})
     yield from _load_results(context, error_log, engine, results_table, district.account_info_id,
                              assessment_results, results_scopes(assessment_results))
 

@@ -4,9 +4,10 @@ Plain data (no Dagster): the definitions turn it into column schemas and column 
 """
 from __future__ import annotations
 
-from .catalog import FILES, STAR_FILES
+from .catalog import FILES, STAR_FILES, FileSource
 from .registry import District
-from .star import STAR_COLUMNS
+from .powerschool import match_headers
+from .star import HISTORICAL_HEADERS, STAR_COLUMNS, star_columns
 
 Column = tuple[str, str, str]  # name, type, description
 
@@ -92,7 +93,27 @@ RESULTS_TABLE: list[Column] = [
 ]
 
 STAR_ASSETS = tuple(f.name for f in STAR_FILES)
+# Our warehouse tables, by the asset that loads each.
+WAREHOUSE_TABLES = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
+# Where the sources that are tables (not files of the drop) live; the mapping spec's names.
+SOURCE_TABLES = {"classlink_users": "dbo.ClassLinkUsers", "account_info": "dm.AccountInfo"}
 
+Hop = tuple[str, str]  # (asset, column)
+
+# Each validated Star column, from the Star header it is read from (StudentIdentifier: the registry's link column).
+_STAR_FROM = {"test_key": "assessment_id", "district_name": "district_name", "school_name": "school_name",
+              "school_year": "school_year", "completed_at": "completed_date", "grade": "grade",
+              "scaled_score": "scaled_score", "percentile_rank": "percentile_rank", "unified_score": "unified_score",
+              "benchmark_category": "benchmark_category", "screening_window": "screening_window"}
+_POWERSCHOOL_FROM = {"student_number": "student_number", "email": "email", "email_key": "email",
+                     "first_name": "first_name", "last_name": "last_name", "grade_level": "grade_level",
+                     "school_id": "school_id"}
+_RESULTS_FROM = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year",
+                 "CompletedAt": "completed_at", "Grade": "grade", "ScaledScore": "scaled_score",
+                 "PercentileRank": "percentile_rank", "UnifiedScore": "unified_score",
+                 "BenchmarkCategory": "benchmark_category", "ScreeningWindow": "screening_window"}
+_ROSTER_FROM = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
+                "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
 
 
 def _header(district: District, field: str) -> str:
@@ -100,39 +121,101 @@ def _header(district: District, field: str) -> str:
     return district.powerschool.columns[field][0]
 
 
-def _links(district: District) -> list[tuple[str, str]]:
-    """The columns a Star row is tied to its student by: the registry's Renaissance column and PowerSchool field."""
-    return [(a, district.student_link.renaissance) for a in STAR_ASSETS] + [
-        ("powerschool_students", _header(district, district.student_link.powerschool))]
-
-
-def roster_lineage(district: District) -> dict[str, list[tuple[str, str]]]:
-    """Warehouse roster column -> (source asset, source column) it came from."""
-    ps = district.powerschool.columns
-    lineage = {
-        "StudentNumber": [("powerschool_students", _header(district, "student_number"))],
-        "ClassLinkUserId": [("classlink_users", "UserId"), ("classlink_users", "Email"),
-                            ("powerschool_students", _header(district, "email"))],
-        "StarTestCount": _links(district),
-        "AccountInfoId": [("account_info", "AccountInfoId")],
+def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
+    """For each table-like asset, each column's immediate upstream (asset, column): warehouse table <- frame <-
+    validated frame <- the source file's header, as this district's registry entry maps it. Columns we make
+    (DropId, LoadedAt, source_row) have none."""
+    link = district.student_link
+    ps, stars = "validated_powerschool_students", [f.validated for f in STAR_FILES]
+    validated = {
+        f.validated: {ours: [(f.name, STAR_COLUMNS[src])] for ours, src in _STAR_FROM.items()}
+        | {"student_link": [(f.name, link.renaissance)]} for f in STAR_FILES
     }
-    for ours, col in (("FirstName", "first_name"), ("LastName", "last_name"), ("GradeLevel", "grade_level"),
-                      ("SchoolId", "school_id"), ("Email", "email")):
-        if col in ps:
-            lineage[ours] = [("powerschool_students", _header(district, col))]
-    return lineage
+    validated[ps] = {ours: [("powerschool_students", _header(district, src))]
+                     for ours, src in _POWERSCHOOL_FROM.items() if src in district.powerschool.columns}
+    validated[ps]["student_link"] = [("powerschool_students", _header(district, link.powerschool))]
+    validated["validated_classlink_users"] = {"classlink_user_id": [("classlink_users", "UserId")],
+                                              "tenant_name": [("classlink_users", "TenantName")],
+                                              "email_key": [("classlink_users", "Email")]}
+    both_emails = [(ps, "email_key"), ("validated_classlink_users", "email_key")]
+    identity = {"student_number": [(ps, "student_number")], "student_link": [(ps, "student_link")],
+                "classlink_user_id": [("validated_classlink_users", "classlink_user_id"), *both_emails],
+                "classlink_link": both_emails,
+                "star_test_count": [(ps, "student_link"), *((v, "student_link") for v in stars)]}
+    account = {"AccountInfoId": [("account_info", "AccountInfoId")]}
+    roster = {ours: [(ps, src)] for ours, src in _ROSTER_FROM.items() if src in validated[ps]} | account | {
+        "ClassLinkUserId": [("student_identity_map", "classlink_user_id")],
+        "StarTestCount": [("student_identity_map", "star_test_count")]}
+    results = {ours: [(v, src) for v in stars] for ours, src in _RESULTS_FROM.items()} | account | {
+        "StudentNumber": [("student_identity_map", "student_number"), *((v, "student_link") for v in stars)]}
+    return {**validated, "student_identity_map": identity, "student_roster": roster, "assessment_results": results,
+            "dm_student_roster": {c: [("student_roster", c)] for c, _t, _d in ROSTER_TABLE},
+            "dm_assessment_results": {c: [("assessment_results", c)] for c, _t, _d in RESULTS_TABLE}}
 
 
-def results_lineage(district: District) -> dict[str, list[tuple[str, str]]]:
-    star = {"TestKey": "assessment_id", "SchoolYear": "school_year", "CompletedAt": "completed_date",
-            "Grade": "grade", "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
-            "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
-            "ScreeningWindow": "screening_window"}
-    lineage = {ours: [(a, STAR_COLUMNS[col]) for a in STAR_ASSETS] for ours, col in star.items()}
-    lineage["StudentNumber"] = list(dict.fromkeys([("powerschool_students", _header(district, "student_number")),
-                                                   *_links(district)]))
-    lineage["AccountInfoId"] = [("account_info", "AccountInfoId")]
-    return lineage
+def lineage_paths(district: District, asset: str, column: str) -> list[list[Hop]]:
+    """Every path from a column back to a source's column, the column itself first; [] for a column we make."""
+    graph = lineage(district)
+    if column not in graph.get(asset, {}):
+        return [[(asset, column)]] if asset not in graph else []
+    return [[(asset, column), *rest] for up in graph[asset][column] for rest in lineage_paths(district, *up)]
+
+
+def source_label(district: District, asset: str, column: str) -> str:
+    """A source column as a person finds it: the file (the registry's pattern) or table, and the header."""
+    where = district.files.get(asset) or SOURCE_TABLES.get(asset, asset)
+    return f'{where}, column "{column}"'
+
+
+def lineage_rows(district: District, asset: str) -> list[tuple[str, str, str]]:
+    """(warehouse column, through, source column) for every path of every column of a warehouse asset."""
+    table = WAREHOUSE_TABLES[asset]
+    rows = []
+    for column in lineage(district)[asset]:
+        for path in lineage_paths(district, asset, column):
+            through = " <- ".join(f"{a}.{c}" for a, c in path[1:-1])
+            rows.append((f"{table}.{column}", through, source_label(district, *path[-1])))
+    return rows
+
+
+def lineage_markdown(district: District, asset: str) -> str:
+    body = "\n".join(f"| {w} | {t} | {s} |" for w, t, s in lineage_rows(district, asset))
+    return ("| warehouse column | <- through (asset.column) | <- source file column (registry) |\n|---|---|---|\n"
+            + body)
+
+
+def lineage_text(district: District, target: str) -> str:
+    """`dm.AssessmentResults.ScaledScore` traced to its sources, one path per block (the CLI's `lineage`)."""
+    table, _, column = target.rpartition(".")
+    assets = {t.lower(): a for a, t in WAREHOUSE_TABLES.items()}
+    if table.lower() not in assets:
+        raise KeyError(f"{table or target}: not one of our tables ({', '.join(WAREHOUSE_TABLES.values())})")
+    asset = assets[table.lower()]
+    columns = {c.lower(): c for c in lineage(district)[asset]}
+    if column.lower() not in columns:
+        raise KeyError(f"{target}: no such column; {WAREHOUSE_TABLES[asset]} has {', '.join(columns.values())}")
+    column = columns[column.lower()]
+    paths = lineage_paths(district, asset, column)
+    if not paths:
+        return f"{WAREHOUSE_TABLES[asset]}.{column}: made by the pipeline itself (no source column)"
+    blocks = []
+    for path in paths:
+        lines = [f"{WAREHOUSE_TABLES[asset]}.{column}"]
+        lines += [f"  <- {a}.{c}" for a, c in path[1:-1]]
+        lines.append(f"  <- {path[-1][0]}: {source_label(district, *path[-1])}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def file_columns(source: FileSource, district: District, frame) -> list[Column]:
+    """The columns a file asset read, as the file names them, each with the field of ours it feeds."""
+    if source.kind == "powerschool":
+        fields = {header: field for field, header in match_headers(frame.columns, district.powerschool).items()}
+    else:
+        by_v2 = {header: field for field, header in star_columns(district.student_link.renaissance).items()}
+        fields = {h: by_v2.get(HISTORICAL_HEADERS.get(h, h)) for h in frame.columns}
+    return [(name, str(dtype), f"read into our {fields[name]}" if fields.get(name) else "read to tell the layout")
+            for name, dtype in frame.schema.items()]
 
 
 # The validated frame of each catalogued file, by the kind of file it is.

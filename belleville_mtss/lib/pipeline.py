@@ -73,8 +73,11 @@ def names_check(district: District, frame: pl.DataFrame) -> CheckOutcome:
         )
         for row in failing.iter_rows(named=True)
     ]
-    return CheckOutcome("district_names_match_registry", not records,
-                        "; ".join(r.message for r in records) or "every name resolves", records)
+    # short: the check's table and the run's summary give each file's candidates
+    why = "; ".join(f"{r['file_name']} names '{r['name_seen']}' ({r['decision']}; best candidate "
+                    f"{r['candidate']!s}, AccountInfoId {r['candidate_account_info_id']!s})"
+                    for r in failing.iter_rows(named=True))
+    return CheckOutcome("district_names_match_registry", not records, why or "every name resolves", records)
 
 
 def account_info_check(district: District, account_info: pl.DataFrame) -> CheckOutcome:
