@@ -30,10 +30,11 @@ TO = "ops@mtss.example.org"
 
 
 def ticks(instance: dg.DagsterInstance, name: str) -> list:
-    """The instigator's ticks, newest first."""
+    """The instigator's finished ticks, newest first (not the one being evaluated)."""
     for state in instance.all_instigator_state():
         if state.instigator_name == name:
-            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+            return [t for t in instance.get_ticks(state.instigator_origin_id, state.selector_id)
+                    if t.status != TickStatus.STARTED]
     return []
 
 
