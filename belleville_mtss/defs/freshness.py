@@ -6,14 +6,14 @@ import time
 
 import dagster as dg
 
-from ..lib.alerts import is_overdue, overdue_districts, remember, unsent
+from ..lib.alerts import is_overdue, overdue_districts
 from ..lib.audit import last_drops
 from ..lib.config import SettingError
-from .alerting import store, stored
+from .alerting import send_once
 from .metadata import OWNERS
 from .resources import AlertResource, ErrorLogResource, RegistryResource
 
-SENT = "mtss/alerts/district_overdue"  # keys of the overdue alerts sent: one per district and last drop
+SENT = "mtss/alerts/sent/district_overdue"  # keys of the overdue alerts sent: one per district and last drop
 
 
 @dg.asset(group_name="monitoring", kinds={"sql"}, owners=OWNERS,
@@ -25,10 +25,7 @@ def drop_freshness(context: dg.AssetExecutionContext, registry: RegistryResource
     received = last_drops(error_log.engine())
     last = {d: received.get(d) for d in sorted(districts)}
     expected = {d: e.expected_every_days for d, e in districts.items() if e.expected_every_days}
-    sent = stored(context.instance, SENT, [])
-    fresh = unsent(overdue_districts(last, expected, now), sent)
-    store(context.instance, SENT, remember(sent, fresh))  # before sending: never twice, even after a crash
-    alerting.send(context.log, fresh)
+    send_once(context.instance, SENT, alerting, context.log, overdue_districts(last, expected, now))
 
     rows = []
     for d, t in last.items():
