@@ -10,7 +10,7 @@ from ..lib.drops import DropRefused, plan_runs
 from ..lib.errors import ErrorRecord
 from ..lib.sftp import SftpTransient
 from ..lib.untrusted import escape
-from .alerting import store, stored
+from .alerting import VERSION_TAG, store, stored
 from .jobs import drop_job
 from .partitions import drops as drop_partitions
 from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
@@ -112,7 +112,7 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
-                                          "mtss/drop_version": d.version}) for d in ready],
+                                          VERSION_TAG: d.version}) for d in ready],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )
