@@ -4,13 +4,11 @@ configuration that sets how often they look."""
 import datetime as dt
 import json
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from belleville_mtss.definitions import build_definitions

@@ -1,7 +1,7 @@
 """Resources, one job each: the district registry, the drop server (and the staging it receives into), the
-warehouse, the prod db, the error log, and where alerts go. Values that may hold secrets (database URLs, the staging key) are
-passed as EnvVar when they come from the environment, so the UI shows the variable, never the value. Engines are
-made once per run and disposed at its end."""
+warehouse, the prod db, the error log, and where alerts go. Values that may hold secrets (database URLs, the staging
+key, the alert URLs) are passed as EnvVar when they come from the environment, so the UI shows the variable, never
+the value. Engines are made once per run and disposed at its end."""
 import os
 from pathlib import Path
 
