@@ -4,6 +4,7 @@ configuration that sets how often they look."""
 import datetime as dt
 import json
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,21 +125,23 @@ def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path,
 @pytest.mark.skipif(not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true",
                     reason="OpenSSH server (sshd) is not installed; .ci/run installs it")
 def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_and_clears_at_the_first_good_tick(
-        tmp_path, receiver):
+        tmp_path, receiver, monkeypatch):
+    monkeypatch.setattr("belleville_mtss.lib.sftp.BACKOFF", (0.05, 0.05))  # the retries' pauses, not 1 s and 3 s
     server = SshServer(tmp_path / "sshd")  # not started yet: nothing listens on its port
     settings = make_settings(tmp_path / "mtss", **server.env(), MTSS_ALERT_WEBHOOK_URL=receiver.url,
-                             MTSS_ALERT_OUTAGE_MINUTES="0.03")  # 1.8 s; each failing tick retries for 4 s
+                             MTSS_ALERT_OUTAGE_MINUTES="0.005")  # 0.3 s
     try:
         with dg.DagsterInstance.ephemeral() as instance:
             first = tick(settings, instance)
             assert isinstance(first, dg.SkipReason)
             assert first.skip_message.startswith("drop server unreachable for 0.0 min, will retry "
-                                                 "(alert after 0.03 min): ")
+                                                 "(alert after 0.005 min): ")
             assert receiver.requests == [] and stored(instance, OUTAGE, {})["alerted"] is False
 
             for _ in range(2):  # past the window: every tick fails with the reason; one alert only
+                time.sleep(0.4)
                 with pytest.raises(DropServerUnreachable, match=r"drop server unreachable for 0\.\d min, longer "
-                                   r"than MTSS_ALERT_OUTAGE_MINUTES \(0\.03\); alert sent; retried at every tick: "
+                                   r"than MTSS_ALERT_OUTAGE_MINUTES \(0\.005\); alert sent; retried at every tick: "
                                    rf"\S+@127\.0\.0\.1:{server.port}: NoValidConnectionsError"):
                     tick(settings, instance)
             [outage] = texts(receiver)
