@@ -7,7 +7,6 @@ on the daemon's instance, as `belleville-mtss run` does; the daemon's drop_alert
 """
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -20,7 +19,7 @@ from dagster._core.scheduler.instigation import TickStatus
 from belleville_mtss.run import INSTANCE_YAML, run_drop
 
 from .conftest import make_settings
-from .helpers import SMALL, prepare_drop, set_column, two_district_registry
+from .helpers import SMALL, prepare_drop, set_column, start_group, stop_group, two_district_registry
 from .test_alerts import Inbox, Receiver, free_port, start_smtp
 from .test_pii import _leaks, _pii
 
@@ -85,8 +84,8 @@ def test_a_running_daemon_sends_one_notification_per_event_and_no_student_data(t
     instance = dg.DagsterInstance.from_config(str(home))
     instance.get_runs(limit=1), instance.all_instigator_state()
     log_path = tmp_path / "daemon.log"
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              cwd=REPO, env=env, stdout=(log := open(log_path, "wb")), stderr=log)
+    daemon = start_group([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                         cwd=REPO, env=env, stdout=(log := open(log_path, "wb")), stderr=log)
 
     def daemon_log() -> str:
         return log_path.read_text(errors="replace")[-4000:]
@@ -133,8 +132,7 @@ def test_a_running_daemon_sends_one_notification_per_event_and_no_student_data(t
         assert 0 <= meta["last_drop_age_days/belleville"].value < 0.01
         assert meta["never_received"].value == "riverton" and meta["overdue"].value == "riverton"
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
+        stop_group(daemon)
         instance.dispose()
         log.close()
         smtp.stop()
