@@ -165,7 +165,7 @@ def _parse_minutes(raw: str | None) -> float:
 @dataclass(frozen=True)
 class Alert:
     kind: str
-    key: str  # one alert per key: a sensor keeps sent keys in its cursor
+    key: str  # one alert per key: the keys sent are kept in the instance (defs/alerting.py send_once)
     title: str
     lines: tuple[str, ...] = ()
 
@@ -205,10 +205,11 @@ def failed_run(run_id: str, job_name: str, drop_key: str | None = None,
 
 def drop_server_outage(server: str, down_since: float, now: float) -> Alert:
     """server: a host name (not sftp://user@host, whose '@' would be refused)."""
-    minutes = (now - down_since) / 60
+    seconds = now - down_since
+    took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
     return Alert("drop_server_outage", f"drop_server_outage:{_iso(down_since)}",
                  f"MTSS: drop server {server} unreachable",
-                 (f"Unreachable since {_iso(down_since)} ({minutes:.0f} min).",
+                 (f"Unreachable since {_iso(down_since)} ({took}).",
                   "New drops are not picked up until it answers again."))
 
 
