@@ -2,7 +2,7 @@
 
 Events: a blocked drop, a halted file, a failed run, the drop server unreachable for longer than
 MTSS_ALERT_OUTAGE_MINUTES (and back again), a district overdue. Each Alert carries a dedup key (drop key and
-version, run id, outage start, last drop) so that a sensor sends it once and keeps the key in its cursor.
+version, run id, outage start, last drop) so that it is sent once: the keys sent are kept (defs/alerting.py).
 
 No student data: the builders below take only district keys, drop keys, versions, file names, reasons, counts
 and check names, and `send` refuses text holding an '@' that is not a configured address (an email slipping
@@ -232,7 +232,7 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
 
 
-# --- State a sensor keeps in its cursor (JSON-friendly) ------------------------------------------------
+# --- State kept between ticks (JSON-friendly) --------------------------------------------------------
 
 def track_outage(state: Mapping, reachable: bool, now: float, server: str,
                  outage_minutes: float) -> tuple[Alert | None, dict]:
@@ -280,7 +280,7 @@ def unsent(alerts: Iterable[Alert], sent_keys: Collection[str]) -> list[Alert]:
 
 
 def remember(sent_keys: Sequence[str], alerts: Iterable[Alert], limit: int = 1_000) -> list[str]:
-    """sent_keys plus the alerts' keys, oldest dropped past limit so a cursor stays small."""
+    """sent_keys plus the alerts' keys, oldest dropped past limit so the kept list stays small."""
     keys = list(sent_keys) + [a.key for a in alerts if a.key not in sent_keys]
     return keys[-limit:]
 
