@@ -163,8 +163,14 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
     return pl.concat([own, other, teachers])
 
 
+# Who takes each subject (grades, K = 0) and the span of its scaled scores in the sample; a subject added to the
+# catalog (lib/catalog.py) is sampled like Reading, in its layout.
+_SAMPLE_SUBJECTS = {"SR": (range(1, 13), (50, 1300)), "SM": (range(1, 13), (100, 1100)),
+                    "SEL": (range(0, 4), (300, 900))}
+
+
 def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
-    grades = {"SR": range(1, 13), "SM": range(1, 13), "SEL": range(0, 4)}[subject]
+    grades, (lo, hi) = _SAMPLE_SUBJECTS.get(subject, _SAMPLE_SUBJECTS["SR"])
     takers = students.filter(pl.col("grade").is_in(list(grades)))
     n = takers.height
     tests = rng.integers(1, 3, n)  # fall, and for half the students winter too
@@ -175,7 +181,6 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
     start = np.array([np.datetime64("2026-09-15T13:00"), np.datetime64("2027-01-12T13:00"),
                       np.datetime64("2027-05-04T13:00")])[window]
     completed = start + rng.integers(0, 14 * 24 * 60, m).astype("timedelta64[m]")
-    lo, hi = {"SR": (50, 1300), "SM": (100, 1100), "SEL": (300, 900)}[subject]
     score = rng.integers(lo, hi, m)
     pr = rng.integers(1, 100, m)
     category = np.where(pr < 10, "Urgent Intervention", np.where(pr < 25, "Intervention",
@@ -204,7 +209,7 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
         "RenaissanceBenchmarkCategoryName": category,
     }
     filled = pl.DataFrame(values)
-    return filled.select([pl.col(c) if c in values else pl.lit("").alias(c) for c in LAYOUTS[subject]])
+    return filled.select([pl.col(c) if c in values else pl.lit("").alias(c) for c in LAYOUTS.get(subject, LAYOUTS["SR"])])
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
