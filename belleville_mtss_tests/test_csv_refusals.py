@@ -107,3 +107,129 @@ def test_every_cell_stays_text(tmp_path):
     frame = read_text_csv(path)
     assert frame.dtypes == [pl.String] * 5
     assert frame.rows() == [("000123", "K", "< 1", "BR400L", "NA"), ("0042", "01", "3.40", "695L", "07")]
+
+
+@pytest.mark.parametrize(("data", "reason", "message"), [
+    (b",,\n1,2,3\n", "no_header", "x.csv: the first row is blank; a header row is expected"),
+    (b" , \n1,2\n", "no_header", "x.csv: the first row is blank; a header row is expected"),
+    (b"id\rname\r1\r", "line_endings", "x.csv: lines end in a bare carriage return (old Mac style); export with CRLF "
+                                       "or LF line endings"),
+    (b"id,n\xe9\n1,2\n", "encoding", "x.csv: the header row is not valid utf-8 text"),
+    (b"id,name\n1,\xe9\n2,b\n", "encoding", "x.csv: not valid utf-8 text near the end of the file"),
+])
+def test_a_first_row_that_is_no_header_is_refused_saying_why(data, reason, message):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data)
+    assert (info.value.reason, info.value.message) == (reason, message)
+
+
+@pytest.mark.parametrize("first_row", [f"000123,{SECRET}@x.org", "2026-09-15,Ana", "12.5,Bo", "10/5/22 21:32,Cy"])
+def test_a_data_row_where_the_header_should_be_is_refused_without_quoting_it(first_row):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=f"{first_row}\n1,2\n".encode())
+    assert info.value.reason == "no_header"
+    assert "the first row holds values (numbers, dates or email addresses), not column names" in info.value.message
+    assert first_row.split(",")[0] not in info.value.message and SECRET not in info.value.message
+
+
+def test_header_names_are_read_without_the_spaces_around_them():
+    frame = read_text_csv(Path("x.csv"), data=b" StudentIdentifier ,\tDistrictName , Grade 5\n000123,B,K\n")
+    assert frame.columns == ["StudentIdentifier", "DistrictName", "Grade 5"]
+    # and spaced names still collide, case aside
+    with pytest.raises(FileRejected, match=r"duplicated column name\(s\) ID, name$"):
+        read_text_csv(Path("x.csv"), data=b"id, Name ,ID,name\n1,2,3,4\n")
+
+
+def test_blank_header_names_are_kept_apart():
+    frame = read_text_csv(Path("x.csv"), data=b"id,,name,\n1,2,3,4\n")
+    assert frame.width == 4 and frame.columns[0] == "id" and frame.columns[2] == "name"
+    assert frame.row(0) == ("1", "2", "3", "4")
+
+
+def test_an_export_without_a_header_reads_by_the_declared_column_order():
+    frame = read_text_csv(Path("x.csv"), data=b"000123,Ana\n000124,Bo\n", has_header=False,
+                          column_names=["id", "name"])
+    assert frame.columns == ["id", "name"] and frame.rows() == [("000123", "Ana"), ("000124", "Bo")]
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana\n", has_header=False)
+    assert (info.value.reason, info.value.message) == ("no_header", "x.csv: no header row and no column order declared")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana,5\n000124,Bo\n", has_header=False, column_names=["id", "name"])
+    assert (info.value.reason, info.value.message) == (
+        "ragged_rows", "x.csv: some rows have more fields than the 2 columns declared")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana\n000124\n", has_header=False, column_names=["id", "name"])
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.csv: the last record has 1 of 2 fields (file cut short?)")
+
+
+def test_a_ragged_row_is_named_in_the_message():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,a,b\n2,c\n")
+    assert info.value.message == "x.csv: some rows have more fields than the header"
+
+
+def test_the_row_limit_refuses_a_file_one_row_over_it():
+    data = b"id\n1\n2\n3\n"
+    assert read_text_csv(Path("x.csv"), data=data, max_rows=3)["id"].to_list() == ["1", "2", "3"]
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data, max_rows=2)
+    assert (info.value.reason, info.value.message) == ("too_many_rows", "x.csv: more than 2 rows (MTSS_MAX_FILE_ROWS)")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id\n" + b"1\n" * 1500, max_rows=1200)
+    assert info.value.message == "x.csv: more than 1,200 rows (MTSS_MAX_FILE_ROWS)"
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_only_the_selected_columns_are_kept(project, tmp_path):
+    data = b"a,StudentIdentifier,b,ScaledScore\n1,000123,2,850\n"
+    for source in (dict(data=data), dict()):
+        path = write(tmp_path, "sel", data)
+        frame = read_text_csv(path, select=lambda header: {"ScaledScore", "StudentIdentifier", "nothere"},
+                              project=project, **source)
+        assert frame.columns == ["StudentIdentifier", "ScaledScore"] and frame.row(0) == ("000123", "850")
+    if project:
+        # none of the wanted columns: the first is read, to count the rows
+        assert read_text_csv(Path("x.csv"), data=data, select=lambda h: [], project=True).columns == ["a"]
+
+
+def test_a_windows_1252_export_reads_as_text_and_a_bad_byte_is_refused(tmp_path):
+    data = "id,name,note\n1,Jos\u00e9,\u201cok\u201d\n2,Ren\u00e9e,x\n".encode("cp1252")
+    for kwargs in (dict(data=data), dict()):
+        frame = read_text_csv(write(tmp_path, "w", data), encoding="windows-1252", **kwargs)
+        assert frame.rows() == [("1", "Jos\u00e9", "\u201cok\u201d"), ("2", "Ren\u00e9e", "x")]
+    projected = read_text_csv(Path("x.csv"), data=data, encoding="windows-1252", select=lambda h: ["name"],
+                              project=True)
+    assert projected.columns == ["name"] and projected["name"].to_list() == ["Jos\u00e9", "Ren\u00e9e"]
+    # 0x81 is no character: near the end of the file, or before the tail that is checked first
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,\x81\n2,b\n", encoding="windows-1252")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid windows-1252 text near the end "
+                                                                   "of the file")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,\x81\n" + b"2,b\n" * 100_000, encoding="windows-1252")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid windows-1252 text")
+
+
+def test_a_file_cut_short_is_found_in_a_large_file(tmp_path):
+    # Only the tail is read to check the last record: it starts at a line boundary, whatever the file's size.
+    body = b"".join(b"%06d,name,%d\n" % (i, i % 7) for i in range(40_000))
+    path = write(tmp_path, "big", b"id,name,score\n" + body + b"040000,na")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(path)
+    assert info.value.message == "big.csv: the last record has 2 of 3 fields (file cut short?)"
+    assert read_text_csv(write(tmp_path, "whole", b"id,name,score\n" + body)).height == 40_000
+
+
+def test_the_checksum_is_of_the_bytes_read_from_disk_or_memory(tmp_path):
+    import hashlib
+
+    from belleville_mtss.lib.csvfile import file_info
+    data = b"id,name\n" + b"000123,Ana\n" * 200_000  # more than one 1 MiB chunk
+    path = write(tmp_path, "f", data)
+    expected = hashlib.sha256(data).hexdigest()
+    on_disk, in_memory = file_info(path), file_info(path, data)
+    assert on_disk == in_memory
+    assert (on_disk.name, on_disk.path, on_disk.size, on_disk.sha256) == ("f.csv", str(path), len(data), expected)
+    other = file_info(Path("g.csv"), b"id\n1\n")
+    assert other.sha256 == hashlib.sha256(b"id\n1\n").hexdigest() and other.size == 5
