@@ -244,3 +244,76 @@ def test_min_margin_boundary(other, other_score, decision):
     assert [(c.name, c.score) for c in res.candidates[:2]] == [(other, other_score), (SIX_WRONG, 88.0)]
     assert res.margin == pytest.approx(other_score - 88.0)
     assert (res.decision, res.method) == (decision, "fuzzy")
+
+
+CUT = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": ["NJ"] * 3,
+                              "name": ["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO", "OLIVE BRANCH TOWNSHIP"]}))
+
+
+@pytest.mark.parametrize("name", ["Mount Olive Township School District", "Mount Olive Township Schools"])
+def test_a_reference_name_cut_at_25_characters_matches_the_whole_name(name):
+    # Older NCES names stop at 25 characters, mid-word: the query is compared cut the same way.
+    res = CUT.resolve(name, state="NJ")
+    assert (res.decision, res.method, res.best.name, res.best.score) == (
+        "resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP SCHO", 100.0)
+
+
+@pytest.mark.parametrize("name", ["Mount Olive Township Scho", " Mount  Olive Township Scho "])
+def test_a_name_cut_at_25_characters_is_read_without_its_half_word(name):
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO"], "NJ")
+    res = ref.resolve(name, state="NJ")
+    assert (res.decision, res.method, res.best.name) == ("resolved", "exact", "MOUNT OLIVE TOWNSHIP")
+    # 24 or 26 characters: not cut, the last word is kept
+    for longer_or_shorter in ["Mount Olive Township Sco", "Mount Olive Township Nortt"]:
+        assert ref.resolve(longer_or_shorter, state="NJ").method == "fuzzy"
+
+
+def test_state_and_county_are_compared_whatever_their_case_and_spaces():
+    ref = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": [" nj", "NJ ", "nj"],
+                                  "name": ["WASHINGTON TOWNSHIP", "WASHINGTON TOWNSHIP", "NUTLEY"],
+                                  "county": [" morris", "MERCER", None], "account_info_id": [1, 2, 3]}))
+    assert ref.states == frozenset({"NJ"})
+    res = ref.resolve("Washington Township", state=" nj ", county="Morris ")
+    assert (res.decision, res.best.key, res.best.state, res.best.account_info_id) == ("resolved", "a", "NJ", 1)
+    # a county the reference does not know for the state: the whole state, where the name is shared
+    assert ref.resolve("Washington Township", state="NJ", county="Hudson").decision == "ambiguous"
+    assert ref.resolve("Washington Township", state="NJ").decision == "ambiguous"
+    # a district without a county is found from its state's pool only
+    assert ref.resolve("Nutley", state="NJ", county="Essex").best.key == "c"
+
+
+def test_a_name_of_generic_words_only_is_unmatched_without_candidates():
+    for name in ["Public School District", "The Board of Education", "", "  -  "]:
+        res = JACKSONS.resolve(name, state="MS")
+        assert (res.decision, res.method, res.candidates, res.best, res.margin) == ("unmatched", "none", (), None,
+                                                                                    None)
+
+
+def test_at_most_limit_candidates_and_the_decision_counts_every_exact_hit():
+    ref = _state_reference(["WASHINGTON TOWNSHIP"] * 3 + ["NUTLEY"], "NJ")
+    res = ref.resolve("Washington Twp", state="NJ", limit=2)
+    assert (res.decision, res.method, [c.key for c in res.candidates]) == ("ambiguous", "exact", ["k0", "k1"])
+    assert res.margin == 0.0
+    one = ref.resolve("Washington Twp", state="NJ", limit=1)
+    assert one.decision == "ambiguous" and len(one.candidates) == 1 and one.margin == 100.0
+    fuzzy = MANY.resolve("Milton Heigths", state="PA", limit=3)
+    assert len(fuzzy.candidates) == 3 and fuzzy.best.name == "MILTON HEIGHTS"
+
+
+def test_a_candidate_scoring_under_50_is_not_listed():
+    res = JACKSONS.resolve("Zzyzx Unified", state="MS")
+    assert (res.decision, res.method) == ("unmatched", "none") and res.candidates == ()
+    assert all(c.score >= 50 for c in JACKSONS.resolve("Jackson Central", state="MS").candidates)
+
+
+def test_many_names_at_once_resolve_as_each_alone():
+    # More queries than one score block, from two pools: each answer stays with its query.
+    queries = [(f"{p} {k}" if i % 3 else f"{p} {k[:-1]}", "PA", None) for i, (p, k) in
+               enumerate((p, k) for p in PLACES for k in KINDS)] * 2
+    queries += [("Jacskon", "MS", None), ("Almar School District", "MS", None)]
+    both = Reference(pl.concat([MANY.frame, JACKSONS.frame]))
+    together = both.resolve_many(queries)
+    assert len(together) == len(queries) > Reference.BLOCK
+    alone = {q: both.resolve(*q) for q in set(queries)}
+    assert together == [alone[q] for q in queries]
+    assert together[1].best.name == f"{PLACES[0]} {KINDS[1]}"

@@ -70,6 +70,8 @@ def one_row(**values):
     ("CompletedDate", "", "missing CompletedDate"),
     ("CompletedDate", "na", "missing CompletedDate"),
     ("CompletedDate", "08-09-2019", "unreadable or ambiguous CompletedDate"),  # 9 August or 8 September
+    ("CompletedDate", "12-08-2019", "unreadable or ambiguous CompletedDate"),  # 12 is a month too
+    ("CompletedDate", "08-12-2019", "unreadable or ambiguous CompletedDate"),
     ("CompletedDate", "00:00.0", "unreadable or ambiguous CompletedDate"),
     ("SchoolYear", "2026", "unreadable SchoolYear"),
     ("DistrictName", "Na", "missing DistrictName"),
@@ -205,3 +207,10 @@ def test_each_date_is_read_by_its_own_layout_when_a_file_mixes_them():
     got = pl.DataFrame({"t": values}).select(parse_dates(pl.col("t")))["t"].to_list()
     assert got == [dt.datetime(2026, 9, 15, 13, 5)] * 3 + [
         dt.datetime(2026, 9, 16), dt.datetime(2026, 9, 17, 8), dt.datetime(2026, 9, 17), None, None, None]
+
+
+def test_only_the_columns_we_use_are_read_from_a_star_file():
+    # Renaissance exports carry names, emails and birth dates we never use: they are not even kept in memory.
+    header = [*HEADER, "StudentFirstName", "StudentEmail", "Birthdate"]
+    src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{"StudentEmail": "a@x.org"}], header))
+    assert set(src.frame.columns) == set(HEADER)
