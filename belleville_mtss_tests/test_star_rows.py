@@ -10,7 +10,9 @@ import pytest
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.ingest import ingest_file, validate_star
 from belleville_mtss.lib.registry import load_district
-from belleville_mtss.lib.star import STAR_COLUMNS, bind_columns, detect_layout, parse_dates, type_rows
+from belleville_mtss.lib.star import (
+    STAR_COLUMNS, bind_columns, columns_to_read, detect_layout, parse_dates, star_columns, type_rows,
+)
 
 DISTRICT = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
 HEADER = list(STAR_COLUMNS.values())
@@ -59,6 +61,8 @@ def one_row(**values):
     ("ScaledScore", "-1", "ScaledScore out of range (0-1400)"),
     ("ScaledScore", "85O", "ScaledScore is not a whole number"),
     ("ScaledScore", "850.5", "ScaledScore is not a whole number"),
+    ("ScaledScore", "99999999999", "ScaledScore is not a whole number"),  # past any integer column: a row, not the file
+    ("ScaledScore", "1e12", "ScaledScore is not a whole number"),
     ("PercentileRank", "101", "PercentileRank out of range (0-100)"),
     ("PercentileRank", "-1", "PercentileRank out of range (0-100)"),
     ("PercentileRank", "21.5", "PercentileRank is not a whole number"),  # never cut to 21
@@ -214,3 +218,11 @@ def test_only_the_columns_we_use_are_read_from_a_star_file():
     header = [*HEADER, "StudentFirstName", "StudentEmail", "Birthdate"]
     src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{"StudentEmail": "a@x.org"}], header))
     assert set(src.frame.columns) == set(HEADER)
+
+
+def test_without_a_registry_link_the_student_is_identified_by_studentidentifier():
+    assert star_columns()["student_link"] == "StudentIdentifier"
+    assert columns_to_read()(["StudentIdentifier", "StudentStateID", "Lexile"]) == {"StudentIdentifier"}
+    raw = pl.DataFrame({h: [GOOD_ROW[h]] for h in HEADER}).with_columns(pl.lit(" ").alias("StudentIdentifier"))
+    typed, rejected = type_rows(bind_columns(raw, "SR.csv"), "SR")
+    assert rejected.rows() == [(2, "missing StudentIdentifier")] and typed.height == 0
