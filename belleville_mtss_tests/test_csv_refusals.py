@@ -233,3 +233,18 @@ def test_the_checksum_is_of_the_bytes_read_from_disk_or_memory(tmp_path):
     assert (on_disk.name, on_disk.path, on_disk.size, on_disk.sha256) == ("f.csv", str(path), len(data), expected)
     other = file_info(Path("g.csv"), b"id\n1\n")
     assert other.sha256 == hashlib.sha256(b"id\n1\n").hexdigest() and other.size == 5
+
+
+def test_a_headerless_tab_delimited_windows_1252_export_reads_every_row():
+    data = "007\tJos\u00e9\n008\tRen\u00e9e\n".encode("cp1252")
+    frame = read_text_csv(Path("x.txt"), data=data, encoding="windows-1252", delimiter="\t", has_header=False,
+                          column_names=["id", "name"])
+    assert frame.columns == ["id", "name"] and frame.rows() == [("007", "Jos\u00e9"), ("008", "Ren\u00e9e")]
+
+
+def test_a_large_file_whose_last_record_spans_lines_is_whole():
+    # The tail read to check the last record starts at a line boundary, not at its last line.
+    body = b"".join(b"%06d,plain\n" % i for i in range(30_000))
+    data = b"id,note\n" + body + b'030000,"a note\non three\nlines"'
+    frame = read_text_csv(Path("x.csv"), data=data)
+    assert frame.height == 30_001 and frame["note"][-1] == "a note\non three\nlines"
