@@ -248,3 +248,15 @@ def test_a_large_file_whose_last_record_spans_lines_is_whole():
     data = b"id,note\n" + body + b'030000,"a note\non three\nlines"'
     frame = read_text_csv(Path("x.csv"), data=data)
     assert frame.height == 30_001 and frame["note"][-1] == "a note\non three\nlines"
+
+
+def test_a_byte_that_is_no_character_at_the_very_end_is_an_encoding_problem_not_a_cut():
+    # 0xFF never starts a UTF-8 character: the file is not cut in the middle of one, it is not UTF-8.
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,caf\xff")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid utf-8 text near the end of the file")
+
+
+def test_blank_lines_at_the_end_are_not_a_cut_record():
+    frame = read_text_csv(Path("x.csv"), data=b"id,name\r\n000123,Ana\r\n\r\n\n")
+    assert frame.row(0) == ("000123", "Ana")

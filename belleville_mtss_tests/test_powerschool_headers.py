@@ -283,3 +283,12 @@ def test_the_link_field_is_trimmed_and_a_blank_one_links_nothing(tmp_path):
         ("000123", "NJ-77", "A@X.org", "a@x.org", 2), ("000124", None, "", None, 3), ("000125", None, "", None, 4)]
     by_number_link, _ = type_students(mapped)
     assert by_number_link["student_link"].to_list() == ["000123", "000124", "000125"]
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_not_read_past(tmp_path):
+    # PowerSchool exports are typed by people: every field is parsed, so a stray comma is found.
+    path = write(tmp_path, "STUDENTS.STUDENT_NUMBER,STUDENTS.EMAIL\n000123,a@x.org\n000124,O,Brien@x.org\n000125,c@x.org\n")
+    with pytest.raises(FileRejected) as info:
+        read_powerschool(path, BELLEVILLE_FMT)
+    assert (info.value.reason, info.value.message) == (
+        "ragged_rows", "students.csv: some rows have more fields than the header")
