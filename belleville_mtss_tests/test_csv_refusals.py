@@ -128,7 +128,9 @@ def test_a_data_row_where_the_header_should_be_is_refused_without_quoting_it(fir
     with pytest.raises(FileRejected) as info:
         read_text_csv(Path("x.csv"), data=f"{first_row}\n1,2\n".encode())
     assert info.value.reason == "no_header"
-    assert "the first row holds values (numbers, dates or email addresses), not column names" in info.value.message
+    assert info.value.message == (
+        "x.csv: the first row holds values (numbers, dates or email addresses), not column names; a header row is "
+        "expected (an export without one needs has_header: false and column_order in the district registry)")
     assert first_row.split(",")[0] not in info.value.message and SECRET not in info.value.message
 
 
@@ -260,3 +262,18 @@ def test_a_byte_that_is_no_character_at_the_very_end_is_an_encoding_problem_not_
 def test_blank_lines_at_the_end_are_not_a_cut_record():
     frame = read_text_csv(Path("x.csv"), data=b"id,name\r\n000123,Ana\r\n\r\n\n")
     assert frame.row(0) == ("000123", "Ana")
+
+
+def test_a_headerless_export_of_nothing_but_a_byte_order_mark_holds_no_data():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"\xef\xbb\xbf", has_header=False, column_names=["id"])
+    assert (info.value.reason, info.value.message) == ("empty_file", "x.csv holds no data")
+
+
+def test_a_byte_that_is_not_utf_8_anywhere_in_a_large_file_is_refused():
+    # Far from the header and from the tail that are checked first: the parser itself refuses it, never
+    # replacing it with another character.
+    data = b"id,name\n1,\xe9t\xe9\n" + b"2,b\n" * 100_000
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data)
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid utf-8 text")
