@@ -277,3 +277,9 @@ def test_a_byte_that_is_not_utf_8_anywhere_in_a_large_file_is_refused():
     with pytest.raises(FileRejected) as info:
         read_text_csv(Path("x.csv"), data=data)
     assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid utf-8 text")
+
+
+def test_text_after_a_closing_quote_far_from_the_end_is_unreadable():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=f'id,name\n1,"{SECRET}"x\n'.encode() + b"2,b\n" * 100_000)
+    assert (info.value.reason, info.value.message) == ("unreadable", "x.csv: not a readable CSV file (ComputeError)")
