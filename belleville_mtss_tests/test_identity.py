@@ -167,9 +167,9 @@ def test_shared_emails_are_one_error_record_for_the_powerschool_file():
     students, classlink, star = _frames()
     identity = link_students(students, classlink, _by_subject(star))
     records = link_problems(identity, "students.csv", {"SR": "SR.csv", "SM": "SM.csv"})
-    assert [(r.reason, r.file_name, r.row_count) for r in records] == [
-        ("ambiguous_email", "students.csv", 3), ("probable_leading_zeros", "SR.csv", 1),
-        ("unknown_student", "SM.csv", 1)]
+    assert [(r.stage, r.reason, r.file_name, r.row_count) for r in records] == [
+        ("identity", "ambiguous_email", "students.csv", 3), ("identity", "probable_leading_zeros", "SR.csv", 1),
+        ("identity", "unknown_student", "SM.csv", 1)]
     assert records[0].message == ("students.csv: 3 student(s) not linked to ClassLink: their email is shared by two "
                                   "students or two ClassLink users")
 
