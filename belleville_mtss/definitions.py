@@ -2,29 +2,33 @@
 from the environment and the embedded defaults (lib/config.py)."""
 import dagster as dg
 
+from .defs.alerting import make_drop_alert_sensor, make_job_failure_alert_sensor
+from .defs.freshness import drop_freshness, drop_freshness_job, make_drop_freshness_schedule
 from .defs.identity import identity_assets, identity_checks
 from .defs.io import EncryptedFrameIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
-from .defs.outcomes import drop_outcome_sensor
+from .defs.outcomes import make_drop_outcome_sensor
 from .defs.resources import env_or_value, resources
-from .defs.sensors import sftp_drop_sensor
+from .defs.sensors import make_sftp_drop_sensor
 from .defs.sources import source_assets
 from .defs.validation import validation_assets
 from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
 from .progress import progress_logger
 
-ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets]
+ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets]  # a drop's assets
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
+    every = settings.sensor_interval_seconds
     return dg.Definitions(
-        assets=ASSETS,
+        assets=[*ASSETS, drop_freshness],
         asset_checks=identity_checks,
-        jobs=[drop_job, staging_retention_job],
-        sensors=[sftp_drop_sensor, drop_outcome_sensor],
-        schedules=[staging_retention_schedule],
+        jobs=[drop_job, staging_retention_job, drop_freshness_job],
+        sensors=[make_sftp_drop_sensor(every), make_drop_outcome_sensor(every), make_drop_alert_sensor(every),
+                 make_job_failure_alert_sensor([staging_retention_job, drop_freshness_job], every)],
+        schedules=[staging_retention_schedule, make_drop_freshness_schedule(settings.freshness_cron)],
         resources={
             **resources(settings),
             "io_manager": EncryptedFrameIOManager(

@@ -3,6 +3,7 @@ failed), with the exit code and the run tag that say the same. Built from a run'
 (in-process results) and the outcome sensor (stored run logs) report alike."""
 from dataclasses import dataclass, field
 
+from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
 from .lib.catalog import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
@@ -27,6 +28,8 @@ class DropReport:
     load_checks: dict[str, bool] = field(default_factory=dict)  # "table check" -> passed (after the load)
     written: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
+    version: str = ""  # the drop version received (received_drop's metadata)
+    files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -60,8 +63,12 @@ class DropReport:
 
     def _materialized(self, node: str, meta: dict) -> None:
         if node in SOURCES:
-            if node != "received_drop":
+            if node == "received_drop":
+                self.version = str(meta.get("version") or "")
+            else:
                 self.source_rows[node] = int(meta.get("dagster/row_count", 0))
+                if meta.get("file"):
+                    self.files[node] = str(meta["file"])
         elif node in VALIDATED:
             self.rejected[node] = int(meta.get("rows_rejected", 0))
             if meta.get("halted"):
@@ -126,3 +133,20 @@ class DropReport:
         return f"OK: {self.key}: {loaded}, every file"
 
 
+
+
+def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool, version: str = "") -> list[Alert]:
+    """What a finished drop run tells people, one alert per event: a blocked drop (nothing was written, whatever
+    else went wrong), else a failed run (a failed step, or a failed check of a load), else one per halted file.
+    `version`: the run's tag, when the run never got to receive the drop; keys carry the version, so a replay of
+    the same version alerts no one twice."""
+    version = report.version or version or "unknown"
+    failed = [name for name, passed in report.checks.items() if not passed]
+    if failed:
+        reasons = [report.why.get(name, "see the check") for name in failed]
+        reason = reasons[0] if len(failed) == 1 else "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons))
+        return [blocked_drop(report.key, version, ", ".join(failed), reason)]
+    if run_failed or report.failures:
+        return [failed_run(run_id, job_name, report.key, list(report.failures))]
+    return [halted_file(report.key, version, report.files.get(node.removeprefix("validated_"), node), why)
+            for node, why in report.halted.items()]

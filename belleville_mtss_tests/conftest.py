@@ -27,6 +27,17 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
+@pytest.fixture(autouse=True)
+def in_memory_dagster_instance(request, monkeypatch):
+    """Runs made in-process by a test (`run_drop`, the CLI) use an in-memory Dagster instance: a persistent one
+    costs about a second of SQLite writes per run. Tests of the persistent instance itself are marked
+    `persistent_instance` (and subprocesses, the UI's and the daemon's, always use theirs)."""
+    if request.node.get_closest_marker("persistent_instance") is None:
+        import dagster as dg
+
+        monkeypatch.setattr("belleville_mtss.run.instance_for", lambda settings: dg.DagsterInstance.ephemeral())
+
+
 def make_settings(home: Path, **env: str) -> Settings:
     return load_settings({"MTSS_HOME": str(home), **env})
 

@@ -130,3 +130,27 @@ def edited_registry(tmp: Path, edit, name: str = "districts") -> Path:
     edit(entry)
     path.write_text(yaml.safe_dump(entry, sort_keys=False))
     return registry
+
+
+def start_group(argv: list[str], **popen):
+    """A Dagster process (daemon, dagster dev) in its own process group: it starts code servers of its own."""
+    import subprocess
+    return subprocess.Popen(argv, start_new_session=True, **popen)
+
+
+def stop_group(process, timeout: float = 60) -> None:
+    """Stop the process and every process it started (a code server left behind would outlive the test): SIGTERM
+    to the group, time for the leader to shut down, then SIGKILL to whatever of the group is left."""
+    import os
+    import signal
+    import subprocess
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=timeout)

@@ -507,3 +507,9 @@ def test_unsent_and_remember_keep_one_per_key_and_a_bounded_cursor():
     keys = alerts.remember([f"k{i}" for i in range(5)], [a, b], limit=4)
     assert keys == ["k3", "k4", a.key, b.key]
     assert alerts.remember(keys, [a], limit=4) == keys
+
+
+def test_an_outage_under_a_minute_says_its_seconds():
+    from belleville_mtss.lib.alerts import drop_server_outage
+    assert "(16 s)." in drop_server_outage("sftp.example.org", 1_000.0, 1_016.0).lines[0]
+    assert "(31 min)." in drop_server_outage("sftp.example.org", 0.0, 31 * 60.0).lines[0]

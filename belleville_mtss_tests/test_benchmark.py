@@ -25,10 +25,12 @@ def _run(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedP
                           text=True, timeout=timeout, env=env)
 
 
-def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size(tmp_path):
+def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size(tmp_path, request):
     pg = bool(os.environ.get("MTSS_TEST_PG_URL"))
+    # a fresh scratch database (the benchmark replaces the tables it uses)
+    scratch = ["--pg-url", request.getfixturevalue("pg_database")] if pg else []
     done = _run("scale.py", "--students", "2000", "--sizes", "1000", "--work", str(tmp_path / "work"),
-                "--results", str(tmp_path / "results"), "--small-repeat", "1", "--timeout", "240")
+                "--results", str(tmp_path / "results"), "--small-repeat", "1", "--timeout", "240", *scratch)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "Results at N = 2,000 students" in out

@@ -6,7 +6,6 @@ Screenshots go to test-artifacts/ (kept by CI as artifacts)."""
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import IN_CI, make_settings
-from .helpers import set_column, warehouse_counts
+from .helpers import set_column, start_group, stop_group, warehouse_counts
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -52,11 +51,10 @@ def ui(tmp_path_factory):
     assert demo.returncode == 0, demo.stderr[-3000:]
     settings = make_settings(base / ".mtss")
     port = _free_port()
-    web = subprocess.Popen([str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
-                            "-w", str(REPO / "workspace.yaml")], cwd=base,
-                           env={**env, "DAGSTER_HOME": str(base / ".mtss" / "dagster")},
-                           stdout=subprocess.DEVNULL, stderr=open(base / "dagster-dev.log", "wb"),
-                           start_new_session=True)
+    web = start_group([str(bin_dir / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port),
+                       "-w", str(REPO / "workspace.yaml")], cwd=base,
+                      env={**env, "DAGSTER_HOME": str(base / ".mtss" / "dagster")},
+                      stdout=subprocess.DEVNULL, stderr=open(base / "dagster-dev.log", "wb"))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
@@ -78,11 +76,7 @@ def ui(tmp_path_factory):
             yield url, page, settings
             browser.close()
     finally:
-        os.killpg(web.pid, signal.SIGTERM)  # dagster dev, its webserver, daemon and code servers
-        try:
-            web.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(web.pid, signal.SIGKILL)
+        stop_group(web)  # dagster dev, its webserver, daemon and code servers
 
 
 def _runs(url: str, partition: str | None = None) -> list[dict]:

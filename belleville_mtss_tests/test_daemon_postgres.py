@@ -2,7 +2,6 @@
 PostgreSQL run, event-log and schedule storage, the queued run coordinator, and a real dagster-daemon
 processing two districts' drops concurrently."""
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from .conftest import make_settings
-from .helpers import SMALL, RIVERTON, add_riverton, prepare_drop, two_district_registry
+from .helpers import SMALL, RIVERTON, add_riverton, prepare_drop, start_group, stop_group, two_district_registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,8 +49,8 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
         "MTSS_HOME": str(settings.home),
         "MTSS_DISTRICTS_DIR": str(registry), "MTSS_WAREHOUSE_URL": pg_database,
     }
-    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                              cwd=REPO, env=env, stdout=(log := open(tmp_path / "daemon.log", "wb")), stderr=log)
+    daemon = start_group([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                         cwd=REPO, env=env, stdout=(log := open(tmp_path / "daemon.log", "wb")), stderr=log)
     old_env = dict(os.environ)
     os.environ.update({k: env[k] for k in env if k.startswith("DAGSTER_")})
     try:
@@ -75,12 +74,12 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
         assert set(instance.get_dynamic_partitions("drops")) == {"belleville/2026-11-01", "riverton/2026-11-15"}
         checks = [e for r in runs for e in instance.all_logs(r.run_id)
                   if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert len(checks) == 6 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        # per run: 3 district checks, 4 gates, 3 checks on each of the 2 loads
+        assert len(checks) == 2 * 13 and all(e.dagster_event.event_specific_data.passed for e in checks)
     finally:
         os.environ.clear()
         os.environ.update(old_env)
-        daemon.terminate()
-        daemon.wait(timeout=60)
+        stop_group(daemon)
     engine = sa.create_engine(pg_database)
     with engine.connect() as conn:
         counts = dict(conn.execute(sa.text(

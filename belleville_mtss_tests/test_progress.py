@@ -1,7 +1,10 @@
-"""Progress on long work: one plain line per step when the output is not a terminal, a bar when it is."""
+"""Progress on long work: one plain line per step when the output is not a terminal, a bar when it is; and the
+instance the command line's runs are kept on."""
 import io
 import re
 from dataclasses import replace
+
+import pytest
 
 from belleville_mtss.progress import Progress
 from belleville_mtss.run import run_drop
@@ -49,3 +52,27 @@ def test_a_terminal_gets_a_bar_not_lines():
         progress("STEP_SUCCESS", "received_drop")
     assert progress.done == 1 and "[1/2]" not in out.getvalue()
     assert out.getvalue().rstrip().endswith("1 step(s) not run")
+
+
+@pytest.mark.persistent_instance
+def test_runs_of_the_command_line_are_kept_on_the_instance_the_ui_reads(settings, monkeypatch):
+    """`run` and `demo` write to MTSS_HOME/dagster (DAGSTER_HOME when set): `dagster dev` started with that home
+    shows the run, its partition and its check results."""
+    import dagster as dg
+
+    from belleville_mtss.run import dagster_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    prepare_drop(settings)
+    run_drop(settings)
+    home = dagster_home(settings)
+    assert home == (settings.home / "dagster").resolve()
+    assert "enabled: false" in (home / "dagster.yaml").read_text()  # no usage statistics leave the machine
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        (run,) = instance.get_runs()
+        assert run.tags["dagster/partition"] == "belleville/2026-11-01" and run.tags["mtss/outcome"] == "loaded"
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("district_crosswalk"), "district_names_match_registry")])
+        assert len(check) == 1
+    monkeypatch.setenv("DAGSTER_HOME", str(settings.home / "elsewhere"))
+    assert dagster_home(settings) == (settings.home / "elsewhere").resolve()

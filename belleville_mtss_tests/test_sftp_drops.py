@@ -158,7 +158,7 @@ def test_server_down_skips_and_the_next_tick_after_it_returns_picks_the_drop_up(
     with dg.DagsterInstance.ephemeral() as instance:
         down = tick(settings, instance)
         assert isinstance(down, dg.SkipReason)
-        assert "unavailable" in down.skip_message
+        assert "unreachable" in down.skip_message
         server.start()
         back = tick(settings, instance)
         assert [r.partition_key for r in back.run_requests] == ["belleville/2026-11-06"]

@@ -9,7 +9,7 @@ from belleville_mtss.run import run_drop
 
 from .helpers import SMALL, prepare_drop, set_column
 
-GROUPS = {"sources", "validated", "identity", "warehouse"}
+GROUPS = {"sources", "validated", "identity", "warehouse", "monitoring"}
 TABLE_LIKE = ["validated_star_reading", "validated_powerschool_students", "validated_classlink_users",
               "district_crosswalk", "student_identity_map", "student_roster", "assessment_results",
               "dm_student_roster", "dm_assessment_results"]

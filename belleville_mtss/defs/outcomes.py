@@ -22,9 +22,14 @@ def finished_drop_runs(context, cursor: float, limit: int = 50):
         yield record, DropReport.from_events(run.tags.get("dagster/partition", "?"), events)
 
 
-@dg.sensor(name="drop_outcome_sensor", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Tags every finished drop run with its outcome: loaded, partial, blocked or failed")
-def drop_outcome_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+def make_drop_outcome_sensor(interval: int = 30) -> dg.SensorDefinition:
+    return dg.sensor(name="drop_outcome_sensor", minimum_interval_seconds=interval,
+                     default_status=dg.DefaultSensorStatus.RUNNING,
+                     description="Tags every finished drop run with its outcome: loaded, partial, blocked or failed",
+                     )(_tag_outcomes)
+
+
+def _tag_outcomes(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     cursor = float(context.cursor or 0)
     tagged = 0
     for record, report in finished_drop_runs(context, cursor):
@@ -34,3 +39,6 @@ def drop_outcome_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         cursor = max(cursor, record.update_timestamp.timestamp())
     context.update_cursor(str(cursor))
     return dg.SkipReason(f"tagged {tagged} finished drop run(s) with their outcome")
+
+
+drop_outcome_sensor = make_drop_outcome_sensor()

@@ -1,7 +1,7 @@
 """Resources, one job each: the district registry, the drop server (and the staging it receives into), the
-warehouse, the prod db, and the error log. Values that may hold secrets (database URLs, the staging key) are
-passed as EnvVar when they come from the environment, so the UI shows the variable, never the value. Engines are
-made once per run and disposed at its end."""
+warehouse, the prod db, the error log, and where alerts go. Values that may hold secrets (database URLs, the staging
+key, the alert URLs) are passed as EnvVar when they come from the environment, so the UI shows the variable, never
+the value. Engines are made once per run and disposed at its end."""
 import os
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import PrivateAttr
 
 from ..lib import migrations
+from ..lib.alerts import Alert, AlertConfig, load_alert_config, send
 from ..lib.config import Settings
 from ..lib.drops import DropSource, Limits, LocalDropSource
 from ..lib.errors import ErrorRecord, drop_ids, record_errors
@@ -77,6 +78,10 @@ class DropServerResource(dg.ConfigurableResource):
             return SftpDropSource(SftpConfig(self.sftp_host, self.sftp_port, self.sftp_user, self.sftp_key_path,
                                              self.sftp_known_hosts, self.sftp_root))
         return LocalDropSource(Path(self.drop_dir))
+
+    def server(self) -> str:
+        """The drop server as an alert names it: its host, never user@host (an alert holds no '@')."""
+        return self.sftp_host or "local drop folder"
 
     def staging(self, key: DropKey) -> Path:
         return safe_join(Path(self.staging_dir), key.district, key.drop)
@@ -196,6 +201,28 @@ class ErrorLogResource(_Engine):
             raise dg.Failure(f"refused: {exc}") from None
 
 
+class AlertResource(dg.ConfigurableResource):
+    """Where alerts go (lib/alerts.py): the MTSS_ALERT_* values; the webhook and SMTP URLs are secrets, passed as
+    EnvVar when they come from the environment."""
+
+    webhook_url: str = ""
+    smtp_url: str = ""
+    to: str = ""
+    outage_minutes: str = ""
+
+    def config(self) -> AlertConfig:
+        return load_alert_config({"MTSS_ALERT_WEBHOOK_URL": self.webhook_url, "MTSS_ALERT_SMTP_URL": self.smtp_url,
+                                  "MTSS_ALERT_TO": self.to, "MTSS_ALERT_OUTAGE_MINUTES": self.outage_minutes})
+
+    def send(self, log, alerts: list[Alert]) -> None:
+        """Each alert on every channel; a channel that fails is logged, never raised (lib/alerts.send)."""
+        config = self.config()
+        for alert in alerts:
+            deliveries = send(alert, config)
+            said = "; ".join(d.describe() for d in deliveries) or "not sent: no channel configured"
+            (log.info if all(d.ok for d in deliveries) else log.warning)(f"alert {alert.key}: {said}")
+
+
 def resources(settings: Settings) -> dict:
     """The resources of the code location, from the settings (lib/config.py: environment and defaults)."""
     registry = RegistryResource(districts_dir=os.pathsep.join(map(str, settings.districts_dirs)),
@@ -220,4 +247,9 @@ def resources(settings: Settings) -> dict:
             classlink_table=settings.classlink_table.label, classlink_columns=settings.classlink_table.column_setting),
         "error_log": ErrorLogResource(warehouse_url=warehouse_url, embedded=settings.embedded_warehouse,
                                       registry=registry),
+        "alerting": AlertResource(
+            webhook_url=env_or_value("MTSS_ALERT_WEBHOOK_URL", settings.alert_env.get("MTSS_ALERT_WEBHOOK_URL", "")),
+            smtp_url=env_or_value("MTSS_ALERT_SMTP_URL", settings.alert_env.get("MTSS_ALERT_SMTP_URL", "")),
+            to=settings.alert_env.get("MTSS_ALERT_TO", ""),
+            outage_minutes=settings.alert_env.get("MTSS_ALERT_OUTAGE_MINUTES", "")),
     }

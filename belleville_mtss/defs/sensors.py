@@ -1,16 +1,21 @@
-"""sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run."""
+"""sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run. It also
+watches the drop server: unreachable past MTSS_ALERT_OUTAGE_MINUTES, one alert, and its ticks fail until it answers."""
 import json
 import time
 
 import dagster as dg
 
+from ..lib.alerts import track_outage
 from ..lib.drops import DropRefused, plan_runs
 from ..lib.errors import ErrorRecord
 from ..lib.sftp import SftpTransient
 from ..lib.untrusted import escape
+from .alerting import VERSION_TAG, store, stored
 from .jobs import drop_job
 from .partitions import drops as drop_partitions
-from .resources import DropServerResource, ErrorLogResource, RegistryResource
+from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
+
+OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
 
 
 def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
@@ -21,11 +26,47 @@ def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
     return bool(records) and records[0].asset_materialization.metadata["version"].value == version
 
 
-@dg.sensor(name="sftp_drop_sensor", job=drop_job, minimum_interval_seconds=30,
-           default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Looks for complete new drops of every registry district on the drop server")
-def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource, drops: DropServerResource,
-                     error_log: ErrorLogResource) -> dg.SensorResult | dg.SkipReason:
+class DropServerUnreachable(Exception):
+    """The drop server has not answered for longer than MTSS_ALERT_OUTAGE_MINUTES: the tick fails (red in the UI)
+    with this as its error, until a tick reaches the server again."""
+
+
+def _unreachable(context, drops: DropServerResource, alerting: AlertResource, exc: SftpTransient) -> dg.SkipReason:
+    minutes, now = alerting.config().outage_minutes, time.time()
+    alert, state = track_outage(stored(context.instance, OUTAGE, {}), False, now, drops.server(), minutes)
+    store(context.instance, OUTAGE, state)  # before sending: a crash after it loses an alert, never repeats one
+    if alert:
+        alerting.send(context.log, [alert])
+    down = (now - state["down_since"]) / 60
+    if not state["alerted"]:
+        return dg.SkipReason(f"drop server unreachable for {down:.1f} min, will retry (alert after {minutes:g} min): "
+                             f"{exc}")
+    raise DropServerUnreachable(f"drop server unreachable for {down:.1f} min, longer than MTSS_ALERT_OUTAGE_MINUTES "
+                                f"({minutes:g}); alert sent; retried at every tick: {exc}") from None
+
+
+def _reachable(context, drops: DropServerResource, alerting: AlertResource) -> None:
+    state = stored(context.instance, OUTAGE, {})
+    if state:  # the first good tick after an outage clears it, and says so if the outage was alerted
+        alert, _ = track_outage(state, True, time.time(), drops.server(), alerting.config().outage_minutes)
+        store(context.instance, OUTAGE, {})
+        alerting.send(context.log, [alert] if alert else [])
+
+
+def make_sftp_drop_sensor(interval: int = 30) -> dg.SensorDefinition:
+    @dg.sensor(name="sftp_drop_sensor", job=drop_job, minimum_interval_seconds=interval,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Looks for complete new drops of every registry district on the drop server")
+    def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource,
+                         drops: DropServerResource, error_log: ErrorLogResource,
+                         alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
+        return _look_for_drops(context, registry, drops, error_log, alerting)
+
+    return sftp_drop_sensor
+
+
+def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResource, drops: DropServerResource,
+                    error_log: ErrorLogResource, alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
     source = drops.source()
     found, refusals = [], []
@@ -45,9 +86,11 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryReso
             except DropRefused as exc:
                 refusals.append((f"{district}/", exc.message, ErrorRecord("receive", exc.reason, exc.message)))
     except SftpTransient as exc:
-        # The server is down or the network hiccupped: try again at the next tick. Authentication and
-        # host-key failures (SftpFatal) are not caught: they fail the tick, so a rotated credential shows.
-        return dg.SkipReason(f"drop server unavailable, will retry: {exc}")
+        # The server is down or the network hiccupped: try again at the next tick (past the outage window, the tick
+        # fails). Authentication and host-key failures (SftpFatal) are not caught: they fail the tick at once, so a
+        # rotated credential shows.
+        return _unreachable(context, drops, alerting, exc)
+    _reachable(context, drops, alerting)
     # A drop whose name is refused never becomes a partition: it is logged once per version, shown escaped.
     refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
                  for d in found if d.bad_name]
@@ -69,7 +112,10 @@ def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryReso
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
-                                          "mtss/drop_version": d.version}) for d in ready],
+                                          VERSION_TAG: d.version}) for d in ready],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )
+
+
+sftp_drop_sensor = make_sftp_drop_sensor()

@@ -2,7 +2,7 @@
 
 Events: a blocked drop, a halted file, a failed run, the drop server unreachable for longer than
 MTSS_ALERT_OUTAGE_MINUTES (and back again), a district overdue. Each Alert carries a dedup key (drop key and
-version, run id, outage start, last drop) so that a sensor sends it once and keeps the key in its cursor.
+version, run id, outage start, last drop) so that it is sent once: the keys sent are kept (defs/alerting.py).
 
 No student data: the builders below take only district keys, drop keys, versions, file names, reasons, counts
 and check names, and `send` refuses text holding an '@' that is not a configured address (an email slipping
@@ -165,7 +165,7 @@ def _parse_minutes(raw: str | None) -> float:
 @dataclass(frozen=True)
 class Alert:
     kind: str
-    key: str  # one alert per key: a sensor keeps sent keys in its cursor
+    key: str  # one alert per key: the keys sent are kept in the instance (defs/alerting.py send_once)
     title: str
     lines: tuple[str, ...] = ()
 
@@ -205,10 +205,11 @@ def failed_run(run_id: str, job_name: str, drop_key: str | None = None,
 
 def drop_server_outage(server: str, down_since: float, now: float) -> Alert:
     """server: a host name (not sftp://user@host, whose '@' would be refused)."""
-    minutes = (now - down_since) / 60
+    seconds = now - down_since
+    took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
     return Alert("drop_server_outage", f"drop_server_outage:{_iso(down_since)}",
                  f"MTSS: drop server {server} unreachable",
-                 (f"Unreachable since {_iso(down_since)} ({minutes:.0f} min).",
+                 (f"Unreachable since {_iso(down_since)} ({took}).",
                   "New drops are not picked up until it answers again."))
 
 
@@ -231,7 +232,7 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
 
 
-# --- State a sensor keeps in its cursor (JSON-friendly) ------------------------------------------------
+# --- State kept between ticks (JSON-friendly) --------------------------------------------------------
 
 def track_outage(state: Mapping, reachable: bool, now: float, server: str,
                  outage_minutes: float) -> tuple[Alert | None, dict]:
@@ -256,12 +257,16 @@ def overdue_districts(last_drops: Mapping[str, float | None], expected_every_day
 
     A district without an expected interval is never overdue.
     """
-    alerts = []
-    for district, days in sorted(expected_every_days.items()):
-        last = last_drops.get(district)
-        if last is None or now - last > days * 86_400:
-            alerts.append(district_overdue(district, last, days, now))
-    return alerts
+    return [district_overdue(district, last_drops.get(district), days, now)
+            for district, days in sorted(expected_every_days.items())
+            if is_overdue(last_drops.get(district), days, now)]
+
+
+def is_overdue(last_drop: float | None, expected_every_days: float | None, now: float) -> bool:
+    """No drop for longer than expected (or none ever); never without an expected interval."""
+    if not expected_every_days:
+        return False
+    return last_drop is None or now - last_drop > expected_every_days * 86_400
 
 
 def unsent(alerts: Iterable[Alert], sent_keys: Collection[str]) -> list[Alert]:
@@ -275,7 +280,7 @@ def unsent(alerts: Iterable[Alert], sent_keys: Collection[str]) -> list[Alert]:
 
 
 def remember(sent_keys: Sequence[str], alerts: Iterable[Alert], limit: int = 1_000) -> list[str]:
-    """sent_keys plus the alerts' keys, oldest dropped past limit so a cursor stays small."""
+    """sent_keys plus the alerts' keys, oldest dropped past limit so the kept list stays small."""
     keys = list(sent_keys) + [a.key for a in alerts if a.key not in sent_keys]
     return keys[-limit:]
 

@@ -2,6 +2,8 @@
 outcomes, times and error counts. Never a student value: both tables hold file names, counts and reasons only."""
 from __future__ import annotations
 
+import datetime as dt
+
 import sqlalchemy as sa
 
 from .warehouse import ingestion_errors, ingestion_files
@@ -42,3 +44,18 @@ def drop_status(engine: sa.Engine, scope: str | None = None) -> str:
                   for d, stage, reason, n, rows in errors if d == drop]
         out.append(f"  errors: {', '.join(counts) if counts else 'none'}")
     return "\n".join(out)
+
+
+def last_drops(engine: sa.Engine) -> dict[str, float]:
+    """Each district's last drop (epoch seconds): when its newest drop version was first received. A replay from
+    staging adds audit rows but is not a new drop, so each version counts from its first receipt."""
+    f = ingestion_files.c
+    with engine.connect() as conn:
+        versions = conn.execute(sa.select(f.DropId, sa.func.min(f.ReceivedAt))
+                                .group_by(f.DropId, f.DropVersion)).all()
+    last: dict[str, float] = {}
+    for drop_id, first_received in versions:
+        district = drop_id.split("/", 1)[0]
+        when = first_received.replace(tzinfo=dt.timezone.utc).timestamp()  # stored as naive UTC
+        last[district] = max(when, last.get(district, when))
+    return last

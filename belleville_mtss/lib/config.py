@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .alerts import load_alert_config
 from .drops import Limits
 from .registry import registry_folders
 from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
@@ -36,6 +37,10 @@ class Settings:
     limits: Limits = Limits()
     account_info_table: SourceTable = ACCOUNT_INFO
     classlink_table: SourceTable = CLASSLINK_USERS
+    # The MTSS_ALERT_* values as given, checked (lib/alerts.py reads them; the resource passes secrets as EnvVar).
+    alert_env: dict[str, str] = field(default_factory=dict, repr=False)
+    sensor_interval_seconds: int = 30
+    freshness_cron: str = "0 6 * * *"
 
     @property
     def embedded_warehouse(self) -> bool:
@@ -79,7 +84,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         account_info_table=configured(ACCOUNT_INFO, env.get("MTSS_ACCOUNT_INFO_TABLE"),
                                       env.get("MTSS_ACCOUNT_INFO_COLUMNS")),
         classlink_table=configured(CLASSLINK_USERS, env.get("MTSS_CLASSLINK_TABLE"), env.get("MTSS_CLASSLINK_COLUMNS")),
+        alert_env=_alert_env(env),
+        sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
+        freshness_cron=" ".join((env.get("MTSS_FRESHNESS_CRON") or "0 6 * * *").split()),  # checked by Dagster
     )
+
+
+ALERT_VARIABLES = ("MTSS_ALERT_WEBHOOK_URL", "MTSS_ALERT_SMTP_URL", "MTSS_ALERT_TO", "MTSS_ALERT_OUTAGE_MINUTES")
+
+
+def _alert_env(env: dict[str, str]) -> dict[str, str]:
+    values = {k: env[k] for k in ALERT_VARIABLES if env.get(k)}
+    load_alert_config(values)  # a malformed value stops the load now, naming the variable (AlertConfigError)
+    return values
 
 
 class SettingError(ValueError):
@@ -97,3 +114,4 @@ def _number(env: dict[str, str], name: str, default, kind):
     if not value > 0 or value == float("inf"):
         raise SettingError(f"{name} must be greater than 0, not {text!r}")
     return value
+
