@@ -283,3 +283,42 @@ def test_text_after_a_closing_quote_far_from_the_end_is_unreadable():
     with pytest.raises(FileRejected) as info:
         read_text_csv(Path("x.csv"), data=f'id,name\n1,"{SECRET}"x\n'.encode() + b"2,b\n" * 100_000)
     assert (info.value.reason, info.value.message) == ("unreadable", "x.csv: not a readable CSV file (ComputeError)")
+
+
+def test_a_headerless_export_whose_first_record_spans_lines_reads_whole(tmp_path):
+    # A small file is checked whole: its first line is not skipped as if it were a cut one.
+    data = b'"a note\non two lines",000123\nplain,000124\n'
+    for source in (dict(data=data), dict()):
+        frame = read_text_csv(write(tmp_path, "n", data), has_header=False, column_names=["note", "id"], **source)
+        assert frame.rows() == [("a note\non two lines", "000123"), ("plain", "000124")]
+
+
+def test_a_note_spanning_lines_where_the_checked_tail_begins_is_whole():
+    # The last 256 KiB are checked from their first line boundary: a quoted note that starts on the next line
+    # and ends on the one after is one record, not an unclosed quote.
+    end = b'000001,"a note\non two lines"\n' + b"000002,plain\n" * 20_088
+    data = b"id,note\n" + b"000003,y\n" * 100 + b"000000," + b"x" * 2000 + b"\n" + end
+    frame = read_text_csv(Path("x.csv"), data=data)
+    assert frame.height == 20_190 and frame["note"][101] == "a note\non two lines"
+
+
+def test_a_cut_record_is_found_when_the_header_ends_in_a_tab():
+    # A trailing tab is an empty last column: the header has 3 names, and the cut record 2 of 3 fields.
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.txt"), data=b"id\tname\t\n1\ta\t\n2\tb", delimiter="\t")
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.txt: the last record has 2 of 3 fields (file cut short?)")
+
+
+@pytest.mark.parametrize("last", [b'2,5" tall', b'2,"tall"er', b'2,"tall""'])
+def test_broken_quoting_in_the_last_record_is_refused_as_an_unclosed_quote(last):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,height\n1,short\n" + last + b"\n")
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.csv: the last record is incomplete (unclosed quote)")
+
+
+def test_selected_columns_without_projection_still_refuse_a_ragged_row():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,a,b\n2,c\n", select=lambda header: ["name"])
+    assert (info.value.reason, info.value.message) == ("ragged_rows", "x.csv: some rows have more fields than the header")
