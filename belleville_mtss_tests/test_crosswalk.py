@@ -77,6 +77,16 @@ def test_halted_files_are_listed_as_halted():
     ]
 
 
+def test_a_star_file_after_a_halted_one_is_still_resolved():
+    # The halted reading file does not end the check: the math file naming Nutley still fails the drop.
+    rows = crosswalk([ValidatedFile("star_reading", "SR.csv"), star("star_math", "SM.csv", "Nutley Public Schools")],
+                     classlink("Belleville PD"))
+    assert rows[1:3] == [
+        ("star_reading", "SR.csv", None, "halted", "halted", None, True),
+        ("star_math", "SM.csv", "Nutley Public Schools", "exact", "resolved", 200015, False),
+    ]
+
+
 def test_a_listed_name_verifies_whatever_its_case_spacing_and_punctuation():
     (entry,) = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", ["BELLEVILLE  public-schools!"],
                              ["Belleville Public Schools"])
