@@ -322,3 +322,37 @@ def test_selected_columns_without_projection_still_refuse_a_ragged_row():
     with pytest.raises(FileRejected) as info:
         read_text_csv(Path("x.csv"), data=b"id,name\n1,a,b\n2,c\n", select=lambda header: ["name"])
     assert (info.value.reason, info.value.message) == ("ragged_rows", "x.csv: some rows have more fields than the header")
+
+
+def test_a_header_row_longer_than_64_kib_is_refused_not_cut_mid_name(tmp_path):
+    # Only the first 64 KiB are read for the header: a row of 65,536 bytes before its line break would lose the
+    # end of a column name. One byte shorter, the header is read whole.
+    def header(length: int) -> bytes:
+        names = b",".join(b"Column%05d" % i for i in range(length // 12 + 1))
+        return names[:length - 1] + b"Z"
+    for length, refused in ((65_535, False), (65_536, True), (70_000, True)):
+        line = header(length)
+        assert len(line) == length
+        data = line + b"\n" + b",".join(b"1" for _ in line.split(b",")) + b"\n"
+        for source in (dict(data=data), dict()):
+            path = write(tmp_path, "wide", data)
+            if refused:
+                with pytest.raises(FileRejected) as info:
+                    read_text_csv(path, **source)
+                assert (info.value.reason, info.value.message) == (
+                    "no_header", "wide.csv: the first row is longer than 64 KiB; a header row of column names is "
+                                 "expected")
+            else:
+                assert read_text_csv(path, **source).columns == [c.decode() for c in line.split(b",")]
+
+
+def test_a_long_first_line_is_data_in_an_export_without_a_header():
+    data = b"x" * 70_000 + b",000123\nshort,000124\n"
+    frame = read_text_csv(Path("x.csv"), data=data, has_header=False, column_names=["note", "id"])
+    assert frame["id"].to_list() == ["000123", "000124"]
+
+
+def test_a_large_file_with_old_mac_line_endings_is_refused_for_them():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\r" + b"000123,Ana\r" * 10_000)
+    assert info.value.reason == "line_endings"
