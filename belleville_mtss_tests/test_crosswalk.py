@@ -176,6 +176,11 @@ def test_districts_check_reports_each_listed_name_that_does_not_resolve_to_the_e
         "classlink name 'Belleville Twp' is unmatched: best candidate BELLEVILLE SCHOOL DISTRICT "
         "(AccountInfoId 107873, score 68.97, margin 0.55)",
     ]
+    nutley = BELLEVILLE.model_copy(update={"source_names": BELLEVILLE.source_names.model_copy(update={
+        "account_info": ["NUTLEY"]})})
+    assert check_entry(nutley, ACCOUNTS) == [
+        "account_info name 'NUTLEY' is resolved: best candidate NUTLEY (AccountInfoId 200015, score 100.0, "
+        "margin 100.0)"]
 
 
 def test_the_ferpa_review_may_be_at_most_max_age_days_old():

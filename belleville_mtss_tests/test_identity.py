@@ -163,6 +163,14 @@ def test_an_identifier_that_lost_its_zeros_is_reported_only_when_one_student_fit
     ]
 
 
+def test_only_leading_zeros_make_a_probable_match_not_a_leading_letter():
+    # "X4567" is another identifier than 4567: unknown, never reported as the student's lost zeros.
+    students = _students([("4567", "a@x.org"), ("0089", "b@x.org")])
+    identity = link_students(students, _frames()[1], {"SR": _star("SR", ["X4567", "89"])})
+    assert identity.by_subject["SR"] == {"rows": 2, "linked": 0, "ambiguous_link": 0, "unknown_student": 2,
+                                         "probable_leading_zeros": 1}
+
+
 def test_shared_emails_are_one_error_record_for_the_powerschool_file():
     students, classlink, star = _frames()
     identity = link_students(students, classlink, _by_subject(star))
