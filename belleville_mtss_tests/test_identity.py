@@ -171,6 +171,27 @@ def test_only_leading_zeros_make_a_probable_match_not_a_leading_letter():
                                          "probable_leading_zeros": 1}
 
 
+def test_a_large_districts_identity_map_keeps_the_exports_order():
+    # The roster is placed beside the map without a join: the map lists the students as the export does, also
+    # when there are far too many for the joins to keep their order by chance.
+    n = 20_000
+    numbers = [f"{(i * 7919) % n:06d}" for i in range(n)]
+    students = _students([(s, f"s{s}@x.org") for s in numbers])
+    classlink = pl.DataFrame({"classlink_user_id": [f"CL{i}" for i in range(0, n, 3)],
+                              "email_key": [f"s{i:06d}@x.org" for i in range(0, n, 3)]}).with_columns(
+        pl.lit("Belleville PD").alias("tenant_name"))
+    links = [f"{i:06d}" for i in range(0, n, 2)]
+    star = pl.DataFrame({"student_link": links, "test_key": [f"t{i}" for i in range(len(links))]}).with_columns(
+        pl.lit("SR").alias("subject"), pl.lit(dt.datetime(2026, 10, 1)).alias("completed_at"),
+        pl.int_range(2, len(links) + 2, dtype=pl.UInt32).alias("source_row"),
+    ).select(pl.col(c).cast(t) if c in ("student_link", "test_key", "subject", "completed_at", "source_row")
+             else pl.lit(None, dtype=t).alias(c) for c, t in STAR_SCHEMA.items())
+    identity = link_students(students, classlink, {"SR": star})
+    assert identity.frame["student_number"].to_list() == numbers
+    assert identity.stats["classlink_email"]["linked"] == len(range(0, n, 3))
+    assert identity.by_subject["SR"]["linked"] == len(links)
+
+
 def test_shared_emails_are_one_error_record_for_the_powerschool_file():
     students, classlink, star = _frames()
     identity = link_students(students, classlink, _by_subject(star))
