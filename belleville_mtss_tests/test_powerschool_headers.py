@@ -285,6 +285,15 @@ def test_the_link_field_is_trimmed_and_a_blank_one_links_nothing(tmp_path):
     assert by_number_link["student_link"].to_list() == ["000123", "000124", "000125"]
 
 
+def test_grade_level_and_school_id_are_read_without_surrounding_spaces(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E", "grade_level": "G", "school_id": "S"})
+    path = write(tmp_path, "N,E,G,S\n000123,a@x.org, 3 ,\t101 \n000124,b@x.org,KG,102\n")
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "grade_level", "school_id").rows() == [
+        ("000123", "3", "101"), ("000124", "KG", "102")]
+
+
 def test_a_row_with_more_fields_than_the_header_is_refused_not_read_past(tmp_path):
     # PowerSchool exports are typed by people: every field is parsed, so a stray comma is found.
     path = write(tmp_path, "STUDENTS.STUDENT_NUMBER,STUDENTS.EMAIL\n000123,a@x.org\n000124,O,Brien@x.org\n000125,c@x.org\n")
