@@ -107,8 +107,24 @@ def test_a_name_verified_by_score_is_worth_listing():
 def test_a_placeholder_never_verifies_by_score_but_does_when_listed(placeholder):
     (entry,) = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", [placeholder], ["Belleville"])
     assert (entry.method, entry.decision, entry.candidate, entry.verified) == ("none", "unmatched", None, False)
+    assert (entry.source, entry.file_name, entry.name_seen) == ("star_reading", "SR.csv", placeholder)
     (listed,) = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", [placeholder], [placeholder])
     assert listed.verified and listed.method == "registry"
+
+
+def test_a_name_after_a_placeholder_is_still_resolved():
+    entries = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", ["District", "Nutley Public Schools"], [])
+    assert [(e.name_seen, e.decision, e.candidate_account_info_id, e.verified) for e in entries] == [
+        ("District", "unmatched", None, False), ("Nutley Public Schools", "resolved", 200015, False)]
+
+
+def test_a_name_two_counties_of_the_state_share_resolves_within_the_registrys_county():
+    # A BELLEVILLE SCHOOL DISTRICT in another NJ county: Belleville's entry (ESSEX) still resolves to its own.
+    twin = {"AccountInfoId": 999002, "NcesId": "3499998", "DistrictName": "BELLEVILLE SCHOOL DISTRICT",
+            "State": "NJ", "County": "PASSAIC"}
+    reference = account_reference(pl.concat([ACCOUNTS, pl.DataFrame([twin], schema=ACCOUNTS.schema)]))
+    (entry,) = resolve_names(BELLEVILLE, reference, "star_reading", "SR.csv", ["Belleville Schools"], [])
+    assert (entry.decision, entry.candidate_account_info_id, entry.verified) == ("resolved", 107873, True)
 
 
 def test_a_name_too_close_to_call_does_not_verify_even_when_belleville_is_the_best():
