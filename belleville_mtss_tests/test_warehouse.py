@@ -187,3 +187,14 @@ def test_each_file_moves_from_received_to_its_outcome_once(engine):
     assert outcomes("run1") == {"students.csv": "loaded", "SR.csv": "loaded", "SM.csv": "blocked"}
     stamped = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run1")
     assert (stamped["OutcomeAt"] >= stamped["ReceivedAt"]).all()
+
+
+def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch):
+    import belleville_mtss.lib.warehouse as warehouse
+    clock = iter([dt.datetime(2026, 11, 28, 9, 0), dt.datetime(2026, 11, 28, 9, 5)])
+    monkeypatch.setattr(warehouse, "now", lambda: next(clock))
+    record_received(engine, "belleville/d1", 107873, "v1", [_file("SR.csv", b"r1")], "run1")
+    mark_files(engine, "belleville/d1", "run1", "loaded")
+    row = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run1").row(0, named=True)
+    assert (row["ReceivedAt"], row["Outcome"], row["OutcomeAt"]) == (
+        dt.datetime(2026, 11, 28, 9, 0), "loaded", dt.datetime(2026, 11, 28, 9, 5))
