@@ -112,6 +112,13 @@ def test_a_placeholder_never_verifies_by_score_but_does_when_listed(placeholder)
     assert listed.verified and listed.method == "registry"
 
 
+@pytest.mark.parametrize("name", ["Public School District", "Zzyzx Qwerty Academy"])
+def test_a_name_with_no_candidate_at_all_is_unmatched(name):
+    (entry,) = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", [name], [])
+    assert (entry.decision, entry.candidate, entry.candidate_account_info_id, entry.score, entry.margin,
+            entry.verified) == ("unmatched", None, None, None, None, False)
+
+
 def test_a_name_after_a_placeholder_is_still_resolved():
     entries = resolve_names(BELLEVILLE, REFERENCE, "star_reading", "SR.csv", ["District", "Nutley Public Schools"], [])
     assert [(e.name_seen, e.decision, e.candidate_account_info_id, e.verified) for e in entries] == [
