@@ -192,6 +192,26 @@ def test_tab_delimited_export(tmp_path):
         ("000123", "O'Brien, Jr.", "a@x.org"), ("000124", "Kim", None)]
 
 
+def test_a_headerless_windows_1252_export_reads_by_the_registrys_column_order(tmp_path):
+    fmt = PowerSchoolFormat(has_header=False, encoding="windows-1252", column_order=["Num", "Mail", "Last"],
+                            columns={"student_number": "Num", "email": "Mail", "last_name": "Last"})
+    path = tmp_path / "students.csv"
+    path.write_bytes("000123,a@x.org,Mu\u00f1oz\n000124,b@x.org,Ren\u00e9e\n".encode("cp1252"))
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "email_key", "last_name").rows() == [
+        ("000123", "a@x.org", "Mu\u00f1oz"), ("000124", "b@x.org", "Ren\u00e9e")]
+
+
+def test_an_export_over_the_row_limit_is_refused(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E"})
+    path = write(tmp_path, "N,E\n000123,a@x.org\n000124,b@x.org\n")
+    assert read_powerschool(path, fmt, max_rows=2).height == 2
+    with pytest.raises(FileRejected) as info:
+        read_powerschool(path, fmt, max_rows=1)
+    assert (info.value.reason, info.value.message) == ("too_many_rows", "students.csv: more than 1 rows (MTSS_MAX_FILE_ROWS)")
+
+
 def test_tab_delimited_export_read_as_commas_is_refused(tmp_path):
     fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
     path = write(tmp_path, "Student_Number\tEmail\n000123\tA@X.ORG\n")

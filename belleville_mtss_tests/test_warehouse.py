@@ -72,6 +72,16 @@ def test_load_checks_read_back_only_what_the_load_replaced(engine):
     assert load_figures(engine, assessment_results, 107873, "belleville/x")["rows"] == 2 * frame.height
 
 
+def test_a_load_of_no_results_replaces_nothing_and_passes_its_checks(engine):
+    replace_results(engine, 107873, _frame())  # an earlier drop's results stay
+    empty = _frame().clear()
+    assert replace_results(engine, 107873, empty) == 0
+    figures = load_figures(engine, assessment_results, 107873, "belleville/y", results_scopes(empty))
+    assert figures == {"rows": 0, "duplicate_keys": 0, "other_account_rows": 0}
+    assert all(c.passed for c in load_checks("dm.AssessmentResults", 0, figures, 107873))
+    assert read_table(engine, assessment_results).height == _frame().height
+
+
 def test_load_checks_fail_on_what_a_wrong_table_holds(engine):
     """A table recreated without its key (by another team, say) that ends up with a key twice, a row of this drop
     stamped with another district, and more rows than the frame: each check fails, with its error row."""
