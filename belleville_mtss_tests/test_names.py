@@ -145,6 +145,31 @@ def test_a_name_under_five_letters_is_too_short_for_the_typo_rule():
     assert ref.resolve("Byod School", state="TX").decision != "resolved"  # BYOD: one swap, but 4 letters
 
 
+@pytest.mark.parametrize(("name", "decision"), [
+    ("Wetsmoreladn", "resolved"),  # 12 letters, two swaps: two slips are allowed from 12 letters
+    ("Wetsmorelnd", "unmatched"),  # 11 letters, a swap and a letter missing: one slip only under 12
+    ("Ewstmoerladn", "unmatched"),  # 12 letters, three swaps: more than two slips
+])
+def test_a_long_name_may_be_two_slips_from_its_district_never_three(name, decision):
+    ref = _state_reference(["WESTMORELAND", "ALCORN SCHOOL DIST", "MADISON CO SCHOOL DIST"])
+    res = ref.resolve(name, state="MS")
+    assert res.best.name == "WESTMORELAND" and res.best.score < Reference.MIN_SCORE
+    assert res.decision == decision and res.method == ("typo" if decision == "resolved" else "fuzzy")
+
+
+def test_a_name_of_five_letters_is_long_enough_for_the_typo_rule():
+    ref = _state_reference(["ALAMO", "ALCORN SCHOOL DIST", "MADISON CO SCHOOL DIST"], "TX")
+    res = ref.resolve("Alamp", state="TX")  # one letter wrong: ALAMO scores 80, below 88
+    assert (res.decision, res.method, res.best.name) == ("resolved", "typo", "ALAMO")
+
+
+def test_an_empty_reference_resolves_nothing():
+    empty = Reference(pl.DataFrame(schema={"key": pl.Utf8, "name": pl.Utf8, "state": pl.Utf8}))
+    assert empty.states == frozenset()
+    res = empty.resolve("Belleville Public Schools")
+    assert (res.decision, res.method, res.candidates) == ("unmatched", "none", ())
+
+
 def test_a_typo_between_two_districts_of_the_same_name_stays_ambiguous():
     ref = Reference(pl.DataFrame({"key": ["a", "b", "c"], "name": ["JACKSON", "JACKSON SD", "MADISON"],
                                   "state": ["MS", "MS", "MS"]}))
@@ -246,14 +271,12 @@ def test_min_margin_boundary(other, other_score, decision):
     assert (res.decision, res.method) == (decision, "fuzzy")
 
 
-CUT = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": ["NJ"] * 3,
-                              "name": ["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO", "OLIVE BRANCH TOWNSHIP"]}))
-
-
 @pytest.mark.parametrize("name", ["Mount Olive Township School District", "Mount Olive Township Schools"])
 def test_a_reference_name_cut_at_25_characters_matches_the_whole_name(name):
     # Older NCES names stop at 25 characters, mid-word: the query is compared cut the same way.
-    res = CUT.resolve(name, state="NJ")
+    cut = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": ["NJ"] * 3,
+                                  "name": ["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO", "OLIVE BRANCH TOWNSHIP"]}))
+    res = cut.resolve(name, state="NJ")
     assert (res.decision, res.method, res.best.name, res.best.score) == (
         "resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP SCHO", 100.0)
 
