@@ -340,3 +340,39 @@ def test_many_names_at_once_resolve_as_each_alone():
     alone = {q: both.resolve(*q) for q in set(queries)}
     assert together == [alone[q] for q in queries]
     assert together[1].best.name == f"{PLACES[0]} {KINDS[1]}"
+
+
+def test_a_name_with_its_words_in_another_order_resolves():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO", "OLIVE BRANCH"], "NJ")
+    res = ref.resolve("Township Mount Olive", state="NJ")
+    assert (res.decision, res.method, res.best.name, res.best.score) == ("resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP",
+                                                                         100.0)
+
+
+def test_a_name_cut_at_25_characters_with_a_typo_is_scored_without_its_half_word():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO", "OLIVE BRANCH"], "NJ")
+    res = ref.resolve("Mount Olyve Township Scho", state="NJ")  # 25 characters: SCHO is half a word
+    assert (res.decision, res.method, res.best.name, res.best.score) == ("resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP",
+                                                                         95.0)
+
+
+@pytest.mark.parametrize("query", ["Milton Heigths", "Hampton Manr", "Shaler Valey", "Oxford Vally"])
+def test_the_best_candidate_is_the_same_whatever_the_limit(query):
+    best = MANY.resolve(query, state="PA", limit=5)
+    one = MANY.resolve(query, state="PA", limit=1)
+    assert [(c.name, c.score) for c in one.candidates] == [(best.best.name, best.best.score)]
+    assert [c.score for c in best.candidates] == sorted((c.score for c in MANY.resolve(query, state="PA",
+                                                         limit=400).candidates), reverse=True)[:5]
+
+
+def test_a_candidate_scoring_exactly_50_is_listed():
+    res = _state_reference(["ABEF", "ZZZZ QQQQ"], "PA").resolve("Abcd", state="PA")
+    assert (res.decision, [(c.name, c.score) for c in res.candidates]) == ("unmatched", [("ABEF", 50.0)])
+
+
+def test_a_runner_up_one_slip_farther_than_the_best_leaves_the_score_to_decide():
+    # WESTMORELANE is one slip from WESTMORELAND and two from WESTMOREPINE: no tie; the fuzzy margin decides.
+    ref = _state_reference(["WESTMORELAND", "WESTMOREPINE", "ALCORN SCHOOL DIST"], "PA")
+    res = ref.resolve("Westmorelane", state="PA")
+    assert [(c.name, c.score) for c in res.candidates[:2]] == [("WESTMORELAND", 91.67), ("WESTMOREPINE", 83.33)]
+    assert (res.decision, res.method) == ("resolved", "fuzzy")
