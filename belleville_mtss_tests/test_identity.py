@@ -127,6 +127,14 @@ def test_a_student_without_an_email_is_counted_and_never_linked():
     assert identity.frame["star_test_count"].to_list() == [0, 0, 0]
 
 
+def test_a_drop_where_no_student_links_counts_none_linked():
+    students = _students([("1", "a@x.org"), ("2", "b@x.org")])
+    classlink = pl.DataFrame({"classlink_user_id": ["CL9"], "tenant_name": ["Belleville PD"], "email_key": ["z@x.org"]})
+    stats = link_students(students, classlink, {}).stats["classlink_email"]
+    assert (stats["linked"], stats["not_in_classlink"], stats["classlink_students_unmatched"], stats["match_rate"]) == (
+        0, 2, 1, 0.0)
+
+
 def test_a_link_value_two_students_share_links_neither_and_is_reported():
     # STATE ID "77" carried by two students (the registry links Star StudentStateID to it): its tests go nowhere.
     students = _students([("1", "a@x.org"), ("2", "b@x.org"), ("3", "c@x.org")], link=["77", "77", "78"])

@@ -376,3 +376,16 @@ def test_a_runner_up_one_slip_farther_than_the_best_leaves_the_score_to_decide()
     res = ref.resolve("Westmorelane", state="PA")
     assert [(c.name, c.score) for c in res.candidates[:2]] == [("WESTMORELAND", 91.67), ("WESTMOREPINE", 83.33)]
     assert (res.decision, res.method) == ("resolved", "fuzzy")
+
+
+def test_a_query_equal_to_a_cut_reference_name_is_an_exact_match():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO"], "NJ")
+    res = ref.resolve("Mount Olive Township Scho", state="NJ")
+    assert (res.query, res.decision, res.method, res.best.name) == (
+        "Mount Olive Township Scho", "resolved", "exact", "MOUNT OLIVE TOWNSHIP SCHO")
+
+
+def test_each_resolution_carries_its_query():
+    ref = _state_reference(["JACKSON PUBLIC SCHOOL DIST", "ALCORN SCHOOL DIST"])
+    names = ["Jackson Public Schools", "Public School District", "Jacskon", "Zzyzx"]
+    assert [r.query for r in ref.resolve_many([(n, "MS", None) for n in names])] == names

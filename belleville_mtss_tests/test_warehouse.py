@@ -208,3 +208,18 @@ def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch)
     row = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run1").row(0, named=True)
     assert (row["ReceivedAt"], row["Outcome"], row["OutcomeAt"]) == (
         dt.datetime(2026, 11, 28, 9, 0), "loaded", dt.datetime(2026, 11, 28, 9, 5))
+
+
+def test_the_batched_insert_path_round_trips_awkward_values(pg_database):
+    # A driver without COPY (as SQL Server's) loads through batched INSERTs: the same rows come back.
+    import sqlalchemy as sa
+    engine = make_engine(sa.engine.make_url(pg_database).set(drivername="postgresql+psycopg2")
+                         .render_as_string(hide_password=False))
+    try:
+        migrate_sample_warehouse(engine)
+        frame = _frame()
+        assert replace_results(engine, 107873, frame) == frame.height
+        back = read_table(engine, assessment_results).sort("TestKey")
+        assert back.select(frame.columns).rows() == frame.rows()
+    finally:
+        engine.dispose()
