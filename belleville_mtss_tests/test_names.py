@@ -35,6 +35,9 @@ def accounts() -> Reference:
     ("WEBB ICSD", "WEBB CONSOLIDATED INDEPENDENT"),
     # but a place name that is a swapped abbreviation of three letters stays itself (ISD -> SID)
     ("SID", "SID"),
+    # "&" is the word AND; an apostrophe joins the letters around it
+    ("Arts & Sciences Academy", "ARTS AND SCIENCES ACADEMY"),
+    ("O'Fallon Township", "OFALLON TOWNSHIP"),
 ])
 def test_normalise(raw, expected):
     assert normalise(raw) == expected
@@ -272,7 +275,7 @@ def test_min_margin_boundary(other, other_score, decision):
 
 
 @pytest.mark.parametrize("name", ["Mount Olive Township School District", "Mount Olive Township Schools"])
-def test_a_reference_name_cut_at_25_characters_matches_the_whole_name(name):
+def test_a_reference_name_cut_at_25_characters_is_matched_by_the_whole_name(name):
     # Older NCES names stop at 25 characters, mid-word: the query is compared cut the same way.
     cut = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": ["NJ"] * 3,
                                   "name": ["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO", "OLIVE BRANCH TOWNSHIP"]}))
@@ -389,3 +392,11 @@ def test_each_resolution_carries_its_query():
     ref = _state_reference(["JACKSON PUBLIC SCHOOL DIST", "ALCORN SCHOOL DIST"])
     names = ["Jackson Public Schools", "Public School District", "Jacskon", "Zzyzx"]
     assert [r.query for r in ref.resolve_many([(n, "MS", None) for n in names])] == names
+
+
+def test_every_one_of_more_misspelt_names_than_two_score_blocks_is_resolved():
+    queries = [(f"{p} {k[:-1]}", "PA", None) for p in PLACES for k in KINDS] * 3  # 1,200 names, none exact
+    together = MANY.resolve_many(queries)
+    assert len(together) == len(queries) > 2 * Reference.BLOCK
+    assert all(r is not None and r.method == "fuzzy" for r in together)
+    assert together[-1] == MANY.resolve(*queries[-1])
