@@ -8,7 +8,9 @@ import sqlalchemy as sa
 from belleville_mtss.lib.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+# shared/ beside the repository; from a copy inside it (mutmut's mutants/), the nearest one above.
+REFERENCE = next((p / "shared" / "reference" for p in REPO.parents if (p / "shared" / "reference").is_dir()),
+                 REPO.parent / "shared" / "reference")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

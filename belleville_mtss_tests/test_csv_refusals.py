@@ -107,3 +107,252 @@ def test_every_cell_stays_text(tmp_path):
     frame = read_text_csv(path)
     assert frame.dtypes == [pl.String] * 5
     assert frame.rows() == [("000123", "K", "< 1", "BR400L", "NA"), ("0042", "01", "3.40", "695L", "07")]
+
+
+@pytest.mark.parametrize(("data", "reason", "message"), [
+    (b",,\n1,2,3\n", "no_header", "x.csv: the first row is blank; a header row is expected"),
+    (b" , \n1,2\n", "no_header", "x.csv: the first row is blank; a header row is expected"),
+    (b"id\rname\r1\r", "line_endings", "x.csv: lines end in a bare carriage return (old Mac style); export with CRLF "
+                                       "or LF line endings"),
+    (b"id,n\xe9\n1,2\n", "encoding", "x.csv: the header row is not valid utf-8 text"),
+    (b"id,name\n1,\xe9\n2,b\n", "encoding", "x.csv: not valid utf-8 text near the end of the file"),
+])
+def test_a_first_row_that_is_no_header_is_refused_saying_why(data, reason, message):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data)
+    assert (info.value.reason, info.value.message) == (reason, message)
+
+
+@pytest.mark.parametrize("first_row", [f"000123,{SECRET}@x.org", "2026-09-15,Ana", "12.5,Bo", "10/5/22 21:32,Cy"])
+def test_a_data_row_where_the_header_should_be_is_refused_without_quoting_it(first_row):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=f"{first_row}\n1,2\n".encode())
+    assert info.value.reason == "no_header"
+    assert info.value.message == (
+        "x.csv: the first row holds values (numbers, dates or email addresses), not column names; a header row is "
+        "expected (an export without one needs has_header: false and column_order in the district registry)")
+    assert first_row.split(",")[0] not in info.value.message and SECRET not in info.value.message
+
+
+def test_header_names_are_read_without_the_spaces_around_them():
+    frame = read_text_csv(Path("x.csv"), data=b" StudentIdentifier ,\tDistrictName , Grade 5\n000123,B,K\n")
+    assert frame.columns == ["StudentIdentifier", "DistrictName", "Grade 5"]
+    # and spaced names still collide, case aside
+    with pytest.raises(FileRejected, match=r"duplicated column name\(s\) ID, name$"):
+        read_text_csv(Path("x.csv"), data=b"id, Name ,ID,name\n1,2,3,4\n")
+
+
+def test_blank_header_names_are_kept_apart():
+    frame = read_text_csv(Path("x.csv"), data=b"id,,name,\n1,2,3,4\n")
+    assert frame.width == 4 and frame.columns[0] == "id" and frame.columns[2] == "name"
+    assert frame.row(0) == ("1", "2", "3", "4")
+
+
+def test_an_export_without_a_header_reads_by_the_declared_column_order():
+    frame = read_text_csv(Path("x.csv"), data=b"000123,Ana\n000124,Bo\n", has_header=False,
+                          column_names=["id", "name"])
+    assert frame.columns == ["id", "name"] and frame.rows() == [("000123", "Ana"), ("000124", "Bo")]
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana\n", has_header=False)
+    assert (info.value.reason, info.value.message) == ("no_header", "x.csv: no header row and no column order declared")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana,5\n000124,Bo\n", has_header=False, column_names=["id", "name"])
+    assert (info.value.reason, info.value.message) == (
+        "ragged_rows", "x.csv: some rows have more fields than the 2 columns declared")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"000123,Ana\n000124\n", has_header=False, column_names=["id", "name"])
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.csv: the last record has 1 of 2 fields (file cut short?)")
+
+
+def test_a_ragged_row_is_named_in_the_message():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,a,b\n2,c\n")
+    assert info.value.message == "x.csv: some rows have more fields than the header"
+
+
+def test_the_row_limit_refuses_a_file_one_row_over_it():
+    data = b"id\n1\n2\n3\n"
+    assert read_text_csv(Path("x.csv"), data=data, max_rows=3)["id"].to_list() == ["1", "2", "3"]
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data, max_rows=2)
+    assert (info.value.reason, info.value.message) == ("too_many_rows", "x.csv: more than 2 rows (MTSS_MAX_FILE_ROWS)")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id\n" + b"1\n" * 1500, max_rows=1200)
+    assert info.value.message == "x.csv: more than 1,200 rows (MTSS_MAX_FILE_ROWS)"
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_only_the_selected_columns_are_kept(project, tmp_path):
+    data = b"a,StudentIdentifier,b,ScaledScore\n1,000123,2,850\n"
+    for source in (dict(data=data), dict()):
+        path = write(tmp_path, "sel", data)
+        frame = read_text_csv(path, select=lambda header: {"ScaledScore", "StudentIdentifier", "nothere"},
+                              project=project, **source)
+        assert frame.columns == ["StudentIdentifier", "ScaledScore"] and frame.row(0) == ("000123", "850")
+    if project:
+        # none of the wanted columns: the first is read, to count the rows
+        assert read_text_csv(Path("x.csv"), data=data, select=lambda h: [], project=True).columns == ["a"]
+
+
+def test_a_windows_1252_export_reads_as_text_and_a_bad_byte_is_refused(tmp_path):
+    data = "id,name,note\n1,Jos\u00e9,\u201cok\u201d\n2,Ren\u00e9e,x\n".encode("cp1252")
+    for kwargs in (dict(data=data), dict()):
+        frame = read_text_csv(write(tmp_path, "w", data), encoding="windows-1252", **kwargs)
+        assert frame.rows() == [("1", "Jos\u00e9", "\u201cok\u201d"), ("2", "Ren\u00e9e", "x")]
+    projected = read_text_csv(Path("x.csv"), data=data, encoding="windows-1252", select=lambda h: ["name"],
+                              project=True)
+    assert projected.columns == ["name"] and projected["name"].to_list() == ["Jos\u00e9", "Ren\u00e9e"]
+    # 0x81 is no character: near the end of the file, or before the tail that is checked first
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,\x81\n2,b\n", encoding="windows-1252")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid windows-1252 text near the end "
+                                                                   "of the file")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,\x81\n" + b"2,b\n" * 100_000, encoding="windows-1252")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid windows-1252 text")
+
+
+def test_a_file_cut_short_is_found_in_a_large_file(tmp_path):
+    # Only the tail is read to check the last record: it starts at a line boundary, whatever the file's size.
+    body = b"".join(b"%06d,name,%d\n" % (i, i % 7) for i in range(40_000))
+    path = write(tmp_path, "big", b"id,name,score\n" + body + b"040000,na")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(path)
+    assert info.value.message == "big.csv: the last record has 2 of 3 fields (file cut short?)"
+    assert read_text_csv(write(tmp_path, "whole", b"id,name,score\n" + body)).height == 40_000
+
+
+def test_the_checksum_is_of_the_bytes_read_from_disk_or_memory(tmp_path):
+    import hashlib
+
+    from belleville_mtss.lib.csvfile import file_info
+    data = b"id,name\n" + b"000123,Ana\n" * 200_000  # more than one 1 MiB chunk
+    path = write(tmp_path, "f", data)
+    expected = hashlib.sha256(data).hexdigest()
+    on_disk, in_memory = file_info(path), file_info(path, data)
+    assert on_disk == in_memory
+    assert (on_disk.name, on_disk.path, on_disk.size, on_disk.sha256) == ("f.csv", str(path), len(data), expected)
+    other = file_info(Path("g.csv"), b"id\n1\n")
+    assert other.sha256 == hashlib.sha256(b"id\n1\n").hexdigest() and other.size == 5
+
+
+def test_a_headerless_tab_delimited_windows_1252_export_reads_every_row():
+    data = "007\tJos\u00e9\n008\tRen\u00e9e\n".encode("cp1252")
+    frame = read_text_csv(Path("x.txt"), data=data, encoding="windows-1252", delimiter="\t", has_header=False,
+                          column_names=["id", "name"])
+    assert frame.columns == ["id", "name"] and frame.rows() == [("007", "Jos\u00e9"), ("008", "Ren\u00e9e")]
+
+
+def test_a_large_file_whose_last_record_spans_lines_is_whole():
+    # The tail read to check the last record starts at a line boundary, not at its last line.
+    body = b"".join(b"%06d,plain\n" % i for i in range(30_000))
+    data = b"id,note\n" + body + b'030000,"a note\non three\nlines"'
+    frame = read_text_csv(Path("x.csv"), data=data)
+    assert frame.height == 30_001 and frame["note"][-1] == "a note\non three\nlines"
+
+
+def test_a_byte_that_is_no_character_at_the_very_end_is_an_encoding_problem_not_a_cut():
+    # 0xFF never starts a UTF-8 character: the file is not cut in the middle of one, it is not UTF-8.
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,caf\xff")
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid utf-8 text near the end of the file")
+
+
+def test_blank_lines_at_the_end_are_not_a_cut_record():
+    frame = read_text_csv(Path("x.csv"), data=b"id,name\r\n000123,Ana\r\n\r\n\n")
+    assert frame.row(0) == ("000123", "Ana")
+
+
+def test_a_headerless_export_of_nothing_but_a_byte_order_mark_holds_no_data():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"\xef\xbb\xbf", has_header=False, column_names=["id"])
+    assert (info.value.reason, info.value.message) == ("empty_file", "x.csv holds no data")
+
+
+def test_a_byte_that_is_not_utf_8_anywhere_in_a_large_file_is_refused():
+    # Far from the header and from the tail that are checked first: the parser itself refuses it, never
+    # replacing it with another character.
+    data = b"id,name\n1,\xe9t\xe9\n" + b"2,b\n" * 100_000
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=data)
+    assert (info.value.reason, info.value.message) == ("encoding", "x.csv: not valid utf-8 text")
+
+
+def test_text_after_a_closing_quote_far_from_the_end_is_unreadable():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=f'id,name\n1,"{SECRET}"x\n'.encode() + b"2,b\n" * 100_000)
+    assert (info.value.reason, info.value.message) == ("unreadable", "x.csv: not a readable CSV file (ComputeError)")
+
+
+def test_a_headerless_export_whose_first_record_spans_lines_reads_whole(tmp_path):
+    # A small file is checked whole: its first line is not skipped as if it were a cut one.
+    data = b'"a note\non two lines",000123\nplain,000124\n'
+    for source in (dict(data=data), dict()):
+        frame = read_text_csv(write(tmp_path, "n", data), has_header=False, column_names=["note", "id"], **source)
+        assert frame.rows() == [("a note\non two lines", "000123"), ("plain", "000124")]
+
+
+def test_a_note_spanning_lines_where_the_checked_tail_begins_is_whole():
+    # The last 256 KiB are checked from their first line boundary: a quoted note that starts on the next line
+    # and ends on the one after is one record, not an unclosed quote.
+    end = b'000001,"a note\non two lines"\n' + b"000002,plain\n" * 20_088
+    data = b"id,note\n" + b"000003,y\n" * 100 + b"000000," + b"x" * 2000 + b"\n" + end
+    frame = read_text_csv(Path("x.csv"), data=data)
+    assert frame.height == 20_190 and frame["note"][101] == "a note\non two lines"
+
+
+def test_a_cut_record_is_found_when_the_header_ends_in_a_tab():
+    # A trailing tab is an empty last column: the header has 3 names, and the cut record 2 of 3 fields.
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.txt"), data=b"id\tname\t\n1\ta\t\n2\tb", delimiter="\t")
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.txt: the last record has 2 of 3 fields (file cut short?)")
+
+
+@pytest.mark.parametrize("last", [b'2,5" tall', b'2,"tall"er', b'2,"tall""'])
+def test_broken_quoting_in_the_last_record_is_refused_as_an_unclosed_quote(last):
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,height\n1,short\n" + last + b"\n")
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "x.csv: the last record is incomplete (unclosed quote)")
+
+
+def test_selected_columns_without_projection_still_refuse_a_ragged_row():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\n1,a,b\n2,c\n", select=lambda header: ["name"])
+    assert (info.value.reason, info.value.message) == ("ragged_rows", "x.csv: some rows have more fields than the header")
+
+
+def test_a_header_row_longer_than_64_kib_is_refused_not_cut_mid_name(tmp_path):
+    # Only the first 64 KiB are read for the header: a row of 65,536 bytes before its line break would lose the
+    # end of a column name. One byte shorter, the header is read whole.
+    def header(length: int) -> bytes:
+        names = b",".join(b"Column%05d" % i for i in range(length // 12 + 1))
+        return names[:length - 1] + b"Z"
+    for length, refused in ((65_535, False), (65_536, True), (70_000, True)):
+        line = header(length)
+        assert len(line) == length
+        data = line + b"\n" + b",".join(b"1" for _ in line.split(b",")) + b"\n"
+        for source in (dict(data=data), dict()):
+            path = write(tmp_path, "wide", data)
+            if refused:
+                with pytest.raises(FileRejected) as info:
+                    read_text_csv(path, **source)
+                assert (info.value.reason, info.value.message) == (
+                    "no_header", "wide.csv: the first row is longer than 64 KiB; a header row of column names is "
+                                 "expected")
+            else:
+                assert read_text_csv(path, **source).columns == [c.decode() for c in line.split(b",")]
+
+
+def test_a_long_first_line_is_data_in_an_export_without_a_header():
+    data = b"x" * 70_000 + b",000123\nshort,000124\n"
+    frame = read_text_csv(Path("x.csv"), data=data, has_header=False, column_names=["note", "id"])
+    assert frame["id"].to_list() == ["000123", "000124"]
+
+
+def test_a_large_file_with_old_mac_line_endings_is_refused_for_them():
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(Path("x.csv"), data=b"id,name\r" + b"000123,Ana\r" * 10_000)
+    assert info.value.reason == "line_endings"

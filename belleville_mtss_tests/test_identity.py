@@ -3,7 +3,7 @@ import datetime as dt
 
 import polars as pl
 
-from belleville_mtss.lib.identity import build_results, build_roster, link_students
+from belleville_mtss.lib.identity import RESULTS_SCHEMA, build_results, build_roster, link_problems, link_students
 from belleville_mtss.lib.powerschool import email_key
 from belleville_mtss.lib.star import STAR_SCHEMA
 
@@ -86,3 +86,173 @@ def test_roster_and_results_are_stamped_and_joined():
 
 def _by_subject(star: pl.DataFrame) -> dict[str, pl.DataFrame]:
     return {s: star.filter(pl.col("subject") == s) for s in star["subject"].unique(maintain_order=True)}
+
+
+def _students(rows: list[tuple[str, str | None]], link: list[str | None] | None = None) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema=["student_number", "email"], orient="row")
+    return frame.with_columns(
+        pl.Series("student_link", link if link is not None else frame["student_number"].to_list(), dtype=pl.Utf8),
+        email_key(pl.col("email")).alias("email_key"),
+        pl.lit("First").alias("first_name"), pl.lit("Last").alias("last_name"),
+        pl.lit("5").alias("grade_level"), pl.lit("03").alias("school_id"),
+    )
+
+
+def _star(subject: str, links: list[str], keys: list[str] | None = None) -> pl.DataFrame:
+    n = len(links)
+    return pl.DataFrame({
+        "subject": [subject] * n, "test_key": keys or [f"{subject}{i}" for i in range(n)], "student_link": links,
+        "district_name": ["Belleville Public Schools"] * n, "school_name": ["School No. 3"] * n,
+        "school_year": ["2026-2027"] * n, "completed_at": [dt.datetime(2026, 10, 1 + i) for i in range(n)],
+        "grade": ["5"] * n, "scaled_score": [500 + i for i in range(n)], "percentile_rank": [50] * n,
+        "unified_score": [900] * n, "benchmark_category": ["On Watch"] * n, "screening_window": ["Fall"] * n,
+        "source_row": list(range(2, n + 2)),
+    }, schema=STAR_SCHEMA)
+
+
+def test_a_student_without_an_email_is_counted_and_never_linked():
+    students = _students([("1", None), ("2", "  "), ("3", "c@x.org")])
+    classlink = pl.DataFrame({"classlink_user_id": ["CL1", "CL2"], "tenant_name": ["Belleville PD"] * 2,
+                              "email_key": [None, "c@x.org"]})
+    identity = link_students(students, classlink, {})
+    assert identity.frame.select("student_number", "classlink_link", "classlink_user_id").rows() == [
+        ("1", "no_email", None), ("2", "no_email", None), ("3", "linked", "CL2")]
+    assert identity.stats["classlink_email"] == {
+        "powerschool_students": 3, "linked": 1, "not_in_classlink": 0, "ambiguous_email": 0, "no_email": 2,
+        "classlink_students_unmatched": 1, "match_rate": 0.3333}
+    # no Star file at all: nothing to link, and no rate to divide by zero
+    assert identity.stats["renaissance_link"] == {
+        "star_rows": 0, "linked_rows": 0, "unknown_student_rows": 0, "ambiguous_link_rows": 0,
+        "probable_leading_zero_rows": 0, "students_with_tests": 0, "students_without_tests": 3, "match_rate": 0.0}
+    assert identity.frame["star_test_count"].to_list() == [0, 0, 0]
+
+
+def test_a_drop_where_no_student_links_counts_none_linked():
+    students = _students([("1", "a@x.org"), ("2", "b@x.org")])
+    classlink = pl.DataFrame({"classlink_user_id": ["CL9"], "tenant_name": ["Belleville PD"], "email_key": ["z@x.org"]})
+    stats = link_students(students, classlink, {}).stats["classlink_email"]
+    assert (stats["linked"], stats["not_in_classlink"], stats["classlink_students_unmatched"], stats["match_rate"]) == (
+        0, 2, 1, 0.0)
+
+
+def test_a_link_value_two_students_share_links_neither_and_is_reported():
+    # STATE ID "77" carried by two students (the registry links Star StudentStateID to it): its tests go nowhere.
+    students = _students([("1", "a@x.org"), ("2", "b@x.org"), ("3", "c@x.org")], link=["77", "77", "78"])
+    stars = {"SR": _star("SR", ["77", "77", "78", "79"])}
+    identity = link_students(students, pl.DataFrame(schema={"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8,
+                                                            "email_key": pl.Utf8}), stars)
+    assert identity.frame["star_test_count"].to_list() == [0, 0, 1]
+    assert identity.by_subject == {"SR": {"rows": 4, "linked": 1, "ambiguous_link": 2, "unknown_student": 1,
+                                          "probable_leading_zeros": 0}}
+    results, _ = build_results(stars, identity.frame, 107873, "belleville/d1", dt.datetime(2026, 11, 28))
+    assert results["StudentNumber"].to_list() == ["3"]
+    records = link_problems(identity, "students.csv", {"SR": "SR.csv"}, link="StudentStateID")
+    assert [(r.stage, r.reason, r.file_name, r.row_count, r.message) for r in records] == [
+        ("identity", "ambiguous_link", "SR.csv", 2,
+         "SR.csv: 2 Star row(s) whose StudentStateID two PowerSchool students share: not loaded"),
+        ("identity", "unknown_student", "SR.csv", 1,
+         "SR.csv: 1 Star row(s) for a StudentStateID not in the PowerSchool export: not loaded"),
+    ]
+
+
+def test_an_identifier_that_lost_its_zeros_is_reported_only_when_one_student_fits():
+    # "7" fits 007 only; "8" fits both 008 and 0008: not even a probable match.
+    students = _students([("007", "a@x.org"), ("008", "b@x.org"), ("0008", "c@x.org")])
+    stars = {"SM": _star("SM", ["7", "7", "8", "007"])}
+    identity = link_students(students, _frames()[1], stars)
+    assert identity.by_subject["SM"] == {"rows": 4, "linked": 1, "ambiguous_link": 0, "unknown_student": 3,
+                                         "probable_leading_zeros": 2}
+    records = link_problems(identity, "students.csv", {})
+    assert [(r.reason, r.file_name, r.row_count, r.message) for r in records] == [
+        ("probable_leading_zeros", "SM", 2, "SM: 2 Star row(s) whose StudentIdentifier matches a student only "
+                                            "without leading zeros: not joined"),
+        ("unknown_student", "SM", 1, "SM: 1 Star row(s) for a StudentIdentifier not in the PowerSchool export: "
+                                     "not loaded"),
+    ]
+
+
+def test_only_leading_zeros_make_a_probable_match_not_a_leading_letter():
+    # "X4567" is another identifier than 4567: unknown, never reported as the student's lost zeros.
+    students = _students([("4567", "a@x.org"), ("0089", "b@x.org")])
+    identity = link_students(students, _frames()[1], {"SR": _star("SR", ["X4567", "89"])})
+    assert identity.by_subject["SR"] == {"rows": 2, "linked": 0, "ambiguous_link": 0, "unknown_student": 2,
+                                         "probable_leading_zeros": 1}
+
+
+def test_a_large_districts_identity_map_keeps_the_exports_order():
+    # The roster is placed beside the map without a join: the map lists the students as the export does, also
+    # when there are far too many for the joins to keep their order by chance.
+    n = 20_000
+    numbers = [f"{(i * 7919) % n:06d}" for i in range(n)]
+    students = _students([(s, f"s{s}@x.org") for s in numbers])
+    classlink = pl.DataFrame({"classlink_user_id": [f"CL{i}" for i in range(0, n, 3)],
+                              "email_key": [f"s{i:06d}@x.org" for i in range(0, n, 3)]}).with_columns(
+        pl.lit("Belleville PD").alias("tenant_name"))
+    links = [f"{i:06d}" for i in range(0, n, 2)]
+    star = pl.DataFrame({"student_link": links, "test_key": [f"t{i}" for i in range(len(links))]}).with_columns(
+        pl.lit("SR").alias("subject"), pl.lit(dt.datetime(2026, 10, 1)).alias("completed_at"),
+        pl.int_range(2, len(links) + 2, dtype=pl.UInt32).alias("source_row"),
+    ).select(pl.col(c).cast(t) if c in ("student_link", "test_key", "subject", "completed_at", "source_row")
+             else pl.lit(None, dtype=t).alias(c) for c, t in STAR_SCHEMA.items())
+    identity = link_students(students, classlink, {"SR": star})
+    assert identity.frame["student_number"].to_list() == numbers
+    assert identity.stats["classlink_email"]["linked"] == len(range(0, n, 3))
+    assert identity.by_subject["SR"]["linked"] == len(links)
+
+
+def test_shared_emails_are_one_error_record_for_the_powerschool_file():
+    students, classlink, star = _frames()
+    identity = link_students(students, classlink, _by_subject(star))
+    records = link_problems(identity, "students.csv", {"SR": "SR.csv", "SM": "SM.csv"})
+    assert [(r.stage, r.reason, r.file_name, r.row_count) for r in records] == [
+        ("identity", "ambiguous_email", "students.csv", 3), ("identity", "probable_leading_zeros", "SR.csv", 1),
+        ("identity", "unknown_student", "SM.csv", 1)]
+    assert records[0].message == ("students.csv: 3 student(s) not linked to ClassLink: their email is shared by two "
+                                  "students or two ClassLink users")
+
+
+def test_a_test_key_repeated_in_a_file_is_loaded_once_and_counted():
+    students = _students([("1", "a@x.org"), ("2", "b@x.org")])
+    stars = {"SR": _star("SR", ["1", "1", "2"], keys=["K1", "K1", "K2"]),
+             "SM": _star("SM", ["1", "2"], keys=["K1", "K9"])}  # the same key in another subject is another test
+    identity = link_students(students, _frames()[1], stars).frame
+    results, dropped = build_results(stars, identity, 107873, "belleville/d1", dt.datetime(2026, 11, 28))
+    assert dropped == 1
+    assert results.select("Subject", "TestKey", "StudentNumber", "ScaledScore").rows() == [
+        ("SR", "K1", "1", 500), ("SR", "K2", "2", 502), ("SM", "K1", "1", 500), ("SM", "K9", "2", 501)]
+
+
+def test_results_carry_the_stamps_and_every_star_column():
+    students = _students([("00123", "a@x.org")])
+    when = dt.datetime(2026, 11, 28, 9, 30)
+    stars = {"SEL": _star("SEL", ["00123"])}
+    identity = link_students(students, _frames()[1], stars).frame
+    results, dropped = build_results(stars, identity, 107873, "belleville/d1", when)
+    assert dropped == 0
+    assert results.rows(named=True) == [{
+        "AccountInfoId": 107873, "StudentNumber": "00123", "Subject": "SEL", "TestKey": "SEL0",
+        "SchoolYear": "2026-2027", "CompletedAt": dt.datetime(2026, 10, 1), "Grade": "5", "ScaledScore": 500,
+        "PercentileRank": 50, "UnifiedScore": 900, "BenchmarkCategory": "On Watch", "ScreeningWindow": "Fall",
+        "DropId": "belleville/d1", "LoadedAt": when}]
+    assert results.schema == RESULTS_SCHEMA
+
+
+def test_without_star_files_there_are_no_results():
+    students = _students([("1", "a@x.org")])
+    identity = link_students(students, _frames()[1], {}).frame
+    results, dropped = build_results({}, identity, 107873, "belleville/d1", dt.datetime(2026, 11, 28))
+    assert (results.height, dropped, results.schema) == (0, 0, RESULTS_SCHEMA)
+
+
+def test_the_roster_is_the_students_with_their_links_in_any_order():
+    students, classlink, star = _frames()
+    identity = link_students(students, classlink, _by_subject(star)).frame
+    when = dt.datetime(2026, 11, 28)
+    expected = build_roster(students, identity, 107873, "belleville/d1", when)
+    # the identity map in another order is joined by student number, not placed side by side
+    shuffled = build_roster(students, identity.reverse(), 107873, "belleville/d1", when)
+    assert shuffled.rows() == expected.rows()
+    assert expected.row(0, named=True) == {
+        "AccountInfoId": 107873, "StudentNumber": "00123", "FirstName": "First", "LastName": "Last",
+        "Email": " Ana.Lopez@X.org ", "GradeLevel": "5", "SchoolId": "03", "ClassLinkUserId": "CL1",
+        "StarTestCount": 1, "DropId": "belleville/d1", "LoadedAt": when}

@@ -35,6 +35,9 @@ def accounts() -> Reference:
     ("WEBB ICSD", "WEBB CONSOLIDATED INDEPENDENT"),
     # but a place name that is a swapped abbreviation of three letters stays itself (ISD -> SID)
     ("SID", "SID"),
+    # "&" is the word AND; an apostrophe joins the letters around it
+    ("Arts & Sciences Academy", "ARTS AND SCIENCES ACADEMY"),
+    ("O'Fallon Township", "OFALLON TOWNSHIP"),
 ])
 def test_normalise(raw, expected):
     assert normalise(raw) == expected
@@ -145,6 +148,31 @@ def test_a_name_under_five_letters_is_too_short_for_the_typo_rule():
     assert ref.resolve("Byod School", state="TX").decision != "resolved"  # BYOD: one swap, but 4 letters
 
 
+@pytest.mark.parametrize(("name", "decision"), [
+    ("Wetsmoreladn", "resolved"),  # 12 letters, two swaps: two slips are allowed from 12 letters
+    ("Wetsmorelnd", "unmatched"),  # 11 letters, a swap and a letter missing: one slip only under 12
+    ("Ewstmoerladn", "unmatched"),  # 12 letters, three swaps: more than two slips
+])
+def test_a_long_name_may_be_two_slips_from_its_district_never_three(name, decision):
+    ref = _state_reference(["WESTMORELAND", "ALCORN SCHOOL DIST", "MADISON CO SCHOOL DIST"])
+    res = ref.resolve(name, state="MS")
+    assert res.best.name == "WESTMORELAND" and res.best.score < Reference.MIN_SCORE
+    assert res.decision == decision and res.method == ("typo" if decision == "resolved" else "fuzzy")
+
+
+def test_a_name_of_five_letters_is_long_enough_for_the_typo_rule():
+    ref = _state_reference(["ALAMO", "ALCORN SCHOOL DIST", "MADISON CO SCHOOL DIST"], "TX")
+    res = ref.resolve("Alamp", state="TX")  # one letter wrong: ALAMO scores 80, below 88
+    assert (res.decision, res.method, res.best.name) == ("resolved", "typo", "ALAMO")
+
+
+def test_an_empty_reference_resolves_nothing():
+    empty = Reference(pl.DataFrame(schema={"key": pl.Utf8, "name": pl.Utf8, "state": pl.Utf8}))
+    assert empty.states == frozenset()
+    res = empty.resolve("Belleville Public Schools")
+    assert (res.decision, res.method, res.candidates) == ("unmatched", "none", ())
+
+
 def test_a_typo_between_two_districts_of_the_same_name_stays_ambiguous():
     ref = Reference(pl.DataFrame({"key": ["a", "b", "c"], "name": ["JACKSON", "JACKSON SD", "MADISON"],
                                   "state": ["MS", "MS", "MS"]}))
@@ -244,3 +272,131 @@ def test_min_margin_boundary(other, other_score, decision):
     assert [(c.name, c.score) for c in res.candidates[:2]] == [(other, other_score), (SIX_WRONG, 88.0)]
     assert res.margin == pytest.approx(other_score - 88.0)
     assert (res.decision, res.method) == (decision, "fuzzy")
+
+
+@pytest.mark.parametrize("name", ["Mount Olive Township School District", "Mount Olive Township Schools"])
+def test_a_reference_name_cut_at_25_characters_is_matched_by_the_whole_name(name):
+    # Older NCES names stop at 25 characters, mid-word: the query is compared cut the same way.
+    cut = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": ["NJ"] * 3,
+                                  "name": ["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO", "OLIVE BRANCH TOWNSHIP"]}))
+    res = cut.resolve(name, state="NJ")
+    assert (res.decision, res.method, res.best.name, res.best.score) == (
+        "resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP SCHO", 100.0)
+
+
+@pytest.mark.parametrize("name", ["Mount Olive Township Scho", " Mount  Olive Township Scho "])
+def test_a_name_cut_at_25_characters_is_read_without_its_half_word(name):
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO"], "NJ")
+    res = ref.resolve(name, state="NJ")
+    assert (res.decision, res.method, res.best.name) == ("resolved", "exact", "MOUNT OLIVE TOWNSHIP")
+    # 24 or 26 characters: not cut, the last word is kept
+    for longer_or_shorter in ["Mount Olive Township Sco", "Mount Olive Township Nortt"]:
+        assert ref.resolve(longer_or_shorter, state="NJ").method == "fuzzy"
+
+
+def test_state_and_county_are_compared_whatever_their_case_and_spaces():
+    ref = Reference(pl.DataFrame({"key": ["a", "b", "c"], "state": [" nj", "NJ ", "nj"],
+                                  "name": ["WASHINGTON TOWNSHIP", "WASHINGTON TOWNSHIP", "NUTLEY"],
+                                  "county": [" morris", "MERCER", None], "account_info_id": [1, 2, 3]}))
+    assert ref.states == frozenset({"NJ"})
+    res = ref.resolve("Washington Township", state=" nj ", county="Morris ")
+    assert (res.decision, res.best.key, res.best.state, res.best.account_info_id) == ("resolved", "a", "NJ", 1)
+    # a county the reference does not know for the state: the whole state, where the name is shared
+    assert ref.resolve("Washington Township", state="NJ", county="Hudson").decision == "ambiguous"
+    assert ref.resolve("Washington Township", state="NJ").decision == "ambiguous"
+    # a district without a county is found from its state's pool only
+    assert ref.resolve("Nutley", state="NJ", county="Essex").best.key == "c"
+
+
+def test_a_name_of_generic_words_only_is_unmatched_without_candidates():
+    for name in ["Public School District", "The Board of Education", "", "  -  "]:
+        res = JACKSONS.resolve(name, state="MS")
+        assert (res.decision, res.method, res.candidates, res.best, res.margin) == ("unmatched", "none", (), None,
+                                                                                    None)
+
+
+def test_at_most_limit_candidates_and_the_decision_counts_every_exact_hit():
+    ref = _state_reference(["WASHINGTON TOWNSHIP"] * 3 + ["NUTLEY"], "NJ")
+    res = ref.resolve("Washington Twp", state="NJ", limit=2)
+    assert (res.decision, res.method, [c.key for c in res.candidates]) == ("ambiguous", "exact", ["k0", "k1"])
+    assert res.margin == 0.0
+    one = ref.resolve("Washington Twp", state="NJ", limit=1)
+    assert one.decision == "ambiguous" and len(one.candidates) == 1 and one.margin == 100.0
+    fuzzy = MANY.resolve("Milton Heigths", state="PA", limit=3)
+    assert len(fuzzy.candidates) == 3 and fuzzy.best.name == "MILTON HEIGHTS"
+
+
+def test_a_candidate_scoring_under_50_is_not_listed():
+    res = JACKSONS.resolve("Zzyzx Unified", state="MS")
+    assert (res.decision, res.method) == ("unmatched", "none") and res.candidates == ()
+    assert all(c.score >= 50 for c in JACKSONS.resolve("Jackson Central", state="MS").candidates)
+
+
+def test_many_names_at_once_resolve_as_each_alone():
+    # More queries than one score block, from two pools: each answer stays with its query.
+    queries = [(f"{p} {k}" if i % 3 else f"{p} {k[:-1]}", "PA", None) for i, (p, k) in
+               enumerate((p, k) for p in PLACES for k in KINDS)] * 2
+    queries += [("Jacskon", "MS", None), ("Almar School District", "MS", None)]
+    both = Reference(pl.concat([MANY.frame, JACKSONS.frame]))
+    together = both.resolve_many(queries)
+    assert len(together) == len(queries) > Reference.BLOCK
+    alone = {q: both.resolve(*q) for q in set(queries)}
+    assert together == [alone[q] for q in queries]
+    assert together[1].best.name == f"{PLACES[0]} {KINDS[1]}"
+
+
+def test_a_name_with_its_words_in_another_order_resolves():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO", "OLIVE BRANCH"], "NJ")
+    res = ref.resolve("Township Mount Olive", state="NJ")
+    assert (res.decision, res.method, res.best.name, res.best.score) == ("resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP",
+                                                                         100.0)
+
+
+def test_a_name_cut_at_25_characters_with_a_typo_is_scored_without_its_half_word():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP", "MOUNT ARLINGTON BORO", "OLIVE BRANCH"], "NJ")
+    res = ref.resolve("Mount Olyve Township Scho", state="NJ")  # 25 characters: SCHO is half a word
+    assert (res.decision, res.method, res.best.name, res.best.score) == ("resolved", "fuzzy", "MOUNT OLIVE TOWNSHIP",
+                                                                         95.0)
+
+
+@pytest.mark.parametrize("query", ["Milton Heigths", "Hampton Manr", "Shaler Valey", "Oxford Vally"])
+def test_the_best_candidate_is_the_same_whatever_the_limit(query):
+    best = MANY.resolve(query, state="PA", limit=5)
+    one = MANY.resolve(query, state="PA", limit=1)
+    assert [(c.name, c.score) for c in one.candidates] == [(best.best.name, best.best.score)]
+    assert [c.score for c in best.candidates] == sorted((c.score for c in MANY.resolve(query, state="PA",
+                                                         limit=400).candidates), reverse=True)[:5]
+
+
+def test_a_candidate_scoring_exactly_50_is_listed():
+    res = _state_reference(["ABEF", "ZZZZ QQQQ"], "PA").resolve("Abcd", state="PA")
+    assert (res.decision, [(c.name, c.score) for c in res.candidates]) == ("unmatched", [("ABEF", 50.0)])
+
+
+def test_a_runner_up_one_slip_farther_than_the_best_leaves_the_score_to_decide():
+    # WESTMORELANE is one slip from WESTMORELAND and two from WESTMOREPINE: no tie; the fuzzy margin decides.
+    ref = _state_reference(["WESTMORELAND", "WESTMOREPINE", "ALCORN SCHOOL DIST"], "PA")
+    res = ref.resolve("Westmorelane", state="PA")
+    assert [(c.name, c.score) for c in res.candidates[:2]] == [("WESTMORELAND", 91.67), ("WESTMOREPINE", 83.33)]
+    assert (res.decision, res.method) == ("resolved", "fuzzy")
+
+
+def test_a_query_equal_to_a_cut_reference_name_is_an_exact_match():
+    ref = _state_reference(["MOUNT OLIVE TOWNSHIP SCHO", "MOUNT ARLINGTON BORO"], "NJ")
+    res = ref.resolve("Mount Olive Township Scho", state="NJ")
+    assert (res.query, res.decision, res.method, res.best.name) == (
+        "Mount Olive Township Scho", "resolved", "exact", "MOUNT OLIVE TOWNSHIP SCHO")
+
+
+def test_each_resolution_carries_its_query():
+    ref = _state_reference(["JACKSON PUBLIC SCHOOL DIST", "ALCORN SCHOOL DIST"])
+    names = ["Jackson Public Schools", "Public School District", "Jacskon", "Zzyzx"]
+    assert [r.query for r in ref.resolve_many([(n, "MS", None) for n in names])] == names
+
+
+def test_every_one_of_more_misspelt_names_than_two_score_blocks_is_resolved():
+    queries = [(f"{p} {k[:-1]}", "PA", None) for p in PLACES for k in KINDS] * 3  # 1,200 names, none exact
+    together = MANY.resolve_many(queries)
+    assert len(together) == len(queries) > 2 * Reference.BLOCK
+    assert all(r is not None and r.method == "fuzzy" for r in together)
+    assert together[-1] == MANY.resolve(*queries[-1])

@@ -192,6 +192,26 @@ def test_tab_delimited_export(tmp_path):
         ("000123", "O'Brien, Jr.", "a@x.org"), ("000124", "Kim", None)]
 
 
+def test_a_headerless_windows_1252_export_reads_by_the_registrys_column_order(tmp_path):
+    fmt = PowerSchoolFormat(has_header=False, encoding="windows-1252", column_order=["Num", "Mail", "Last"],
+                            columns={"student_number": "Num", "email": "Mail", "last_name": "Last"})
+    path = tmp_path / "students.csv"
+    path.write_bytes("000123,a@x.org,Mu\u00f1oz\n000124,b@x.org,Ren\u00e9e\n".encode("cp1252"))
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "email_key", "last_name").rows() == [
+        ("000123", "a@x.org", "Mu\u00f1oz"), ("000124", "b@x.org", "Ren\u00e9e")]
+
+
+def test_an_export_over_the_row_limit_is_refused(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E"})
+    path = write(tmp_path, "N,E\n000123,a@x.org\n000124,b@x.org\n")
+    assert read_powerschool(path, fmt, max_rows=2).height == 2
+    with pytest.raises(FileRejected) as info:
+        read_powerschool(path, fmt, max_rows=1)
+    assert (info.value.reason, info.value.message) == ("too_many_rows", "students.csv: more than 1 rows (MTSS_MAX_FILE_ROWS)")
+
+
 def test_tab_delimited_export_read_as_commas_is_refused(tmp_path):
     fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
     path = write(tmp_path, "Student_Number\tEmail\n000123\tA@X.ORG\n")
@@ -233,3 +253,71 @@ def test_mennotech_example_has_19_students_and_no_email_column(reference_dir):
         map_columns(raw, fmt, path.name, REQUIRED)
     assert info.value.reason == "missing_columns"
     assert info.value.message.endswith("missing required column(s) for email (Email), as the district registry maps them")
+
+
+BELLEVILLE_FMT = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml").powerschool
+
+
+def test_the_first_accepted_header_present_wins_and_unmapped_columns_are_never_read(tmp_path):
+    path = write(tmp_path, "STUDENTS.SSN, u_studentsuserfields.CUSTOM_STUDENT_EMAIL ,STUDENTS.STUDENT_NUMBER,"
+                           "students.email\n999-99-9999,custom@x.org,000123,main@x.org\n")
+    raw = read_powerschool(path, BELLEVILLE_FMT)
+    assert "STUDENTS.SSN" not in raw.columns and raw.width == 3
+    mapped, headers = map_columns(raw, BELLEVILLE_FMT, path.name, REQUIRED)
+    assert headers["email"] == "students.email" and headers["student_number"] == "STUDENTS.STUDENT_NUMBER"
+    assert headers["first_name"] is None
+    assert mapped.columns == ["student_number", "email", "first_name", "last_name", "grade_level", "school_id", "dob",
+                              "enroll_status", "state_studentnumber", "dcid", "id"]
+    assert mapped.row(0)[:3] == ("000123", "main@x.org", None)
+
+
+def test_a_missing_required_column_is_named_with_each_header_accepted(tmp_path):
+    path = write(tmp_path, "STUDENTS.FIRST_NAME\nAna\n")
+    with pytest.raises(FileRejected) as info:
+        map_columns(read_powerschool(path, BELLEVILLE_FMT), BELLEVILLE_FMT, path.name, REQUIRED)
+    assert info.value.message == (
+        "students.csv: missing required column(s) for student_number (STUDENTS.STUDENT_NUMBER); email "
+        "(STUDENTS.EMAIL or U_STUDENTSUSERFIELDS.custom_student_email), as the district registry maps them")
+    # by default only the student number is required
+    raw = read_text_csv(write(tmp_path, "STUDENTS.STUDENT_NUMBER\n1\n"))
+    assert map_columns(raw, BELLEVILLE_FMT, "students.csv")[0]["student_number"].to_list() == ["1"]
+
+
+def test_a_value_longer_than_its_warehouse_column_rejects_the_row(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E", "grade_level": "G"})
+    path = write(tmp_path, f"N,E,G\n{'1' * 21},a@x.org,5\n{'2' * 20},b@x.org,123456789\n000123,c@x.org,K\n")
+    typed, rejected = load(path, fmt)
+    assert typed["student_number"].to_list() == ["000123"]
+    assert rejected.rows() == [
+        (2, "value_too_long: student_number longer than 20 characters (dm.StudentRoster.StudentNumber)"),
+        (3, "value_too_long: grade_level longer than 8 characters (dm.StudentRoster.GradeLevel)")]
+
+
+def test_the_link_field_is_trimmed_and_a_blank_one_links_nothing(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E", "state_studentnumber": "S"})
+    path = write(tmp_path, "N,E,S\n 000123 , A@X.org ,  NJ-77 \n000124,,\n000125, ,  \n")
+    mapped, _ = map_columns(read_powerschool(path, fmt), fmt, path.name, REQUIRED)
+    typed, rejected = type_students(mapped, link="state_studentnumber")
+    assert rejected.is_empty()
+    assert typed.select("student_number", "student_link", "email", "email_key", "source_row").rows() == [
+        ("000123", "NJ-77", "A@X.org", "a@x.org", 2), ("000124", None, "", None, 3), ("000125", None, "", None, 4)]
+    by_number_link, _ = type_students(mapped)
+    assert by_number_link["student_link"].to_list() == ["000123", "000124", "000125"]
+
+
+def test_grade_level_and_school_id_are_read_without_surrounding_spaces(tmp_path):
+    fmt = PowerSchoolFormat(columns={"student_number": "N", "email": "E", "grade_level": "G", "school_id": "S"})
+    path = write(tmp_path, "N,E,G,S\n000123,a@x.org, 3 ,\t101 \n000124,b@x.org,KG,102\n")
+    typed, rejected = load(path, fmt)
+    assert rejected.is_empty()
+    assert typed.select("student_number", "grade_level", "school_id").rows() == [
+        ("000123", "3", "101"), ("000124", "KG", "102")]
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_not_read_past(tmp_path):
+    # PowerSchool exports are typed by people: every field is parsed, so a stray comma is found.
+    path = write(tmp_path, "STUDENTS.STUDENT_NUMBER,STUDENTS.EMAIL\n000123,a@x.org\n000124,O,Brien@x.org\n000125,c@x.org\n")
+    with pytest.raises(FileRejected) as info:
+        read_powerschool(path, BELLEVILLE_FMT)
+    assert (info.value.reason, info.value.message) == (
+        "ragged_rows", "students.csv: some rows have more fields than the header")

@@ -1,10 +1,16 @@
 """The registry refuses a malformed or incomplete entry with a message that names the field."""
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.registry import RegistryError, load_district, load_registry
+from belleville_mtss.lib.registry import (
+    PowerSchoolFormat, Registry, RegistryError, load_district, load_registry, registry_folders,
+)
+
+from .helpers import two_district_registry
 
 GOOD = (PACKAGED_DISTRICTS_DIR / "belleville.yaml").read_text()
 
@@ -51,3 +57,137 @@ def test_invalid_yaml_is_set_aside_and_an_empty_registry_is_refused(tmp_path: Pa
     empty.mkdir()
     with pytest.raises(RegistryError, match="no district entries"):
         load_registry(empty)
+
+
+def test_every_wrong_field_is_named_in_one_message(tmp_path: Path):
+    path = tmp_path / "belleville.yaml"
+    path.write_text(GOOD.replace('nces_id: "3401350"', 'nces_id: "34013"').replace("state: NJ", "state: nj"))
+    with pytest.raises(RegistryError) as err:
+        load_district(path)
+    assert str(err.value) == ("belleville.yaml: nces_id: String should match pattern '^\\d{7}$'; "
+                              "state: String should match pattern '^[A-Z]{2}$'")
+
+
+@pytest.mark.parametrize(("edit", "field", "says"), [
+    (lambda t: t.replace("    dob: STUDENTS.DOB\n", "    birthday: STUDENTS.DOB\n"), "powerschool.columns",
+     "unknown column(s) birthday"),
+    (lambda t: t.replace("  star_math: SM.csv\n", "  star_science: SC.csv\n"), "files", "unknown source(s) star_science"),
+    (lambda t: t.replace("    dob: STUDENTS.DOB\n", "    dob: ' '\n"), "powerschool.columns", "no header given for dob"),
+    (lambda t: t.replace('  delimiter: ","', '  delimiter: ";;"'), "powerschool.delimiter", "must be one character"),
+    (lambda t: t.replace("  encoding: utf-8\n", "  encoding: utf-8\n  column_order: [STUDENTS.STUDENT_NUMBER]\n"),
+     "powerschool", "column_order is only for exports without a header row"),
+    (lambda t: t.replace("  encoding: utf-8\n", "  encoding: utf-8\n  has_header: false\n"), "powerschool",
+     "needs column_order"),
+])
+def test_a_wrong_value_is_refused_saying_what_is_wrong(tmp_path: Path, edit, field, says):
+    path = tmp_path / "belleville.yaml"
+    path.write_text(edit(GOOD))
+    with pytest.raises(RegistryError) as err:
+        load_district(path)
+    assert str(err.value).startswith(f"belleville.yaml: {field}") and says in str(err.value)
+
+
+HEADERLESS = {"has_header": False, "columns": {"student_number": "STUDENT_NUMBER", "email": "EMAIL"}}
+
+
+@pytest.mark.parametrize(("order", "says"), [
+    (["STUDENT_NUMBER", "EMAIL", "student_number "], "column_order names a column twice"),
+    (["STUDENT_NUMBER", "FIRST_NAME"], "column_order lacks the mapped column(s) EMAIL"),
+])
+def test_a_headerless_export_needs_each_mapped_column_once_in_column_order(order, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        PowerSchoolFormat.model_validate({**HEADERLESS, "column_order": order})
+    # the same columns, each once and in any case, are accepted
+    fmt = PowerSchoolFormat.model_validate({**HEADERLESS, "column_order": ["email", "Student_Number", "GRADE"]})
+    assert fmt.column_order == ["email", "Student_Number", "GRADE"]
+
+
+def test_a_file_that_is_not_a_mapping_is_refused_and_set_aside(tmp_path: Path):
+    (tmp_path / "belleville.yaml").write_text(GOOD)
+    (tmp_path / "listed.yaml").write_text("- district: listed\n- drop_folder: listed\n")
+    with pytest.raises(RegistryError, match=r"^listed.yaml: expected a mapping of fields at the top level$"):
+        load_district(tmp_path / "listed.yaml")
+    registry = load_registry(tmp_path)
+    # the broken file stops only its own district (named after the file): Belleville still loads
+    assert list(registry) == ["belleville"] and list(registry.problems) == ["listed"]
+    assert registry.problems["listed"].file == "listed.yaml"
+
+
+def test_a_district_defined_twice_is_refused_naming_both_files(tmp_path: Path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    (first / "belleville.yaml").write_text(GOOD)
+    (second / "belleville-copy.yaml").write_text(GOOD.replace("drop_folder: belleville", "drop_folder: elsewhere"))
+    registry = load_registry([first, second])
+    assert dict(registry) == {} and registry.folders == (first, second)
+    problem = registry.problems["belleville"]
+    assert problem.message == "belleville.yaml, belleville-copy.yaml: district 'belleville' is defined twice"
+    # what the first readable file says, so that the district's drops can be found and refused
+    assert (problem.file, problem.district, problem.drop_folder, problem.account_info_id) == (
+        "belleville.yaml, belleville-copy.yaml", "belleville", "belleville", 107873)
+    with pytest.raises(RegistryError, match="defined twice"):
+        registry.entry("belleville")
+
+
+def test_a_district_defined_twice_with_both_files_broken_is_still_defined_twice(tmp_path: Path):
+    broken = GOOD.replace("account_info_id: 107873\n", "")
+    (tmp_path / "a.yaml").write_text(broken)
+    (tmp_path / "b.yaml").write_text(broken)
+    problem = load_registry(tmp_path).problems["belleville"]
+    assert problem.message == "a.yaml, b.yaml: district 'belleville' is defined twice"
+    assert (problem.drop_folder, problem.account_info_id) == (None, None)
+
+
+def test_a_broken_file_still_says_where_its_drops_arrive(tmp_path: Path):
+    # Its drops are refused with the file's own message, not taken for an unknown district's.
+    (tmp_path / "riverton.yaml").write_text("district: riverton\ndrop_folder: riv\naccount_info_id: 555001\n")
+    (tmp_path / "junk.yaml").write_text("district: 12\ndrop_folder: [a]\naccount_info_id: '555002'\n")
+    (tmp_path / "blank.yaml").write_text("district: '  '\n")
+    problems = load_registry(tmp_path).problems
+    assert (problems["riverton"].file, problems["riverton"].district, problems["riverton"].drop_folder,
+            problems["riverton"].account_info_id) == ("riverton.yaml", "riverton", "riv", 555001)
+    assert problems["riverton"].message.startswith("riverton.yaml: ")
+    assert "display_name: Field required" in problems["riverton"].message
+    # a key, folder or id that is not readable is not taken: the file's stem names it
+    assert (problems["junk"].district, problems["junk"].drop_folder, problems["junk"].account_info_id) == (
+        "junk", None, None)
+    assert problems["blank"].district == "blank"
+
+
+def test_an_absent_district_and_a_missing_folder_are_named(tmp_path: Path):
+    registry = load_registry(PACKAGED_DISTRICTS_DIR)
+    with pytest.raises(RegistryError, match=r"^district 'atlantis' is not in the registry \(belleville\)$"):
+        registry.entry("atlantis")
+    assert registry.entry("belleville") is registry["belleville"]
+    with pytest.raises(RegistryError, match=r"^district 'atlantis' is not in the registry \(empty\)$"):
+        Registry({}, {}, ()).entry("atlantis")
+    with pytest.raises(RegistryError, match=r"is not in the registry \(belleville, riverton\)$"):
+        load_registry(two_district_registry(tmp_path)).entry("atlantis")
+    with pytest.raises(RegistryError, match="the registry folder does not exist"):
+        load_registry([PACKAGED_DISTRICTS_DIR, tmp_path / "nowhere"])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RegistryError) as err:
+        load_registry([tmp_path / "a", tmp_path / "b"])
+    assert str(err.value) == f"{tmp_path / 'a'}, {tmp_path / 'b'}: no district entries (*.yaml)"
+
+
+def test_registry_folders_setting(tmp_path: Path):
+    assert registry_folders(None) == (PACKAGED_DISTRICTS_DIR,)
+    assert registry_folders(f" packaged {os.pathsep}{tmp_path} {os.pathsep} ") == (PACKAGED_DISTRICTS_DIR, tmp_path)
+    assert registry_folders(str(tmp_path / "x" / "..")) == (tmp_path,)
+
+
+def test_a_link_field_must_be_mapped_and_is_then_required_in_the_file(tmp_path: Path):
+    path = tmp_path / "belleville.yaml"
+    path.write_text(GOOD.replace("  powerschool: student_number", "  powerschool: dcid"))
+    with pytest.raises(RegistryError) as err:
+        load_district(path)
+    # a rule across fields is the entry's, not one field's
+    assert str(err.value) == ("belleville.yaml: (entry): Value error, student_link uses PowerSchool field(s) dcid: "
+                              "map them in powerschool.columns")
+    path.write_text(GOOD.replace("  powerschool: student_number", "  powerschool: dcid")
+                    .replace("    dob: STUDENTS.DOB\n", "    dcid: STUDENTS.DCID\n"))
+    assert load_district(path).required_fields == ("student_number", "dcid", "email")
+    assert load_registry(PACKAGED_DISTRICTS_DIR)["belleville"].required_fields == ("student_number", "email")

@@ -7,7 +7,8 @@ import pytest
 from belleville_mtss.lib.pipeline import LOAD_CHECKS, load_checks
 from belleville_mtss.lib.sample import migrate_sample_warehouse
 from belleville_mtss.lib.warehouse import (
-    assessment_results, load_figures, make_engine, read_table, replace_results, results_scopes,
+    assessment_results, ingestion_files, load_figures, make_engine, mark_files, read_table, record_received,
+    replace_results, replace_roster, results_scopes, student_roster,
 )
 
 AWKWARD = [None, "", 'He said "hi"', "a,b", "line\nbreak", "Ünïcödé ’"]
@@ -71,6 +72,16 @@ def test_load_checks_read_back_only_what_the_load_replaced(engine):
     assert load_figures(engine, assessment_results, 107873, "belleville/x")["rows"] == 2 * frame.height
 
 
+def test_a_load_of_no_results_replaces_nothing_and_passes_its_checks(engine):
+    replace_results(engine, 107873, _frame())  # an earlier drop's results stay
+    empty = _frame().clear()
+    assert replace_results(engine, 107873, empty) == 0
+    figures = load_figures(engine, assessment_results, 107873, "belleville/y", results_scopes(empty))
+    assert figures == {"rows": 0, "duplicate_keys": 0, "other_account_rows": 0}
+    assert all(c.passed for c in load_checks("dm.AssessmentResults", 0, figures, 107873))
+    assert read_table(engine, assessment_results).height == _frame().height
+
+
 def test_load_checks_fail_on_what_a_wrong_table_holds(engine):
     """A table recreated without its key (by another team, say) that ends up with a key twice, a row of this drop
     stamped with another district, and more rows than the frame: each check fails, with its error row."""
@@ -88,3 +99,127 @@ def test_load_checks_fail_on_what_a_wrong_table_holds(engine):
     outcomes = load_checks("dm.AssessmentResults", frame.height, figures, 107873)
     assert [c.name for c in outcomes if not c.passed] == list(LOAD_CHECKS)
     assert all(r.stage == "warehouse" and r.file_name == "dm.AssessmentResults" for c in outcomes for r in c.records)
+
+
+def _roster(district: int, numbers: list[str], drop: str = "belleville/x") -> pl.DataFrame:
+    n = len(numbers)
+    return pl.DataFrame({
+        "AccountInfoId": [district] * n, "StudentNumber": numbers, "FirstName": ["Ana"] * n, "LastName": [None] * n,
+        "Email": [f"{s}@x.org" for s in numbers], "GradeLevel": ["K"] * n, "SchoolId": ["03"] * n,
+        "ClassLinkUserId": [None] * n, "StarTestCount": list(range(n)), "DropId": [drop] * n,
+        "LoadedAt": [dt.datetime(2026, 11, 28, 9, 30, 15, 250000)] * n,
+        "ExtraFrameColumn": ["not a warehouse column"] * n,  # a frame column the table lacks is not loaded
+    }, schema_overrides={"AccountInfoId": pl.Int32, "StarTestCount": pl.Int32, "LastName": pl.Utf8,
+                         "ClassLinkUserId": pl.Utf8})
+
+
+def test_the_roster_is_replaced_whole_for_its_district_only(engine):
+    assert replace_roster(engine, 107873, _roster(107873, ["003", "001", "002"])) == 3
+    assert replace_roster(engine, 999, _roster(999, ["001"], "riverton/x")) == 1
+    assert replace_roster(engine, 107873, _roster(107873, ["004", "001"], "belleville/y")) == 2
+    back = read_table(engine, student_roster).sort("AccountInfoId", "StudentNumber")
+    assert back.select("AccountInfoId", "StudentNumber", "DropId", "StarTestCount").rows() == [
+        (999, "001", "riverton/x", 0), (107873, "001", "belleville/y", 1), (107873, "004", "belleville/y", 0)]
+    expected = _roster(107873, ["004"], "belleville/y").drop("ExtraFrameColumn").row(0, named=True)
+    assert back.filter(pl.col("StudentNumber") == "004").row(0, named=True) == expected
+    # an empty roster empties the district (and only it)
+    assert replace_roster(engine, 107873, _roster(107873, [])) == 0
+    assert read_table(engine, student_roster)["AccountInfoId"].to_list() == [999]
+    assert load_figures(engine, student_roster, 999, "riverton/x") == {
+        "rows": 1, "duplicate_keys": 0, "other_account_rows": 0}
+
+
+def test_a_load_that_breaks_the_key_leaves_the_table_as_it_was(engine):
+    replace_roster(engine, 107873, _roster(107873, ["001", "002"]))
+    with pytest.raises(Exception):
+        replace_roster(engine, 107873, _roster(107873, ["005", "005"], "belleville/bad"))
+    assert read_table(engine, student_roster)["StudentNumber"].sort().to_list() == ["001", "002"]
+
+
+def test_results_scopes_are_each_subject_and_school_year_once():
+    frame = pl.DataFrame({"Subject": ["SR", "SM", "SR", "SR"], "SchoolYear": ["2026-2027", "2026-2027",
+                                                                            "2025-2026", "2026-2027"]})
+    assert results_scopes(frame) == [("SM", "2026-2027"), ("SR", "2025-2026"), ("SR", "2026-2027")]
+
+
+def _file(name: str, content: bytes):
+    import hashlib
+
+    from belleville_mtss.lib.csvfile import FileInfo
+    return FileInfo(name, name, len(content), hashlib.sha256(content).hexdigest())
+
+
+def test_the_audit_finds_bytes_an_earlier_drop_of_the_district_brought(engine):
+    first = [_file("students.csv", b"s1"), _file("SR.csv", b"r1")]
+    assert record_received(engine, "belleville/d1", 107873, "v1", first, "run1") == {
+        "students.csv": None, "SR.csv": None}
+    # the same drop received again (a replay) is not its own duplicate; another district's bytes are not either
+    assert record_received(engine, "belleville/d1", 107873, "v2", first, "run2") == {
+        "students.csv": None, "SR.csv": None}
+    record_received(engine, "riverton/r1", 555001, "v1", [_file("SM.csv", b"m1")], "run3")
+    again = [_file("students.csv", b"s2"), _file("SR.csv", b"r1"), _file("SM.csv", b"m1")]
+    assert record_received(engine, "belleville/d0", 107873, "v1", [_file("SR.csv", b"r1")], "run4") == {
+        "SR.csv": "belleville/d1"}
+    # the earliest drop by name is named
+    assert record_received(engine, "belleville/d2", 107873, "v1", again, "run5") == {
+        "students.csv": None, "SR.csv": "belleville/d0", "SM.csv": None}
+    assert record_received(engine, "belleville/d3", 107873, "v1", [], "run6") == {}
+    rows = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run5").sort("FileName")
+    assert rows.select("DropId", "DropVersion", "FileName", "DistrictId", "SizeBytes", "Outcome",
+                       "DuplicateOf").rows() == [
+        ("belleville/d2", "v1", "SM.csv", 107873, 2, "received", None),
+        ("belleville/d2", "v1", "SR.csv", 107873, 2, "received", "belleville/d0"),
+        ("belleville/d2", "v1", "students.csv", 107873, 2, "received", None)]
+    assert rows["Sha256"].to_list() == [f.sha256 for f in sorted(again, key=lambda f: f.name)]
+    assert (rows["ReceivedAt"] == rows["OutcomeAt"]).all()
+
+
+def test_each_file_moves_from_received_to_its_outcome_once(engine):
+    files = [_file("students.csv", b"s1"), _file("SR.csv", b"r1"), _file("SM.csv", b"m1")]
+    record_received(engine, "belleville/d1", 107873, "v1", files, "run1")
+    record_received(engine, "belleville/d2", 107873, "v1", [_file("SR.csv", b"r1"), _file("SM.csv", b"m2")], "run2")
+    record_received(engine, "belleville/d2", 107873, "v2", [_file("SR.csv", b"r1")], "run3")  # a later run
+
+    def outcomes(run: str) -> dict[str, str]:
+        return dict(read_table(engine, ingestion_files, ingestion_files.c.RunId == run)
+                    .select("FileName", "Outcome").iter_rows())
+
+    mark_files(engine, "belleville/d2", "run2", "halted", ["SM.csv"])
+    mark_files(engine, "belleville/d2", "run2", "halted", [])  # no file named: nothing changes
+    assert outcomes("run2") == {"SR.csv": "received", "SM.csv": "halted"}
+    mark_files(engine, "belleville/d2", "run2", "loaded")
+    # SR.csv brought the bytes of d1's SR.csv again: a duplicate; the halted file keeps its outcome
+    assert outcomes("run2") == {"SR.csv": "duplicate", "SM.csv": "halted"}
+    assert outcomes("run3") == {"SR.csv": "received"}  # another run's rows are its own
+    assert outcomes("run1") == {"students.csv": "received", "SR.csv": "received", "SM.csv": "received"}
+    mark_files(engine, "belleville/d1", "run1", "loaded", ["students.csv", "SR.csv"])
+    mark_files(engine, "belleville/d1", "run1", "blocked")
+    assert outcomes("run1") == {"students.csv": "loaded", "SR.csv": "loaded", "SM.csv": "blocked"}
+    stamped = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run1")
+    assert (stamped["OutcomeAt"] >= stamped["ReceivedAt"]).all()
+
+
+def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch):
+    import belleville_mtss.lib.warehouse as warehouse
+    clock = iter([dt.datetime(2026, 11, 28, 9, 0), dt.datetime(2026, 11, 28, 9, 5)])
+    monkeypatch.setattr(warehouse, "now", lambda: next(clock))
+    record_received(engine, "belleville/d1", 107873, "v1", [_file("SR.csv", b"r1")], "run1")
+    mark_files(engine, "belleville/d1", "run1", "loaded")
+    row = read_table(engine, ingestion_files, ingestion_files.c.RunId == "run1").row(0, named=True)
+    assert (row["ReceivedAt"], row["Outcome"], row["OutcomeAt"]) == (
+        dt.datetime(2026, 11, 28, 9, 0), "loaded", dt.datetime(2026, 11, 28, 9, 5))
+
+
+def test_the_batched_insert_path_round_trips_awkward_values(pg_database):
+    # A driver without COPY (as SQL Server's) loads through batched INSERTs: the same rows come back.
+    import sqlalchemy as sa
+    engine = make_engine(sa.engine.make_url(pg_database).set(drivername="postgresql+psycopg2")
+                         .render_as_string(hide_password=False))
+    try:
+        migrate_sample_warehouse(engine)
+        frame = _frame()
+        assert replace_results(engine, 107873, frame) == frame.height
+        back = read_table(engine, assessment_results).sort("TestKey")
+        assert back.select(frame.columns).rows() == frame.rows()
+    finally:
+        engine.dispose()

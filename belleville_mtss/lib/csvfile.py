@@ -106,6 +106,10 @@ def read_text_csv(
                                "export with CRLF or LF line endings") from None
         raise FileRejected("unreadable", f"{path.name}: the first row is not readable CSV") from None
     if has_header:
+        if b"\n" not in head and size > len(head):
+            # Only the first 64 KiB are read for the header: a longer one would be cut in the middle of a name.
+            raise FileRejected("no_header", f"{path.name}: the first row is longer than 64 KiB; a header row of "
+                               "column names is expected")
         header = [h.strip() for h in first_row]
         if not any(header):
             raise FileRejected("no_header", f"{path.name}: the first row is blank; a header row is expected")

@@ -1,0 +1,228 @@
+"""Star rows one at a time: each is loaded with the values it says, or rejected and counted with its reason (the
+source row number and the reason only: never a value)."""
+import csv
+import datetime as dt
+import io
+
+import polars as pl
+import pytest
+
+from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.ingest import ingest_file, validate_star
+from belleville_mtss.lib.registry import load_district
+from belleville_mtss.lib.star import (
+    STAR_COLUMNS, bind_columns, columns_to_read, detect_layout, parse_dates, star_columns, type_rows,
+)
+
+DISTRICT = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
+HEADER = list(STAR_COLUMNS.values())
+GOOD_ROW = {
+    "StudentIdentifier": "000123", "DistrictName": "Belleville Public Schools", "SchoolName": "School No. 3",
+    "SchoolYear": "2026-2027", "AssessmentID": "A-1", "CompletedDate": "2026-09-15 13:05:00.000", "Grade": "5",
+    "ScaledScore": "850", "PercentileRank": "45", "UnifiedScore": "900",
+    "RenaissanceBenchmarkCategoryName": "At/Above Benchmark", "ScreeningPeriodWindowName": "Fall",
+}
+
+
+def star_file(rows: list[dict], header: list[str] = HEADER) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[{**GOOD_ROW, **r}.get(h, "") for h in header] for r in rows])
+    return out.getvalue().encode()
+
+
+def validate(rows: list[dict], name: str = "SR.csv", source: str = "star_reading", header: list[str] = HEADER):
+    validated, errors = validate_star(ingest_file(source, io_path(name), DISTRICT, star_file(rows, header)), DISTRICT)
+    assert validated.halted is None, validated.halted
+    return validated, errors
+
+
+def io_path(name: str):
+    from pathlib import Path
+    return Path(name)
+
+
+def one_row(**values):
+    """The one row's typed values, or its reason for being rejected."""
+    validated, errors = validate([values])
+    if validated.frame.height:
+        assert validated.rejected == {} and errors == []
+        return validated.frame.row(0, named=True)
+    (reason,) = validated.rejected
+    code = "value_too_long" if reason.startswith("value_too_long") else "row_rejected"
+    assert [(e.reason, e.row_count, e.file_name) for e in errors] == [(code, 1, "SR.csv")]
+    assert errors[0].message == f"SR.csv: 1 row(s) rejected: {reason}"
+    return reason
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), [
+    ("ScaledScore", "1401", "ScaledScore out of range (0-1400)"),
+    ("ScaledScore", "-1", "ScaledScore out of range (0-1400)"),
+    ("ScaledScore", "85O", "ScaledScore is not a whole number"),
+    ("ScaledScore", "850.5", "ScaledScore is not a whole number"),
+    ("ScaledScore", "99999999999", "ScaledScore is not a whole number"),  # past any integer column: a row, not the file
+    ("ScaledScore", "1e12", "ScaledScore is not a whole number"),
+    ("PercentileRank", "101", "PercentileRank out of range (0-100)"),
+    ("PercentileRank", "-1", "PercentileRank out of range (0-100)"),
+    ("PercentileRank", "21.5", "PercentileRank is not a whole number"),  # never cut to 21
+    ("PercentileRank", "< 1", "PercentileRank is not a whole number"),
+    ("UnifiedScore", "2001", "UnifiedScore out of range (0-2000)"),
+    ("UnifiedScore", "9OO", "UnifiedScore is not a whole number"),
+    ("StudentIdentifier", "", "missing StudentIdentifier"),
+    ("StudentIdentifier", " NA ", "missing StudentIdentifier"),
+    ("CompletedDate", "", "missing CompletedDate"),
+    ("CompletedDate", "na", "missing CompletedDate"),
+    ("CompletedDate", "08-09-2019", "unreadable or ambiguous CompletedDate"),  # 9 August or 8 September
+    ("CompletedDate", "12-08-2019", "unreadable or ambiguous CompletedDate"),  # 12 is a month too
+    ("CompletedDate", "08-12-2019", "unreadable or ambiguous CompletedDate"),
+    ("CompletedDate", "00:00.0", "unreadable or ambiguous CompletedDate"),
+    ("SchoolYear", "2026", "unreadable SchoolYear"),
+    ("DistrictName", "Na", "missing DistrictName"),
+    ("AssessmentID", "A" * 121, "value_too_long: assessment_id longer than 120 characters "
+                                "(dm.AssessmentResults.TestKey)"),
+])
+def test_a_bad_value_rejects_its_row_with_the_reason(column, value, reason):
+    assert one_row(**{column: value}) == reason
+
+
+@pytest.mark.parametrize(("column", "value", "field", "loaded"), [
+    ("ScaledScore", "1400", "scaled_score", 1400),
+    ("ScaledScore", "0", "scaled_score", 0),
+    ("ScaledScore", " 850 ", "scaled_score", 850),
+    ("ScaledScore", "NA", "scaled_score", None),  # Renaissance's blank
+    ("PercentileRank", "100", "percentile_rank", 100),
+    ("PercentileRank", "21.00", "percentile_rank", 21),  # a whole number written with decimals
+    ("PercentileRank", "", "percentile_rank", None),
+    ("UnifiedScore", "2000", "unified_score", 2000),
+    ("UnifiedScore", "0", "unified_score", 0),
+    ("StudentIdentifier", " 000123 ", "student_link", "000123"),
+    ("DistrictName", " Belleville Public Schools ", "district_name", "Belleville Public Schools"),
+    ("SchoolYear", "2026 - 2027", "school_year", "2026-2027"),
+    ("SchoolYear", "SY 2026-2027", "school_year", "2026-2027"),
+    ("AssessmentID", " A-7 ", "test_key", "A-7"),
+    ("AssessmentID", "A" * 120, "test_key", "A" * 120),
+    ("CompletedDate", "08-13-2019", "completed_at", dt.datetime(2019, 8, 13)),  # month first: 13 is no month
+    ("CompletedDate", "13-08-2019", "completed_at", dt.datetime(2019, 8, 13)),  # day first: likewise
+    ("CompletedDate", " 6/17/2020 ", "completed_at", dt.datetime(2020, 6, 17)),
+    ("Grade", "K", "grade", "K"),
+])
+def test_a_good_value_loads_as_it_means(column, value, field, loaded):
+    row = one_row(**{column: value})
+    assert isinstance(row, dict), row
+    assert row[field] == loaded
+
+
+def test_a_loaded_row_keeps_every_column_and_its_source_row():
+    validated, _ = validate([{}, {"ScaledScore": "1401"}, {"StudentIdentifier": "000124", "AssessmentID": "A-2"}])
+    assert validated.rejected == {"ScaledScore out of range (0-1400)": 1}
+    assert validated.rows_in_file == 3
+    assert validated.frame.rows(named=True) == [
+        {"subject": "SR", "test_key": "A-1", "student_link": "000123", "district_name": "Belleville Public Schools",
+         "school_name": "School No. 3", "school_year": "2026-2027", "completed_at": dt.datetime(2026, 9, 15, 13, 5),
+         "grade": "5", "scaled_score": 850, "percentile_rank": 45, "unified_score": 900,
+         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall", "source_row": 2},
+        {"subject": "SR", "test_key": "A-2", "student_link": "000124", "district_name": "Belleville Public Schools",
+         "school_name": "School No. 3", "school_year": "2026-2027", "completed_at": dt.datetime(2026, 9, 15, 13, 5),
+         "grade": "5", "scaled_score": 850, "percentile_rank": 45, "unified_score": 900,
+         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall", "source_row": 4},
+    ]
+
+
+def test_rejections_are_counted_per_reason_and_never_quote_a_value():
+    validated, errors = validate([{"StudentIdentifier": ""}, {"ScaledScore": "99999"}, {"ScaledScore": "1401"}, {}])
+    assert validated.rejected == {"ScaledScore out of range (0-1400)": 2, "missing StudentIdentifier": 1}
+    assert validated.frame.height == 1
+    assert [(e.reason, e.row_count, e.message) for e in errors] == [
+        ("row_rejected", 2, "SR.csv: 2 row(s) rejected: ScaledScore out of range (0-1400)"),
+        ("row_rejected", 1, "SR.csv: 1 row(s) rejected: missing StudentIdentifier"),
+    ]
+
+
+def test_a_test_without_an_assessment_id_is_keyed_by_subject_student_and_time():
+    validated, _ = validate([{"AssessmentID": ""}, {"AssessmentID": "NA", "StudentIdentifier": "000124",
+                                                     "CompletedDate": "2026-09-16 08:00:00.250"}, {}],
+                            name="SM.csv", source="star_math")
+    assert validated.frame["test_key"].to_list() == [
+        "SM:000123:20260915130500000", "SM:000124:20260916080000250", "A-1"]
+    assert validated.frame["subject"].to_list() == ["SM"] * 3
+
+
+def test_the_historical_layout_binds_by_its_words():
+    header = ["Student Identifier", "District Name", "School Name", "School Year", "Renaissance Activity ID",
+              "Activity Completed Date", "Current Grade", "Scaled Score", "Percentile Rank", "Unified Scale",
+              "Screening Window Name", "Lexile"]
+    words = {"Student Identifier": "000123", "District Name": "Belleville Public Schools", "School Year": "2026-2027",
+             "Renaissance Activity ID": "H-1", "Activity Completed Date": "9/15/2026", "Scaled Score": "612",
+             "Percentile Rank": "7", "Unified Scale": "777", "Current Grade": "3", "School Name": "No. 8",
+             "Screening Window Name": "Fall", "Lexile": "BR400L"}
+    assert detect_layout(header) == "historical enterprise (12 columns)"
+    validated, _ = validate([words], header=header)
+    row = validated.frame.row(0, named=True)
+    assert (row["test_key"], row["scaled_score"], row["percentile_rank"], row["unified_score"], row["grade"],
+            row["school_name"], row["screening_window"], row["benchmark_category"]) == (
+        "H-1", 612, 7, 777, "3", "No. 8", "Fall", None)
+    assert row["completed_at"] == dt.datetime(2026, 9, 15)
+
+
+def test_layouts_are_told_apart_and_other_star_files_refused():
+    assert detect_layout(HEADER) == f"v2 family ({len(HEADER)} columns)"
+    assert detect_layout(["a", "b"]) == "unknown"
+    for marker, kind in [("DomainPercentMastery", "a Star Dashboard Standards file"),
+                         ("SkillAreaMasteryScore", "a Star Skill Area file")]:
+        assert detect_layout([*HEADER, marker]) == kind
+        src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{}], [*HEADER, marker]))
+        validated, errors = validate_star(src, DISTRICT)
+        assert validated.frame is None and errors == [validated.halted]
+        assert (validated.halted.stage, validated.halted.reason) == ("validation", "wrong_file")
+        assert validated.halted.message == (f"SR.csv is {kind}, not an overall results file (SR/SM/SEL); the file "
+                                            "was halted, nothing from it is loaded")
+
+
+def test_a_file_without_a_required_column_is_halted_naming_each():
+    header = [h for h in HEADER if h not in ("CompletedDate", "SchoolYear")]
+    src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{}], header))
+    validated, _ = validate_star(src, DISTRICT)
+    assert validated.halted.reason == "missing_columns"
+    assert validated.halted.message.startswith("SR.csv: missing required column(s) CompletedDate, SchoolYear;")
+
+
+def test_optional_columns_absent_are_read_as_empty():
+    header = [h for h in HEADER if h not in ("Grade", "UnifiedScore", "RenaissanceBenchmarkCategoryName")]
+    validated, _ = validate([{}], header=header)
+    row = validated.frame.row(0, named=True)
+    assert (row["grade"], row["unified_score"], row["benchmark_category"], row["scaled_score"]) == (
+        None, None, None, 850)
+
+
+def test_another_link_column_is_bound_when_the_registry_names_it():
+    raw = pl.DataFrame({**{h: [GOOD_ROW[h]] for h in HEADER}, "StudentStateID": ["NJ-77"]})
+    bound = bind_columns(raw, "SR.csv", link="StudentStateID")
+    assert bound["student_link"].to_list() == ["NJ-77"]
+    typed, rejected = type_rows(bound.with_columns(pl.lit("").alias("student_link")), "SR", link="StudentStateID")
+    assert rejected.rows() == [(2, "missing StudentStateID")] and typed.height == 0
+    with pytest.raises(Exception, match="missing required column"):
+        bind_columns(raw.drop("StudentStateID"), "SR.csv", link="StudentStateID")
+
+
+def test_each_date_is_read_by_its_own_layout_when_a_file_mixes_them():
+    # Excel re-saves mix layouts: the first values set the usual one, the others are still each read.
+    values = ["2026-09-15 13:05:00.000"] * 3 + ["9/16/2026", "2026-09-17T08:00:00Z", "17-09-2026", "", None, "x"]
+    got = pl.DataFrame({"t": values}).select(parse_dates(pl.col("t")))["t"].to_list()
+    assert got == [dt.datetime(2026, 9, 15, 13, 5)] * 3 + [
+        dt.datetime(2026, 9, 16), dt.datetime(2026, 9, 17, 8), dt.datetime(2026, 9, 17), None, None, None]
+
+
+def test_only_the_columns_we_use_are_read_from_a_star_file():
+    # Renaissance exports carry names, emails and birth dates we never use: they are not even kept in memory.
+    header = [*HEADER, "StudentFirstName", "StudentEmail", "Birthdate"]
+    src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{"StudentEmail": "a@x.org"}], header))
+    assert set(src.frame.columns) == set(HEADER)
+
+
+def test_without_a_registry_link_the_student_is_identified_by_studentidentifier():
+    assert star_columns()["student_link"] == "StudentIdentifier"
+    assert columns_to_read()(["StudentIdentifier", "StudentStateID", "Lexile"]) == {"StudentIdentifier"}
+    raw = pl.DataFrame({h: [GOOD_ROW[h]] for h in HEADER}).with_columns(pl.lit(" ").alias("StudentIdentifier"))
+    typed, rejected = type_rows(bind_columns(raw, "SR.csv"), "SR")
+    assert rejected.rows() == [(2, "missing StudentIdentifier")] and typed.height == 0
