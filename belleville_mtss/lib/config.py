@@ -114,4 +114,3 @@ def _number(env: dict[str, str], name: str, default, kind):
     if not value > 0 or value == float("inf"):
         raise SettingError(f"{name} must be greater than 0, not {text!r}")
     return value
-

@@ -163,14 +163,14 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
     return pl.concat([own, other, teachers])
 
 
-# Who takes each subject (grades, K = 0) and the span of its scaled scores in the sample; a subject added to the
-# catalog (lib/catalog.py) is sampled like Reading, in its layout.
+# Who takes each subject (grades, K = 0) and the span of its scaled scores in the sample.
 _SAMPLE_SUBJECTS = {"SR": (range(1, 13), (50, 1300)), "SM": (range(1, 13), (100, 1100)),
                     "SEL": (range(0, 4), (300, 900))}
 
 
 def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.random.Generator) -> pl.DataFrame:
-    grades, (lo, hi) = _SAMPLE_SUBJECTS.get(subject, _SAMPLE_SUBJECTS["SR"])
+    like = subject if subject in _SAMPLE_SUBJECTS else "SR"  # a subject added to the catalog: sampled like Reading
+    grades, (lo, hi) = _SAMPLE_SUBJECTS[like]
     takers = students.filter(pl.col("grade").is_in(list(grades)))
     n = takers.height
     tests = rng.integers(1, 3, n)  # fall, and for half the students winter too
@@ -209,7 +209,7 @@ def _star_file(subject: str, students: pl.DataFrame, spec: SampleSpec, rng: np.r
         "RenaissanceBenchmarkCategoryName": category,
     }
     filled = pl.DataFrame(values)
-    return filled.select([pl.col(c) if c in values else pl.lit("").alias(c) for c in LAYOUTS.get(subject, LAYOUTS["SR"])])
+    return filled.select([pl.col(c) if c in values else pl.lit("").alias(c) for c in LAYOUTS[like]])
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
