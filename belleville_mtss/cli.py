@@ -72,9 +72,10 @@ def _embedded_only(settings, command: str) -> None:
     other = [name for name, embedded in (("MTSS_WAREHOUSE_URL", settings.embedded_warehouse),
                                          ("MTSS_PROD_DB_URL", settings.embedded_prod_db)) if not embedded]
     if other:
+        names, them = ("names", "it") if len(other) == 1 else ("name", "them")
         raise CliError(f"{command} writes sample tables, and only into the embedded SQLite databases under "
-                       f"MTSS_HOME; {' and '.join(other)} name another database, so nothing was changed (unset "
-                       "them to try the demo; run real drops with `belleville-mtss run`)")
+                       f"MTSS_HOME; {' and '.join(other)} {names} another database, so nothing was changed (unset "
+                       f"{them} to try the demo; run real drops with `belleville-mtss run`)")
 
 
 def _run(args: argparse.Namespace) -> int:
