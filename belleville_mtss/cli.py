@@ -173,6 +173,13 @@ def _lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checks(args: argparse.Namespace) -> int:
+    from .lib.checks import markdown_table
+
+    print(markdown_table())
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from .lib.audit import drop_status
     from .lib.migrations import WarehouseNotReady, open_warehouse
@@ -329,8 +336,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .lib.registry import GATES
+    from .lib.checks import acceptable
 
+    gates = acceptable()
     parser = argparse.ArgumentParser(prog="belleville-mtss", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
@@ -348,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
     run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
-    run.add_argument("--accept", action="append", choices=sorted(GATES), metavar="GATE",
-                     help=f"load this drop version although GATE failed (one of {', '.join(sorted(GATES))}); "
+    run.add_argument("--accept", action="append", choices=gates, metavar="GATE",
+                     help=f"load this drop version although GATE failed (one of {', '.join(gates)}); "
                           "recorded in dm.GateAcceptances with --reason")
     run.add_argument("--reason", help="with --accept: why (kept in the audit; no student data)")
     run.set_defaults(func=_run)
@@ -365,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = wsub.add_parser("stamp", help="record that tables an earlier release created are at REVISION")
     stamp.add_argument("revision")
     warehouse.set_defaults(func=_warehouse)
+
+    catalogue = sub.add_parser("checks", help="every check, gate and load check: where it runs, what it holds, "
+                                              "what to do when it fails (the table in docs/operations.md)")
+    catalogue.set_defaults(func=_checks)
 
     status = sub.add_parser("status", help="each drop's files, outcomes and error counts (no student data)")
     status.add_argument("scope", nargs="?", help="DISTRICT or DISTRICT/DROP (default: every drop)")

@@ -53,8 +53,7 @@ class DropReport:
                     continue
                 report.checks[ev.check_name] = ev.passed
                 if not ev.passed:
-                    report.why[ev.check_name] = str(meta.get("why") or meta.get("problems") or meta.get("problem")
-                                                    or "see the check")
+                    report.why[ev.check_name] = str(meta.get("why") or "see the check")
             elif event.is_step_failure:
                 failure = event.step_failure_data
                 text = failure.user_failure_data.description if failure.user_failure_data else failure.error.message

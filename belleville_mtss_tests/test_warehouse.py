@@ -4,7 +4,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.pipeline import LOAD_CHECKS, load_checks
+from belleville_mtss.lib.checks import LOAD_CHECKS, load_checks
 from belleville_mtss.lib.sample import migrate_sample_warehouse
 from belleville_mtss.lib.warehouse import (
     assessment_results, ingestion_files, load_figures, make_engine, mark_files, read_table, record_received,

@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from ..lib import gates, pipeline
+from ..lib import checks, gates, pipeline
 from ..lib.catalog import POWERSCHOOL, STAR_FILES
 from ..lib.columns import (
     CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage,
@@ -27,23 +27,16 @@ def _stars(inputs: dict) -> list[ValidatedFile]:
     return [inputs[f.name] for f in STAR_FILES]
 
 
-def _spec(name: str, asset: str, description: str, **kwargs) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=True, description=description, partitions_def=drops,
-                             **kwargs)
+def check_specs(stage: checks.Stage, asset: str, **kwargs) -> list[dg.AssetCheckSpec]:
+    """The catalogue's checks of a stage (lib/checks.py) as blocking check specs of `asset`, per drop."""
+    return [dg.AssetCheckSpec(c.name, asset=asset, blocking=stage != "load", description=c.description,
+                              partitions_def=drops, **kwargs) for c in checks.of_stage(stage)]
 
 
-DISTRICT_CHECKS = [
-    _spec("district_names_match_registry", "district_crosswalk",
-          "Every district name in the drop is the registry's district (listed, or resolved to its AccountInfoId)"),
-    _spec("account_info_id_exists", "district_crosswalk",
-          "The registry's AccountInfoId exists in dm.AccountInfo with the registry's NcesId and state"),
-    _spec("ferpa_review_current", "district_crosswalk",
-          "The district's FERPA review of the identifiers used is recorded and recent enough"),
-]
 _LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
 
 
-def _verdict(context, error_log: ErrorLogResource, asset: str, outcome: pipeline.CheckOutcome,
+def _verdict(context, error_log: ErrorLogResource, asset: str, outcome: checks.CheckOutcome,
              **metadata) -> dg.AssetCheckResult:
     """A blocking check's result; a failure writes its error rows and marks the drop's files blocked."""
     error_log.record(context, context.partition_key, outcome.records)
@@ -62,7 +55,7 @@ def _blocked(summary: str, **metadata) -> dg.Failure:
     group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
     ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
          "classlink": dg.AssetIn("validated_classlink_users")},
-    check_specs=DISTRICT_CHECKS,
+    check_specs=check_specs("district", "district_crosswalk"),
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
                 "not materialized when the drop is not the registry's district (its checks say why)",
 )
@@ -72,25 +65,24 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     district = registry.for_drop(context.partition_key)
     validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
     frame = pipeline.crosswalk(district, account_info, validated)
-    names, account, ferpa = outcomes = pipeline.district_checks(district, frame, account_info, dt.date.today(),
-                                                                registry.ferpa_review_max_days)
+    outcomes = checks.decide("district", checks.Evidence(
+        district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),
+        ferpa_max_days=registry.ferpa_review_max_days))
     # Names that verified by score but are not in the registry: a person should confirm and list them.
     suggest = frame.filter(pl.col("suggest_listing"))
     per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",
                                      "candidate_account_info_id", "score", "margin", "verified"))
     reviewed = district.verification.ferpa_review_on
-    verdicts = [
-        _verdict(context, error_log, "district_crosswalk", names, files=per_file,
-                 failing=int((~frame["verified"]).sum()),
-                 suggested_registry_names=dg.MetadataValue.md("\n".join(
-                     f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
-                     f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
-                     for r in suggest.iter_rows(named=True)) or "_none_")),
-        _verdict(context, error_log, "district_crosswalk", account, problems=account.why),
-        _verdict(context, error_log, "district_crosswalk", ferpa, problem=ferpa.why,
-                 max_age_days=registry.ferpa_review_max_days,
-                 ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded"),
-    ]
+    extra = {  # what each check shows beside its reason
+        "district_names_match_registry": dict(files=per_file, failing=int((~frame["verified"]).sum()),
+                                              suggested_registry_names=dg.MetadataValue.md("\n".join(
+            f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+            f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
+            for r in suggest.iter_rows(named=True)) or "_none_")),
+        "ferpa_review_current": dict(max_age_days=registry.ferpa_review_max_days,
+                                     ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded"),
+    }
+    verdicts = [_verdict(context, error_log, "district_crosswalk", o, **extra.get(o.name, {})) for o in outcomes]
     failed = [o for o in outcomes if not o.passed]
     if failed:
         # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
@@ -128,47 +120,44 @@ def student_identity_map(context: dg.AssetExecutionContext, registry: RegistryRe
         "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
 
 
-def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, result: gates.GateResult,
-          received: ReceivedDrop) -> tuple[dg.AssetCheckResult, pipeline.CheckOutcome | None]:
+def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, outcome: checks.CheckOutcome,
+          received: ReceivedDrop) -> tuple[dg.AssetCheckResult, checks.CheckOutcome | None]:
     """A gate's verdict: passed, accepted by a person for this drop version (now, through the run's tags, or
     earlier, recorded in dm.GateAcceptances), or failed (returned with its outcome), which is logged and blocks
     the warehouse."""
     key, engine = context.partition_key, warehouse.engine()
-    meta = {"gate": result.gate, "figure": result.figure, "threshold": result.threshold}
-    if not result.passed:
+    meta = {"gate": outcome.name, "figure": outcome.figure, "threshold": outcome.threshold}
+    if not outcome.passed:
         tags = context.run.tags
         accepting = {g.strip() for g in tags.get("mtss/accept", "").split(",")}
-        if result.gate in accepting and tags.get("mtss/accept_reason"):
-            gates.accept(engine, key, received.version, result.gate, tags["mtss/accept_reason"],
-                         tags.get("mtss/accepted_by", "unknown"), result.figure, context.run.run_id)
-        accepted = gates.acceptance(engine, key, received.version, result.gate)
+        if outcome.name in accepting and tags.get("mtss/accept_reason"):
+            gates.accept(engine, key, received.version, outcome.name, tags["mtss/accept_reason"],
+                         tags.get("mtss/accepted_by", "unknown"), outcome.figure, context.run.run_id)
+        accepted = gates.acceptance(engine, key, received.version, outcome.name)
         if accepted:
-            return dg.AssetCheckResult(check_name=result.gate, asset_key=student_identity_map.key, passed=True,
-                                       metadata={**meta, "accepted_by": accepted["AcceptedBy"],
+            return dg.AssetCheckResult(check_name=outcome.name, asset_key=student_identity_map.key, passed=True,
+                                       metadata={**meta, "why": outcome.figure,
+                                                 "accepted_by": accepted["AcceptedBy"],
                                                  "accepted_reason": accepted["Reason"],
                                                  "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")}
                                        ), None
-    outcome = pipeline.gate_outcome(result, key)
     return (_verdict(context, error_log, "student_identity_map", outcome, **meta),
             None if outcome.passed else outcome)
 
 
-GATE_CHECKS = [_spec(g, "student_identity_map", f"Gate: {text} (thresholds: the registry's gates)",
-                     additional_deps=["received_drop"]) for g, text in gates.GATES.items()]
-
-
-@dg.multi_asset_check(specs=GATE_CHECKS, name="gate_checks",
+@dg.multi_asset_check(specs=check_specs("gate", "student_identity_map", additional_deps=["received_drop"]),
+                      name="gate_checks",
                       ins={"identity": dg.AssetIn("student_identity_map"),
                            "received_drop": dg.AssetIn("received_drop")})
 def gate_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
                 warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
-    """The four gates of the drop's links, in one step; a failed gate ends it with the plain summary."""
+    """The drop's gates, in one step; a failed gate (not accepted) ends it with the plain summary."""
     district = registry.for_drop(context.partition_key)
-    current = gates.current_roster(warehouse.engine(), district.account_info_id)
+    evidence = checks.Evidence(district, context.partition_key, identity=identity,
+                               current_roster=gates.current_roster(warehouse.engine(), district.account_info_id))
     failed = []
-    for gate in gates.GATES:
-        result, failure = _gate(context, error_log, warehouse, pipeline.gate(gate, district, identity, current),
-                                received_drop)
+    for outcome in checks.decide("gate", evidence):
+        result, failure = _gate(context, error_log, warehouse, outcome, received_drop)
         yield result
         failed += [failure] if failure else []
     if failed:

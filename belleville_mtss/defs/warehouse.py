@@ -5,13 +5,13 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from ..lib import pipeline
+from ..lib import checks
 from ..lib.catalog import POWERSCHOOL
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
 from ..lib.warehouse import assessment_results as results_table
 from ..lib.warehouse import load_figures, replace_results, replace_roster, results_scopes
 from ..lib.warehouse import student_roster as student_roster_table
-from .identity import GATED
+from .identity import GATED, check_specs
 from .metadata import OWNERS, table
 from .partitions import drops
 from .resources import ErrorLogResource, RegistryResource, WarehouseResource
@@ -27,17 +27,12 @@ def _load(warehouse: WarehouseResource, table_name: str):
                          "nothing of this drop was written to it") from None
 
 
-def _checks(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, description=text, partitions_def=drops)
-            for name, text in pipeline.LOAD_CHECKS.items()]
-
-
 def _load_results(context, error_log: ErrorLogResource, engine, table: sa.Table, account_info_id: int,
                   frame: pl.DataFrame, scopes=None):
     """The load's checks, read back from the table: a failure is logged (the rows stay: the load committed)."""
     name, frame_rows = f"{table.schema}.{table.name}", frame.height
     figures = load_figures(engine, table, account_info_id, context.partition_key, scopes)
-    for outcome in pipeline.load_checks(name, frame_rows, figures, account_info_id):
+    for outcome in checks.load_checks(name, frame_rows, figures, account_info_id):
         error_log.record(context, context.partition_key, outcome.records)
         yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
                                   severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
@@ -50,7 +45,7 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          check_specs=_checks("dm_student_roster"),
+          check_specs=check_specs("load", "dm_student_roster"),
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
 def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResource, warehouse: WarehouseResource,
                       error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame):
@@ -66,7 +61,7 @@ def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResou
 
 
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          check_specs=_checks("dm_assessment_results"),
+          check_specs=check_specs("load", "dm_assessment_results"),
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
 def dm_assessment_results(context: dg.AssetExecutionContext, registry: RegistryResource,
                           warehouse: WarehouseResource, error_log: ErrorLogResource, assessment_results: pl.DataFrame,

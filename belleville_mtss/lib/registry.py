@@ -105,14 +105,6 @@ class StudentLink(_Strict):
     powerschool: Literal["student_number", "state_studentnumber", "dcid", "id"] = "student_number"
 
 
-GATES = {  # each gate is a blocking check of that name (lib/gates.py, defs/identity.py)
-    "classlink_link_rate": "enough students linked to a ClassLink user",
-    "star_link_rate": "enough Star rows linked to a student",
-    "roster_size": "the new roster close to the district's roster in dm.StudentRoster",
-    "star_files_linked": "no Star file with rows of which none linked",
-}
-
-
 class Gates(_Strict):
     """What a drop must show before it may replace the district's data in the warehouse (blocking checks)."""
     min_classlink_link_rate: float = Field(0.80, ge=0, le=1)  # share of students linked to a ClassLink user
