@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 
 from ..lib import migrations
 from ..lib.alerts import Alert, AlertConfig, load_alert_config, send
-from ..lib.config import Settings
+from ..lib.config import SETTINGS, Settings
 from ..lib.drops import DropSource, Limits, LocalDropSource
 from ..lib.errors import ErrorRecord, drop_ids, record_errors
 from ..lib.registry import District, Registry, RegistryError, load_registry, registry_folders
@@ -24,9 +24,10 @@ from ..lib.warehouse import make_engine, mark_files
 
 
 def env_or_value(name: str, value: str):
-    """EnvVar(name) when the value came from that environment variable (the UI then shows the variable's
-    name, not a secret); the plain value otherwise (embedded defaults, tests)."""
-    return dg.EnvVar(name) if value and os.environ.get(name) == value else value
+    """A secret setting (lib/config.SETTINGS) as EnvVar(name) when its value came from that environment variable
+    (the UI then shows the variable's name, never the value); the plain value otherwise (embedded defaults, tests)."""
+    secret = SETTINGS[name].secret
+    return dg.EnvVar(name) if secret and value and os.environ.get(name) == value else value
 
 
 class RegistryResource(dg.ConfigurableResource):

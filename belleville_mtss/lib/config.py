@@ -7,11 +7,80 @@ from pathlib import Path
 
 from .alerts import load_alert_config
 from .drops import Limits
-from .registry import registry_folders
+from .registry import PACKAGED_DISTRICTS_DIR, registry_folders  # noqa: F401  (where tests find it)
 from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
 STORAGE = "storage"  # under MTSS_HOME: the IO manager's encrypted frames
-PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its embedded default (as people read it) and what it means."""
+    variable: str
+    default: str
+    meaning: str
+    secret: bool = False  # its value is passed to Dagster as EnvVar, so the UI shows the name, never the value
+
+
+SETTINGS: dict[str, Setting] = {s.variable: s for s in (
+    Setting("MTSS_HOME", "`./.mtss`", "working folder"),
+    Setting("MTSS_WAREHOUSE_URL", "SQLite file under `MTSS_HOME`",
+            "SQLAlchemy URL of the EDU Data Warehouse (`dm` schema)", secret=True),
+    Setting("MTSS_PROD_DB_URL", "SQLite file under `MTSS_HOME`", "SQLAlchemy URL of the prod db (`dbo` schema)",
+            secret=True),
+    Setting("MTSS_DROP_DIR", "`MTSS_HOME/drops`", "local folder of district drops, used when no SFTP host is set"),
+    Setting("MTSS_DISTRICTS_DIR", "the packaged `belleville_mtss/districts/`",
+            "the district registry: one or several folders (separated by `:`); the word `packaged` stands for the "
+            "packaged one"),
+    Setting("MTSS_SFTP_HOST", "unset: the local `MTSS_DROP_DIR`", "the SFTP drop server"),
+    Setting("MTSS_SFTP_PORT", "`22`", "its port"),
+    Setting("MTSS_SFTP_USER", "unset", "the account on the drop server (key authentication only)"),
+    Setting("MTSS_SFTP_KEY_PATH", "unset", "that account's private key file"),
+    Setting("MTSS_SFTP_KNOWN_HOSTS", "unset",
+            "known-hosts file holding the server's host key (unknown or changed keys are refused)"),
+    Setting("MTSS_SFTP_ROOT", "`.`", "the folder on the server that holds the district drop folders"),
+    Setting("MTSS_STAGING_KEY", "embedded demo only: a key file under `MTSS_HOME`",
+            "64 hex characters: the AES-256 key of staged copies at rest", secret=True),
+    Setting("MTSS_STAGING_RETENTION_DAYS", "`30`", "staged drops older than this are deleted (daily schedule)"),
+    Setting("MTSS_FERPA_REVIEW_MAX_DAYS", "`365`", "a district's FERPA review older than this blocks its drops"),
+    Setting("MTSS_MAX_DROP_BYTES", "`8589934592` (8 GiB)", "a drop (or a zip, once expanded) larger than this is "
+            "refused"),
+    Setting("MTSS_MAX_ZIP_RATIO", "`200`", "a zip entry expanding more than this many times is refused"),
+    Setting("MTSS_MAX_FILE_ROWS", "`20000000`", "a file with more rows than this is halted before it is parsed"),
+    Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
+            "where the warehouse team keeps districts (`schema.table`), found in its own case"),
+    Setting("MTSS_ACCOUNT_INFO_COLUMNS", "the mapping spec's names",
+            "its columns, where they are named otherwise (`Ours=Theirs,...`)"),
+    Setting("MTSS_CLASSLINK_TABLE", "`dbo.ClassLinkUsers`",
+            "where the product team keeps ClassLink users (`schema.table`), found in its own case"),
+    Setting("MTSS_CLASSLINK_COLUMNS", "the mapping spec's names",
+            "its columns, where they are named otherwise (`Ours=Theirs,...`)"),
+    Setting("MTSS_ALERT_WEBHOOK_URL", "unset: no webhook", "Slack-compatible incoming webhook for alerts",
+            secret=True),
+    Setting("MTSS_ALERT_SMTP_URL", "unset: no email", "`smtp://`, `smtp+starttls://` or "
+            "`smtps://[user:password@]host[:port][?from=address]`, user and password percent-encoded", secret=True),
+    Setting("MTSS_ALERT_TO", "unset", "comma-separated alert recipients (required with `MTSS_ALERT_SMTP_URL`)"),
+    Setting("MTSS_ALERT_OUTAGE_MINUTES", "`30`", "the drop server unreachable this long sends one alert, and the "
+            "drop sensor's ticks fail until it answers (minutes, decimals allowed)"),
+    Setting("MTSS_SENSOR_INTERVAL_SECONDS", "`30`", "the least time between two ticks of each sensor (drops, "
+            "outcomes, alerts); the daemon checks its sensors every 5 s, so less makes no difference"),
+    Setting("MTSS_FRESHNESS_CRON", "`0 6 * * *` (06:00 daily)", "when `drop_freshness_schedule` measures each "
+            "district's last-drop age and alerts on overdue districts (cron, UTC)"),
+)}
+
+
+def markdown_table() -> str:
+    """The README's configuration table, from the declarations (a test keeps the two equal)."""
+    rows = [f"| `{s.variable}` | {s.meaning}{' (a secret: never logged)' if s.secret else ''} | {s.default} |"
+            for s in SETTINGS.values()]
+    return "\n".join(["| variable | meaning | embedded default |", "|---|---|---|", *rows])
+
+
+def setting_value(env: dict[str, str], name: str) -> str:
+    """A declared setting's value as given ("" when unset); an undeclared name is a programming error."""
+    if name not in SETTINGS:
+        raise KeyError(f"{name} is not a declared setting (lib/config.SETTINGS)")
+    return env.get(name) or ""
 
 
 def _sqlite_url(path: Path) -> str:
@@ -62,39 +131,39 @@ class Settings:
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    home = Path(env.get("MTSS_HOME") or "./.mtss").resolve()
+    home = Path(setting_value(env, "MTSS_HOME") or "./.mtss").resolve()
     return Settings(
         home=home,
-        warehouse_url=env.get("MTSS_WAREHOUSE_URL") or _sqlite_url(home / "warehouse.db"),
-        prod_db_url=env.get("MTSS_PROD_DB_URL") or _sqlite_url(home / "prod.db"),
-        drop_dir=Path(env.get("MTSS_DROP_DIR") or home / "drops").resolve(),
-        districts_dirs=registry_folders(env.get("MTSS_DISTRICTS_DIR")),
-        sftp_host=env.get("MTSS_SFTP_HOST") or None,
+        warehouse_url=setting_value(env, "MTSS_WAREHOUSE_URL") or _sqlite_url(home / "warehouse.db"),
+        prod_db_url=setting_value(env, "MTSS_PROD_DB_URL") or _sqlite_url(home / "prod.db"),
+        drop_dir=Path(setting_value(env, "MTSS_DROP_DIR") or home / "drops").resolve(),
+        districts_dirs=registry_folders(setting_value(env, "MTSS_DISTRICTS_DIR")),
+        sftp_host=setting_value(env, "MTSS_SFTP_HOST") or None,
         sftp_port=_number(env, "MTSS_SFTP_PORT", 22, int),
-        sftp_user=env.get("MTSS_SFTP_USER") or "",
-        sftp_key_path=env.get("MTSS_SFTP_KEY_PATH") or "",
-        sftp_known_hosts=env.get("MTSS_SFTP_KNOWN_HOSTS") or "",
-        sftp_root=env.get("MTSS_SFTP_ROOT") or ".",
-        staging_key=env.get("MTSS_STAGING_KEY") or "",
+        sftp_user=setting_value(env, "MTSS_SFTP_USER") or "",
+        sftp_key_path=setting_value(env, "MTSS_SFTP_KEY_PATH") or "",
+        sftp_known_hosts=setting_value(env, "MTSS_SFTP_KNOWN_HOSTS") or "",
+        sftp_root=setting_value(env, "MTSS_SFTP_ROOT") or ".",
+        staging_key=setting_value(env, "MTSS_STAGING_KEY") or "",
         staging_retention_days=_number(env, "MTSS_STAGING_RETENTION_DAYS", 30.0, float),
         ferpa_review_max_days=_number(env, "MTSS_FERPA_REVIEW_MAX_DAYS", 365, int),
         limits=Limits(max_drop_bytes=_number(env, "MTSS_MAX_DROP_BYTES", Limits.max_drop_bytes, int),
                       max_zip_ratio=_number(env, "MTSS_MAX_ZIP_RATIO", Limits.max_zip_ratio, float),
                       max_file_rows=_number(env, "MTSS_MAX_FILE_ROWS", Limits.max_file_rows, int)),
-        account_info_table=configured(ACCOUNT_INFO, env.get("MTSS_ACCOUNT_INFO_TABLE"),
-                                      env.get("MTSS_ACCOUNT_INFO_COLUMNS")),
-        classlink_table=configured(CLASSLINK_USERS, env.get("MTSS_CLASSLINK_TABLE"), env.get("MTSS_CLASSLINK_COLUMNS")),
+        account_info_table=configured(ACCOUNT_INFO, setting_value(env, "MTSS_ACCOUNT_INFO_TABLE"),
+                                      setting_value(env, "MTSS_ACCOUNT_INFO_COLUMNS")),
+        classlink_table=configured(CLASSLINK_USERS, setting_value(env, "MTSS_CLASSLINK_TABLE"), setting_value(env, "MTSS_CLASSLINK_COLUMNS")),
         alert_env=_alert_env(env),
         sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
-        freshness_cron=" ".join((env.get("MTSS_FRESHNESS_CRON") or "0 6 * * *").split()),  # checked by Dagster
+        freshness_cron=" ".join((setting_value(env, "MTSS_FRESHNESS_CRON") or "0 6 * * *").split()),  # checked by Dagster
     )
 
 
-ALERT_VARIABLES = ("MTSS_ALERT_WEBHOOK_URL", "MTSS_ALERT_SMTP_URL", "MTSS_ALERT_TO", "MTSS_ALERT_OUTAGE_MINUTES")
+ALERT_VARIABLES = tuple(name for name in SETTINGS if name.startswith("MTSS_ALERT_"))
 
 
 def _alert_env(env: dict[str, str]) -> dict[str, str]:
-    values = {k: env[k] for k in ALERT_VARIABLES if env.get(k)}
+    values = {k: setting_value(env, k) for k in ALERT_VARIABLES if setting_value(env, k)}
     load_alert_config(values)  # a malformed value stops the load now, naming the variable (AlertConfigError)
     return values
 
@@ -104,7 +173,7 @@ class SettingError(ValueError):
 
 
 def _number(env: dict[str, str], name: str, default, kind):
-    text = env.get(name)
+    text = setting_value(env, name)
     if not text:
         return default
     try:

@@ -24,6 +24,7 @@ POWERSCHOOL_LINK_FIELDS = ("student_number", "state_studentnumber", "dcid", "id"
 RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
 
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
+PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
 
 
 class RegistryError(ValueError):
@@ -218,7 +219,6 @@ class Registry(dict):
 def registry_folders(setting: str | None) -> tuple[Path, ...]:
     """MTSS_DISTRICTS_DIR: one or several folders (os.pathsep between them); the word `packaged` stands for the
     registry shipped with the package. Unset: the packaged one alone."""
-    from .config import PACKAGED_DISTRICTS_DIR
     parts = [p.strip() for p in (setting or PACKAGED).split(os.pathsep) if p.strip()]
     return tuple(PACKAGED_DISTRICTS_DIR if p == PACKAGED else Path(p).resolve() for p in parts)
 
