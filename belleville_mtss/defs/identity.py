@@ -62,7 +62,7 @@ def _blocked(summary: str, **metadata) -> dg.Failure:
 def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
                        account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
                        **stars: ValidatedFile):
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
@@ -103,10 +103,10 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
          "classlink": dg.AssetIn("validated_classlink_users")},
     description="ClassLink email = PowerSchool email; the registry's Renaissance identifier = its PowerSchool field",
 )
-def student_identity_map(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                          district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
                          **stars: ValidatedFile) -> dg.Output[IdentityMap]:
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     try:
         identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, _stars(stars))
     except pipeline.Stop as exc:
@@ -149,10 +149,10 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
                       name="gate_checks",
                       ins={"identity": dg.AssetIn("student_identity_map"),
                            "received_drop": dg.AssetIn("received_drop")})
-def gate_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+def gate_checks(context: dg.AssetCheckExecutionContext, error_log: ErrorLogResource,
                 warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
     """The drop's gates, in one step; a failed gate (not accepted) ends it with the plain summary."""
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     evidence = checks.Evidence(district, context.partition_key, identity=identity,
                                current_roster=gates.current_roster(warehouse.engine(), district.account_info_id))
     failed = []
@@ -167,9 +167,9 @@ def gate_checks(context: dg.AssetCheckExecutionContext, registry: RegistryResour
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
           owners=OWNERS, ins={"powerschool": dg.AssetIn(POWERSCHOOL.validated)}, deps=[district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
-def student_roster(context: dg.AssetExecutionContext, registry: RegistryResource, powerschool: ValidatedFile,
+def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource, powerschool: ValidatedFile,
                    student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     roster = pipeline.roster(district, powerschool, student_identity_map, context.partition_key, now())
     return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
@@ -177,9 +177,9 @@ def student_roster(context: dg.AssetExecutionContext, registry: RegistryResource
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
           owners=OWNERS, deps=[district_crosswalk],
           description="One row per Star test of a linked student, stamped with AccountInfoId")
-def assessment_results(context: dg.AssetExecutionContext, registry: RegistryResource,
+def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                        student_identity_map: IdentityMap, **stars: ValidatedFile) -> dg.Output[pl.DataFrame]:
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     results, duplicates = pipeline.results(district, _stars(stars), student_identity_map, context.partition_key,
                                            now())
     by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())

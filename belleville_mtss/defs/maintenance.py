@@ -11,10 +11,10 @@ from .resources import DropServerResource
 
 
 @dg.op(description="Delete staged drops older than MTSS_STAGING_RETENTION_DAYS, their stored frames, and orphans")
-def purge_expired_staging(context: dg.OpExecutionContext, drops: DropServerResource) -> None:
-    now, days = time.time(), drops.staging_retention_days
-    expired, orphans = purge_staging(Path(drops.staging_dir), days, now)
-    frames = purge_storage(Path(drops.home) / STORAGE, expired + orphans, days, now)
+def purge_expired_staging(context: dg.OpExecutionContext, drop_server: DropServerResource) -> None:
+    now, days = time.time(), drop_server.staging_retention_days
+    expired, orphans = purge_staging(Path(drop_server.staging_dir), days, now)
+    frames = purge_storage(Path(drop_server.home) / STORAGE, expired + orphans, days, now)
     context.log.info(f"removed {len(expired)} staged drop(s) older than {days} days ({', '.join(expired) or 'none'}), "
                      f"{len(orphans)} incomplete one(s) ({', '.join(orphans) or 'none'}) and {frames} stored frame(s)")
 

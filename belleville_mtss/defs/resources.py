@@ -3,6 +3,7 @@ warehouse, the prod db, the error log, and where alerts go. Values that may hold
 key, the alert URLs) are passed as EnvVar when they come from the environment, so the UI shows the variable, never
 the value. Engines are made once per run and disposed at its end."""
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -41,18 +42,6 @@ class RegistryResource(dg.ConfigurableResource):
         if not self._loaded:  # read once per run (a sensor tick reads it afresh)
             self._loaded.append(load_registry(registry_folders(self.districts_dir)))
         return self._loaded[0]
-
-    def entry(self, district: str) -> District:
-        try:
-            return self.registry().entry(district)
-        except RegistryError as exc:
-            raise dg.Failure(f"refused: {exc}") from None
-
-    def for_drop(self, key: str) -> District:
-        try:
-            return self.entry(parse_drop_key(key).district)
-        except BadName as exc:
-            raise dg.Failure(f"refused: {exc}") from None
 
 
 class DropServerResource(dg.ConfigurableResource):
@@ -155,6 +144,7 @@ class ErrorLogResource(_Engine):
     warehouse_url: str
     embedded: bool = False
     registry: dg.ResourceDependency[RegistryResource]
+    _refused: set = PrivateAttr(default_factory=set)  # (run, reason) already recorded: once per run
 
     def engine(self) -> sa.Engine:
         return self._engine(self.warehouse_url, lambda: _warehouse_engine(self.warehouse_url, self.embedded))
@@ -173,33 +163,43 @@ class ErrorLogResource(_Engine):
         """This run's files (all, or the named ones) in the dm.IngestionFiles audit: halted, blocked, loaded."""
         mark_files(self.engine(), context.partition_key, context.run.run_id, outcome, names)
 
-    def drop_key(self, context, record: bool = False) -> DropKey:
-        """The canonical key of the run's partition. A key that is not one (a partition added by hand in the UI)
-        fails the step, recorded as `bad_drop_name` where `record` (the drop's first step): nothing is built from
-        it. Another spelling of a canonical key is refused too: one drop, one partition, one DropId."""
+    def drop(self, context) -> "Drop":
+        """The run's drop, resolved once per step: its canonical key and its registry entry. A key that is not
+        canonical (a partition added by hand in the UI, another spelling of a drop) is refused `bad_drop_name`; a
+        broken or missing entry `registry_entry` (it stops only its own district's drops). Either is recorded once
+        per run, whichever step meets it first, and fails the step: nothing is built from it."""
         key = context.partition_key
         try:
             parsed = parse_drop_key(key)
             if str(parsed) != key:
                 raise BadName(f"drop key {escape(key)} is not written as its canonical form '{parsed}'")
         except BadName as exc:
-            if record:
-                self.record(context, key, [ErrorRecord("receive", "bad_drop_name", str(exc))])
-            raise dg.Failure(f"refused: {exc}") from None
-        return parsed
-
-    def district(self, context) -> District:
-        """The drop's registry entry; a broken or missing one is recorded and fails the step (it stops only its
-        own district's drops)."""
+            self._refuse(context, key, ErrorRecord("receive", "bad_drop_name", str(exc)))
         registry = self.registry.registry()
-        district = parse_drop_key(context.partition_key).district
         try:
-            return registry.entry(district)
+            return Drop(parsed, registry.entry(parsed.district))
         except RegistryError as exc:
-            problem = registry.problems.get(district)
-            self.record(context, context.partition_key, [ErrorRecord(
-                "registry", "registry_entry", str(exc), problem.file if problem else None)])
-            raise dg.Failure(f"refused: {exc}") from None
+            problem = registry.problems.get(parsed.district)
+            self._refuse(context, key, ErrorRecord("registry", "registry_entry", str(exc),
+                                                   problem.file if problem else None))
+
+    def _refuse(self, context, key: str, record: ErrorRecord):
+        run_id = getattr(getattr(context, "run", None), "run_id", None)
+        if (run_id, record.reason) not in self._refused:
+            self._refused.add((run_id, record.reason))
+            self.record(context, key, [record])
+        raise dg.Failure(f"refused: {record.message}")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One drop of a run: `name` is its canonical key (`<district>/<drop name>`), `district` its registry entry."""
+    key: DropKey
+    district: District
+
+    @property
+    def name(self) -> str:
+        return str(self.key)
 
 
 class AlertResource(dg.ConfigurableResource):
@@ -231,7 +231,7 @@ def resources(settings: Settings) -> dict:
     warehouse_url = env_or_value("MTSS_WAREHOUSE_URL", settings.warehouse_url)
     return {
         "registry": registry,
-        "drops": DropServerResource(
+        "drop_server": DropServerResource(
             home=str(settings.home), drop_dir=str(settings.drop_dir), staging_dir=str(settings.staging_dir),
             sftp_host=settings.sftp_host or "", sftp_port=settings.sftp_port, sftp_user=settings.sftp_user,
             sftp_key_path=settings.sftp_key_path, sftp_known_hosts=settings.sftp_known_hosts,

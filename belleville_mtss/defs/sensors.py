@@ -31,9 +31,9 @@ class DropServerUnreachable(Exception):
     with this as its error, until a tick reaches the server again."""
 
 
-def _unreachable(context, drops: DropServerResource, alerting: AlertResource, exc: SftpTransient) -> dg.SkipReason:
+def _unreachable(context, drop_server: DropServerResource, alerting: AlertResource, exc: SftpTransient) -> dg.SkipReason:
     minutes, now = alerting.config().outage_minutes, time.time()
-    alert, state = track_outage(stored(context.instance, OUTAGE, {}), False, now, drops.server(), minutes)
+    alert, state = track_outage(stored(context.instance, OUTAGE, {}), False, now, drop_server.server(), minutes)
     store(context.instance, OUTAGE, state)  # before sending: a crash after it loses an alert, never repeats one
     if alert:
         alerting.send(context.log, [alert])
@@ -45,10 +45,10 @@ def _unreachable(context, drops: DropServerResource, alerting: AlertResource, ex
                                 f"({minutes:g}); alert sent; retried at every tick: {exc}") from None
 
 
-def _reachable(context, drops: DropServerResource, alerting: AlertResource) -> None:
+def _reachable(context, drop_server: DropServerResource, alerting: AlertResource) -> None:
     state = stored(context.instance, OUTAGE, {})
     if state:  # the first good tick after an outage clears it, and says so if the outage was alerted
-        alert, _ = track_outage(state, True, time.time(), drops.server(), alerting.config().outage_minutes)
+        alert, _ = track_outage(state, True, time.time(), drop_server.server(), alerting.config().outage_minutes)
         store(context.instance, OUTAGE, {})
         alerting.send(context.log, [alert] if alert else [])
 
@@ -58,17 +58,17 @@ def make_sftp_drop_sensor(interval: int = 30) -> dg.SensorDefinition:
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Looks for complete new drops of every registry district on the drop server")
     def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource,
-                         drops: DropServerResource, error_log: ErrorLogResource,
+                         drop_server: DropServerResource, error_log: ErrorLogResource,
                          alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
-        return _look_for_drops(context, registry, drops, error_log, alerting)
+        return _look_for_drops(context, registry, drop_server, error_log, alerting)
 
     return sftp_drop_sensor
 
 
-def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResource, drops: DropServerResource,
+def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResource, drop_server: DropServerResource,
                     error_log: ErrorLogResource, alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    source = drops.source()
+    source = drop_server.source()
     found, refusals = [], []
     registry = registry.registry()
     # A broken entry stops only its own district: it is logged (once per message), and its drops, where its
@@ -89,8 +89,8 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
         # The server is down or the network hiccupped: try again at the next tick (past the outage window, the tick
         # fails). Authentication and host-key failures (SftpFatal) are not caught: they fail the tick at once, so a
         # rotated credential shows.
-        return _unreachable(context, drops, alerting, exc)
-    _reachable(context, drops, alerting)
+        return _unreachable(context, drop_server, alerting, exc)
+    _reachable(context, drop_server, alerting)
     # A drop whose name is refused never becomes a partition: it is logged once per version, shown escaped.
     refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
                  for d in found if d.bad_name]

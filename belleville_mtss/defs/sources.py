@@ -15,26 +15,26 @@ from ..lib.warehouse import record_received
 from ..lib.columns import file_columns
 from .metadata import OWNERS, column_schema
 from .partitions import drops
-from .resources import DropServerResource, ErrorLogResource, ProdDbResource, RegistryResource, WarehouseResource
+from .resources import DropServerResource, ErrorLogResource, ProdDbResource, WarehouseResource
 
 
 @dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
           description="The drop's files, hashed and encrypted into local staging as they arrive (checksums in "
                       "dm.IngestionFiles), replayable")
-def received_drop(context: dg.AssetExecutionContext, drops: DropServerResource, error_log: ErrorLogResource,
+def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
                   ) -> dg.Output[ReceivedDrop]:
-    drop = error_log.drop_key(context, record=True)
-    key = str(drop)
-    entry = error_log.district(context)
+    drop = error_log.drop(context)
+    key, district = drop.name, drop.district
     try:
-        received = receive_or_replay(drops.source(), drop.district, entry.drop_folder, drop.drop,
-                                     drops.staging(drop), drops.vault_key(), drops.limits(), transient=(SftpTransient,))
+        received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
+                                     drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
+                                     transient=(SftpTransient,))
     except DropRefused as exc:
         error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
         raise dg.Failure(f"refused: {exc.message}") from None
     except (LookupError, SftpFatal, SftpTransient) as exc:
         raise dg.Failure(str(exc)) from None
-    earlier = record_received(error_log.engine(), key, entry.account_info_id, received.version,
+    earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
                               list(received.files), context.run.run_id)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
@@ -46,16 +46,16 @@ def received_drop(context: dg.AssetExecutionContext, drops: DropServerResource, 
 def file_asset(source: FileSource) -> dg.AssetsDefinition:
     @dg.asset(name=source.name, group_name="sources", description=source.description, kinds={"csv"},
               partitions_def=drops, owners=OWNERS)
-    def _asset(context: dg.AssetExecutionContext, registry: RegistryResource, drops: DropServerResource,
-               error_log: ErrorLogResource, received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
-        entry = registry.for_drop(context.partition_key)
+    def _asset(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
+               received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
+        entry = error_log.drop(context).district
         staged = find_file(received_drop.files, entry.files[source.name])
         if staged is None:
             src = pipeline.read(source, None, entry)
         else:
             try:
-                src = read_staged_file(drops.vault_key(), source.name, received_drop.folder, staged, entry,
-                                       drops.max_file_rows)
+                src = read_staged_file(drop_server.vault_key(), source.name, received_drop.folder, staged, entry,
+                                       drop_server.max_file_rows)
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
         error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
@@ -71,11 +71,11 @@ def file_asset(source: FileSource) -> dg.AssetsDefinition:
 
 
 def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> dg.Output[pl.DataFrame]:
-    """A table as read for this drop (the crosswalk and links of a drop are judged against this snapshot). A table
+    """A table as read for this drop (`read` takes its district; the crosswalk and links of a drop are judged
+    against this snapshot). A table
     that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
-    error_log.drop_key(context)
     try:
-        frame = read()
+        frame = read(error_log.drop(context).district)
     except SourceTableError as exc:
         try:
             error_log.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(exc), label)])
@@ -87,17 +87,16 @@ def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> dg.Outp
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dbo.ClassLinkUsers: the student users of the drop's ClassLink tenant, filtered in the prod db")
-def classlink_users(context: dg.AssetExecutionContext, registry: RegistryResource, prod_db: ProdDbResource,
+def classlink_users(context: dg.AssetExecutionContext, prod_db: ProdDbResource,
                     error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, error_log, prod_db.classlink_table,
-                     lambda: prod_db.classlink_students(registry.for_drop(context.partition_key)))
+    return _snapshot(context, error_log, prod_db.classlink_table, prod_db.classlink_students)
 
 
 @dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
           description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
 def account_info(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                  error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, error_log, warehouse.account_info_table, warehouse.account_info)
+    return _snapshot(context, error_log, warehouse.account_info_table, lambda _district: warehouse.account_info())
 
 
 source_assets = [received_drop, *[file_asset(f) for f in FILES], classlink_users, account_info]

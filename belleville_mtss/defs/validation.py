@@ -10,7 +10,7 @@ from ..lib.registry import District
 from ..lib.ingest import SourceFile, ValidatedFile
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
-from .resources import ErrorLogResource, RegistryResource
+from .resources import ErrorLogResource
 
 
 def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
@@ -41,9 +41,9 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
     @dg.asset(name=source.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
               owners=OWNERS, ins={"src": dg.AssetIn(source.name)},
               description=f"{source.name}: columns bound by header name, values typed, bad rows rejected")
-    def _asset(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+    def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                src: SourceFile) -> dg.Output[ValidatedFile]:
-        district = registry.for_drop(context.partition_key)
+        district = error_log.drop(context).district
         return _finish(context, error_log, district, *pipeline.validate(src, district))
 
     return _asset
@@ -51,9 +51,9 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
 
 @dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
           description="ClassLink student users of the district's tenant, emails normalised for linking")
-def validated_classlink_users(context: dg.AssetExecutionContext, registry: RegistryResource,
+def validated_classlink_users(context: dg.AssetExecutionContext,
                               error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     return _finish(context, error_log, district, *pipeline.classlink(classlink_users, district))
 
 

@@ -14,7 +14,7 @@ from ..lib.warehouse import student_roster as student_roster_table
 from .identity import GATED, check_specs
 from .metadata import OWNERS, table
 from .partitions import drops
-from .resources import ErrorLogResource, RegistryResource, WarehouseResource
+from .resources import ErrorLogResource, WarehouseResource
 
 
 @contextmanager
@@ -47,9 +47,9 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
           check_specs=check_specs("load", "dm_student_roster"),
           description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
-def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResource, warehouse: WarehouseResource,
+def dm_student_roster(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame):
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     with _load(warehouse, "dm.StudentRoster") as engine:
         written = replace_roster(engine, district.account_info_id, student_roster)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
@@ -63,10 +63,10 @@ def dm_student_roster(context: dg.AssetExecutionContext, registry: RegistryResou
 @dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
           check_specs=check_specs("load", "dm_assessment_results"),
           description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
-def dm_assessment_results(context: dg.AssetExecutionContext, registry: RegistryResource,
+def dm_assessment_results(context: dg.AssetExecutionContext,
                           warehouse: WarehouseResource, error_log: ErrorLogResource, assessment_results: pl.DataFrame,
                           district_crosswalk: pl.DataFrame):
-    district = registry.for_drop(context.partition_key)
+    district = error_log.drop(context).district
     with _load(warehouse, "dm.AssessmentResults") as engine:
         written = replace_results(engine, district.account_info_id, assessment_results)
     error_log.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
