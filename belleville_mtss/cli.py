@@ -18,7 +18,7 @@ class CliError(Exception):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .lib.registry import load_registry
+    from .lib.district.registry import load_registry
     from .lib.sample import SampleSpec, generate_drop, load_databases
     from .run import run_drop
 
@@ -79,7 +79,7 @@ def _embedded_only(settings, command: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .lib.untrusted import BadName, parse_drop_key
+    from .lib.receive.untrusted import BadName, parse_drop_key
     from .run import run_drop
 
     settings = load_settings()
@@ -102,9 +102,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _record_refusal(settings, key: str, reason: str, message: str) -> None:
     """An error row for a drop refused before any run exists (stage receive)."""
-    from .lib.errors import ErrorRecord, drop_ids, record_errors
-    from .lib.migrations import open_warehouse
-    from .lib.registry import RegistryError, load_registry
+    from .lib.load.errors import ErrorRecord, drop_ids, record_errors
+    from .lib.load.migrations import open_warehouse
+    from .lib.district.registry import RegistryError, load_registry
 
     try:
         registry = load_registry(settings.districts_dirs)
@@ -122,8 +122,8 @@ def _record_refusal(settings, key: str, reason: str, message: str) -> None:
 def _warehouse(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from .lib import migrations
-    from .lib.warehouse import make_engine
+    from .lib.load import migrations
+    from .lib.load.warehouse import make_engine
 
     if args.warehouse_command == "upgrade" and args.sql:
         print(migrations.upgrade_sql(args.dialect, args.start), end="")
@@ -154,7 +154,7 @@ def _warehouse(args: argparse.Namespace) -> int:
 
 def _lineage(args: argparse.Namespace) -> int:
     from .lib.columns import lineage_text
-    from .lib.registry import load_registry
+    from .lib.district.registry import load_registry
 
     registry = load_registry(load_settings().districts_dirs)
     if args.district is None and len(registry) != 1:
@@ -181,8 +181,8 @@ def _checks(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .lib.audit import drop_status
-    from .lib.migrations import WarehouseNotReady, open_warehouse
+    from .lib.load.audit import drop_status
+    from .lib.load.migrations import WarehouseNotReady, open_warehouse
 
     settings = load_settings()
     try:
@@ -199,8 +199,8 @@ def _status(args: argparse.Namespace) -> int:
 def _account_info():
     import sqlalchemy as sa
 
-    from .lib.theirs import SourceTableError, read_account_info
-    from .lib.warehouse import make_engine
+    from .lib.read.theirs import SourceTableError, read_account_info
+    from .lib.load.warehouse import make_engine
 
     settings = load_settings()
     engine = make_engine(settings.warehouse_url)
@@ -224,7 +224,7 @@ def _resolve_or_fail(reference, queries):
 
 
 def _suggest(args: argparse.Namespace) -> int:
-    from .lib.crosswalk import account_reference
+    from .lib.district.crosswalk import account_reference
 
     reference = account_reference(_account_info())
     res = _resolve_or_fail(reference, [(args.name, args.state, None)])[0]
@@ -257,9 +257,9 @@ def _read_csv(path: Path, required: list[str], what: str) -> tuple[list[str], li
 def _match(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from .lib.crosswalk import account_reference
-    from .lib.names import Reference
-    from .lib.untrusted import csv_safe
+    from .lib.district.crosswalk import account_reference
+    from .lib.district.names import Reference
+    from .lib.receive.untrusted import csv_safe
 
     header, rows = _read_csv(args.input, ["name"], "input")
     if args.reference:
@@ -300,8 +300,8 @@ def _match(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .lib.crosswalk import check_entry
-    from .lib.registry import RegistryError, load_registry
+    from .lib.district.crosswalk import check_entry
+    from .lib.district.registry import RegistryError, load_registry
 
     settings = load_settings()
     try:

@@ -4,7 +4,7 @@ failed), with the exit code and the run tag that say the same. Built from a run'
 from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
-from .lib.catalog import FILES
+from .lib.read.catalog import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
 SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]

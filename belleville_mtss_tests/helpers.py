@@ -7,7 +7,7 @@ import polars as pl
 
 from belleville_mtss.lib.config import Settings
 from belleville_mtss.lib.sample import SampleSpec, generate_drop, load_databases
-from belleville_mtss.lib.warehouse import assessment_results, ingestion_errors, make_engine, read_table, student_roster
+from belleville_mtss.lib.load.warehouse import assessment_results, ingestion_errors, make_engine, read_table, student_roster
 
 SMALL = SampleSpec(students=300, missing_from_classlink=5, without_tests=7, unknown_star_rows=3)
 
@@ -76,7 +76,7 @@ def two_district_registry(tmp: Path) -> Path:
 
 def add_riverton(settings: Settings, spec: SampleSpec = RIVERTON) -> Path:
     """Riverton's drop, its ClassLink users (beside Belleville's) and its dm.AccountInfo row."""
-    from belleville_mtss.lib.warehouse import account_info, class_link_users
+    from belleville_mtss.lib.load.warehouse import account_info, class_link_users
 
     drop = settings.drop_dir / "riverton" / spec.drop_name
     tables = generate_drop(drop, spec)

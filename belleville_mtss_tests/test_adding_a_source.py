@@ -1,4 +1,4 @@
-"""The README's "Adding a source", done literally: one more FileSource in lib/catalog.py, and a fourth Star subject
+"""The README's "Adding a source", done literally: one more FileSource in lib/read/catalog.py, and a fourth Star subject
 is received, validated, loaded and traced like the others (on a copy of the package, in a child process)."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ NEW_ENTRY = '''"SEL"),\n    FileSource("star_cbm", "SC.csv", "star", "Renaissanc
 def test_a_fourth_star_subject_is_one_catalog_entry(tmp_path):
     copy = tmp_path / "src" / "belleville_mtss"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    catalog = copy / "lib" / "catalog.py"
+    catalog = copy / "lib" / "read" / "catalog.py"
     text = catalog.read_text()
     assert text.count(LAST_ENTRY) == 1  # the catalog's last entry, where the README's line goes
     catalog.write_text(text.replace(LAST_ENTRY, NEW_ENTRY))

@@ -19,10 +19,9 @@ from belleville_mtss.defs.resources import resources
 from belleville_mtss.defs.sensors import OUTAGE, DropServerUnreachable
 from belleville_mtss.lib.alerts import AlertConfigError
 from belleville_mtss.lib.config import SettingError, load_settings
-from belleville_mtss.lib.migrations import open_warehouse
-from belleville_mtss.lib.warehouse import ingestion_files
+from belleville_mtss.lib.load.migrations import open_warehouse
+from belleville_mtss.lib.load.warehouse import ingestion_files
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, prepare_drop, set_column, tick, two_district_registry
 from .sshd_server import SSHD, SshServer
@@ -126,7 +125,7 @@ def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path,
                     reason="OpenSSH server (sshd) is not installed; .ci/run installs it")
 def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_and_clears_at_the_first_good_tick(
         tmp_path, receiver, monkeypatch):
-    monkeypatch.setattr("belleville_mtss.lib.sftp.BACKOFF", (0.05, 0.05))  # the retries' pauses, not 1 s and 3 s
+    monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))  # the retries' pauses, not 1 s and 3 s
     server = SshServer(tmp_path / "sshd")  # not started yet: nothing listens on its port
     settings = make_settings(tmp_path / "mtss", **server.env(), MTSS_ALERT_WEBHOOK_URL=receiver.url,
                              MTSS_ALERT_OUTAGE_MINUTES="0.005")  # 0.3 s

@@ -22,13 +22,12 @@ import sqlalchemy as sa
 import yaml
 
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
-from belleville_mtss.lib.registry import PowerSchoolFormat, RegistryError, load_district
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.district.registry import PowerSchoolFormat, RegistryError, load_district
+from belleville_mtss.lib.load.warehouse import (
     assessment_results, class_link_users, ingestion_files, make_engine, read_table, student_roster,
 )
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, errors, prepare_drop, warehouse_counts
 

@@ -7,16 +7,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.catalog import FILES
-from belleville_mtss.lib.migrations import open_warehouse
+from belleville_mtss.lib.read.catalog import FILES
+from belleville_mtss.lib.load.migrations import open_warehouse
 from belleville_mtss.lib.persist import load
 from belleville_mtss.lib.pipeline import files_in, process_drop
-from belleville_mtss.lib.registry import load_registry
-from belleville_mtss.lib.theirs import read_account_info, read_classlink_students
-from belleville_mtss.lib.vault import staging_key
-from belleville_mtss.lib.warehouse import make_engine
+from belleville_mtss.lib.district.registry import load_registry
+from belleville_mtss.lib.read.theirs import read_account_info, read_classlink_students
+from belleville_mtss.lib.receive.vault import staging_key
+from belleville_mtss.lib.load.warehouse import make_engine
 from belleville_mtss.run import run_drop
-
 from .helpers import errors, prepare_drop, set_column
 
 KEY = "belleville/2026-11-01"

@@ -15,12 +15,11 @@ import yaml
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.registry import load_registry
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.district.registry import load_registry
+from belleville_mtss.lib.load.warehouse import (
     account_info, assessment_results, class_link_users, gate_acceptances, make_engine, read_table, student_roster,
 )
 from belleville_mtss.run import OUTCOME_TAG, run_drop
-
 from .conftest import make_settings
 from .helpers import (
     SMALL, add_riverton, edited_registry, errors, prepare_drop, set_column, tick, two_district_registry,

@@ -6,12 +6,12 @@ import polars as pl
 import pytest
 
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.crosswalk import (
+from belleville_mtss.lib.district.crosswalk import (
     account_info_problems, account_reference, build_crosswalk, check_entry, ferpa_review_problem, resolve_names,
     to_frame,
 )
-from belleville_mtss.lib.ingest import ValidatedFile
-from belleville_mtss.lib.registry import load_district
+from belleville_mtss.lib.read.ingest import ValidatedFile
+from belleville_mtss.lib.district.registry import load_district
 from belleville_mtss.lib.sample import account_info_rows
 
 BELLEVILLE = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
 
 SECRET = "zz-secret-value"
 
@@ -226,7 +226,7 @@ def test_a_file_cut_short_is_found_in_a_large_file(tmp_path):
 def test_the_checksum_is_of_the_bytes_read_from_disk_or_memory(tmp_path):
     import hashlib
 
-    from belleville_mtss.lib.csvfile import file_info
+    from belleville_mtss.lib.read.csvfile import file_info
     data = b"id,name\n" + b"000123,Ana\n" * 200_000  # more than one 1 MiB chunk
     path = write(tmp_path, "f", data)
     expected = hashlib.sha256(data).hexdigest()

@@ -1,7 +1,7 @@
 """When a drop is complete and which version runs: plan_runs on listings (no server needed)."""
 import json
 
-from belleville_mtss.lib.drops import CURSOR_MAX_DROPS, Drop, RemoteFile, plan_runs
+from belleville_mtss.lib.receive.drops import CURSOR_MAX_DROPS, Drop, RemoteFile, plan_runs
 
 T0 = 1_800_000_000
 

@@ -2,7 +2,6 @@
 import pytest
 
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, errors, prepare_drop, set_column, warehouse_counts
 
@@ -58,7 +57,7 @@ def test_malformed_file_is_halted_and_the_rest_of_the_drop_lands(settings):
     logged = errors(settings)
     halted = logged.filter((logged["FileName"] == "SM.csv") & (logged["Stage"] == "ingest"))
     assert halted["Reason"].to_list() == ["truncated"]
-    from belleville_mtss.lib.warehouse import assessment_results, make_engine, read_table
+    from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
     engine = make_engine(settings.warehouse_url)
     subjects = set(read_table(engine, assessment_results)["Subject"].to_list())
     engine.dispose()

@@ -13,15 +13,14 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
-from belleville_mtss.lib.drops import receive, sha256_of
-from belleville_mtss.lib.sftp import SftpConfig, SftpDropSource, SftpTransient
-from belleville_mtss.lib.vault import decrypt_bytes, new_key, parse_key
+from belleville_mtss.lib.receive.drops import receive, sha256_of
+from belleville_mtss.lib.receive.sftp import SftpConfig, SftpDropSource, SftpTransient
+from belleville_mtss.lib.receive.vault import decrypt_bytes, new_key, parse_key
 from belleville_mtss.lib.sample import migrate_sample_warehouse
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.load.warehouse import (
     assessment_results, make_engine, read_table, replace_results,
 )
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, prepare_drop, warehouse_counts
 from .sshd_server import SSHD, SshServer

@@ -18,13 +18,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib import migrations
+from belleville_mtss.lib.load import migrations
 from belleville_mtss.lib.sample import account_info_rows, generate_drop, load_databases, migrate_sample_warehouse
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.load.warehouse import (
     account_info, class_link_users, ingestion_files, make_engine, ours, read_table, student_roster,
 )
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, errors, prepare_drop, set_column, warehouse_counts
 

@@ -21,12 +21,11 @@ import pytest
 
 from belleville_mtss.cli import main
 from belleville_mtss.definitions import build_definitions
-from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
-from belleville_mtss.lib.drops import RECEIVING_PREFIX, purge_staging, purge_storage, remove_orphans
-from belleville_mtss.lib.vault import staging_key
-from belleville_mtss.lib.warehouse import make_engine, read_table, student_roster
+from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.receive.drops import RECEIVING_PREFIX, purge_staging, purge_storage, remove_orphans
+from belleville_mtss.lib.receive.vault import staging_key
+from belleville_mtss.lib.load.warehouse import make_engine, read_table, student_roster
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, errors, prepare_drop, set_column, snapshot, tick, warehouse_counts
 
@@ -394,8 +393,8 @@ KILLED_RECEIVE = r"""
 import sys, time
 from contextlib import contextmanager
 from pathlib import Path
-from belleville_mtss.lib.drops import LocalDropSource, receive
-from belleville_mtss.lib.vault import parse_key
+from belleville_mtss.lib.receive.drops import LocalDropSource, receive
+from belleville_mtss.lib.receive.vault import parse_key
 
 class Slow(LocalDropSource):
     @contextmanager
@@ -415,7 +414,7 @@ receive(source, "belleville", drop, staging, key)
 
 
 def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_removed(tmp_path):
-    from belleville_mtss.lib.vault import new_key
+    from belleville_mtss.lib.receive.vault import new_key
     root, staging = tmp_path / "drops", tmp_path / "staging"
     drop = root / "belleville" / "slow"
     drop.mkdir(parents=True)

@@ -3,9 +3,9 @@ import datetime as dt
 
 import polars as pl
 
-from belleville_mtss.lib.identity import RESULTS_SCHEMA, build_results, build_roster, link_problems, link_students
-from belleville_mtss.lib.powerschool import email_key
-from belleville_mtss.lib.star import STAR_SCHEMA
+from belleville_mtss.lib.students.identity import RESULTS_SCHEMA, build_results, build_roster, link_problems, link_students
+from belleville_mtss.lib.read.powerschool import email_key
+from belleville_mtss.lib.read.star import STAR_SCHEMA
 
 STUDENTS = [  # student_number, email as typed in PowerSchool
     ("00123", " Ana.Lopez@X.org "),

@@ -3,14 +3,13 @@ file's column, with the header the district's registry entry maps (the CLI, and 
 import pytest
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.catalog import FILES
+from belleville_mtss.lib.read.catalog import FILES
 from belleville_mtss.lib.columns import (
     CLASSLINK_FRAME, CROSSWALK_FRAME, FRAMES, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, WAREHOUSE_TABLES, lineage,
     lineage_paths, lineage_text,
 )
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.registry import load_registry
-
+from belleville_mtss.lib.district.registry import load_registry
 from .helpers import edited_registry
 
 SOURCES = {f.name for f in FILES} | {"classlink_users", "account_info"}
@@ -49,7 +48,7 @@ def test_every_path_runs_through_real_columns_to_a_source():
                 assert source in SOURCES, path
                 assert all(c in COLUMNS[a] for a, c in inner), path
     traced = {c for asset in WAREHOUSE_TABLES for c in graph[asset] if lineage_paths(district, asset, c)}
-    # ours, no source column: the drop, the time of loading, and the subject (which Star file, lib/catalog.py)
+    # ours, no source column: the drop, the time of loading, and the subject (which Star file, lib/read/catalog.py)
     assert {c for c, _t, _d in ROSTER_TABLE + RESULTS_TABLE} - traced == {"DropId", "LoadedAt", "Subject"}
 
 

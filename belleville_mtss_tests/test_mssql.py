@@ -3,7 +3,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
 
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.load.warehouse import (
     account_info, assessment_results, class_link_users, ingestion_errors, ingestion_files, ours, student_roster, theirs,
 )
 

@@ -3,8 +3,8 @@ import polars as pl
 import pytest
 from rapidfuzz import fuzz
 
-from belleville_mtss.lib.crosswalk import account_reference
-from belleville_mtss.lib.names import Reference, normalise
+from belleville_mtss.lib.district.crosswalk import account_reference
+from belleville_mtss.lib.district.names import Reference, normalise
 from belleville_mtss.lib.sample import account_info_rows
 
 BELLEVILLE_NAMES = ["Belleville Public Schools", "BELLEVILLE SCHOOL DISTRICT", "Belleville PD"]

@@ -7,9 +7,8 @@ from dataclasses import replace
 import dagster as dg
 import polars as pl
 
-from belleville_mtss.lib.warehouse import ingestion_errors, ingestion_files, make_engine, read_table
+from belleville_mtss.lib.load.warehouse import ingestion_errors, ingestion_files, make_engine, read_table
 from belleville_mtss.run import run_drop
-
 from .helpers import SMALL, prepare_drop, set_column
 
 TOKEN = re.compile(r"[A-Za-z0-9@._'-]+")

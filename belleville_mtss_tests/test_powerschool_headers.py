@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
-from belleville_mtss.lib.ingest import ingest_file, validate_powerschool
-from belleville_mtss.lib.powerschool import map_columns, read_powerschool, type_students
-from belleville_mtss.lib.registry import PowerSchoolFormat, load_district
+from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.read.ingest import ingest_file, validate_powerschool
+from belleville_mtss.lib.read.powerschool import map_columns, read_powerschool, type_students
+from belleville_mtss.lib.district.registry import PowerSchoolFormat, load_district
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = "powerschool_official__Students_Data_Import_Template_2022_09.csv"

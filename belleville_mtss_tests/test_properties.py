@@ -10,13 +10,13 @@ import polars as pl
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from belleville_mtss.lib.csvfile import FileRejected, read_text_csv
-from belleville_mtss.lib.errors import ErrorRecord
-from belleville_mtss.lib.ingest import SourceFile, ValidatedFile, ingest_file, validate_powerschool, validate_star
-from belleville_mtss.lib.names import Reference, normalise
-from belleville_mtss.lib.powerschool import map_columns
-from belleville_mtss.lib.registry import PowerSchoolFormat, load_district
-from belleville_mtss.lib.star import REQUIRED, STAR_COLUMNS, STAR_SCHEMA, bind_columns, type_rows
+from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
+from belleville_mtss.lib.load.errors import ErrorRecord
+from belleville_mtss.lib.read.ingest import SourceFile, ValidatedFile, ingest_file, validate_powerschool, validate_star
+from belleville_mtss.lib.district.names import Reference, normalise
+from belleville_mtss.lib.read.powerschool import map_columns
+from belleville_mtss.lib.district.registry import PowerSchoolFormat, load_district
+from belleville_mtss.lib.read.star import REQUIRED, STAR_COLUMNS, STAR_SCHEMA, bind_columns, type_rows
 
 REPO = Path(__file__).resolve().parent.parent
 DISTRICT = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")

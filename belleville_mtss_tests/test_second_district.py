@@ -4,9 +4,8 @@ import dagster as dg
 import polars as pl
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.warehouse import assessment_results, make_engine, read_table, student_roster
+from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table, student_roster
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, RIVERTON, add_riverton, errors, prepare_drop, set_column, two_district_registry
 

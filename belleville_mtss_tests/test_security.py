@@ -9,10 +9,9 @@ import pytest
 
 from belleville_mtss.defs.resources import resources
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR, load_settings
-from belleville_mtss.lib.drops import purge_staging
-from belleville_mtss.lib.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
+from belleville_mtss.lib.receive.drops import purge_staging
+from belleville_mtss.lib.receive.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import errors, prepare_drop, set_column, warehouse_counts
 

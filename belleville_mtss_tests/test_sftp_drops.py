@@ -11,10 +11,9 @@ import pytest
 
 from belleville_mtss.definitions import build_definitions
 from belleville_mtss.lib.sample import generate_drop, load_databases
-from belleville_mtss.lib.sftp import SftpFatal
-from belleville_mtss.lib.warehouse import ingestion_files, make_engine, read_table
+from belleville_mtss.lib.receive.sftp import SftpFatal
+from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine, read_table
 from belleville_mtss.run import run_drop
-
 from .conftest import make_settings
 from .helpers import SMALL, tick, warehouse_counts
 from .sshd_server import SSHD, SshServer, keygen

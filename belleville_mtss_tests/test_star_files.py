@@ -8,10 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.ingest import ingest_file, validate_star
-from belleville_mtss.lib.registry import load_district
-from belleville_mtss.lib.star import parse_dates
-
+from belleville_mtss.lib.read.ingest import ingest_file, validate_star
+from belleville_mtss.lib.district.registry import load_district
+from belleville_mtss.lib.read.star import parse_dates
 from .conftest import REFERENCE
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.ingest import ingest_file, validate_star
-from belleville_mtss.lib.registry import load_district
-from belleville_mtss.lib.star import (
+from belleville_mtss.lib.read.ingest import ingest_file, validate_star
+from belleville_mtss.lib.district.registry import load_district
+from belleville_mtss.lib.read.star import (
     STAR_COLUMNS, bind_columns, columns_to_read, detect_layout, parse_dates, star_columns, type_rows,
 )
 

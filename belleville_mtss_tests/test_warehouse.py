@@ -6,7 +6,7 @@ import pytest
 
 from belleville_mtss.lib.checks import LOAD_CHECKS, load_checks
 from belleville_mtss.lib.sample import migrate_sample_warehouse
-from belleville_mtss.lib.warehouse import (
+from belleville_mtss.lib.load.warehouse import (
     assessment_results, ingestion_files, load_figures, make_engine, mark_files, read_table, record_received,
     replace_results, replace_roster, results_scopes, student_roster,
 )
@@ -145,7 +145,7 @@ def test_results_scopes_are_each_subject_and_school_year_once():
 def _file(name: str, content: bytes):
     import hashlib
 
-    from belleville_mtss.lib.csvfile import FileInfo
+    from belleville_mtss.lib.read.csvfile import FileInfo
     return FileInfo(name, name, len(content), hashlib.sha256(content).hexdigest())
 
 
@@ -200,7 +200,7 @@ def test_each_file_moves_from_received_to_its_outcome_once(engine):
 
 
 def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch):
-    import belleville_mtss.lib.warehouse as warehouse
+    import belleville_mtss.lib.load.warehouse as warehouse
     clock = iter([dt.datetime(2026, 11, 28, 9, 0), dt.datetime(2026, 11, 28, 9, 5)])
     monkeypatch.setattr(warehouse, "now", lambda: next(clock))
     record_received(engine, "belleville/d1", 107873, "v1", [_file("SR.csv", b"r1")], "run1")

@@ -17,8 +17,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from belleville_mtss.lib.theirs import read_classlink_students
-from belleville_mtss.lib.warehouse import make_engine
+from belleville_mtss.lib.read.theirs import read_classlink_students
+from belleville_mtss.lib.load.warehouse import make_engine
 
 INDEX = ('CREATE INDEX "IX_ClassLinkUsers_Tenant" ON dbo."ClassLinkUsers" ("TenantName") '
          'INCLUDE ("UserId", "Role", "Email", "TenantId")')  # the statement docs/deploy.md gives the owner

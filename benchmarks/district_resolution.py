@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from belleville_mtss.lib.names import Reference, normalise
+from belleville_mtss.lib.district.names import Reference, normalise
 
 DEFAULT_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "districts"
 GENERIC_SUFFIXES = ["Public Schools", "School District", "Schools", "Board of Education", "SD", "PS", "Public School District"]

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from belleville_mtss.lib.names import Reference
-from belleville_mtss.lib.registry import District
-from belleville_mtss.lib.powerschool import match_headers
-from belleville_mtss.lib.star import star_columns
+from belleville_mtss.lib.district.names import Reference
+from belleville_mtss.lib.district.registry import District
+from belleville_mtss.lib.read.powerschool import match_headers
+from belleville_mtss.lib.read.star import star_columns
 
 SUBJECT_FILES = {"SR": "SR.csv", "SM": "SM.csv", "SEL": "SEL.csv"}
 

@@ -43,7 +43,7 @@ DROP_KEY = "belleville/bench"
 
 def _district():
     from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
-    from belleville_mtss.lib.registry import load_registry
+    from belleville_mtss.lib.district.registry import load_registry
     return load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
 
 
@@ -69,8 +69,8 @@ def _core(work: Path, district):
 def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
     """Polars reading only the columns the core uses, and nothing else."""
     import polars as pl
-    from belleville_mtss.lib.powerschool import match_headers
-    from belleville_mtss.lib.star import star_columns
+    from belleville_mtss.lib.read.powerschool import match_headers
+    from belleville_mtss.lib.read.star import star_columns
     drop = work / "drop"
     t = time.perf_counter()
     rows = 0
@@ -102,7 +102,7 @@ def _pandas(_stage: str, work: Path, district, _pg_url) -> dict:
 
 def _start_empty(engine, account_info_id: int) -> None:
     """The district's rows removed from our two tables: every load measured is a first load."""
-    from belleville_mtss.lib.warehouse import assessment_results, student_roster
+    from belleville_mtss.lib.load.warehouse import assessment_results, student_roster
     with engine.begin() as conn:
         for table in (student_roster, assessment_results):
             conn.execute(table.delete().where(table.c.AccountInfoId == account_info_id))
@@ -111,7 +111,7 @@ def _start_empty(engine, account_info_id: int) -> None:
 def _load(stage: str, work: Path, district, pg_url: str | None) -> dict:
     """The two warehouse loads alone, of frames the core made (the peak RSS includes that core)."""
     from belleville_mtss.lib.sample import migrate_sample_warehouse
-    from belleville_mtss.lib.warehouse import make_engine, replace_results, replace_roster
+    from belleville_mtss.lib.load.warehouse import make_engine, replace_results, replace_roster
     core, _seconds = _core(work, district)
     if core.stopped:
         return {"failed": f"core stopped: {core.stopped}"}
@@ -139,7 +139,7 @@ def prepare_dagster(stage: str, work: Path, pg_url: str | None) -> dict:
     the first receipt and the first load of the drop."""
     import polars as pl
     from belleville_mtss.lib.sample import load_databases
-    from belleville_mtss.lib.warehouse import make_engine
+    from belleville_mtss.lib.load.warehouse import make_engine
     settings = _dagster_settings(stage, work, pg_url)
     shutil.rmtree(settings.home, ignore_errors=True)
     target = settings.drop_dir / DROP_KEY

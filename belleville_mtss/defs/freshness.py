@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from ..lib.alerts import is_overdue, overdue_districts
-from ..lib.audit import last_drops
+from ..lib.load.audit import last_drops
 from ..lib.config import SettingError
 from .alerting import send_once
 from .metadata import OWNERS

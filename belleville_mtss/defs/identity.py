@@ -5,15 +5,17 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from ..lib import checks, gates, pipeline
-from ..lib.catalog import POWERSCHOOL, STAR_FILES
+from ..lib import checks
+from ..lib.students import gates
+from ..lib import pipeline
+from ..lib.read.catalog import POWERSCHOOL, STAR_FILES
 from ..lib.columns import (
     CROSSWALK_FRAME, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage,
 )
-from ..lib.drops import ReceivedDrop
-from ..lib.identity import IdentityMap
-from ..lib.ingest import ValidatedFile
-from ..lib.warehouse import now
+from ..lib.receive.drops import ReceivedDrop
+from ..lib.students.identity import IdentityMap
+from ..lib.read.ingest import ValidatedFile
+from ..lib.load.warehouse import now
 from .metadata import OWNERS, counts_md, md_table, table
 from .partitions import drops
 from .resources import ErrorLogResource, RegistryResource, WarehouseResource

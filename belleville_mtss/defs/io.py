@@ -9,8 +9,8 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from ..lib.persist import load, save
-from ..lib.untrusted import safe_join
-from ..lib.vault import staging_key
+from ..lib.receive.untrusted import safe_join
+from ..lib.receive.vault import staging_key
 
 
 def _consumers(context: dg.OutputContext) -> int:

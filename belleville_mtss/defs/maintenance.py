@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from ..lib.config import STORAGE
-from ..lib.drops import purge_staging, purge_storage
+from ..lib.receive.drops import purge_staging, purge_storage
 from .resources import DropServerResource
 
 

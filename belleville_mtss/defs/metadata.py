@@ -1,4 +1,4 @@
-"""Turning the catalog (lib/catalog.py) and run figures into the metadata the Dagster UI shows and plots."""
+"""Turning the catalog (lib/read/catalog.py) and run figures into the metadata the Dagster UI shows and plots."""
 import dagster as dg
 import polars as pl
 

@@ -1,4 +1,4 @@
-"""One dynamic partition per received drop, keyed "<district>/<drop name>" (lib/untrusted.py: the canonical key)."""
+"""One dynamic partition per received drop, keyed "<district>/<drop name>" (lib/receive/untrusted.py: the canonical key)."""
 import warnings
 
 import dagster as dg

@@ -11,17 +11,17 @@ import polars as pl
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from ..lib import migrations
+from ..lib.load import migrations
 from ..lib.alerts import Alert, AlertConfig, load_alert_config, send
 from ..lib.config import SETTINGS, Settings
-from ..lib.drops import DropSource, Limits, LocalDropSource
-from ..lib.errors import ErrorRecord, drop_ids, record_errors
-from ..lib.registry import District, Registry, RegistryError, load_registry, registry_folders
-from ..lib.sftp import SftpConfig, SftpDropSource
-from ..lib.theirs import ACCOUNT_INFO, CLASSLINK_USERS, configured, read_account_info, read_classlink_students
-from ..lib.untrusted import BadName, DropKey, escape, parse_drop_key, safe_join
-from ..lib.vault import staging_key
-from ..lib.warehouse import make_engine, mark_files
+from ..lib.receive.drops import DropSource, Limits, LocalDropSource
+from ..lib.load.errors import ErrorRecord, drop_ids, record_errors
+from ..lib.district.registry import District, Registry, RegistryError, load_registry, registry_folders
+from ..lib.receive.sftp import SftpConfig, SftpDropSource
+from ..lib.read.theirs import ACCOUNT_INFO, CLASSLINK_USERS, configured, read_account_info, read_classlink_students
+from ..lib.receive.untrusted import BadName, DropKey, escape, parse_drop_key, safe_join
+from ..lib.receive.vault import staging_key
+from ..lib.load.warehouse import make_engine, mark_files
 
 
 def env_or_value(name: str, value: str):
@@ -139,7 +139,7 @@ class ProdDbResource(_Engine):
 
 class ErrorLogResource(_Engine):
     """The error log (dm.IngestionErrors) and the audit of files (dm.IngestionFiles): what went wrong, and what
-    became of each file. Messages never hold student data (lib/errors.py refuses one that looks like it)."""
+    became of each file. Messages never hold student data (lib/load/errors.py refuses one that looks like it)."""
 
     warehouse_url: str
     embedded: bool = False

@@ -6,10 +6,10 @@ import time
 import dagster as dg
 
 from ..lib.alerts import track_outage
-from ..lib.drops import DropRefused, plan_runs
-from ..lib.errors import ErrorRecord
-from ..lib.sftp import SftpTransient
-from ..lib.untrusted import escape
+from ..lib.receive.drops import DropRefused, plan_runs
+from ..lib.load.errors import ErrorRecord
+from ..lib.receive.sftp import SftpTransient
+from ..lib.receive.untrusted import escape
 from .alerting import VERSION_TAG, store, stored
 from .jobs import drop_job
 from .partitions import drops as drop_partitions

@@ -1,17 +1,17 @@
-"""Source assets: the received drop, one asset per catalogued file of it (lib/catalog.py), and the two tables we
+"""Source assets: the received drop, one asset per catalogued file of it (lib/read/catalog.py), and the two tables we
 read. Each calls one stage of lib/pipeline.py."""
 import dagster as dg
 import polars as pl
 
 from ..lib import pipeline
-from ..lib.catalog import FILES, FileSource
-from ..lib.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
-from ..lib.errors import ErrorRecord
-from ..lib.ingest import SourceFile, read_staged_file
-from ..lib.sftp import SftpFatal, SftpTransient
-from ..lib.theirs import SourceTableError
-from ..lib.vault import VaultError
-from ..lib.warehouse import record_received
+from ..lib.read.catalog import FILES, FileSource
+from ..lib.receive.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
+from ..lib.load.errors import ErrorRecord
+from ..lib.read.ingest import SourceFile, read_staged_file
+from ..lib.receive.sftp import SftpFatal, SftpTransient
+from ..lib.read.theirs import SourceTableError
+from ..lib.receive.vault import VaultError
+from ..lib.load.warehouse import record_received
 from ..lib.columns import file_columns
 from .metadata import OWNERS, column_schema
 from .partitions import drops

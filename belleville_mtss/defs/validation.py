@@ -1,13 +1,13 @@
-"""Validated frames, one per catalogued file (lib/catalog.py) and the ClassLink users: typed, schema-checked, bad
+"""Validated frames, one per catalogued file (lib/read/catalog.py) and the ClassLink users: typed, schema-checked, bad
 rows counted out; a refused file is halted here."""
 import dagster as dg
 import polars as pl
 
 from ..lib import pipeline
-from ..lib.catalog import FILES, FileSource
+from ..lib.read.catalog import FILES, FileSource
 from ..lib.columns import CLASSLINK_FRAME, FRAMES, lineage
-from ..lib.registry import District
-from ..lib.ingest import SourceFile, ValidatedFile
+from ..lib.district.registry import District
+from ..lib.read.ingest import SourceFile, ValidatedFile
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .resources import ErrorLogResource

@@ -6,11 +6,11 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..lib import checks
-from ..lib.catalog import POWERSCHOOL
+from ..lib.read.catalog import POWERSCHOOL
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
-from ..lib.warehouse import assessment_results as results_table
-from ..lib.warehouse import load_figures, replace_results, replace_roster, results_scopes
-from ..lib.warehouse import student_roster as student_roster_table
+from ..lib.load.warehouse import assessment_results as results_table
+from ..lib.load.warehouse import load_figures, replace_results, replace_roster, results_scopes
+from ..lib.load.warehouse import student_roster as student_roster_table
 from .identity import GATED, check_specs
 from .metadata import OWNERS, table
 from .partitions import drops

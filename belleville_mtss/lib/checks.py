@@ -17,10 +17,10 @@ from typing import Literal
 
 import polars as pl
 
-from . import crosswalk as xw
-from .errors import ErrorRecord
-from .identity import IdentityMap
-from .registry import District
+from .district import crosswalk as xw
+from .load.errors import ErrorRecord
+from .students.identity import IdentityMap
+from .district.registry import District
 
 Stage = Literal["district", "gate", "load"]
 # The asset(s) a check of each stage belongs to; a check of an earlier stage blocks everything after it.

@@ -4,10 +4,10 @@ Plain data (no Dagster): the definitions turn it into column schemas and column 
 """
 from __future__ import annotations
 
-from .catalog import FILES, STAR_FILES, FileSource
-from .registry import District
-from .powerschool import match_headers
-from .star import HISTORICAL_HEADERS, STAR_COLUMNS, star_columns
+from .read.catalog import FILES, STAR_FILES, FileSource
+from .district.registry import District
+from .read.powerschool import match_headers
+from .read.star import HISTORICAL_HEADERS, STAR_COLUMNS, star_columns
 
 Column = tuple[str, str, str]  # name, type, description
 

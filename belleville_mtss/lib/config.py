@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .alerts import load_alert_config
-from .drops import Limits
-from .registry import PACKAGED_DISTRICTS_DIR, registry_folders  # noqa: F401  (where tests find it)
-from .theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
+from .receive.drops import Limits
+from .district.registry import PACKAGED_DISTRICTS_DIR, registry_folders  # noqa: F401  (where tests find it)
+from .read.theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
 STORAGE = "storage"  # under MTSS_HOME: the IO manager's encrypted frames
 

@@ -1,5 +1,5 @@
 """Objects at rest between steps: pickled, with every polars frame inside written as compressed Parquet, and the
-whole encrypted with the staging key (lib/vault.py). Parquet is columnar and compressed: a frame of student strings
+whole encrypted with the staging key (lib/receive/vault.py). Parquet is columnar and compressed: a frame of student strings
 takes a fraction of its in-memory size, so writing and reading it costs little memory and time.
 
 An object that can be rebuilt from what is already at rest (a file read from its encrypted staged copy) says how,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from .vault import DecryptingReader, Encryptor
+from .receive.vault import DecryptingReader, Encryptor
 
 _KEY: contextvars.ContextVar[bytes] = contextvars.ContextVar("staging_key")
 

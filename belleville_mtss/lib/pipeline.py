@@ -13,15 +13,15 @@ from pathlib import Path
 
 import polars as pl
 
-from . import crosswalk as xw
+from .district import crosswalk as xw
 from .checks import CATALOGUE, CheckOutcome, Evidence, decide
-from .catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES, FileSource
-from .csvfile import FileInfo
-from .drops import Limits, find_file
-from .errors import ErrorRecord
-from .identity import IdentityMap, build_results, build_roster, link_problems, link_students
-from .ingest import SourceFile, ValidatedFile, ingest_file, validate_classlink, validate_file
-from .registry import District
+from .read.catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES, FileSource
+from .read.csvfile import FileInfo
+from .receive.drops import Limits, find_file
+from .load.errors import ErrorRecord
+from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
+from .read.ingest import SourceFile, ValidatedFile, ingest_file, validate_classlink, validate_file
+from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8}
 

@@ -12,10 +12,10 @@ import numpy as np
 import polars as pl
 import sqlalchemy as sa
 
-from .star_layouts import LAYOUTS
-from . import migrations
-from .catalog import SUBJECTS
-from .warehouse import account_info, class_link_users, make_engine, theirs
+from .read.star_layouts import LAYOUTS
+from .load import migrations
+from .read.catalog import SUBJECTS
+from .load.warehouse import account_info, class_link_users, make_engine, theirs
 
 FIRST = ["Ava", "Liam", "Sofia", "Noah", "Isabella", "Mateo", "Mia", "Ethan", "Camila", "Lucas", "Aaliyah", "Jayden",
          "Emily", "Daniel", "Valentina", "Kevin", "Priya", "Omar", "Grace", "Luis", "Maya", "Adrian", "Zoe", "Jose",

@@ -1,9 +1,9 @@
-"""Alembic environment for our own tables in the EDU Data Warehouse (dm schema). Called by lib/migrations.py:
+"""Alembic environment for our own tables in the EDU Data Warehouse (dm schema). Called by lib/load/migrations.py:
 online with a connection in `config.attributes["connection"]`, offline (`--sql`) with a dialect name."""
 from alembic import context
 
-from belleville_mtss.lib.migrations import VERSION_TABLE, version_schema
-from belleville_mtss.lib.warehouse import ours
+from belleville_mtss.lib.load.migrations import VERSION_TABLE, version_schema
+from belleville_mtss.lib.load.warehouse import ours
 
 config = context.config
 

@@ -6,7 +6,7 @@ Revision ID: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from belleville_mtss.lib.migrations import dm
+from belleville_mtss.lib.load.migrations import dm
 
 revision = "0001"
 down_revision = None

@@ -11,7 +11,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from belleville_mtss.lib.migrations import dm
+from belleville_mtss.lib.load.migrations import dm
 
 revision = "0002"
 down_revision = "0001"

@@ -6,7 +6,7 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
-from belleville_mtss.lib.migrations import dm
+from belleville_mtss.lib.load.migrations import dm
 
 revision = "0003"
 down_revision = "0002"

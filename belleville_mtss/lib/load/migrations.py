@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
+SCRIPTS = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "MtssSchemaVersion"
 # Revisions are numbered, and each file is named after its revision ("0003_gate_acceptances.py"): the head is the
 # highest number, known without loading Alembic (a run only checks; a test holds Alembic's head to this).

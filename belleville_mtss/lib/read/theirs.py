@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import polars as pl
 import sqlalchemy as sa
 
-from .names import plain
-from .warehouse import account_info, class_link_users
+from ..district.names import plain
+from ..load.warehouse import account_info, class_link_users
 
 
 class SourceTableError(Exception):

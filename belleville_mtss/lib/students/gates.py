@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .warehouse import gate_acceptances, now, student_roster
+from ..load.warehouse import gate_acceptances, now, student_roster
 
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from .csvfile import FileRejected
-from .warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, value_too_long
+from ..load.warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, value_too_long
 
 # Our column -> the v2 header it comes from. `student_link` is the column that carries the student's PowerSchool
 # identifier: StudentIdentifier unless the district's registry entry names another (student_link.renaissance).

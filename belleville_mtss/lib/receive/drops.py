@@ -8,7 +8,7 @@ two looks at least SETTLE_SECONDS apart, the newest file also being that old.
 A corrected re-upload (marker removed first, written again last) changes the files' sizes or mtimes, so the
 drop's version changes and it runs again; an unchanged drop never does.
 
-Everything a sender controls is untrusted (lib/untrusted.py): names are checked, only regular files are read
+Everything a sender controls is untrusted (lib/receive/untrusted.py): names are checked, only regular files are read
 (never a link, device or fifo), zips are checked entry by entry before and while they are expanded, and clear
 text never rests on disk: each file is hashed and encrypted as it streams in.
 """

@@ -3,7 +3,7 @@ report are all derived from this list.
 
 Adding a fourth Star subject (say Star CBM, `SC.csv`) is one more `FileSource(..., kind="star", subject="SC")`:
 the Star reader is the same for every subject. Another vendor's file is one entry with a new `kind`, plus its
-reader and validator registered under that kind in lib/ingest.py (READERS).
+reader and validator registered under that kind in lib/read/ingest.py (READERS).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class FileSource:
     name: str  # the asset that reads it, and the key of `files:` in a registry entry
     pattern: str  # the file-name pattern a registry entry starts from (case-insensitive)
-    kind: str  # which reader and validator (lib/ingest.py READERS)
+    kind: str  # which reader and validator (lib/read/ingest.py READERS)
     description: str
     subject: str | None = None  # for Star files: the subject code results are stamped with
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 
 from . import schemas
-from .drops import Limits, StagedFile, read_staged
+from ..receive.drops import Limits, StagedFile, read_staged
 from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
-from .errors import ErrorRecord, row_rejections
+from ..load.errors import ErrorRecord, row_rejections
 from .powerschool import email_key, map_columns, match_headers, read_powerschool, type_students
-from .registry import District
+from ..district.registry import District
 from .catalog import BY_NAME, FileSource
 from .star import bind_columns, columns_to_read, type_rows
 
@@ -157,7 +157,7 @@ def revalidate_staged_file(key: bytes, source: str, folder: str, staged: StagedF
     return validate_file(read_staged_file(key, source, folder, staged, district, max_rows), district)[0]
 
 
-# Each kind of file in the catalogue (lib/catalog.py): its reader and its validator.
+# Each kind of file in the catalogue (lib/read/catalog.py): its reader and its validator.
 READERS = {
     "star": (_read_star, validate_star),
     "powerschool": (_read_powerschool, validate_powerschool),
@@ -167,7 +167,7 @@ CLASSLINK_TABLE = "dbo.ClassLinkUsers"
 
 
 def validate_classlink(users: pl.DataFrame, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    """The student users of the district's tenant(s), as read from the prod db (filtered there, lib/theirs.py)."""
+    """The student users of the district's tenant(s), as read from the prod db (filtered there, lib/read/theirs.py)."""
     tenants = set(district.source_names.classlink)
     frame = users.select(
         pl.col("UserId").cast(pl.Utf8).alias("classlink_user_id"),

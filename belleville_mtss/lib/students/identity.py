@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from .catalog import SUBJECTS
-from .errors import ErrorRecord
-from .star import STAR_SCHEMA
-from .warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
+from ..read.catalog import SUBJECTS
+from ..load.errors import ErrorRecord
+from ..read.star import STAR_SCHEMA
+from ..load.warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
 
 RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "StudentNumber": pl.Utf8,
                   **{column: STAR_SCHEMA[ours] for column, ours in RESULTS_FROM_STAR.items()},

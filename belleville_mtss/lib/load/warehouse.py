@@ -1,8 +1,8 @@
 """Tables of the prod db (dbo) and the EDU Data Warehouse (dm), declared once, and how we write to them.
 
-`ours` are the tables we own; their schema changes only through migrations (lib/migrations.py), and the declarations
+`ours` are the tables we own; their schema changes only through migrations (lib/load/migrations.py), and the declarations
 below always equal the migrations' head (a test compares them). `theirs` are the other teams' tables as the mapping
-spec names them: we only read them (lib/theirs.py finds them in their own case), and only the embedded demo creates
+spec names them: we only read them (lib/read/theirs.py finds them in their own case), and only the embedded demo creates
 its own SQLite copies of them. Production is SQL Server with real schemas; the embedded default is SQLite, which
 has none, so schemas are translated away per dialect. Engines hide bound parameters, so a database error never
 echoes student data.
@@ -121,7 +121,7 @@ ingestion_files = sa.Table(
     schema="dm",
 )
 
-# A person's acceptance of a failed gate, for one drop version (lib/gates.py): who, why, and the figure accepted.
+# A person's acceptance of a failed gate, for one drop version (lib/students/gates.py): who, why, and the figure accepted.
 gate_acceptances = sa.Table(
     "GateAcceptances", ours,
     sa.Column("AcceptanceId", sa.Integer, sa.Identity()),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import polars as pl
 import sqlalchemy as sa
 
-from .untrusted import BadName, escape, parse_drop_key
+from ..receive.untrusted import BadName, escape, parse_drop_key
 from .warehouse import VALUE_TOO_LONG, ingestion_errors, now
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import polars as pl
 
 from .csvfile import FileRejected, read_text_csv
-from .registry import POWERSCHOOL_FIELDS, PowerSchoolFormat
-from .warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, student_roster, value_too_long
+from ..district.registry import POWERSCHOOL_FIELDS, PowerSchoolFormat
+from ..load.warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, student_roster, value_too_long
 
 STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM_POWERSCHOOL)
 

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .catalog import DEFAULT_PATTERNS
+from ..read.catalog import DEFAULT_PATTERNS
 
 # Our canonical PowerSchool fields; the registry maps a district's headers onto them. Only the student number and
 # the fields the district's links use are required in a file; the others are optional (absent: a warning).
@@ -24,7 +24,7 @@ POWERSCHOOL_LINK_FIELDS = ("student_number", "state_studentnumber", "dcid", "id"
 RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
 
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
-PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parent.parent / "districts"
+PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parents[2] / "districts"
 
 
 class RegistryError(ValueError):
