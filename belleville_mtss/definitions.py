@@ -4,27 +4,28 @@ import dagster as dg
 
 from .defs.alerting import make_drop_alert_sensor, make_job_failure_alert_sensor
 from .defs.freshness import drop_freshness, drop_freshness_job, make_drop_freshness_schedule
-from .defs.identity import identity_assets, identity_checks
+from .defs.district import district_assets
 from .defs.io import EncryptedFrameIOManager
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.outcomes import make_drop_outcome_sensor
 from .defs.resources import env_or_value, resources
 from .defs.sensors import make_sftp_drop_sensor
-from .defs.sources import source_assets
-from .defs.validation import validation_assets
+from .defs.read import source_assets, validation_assets
+from .defs.receive import source_assets as received
+from .defs.students import students_assets, students_checks
 from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
 from .progress import progress_logger
 
-ASSETS = [*source_assets, *validation_assets, *identity_assets, *warehouse_assets]  # a drop's assets
+ASSETS = [*received, *source_assets, *validation_assets, *district_assets, *students_assets, *warehouse_assets]  # a drop's assets
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     every = settings.sensor_interval_seconds
     return dg.Definitions(
         assets=[*ASSETS, drop_freshness],
-        asset_checks=identity_checks,
+        asset_checks=students_checks,
         jobs=[drop_job, staging_retention_job, drop_freshness_job],
         sensors=[make_sftp_drop_sensor(every), make_drop_outcome_sensor(every), make_drop_alert_sensor(every),
                  make_job_failure_alert_sensor([staging_retention_job, drop_freshness_job], every)],

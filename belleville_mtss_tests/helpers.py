@@ -67,7 +67,7 @@ def two_district_registry(tmp: Path) -> Path:
     """The packaged registry plus the made-up Riverton entry."""
     import shutil
 
-    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
     registry = tmp / "districts"
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", registry / "riverton.yaml")
@@ -122,7 +122,7 @@ def edited_registry(tmp: Path, edit, name: str = "districts") -> Path:
 
     import yaml
 
-    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
     registry = tmp / name
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     path = registry / "belleville.yaml"

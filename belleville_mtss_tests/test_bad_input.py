@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
 from belleville_mtss.lib.district.registry import PowerSchoolFormat, RegistryError, load_district
 from belleville_mtss.lib.load.warehouse import (

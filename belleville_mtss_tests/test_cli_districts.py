@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.sample import load_databases
 
 from .conftest import make_settings

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import yaml
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.district.registry import load_registry
 from belleville_mtss.lib.load.warehouse import (
     account_info, assessment_results, class_link_users, gate_acceptances, make_engine, read_table, student_roster,

@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.district.crosswalk import (
     account_info_problems, account_reference, build_crosswalk, check_entry, ferpa_review_problem, resolve_names,
     to_frame,

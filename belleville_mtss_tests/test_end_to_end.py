@@ -68,7 +68,7 @@ def test_malformed_file_is_halted_and_the_rest_of_the_drop_lands(settings):
 def test_unknown_registry_account_info_id_blocks(settings, tmp_path):
     import shutil
 
-    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
     registry = tmp_path / "districts"
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     path = registry / "belleville.yaml"

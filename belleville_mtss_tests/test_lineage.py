@@ -8,7 +8,7 @@ from belleville_mtss.lib.columns import (
     CLASSLINK_FRAME, CROSSWALK_FRAME, FRAMES, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, WAREHOUSE_TABLES, lineage,
     lineage_paths, lineage_text,
 )
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.district.registry import load_registry
 from .helpers import edited_registry
 

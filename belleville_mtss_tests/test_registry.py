@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.district.registry import (
     PowerSchoolFormat, Registry, RegistryError, load_district, load_registry, registry_folders,
 )

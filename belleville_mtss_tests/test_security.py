@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from belleville_mtss.defs.resources import resources
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR, load_settings
+from belleville_mtss.lib.config import load_settings
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.receive.drops import purge_staging
 from belleville_mtss.lib.receive.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
 from belleville_mtss.run import run_drop

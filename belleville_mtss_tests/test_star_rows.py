@@ -7,7 +7,7 @@ import io
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.read.ingest import ingest_file, validate_star
 from belleville_mtss.lib.district.registry import load_district
 from belleville_mtss.lib.read.star import (

@@ -32,7 +32,7 @@ def write_students(path: Path, rows: int) -> None:
 def registry_for_the_file(out: Path) -> Path:
     """The packaged Belleville entry, mapping only the two columns the file has."""
     import yaml
-    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
     entry = yaml.safe_load((PACKAGED_DISTRICTS_DIR / "belleville.yaml").read_text())
     entry["powerschool"]["columns"] = {"student_number": "STUDENTS.STUDENT_NUMBER", "email": "STUDENTS.EMAIL"}
     out.mkdir(parents=True, exist_ok=True)

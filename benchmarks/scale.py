@@ -42,7 +42,7 @@ DROP_KEY = "belleville/bench"
 # ---- one measurement, in a child process ----------------------------------------------------------------------
 
 def _district():
-    from belleville_mtss.lib.config import PACKAGED_DISTRICTS_DIR
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
     from belleville_mtss.lib.district.registry import load_registry
     return load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
 

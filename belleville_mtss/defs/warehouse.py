@@ -11,7 +11,7 @@ from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lin
 from ..lib.load.warehouse import assessment_results as results_table
 from ..lib.load.warehouse import load_figures, replace_results, replace_roster, results_scopes
 from ..lib.load.warehouse import student_roster as student_roster_table
-from .identity import GATED, check_specs
+from .district import GATED, check_specs
 from .metadata import OWNERS, table
 from .partitions import drops
 from .resources import ErrorLogResource, WarehouseResource

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .alerts import load_alert_config
 from .receive.drops import Limits
-from .district.registry import PACKAGED_DISTRICTS_DIR, registry_folders  # noqa: F401  (where tests find it)
+from .district.registry import registry_folders
 from .read.theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
 
 STORAGE = "storage"  # under MTSS_HOME: the IO manager's encrypted frames

@@ -1,46 +1,20 @@
-"""Source assets: the received drop, one asset per catalogued file of it (lib/read/catalog.py), and the two tables we
-read. Each calls one stage of lib/pipeline.py."""
+"""Read: one source asset per catalogued file of the drop (lib/read/catalog.py) and the two tables we read, then
+their validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here (lib/read/)."""
 import dagster as dg
 import polars as pl
 
 from ..lib import pipeline
-from ..lib.read.catalog import FILES, FileSource
-from ..lib.receive.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
+from ..lib.columns import CLASSLINK_FRAME, FRAMES, file_columns, lineage
+from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.ingest import SourceFile, read_staged_file
-from ..lib.receive.sftp import SftpFatal, SftpTransient
+from ..lib.read.catalog import FILES, FileSource
+from ..lib.read.ingest import SourceFile, ValidatedFile, read_staged_file
 from ..lib.read.theirs import SourceTableError
+from ..lib.receive.drops import ReceivedDrop, find_file
 from ..lib.receive.vault import VaultError
-from ..lib.load.warehouse import record_received
-from ..lib.columns import file_columns
-from .metadata import OWNERS, column_schema
+from .metadata import OWNERS, column_schema, counts_md, table
 from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, ProdDbResource, WarehouseResource
-
-
-@dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
-          description="The drop's files, hashed and encrypted into local staging as they arrive (checksums in "
-                      "dm.IngestionFiles), replayable")
-def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
-                  ) -> dg.Output[ReceivedDrop]:
-    drop = error_log.drop(context)
-    key, district = drop.name, drop.district
-    try:
-        received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
-                                     drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
-                                     transient=(SftpTransient,))
-    except DropRefused as exc:
-        error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
-        raise dg.Failure(f"refused: {exc.message}") from None
-    except (LookupError, SftpFatal, SftpTransient) as exc:
-        raise dg.Failure(str(exc)) from None
-    earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
-                              list(received.files), context.run.run_id)
-    return dg.Output(received, metadata={
-        "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
-        "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
-            f"| {f.name} | {f.size} | {f.sha256[:16]}… | {earlier[f.name] or '(new)'} |" for f in received.files)),
-    })
 
 
 def file_asset(source: FileSource) -> dg.AssetsDefinition:
@@ -99,4 +73,49 @@ def account_info(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     return _snapshot(context, error_log, warehouse.account_info_table, lambda _district: warehouse.account_info())
 
 
-source_assets = [received_drop, *[file_asset(f) for f in FILES], classlink_users, account_info]
+def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
+            errors: list) -> dg.Output[ValidatedFile]:
+    error_log.record(context, context.partition_key, errors)
+    if validated.halted and validated.file_name:
+        error_log.mark_files(context, "halted", [validated.file_name])
+    return dg.Output(validated, metadata=_metadata(district, validated))
+
+
+def _metadata(district: District, v: ValidatedFile) -> dict:
+    meta = {
+        **table(v.rows, FRAMES.get(v.source, CLASSLINK_FRAME), lineage(district)[f"validated_{v.source}"]),
+        "file": v.file_name or "",
+        "rows_rejected": sum(v.rejected.values()),
+        "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
+        "halted": v.halted.message if v.halted else "",
+    }
+    if v.headers:  # which of the registry's accepted headers each field was read from
+        meta["headers_matched"] = dg.MetadataValue.md("| field | header read |\n|---|---|\n" + "\n".join(
+            f"| {field} | {header or '(absent: optional, read as empty)'} |" for field, header in v.headers.items()))
+    if v.warnings:
+        meta["warnings"] = "; ".join(v.warnings)
+    return meta
+
+
+def validated_asset(source: FileSource) -> dg.AssetsDefinition:
+    @dg.asset(name=source.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+              owners=OWNERS, ins={"src": dg.AssetIn(source.name)},
+              description=f"{source.name}: columns bound by header name, values typed, bad rows rejected")
+    def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
+               src: SourceFile) -> dg.Output[ValidatedFile]:
+        district = error_log.drop(context).district
+        return _finish(context, error_log, district, *pipeline.validate(src, district))
+
+    return _asset
+
+
+@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
+          description="ClassLink student users of the district's tenant, emails normalised for linking")
+def validated_classlink_users(context: dg.AssetExecutionContext,
+                              error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
+    district = error_log.drop(context).district
+    return _finish(context, error_log, district, *pipeline.classlink(classlink_users, district))
+
+
+source_assets = [*[file_asset(f) for f in FILES], classlink_users, account_info]
+validation_assets = [*[validated_asset(f) for f in FILES], validated_classlink_users]

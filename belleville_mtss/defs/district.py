@@ -1,0 +1,96 @@
+"""District: the crosswalk of every file's district name, with the district checks of lib/checks.py (lib/district/).
+The shared pieces of every checked asset (check specs from the catalogue, a verdict, a blocked step) live here."""
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from ..lib import checks, pipeline
+from ..lib.columns import CROSSWALK_FRAME, STAR_ASSETS
+from ..lib.read.catalog import POWERSCHOOL, STAR_FILES
+from ..lib.read.ingest import ValidatedFile
+from .metadata import OWNERS, md_table, table
+from .partitions import drops
+from .resources import ErrorLogResource, RegistryResource
+
+
+STAR_INPUTS = {f.name: dg.AssetIn(f.validated) for f in STAR_FILES}
+# Held until the drop's blocking checks pass, in this run and in automated later runs.
+GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def stars_of(inputs: dict) -> list[ValidatedFile]:
+    return [inputs[f.name] for f in STAR_FILES]
+
+
+def check_specs(stage: checks.Stage, asset: str, **kwargs) -> list[dg.AssetCheckSpec]:
+    """The catalogue's checks of a stage (lib/checks.py) as blocking check specs of `asset`, per drop."""
+    return [dg.AssetCheckSpec(c.name, asset=asset, blocking=stage != "load", description=c.description,
+                              partitions_def=drops, **kwargs) for c in checks.of_stage(stage)]
+
+
+_LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
+
+
+def verdict(context, error_log: ErrorLogResource, asset: str, outcome: checks.CheckOutcome,
+             **metadata) -> dg.AssetCheckResult:
+    """A blocking check's result; a failure writes its error rows and marks the drop's files blocked."""
+    error_log.record(context, context.partition_key, outcome.records)
+    if not outcome.passed:
+        error_log.mark_files(context, "blocked")
+    return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset, passed=outcome.passed,
+                               severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **metadata})
+
+
+def blocked_failure(summary: str, **metadata) -> dg.Failure:
+    """How a blocked drop's step ends: the plain summary is the run's reason (the checks hold the details)."""
+    return dg.Failure(description=summary, metadata=metadata, allow_retries=False)
+
+
+@dg.asset(
+    group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
+    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+         "classlink": dg.AssetIn("validated_classlink_users")},
+    check_specs=check_specs("district", "district_crosswalk"),
+    description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
+                "not materialized when the drop is not the registry's district (its checks say why)",
+)
+def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
+                       account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+                       **stars: ValidatedFile):
+    district = error_log.drop(context).district
+    validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
+    frame = pipeline.crosswalk(district, account_info, validated)
+    outcomes = checks.decide("district", checks.Evidence(
+        district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),
+        ferpa_max_days=registry.ferpa_review_max_days))
+    # Names that verified by score but are not in the registry: a person should confirm and list them.
+    suggest = frame.filter(pl.col("suggest_listing"))
+    per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",
+                                     "candidate_account_info_id", "score", "margin", "verified"))
+    reviewed = district.verification.ferpa_review_on
+    extra = {  # what each check shows beside its reason
+        "district_names_match_registry": dict(files=per_file, failing=int((~frame["verified"]).sum()),
+                                              suggested_registry_names=dg.MetadataValue.md("\n".join(
+            f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+            f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
+            for r in suggest.iter_rows(named=True)) or "_none_")),
+        "ferpa_review_current": dict(max_age_days=registry.ferpa_review_max_days,
+                                     ferpa_review_on=reviewed.isoformat() if reviewed else "none recorded"),
+    }
+    verdicts = [verdict(context, error_log, "district_crosswalk", o, **extra.get(o.name, {})) for o in outcomes]
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
+        yield from verdicts
+        raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
+    yield dg.Output(frame, metadata={
+        "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
+        **table(frame.height, CROSSWALK_FRAME),
+        "files_verified": int(frame["verified"].sum()),
+        "crosswalk": per_file,
+    })
+    yield from verdicts  # after the materialization they are the checks of
+
+
+district_assets = [district_crosswalk]

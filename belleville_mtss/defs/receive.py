@@ -1,0 +1,38 @@
+"""Receive: the received drop, its files hashed and encrypted into staging (lib/receive/)."""
+import dagster as dg
+
+from ..lib.load.errors import ErrorRecord
+from ..lib.load.warehouse import record_received
+from ..lib.receive.drops import DropRefused, ReceivedDrop, receive_or_replay
+from ..lib.receive.sftp import SftpFatal, SftpTransient
+from .metadata import OWNERS
+from .partitions import drops
+from .resources import DropServerResource, ErrorLogResource
+
+
+@dg.asset(group_name="sources", partitions_def=drops, kinds={"sftp"}, owners=OWNERS,
+          description="The drop's files, hashed and encrypted into local staging as they arrive (checksums in "
+                      "dm.IngestionFiles), replayable")
+def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
+                  ) -> dg.Output[ReceivedDrop]:
+    drop = error_log.drop(context)
+    key, district = drop.name, drop.district
+    try:
+        received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
+                                     drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
+                                     transient=(SftpTransient,))
+    except DropRefused as exc:
+        error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
+        raise dg.Failure(f"refused: {exc.message}") from None
+    except (LookupError, SftpFatal, SftpTransient) as exc:
+        raise dg.Failure(str(exc)) from None
+    earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
+                              list(received.files), context.run.run_id)
+    return dg.Output(received, metadata={
+        "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
+        "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
+            f"| {f.name} | {f.size} | {f.sha256[:16]}… | {earlier[f.name] or '(new)'} |" for f in received.files)),
+    })
+
+
+source_assets = [received_drop]

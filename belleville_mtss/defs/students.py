@@ -1,0 +1,112 @@
+"""Students: the identity map with its gates (lib/checks.py), the roster and the results (lib/students/). Each asset
+and check calls one stage of lib/pipeline.py; the Star inputs come from the catalogue."""
+import dagster as dg
+import polars as pl
+
+from ..lib import checks, pipeline
+from ..lib.columns import IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, lineage
+from ..lib.load.warehouse import now
+from ..lib.read.catalog import POWERSCHOOL
+from ..lib.read.ingest import ValidatedFile
+from ..lib.receive.drops import ReceivedDrop
+from ..lib.students import gates
+from ..lib.students.identity import IdentityMap
+from .district import GATED, STAR_INPUTS, blocked_failure, stars_of, verdict, check_specs, district_crosswalk
+from .metadata import OWNERS, counts_md, table
+from .partitions import drops
+from .resources import ErrorLogResource, WarehouseResource
+
+
+@dg.asset(
+    group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
+    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+         "classlink": dg.AssetIn("validated_classlink_users")},
+    description="ClassLink email = PowerSchool email; the registry's Renaissance identifier = its PowerSchool field",
+)
+def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
+                         district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
+                         **stars: ValidatedFile) -> dg.Output[IdentityMap]:
+    district = error_log.drop(context).district
+    try:
+        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, stars_of(stars))
+    except pipeline.Stop as exc:
+        raise dg.Failure(str(exc)) from None
+    error_log.record(context, context.partition_key, errors)
+    meta = {f"{link}/{k}": v for link, counts in identity.stats.items() for k, v in counts.items()}
+    rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
+        f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in identity.stats.items())
+    return dg.Output(identity, metadata={
+        **table(identity.frame.height, IDENTITY_FRAME, lineage(district)["student_identity_map"]), **meta,
+        "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
+
+
+def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, outcome: checks.CheckOutcome,
+          received: ReceivedDrop) -> tuple[dg.AssetCheckResult, checks.CheckOutcome | None]:
+    """A gate's verdict: passed, accepted by a person for this drop version (now, through the run's tags, or
+    earlier, recorded in dm.GateAcceptances), or failed (returned with its outcome), which is logged and blocks
+    the warehouse."""
+    key, engine = context.partition_key, warehouse.engine()
+    meta = {"gate": outcome.name, "figure": outcome.figure, "threshold": outcome.threshold}
+    if not outcome.passed:
+        tags = context.run.tags
+        accepting = {g.strip() for g in tags.get("mtss/accept", "").split(",")}
+        if outcome.name in accepting and tags.get("mtss/accept_reason"):
+            gates.accept(engine, key, received.version, outcome.name, tags["mtss/accept_reason"],
+                         tags.get("mtss/accepted_by", "unknown"), outcome.figure, context.run.run_id)
+        accepted = gates.acceptance(engine, key, received.version, outcome.name)
+        if accepted:
+            return dg.AssetCheckResult(check_name=outcome.name, asset_key=student_identity_map.key, passed=True,
+                                       metadata={**meta, "why": outcome.figure,
+                                                 "accepted_by": accepted["AcceptedBy"],
+                                                 "accepted_reason": accepted["Reason"],
+                                                 "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")}
+                                       ), None
+    return (verdict(context, error_log, "student_identity_map", outcome, **meta),
+            None if outcome.passed else outcome)
+
+
+@dg.multi_asset_check(specs=check_specs("gate", "student_identity_map", additional_deps=["received_drop"]),
+                      name="gate_checks",
+                      ins={"identity": dg.AssetIn("student_identity_map"),
+                           "received_drop": dg.AssetIn("received_drop")})
+def gate_checks(context: dg.AssetCheckExecutionContext, error_log: ErrorLogResource,
+                warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
+    """The drop's gates, in one step; a failed gate (not accepted) ends it with the plain summary."""
+    district = error_log.drop(context).district
+    evidence = checks.Evidence(district, context.partition_key, identity=identity,
+                               current_roster=gates.current_roster(warehouse.engine(), district.account_info_id))
+    failed = []
+    for outcome in checks.decide("gate", evidence):
+        result, failure = _gate(context, error_log, warehouse, outcome, received_drop)
+        yield result
+        failed += [failure] if failure else []
+    if failed:
+        raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed))
+
+
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
+          owners=OWNERS, ins={"powerschool": dg.AssetIn(POWERSCHOOL.validated)}, deps=[district_crosswalk],
+          description="One row per student of the drop, stamped with the district's AccountInfoId")
+def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource, powerschool: ValidatedFile,
+                   student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
+    district = error_log.drop(context).district
+    roster = pipeline.roster(district, powerschool, student_identity_map, context.partition_key, now())
+    return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
+
+
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
+          owners=OWNERS, deps=[district_crosswalk],
+          description="One row per Star test of a linked student, stamped with AccountInfoId")
+def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
+                       student_identity_map: IdentityMap, **stars: ValidatedFile) -> dg.Output[pl.DataFrame]:
+    district = error_log.drop(context).district
+    results, duplicates = pipeline.results(district, stars_of(stars), student_identity_map, context.partition_key,
+                                           now())
+    by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
+    return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, lineage(district)["assessment_results"]),
+                                        "duplicate_tests_dropped": duplicates,
+                                        "rows_by_subject": counts_md("rows by subject", by_subject)})
+
+
+students_assets = [student_identity_map, student_roster, assessment_results]
+students_checks = [gate_checks]
