@@ -4,12 +4,24 @@ Plain data (no Dagster): the definitions turn it into column schemas and column 
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
+
+from .load.warehouse import assessment_results, student_roster
 from .read.catalog import FILES, STAR_FILES, FileSource
 from .district.registry import District
 from .read.powerschool import match_headers
 from .read.star import HISTORICAL_HEADERS, STAR_COLUMNS, star_columns
 
 Column = tuple[str, str, str]  # name, type, description
+_TYPES = {sa.Integer: "int", sa.String: "string", sa.DateTime: "datetime", sa.Float: "float", sa.Boolean: "bool"}
+
+
+def described(table: sa.Table, descriptions: dict[str, str]) -> list[Column]:
+    """A warehouse table's columns as declared in lib/load/warehouse.py (names, order, types), with what each holds."""
+    if list(descriptions) != list(table.c.keys()):
+        raise ValueError(f"{table.fullname}: describe exactly its columns, in order: {', '.join(table.c.keys())}")
+    return [(c.name, next(t for k, t in _TYPES.items() if isinstance(c.type, k)), descriptions[c.name])
+            for c in table.c]
 
 STAR_FRAME: list[Column] = [
     ("subject", "string", "SR (reading), SM (math) or SEL (early literacy)"),
@@ -62,39 +74,39 @@ IDENTITY_FRAME: list[Column] = [
     ("classlink_link", "string", "linked, not_in_classlink, ambiguous or no_email"),
     ("star_test_count", "int", "Star tests whose link identifier equals the student's (none when two share it)"),
 ]
-ROSTER_TABLE: list[Column] = [
-    ("AccountInfoId", "int", "The district's dm.AccountInfo id (from the verified registry entry)"),
-    ("StudentNumber", "string", "PowerSchool STUDENT_NUMBER"),
-    ("FirstName", "string", "First name (PowerSchool)"),
-    ("LastName", "string", "Last name (PowerSchool)"),
-    ("Email", "string", "Email (PowerSchool)"),
-    ("GradeLevel", "string", "Grade level (PowerSchool)"),
-    ("SchoolId", "string", "School number (PowerSchool)"),
-    ("ClassLinkUserId", "string", "Linked ClassLink user, when the email match is unique"),
-    ("StarTestCount", "int", "Star tests of the student in this drop"),
-    ("DropId", "string", "The drop that loaded the row (district/drop name)"),
-    ("LoadedAt", "datetime", "When the row was loaded (UTC)"),
-]
-RESULTS_TABLE: list[Column] = [
-    ("AccountInfoId", "int", "The district's dm.AccountInfo id"),
-    ("Subject", "string", "SR, SM or SEL"),
-    ("TestKey", "string", "AssessmentID (or subject:student:time where Renaissance sent none)"),
-    ("StudentNumber", "string", "PowerSchool STUDENT_NUMBER = Star StudentIdentifier"),
-    ("SchoolYear", "string", "School year, YYYY-YYYY"),
-    ("CompletedAt", "datetime", "Completion time of the test"),
-    ("Grade", "string", "Grade at the time of the test"),
-    ("ScaledScore", "int", "Star scaled score"),
-    ("PercentileRank", "int", "Percentile rank"),
-    ("UnifiedScore", "int", "Star Unified scale score"),
-    ("BenchmarkCategory", "string", "Renaissance benchmark category"),
-    ("ScreeningWindow", "string", "Screening window name"),
-    ("DropId", "string", "The drop that loaded the row"),
-    ("LoadedAt", "datetime", "When the row was loaded (UTC)"),
-]
+ROSTER_TABLE: list[Column] = described(student_roster, {
+    "AccountInfoId": "The district's dm.AccountInfo id (from the verified registry entry)",
+    "StudentNumber": "PowerSchool STUDENT_NUMBER",
+    "FirstName": "First name (PowerSchool)",
+    "LastName": "Last name (PowerSchool)",
+    "Email": "Email (PowerSchool)",
+    "GradeLevel": "Grade level (PowerSchool)",
+    "SchoolId": "School number (PowerSchool)",
+    "ClassLinkUserId": "Linked ClassLink user, when the email match is unique",
+    "StarTestCount": "Star tests of the student in this drop",
+    "DropId": "The drop that loaded the row (district/drop name)",
+    "LoadedAt": "When the row was loaded (UTC)",
+})
+RESULTS_TABLE: list[Column] = described(assessment_results, {
+    "AccountInfoId": "The district's dm.AccountInfo id",
+    "Subject": "SR, SM or SEL",
+    "TestKey": "AssessmentID (or subject:student:time where Renaissance sent none)",
+    "StudentNumber": "PowerSchool STUDENT_NUMBER = Star StudentIdentifier",
+    "SchoolYear": "School year, YYYY-YYYY",
+    "CompletedAt": "Completion time of the test",
+    "Grade": "Grade at the time of the test",
+    "ScaledScore": "Star scaled score",
+    "PercentileRank": "Percentile rank",
+    "UnifiedScore": "Star Unified scale score",
+    "BenchmarkCategory": "Renaissance benchmark category",
+    "ScreeningWindow": "Screening window name",
+    "DropId": "The drop that loaded the row",
+    "LoadedAt": "When the row was loaded (UTC)",
+})
 
 STAR_ASSETS = tuple(f.name for f in STAR_FILES)
 # Our warehouse tables, by the asset that loads each.
-WAREHOUSE_TABLES = {"dm_student_roster": "dm.StudentRoster", "dm_assessment_results": "dm.AssessmentResults"}
+WAREHOUSE_TABLES = {"dm_student_roster": student_roster.fullname, "dm_assessment_results": assessment_results.fullname}
 # Where the sources that are tables (not files of the drop) live; the mapping spec's names.
 SOURCE_TABLES = {"classlink_users": "dbo.ClassLinkUsers", "account_info": "dm.AccountInfo"}
 
