@@ -17,7 +17,7 @@ from belleville_mtss.defs.alerting import make_drop_alert_sensor, make_job_failu
 from belleville_mtss.defs.freshness import drop_freshness
 from belleville_mtss.defs.resources import resources
 from belleville_mtss.defs.sensors import OUTAGE, DropServerUnreachable
-from belleville_mtss.lib.alerts import AlertConfigError
+from belleville_mtss.lib.alerts import AlertConfigError, load_alert_config
 from belleville_mtss.lib.config import SettingError, load_settings
 from belleville_mtss.lib.load.migrations import open_warehouse
 from belleville_mtss.lib.load.warehouse import ingestion_files
@@ -236,8 +236,11 @@ def test_a_malformed_alert_setting_stops_the_load_naming_the_variable_and_the_ui
     monkeypatch.setenv("MTSS_ALERT_WEBHOOK_URL", "https://hooks.example.org/services/T0/B0/s3cret")
     monkeypatch.setenv("MTSS_ALERT_TO", "ops@mtss.example.org")
     monkeypatch.setenv("MTSS_ALERT_SMTP_URL", "smtp://bot:s3cret@mail.example.org")
+    monkeypatch.setenv("MTSS_ALERT_URLS", "workflows://prod-1.westus.logic.azure.com/wf0/s3cret")
     settings = load_settings({**os.environ, "MTSS_HOME": str(tmp_path)})
     assert "s3cret" not in repr(settings)
     alerting = resources(settings)["alerting"]
     assert isinstance(alerting.webhook_url, dg.EnvVar) and alerting.webhook_url == "MTSS_ALERT_WEBHOOK_URL"
     assert isinstance(alerting.smtp_url, dg.EnvVar) and alerting.to == "ops@mtss.example.org"
+    assert isinstance(alerting.urls, dg.EnvVar) and alerting.urls == "MTSS_ALERT_URLS"
+    assert [d.channel for d in load_alert_config(os.environ).destinations] == ["workflows", "webhook", "email"]

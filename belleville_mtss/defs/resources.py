@@ -203,16 +203,18 @@ class Drop:
 
 
 class AlertResource(dg.ConfigurableResource):
-    """Where alerts go (lib/alerts.py): the MTSS_ALERT_* values; the webhook and SMTP URLs are secrets, passed as
-    EnvVar when they come from the environment."""
+    """Where alerts go (lib/alerts.py): the MTSS_ALERT_* values; the destination URLs are secrets, passed as EnvVar
+    when they come from the environment."""
 
+    urls: str = ""
     webhook_url: str = ""
     smtp_url: str = ""
     to: str = ""
     outage_minutes: str = ""
 
     def config(self) -> AlertConfig:
-        return load_alert_config({"MTSS_ALERT_WEBHOOK_URL": self.webhook_url, "MTSS_ALERT_SMTP_URL": self.smtp_url,
+        return load_alert_config({"MTSS_ALERT_URLS": self.urls, "MTSS_ALERT_WEBHOOK_URL": self.webhook_url,
+                                  "MTSS_ALERT_SMTP_URL": self.smtp_url,
                                   "MTSS_ALERT_TO": self.to, "MTSS_ALERT_OUTAGE_MINUTES": self.outage_minutes})
 
     def send(self, log, alerts: list[Alert]) -> None:
@@ -249,6 +251,7 @@ def resources(settings: Settings) -> dict:
         "error_log": ErrorLogResource(warehouse_url=warehouse_url, embedded=settings.embedded_warehouse,
                                       registry=registry),
         "alerting": AlertResource(
+            urls=env_or_value("MTSS_ALERT_URLS", settings.alert_env.get("MTSS_ALERT_URLS", "")),
             webhook_url=env_or_value("MTSS_ALERT_WEBHOOK_URL", settings.alert_env.get("MTSS_ALERT_WEBHOOK_URL", "")),
             smtp_url=env_or_value("MTSS_ALERT_SMTP_URL", settings.alert_env.get("MTSS_ALERT_SMTP_URL", "")),
             to=settings.alert_env.get("MTSS_ALERT_TO", ""),

@@ -1,43 +1,63 @@
-"""Alerts: one notification per event, to a Slack-compatible incoming webhook and/or by email.
+"""Alerts: what alerts whom, once per event, without student data; Apprise delivers them.
 
 Events: a blocked drop, a halted file, a failed run, the drop server unreachable for longer than
 MTSS_ALERT_OUTAGE_MINUTES (and back again), a district overdue. Each Alert carries a dedup key (drop key and
 version, run id, outage start, last drop) so that it is sent once: the keys sent are kept (defs/alerting.py).
+
+Where alerts go: MTSS_ALERT_URLS, one Apprise URL per destination (Microsoft Teams through `workflows://`, Slack,
+email through `mailto://`, a generic JSON endpoint through `json://`, PagerDuty and the rest:
+https://appriseit.com/services/). Apprise (https://github.com/caronc/apprise) writes each service's payload and
+protocol, retries and times out; we keep the decisions. The older MTSS_ALERT_WEBHOOK_URL (a Slack-compatible
+webhook: one {"text": ...} post) and MTSS_ALERT_SMTP_URL with MTSS_ALERT_TO keep working: each becomes one
+Apprise URL.
 
 No student data: the builders below take only district keys, drop keys, versions, file names, reasons, counts
 and check names, and `send` refuses text holding an '@' that is not a configured address (an email slipping
 in).
 
 Plain Python, no Dagster: sensors call `load_alert_config` once and `send` per alert. `send` never raises for
-a delivery problem; it returns one Delivery per channel, so a dead webhook never fails a sensor.
-Secrets: the webhook URL (a Slack webhook URL is a credential) and the SMTP password never reach a log line,
-an error message or a repr.
+a delivery problem; it returns one Delivery per destination, so a dead webhook never fails a sensor.
+Secrets: a destination URL (a webhook's path, a password) never reaches a log line, an error message or a repr;
+Apprise's and urllib3's debug lines, which quote one, are not emitted.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
-import smtplib
-import socket
-import ssl
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from functools import partial
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
+
+import apprise
 
 log = logging.getLogger(__name__)
+# Below WARNING, Apprise logs each destination's URL and payload, and urllib3 each request's path: a webhook's
+# path is its secret. Their warnings name a host only.
+_apprise_log = logging.getLogger("apprise")
+_apprise_log.setLevel(logging.WARNING)
+logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
+
+
+def _parsed(url: str, asset: apprise.AppriseAsset | None = None):
+    """Apprise's service for a URL, or None; Apprise's complaint about a URL it cannot parse quotes its user
+    part (a token, for some services), so it is not logged: the caller says what is wrong."""
+    level = _apprise_log.level
+    _apprise_log.setLevel(logging.CRITICAL + 1)
+    try:
+        return apprise.Apprise.instantiate(url, asset=asset)
+    finally:
+        _apprise_log.setLevel(level)
 
 KINDS = (
     "blocked_drop", "halted_file", "failed_run", "drop_server_outage", "outage_cleared", "district_overdue",
 )
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+# Our smtp URL schemes as Apprise's email: schema and mode.
+_MAIL_MODES = {"smtp": ("mailto", "insecure"), "smtp+starttls": ("mailtos", "starttls"), "smtps": ("mailtos", "ssl")}
+# Chat services that read <...> as links and mentions (<!channel>).
+SLACK_STYLE = frozenset({"webhook", "slack", "mmost", "mmosts", "rocket", "rockets"})
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
 DEFAULT_OUTAGE_MINUTES = 30.0
 MAX_TEXT_CHARS = 3_000  # well under Slack's and Teams' message limits
 _ADDRESS = re.compile(r"^[^@\s,<>\"]+@[^@\s,<>\"]+$")
@@ -61,41 +81,43 @@ class SmtpServer:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """One place alerts go: an Apprise URL (a credential, never shown) and what may be said of it."""
+
+    channel: str  # webhook, email, or the Apprise scheme given (workflows, json, slack, mailtos, ...)
+    url: str = field(repr=False)
+    shown: str = ""  # host, or for email the server and the number of recipients
+
+    def describe(self) -> str:
+        return f"{self.channel} to {self.shown}" if self.channel != "email" else f"email via {self.shown}"
+
+
+@dataclass(frozen=True)
 class AlertConfig:
-    webhook_url: str | None = field(default=None, repr=False)
-    smtp: SmtpServer | None = None
-    recipients: tuple[str, ...] = ()
+    destinations: tuple[Destination, ...] = ()
+    addresses: tuple[str, ...] = ()  # the addresses an alert may name: ours, never a student's
     outage_minutes: float = DEFAULT_OUTAGE_MINUTES
-    # Per channel: up to `attempts` tries, sleeping backoff, 2*backoff, ... between them. The timeout is
-    # urllib's and smtplib's, per socket operation. With these defaults a dead channel costs about 20 s.
+    # Per destination: up to `attempts` tries `backoff` seconds apart (Apprise's retry= and wait=), each with
+    # this timeout (Apprise's cto= and rto=); a URL's own retry=, wait=, cto= or rto= wins.
     timeout: float = 5.0
     attempts: int = 3
     backoff: float = 1.0
 
     @property
     def enabled(self) -> bool:
-        return bool(self.webhook_url or self.smtp)
-
-    @property
-    def addresses(self) -> tuple[str, ...]:
-        """The addresses an alert may name: ours, never a student's."""
-        return self.recipients + ((self.smtp.sender,) if self.smtp else ())
+        return bool(self.destinations)
 
     def describe(self) -> str:
-        """One log-able line; the webhook shows its host only (the path is the secret)."""
+        """One log-able line; a destination shows its host only (the path is the secret)."""
         if not self.enabled:
-            return "alerts disabled: neither MTSS_ALERT_WEBHOOK_URL nor MTSS_ALERT_SMTP_URL is set"
-        parts = []
-        if self.webhook_url:
-            parts.append(f"webhook to {urlsplit(self.webhook_url).hostname}")
-        if self.smtp:
-            parts.append(f"email via {self.smtp.describe()} to {len(self.recipients)} recipient(s)")
-        return f"alerts: {', '.join(parts)}; drop server outage after {self.outage_minutes:g} min"
+            return "alerts disabled: none of MTSS_ALERT_URLS, MTSS_ALERT_WEBHOOK_URL, MTSS_ALERT_SMTP_URL is set"
+        parts = ", ".join(d.describe() for d in self.destinations)
+        return f"alerts: {parts}; drop server outage after {self.outage_minutes:g} min"
 
 
 def load_alert_config(env: Mapping[str, str]) -> AlertConfig:
-    """From MTSS_ALERT_WEBHOOK_URL, MTSS_ALERT_SMTP_URL, MTSS_ALERT_TO and MTSS_ALERT_OUTAGE_MINUTES."""
-    webhook = (env.get("MTSS_ALERT_WEBHOOK_URL") or "").strip() or None
+    """From MTSS_ALERT_URLS, MTSS_ALERT_WEBHOOK_URL, MTSS_ALERT_SMTP_URL, MTSS_ALERT_TO, MTSS_ALERT_OUTAGE_MINUTES."""
+    webhook = (env.get("MTSS_ALERT_WEBHOOK_URL") or "").strip()
     smtp_url = (env.get("MTSS_ALERT_SMTP_URL") or "").strip()
     recipients = _parse_recipients(env.get("MTSS_ALERT_TO") or "")
     if webhook:
@@ -105,7 +127,26 @@ def load_alert_config(env: Mapping[str, str]) -> AlertConfig:
         raise AlertConfigError("MTSS_ALERT_TO is required when MTSS_ALERT_SMTP_URL is set")
     if recipients and not smtp:
         raise AlertConfigError("MTSS_ALERT_TO is set but MTSS_ALERT_SMTP_URL is not: no server to send with")
-    return AlertConfig(webhook, smtp, recipients, _parse_minutes(env.get("MTSS_ALERT_OUTAGE_MINUTES")))
+    destinations = [_apprise_destination(i, url)
+                    for i, url in enumerate((env.get("MTSS_ALERT_URLS") or "").split(), start=1)]
+    if webhook:
+        destinations.append(_webhook_destination(webhook))
+    if smtp:
+        destinations.append(_smtp_destination(smtp, recipients))
+    addresses = recipients + ((smtp.sender,) if smtp else ()) + tuple(
+        a for d in destinations if d.channel in EMAIL_SCHEMES for a in _addresses_in(d.url))
+    return AlertConfig(tuple(destinations), addresses, _parse_minutes(env.get("MTSS_ALERT_OUTAGE_MINUTES")))
+
+
+def _apprise_destination(n: int, url: str) -> Destination:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    service = _parsed(url)
+    if service is None:
+        # The URL is a credential: name its place and scheme, never its text.
+        raise AlertConfigError(f"MTSS_ALERT_URLS: entry {n} ({scheme or 'no scheme'}://...) is not a URL Apprise "
+                               "can send to; see https://appriseit.com/services/")
+    host = getattr(service, "host", None) or getattr(service, "service_name", scheme)
+    return Destination(scheme, url, str(host))
 
 
 def _check_webhook(url: str) -> None:
@@ -114,6 +155,17 @@ def _check_webhook(url: str) -> None:
         # The value itself is a credential: say what is wrong, not what it is.
         raise AlertConfigError("MTSS_ALERT_WEBHOOK_URL must be an http:// or https:// URL with a host "
                                "and no spaces")
+
+
+def _webhook_destination(url: str) -> Destination:
+    """MTSS_ALERT_WEBHOOK_URL as Apprise's generic JSON: the one {"text": ...} post it always was."""
+    parts = urlsplit(url)
+    # Apprise sends `-name` as a query parameter of the post, renames `:message` and drops the other fields.
+    query = [(f"-{k}", v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query += [(":message", "text"), (":version", ""), (":title", ""), (":attachments", ""), (":type", "")]
+    schema = "jsons" if parts.scheme == "https" else "json"
+    return Destination("webhook", f"{schema}://{parts.netloc}{parts.path or '/'}?{urlencode(query)}",
+                       parts.hostname)
 
 
 def _parse_smtp_url(url: str) -> SmtpServer:
@@ -138,6 +190,27 @@ def _parse_smtp_url(url: str) -> SmtpServer:
     if not _ADDRESS.match(sender):
         raise AlertConfigError(f"{what}: from= is not an email address")
     return SmtpServer(parts.scheme, parts.hostname, port, sender, user, password)
+
+
+def _smtp_destination(smtp: SmtpServer, recipients: tuple[str, ...]) -> Destination:
+    """MTSS_ALERT_SMTP_URL and MTSS_ALERT_TO as Apprise's email: the same server, TLS, login and sender."""
+    schema, mode = _MAIL_MODES[smtp.scheme]
+    query = {"smtp": smtp.host, "mode": mode, "from": smtp.sender, "to": ",".join(recipients), "format": "text"}
+    if smtp.user:
+        query.update(user=smtp.user, **{"pass": smtp.password})
+    url = f"{schema}://{smtp.host}:{smtp.port}?{urlencode(query, quote_via=quote)}"
+    if _parsed(url) is None:
+        # Apprise sends only from a sender with a domain name; mtss-alerts@192.0.2.1 is not one.
+        raise AlertConfigError("MTSS_ALERT_SMTP_URL: Apprise cannot send with it; where the host is an IP "
+                               "address, give from= an address with a domain name")
+    return Destination("email", url, f"{smtp.describe()} to {len(recipients)} recipient(s)")
+
+
+def _addresses_in(url: str) -> list[str]:
+    """The sender and recipients an email destination names (to=, cc=, bcc=, from=)."""
+    query = parse_qs(urlsplit(url).query)
+    values = [v for k in ("to", "cc", "bcc", "from") for v in query.get(k, [])]
+    return [a.strip() for v in values for a in v.split(",") if _ADDRESS.match(a.strip())]
 
 
 def _parse_recipients(raw: str) -> tuple[str, ...]:
@@ -289,7 +362,7 @@ def remember(sent_keys: Sequence[str], alerts: Iterable[Alert], limit: int = 1_0
 
 @dataclass(frozen=True)
 class Delivery:
-    channel: str  # webhook or email
+    channel: str  # the destination's channel: webhook, email, workflows, json, ...
     status: str  # sent, failed or refused
     reason: str = ""
     attempts: int = 0
@@ -303,163 +376,85 @@ class Delivery:
         return f"{self.channel}: {self.status}{reason} after {self.attempts} attempt(s)"
 
 
-class _Transient(Exception):
-    """Worth another try: connection refused, timeout, HTTP 429 or 5xx, SMTP 4xx."""
-
-    def __init__(self, reason: str, wait: float | None = None):
-        super().__init__(reason)
-        self.wait = wait  # a server's Retry-After, when it gave one
-
-
-class _Permanent(Exception):
-    """Another try gives the same answer: HTTP 4xx, SMTP 5xx, refused credentials."""
-
-
-def send(alert: Alert, config: AlertConfig, sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    """Deliver one alert on every configured channel; never raises for a delivery problem."""
-    channels = [c for c, on in (("webhook", config.webhook_url), ("email", config.smtp)) if on]
+def send(alert: Alert, config: AlertConfig) -> list[Delivery]:
+    """Deliver one alert to every destination; never raises for a delivery problem."""
     if _names_a_stranger(alert, config):
         log.error("alert %s refused: its text holds an '@' that is not a configured address", alert.kind)
         reason = "text holds an '@' that is not a configured address"
-        return [Delivery(c, "refused", reason) for c in channels]
+        return [Delivery(d.channel, "refused", reason) for d in config.destinations]
     deliveries = []
-    for channel in channels:
-        delivery = _with_retries(channel, partial(_SENDERS[channel], alert, config), config, sleep)
+    for destination in config.destinations:
+        delivery = _deliver(alert, destination, config)
         (log.info if delivery.ok else log.warning)("alert %s %s", alert.key, delivery.describe())
         deliveries.append(delivery)
     return deliveries
 
 
 def _names_a_stranger(alert: Alert, config: AlertConfig) -> bool:
-    text = f"{alert.text}\n{alert.key}"  # everything that leaves: the key goes in the email body
+    text = f"{alert.text}\n{alert.key}"  # everything that leaves: the key goes in the body
     for address in config.addresses:
         text = re.sub(re.escape(address), "", text, flags=re.IGNORECASE)
     return "@" in text
 
 
-def _with_retries(channel: str, attempt: Callable[[], None], config: AlertConfig,
-                  sleep: Callable[[float], None]) -> Delivery:
-    attempts = max(1, config.attempts)
-    for n in range(1, attempts + 1):
-        try:
-            attempt()
-            return Delivery(channel, "sent", attempts=n)
-        except _Permanent as e:
-            return Delivery(channel, "failed", str(e), n)
-        except _Transient as e:
-            if n == attempts:
-                return Delivery(channel, "failed", str(e), n)
-            backoff = config.backoff * 2 ** (n - 1)
-            # Honour Retry-After, but never past the longest backoff: a sensor tick has a time limit.
-            sleep(min(max(backoff, e.wait or 0.0), config.backoff * 2 ** (attempts - 1)))
-        except Exception as e:  # a bug of ours must not fail the sensor either; its text may quote the URL
-            return Delivery(channel, "failed", f"unexpected {type(e).__name__}", n)
-    raise AssertionError("unreachable")
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A webhook that redirects is misconfigured; following it would re-send the alert elsewhere."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
-def webhook_payload(alert: Alert) -> dict:
-    """{"text": ...}: what Slack incoming webhooks take, and Teams' Office 365 connector webhooks too."""
-    return {"text": _slack_escape(alert.text[:MAX_TEXT_CHARS])}
+def rendered(alert: Alert, destination: Destination) -> tuple[str, str]:
+    """(title, body) for one destination: the legacy webhook's one text field, or a title and a body that ends
+    with the alert's kind and key."""
+    if destination.channel == "webhook":
+        title, body = "", alert.text
+    else:
+        title, body = alert.title, "\n".join(alert.lines) + f"\n\n({alert.kind}, {alert.key})"
+    if destination.channel in SLACK_STYLE:
+        # Slack reads <...> as links and mentions (<!channel>); a file name must not ping a whole channel.
+        title, body = _slack_escape(title), _slack_escape(body)
+    return title, body[:MAX_TEXT_CHARS]
 
 
 def _slack_escape(text: str) -> str:
-    # Slack reads <...> as links and mentions (<!channel>); a file name must not ping a whole channel.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _post_webhook(alert: Alert, config: AlertConfig) -> None:
-    body = json.dumps(webhook_payload(alert)).encode()
-    request = urllib.request.Request(config.webhook_url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
-    # Reasons are built here, never from the exception text: urllib's may quote the URL.
+def _deliver(alert: Alert, destination: Destination, config: AlertConfig) -> Delivery:
+    # A webhook that redirects is misconfigured: following it would re-send the alert elsewhere.
+    asset = apprise.AppriseAsset(app_id="MTSS alerts", default_service_retry=max(0, config.attempts - 1),
+                                 default_service_wait=config.backoff, http_redirects=False)
     try:
-        with _opener.open(request, timeout=config.timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as e:
-        e.close()
-        if e.code == 429 or e.code >= 500:
-            raise _Transient(f"HTTP {e.code}", _retry_after(e.headers.get("Retry-After"))) from None
-        raise _Permanent(f"HTTP {e.code}") from None
-    except urllib.error.URLError as e:
-        if isinstance(e.reason, (TimeoutError, socket.timeout)):
-            raise _Transient("timed out") from None
-        raise _Transient(f"cannot connect ({type(e.reason).__name__})") from None
-    except (TimeoutError, socket.timeout):
-        raise _Transient("timed out") from None
-    except (ConnectionError, OSError) as e:
-        raise _Transient(f"connection failed ({type(e).__name__})") from None
+        service = _parsed(destination.url, asset)
+        if service is None:
+            return Delivery(destination.channel, "failed", "not a URL Apprise can send to", 0)
+        given = parse_qs(urlsplit(destination.url).query)
+        if "cto" not in given:
+            service.socket_connect_timeout = config.timeout
+        if "rto" not in given:
+            service.socket_read_timeout = config.timeout
+        # Apprise spaces one service's requests (5.5 s for email), retries included: no more than our backoff.
+        service.request_rate_per_sec = min(service.request_rate_per_sec, config.backoff)
+        sender = apprise.Apprise(asset=asset)
+        sender.add(service)
+        title, body = rendered(alert, destination)
+        result = sender.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
+        [outcome] = result.results
+    except Exception as e:  # a bug of ours or Apprise's must not fail the sensor; its text may quote the URL
+        return Delivery(destination.channel, "failed", f"unexpected {type(e).__name__}", 1)
+    attempts = len(outcome.attempts)
+    if outcome:
+        return Delivery(destination.channel, "sent", attempts=attempts)
+    return Delivery(destination.channel, "failed", _reason(outcome), attempts)
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None  # an HTTP date: the backoff will do
+_HTTP_STATUS = re.compile(r"error=(\d{3})\b")
 
 
-def email_message(alert: Alert, config: AlertConfig) -> EmailMessage:
-    smtp = config.smtp
-    msg = EmailMessage()
-    msg["Subject"] = alert.title
-    msg["From"] = smtp.sender
-    msg["To"] = ", ".join(config.recipients)
-    msg["Date"] = formatdate(localtime=False)
-    # Our own domain: make_msgid's default looks the machine's name up in DNS, which can hang.
-    msg["Message-ID"] = make_msgid("mtss-alert", domain=smtp.sender.rsplit("@", 1)[1])
-    body = "\n".join(alert.lines)[:MAX_TEXT_CHARS]
-    msg.set_content(f"{body}\n\n({alert.kind}, {alert.key})\n")
-    return msg
-
-
-def _send_email(alert: Alert, config: AlertConfig) -> None:
-    smtp = config.smtp
-    try:
-        with _smtp_connection(smtp, config.timeout) as client:
-            if smtp.user:
-                client.login(smtp.user, smtp.password)
-            refused = client.send_message(email_message(alert, config))
-    except smtplib.SMTPAuthenticationError as e:
-        raise _Permanent(f"SMTP login refused ({e.smtp_code})") from None
-    except smtplib.SMTPRecipientsRefused:
-        raise _Permanent("every recipient refused") from None
-    except smtplib.SMTPResponseException as e:
-        if 400 <= e.smtp_code < 500:
-            raise _Transient(f"SMTP {e.smtp_code}") from None
-        raise _Permanent(f"SMTP {e.smtp_code}") from None
-    except smtplib.SMTPNotSupportedError:
-        raise _Permanent("SMTP server does not offer what the URL asks (STARTTLS or AUTH)") from None
-    except ssl.SSLError as e:
-        raise _Permanent(f"TLS failed ({e.reason or type(e).__name__})") from None
-    except (TimeoutError, socket.timeout):
-        raise _Transient("timed out") from None
-    except (smtplib.SMTPException, OSError) as e:
-        raise _Transient(f"connection failed ({type(e).__name__})") from None
-    if refused:
-        log.warning("alert %s: %d of %d recipient(s) refused",
-                    alert.key, len(refused), len(config.recipients))
-
-
-def _smtp_connection(smtp: SmtpServer, timeout: float) -> smtplib.SMTP:
-    if smtp.scheme == "smtps":
-        return smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=timeout, context=ssl.create_default_context())
-    client = smtplib.SMTP(smtp.host, smtp.port, timeout=timeout)
-    if smtp.scheme == "smtp+starttls":
-        try:
-            client.starttls(context=ssl.create_default_context())
-        except BaseException:
-            client.close()
-            raise
-    return client
-
-
-_SENDERS = {"webhook": _post_webhook, "email": _send_email}
+def _reason(outcome) -> str:
+    """Why the last attempt failed, in our own words: Apprise's log text can quote the URL."""
+    if not outcome.attempts:
+        return "not attempted"
+    last = outcome.attempts[-1]  # a NotifyAttempt is falsy when it failed
+    if last.status == apprise.AppriseResultStatus.TIMEOUT:
+        return "timed out"
+    messages = " ".join(str(entry.message) for entry in last)
+    if status := _HTTP_STATUS.search(messages):
+        return f"HTTP {status.group(1)}"
+    if "connection error" in messages.lower():
+        return "cannot connect or timed out"
+    return "not delivered"

@@ -55,8 +55,11 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
             "where the product team keeps ClassLink users (`schema.table`), found in its own case"),
     Setting("MTSS_CLASSLINK_COLUMNS", "the mapping spec's names",
             "its columns, where they are named otherwise (`Ours=Theirs,...`)"),
-    Setting("MTSS_ALERT_WEBHOOK_URL", "unset: no webhook", "Slack-compatible incoming webhook for alerts",
-            secret=True),
+    Setting("MTSS_ALERT_URLS", "unset: none", "where alerts go: one [Apprise URL](https://appriseit.com/services/) "
+            "per destination, separated by spaces or new lines (`workflows://` for Microsoft Teams, `slack://`, "
+            "`mailto://`, `json://`, `pagerduty://`, ...)", secret=True),
+    Setting("MTSS_ALERT_WEBHOOK_URL", "unset: no webhook", "a Slack-compatible incoming webhook for alerts (one "
+            "`{\"text\": ...}` post); still read, `MTSS_ALERT_URLS` is its successor", secret=True),
     Setting("MTSS_ALERT_SMTP_URL", "unset: no email", "`smtp://`, `smtp+starttls://` or "
             "`smtps://[user:password@]host[:port][?from=address]`, user and password percent-encoded", secret=True),
     Setting("MTSS_ALERT_TO", "unset", "comma-separated alert recipients (required with `MTSS_ALERT_SMTP_URL`)"),
