@@ -3,12 +3,12 @@ their validated frames: typed, schema-checked, bad rows counted out; a refused f
 import dagster as dg
 import polars as pl
 
-from ..lib import pipeline
 from ..lib.columns import CLASSLINK_FRAME, FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
 from ..lib.read.catalog import FILES, FileSource
-from ..lib.read.ingest import SourceFile, ValidatedFile, read_staged_file
+from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, validate_classlink,
+                               validate_file)
 from ..lib.read.theirs import SourceTableError
 from ..lib.receive.drops import ReceivedDrop, find_file
 from ..lib.receive.vault import VaultError
@@ -25,7 +25,7 @@ def file_asset(source: FileSource) -> dg.AssetsDefinition:
         entry = error_log.drop(context).district
         staged = find_file(received_drop.files, entry.files[source.name])
         if staged is None:
-            src = pipeline.read(source, None, entry)
+            src = ingest_file(source, None, entry)
         else:
             try:
                 src = read_staged_file(drop_server.vault_key(), source.name, received_drop.folder, staged, entry,
@@ -104,7 +104,7 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                src: SourceFile) -> dg.Output[ValidatedFile]:
         district = error_log.drop(context).district
-        return _finish(context, error_log, district, *pipeline.validate(src, district))
+        return _finish(context, error_log, district, *validate_file(src, district))
 
     return _asset
 
@@ -114,7 +114,7 @@ def validated_asset(source: FileSource) -> dg.AssetsDefinition:
 def validated_classlink_users(context: dg.AssetExecutionContext,
                               error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
     district = error_log.drop(context).district
-    return _finish(context, error_log, district, *pipeline.classlink(classlink_users, district))
+    return _finish(context, error_log, district, *validate_classlink(classlink_users, district))
 
 
 source_assets = [*[file_asset(f) for f in FILES], classlink_users, account_info]

@@ -15,12 +15,12 @@ import polars as pl
 
 from .district import crosswalk as xw
 from .checks import CATALOGUE, CheckOutcome, Evidence, decide
-from .read.catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES, FileSource
+from .read.catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES
 from .read.csvfile import FileInfo
 from .receive.drops import Limits, find_file
 from .load.errors import ErrorRecord
 from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
-from .read.ingest import SourceFile, ValidatedFile, ingest_file, validate_classlink, validate_file
+from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
 from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8}
@@ -28,21 +28,6 @@ CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_
 
 class Stop(Exception):
     """A stage whose guard refuses to go on; the message is the run's one-line reason."""
-
-
-# ---- sources and validation ----------------------------------------------------------------------------------
-
-def read(source: FileSource, path: Path | None, district: District, data: bytes | None = None,
-         info: FileInfo | None = None, max_rows: int = Limits.max_file_rows) -> SourceFile:
-    return ingest_file(source, path, district, data, info, max_rows)
-
-
-def validate(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    return validate_file(src, district)
-
-
-def classlink(users: pl.DataFrame, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    return validate_classlink(users, district)
 
 
 # ---- the district ---------------------------------------------------------------------------------------------
@@ -143,12 +128,12 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
         path = files.get(source.name)
         # checksums are taken when a drop is received; the core does not hash again
         info = FileInfo(path.name, str(path), path.stat().st_size, "") if path else None
-        src = read(source, path, district, info=info, max_rows=limits.max_file_rows)
+        src = ingest_file(source, path, district, info=info, max_rows=limits.max_file_rows)
         if src.halted:
             errors.append(src.halted)
-        validated[source.name], found = validate(src, district)
+        validated[source.name], found = validate_file(src, district)
         errors += found
-    validated["classlink_users"], found = classlink(classlink_users, district)
+    validated["classlink_users"], found = validate_classlink(classlink_users, district)
     errors += found
     frame = crosswalk(district, account_info, validated)
     result = CoreResult(validated, errors, [], frame)
