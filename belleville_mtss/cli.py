@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     tags = {}
     if args.accept:
         if not (args.reason or "").strip():
-            raise CliError("--accept needs --reason: why this drop version may load although the gate failed")
+            raise CliError("--accept needs --reason: why this drop version may load although the check failed")
         tags = {"mtss/accept": ",".join(args.accept), "mtss/accept_reason": args.reason.strip(),
                 "mtss/accepted_by": getpass.getuser()}
     report = run_drop(settings, key, log_level=args.log_level, tags=tags, progress=True)
@@ -137,6 +137,8 @@ def _warehouse(args: argparse.Namespace) -> int:
             state = "up to date" if at == wanted else "behind: run `belleville-mtss warehouse upgrade`"
             print(f"warehouse {where}: schema revision {at or 'none'}; this release needs {wanted} ({state})")
             return 0 if at == wanted else 1
+        if args.warehouse_command == "rekey":
+            return _rekey(engine, where, args)
         if args.warehouse_command == "stamp":
             migrations.stamp(engine, args.revision)
             print(f"warehouse {where}: recorded at schema revision {args.revision} (no table was changed)")
@@ -150,6 +152,23 @@ def _warehouse(args: argparse.Namespace) -> int:
                        f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
+
+
+def _rekey(engine, where: str, args: argparse.Namespace) -> int:
+    from .lib.district.registry import load_registry
+    from .lib.load.warehouse import rekey
+
+    registry = load_registry(load_settings().districts_dirs)
+    if args.district not in registry:
+        raise CliError(f"no registry entry '{args.district}' (known: {', '.join(sorted(registry))})")
+    new = registry[args.district].account_info_id
+    try:
+        moved = rekey(engine, args.district, args.old, new)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    said = ", ".join(f"{n:,} row(s) of {table}" for table, n in moved.items())
+    print(f"warehouse {where}: {args.district}: moved {said} from AccountInfoId {args.old} to {new}")
+    return 0
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -299,6 +318,22 @@ def _match(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rows_under_other_ids(entry) -> list[str]:
+    """The registry's account_info_id against the warehouse: rows of the district's drops under another id."""
+    from .lib.checks import Evidence, account_info_id_unchanged
+    from .lib.load.warehouse import make_engine, under_other_ids
+
+    engine = make_engine(load_settings().warehouse_url)
+    try:
+        found = under_other_ids(engine, entry.district, entry.account_info_id)
+    finally:
+        engine.dispose()
+    if not found:
+        return []
+    outcome = account_info_id_unchanged(Evidence(entry, other_ids=found))
+    return [f"{outcome.why}: belleville-mtss warehouse rekey {entry.district} --from {old}" for old in sorted(found)]
+
+
 def _check(args: argparse.Namespace) -> int:
     from .lib.district.crosswalk import check_entry
     from .lib.district.registry import RegistryError, load_registry
@@ -326,7 +361,7 @@ def _check(args: argparse.Namespace) -> int:
         if key not in registry:
             continue
         entry = registry[key]
-        problems = check_entry(entry, account_info)
+        problems = check_entry(entry, account_info) + _rows_under_other_ids(entry)
         print(f"{key}: {'OK' if not problems else 'PROBLEMS'} (AccountInfoId {entry.account_info_id}, "
               f"NcesId {entry.nces_id}, {entry.state})")
         for p in problems:
@@ -356,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
     run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
-    run.add_argument("--accept", action="append", choices=gates, metavar="GATE",
-                     help=f"load this drop version although GATE failed (one of {', '.join(gates)}); "
-                          "recorded in dm.GateAcceptances with --reason")
+    run.add_argument("--accept", action="append", choices=gates, metavar="CHECK",
+                     help=f"load this drop version although CHECK failed (one of {', '.join(gates)}; "
+                          "drop_is_newest: apply an older drop over newer data); recorded in dm.GateAcceptances "
+                          "with --reason")
     run.add_argument("--reason", help="with --accept: why (kept in the audit; no student data)")
     run.set_defaults(func=_run)
 
@@ -370,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="with --sql: the SQL dialect (production is SQL Server)")
     upgrade.add_argument("--from", dest="start", help="with --sql: the revision the database is at (default: empty)")
     wsub.add_parser("current", help="the schema revision MTSS_WAREHOUSE_URL is at, and the one this release needs")
+    rekey = wsub.add_parser("rekey", help="move a district's rows from an old AccountInfoId to its registry's "
+                            "(after its account_info_id was corrected)")
+    rekey.add_argument("district", help="the registry entry, e.g. belleville")
+    rekey.add_argument("--from", dest="old", type=int, required=True, help="the AccountInfoId its rows are under")
     stamp = wsub.add_parser("stamp", help="record that tables an earlier release created are at REVISION")
     stamp.add_argument("revision")
     warehouse.set_defaults(func=_warehouse)

@@ -1,17 +1,19 @@
 """The short report people read after a drop's run: what happened, in one word (loaded, partial, blocked,
-failed), with the exit code and the run tag that say the same. Built from a run's Dagster events, so the CLI
+superseded, failed), with the exit code and the run tag that say the same. Built from a run's Dagster events, so the CLI
 (in-process results) and the outcome sensor (stored run logs) report alike."""
 from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
+from .lib.checks import CATALOGUE
 from .lib.read.catalog import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
 SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
-# gate) stopped the warehouse; failed: a step failed (a refused drop, a database error) or a load's check failed.
-EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "failed": 1}
+# gate) stopped the warehouse; superseded: the warehouse holds a newer drop of the district, which stays (nothing
+# wrong, nothing written); failed: a step failed (a refused drop, a database error) or a load's check failed.
+EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "superseded": 4, "failed": 1}
 OUTCOME_TAG = "mtss/outcome"
 
 
@@ -45,7 +47,8 @@ class DropReport:
                 ev = event.event_specific_data
                 meta = {k: getattr(v, "value", v) for k, v in ev.metadata.items()}
                 asset = ev.asset_key.to_user_string()
-                if asset in WAREHOUSE:
+                check = CATALOGUE.get(ev.check_name)
+                if asset in WAREHOUSE and (check is None or check.stage == "load"):
                     name = f"{WAREHOUSE[asset]} {ev.check_name}"
                     report.load_checks[name] = ev.passed
                     if not ev.passed:
@@ -86,8 +89,10 @@ class DropReport:
 
     @property
     def outcome(self) -> str:
-        if not all(self.checks.values()):
-            return "blocked"
+        failed = [name for name, passed in self.checks.items() if not passed]
+        if failed:
+            words = {CATALOGUE[n].outcome if n in CATALOGUE else "blocked" for n in failed}
+            return "superseded" if words == {"superseded"} else "blocked"
         if self.failures or len(self.written) < len(WAREHOUSE):
             return "failed"
         return "partial" if self.halted else "loaded"
@@ -119,9 +124,9 @@ class DropReport:
     def verdict(self) -> str:
         """One line: what happened to the drop."""
         outcome = self.outcome
-        if outcome == "blocked":
+        if outcome in ("blocked", "superseded"):
             name = next(k for k, passed in self.checks.items() if not passed)
-            return f"BLOCKED: {self.key}: {name}: {self.why.get(name, 'see the check')}"
+            return f"{outcome.upper()}: {self.key}: {name}: {self.why.get(name, 'see the check')}"
         if outcome == "failed":
             reason = next(iter(self.failures.values()), "the warehouse was not written")
             return f"FAILED: {self.key}: {reason}"
@@ -140,6 +145,8 @@ def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool
     `version`: the run's tag, when the run never got to receive the drop; keys carry the version, so a replay of
     the same version alerts no one twice."""
     version = report.version or version or "unknown"
+    if report.outcome == "superseded":
+        return []  # a replay or a backfill of an older drop: the newer data stays, nothing is wrong
     failed = [name for name, passed in report.checks.items() if not passed]
     if failed:
         reasons = [report.why.get(name, "see the check") for name in failed]

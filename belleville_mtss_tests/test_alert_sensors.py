@@ -53,17 +53,18 @@ def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settin
     prepare_drop(settings)
     foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
     set_column(foreign / "SR.csv", "DistrictName", "Nutley Public Schools")
-    halted = prepare_drop(settings, replace(SMALL, drop_name="halted"))
+    # of the same date as 2026-11-01, so that neither supersedes the other (docs/operations.md, "Drops over time")
+    halted = prepare_drop(settings, replace(SMALL, drop_name="2026-11-01-halted"))
     (halted / "SM.csv").write_bytes((halted / "SM.csv").read_bytes()[:-300])
     with dg.DagsterInstance.ephemeral() as instance:
-        old = run_drop(settings, "belleville/halted", instance=instance)
+        old = run_drop(settings, "belleville/2026-11-01-halted", instance=instance)
         _, cursor = alert_tick(settings, instance)  # the first tick: what ended before it is history
         assert receiver.requests == []
 
         reports = {key: run_drop(settings, f"belleville/{key}", instance=instance)
-                   for key in ("2026-11-01", "foreign", "halted", "missing")}  # missing: no such drop folder
+                   for key in ("2026-11-01", "foreign", "2026-11-01-halted", "missing")}  # missing: no such drop folder
         assert {k: r.outcome for k, r in reports.items()} == {
-            "2026-11-01": "loaded", "foreign": "blocked", "halted": "partial", "missing": "failed"}
+            "2026-11-01": "loaded", "foreign": "blocked", "2026-11-01-halted": "partial", "missing": "failed"}
         statuses = {r.tags["dagster/partition"]: r.status for r in instance.get_runs()}
         assert statuses["belleville/foreign"] == dg.DagsterRunStatus.FAILURE  # blocked: no failed_run alert too
         before = cursor
@@ -75,13 +76,13 @@ def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settin
 
         blocked, halted_alert, failed = sorted(texts(receiver), key=lambda t: t.split()[1])
         version = reports["foreign"].version
-        assert len(version) > 6 and reports["halted"].version == old.version  # the same drop, run twice
+        assert len(version) > 6 and reports["2026-11-01-halted"].version == old.version  # the same drop, run twice
         assert blocked.splitlines() == [
             "MTSS: drop belleville/foreign blocked", "Check: district_names_match_registry",
             f"Reason: {reports['foreign'].why['district_names_match_registry']}", f"Drop version: {version}"]
         assert "Nutley Public Schools" in blocked
         assert halted_alert.splitlines()[:2] == [
-            "MTSS: file SM.csv halted in drop belleville/halted",
+            "MTSS: file SM.csv halted in drop belleville/2026-11-01-halted",
             "Reason: SM.csv: the last record has 53 of 118 fields (file cut short?); the file was halted, nothing "
             "from it is loaded"]
         missing_run = next(r for r in instance.get_runs() if r.tags["dagster/partition"] == "belleville/missing")

@@ -162,7 +162,7 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
         staged = receive(source, "belleville", drop, staging, key, transient=(SftpTransient,), sleep=lambda s: None)
         cutter.join()
         assert cut and cut[0] >= 1
-        assert CountingSource.fetches == 2  # the cut transfer, then the one that completed
+        assert CountingSource.fetches == 3  # the cut transfer, the one that completed, and its second read
         (sr,) = staged
         assert sr.sha256 == sha256_of(big) and sr.size == big.stat().st_size
         assert decrypt_bytes(key, staging / "SR.csv") == big.read_bytes()

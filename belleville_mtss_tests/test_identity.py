@@ -37,7 +37,8 @@ def _frames():
         "school_name": ["School No. 3"] * n, "school_year": ["2026-2027"] * n,
         "completed_at": [dt.datetime(2026, 10, 1 + i) for i in range(n)], "grade": ["5"] * n,
         "scaled_score": [500 + i for i in range(n)], "percentile_rank": [50] * n, "unified_score": [900] * n,
-        "benchmark_category": ["On Watch"] * n, "screening_window": ["Fall"] * n, "source_row": list(range(2, n + 2)),
+        "benchmark_category": ["On Watch"] * n, "screening_window": ["Fall"] * n, "assessment_status": ["Active"] * n,
+        "deactivation_reason": [None] * n, "source_row": list(range(2, n + 2)),
     }, schema=STAR_SCHEMA)
     return students, classlink, star
 
@@ -106,7 +107,7 @@ def _star(subject: str, links: list[str], keys: list[str] | None = None) -> pl.D
         "school_year": ["2026-2027"] * n, "completed_at": [dt.datetime(2026, 10, 1 + i) for i in range(n)],
         "grade": ["5"] * n, "scaled_score": [500 + i for i in range(n)], "percentile_rank": [50] * n,
         "unified_score": [900] * n, "benchmark_category": ["On Watch"] * n, "screening_window": ["Fall"] * n,
-        "source_row": list(range(2, n + 2)),
+        "assessment_status": ["Active"] * n, "deactivation_reason": [None] * n, "source_row": list(range(2, n + 2)),
     }, schema=STAR_SCHEMA)
 
 
@@ -233,7 +234,7 @@ def test_results_carry_the_stamps_and_every_star_column():
         "AccountInfoId": 107873, "StudentNumber": "00123", "Subject": "SEL", "TestKey": "SEL0",
         "SchoolYear": "2026-2027", "CompletedAt": dt.datetime(2026, 10, 1), "Grade": "5", "ScaledScore": 500,
         "PercentileRank": 50, "UnifiedScore": 900, "BenchmarkCategory": "On Watch", "ScreeningWindow": "Fall",
-        "DropId": "belleville/d1", "LoadedAt": when}]
+        "AssessmentStatus": "Active", "DeactivationReason": None, "DropId": "belleville/d1", "LoadedAt": when}]
     assert results.schema == RESULTS_SCHEMA
 
 
@@ -255,4 +256,4 @@ def test_the_roster_is_the_students_with_their_links_in_any_order():
     assert expected.row(0, named=True) == {
         "AccountInfoId": 107873, "StudentNumber": "00123", "FirstName": "First", "LastName": "Last",
         "Email": " Ana.Lopez@X.org ", "GradeLevel": "5", "SchoolId": "03", "ClassLinkUserId": "CL1",
-        "StarTestCount": 1, "DropId": "belleville/d1", "LoadedAt": when}
+        "StarTestCount": 1, "DropId": "belleville/d1", "LoadedAt": when, "IsCurrent": True}

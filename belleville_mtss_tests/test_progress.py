@@ -28,7 +28,7 @@ def test_each_step_is_one_line_when_not_a_terminal_and_a_blocked_run_says_what_d
     assert all(parsed), lines
     total = int(parsed[0].group(2))
     assert [int(m.group(1)) for m in parsed] == list(range(1, total + 1))
-    assert {m.group(4) for m in parsed} == {"done"} and parsed[-1].group(3).startswith("dm_")
+    assert {m.group(4) for m in parsed} == {"done"} and parsed[-1].group(3) == "warehouse_load"
 
     foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
     set_column(foreign / "SM.csv", "DistrictName", "Nutley Public Schools")

@@ -160,7 +160,7 @@ def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_
         result = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
                                         asset_selection=[dg.AssetKey("dm_student_roster")])
     assert result.success
-    assert result.asset_materializations_for_node("dm_student_roster")[0].metadata["rows_written"].value == 300
+    assert result.asset_materializations_for_node("warehouse_load")[0].metadata["rows_written"].value == 300
     assert warehouse_counts(settings) == counts
 
 

@@ -221,3 +221,23 @@ def test_student_identifier_keeps_leading_zeros(reference_dir, district, tmp_pat
     validated, _ = validate_star(ingest_file("star_reading", path, district), district)
     assert validated.rejected == {}
     assert validated.frame.filter(pl.col("source_row") == 2)["student_link"].to_list() == ["000123"]
+
+
+SEL_V1 = "powerschool_etl__SEL_v1_112col_quoted_846rows__USE_THIS_RICHLAND_SEL_v1_Historical.csv"
+
+
+def test_the_two_deactivated_tests_of_the_real_sel_v1_file_are_kept_flagged_without_scores(reference_dir, district):
+    """docs/operations.md, "Deactivated tests": kept, AssessmentStatus Deactivated, no score of any kind."""
+    path = reference_dir / "star" / SEL_V1
+    header, records = read_records(path)
+    status, assessment = header.index("AssessmentStatus"), header.index("AssessmentID")
+    deactivated = sorted(r[assessment] for r in records if r[status] == "Deactivated")
+    assert len(deactivated) == 2
+    validated, _ = validate_star(ingest_file("star_early_literacy", path, district), district)
+    frame = validated.frame
+    flagged = frame.filter(pl.col("assessment_status") == "Deactivated").sort("test_key")
+    assert flagged["test_key"].to_list() == deactivated
+    assert flagged.select("scaled_score", "percentile_rank", "unified_score", "benchmark_category",
+                          "deactivation_reason").null_count().row(0) == (2, 2, 2, 2, 2)
+    assert set(frame["assessment_status"]) == {"Active", "Deactivated"}
+    assert frame.filter(pl.col("assessment_status") == "Active")["scaled_score"].null_count() < frame.height - 2

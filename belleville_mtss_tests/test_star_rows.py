@@ -21,6 +21,7 @@ GOOD_ROW = {
     "SchoolYear": "2026-2027", "AssessmentID": "A-1", "CompletedDate": "2026-09-15 13:05:00.000", "Grade": "5",
     "ScaledScore": "850", "PercentileRank": "45", "UnifiedScore": "900",
     "RenaissanceBenchmarkCategoryName": "At/Above Benchmark", "ScreeningPeriodWindowName": "Fall",
+    "AssessmentStatus": "Active", "DeactivationReason": "",
 }
 
 
@@ -121,11 +122,13 @@ def test_a_loaded_row_keeps_every_column_and_its_source_row():
         {"subject": "SR", "test_key": "A-1", "student_link": "000123", "district_name": "Belleville Public Schools",
          "school_name": "School No. 3", "school_year": "2026-2027", "completed_at": dt.datetime(2026, 9, 15, 13, 5),
          "grade": "5", "scaled_score": 850, "percentile_rank": 45, "unified_score": 900,
-         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall", "source_row": 2},
+         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall",
+         "assessment_status": "Active", "deactivation_reason": None, "source_row": 2},
         {"subject": "SR", "test_key": "A-2", "student_link": "000124", "district_name": "Belleville Public Schools",
          "school_name": "School No. 3", "school_year": "2026-2027", "completed_at": dt.datetime(2026, 9, 15, 13, 5),
          "grade": "5", "scaled_score": 850, "percentile_rank": 45, "unified_score": 900,
-         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall", "source_row": 4},
+         "benchmark_category": "At/Above Benchmark", "screening_window": "Fall",
+         "assessment_status": "Active", "deactivation_reason": None, "source_row": 4},
     ]
 
 
@@ -226,3 +229,41 @@ def test_without_a_registry_link_the_student_is_identified_by_studentidentifier(
     raw = pl.DataFrame({h: [GOOD_ROW[h]] for h in HEADER}).with_columns(pl.lit(" ").alias("StudentIdentifier"))
     typed, rejected = type_rows(bind_columns(raw, "SR.csv"), "SR")
     assert rejected.rows() == [(2, "missing StudentIdentifier")] and typed.height == 0
+
+
+def test_a_deactivated_test_keeps_its_reason_and_loses_its_scores_and_an_unknown_status_is_rejected():
+    from belleville_mtss.lib.read.star import type_rows
+    bound = pl.DataFrame({
+        "student_link": ["1", "2", "3", "4"], "district_name": ["D"] * 4, "school_name": ["S"] * 4,
+        "school_year": ["2026-2027"] * 4, "assessment_id": ["a", "b", "c", "d"],
+        "completed_date": ["2026-10-01 09:00:00"] * 4, "grade": ["3"] * 4, "scaled_score": ["800"] * 4,
+        "percentile_rank": ["50"] * 4, "unified_score": ["900"] * 4, "benchmark_category": ["At/Above"] * 4,
+        "screening_window": ["Fall"] * 4, "assessment_status": ["Active", " deactivated ", "NA", "Pending"],
+        "deactivation_reason": ["", "Student guessed", "NA", ""],
+    })
+    good, rejected = type_rows(bound, "SR")
+    assert good.select("test_key", "assessment_status", "deactivation_reason", "scaled_score",
+                       "benchmark_category").rows() == [
+        ("a", "Active", None, 800, "At/Above"), ("b", "Deactivated", "Student guessed", None, None),
+        ("c", "Active", None, 800, "At/Above")]
+    assert rejected.rows() == [(5, "AssessmentStatus is not one of Active, Deactivated")]
+
+
+def test_zoned_times_are_converted_to_utc_and_implausible_dates_are_rejected_with_their_reason():
+    from belleville_mtss.lib.read.star import type_rows
+    dates = ["2023-08-21T17:28:05.852Z", "2023-08-21T13:28:05+02:00", "2023-05-02 20:08:05.063", "0202-01-15",
+             "2101-01-01 00:00:00", "1990-01-01"]
+    n = len(dates)
+    bound = pl.DataFrame({
+        "student_link": [str(i) for i in range(n)], "district_name": ["D"] * n, "school_name": ["S"] * n,
+        "school_year": ["2023-2024"] * n, "assessment_id": [f"a{i}" for i in range(n)], "completed_date": dates,
+        "grade": ["3"] * n, "scaled_score": ["800"] * n, "percentile_rank": ["50"] * n, "unified_score": ["900"] * n,
+        "benchmark_category": [None] * n, "screening_window": [None] * n, "assessment_status": ["Active"] * n,
+        "deactivation_reason": [None] * n,
+    }, schema_overrides={"benchmark_category": pl.Utf8, "screening_window": pl.Utf8,
+                         "deactivation_reason": pl.Utf8})
+    good, rejected = type_rows(bound, "SR")
+    assert good["completed_at"].to_list() == [dt.datetime(2023, 8, 21, 17, 28, 5, 852000),
+                                              dt.datetime(2023, 8, 21, 11, 28, 5),
+                                              dt.datetime(2023, 5, 2, 20, 8, 5, 63000), dt.datetime(1990, 1, 1)]
+    assert rejected.rows() == [(5, "CompletedDate outside 1990-2100"), (6, "CompletedDate outside 1990-2100")]

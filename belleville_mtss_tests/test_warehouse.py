@@ -3,6 +3,7 @@ import datetime as dt
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from belleville_mtss.lib.checks import LOAD_CHECKS, load_checks
 from belleville_mtss.lib.sample import migrate_sample_warehouse
@@ -113,18 +114,29 @@ def _roster(district: int, numbers: list[str], drop: str = "belleville/x") -> pl
                          "ClassLinkUserId": pl.Utf8})
 
 
-def test_the_roster_is_replaced_whole_for_its_district_only(engine):
+def test_the_roster_becomes_the_drops_for_its_district_only_and_a_student_no_longer_listed_stays_not_current(
+        engine):
     assert replace_roster(engine, 107873, _roster(107873, ["003", "001", "002"])) == 3
     assert replace_roster(engine, 999, _roster(999, ["001"], "riverton/x")) == 1
     assert replace_roster(engine, 107873, _roster(107873, ["004", "001"], "belleville/y")) == 2
     back = read_table(engine, student_roster).sort("AccountInfoId", "StudentNumber")
-    assert back.select("AccountInfoId", "StudentNumber", "DropId", "StarTestCount").rows() == [
-        (999, "001", "riverton/x", 0), (107873, "001", "belleville/y", 1), (107873, "004", "belleville/y", 0)]
-    expected = _roster(107873, ["004"], "belleville/y").drop("ExtraFrameColumn").row(0, named=True)
+    assert back.select("AccountInfoId", "StudentNumber", "DropId", "StarTestCount", "IsCurrent").rows() == [
+        (999, "001", "riverton/x", 0, True), (107873, "001", "belleville/y", 1, True),
+        (107873, "002", "belleville/x", 2, False), (107873, "003", "belleville/x", 0, False),
+        (107873, "004", "belleville/y", 0, True)]
+    expected = {**_roster(107873, ["004"], "belleville/y").drop("ExtraFrameColumn").row(0, named=True),
+                "IsCurrent": True}
     assert back.filter(pl.col("StudentNumber") == "004").row(0, named=True) == expected
-    # an empty roster empties the district (and only it)
+    # a student who comes back is current again, as the newest drop lists them
+    replace_roster(engine, 107873, _roster(107873, ["002", "004", "001"], "belleville/z"))
+    current = read_table(engine, student_roster, (student_roster.c.AccountInfoId == 107873)
+                         & (student_roster.c.IsCurrent == sa.true()))
+    assert sorted(current["StudentNumber"].to_list()) == ["001", "002", "004"]
+    assert load_figures(engine, student_roster, 107873, "belleville/z")["rows"] == 3  # the history aside
+    # an empty roster makes no one current (and only in its district); nobody is deleted
     assert replace_roster(engine, 107873, _roster(107873, [])) == 0
-    assert read_table(engine, student_roster)["AccountInfoId"].to_list() == [999]
+    after = read_table(engine, student_roster)
+    assert after.filter(pl.col("IsCurrent"))["AccountInfoId"].to_list() == [999] and after.height == 5
     assert load_figures(engine, student_roster, 999, "riverton/x") == {
         "rows": 1, "duplicate_keys": 0, "other_account_rows": 0}
 
@@ -223,3 +235,23 @@ def test_the_batched_insert_path_round_trips_awkward_values(pg_database):
         assert back.select(frame.columns).rows() == frame.rows()
     finally:
         engine.dispose()
+
+
+def test_a_test_deactivated_in_one_drop_and_reactivated_in_a_later_one_comes_back_with_its_scores(engine):
+    scored = _frame().head(3).with_columns(pl.lit("Active").alias("AssessmentStatus"),
+                                          pl.lit(None, pl.Utf8).alias("DeactivationReason"))
+    off = scored.with_columns(
+        pl.when(pl.col("TestKey") == "t2").then(pl.lit("Deactivated")).otherwise(pl.col("AssessmentStatus"))
+        .alias("AssessmentStatus"),
+        pl.when(pl.col("TestKey") == "t2").then(pl.lit("Student guessed")).alias("DeactivationReason"),
+        pl.when(pl.col("TestKey") == "t2").then(None).otherwise(pl.col("ScaledScore")).alias("ScaledScore"))
+    replace_results(engine, 107873, off)
+    held = read_table(engine, assessment_results).sort("TestKey")
+    assert held.select("TestKey", "AssessmentStatus", "DeactivationReason", "ScaledScore").rows()[2] == (
+        "t2", "Deactivated", "Student guessed", None)
+    # a reader counting scores counts active tests only, and sees none of the deactivated one
+    active = held.filter(pl.col("AssessmentStatus") == "Active")
+    assert active["TestKey"].to_list() == ["t0", "t1"]
+    replace_results(engine, 107873, scored.with_columns(pl.lit("belleville/later").alias("DropId")))
+    back = read_table(engine, assessment_results).sort("TestKey")
+    assert back.select("TestKey", "AssessmentStatus", "ScaledScore").rows()[2] == ("t2", "Active", 1)

@@ -8,10 +8,11 @@ import polars as pl
 from ..lib import checks, pipeline
 from ..lib.columns import CROSSWALK_FRAME, STAR_ASSETS
 from ..lib.read.catalog import POWERSCHOOL, STAR_FILES
+from ..lib.load.warehouse import under_other_ids
 from ..lib.read.ingest import ValidatedFile
 from .metadata import OWNERS, md_table, table
 from .partitions import drops
-from .resources import ErrorLogResource, RegistryResource
+from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 
 STAR_INPUTS = {f.name: dg.AssetIn(f.validated) for f in STAR_FILES}
@@ -34,12 +35,27 @@ _LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSE
 
 def verdict(context, error_log: ErrorLogResource, asset: str, outcome: checks.CheckOutcome,
              **metadata) -> dg.AssetCheckResult:
-    """A blocking check's result; a failure writes its error rows and marks the drop's files blocked."""
+    """A blocking check's result; a failure writes its error rows and marks the drop's files with what the drop is
+    then (blocked, or superseded: the check's outcome)."""
     error_log.record(context, context.partition_key, outcome.records)
     if not outcome.passed:
-        error_log.mark_files(context, "blocked")
+        error_log.mark_files(context, checks.CATALOGUE[outcome.name].outcome)
     return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset, passed=outcome.passed,
                                severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **metadata})
+
+
+def accepted_result(outcome: checks.CheckOutcome, asset_key, accepted: dict, **metadata) -> dg.AssetCheckResult:
+    """A failed check a person accepted for this drop version (dm.GateAcceptances): passed, saying who and why."""
+    return dg.AssetCheckResult(check_name=outcome.name, asset_key=asset_key, passed=True, metadata={
+        **metadata, "why": outcome.figure or outcome.why, "accepted_by": accepted["AcceptedBy"],
+        "accepted_reason": accepted["Reason"], "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")})
+
+
+def accepting(tags) -> set[str]:
+    """The checks a run's tags accept (mtss/accept, with mtss/accept_reason: an acceptance needs a reason)."""
+    if not tags.get("mtss/accept_reason"):
+        return set()
+    return {g.strip() for g in tags.get("mtss/accept", "").split(",") if g.strip()}
 
 
 def blocked_failure(summary: str, **metadata) -> dg.Failure:
@@ -56,14 +72,15 @@ def blocked_failure(summary: str, **metadata) -> dg.Failure:
                 "not materialized when the drop is not the registry's district (its checks say why)",
 )
 def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
-                       account_info: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
-                       **stars: ValidatedFile):
+                       warehouse: WarehouseResource, account_info: pl.DataFrame, powerschool: ValidatedFile,
+                       classlink: ValidatedFile, **stars: ValidatedFile):
     district = error_log.drop(context).district
     validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),
-        ferpa_max_days=registry.ferpa_review_max_days))
+        ferpa_max_days=registry.ferpa_review_max_days,
+        other_ids=under_other_ids(warehouse.engine(), district.district, district.account_info_id)))
     # Names that verified by score but are not in the registry: a person should confirm and list them.
     suggest = frame.filter(pl.col("suggest_listing"))
     per_file = md_table(frame.select("file_name", "source", "name_seen", "decision", "candidate",

@@ -11,7 +11,8 @@ from ..lib.read.ingest import ValidatedFile
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from ..lib.students.identity import IdentityMap
-from .district import GATED, STAR_INPUTS, blocked_failure, stars_of, verdict, check_specs, district_crosswalk
+from .district import (GATED, STAR_INPUTS, accepted_result, accepting, blocked_failure, check_specs,
+                       district_crosswalk, stars_of, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .resources import ErrorLogResource, WarehouseResource
@@ -49,18 +50,12 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
     meta = {"gate": outcome.name, "figure": outcome.figure, "threshold": outcome.threshold}
     if not outcome.passed:
         tags = context.run.tags
-        accepting = {g.strip() for g in tags.get("mtss/accept", "").split(",")}
-        if outcome.name in accepting and tags.get("mtss/accept_reason"):
+        if outcome.name in accepting(tags):
             gates.accept(engine, key, received.version, outcome.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), outcome.figure, context.run.run_id)
         accepted = gates.acceptance(engine, key, received.version, outcome.name)
         if accepted:
-            return dg.AssetCheckResult(check_name=outcome.name, asset_key=student_identity_map.key, passed=True,
-                                       metadata={**meta, "why": outcome.figure,
-                                                 "accepted_by": accepted["AcceptedBy"],
-                                                 "accepted_reason": accepted["Reason"],
-                                                 "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")}
-                                       ), None
+            return accepted_result(outcome, student_identity_map.key, accepted, **meta), None
     return (verdict(context, error_log, "student_identity_map", outcome, **meta),
             None if outcome.passed else outcome)
 

@@ -1,41 +1,34 @@
-"""Loads into the EDU Data Warehouse: one transaction per table, idempotent per drop."""
-from contextlib import contextmanager
-
+"""Loads into the EDU Data Warehouse: a drop's roster and results in one step and one transaction, after the
+order of drops says it is not older than what the warehouse holds (lib/load/order.py)."""
 import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
-from ..lib import checks
-from ..lib.read.catalog import POWERSCHOOL
+from ..lib import checks, pipeline
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
+from ..lib.load import order
 from ..lib.load.warehouse import assessment_results as results_table
-from ..lib.load.warehouse import load_figures, replace_results, replace_roster, results_scopes
+from ..lib.load.warehouse import load_figures, mark_files, results_scopes, write_results, write_roster
 from ..lib.load.warehouse import student_roster as student_roster_table
-from .district import GATED, check_specs
+from ..lib.read.catalog import POWERSCHOOL
+from ..lib.receive.drops import ReceivedDrop
+from ..lib.students import gates
+from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
 from .metadata import OWNERS, table
 from .partitions import drops
 from .resources import ErrorLogResource, WarehouseResource
 
-
-@contextmanager
-def _load(warehouse: WarehouseResource, table_name: str):
-    """A warehouse load; a database error is reported without the server's detail, which can quote key values."""
-    try:
-        yield warehouse.engine()
-    except sa.exc.DBAPIError as exc:
-        raise dg.Failure(f"loading {table_name} failed and was rolled back ({type(exc.orig).__name__}); "
-                         "nothing of this drop was written to it") from None
-
-
-def _load_results(context, error_log: ErrorLogResource, engine, table: sa.Table, account_info_id: int,
-                  frame: pl.DataFrame, scopes=None):
-    """The load's checks, read back from the table: a failure is logged (the rows stay: the load committed)."""
-    name, frame_rows = f"{table.schema}.{table.name}", frame.height
-    figures = load_figures(engine, table, account_info_id, context.partition_key, scopes)
-    for outcome in checks.load_checks(name, frame_rows, figures, account_info_id):
-        error_log.record(context, context.partition_key, outcome.records)
-        yield dg.AssetCheckResult(check_name=outcome.name, passed=outcome.passed,
-                                  severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
+ROSTER, RESULTS = dg.AssetKey("dm_student_roster"), dg.AssetKey("dm_assessment_results")
+REPLACE_CHECKS = [c.name for c in checks.of_stage("replace")]
+SPECS = [
+    dg.AssetSpec(ROSTER, group_name="warehouse", kinds={"sql"}, automation_condition=GATED, owners=OWNERS,
+                 deps=["student_roster", "district_crosswalk", "received_drop"], partitions_def=drops,
+                 description="dm.StudentRoster: the district's roster becomes the drop's; a student it no longer "
+                             "lists stays, not current"),
+    dg.AssetSpec(RESULTS, group_name="warehouse", kinds={"sql"}, automation_condition=GATED, owners=OWNERS,
+                 deps=["assessment_results", "district_crosswalk"], partitions_def=drops,
+                 description="dm.AssessmentResults: each (subject, school year) of the drop replaced"),
+]
 
 
 def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
@@ -44,37 +37,91 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
         "file_name"].unique().to_list()
 
 
-@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          check_specs=check_specs("load", "dm_student_roster"),
-          description="dm.StudentRoster: the district's roster, replaced whole in one transaction")
-def dm_student_roster(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                      error_log: ErrorLogResource, student_roster: pl.DataFrame, district_crosswalk: pl.DataFrame):
-    district = error_log.drop(context).district
-    with _load(warehouse, "dm.StudentRoster") as engine:
-        written = replace_roster(engine, district.account_info_id, student_roster)
-    error_log.mark_files(context, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
-    yield dg.MaterializeResult(metadata={**table(written, ROSTER_TABLE, lineage(district)["dm_student_roster"]),
-                                         "rows_written": written,
-                                         "lineage": dg.MetadataValue.md(lineage_markdown(district, "dm_student_roster"))})
-    yield from _load_results(context, error_log, engine, student_roster_table, district.account_info_id,
-                             student_roster)
+def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, asset: dg.AssetKey,
+                 account_info_id: int, frame: pl.DataFrame, scopes=None):
+    """The load's checks, read back from the table: a failure is logged (the rows stay: the load committed)."""
+    name, frame_rows = f"{table.schema}.{table.name}", frame.height
+    figures = load_figures(engine, table, account_info_id, context.partition_key, scopes)
+    for outcome in checks.load_checks(name, frame_rows, figures, account_info_id):
+        error_log.record(context, context.partition_key, outcome.records)
+        yield dg.AssetCheckResult(check_name=outcome.name, asset_key=asset, passed=outcome.passed,
+                                  severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
 
 
-@dg.asset(group_name="warehouse", kinds={"sql"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          check_specs=check_specs("load", "dm_assessment_results"),
-          description="dm.AssessmentResults: each (subject, school year) of the drop replaced in one transaction")
-def dm_assessment_results(context: dg.AssetExecutionContext,
-                          warehouse: WarehouseResource, error_log: ErrorLogResource, assessment_results: pl.DataFrame,
-                          district_crosswalk: pl.DataFrame):
-    district = error_log.drop(context).district
-    with _load(warehouse, "dm.AssessmentResults") as engine:
-        written = replace_results(engine, district.account_info_id, assessment_results)
-    error_log.mark_files(context, "loaded", _files(district_crosswalk, STAR_ASSETS))
-    yield dg.MaterializeResult(metadata={
-        **table(written, RESULTS_TABLE, lineage(district)["dm_assessment_results"]), "rows_written": written,
-        "lineage": dg.MetadataValue.md(lineage_markdown(district, "dm_assessment_results"))})
-    yield from _load_results(context, error_log, engine, results_table, district.account_info_id,
-                             assessment_results, results_scopes(assessment_results))
+@dg.multi_asset(
+    name="warehouse_load", specs=SPECS, partitions_def=drops, can_subset=True,
+    ins={"student_roster": dg.AssetIn("student_roster"), "assessment_results": dg.AssetIn("assessment_results"),
+         "district_crosswalk": dg.AssetIn("district_crosswalk"), "received_drop": dg.AssetIn("received_drop")},
+    check_specs=[*check_specs("replace", ROSTER.to_user_string()), *check_specs("load", ROSTER.to_user_string()),
+                 *check_specs("load", RESULTS.to_user_string())],
+)
+def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResource, error_log: ErrorLogResource,
+                   student_roster: pl.DataFrame, assessment_results: pl.DataFrame, district_crosswalk: pl.DataFrame,
+                   received_drop: ReceivedDrop):
+    """The drop's roster and results, in one transaction with their audit rows, once the replace checks (lib/checks.py)
+    pass or a person accepted them for this drop version."""
+    district, key, version = error_log.drop(context).district, context.partition_key, received_drop.version
+    selected = context.selected_asset_keys
+    roster = student_roster if ROSTER in selected else None
+    results = assessment_results if RESULTS in selected else None
+    result_scopes = results_scopes(results) if results is not None else []
+    load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
+    tags, engine, run_id = context.run.tags, warehouse.engine(), context.run.run_id
+    written: dict[dg.AssetKey, int] = {}
+    try:
+        # One transaction: what the warehouse holds is read, and the roster, the results and their audit written.
+        with engine.begin() as conn:
+            snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
+            holding = order.held(conn, district.account_info_id, district.drop_date)
+            outcomes = checks.decide("replace", checks.Evidence(
+                district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
+                holding=holding, results_rows=order.rows_per_scope(results),
+                current_numbers=order.current_numbers(conn, district.account_info_id) if roster is not None else set(),
+                roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None))
+            failed = [o for o in outcomes if not o.passed]
+            earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
+            refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]
+            if not refused:
+                for o in failed:
+                    if not earlier[o.name]:  # accepted now: recorded with the load it allows
+                        gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
+                                     tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
+                if roster is not None:
+                    written[ROSTER] = write_roster(conn, district.account_info_id, roster)
+                    mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
+                if results is not None:
+                    written[RESULTS] = write_results(conn, district.account_info_id, results)
+                    mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, STAR_ASSETS))
+    except sa.exc.DBAPIError as exc:
+        # Without the server's detail, which can quote key values.
+        raise dg.Failure(f"loading the drop failed and was rolled back ({type(exc.orig).__name__}): neither "
+                         "its roster nor its results were written") from None
+    shown = dg.AssetCheckKey(ROSTER, REPLACE_CHECKS[0]) in context.selected_asset_check_keys
+    for o in outcomes if shown else []:
+        if o in refused:
+            yield verdict(context, error_log, ROSTER.to_user_string(), o)
+        elif o.passed:
+            yield dg.AssetCheckResult(check_name=o.name, asset_key=ROSTER, passed=True, metadata={"why": o.why})
+        else:
+            yield accepted_result(o, ROSTER, gates.acceptance(engine, key, version, o.name))
+    if refused:
+        if all(checks.CATALOGUE[o.name].outcome == "superseded" for o in refused):
+            raise blocked_failure(f"Superseded: {key}: {refused[0].why}. "
+                                  + checks.CATALOGUE[refused[0].name].remedy_for(district, key))
+        raise blocked_failure(pipeline.blocked_summary(district, key, refused))
+    graph = lineage(district)
+    for asset, columns, node in ((ROSTER, ROSTER_TABLE, "dm_student_roster"),
+                                 (RESULTS, RESULTS_TABLE, "dm_assessment_results")):
+        if asset in written:
+            yield dg.MaterializeResult(asset_key=asset, metadata={
+                **table(written[asset], columns, graph[node]), "rows_written": written[asset],
+                "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
+    if roster is not None:
+        yield from _load_checks(context, error_log, engine, student_roster_table, ROSTER, district.account_info_id,
+                                roster)
+    if results is not None:
+        yield from _load_checks(context, error_log, engine, results_table, RESULTS, district.account_info_id,
+                                results, result_scopes)
 
 
-warehouse_assets = [dm_student_roster, dm_assessment_results]
+warehouse_assets = [warehouse_load]

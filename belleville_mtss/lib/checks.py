@@ -19,18 +19,24 @@ import polars as pl
 
 from .district import crosswalk as xw
 from .load.errors import ErrorRecord
+from .load.order import Held
 from .students.identity import IdentityMap
 from .district.registry import District
 
-Stage = Literal["district", "gate", "load"]
-# The asset(s) a check of each stage belongs to; a check of an earlier stage blocks everything after it.
+Stage = Literal["district", "gate", "replace", "load"]
+# The asset(s) a check of each stage belongs to; a check of an earlier stage blocks everything after it. The
+# "replace" checks compare the drop with what the warehouse holds, in the load's own transaction before it writes.
 STAGE_ASSETS: dict[str, tuple[str, ...]] = {
     "district": ("district_crosswalk",),
     "gate": ("student_identity_map",),
+    "replace": ("dm_student_roster",),
     "load": ("dm_student_roster", "dm_assessment_results"),
 }
 # The stage of each check's error rows in dm.IngestionErrors.
-ERROR_STAGE = {"district": "district", "gate": "gate", "load": "warehouse"}
+ERROR_STAGE = {"district": "district", "gate": "gate", "replace": "replace", "load": "warehouse"}
+# What a drop is when a check of the stage fails (the run's outcome, its tag, its files' audit outcome), unless
+# the check says otherwise (drop_is_newest: superseded).
+STAGE_OUTCOME = {"district": "blocked", "gate": "blocked", "replace": "blocked", "load": "failed"}
 ACCEPT_REMEDY = ("if the figure is right for this drop, accept it for this version: belleville-mtss run {key} "
                  "--accept {name} --reason TEXT; otherwise ask the district for a corrected drop")
 
@@ -55,8 +61,15 @@ class Evidence:
     account_info: pl.DataFrame | None = None
     today: dt.date | None = None
     ferpa_max_days: int = 365
+    other_ids: dict[int, int] = field(default_factory=dict)  # the district's rows held under another AccountInfoId
     identity: IdentityMap | None = None  # gate stage
     current_roster: int = 0  # the district's roster now in dm.StudentRoster
+    snapshot: dt.date | None = None  # replace stage: the drop's place in its district's order (lib/load/order.py)
+    newer: list[Held] = field(default_factory=list)  # what the warehouse holds from a newer drop
+    holding: dict[str, Held] = field(default_factory=dict)  # each scope the warehouse holds of the district
+    current_numbers: set[str] = field(default_factory=set)  # the student numbers of its current roster
+    roster_numbers: set[str] | None = None  # this drop's (None: no roster in this load)
+    results_rows: dict[str, int] = field(default_factory=dict)  # this drop's rows per results scope
     table: str = ""  # load stage: the table loaded, the frame's rows, what the table holds afterwards
     frame_rows: int = 0
     figures: dict[str, int] = field(default_factory=dict)
@@ -67,27 +80,30 @@ class Check:
     name: str
     stage: Stage
     description: str
-    remedy: str  # {district}: the registry's display name; {key}: the drop; {name}: the check
+    remedy: str  # {district}: the registry's display name; {entry}: its key; {key}: the drop; {name}: the check
     acceptable: bool  # a person may accept a failure for one drop version (run --accept)
     decide: Callable[[Evidence], CheckOutcome]
+    outcome: str = "blocked"  # what the drop is when this check fails and no one accepted it
 
     @property
     def assets(self) -> tuple[str, ...]:
         return STAGE_ASSETS[self.stage]
 
     def remedy_for(self, district: District, key: str) -> str:
-        return self.remedy.format(district=district.display_name, key=key, name=self.name)
+        return self.remedy.format(district=district.display_name, entry=district.district, key=key, name=self.name)
 
 
 CATALOGUE: dict[str, Check] = {}
 
 
-def check(name: str, stage: Stage, description: str, remedy: str | None = None):
-    """Registers a decision function as the check `name`. Gates are acceptable, with the acceptance remedy."""
+def check(name: str, stage: Stage, description: str, remedy: str | None = None, outcome: str | None = None):
+    """Registers a decision function as the check `name`. Gates and replace checks are acceptable per drop
+    version, by default with the acceptance remedy."""
     def register(decide: Callable[[Evidence], CheckOutcome]) -> Callable[[Evidence], CheckOutcome]:
         if name in CATALOGUE:
             raise ValueError(f"check {name} is declared twice")
-        CATALOGUE[name] = Check(name, stage, description, remedy or ACCEPT_REMEDY, stage == "gate", decide)
+        CATALOGUE[name] = Check(name, stage, description, remedy or ACCEPT_REMEDY, stage in ("gate", "replace"),
+                                decide, outcome or STAGE_OUTCOME[stage])
         return decide
     return register
 
@@ -161,6 +177,19 @@ def account_info_id_exists(ev: Evidence) -> CheckOutcome:
                         [ErrorRecord("district", "account_info", p, "dm.AccountInfo") for p in problems])
 
 
+@check("account_info_id_unchanged", "district",
+       "No rows of the district's drops are held in the warehouse under another AccountInfoId (a changed "
+       "account_info_id would leave the students under the old one and load a second copy)",
+       "if {district}'s account_info_id was corrected, move its rows to it: belleville-mtss warehouse rekey "
+       "{entry} --from OLD (the old id the reason names); if the old id was right, restore it in the registry")
+def account_info_id_unchanged(ev: Evidence) -> CheckOutcome:
+    held = "; ".join(f"{n:,} row(s) under AccountInfoId {old}" for old, n in sorted(ev.other_ids.items()))
+    return _outcome(ev, "account_info_id_unchanged", not ev.other_ids,
+                    f"the warehouse holds {ev.district.district}'s drops' {held}; the registry says "
+                    f"{ev.account_info_id or ev.district.account_info_id}" if held else "none",
+                    reason="account_info_id_changed")
+
+
 @check("ferpa_review_current", "district",
        "The district's FERPA review of the identifiers used is recorded and recent enough",
        "record {district}'s current FERPA review date (verification.ferpa_review_on) in its registry entry")
@@ -212,6 +241,54 @@ def star_files_linked(ev: Evidence) -> CheckOutcome:
                  "a Star file with rows must link at least one")
 
 
+# ---- replace: the drop against what the warehouse holds, in the load's transaction (lib/load/order.py) ----------
+
+@check("drop_is_newest", "replace",
+       "No newer drop of the district holds what this drop would replace (its roster; each subject and school "
+       "year of its results); drops are ordered by the date in their name (the registry's drop_date)",
+       "nothing, when {key} is a replay or a backfill: the newer data stays. To make {key}'s data the district's "
+       "on purpose: belleville-mtss run {key} --accept {name} --reason TEXT", outcome="superseded")
+def drop_is_newest(ev: Evidence) -> CheckOutcome:
+    when = ev.snapshot.isoformat() if ev.snapshot else "no date"
+    if not ev.newer:
+        return _outcome(ev, "drop_is_newest", True, f"no newer drop holds what this drop replaces (it is of {when})")
+    by_drop: dict[tuple[str, str], list[str]] = {}
+    for h in ev.newer:
+        by_drop.setdefault((h.drop_key, h.date.isoformat()), []).append(h.scope)
+    held = "; ".join(f"{key} (of {date}) for {', '.join(scopes)}" for (key, date), scopes in by_drop.items())
+    return _outcome(ev, "drop_is_newest", False, f"superseded: the warehouse holds the newer {held}; this drop is "
+                    f"of {when}; nothing was written", reason="superseded")
+
+
+@check("student_number_churn", "replace",
+       "Gate: most student numbers of the district's current roster are still in the new roster (a renumbering, or "
+       "an export of another identifier, would replace every student; thresholds: the registry's gates)",
+       "if the district renumbered its students, accept it for this version: belleville-mtss run {key} --accept "
+       "{name} --reason TEXT; if the export carries another identifier, ask for STUDENT_NUMBER (or correct "
+       "student_link.powerschool in {district}'s registry entry)")
+def student_number_churn(ev: Evidence) -> CheckOutcome:
+    current, limit = ev.current_numbers, ev.district.gates.max_student_number_churn
+    if ev.roster_numbers is None or not current:
+        return _gate(ev, "student_number_churn", True, "no current roster to compare with", "a first roster is exempt")
+    absent = len(current - ev.roster_numbers) / len(current)
+    return _gate(ev, "student_number_churn", absent <= limit,
+                 f"{absent:.1%} of the {len(current):,} student numbers of the current roster are absent from the "
+                 f"new roster", f"at most {_pct(limit)} allowed (gates.max_student_number_churn)")
+
+
+@check("results_shrink", "replace",
+       "Gate: no subject's school year loses more than a share of the tests the warehouse holds for it (a results "
+       "file filtered to one school would replace the district's year; thresholds: the registry's gates)")
+def results_shrink(ev: Evidence) -> CheckOutcome:
+    limit, shrunk = ev.district.gates.max_results_shrink, []
+    for scope, rows in sorted(ev.results_rows.items()):
+        held = ev.holding.get(scope)
+        if held is not None and held.rows and rows < (1 - limit) * held.rows:
+            shrunk.append(f"{scope}: {rows:,} tests against {held.rows:,} held ({rows / held.rows - 1:+.1%})")
+    return _gate(ev, "results_shrink", not shrunk, "; ".join(shrunk) or "no subject's school year shrinks",
+                 f"at most {_pct(limit)} fewer tests allowed (gates.max_results_shrink)")
+
+
 # ---- loads: read back from the table afterwards (lib/warehouse.load_figures); the rows stay, the load committed --
 
 LOAD_REMEDY = ("the load committed and the table holds something other than what was written (a trigger, a table "
@@ -248,7 +325,7 @@ def markdown_table() -> str:
     lines = ["| check | stage | asset | what it holds | when it fails | a person may accept it |",
              "|---|---|---|---|---|---|"]
     for c in CATALOGUE.values():
-        remedy = c.remedy.format(district="the district", key="DISTRICT/DROP", name=c.name)
+        remedy = c.remedy.format(district="the district", entry="DISTRICT", key="DISTRICT/DROP", name=c.name)
         lines.append(f"| `{c.name}` | {c.stage} | {', '.join(f'`{a}`' for a in c.assets)} | {c.description} | "
                      f"{remedy} | {'yes, per drop version' if c.acceptable else 'no'} |")
     return "\n".join(lines)

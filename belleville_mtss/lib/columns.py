@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .load.warehouse import assessment_results, student_roster
+from .load.warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL, assessment_results, student_roster
 from .read.catalog import FILES, STAR_FILES, FileSource
 from .district.registry import District
 from .read.powerschool import match_headers
@@ -30,13 +30,15 @@ STAR_FRAME: list[Column] = [
     ("district_name", "string", "Renaissance DistrictName, as the vendor spells it"),
     ("school_name", "string", "Renaissance SchoolName"),
     ("school_year", "string", "School year, YYYY-YYYY"),
-    ("completed_at", "datetime", "CompletedDate, parsed from any unambiguous layout"),
+    ("completed_at", "datetime", "CompletedDate (UTC), parsed from any unambiguous layout; 1990-2100 only"),
     ("grade", "string", "Grade at the time of the test (K, 1-12)"),
     ("scaled_score", "int", "Star scaled score"),
     ("percentile_rank", "int", "Percentile rank (1-99)"),
     ("unified_score", "int", "Star Unified scale score"),
     ("benchmark_category", "string", "Renaissance benchmark category name"),
     ("screening_window", "string", "Screening period window name"),
+    ("assessment_status", "string", "Active, or Deactivated (a test a teacher invalidated: its scores emptied)"),
+    ("deactivation_reason", "string", "Why a teacher deactivated the test, where Renaissance says"),
     ("source_row", "int", "Line number in the file (for tracing rejections, never a student value)"),
 ]
 POWERSCHOOL_FRAME: list[Column] = [
@@ -84,8 +86,9 @@ ROSTER_TABLE: list[Column] = described(student_roster, {
     "SchoolId": "School number (PowerSchool)",
     "ClassLinkUserId": "Linked ClassLink user, when the email match is unique",
     "StarTestCount": "Star tests of the student in this drop",
-    "DropId": "The drop that loaded the row (district/drop name)",
+    "DropId": "The drop that last listed the student (district/drop name)",
     "LoadedAt": "When the row was loaded (UTC)",
+    "IsCurrent": "Listed by the district's newest drop; false: a student it no longer lists, kept as history",
 })
 RESULTS_TABLE: list[Column] = described(assessment_results, {
     "AccountInfoId": "The district's dm.AccountInfo id",
@@ -93,7 +96,7 @@ RESULTS_TABLE: list[Column] = described(assessment_results, {
     "TestKey": "AssessmentID (or subject:student:time where Renaissance sent none)",
     "StudentNumber": "PowerSchool STUDENT_NUMBER = Star StudentIdentifier",
     "SchoolYear": "School year, YYYY-YYYY",
-    "CompletedAt": "Completion time of the test",
+    "CompletedAt": "Completion time of the test, UTC (Renaissance CompletedDate; a zoned value converted)",
     "Grade": "Grade at the time of the test",
     "ScaledScore": "Star scaled score",
     "PercentileRank": "Percentile rank",
@@ -102,6 +105,9 @@ RESULTS_TABLE: list[Column] = described(assessment_results, {
     "ScreeningWindow": "Screening window name",
     "DropId": "The drop that loaded the row",
     "LoadedAt": "When the row was loaded (UTC)",
+    "AssessmentStatus": "Active, or Deactivated: a teacher invalidated the test, its scores are empty (NULL: "
+                        "loaded before statuses were read)",
+    "DeactivationReason": "Why the test was deactivated, where Renaissance says",
 })
 
 STAR_ASSETS = tuple(f.name for f in STAR_FILES)
@@ -116,16 +122,11 @@ Hop = tuple[str, str]  # (asset, column)
 _STAR_FROM = {"test_key": "assessment_id", "district_name": "district_name", "school_name": "school_name",
               "school_year": "school_year", "completed_at": "completed_date", "grade": "grade",
               "scaled_score": "scaled_score", "percentile_rank": "percentile_rank", "unified_score": "unified_score",
-              "benchmark_category": "benchmark_category", "screening_window": "screening_window"}
+              "benchmark_category": "benchmark_category", "screening_window": "screening_window",
+              "assessment_status": "assessment_status", "deactivation_reason": "deactivation_reason"}
 _POWERSCHOOL_FROM = {"student_number": "student_number", "email": "email", "email_key": "email",
                      "first_name": "first_name", "last_name": "last_name", "grade_level": "grade_level",
                      "school_id": "school_id"}
-_RESULTS_FROM = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year",
-                 "CompletedAt": "completed_at", "Grade": "grade", "ScaledScore": "scaled_score",
-                 "PercentileRank": "percentile_rank", "UnifiedScore": "unified_score",
-                 "BenchmarkCategory": "benchmark_category", "ScreeningWindow": "screening_window"}
-_ROSTER_FROM = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
-                "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
 
 
 def _header(district: District, field: str) -> str:
@@ -155,10 +156,10 @@ def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
                 "classlink_link": both_emails,
                 "star_test_count": [(ps, "student_link"), *((v, "student_link") for v in stars)]}
     account = {"AccountInfoId": [("account_info", "AccountInfoId")]}
-    roster = {ours: [(ps, src)] for ours, src in _ROSTER_FROM.items() if src in validated[ps]} | account | {
+    roster = {ours: [(ps, src)] for ours, src in ROSTER_FROM_POWERSCHOOL.items() if src in validated[ps]} | account | {
         "ClassLinkUserId": [("student_identity_map", "classlink_user_id")],
         "StarTestCount": [("student_identity_map", "star_test_count")]}
-    results = {ours: [(v, src) for v in stars] for ours, src in _RESULTS_FROM.items()} | account | {
+    results = {ours: [(v, src) for v in stars] for ours, src in RESULTS_FROM_STAR.items()} | account | {
         "StudentNumber": [("student_identity_map", "student_number"), *((v, "student_link") for v in stars)]}
     return {**validated, "student_identity_map": identity, "student_roster": roster, "assessment_results": results,
             "dm_student_roster": {c: [("student_roster", c)] for c, _t, _d in ROSTER_TABLE},

@@ -18,6 +18,7 @@ from .checks import CATALOGUE, CheckOutcome, Evidence, decide
 from .read.catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES
 from .read.csvfile import FileInfo
 from .receive.drops import Limits, find_file
+from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
 from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
@@ -154,6 +155,12 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
         return result
     result.roster = roster(district, validated[POWERSCHOOL.name], identity, drop_key, loaded_at)
     result.results, _duplicates = results(district, stars, identity, drop_key, loaded_at)
+    # The replace checks, against a warehouse that holds nothing of the district (the core writes nowhere).
+    evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)
+    evidence.roster_numbers = set(result.roster["StudentNumber"].to_list())
+    evidence.results_rows = order.rows_per_scope(result.results)
+    if not _judge(result, decide("replace", evidence)):
+        result.roster = result.results = None
     return result
 
 

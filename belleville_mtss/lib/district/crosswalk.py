@@ -126,6 +126,9 @@ def ferpa_review_problem(district: District, today: dt.date, max_age_days: int) 
     if reviewed is None:
         return f"{district.district}: no FERPA review of the identifiers used is recorded in the registry"
     age = (today - reviewed).days
+    if age < 0:
+        return (f"{district.district}: the FERPA review is recorded on {reviewed.isoformat()}, a date still to "
+                "come; record the date the review was actually done")
     if age > max_age_days:
         return (f"{district.district}: the FERPA review of {reviewed.isoformat()} is {age} days old "
                 f"(at most {max_age_days} allowed); review again and record the date in the registry")

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..load.order import check_format
 from ..read.catalog import DEFAULT_PATTERNS
 
 # Our canonical PowerSchool fields; the registry maps a district's headers onto them. Only the student number and
@@ -111,6 +112,8 @@ class Gates(_Strict):
     min_classlink_link_rate: float = Field(0.80, ge=0, le=1)  # share of students linked to a ClassLink user
     min_star_link_rate: float = Field(0.90, ge=0, le=1)  # share of Star rows linked to a student
     max_roster_change: float = Field(0.25, ge=0)  # the new roster within this share of the current one
+    max_student_number_churn: float = Field(0.50, ge=0, le=1)  # current students absent from the new roster
+    max_results_shrink: float = Field(0.25, ge=0, le=1)  # tests a subject's school year may lose
 
 
 class Verification(_Strict):
@@ -140,7 +143,15 @@ class District(_Strict):
     student_link: StudentLink = StudentLink()
     gates: Gates = Gates()
     expected_every_days: float | None = Field(None, gt=0)  # a drop older than this makes the district overdue
+    # How to read a drop's snapshot date from its name (strptime directives, anywhere in the name): the order of
+    # the district's drops (lib/load/order.py). A name without one is dated by its first receipt.
+    drop_date: str = "%Y-%m-%d"
     verification: Verification
+
+    @field_validator("drop_date")
+    @classmethod
+    def _readable_date(cls, fmt: str) -> str:
+        return check_format(fmt)
 
     @field_validator("files")
     @classmethod

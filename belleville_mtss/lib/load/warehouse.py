@@ -52,10 +52,13 @@ student_roster = sa.Table(
     sa.Column("SchoolId", sa.String(20)),
     sa.Column("ClassLinkUserId", sa.String(64)),
     sa.Column("StarTestCount", sa.Integer, nullable=False),
-    sa.Column("DropId", sa.String(200), nullable=False),
+    sa.Column("DropId", sa.String(200), nullable=False),  # the drop that last listed the student
     sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    # false: the district's newest drop no longer lists the student; the row stays (history, never deleted)
+    sa.Column("IsCurrent", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.PrimaryKeyConstraint("AccountInfoId", "StudentNumber", name="PK_StudentRoster"),
     sa.Index("IX_StudentRoster_Drop", "DropId"),
+    sa.Index("IX_StudentRoster_Current", "AccountInfoId", "IsCurrent"),
     schema="dm",
 )
 
@@ -75,6 +78,9 @@ assessment_results = sa.Table(
     sa.Column("ScreeningWindow", sa.String(200)),
     sa.Column("DropId", sa.String(200), nullable=False),
     sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    # Active, or Deactivated (a teacher invalidated the test: its scores are empty); NULL: loaded before 0005
+    sa.Column("AssessmentStatus", sa.String(12)),
+    sa.Column("DeactivationReason", sa.String(200)),
     sa.PrimaryKeyConstraint("AccountInfoId", "Subject", "TestKey", name="PK_AssessmentResults"),
     sa.Index("IX_AssessmentResults_Student", "AccountInfoId", "StudentNumber"),
     sa.Index("IX_AssessmentResults_Drop", "DropId"),
@@ -146,7 +152,8 @@ ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "firs
 RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
                      "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
                      "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
-                     "ScreeningWindow": "screening_window"}
+                     "ScreeningWindow": "screening_window", "AssessmentStatus": "assessment_status",
+                     "DeactivationReason": "deactivation_reason"}
 
 
 VALUE_TOO_LONG = "value_too_long"
@@ -227,15 +234,30 @@ def _copy(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         with cursor.copy(statement) as copy:
             for chunk in frame.iter_slices(COPY_ROWS):
                 copy.write(chunk.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.f"))
+    except conn.dialect.dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy wraps any other: callers catch one kind (sa.exc.DBAPIError).
+        raise sa.exc.DBAPIError.instance(statement, None, exc, conn.dialect.dbapi.Error,
+                                         hide_parameters=True) from None
     finally:
         cursor.close()
 
 
-def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -> int:
-    """The roster is the district's current snapshot: replaced whole, in one transaction."""
-    with engine.begin() as conn:
-        conn.execute(student_roster.delete().where(student_roster.c.AccountInfoId == account_info_id))
-        _insert(conn, student_roster, roster)
+def _rows(conn: sa.Connection, table: sa.Table, where) -> pl.DataFrame:
+    result = conn.execute(sa.select(table).where(where))
+    return pl.DataFrame([tuple(r) for r in result.fetchall()], schema=list(result.keys()), orient="row",
+                        infer_schema_length=None)
+
+
+def write_roster(conn: sa.Connection, account_info_id: int, roster: pl.DataFrame) -> int:
+    """The district's roster becomes this drop's, in the caller's transaction; a student this drop no longer lists
+    stays, marked not current, with the drop that last listed them (never deleted)."""
+    r = student_roster.c
+    listed = set(roster["StudentNumber"].to_list())
+    earlier = _rows(conn, student_roster, r.AccountInfoId == account_info_id)
+    gone = earlier.filter(~pl.col("StudentNumber").is_in(listed)).with_columns(pl.lit(False).alias("IsCurrent"))
+    conn.execute(student_roster.delete().where(r.AccountInfoId == account_info_id))
+    _insert(conn, student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))
+    _insert(conn, student_roster, gone)
     return roster.height
 
 
@@ -249,13 +271,24 @@ def _in_scope(account_info_id: int, scope: tuple[str, str]):
     return (c.AccountInfoId == account_info_id) & (c.Subject == scope[0]) & (c.SchoolYear == scope[1])
 
 
-def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame) -> int:
-    """Each (subject, school year) present is replaced, in one transaction."""
-    with engine.begin() as conn:
-        for scope in results_scopes(results):
-            conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
-        _insert(conn, assessment_results, results)
+def write_results(conn: sa.Connection, account_info_id: int, results: pl.DataFrame) -> int:
+    """Each (subject, school year) present is replaced, in the caller's transaction."""
+    for scope in results_scopes(results):
+        conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
+    _insert(conn, assessment_results, results)
     return results.height
+
+
+def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -> int:
+    """`write_roster` in a transaction of its own."""
+    with engine.begin() as conn:
+        return write_roster(conn, account_info_id, roster)
+
+
+def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame) -> int:
+    """`write_results` in a transaction of its own."""
+    with engine.begin() as conn:
+        return write_results(conn, account_info_id, results)
 
 
 def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list,
@@ -280,9 +313,11 @@ def record_received(engine: Engine, drop_id: str, district_id: int, version: str
     return {x.name: earlier.get(x.sha256) for x in files}
 
 
-def mark_files(engine: Engine, drop_id: str, run_id: str | None, outcome: str, names: list[str] | None = None) -> None:
+def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None, outcome: str,
+               names: list[str] | None = None) -> None:
     """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
-    decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought."""
+    decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought.
+    On a connection, inside its transaction (a load marks its files in the load's own transaction)."""
     f = ingestion_files.c
     where = (f.DropId == drop_id) & (f.RunId == run_id) & (f.Outcome == "received")
     if names is not None:
@@ -290,8 +325,45 @@ def mark_files(engine: Engine, drop_id: str, run_id: str | None, outcome: str, n
             return
         where &= f.FileName.in_(names)
     value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
+    statement = ingestion_files.update().where(where).values(Outcome=value, OutcomeAt=now())
+    if isinstance(target, sa.Connection):
+        target.execute(statement)
+        return
+    with target.begin() as conn:
+        conn.execute(statement)
+
+
+def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict[int, int]:
+    """Rows of the district's drops (DropId "<district>/...") held under another AccountInfoId than the registry's,
+    per id: what a changed account_info_id leaves behind."""
+    found: dict[int, int] = {}
+    with engine.connect() as conn:
+        for table in (student_roster, assessment_results):
+            c = table.c
+            for old, n in conn.execute(sa.select(c.AccountInfoId, sa.func.count()).where(
+                    c.DropId.like(f"{district}/%") & (c.AccountInfoId != account_info_id))
+                    .group_by(c.AccountInfoId)):
+                found[int(old)] = found.get(int(old), 0) + int(n)
+    return found
+
+
+def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
+    """Move the rows of the district's drops from AccountInfoId `old` to `new`, in one transaction; refused
+    (ValueError) where `new` already holds rows of the district: remove one set first."""
+    moved = {}
     with engine.begin() as conn:
-        conn.execute(ingestion_files.update().where(where).values(Outcome=value, OutcomeAt=now()))
+        for table in (student_roster, assessment_results):
+            c = table.c
+            ours = c.DropId.like(f"{district}/%")
+            clash = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                ours & (c.AccountInfoId == new))).scalar_one()
+            if clash and conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                    ours & (c.AccountInfoId == old))).scalar_one():
+                raise ValueError(f"{table.fullname} holds rows of {district} under both {old} and {new}: remove "
+                                 "the set that is wrong first")
+            moved[table.fullname] = conn.execute(table.update().where(ours & (c.AccountInfoId == old))
+                                                 .values(AccountInfoId=new)).rowcount
+    return moved
 
 
 def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = None) -> int:
@@ -305,11 +377,13 @@ def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = No
 def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id: str,
                  scopes: list[tuple[str, str]] | None = None) -> dict[str, int]:
     """What the table holds after one drop's load, read back: the district's rows in what the load replaced (the
-    whole district, or the results' (subject, school year) `scopes`), its keys held more than once, and the drop's
+    district's current roster, or the results' (subject, school year) `scopes`), its keys held more than once, and the drop's
     rows stamped with another (or no) AccountInfoId."""
     c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
     replaced = (c.AccountInfoId == account_info_id) if scopes is None else sa.or_(
         sa.false(), *(_in_scope(account_info_id, s) for s in scopes))
+    if "IsCurrent" in c:
+        replaced &= c.IsCurrent == sa.true()  # the roster's history stays beside what the load replaced
     repeated = (sa.select(*key).where(c.AccountInfoId == account_info_id).group_by(*key)
                 .having(sa.func.count() > 1).subquery())
     with engine.connect() as conn:

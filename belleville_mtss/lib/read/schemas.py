@@ -24,6 +24,8 @@ class StarResults(pa.DataFrameModel):
     unified_score: pl.Int32 = pa.Field(nullable=True, ge=0, le=2000)
     benchmark_category: str = pa.Field(nullable=True)
     screening_window: str = pa.Field(nullable=True)
+    assessment_status: str = pa.Field(isin=["Active", "Deactivated"])
+    deactivation_reason: str = pa.Field(nullable=True)
     source_row: pl.UInt32 = pa.Field()
 
     class Config:

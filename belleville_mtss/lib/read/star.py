@@ -6,6 +6,8 @@ files are a different kind of file and are refused by name.
 """
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from .csvfile import FileRejected
@@ -26,6 +28,8 @@ STAR_COLUMNS = {
     "unified_score": "UnifiedScore",
     "benchmark_category": "RenaissanceBenchmarkCategoryName",
     "screening_window": "ScreeningPeriodWindowName",
+    "assessment_status": "AssessmentStatus",
+    "deactivation_reason": "DeactivationReason",
 }
 REQUIRED = ("student_link", "district_name", "completed_date", "scaled_score", "school_year")
 
@@ -48,12 +52,14 @@ _OTHER_STAR_FILES = {
     "SkillAreaMasteryScore": "a Star Skill Area file",
 }
 
-# Unambiguous date layouts seen in real exports (native SQL Server, ISO with Z, Excel US-locale re-saves).
+# Unambiguous date layouts seen in real exports (native SQL Server, ISO, Excel US-locale re-saves). CompletedDate
+# is Renaissance's UTC clock (CompletedDateLocal is the district's): a value with a zone (Z, +hh:mm) is converted to
+# UTC first; the rest are UTC as written (an Excel re-save keeps the clock it was given).
+_ZONED = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"  # a zone after a time, never a date's "-2019"
+_ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%z")
 _DATE_FORMATS = (
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S%.fZ",
-    "%Y-%m-%dT%H:%M:%SZ",
     "%Y-%m-%d",
     "%m/%d/%y %H:%M",
     "%m/%d/%Y %H:%M",
@@ -68,8 +74,13 @@ STAR_SCHEMA = {
     "subject": pl.Utf8, "test_key": pl.Utf8, "student_link": pl.Utf8, "district_name": pl.Utf8,
     "school_name": pl.Utf8, "school_year": pl.Utf8, "completed_at": pl.Datetime("us"), "grade": pl.Utf8,
     "scaled_score": pl.Int32, "percentile_rank": pl.Int32, "unified_score": pl.Int32,
-    "benchmark_category": pl.Utf8, "screening_window": pl.Utf8, "source_row": pl.UInt32,
+    "benchmark_category": pl.Utf8, "screening_window": pl.Utf8, "assessment_status": pl.Utf8,
+    "deactivation_reason": pl.Utf8, "source_row": pl.UInt32,
 }
+# A test a teacher invalidated is Deactivated: kept, flagged, its scores emptied (it is not a score). A file
+# without the column (older layouts) marks every test Active, as Renaissance exports only active tests there.
+STATUSES = ("Active", "Deactivated")
+SCORES = ("scaled_score", "percentile_rank", "unified_score", "benchmark_category")
 
 
 def star_columns(link: str = "StudentIdentifier") -> dict[str, str]:
@@ -114,6 +125,8 @@ def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifi
 
 
 _DT = pl.Datetime("us")
+# A test date outside this is a typo or a mangled value (0202-01-15); SQL Server's datetime would refuse it too.
+EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2101, 1, 1)
 
 
 def _parse_any(t: pl.Expr) -> pl.Expr:
@@ -132,10 +145,28 @@ def _parse_any(t: pl.Expr) -> pl.Expr:
     return pl.coalesce([parsed, dashed])
 
 
+def _in_utc(t: pl.Series) -> pl.Series:
+    """Values with a zone, as naive UTC; null where they do not parse."""
+    t = t.str.replace(r"Z$", "+00:00")
+    out = None
+    for f in _ZONED_FORMATS:
+        parsed = t.str.strptime(pl.Datetime("us", "UTC"), f, strict=False)
+        out = parsed if out is None else out.fill_null(parsed)
+    return out.dt.replace_time_zone(None)
+
+
 def _parse_series(text: pl.Series) -> pl.Series:
     # One export uses one layout: parse every value with the layout its first values have (one pass),
     # then try every layout only on the few values that did not fit (Excel re-saves mix them).
     t = text.str.strip_chars()
+    zoned = t.str.contains(_ZONED).fill_null(False)
+    if zoned.any():
+        out = _parse_naive(t.zip_with(~zoned, pl.repeat(None, len(t), dtype=pl.Utf8, eager=True)))
+        return out.scatter(zoned.arg_true(), _in_utc(t.filter(zoned)))
+    return _parse_naive(t)
+
+
+def _parse_naive(t: pl.Series) -> pl.Series:
     sample = t.drop_nulls().head(200)
     primary = max(_DATE_FORMATS, key=lambda f: sample.str.strptime(_DT, f, strict=False).is_not_null().sum())
     out = t.str.strptime(_DT, primary, strict=False)
@@ -173,7 +204,7 @@ _SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRa
 def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
     text = ["student_link", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
-            "percentile_rank", "unified_score"]
+            "percentile_rank", "unified_score", "assessment_status", "deactivation_reason"]
     frame = bound.lazy().with_row_index("source_row", offset=2).with_columns(
         [pl.col(c).str.strip_chars() for c in text]
     ).with_columns(
@@ -182,6 +213,11 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         parse_dates(pl.col("completed_date")).alias("completed_at"),
         *[_int(c).alias(f"{c}_n") for c in _RANGES],
         pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id")).alias("assessment_id"),
+        pl.when(_blank("assessment_status")).then(pl.lit("Active"))
+        .otherwise(pl.col("assessment_status").str.to_lowercase().replace_strict(
+            {s.lower(): s for s in STATUSES}, default=None, return_dtype=pl.Utf8)).alias("status"),
+        pl.when(_blank("deactivation_reason")).then(None).otherwise(pl.col("deactivation_reason"))
+        .alias("deactivation_reason"),
     )
     reason = (
         pl.when(_blank("student_link"))
@@ -190,10 +226,14 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         .then(pl.lit("missing CompletedDate"))
         .when(pl.col("completed_at").is_null())
         .then(pl.lit("unreadable or ambiguous CompletedDate"))
+        .when(~pl.col("completed_at").is_between(EARLIEST, LATEST, closed="left"))
+        .then(pl.lit(f"CompletedDate outside {EARLIEST.year}-{LATEST.year - 1}"))
         .when(pl.col("school_year").is_null())
         .then(pl.lit("unreadable SchoolYear"))
         .when(_blank("district_name"))
         .then(pl.lit("missing DistrictName"))
+        .when(pl.col("status").is_null())
+        .then(pl.lit(f"AssessmentStatus is not one of {', '.join(STATUSES)}"))
     )
     for col, (lo, hi) in _RANGES.items():
         n, name = pl.col(f"{col}_n"), _SOURCE_NAMES[col]
@@ -216,5 +256,8 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         pl.col("scaled_score_n").alias("scaled_score"),
         pl.col("percentile_rank_n").alias("percentile_rank"),
         pl.col("unified_score_n").alias("unified_score"),
+        pl.col("status").alias("assessment_status"),
     )
+    deactivated = pl.col("assessment_status") == "Deactivated"
+    good = good.with_columns(pl.when(deactivated).then(None).otherwise(pl.col(c)).alias(c) for c in SCORES)
     return good.select(list(STAR_SCHEMA)), rejected

@@ -315,20 +315,40 @@ def _stream(src: BinaryIO, enc: Encryptor, budget: int) -> tuple[int, str]:
     return done, digest.hexdigest()
 
 
+def _digest(source: DropSource, folder: str, drop: Drop, f: RemoteFile) -> tuple[int, str]:
+    digest, done = hashlib.sha256(), 0
+    with source.open(folder, drop, f) as src:
+        for block in iter(lambda: src.read(BLOCK), b""):
+            done += len(block)
+            if done > f.size:
+                break
+            digest.update(block)
+    return done, digest.hexdigest()
+
+
 def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, dest: Path, key: bytes,
                   attempts: int, transient: tuple[type[Exception], ...], sleep) -> StagedFile:
     """One file, encrypted as it streams in. A transfer cut short (an error, or fewer bytes than listed) is
-    fetched again; a file that changes while it is read is not taken."""
+    fetched again; so is a file whose bytes change while it is received: it is read a second time and the two
+    hashes compared (a rewrite in place keeps its size, and `sftp put -p` its mtime: only the bytes tell)."""
+    changed = False
     for attempt in range(1, attempts + 1):
         try:
             with source.open(folder, drop, f) as src, Encryptor(key, dest) as enc:
                 done, digest = _stream(src, enc, f.size)
             if done == f.size:
-                return StagedFile(f.name, done, digest)
-            problem = f"received {'more than ' if done > f.size else ''}{done} of {f.size} bytes"
+                if _digest(source, folder, drop, f) == (done, digest):
+                    return StagedFile(f.name, done, digest)
+                changed, problem = True, "its bytes changed while it was received"
+            else:
+                problem = f"received {'more than ' if done > f.size else ''}{done} of {f.size} bytes"
         except (FileNotFoundError, *transient) as exc:  # a file gone since listing is a failed transfer too
             problem = f"{type(exc).__name__}: {exc}"
         if attempt == attempts:
+            if changed:
+                raise DropRefused("changed_during_receipt", f"{escape(f.name)}: its bytes changed while it was "
+                                  f"received, {attempts} times; run the drop again once the district's upload "
+                                  "has finished", f.name)
             raise DropRefused("transfer_failed", f"{escape(f.name)}: transfer failed after {attempts} tries "
                               f"({problem})", f.name)
         sleep(attempt)

@@ -1,6 +1,6 @@
 """What the gates (lib/checks.py, stage "gate") read from and write to the warehouse: the district's current
-roster size, and a person's acceptance of a failed gate for one drop version (`belleville-mtss run DISTRICT/DROP
---accept GATE --reason TEXT`), kept in dm.GateAcceptances."""
+roster size, and a person's acceptance of a failed gate (or of an older drop: `drop_is_newest`) for one drop
+version (`belleville-mtss run DISTRICT/DROP --accept CHECK --reason TEXT`), kept in dm.GateAcceptances."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -10,9 +10,11 @@ from ..load.warehouse import gate_acceptances, now, student_roster
 
 
 def current_roster(engine: sa.Engine, account_info_id: int) -> int:
+    r = student_roster.c
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(student_roster)
-                                .where(student_roster.c.AccountInfoId == account_info_id)).scalar_one())
+                                .where((r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())))
+                   .scalar_one())
 
 
 def acceptance(engine: sa.Engine, drop_id: str, version: str, gate: str) -> dict | None:
@@ -25,11 +27,17 @@ def acceptance(engine: sa.Engine, drop_id: str, version: str, gate: str) -> dict
     return dict(row._mapping) if row else None
 
 
-def accept(engine: sa.Engine, drop_id: str, version: str, gate: str, reason: str, by: str, figure: str,
-           run_id: str | None) -> None:
+def accept(target: sa.Engine | sa.Connection, drop_id: str, version: str, gate: str, reason: str, by: str,
+           figure: str, run_id: str | None) -> None:
+    """Record an acceptance; on a connection, inside its transaction (applying an older drop records the
+    acceptance with the load it allows)."""
     if "@" in reason or "@" in by:
         raise ValueError("an acceptance reason or name may not hold an email address")
-    with engine.begin() as conn:
-        conn.execute(gate_acceptances.insert().values(
-            DropId=drop_id, DropVersion=version, Gate=gate, Figure=figure[:500], Reason=reason[:1000],
-            AcceptedBy=by[:200], AcceptedAt=now(), RunId=run_id))
+    statement = gate_acceptances.insert().values(
+        DropId=drop_id, DropVersion=version, Gate=gate, Figure=figure[:500], Reason=reason[:1000],
+        AcceptedBy=by[:200], AcceptedAt=now(), RunId=run_id)
+    if isinstance(target, sa.Connection):
+        target.execute(statement)
+        return
+    with target.begin() as conn:
+        conn.execute(statement)

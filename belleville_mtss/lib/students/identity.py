@@ -142,6 +142,7 @@ def build_roster(
         pl.col("star_test_count").alias("StarTestCount"),
         pl.lit(drop_id).alias("DropId"),
         pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
+        pl.lit(True).alias("IsCurrent"),
     )
 
 

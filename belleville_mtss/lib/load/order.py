@@ -1,0 +1,120 @@
+"""The order of a district's drops: an older drop never replaces newer data.
+
+A drop's snapshot date is read from its name with the registry's `drop_date` (strptime directives, default
+`%Y-%m-%d`: the date in `belleville/2026-11-20`, found anywhere in the name); a name without one is dated by the
+day (UTC) it was first received, any version, so a re-sent drop keeps its place. Drops of one date are one
+snapshot: the later run applies (a correction of that snapshot).
+
+Why the name rather than the order of receipt: a corrected old drop re-sent today, and every partition of a
+backfill, is received last, yet is not the newest truth. What the warehouse holds is read from the warehouse
+itself: the drop of the district's current roster, and the drop of each (subject, school year) of its results.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+from .warehouse import assessment_results, ingestion_files, student_roster
+
+ROSTER = "roster"
+_DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
+
+
+@lru_cache(maxsize=32)
+def _pattern(fmt: str) -> re.Pattern:
+    parts = re.split(r"(%.)", fmt)
+    unknown = [p for p in parts if p.startswith("%") and len(p) == 2 and p not in _DIRECTIVES]
+    if unknown:
+        raise ValueError(f"drop_date: {', '.join(unknown)} cannot be read from a drop name "
+                         f"(use {', '.join(d for d in _DIRECTIVES if d != '%%')})")
+    return re.compile("".join(_DIRECTIVES.get(p, re.escape(p)) for p in parts if p))
+
+
+def check_format(fmt: str) -> str:
+    """The registry's `drop_date`, refused (ValueError) when it holds a directive a name cannot be read with."""
+    if not {"%Y", "%y"} & set(re.findall(r"%.", fmt)):
+        raise ValueError("drop_date must name the year (%Y or %y)")
+    _pattern(fmt)
+    return fmt
+
+
+def date_in_name(name: str, fmt: str) -> dt.date | None:
+    """The first date the name spells in the format, if any (2026-13-01 is not one)."""
+    for found in _pattern(fmt).finditer(name):
+        try:
+            return dt.datetime.strptime(found.group(0), fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def snapshot_date(drop_key: str, fmt: str, first_received: dt.datetime | None) -> dt.date | None:
+    """The drop's place in its district's order: the date of its name, else the day it was first received."""
+    found = date_in_name(drop_key.split("/", 1)[-1], fmt)
+    if found is not None:
+        return found
+    return first_received.date() if first_received is not None else None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A scope of a district's data in the warehouse, the drop it came from, and its rows."""
+    scope: str  # "roster", or a results scope: "SR 2025-2026"
+    drop_key: str
+    date: dt.date | None
+    rows: int = 0
+
+
+def scopes(roster_rows: int, results_scopes: list[tuple[str, str]]) -> list[str]:
+    """What a load replaces: the roster (when it has rows) and each (subject, school year) of its results."""
+    return ([ROSTER] if roster_rows else []) + [f"{subject} {year}" for subject, year in results_scopes]
+
+
+def rows_per_scope(results) -> dict[str, int]:
+    """A results frame's rows per scope ("SR 2026-2027"), as `held` counts the warehouse's."""
+    if results is None:
+        return {}
+    return {f"{subject} {year}": n for subject, year, n in results.group_by("Subject", "SchoolYear").len().rows()}
+
+
+def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]:
+    """Each scope of the district's data now in the warehouse, with the drop that wrote it and its rows."""
+    r, a = student_roster.c, assessment_results.c
+    found = {ROSTER: (key, n) for key, n in conn.execute(
+        sa.select(sa.func.max(r.DropId), sa.func.count()).where(
+            (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())).group_by(r.AccountInfoId))}
+    for subject, year, key, n in conn.execute(
+            sa.select(a.Subject, a.SchoolYear, sa.func.max(a.DropId), sa.func.count())
+            .where(a.AccountInfoId == account_info_id).group_by(a.Subject, a.SchoolYear)):
+        found[f"{subject} {year}"] = (key, n)
+    received = first_receipts(conn, {key for key, _n in found.values()})
+    return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n))
+            for scope, (key, n) in found.items()}
+
+
+def current_numbers(conn: sa.Connection, account_info_id: int) -> set[str]:
+    """The student numbers of the district's current roster."""
+    r = student_roster.c
+    return {n for (n,) in conn.execute(sa.select(r.StudentNumber).where(
+        (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())))}
+
+
+def first_receipts(conn: sa.Connection, drop_keys: set[str]) -> dict[str, dt.datetime]:
+    f = ingestion_files.c
+    if not drop_keys:
+        return {}
+    return dict(conn.execute(sa.select(f.DropId, sa.func.min(f.ReceivedAt)).where(f.DropId.in_(sorted(drop_keys)))
+                             .group_by(f.DropId)).all())
+
+
+def newer(this_date: dt.date | None, drop_key: str, load_scopes: list[str], holding: dict[str, Held]) -> list[Held]:
+    """The scopes of this load that the warehouse holds from a newer drop (strictly newer: one date is one
+    snapshot). A drop of no known date (never received, no date in its name) is older than none."""
+    if this_date is None:
+        return []
+    return [h for s in load_scopes if (h := holding.get(s)) is not None
+            and h.drop_key != drop_key and h.date is not None and h.date > this_date]

@@ -1,0 +1,372 @@
+"""Truth over time: an older drop never replaces newer data, whatever order drops run in; a drop's roster and
+results commit together, with their audit, or not at all; a student the newest drop no longer lists stays as
+history. On SQLite and PostgreSQL (issue 21, findings 1, 3, 6 and 7)."""
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import time
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib.load import order
+from belleville_mtss.lib.receive.drops import DropRefused, LocalDropSource, receive, sha256_of
+from belleville_mtss.lib.receive.vault import decrypt_bytes, new_key, parse_key
+from belleville_mtss.lib.load.warehouse import (
+    assessment_results, gate_acceptances, ingestion_files, make_engine, read_table, student_roster,
+)
+from belleville_mtss.lib.district.registry import RegistryError, load_district, PACKAGED_DISTRICTS_DIR
+from belleville_mtss.report import OUTCOME_TAG
+from belleville_mtss.run import run_drop
+
+from .conftest import make_settings
+from .helpers import SMALL, edited_registry, errors, prepare_drop, set_column
+
+OLD = SMALL  # belleville/2026-11-01, 300 students
+MIDDLE = dataclasses.replace(SMALL, drop_name="2026-11-05", students=295)
+NEW = dataclasses.replace(SMALL, drop_name="2026-11-20", students=290)
+KEY = {spec: f"belleville/{spec.drop_name}" for spec in (OLD, MIDDLE, NEW)}
+NUMBER = "STUDENTS.STUDENT_NUMBER"
+
+
+def later_drop(settings, spec, renumber: int = 0, keep_sr: float = 1.0):
+    """A later snapshot of the district made from the first one's files (the ClassLink users stay the same): the
+    first `spec.students` students, numbered `renumber` higher where given, SR.csv cut to a share of its rows."""
+    first = settings.drop_dir / "belleville" / OLD.drop_name
+    folder = settings.drop_dir / "belleville" / spec.drop_name
+    shutil.copytree(first, folder)
+    (folder / "drop.done").unlink(missing_ok=True)
+    students = pl.read_csv(folder / "students.csv", infer_schema=False).head(spec.students)
+    kept = set(students[NUMBER].to_list())
+    shift = (lambda c: (pl.col(c).cast(pl.Int64) + renumber).cast(pl.Utf8)) if renumber else pl.col
+    students.with_columns(shift(NUMBER).alias(NUMBER)).write_csv(folder / "students.csv")
+    for star in ("SR.csv", "SM.csv", "SEL.csv"):
+        rows = pl.read_csv(folder / star, infer_schema=False)
+        rows = rows.filter(pl.col("StudentIdentifier").is_in(kept) | ~pl.col("StudentIdentifier").str.
+                           contains(r"^\d+$")).with_columns(
+            pl.when(pl.col("StudentIdentifier").is_in(kept)).then(shift("StudentIdentifier"))
+            .otherwise(pl.col("StudentIdentifier")).alias("StudentIdentifier"))
+        if star == "SR.csv" and keep_sr < 1:
+            rows = rows.head(int(rows.height * keep_sr))
+        rows.write_csv(folder / star)
+    return folder
+
+
+# ---- the order, as plain functions ---------------------------------------------------------------------------
+
+def test_a_drop_is_dated_by_its_name_else_by_its_first_receipt():
+    assert order.snapshot_date("belleville/2026-11-20", "%Y-%m-%d", None) == dt.date(2026, 11, 20)
+    assert order.snapshot_date("belleville/export_2026-11-20_v2", "%Y-%m-%d", None) == dt.date(2026, 11, 20)
+    assert order.snapshot_date("belleville/20261120", "%Y%m%d", None) == dt.date(2026, 11, 20)
+    assert order.snapshot_date("belleville/11-20-2026", "%m-%d-%Y", None) == dt.date(2026, 11, 20)
+    received = dt.datetime(2026, 11, 21, 23, 59)
+    assert order.snapshot_date("belleville/resend", "%Y-%m-%d", received) == dt.date(2026, 11, 21)
+    assert order.snapshot_date("belleville/2026-13-01", "%Y-%m-%d", received) == dt.date(2026, 11, 21)
+    assert order.snapshot_date("belleville/resend", "%Y-%m-%d", None) is None
+
+
+def test_only_a_strictly_newer_drop_supersedes_and_each_scope_counts():
+    holding = {"roster": order.Held("roster", "b/2026-11-20", dt.date(2026, 11, 20)),
+               "SR 2026-2027": order.Held("SR 2026-2027", "b/2026-11-20", dt.date(2026, 11, 20)),
+               "SM 2026-2027": order.Held("SM 2026-2027", "b/2026-10-01", dt.date(2026, 10, 1))}
+    older = dt.date(2026, 11, 1)
+    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["roster", "SM 2026-2027"], holding)] == ["roster"]
+    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["SR 2026-2027"], holding)] == ["SR 2026-2027"]
+    assert order.newer(older, "b/2026-11-01", ["SM 2026-2027", "SEL 2026-2027"], holding) == []
+    # one date is one snapshot: a re-sent correction of the newest applies; so does the drop itself again
+    assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20b", ["roster"], holding) == []
+    assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20", ["roster"], holding) == []
+    assert order.newer(None, "b/x", ["roster"], holding) == []
+
+
+def test_a_drop_date_a_name_cannot_be_read_with_is_refused_by_the_registry(tmp_path):
+    for n, (fmt, said) in enumerate((("%d.%m", "must name the year"), ("%Y-%b-%d", "%b cannot be read"))):
+        folder = edited_registry(tmp_path, lambda entry, fmt=fmt: entry.update(drop_date=fmt), f"r{n}")
+        with pytest.raises(RegistryError, match=said):
+            load_district(folder / "belleville.yaml")
+    assert load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml").drop_date == "%Y-%m-%d"
+
+
+# ---- whole drops, on both backends ---------------------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        return make_settings(tmp_path / "mtss")
+    url = request.getfixturevalue("pg_database")
+    return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)
+
+
+def _held(settings) -> dict[str, pl.DataFrame]:
+    """What the warehouse holds of the district, without the load times."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return {"roster": read_table(engine, student_roster).drop("LoadedAt").sort("StudentNumber"),
+                "results": read_table(engine, assessment_results).drop("LoadedAt").sort("Subject", "TestKey")}
+    finally:
+        engine.dispose()
+
+
+def _same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool:
+    return a.keys() == b.keys() and all(a[k].equals(b[k]) for k in a)
+
+
+def _audit(settings, key: str) -> list[str]:
+    engine = make_engine(settings.warehouse_url)
+    try:
+        rows = read_table(engine, ingestion_files, ingestion_files.c.DropId == key)
+        return rows.sort("FileId")["Outcome"].to_list()
+    finally:
+        engine.dispose()
+
+
+def _run(settings, key: str, instance: dg.DagsterInstance | None = None, **tags):
+    return run_drop(settings, key, instance=instance, tags=tags or None)
+
+
+def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded(backend, monkeypatch):
+    old_folder = prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    later_drop(backend, NEW)
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    newest = _held(backend)
+    assert set(newest["results"]["DropId"]) == {KEY[NEW]}
+
+    # finding 3: the ten students the newer drop no longer lists stay, not current, with the drop that last listed them
+    roster = newest["roster"]
+    gone = roster.filter(~pl.col("IsCurrent"))
+    assert roster.filter(pl.col("IsCurrent")).height == NEW.students and gone.height == OLD.students - NEW.students
+    assert set(gone["DropId"]) == {KEY[OLD]}
+
+    # finding 1: a replay of the older drop writes nothing and says so
+    instance = dg.DagsterInstance.ephemeral()
+    report = _run(backend, KEY[OLD], instance)
+    assert (report.outcome, report.exit_code) == ("superseded", 4)
+    assert report.verdict().startswith(
+        f"SUPERSEDED: {KEY[OLD]}: drop_is_newest: superseded: the warehouse holds the newer {KEY[NEW]} (of "
+        "2026-11-20) for roster, SEL ")
+    assert report.verdict().endswith("; this drop is of 2026-11-01; nothing was written")
+    assert _same(_held(backend), newest)
+    assert [r.tags[OUTCOME_TAG] for r in instance.get_runs()] == ["superseded"]
+    logged = errors(backend).filter(pl.col("DropId") == KEY[OLD])
+    assert logged.filter(pl.col("Stage") == "replace")["Reason"].to_list() == ["superseded"]
+    assert _audit(backend, KEY[OLD])[-4:] == ["superseded"] * 4
+
+    # a corrected old drop, re-sent (new bytes, a new version), is still the old snapshot
+    set_column(old_folder / "SR.csv", "GradeEquivalent", "1.0")
+    later = time.time() + 5
+    os.utime(old_folder / "SR.csv", (later, later))
+    resent = _run(backend, KEY[OLD])
+    assert resent.outcome == "superseded" and resent.version != report.version
+    assert _same(_held(backend), newest)
+
+    # a person applies it on purpose, with a reason (docs/operations.md, "Apply an older drop on purpose")
+    monkeypatch.setenv("MTSS_HOME", str(backend.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", backend.warehouse_url)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
+    reason = "the district withdrew its 2026-11-20 export"  # the command docs/operations.md gives, literally
+    assert main(["run", KEY[OLD], "--accept", "drop_is_newest", "--reason", reason]) == 0
+    applied = _held(backend)
+    assert set(applied["results"]["DropId"]) == {KEY[OLD]}
+    assert applied["roster"].filter(pl.col("IsCurrent")).height == OLD.students
+    engine = make_engine(backend.warehouse_url)
+    try:
+        accepted = read_table(engine, gate_acceptances)
+    finally:
+        engine.dispose()
+    assert accepted.select("DropId", "Gate", "Reason").rows() == [(KEY[OLD], "drop_is_newest", reason)]
+    # and the newer drop, run again, is newer than what is held: it loads
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    assert _same(_held(backend), newest)
+
+
+@pytest.mark.parametrize("runs, outcomes", [
+    ((NEW, MIDDLE, OLD), ["loaded", "superseded", "superseded"]),
+    ((MIDDLE, NEW, OLD), ["loaded", "loaded", "superseded"]),
+], ids=["reverse", "middle-first"])
+def test_a_backfill_in_any_order_leaves_the_newest_drops_load(backend, runs, outcomes):
+    prepare_drop(backend, OLD)
+    for spec in (MIDDLE, NEW):
+        later_drop(backend, spec)
+    reports = {spec: _run(backend, KEY[spec]) for spec in runs}
+    assert [reports[spec].outcome for spec in runs] == outcomes
+    held = _held(backend)
+    current = held["roster"].filter(pl.col("IsCurrent"))
+    assert current["StudentNumber"].to_list() == [str(210001 + i) for i in range(NEW.students)]
+    assert set(current["DropId"]) == {KEY[NEW]} and set(held["results"]["DropId"]) == {KEY[NEW]}
+    assert held["results"].height == reports[NEW].written["dm_assessment_results"]
+
+
+def _refuse(settings, table: str, event: str) -> None:
+    """A real fault: the database refuses every `event` on `table` (a trigger), as a full disk or a revoked
+    grant would."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql(f'CREATE TRIGGER refuse_{event} BEFORE {event} ON "{table}" '
+                                     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+            else:
+                conn.exec_driver_sql("CREATE OR REPLACE FUNCTION dm.refuse() RETURNS trigger AS "
+                                     "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql")
+                conn.exec_driver_sql(f'CREATE TRIGGER refuse_{event} BEFORE {event} ON dm."{table}" '
+                                     "FOR EACH ROW EXECUTE FUNCTION dm.refuse()")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("table, event", [("AssessmentResults", "INSERT"), ("IngestionFiles", "UPDATE")],
+                         ids=["results-insert-fails", "audit-update-fails"])
+def test_a_drops_roster_results_and_audit_commit_together_or_not_at_all(backend, table, event):
+    prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    before = _held(backend)
+    later_drop(backend, NEW)
+    _refuse(backend, table, event)
+    report = _run(backend, KEY[NEW])
+    assert report.outcome == "failed"
+    assert report.verdict().startswith(f"FAILED: {KEY[NEW]}: loading the drop failed and was rolled back")
+    assert _same(_held(backend), before)  # neither the roster nor the results of the newer drop
+    assert report.written == {} and "(nothing written: the warehouse was not touched)" in report.render()
+    assert "loaded" not in _audit(backend, KEY[NEW])
+
+
+# ---- finding 4: identity churn and shrinking results -----------------------------------------------------------
+
+def _evidence(**kw):
+    from belleville_mtss.lib.checks import Evidence
+    return Evidence(load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml"), "belleville/2026-11-20", **kw)
+
+
+def test_churn_counts_the_current_roster_numbers_absent_from_the_new_roster():
+    from belleville_mtss.lib.checks import student_number_churn
+    current = {str(n) for n in range(100)}
+    assert student_number_churn(_evidence(current_numbers=current, roster_numbers=set(map(str, range(50, 200))))
+                                ).passed  # 50% absent: at the limit
+    failed = student_number_churn(_evidence(current_numbers=current, roster_numbers=set(map(str, range(51, 200)))))
+    assert not failed.passed and failed.figure.startswith("51.0% of the 100 student numbers")
+    assert student_number_churn(_evidence(current_numbers=set(), roster_numbers={"1"})).passed  # a first roster
+    assert student_number_churn(_evidence(current_numbers=current, roster_numbers=None)).passed  # no roster loaded
+
+
+def test_shrink_compares_each_scope_with_what_the_warehouse_holds_for_it():
+    from belleville_mtss.lib.checks import results_shrink
+    holding = {"SR 2026-2027": order.Held("SR 2026-2027", "b/x", None, 1000),
+               "SM 2026-2027": order.Held("SM 2026-2027", "b/x", None, 1000)}
+    assert results_shrink(_evidence(holding=holding, results_rows={"SR 2026-2027": 750, "SEL 2026-2027": 5})).passed
+    shrunk = results_shrink(_evidence(holding=holding, results_rows={"SR 2026-2027": 749, "SM 2026-2027": 1000}))
+    assert not shrunk.passed and shrunk.figure == "SR 2026-2027: 749 tests against 1,000 held (-25.1%)"
+
+
+@pytest.mark.parametrize("case", ["renumbered", "results-filtered"])
+def test_a_renumbered_roster_or_a_filtered_results_file_is_blocked_until_accepted(backend, monkeypatch, case):
+    prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    before = _held(backend)
+    same_size = dataclasses.replace(NEW, students=OLD.students)
+    if case == "renumbered":
+        check = "student_number_churn"
+        later_drop(backend, same_size, renumber=300000)
+    else:
+        check = "results_shrink"
+        later_drop(backend, same_size, keep_sr=0.4)
+    report = _run(backend, KEY[NEW])
+    assert report.outcome == "blocked" and report.checks["roster_size"], report.render()
+    assert report.verdict().startswith(f"BLOCKED: {KEY[NEW]}: {check}: gate {check}: ")
+    assert _same(_held(backend), before)
+    assert check in set(errors(backend).filter(pl.col("Stage") == "replace")["Reason"])
+    # the remedy, as docs/operations.md gives it
+    monkeypatch.setenv("MTSS_HOME", str(backend.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", backend.warehouse_url)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
+    reason = "the district renumbered its students" if case == "renumbered" else "the district sent one school"
+    assert main(["run", KEY[NEW], "--accept", check, "--reason", reason]) == 0
+    assert set(_held(backend)["results"].filter(pl.col("Subject") == "SR")["DropId"]) == {KEY[NEW]}
+
+
+# ---- finding 9: registry edits checked against the warehouse -----------------------------------------------
+
+def test_a_review_date_still_to_come_is_refused():
+    from belleville_mtss.lib.district.crosswalk import ferpa_review_problem
+    entry = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
+    future = entry.model_copy(update={"verification": entry.verification.model_copy(
+        update={"ferpa_review_on": dt.date(2062, 1, 1)})})
+    problem = ferpa_review_problem(future, dt.date(2026, 12, 2), 365)
+    assert problem == ("belleville: the FERPA review is recorded on 2062-01-01, a date still to come; record the "
+                       "date the review was actually done")
+    assert ferpa_review_problem(entry.model_copy(update={"verification": entry.verification.model_copy(
+        update={"ferpa_review_on": dt.date(2026, 12, 2)})}), dt.date(2026, 12, 2), 365) is None
+
+
+def test_rows_under_an_old_account_info_id_block_the_district_until_moved(backend, monkeypatch, capsys):
+    prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    engine = make_engine(backend.warehouse_url)
+    try:  # the registry's account_info_id was corrected from 107000 to 107873 after this load
+        with engine.begin() as conn:
+            for table in (student_roster, assessment_results):
+                conn.execute(table.update().values(AccountInfoId=107000))
+    finally:
+        engine.dispose()
+    later_drop(backend, NEW)
+    report = _run(backend, KEY[NEW])
+    assert report.outcome == "blocked"
+    assert report.verdict().startswith(f"BLOCKED: {KEY[NEW]}: account_info_id_unchanged: the warehouse holds "
+                                       "belleville's drops' ")
+    assert report.verdict().endswith("row(s) under AccountInfoId 107000; the registry says 107873")
+    assert _held(backend)["roster"]["AccountInfoId"].unique().to_list() == [107000]  # no second copy
+
+    monkeypatch.setenv("MTSS_HOME", str(backend.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", backend.warehouse_url)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
+    assert main(["districts", "check", "belleville"]) == 1
+    assert "belleville-mtss warehouse rekey belleville --from 107000" in capsys.readouterr().out
+    assert main(["warehouse", "rekey", "belleville", "--from", "107000"]) == 0  # the remedy, literally
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    assert _held(backend)["roster"]["AccountInfoId"].unique().to_list() == [107873]
+
+
+# ---- finding 8: a file rewritten while it is received --------------------------------------------------------
+
+class RewrittenWhileRead(LocalDropSource):
+    """A real drop folder whose SR.csv is rewritten in place after each of its first `times` reads: the same size,
+    the mtime put back, as `sftp put -p` leaves it."""
+
+    def __init__(self, root, times: int):
+        super().__init__(root)
+        self.times, self.reads = times, 0
+
+    @contextlib.contextmanager
+    def open(self, folder, drop, file):
+        with super().open(folder, drop, file) as fh:
+            yield fh
+        if file.name == "SR.csv" and self.reads < self.times:
+            self.reads += 1
+            path = self.root / folder / drop.name / file.name
+            st, data = path.stat(), bytearray(path.read_bytes())
+            data[-2] = ord("7") if data[-2] != ord("7") else ord("8")  # a digit of the last row
+            path.write_bytes(bytes(data))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("times", [1, 10], ids=["rewritten-once", "still-being-rewritten"])
+def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings, tmp_path, times):
+    prepare_drop(settings, OLD)
+    source = RewrittenWhileRead(settings.drop_dir, times)
+    (drop,) = [d for d in source.list_drops("belleville", "belleville") if d.key == KEY[OLD]]
+    staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
+    sr = settings.drop_dir / "belleville" / OLD.drop_name / "SR.csv"
+    if times == 1:
+        staged = {f.name: f for f in receive(source, "belleville", drop, staging, key, sleep=lambda s: None)}
+        assert staged["SR.csv"].sha256 == sha256_of(sr)  # the bytes the server holds now, whole
+        assert decrypt_bytes(key, staging / "SR.csv") == sr.read_bytes()
+        return
+    with pytest.raises(DropRefused) as refused:
+        receive(source, "belleville", drop, staging, key, sleep=lambda s: None)
+    assert refused.value.reason == "changed_during_receipt"
+    assert refused.value.message.startswith("'SR.csv': its bytes changed while it was received, 3 times")
+    assert not staging.exists()  # nothing staged: a replay cannot reuse a torn copy
