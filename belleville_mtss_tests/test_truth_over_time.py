@@ -370,3 +370,30 @@ def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings,
     assert refused.value.reason == "changed_during_receipt"
     assert refused.value.message.startswith("'SR.csv': its bytes changed while it was received, 3 times")
     assert not staging.exists()  # nothing staged: a replay cannot reuse a torn copy
+
+
+def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings):
+    """The same version again: a rewrite that kept size and mtime leaves the listing, so the version, as it was."""
+    from belleville_mtss.defs.sensors import RECEIPT_RETRIES
+    from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
+    from .helpers import tick
+
+    prepare_drop(settings, OLD)
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(settings, instance)
+    [request] = first.run_requests
+    assert request.run_key.startswith(f"{KEY[OLD]}@")
+    cursor, keys = first.cursor, []
+    engine = make_engine(settings.warehouse_url)
+    try:
+        for n in range(1, RECEIPT_RETRIES + 2):  # what received_drop records for each refused run
+            record_errors(engine, [ErrorRecord("receive", "changed_during_receipt", "'SR.csv': its bytes changed "
+                                               "while it was received, 3 times", "SR.csv")],
+                          district_id=107873, drop_id=KEY[OLD], run_id=f"run{n}")
+            result = tick(settings, instance, cursor)
+            cursor = result.cursor
+            keys.append([r.run_key for r in result.run_requests or []])
+            assert tick(settings, instance, cursor).run_requests in (None, [])  # once per refusal
+    finally:
+        engine.dispose()
+    assert keys == [[f"{request.run_key}#again{n}"] for n in range(1, RECEIPT_RETRIES + 1)] + [[]]

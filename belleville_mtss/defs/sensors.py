@@ -7,7 +7,7 @@ import dagster as dg
 
 from ..lib.alerts import track_outage
 from ..lib.receive.drops import DropRefused, plan_runs
-from ..lib.load.errors import ErrorRecord
+from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.receive.sftp import SftpTransient
 from ..lib.receive.untrusted import escape
 from .alerting import VERSION_TAG, store, stored
@@ -16,6 +16,8 @@ from .partitions import drops as drop_partitions
 from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
 
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
+CHANGING = "changed_during_receipt"
+RECEIPT_RETRIES = 3  # a drop whose files kept changing while received is requested again at most this often
 
 
 def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
@@ -29,6 +31,22 @@ def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
 class DropServerUnreachable(Exception):
     """The drop server has not answered for longer than MTSS_ALERT_OUTAGE_MINUTES: the tick fails (red in the UI)
     with this as its error, until a tick reaches the server again."""
+
+
+def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: list, cursor: dict) -> list:
+    """Drops refused `changed_during_receipt` and not received since: a rewrite in place that kept size and mtime
+    keeps the drop's version, so the cursor would never plan it again. Each refusal earns one more request (a run
+    key of its own), RECEIPT_RETRIES at most; the count is kept in the cursor."""
+    candidates = [d for d in found if not d.bad_name and d not in ready]
+    counts = refusals(error_log.engine(), CHANGING, [d.key for d in candidates])
+    retried, again = cursor.setdefault("retried", {}), []
+    for d in candidates:
+        n = counts.get(d.key, 0)
+        if n > retried.get(d.key, 0) and n <= RECEIPT_RETRIES and not _received(instance, d.key, d.version):
+            again.append((d, f"#again{n}"))
+            retried[d.key] = n
+    cursor["retried"] = {k: v for k, v in retried.items() if k in {d.key for d in found}}
+    return again
 
 
 def _unreachable(context, drop_server: DropServerResource, alerting: AlertResource, exc: SftpTransient) -> dg.SkipReason:
@@ -101,8 +119,9 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
             error_log.record(context, where, [record])
     ready, next_cursor = plan_runs(found, cursor, time.time())
     ready = [d for d in ready if not _received(context.instance, d.key, d.version)]
+    again = _receive_again(context.instance, error_log, found, ready, next_cursor)
     next_cursor["refused"] = seen
-    if not ready:
+    if not ready and not again:
         pending = len(next_cursor["pending"])
         return dg.SensorResult(skip_reason=f"no complete new drop on {source.describe()}"
                                f"{f' ({pending} still arriving)' if pending else ''}"
@@ -110,9 +129,10 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}",
+        run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}{suffix}",
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
-                                          VERSION_TAG: d.version}) for d in ready],
+                                          VERSION_TAG: d.version})
+                      for d, suffix in [(d, "") for d in ready] + again],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )

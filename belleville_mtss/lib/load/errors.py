@@ -47,6 +47,16 @@ def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
     return (entry.account_info_id if entry else None), drop_id
 
 
+def refusals(engine: sa.Engine, reason: str, drop_ids: list[str]) -> dict[str, int]:
+    """How many times each drop was refused for `reason` (dm.IngestionErrors)."""
+    e = ingestion_errors.c
+    if not drop_ids:
+        return {}
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(e.DropId, sa.func.count()).where(
+            (e.Reason == reason) & e.DropId.in_(sorted(drop_ids))).group_by(e.DropId)).all())
+
+
 def record_errors(
     engine: sa.Engine, records: list[ErrorRecord], *, district_id: int | None, drop_id: str | None, run_id: str | None
 ) -> None:
