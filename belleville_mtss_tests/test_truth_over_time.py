@@ -397,3 +397,20 @@ def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times
     finally:
         engine.dispose()
     assert keys == [[f"{request.run_key}#again{n}"] for n in range(1, RECEIPT_RETRIES + 1)] + [[]]
+
+
+def test_another_districts_rows_never_count_as_ours_even_when_our_key_holds_a_like_wildcard(tmp_path):
+    from belleville_mtss.lib.load.warehouse import under_other_ids
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate_sample_warehouse(engine)
+    try:
+        with engine.begin() as conn:  # "a_c" as a LIKE pattern would match "abc"
+            conn.execute(student_roster.insert(), [
+                {"AccountInfoId": 1, "StudentNumber": "1", "StarTestCount": 0, "DropId": "abc/2026-11-01",
+                 "LoadedAt": dt.datetime(2026, 11, 1)},
+                {"AccountInfoId": 3, "StudentNumber": "1", "StarTestCount": 0, "DropId": "a_c/2026-11-01",
+                 "LoadedAt": dt.datetime(2026, 11, 1)}])
+        assert under_other_ids(engine, "a_c", 2) == {3: 1}
+    finally:
+        engine.dispose()

@@ -45,7 +45,8 @@ def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: li
         if n > retried.get(d.key, 0) and n <= RECEIPT_RETRIES and not _received(instance, d.key, d.version):
             again.append((d, f"#again{n}"))
             retried[d.key] = n
-    cursor["retried"] = {k: v for k, v in retried.items() if k in {d.key for d in found}}
+    listed = {d.key for d in found if not d.bad_name}  # a refused name has no key
+    cursor["retried"] = {k: v for k, v in retried.items() if k in listed}
     return again
 
 

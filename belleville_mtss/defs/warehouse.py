@@ -8,7 +8,8 @@ from ..lib import checks, pipeline
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
 from ..lib.load import order
 from ..lib.load.warehouse import assessment_results as results_table
-from ..lib.load.warehouse import load_figures, mark_files, results_scopes, write_results, write_roster
+from ..lib.load.warehouse import (district_roster, load_figures, mark_files, results_scopes, write_results,
+                                  write_roster)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.catalog import POWERSCHOOL
 from ..lib.receive.drops import ReceivedDrop
@@ -73,10 +74,13 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         with engine.begin() as conn:
             snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
             holding = order.held(conn, district.account_info_id, district.drop_date)
+            # read once: the churn check's current numbers, and the history write_roster keeps
+            rows = district_roster(conn, district.account_info_id) if roster is not None else None
             outcomes = checks.decide("replace", checks.Evidence(
                 district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
                 holding=holding, results_rows=order.rows_per_scope(results),
-                current_numbers=order.current_numbers(conn, district.account_info_id) if roster is not None else set(),
+                current_numbers=set() if rows is None else set(
+                    rows.filter(pl.col("IsCurrent").cast(pl.Boolean))["StudentNumber"].to_list()),
                 roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None))
             failed = [o for o in outcomes if not o.passed]
             earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
@@ -87,7 +91,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                         gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
                                      tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
                 if roster is not None:
-                    written[ROSTER] = write_roster(conn, district.account_info_id, roster)
+                    written[ROSTER] = write_roster(conn, district.account_info_id, roster, rows)
                     mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
                 if results is not None:
                     written[RESULTS] = write_results(conn, district.account_info_id, results)

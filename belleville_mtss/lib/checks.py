@@ -186,7 +186,7 @@ def account_info_id_unchanged(ev: Evidence) -> CheckOutcome:
     held = "; ".join(f"{n:,} row(s) under AccountInfoId {old}" for old, n in sorted(ev.other_ids.items()))
     return _outcome(ev, "account_info_id_unchanged", not ev.other_ids,
                     f"the warehouse holds {ev.district.district}'s drops' {held}; the registry says "
-                    f"{ev.account_info_id or ev.district.account_info_id}" if held else "none",
+                    f"{ev.district.account_info_id}" if held else "none",
                     reason="account_info_id_changed")
 
 

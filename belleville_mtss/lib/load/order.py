@@ -96,13 +96,6 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
             for scope, (key, n) in found.items()}
 
 
-def current_numbers(conn: sa.Connection, account_info_id: int) -> set[str]:
-    """The student numbers of the district's current roster."""
-    r = student_roster.c
-    return {n for (n,) in conn.execute(sa.select(r.StudentNumber).where(
-        (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())))}
-
-
 def first_receipts(conn: sa.Connection, drop_keys: set[str]) -> dict[str, dt.datetime]:
     f = ingestion_files.c
     if not drop_keys:

@@ -190,13 +190,16 @@ def make_engine(url: str) -> Engine:
 
 
 def read_table(engine: Engine, table: sa.Table, where=None) -> pl.DataFrame:
-    stmt = sa.select(table)
-    if where is not None:
-        stmt = stmt.where(where)
     with engine.connect() as conn:
-        result = conn.execute(stmt)
-        rows = result.fetchall()
-        return pl.DataFrame([tuple(r) for r in rows], schema=list(result.keys()), orient="row", infer_schema_length=None)
+        return read_rows(conn, table, where)
+
+
+def read_rows(conn: sa.Connection, table: sa.Table, where=None) -> pl.DataFrame:
+    """`read_table` on a connection already open (inside its transaction)."""
+    stmt = sa.select(table) if where is None else sa.select(table).where(where)
+    result = conn.execute(stmt)
+    return pl.DataFrame([tuple(r) for r in result.fetchall()], schema=list(result.keys()), orient="row",
+                        infer_schema_length=None)
 
 
 COPY_ROWS = 200_000
@@ -242,18 +245,19 @@ def _copy(conn: sa.Connection, table: sa.Table, frame: pl.DataFrame) -> None:
         cursor.close()
 
 
-def _rows(conn: sa.Connection, table: sa.Table, where) -> pl.DataFrame:
-    result = conn.execute(sa.select(table).where(where))
-    return pl.DataFrame([tuple(r) for r in result.fetchall()], schema=list(result.keys()), orient="row",
-                        infer_schema_length=None)
+def district_roster(conn: sa.Connection, account_info_id: int) -> pl.DataFrame:
+    """Every row the district has in dm.StudentRoster, current or not."""
+    return read_rows(conn, student_roster, student_roster.c.AccountInfoId == account_info_id)
 
 
-def write_roster(conn: sa.Connection, account_info_id: int, roster: pl.DataFrame) -> int:
+def write_roster(conn: sa.Connection, account_info_id: int, roster: pl.DataFrame,
+                 earlier: pl.DataFrame | None = None) -> int:
     """The district's roster becomes this drop's, in the caller's transaction; a student this drop no longer lists
-    stays, marked not current, with the drop that last listed them (never deleted)."""
+    stays, marked not current, with the drop that last listed them (never deleted). `earlier`: the district's rows
+    as `district_roster` read them in this transaction, when the caller has them already."""
     r = student_roster.c
     listed = set(roster["StudentNumber"].to_list())
-    earlier = _rows(conn, student_roster, r.AccountInfoId == account_info_id)
+    earlier = district_roster(conn, account_info_id) if earlier is None else earlier
     gone = earlier.filter(~pl.col("StudentNumber").is_in(listed)).with_columns(pl.lit(False).alias("IsCurrent"))
     conn.execute(student_roster.delete().where(r.AccountInfoId == account_info_id))
     _insert(conn, student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))
@@ -341,7 +345,7 @@ def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict
         for table in (student_roster, assessment_results):
             c = table.c
             for old, n in conn.execute(sa.select(c.AccountInfoId, sa.func.count()).where(
-                    c.DropId.like(f"{district}/%") & (c.AccountInfoId != account_info_id))
+                    c.DropId.startswith(f"{district}/", autoescape=True) & (c.AccountInfoId != account_info_id))
                     .group_by(c.AccountInfoId)):
                 found[int(old)] = found.get(int(old), 0) + int(n)
     return found
@@ -354,7 +358,7 @@ def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
     with engine.begin() as conn:
         for table in (student_roster, assessment_results):
             c = table.c
-            ours = c.DropId.like(f"{district}/%")
+            ours = c.DropId.startswith(f"{district}/", autoescape=True)  # "_" in a key is no wildcard
             clash = conn.execute(sa.select(sa.func.count()).select_from(table).where(
                 ours & (c.AccountInfoId == new))).scalar_one()
             if clash and conn.execute(sa.select(sa.func.count()).select_from(table).where(

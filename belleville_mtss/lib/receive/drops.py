@@ -303,27 +303,23 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stream(src: BinaryIO, enc: Encryptor, budget: int) -> tuple[int, str]:
-    """Copy src into the encryptor, hashing on the way; stops after `budget` + 1 bytes (the caller refuses)."""
+def _stream(src: BinaryIO, enc: Encryptor | None, budget: int) -> tuple[int, str]:
+    """Copy src into the encryptor (None: only hash it), hashing on the way; stops after `budget` + 1 bytes (the
+    caller refuses)."""
     digest, done = hashlib.sha256(), 0
     for block in iter(lambda: src.read(BLOCK), b""):
         done += len(block)
         if done > budget:
             break
         digest.update(block)
-        enc.write(block)
+        if enc is not None:
+            enc.write(block)
     return done, digest.hexdigest()
 
 
 def _digest(source: DropSource, folder: str, drop: Drop, f: RemoteFile) -> tuple[int, str]:
-    digest, done = hashlib.sha256(), 0
     with source.open(folder, drop, f) as src:
-        for block in iter(lambda: src.read(BLOCK), b""):
-            done += len(block)
-            if done > f.size:
-                break
-            digest.update(block)
-    return done, digest.hexdigest()
+        return _stream(src, None, f.size)
 
 
 def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, dest: Path, key: bytes,
