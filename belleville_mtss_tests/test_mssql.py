@@ -41,3 +41,28 @@ def test_load_statements_compile_with_bound_parameters():
         text = _sql(stmt)
         assert "107873" not in text and "'SR'" not in text  # values stay parameters
         assert "dm." in text or "dbo." in text
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_mssql_extra_reaches_a_connection_attempt():
+    # No SQL Server runs here: a refused connection proves the driver and its bundled ODBC library load
+    # (without Debian's libltdl7 the driver fails "Failed to load the driver" instead).
+    import os
+    import pytest
+    from belleville_mtss.lib.load.warehouse import make_engine
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("mssql_python", reason="the mssql extra is not installed: pip install -e '.[mssql]'")
+    engine = make_engine(f"mssql+mssqlpython://mtss_runtime:not-a-secret@127.0.0.1:{_closed_port()}/EDU_DW"
+                         "?Encrypt=no")
+    with pytest.raises(sa.exc.OperationalError) as raised:
+        engine.connect()
+    message = str(raised.value)
+    assert "Failed to load the driver" not in message
+    assert "TCP Provider" in message or "unable to establish connection" in message, message
+    assert "not-a-secret" not in message
