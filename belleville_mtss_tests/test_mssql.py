@@ -66,3 +66,34 @@ def test_the_mssql_extra_reaches_a_connection_attempt():
     assert "Failed to load the driver" not in message
     assert "TCP Provider" in message or "unable to establish connection" in message, message
     assert "not-a-secret" not in message
+
+
+def test_the_sql_server_script_keeps_names_times_and_keys_and_stops_at_its_first_error(capsys):
+    import re
+    from belleville_mtss.cli import main
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "mssql"]) == 0
+    script = capsys.readouterr().out
+    assert script.lstrip().startswith("SET XACT_ABORT ON;")
+    for column in ("[FirstName] NVARCHAR(100)", "[LastName] NVARCHAR(100)", "[Message] NVARCHAR(1000)",
+                   "[Reason] NVARCHAR(1000)", "[FileName] NVARCHAR(260)"):
+        assert column in script, column
+    assert not re.search(r"\bDATETIME\b", script)  # DATETIME2 only
+    assert not re.search(r"\[\w+\] VARCHAR\(", script)  # our columns are all NVARCHAR (the version table aside)
+    for key in ("StudentNumber", "Subject", "TestKey"):
+        assert re.search(rf"\[{key}\] NVARCHAR\(\d+\) COLLATE Latin1_General_100_BIN2 NOT NULL", script), key
+    # a warehouse an earlier release created is altered, its keys dropped and re-created around the change
+    upgrade = script[script.index("0005 -> 0006"):]
+    assert ("ALTER TABLE dm.[AssessmentResults] ALTER COLUMN [TestKey] NVARCHAR(120) COLLATE Latin1_General_100_BIN2 "
+            "NOT NULL") in upgrade
+    assert upgrade.index("DROP CONSTRAINT [PK_AssessmentResults]") < upgrade.index("ALTER COLUMN [TestKey]") < \
+        upgrade.index("ADD CONSTRAINT [PK_AssessmentResults] PRIMARY KEY")
+
+
+def test_lengths_are_counted_as_nvarchar_counts_them():
+    import polars as pl
+    from belleville_mtss.lib.load.warehouse import max_lengths, student_roster, value_too_long
+    lengths = max_lengths(student_roster, {"FirstName": "first_name"})
+    assert lengths == {"first_name": ("dm.StudentRoster.FirstName", 100)}
+    names = ["😀" * 50, "😀" * 50 + "a", "王" * 100, "ễ" * 101]  # 100, 101, 100 and 101 UTF-16 units
+    rejected = pl.DataFrame({"first_name": names}).select(value_too_long(lengths).otherwise(None).alias("why"))
+    assert [why is not None for why in rejected["why"]] == [False, True, False, True]

@@ -17,6 +17,10 @@ def run() -> None:
         connection = config.attributes["connection"]
         context.configure(connection=connection, target_metadata=ours, version_table=VERSION_TABLE,
                           version_table_schema=version_schema(connection.dialect.name))
+    if context.get_context().dialect.name == "mssql":
+        # First: any error ends the batch and rolls the transaction back, so no half-applied revision is recorded
+        # (run the script with `sqlcmd -b`, which stops at the first error).
+        context.execute("SET XACT_ABORT ON")
     with context.begin_transaction():
         context.run_migrations()
 

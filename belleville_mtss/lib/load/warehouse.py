@@ -16,44 +16,46 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from .types import key, text, timestamp
+
 ours = sa.MetaData()
 theirs = sa.MetaData()
 
 class_link_users = sa.Table(
     "ClassLinkUsers", theirs,
-    sa.Column("UserId", sa.String(64), primary_key=True),
+    sa.Column("UserId", text(64), primary_key=True),
     sa.Column("TenantId", sa.Integer, nullable=False),
-    sa.Column("TenantName", sa.String(200), nullable=False),
-    sa.Column("Role", sa.String(32), nullable=False),
-    sa.Column("Email", sa.String(320)),
-    sa.Column("GivenName", sa.String(100)),
-    sa.Column("FamilyName", sa.String(100)),
+    sa.Column("TenantName", text(200), nullable=False),
+    sa.Column("Role", text(32), nullable=False),
+    sa.Column("Email", text(320)),
+    sa.Column("GivenName", text(100)),
+    sa.Column("FamilyName", text(100)),
     schema="dbo",
 )
 
 account_info = sa.Table(
     "AccountInfo", theirs,
     sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("NcesId", sa.String(7)),
-    sa.Column("DistrictName", sa.String(200), nullable=False),
-    sa.Column("State", sa.String(2), nullable=False),
-    sa.Column("County", sa.String(100)),
+    sa.Column("NcesId", text(7)),
+    sa.Column("DistrictName", text(200), nullable=False),
+    sa.Column("State", text(2), nullable=False),
+    sa.Column("County", text(100)),
     schema="dm",
 )
 
 student_roster = sa.Table(
     "StudentRoster", ours,
     sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
-    sa.Column("StudentNumber", sa.String(20)),
-    sa.Column("FirstName", sa.String(100)),
-    sa.Column("LastName", sa.String(100)),
-    sa.Column("Email", sa.String(320)),
-    sa.Column("GradeLevel", sa.String(8)),
-    sa.Column("SchoolId", sa.String(20)),
-    sa.Column("ClassLinkUserId", sa.String(64)),
+    sa.Column("StudentNumber", key(20)),
+    sa.Column("FirstName", text(100)),
+    sa.Column("LastName", text(100)),
+    sa.Column("Email", text(320)),
+    sa.Column("GradeLevel", text(8)),
+    sa.Column("SchoolId", text(20)),
+    sa.Column("ClassLinkUserId", text(64)),
     sa.Column("StarTestCount", sa.Integer, nullable=False),
-    sa.Column("DropId", sa.String(200), nullable=False),  # the drop that last listed the student
-    sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    sa.Column("DropId", text(200), nullable=False),  # the drop that last listed the student
+    sa.Column("LoadedAt", timestamp(), nullable=False),
     # false: the district's newest drop no longer lists the student; the row stays (history, never deleted)
     sa.Column("IsCurrent", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.PrimaryKeyConstraint("AccountInfoId", "StudentNumber", name="PK_StudentRoster"),
@@ -65,22 +67,22 @@ student_roster = sa.Table(
 assessment_results = sa.Table(
     "AssessmentResults", ours,
     sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
-    sa.Column("Subject", sa.String(3)),
-    sa.Column("TestKey", sa.String(120)),
-    sa.Column("StudentNumber", sa.String(20), nullable=False),
-    sa.Column("SchoolYear", sa.String(9), nullable=False),
-    sa.Column("CompletedAt", sa.DateTime, nullable=False),
-    sa.Column("Grade", sa.String(12)),
+    sa.Column("Subject", key(3)),
+    sa.Column("TestKey", key(120)),
+    sa.Column("StudentNumber", key(20), nullable=False),
+    sa.Column("SchoolYear", text(9), nullable=False),
+    sa.Column("CompletedAt", timestamp(), nullable=False),
+    sa.Column("Grade", text(12)),
     sa.Column("ScaledScore", sa.Integer),
     sa.Column("PercentileRank", sa.Integer),
     sa.Column("UnifiedScore", sa.Integer),
-    sa.Column("BenchmarkCategory", sa.String(100)),
-    sa.Column("ScreeningWindow", sa.String(200)),
-    sa.Column("DropId", sa.String(200), nullable=False),
-    sa.Column("LoadedAt", sa.DateTime, nullable=False),
+    sa.Column("BenchmarkCategory", text(100)),
+    sa.Column("ScreeningWindow", text(200)),
+    sa.Column("DropId", text(200), nullable=False),
+    sa.Column("LoadedAt", timestamp(), nullable=False),
     # Active, or Deactivated (a teacher invalidated the test: its scores are empty); NULL: loaded before 0005
-    sa.Column("AssessmentStatus", sa.String(12)),
-    sa.Column("DeactivationReason", sa.String(200)),
+    sa.Column("AssessmentStatus", text(12)),
+    sa.Column("DeactivationReason", text(200)),
     sa.PrimaryKeyConstraint("AccountInfoId", "Subject", "TestKey", name="PK_AssessmentResults"),
     sa.Index("IX_AssessmentResults_Student", "AccountInfoId", "StudentNumber"),
     sa.Index("IX_AssessmentResults_Drop", "DropId"),
@@ -90,15 +92,15 @@ assessment_results = sa.Table(
 ingestion_errors = sa.Table(
     "IngestionErrors", ours,
     sa.Column("ErrorId", sa.Integer, autoincrement=True),
-    sa.Column("OccurredAt", sa.DateTime, nullable=False),
+    sa.Column("OccurredAt", timestamp(), nullable=False),
     sa.Column("DistrictId", sa.Integer),  # the registry's AccountInfoId for the drop
-    sa.Column("DropId", sa.String(200)),
-    sa.Column("FileName", sa.String(260)),
-    sa.Column("Stage", sa.String(32), nullable=False),
-    sa.Column("Reason", sa.String(64), nullable=False),
+    sa.Column("DropId", text(200)),
+    sa.Column("FileName", text(260)),
+    sa.Column("Stage", text(32), nullable=False),
+    sa.Column("Reason", text(64), nullable=False),
     sa.Column("RowCount", sa.Integer),
-    sa.Column("Message", sa.String(1000), nullable=False),
-    sa.Column("RunId", sa.String(64)),
+    sa.Column("Message", text(1000), nullable=False),
+    sa.Column("RunId", text(64)),
     sa.PrimaryKeyConstraint("ErrorId", name="PK_IngestionErrors"),
     sa.Index("IX_IngestionErrors_Drop", "DropId"),
     sa.Index("IX_IngestionErrors_District", "DistrictId", "OccurredAt"),
@@ -110,17 +112,17 @@ ingestion_errors = sa.Table(
 ingestion_files = sa.Table(
     "IngestionFiles", ours,
     sa.Column("FileId", sa.Integer, sa.Identity()),
-    sa.Column("DropId", sa.String(200), nullable=False),
-    sa.Column("DropVersion", sa.String(32)),
-    sa.Column("FileName", sa.String(260), nullable=False),
+    sa.Column("DropId", text(200), nullable=False),
+    sa.Column("DropVersion", text(32)),
+    sa.Column("FileName", text(260), nullable=False),
     sa.Column("DistrictId", sa.Integer),
-    sa.Column("Sha256", sa.String(64), nullable=False),
+    sa.Column("Sha256", text(64), nullable=False),
     sa.Column("SizeBytes", sa.BigInteger, nullable=False),
-    sa.Column("RunId", sa.String(64)),
-    sa.Column("ReceivedAt", sa.DateTime, nullable=False),
-    sa.Column("Outcome", sa.String(32), nullable=False),
-    sa.Column("OutcomeAt", sa.DateTime, nullable=False),
-    sa.Column("DuplicateOf", sa.String(200)),  # the earlier drop that brought the same bytes
+    sa.Column("RunId", text(64)),
+    sa.Column("ReceivedAt", timestamp(), nullable=False),
+    sa.Column("Outcome", text(32), nullable=False),
+    sa.Column("OutcomeAt", timestamp(), nullable=False),
+    sa.Column("DuplicateOf", text(200)),  # the earlier drop that brought the same bytes
     sa.PrimaryKeyConstraint("FileId", name="PK_IngestionFiles_FileId"),
     sa.Index("IX_IngestionFiles_Sha256", "DistrictId", "Sha256"),
     sa.Index("IX_IngestionFiles_Drop", "DropId", "DropVersion"),
@@ -131,14 +133,14 @@ ingestion_files = sa.Table(
 gate_acceptances = sa.Table(
     "GateAcceptances", ours,
     sa.Column("AcceptanceId", sa.Integer, sa.Identity()),
-    sa.Column("DropId", sa.String(200), nullable=False),
-    sa.Column("DropVersion", sa.String(32), nullable=False),
-    sa.Column("Gate", sa.String(64), nullable=False),
-    sa.Column("Figure", sa.String(500), nullable=False),
-    sa.Column("Reason", sa.String(1000), nullable=False),
-    sa.Column("AcceptedBy", sa.String(200), nullable=False),
-    sa.Column("AcceptedAt", sa.DateTime, nullable=False),
-    sa.Column("RunId", sa.String(64)),
+    sa.Column("DropId", text(200), nullable=False),
+    sa.Column("DropVersion", text(32), nullable=False),
+    sa.Column("Gate", text(64), nullable=False),
+    sa.Column("Figure", text(500), nullable=False),
+    sa.Column("Reason", text(1000), nullable=False),
+    sa.Column("AcceptedBy", text(200), nullable=False),
+    sa.Column("AcceptedAt", timestamp(), nullable=False),
+    sa.Column("RunId", text(64)),
     sa.PrimaryKeyConstraint("AcceptanceId", name="PK_GateAcceptances"),
     sa.Index("IX_GateAcceptances_Drop", "DropId", "DropVersion", "Gate"),
     schema="dm",
@@ -161,15 +163,22 @@ VALUE_TOO_LONG = "value_too_long"
 
 def max_lengths(table: sa.Table, loaded_from: dict[str, str]) -> dict[str, tuple[str, int]]:
     """Frame column -> (warehouse column, its length) for the text columns that have one: a longer value is
-    rejected per row before the load, on every backend (SQLite would store it, SQL Server would fail the load)."""
+    rejected per row before the load, on every backend (SQLite would store it, SQL Server would fail the load).
+    Lengths count as NVARCHAR(n) does, in UTF-16 code units: a character outside the Basic Multilingual Plane
+    (most emoji) counts two; PostgreSQL's VARCHAR(n) counts it once, so what fits SQL Server fits it too."""
     return {frame_col: (f"{table.schema}.{table.name}.{col}", table.c[col].type.length)
             for col, frame_col in loaded_from.items() if getattr(table.c[col].type, "length", None)}
+
+
+def utf16_units(text: pl.Expr) -> pl.Expr:
+    """The length of a text as SQL Server's NVARCHAR counts it: one unit per character, two above U+FFFF."""
+    return text.str.len_chars() + text.str.count_matches(r"[\x{10000}-\x{10FFFF}]")
 
 
 def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
     """Adds a `value_too_long` reason per length-bound column to a polars when/then chain of row reasons."""
     for frame_col, (target, n) in lengths.items():
-        cond = pl.col(frame_col).str.len_chars() > n
+        cond = utf16_units(pl.col(frame_col)) > n
         text = pl.lit(f"{VALUE_TOO_LONG}: {frame_col} longer than {n} characters ({target})")
         chain = pl.when(cond).then(text) if chain is None else chain.when(cond).then(text)
     return chain

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from belleville_mtss.lib.load.migrations import dm
+from belleville_mtss.lib.load.types import text, timestamp
 
 revision = "0002"
 down_revision = "0001"
@@ -22,17 +23,17 @@ def upgrade() -> None:
     new = op.create_table(
         "IngestionFiles",
         sa.Column("FileId", sa.Integer, sa.Identity()),
-        sa.Column("DropId", sa.String(200), nullable=False),
-        sa.Column("DropVersion", sa.String(32)),
-        sa.Column("FileName", sa.String(260), nullable=False),
+        sa.Column("DropId", text(200), nullable=False),
+        sa.Column("DropVersion", text(32)),
+        sa.Column("FileName", text(260), nullable=False),
         sa.Column("DistrictId", sa.Integer),
-        sa.Column("Sha256", sa.String(64), nullable=False),
+        sa.Column("Sha256", text(64), nullable=False),
         sa.Column("SizeBytes", sa.BigInteger, nullable=False),
-        sa.Column("RunId", sa.String(64)),
-        sa.Column("ReceivedAt", sa.DateTime, nullable=False),
-        sa.Column("Outcome", sa.String(32), nullable=False),
-        sa.Column("OutcomeAt", sa.DateTime, nullable=False),
-        sa.Column("DuplicateOf", sa.String(200)),
+        sa.Column("RunId", text(64)),
+        sa.Column("ReceivedAt", timestamp(), nullable=False),
+        sa.Column("Outcome", text(32), nullable=False),
+        sa.Column("OutcomeAt", timestamp(), nullable=False),
+        sa.Column("DuplicateOf", text(200)),
         sa.PrimaryKeyConstraint("FileId", name="PK_IngestionFiles_FileId"),
         schema=dm(),
     )

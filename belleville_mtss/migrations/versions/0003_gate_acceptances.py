@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from belleville_mtss.lib.load.migrations import dm
+from belleville_mtss.lib.load.types import text, timestamp
 
 revision = "0003"
 down_revision = "0002"
@@ -16,14 +17,14 @@ def upgrade() -> None:
     op.create_table(
         "GateAcceptances",
         sa.Column("AcceptanceId", sa.Integer, sa.Identity()),
-        sa.Column("DropId", sa.String(200), nullable=False),
-        sa.Column("DropVersion", sa.String(32), nullable=False),
-        sa.Column("Gate", sa.String(64), nullable=False),
-        sa.Column("Figure", sa.String(500), nullable=False),
-        sa.Column("Reason", sa.String(1000), nullable=False),
-        sa.Column("AcceptedBy", sa.String(200), nullable=False),
-        sa.Column("AcceptedAt", sa.DateTime, nullable=False),
-        sa.Column("RunId", sa.String(64)),
+        sa.Column("DropId", text(200), nullable=False),
+        sa.Column("DropVersion", text(32), nullable=False),
+        sa.Column("Gate", text(64), nullable=False),
+        sa.Column("Figure", text(500), nullable=False),
+        sa.Column("Reason", text(1000), nullable=False),
+        sa.Column("AcceptedBy", text(200), nullable=False),
+        sa.Column("AcceptedAt", timestamp(), nullable=False),
+        sa.Column("RunId", text(64)),
         sa.PrimaryKeyConstraint("AcceptanceId", name="PK_GateAcceptances"),
         schema=dm(),
     )

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from alembic import op
 
 from belleville_mtss.lib.load.migrations import dm
+from belleville_mtss.lib.load.types import text
 
 revision = "0005"
 down_revision = "0004"
 
 
 def upgrade() -> None:
-    op.add_column("AssessmentResults", sa.Column("AssessmentStatus", sa.String(12)), schema=dm())
-    op.add_column("AssessmentResults", sa.Column("DeactivationReason", sa.String(200)), schema=dm())
+    op.add_column("AssessmentResults", sa.Column("AssessmentStatus", text(12)), schema=dm())
+    op.add_column("AssessmentResults", sa.Column("DeactivationReason", text(200)), schema=dm())
