@@ -128,7 +128,13 @@ def _warehouse(args: argparse.Namespace) -> int:
     if args.warehouse_command == "upgrade" and args.sql:
         print(migrations.upgrade_sql(args.dialect, args.start), end="")
         return 0
+    if args.warehouse_command == "grants":
+        from .lib.load.grants import statements
+        print(statements(args.dialect, args.role), end="")
+        return 0
     settings = load_settings()
+    if args.warehouse_command == "verify":
+        return _verify(settings)
     where = sa.engine.make_url(settings.warehouse_url).render_as_string()
     engine = make_engine(settings.warehouse_url)
     try:
@@ -152,6 +158,31 @@ def _warehouse(args: argparse.Namespace) -> int:
                        f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}") from None
     finally:
         engine.dispose()
+
+
+def _verify(settings) -> int:
+    """Prints one line per finding; 0 only when every one holds."""
+    import sqlalchemy as sa
+
+    from .lib.load.verify import verify
+    from .lib.load.warehouse import make_engine
+
+    warehouse, prod = make_engine(settings.warehouse_url), make_engine(settings.prod_db_url)
+    try:
+        print(f"warehouse {sa.engine.make_url(settings.warehouse_url).render_as_string()}, "
+              f"prod db {sa.engine.make_url(settings.prod_db_url).render_as_string()}")
+        findings = verify(warehouse, prod, settings.account_info_table, settings.classlink_table)
+    except sa.exc.SQLAlchemyError as exc:
+        raise CliError(f"verify could not finish: {type(getattr(exc, 'orig', None) or exc).__name__}: "
+                       f"{str(getattr(exc, 'orig', None) or exc).splitlines()[0]}") from None
+    finally:
+        warehouse.dispose()
+        prod.dispose()
+    for finding in findings:
+        print(finding.line())
+    problems = sum(not f.ok for f in findings)
+    print(f"{problems} problem(s)" if problems else "all checks hold")
+    return 1 if problems else 0
 
 
 def _rekey(engine, where: str, args: argparse.Namespace) -> int:
@@ -410,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
                             "(after its account_info_id was corrected)")
     rekey.add_argument("district", help="the registry entry, e.g. belleville")
     rekey.add_argument("--from", dest="old", type=int, required=True, help="the AccountInfoId its rows are under")
+    wsub.add_parser("verify", help="as the runtime login, once on the real server: schema revision, column types "
+                    "and collations, READ_COMMITTED_SNAPSHOT, exactly the documented grants, a Unicode round trip")
+    grants = wsub.add_parser("grants", help="print the grant script for the runtime login (docs/security.md)")
+    grants.add_argument("--dialect", choices=["postgresql", "mssql"], default="mssql")
+    grants.add_argument("--role", default="mtss_runtime", help="the login's name (default: mtss_runtime)")
     stamp = wsub.add_parser("stamp", help="record that tables an earlier release created are at REVISION")
     stamp.add_argument("revision")
     warehouse.set_defaults(func=_warehouse)

@@ -18,10 +18,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.load import migrations
+from belleville_mtss.lib.load import grants, migrations
+from belleville_mtss.lib.load.verify import verify
+from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.sample import account_info_rows, generate_drop, load_databases, migrate_sample_warehouse
 from belleville_mtss.lib.load.warehouse import (
-    account_info, class_link_users, ingestion_files, make_engine, ours, read_table, student_roster,
+    STAGING, account_info, class_link_users, count_rows, ingestion_files, make_engine, ours, read_table, student_roster,
 )
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
@@ -85,6 +87,7 @@ def test_migrations_from_empty_reach_head_and_equal_the_declared_tables(tmp_path
     assert _head_equals_declarations(engine) == []
     names = set(sa.inspect(engine).get_table_names(schema=None if backend == "sqlite" else "dm"))
     assert names == {"StudentRoster", "AssessmentResults", "IngestionErrors", "IngestionFiles", "GateAcceptances",
+                     "StudentRosterStaging", "AssessmentResultsStaging",
                      migrations.VERSION_TABLE}  # theirs are never created by a migration
     indexes = {i["name"] for t in ("AssessmentResults", "IngestionFiles", "IngestionErrors", "StudentRoster")
                for i in sa.inspect(engine).get_indexes(t, schema=None if backend == "sqlite" else "dm")}
@@ -191,25 +194,35 @@ def test_a_run_issues_no_ddl(tmp_path, pg_database):
 
 # ---- least privilege -------------------------------------------------------------------------------------------
 
-def _documented_postgresql_grants(database: str, role: str) -> list[str]:
+def _docs_block(marker: str) -> str:
     text = (REPO / "docs" / "security.md").read_text()
-    block = text.split("<!-- grants:postgresql -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    sql = "\n".join(line.strip() for line in block.splitlines() if not line.strip().startswith("--"))
-    sql = sql.replace("edu_dw", f'"{database}"').replace("DATABASE prod", f'DATABASE "{database}"')
-    return [s.strip().replace("mtss_runtime", role) for s in sql.split(";") if s.strip()]
+    block = text.split(f"<!-- grants:{marker} -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    return "\n".join(line.strip() for line in block.strip().splitlines()) + "\n"
 
 
-def test_a_role_with_exactly_the_documented_grants_materializes_a_whole_drop(tmp_path, pg_database):
+def test_security_md_shows_the_grants_the_code_declares():
+    for dialect in ("postgresql", "mssql"):
+        assert _docs_block(dialect) == grants.statements(dialect)
+    text = (REPO / "docs" / "security.md").read_text()
+    assert text.split("<!-- grants:table -->\n", 1)[1].split("<!-- /grants:table -->", 1)[0] == grants.markdown_table()
+
+
+def _runtime_role(admin: sa.Engine, database: str, role: str) -> None:
+    """A login holding exactly the documented PostgreSQL grants (both databases' parts in one test database)."""
+    script = grants.statements("postgresql", role, f'"{database}"', f'"{database}"')
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
+        for statement in (s for s in script.split(";") if s.strip()):
+            conn.execute(sa.text("\n".join(x for x in statement.splitlines() if not x.startswith("--"))))
+
+
+def test_a_role_with_exactly_the_documented_grants_materializes_a_whole_drop(tmp_path, pg_database, monkeypatch,
+                                                                            capsys):
     admin_url = sa.engine.make_url(pg_database)
     prepare_drop(make_settings(tmp_path / "admin", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database))
     role = f"mtss_rt_{uuid.uuid4().hex[:8]}"
-    grants = _documented_postgresql_grants(admin_url.database, role)
-    assert len(grants) == 8
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
-        for grant in grants:
-            conn.execute(sa.text(grant))
+    _runtime_role(admin, admin_url.database, role)
     try:
         runtime = admin_url.set(username=role).render_as_string(hide_password=False)
         home = tmp_path / "admin"  # the same drop folder; the run's own home
@@ -223,11 +236,56 @@ def test_a_role_with_exactly_the_documented_grants_materializes_a_whole_drop(tmp
             assert conn.execute(sa.text("select has_schema_privilege(:r, 'dm', 'CREATE')"), {"r": role}).scalar() is False
             assert conn.execute(sa.text('select has_table_privilege(:r, \'dm."AccountInfo"\', \'INSERT\')'),
                                 {"r": role}).scalar() is False
+        assert read_table(make_engine(runtime), ingestion_files).height == 4  # identity columns need no grant
+        monkeypatch.setenv("MTSS_HOME", str(home))
+        monkeypatch.setenv("MTSS_WAREHOUSE_URL", runtime)
+        monkeypatch.setenv("MTSS_PROD_DB_URL", runtime)
+        assert main(["warehouse", "verify"]) == 0, capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"ok: {role} holds exactly the documented grants on the warehouse database" in out
+        assert "ok: a Unicode name round-tripped exactly" in out and "PROBLEM" not in out
+
+        with admin.connect() as conn:  # one grant fewer
+            conn.execute(sa.text(f'REVOKE DELETE ON dm."AssessmentResults" FROM "{role}"'))
+        assert main(["warehouse", "verify"]) == 1
+        out = capsys.readouterr().out
+        fix = f'GRANT DELETE ON dm."AssessmentResults" TO {role}'
+        assert [line for line in out.splitlines() if line.startswith("PROBLEM")] == [
+            f'PROBLEM: {role} lacks DELETE on dm."AssessmentResults": {fix}']
+        before = warehouse_counts(settings)
+        report = run_drop(settings)  # a replay: the load needs that DELETE
+        assert not report.success
+        assert "lacks a grant the load needs" in report.verdict() and fix in report.verdict(), report.verdict()
+        assert warehouse_counts(settings) == before  # rolled back whole
+        staged = make_engine(pg_database)
+        assert [count_rows(staged, t) for t in STAGING.values()] == [0, 0]  # its staged rows were deleted
+        staged.dispose()
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
             conn.execute(sa.text(f'DROP ROLE "{role}"'))
         admin.dispose()
+
+
+def test_verify_names_a_column_of_the_wrong_type_and_holds_on_sqlite(tmp_path, pg_database, monkeypatch, capsys):
+    engine = _fresh(pg_database)
+    migrations.upgrade(engine)
+    def types(engine):  # as the owner, who holds more grants than the runtime login: only the type findings
+        return [f.text for f in verify(engine) if not f.ok and " expected " in f.text]
+
+    assert types(engine) == []
+    with engine.begin() as conn:
+        conn.execute(sa.text('ALTER TABLE dm."AssessmentResults" ALTER COLUMN "Grade" TYPE text'))
+    assert types(engine) == ["dm.AssessmentResults.Grade is TEXT, expected VARCHAR(12): have the DBA apply "
+                        "`belleville-mtss warehouse upgrade --sql` (or correct the column)"]
+    engine.dispose()
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MTSS_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("MTSS_PROD_DB_URL", raising=False)
+    prepare_drop(load_settings())  # the embedded default, with the sample's AccountInfo and ClassLink users
+    assert main(["warehouse", "verify"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok: grants on the warehouse database: not applicable on sqlite" in out and "ok: schema revision" in out
 
 
 # ---- theirs: read only, in their case, only the drop's tenant ----------------------------------------------

@@ -7,9 +7,10 @@ import sqlalchemy as sa
 from ..lib import checks, pipeline
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
 from ..lib.load import order
+from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
-from ..lib.load.warehouse import (district_roster, load_figures, mark_files, results_scopes, write_results,
-                                  write_roster)
+from ..lib.load.warehouse import (apply_results, apply_roster, current_numbers, load_figures, mark_files,
+                                  results_scopes, staged)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.catalog import POWERSCHOOL
 from ..lib.receive.drops import ReceivedDrop
@@ -70,17 +71,15 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     tags, engine, run_id = context.run.tags, warehouse.engine(), context.run.run_id
     written: dict[dg.AssetKey, int] = {}
     try:
-        # One transaction: what the warehouse holds is read, and the roster, the results and their audit written.
-        with engine.begin() as conn:
+        # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
+        # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit.
+        with staged(engine, roster, results) as load_id, engine.begin() as conn:
             snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
             holding = order.held(conn, district.account_info_id, district.drop_date)
-            # read once: the churn check's current numbers, and the history write_roster keeps
-            rows = district_roster(conn, district.account_info_id) if roster is not None else None
+            current = set() if roster is None else current_numbers(conn, district.account_info_id)
             outcomes = checks.decide("replace", checks.Evidence(
                 district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
-                holding=holding, results_rows=order.rows_per_scope(results),
-                current_numbers=set() if rows is None else set(
-                    rows.filter(pl.col("IsCurrent").cast(pl.Boolean))["StudentNumber"].to_list()),
+                holding=holding, results_rows=order.rows_per_scope(results), current_numbers=current,
                 roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None))
             failed = [o for o in outcomes if not o.passed]
             earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
@@ -91,15 +90,13 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                         gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
                                      tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
                 if roster is not None:
-                    written[ROSTER] = write_roster(conn, district.account_info_id, roster, rows)
+                    written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
                     mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
                 if results is not None:
-                    written[RESULTS] = write_results(conn, district.account_info_id, results)
+                    written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
                     mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, STAR_ASSETS))
     except sa.exc.DBAPIError as exc:
-        # Without the server's detail, which can quote key values.
-        raise dg.Failure(f"loading the drop failed and was rolled back ({type(exc.orig).__name__}): neither "
-                         "its roster nor its results were written") from None
+        raise dg.Failure(load_failure(engine, exc)) from None
     shown = dg.AssetCheckKey(ROSTER, REPLACE_CHECKS[0]) in context.selected_asset_check_keys
     for o in outcomes if shown else []:
         if o in refused:

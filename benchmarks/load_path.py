@@ -1,0 +1,132 @@
+"""The PostgreSQL load rate of the staged path (issue 22: bulk copy into staging, then one short transaction that
+applies from staging on the server) next to the direct path it replaced (COPY straight into the tables inside the
+load's one transaction), on the same frames, the same server and the same machine.
+
+    python benchmarks/load_path.py --pg-url postgresql+psycopg://postgres@127.0.0.1:55433/bench
+
+The database is a scratch one: our tables in it are migrated and emptied. The frames have the shape of the
+1,000,000-student scale run (docs/performance.md: 1,000,000 roster rows and 3,230,969 results, 107,543 rows/s
+recorded there for the direct path). Each path loads twice: into an empty district (a first load) and over its own
+rows (a re-send: every row replaced). It prints rows/s per path and load, and the staged path's ratio to the
+direct one; the apply transaction's own duration is printed too (what other sessions could wait on).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from belleville_mtss.lib.load import warehouse as w  # noqa: E402
+from belleville_mtss.lib.sample import migrate_sample_warehouse  # noqa: E402
+
+RECORDED_DIRECT = 107_543  # rows/s, docs/performance.md, load_postgres at 1,000,000 students
+DISTRICT = 107873
+
+
+def frames(students: int, results: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    s, r = pl.int_range(0, students, eager=True), pl.int_range(0, results, eager=True)
+    number = (s + 200_000).cast(pl.String)
+    roster = pl.DataFrame({
+        "AccountInfoId": pl.repeat(DISTRICT, students, eager=True), "StudentNumber": number,
+        "FirstName": "First" + s.cast(pl.String), "LastName": "Last" + (s * 7 % 10_007).cast(pl.String),
+        "Email": "student" + s.cast(pl.String) + "@belleville.k12.nj.us",
+        "GradeLevel": (s % 12 + 1).cast(pl.String), "SchoolId": (s % 9 + 1).cast(pl.String),
+        "ClassLinkUserId": "cl-" + s.cast(pl.String), "StarTestCount": pl.repeat(3, students, eager=True),
+        "DropId": pl.repeat("belleville/bench", students, eager=True),
+        "LoadedAt": pl.repeat(dt.datetime(2026, 12, 3), students, eager=True),
+    })
+    subject = pl.Series(["SR", "SM", "SEL"])[(r % 3).to_list()]
+    result = pl.DataFrame({
+        "AccountInfoId": pl.repeat(DISTRICT, results, eager=True), "Subject": subject,
+        "TestKey": "{" + r.cast(pl.String).str.zfill(12) + "-4c1e-9a5b-0d2f}",
+        "StudentNumber": (r % students + 200_000).cast(pl.String),
+        "SchoolYear": pl.repeat("2026-2027", results, eager=True),
+        "CompletedAt": pl.repeat(dt.datetime(2026, 10, 1, 9, 30), results, eager=True)
+        + pl.duration(seconds=r % 86_400, eager=True),
+        "Grade": (r % 12 + 1).cast(pl.String), "ScaledScore": (r % 1000 + 300).cast(pl.Int32),
+        "PercentileRank": (r % 99 + 1).cast(pl.Int32), "UnifiedScore": (r % 800 + 600).cast(pl.Int32),
+        "BenchmarkCategory": pl.Series(["At/Above Benchmark", "On Watch", "Intervention", "Urgent Intervention"])[
+            (r % 4).to_list()],
+        "ScreeningWindow": pl.repeat("Fall 2026 (08/01 - 11/30)", results, eager=True),
+        "DropId": pl.repeat("belleville/bench", results, eager=True),
+        "LoadedAt": pl.repeat(dt.datetime(2026, 12, 3), results, eager=True),
+        "AssessmentStatus": pl.repeat("Active", results, eager=True),
+    })
+    return roster, result
+
+
+def direct(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame) -> dict:
+    """The path before issue 22: COPY into the tables themselves, inside the one transaction."""
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(w.student_roster.delete().where(w.student_roster.c.AccountInfoId == DISTRICT))
+        w._insert(conn, w.student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent"))
+                  .sort("AccountInfoId", "StudentNumber"))
+        for scope in w.results_scopes(results):
+            conn.execute(w.assessment_results.delete().where(w._in_scope(DISTRICT, scope)))
+        w._insert(conn, w.assessment_results, results.sort("AccountInfoId", "Subject", "TestKey"))
+    return {"seconds": time.perf_counter() - t, "transaction_s": time.perf_counter() - t}
+
+
+def staged(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame) -> dict:
+    """Today's path: staged outside the transaction, applied in one short one (as defs/warehouse.py does)."""
+    t = time.perf_counter()
+    with w.staged(engine, roster, results) as load_id:
+        applying = time.perf_counter()
+        with engine.begin() as conn:
+            w.apply_roster(conn, DISTRICT, load_id)
+            w.apply_results(conn, DISTRICT, load_id, w.results_scopes(results))
+        transaction = time.perf_counter() - applying
+    return {"seconds": time.perf_counter() - t, "transaction_s": transaction}
+
+
+def empty(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for table in (w.student_roster, w.assessment_results):
+            conn.execute(table.delete().where(table.c.AccountInfoId == DISTRICT))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text('VACUUM ANALYZE dm."StudentRoster", dm."AssessmentResults"'))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg-url", required=True, help="a scratch PostgreSQL database (our tables are emptied)")
+    p.add_argument("--students", type=int, default=1_000_000)
+    p.add_argument("--results", type=int, default=3_230_969)
+    args = p.parse_args(argv)
+    engine = w.make_engine(args.pg_url)
+    migrate_sample_warehouse(engine)
+    roster, results = frames(args.students, args.results)
+    rows = roster.height + results.height
+    print(f"{roster.height:,} roster rows + {results.height:,} results = {rows:,} rows, PostgreSQL "
+          f"{engine.dialect.server_version_info}", flush=True)
+    figures = {}
+    for name, path in (("direct", direct), ("staged", staged)):
+        empty(engine)
+        for load in ("first load", "re-send"):
+            r = path(engine, roster, results)
+            figures[(name, load)] = r
+            print(f"  {name:<7} {load:<11} {r['seconds']:7.2f} s  {rows / r['seconds']:>9,.0f} rows/s  "
+                  f"transaction {r['transaction_s']:6.2f} s", flush=True)
+    empty(engine)
+    engine.dispose()
+    print()
+    for load in ("first load", "re-send"):
+        d, s = figures[("direct", load)], figures[("staged", load)]
+        print(f"{load:<11} staged/direct rate {d['seconds'] / s['seconds']:.2f}x; apply transaction "
+              f"{s['transaction_s']:.2f} s instead of {d['transaction_s']:.2f} s")
+    s = figures[("staged", "first load")]
+    print(f"staged first load {rows / s['seconds']:,.0f} rows/s against {RECORDED_DIRECT:,} recorded for the direct "
+          f"path in docs/performance.md: {rows / s['seconds'] / RECORDED_DIRECT:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
