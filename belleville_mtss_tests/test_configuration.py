@@ -186,29 +186,34 @@ def test_a_listed_name_verifies_whatever_its_score(tmp_path):
     assert report.outcome == "loaded", report.verdict()
 
 
-def test_a_tenant_read_by_id_that_names_another_district_blocks(tmp_path):
+@pytest.mark.parametrize("renamed", ["Nutley PD", "Belleville Schools"])
+def test_a_tenant_id_narrows_the_name_match_and_a_renamed_tenant_is_named_in_the_refusal(tmp_path, renamed):
     registry = edited_registry(tmp_path, lambda e: e.update(classlink_tenant_ids=[SMALL.classlink_tenant_id]))
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)
-    _rename_tenant(settings, "Nutley PD")
+    _rename_tenant(settings, renamed)  # the listed id, under a name the registry does not list: never read
     report = run_drop(settings)
-    assert report.outcome == "blocked" and report.checks["district_names_match_registry"] is False
-    row = errors(settings).filter(pl.col("Stage") == "district").row(0, named=True)
-    assert row["Reason"] == "district_mismatch" and "'Nutley PD' names another district" in row["Message"]
+    assert report.outcome == "failed" and warehouse_counts(settings) == {"roster": 0, "results": 0}
+    assert f"tenant id(s) {SMALL.classlink_tenant_id} are named '{renamed}'" in report.verdict(), report.verdict()
+    assert "add the name to source_names.classlink" in report.verdict()
+    # the person checks the name is the district's and lists it: the drop loads
+    registry = edited_registry(tmp_path, lambda e: e.update(classlink_tenant_ids=[SMALL.classlink_tenant_id],
+                                                            source_names={**e["source_names"], "classlink": [renamed]}),
+                               name="corrected")
+    assert run_drop(make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))).outcome == "loaded"
 
 
 def test_an_unlisted_name_that_resolves_by_score_passes_and_is_suggested(tmp_path):
-    registry = edited_registry(tmp_path, lambda e: e.update(classlink_tenant_ids=[SMALL.classlink_tenant_id]))
-    settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
-    prepare_drop(settings)
-    _rename_tenant(settings, "Belleville Schools")
+    settings = make_settings(tmp_path / "home")
+    drop = prepare_drop(settings)
+    set_column(drop / "SR.csv", "DistrictName", "Belleville Public School District")
     with dg.DagsterInstance.ephemeral() as instance:
         report = run_drop(settings, instance=instance)
         evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("district_crosswalk"), "district_names_match_registry")])
     assert report.outcome == "loaded", report.verdict()
     check = next(iter(evaluation.values())).event.dagster_event.event_specific_data
-    assert "add 'Belleville Schools' to source_names.classlink" in \
+    assert "add 'Belleville Public School District' to source_names.renaissance" in \
         check.metadata["suggested_registry_names"].value
 
 

@@ -97,3 +97,41 @@ def test_lengths_are_counted_as_nvarchar_counts_them():
     names = ["😀" * 50, "😀" * 50 + "a", "王" * 100, "ễ" * 101]  # 100, 101, 100 and 101 UTF-16 units
     rejected = pl.DataFrame({"first_name": names}).select(value_too_long(lengths).otherwise(None).alias("why"))
     assert [why is not None for why in rejected["why"]] == [False, True, False, True]
+
+
+def test_the_staging_tables_keep_the_keys_collation_and_never_escalate_to_a_table_lock(capsys):
+    import re
+    from belleville_mtss.cli import main
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "mssql"]) == 0
+    staging = capsys.readouterr().out.split("0006 -> 0007", 1)[1]
+    table = staging[staging.index("CREATE TABLE dm.[AssessmentResultsStaging]"):].split(";", 1)[0]
+    # the apply joins staging to the table on these keys: one collation on both sides, or SQL Server refuses
+    for key in ("StudentNumber", "Subject", "TestKey"):
+        assert re.search(rf"\[{key}\] NVARCHAR\(\d+\) COLLATE Latin1_General_100_BIN2 NULL", table), key
+    assert "[LoadId] NVARCHAR(32) COLLATE Latin1_General_100_BIN2 NOT NULL" in table
+    for name in ("StudentRoster", "AssessmentResults", "StudentRosterStaging", "AssessmentResultsStaging"):
+        assert f"ALTER TABLE dm.{name} SET (LOCK_ESCALATION = DISABLE)" in staging, name
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "postgresql"]) == 0
+    pg = capsys.readouterr().out
+    assert 'CREATE UNLOGGED TABLE dm."AssessmentResultsStaging"' in pg and "LOCK_ESCALATION" not in pg
+
+
+def test_the_apply_statements_compile_for_sql_server_with_the_load_id_bound():
+    from belleville_mtss.lib.load import warehouse as w
+    seen = []
+
+    class Recording:  # a connection that compiles what it is given for SQL Server instead of running it
+        dialect = mssql.dialect()
+
+        def execute(self, statement):
+            seen.append(str(statement.compile(dialect=self.dialect)))
+            return type("Result", (), {"rowcount": 0})()
+
+    w.apply_roster(Recording(), 107873, "load-0123456789abcdef")
+    w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("SR", "2026-2027")])
+    assert len(seen) == 5 and not any("load-0123" in s or "107873" in s for s in seen)
+    update, delete, insert = seen[:3]
+    assert update.startswith("UPDATE dm.[StudentRoster] SET [IsCurrent]=") and "NOT (EXISTS (SELECT" in update
+    assert delete.startswith("DELETE FROM dm.[StudentRoster] WHERE") and "EXISTS (SELECT" in delete
+    assert insert.startswith("INSERT INTO dm.[StudentRoster] ([AccountInfoId], [StudentNumber],")
+    assert "FROM dm.[StudentRosterStaging]" in insert and "[StudentRosterStaging].[LoadId] = :LoadId_1" in insert

@@ -135,8 +135,9 @@ class District(_Strict):
     county: str | None = None
     drop_folder: str = Field(min_length=1)
     source_names: SourceNames
-    # ClassLink tenant ids, where known: the drop's ClassLink users are those of these tenants or of the tenant
-    # names in source_names.classlink (the filter runs in the prod db).
+    # ClassLink tenant ids, where known: they narrow the tenant names in source_names.classlink (a user must be of
+    # a listed name AND, when ids are listed, of a listed id; the filter runs in the prod db). Needed where another
+    # district's tenant has the same name.
     classlink_tenant_ids: list[int] = Field(default_factory=list)
     powerschool: PowerSchoolFormat
     files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PATTERNS))

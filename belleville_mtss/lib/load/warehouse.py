@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -270,23 +271,45 @@ def current_numbers(conn: sa.Connection, account_info_id: int) -> set[str]:
 def _staging(table: sa.Table) -> sa.Table:
     """`table`'s columns, all nullable, after the LoadId that keeps each load's rows apart (migration 0007)."""
     return sa.Table(f"{table.name}Staging", ours, sa.Column("LoadId", key(32), nullable=False),
-                    *(sa.Column(c.name, c.type) for c in table.columns),
-                    sa.Index(f"IX_{table.name}Staging_Load", "LoadId"), schema=table.schema)
+                    *(sa.Column(c.name, c.type) for c in table.columns), schema=table.schema)
 
 
 STAGING = {student_roster.name: _staging(student_roster), assessment_results.name: _staging(assessment_results)}
 BULK_COPY_TIMEOUT_S = 3_600
 
 
+STAGING_STREAMS = 2  # concurrent bulk copies into staging, each on its own connection (not on SQLite)
+
+
 def stage(engine: Engine, table: sa.Table, frame: pl.DataFrame, load_id: str) -> None:
     """`frame`'s rows into `table`'s staging table under `load_id`, committed (outside the apply's transaction)."""
-    if frame.is_empty():
+    _stage_all(engine, [(table, frame)], load_id)
+
+
+def _stage_all(engine: Engine, frames: list[tuple[sa.Table, pl.DataFrame]], load_id: str) -> None:
+    """Each frame into its table's staging table. On a server the copies run as concurrent streams, each frame cut
+    in parts of about equal size: the server parses each stream on a core of its own (most of a copy's cost)."""
+    parts = []
+    for table, frame in frames:
+        if frame.is_empty():
+            continue
+        # in the target's key order: the apply's INSERT ... SELECT then appends to the key's B-tree instead of
+        # splitting pages at random (measured 9.3 s instead of 21.3 s for 3.2 million results copied straight in)
+        frame = (frame.select([c.name for c in table.columns if c.name in frame.columns])
+                 .sort([c.name for c in table.primary_key.columns]).with_columns(pl.lit(load_id).alias("LoadId")))
+        parts.append((STAGING[table.name], frame))
+    if engine.dialect.name == "sqlite":  # one writer at a time there
+        for staging, frame in parts:
+            _copy_into(engine, staging, frame)
         return
-    staging = STAGING[table.name]
-    # in the target's key order: the apply's INSERT ... SELECT then appends to the key's B-tree instead of
-    # splitting pages at random (measured 9.3 s instead of 21.3 s for 3.2 million results copied straight in)
-    frame = (frame.select([c.name for c in table.columns if c.name in frame.columns])
-             .sort([c.name for c in table.primary_key.columns]).with_columns(pl.lit(load_id).alias("LoadId")))
+    size = max(1, -(-sum(f.height for _, f in parts) // (2 * STAGING_STREAMS)))  # two parts a stream, or more
+    with ThreadPoolExecutor(max_workers=STAGING_STREAMS) as pool:
+        for done in [pool.submit(_copy_into, engine, staging, part)
+                     for staging, frame in parts for part in frame.iter_slices(size)]:
+            done.result()
+
+
+def _copy_into(engine: Engine, staging: sa.Table, frame: pl.DataFrame) -> None:
     if engine.dialect.name == "mssql":
         _bulk_copy(engine, staging, frame)
         return
@@ -322,10 +345,8 @@ def staged(engine: Engine, roster: pl.DataFrame | None = None, results: pl.DataF
     rows when the load ends, applied or not."""
     load_id = uuid.uuid4().hex
     try:
-        if roster is not None:
-            stage(engine, student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")), load_id)
-        if results is not None:
-            stage(engine, assessment_results, results, load_id)
+        frames = [] if roster is None else [(student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))]
+        _stage_all(engine, frames + ([] if results is None else [(assessment_results, results)]), load_id)
         yield load_id
     finally:
         unstage(engine, load_id)
@@ -344,11 +365,11 @@ def apply_roster(conn: sa.Connection, account_info_id: int, load_id: str) -> int
     """The district's roster becomes the staged one, in the caller's transaction; a student it no longer lists
     stays, marked not current, with the drop that last listed them (never deleted)."""
     r, s = student_roster.c, STAGING[student_roster.name].c
-    listed = sa.exists().where((s.LoadId == load_id) & (s.StudentNumber == r.StudentNumber))
     district = r.AccountInfoId == account_info_id
-    conn.execute(student_roster.update().where(district & (r.IsCurrent == sa.true()) & ~listed)
-                 .values(IsCurrent=False))
-    conn.execute(student_roster.delete().where(district & listed))
+    conn.execute(student_roster.delete().where(
+        district & sa.exists().where((s.LoadId == load_id) & (s.StudentNumber == r.StudentNumber))))
+    # what is left of the district is what the drop does not list
+    conn.execute(student_roster.update().where(district & (r.IsCurrent == sa.true())).values(IsCurrent=False))
     return _from_staging(conn, student_roster, load_id)
 
 

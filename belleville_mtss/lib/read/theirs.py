@@ -131,22 +131,49 @@ def _tenants(engine: sa.Engine, spec: SourceTable, listed: list[str]) -> list[st
     return sorted(n for n in names if n is not None and plain(n) in wanted)
 
 
+def _renamed(engine: sa.Engine, spec: SourceTable, tenant_names: list[str], tenant_ids: list[int]) -> None:
+    """No user of the listed names and ids: if the listed ids go by other names, the tenant may have been renamed
+    (or the id is another district's): refused, naming them, for a person to decide."""
+    table, mapping = resolve(engine, spec)
+    if not mapping["TenantId"]:
+        return
+    with engine.connect() as conn:
+        named = sorted(conn.execute(sa.select(table.c[mapping["TenantName"]]).distinct().where(
+            table.c[mapping["TenantId"]].in_(tenant_ids))).scalars())
+    if named:
+        raise SourceTableError(
+            f"no ClassLink student users under tenant name(s) {', '.join(map(repr, tenant_names))} with tenant id(s) "
+            f"{', '.join(map(str, tenant_ids))}; in {spec.label} tenant id(s) {', '.join(map(str, tenant_ids))} are "
+            f"named {', '.join(map(repr, named))}: if that is the district's tenant renamed, add the name to "
+            "source_names.classlink in its registry entry")
+
+
 def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_ids: list[int],
                             spec: SourceTable = CLASSLINK_USERS) -> pl.DataFrame:
     """Student users of the district's tenant(s) only: the filter runs in the prod db (an index on the tenant
     column makes it one seek), never a read of every tenant's users. The registry's names are matched exactly; when
-    none is found so, the tenant names equal to them case, spacing and punctuation aside are used."""
+    none is found so, the tenant names equal to them case, spacing and punctuation aside are used. Tenant ids
+    narrow the name match, never widen it: two districts may share a tenant name (Belleville NJ and Belleville WI),
+    and a name shared by several tenant ids is refused until the registry lists the district's own."""
     def reader(names: list[str]):
         def where(table, mapping):
             tenant = table.c[mapping["TenantName"]].in_(names)
             if tenant_ids and mapping["TenantId"]:
-                tenant = tenant | table.c[mapping["TenantId"]].in_(tenant_ids)
+                tenant = tenant & table.c[mapping["TenantId"]].in_(tenant_ids)
             return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
-        return _read(engine, spec, ["UserId", "TenantName", "Email"], where)
+        return _read(engine, spec, ["UserId", "TenantName", "TenantId", "Email"], where)
 
     frame = reader(tenant_names)
     if frame.filter(pl.col("TenantName").is_in(tenant_names)).is_empty():
         spelled = _tenants(engine, spec, tenant_names)
         if spelled and set(spelled) != set(tenant_names):
             frame = reader(spelled)
+    if frame.is_empty() and tenant_ids:
+        _renamed(engine, spec, tenant_names, tenant_ids)
+    shared = sorted(frame["TenantId"].drop_nulls().unique().to_list())
+    if not tenant_ids and len(shared) > 1:
+        raise SourceTableError(f"the ClassLink tenant name(s) {', '.join(sorted(set(frame['TenantName'])))} are "
+                               f"shared by tenants {', '.join(map(str, shared))} in {spec.label}: set the district's "
+                               "own in classlink_tenant_ids in its registry entry")
+    frame = frame.drop("TenantId")
     return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns)
