@@ -8,6 +8,8 @@ from .lib.checks import CATALOGUE
 from .lib.read.catalog import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
+LOCK_WAIT = "district_lock_wait_s"  # an observation's metadata: seconds a load waited for its district's lock
+
 SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
@@ -32,6 +34,7 @@ class DropReport:
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
     version: str = ""  # the drop version received (received_drop's metadata)
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
+    waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -57,6 +60,10 @@ class DropReport:
                 report.checks[ev.check_name] = ev.passed
                 if not ev.passed:
                     report.why[ev.check_name] = str(meta.get("why") or "see the check")
+            elif event.event_type_value == "ASSET_OBSERVATION":
+                meta = event.event_specific_data.asset_observation.metadata
+                if LOCK_WAIT in meta:
+                    report.waited_s = float(meta[LOCK_WAIT].value)
             elif event.is_step_failure:
                 failure = event.step_failure_data
                 text = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
@@ -119,6 +126,9 @@ class DropReport:
         out += [f"  {WAREHOUSE[k]:<32} {self.written.get(k, 0):>8}" for k in WAREHOUSE]
         if not self.written:
             out.append("  (nothing written: the warehouse was not touched)")
+        if self.waited_s:
+            out.append(f"Waited {self.waited_s:,.0f} s for another load of this district to end (one load of a "
+                       "district at a time: the warehouse's district lock)")
         return "\n".join(out)
 
     def verdict(self) -> str:

@@ -6,6 +6,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
 from .definitions import ASSETS, build_definitions
 from .lib.config import Settings
@@ -32,12 +33,24 @@ def dagster_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(INSTANCE_YAML.format(home=home))
+        written = home / f".dagster.yaml.{os.getpid()}"
+        written.write_text(INSTANCE_YAML.format(home=home))
+        written.replace(config)  # whole or not at all, whoever else is writing it
     return home
 
 
+INSTANCE_INIT_WAIT_S = 120
+
+
 def instance_for(settings: Settings) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(dagster_home(settings)))
+    """The instance, its storages made (or upgraded) by one process at a time: six first runs at once on a new home
+    would otherwise each create the tables and stamp their own migration heads."""
+    from .lib.load.lock import file_lock
+    home = dagster_home(settings)
+    with file_lock(home / ".init.lock", INSTANCE_INIT_WAIT_S):
+        instance = dg.DagsterInstance.from_config(str(home))
+        instance.run_storage, instance.event_log_storage, instance.schedule_storage  # made now, under the lock
+    return instance
 
 
 def run_drop(
@@ -59,5 +72,22 @@ def run_drop(
         result = job.execute_in_process(instance=inst, raise_on_error=False, partition_key=drop_key,
                                         tags=tags or {}, asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
+        if report.outcome == "failed":  # what no step decided (a crash, a refused step) is decided now
+            settle_failed_files(settings, drop_key, result.run_id)
         inst.add_run_tags(result.run_id, {OUTCOME_TAG: report.outcome})
     return report
+
+
+def settle_failed_files(settings: Settings, drop_key: str, run_id: str) -> None:
+    """A failed run's files still `received` in the audit become `failed`."""
+    from .lib.load.migrations import WarehouseNotReady, open_warehouse
+    from .lib.load.warehouse import mark_files
+    engine = None
+    try:
+        engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
+        mark_files(engine, drop_key, run_id, "failed")
+    except (sa.exc.SQLAlchemyError, WarehouseNotReady):
+        pass  # the warehouse itself is what failed: the run's own failure says why
+    finally:
+        if engine is not None:
+            engine.dispose()

@@ -5,6 +5,7 @@ import re
 from dataclasses import replace
 
 import dagster as dg
+import pytest
 import polars as pl
 
 from belleville_mtss.lib.load.warehouse import ingestion_errors, ingestion_files, make_engine, read_table
@@ -87,3 +88,41 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
     leaks = sorted({leak for t in texts for leak in _leaks(t, pii)})
     assert leaks == [], leaks[:20]
     assert sum(len(t) for t in texts) > 50_000  # there was a lot to scan
+
+
+@pytest.mark.persistent_instance  # the event log scanned is the one the CLI's runs write
+def test_a_unique_key_collision_on_postgresql_quotes_no_key_in_the_event_log_or_the_cli(tmp_path, pg_database,
+                                                                                      monkeypatch, capsys):
+    """A Star AssessmentID that the warehouse holds under another school year: the replace of (SR, 2026-2027)
+    does not remove it and the insert collides on PK_AssessmentResults. PostgreSQL's DETAIL quotes the key."""
+    import sqlalchemy as sa
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.load.warehouse import assessment_results
+    from belleville_mtss.run import instance_for
+    from .conftest import make_settings
+    settings = make_settings(tmp_path / "home", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
+    drop = prepare_drop(settings)
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", pg_database)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", pg_database)
+    assert main(["run", "belleville/2026-11-01"]) == 0
+    capsys.readouterr()
+    engine = make_engine(pg_database)
+    c = assessment_results.c
+    with engine.begin() as conn:
+        key, number = conn.execute(sa.select(c.TestKey, c.StudentNumber).where(c.Subject == "SR").limit(1)).one()
+        conn.execute(assessment_results.update().where(c.TestKey == key).values(SchoolYear="2025-2026"))
+    engine.dispose()
+    assert main(["run", "belleville/2026-11-01"]) == 1
+    out = capsys.readouterr()
+    assert "loading the drop failed and was rolled back (UniqueViolation)" in out.out, out.out
+    texts = [out.out, out.err]
+    with instance_for(settings) as instance:
+        for run in instance.get_runs():
+            for event in instance.all_logs(run.run_id):
+                texts += [event.message or "", repr(event.dagster_event), repr(getattr(event, "error_info", None))]
+    assert any("UniqueViolation" in t for t in texts)  # the collision is in the event log, without its key
+    pii = _pii(drop)
+    assert number in pii["student numbers"]
+    leaks = sorted({leak for t in texts for leak in _leaks(t, pii)} | {f"TestKey {key}" for t in texts if key in t})
+    assert leaks == [], leaks[:20]

@@ -1,11 +1,14 @@
 """drop_outcome_sensor: every finished drop run, whoever launched it (the drop sensor, the UI, the CLI), is tagged
-with what happened to the drop (`mtss/outcome`: loaded, partial, blocked or failed), so the run list says it."""
+with what happened to the drop (`mtss/outcome`: loaded, partial, blocked or failed), so the run list says it; a
+failed run's files still `received` in the audit become `failed` (a run that ended never leaves them undecided)."""
 import datetime as dt
 
 import dagster as dg
 
+from ..lib.load.warehouse import mark_files
 from ..report import OUTCOME_TAG, DropReport
 from .jobs import drop_job
+from .resources import ErrorLogResource
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
@@ -29,12 +32,15 @@ def make_drop_outcome_sensor(interval: int = 30) -> dg.SensorDefinition:
                      )(_tag_outcomes)
 
 
-def _tag_outcomes(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+def _tag_outcomes(context: dg.SensorEvaluationContext, error_log: ErrorLogResource) -> dg.SkipReason:
     cursor = float(context.cursor or 0)
     tagged = 0
     for record, report in finished_drop_runs(context, cursor):
-        if OUTCOME_TAG not in record.dagster_run.tags:
-            context.instance.add_run_tags(record.dagster_run.run_id, {OUTCOME_TAG: report.outcome})
+        run = record.dagster_run
+        if OUTCOME_TAG not in run.tags:
+            if report.outcome == "failed":
+                mark_files(error_log.engine(), run.tags.get("dagster/partition", "?"), run.run_id, "failed")
+            context.instance.add_run_tags(run.run_id, {OUTCOME_TAG: report.outcome})
             tagged += 1
         cursor = max(cursor, record.update_timestamp.timestamp())
     context.update_cursor(str(cursor))

@@ -115,6 +115,7 @@ class WarehouseResource(_Engine):
     embedded: bool = False  # the SQLite default under MTSS_HOME: ours entirely, migrated on first use
     account_info_table: str = ACCOUNT_INFO.label
     account_info_columns: str = ACCOUNT_INFO.column_setting
+    load_lock_wait_seconds: float = 600.0
 
     def engine(self) -> sa.Engine:
         return self._engine(self.url, lambda: _warehouse_engine(self.url, self.embedded))
@@ -160,7 +161,7 @@ class ErrorLogResource(_Engine):
             context.log.warning(f"[{r.stage}/{r.reason}] {r.message}")
 
     def mark_files(self, context, outcome: str, names: list[str] | None = None) -> None:
-        """This run's files (all, or the named ones) in the dm.IngestionFiles audit: halted, blocked, loaded."""
+        """This run's files (all, or the named ones) in the dm.IngestionFiles audit: halted, blocked, failed, loaded."""
         mark_files(self.engine(), context.partition_key, context.run.run_id, outcome, names)
 
     def drop(self, context) -> "Drop":
@@ -244,7 +245,8 @@ def resources(settings: Settings) -> dict:
         "warehouse": WarehouseResource(
             url=warehouse_url, embedded=settings.embedded_warehouse,
             account_info_table=settings.account_info_table.label,
-            account_info_columns=settings.account_info_table.column_setting),
+            account_info_columns=settings.account_info_table.column_setting,
+            load_lock_wait_seconds=settings.load_lock_wait_seconds),
         "prod_db": ProdDbResource(
             url=env_or_value("MTSS_PROD_DB_URL", settings.prod_db_url),
             classlink_table=settings.classlink_table.label, classlink_columns=settings.classlink_table.column_setting),

@@ -7,6 +7,8 @@ import sqlalchemy as sa
 from ..lib import checks, pipeline
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
 from ..lib.load import order
+from ..lib.load.errors import ErrorRecord
+from ..lib.load.lock import DistrictBusy, district_lock
 from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
 from ..lib.load.warehouse import (apply_results, apply_roster, current_numbers, load_figures, mark_files,
@@ -16,6 +18,7 @@ from ..lib.read.catalog import POWERSCHOOL
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
+from ..report import LOCK_WAIT
 from .metadata import OWNERS, table
 from .partitions import drops
 from .resources import ErrorLogResource, WarehouseResource
@@ -37,6 +40,12 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
     """The drop's files that fed a load (halted ones excepted: they keep their outcome)."""
     return crosswalk.filter(pl.col("source").is_in(list(sources)) & pl.col("file_name").is_not_null())[
         "file_name"].unique().to_list()
+
+
+def _stopped(context, error_log: ErrorLogResource, reason: str, message: str) -> None:
+    """A load that wrote nothing: its error row, and its files' audit rows decided ("failed"), never left received."""
+    error_log.record(context, context.partition_key, [ErrorRecord("load", reason, message)])
+    error_log.mark_files(context, "failed")
 
 
 def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, asset: dg.AssetKey,
@@ -70,10 +79,12 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
     tags, engine, run_id = context.run.tags, warehouse.engine(), context.run.run_id
     written: dict[dg.AssetKey, int] = {}
+    waited = 0.0
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit.
-        with staged(engine, roster, results) as load_id, engine.begin() as conn:
+        with (district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds) as waited,
+              staged(engine, roster, results) as load_id, engine.begin() as conn):
             snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
             holding = order.held(conn, district.account_info_id, district.drop_date)
             current = set() if roster is None else current_numbers(conn, district.account_info_id)
@@ -95,8 +106,15 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                 if results is not None:
                     written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
                     mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, STAR_ASSETS))
+    except DistrictBusy as exc:
+        _stopped(context, error_log, "district_busy", str(exc))
+        raise dg.Failure(str(exc)) from None
     except sa.exc.DBAPIError as exc:
-        raise dg.Failure(load_failure(engine, exc)) from None
+        message = load_failure(engine, exc)
+        _stopped(context, error_log, "load_failed", message)
+        raise dg.Failure(message) from None
+    if waited >= 1:  # the run report says so (report.py)
+        yield dg.AssetObservation(asset_key=ROSTER, metadata={LOCK_WAIT: round(waited, 1)})
     shown = dg.AssetCheckKey(ROSTER, REPLACE_CHECKS[0]) in context.selected_asset_check_keys
     for o in outcomes if shown else []:
         if o in refused:

@@ -47,6 +47,8 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
             "refused"),
     Setting("MTSS_MAX_ZIP_RATIO", "`200`", "a zip entry expanding more than this many times is refused"),
     Setting("MTSS_MAX_FILE_ROWS", "`20000000`", "a file with more rows than this is halted before it is parsed"),
+    Setting("MTSS_LOAD_LOCK_WAIT_SECONDS", "`600`", "a district's load waits this long for another load of the "
+            "same district to end (the warehouse's district lock), then stops without writing"),
     Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
             "where the warehouse team keeps districts (`schema.table`), found in its own case"),
     Setting("MTSS_ACCOUNT_INFO_COLUMNS", "the mapping spec's names",
@@ -112,6 +114,7 @@ class Settings:
     # The MTSS_ALERT_* values as given, checked (lib/alerts.py reads them; the resource passes secrets as EnvVar).
     alert_env: dict[str, str] = field(default_factory=dict, repr=False)
     sensor_interval_seconds: int = 30
+    load_lock_wait_seconds: float = 600.0
     freshness_cron: str = "0 6 * * *"
 
     @property
@@ -158,6 +161,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         classlink_table=configured(CLASSLINK_USERS, setting_value(env, "MTSS_CLASSLINK_TABLE"), setting_value(env, "MTSS_CLASSLINK_COLUMNS")),
         alert_env=_alert_env(env),
         sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
+        load_lock_wait_seconds=_number(env, "MTSS_LOAD_LOCK_WAIT_SECONDS", 600.0, float),
         freshness_cron=" ".join((setting_value(env, "MTSS_FRESHNESS_CRON") or "0 6 * * *").split()),  # checked by Dagster
     )
 

@@ -18,6 +18,9 @@ VERSION_TABLE = "MtssSchemaVersion"
 HEAD = max(p.name[:4] for p in (SCRIPTS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
+MIGRATE_WAIT_S = 120
+
+
 class WarehouseNotReady(Exception):
     """The warehouse is not at the revision this code needs; the message names the command to run."""
 
@@ -95,11 +98,16 @@ def require_current(engine: sa.Engine, where: str) -> None:
 def open_warehouse(url: str, embedded: bool) -> sa.Engine:
     """An engine on the warehouse at head: migrated when it is the embedded default under MTSS_HOME (ours
     entirely), checked otherwise (WarehouseNotReady names the command to run)."""
+    from .lock import file_lock
     from .warehouse import make_engine
     engine = make_engine(url)
     try:
         if embedded and current(engine) != HEAD:
-            upgrade(engine)
+            # one process migrates the embedded file; another starting at once waits, then finds it at head
+            with file_lock(Path(engine.url.database).with_name(f"{Path(engine.url.database).name}.migrate.lock"),
+                           MIGRATE_WAIT_S):
+                if current(engine) != HEAD:
+                    upgrade(engine)
         else:
             require_current(engine, sa.engine.make_url(url).render_as_string())
     except BaseException:

@@ -1,0 +1,133 @@
+"""One district, one load at a time, on every path (issue 23): the warehouse holds the lock (a PostgreSQL advisory
+lock, a file lock beside the SQLite file), so a CLI run and an in-process run of one district never interleave."""
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+import pytest
+
+from belleville_mtss.lib.load.lock import DistrictBusy, district_lock
+from belleville_mtss.lib.load.warehouse import (
+    assessment_results, ingestion_files, make_engine, read_table, student_roster,
+)
+from belleville_mtss.run import instance_for, run_drop
+from .conftest import make_settings
+from .helpers import SMALL, errors, prepare_drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    return f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+
+
+def test_a_second_load_of_a_district_waits_then_stops_and_another_district_never_waits(url):
+    engine = make_engine(url)
+    outcome = {}
+
+    def second(district: int, wait: float):
+        started = time.monotonic()
+        try:
+            with district_lock(engine, district, wait):
+                outcome[district] = ("held", time.monotonic() - started)
+        except DistrictBusy as exc:
+            outcome[district] = (str(exc), time.monotonic() - started)
+
+    with district_lock(engine, 107873, 1) as waited:
+        assert waited < 1
+        for district in (107873, 555001):
+            t = threading.Thread(target=second, args=(district, 0.6))
+            t.start()
+            t.join()
+    said, seconds = outcome[107873]
+    assert "another load of the district (AccountInfoId 107873)" in said and 0.6 <= seconds < 3
+    assert outcome[555001][0] == "held" and outcome[555001][1] < 0.5
+    second(107873, 0.6)  # released: the next load takes it at once
+    assert outcome[107873][0] == "held"
+    engine.dispose()
+
+
+def _runs_in_warehouse_load(settings) -> int:
+    started = 0
+    with instance_for(settings) as instance:  # a new one each time: what the other process wrote since
+        for run in instance.get_runs():
+            started += any(e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+                           and e.dagster_event.step_key == "warehouse_load" for e in instance.all_logs(run.run_id))
+    return started
+
+
+@pytest.mark.persistent_instance  # both runs on the instance under MTSS_HOME, as the CLI's and the UI's are
+def test_a_cli_run_and_an_in_process_run_of_one_district_load_one_after_the_other(tmp_path, url):
+    env = {"MTSS_WAREHOUSE_URL": url, "MTSS_PROD_DB_URL": url} if url.startswith("postgresql") else {}
+    settings = make_settings(tmp_path / "home", **env)
+    first = prepare_drop(settings)
+    shutil.copytree(first, first.parent / "2026-11-02")  # the district's next snapshot, sent the day after
+    with instance_for(settings):
+        pass  # Dagster's instance storage made once, before two processes use it
+    engine = make_engine(settings.warehouse_url)
+    cli_env = {**os.environ, "MTSS_HOME": str(settings.home), **env}
+    with district_lock(engine, 107873, 5):  # both runs reach their load while another holds the district
+        cli = subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-02"],
+                               env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        reports = {}
+        inner = threading.Thread(target=lambda: reports.setdefault("in-process", run_drop(settings)))
+        inner.start()
+        deadline = time.monotonic() + 180
+        while _runs_in_warehouse_load(settings) < 2 and time.monotonic() < deadline and cli.poll() is None:
+            time.sleep(1)
+        if _runs_in_warehouse_load(settings) != 2:
+            cli.kill()
+            pytest.fail(f"both runs did not reach their load: {cli.communicate()}")
+    inner.join(timeout=180)
+    out, err = cli.communicate(timeout=180)
+    in_process = reports["in-process"]
+    # whichever took the lock second waited for the first, and the report says so; the older drop, if second,
+    # was superseded by the newer one already loaded
+    assert "Waited" in out or "Waited" in in_process.render(), (out, in_process.render())
+    assert cli.returncode == 0, out + err
+    assert in_process.outcome in ("loaded", "superseded"), in_process.verdict()
+    roster = read_table(engine, student_roster)
+    assert roster.height == SMALL.students and set(roster["DropId"]) == {"belleville/2026-11-02"}
+    results = read_table(engine, assessment_results)
+    assert set(results["DropId"]) == {"belleville/2026-11-02"} and results["TestKey"].n_unique() == results.height
+    audit = read_table(engine, ingestion_files)
+    assert "received" not in set(audit["Outcome"]), audit.select("DropId", "FileName", "Outcome")
+    engine.dispose()
+
+
+def test_a_load_that_waits_too_long_stops_with_a_plain_message_and_decides_its_files(tmp_path):
+    settings = make_settings(tmp_path / "home", MTSS_LOAD_LOCK_WAIT_SECONDS="1")
+    prepare_drop(settings)
+    engine = make_engine(settings.warehouse_url)
+    with district_lock(engine, 107873, 1), dg.DagsterInstance.ephemeral() as instance:
+        report = run_drop(settings, instance=instance)
+    assert report.outcome == "failed"
+    assert "held the warehouse's district lock for more than 1 s" in report.verdict(), report.verdict()
+    assert read_table(engine, student_roster).height == 0
+    assert set(read_table(engine, ingestion_files)["Outcome"]) == {"failed"}
+    assert "district_busy" in set(errors(settings)["Reason"])
+    engine.dispose()
+
+
+@pytest.mark.persistent_instance
+def test_six_first_runs_at_once_on_a_new_home_all_end_with_a_verdict(tmp_path):
+    settings = make_settings(tmp_path / "home")
+    prepare_drop(settings)
+    assert not (settings.home / "dagster").exists()  # Dagster's storage is made by the runs themselves
+    env = {**os.environ, "MTSS_HOME": str(settings.home)}
+    env.pop("DAGSTER_HOME", None)
+    runs = [subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    ended = [(run.communicate(timeout=400), run.returncode) for run in runs]
+    for (out, err), code in ended:
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        assert code == 0 and last.startswith("OK: belleville/2026-11-01: "), (code, last, err[-2000:])
+    with instance_for(settings) as instance:
+        assert len(instance.get_runs()) == 6
+    engine = make_engine(settings.warehouse_url)
+    assert read_table(engine, student_roster).height == SMALL.students
+    assert "received" not in set(read_table(engine, ingestion_files)["Outcome"])
+    engine.dispose()
