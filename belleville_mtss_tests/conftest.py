@@ -67,3 +67,12 @@ def pg_database(pg_server_url: str):
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """Settings for a whole drop on the embedded SQLite default, then on PostgreSQL (both databases in one)."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path / "mtss")
+    url = request.getfixturevalue("pg_database")
+    return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)

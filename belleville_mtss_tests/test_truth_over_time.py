@@ -23,7 +23,6 @@ from belleville_mtss.lib.district.registry import RegistryError, load_district, 
 from belleville_mtss.report import OUTCOME_TAG
 from belleville_mtss.run import run_drop
 
-from .conftest import make_settings
 from .helpers import SMALL, edited_registry, errors, prepare_drop, set_column
 
 OLD = SMALL  # belleville/2026-11-01, 300 students
@@ -92,14 +91,6 @@ def test_a_drop_date_a_name_cannot_be_read_with_is_refused_by_the_registry(tmp_p
 
 
 # ---- whole drops, on both backends ---------------------------------------------------------------------------
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    if request.param == "sqlite":
-        return make_settings(tmp_path / "mtss")
-    url = request.getfixturevalue("pg_database")
-    return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)
-
 
 def _held(settings) -> dict[str, pl.DataFrame]:
     """What the warehouse holds of the district, without the load times."""

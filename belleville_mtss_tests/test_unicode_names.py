@@ -1,24 +1,14 @@
 """Names in any script reach the warehouse exactly as the district sent them, on SQLite and PostgreSQL (issue 22:
 on SQL Server the same columns are NVARCHAR, lib/load/types.py; that a real server keeps them is not shown here)."""
 import polars as pl
-import pytest
 
 from belleville_mtss.lib.load.warehouse import make_engine, read_table, student_roster
 from belleville_mtss.run import run_drop
 
-from .conftest import make_settings
 from .helpers import SMALL, prepare_drop
 
 NAMES = [("Nguyễn Thị", "Ánh"), ("小明", "王"), ("عبد الله", "محمد"), ("Łukasz", "Żółkiewski"),
          ("Zoë 😀", "Núñez 👩‍👩‍👧"), ("𠮷野", "家")]  # the last: a character outside the BMP, two UTF-16 units
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request, tmp_path):
-    if request.param == "sqlite":
-        return make_settings(tmp_path / "mtss")
-    url = request.getfixturevalue("pg_database")
-    return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)
 
 
 def test_names_in_any_script_round_trip_exactly_through_a_drop(backend):

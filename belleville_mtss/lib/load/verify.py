@@ -110,20 +110,20 @@ def _snapshot_isolation(conn: sa.Connection) -> Finding:
                           "ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE")
 
 
+# what the login holds on a table (or one of its columns), as each server says it
+_HAS = {
+    ("postgresql", False): "SELECT has_table_privilege(current_user, :o, :p)",
+    ("postgresql", True): "SELECT has_column_privilege(current_user, :o, :c, :p)",
+    ("mssql", False): "SELECT HAS_PERMS_BY_NAME(:o, 'OBJECT', :p)",
+    ("mssql", True): "SELECT HAS_PERMS_BY_NAME(:o, 'OBJECT', :p, :c, 'COLUMN')",
+}
+
+
 def _has(conn: sa.Connection, g: Grant, privilege: str, column: str | None = None) -> bool:
-    if conn.dialect.name == "postgresql":
-        obj = f'{g.schema}."{g.table}"'
-        if column is None:
-            return bool(conn.execute(sa.text("SELECT has_table_privilege(current_user, :o, :p)"),
-                                     {"o": obj, "p": privilege}).scalar())
-        return bool(conn.execute(sa.text("SELECT has_column_privilege(current_user, :o, :c, :p)"),
-                                 {"o": obj, "c": column, "p": privilege}).scalar())
-    obj = f"{g.schema}.{g.table}"
-    if column is None:
-        return bool(conn.execute(sa.text("SELECT HAS_PERMS_BY_NAME(:o, 'OBJECT', :p)"),
-                                 {"o": obj, "p": privilege}).scalar())
-    return bool(conn.execute(sa.text("SELECT HAS_PERMS_BY_NAME(:o, 'OBJECT', :p, :c, 'COLUMN')"),
-                             {"o": obj, "p": privilege, "c": column}).scalar())
+    dialect = conn.dialect.name
+    obj = f'{g.schema}."{g.table}"' if dialect == "postgresql" else f"{g.schema}.{g.table}"
+    params = {"o": obj, "p": privilege, **({"c": column} if column is not None else {})}
+    return bool(conn.execute(sa.text(_HAS[(dialect, column is not None)]), params).scalar())
 
 
 def grants(conn: sa.Connection, database: str = "warehouse",
