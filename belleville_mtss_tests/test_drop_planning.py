@@ -36,7 +36,7 @@ def test_a_changed_file_is_a_new_version():
 
 def test_cursor_stays_bounded_and_evicted_drops_do_not_run_again():
     many = [drop(name=f"d{i:05d}", mtime=T0 + i, marker=True) for i in range(CURSOR_MAX_DROPS + 50)]
-    ready, cursor = plan_runs(many, {}, now=T0 + 10_000)
+    ready, cursor = plan_runs(many, {}, now=T0 + 10_000, limit=len(many))
     assert len(ready) == len(many)
     assert len(cursor["seen"]) == CURSOR_MAX_DROPS and len(json.dumps(cursor)) < 200_000
     again, cursor = plan_runs(many, cursor, now=T0 + 10_060)
@@ -46,3 +46,15 @@ def test_cursor_stays_bounded_and_evicted_drops_do_not_run_again():
     assert [d.key for d in ready] == ["belleville/d00001"]
     _, cursor = plan_runs(many[:10], cursor, now=T0 + 20_200)  # drops removed from the server are forgotten
     assert len(cursor["seen"]) <= 10
+
+
+def test_run_requests_are_capped_per_tick_and_the_rest_carried_over_oldest_first():
+    complete = [drop(f"d{i:02d}", mtime=T0 - i, marker=True) for i in range(30)]  # d29 arrived first
+    settled = [drop("late", mtime=T0 - 100)]  # no marker: ready once stable
+    _, cursor = plan_runs(settled, {}, now=T0)
+    first, cursor = plan_runs(complete + settled, cursor, now=T0 + 600, limit=25)
+    assert len(first) == 25 and first[0].key == "belleville/late" and first[1].key == "belleville/d29"
+    second, cursor = plan_runs(complete + settled, cursor, now=T0 + 630, limit=25)
+    assert sorted(d.key for d in second) == sorted(d.key for d in complete[:6])  # the rest, none lost
+    third, _ = plan_runs(complete + settled, cursor, now=T0 + 660, limit=25)
+    assert third == []

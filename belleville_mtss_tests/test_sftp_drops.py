@@ -196,3 +196,26 @@ def test_a_received_drop_replays_without_the_server(world):
         assert replay.success
         meta = replay.asset_materializations_for_node("received_drop")[0].metadata
         assert meta["replayed_from_staging"].value is True
+
+
+def test_one_ssh_session_lists_every_district_and_a_refused_folder_stops_only_its_own(server):
+    from belleville_mtss.lib.receive.sftp import SftpConfig, SftpDropSource
+    folders = {f"district{i:02d}": f"district{i:02d}" for i in range(40)}
+    for folder in folders.values():
+        drop = server.root / folder / "2026-11-01"
+        drop.mkdir(parents=True)
+        (drop / "SR.csv").write_text("x\n")
+        (drop / "drop.done").write_text("")
+    elsewhere = server.root / "elsewhere"
+    elsewhere.mkdir()
+    (server.root / "linked").symlink_to(elsewhere)  # a link where a district's folder should be
+    env = server.env()
+    source = SftpDropSource(SftpConfig("127.0.0.1", int(env["MTSS_SFTP_PORT"]), env["MTSS_SFTP_USER"],
+                                       env["MTSS_SFTP_KEY_PATH"], env["MTSS_SFTP_KNOWN_HOSTS"], env["MTSS_SFTP_ROOT"]))
+    log = server.base / "sshd.log"
+    sessions = log.read_text(errors="replace").count("Accepted publickey")
+    found, refused = source.list_districts({**folders, "linked": "linked"})
+    assert sorted(d.district for d in found) == sorted(folders) and all(d.has_marker for d in found)
+    assert list(refused) == ["linked"] and refused["linked"].reason == "not_a_regular_file"
+    time.sleep(0.2)  # sshd writes its log line as it accepts
+    assert log.read_text(errors="replace").count("Accepted publickey") - sessions == 1

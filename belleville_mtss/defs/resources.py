@@ -39,7 +39,7 @@ class RegistryResource(dg.ConfigurableResource):
     _loaded: list = PrivateAttr(default_factory=list)
 
     def registry(self) -> Registry:
-        if not self._loaded:  # read once per run (a sensor tick reads it afresh)
+        if not self._loaded:  # once per run or tick; files unchanged since are not parsed again (registry.py)
             self._loaded.append(load_registry(registry_folders(self.districts_dir)))
         return self._loaded[0]
 

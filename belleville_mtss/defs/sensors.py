@@ -6,7 +6,7 @@ import time
 import dagster as dg
 
 from ..lib.alerts import track_outage
-from ..lib.receive.drops import DropRefused, plan_runs
+from ..lib.receive.drops import plan_runs
 from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.receive.sftp import SftpTransient
 from ..lib.receive.untrusted import escape
@@ -99,11 +99,9 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
         if problem.drop_folder:
             folders[problem.district] = problem.drop_folder
     try:
-        for district, folder in folders.items():
-            try:
-                found += source.list_drops(district, folder)
-            except DropRefused as exc:
-                refusals.append((f"{district}/", exc.message, ErrorRecord("receive", exc.reason, exc.message)))
+        found, refused = source.list_districts(folders)
+        refusals += [(f"{district}/", exc.message, ErrorRecord("receive", exc.reason, exc.message))
+                     for district, exc in refused.items()]
     except SftpTransient as exc:
         # The server is down or the network hiccupped: try again at the next tick (past the outage window, the tick
         # fails). Authentication and host-key failures (SftpFatal) are not caught: they fail the tick at once, so a

@@ -248,6 +248,26 @@ def _what_it_says(path: Path) -> tuple[str, str | None, int | None]:
     return key, folder, aid
 
 
+# Each file parsed once while it is unchanged (same size, modification time and inode): a sensor tick or a run
+# re-reads the folders, and only a new or edited entry costs a parse (about 3 ms an entry).
+_PARSED: dict[Path, tuple[tuple[int, int, int], "District | EntryProblem"]] = {}
+
+
+def _parsed(path: Path) -> "District | EntryProblem":
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+    cached = _PARSED.get(path)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    try:
+        entry: District | EntryProblem = load_district(path)
+    except RegistryError as exc:
+        key, drop_folder, aid = _what_it_says(path)
+        entry = EntryProblem(path.name, key, str(exc), drop_folder, aid)
+    _PARSED[path] = (stamp, entry)
+    return entry
+
+
 def load_registry(folders: Path | tuple[Path, ...] | list[Path]) -> Registry:
     """Every entry of every folder. An entry that cannot be used (malformed, or a district defined in two files) is
     set aside with its problem: it stops only its own district's drops."""
@@ -257,12 +277,9 @@ def load_registry(folders: Path | tuple[Path, ...] | list[Path]) -> Registry:
         if not folder.is_dir():
             raise RegistryError(f"{folder}: the registry folder does not exist (MTSS_DISTRICTS_DIR)")
         for path in sorted(folder.glob("*.yaml")):
-            try:
-                entry = load_district(path)
-                found.setdefault(entry.district, []).append((path, entry))
-            except RegistryError as exc:
-                key, drop_folder, aid = _what_it_says(path)
-                found.setdefault(key, []).append((path, EntryProblem(path.name, key, str(exc), drop_folder, aid)))
+            entry = _parsed(path)
+            key = entry.district
+            found.setdefault(key, []).append((path, entry))
     if not found:
         raise RegistryError(f"{', '.join(str(f) for f in folders)}: no district entries (*.yaml)")
     entries: dict[str, District] = {}

@@ -106,6 +106,11 @@ class DropSource(Protocol):
 
     def list_drops(self, district: str, folder: str) -> list[Drop]: ...
 
+    def list_districts(self, folders: dict[str, str]) -> tuple[list[Drop], dict[str, "DropRefused"]]:
+        """Every district's drops (district -> folder), in one session where the server has sessions; a folder
+        refused is kept per district and the others still listed."""
+        ...
+
     def open(self, folder: str, drop: Drop, file: RemoteFile) -> ContextManager[BinaryIO]:
         """The file's bytes; raises DropRefused("not_a_regular_file") for anything but a regular file."""
         ...
@@ -188,6 +193,17 @@ def _open_dir(root: Path, parts: list[str]) -> int:
     return fd
 
 
+def list_each(list_drops, folders: dict[str, str]) -> tuple[list[Drop], dict[str, "DropRefused"]]:
+    """`list_districts` from a per-district lister."""
+    found, refused = [], {}
+    for district, folder in folders.items():
+        try:
+            found += list_drops(district, folder)
+        except DropRefused as exc:
+            refused[district] = exc
+    return found, refused
+
+
 def _entry(name: str, st: os.stat_result) -> RemoteFile:
     return RemoteFile(name, st.st_size, int(st.st_mtime), stat.S_ISREG(st.st_mode))
 
@@ -198,6 +214,9 @@ class LocalDropSource:
 
     def describe(self) -> str:
         return f"local folder {self.root}"
+
+    def list_districts(self, folders: dict[str, str]) -> tuple[list[Drop], dict[str, DropRefused]]:
+        return list_each(self.list_drops, folders)
 
     def list_drops(self, district: str, folder: str) -> list[Drop]:
         try:
@@ -246,9 +265,14 @@ class LocalDropSource:
 
 # ---- which drops to run ---------------------------------------------------------------------------------------
 
-def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS) -> tuple[list[Drop], dict]:
-    """The complete drops whose version has not run yet, and the next cursor (drops with a bad name are the
-    caller's to refuse; they are never planned).
+RUNS_PER_TICK = 25  # run requests one sensor tick makes; the rest are carried to the next ticks
+
+
+def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS,
+              limit: int = RUNS_PER_TICK) -> tuple[list[Drop], dict]:
+    """The complete drops whose version has not run yet, at most `limit` of them (the oldest first; the others are
+    planned at the next ticks), and the next cursor (drops with a bad name are the caller's to refuse; they are
+    never planned). A tick that creates hundreds of runs one by one blocks every other sensor meanwhile.
 
     The cursor stays bounded: it keeps only drops still listed, at most CURSOR_MAX_DROPS of them; the oldest are
     evicted and remembered by a floor on their newest mtime, below which a listed drop counts as already run.
@@ -273,6 +297,8 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTL
                 ready.append(d)
         else:
             pending[d.key] = {"version": d.version, "since": now}
+    ready.sort(key=lambda d: (d.newest_mtime, d.key))
+    ready = ready[:limit]  # the rest stay unseen (and pending), so the next tick plans them
     for d in ready:
         seen[d.key] = [d.version, d.newest_mtime]
         pending.pop(d.key, None)

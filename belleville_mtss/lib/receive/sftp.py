@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from .drops import Drop, DropRefused, RemoteFile, drops_from_listing
+from .drops import Drop, DropRefused, RemoteFile, drops_from_listing, list_each
 from .untrusted import escape
 
 CONNECT_TIMEOUT = 8.0
@@ -123,20 +123,28 @@ class SftpDropSource:
 
     def list_drops(self, district: str, folder: str) -> list[Drop]:
         with session(self.cfg, self.attempts) as sftp:
-            base = self._dir(folder)
-            try:
-                if not stat.S_ISDIR(sftp.lstat(base).st_mode or 0):
-                    raise DropRefused("not_a_regular_file", f"the drop folder {escape(folder)} is a link or not a folder")
-                top = sftp.listdir_attr(base)
-            except FileNotFoundError:
-                return []
-            entries: dict[str, list[RemoteFile] | RemoteFile] = {}
-            for a in top:
-                if stat.S_ISDIR(a.st_mode or 0):
-                    entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
-                else:
-                    entries[a.filename] = _entry(a)
-            return drops_from_listing(district, entries)
+            return self._list(sftp, district, folder)
+
+    def list_districts(self, folders: dict[str, str]) -> tuple[list[Drop], dict[str, DropRefused]]:
+        """Every district in one session: one key exchange and authentication per tick, not one per district."""
+        with session(self.cfg, self.attempts) as sftp:
+            return list_each(lambda district, folder: self._list(sftp, district, folder), folders)
+
+    def _list(self, sftp: paramiko.SFTPClient, district: str, folder: str) -> list[Drop]:
+        base = self._dir(folder)
+        try:
+            if not stat.S_ISDIR(sftp.lstat(base).st_mode or 0):
+                raise DropRefused("not_a_regular_file", f"the drop folder {escape(folder)} is a link or not a folder")
+            top = sftp.listdir_attr(base)
+        except FileNotFoundError:
+            return []
+        entries: dict[str, list[RemoteFile] | RemoteFile] = {}
+        for a in top:
+            if stat.S_ISDIR(a.st_mode or 0):
+                entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
+            else:
+                entries[a.filename] = _entry(a)
+        return drops_from_listing(district, entries)
 
     @contextmanager
     def open(self, folder: str, drop: Drop, file: RemoteFile):
