@@ -18,6 +18,7 @@ from .resources import AlertResource
 VERSION_TAG = "mtss/drop_version"  # set by sftp_drop_sensor on the runs it requests
 SENT_FOR_DROP_RUNS = "mtss/alerts/sent/drop_runs"  # keys of the alerts sent, per sender (no two writers of one)
 SENT_FOR_JOBS = "mtss/alerts/sent/job_failures"
+ALERTED_TAG = "mtss/alerts"  # on a drop run the alert sensor has handled: how many alerts it made
 
 
 def stored(instance: dg.DagsterInstance, name: str, default):
@@ -53,12 +54,14 @@ def make_drop_alert_sensor(interval: int = 30) -> dg.SensorDefinition:
         # The first tick starts from now: runs that ended before alerting was deployed are history, not news.
         after = float(context.cursor) if context.cursor else time.time()
         sent = 0
-        for record, report in finished_drop_runs(context, after):
+        for record, report in finished_drop_runs(context, after, ALERTED_TAG):
             run = record.dagster_run
-            alerts = drop_alerts(report, run.run_id, run.job_name, run.status == dg.DagsterRunStatus.FAILURE,
-                                 run.tags.get(VERSION_TAG, ""))
-            # A run seen again (its tags changed, or this tick was cut short) alerts no one twice.
-            sent += send_once(context.instance, SENT_FOR_DROP_RUNS, alerting, context.log, alerts)
+            if report is not None:
+                alerts = drop_alerts(report, run.run_id, run.job_name, run.status == dg.DagsterRunStatus.FAILURE,
+                                     run.tags.get(VERSION_TAG, ""))
+                # A run seen again (this tick was cut short before tagging it) alerts no one twice.
+                sent += send_once(context.instance, SENT_FOR_DROP_RUNS, alerting, context.log, alerts)
+                context.instance.add_run_tags(run.run_id, {ALERTED_TAG: str(len(alerts))})
             after = max(after, record.update_timestamp.timestamp())
         context.update_cursor(str(after))
         return dg.SkipReason(f"{sent} alert(s) sent")

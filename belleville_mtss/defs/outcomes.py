@@ -13,14 +13,19 @@ from .resources import ErrorLogResource
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
 
-def finished_drop_runs(context, cursor: float, limit: int = 50):
-    """Finished runs of drop_job updated after `cursor` (a timestamp), oldest first, with their reports."""
+def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50):
+    """Finished runs of drop_job updated after `cursor` (a timestamp), oldest first, with their reports, except
+    those already carrying `handled_tag`: tagging a run moves its update time, so a run comes back once more after
+    it was handled; its record is read again, never its event log."""
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(job_name=drop_job.name, statuses=FINISHED,
                               updated_after=dt.datetime.fromtimestamp(cursor, dt.timezone.utc)),
         limit=limit, ascending=True)
     for record in records:
         run = record.dagster_run
+        if handled_tag in run.tags:
+            yield record, None
+            continue
         events = [e.dagster_event for e in context.instance.all_logs(run.run_id) if e.dagster_event]
         yield record, DropReport.from_events(run.tags.get("dagster/partition", "?"), events)
 
@@ -35,9 +40,9 @@ def make_drop_outcome_sensor(interval: int = 30) -> dg.SensorDefinition:
 def _tag_outcomes(context: dg.SensorEvaluationContext, error_log: ErrorLogResource) -> dg.SkipReason:
     cursor = float(context.cursor or 0)
     tagged = 0
-    for record, report in finished_drop_runs(context, cursor):
+    for record, report in finished_drop_runs(context, cursor, OUTCOME_TAG):
         run = record.dagster_run
-        if OUTCOME_TAG not in run.tags:
+        if report is not None:
             if report.outcome == "failed":
                 mark_files(error_log.engine(), run.tags.get("dagster/partition", "?"), run.run_id, "failed")
             context.instance.add_run_tags(run.run_id, {OUTCOME_TAG: report.outcome})
