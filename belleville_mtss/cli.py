@@ -240,7 +240,7 @@ def _status(args: argparse.Namespace) -> int:
     except WarehouseNotReady as exc:
         raise CliError(str(exc)) from None
     try:
-        print(drop_status(engine, args.scope))
+        print(drop_status(engine, args.scope, summary=args.summary, outcome=args.outcome))
     finally:
         engine.dispose()
     return 0
@@ -456,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status = sub.add_parser("status", help="each drop's files, outcomes and error counts (no student data)")
     status.add_argument("scope", nargs="?", help="DISTRICT or DISTRICT/DROP (default: every drop)")
+    status.add_argument("--summary", action="store_true", help="a total, then one line per drop")
+    status.add_argument("--outcome", choices=["received", "loaded", "halted", "blocked", "failed", "duplicate"],
+                        help="only drops whose latest receipt has a file with this outcome")
     status.set_defaults(func=_status)
 
     lineage = sub.add_parser("lineage", help="trace a warehouse column to its source file's column, e.g. "

@@ -455,6 +455,14 @@ def test_the_audit_keeps_history_across_halted_corrected_duplicate_and_blocked_d
     assert "belleville/resend" in out and "same bytes as belleville/2026-11-01" in out and "blocked" in out
     students = pl.read_csv(drop / "students.csv", infer_schema=False)["STUDENTS.STUDENT_NUMBER"]
     assert not any(n in out for n in students)
+    assert main(["status", "--summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("3 drop(s) of 1 district(s); files of each drop's latest receipt: 4 blocked, 4 duplicate, "
+                        "4 loaded") and len(lines) == 4
+    assert "2 receipt(s)  4 loaded" in next(line for line in lines if "belleville/2026-11-01" in line)
+    assert main(["status", "--outcome", "blocked"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert headers == ["belleville/foreign"]
 
 
 def test_the_head_a_run_checks_for_is_alembics_head():

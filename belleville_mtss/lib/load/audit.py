@@ -15,7 +15,11 @@ def _scope(column, scope: str | None):
     return column == scope if "/" in scope else column.like(f"{scope}/%")
 
 
-def drop_status(engine: sa.Engine, scope: str | None = None) -> str:
+def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = False,
+                outcome: str | None = None) -> str:
+    """Each drop's receipts, files, outcomes and error counts, grouped in one pass (linear in rows). `summary`:
+    one line per drop (its latest receipt's outcomes and its error count) after a total; `outcome`: only the drops
+    whose latest receipt has a file with that outcome."""
     f, e = ingestion_files.c, ingestion_errors.c
     with engine.connect() as conn:
         files = conn.execute(sa.select(f.DropId, f.DropVersion, f.RunId, f.FileName, f.SizeBytes, f.Outcome,
@@ -24,25 +28,51 @@ def drop_status(engine: sa.Engine, scope: str | None = None) -> str:
         errors = conn.execute(sa.select(e.DropId, e.Stage, e.Reason, sa.func.count(), sa.func.sum(e.RowCount))
                               .where(_scope(e.DropId, scope)).group_by(e.DropId, e.Stage, e.Reason)
                               .order_by(e.DropId, e.Stage, e.Reason)).all()
-    drops = sorted({r.DropId for r in files} | {r[0] for r in errors if r[0]})
+    runs: dict[str, dict[tuple, list]] = {}  # drop -> (version, run, received) -> its files, in order
+    for r in files:
+        runs.setdefault(r.DropId, {}).setdefault((r.DropVersion, r.RunId, r.ReceivedAt), []).append(r)
+    counts: dict[str, list] = {}
+    for row in errors:
+        counts.setdefault(row[0], []).append(row[1:])
+    drops = sorted(set(runs) | {d for d in counts if d})
+    if outcome:
+        drops = [d for d in drops if d in runs and outcome in {r.Outcome for r in list(runs[d].values())[-1]}]
     if not drops:
-        return f"no drop recorded{' for ' + scope if scope else ''}"
+        return f"no drop recorded{' for ' + scope if scope else ''}{' with outcome ' + outcome if outcome else ''}"
+    if summary:
+        return _summary(drops, runs, counts)
     out = []
     for drop in drops:
         out.append(drop)
-        runs: dict[tuple, list] = {}
-        for r in files:
-            if r.DropId == drop:
-                runs.setdefault((r.DropVersion, r.RunId, r.ReceivedAt), []).append(r)
-        for (version, run_id, received), rows in runs.items():
+        for (version, run_id, received), rows in runs.get(drop, {}).items():
             out.append(f"  version {version} · run {(run_id or '-')[:8]} · received {received:%Y-%m-%d %H:%M:%S}")
             for r in rows:
                 same = f" (same bytes as {r.DuplicateOf})" if r.DuplicateOf else ""
                 out.append(f"    {r.FileName:<28} {r.SizeBytes:>14,} B  {r.Outcome:<9} {r.OutcomeAt:%Y-%m-%d %H:%M:%S}"
                            f"{same}")
-        counts = [f"{stage}/{reason} {n}" + (f" ({rows:,} rows)" if rows else "")
-                  for d, stage, reason, n, rows in errors if d == drop]
-        out.append(f"  errors: {', '.join(counts) if counts else 'none'}")
+        listed = [f"{stage}/{reason} {n}" + (f" ({rows:,} rows)" if rows else "")
+                  for stage, reason, n, rows in counts.get(drop, [])]
+        out.append(f"  errors: {', '.join(listed) if listed else 'none'}")
+    return "\n".join(out)
+
+
+def _summary(drops: list[str], runs: dict, counts: dict) -> str:
+    latest = {d: list(runs[d].values())[-1] for d in drops if d in runs}
+    by_outcome: dict[str, int] = {}
+    for rows in latest.values():
+        for r in rows:
+            by_outcome[r.Outcome] = by_outcome.get(r.Outcome, 0) + 1
+    total = ", ".join(f"{n:,} {o}" for o, n in sorted(by_outcome.items()))
+    out = [f"{len(drops):,} drop(s) of {len({d.split('/', 1)[0] for d in drops}):,} district(s); files of each "
+           f"drop's latest receipt: {total or 'none'}"]
+    for drop in drops:
+        rows = latest.get(drop, [])
+        outcomes = ", ".join(f"{n} {o}" for o, n in sorted(
+            {o: sum(r.Outcome == o for r in rows) for o in {r.Outcome for r in rows}}.items()))
+        when = f"{rows[0].ReceivedAt:%Y-%m-%d %H:%M}" if rows else "never received"
+        errors = sum(n for _stage, _reason, n, _rows in counts.get(drop, []))
+        out.append(f"  {drop:<40} {when:<16} {len(runs.get(drop, {}))} receipt(s)  {outcomes or '-'}  "
+                   f"errors {errors}")
     return "\n".join(out)
 
 
