@@ -449,6 +449,8 @@ def test_runs_launched_from_the_ui_or_the_drop_sensor_are_tagged_by_the_outcome_
         job = build_definitions(settings).resolve_job_def("drop_job")
         run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01", raise_on_error=False)
         assert OUTCOME_TAG not in instance.get_run_by_id(run.run_id).tags
-        first = drop_outcome_sensor(dg.build_sensor_context(instance=instance))
+        from belleville_mtss.defs.resources import resources
+        with dg.build_sensor_context(instance=instance, resources=resources(settings)) as context:
+            first = drop_outcome_sensor(context)
         assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "partial"
         assert "tagged 1" in first.skip_message
