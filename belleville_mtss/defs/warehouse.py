@@ -43,9 +43,13 @@ def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
 
 
 def _stopped(context, error_log: ErrorLogResource, reason: str, message: str) -> None:
-    """A load that wrote nothing: its error row, and its files' audit rows decided ("failed"), never left received."""
-    error_log.record(context, context.partition_key, [ErrorRecord("load", reason, message)])
-    error_log.mark_files(context, "failed")
+    """A load that wrote nothing: its error row, and its files' audit rows decided ("failed"), never left received.
+    Where the warehouse refuses these too (the fault may be the audit's own), the run's failure still says why."""
+    try:
+        error_log.record(context, context.partition_key, [ErrorRecord("load", reason, message)])
+        error_log.mark_files(context, "failed")
+    except sa.exc.SQLAlchemyError as exc:
+        context.log.warning(f"the load's failure could not be recorded in the warehouse ({type(exc).__name__})")
 
 
 def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, asset: dg.AssetKey,

@@ -47,5 +47,7 @@ def upgrade() -> None:
         op.create_table(name, sa.Column("LoadId", key(32), nullable=False), *columns, schema=dm(),
                         prefixes=prefixes)
     if dialect == "mssql":
-        for name in ("StudentRoster", "AssessmentResults", "StudentRosterStaging", "AssessmentResultsStaging"):
-            op.execute(f"ALTER TABLE dm.{name} SET (LOCK_ESCALATION = DISABLE)")
+        op.execute("ALTER TABLE dm.StudentRoster SET (LOCK_ESCALATION = DISABLE)")
+        op.execute("ALTER TABLE dm.AssessmentResults SET (LOCK_ESCALATION = DISABLE)")
+        op.execute("ALTER TABLE dm.StudentRosterStaging SET (LOCK_ESCALATION = DISABLE)")
+        op.execute("ALTER TABLE dm.AssessmentResultsStaging SET (LOCK_ESCALATION = DISABLE)")
