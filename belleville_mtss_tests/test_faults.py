@@ -44,7 +44,7 @@ def test_postgres_backend_terminated_mid_load_rolls_back_and_rerun_is_exact(pg_d
     migrate_sample_warehouse(engine)
     earlier = _results(1_000)
     replace_results(engine, 107873, earlier)
-    big = _results(1_500_000)
+    big = _results(400_000)  # long enough to be killed mid-copy (about a second of COPY)
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
     killed = []
 

@@ -58,8 +58,9 @@ def test_the_mssql_extra_reaches_a_connection_attempt():
     from belleville_mtss.lib.load.warehouse import make_engine
     if os.environ.get("CI") != "true":
         pytest.importorskip("mssql_python", reason="the mssql extra is not installed: pip install -e '.[mssql]'")
-    engine = make_engine(f"mssql+mssqlpython://mtss_runtime:not-a-secret@127.0.0.1:{_closed_port()}/EDU_DW"
-                         "?Encrypt=no")
+    url = f"mssql+mssqlpython://mtss_runtime:not-a-secret@127.0.0.1:{_closed_port()}/EDU_DW?Encrypt=no"
+    assert make_engine(url).dialect.driver == "mssqlpython"
+    engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 2})  # the driver's login timeout
     with pytest.raises(sa.exc.OperationalError) as raised:
         engine.connect()
     message = str(raised.value)
