@@ -366,7 +366,7 @@ def _rows_under_other_ids(entry) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .lib.district.crosswalk import check_entry
+    from .lib.district.crosswalk import account_reference, check_entry
     from .lib.district.registry import RegistryError, load_registry
 
     settings = load_settings()
@@ -388,11 +388,12 @@ def _check(args: argparse.Namespace) -> int:
             failed += 1
     account_info = _account_info() if any(k in registry for k in ([args.district] if args.district else known)) \
         else None
+    reference = account_reference(account_info) if account_info is not None else None  # built once for all entries
     for key in [args.district] if args.district else known:
         if key not in registry:
             continue
         entry = registry[key]
-        problems = check_entry(entry, account_info) + _rows_under_other_ids(entry)
+        problems = check_entry(entry, account_info, reference) + _rows_under_other_ids(entry)
         print(f"{key}: {'OK' if not problems else 'PROBLEMS'} (AccountInfoId {entry.account_info_id}, "
               f"NcesId {entry.nces_id}, {entry.state})")
         for p in problems:

@@ -102,12 +102,13 @@ def account_info_problems(district: District, account_info: pl.DataFrame) -> lis
     return problems
 
 
-def check_entry(district: District, account_info: pl.DataFrame) -> list[str]:
+def check_entry(district: District, account_info: pl.DataFrame, reference=None) -> list[str]:
     """Everything that does not hold about a registry entry against dm.AccountInfo (empty: all holds): its
     AccountInfoId, NcesId and state, and each listed name resolved by score alone (a listed name verifies drops
-    whatever its score; this says whether the listing agrees with the warehouse)."""
+    whatever its score; this says whether the listing agrees with the warehouse). `reference`: the
+    `account_reference` of `account_info`, when the caller checks many entries against one."""
     problems = account_info_problems(district, account_info)
-    reference = account_reference(account_info)
+    reference = account_reference(account_info) if reference is None else reference
     names = district.source_names
     for source, listed in (("account_info", names.account_info), ("renaissance", names.renaissance),
                            ("classlink", names.classlink)):
