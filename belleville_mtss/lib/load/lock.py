@@ -54,7 +54,7 @@ def _try(conn: sa.Connection, dialect: str, account_info_id: int) -> bool:
                                  {"c": PG_LOCK_CLASS, "d": account_info_id}).scalar())
     if dialect == "mssql":
         got = conn.execute(sa.text(
-            "DECLARE @r int; EXEC @r = sp_getapplock @Resource = :r, @LockMode = 'Exclusive', "
+            "SET NOCOUNT ON; DECLARE @r int; EXEC @r = sp_getapplock @Resource = :r, @LockMode = 'Exclusive', "
             "@LockOwner = 'Session', @LockTimeout = 0; SELECT @r"), {"r": _resource(account_info_id)}).scalar()
         return got is not None and got >= 0
     raise NotImplementedError(f"no district lock for {dialect}")
