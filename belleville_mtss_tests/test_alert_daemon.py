@@ -126,7 +126,9 @@ def test_a_running_daemon_sends_one_notification_per_event_and_no_student_data(t
         assert f"127.0.0.1:{env['MTSS_SFTP_PORT']}" in reason.message
 
         # Freshness: belleville's last-drop age as a number, riverton never received.
-        freshness = instance.get_latest_materialization_event(dg.AssetKey("drop_freshness"))
+        # (its alert goes out inside the run, before the materialization is stored: wait for that too)
+        freshness = wait_for("the drop_freshness materialization",
+                             lambda: instance.get_latest_materialization_event(dg.AssetKey("drop_freshness")), 60)
         meta = freshness.asset_materialization.metadata
         assert isinstance(meta["last_drop_age_days/belleville"], dg.FloatMetadataValue)
         assert 0 <= meta["last_drop_age_days/belleville"].value < 0.01
