@@ -43,6 +43,11 @@ GRANTS = (
 PG_SEQUENCES = ('dm."IngestionErrors_ErrorId_seq"',)
 
 
+def quoted(dialect: str):
+    """How a name of ours is written in that dialect's grant statements (mixed case: quoted on PostgreSQL)."""
+    return (lambda n: f'"{n}"') if dialect == "postgresql" else (lambda n: n)
+
+
 def _privileges(g: Grant, quote) -> str:
     update = [f"UPDATE ({', '.join(quote(c) for c in g.update_columns)})"] if g.update_columns else []
     return ", ".join([*g.privileges, *update])
@@ -51,7 +56,7 @@ def _privileges(g: Grant, quote) -> str:
 def statements(dialect: str, role: str = ROLE, warehouse_db: str = "edu_dw", prod_db: str = "prod") -> str:
     """The grant script for `dialect` ("postgresql" or "mssql"), as the DBA runs it after the migrations."""
     pg = dialect == "postgresql"
-    quote = (lambda n: f'"{n}"') if pg else (lambda n: n)
+    quote = quoted(dialect)
     out = []
     for database, db_name in (("warehouse", warehouse_db), ("prod", prod_db)):
         grants = [g for g in GRANTS if g.database == database]
@@ -74,7 +79,7 @@ def markdown_table() -> str:
     """The grants per table, with why, as docs/security.md shows them."""
     rows = ["| database | table | grants | why |", "|---|---|---|---|"]
     for g in GRANTS:
-        rows.append(f"| {g.database} | {g.schema}.{g.table} | {_privileges(g, lambda n: n)} | {g.why} |")
+        rows.append(f"| {g.database} | {g.schema}.{g.table} | {_privileges(g, quoted('mssql'))} | {g.why} |")
     rows.append(f"| warehouse | sequence {', '.join(PG_SEQUENCES)} | USAGE (PostgreSQL only) | an error row's "
                 "ErrorId is drawn from it (SQL Server's IDENTITY and PostgreSQL's identity columns need no grant) |")
     return "\n".join(rows) + "\n"

@@ -74,12 +74,18 @@ def _resource(account_info_id: int) -> str:
 
 @contextmanager
 def _file_lock(engine: sa.Engine, account_info_id: int, wait_s: float, started: float) -> Iterator[None]:
-    path = Path(engine.url.database).with_name(f"{Path(engine.url.database).name}.district-{account_info_id}.lock")
+    path = beside(engine, f"district-{account_info_id}.lock")
     try:
         with file_lock(path, wait_s - (time.monotonic() - started)):
             yield
     except TimeoutError:
         raise DistrictBusy(_busy(account_info_id, wait_s)) from None
+
+
+def beside(engine: sa.Engine, suffix: str) -> Path:
+    """A file next to a SQLite engine's database file: `warehouse.db.<suffix>`."""
+    database = Path(engine.url.database)
+    return database.with_name(f"{database.name}.{suffix}")
 
 
 @contextmanager

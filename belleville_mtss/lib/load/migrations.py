@@ -98,14 +98,13 @@ def require_current(engine: sa.Engine, where: str) -> None:
 def open_warehouse(url: str, embedded: bool) -> sa.Engine:
     """An engine on the warehouse at head: migrated when it is the embedded default under MTSS_HOME (ours
     entirely), checked otherwise (WarehouseNotReady names the command to run)."""
-    from .lock import file_lock
+    from .lock import beside, file_lock
     from .warehouse import make_engine
     engine = make_engine(url)
     try:
         if embedded and current(engine) != HEAD:
             # one process migrates the embedded file; another starting at once waits, then finds it at head
-            with file_lock(Path(engine.url.database).with_name(f"{Path(engine.url.database).name}.migrate.lock"),
-                           MIGRATE_WAIT_S):
+            with file_lock(beside(engine, "migrate.lock"), MIGRATE_WAIT_S):
                 if current(engine) != HEAD:
                     upgrade(engine)
         else:

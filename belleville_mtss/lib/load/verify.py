@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import sqlalchemy as sa
 
 from . import migrations
-from .grants import GRANTS, PG_SEQUENCES, Grant
+from .grants import GRANTS, PG_SEQUENCES, Grant, quoted
 from .warehouse import ingestion_errors, now, ours
 
 # made-up, no student's: Vietnamese, Chinese, Arabic, Polish, an emoji and a character outside the BMP
@@ -121,7 +121,7 @@ _HAS = {
 
 def _has(conn: sa.Connection, g: Grant, privilege: str, column: str | None = None) -> bool:
     dialect = conn.dialect.name
-    obj = f'{g.schema}."{g.table}"' if dialect == "postgresql" else f"{g.schema}.{g.table}"
+    obj = f"{g.schema}.{quoted(dialect)(g.table)}"
     params = {"o": obj, "p": privilege, **({"c": column} if column is not None else {})}
     return bool(conn.execute(sa.text(_HAS[(dialect, column is not None)]), params).scalar())
 
@@ -137,7 +137,7 @@ def grants(conn: sa.Connection, database: str = "warehouse",
                               "permissions are the access control)")]
     user = conn.execute(sa.text("SELECT current_user")).scalar()
     problems, checked = [], 0
-    q = (lambda n: f'"{n}"') if dialect == "postgresql" else (lambda n: n)
+    q = quoted(dialect)
     extra = PG_ONLY_PRIVILEGES if dialect == "postgresql" else ()
     tables = {t.name: t for t in ours.sorted_tables}
     for g in (g for g in GRANTS if g.database == database):

@@ -282,11 +282,6 @@ BULK_COPY_TIMEOUT_S = 3_600
 STAGING_STREAMS = 2  # concurrent bulk copies into staging, each on its own connection (not on SQLite)
 
 
-def stage(engine: Engine, table: sa.Table, frame: pl.DataFrame, load_id: str) -> None:
-    """`frame`'s rows into `table`'s staging table under `load_id`, committed (outside the apply's transaction)."""
-    _stage_all(engine, [(table, frame)], load_id)
-
-
 def _stage_all(engine: Engine, frames: list[tuple[sa.Table, pl.DataFrame]], load_id: str) -> None:
     """Each frame into its table's staging table. On a server the copies run as concurrent streams, each frame cut
     in parts of about equal size: the server parses each stream on a core of its own (most of a copy's cost)."""
