@@ -288,6 +288,20 @@ def test_verify_names_a_column_of_the_wrong_type_and_holds_on_sqlite(tmp_path, p
     assert "ok: grants on the warehouse database: not applicable on sqlite" in out and "ok: schema revision" in out
 
 
+def test_verify_on_a_database_that_is_not_ours_lists_what_is_missing_and_writes_nothing(pg_database, monkeypatch,
+                                                                                      capsys, tmp_path):
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", pg_database)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", pg_database)
+    assert main(["warehouse", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: schema revision none" in out and "PROBLEM: missing table(s) dm.AssessmentResults" in out
+    assert "dbo.ClassLinkUsers was not found" in out and "ok:" not in out
+    engine = make_engine(pg_database)
+    assert sa.inspect(engine).get_schema_names() == ["information_schema", "public"]  # nothing was created
+    engine.dispose()
+
+
 # ---- theirs: read only, in their case, only the drop's tenant ----------------------------------------------
 
 def _their_counts(url: str) -> tuple[int, int]:
