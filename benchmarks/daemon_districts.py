@@ -1,0 +1,174 @@
+"""N districts' drops through the real dagster-daemon (issue 23): N registry districts (synthetic districts of the
+sample warehouse's dm.AccountInfo, each with its own ClassLink tenant and Star name), one ~300-student drop each in
+its folder on a real OpenSSH server on 127.0.0.1, the production instance configuration (deploy/dagster.yaml:
+PostgreSQL storage, the queued coordinator, 8 runs at once, one per district) and a PostgreSQL warehouse.
+
+    python benchmarks/daemon_districts.py --pg-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres --districts 100
+
+The drops are written while the daemon runs, markers last. It prints how many drops loaded and failed, the time
+from the last marker to the last load finished, and the drops an hour.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import polars as pl
+import sqlalchemy as sa
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from belleville_mtss.lib.config import load_settings  # noqa: E402
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR  # noqa: E402
+from belleville_mtss.lib.load.warehouse import account_info, assessment_results, make_engine, student_roster  # noqa: E402
+from belleville_mtss.lib.sample import SampleSpec, account_info_rows, generate_drop, load_databases  # noqa: E402
+from belleville_mtss_tests.helpers import start_group, stop_group  # noqa: E402
+from belleville_mtss_tests.sshd_server import SshServer  # noqa: E402
+
+
+def specs(n: int) -> list[tuple[dict, SampleSpec]]:
+    """N synthetic districts of the sample dm.AccountInfo, each named its own way by Star and ClassLink."""
+    rows = [r for r in account_info_rows() if r["AccountInfoId"] >= 300000][:n]
+    if len(rows) < n:
+        raise SystemExit(f"the sample warehouse holds {len(rows)} synthetic districts; ask for at most that many")
+    out = []
+    for i, row in enumerate(rows):
+        place = row["DistrictName"].split()[0].title()
+        spec = SampleSpec(students=300, seed=1000 + i, star_district_name=row["DistrictName"].title(),
+                          classlink_tenant=f"{place} {row['State']} tenant", classlink_tenant_id=20000 + i,
+                          missing_from_classlink=5, without_tests=7, unknown_star_rows=3, excel_mangled_dates=0,
+                          first_student_number=1_000_000 + 1000 * i,
+                          email_domain=f"{place.lower()}-{row['State'].lower()}.example.org")
+        out.append((row, spec))
+    return out
+
+
+def nces(i: int) -> str:
+    return f"99{i:05d}"  # made-up LEA ids (the sample's synthetic districts have none)
+
+
+def registry(folder: Path, districts: list[tuple[dict, SampleSpec]]) -> Path:
+    base = yaml.safe_load((PACKAGED_DISTRICTS_DIR / "belleville.yaml").read_text())
+    folder.mkdir()
+    for i, (row, spec) in enumerate(districts):
+        key = f"district{i:03d}"
+        entry = {**base, "district": key, "display_name": spec.star_district_name, "nces_id": nces(i),
+                 "account_info_id": row["AccountInfoId"], "state": row["State"], "county": None, "drop_folder": key,
+                 "source_names": {"account_info": [row["DistrictName"]], "renaissance": [spec.star_district_name],
+                                  "classlink": [spec.classlink_tenant]},
+                 "verification": {"verified_by": "benchmarks/daemon_districts.py (synthetic district)",
+                                  "verified_on": "2026-12-03", "ferpa_review_on": "2026-12-03"}}
+        entry = {k: v for k, v in entry.items() if v is not None}
+        (folder / f"{key}.yaml").write_text(yaml.safe_dump(entry, sort_keys=False))
+    return folder
+
+
+def database(server_url: str, prefix: str) -> tuple[str, sa.Engine]:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False), admin
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pg-url", required=True, help="a PostgreSQL server URL whose role may create databases")
+    p.add_argument("--districts", type=int, default=100)
+    p.add_argument("--timeout-minutes", type=float, default=90)
+    args = p.parse_args(argv)
+    import dagster as dg
+
+    root = Path(tempfile.mkdtemp(prefix="mtss-daemon-"))
+    server = SshServer(root / "sshd").start()
+    warehouse_url, admin = database(args.pg_url, "mtss_bench_wh")
+    dagster_url, _ = database(args.pg_url, "mtss_bench_dagster")
+    districts = specs(args.districts)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MTSS_", "DAGSTER_"))}
+    env |= {"MTSS_HOME": str(root / "mtss"), "MTSS_DISTRICTS_DIR": str(registry(root / "registry", districts)),
+            "MTSS_WAREHOUSE_URL": warehouse_url, **server.env()}
+    settings = load_settings(env)
+    tables = []
+    for _, spec in districts:  # ClassLink users first (generate_drop writes the drop too: into a scratch folder)
+        tables.append(generate_drop(root / "scratch" / spec.classlink_tenant, spec)["classlink_users"])
+    load_databases(settings.prod_db_url, settings.warehouse_url, pl.concat(tables))
+    engine = make_engine(warehouse_url)
+    with engine.begin() as conn:
+        for i, (row, _) in enumerate(districts):
+            conn.execute(account_info.update().where(account_info.c.AccountInfoId == row["AccountInfoId"])
+                         .values(NcesId=nces(i)))
+    engine.dispose()
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text().replace(
+        "/var/lib/mtss/dagster/compute_logs", str(root / "compute_logs")))
+    env |= {"DAGSTER_HOME": str(home),
+            "DAGSTER_PG_URL": sa.engine.make_url(dagster_url).set(drivername="postgresql+psycopg2")
+            .render_as_string(hide_password=False)}
+    log = open(root / "daemon.log", "wb")
+    daemon = start_group([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                         cwd=REPO, env=env, stdout=log, stderr=log)
+    os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")})
+    try:
+        time.sleep(20)  # the daemon up and its first quiet tick done
+        first_marker = time.time()
+        for i, (_, spec) in enumerate(districts):  # data files first, then the marker, as a district's job does
+            scratch = root / "scratch" / spec.classlink_tenant
+            drop = server.root / f"district{i:03d}" / spec.drop_name
+            drop.mkdir(parents=True)
+            for f in sorted(scratch.iterdir(), key=lambda f: f.name == "drop.done"):
+                shutil.copy2(f, drop / f.name)
+        last_marker = time.time()
+        print(f"{len(districts)} drops written in {last_marker - first_marker:.1f} s", flush=True)
+        instance = dg.DagsterInstance.get()
+        deadline = time.time() + args.timeout_minutes * 60
+        finished, last_end, shown = [], None, -1
+        while time.time() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/sensor_name": "sftp_drop_sensor"}))
+            finished = [r for r in runs if r.is_finished]
+            if len(finished) != shown:
+                shown = len(finished)
+                print(f"  {time.time() - last_marker:7.0f} s after the last marker: {len(runs)} runs, "
+                      f"{len(finished)} finished", flush=True)
+            if len(finished) >= len(districts):
+                break
+            if daemon.poll() is not None:
+                raise SystemExit(f"the daemon exited: {(root / 'daemon.log').read_text()[-3000:]}")
+            time.sleep(5)
+        ends = [instance.get_run_stats(r.run_id).end_time for r in finished]
+        last_end = max((e for e in ends if e), default=None)
+        ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in finished)
+        for r in [r for r in finished if r.status != dg.DagsterRunStatus.SUCCESS][:3]:  # why, for the first few
+            failures = [e for e in instance.all_logs(r.run_id) if e.dagster_event and e.dagster_event.is_failure]
+            error = failures[0].dagster_event.event_specific_data.error if failures else None
+            print(f"  failed {r.tags.get('mtss/drop')}: {error.to_string()[-600:] if error else '?'}")
+        engine = make_engine(warehouse_url)
+        with engine.connect() as conn:
+            loaded = conn.execute(sa.select(sa.func.count(sa.distinct(student_roster.c.AccountInfoId)))).scalar()
+            results = conn.execute(sa.select(sa.func.count()).select_from(assessment_results)).scalar()
+        engine.dispose()
+        print(f"{'districts':>10}{'runs ok':>9}{'failed':>8}{'districts loaded':>18}{'results rows':>14}"
+              f"{'last marker -> last load s':>28}{'drops/hour':>12}")
+        span = (last_end - last_marker) if last_end else float("nan")
+        print(f"{len(districts):>10}{ok:>9}{len(finished) - ok:>8}{loaded:>18}{results:>14,}{span:>28.0f}"
+              f"{len(finished) / max(last_end - first_marker, 1) * 3600 if last_end else float('nan'):>12.0f}")
+        return 0 if ok == len(districts) == loaded else 1
+    finally:
+        stop_group(daemon)
+        server.stop()
+        with admin.connect() as conn:
+            for url in (warehouse_url, dagster_url):
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.engine.make_url(url).database}" WITH (FORCE)'))
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
