@@ -1,7 +1,7 @@
 """When a drop is complete and which version runs: plan_runs on listings (no server needed)."""
 import json
 
-from belleville_mtss.lib.receive.drops import CURSOR_MAX_DROPS, Drop, RemoteFile, plan_runs
+from belleville_mtss.lib.receive.drops import Drop, RemoteFile, plan_runs
 
 T0 = 1_800_000_000
 
@@ -10,51 +10,63 @@ def drop(name="d1", size=100, mtime=T0, marker=False):
     return Drop("belleville", name, "folder", (RemoteFile("SR.csv", size, mtime),), marker)
 
 
+def sent_after(ready, sent=None) -> dict:
+    """What the sensor's table holds once the ready drops' runs exist."""
+    return {**(sent or {}), **{d.key: d.version for d in ready}}
+
+
 def test_marker_makes_a_drop_ready_once():
-    ready, cursor = plan_runs([drop(marker=True)], {}, now=T0 + 1)
+    ready, cursor = plan_runs([drop(marker=True)], {}, now=T0 + 1, sent={})
     assert [d.key for d in ready] == ["belleville/d1"]
-    again, _ = plan_runs([drop(marker=True)], cursor, now=T0 + 60)
+    again, _ = plan_runs([drop(marker=True)], cursor, now=T0 + 60, sent=sent_after(ready))
     assert again == []
+    # requested, its run not seen yet: the cursor remembers it; once its run exists the table does
+    assert plan_runs([drop(marker=True)], cursor, now=T0 + 60, sent={})[0] == []
+    assert plan_runs([drop(marker=True)], {}, now=T0 + 60, sent=sent_after(ready))[0] == []
 
 
 def test_without_marker_a_drop_must_be_stable_for_the_settle_window():
-    ready, c1 = plan_runs([drop()], {}, now=T0 + 10, settle=120)
+    ready, c1 = plan_runs([drop()], {}, now=T0 + 10, sent={}, settle=120)
     assert ready == [] and "belleville/d1" in c1["pending"]
-    ready, c2 = plan_runs([drop()], c1, now=T0 + 60, settle=120)  # same files, not long enough
+    ready, c2 = plan_runs([drop()], c1, now=T0 + 60, sent={}, settle=120)  # same files, not long enough
     assert ready == []
-    ready, c3 = plan_runs([drop(size=150, mtime=T0 + 100)], c2, now=T0 + 200, settle=120)  # still growing
+    ready, c3 = plan_runs([drop(size=150, mtime=T0 + 100)], c2, now=T0 + 200, sent={}, settle=120)  # growing
     assert ready == [] and c3["pending"]["belleville/d1"]["since"] == T0 + 200
-    ready, _ = plan_runs([drop(size=150, mtime=T0 + 100)], c3, now=T0 + 330, settle=120)
+    ready, _ = plan_runs([drop(size=150, mtime=T0 + 100)], c3, now=T0 + 330, sent={}, settle=120)
     assert [d.key for d in ready] == ["belleville/d1"]
 
 
 def test_a_changed_file_is_a_new_version():
-    _, cursor = plan_runs([drop(marker=True)], {}, now=T0)
-    ready, _ = plan_runs([drop(size=101, marker=True)], cursor, now=T0 + 5)
+    first, cursor = plan_runs([drop(marker=True)], {}, now=T0, sent={})
+    ready, _ = plan_runs([drop(size=101, marker=True)], cursor, now=T0 + 5, sent=sent_after(first))
     assert len(ready) == 1 and ready[0].version != drop(marker=True).version
 
 
-def test_cursor_stays_bounded_and_evicted_drops_do_not_run_again():
-    many = [drop(name=f"d{i:05d}", mtime=T0 + i, marker=True) for i in range(CURSOR_MAX_DROPS + 50)]
-    ready, cursor = plan_runs(many, {}, now=T0 + 10_000, limit=len(many))
+def test_thousands_of_drops_with_old_file_times_are_each_planned_once_and_the_cursor_stays_small():
+    many = [drop(name=f"d{i:05d}", mtime=T0 + i, marker=True) for i in range(5_000)]
+    ready, cursor = plan_runs(many, {}, now=T0 + 10_000, sent={}, limit=len(many))
     assert len(ready) == len(many)
-    assert len(cursor["seen"]) == CURSOR_MAX_DROPS and len(json.dumps(cursor)) < 200_000
-    again, cursor = plan_runs(many, cursor, now=T0 + 10_060)
-    assert again == []  # the 50 evicted ones are below the floor
-    corrected = drop(name="d00001", size=999, mtime=T0 + 20_000, marker=True)
-    ready, cursor = plan_runs([corrected] + many[2:], cursor, now=T0 + 20_100)
+    sent = sent_after(ready)
+    cursor["requested"] = {}  # their runs exist now: the sensor moved them to its table
+    assert plan_runs(many, cursor, now=T0 + 10_060, sent=sent)[0] == []
+    assert len(json.dumps(cursor)) < 100
+    # a new drop copied with its old file times (WinSCP, rsync -t), older than every drop sent: still planned
+    copied = drop(name="c00001", mtime=T0 - 86_400 * 30, marker=True)
+    ready, cursor = plan_runs([copied] + many, cursor, now=T0 + 20_000, sent=sent)
+    assert [d.key for d in ready] == ["belleville/c00001"]
+    corrected = drop(name="d00001", size=999, mtime=T0 - 5, marker=True)  # a re-send, its times old too
+    ready, _ = plan_runs([corrected] + many[2:], cursor, now=T0 + 20_100, sent=sent_after(ready, sent))
     assert [d.key for d in ready] == ["belleville/d00001"]
-    _, cursor = plan_runs(many[:10], cursor, now=T0 + 20_200)  # drops removed from the server are forgotten
-    assert len(cursor["seen"]) <= 10
 
 
 def test_run_requests_are_capped_per_tick_and_the_rest_carried_over_oldest_first():
     complete = [drop(f"d{i:02d}", mtime=T0 - i, marker=True) for i in range(30)]  # d29 arrived first
     settled = [drop("late", mtime=T0 - 100)]  # no marker: ready once stable
-    _, cursor = plan_runs(settled, {}, now=T0)
-    first, cursor = plan_runs(complete + settled, cursor, now=T0 + 600, limit=25)
+    _, cursor = plan_runs(settled, {}, now=T0, sent={})
+    first, cursor = plan_runs(complete + settled, cursor, now=T0 + 600, sent={}, limit=25)
     assert len(first) == 25 and first[0].key == "belleville/late" and first[1].key == "belleville/d29"
-    second, cursor = plan_runs(complete + settled, cursor, now=T0 + 630, limit=25)
+    second, cursor = plan_runs(complete + settled, cursor, now=T0 + 630, sent=sent_after(first), limit=25)
     assert sorted(d.key for d in second) == sorted(d.key for d in complete[:6])  # the rest, none lost
-    third, _ = plan_runs(complete + settled, cursor, now=T0 + 660, limit=25)
+    third, _ = plan_runs(complete + settled, cursor, now=T0 + 660, sent=sent_after(second, sent_after(first)),
+                         limit=25)
     assert third == []

@@ -67,6 +67,10 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
         run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
                                      tags=result.run_requests[0].tags)
         assert run.success
+        # its run exists: the sensor's table (not the cursor) remembers it, even for a sensor whose cursor was reset
+        after = tick(settings, instance, again.cursor)
+        assert json.loads(after.cursor)["requested"] == {}
+        assert not getattr(tick(settings, instance), "run_requests", None)
     assert warehouse_counts(settings)["roster"] == SMALL.students
     engine = make_engine(settings.warehouse_url)
     manifest = read_table(engine, ingestion_files)

@@ -28,6 +28,32 @@ def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
     return bool(records) and records[0].asset_materialization.metadata["version"].value == version
 
 
+SENT = "mtss/sent/"  # + drop key -> the version of it last run, in the instance's key-value table
+
+
+def sent_versions(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
+    """The version last run of each listed drop (one query): kept in a table, not in the cursor, so it holds every
+    drop ever run, whatever their number or file times."""
+    stored_values = instance.run_storage.get_cursor_values({SENT + k for k in keys}) if keys else {}
+    return {k[len(SENT):]: v for k, v in stored_values.items()}
+
+
+def _ran(instance: dg.DagsterInstance, key: str, version: str) -> bool:
+    """A run of this version of the drop exists (requested at an earlier tick, or made by the CLI or the UI) or it
+    was received: from now on the table remembers it."""
+    runs = instance.get_run_records(dg.RunsFilter(tags={"mtss/drop": key, VERSION_TAG: version}), limit=1)
+    if runs or _received(instance, key, version):
+        instance.run_storage.set_cursor_values({SENT + key: version})
+        return True
+    return False
+
+
+def _settle_requested(instance: dg.DagsterInstance, cursor: dict) -> None:
+    """Drops requested at earlier ticks whose run now exists move from the cursor to the table (one query each,
+    once: at the tick after their request)."""
+    cursor["requested"] = {k: v for k, v in cursor.get("requested", {}).items() if not _ran(instance, k, v)}
+
+
 class DropServerUnreachable(Exception):
     """The drop server has not answered for longer than MTSS_ALERT_OUTAGE_MINUTES: the tick fails (red in the UI)
     with this as its error, until a tick reaches the server again."""
@@ -116,8 +142,10 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
     for where, version, record in refusals:
         if logged.get(f"{escape(where)}|{record.reason}") != version:
             error_log.record(context, where, [record])
-    ready, next_cursor = plan_runs(found, cursor, time.time())
-    ready = [d for d in ready if not _received(context.instance, d.key, d.version)]
+    _settle_requested(context.instance, cursor)
+    listed = [d.key for d in found if not d.bad_name]
+    ready, next_cursor = plan_runs(found, cursor, time.time(), sent_versions(context.instance, listed))
+    ready = [d for d in ready if not _ran(context.instance, d.key, d.version)]
     again = _receive_again(context.instance, error_log, found, ready, next_cursor)
     next_cursor["refused"] = seen
     if not ready and not again:

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Protocol
+from typing import BinaryIO, ContextManager, Mapping, Protocol
 
 from .untrusted import BadName, canonical, check_file_name, check_name, escape, plain, safe_join
 from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
@@ -37,7 +37,6 @@ from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
 COMPLETION_MARKER = "drop.done"
 ZIP_MARKER_SUFFIX = ".done"
 SETTLE_SECONDS = 120.0
-CURSOR_MAX_DROPS = 2_000
 BLOCK = 1 << 20
 MANIFEST = "manifest.json"
 RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (those cannot start with a dot)
@@ -268,24 +267,25 @@ class LocalDropSource:
 RUNS_PER_TICK = 25  # run requests one sensor tick makes; the rest are carried to the next ticks
 
 
-def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTLE_SECONDS,
-              limit: int = RUNS_PER_TICK) -> tuple[list[Drop], dict]:
-    """The complete drops whose version has not run yet, at most `limit` of them (the oldest first; the others are
-    planned at the next ticks), and the next cursor (drops with a bad name are the caller's to refuse; they are
-    never planned). A tick that creates hundreds of runs one by one blocks every other sensor meanwhile.
+def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, str],
+              settle: float = SETTLE_SECONDS, limit: int = RUNS_PER_TICK) -> tuple[list[Drop], dict]:
+    """The complete drops whose version was not sent yet, at most `limit` of them (the oldest first; the others are
+    planned at the next ticks), and the next cursor. Drops with a bad name are the caller's to refuse; they are
+    never planned. A tick that creates hundreds of runs one by one blocks every other sensor meanwhile.
 
-    The cursor stays bounded: it keeps only drops still listed, at most CURSOR_MAX_DROPS of them; the oldest are
-    evicted and remembered by a floor on their newest mtime, below which a listed drop counts as already run.
+    `sent` (drop key -> version) is what the caller keeps in a table, unbounded: the drops whose run exists. The
+    cursor holds only what is between: drops still arriving (no marker, not yet stable) and drops requested whose
+    run the caller has not seen yet (`requested`), so it stays as small as the server's listing, and a drop's file
+    times never decide whether it ran.
     """
-    seen: dict[str, list] = {k: list(v) for k, v in cursor.get("seen", {}).items()}  # key -> [version, mtime]
     pending: dict[str, dict] = dict(cursor.get("pending", {}))
-    floor = cursor.get("floor", 0)
+    requested: dict[str, str] = dict(cursor.get("requested", {}))
     ready, listed = [], set()
     for d in drops:
         if d.bad_name:
             continue
         listed.add(d.key)
-        if (d.key in seen and seen[d.key][0] == d.version) or (d.key not in seen and d.newest_mtime <= floor):
+        if d.version in (sent.get(d.key), requested.get(d.key)):
             pending.pop(d.key, None)
             continue
         if d.has_marker:
@@ -298,18 +298,14 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, settle: float = SETTL
         else:
             pending[d.key] = {"version": d.version, "since": now}
     ready.sort(key=lambda d: (d.newest_mtime, d.key))
-    ready = ready[:limit]  # the rest stay unseen (and pending), so the next tick plans them
+    ready = ready[:limit]  # the rest stay unsent (and pending), so the next tick plans them
     for d in ready:
-        seen[d.key] = [d.version, d.newest_mtime]
         pending.pop(d.key, None)
-    seen = {k: v for k, v in seen.items() if k in listed}
+        requested[d.key] = d.version
     pending = {k: v for k, v in pending.items() if k in listed}
-    if len(seen) > CURSOR_MAX_DROPS:
-        by_age = sorted(seen.items(), key=lambda kv: kv[1][1])
-        evicted, kept = by_age[:-CURSOR_MAX_DROPS], by_age[-CURSOR_MAX_DROPS:]
-        floor = max(floor, max(v[1] for _k, v in evicted))
-        seen = dict(kept)
-    return ready, {**cursor, "seen": seen, "pending": pending, "floor": floor}
+    requested = {k: v for k, v in requested.items() if k in listed}
+    return ready, {k: v for k, v in cursor.items() if k not in ("seen", "floor")} | {"pending": pending,
+                                                                                       "requested": requested}
 
 
 # ---- receiving a drop into staging ----------------------------------------------------------------------------
