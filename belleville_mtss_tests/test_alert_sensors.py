@@ -159,6 +159,30 @@ def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_an
         server.stop()
 
 
+def test_a_failing_drop_sensor_alerts_once_at_its_first_failed_tick_and_again_when_it_works(tmp_path, receiver):
+    from .sshd_server import keygen
+    server = SshServer(tmp_path / "sshd").start()
+    stranger = tmp_path / "stranger_key"
+    keygen(stranger)  # a key the server does not authorise: every tick fails at authentication
+    env = {**server.env(), "MTSS_SFTP_KEY_PATH": str(stranger)}
+    refused = make_settings(tmp_path / "mtss", **env, MTSS_ALERT_WEBHOOK_URL=receiver.url)
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            for _ in range(3):
+                with pytest.raises(Exception, match="uthenticat"):
+                    tick(refused, instance)
+            [failing] = texts(receiver)  # three failed ticks, one alert
+            assert failing.startswith("MTSS: sensor sftp_drop_sensor failing\nIts tick failed at ")
+            assert "@" not in failing and str(stranger) not in failing
+            fixed = make_settings(tmp_path / "mtss", **server.env(), MTSS_ALERT_WEBHOOK_URL=receiver.url)
+            tick(fixed, instance)
+            tick(fixed, instance)
+            assert [t.splitlines()[0] for t in texts(receiver)] == [
+                "MTSS: sensor sftp_drop_sensor failing", "MTSS: sensor sftp_drop_sensor working again"]
+    finally:
+        server.stop()
+
+
 # --- freshness and overdue districts ------------------------------------------------------------------------
 
 def _received(settings, drop_id: str, version: str, days_ago: float) -> None:

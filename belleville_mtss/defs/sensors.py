@@ -1,11 +1,12 @@
 """sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run. It also
 watches the drop server: unreachable past MTSS_ALERT_OUTAGE_MINUTES, one alert, and its ticks fail until it answers."""
 import json
+import re
 import time
 
 import dagster as dg
 
-from ..lib.alerts import track_outage
+from ..lib.alerts import track_outage, track_sensor_failure
 from ..lib.receive.drops import plan_runs
 from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.receive.sftp import SftpTransient
@@ -16,6 +17,7 @@ from .partitions import drops as drop_partitions
 from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
 
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
+FAILING = "mtss/alerts/sftp_drop_sensor_failing"  # {"failing_since": epoch} while its ticks fail
 CHANGING = "changed_during_receipt"
 RECEIPT_RETRIES = 3  # a drop whose files kept changing while received is requested again at most this often
 
@@ -105,9 +107,28 @@ def make_sftp_drop_sensor(interval: int = 30) -> dg.SensorDefinition:
     def sftp_drop_sensor(context: dg.SensorEvaluationContext, registry: RegistryResource,
                          drop_server: DropServerResource, error_log: ErrorLogResource,
                          alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
-        return _look_for_drops(context, registry, drop_server, error_log, alerting)
+        try:
+            result = _look_for_drops(context, registry, drop_server, error_log, alerting)
+        except DropServerUnreachable:
+            raise  # alerted as an outage
+        except Exception as exc:
+            # the first line only, and hosts without their user (user@host): alert texts refuse a stray '@'
+            first = re.sub(r"[^\s@]+@", "", (str(exc).splitlines() or [""])[0])
+            _track_failure(context, alerting, f"{type(exc).__name__}: {first}")
+            raise
+        _track_failure(context, alerting, None)
+        return result
 
     return sftp_drop_sensor
+
+
+def _track_failure(context, alerting: AlertResource, error: str | None) -> None:
+    state = stored(context.instance, FAILING, {})
+    if not state and error is None:
+        return  # the usual good tick: one read, no write
+    alert, state = track_sensor_failure(state, error, time.time(), "sftp_drop_sensor")
+    store(context.instance, FAILING, state)  # before sending, as for outages: at worst one alert lost, none repeated
+    alerting.send(context.log, [alert] if alert else [])
 
 
 def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResource, drop_server: DropServerResource,

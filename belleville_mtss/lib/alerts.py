@@ -51,6 +51,7 @@ def _parsed(url: str, asset: apprise.AppriseAsset | None = None):
 
 KINDS = (
     "blocked_drop", "halted_file", "failed_run", "drop_server_outage", "outage_cleared", "district_overdue",
+    "sensor_failing", "sensor_recovered",
 )
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 # Our smtp URL schemes as Apprise's email: schema and mode.
@@ -290,6 +291,23 @@ def outage_cleared(server: str, down_since: float, now: float) -> Alert:
     return Alert("outage_cleared", f"outage_cleared:{_iso(down_since)}",
                  f"MTSS: drop server {server} reachable again",
                  (f"Unreachable from {_iso(down_since)} to {_iso(now)}.",))
+
+
+def track_sensor_failure(state: Mapping, error: str | None, now: float, sensor: str) -> tuple[Alert | None, dict]:
+    """One tick of a sensor -> (alert to send or None, next state). The first failed tick alerts (a failing sensor
+    picks up no drop, and its ticks are red only in the UI); later failures do not, whatever their error, until a
+    tick succeeds, which sends a recovery. error: the failure's one-line summary, None for a good tick."""
+    since = state.get("failing_since")
+    if error is None:
+        return (Alert("sensor_recovered", f"sensor_recovered:{sensor}:{_iso(since)}",
+                      f"MTSS: sensor {sensor} working again",
+                      (f"Its ticks failed from {_iso(since)} to {_iso(now)}.",)) if since else None), {}
+    if since is not None:
+        return None, dict(state)
+    return (Alert("sensor_failing", f"sensor_failing:{sensor}:{_iso(now)}", f"MTSS: sensor {sensor} failing",
+                  (f"Its tick failed at {_iso(now)}: {error}", "No new drop is picked up until a tick succeeds; "
+                   "the error of each tick is on the sensor's page in the Dagster UI.")),
+            {"failing_since": now})
 
 
 def district_overdue(district: str, last_drop: float | None, expected_every_days: float, now: float) -> Alert:
