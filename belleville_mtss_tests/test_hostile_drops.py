@@ -647,3 +647,37 @@ def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, dat
     assert not (outside / "evil.csv").exists()
     assert not list((settings.staging_dir / "belleville").glob("*vendor*"))
     assert_untouched(before, snapshot(settings.home.parent), "belleville/vendor")
+
+
+def test_housekeeping_prunes_old_drop_partitions_but_each_districts_newest_staged_and_queued_ones(tmp_path,
+                                                                                               monkeypatch):
+    from belleville_mtss.lib.receive.drops import MANIFEST, expired_partitions
+    settings = make_settings(tmp_path / "mtss")
+    staged = settings.staging_dir / "a" / "1"
+    staged.mkdir(parents=True)
+    (staged / MANIFEST).write_text("{}")
+
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job
+    def drop_run():
+        noop()
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("drops", ["a/0", "a/1", "a/2", "a/3", "b/1"])
+        for key in ("a/0", "a/1", "a/2", "b/1"):  # in this order: a/2 is a's newest; a/3 is queued, no run yet
+            assert drop_run.execute_in_process(instance=instance, tags={"mtss/drop": key}).success
+        job = build_definitions(settings).resolve_job_def("staging_retention_job")
+        assert job.execute_in_process(instance=instance).success
+        assert len(instance.get_dynamic_partitions("drops")) == 5  # all ran just now: none is old
+        later = time.time() + 31 * 86400
+        os.utime(staged / MANIFEST, (later, later))  # a/1 re-received since: its staged copy is young
+        monkeypatch.setattr("belleville_mtss.defs.maintenance.time.time", lambda: later)
+        assert job.execute_in_process(instance=instance).success
+        assert sorted(instance.get_dynamic_partitions("drops")) == ["a/1", "a/2", "a/3", "b/1"]
+        assert len(instance.get_runs(dg.RunsFilter(tags={"mtss/drop": "a/0"}))) == 1  # its history stays
+    ran = {"a/0": 10.0, "a/1": 20.0, "a/2": 30.0, "a/3": None, "b/1": 5.0}
+    assert expired_partitions(ran, {"a/1"}, 1, now=86_400 + 100) == ["a/0"]
+    assert expired_partitions(ran, set(), 1, now=86_400 + 5) == []  # a/0 ran 86,395 s before: not yet a day

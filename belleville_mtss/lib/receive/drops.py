@@ -527,6 +527,14 @@ def _real_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
 
 
+def staged_drops(root: Path) -> set[str]:
+    """The keys of the drops staged under root (being received or not)."""
+    if not root.is_dir():
+        return set()
+    return {f"{district.name}/{staged.name}" for district in _real_dirs(root) for staged in _real_dirs(district)
+            if not staged.name.startswith(RECEIVING_PREFIX)}
+
+
 def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[str], list[str]]:
     """Delete staged drops received more than `retention_days` ago, and orphans (a folder without a complete
     manifest, a receiving folder of a killed run); returns (expired drop keys, orphans removed)."""
@@ -546,6 +554,20 @@ def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[s
                 shutil.rmtree(staged)
                 expired.append(key)
     return expired, orphans
+
+
+def expired_partitions(last_run: Mapping[str, float | None], staged: set[str], retention_days: float,
+                       now: float) -> list[str]:
+    """Drop partitions (district/drop) to remove: no staged copy left, a last run (epoch seconds) older than the
+    retention period, and not their district's newest drop, whose partition shows what the warehouse holds now.
+    A partition with no run yet (a request still queued) is kept."""
+    newest: dict[str, tuple[float, str]] = {}
+    for key, ended in last_run.items():
+        if ended is not None:
+            newest[key.split("/")[0]] = max(newest.get(key.split("/")[0], (ended, key)), (ended, key))
+    return sorted(key for key, ended in last_run.items()
+                  if ended is not None and key not in staged and now - ended > retention_days * 86400
+                  and newest[key.split("/")[0]][1] != key)
 
 
 def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, now: float) -> int:
