@@ -346,11 +346,21 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
             print(f"  failed: {r['failed']}")
 
 
-def print_targets(found: list[Target]) -> None:
-    print(f"{'target':<70}{'figure':>12}  {'bound':<12} verdict")
+TURN_2 = RESULTS / "20261129T002758Z-n1000000.json"  # issue 14's last full run, which issue 23 compares against
+
+
+def print_targets(found: list[Target], before: Path | None = TURN_2) -> None:
+    """Each target's figure, and beside it the same target's figure in an earlier result file."""
+    earlier = {}
+    if before and before.is_file():
+        earlier = {t["name"]: t["figure"] for t in json.loads(before.read_text())["targets"]}
+    label = f"before ({before.name[:16]})" if earlier else ""
+    print(f"{'target':<70}{'figure':>12}{label:>24}  {'bound':<12} verdict")
     for t in found:
         figure = "" if t.figure is None else f"{t.figure:,.2f}"
-        print(f"{t.name:<70}{figure:>12}  {t.bound:<12} {t.verdict}")
+        was = earlier.get(t.name)
+        was = "" if was is None else f"{was:,.2f}"
+        print(f"{t.name:<70}{figure:>12}{was:>24}  {t.bound:<12} {t.verdict}")
 
 
 def write_results(folder: Path, started: dt.datetime, args: argparse.Namespace, by_n: dict[int, dict],
@@ -388,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed to one stage")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files (JSON and PNG)")
     p.add_argument("--small-repeat", type=int, default=5, help="runs of the small drop (0: not measured)")
+    p.add_argument("--before", type=Path, default=TURN_2, help="an earlier result file whose figures are printed beside")
     p.add_argument("--child", choices=STAGES)
     p.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -421,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(small))
     print()
     found = targets(by_n, n, small)
-    print_targets(found)
+    print_targets(found, args.before)
     path = write_results(args.results, started_at, args, by_n, small, found, time.perf_counter() - started)
     print(f"\nresults: {path}")
     from plot import draw
