@@ -400,3 +400,46 @@ def test_every_one_of_more_misspelt_names_than_two_score_blocks_is_resolved():
     assert len(together) == len(queries) > 2 * Reference.BLOCK
     assert all(r is not None and r.method == "fuzzy" for r in together)
     assert together[-1] == MANY.resolve(*queries[-1])
+
+
+# --- name drift: later official names of districts the reference knows by an older one -----------------------
+
+DRIFTED = _state_reference(["ALPHA", "BRIDGETON", "BOONTON TOWN", "BOONTON TOWNSHIP", "DOVER TOWN", "EAST NEWARK",
+                            "NEWARK", "ATLANTIC COUNTY VOCATIONA", "ATLANTIC CITY", "BERGEN COUNTY VOCATIONAL",
+                            "YOUNG ELEMENTARY DISTRICT"], "NJ")
+
+
+@pytest.mark.parametrize("later, older", [
+    ("alpha borough school district", "ALPHA"),                # a designator added
+    ("bridgeton city school district", "BRIDGETON"),
+    ("east newark borough school district", "EAST NEWARK"),    # NEWARK's words are in it too: the wider wins
+    ("atlantic co voc-tech", "ATLANTIC COUNTY VOCATIONA"),     # co for county, the reference cut at 25
+    ("bergen county voc-tech", "BERGEN COUNTY VOCATIONAL"),    # voc-tech is vocational
+    ("dover public school district", "DOVER TOWN"),
+])
+def test_a_later_official_name_resolves_to_its_older_name_by_drift(later, older):
+    res = DRIFTED.resolve(later, state="NJ")
+    assert (res.decision, res.method, res.best.name) == ("resolved", "drift", older)
+
+
+@pytest.mark.parametrize("later", [
+    "boonton school district",           # BOONTON TOWN and BOONTON TOWNSHIP: a tie is no decision
+    "dover township school district",    # TOWNSHIP against TOWN: designators that disagree
+    "young scholars academy",            # a word of its own that YOUNG ELEMENTARY DISTRICT lacks
+    "atlantic co special services",      # the cut name's last word (VOCATIONA) is not in it
+])
+def test_drift_never_guesses(later):
+    assert DRIFTED.resolve(later, state="NJ").decision != "resolved"
+
+
+def test_the_real_nj_name_drift_resolves_at_least_55_of_58_and_none_wrongly(reference_dir):
+    folder = reference_dir / "districts"
+    frame = pl.read_csv(folder / "us_districts_leaid_name_state.csv", infer_schema=False)
+    ref = Reference(frame.select(pl.col("leaid").alias("key"),
+                                 pl.col("nces_agency_name").fill_null(pl.col("ocd_name")).alias("name"),
+                                 "state", "county"))
+    later = pl.read_csv(folder / "wapo_tidytuesday_nj_excerpt.csv", infer_schema=False).filter(
+        pl.col("leaid").is_in(frame["leaid"].to_list()))
+    results = ref.resolve_many([(n, "NJ", None) for n in later["lea_name_as_published"]])
+    right = [r.best.key == k for r, k in zip(results, later["leaid"]) if r.decision == "resolved"]
+    assert later.height == 58 and sum(right) >= 55 and all(right)

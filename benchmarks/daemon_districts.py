@@ -147,9 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         last_end = max((e for e in ends if e), default=None)
         ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in finished)
         for r in [r for r in finished if r.status != dg.DagsterRunStatus.SUCCESS][:3]:  # why, for the first few
-            failures = [e for e in instance.all_logs(r.run_id) if e.dagster_event and e.dagster_event.is_failure]
+            failures = [e for e in instance.all_logs(r.run_id)
+                        if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"]
             error = failures[0].dagster_event.event_specific_data.error if failures else None
-            print(f"  failed {r.tags.get('mtss/drop')}: {error.to_string()[-600:] if error else '?'}")
+            why = error.to_string()[-600:] if error else next(
+                (e.message for e in instance.all_logs(r.run_id) if e.dagster_event
+                 and e.dagster_event.event_type_value == "PIPELINE_FAILURE"), "?")
+            print(f"  failed {r.tags.get('mtss/drop')}: {why}")
         engine = make_engine(warehouse_url)
         with engine.connect() as conn:
             loaded = conn.execute(sa.select(sa.func.count(sa.distinct(student_roster.c.AccountInfoId)))).scalar()

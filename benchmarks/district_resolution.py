@@ -32,6 +32,9 @@ TARGET_PRECISION = 0.999
 TARGET_RESOLVED_UNIQUE = 0.97  # of the variants of names unique in their state, all kinds together
 TARGET_RESOLVED_TRANSPOSED = 0.90  # of the names unique in their state with one transposed pair, each family
 TRANSPOSED = ("transposed_generic", "transposed_place")
+# Real name drift (issue 24): later official NCES names of NJ districts against the older names of the list.
+DRIFT_FILE = "wapo_tidytuesday_nj_excerpt.csv"
+TARGET_DRIFT_RESOLVED = 55
 
 
 def _transpose(word: str, rng: random.Random) -> str | None:
@@ -85,6 +88,33 @@ def variants(name: str, rng: random.Random) -> dict[str, str]:
         i = rng.choice(letters[1:])
         out["typo"] = name[:i] + rng.choice("aeioulnrst").upper() + name[i + 1:]
     return out
+
+
+def _drift(reference: Reference, districts: pl.DataFrame, path: Path) -> dict | None:
+    """The later official names whose LEA id is in the list, resolved with their state: right, wrong, unresolved
+    (each unresolved one printed, with the list's name)."""
+    if not path.exists():
+        print(f"name drift: {path} not found, not measured")
+        return None
+    later = pl.read_csv(path, infer_schema=False).filter(pl.col("leaid").is_in(districts["key"].to_list()))
+    names = dict(zip(districts["key"], districts["name"]))
+    results = reference.resolve_many([(n, "NJ", None) for n in later["lea_name_as_published"]])
+    right = wrong = 0
+    print(f"name drift ({path.name}): {later.height} later names whose LEA id is in the list")
+    for leaid, name, r in zip(later["leaid"], later["lea_name_as_published"], results):
+        if r.decision == "resolved" and r.best.key == leaid:
+            right += 1
+        elif r.decision == "resolved":
+            wrong += 1
+            print(f"  WRONG {name!r} -> {r.best.name!r} (the list: {names[leaid]!r})")
+        else:
+            print(f"  {r.decision} {name!r} (the list: {names[leaid]!r})")
+    methods = {}
+    for r in results:
+        methods[r.method] = methods.get(r.method, 0) + (r.decision == "resolved")
+    print(f"  resolved right {right}, wrong {wrong}, not resolved {later.height - right - wrong}; by method: "
+          + ", ".join(f"{m} {n}" for m, n in sorted(methods.items()) if n))
+    return {"listed": later.height, "right": right, "wrong": wrong}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
                         m["unique_resolved"], m["unique_resolved"] >= TARGET_RESOLVED_TRANSPOSED))
         targets.append((f"{kind}: precision >= {TARGET_PRECISION}", m["precision"],
                         m["precision"] >= TARGET_PRECISION))
+    drift = _drift(reference, districts, args.reference / DRIFT_FILE)
+    if drift is not None:
+        targets.append((f"real NJ name drift: >= {TARGET_DRIFT_RESOLVED} of {drift['listed']} resolved",
+                        drift["right"], drift["right"] >= TARGET_DRIFT_RESOLVED))
+        targets.append(("real NJ name drift: 0 wrong", drift["wrong"], drift["wrong"] == 0))
     other = var["other_state"] + orig["other_state"]
     targets.append(("0 resolutions to another state (real names and variants)", other, other == 0))
     print("targets:")

@@ -31,6 +31,10 @@ _EXPAND = {
     "SCHLS": "SCHOOLS", "BD": "BOARD", "EDUC": "EDUCATION",
 }
 _PUNCT = re.compile(r"[^A-Z0-9 ]+")
+# Words naming the kind of municipality or grade span, which later official names add or drop ("ALPHA" became
+# "alpha borough school district", "BRIDGETON" "bridgeton city school district"). They still tell districts apart
+# when both names carry one (BOONTON TOWN / BOONTON TOWNSHIP): drift never matches two that disagree.
+_DESIGNATORS = frozenset({"BOROUGH", "TOWNSHIP", "TOWN", "CITY", "VILLAGE", "ELEMENTARY"})
 
 
 _LONG_GENERIC = sorted(w for w in _GENERIC if len(w) >= 6)
@@ -157,6 +161,15 @@ class Reference:
         for key, idx in by_county.items():
             self._pools[key] = np.array(idx, dtype=np.int64)
         self.states = frozenset(s for s in by_state if s)
+        # The reference's words, but for the last word of names exactly NCES_CUT long (perhaps cut mid-word).
+        vocabulary = frozenset(w for n in self._names
+                               for w in _PUNCT.sub(" ", n.upper()).split()[:-1 if len(n.strip()) == self.NCES_CUT
+                                                                             else None])
+        self._words = [_drift_words(n, vocabulary, self.NCES_CUT) for n in self._names]
+        self._by_word: dict[str, set[int]] = {}  # distinctive word -> rows whose name has it
+        for i, (words, _designators, _cut) in enumerate(self._words):
+            for w in words:
+                self._by_word.setdefault(w, set()).add(i)
 
     def _pool(self, state: str | None, county: str | None) -> tuple[str | None, str | None]:
         st = state.strip().upper() if state else None
@@ -212,6 +225,13 @@ class Reference:
                         # ALMAR: ALMA scores higher (a letter missing costs less than two swapped), but LAMAR
                         # is one slip away as well: too close to call. JACSKON, with two JACKSONs: either.
                         decision = "ambiguous"
+                    if decision != "resolved" and typo is None:
+                        drifted = self._drift(name, pool)
+                        if drifted is not None:
+                            decision, method = "resolved", "drift"
+                            cands = (self._candidate(drifted, _similarity(
+                                [_normalise_cached(name)], [self._norm[drifted]])[0, 0]),) + tuple(
+                                c for c in cands if c.key != self._rows[drifted][0])[:limit - 1]
                     out[qi] = Resolution(name, decision, method, cands)
         return out  # type: ignore[return-value]
 
@@ -230,6 +250,34 @@ class Reference:
         if any(d <= allowed and d <= dist[0] for d in dist[1:]):
             return "tie"
         return None
+
+    def _drift(self, name: str, pool: np.ndarray) -> int | None:
+        """The one district of the pool whose distinctive words are the name's (the later official name of an older
+        one: BRIDGETON, "bridgeton city school district"), or None. Designators (BOROUGH, CITY, ...) and generic
+        words may come and go, but where both names carry a designator they must share one. A reference name cut at
+        25 characters needs only its words in the name (its last word as the start of one: ATLANTIC COUNTY
+        VOCATIONA, "atlantic co voc-tech"). Of those that qualify, the one covering the most of the name wins, and
+        a tie (BOONTON TOWN and BOONTON TOWNSHIP for "boonton school district") is no decision."""
+        words, designators, _cut = _drift_words(name)
+        if not words:
+            return None
+        in_pool = set(pool.tolist())
+        rows = set().union(*(self._by_word.get(w, set()) for w in words)) & in_pool
+        covering: list[tuple[int, int]] = []
+        for i in rows:
+            theirs, their_designators, cut = self._words[i]
+            if not theirs <= words or (designators and their_designators and not designators & their_designators):
+                continue
+            # the name adds no distinctive word of its own, unless the reference lost its end to the cut
+            if not (words <= theirs or cut is not None) or (cut and not any(w.startswith(cut) for w in words)):
+                continue
+            covering.append((len(theirs) + bool(cut), i))
+        if not covering:
+            return None
+        covering.sort(reverse=True)
+        if len(covering) > 1 and covering[1][0] == covering[0][0]:
+            return None
+        return covering[0][1]
 
     def _score_block(self, names: list[str], pool: np.ndarray, limit: int) -> list[tuple[Candidate, ...]]:
         choices = [self._norm[i] for i in pool.tolist()]
@@ -261,6 +309,27 @@ def _similarity(queries: list[str], choices: list[str]) -> np.ndarray:
     by_words = process.cdist(queries, choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=-1)
     as_typed = process.cdist(queries, choices, scorer=fuzz.ratio, dtype=np.float32, workers=-1)
     return np.maximum(by_words, as_typed)
+
+
+def _drift_words(name: str, vocabulary: frozenset[str] | None = None,
+                 cut: int = 25) -> tuple[frozenset[str], frozenset[str], str | None]:
+    """(distinctive words, designators, the start of a word cut off or None) of a name, as drift compares them.
+
+    With a vocabulary (the reference's words), a name exactly `cut` characters long whose last word is no word of
+    the reference nor a generic one (VOCATIONA, SER), or a letter or two, lost the end of that word: it is kept apart as a prefix
+    ("" when it could be the start of a generic word: ESSEX COUNTY VOCATIONAL S, of SCHOOLS). None: not cut.
+    VOCATIONAL TECHNICAL is VOCATIONAL: the later NJ names call the county vocational districts voc-tech."""
+    text = " ".join(name.split())
+    partial = None
+    if vocabulary is not None and len(text) == cut and " " in text:
+        head, last = text.rsplit(" ", 1)
+        last = _PUNCT.sub("", last.upper())
+        if len(last) <= 2 or last not in vocabulary | _GENERIC | _DESIGNATORS and last not in _EXPAND:
+            text, partial = head, ("" if any(g.startswith(last) for g in _GENERIC | set(_EXPAND)) else last)
+    words = set(_normalise_cached(text).split())
+    if "VOCATIONAL" in words:
+        words.discard("TECHNICAL")
+    return frozenset(words - _DESIGNATORS), frozenset(words & _DESIGNATORS), partial
 
 
 def _drop_cut_word(name: str, cut: int) -> str:
