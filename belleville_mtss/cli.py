@@ -292,6 +292,58 @@ def _suggest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onboard(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .lib.district.onboard import OnboardError, TenantOverlap, onboard
+    from .lib.load.warehouse import make_engine
+    from .lib.read.theirs import SourceTableError, tenants_of_emails
+
+    settings = load_settings()
+    account_info = _account_info()
+    state = args.state.strip().upper()
+    if state not in set(account_info["State"].drop_nulls()):
+        raise CliError(f"no district of state {state!r} in {settings.account_info_table.label}")
+    prod = make_engine(settings.prod_db_url)
+
+    def tenants_of(keys: list[str]) -> list[TenantOverlap]:
+        return [TenantOverlap(*row) for row in tenants_of_emails(prod, keys, settings.classlink_table)]
+
+    try:
+        found = onboard(args.sample, state, args.key, account_info, tenants_of)
+    except (OnboardError, SourceTableError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        prod.dispose()
+    text = ("# A DRAFT registry entry, written by `belleville-mtss districts onboard`: its drops are blocked until a\n"
+            "# person has checked every value against verification.checked and set verified_by and verified_on.\n"
+            + yaml.safe_dump(found.entry, sort_keys=False, allow_unicode=True, width=120))
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    if args.json:
+        print(json.dumps({"entry": found.entry, "written_to": str(args.out) if args.out else None,
+                          "link_pairs": [{"star": p.star_column, "export": p.export_column, "matched": p.matched,
+                                          "of": p.of, "rate": round(p.rate, 4)} for p in found.pairs],
+                          "tenants": [t.__dict__ for t in found.tenants[:10]],
+                          "account_info_id": found.account_info_id, "identity": found.identity_note},
+                         indent=2, default=str))
+        return 0 if found.account_info_id is not None and found.link else 1
+    print(f"Sample {args.sample}: PowerSchool export {found.export.name}; Star files "
+          f"{', '.join(t.name for t in found.stars) or 'none'}"
+          + (f"; not used: {', '.join(found.other_files)}" if found.other_files else ""))
+    for line in found.entry["verification"]["checked"][1:]:
+        print(f"  {line}")
+    print("Link pairs (Star identifier = export column: share of distinct Star identifiers):")
+    for p in found.pairs[:10]:
+        print(f"  {p.star_column} = {p.export_column}: {p.matched:,} of {p.of:,} ({p.rate:.1%})")
+    print(f"Draft {'written to ' + str(args.out) if args.out else 'entry'}: AccountInfoId "
+          f"{found.account_info_id if found.account_info_id is not None else '(none)'}; "
+          "a person must check it and set verification.verified_by and verified_on before its drops load.")
+    if not args.out:
+        print(text)
+    return 0 if found.account_info_id is not None and found.link else 1
+
+
 def _read_csv(path: Path, required: list[str], what: str) -> tuple[list[str], list[dict]]:
     if not path.is_file():
         raise CliError(f"{what} file not found: {path}")
@@ -481,6 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     match.add_argument("--reference", type=Path, help="CSV with nces_id, name, state (default: dm.AccountInfo)")
     match.add_argument("--output", type=Path, help="output CSV (default: standard output)")
     match.set_defaults(func=_match)
+    onboard = dsub.add_parser("onboard", help="draft a registry entry from a sample drop (writes to no database): "
+                              "the district's identifiers, export format, header mapping and link pair, measured")
+    onboard.add_argument("sample", type=Path, help="a sample drop: a folder or a zip")
+    onboard.add_argument("--state", required=True, help="the district's two-letter state")
+    onboard.add_argument("--key", required=True, help="the registry key (and drop folder) to give the district")
+    onboard.add_argument("--out", type=Path, help="write the draft YAML here (default: print it)")
+    onboard.add_argument("--json", action="store_true")
+    onboard.set_defaults(func=_onboard)
     check = dsub.add_parser("check", help="check registry entries against dm.AccountInfo")
     check.add_argument("district", nargs="?")
     check.set_defaults(func=_check)

@@ -117,8 +117,10 @@ class Gates(_Strict):
 
 
 class Verification(_Strict):
-    verified_by: str = Field(min_length=1)
-    verified_on: dt.date
+    # Both empty in a draft (`districts onboard` writes one): the registry refuses its drops until a person has
+    # checked it and signed it off here.
+    verified_by: str | None = Field(None, min_length=1)
+    verified_on: dt.date | None = None
     # What was actually checked, and against what: a record people can trust, never more than was done.
     checked: list[str] = Field(default_factory=list)
     # Left empty until the FERPA review of the identifiers used is done: the district's drops are then
@@ -196,9 +198,14 @@ def load_district(path: Path) -> District:
     if not isinstance(raw, dict):
         raise RegistryError(f"{path.name}: expected a mapping of fields at the top level")
     try:
-        return District.model_validate(raw)
+        entry = District.model_validate(raw)
     except ValidationError as exc:
         raise RegistryError(f"{path.name}: {_describe(exc)}") from None
+    if entry.verification.verified_by is None or entry.verification.verified_on is None:
+        raise RegistryError(f"{path.name}: a draft, not signed off: its drops are blocked until a person has checked "
+                            "each value against verification.checked and set verification.verified_by and "
+                            "verified_on (and ferpa_review_on once the FERPA review is done)")
+    return entry
 
 
 @dataclass(frozen=True)

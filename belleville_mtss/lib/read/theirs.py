@@ -177,3 +177,27 @@ def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_i
                                "own in classlink_tenant_ids in its registry entry")
     frame = frame.drop("TenantId")
     return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns)
+
+
+def tenants_of_emails(engine: sa.Engine, keys: list[str], spec: SourceTable = CLASSLINK_USERS,
+                      batch: int = 1000) -> list[tuple[str, int | None, int]]:
+    """(tenant name, tenant id, how many of the addresses are its student users), for addresses already lower-cased
+    and trimmed: which tenant a new district's export belongs to (onboarding). Read in batches of addresses, so no
+    other tenant's users leave the prod db; only the counts are kept."""
+    table, mapping = resolve(engine, spec)
+    email, name = sa.func.lower(sa.func.trim(table.c[mapping["Email"]])), table.c[mapping["TenantName"]]
+    tenant_id = table.c[mapping["TenantId"]] if mapping["TenantId"] else sa.null()
+    counts: dict[tuple[str, int | None], int] = {}
+    try:
+        with engine.connect() as conn:
+            for start in range(0, len(keys), batch):
+                stmt = (sa.select(name, tenant_id, sa.func.count(sa.distinct(email)))
+                        .where(email.in_(keys[start:start + batch]),
+                               sa.func.lower(table.c[mapping["Role"]]) == "student")
+                        .group_by(name, tenant_id))
+                for tenant, tid, n in conn.execute(stmt):
+                    counts[(tenant, tid)] = counts.get((tenant, tid), 0) + n
+    except sa.exc.SQLAlchemyError as exc:
+        raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
+                               "check the SELECT grant") from None
+    return sorted(((t, i, n) for (t, i), n in counts.items()), key=lambda r: -r[2])

@@ -1,0 +1,478 @@
+"""Onboarding a district from a sample drop: the machine finds and measures, a person decides.
+
+`onboard` reads the sample's files (a folder or a zip), recognises the PowerSchool export and the Star files, finds
+every district identifier they carry, measures every candidate student link, and drafts a registry entry whose
+`verification.checked` lists exactly what was measured. The draft has no `verified_by`: the registry refuses its
+drops until a person has checked it and signed it off. Nothing here writes to a database, and nothing it reports
+holds a student's value (headers, counts, rates, district names and ids only).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from ..read.catalog import DEFAULT_PATTERNS, POWERSCHOOL, STAR_FILES
+from ..read.powerschool import email_key
+from ..read.star import detect_layout
+from .crosswalk import account_reference
+from .registry import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS, RENAISSANCE_IDS
+
+# A proposed student link must match at least this share of the Star identifiers; the gates decide later.
+LINK_FLOOR = 0.5
+# Pairs within this of the best rate differ by a few new or mistyped students, not by what they carry: among them
+# the Renaissance identifiers are preferred in RENAISSANCE_IDS order (the mapping spec's StudentIdentifier first).
+LINK_TIE = 0.02
+EMAIL_FLOOR = 0.5
+DELIMITERS = (",", "\t", "|", ";")
+STAR_DISTRICT_COLUMNS = ("DistrictName", "DistrictStateID", "DistrictIdentifier", "DistrictSourcedID")
+# Our field -> header spellings (lower case, table prefix and punctuation removed) seen in PowerSchool exports.
+SYNONYMS = {
+    "student_number": {"studentnumber", "stunum", "studentno"},
+    "email": {"email", "emailstudent", "customstudentemail", "studentemail", "emailaddress"},
+    "first_name": {"firstname", "givenname"},
+    "last_name": {"lastname", "familyname", "surname"},
+    "grade_level": {"gradelevel", "grade"},
+    "school_id": {"schoolid", "schoolnumber"},
+    "dob": {"dob", "birthdate", "dateofbirth"},
+    "enroll_status": {"enrollstatus"},
+    "state_studentnumber": {"statestudentnumber", "statestudentid", "stateid"},
+    "dcid": {"dcid"},
+    "id": {"id"},
+}
+assert set(SYNONYMS) == set(POWERSCHOOL_FIELDS)
+
+
+class OnboardError(ValueError):
+    """A sample that cannot be onboarded from (no file, no export, unreadable); the message says why."""
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    name: str
+    data: bytes
+
+
+def sample_files(path: Path) -> list[SampleFile]:
+    """The files of a sample drop, a folder (any depth) or a zip; hidden files and macOS forks skipped."""
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir() and "__MACOSX" not in m.filename.split("/")
+                       and not Path(m.filename).name.startswith(".")]
+            return [SampleFile(Path(m.filename).name, zf.read(m)) for m in members]
+    if not path.is_dir():
+        raise OnboardError(f"{path}: not a folder or a zip file")
+    return [SampleFile(p.name, p.read_bytes()) for p in sorted(path.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+
+
+# ---- reading any text table -------------------------------------------------------------------------------------
+
+@dataclass
+class Table:
+    name: str
+    encoding: str
+    delimiter: str
+    has_header: bool
+    columns: list[str]  # the header, or column_1, column_2, ... without one
+    frame: pl.DataFrame  # every value as text
+
+
+def _encoding(data: bytes) -> str:
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "windows-1252"  # PowerSchool's Windows exports; every byte decodes, so it is the last resort
+
+
+def _delimiter(lines: list[str]) -> str:
+    """The delimiter that splits the first lines into the same number of fields, the most of them."""
+    import csv
+    best, best_width = ",", 1
+    for d in DELIMITERS:
+        widths = {len(row) for row in csv.reader(lines, delimiter=d)}
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            best, best_width = d, width
+    return best
+
+
+def _looks_like_header(row: list[str]) -> bool:
+    """A header names columns: no address or number among its cells, each distinct and mostly letters."""
+    cells = [c.strip() for c in row]
+    if len(set(cells)) != len(cells) or any("@" in c for c in cells):
+        return False
+    return all(re.fullmatch(r"[\[\]A-Za-z_][\[\]\w .\-/#]*", c) for c in cells if c)
+
+
+def read_table(file: SampleFile) -> Table:
+    data = file.data.removeprefix(b"\xef\xbb\xbf")
+    encoding = _encoding(data)
+    text = data.decode(encoding)
+    lines = text.splitlines()[:20]
+    if not lines:
+        raise OnboardError(f"{file.name} is empty")
+    delimiter = _delimiter(lines)
+    frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=delimiter, has_header=False, infer_schema=False,
+                        truncate_ragged_lines=True)
+    first = [v or "" for v in frame.row(0)]
+    has_header = _looks_like_header(first)
+    columns = [c.strip() for c in first] if has_header else [f"column_{i + 1}" for i in range(frame.width)]
+    frame = frame.slice(1 if has_header else 0).rename(dict(zip(frame.columns, columns)))
+    return Table(file.name, encoding, delimiter, has_header, columns, frame)
+
+
+def _distinct(frame: pl.DataFrame, column: str) -> set[str]:
+    series = frame[column].drop_nulls().str.strip_chars()
+    return set(series.filter(series != "").unique().to_list())
+
+
+# ---- the PowerSchool export -------------------------------------------------------------------------------------
+
+def header_style(columns: list[str]) -> str:
+    if sum(bool(re.match(r"^\[\w+\]", c)) for c in columns) > len(columns) / 2:
+        return "Quick Export ([Table]Field)"
+    if sum(bool(re.match(r"^\w+\.\w+", c)) for c in columns) > len(columns) / 2:
+        return "Data Export Manager (TABLE.FIELD)"
+    return "plain field names"
+
+
+def _spelling(header: str) -> str:
+    bare = re.sub(r"^\[\w+\]", "", header.strip())
+    bare = bare.rsplit(".", 1)[-1] if re.match(r"^\w+\.\w+", bare) else bare
+    return re.sub(r"[^a-z0-9]", "", bare.lower())
+
+
+def email_like(table: Table) -> list[str]:
+    """Columns whose values are mostly addresses."""
+    out = []
+    for c in table.columns:
+        values = table.frame[c].drop_nulls()
+        if values.len() and values.str.contains("@").mean() >= 0.5:
+            out.append(c)
+    return out
+
+
+def map_fields(table: Table) -> dict[str, list[str]]:
+    """Our field -> the export's columns that could be it, most likely first (by header; for the email, also by
+    values, the column with the most addresses first)."""
+    found: dict[str, list[str]] = {}
+    if table.has_header:
+        for c in table.columns:
+            for ours, spellings in SYNONYMS.items():
+                if _spelling(c) in spellings:
+                    found.setdefault(ours, []).append(c)
+    emails = email_like(table)
+    counts = {c: int(table.frame[c].str.contains("@").sum()) for c in emails}
+    found["email"] = sorted(dict.fromkeys(emails + found.get("email", [])), key=lambda c: -counts.get(c, 0))
+    if not found["email"]:
+        del found["email"]
+    return found
+
+
+# ---- measuring --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Pair:
+    star_column: str
+    export_column: str
+    matched: int
+    of: int
+
+    @property
+    def rate(self) -> float:
+        return self.matched / self.of if self.of else 0.0
+
+
+def link_pairs(stars: list[Table], export: Table) -> tuple[list[Pair], dict[str, str]]:
+    """Each Renaissance identifier column against each export column: the share of the Star files' distinct
+    identifiers the column holds, best first; and the identifier columns that are empty (column -> why)."""
+    pairs, empty = [], {}
+    export_values = {c: _distinct(export.frame, c) for c in export.columns}
+    for star_col in RENAISSANCE_IDS:
+        ids = set().union(*(_distinct(t.frame, star_col) for t in stars if star_col in t.columns))
+        present = any(star_col in t.columns for t in stars)
+        if not ids:
+            if present:
+                empty[star_col] = "present but empty in every Star file"
+            continue
+        for c, values in export_values.items():
+            matched = len(ids & values)
+            if matched:
+                pairs.append(Pair(star_col, c, matched, len(ids)))
+    pairs.sort(key=lambda p: (-p.rate, RENAISSANCE_IDS.index(p.star_column), export.columns.index(p.export_column)))
+    return pairs, empty
+
+
+@dataclass(frozen=True)
+class TenantOverlap:
+    tenant_name: str
+    tenant_id: int | None
+    matched: int  # export emails that are this tenant's student users
+
+
+def email_keys(export: Table, column: str) -> list[str]:
+    return export.frame.select(email_key(pl.col(column)).alias("k")).drop_nulls().unique()["k"].to_list()
+
+
+@dataclass
+class Evidence:
+    source: str  # where the identifier was read
+    value: str
+    rows: int
+    account_info_id: int | None
+    how: str
+
+
+@dataclass
+class Onboarding:
+    key: str
+    state: str
+    sample: str
+    export: Table | None
+    stars: list[Table]
+    other_files: list[str]
+    fields: dict[str, list[str]]
+    chosen: dict[str, str]
+    pairs: list[Pair]
+    empty_ids: dict[str, str]
+    link: Pair | None
+    link_note: str
+    email_column: str | None
+    email_rates: dict[str, tuple[int, int]]  # export column -> (matched by the best tenant, export emails)
+    tenants: list[TenantOverlap]
+    evidence: list[Evidence]
+    account_info_id: int | None
+    identity_note: str
+    account_row: dict | None
+    entry: dict = field(default_factory=dict)
+
+
+def _star_evidence(stars: list[Table], reference, state: str) -> list[Evidence]:
+    out: list[Evidence] = []
+    for column in STAR_DISTRICT_COLUMNS:
+        counts: dict[str, int] = {}
+        for t in stars:
+            if column in t.columns:
+                for value, n in t.frame[column].str.strip_chars().value_counts().rows():
+                    if value:
+                        counts[value] = counts.get(value, 0) + n
+        for value, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            if column == "DistrictName":
+                res = reference.resolve(value, state=state)
+                aid = res.best.account_info_id if res.decision == "resolved" else None
+                how = (f"{res.decision} by {res.method} in {state}"
+                       + (f" to {res.best.name} (score {res.best.score:g}, margin {res.margin:g})"
+                          if res.best else ""))
+                out.append(Evidence(f"Star {column}", value, n, aid, how))
+            else:
+                out.append(Evidence(f"Star {column}", value, n, None, "not an id dm.AccountInfo holds"))
+    return out
+
+
+def _nces_evidence(tables: list[Table], account_info: pl.DataFrame) -> list[Evidence]:
+    """Any column of few distinct values (a district-level column) whose values are NCES LEA ids of dm.AccountInfo."""
+    by_nces = {n: a for n, a in zip(account_info["NcesId"], account_info["AccountInfoId"]) if n}
+    out = []
+    for t in tables:
+        for c in t.columns:
+            counts = t.frame[c].str.strip_chars().value_counts()
+            if counts.height > 20:
+                continue
+            for value, n in counts.rows():
+                if value and re.fullmatch(r"\d{7}", value) and value in by_nces:
+                    out.append(Evidence(f"{t.name} column {c}", value, n, by_nces[value],
+                                        "an NCES LEA id of dm.AccountInfo"))
+    return out
+
+
+def _reconcile(evidence: list[Evidence]) -> tuple[int | None, str]:
+    ids: dict[int, list[Evidence]] = {}
+    for e in evidence:
+        if e.account_info_id is not None:
+            ids.setdefault(e.account_info_id, []).append(e)
+    if len(ids) == 1:
+        (aid, agreeing), = ids.items()
+        return aid, f"AccountInfoId {aid}: {len(agreeing)} identifier(s) resolve to it and none elsewhere"
+    if not ids:
+        return None, "no identifier in the sample resolves to a dm.AccountInfo row: find it with `districts suggest`"
+    return None, "the evidence disagrees: " + "; ".join(
+        f"AccountInfoId {aid} from " + ", ".join(f"{e.source} {e.value!r}" for e in es) for aid, es in ids.items())
+
+
+def _pattern(name: str) -> str:
+    """A file-name pattern for the district's later exports: digit runs (dates, counters) as *."""
+    return re.sub(r"\d+", "*", name)
+
+
+def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
+            tenants_of: Callable[[list[str]], list[TenantOverlap]], today: dt.date | None = None) -> Onboarding:
+    """Everything `districts onboard` measures and the draft entry. `tenants_of(email keys)` answers, from the prod
+    db, which ClassLink tenants those addresses are student users of."""
+    today = today or dt.date.today()
+    files = sample_files(sample)
+    if not files:
+        raise OnboardError(f"{sample}: no files")
+    stars, tables, other = [], [], []
+    for f in files:
+        try:
+            t = read_table(f)
+        except (OnboardError, pl.exceptions.PolarsError):
+            other.append(f.name)
+            continue
+        layout = detect_layout(t.columns) if t.has_header else "unknown"
+        if layout.startswith(("v2 family", "historical")):
+            stars.append(t)
+        elif layout == "unknown":
+            tables.append(t)
+        else:
+            other.append(f.name)
+    exports = [t for t in tables if map_fields(t)]
+    if not exports:
+        raise OnboardError(f"{sample}: no PowerSchool export found (a table with student numbers or emails) among "
+                           f"{', '.join(f.name for f in files)}")
+    export = max(exports, key=lambda t: (len(map_fields(t)), t.frame.height))
+    other += [t.name for t in tables if t is not export]
+    fields = map_fields(export)
+    chosen = {f: cols[0] for f, cols in fields.items()}
+
+    pairs, empty = link_pairs(stars, export)
+    by_column = {c: f for f, c in chosen.items()}
+    link, link_note = None, ""
+    usable = [p for p in pairs if p.rate >= LINK_FLOOR]
+    if not stars:
+        link_note = "no Star file in the sample: no student link measured"
+    elif not usable:
+        best = pairs[0] if pairs else None
+        link_note = (f"no pair reaches {LINK_FLOOR:.0%} (best: {best.star_column} = {best.export_column}, "
+                     f"{best.rate:.1%})" if best else "no Star identifier matches any export column")
+    else:
+        close = [p for p in usable if p.rate >= usable[0].rate - LINK_TIE]
+        link = min(close, key=lambda p: RENAISSANCE_IDS.index(p.star_column))
+        ours = by_column.get(link.export_column)
+        if ours not in POWERSCHOOL_LINK_FIELDS:
+            free = next((f for f in POWERSCHOOL_LINK_FIELDS if f not in chosen), None)
+            if ours is None and free:
+                chosen[free] = link.export_column
+                fields.setdefault(free, []).insert(0, link.export_column)
+                by_column[link.export_column] = free
+            else:
+                link, link_note = None, (f"the best pair, {link.star_column} = {link.export_column}, is the "
+                                         f"export's {ours}, which no Renaissance identifier may link to")
+    if "student_number" not in chosen:
+        raise OnboardError(f"{export.name}: no column is the student number (by header or by link)")
+
+    email_rates, tenants, email_column = {}, [], None
+    for column in fields.get("email", []):
+        keys = email_keys(export, column)
+        found = sorted(tenants_of(keys), key=lambda t: -t.matched)
+        email_rates[column] = (found[0].matched if found else 0, len(keys))
+        if email_column is None or email_rates[column][0] > email_rates[email_column][0]:
+            email_column, tenants = column, found
+    if email_column:
+        chosen["email"] = email_column
+        fields["email"] = [email_column] + [c for c in fields["email"] if c != email_column]
+    best_tenant = tenants[0] if tenants and email_rates[email_column][0] >= EMAIL_FLOOR * max(
+        email_rates[email_column][1], 1) else None
+
+    reference = account_reference(account_info)
+    evidence = _star_evidence(stars, reference, state) + _nces_evidence([export, *stars], account_info)
+    if best_tenant:
+        res = reference.resolve(best_tenant.tenant_name, state=state)
+        evidence.append(Evidence("ClassLink tenant name", best_tenant.tenant_name, best_tenant.matched, None,
+                                 f"{res.decision} by name (not counted: tenants are found by email overlap)"))
+    aid, identity_note = _reconcile(evidence)
+    row = account_info.filter(pl.col("AccountInfoId") == aid).row(0, named=True) if aid is not None else None
+    result = Onboarding(key, state, str(sample), export, stars, other, fields, chosen, pairs, empty, link,
+                        link_note, email_column, email_rates, tenants, evidence, aid, identity_note, row)
+    result.entry = draft_entry(result, best_tenant, today)
+    return result
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n:,} of {d:,} ({n / d:.1%})" if d else "0 of 0"
+
+
+def checked_lines(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> list[str]:
+    """What was measured, in figures: the draft's `verification.checked`."""
+    by = f"measured by `belleville-mtss districts onboard` on {today.isoformat()} from the sample {Path(o.sample).name}"
+    lines = [by]
+    for e in o.evidence:
+        aid = f" -> AccountInfoId {e.account_info_id}" if e.account_info_id is not None else ""
+        lines.append(f"{e.source} {e.value!r} ({e.rows:,} rows): {e.how}{aid}")
+    lines.append(o.identity_note)
+    if o.account_row:
+        r = o.account_row
+        lines.append(f"dm.AccountInfo row {r['AccountInfoId']}: {r['DistrictName']}, {r['State']}"
+                     f"{', ' + r['County'] if r.get('County') else ''}, NcesId {r['NcesId'] or '(none)'}")
+    if tenant:
+        matched, of = o.email_rates[o.email_column]
+        others = "; ".join(f"{t.tenant_name!r} ({t.tenant_id}) {t.matched:,}" for t in o.tenants[1:4]) or "none"
+        lines.append(f"ClassLink tenant {tenant.tenant_name!r} (id {tenant.tenant_id}): {_pct(matched, of)} export "
+                     f"emails ({o.email_column}) are its student users; other tenants: {others}")
+    else:
+        lines.append("ClassLink: no tenant holds half of the export's emails as student users")
+    e = o.export
+    lines.append(f"PowerSchool export {e.name}: {e.frame.height:,} rows, {e.encoding}, "
+                 f"{'tab' if e.delimiter == chr(9) else repr(e.delimiter)}-delimited, "
+                 f"{'a header row, ' + header_style(e.columns) if e.has_header else 'no header row'}")
+    lines.append("fields: " + ", ".join(f"{f} = {c}" + (f" (also {', '.join(o.fields[f][1:])})"
+                                                        if len(o.fields.get(f, [])) > 1 else "")
+                                        for f, c in o.chosen.items()))
+    if o.link:
+        p = o.link
+        runner = next((q for q in o.pairs if q != p), None)
+        lines.append(f"student link: Star {p.star_column} = {p.export_column} for {_pct(p.matched, p.of)} distinct "
+                     "Star identifiers" + (f"; next {runner.star_column} = {runner.export_column} "
+                                          f"{runner.rate:.1%}" if runner else "")
+                     + (f" (within {LINK_TIE:.0%} of the best, the first of {', '.join(RENAISSANCE_IDS)})"
+                        if runner and runner.rate > p.rate else ""))
+    else:
+        lines.append(f"student link: none proposed ({o.link_note})")
+    lines += [f"Star {c}: {why}" for c, why in o.empty_ids.items()]
+    unnamed = [t.name for t in o.stars if not any(fnmatch.fnmatch(t.name.lower(), DEFAULT_PATTERNS[s.name].lower())
+                                                  for s in STAR_FILES)]
+    if unnamed:
+        lines.append(f"Star files not under their default names (set files: in the entry): {', '.join(unnamed)}")
+    return lines
+
+
+def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> dict:
+    """A registry entry in today's schema: every chosen value, and what was measured; unsigned."""
+    row = o.account_row or {}
+    names = [e.value for e in o.evidence if e.source == "Star DistrictName"]
+    e = o.export
+    columns = {f: (cols if len(cols) > 1 else cols[0]) for f, cols in
+               ((f, [o.chosen[f]] + [c for c in o.fields.get(f, []) if c != o.chosen[f]]) for f in o.chosen)}
+    powerschool = {"delimiter": e.delimiter, "encoding": e.encoding, "has_header": e.has_header, "columns": columns}
+    if not e.has_header:
+        powerschool["column_order"] = e.columns
+    files = {POWERSCHOOL.name: _pattern(e.name)}  # Star files keep their default names (SR.csv, SM.csv, SEL.csv)
+    link = ({"classlink": "email", "renaissance": o.link.star_column,
+             "powerschool": next(f for f, c in o.chosen.items() if c == o.link.export_column and
+                                 f in POWERSCHOOL_LINK_FIELDS)} if o.link else None)
+    entry = {
+        "district": o.key,
+        "display_name": names[0] if names else (row.get("DistrictName") or o.key).title(),
+        "nces_id": row.get("NcesId"),
+        "account_info_id": o.account_info_id,
+        "state": o.state,
+        "county": row.get("County"),
+        "drop_folder": o.key,
+        "source_names": {"account_info": [row["DistrictName"]] if row else [],
+                         "renaissance": names, "classlink": [tenant.tenant_name] if tenant else []},
+        "classlink_tenant_ids": [tenant.tenant_id] if tenant and tenant.tenant_id is not None else [],
+        "powerschool": powerschool,
+        "files": files,
+        "student_link": link,
+        "verification": {"verified_by": None, "verified_on": None,
+                         "checked": checked_lines(o, tenant, today), "ferpa_review_on": None},
+    }
+    return {k: v for k, v in entry.items() if v is not None or k in ("account_info_id", "nces_id")}

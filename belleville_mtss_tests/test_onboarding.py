@@ -1,0 +1,163 @@
+"""`districts onboard`: a registry entry drafted from a sample drop alone (real SQLite databases, the CLI as a person
+runs it), blocked until a person signs it off, and then loading the drop with every count right."""
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.load.warehouse import account_info, class_link_users, make_engine
+from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.run import run_drop
+from .conftest import make_settings
+from .helpers import RIVERTON, add_riverton, prepare_drop, warehouse_counts
+
+MAPLE = SampleSpec(
+    students=240, seed=11, drop_name="2026-11-20", star_district_name="Maple Falls Regional Schools",
+    classlink_tenant="MFR Cloud Tenant 2", classlink_tenant_id=9100, missing_from_classlink=6, without_tests=4,
+    unknown_star_rows=3, excel_mangled_dates=0, first_student_number=40001, email_domain="maplefalls.example.org",
+    powerschool_headers=(
+        ("student_number", "[Students]Student_Number"), ("first_name", "[Students]First_Name"),
+        ("last_name", "[Students]Last_Name"), ("grade_level", "[Students]Grade_Level"),
+        ("school_id", "[Students]SchoolID"), ("email", "[Students]Email_Addr"),
+    ),
+    powerschool_delimiter="\t", powerschool_file="maple_export.txt",
+)
+MAPLE_ACCOUNT = {"AccountInfoId": 777001, "NcesId": "3499901", "DistrictName": "MAPLE FALLS REGIONAL SCHOOL DISTRICT",
+                 "State": "NJ", "County": "MORRIS"}
+
+
+def star_rows(drop: Path) -> int:
+    return sum(pl.read_csv(drop / f, infer_schema=False).height for f in ("SR.csv", "SM.csv", "SEL.csv"))
+
+
+def maple_drop(settings) -> Path:
+    """A district unlike the others: a tab-delimited windows-1252 Quick Export with a state student number, Star
+    files whose StudentIdentifier is empty and whose StudentStateID carries that number, and a ClassLink tenant
+    named unlike the district."""
+    scratch = settings.home / "scratch" / "maple"
+    tables = generate_drop(scratch, MAPLE)
+    export = pl.read_csv(scratch / MAPLE.powerschool_file, separator="\t", infer_schema=False)
+    export = export.with_columns(
+        ("S" + pl.col("[Students]Student_Number")).alias("[Students]State_StudentNumber"),
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("José")).otherwise(pl.col("[Students]First_Name"))
+        .alias("[Students]First_Name"))
+    (scratch / MAPLE.powerschool_file).write_bytes(export.write_csv(separator="\t").encode("cp1252"))
+    for name in ("SR.csv", "SM.csv", "SEL.csv"):
+        star = pl.read_csv(scratch / name, infer_schema=False)
+        star.with_columns(("S" + pl.col("StudentIdentifier")).alias("StudentStateID"),
+                          pl.lit("").alias("StudentIdentifier"), pl.lit("").alias("StudentSourcedID")
+                          ).write_csv(scratch / name)
+    prod = make_engine(settings.prod_db_url)
+    with prod.begin() as conn:
+        conn.execute(class_link_users.insert(), tables["classlink_users"].filter(
+            pl.col("TenantName") == MAPLE.classlink_tenant).to_dicts())
+    prod.dispose()
+    warehouse = make_engine(settings.warehouse_url)
+    with warehouse.begin() as conn:
+        conn.execute(account_info.insert(), [MAPLE_ACCOUNT])
+    warehouse.dispose()
+    return scratch
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    registry = tmp_path / "districts"
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "mtss"))  # for the CLI
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(registry))
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    prepare_drop(settings)
+    return settings, registry
+
+
+def onboard(capsys, sample: Path, state: str, key: str, out: Path) -> dict:
+    code = main(["districts", "onboard", str(sample), "--state", state, "--key", key, "--out", str(out), "--json"])
+    printed = capsys.readouterr()
+    assert code == 0, printed
+    return json.loads(printed.out)
+
+
+def sign_off(path: Path) -> None:
+    entry = yaml.safe_load(path.read_text())
+    entry["verification"] |= {"verified_by": "Onboarding test", "verified_on": dt.date(2026, 12, 3),
+                              "ferpa_review_on": dt.date.today()}
+    path.write_text(yaml.safe_dump(entry, sort_keys=False))
+
+
+def test_riverton_from_its_sample_drop_alone(world, capsys):
+    settings, registry = world
+    sample = add_riverton(settings)
+    out = registry / "riverton-draft.yaml"
+    found = onboard(capsys, sample, "OR", "riverton", out)
+    entry = yaml.safe_load(out.read_text())
+    hand_written = yaml.safe_load((Path(__file__).parent / "fixtures" / "districts" / "riverton.yaml").read_text())
+    assert found["account_info_id"] == entry["account_info_id"] == 555001
+    assert entry["nces_id"] == "4199999" and entry["state"] == "OR"
+    assert entry["source_names"] == hand_written["source_names"]
+    assert entry["classlink_tenant_ids"] == [9001]
+    assert entry["powerschool"]["delimiter"] == "\t" and entry["powerschool"]["encoding"] == "utf-8"
+    assert entry["powerschool"]["columns"] == hand_written["powerschool"]["columns"]
+    assert entry["student_link"] == {"classlink": "email", "renaissance": "StudentIdentifier",
+                                     "powerschool": "student_number"}
+    checked = entry["verification"]["checked"]
+    assert any("246 of 250 (98.4%) export emails" in line for line in checked)
+    assert any(line.startswith("student link: Star StudentIdentifier = [Students]Student_Number for 245 of 247")
+               for line in checked)
+    # Unsigned, the draft blocks its district's drops, saying so; the other districts are untouched.
+    assert load_registry(registry).problems["riverton"].message.startswith("riverton-draft.yaml: a draft, not signed")
+    assert "riverton" not in load_registry(registry) and "belleville" in load_registry(registry)
+    report = run_drop(settings, "riverton/2026-11-15")
+    assert report.outcome == "failed" and "a draft, not signed off" in report.verdict()
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+    sign_off(out)
+    assert run_drop(settings, "riverton/2026-11-15").outcome == "loaded"
+    assert warehouse_counts(settings) == {"roster": RIVERTON.students,
+                                          "results": star_rows(sample) - RIVERTON.unknown_star_rows}
+
+
+def test_a_tab_delimited_windows_1252_export_linked_by_state_id_and_a_tenant_named_unlike_the_district(
+        world, capsys):
+    settings, registry = world
+    scratch = maple_drop(settings)
+    out = registry / "maple.yaml"
+    onboard(capsys, scratch, "NJ", "maple", out)
+    entry = yaml.safe_load(out.read_text())
+    assert entry["account_info_id"] == 777001 and entry["nces_id"] == "3499901" and entry["county"] == "MORRIS"
+    assert entry["source_names"] == {"account_info": ["MAPLE FALLS REGIONAL SCHOOL DISTRICT"],
+                                     "renaissance": ["Maple Falls Regional Schools"],
+                                     "classlink": ["MFR Cloud Tenant 2"]}
+    assert entry["classlink_tenant_ids"] == [9100]
+    ps = entry["powerschool"]
+    assert (ps["delimiter"], ps["encoding"], ps["has_header"]) == ("\t", "windows-1252", True)
+    assert ps["columns"]["student_number"] == "[Students]Student_Number"
+    assert ps["columns"]["state_studentnumber"] == "[Students]State_StudentNumber"
+    assert ps["columns"]["email"] == "[Students]Email_Addr"
+    assert entry["student_link"] == {"classlink": "email", "renaissance": "StudentStateID",
+                                     "powerschool": "state_studentnumber"}
+    assert entry["files"]["powerschool_students"] == "maple_export.txt"
+    checked = "\n".join(entry["verification"]["checked"])
+    assert "Star StudentIdentifier: present but empty in every Star file" in checked
+    assert "Quick Export" in checked and "windows-1252" in checked
+    assert "@" not in checked and "José" not in checked and "40001" not in checked  # figures, never a student's value
+    drop = settings.drop_dir / "maple" / MAPLE.drop_name
+    shutil.copytree(scratch, drop)
+    assert run_drop(settings, f"maple/{MAPLE.drop_name}").outcome != "loaded"  # unsigned
+    sign_off(out)
+    assert run_drop(settings, f"maple/{MAPLE.drop_name}").outcome == "loaded"
+    assert warehouse_counts(settings) == {"roster": MAPLE.students,
+                                          "results": star_rows(drop) - MAPLE.unknown_star_rows}
+
+
+def test_a_sample_without_any_resolvable_identifier_says_so_and_proposes_no_account(world, capsys):
+    settings, registry = world
+    sample = add_riverton(settings)
+    code = main(["districts", "onboard", str(sample), "--state", "NJ", "--key", "riverton", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 1 and printed["account_info_id"] is None
+    assert printed["identity"].startswith("no identifier in the sample resolves")
