@@ -88,6 +88,13 @@ def _run(args: argparse.Namespace) -> int:
     except BadName as exc:
         _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
         raise CliError(f"refused: {exc}") from None
+    if args.dry_run:
+        from .dry_run import dry_run
+        if args.accept:
+            raise CliError("--dry-run writes nothing, so it accepts nothing: leave out --accept")
+        found = dry_run(settings, key)
+        print("\n".join(found.lines))
+        return found.exit_code
     tags = {}
     if args.accept:
         if not (args.reason or "").strip():
@@ -480,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
                           "drop_is_newest: apply an older drop over newer data); recorded in dm.GateAcceptances "
                           "with --reason")
     run.add_argument("--reason", help="with --accept: why (kept in the audit; no student data)")
+    run.add_argument("--dry-run", action="store_true", help="run every stage and check and print what would load, "
+                     "writing nothing to the warehouse (no rows, audit or error rows) and making no Dagster run")
     run.set_defaults(func=_run)
 
     warehouse = sub.add_parser("warehouse", help="our tables' schema in the warehouse: migrations a DBA can review")

@@ -6,12 +6,11 @@ import sqlalchemy as sa
 
 from ..lib import checks, pipeline
 from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
-from ..lib.load import order
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.lock import DistrictBusy, district_lock
 from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
-from ..lib.load.warehouse import (apply_results, apply_roster, current_numbers, load_figures, mark_files,
+from ..lib.load.warehouse import (apply_results, apply_roster, load_figures, mark_files,
                                   results_scopes, staged)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.catalog import POWERSCHOOL
@@ -80,7 +79,6 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     roster = student_roster if ROSTER in selected else None
     results = assessment_results if RESULTS in selected else None
     result_scopes = results_scopes(results) if results is not None else []
-    load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
     tags, engine, run_id = context.run.tags, warehouse.engine(), context.run.run_id
     written: dict[dg.AssetKey, int] = {}
     waited = 0.0
@@ -89,13 +87,8 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit.
         with (district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds) as waited,
               staged(engine, roster, results) as load_id, engine.begin() as conn):
-            snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
-            holding = order.held(conn, district.account_info_id, district.drop_date)
-            current = set() if roster is None else current_numbers(conn, district.account_info_id)
-            outcomes = checks.decide("replace", checks.Evidence(
-                district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
-                holding=holding, results_rows=order.rows_per_scope(results), current_numbers=current,
-                roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None))
+            outcomes = checks.decide("replace", pipeline.replace_evidence(conn, district, key, roster, results,
+                                                                          result_scopes))
             failed = [o for o in outcomes if not o.passed]
             earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
             refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]

@@ -164,6 +164,20 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     return result
 
 
+def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
+                     results: pl.DataFrame | None, result_scopes: list) -> Evidence:
+    """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for
+    a dry run): the drop's place in its district's order, what the warehouse holds, the current roster."""
+    from .load.warehouse import current_numbers
+    load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
+    snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
+    holding = order.held(conn, district.account_info_id, district.drop_date)
+    return Evidence(district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
+                    holding=holding, results_rows=order.rows_per_scope(results),
+                    current_numbers=set() if roster is None else current_numbers(conn, district.account_info_id),
+                    roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None)
+
+
 def _judge(result: CoreResult, checks: list[CheckOutcome]) -> bool:
     """Blocking checks: their error rows are written, and a failure stops everything after them."""
     result.checks += checks

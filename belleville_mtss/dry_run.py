@@ -1,0 +1,130 @@
+"""`belleville-mtss run DISTRICT/DROP --dry-run`: every stage and check of a drop, and what it would load, with
+nothing written to the warehouse (no rows, no audit, no error row) and no Dagster run.
+
+The drop is fetched into a temporary folder (or, when the server no longer holds it, read from its staged copy);
+the stages run as `process_drop` composes them (lib/pipeline.py, the asset graph's order and guards), reading the
+other teams' tables and the district's current roster; the replace checks then read what the warehouse holds, in
+a read-only connection, as the load would inside its transaction.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .lib.config import Settings
+from .lib.district.registry import RegistryError, load_registry
+from .lib.checks import decide
+from .lib.load.warehouse import make_engine, results_scopes
+from .lib.pipeline import CoreResult, files_in, process_drop, replace_evidence
+from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
+from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
+from .lib.receive.untrusted import parse_drop_key, safe_join
+from .lib.students import gates
+
+
+@dataclass
+class DryRun:
+    key: str
+    lines: list[str] = field(default_factory=list)
+    would_load: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.would_load else 1
+
+
+def _fetch(settings: Settings, key, district, into: Path):
+    """The drop's files, decrypted into `into`: fetched from the drop server into a temporary staging folder, or
+    replayed from the drop's staged copy when the server does not list it (read only)."""
+    from .defs.resources import resources
+    server = resources(settings)["drop_server"]
+    vault, source = server.vault_key(), server.source()
+    try:
+        received = receive_or_replay(source, key.district, district.drop_folder, key.drop, into / "staging", vault,
+                                     server.limits())
+    except LookupError:
+        received = receive_or_replay(source, key.district, district.drop_folder, key.drop, server.staging(key),
+                                     vault, server.limits())
+    plain = into / "files"
+    plain.mkdir()
+    for f in received.files:
+        safe_join(plain, f.name).write_bytes(read_staged(Path(received.folder), f, vault))
+    return received, plain
+
+
+def dry_run(settings: Settings, drop: str) -> DryRun:
+    key = parse_drop_key(drop)
+    out = DryRun(str(key))
+    try:
+        district = load_registry(settings.districts_dirs).entry(key.district)
+    except RegistryError as exc:
+        out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
+        return out
+    warehouse, prod = make_engine(settings.warehouse_url), make_engine(settings.prod_db_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mtss-dry-run-") as tmp:
+            try:
+                received, plain = _fetch(settings, key, district, Path(tmp))
+            except (LookupError, DropRefused) as exc:
+                out.lines.append(f"DRY RUN: {key}: cannot run: {getattr(exc, 'message', exc)}")
+                return out
+            account_info = read_account_info(warehouse, settings.account_info_table)
+            users = read_classlink_students(prod, district.source_names.classlink, district.classlink_tenant_ids,
+                                            settings.classlink_table)
+            result = process_drop(files_in(plain, district), district, users, account_info, str(key),
+                                  ferpa_max_days=settings.ferpa_review_max_days,
+                                  current_roster=gates.current_roster(warehouse, district.account_info_id))
+        if result.roster is not None or result.results is not None:
+            _replace_checks(warehouse, district, str(key), result)
+    except SourceTableError as exc:
+        out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
+        return out
+    finally:
+        warehouse.dispose()
+        prod.dispose()
+    out.lines += _render(key, received, result)
+    out.would_load = result.roster is not None and not result.stopped
+    roster, results = _rows(result)
+    out.lines.append(f"DRY RUN: {key}: would load {roster:,} roster rows and {results:,} results; nothing written"
+                     if out.would_load else f"DRY RUN: {key}: would load nothing: {result.stopped}; nothing written")
+    return out
+
+
+def _replace_checks(engine, district, key: str, result: CoreResult) -> None:
+    """The replace checks again, against what the warehouse holds (process_drop judged them against nothing)."""
+    with engine.connect() as conn:
+        outcomes = decide("replace", replace_evidence(conn, district, key, result.roster, result.results,
+                                                      results_scopes(result.results)))
+    names = {o.name for o in outcomes}
+    result.checks = [c for c in result.checks if c.name not in names] + outcomes
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        result.stopped = f"{failed[0].name}: {failed[0].why}"
+
+
+def _rows(result: CoreResult) -> tuple[int, int]:
+    return (0 if result.roster is None else result.roster.height,
+            0 if result.results is None else result.results.height)
+
+
+def _render(key, received, result: CoreResult) -> list[str]:
+    lines = [f"Drop {key}, version {received.version} "
+             f"({'its staged copy' if received.replayed else 'fetched from the drop server'}):"]
+    lines.append("Rows per source:")
+    for name, v in result.validated.items():
+        rejected = sum(v.rejected.values())
+        state = f"halted: {v.halted.message}" if v.halted else f"{v.rows:,} rows" + (
+            f" ({rejected:,} rejected)" if rejected else "")
+        lines.append(f"  {name:<28} {state}")
+    if result.identity is not None:
+        cl, ren = result.identity.stats["classlink_email"], result.identity.stats["renaissance_link"]
+        lines.append(f"Links: {cl['match_rate']:.1%} of {cl['powerschool_students']:,} students to ClassLink; "
+                     f"{ren['match_rate']:.1%} of {ren['star_rows']:,} Star rows to a student")
+    lines.append("Checks and gates:")
+    for c in result.checks:
+        found = "" if c.passed and c.why == "none" else f": {c.why}"  # a passed check with nothing to say
+        lines.append(f"  {'passed' if c.passed else 'FAILED':<7} {c.name}{found}")
+    roster, results = _rows(result)
+    lines.append(f"Would write: dm.StudentRoster {roster:,} rows, dm.AssessmentResults {results:,} rows")
+    return lines

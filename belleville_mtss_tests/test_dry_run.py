@@ -1,0 +1,71 @@
+"""`run --dry-run`: every stage and check of a drop, and what it would load, on real SQLite and PostgreSQL; every
+warehouse table (rows, audit, error log) byte-identical afterwards, and no Dagster run made."""
+import sqlalchemy as sa
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib.load.warehouse import make_engine
+from belleville_mtss.run import instance_for, run_drop
+from .helpers import SMALL, prepare_drop, set_column
+
+
+def tables(settings) -> dict[str, list[tuple]]:
+    """Every table of the warehouse, every row, in a fixed order (values as text: byte for byte)."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        meta = sa.MetaData()
+        schemas = [None] if engine.dialect.name == "sqlite" else ["dm"]
+        for schema in schemas:
+            meta.reflect(engine, schema=schema)
+        with engine.connect() as conn:
+            return {t.fullname: sorted(tuple(map(repr, row)) for row in conn.execute(sa.select(t)))
+                    for t in meta.sorted_tables}
+    finally:
+        engine.dispose()
+
+
+def dry(settings, monkeypatch, capsys, key: str) -> tuple[int, list[str]]:
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    for name in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL"):
+        monkeypatch.setenv(name, getattr(settings, name.removeprefix("MTSS_").lower()))
+    code = main(["run", key, "--dry-run"])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_a_dry_run_prints_what_would_load_and_changes_nothing(backend, monkeypatch, capsys):
+    settings = backend
+    drop = prepare_drop(settings)
+    assert run_drop(settings).outcome == "loaded"
+    (drop.parent / "2026-11-08").mkdir()
+    for f in drop.iterdir():  # a week later: the same students, one grade up for the first 30
+        (drop.parent / "2026-11-08" / f.name).write_bytes(f.read_bytes())
+    set_column(drop.parent / "2026-11-08" / "students.csv", "STUDENTS.GRADE_LEVEL", "5", slice(0, 30))
+    before = tables(settings)
+    runs = len(instance_for(settings).get_runs())
+    code, lines = dry(settings, monkeypatch, capsys, "belleville/2026-11-08")
+    assert code == 0, lines
+    assert f"powerschool_students         {SMALL.students:,} rows" in "\n".join(lines)
+    assert any(line.startswith("  passed  drop_is_newest") for line in lines)
+    assert any(line.startswith("Links: ") for line in lines)
+    assert tables(settings) == before  # roster, results, audit, error log: byte for byte
+    assert len(instance_for(settings).get_runs()) == runs  # no Dagster run either
+    # what it said it would load is what the real run loads
+    report = run_drop(settings, "belleville/2026-11-08")
+    assert report.outcome == "loaded"
+    assert lines[-1] == (f"DRY RUN: belleville/2026-11-08: would load {SMALL.students:,} roster rows and "
+                         f"{report.written['dm_assessment_results']:,} results; nothing written")
+
+
+def test_a_dry_run_of_an_older_drop_shows_the_failed_check_and_writes_no_error_row(backend, monkeypatch, capsys):
+    settings = backend
+    drop = prepare_drop(settings)
+    newer = drop.parent / "2026-11-15"
+    newer.mkdir()
+    for f in drop.iterdir():
+        (newer / f.name).write_bytes(f.read_bytes())
+    assert run_drop(settings, "belleville/2026-11-15").outcome == "loaded"
+    before = tables(settings)
+    code, lines = dry(settings, monkeypatch, capsys, "belleville/2026-11-01")
+    assert code == 1
+    assert any(line.startswith("  FAILED  drop_is_newest") for line in lines), lines
+    assert lines[-1].startswith("DRY RUN: belleville/2026-11-01: would load nothing: drop_is_newest: ")
+    assert tables(settings) == before
