@@ -1,0 +1,128 @@
+"""Suggested counterparts for students no identifier links: a person decides, nothing links by itself.
+
+Two causes. A Star student whose identifier matches no PowerSchool student (`unknown_star_student`): its candidates
+are the district's PowerSchool students. A PowerSchool student with no ClassLink account (`no_classlink_account`):
+its candidates are the tenant's ClassLink users no student is linked to. Candidates are blocked (the same school
+where both sides name one, or the same number once leading zeros are dropped) and scored on what both sides carry:
+the identifier's edit distance (a transposed or mistyped digit, dropped leading zeros), the name, the birth date,
+the email. Each suggestion keeps its score and the evidence that made it: which fields agreed and which did not,
+as field names and figures, never the values.
+
+rapidfuzz scores the strings (already a dependency, for district names). Splink or recordlinkage would add a
+probabilistic model that needs labelled pairs or EM over large volumes; an unmatched list is tens of students a
+drop, where a transparent score a person can read serves better.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+import polars as pl
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA
+
+UNKNOWN_STAR = "unknown_star_student"
+NO_CLASSLINK = "no_classlink_account"
+CAUSES = (UNKNOWN_STAR, NO_CLASSLINK)
+TOP = 3  # suggestions kept per unlinked student
+MIN_SCORE = 0.80  # below, a candidate is not shown: a wrong suggestion costs a person's time and trust
+WEIGHTS = {"number": 0.35, "name": 0.35, "birth_date": 0.20, "email": 0.10}
+SUGGESTION_COLUMNS = {"cause": pl.Utf8, "subjects": pl.Utf8, "from_id": pl.Utf8, "to_id": pl.Utf8,
+                      "score": pl.Float64, "evidence": pl.Utf8}
+
+
+def _plain(text: str | None) -> str:
+    if not text:
+        return ""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(folded.lower().replace("-", " ").replace("'", "").split())
+
+
+def number_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
+    """1 for the same number once leading zeros are dropped; 0.8 one slip apart (a digit mistyped, two swapped);
+    0.3 two slips apart; 0 otherwise."""
+    if not a or not b:
+        return None, "number: absent"
+    if a == b or a.lstrip("0") == b.lstrip("0"):
+        return 1.0, "number: same" + ("" if a == b else " once leading zeros are dropped")
+    d = OSA.distance(a.lstrip("0"), b.lstrip("0"))
+    if d == 1:
+        return 0.8, "number: one digit apart (mistyped or two swapped)"
+    return (0.3, "number: two digits apart") if d == 2 else (0.0, f"number: {d} digits apart")
+
+
+def name_similarity(first_a, last_a, first_b, last_b) -> tuple[float | None, str]:
+    a, b = _plain(f"{first_a or ''} {last_a or ''}"), _plain(f"{first_b or ''} {last_b or ''}")
+    if not a or not b:
+        return None, "name: absent"
+    whole = fuzz.token_sort_ratio(a, b) / 100
+    # the first name weighs apart: twins share the rest (last name, birth date, school)
+    first = fuzz.ratio(_plain(first_a), _plain(first_b)) / 100 if first_a and first_b else whole
+    score = min(whole, 0.5 + first / 2) if first < 0.8 else whole
+    return round(score, 3), f"name: {score:.0%} alike"
+
+
+def date_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
+    if not a or not b:
+        return None, "birth date: absent"
+    return (1.0, "birth date: same") if a.strip() == b.strip() else (0.0, "birth date: differs")
+
+
+def email_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
+    if not a or not b:
+        return None, "email: absent"
+    la, lb = a.strip().lower().split("@")[0], b.strip().lower().split("@")[0]
+    score = fuzz.ratio(la, lb) / 100
+    return round(score, 3), f"email: {score:.0%} alike"
+
+
+def score_pair(person: dict, candidate: dict) -> tuple[float, list[str]]:
+    """A weighted mean of what both sides carry; a birth date that differs caps the score below MIN_SCORE unless
+    everything else agrees."""
+    parts = {
+        "number": number_similarity(person.get("number"), candidate.get("number")),
+        "name": name_similarity(person.get("first_name"), person.get("last_name"),
+                                candidate.get("first_name"), candidate.get("last_name")),
+        "birth_date": date_similarity(person.get("birth_date"), candidate.get("birth_date")),
+        "email": email_similarity(person.get("email"), candidate.get("email")),
+    }
+    known = {k: v for k, (v, _why) in parts.items() if v is not None}
+    if not known or "name" not in known:
+        return 0.0, [why for _v, why in parts.values()]
+    score = sum(WEIGHTS[k] * v for k, v in known.items()) / sum(WEIGHTS[k] for k in known)
+    if known.get("birth_date") == 0.0:
+        score *= 0.85
+    return round(score, 4), [why for _v, why in parts.values()]
+
+
+def _blocks(person: dict, candidates: list[dict], by_school: dict, by_number: dict) -> list[dict]:
+    """The candidates worth scoring: the same school where both name one, and any with the same number once leading
+    zeros are dropped; every candidate when the person names no school."""
+    school = person.get("school_id")
+    if not school:
+        return candidates
+    block = {id(c): c for c in by_school.get(school, [])}
+    for c in by_number.get((person.get("number") or "").lstrip("0"), []):
+        block[id(c)] = c
+    return list(block.values())
+
+
+def suggest(people: list[dict], candidates: list[dict], cause: str, top: int = TOP,
+            min_score: float = MIN_SCORE) -> pl.DataFrame:
+    """For each unlinked person (keys: id, number, first_name, last_name, birth_date, school_id, email, subjects),
+    the `top` candidates (keys: id and the same fields) scoring at least `min_score`, best first."""
+    by_school: dict[str, list[dict]] = {}
+    by_number: dict[str, list[dict]] = {}
+    for c in candidates:
+        by_school.setdefault(c.get("school_id") or "", []).append(c)
+        by_number.setdefault((c.get("number") or "").lstrip("0"), []).append(c)
+    rows = []
+    for p in people:
+        scored = []
+        for c in _blocks(p, candidates, by_school, by_number):
+            score, evidence = score_pair(p, c)
+            if score >= min_score:
+                scored.append((score, c["id"], evidence))
+        scored.sort(key=lambda s: (-s[0], s[1]))
+        rows += [{"cause": cause, "subjects": p.get("subjects") or "", "from_id": p["id"], "to_id": cid,
+                  "score": score, "evidence": "; ".join(evidence)} for score, cid, evidence in scored[:top]]
+    return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
