@@ -351,6 +351,45 @@ def _onboard(args: argparse.Namespace) -> int:
     return 0 if found.account_info_id is not None and found.link else 1
 
 
+def _links(args: argparse.Namespace) -> int:
+    from .lib.district.registry import RegistryError, load_registry
+    from .lib.load.migrations import open_warehouse
+    from .lib.students import review
+
+    settings = load_settings()
+    engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
+    try:
+        if args.links_command == "review":
+            try:
+                district = load_registry(settings.districts_dirs).entry(args.district)
+            except RegistryError as exc:
+                raise CliError(str(exc)) from None
+            frame = review.listing(engine, district.account_info_id, None if args.all else "open")
+            if args.json:
+                print(json.dumps(frame.to_dicts(), indent=2, default=str))
+                return 0
+            print(f"{frame.height} {'' if args.all else 'open '}suggestion(s) for {args.district} "
+                  f"(accept or reject each: belleville-mtss links accept|reject ID --reason TEXT)")
+            for r in frame.to_dicts():
+                what = ("Star identifier {FromId} ({Subjects}) is PowerSchool student {ToId}" if r["Cause"] ==
+                        "unknown_star_student" else "PowerSchool student {FromId} is ClassLink user {ToId}")
+                status = "" if r["Status"] == "open" else f" [{r['Status']} by {r['DecidedBy']}: {r['Reason']}]"
+                print(f"  #{r['SuggestionId']:<6} score {r['Score']:.2f}  {what.format(**r)}{status}")
+                print(f"           {r['Evidence']}")
+            return 0
+        try:
+            done = review.decide(engine, args.id, "accepted" if args.links_command == "accept" else "rejected",
+                                 getpass.getuser(), args.reason or "")
+        except review.ReviewError as exc:
+            raise CliError(str(exc)) from None
+        print(f"suggestion {done['suggestion']} {done['decision']} by {getpass.getuser()}: "
+              + ("applied to the district's next drops and to replays" if done["decision"] == "accepted"
+                 else "this pair is never suggested again"))
+        return 0
+    finally:
+        engine.dispose()
+
+
 def _read_csv(path: Path, required: list[str], what: str) -> tuple[list[str], list[dict]]:
     if not path.is_file():
         raise CliError(f"{what} file not found: {path}")
@@ -553,6 +592,20 @@ def main(argv: list[str] | None = None) -> int:
     check = dsub.add_parser("check", help="check registry entries against dm.AccountInfo")
     check.add_argument("district", nargs="?")
     check.set_defaults(func=_check)
+
+    links = sub.add_parser("links", help="suggested counterparts of unlinked students: review, accept, reject")
+    lsub = links.add_subparsers(dest="links_command", required=True)
+    lreview = lsub.add_parser("review", help="a district's open suggestions, each with an id")
+    lreview.add_argument("district")
+    lreview.add_argument("--all", action="store_true", help="decided ones too")
+    lreview.add_argument("--json", action="store_true")
+    lreview.set_defaults(func=_links)
+    for verb, what in (("accept", "link the pair from the next drop (and replays) on"),
+                       ("reject", "never suggest the pair again")):
+        decide = lsub.add_parser(verb, help=what)
+        decide.add_argument("id", type=int)
+        decide.add_argument("--reason", required=True, help="why (kept in dm.LinkDecisions with who and when)")
+        decide.set_defaults(func=_links)
 
     args = parser.parse_args(argv)
     try:

@@ -35,6 +35,7 @@ class DropReport:
     version: str = ""  # the drop version received (received_drop's metadata)
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
+    suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -89,6 +90,8 @@ class DropReport:
                     self.links.setdefault(link, {})[stat] = value
         elif node in WAREHOUSE:
             self.written[node] = int(meta.get("rows_written", 0))
+        elif node == "link_review":
+            self.suggestions = {k: int(v) for k, v in meta.items() if isinstance(v, (int, float))}
 
     @property
     def checks_passed(self) -> bool:
@@ -129,6 +132,11 @@ class DropReport:
         if self.waited_s:
             out.append(f"Waited {self.waited_s:,.0f} s for another load of this district to end (one load of a "
                        "district at a time: the warehouse's district lock)")
+        if self.suggestions:
+            district = self.key.split("/")[0]
+            out.append(f"Link suggestions waiting for a person: {self.suggestions.get('open', 0):,} "
+                       f"({self.suggestions.get('new_this_drop', 0):,} new with this drop): "
+                       f"belleville-mtss links review {district}")
         return "\n".join(out)
 
     def verdict(self) -> str:

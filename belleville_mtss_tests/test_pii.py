@@ -8,7 +8,8 @@ import dagster as dg
 import pytest
 import polars as pl
 
-from belleville_mtss.lib.load.warehouse import ingestion_errors, ingestion_files, make_engine, read_table
+from belleville_mtss.lib.load.warehouse import (ingestion_errors, ingestion_files, link_suggestions, make_engine,
+                                               read_table)
 from belleville_mtss.run import run_drop
 from .helpers import SMALL, prepare_drop, set_column
 
@@ -78,7 +79,9 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
     engine = make_engine(settings.warehouse_url)
     errors = read_table(engine, ingestion_errors)
     files = read_table(engine, ingestion_files)
+    suggested = read_table(engine, link_suggestions)
     engine.dispose()
+    assert suggested.height > 0  # the drops had unlinked students: their suggestions were made, and scanned for
     reasons = set(errors["Reason"])
     assert {"row_rejected", "ambiguous_email", "probable_leading_zeros", "truncated", "district_mismatch"} <= reasons
     texts += [repr(r) for r in errors.iter_rows()] + [repr(r) for r in files.iter_rows()]

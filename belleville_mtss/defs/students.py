@@ -9,13 +9,16 @@ from ..lib.load.warehouse import now
 from ..lib.read.catalog import POWERSCHOOL
 from ..lib.read.ingest import ValidatedFile
 from ..lib.receive.drops import ReceivedDrop
-from ..lib.students import gates
+from ..lib.students import gates, review
+from ..lib.students.suggest import read_star_people
+from ..lib.receive.drops import read_staged
+from pathlib import Path
 from ..lib.students.identity import IdentityMap
 from .district import (GATED, STAR_INPUTS, accepted_result, accepting, blocked_failure, check_specs,
                        district_crosswalk, stars_of, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
-from .resources import ErrorLogResource, WarehouseResource
+from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 
 
 @dg.asset(
@@ -25,18 +28,20 @@ from .resources import ErrorLogResource, WarehouseResource
     description="ClassLink email = PowerSchool email; the registry's Renaissance identifier = its PowerSchool field",
 )
 def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                         district_crosswalk: pl.DataFrame, powerschool: ValidatedFile, classlink: ValidatedFile,
-                         **stars: ValidatedFile) -> dg.Output[IdentityMap]:
+                         warehouse: WarehouseResource, district_crosswalk: pl.DataFrame, powerschool: ValidatedFile,
+                         classlink: ValidatedFile, **stars: ValidatedFile) -> dg.Output[IdentityMap]:
     district = error_log.drop(context).district
+    accepted = review.accepted(warehouse.engine(), district.account_info_id)  # a person's decisions, applied
     try:
-        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, stars_of(stars))
+        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, stars_of(stars),
+                                         accepted)
     except pipeline.Stop as exc:
         raise dg.Failure(str(exc)) from None
     error_log.record(context, context.partition_key, errors)
     meta = {f"{link}/{k}": v for link, counts in identity.stats.items() for k, v in counts.items()}
     rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
         f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in identity.stats.items())
-    return dg.Output(identity, metadata={
+    return dg.Output(identity, metadata={"accepted_links_applied": accepted.height,
         **table(identity.frame.height, IDENTITY_FRAME, lineage(district)["student_identity_map"]), **meta,
         "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
 
@@ -103,5 +108,25 @@ def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogRes
                                         "rows_by_subject": counts_md("rows by subject", by_subject)})
 
 
-students_assets = [student_identity_map, student_roster, assessment_results]
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
+          ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+               "classlink": dg.AssetIn("validated_classlink_users")},
+          description="Suggested counterparts of the students no identifier links, for a person to accept or reject "
+                      "(`belleville-mtss links review`); kept in dm.LinkSuggestions, counts only here")
+def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, warehouse: WarehouseResource,
+                drop_server: DropServerResource, student_identity_map: IdentityMap, powerschool: ValidatedFile,
+                classlink: ValidatedFile, received_drop: ReceivedDrop, **stars: ValidatedFile) -> dg.MaterializeResult:
+    district, key = error_log.drop(context).district, context.partition_key
+    files = {f.name: f for f in received_drop.files}
+    raw = [read_star_people(read_staged(Path(received_drop.folder), files[v.file_name], drop_server.vault_key()),
+                            district.student_link.renaissance)
+           for v in stars_of(stars) if v.usable and v.file_name in files]
+    found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, stars_of(stars), raw)
+    engine = warehouse.engine()
+    new = review.record(engine, district.account_info_id, key, found)
+    figures = review.counts(engine, district.account_info_id)
+    return dg.MaterializeResult(metadata={"suggested_this_drop": found.height, "new_this_drop": new, **figures})
+
+
+students_assets = [student_identity_map, student_roster, assessment_results, link_review]
 students_checks = [gate_checks]

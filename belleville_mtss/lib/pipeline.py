@@ -21,6 +21,8 @@ from .receive.drops import Limits, find_file
 from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
+from .students.suggest import (SUGGESTION_COLUMNS, UNKNOWN_STAR, apply_accepted, classlink_suggestions,
+                               powerschool_candidates, star_people, suggest, unknown_star_ids)
 from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
 from .district.registry import District
 
@@ -66,7 +68,8 @@ def star_frames(stars: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
 
 
 def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: ValidatedFile, users: ValidatedFile,
-         stars: list[ValidatedFile]) -> tuple[IdentityMap, list[ErrorRecord]]:
+         stars: list[ValidatedFile], accepted: pl.DataFrame | None = None) -> tuple[IdentityMap, list[ErrorRecord]]:
+    """`accepted`: the links a person accepted for the district (lib/students/review.py), applied before linking."""
     # The blocking checks stop this stage in a run; the guard holds for a caller that runs it alone.
     if not crosswalk_frame["verified"].all():
         raise Stop("district identifiers of this drop are not verified; see the district_crosswalk checks")
@@ -75,7 +78,9 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
                    f"({powerschool.halted.reason if powerschool.halted else 'missing'}): students cannot be linked "
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
-    identity = link_students(powerschool.frame, cl, star_frames(stars))
+    star_by_subject, students = apply_accepted(star_frames(stars), powerschool.frame, cl, accepted)
+    identity = link_students(students, cl, star_by_subject)
+    identity.accepted = accepted
     identity.files = {f.subject: (v.file_name, v.rows_in_file)
                       for f, v in zip(STAR_FILES, stars) if v.file_name and not v.halted}
     names = {subject: name for subject, (name, _rows) in identity.files.items()}
@@ -89,7 +94,30 @@ def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap
 
 def results(district: District, stars: list[ValidatedFile], identity: IdentityMap, drop_key: str,
             loaded_at: dt.datetime) -> tuple[pl.DataFrame, int]:
-    return build_results(star_frames(stars), identity.frame, district.account_info_id, drop_key, loaded_at)
+    # the accepted links again: a Star row of an accepted identifier loads under its student's number
+    star_by_subject, _ = apply_accepted(star_frames(stars), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
+                                        getattr(identity, "accepted", None))
+    return build_results(star_by_subject, identity.frame, district.account_info_id, drop_key, loaded_at)
+
+
+def suggestions(district: District, identity: IdentityMap, powerschool: ValidatedFile, users: ValidatedFile,
+                stars: list[ValidatedFile], star_raw: list[pl.DataFrame]) -> pl.DataFrame:
+    """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): Star identifiers that link
+    to no student, from the Star files' identifying columns (`star_raw`, read again for them), against the
+    drop's students; students with no ClassLink user against the tenant's users no student has."""
+    linked = set(identity.frame["student_link"].drop_nulls().to_list())
+    star_by_subject, _ = apply_accepted(star_frames(stars), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
+                                        getattr(identity, "accepted", None))
+    unknown = unknown_star_ids(star_by_subject, linked)
+    parts = [suggest(star_people(star_raw, district.student_link.renaissance, unknown),
+                     powerschool_candidates(powerschool.frame), UNKNOWN_STAR)] if unknown else []
+    if users.usable:
+        unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
+            powerschool.frame.select("student_number", "email"), on="student_number")
+        taken = set(identity.frame["classlink_user_id"].drop_nulls().to_list())
+        free = users.frame.filter(~pl.col("classlink_user_id").is_in(list(taken)))
+        parts.append(classlink_suggestions(unlinked, free))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=SUGGESTION_COLUMNS)
 
 
 # ---- the one composition ---------------------------------------------------------------------------------------
@@ -119,7 +147,7 @@ def files_in(folder: Path, district: District) -> dict[str, Path | None]:
 def process_drop(files: dict[str, Path | None], district: District, classlink_users: pl.DataFrame,
                  account_info: pl.DataFrame, drop_key: str, *, today: dt.date | None = None,
                  ferpa_max_days: int = 365, current_roster: int = 0, limits: Limits = Limits(),
-                 loaded_at: dt.datetime | None = None) -> CoreResult:
+                 loaded_at: dt.datetime | None = None, accepted: pl.DataFrame | None = None) -> CoreResult:
     """Every stage of one drop, in the asset graph's order, with its guards: what the warehouse would receive
     (roster and results), or why nothing (a failed check or a stop), and every error row on the way."""
     today, loaded_at = today or dt.date.today(), loaded_at or dt.datetime.now()
@@ -144,7 +172,8 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
         return result
     stars = [validated[f.name] for f in STAR_FILES]
     try:
-        identity, found = link(district, frame, validated[POWERSCHOOL.name], validated["classlink_users"], stars)
+        identity, found = link(district, frame, validated[POWERSCHOOL.name], validated["classlink_users"], stars,
+                               accepted)
     except Stop as exc:
         result.stopped = str(exc)
         return result

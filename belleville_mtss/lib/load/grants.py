@@ -35,6 +35,10 @@ GRANTS = (
     Grant("dm", "IngestionFiles", ("SELECT", "INSERT"), ("Outcome", "OutcomeAt"),
           why="append-only audit: a file's outcome is set once its run decides it"),
     Grant("dm", "GateAcceptances", ("SELECT", "INSERT"), why="a person's acceptance, appended with the load"),
+    Grant("dm", "LinkSuggestions", ("SELECT", "INSERT"), why="suggested counterparts of unlinked students, appended "
+                                                             "after each drop; read by `links review`"),
+    Grant("dm", "LinkDecisions", ("SELECT", "INSERT"), why="a person's accept or reject, appended by `links accept` "
+                                                           "and `links reject`; read by every later drop"),
     Grant("dm", "MtssSchemaVersion", ("SELECT",), why="a run checks the schema revision; only migrations write it"),
     Grant("dbo", "ClassLinkUsers", ("SELECT",), database="prod", why="students are linked to their ClassLink "
                                                                      "users; another team's table"),

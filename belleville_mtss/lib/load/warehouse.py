@@ -151,6 +151,38 @@ gate_acceptances = sa.Table(
     schema="dm",
 )
 
+# Suggested counterparts of students no identifier links (lib/students/suggest.py), one row per pair ever
+# suggested: they hold student identifiers, so they stay here, never in logs or metadata. Append-only.
+link_suggestions = sa.Table(
+    "LinkSuggestions", ours,
+    sa.Column("SuggestionId", sa.Integer, sa.Identity()),
+    sa.Column("AccountInfoId", sa.Integer, nullable=False),
+    sa.Column("Cause", text(32), nullable=False),  # unknown_star_student or no_classlink_account
+    sa.Column("Subjects", text(20)),  # the Star files the identifier came in (unknown_star_student)
+    sa.Column("FromId", key(64), nullable=False),  # the unlinked identifier: Star's, or the PowerSchool number
+    sa.Column("ToId", key(64), nullable=False),  # the counterpart: a PowerSchool number, or a ClassLink UserId
+    sa.Column("Score", sa.Float, nullable=False),
+    sa.Column("Evidence", text(500), nullable=False),  # which fields agreed and which did not, no values
+    sa.Column("DropId", text(200), nullable=False),  # the drop that first suggested it
+    sa.Column("CreatedAt", timestamp(), nullable=False),
+    sa.PrimaryKeyConstraint("SuggestionId", name="PK_LinkSuggestions"),
+    sa.UniqueConstraint("AccountInfoId", "Cause", "FromId", "ToId", name="UQ_LinkSuggestions_Pair"),
+    schema="dm",
+)
+# A person's decision on a suggestion: who, why, when. Append-only; the latest per suggestion holds.
+link_decisions = sa.Table(
+    "LinkDecisions", ours,
+    sa.Column("DecisionId", sa.Integer, sa.Identity()),
+    sa.Column("SuggestionId", sa.Integer, nullable=False),
+    sa.Column("Decision", text(8), nullable=False),  # accepted or rejected
+    sa.Column("DecidedBy", text(200), nullable=False),
+    sa.Column("Reason", text(1000), nullable=False),
+    sa.Column("DecidedAt", timestamp(), nullable=False),
+    sa.PrimaryKeyConstraint("DecisionId", name="PK_LinkDecisions"),
+    sa.Index("IX_LinkDecisions_Suggestion", "SuggestionId"),
+    schema="dm",
+)
+
 # Which validated-frame column each warehouse column is loaded from (the roster's links and counts, and the
 # stamps, are added by identity.py).
 ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",

@@ -76,7 +76,7 @@ def type_students(mapped: pl.DataFrame, link: str = "student_number") -> tuple[p
         reason.alias("reject_reason"),
     ).select(
         "student_number", "student_link", "email", "email_key", "first_name", "last_name", "grade_level", "school_id",
-        "source_row", "reject_reason",
+        "dob", "source_row", "reject_reason",
     ).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     typed = frame.filter(pl.col("reject_reason").is_null()) if rejected.height else frame

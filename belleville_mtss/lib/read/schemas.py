@@ -41,6 +41,7 @@ class PowerSchoolStudents(pa.DataFrameModel):
     last_name: str = pa.Field(nullable=True)
     grade_level: str = pa.Field(nullable=True)
     school_id: str = pa.Field(nullable=True)
+    dob: str = pa.Field(nullable=True)  # kept for suggesting counterparts of unlinked students, never loaded
     source_row: pl.UInt32 = pa.Field()
 
     class Config:

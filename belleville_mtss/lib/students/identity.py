@@ -36,6 +36,7 @@ class IdentityMap:
     stats: dict[str, dict[str, float | int]]
     by_subject: dict[str, dict[str, int]] = field(default_factory=dict)  # subject -> rows, linked, unknown, ...
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # subject -> (Star file, data rows it held)
+    accepted: pl.DataFrame | None = None  # the links a person accepted (lib/students/review.py), applied here
 
 
 def link_students(students: pl.DataFrame, classlink: pl.DataFrame, stars: dict[str, pl.DataFrame]) -> IdentityMap:

@@ -126,3 +126,94 @@ def suggest(people: list[dict], candidates: list[dict], cause: str, top: int = T
         rows += [{"cause": cause, "subjects": p.get("subjects") or "", "from_id": p["id"], "to_id": cid,
                   "score": score, "evidence": "; ".join(evidence)} for score, cid, evidence in scored[:top]]
     return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
+
+
+# ---- from a drop's frames ---------------------------------------------------------------------------------------
+
+STAR_PERSON = {"first_name": "StudentFirstName", "last_name": "StudentLastName", "birth_date": "BirthDate",
+               "school_id": "SchoolIdentifier", "email": "StudentEmail"}
+
+
+def unknown_star_ids(stars: dict[str, pl.DataFrame], linked: set[str]) -> dict[str, str]:
+    """Each Star identifier that links to no student -> the subjects it came in ("SR,SM")."""
+    out: dict[str, list[str]] = {}
+    for subject, frame in stars.items():
+        for value in frame["student_link"].drop_nulls().unique().to_list():
+            if value not in linked:
+                out.setdefault(value, []).append(subject)
+    return {k: ",".join(v) for k, v in out.items()}
+
+
+def read_star_people(data: bytes, link_column: str) -> pl.DataFrame:
+    """A Star file's identifying columns (the link column, names, birth date, school, email), as text."""
+    import io
+    wanted = [link_column, *STAR_PERSON.values()]
+    header = pl.read_csv(io.BytesIO(data), n_rows=0, infer_schema=False).columns
+    return pl.read_csv(io.BytesIO(data), columns=[c for c in wanted if c in header], infer_schema=False)
+
+
+def star_people(raw: list[pl.DataFrame], link_column: str, unknown: dict[str, str]) -> list[dict]:
+    """The unlinked Star students, once each, as the Star files describe them (their identifying columns, read
+    again for these identifiers only)."""
+    people: dict[str, dict] = {}
+    for frame in raw:
+        if link_column not in frame.columns:
+            continue
+        wanted = frame.filter(pl.col(link_column).str.strip_chars().is_in(list(unknown)))
+        for row in wanted.to_dicts():
+            sid = row[link_column].strip()
+            if sid not in people:
+                people[sid] = {"id": sid, "number": sid, "subjects": unknown[sid],
+                               **{ours: (row.get(col) or "").strip() or None for ours, col in STAR_PERSON.items()}}
+    return list(people.values())
+
+
+def powerschool_candidates(students: pl.DataFrame) -> list[dict]:
+    """Every PowerSchool student as a counterpart: its number is what Star should have carried (the link field)."""
+    cols = [c for c in ("student_number", "student_link", "first_name", "last_name", "dob", "school_id", "email")
+            if c in students.columns]
+    return [{"id": r["student_number"], "number": r.get("student_link"), "first_name": r.get("first_name"),
+             "last_name": r.get("last_name"), "birth_date": r.get("dob"), "school_id": r.get("school_id"),
+             "email": r.get("email")} for r in students.select(cols).to_dicts()]
+
+
+def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top: int = TOP,
+                          min_score: float = 0.85) -> pl.DataFrame:
+    """PowerSchool students with no ClassLink account (student_number, email) against the tenant's users no student
+    is linked to (classlink_user_id, email_key): the address is what both carry, so it alone is scored."""
+    rows = []
+    users = free_users.select("classlink_user_id", "email_key").drop_nulls().to_dicts()
+    for s in unlinked.select("student_number", "email").to_dicts():
+        if not s["email"]:
+            continue
+        scored = []
+        for u in users:
+            score, why = email_similarity(s["email"], u["email_key"])
+            if score is not None and score >= min_score:
+                scored.append((score, u["classlink_user_id"], why))
+        scored.sort(key=lambda x: (-x[0], x[1]))
+        rows += [{"cause": NO_CLASSLINK, "subjects": "", "from_id": s["student_number"], "to_id": uid,
+                  "score": score, "evidence": why} for score, uid, why in scored[:top]]
+    return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
+
+
+def apply_accepted(stars: dict[str, pl.DataFrame], students: pl.DataFrame, classlink: pl.DataFrame,
+                   accepted: pl.DataFrame | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """The drop's frames with the links a person accepted: Star rows of an accepted identifier carry the link value
+    of the student it was accepted for; a student accepted for a ClassLink user gets that user's address key.
+    Pairs whose student (or user) is not in this drop change nothing."""
+    if accepted is None or accepted.is_empty():
+        return stars, students
+    star_links = accepted.filter(pl.col("cause") == UNKNOWN_STAR)
+    link_of = dict(zip(students["student_number"], students["student_link"]))
+    aliases = {r["from_id"]: link_of[r["to_id"]] for r in star_links.to_dicts() if link_of.get(r["to_id"])}
+    if aliases:
+        stars = {s: f.with_columns(pl.col("student_link").replace(list(aliases), list(aliases.values())))
+                 for s, f in stars.items()}
+    cl_links = accepted.filter(pl.col("cause") == NO_CLASSLINK)
+    key_of = dict(zip(classlink["classlink_user_id"], classlink["email_key"])) if classlink.height else {}
+    keys = {r["from_id"]: key_of[r["to_id"]] for r in cl_links.to_dicts() if key_of.get(r["to_id"])}
+    if keys:
+        students = students.with_columns(pl.col("student_number").replace_strict(
+            list(keys), list(keys.values()), default=pl.col("email_key")).alias("email_key"))
+    return stars, students

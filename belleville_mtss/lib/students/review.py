@@ -1,0 +1,107 @@
+"""The review queue of suggested links, in the warehouse (dm.LinkSuggestions, dm.LinkDecisions): suggestions
+recorded once per pair, a person's accept or reject with who and why, and the accepted links every later drop and
+replay applies. Nothing is linked without a decision."""
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import sqlalchemy as sa
+
+from ..load.warehouse import link_decisions, link_suggestions
+from .suggest import CAUSES
+
+DECISIONS = ("accepted", "rejected")
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be recorded (no such suggestion, decided already); the message says why."""
+
+
+def _latest():
+    """Each decided suggestion's latest decision."""
+    d = link_decisions.c
+    last = sa.select(d.SuggestionId, sa.func.max(d.DecisionId).label("last")).group_by(d.SuggestionId).subquery()
+    return (sa.select(d.SuggestionId, d.Decision, d.DecidedBy, d.Reason, d.DecidedAt)
+            .join(last, (last.c.SuggestionId == d.SuggestionId) & (last.c.last == d.DecisionId)).subquery())
+
+
+def record(engine: sa.Engine, account_info_id: int, drop_key: str, suggestions: pl.DataFrame,
+           now: dt.datetime | None = None) -> int:
+    """Append the pairs never suggested before (whatever became of them: a rejected pair never comes back);
+    returns how many were new."""
+    if suggestions.is_empty():
+        return 0
+    s = link_suggestions.c
+    with engine.begin() as conn:
+        known = set(conn.execute(sa.select(s.Cause, s.FromId, s.ToId).where(s.AccountInfoId == account_info_id)))
+        fresh = [r for r in suggestions.to_dicts() if (r["cause"], r["from_id"], r["to_id"]) not in known]
+        if fresh:
+            at = now or dt.datetime.now()
+            conn.execute(link_suggestions.insert(), [
+                {"AccountInfoId": account_info_id, "Cause": r["cause"], "Subjects": r["subjects"] or None,
+                 "FromId": r["from_id"], "ToId": r["to_id"], "Score": r["score"], "Evidence": r["evidence"][:500],
+                 "DropId": drop_key, "CreatedAt": at} for r in fresh])
+    return len(fresh)
+
+
+def listing(engine: sa.Engine, account_info_id: int, status: str | None = "open") -> pl.DataFrame:
+    """The district's suggestions with their status (open, accepted, rejected), best first per identifier."""
+    s, latest = link_suggestions.c, _latest()
+    stmt = (sa.select(s.SuggestionId, s.Cause, s.Subjects, s.FromId, s.ToId, s.Score, s.Evidence, s.DropId,
+                      sa.func.coalesce(latest.c.Decision, "open").label("Status"), latest.c.DecidedBy,
+                      latest.c.Reason)
+            .outerjoin(latest, latest.c.SuggestionId == s.SuggestionId)
+            .where(s.AccountInfoId == account_info_id).order_by(s.Cause, s.FromId, s.Score.desc(), s.SuggestionId))
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+    frame = pl.DataFrame(rows, schema={"SuggestionId": pl.Int64, "Cause": pl.Utf8, "Subjects": pl.Utf8,
+                                       "FromId": pl.Utf8, "ToId": pl.Utf8, "Score": pl.Float64, "Evidence": pl.Utf8,
+                                       "DropId": pl.Utf8, "Status": pl.Utf8, "DecidedBy": pl.Utf8,
+                                       "Reason": pl.Utf8})
+    return frame if status is None else frame.filter(pl.col("Status") == status)
+
+
+def counts(engine: sa.Engine, account_info_id: int) -> dict[str, int]:
+    """open / accepted / rejected, and the suggestions of each cause: the figures metadata may show."""
+    frame = listing(engine, account_info_id, None)
+    out = {status: int((frame["Status"] == status).sum()) for status in ("open", *DECISIONS)}
+    out |= {f"suggested/{cause}": int((frame["Cause"] == cause).sum()) for cause in CAUSES}
+    return out
+
+
+def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str, reason: str,
+           now: dt.datetime | None = None) -> dict:
+    """Record a person's decision. Refused: an unknown id, one decided already, an empty reason, or accepting a
+    second counterpart for an identifier that has one."""
+    if decision not in DECISIONS:
+        raise ReviewError(f"decision must be one of {', '.join(DECISIONS)}")
+    if not reason.strip():
+        raise ReviewError("a decision needs a reason (--reason): why this pair is or is not the same student")
+    s, latest = link_suggestions.c, _latest()
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(s.SuggestionId, s.AccountInfoId, s.Cause, s.FromId, latest.c.Decision)
+                           .outerjoin(latest, latest.c.SuggestionId == s.SuggestionId)
+                           .where(s.SuggestionId == suggestion_id)).first()
+        if row is None:
+            raise ReviewError(f"no suggestion {suggestion_id}")
+        if row.Decision is not None:
+            raise ReviewError(f"suggestion {suggestion_id} was {row.Decision} already")
+        if decision == "accepted":
+            taken = conn.execute(
+                sa.select(s.SuggestionId).join(latest, latest.c.SuggestionId == s.SuggestionId)
+                .where(s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.FromId == row.FromId,
+                       latest.c.Decision == "accepted")).scalar()
+            if taken is not None:
+                raise ReviewError(f"suggestion {taken} for the same student was accepted already")
+        conn.execute(link_decisions.insert().values(SuggestionId=suggestion_id, Decision=decision,
+                                                    DecidedBy=decided_by, Reason=reason.strip(),
+                                                    DecidedAt=now or dt.datetime.now()))
+    return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause}
+
+
+def accepted(engine: sa.Engine, account_info_id: int) -> pl.DataFrame:
+    """The links a person accepted (cause, from_id, to_id): applied to every later drop and replay."""
+    frame = listing(engine, account_info_id, "accepted")
+    return frame.select(pl.col("Cause").alias("cause"), pl.col("FromId").alias("from_id"),
+                        pl.col("ToId").alias("to_id"))
