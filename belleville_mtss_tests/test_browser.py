@@ -180,6 +180,17 @@ def test_the_warehouse_asset_page_shows_the_lineage_table(ui):
     dialog.get_by_role("button", name="Close").click()
 
 
+def test_the_link_review_asset_shows_counts_only(ui):
+    """The demo's unlinked Star students wait for a person: the asset page shows how many, never who."""
+    url, page, _settings = ui
+    text = _show(page, url, "/assets/link_review", "Latest materialization")
+    assert GOOD in text
+    for name in ("open", "accepted", "rejected", "new_this_drop", "suggested/unknown_star_student"):
+        assert name in text, name
+    assert "9210" not in text and "@" not in text  # no identifier, no address
+    _shot(page, "link-review")
+
+
 def test_materialize_the_graph_from_the_ui(ui):
     url, page, settings = ui
     assert _materialize_from_ui(url, page, GOOD) == "SUCCESS"
