@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import polars as pl
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 UNKNOWN_STAR = "unknown_star_student"
@@ -94,31 +95,41 @@ def score_pair(person: dict, candidate: dict) -> tuple[float, list[str]]:
     return round(score, 4), [why for _v, why in parts.values()]
 
 
-def _blocks(person: dict, candidates: list[dict], by_school: dict, by_number: dict) -> list[dict]:
-    """The candidates worth scoring: the same school where both name one, and any with the same number once leading
-    zeros are dropped; every candidate when the person names no school."""
-    school = person.get("school_id")
-    if not school:
-        return candidates
-    block = {id(c): c for c in by_school.get(school, [])}
-    for c in by_number.get((person.get("number") or "").lstrip("0"), []):
-        block[id(c)] = c
-    return list(block.values())
+CANDIDATE_SCHEMA = {c: pl.Utf8 for c in ("id", "number", "first_name", "last_name", "birth_date", "school_id",
+                                          "email")}
 
 
-def suggest(people: list[dict], candidates: list[dict], cause: str, top: int = TOP,
+def _block(person: dict, candidates: pl.DataFrame, numbers: list[str]) -> pl.DataFrame:
+    """The candidates worth scoring, found without scoring everyone (a state's roster is a million students):
+    those of the person's school (of every school when it names none) who share the birth date, the last name or
+    the first name; and, in any school, those whose number is the person's once leading zeros are dropped or one
+    slip from it (rapidfuzz over the numbers, in C)."""
+    same = pl.lit(False)
+    for field in ("birth_date", "last_name", "first_name"):
+        if person.get(field):
+            same = same | (pl.col(field).str.to_lowercase() == person[field].lower())
+    where = same & (pl.col("school_id") == person["school_id"]) if person.get("school_id") else same
+    number = (person.get("number") or "").lstrip("0")
+    near = []
+    if number:
+        scores = process.cdist([number], numbers, scorer=OSA.distance, score_cutoff=1, dtype=np.int32, workers=-1)
+        near = np.flatnonzero(scores[0] <= 1).tolist()
+    by_number = candidates[near] if near else candidates.clear()
+    return pl.concat([candidates.filter(where), by_number]).unique("id", keep="first", maintain_order=True)
+
+
+def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: str, top: int = TOP,
             min_score: float = MIN_SCORE) -> pl.DataFrame:
     """For each unlinked person (keys: id, number, first_name, last_name, birth_date, school_id, email, subjects),
-    the `top` candidates (keys: id and the same fields) scoring at least `min_score`, best first."""
-    by_school: dict[str, list[dict]] = {}
-    by_number: dict[str, list[dict]] = {}
-    for c in candidates:
-        by_school.setdefault(c.get("school_id") or "", []).append(c)
-        by_number.setdefault((c.get("number") or "").lstrip("0"), []).append(c)
+    the `top` candidates (rows: id and the same fields) scoring at least `min_score`, best first."""
+    frame = candidates if isinstance(candidates, pl.DataFrame) else pl.DataFrame(candidates, schema=CANDIDATE_SCHEMA)
+    frame = frame.select([pl.col(c).cast(pl.Utf8) if c in frame.columns else pl.lit(None, pl.Utf8).alias(c)
+                          for c in CANDIDATE_SCHEMA])
+    numbers = frame["number"].fill_null("").str.strip_chars_start("0").to_list()
     rows = []
     for p in people:
         scored = []
-        for c in _blocks(p, candidates, by_school, by_number):
+        for c in _block(p, frame, numbers).to_dicts():
             score, evidence = score_pair(p, c)
             if score >= min_score:
                 scored.append((score, c["id"], evidence))
@@ -168,13 +179,12 @@ def star_people(raw: list[pl.DataFrame], link_column: str, unknown: dict[str, st
     return list(people.values())
 
 
-def powerschool_candidates(students: pl.DataFrame) -> list[dict]:
+def powerschool_candidates(students: pl.DataFrame) -> pl.DataFrame:
     """Every PowerSchool student as a counterpart: its number is what Star should have carried (the link field)."""
-    cols = [c for c in ("student_number", "student_link", "first_name", "last_name", "dob", "school_id", "email")
-            if c in students.columns]
-    return [{"id": r["student_number"], "number": r.get("student_link"), "first_name": r.get("first_name"),
-             "last_name": r.get("last_name"), "birth_date": r.get("dob"), "school_id": r.get("school_id"),
-             "email": r.get("email")} for r in students.select(cols).to_dicts()]
+    named = {"id": "student_number", "number": "student_link", "first_name": "first_name", "last_name": "last_name",
+             "birth_date": "dob", "school_id": "school_id", "email": "email"}
+    return students.select([(pl.col(src) if src in students.columns else pl.lit(None, pl.Utf8)).alias(ours)
+                            for ours, src in named.items()])
 
 
 def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top: int = TOP,
