@@ -192,13 +192,17 @@ def test_districts_check_reports_an_nces_id_or_state_that_disagrees():
 
 def test_districts_check_reports_each_listed_name_that_does_not_resolve_to_the_entry():
     entry = BELLEVILLE.model_copy(update={"source_names": BELLEVILLE.source_names.model_copy(update={
-        "renaissance": ["Belleville Public Schools", "Nutley Public Schools"], "classlink": ["Belleville Twp"]})})
+        "renaissance": ["Belleville Public Schools", "Nutley Public Schools"], "classlink": ["Belleville Heights"]})})
     assert check_entry(entry, ACCOUNTS) == [
         "renaissance name 'Nutley Public Schools' is resolved: best candidate NUTLEY (AccountInfoId 200015, "
         "score 100.0, margin 100.0)",
-        "classlink name 'Belleville Twp' is unmatched: best candidate BELLEVILLE SCHOOL DISTRICT "
-        "(AccountInfoId 107873, score 68.97, margin 0.55)",
+        "classlink name 'Belleville Heights' is unmatched: best candidate BELLEVILLE SCHOOL DISTRICT "
+        "(AccountInfoId 107873, score 71.43, margin 71.43)",
     ]
+    # Belleville is a township: "Belleville Twp" is its name with a designator added, which drift accepts
+    township = BELLEVILLE.model_copy(update={"source_names": BELLEVILLE.source_names.model_copy(update={
+        "classlink": ["Belleville Twp"]})})
+    assert check_entry(township, ACCOUNTS) == []
     nutley = BELLEVILLE.model_copy(update={"source_names": BELLEVILLE.source_names.model_copy(update={
         "account_info": ["NUTLEY"]})})
     assert check_entry(nutley, ACCOUNTS) == [

@@ -8,6 +8,7 @@ EXPECTED_ASSETS = {
     "validated_powerschool_students", "validated_star_reading", "validated_star_math",
     "validated_star_early_literacy", "validated_classlink_users", "district_crosswalk", "student_identity_map",
     "student_roster", "assessment_results", "dm_student_roster", "dm_assessment_results", "drop_freshness",
+    "link_review",
 }
 
 

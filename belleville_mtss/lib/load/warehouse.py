@@ -161,7 +161,7 @@ link_suggestions = sa.Table(
     sa.Column("Subjects", text(20)),  # the Star files the identifier came in (unknown_star_student)
     sa.Column("FromId", key(64), nullable=False),  # the unlinked identifier: Star's, or the PowerSchool number
     sa.Column("ToId", key(64), nullable=False),  # the counterpart: a PowerSchool number, or a ClassLink UserId
-    sa.Column("Score", sa.Float, nullable=False),
+    sa.Column("Score", sa.Numeric(5, 4, asdecimal=False), nullable=False),  # 0 to 1
     sa.Column("Evidence", text(500), nullable=False),  # which fields agreed and which did not, no values
     sa.Column("DropId", text(200), nullable=False),  # the drop that first suggested it
     sa.Column("CreatedAt", timestamp(), nullable=False),

@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("Subjects", text(20)),
         sa.Column("FromId", key(64), nullable=False),
         sa.Column("ToId", key(64), nullable=False),
-        sa.Column("Score", sa.Float, nullable=False),
+        sa.Column("Score", sa.Numeric(5, 4, asdecimal=False), nullable=False),
         sa.Column("Evidence", text(500), nullable=False),
         sa.Column("DropId", text(200), nullable=False),
         sa.Column("CreatedAt", timestamp(), nullable=False),
