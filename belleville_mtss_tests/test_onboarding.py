@@ -161,3 +161,15 @@ def test_a_sample_without_any_resolvable_identifier_says_so_and_proposes_no_acco
     printed = json.loads(capsys.readouterr().out)
     assert code == 1 and printed["account_info_id"] is None
     assert printed["identity"].startswith("no identifier in the sample resolves")
+
+
+def test_a_sample_reads_only_its_own_files_never_a_symlink_out_of_it(tmp_path):
+    from belleville_mtss.lib.district.onboard import sample_files
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a,b\n1,2\n")
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "SR.csv").write_text("StudentIdentifier\n1\n")
+    (sample / "students.csv").symlink_to(outside)
+    (sample / ".hidden.csv").write_text("x\n")
+    assert [f.name for f in sample_files(sample)] == ["SR.csv"]

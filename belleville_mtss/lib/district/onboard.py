@@ -69,8 +69,10 @@ def sample_files(path: Path) -> list[SampleFile]:
             return [SampleFile(Path(m.filename).name, zf.read(m)) for m in members]
     if not path.is_dir():
         raise OnboardError(f"{path}: not a folder or a zip file")
+    # a symlink could point anywhere on the machine: only the sample's own files are read
     return [SampleFile(p.name, p.read_bytes()) for p in sorted(path.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+            if p.is_file() and not p.is_symlink()
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)]
 
 
 # ---- reading any text table -------------------------------------------------------------------------------------
@@ -85,12 +87,12 @@ class Table:
     frame: pl.DataFrame  # every value as text
 
 
-def _encoding(data: bytes) -> str:
+def _decoded(data: bytes) -> tuple[str, str]:
+    """(encoding, text): UTF-8, else windows-1252 (PowerSchool's Windows exports; every byte decodes)."""
     try:
-        data.decode("utf-8")
-        return "utf-8"
+        return "utf-8", data.decode("utf-8")
     except UnicodeDecodeError:
-        return "windows-1252"  # PowerSchool's Windows exports; every byte decodes, so it is the last resort
+        return "windows-1252", data.decode("windows-1252")
 
 
 def _delimiter(lines: list[str]) -> str:
@@ -114,8 +116,7 @@ def _looks_like_header(row: list[str]) -> bool:
 
 def read_table(file: SampleFile) -> Table:
     data = file.data.removeprefix(b"\xef\xbb\xbf")
-    encoding = _encoding(data)
-    text = data.decode(encoding)
+    encoding, text = _decoded(data)
     lines = text.splitlines()[:20]
     if not lines:
         raise OnboardError(f"{file.name} is empty")
@@ -334,13 +335,14 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
             tables.append(t)
         else:
             other.append(f.name)
-    exports = [t for t in tables if map_fields(t)]
+    mapped = {id(t): map_fields(t) for t in tables}  # scans every column's values: once per table
+    exports = [t for t in tables if mapped[id(t)]]
     if not exports:
         raise OnboardError(f"{sample}: no PowerSchool export found (a table with student numbers or emails) among "
                            f"{', '.join(f.name for f in files)}")
-    export = max(exports, key=lambda t: (len(map_fields(t)), t.frame.height))
+    export = max(exports, key=lambda t: (len(mapped[id(t)]), t.frame.height))
     other += [t.name for t in tables if t is not export]
-    fields = map_fields(export)
+    fields = mapped[id(export)]
     chosen = {f: cols[0] for f, cols in fields.items()}
 
     pairs, empty = link_pairs(stars, export)
