@@ -15,14 +15,25 @@ from .report import OUTCOME_TAG, DropReport
 
 
 # Written into a new instance folder only (an existing dagster.yaml is never touched): no usage statistics leave
-# the machine, and one event-log database for all runs (cheaper to write than a database per run).
+# the machine, one event-log database for all runs (cheaper to write than a database per run), and Dagster's
+# SQLite storages with one engine per process (instance_storage.py says why).
 INSTANCE_YAML = """telemetry:
   enabled: false
-event_log_storage:
-  module: dagster._core.storage.event_log
-  class: ConsolidatedSqliteEventLogStorage
+run_storage:
+  module: belleville_mtss.instance_storage
+  class: PooledSqliteRunStorage
   config:
     base_dir: {home}/history
+event_log_storage:
+  module: belleville_mtss.instance_storage
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {home}/history
+schedule_storage:
+  module: belleville_mtss.instance_storage
+  class: PooledSqliteScheduleStorage
+  config:
+    base_dir: {home}/schedules
 """
 
 

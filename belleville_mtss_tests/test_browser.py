@@ -143,9 +143,11 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _show(page, url: str, path: str, expect: str) -> str:
+def _show(page, url: str, path: str, *expect: str) -> str:
+    """The page's text once every expected text is on it (a page's panels load one after another)."""
     page.goto(url + path)
-    page.get_by_text(expect).first.wait_for()
+    for text in expect:
+        page.get_by_text(text).first.wait_for()
     page.wait_for_timeout(500)
     return page.inner_text("body")
 
@@ -155,7 +157,7 @@ def test_after_the_quick_start_the_ui_shows_the_demos_run_partition_and_checks(u
     (demo,) = _runs(url, GOOD)  # the demo's run (the drop sensor does not run a drop version again)
     assert demo["status"] == "SUCCESS" and {"key": "mtss/outcome", "value": "loaded"} in demo["tags"]
     for asset in ("dm_student_roster", "dm_assessment_results"):
-        text = _show(page, url, f"/assets/{asset}", "Latest materialization")
+        text = _show(page, url, f"/assets/{asset}", "Latest materialization", GOOD)
         assert GOOD in text and "Never materialized" not in text, asset
     text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (4)")
     _shot(page, "1-demo-checks-passed")
@@ -183,7 +185,7 @@ def test_the_warehouse_asset_page_shows_the_lineage_table(ui):
 def test_the_link_review_asset_shows_counts_only(ui):
     """The demo's unlinked Star students wait for a person: the asset page shows how many, never who."""
     url, page, _settings = ui
-    text = _show(page, url, "/assets/link_review", "Latest materialization")
+    text = _show(page, url, "/assets/link_review", "Latest materialization", GOOD, "new_this_drop")
     assert GOOD in text
     for name in ("open", "accepted", "rejected", "new_this_drop", "suggested/unknown_star_student"):
         assert name in text, name

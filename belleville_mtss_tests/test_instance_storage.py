@@ -1,0 +1,74 @@
+"""The embedded instance's SQLite storages (belleville_mtss/instance_storage.py): a new home uses them, each process
+makes one engine per database however many queries it runs, threads share it, and a home written before them still
+opens with Dagster's own classes."""
+import threading
+
+import dagster as dg
+from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
+
+from belleville_mtss import instance_storage
+from belleville_mtss.instance_storage import (PooledSqliteEventLogStorage, PooledSqliteRunStorage,
+                                              PooledSqliteScheduleStorage)
+from belleville_mtss.run import instance_for
+
+from .conftest import make_settings
+
+
+def _engines_under(path) -> list:
+    return [key for key in instance_storage._ENGINES if str(path) in key[1]]
+
+
+def test_a_new_home_keeps_one_engine_per_database_for_every_query(tmp_path):
+    home = tmp_path / "mtss"
+    instance = instance_for(make_settings(home))
+    assert isinstance(instance.run_storage, PooledSqliteRunStorage)
+    assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+    assert isinstance(instance.schedule_storage, PooledSqliteScheduleStorage)
+    instance.add_dynamic_partitions("drops", ["a/1", "a/2"])
+    for _ in range(50):
+        assert instance.has_dynamic_partition("drops", "a/1")
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+    assert len(_engines_under(home)) == 3  # runs.db, event_log.db, schedules.db: never one per query
+
+    errors = []
+
+    def add(n: int) -> None:
+        try:
+            instance.add_dynamic_partitions("drops", [f"t{n}/{i}" for i in range(20)])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(instance.get_dynamic_partitions("drops")) == 2 + 4 * 20
+    # what was written is in the file, seen by a second instance (another process would open it the same way)
+    other = dg.DagsterInstance.from_config(str(home / "dagster"))
+    assert other.has_dynamic_partition("drops", "t3/19")
+
+
+def test_a_home_written_with_dagsters_own_classes_still_opens(tmp_path):
+    home = tmp_path / "mtss"
+    (home / "dagster").mkdir(parents=True)
+    (home / "dagster" / "dagster.yaml").write_text(
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: ConsolidatedSqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {home / 'dagster' / 'history'}\n")
+    instance = instance_for(make_settings(home))
+    assert type(instance.event_log_storage) is ConsolidatedSqliteEventLogStorage  # the file is never rewritten
+    instance.add_dynamic_partitions("drops", ["a/1"])
+    assert instance.has_dynamic_partition("drops", "a/1")
+
+
+def test_a_process_serving_many_homes_keeps_few_databases_open(tmp_path):
+    urls = [f"sqlite:///{tmp_path / f'h{i}.db'}" for i in range(12)]
+    engines = [instance_storage.engine_for(url) for url in urls]
+    for engine in engines:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+    kept = _engines_under(tmp_path)
+    assert len(kept) == instance_storage._KEEP and kept[-1][1] == urls[-1]
+    assert instance_storage.engine_for(urls[-1]) is engines[-1]  # the newest is reused, not made again
