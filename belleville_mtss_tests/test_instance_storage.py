@@ -4,6 +4,7 @@ opens with Dagster's own classes."""
 import threading
 
 import dagster as dg
+import pytest
 from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
 
 from belleville_mtss import instance_storage
@@ -12,6 +13,8 @@ from belleville_mtss.instance_storage import (PooledSqliteEventLogStorage, Poole
 from belleville_mtss.run import instance_for
 
 from .conftest import make_settings
+
+pytestmark = pytest.mark.persistent_instance  # the instance itself is what is tested
 
 
 def _engines_under(path) -> list:

@@ -167,7 +167,27 @@ def _dagster(stage: str, work: Path, _entry, pg_url: str | None) -> dict:
     seconds = time.perf_counter() - t
     if report.failures or not report.checks_passed:
         return {"failed": report.verdict()}
-    return {"seconds": seconds, "rows": sum(report.written.values()) if report.written else None}
+    return {"seconds": seconds, "rows": sum(report.written.values()) if report.written else None,
+            "steps": step_seconds(settings)}
+
+
+def step_seconds(settings) -> dict[str, float]:
+    """Each step's wall seconds in the run just made (from its start to its end event), slowest first: what bounds
+    the run, measured."""
+    import dagster as dg
+    from belleville_mtss.run import instance_for
+    instance = instance_for(settings)
+    (run,) = instance.get_runs(limit=1)
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    began, took = {}, {}
+    for record in instance.get_records_for_run(run.run_id, of_type=kinds).records:
+        entry = record.event_log_entry
+        key = entry.step_key
+        if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            began[key] = entry.timestamp
+        elif key in began:
+            took[key] = round(entry.timestamp - began[key], 3)
+    return dict(sorted(took.items(), key=lambda kv: -kv[1]))
 
 
 MEASURES = {"floor": _floor, "core": _core_stage, "pandas": _pandas, "load_sqlite": _load, "load_postgres": _load,
@@ -344,6 +364,11 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
     for r in at_n["stages"].values():
         if "failed" in r:
             print(f"  failed: {r['failed']}")
+    dag = at_n["stages"].get("dagster_no_loads", {})
+    if dag.get("steps"):  # where the Dagster run's time goes: each step, and what lies between them
+        steps = dag["steps"]
+        print(f"dagster_no_loads by step: {dag['seconds'] - sum(steps.values()):.2f} s outside the steps; "
+              + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
 
 
 TURN_2 = RESULTS / "20261129T002758Z-n1000000.json"  # issue 14's last full run, which issue 23 compares against
