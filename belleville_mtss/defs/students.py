@@ -118,9 +118,11 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
                 classlink: ValidatedFile, received_drop: ReceivedDrop, **stars: ValidatedFile) -> dg.MaterializeResult:
     district, key = error_log.drop(context).district, context.partition_key
     files = {f.name: f for f in received_drop.files}
-    raw = [read_star_people(read_staged(Path(received_drop.folder), files[v.file_name], drop_server.vault_key()),
-                            district.student_link.renaissance)
-           for v in stars_of(stars) if v.usable and v.file_name in files]
+    def raw() -> list[pl.DataFrame]:  # the Star files' identifying columns, decrypted again only when needed
+        return [read_star_people(read_staged(Path(received_drop.folder), files[v.file_name], drop_server.vault_key()),
+                                 district.student_link.renaissance)
+                for v in stars_of(stars) if v.usable and v.file_name in files]
+
     found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, stars_of(stars), raw)
     engine = warehouse.engine()
     new = review.record(engine, district.account_info_id, key, found)

@@ -8,6 +8,7 @@ blocks everything after them.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,15 +102,16 @@ def results(district: District, stars: list[ValidatedFile], identity: IdentityMa
 
 
 def suggestions(district: District, identity: IdentityMap, powerschool: ValidatedFile, users: ValidatedFile,
-                stars: list[ValidatedFile], star_raw: list[pl.DataFrame]) -> pl.DataFrame:
+                stars: list[ValidatedFile], star_raw: Callable[[], list[pl.DataFrame]]) -> pl.DataFrame:
     """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): Star identifiers that link
-    to no student, from the Star files' identifying columns (`star_raw`, read again for them), against the
-    drop's students; students with no ClassLink user against the tenant's users no student has."""
+    to no student, from the Star files' identifying columns (`star_raw()`, read again only when some Star
+    identifier links to no student), against the drop's students; students with no ClassLink user against the
+    tenant's users no student has."""
     linked = set(identity.frame["student_link"].drop_nulls().to_list())
     star_by_subject, _ = apply_accepted(star_frames(stars), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
                                         getattr(identity, "accepted", None))
     unknown = unknown_star_ids(star_by_subject, linked)
-    parts = [suggest(star_people(star_raw, district.student_link.renaissance, unknown),
+    parts = [suggest(star_people(star_raw(), district.student_link.renaissance, unknown),
                      powerschool_candidates(powerschool.frame), UNKNOWN_STAR)] if unknown else []
     if users.usable:
         unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
