@@ -42,7 +42,7 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         else:
             assert re.match(rf"{stage}\s+\d+\.\d\d\s+[\d,]+\s", table[stage]), table[stage]
     # what bounds the Dagster run: its steps' seconds, slowest first, and the time between them
-    assert re.search(r"^dagster_no_loads by step: -?\d+\.\d\d s outside the steps; \w+ \d+\.\d\d", out, re.M)
+    assert re.search(r"^by step, dagster_no_loads: -?\d+\.\d\d s outside the steps; \w+ \d+\.\d\d", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
     assert re.search(r"small drop: 600 students, `belleville-mtss run` x1: median \d+\.\d\d s", out)
     for target in TARGETS:

@@ -371,7 +371,7 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
         r = at_n["stages"].get(stage, {})
         if r.get("steps"):
             steps = r["steps"]
-            print(f"{stage} by step: {r['seconds'] - sum(steps.values()):.2f} s outside the steps; "
+            print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
 
 
