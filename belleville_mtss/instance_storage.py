@@ -33,7 +33,7 @@ def engine_for(conn_string: str) -> sa.Engine:
                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
     _ENGINES[key] = engine  # now the newest
     while len(_ENGINES) > _KEEP:
-        _ENGINES.pop(next(iter(_ENGINES))).dispose()  # closes its idle connection; one in use closes on return
+        _ENGINES.pop(next(iter(_ENGINES))).dispose()  # its idle connection closed; one in use, once released
     return engine
 
 
@@ -45,7 +45,7 @@ def _transaction(conn_string: str):
 
 class PooledSqliteRunStorage(SqliteRunStorage):
     @classmethod
-    def from_config_value(cls, inst_data, config_value):  # Dagster's names its own class, not cls
+    def from_config_value(cls, inst_data, config_value):  # Dagster's own builds SqliteRunStorage, not cls
         return cls.from_local(inst_data=inst_data, **config_value)
 
     def connect(self):
@@ -59,7 +59,7 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
 
 class PooledSqliteScheduleStorage(SqliteScheduleStorage):
     @classmethod
-    def from_config_value(cls, inst_data, config_value):
+    def from_config_value(cls, inst_data, config_value):  # as above, for SqliteScheduleStorage
         return cls.from_local(inst_data=inst_data, **config_value)
 
     def connect(self):
