@@ -20,6 +20,13 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is not available here")
 
 
+def need_debian_package(package: str, present: bool, what_for: str) -> None:
+    """A test that needs a system package skips without it, naming the package and the command that installs it
+    (.ci/run installs it; where CI=true its absence fails)."""
+    if not present:
+        _missing(f"Debian's {package} ({what_for}; install it with `apt-get install -y {package}`)")
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     if not REFERENCE.is_dir():

@@ -6,7 +6,6 @@ import json
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -24,7 +23,7 @@ from belleville_mtss.lib.load.warehouse import ingestion_files
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import SMALL, prepare_drop, set_column, tick, two_district_registry
-from .sshd_server import SSHD, SshServer
+from .sshd_server import SshServer
 from .test_alerts import Receiver
 from .test_pii import _leaks, _pii
 
@@ -122,8 +121,6 @@ def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path,
 
 # --- the drop server outage ---------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true",
-                    reason="OpenSSH server (sshd) is not installed; .ci/run installs it")
 def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_and_clears_at_the_first_good_tick(
         tmp_path, receiver, monkeypatch):
     monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))  # the retries' pauses, not 1 s and 3 s

@@ -23,7 +23,7 @@ from belleville_mtss.lib.load.warehouse import (
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import SMALL, prepare_drop, warehouse_counts
-from .sshd_server import SSHD, SshServer
+from .sshd_server import SshServer
 
 
 def _results(n: int, year: str = "2026-2027") -> pl.DataFrame:
@@ -114,8 +114,6 @@ def test_process_killed_mid_run_then_rerun_is_idempotent(tmp_path):
     assert killed_during_write >= 1  # at least one kill landed inside a warehouse transaction
 
 
-@pytest.mark.skipif(not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true",
-                    reason="OpenSSH server (sshd) is not installed; .ci/run installs it")
 def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
     server = SshServer(tmp_path / "sshd").start()
     try:

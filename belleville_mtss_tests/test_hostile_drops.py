@@ -535,9 +535,7 @@ def test_the_row_limit_counts_records_not_lines(tmp_path):
 
 @pytest.fixture
 def sftp_world(tmp_path):
-    from .sshd_server import SSHD, SshServer
-    if not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true":
-        pytest.skip("OpenSSH server (sshd) is not installed; .ci/run installs it")
+    from .sshd_server import SshServer
     from belleville_mtss.lib.sample import generate_drop, load_databases
     server = SshServer(tmp_path / "sshd").start()
     settings = make_settings(tmp_path / "home", **server.env())

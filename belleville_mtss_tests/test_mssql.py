@@ -53,11 +53,14 @@ def _closed_port() -> int:
 def test_the_mssql_extra_reaches_a_connection_attempt():
     # No SQL Server runs here: a refused connection proves the driver and its bundled ODBC library load
     # (without Debian's libltdl7 the driver fails "Failed to load the driver" instead).
-    import os
+    import ctypes.util
     import pytest
     from belleville_mtss.lib.load.warehouse import make_engine
-    if os.environ.get("CI") != "true":
+    from .conftest import IN_CI, need_debian_package
+    if not IN_CI:
         pytest.importorskip("mssql_python", reason="the mssql extra is not installed: pip install -e '.[mssql]'")
+    need_debian_package("libltdl7", ctypes.util.find_library("ltdl") is not None,
+                        "the ODBC driver bundled with mssql-python loads it")
     url = f"mssql+mssqlpython://mtss_runtime:not-a-secret@127.0.0.1:{_closed_port()}/EDU_DW?Encrypt=no"
     assert make_engine(url).dialect.driver == "mssqlpython"
     engine = sa.create_engine(url, hide_parameters=True, connect_args={"timeout": 2})  # the driver's login timeout

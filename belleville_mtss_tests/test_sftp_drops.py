@@ -16,12 +16,7 @@ from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine, rea
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import SMALL, tick, warehouse_counts
-from .sshd_server import SSHD, SshServer, keygen
-
-pytestmark = pytest.mark.skipif(
-    not Path(SSHD).exists() and os.environ.get("CI", "").lower() != "true",
-    reason="OpenSSH server (sshd) is not installed; .ci/run installs it",
-)
+from .sshd_server import SshServer, keygen
 
 
 @pytest.fixture
