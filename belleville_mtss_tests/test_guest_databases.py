@@ -155,6 +155,27 @@ def test_sql_for_a_dba_compiles_for_sql_server_and_runs_on_postgresql(pg_databas
     engine.dispose()
 
 
+def test_the_postgresql_script_applies_nothing_after_a_failed_statement_even_without_on_error_stop(
+        pg_database, tmp_path):
+    # one transaction for the whole script: a failure aborts it and the final COMMIT rolls everything back, in psql
+    # without ON_ERROR_STOP as in any client that sends the statements one after another
+    psql = shutil.which("psql")
+    if psql is None:
+        pytest.skip("psql is not installed (Debian's postgresql-client)")
+    script = tmp_path / "upgrade.sql"
+    script.write_text(migrations.upgrade_sql("postgresql"))
+    engine = _fresh(pg_database)
+    with engine.begin() as conn:  # what makes revision 0008 fail half-way through the script
+        conn.execute(sa.text('CREATE TABLE dm."LinkDecisions" (x int)'))
+    url = sa.engine.make_url(pg_database)
+    done = subprocess.run([psql, "-q", "-h", url.host, "-p", str(url.port), "-U", url.username, "-d", url.database,
+                           "-f", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0 and 'relation "LinkDecisions" already exists' in done.stderr  # psql went on
+    assert migrations.current(engine) is None
+    assert set(sa.inspect(engine).get_table_names(schema="dm")) == {"LinkDecisions"}  # nothing else was applied
+    engine.dispose()
+
+
 def test_warehouse_current_and_upgrade_commands(pg_database, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MTSS_WAREHOUSE_URL", pg_database)

@@ -85,11 +85,11 @@ def test_the_sql_server_script_keeps_names_times_and_keys_and_stops_at_its_first
     assert not re.search(r"\[\w+\] VARCHAR\(", script)  # our columns are all NVARCHAR (the version table aside)
     for key in ("StudentNumber", "Subject", "TestKey"):
         assert re.search(rf"\[{key}\] NVARCHAR\(\d+\) COLLATE Latin1_General_100_BIN2 NOT NULL", script), key
-    # a warehouse an earlier release created is altered, its keys dropped and re-created around the change
+    # a warehouse an earlier release created is altered, its keys found and dropped, re-created around the change
     upgrade = script[script.index("0005 -> 0006"):]
     assert ("ALTER TABLE dm.[AssessmentResults] ALTER COLUMN [TestKey] NVARCHAR(120) COLLATE Latin1_General_100_BIN2 "
             "NOT NULL") in upgrade
-    assert upgrade.index("DROP CONSTRAINT [PK_AssessmentResults]") < upgrade.index("ALTER COLUMN [TestKey]") < \
+    assert upgrade.index("OBJECT_ID(N'dm.AssessmentResults')") < upgrade.index("ALTER COLUMN [TestKey]") < \
         upgrade.index("ADD CONSTRAINT [PK_AssessmentResults] PRIMARY KEY")
 
 
@@ -139,3 +139,121 @@ def test_the_apply_statements_compile_for_sql_server_with_the_load_id_bound():
     assert update.startswith("UPDATE dm.[StudentRoster] SET [IsCurrent]=") and "EXISTS" not in update
     assert insert.startswith("INSERT INTO dm.[StudentRoster] ([AccountInfoId], [StudentNumber],")
     assert "FROM dm.[StudentRosterStaging]" in insert and "[StudentRosterStaging].[LoadId] = :LoadId_1" in insert
+
+
+# --- an earlier release's tables, and a script that stops at its first failed batch ---------------------------
+
+def _earlier_release_tables() -> sa.MetaData:
+    """The four tables as the releases before migrations made them with `create_all` (git show b17edbb^:
+    belleville_mtss/lib/warehouse.py): primary keys declared on the columns, so SQL Server names them itself."""
+    earlier = sa.MetaData()
+    sa.Table("StudentRoster", earlier, sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("StudentNumber", sa.String(20), primary_key=True), sa.Column("FirstName", sa.String(100)),
+             sa.Column("DropId", sa.String(200), nullable=False), sa.Column("LoadedAt", sa.DateTime, nullable=False),
+             schema="dm")
+    sa.Table("AssessmentResults", earlier,
+             sa.Column("AccountInfoId", sa.Integer, primary_key=True, autoincrement=False),
+             sa.Column("Subject", sa.String(3), primary_key=True), sa.Column("TestKey", sa.String(120), primary_key=True),
+             sa.Column("StudentNumber", sa.String(20), nullable=False), schema="dm")
+    sa.Table("IngestionErrors", earlier, sa.Column("ErrorId", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("Message", sa.String(1000), nullable=False), schema="dm")
+    sa.Table("IngestionFiles", earlier, sa.Column("DropId", sa.String(200), primary_key=True),
+             sa.Column("FileName", sa.String(260), primary_key=True), schema="dm")
+    return earlier
+
+
+def _named(sql: str, pattern: str) -> list[str]:
+    import re
+    return re.findall(pattern, sql)
+
+
+def test_the_upgrade_from_an_earlier_release_finds_each_key_and_index_it_drops():
+    from belleville_mtss.lib.load.migrations import upgrade_sql
+    earlier_ddl = "\n".join(_sql(CreateTable(t)) for t in _earlier_release_tables().sorted_tables)
+    assert "CONSTRAINT" not in earlier_ddl and "PRIMARY KEY" in earlier_ddl  # SQL Server names these keys itself
+    script = upgrade_sql("mssql", "0001")
+    # Whatever the script drops by a literal name, it (or that DDL) created by that name before: never a guess.
+    created, dropped = set(), []
+    for statement in script.split("\nGO\n"):
+        for name in _named(statement, r"DROP (?:INDEX|CONSTRAINT) \[(\w+)\]"):
+            dropped.append(name)
+            assert name in created, f"{name} dropped by name, never created by that name"
+        created.update(_named(statement, r"(?:CREATE (?:UNIQUE )?(?:CLUSTERED )?INDEX|CONSTRAINT) \[(\w+)\]"))
+    # the keys of the tables 0006 alters are found in the catalog, by table and kind, then dropped by what was found
+    for table, pk_is_ours in (("StudentRoster", True), ("AssessmentResults", True), ("IngestionErrors", False),
+                              ("IngestionFiles", False), ("GateAcceptances", False)):
+        batch = next(b for b in script.split("\nGO\n") if f"DECLARE @t INT = OBJECT_ID(N'dm.{table}')" in b)
+        assert ("i.is_primary_key = 1 OR" in batch) == pk_is_ours, table
+        assert "FROM sys.indexes i" in batch and "EXEC sys.sp_executesql @drop" in batch
+        assert "WITHIN GROUP (ORDER BY is_pk)" in batch  # nonclustered first: dropping the key rebuilds nothing
+        assert "THROW 50006" in batch  # an index or statistics not ours on a changed column stops the script
+    assert not [n for n in dropped if n.startswith("PK_")]  # no primary key is dropped by a name we gave it
+
+
+def test_the_script_stops_after_a_failed_batch_whatever_the_client():
+    from belleville_mtss.lib.load.migrations import BATCH_MARK, upgrade_sql
+    batches = [b.strip() for b in upgrade_sql("mssql").split("\nGO\n") if b.strip()]
+    assert batches[0].startswith("SET XACT_ABORT ON;")
+    # Each batch ends recording its number; each later one first checks its predecessor's, and stops (rolls back
+    # what is open, NOEXEC ON) when that batch did not end: a run-time error (XACT_ABORT) or a compile error.
+    for number, batch in enumerate(batches[:-1], start=1):
+        assert batch.endswith(f"EXEC sys.sp_set_session_context @key = N'{BATCH_MARK}', @value = {number};"), number
+        if number > 1:
+            guard = batch.split("\n")[:5]
+            assert guard[0] == f"IF ISNULL(CAST(SESSION_CONTEXT(N'{BATCH_MARK}') AS INT), 0) <> {number - 1}"
+            assert guard[2:5] == ["    IF @@TRANCOUNT > 0 ROLLBACK;",
+                                  f"    RAISERROR(N'batch {number - 1} did not complete: stopping here, nothing "
+                                  "after it runs', 16, 1);", "    SET NOEXEC ON;"]
+    # Walk the script as SQL Server would with each batch failing in turn: no batch after it executes, and the
+    # version row (written in its own batch per revision) is never moved past the failure.
+    for failing in range(2, len(batches)):
+        mark, noexec, ran = 0, False, []
+        for number, batch in enumerate(batches[:-1], start=1):
+            if noexec:
+                continue  # compiled, not executed
+            if number > 1 and mark != number - 1:
+                noexec = True  # the guard
+                continue
+            if number == failing:
+                continue  # the batch fails: its mark is never written
+            ran.append(number)
+            mark = number
+        assert ran == list(range(1, failing)), failing
+        assert mark != len(batches) - 1  # the last batch then raises its error: the script did not run whole
+    assert batches[-1].startswith("SET NOEXEC OFF;") and "RAISERROR" in batches[-1]
+
+
+# --- no statement binds more parameters than SQL Server takes -------------------------------------------------
+
+def test_lists_that_grow_with_data_never_bind_more_than_2100_parameters_on_sql_server(tmp_path):
+    from types import SimpleNamespace
+    import polars as pl
+    from belleville_mtss.lib.load import errors, order, warehouse as w
+    from belleville_mtss.lib.load.migrations import upgrade
+    engine = w.make_engine(f"sqlite:///{tmp_path}/w.db")
+    upgrade(engine)
+    most: dict[str, int] = {}
+
+    def count(conn, clauseelement, multiparams, params, execution_options):
+        if not isinstance(clauseelement, sa.sql.ClauseElement):
+            return
+        compiled = clauseelement.compile(dialect=DIALECT, compile_kwargs={"render_postcompile": True})
+        name = str(compiled).split()[0]
+        most[name] = max(most.get(name, 0), len(compiled.params))
+
+    sa.event.listen(engine, "before_execute", count)
+    n = 5_000
+    keys = [f"belleville/2026-{i:05d}" for i in range(n)]
+    files = [SimpleNamespace(name=f"f{i}.csv", sha256=f"{i:064x}", size=1) for i in range(n)]
+    w.record_received(engine, keys[0], 107873, "v1", files, "run-1")
+    w.record_received(engine, keys[1], 107873, "v1", files, "run-2")  # every file seen before: the dedup reads them
+    assert w.mark_files(engine, keys[1], "run-2", "loaded", [f.name for f in files]) is None
+    assert len(errors.refusals(engine, "blocked", keys)) == 0
+    with engine.connect() as conn:
+        assert len(order.first_receipts(conn, set(keys))) == 2
+    scopes = [("SR", f"{2000 + i}-{2001 + i}") for i in range(n)]
+    assert w.load_figures(engine, w.assessment_results, 107873, keys[0], scopes)["rows"] == 0
+    assert {"SELECT", "UPDATE"} <= set(most) and max(most.values()) <= 2_100, most
+    done = w.read_table(engine, w.ingestion_files).filter(pl.col("RunId") == "run-2")
+    assert done["Outcome"].unique().to_list() == ["duplicate"] and done.height == n  # every chunk was applied
+    engine.dispose()

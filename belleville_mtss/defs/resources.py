@@ -116,6 +116,7 @@ class WarehouseResource(_Engine):
     account_info_table: str = ACCOUNT_INFO.label
     account_info_columns: str = ACCOUNT_INFO.column_setting
     load_lock_wait_seconds: float = 600.0
+    staging_sweep_hours: float = 6.0
 
     def engine(self) -> sa.Engine:
         return self._engine(self.url, lambda: _warehouse_engine(self.url, self.embedded))
@@ -246,7 +247,8 @@ def resources(settings: Settings) -> dict:
             url=warehouse_url, embedded=settings.embedded_warehouse,
             account_info_table=settings.account_info_table.label,
             account_info_columns=settings.account_info_table.column_setting,
-            load_lock_wait_seconds=settings.load_lock_wait_seconds),
+            load_lock_wait_seconds=settings.load_lock_wait_seconds,
+            staging_sweep_hours=settings.staging_sweep_hours),
         "prod_db": ProdDbResource(
             url=env_or_value("MTSS_PROD_DB_URL", settings.prod_db_url),
             classlink_table=settings.classlink_table.label, classlink_columns=settings.classlink_table.column_setting),

@@ -11,7 +11,7 @@ from ..lib.load.lock import DistrictBusy, district_lock
 from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
 from ..lib.load.warehouse import (apply_results, apply_roster, load_figures, mark_files,
-                                  results_scopes, staged)
+                                  results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.catalog import POWERSCHOOL
 from ..lib.receive.drops import ReceivedDrop
@@ -85,6 +85,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit.
+        sweep_staging(engine, warehouse.staging_sweep_hours)  # what a killed load left behind
         with (district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds) as waited,
               staged(engine, roster, results) as load_id, engine.begin() as conn):
             outcomes = checks.decide("replace", pipeline.replace_evidence(conn, district, key, roster, results,

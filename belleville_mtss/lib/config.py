@@ -49,6 +49,8 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
     Setting("MTSS_MAX_FILE_ROWS", "`20000000`", "a file with more rows than this is halted before it is parsed"),
     Setting("MTSS_LOAD_LOCK_WAIT_SECONDS", "`600`", "a district's load waits this long for another load of the "
             "same district to end (the warehouse's district lock), then stops without writing"),
+    Setting("MTSS_STAGING_SWEEP_HOURS", "`6`", "staged warehouse rows of a load that started longer ago than this "
+            "are deleted by the next load (what a killed load left in the staging tables)"),
     Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
             "where the warehouse team keeps districts (`schema.table`), found in its own case"),
     Setting("MTSS_ACCOUNT_INFO_COLUMNS", "the mapping spec's names",
@@ -115,6 +117,7 @@ class Settings:
     alert_env: dict[str, str] = field(default_factory=dict, repr=False)
     sensor_interval_seconds: int = 30
     load_lock_wait_seconds: float = 600.0
+    staging_sweep_hours: float = 6.0
     freshness_cron: str = "0 6 * * *"
 
     @property
@@ -162,6 +165,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         alert_env=_alert_env(env),
         sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
         load_lock_wait_seconds=_number(env, "MTSS_LOAD_LOCK_WAIT_SECONDS", 600.0, float),
+        staging_sweep_hours=_number(env, "MTSS_STAGING_SWEEP_HOURS", Settings.staging_sweep_hours, float),
         freshness_cron=" ".join((setting_value(env, "MTSS_FRESHNESS_CRON") or "0 6 * * *").split()),  # checked by Dagster
     )
 

@@ -11,8 +11,11 @@ config = context.config
 def run() -> None:
     if context.is_offline_mode():
         dialect = config.attributes["dialect"]
+        # PostgreSQL: the whole script is one transaction, so a failed statement aborts it and the final COMMIT
+        # rolls back, whatever the client. SQL Server: a transaction per revision (0006 rewrites whole tables, and
+        # the log should not hold them all at once); lib/load/migrations.py guards each batch.
         context.configure(dialect_name=dialect, literal_binds=True, target_metadata=ours, version_table=VERSION_TABLE,
-                          version_table_schema=version_schema(dialect), transaction_per_migration=True)
+                          version_table_schema=version_schema(dialect), transaction_per_migration=dialect == "mssql")
     else:
         connection = config.attributes["connection"]
         context.configure(connection=connection, target_metadata=ours, version_table=VERSION_TABLE,

@@ -11,7 +11,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..receive.untrusted import BadName, escape, parse_drop_key
-from .warehouse import VALUE_TOO_LONG, ingestion_errors, now
+from .warehouse import VALUE_TOO_LONG, chunked, ingestion_errors, now
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,9 @@ def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
 def refusals(engine: sa.Engine, reason: str, drop_ids: list[str]) -> dict[str, int]:
     """How many times each drop was refused for `reason` (dm.IngestionErrors)."""
     e = ingestion_errors.c
-    if not drop_ids:
-        return {}
     with engine.connect() as conn:
-        return dict(conn.execute(sa.select(e.DropId, sa.func.count()).where(
-            (e.Reason == reason) & e.DropId.in_(sorted(drop_ids))).group_by(e.DropId)).all())
+        return {drop: n for part in chunked(set(drop_ids)) for drop, n in conn.execute(
+            sa.select(e.DropId, sa.func.count()).where((e.Reason == reason) & e.DropId.in_(part)).group_by(e.DropId))}
 
 
 def record_errors(

@@ -7,6 +7,7 @@ except on the embedded SQLite default under MTSS_HOME, where we own everything a
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -78,7 +79,36 @@ def upgrade_sql(dialect: str, start: str | None = None) -> str:
     cfg = _config()
     cfg.attributes["dialect"] = dialect
     command.upgrade(cfg, f"{start}:head" if start else "head", sql=True)
-    return cfg.output_buffer.getvalue()
+    script = cfg.output_buffer.getvalue()
+    return guarded(script) if dialect == "mssql" else script
+
+
+BATCH_MARK = "mtss_batch"
+_GO = re.compile(r"^GO[ \t]*$", re.MULTILINE)
+
+
+def guarded(script: str) -> str:
+    """A T-SQL script that stops at its first failed batch whatever the client (sqlcmd without -b, SSMS): each batch
+    records its number in the session when it ends; the next one starts by checking it, and where the previous
+    batch did not end (a run-time error, which XACT_ABORT turns into a rollback, or a compile error, which it does
+    not) it rolls back what is open and sets NOEXEC ON, so that nothing after it runs. The last batch turns NOEXEC
+    off again and says whether the whole script ran."""
+    batches = [b.strip() for b in _GO.split(script) if b.strip()]
+    mark = "EXEC sys.sp_set_session_context @key = N'{0}', @value = {1};"
+    out = [f"{batches[0]}\nSET NOEXEC OFF;\n{mark.format(BATCH_MARK, 1)}"]
+    for number, batch in enumerate(batches[1:], start=2):
+        out.append(f"{_stop_unless(number - 1)}\n{batch}\n{mark.format(BATCH_MARK, number)}")
+    last = len(batches)
+    out.append(f"SET NOEXEC OFF;\nIF ISNULL(CAST(SESSION_CONTEXT(N'{BATCH_MARK}') AS INT), 0) <> {last}\n"
+               f"    RAISERROR(N'the script stopped before its end: nothing after the failed batch ran', 16, 1);")
+    return "\n\nGO\n\n".join(out) + "\n\nGO\n"
+
+
+def _stop_unless(previous: int) -> str:
+    return (f"IF ISNULL(CAST(SESSION_CONTEXT(N'{BATCH_MARK}') AS INT), 0) <> {previous}\n"
+            "BEGIN\n    IF @@TRANCOUNT > 0 ROLLBACK;\n"
+            f"    RAISERROR(N'batch {previous} did not complete: stopping here, nothing after it runs', 16, 1);\n"
+            "    SET NOEXEC ON;\nEND;")
 
 
 def require_current(engine: sa.Engine, where: str) -> None:

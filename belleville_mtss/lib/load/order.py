@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
-from .warehouse import assessment_results, ingestion_files, student_roster
+from .warehouse import assessment_results, chunked, ingestion_files, student_roster
 
 ROSTER = "roster"
 _DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
@@ -98,10 +98,8 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
 
 def first_receipts(conn: sa.Connection, drop_keys: set[str]) -> dict[str, dt.datetime]:
     f = ingestion_files.c
-    if not drop_keys:
-        return {}
-    return dict(conn.execute(sa.select(f.DropId, sa.func.min(f.ReceivedAt)).where(f.DropId.in_(sorted(drop_keys)))
-                             .group_by(f.DropId)).all())
+    return {drop: at for part in chunked(drop_keys) for drop, at in conn.execute(
+        sa.select(f.DropId, sa.func.min(f.ReceivedAt)).where(f.DropId.in_(part)).group_by(f.DropId))}
 
 
 def newer(this_date: dt.date | None, drop_key: str, load_scopes: list[str], holding: dict[str, Held]) -> list[Held]:

@@ -10,7 +10,8 @@ echoes student data.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import secrets
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -223,6 +224,16 @@ def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
 
 _SCHEMAS = ("dm", "dbo")
 BATCH_ROWS = 5_000
+# SQL Server refuses a statement with more than 2,100 parameters: a list of values that grows with data is sent
+# in parts of at most this many (the rest of the statement binds a few more)
+IN_LIST_MAX = 2_000
+
+
+def chunked(values, size: int = IN_LIST_MAX) -> Iterator[list]:
+    """`values` (sorted, so that statements repeat) in lists of at most `size`."""
+    values = sorted(values)
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def make_engine(url: str) -> Engine:
@@ -309,6 +320,43 @@ def _staging(table: sa.Table) -> sa.Table:
 
 STAGING = {student_roster.name: _staging(student_roster), assessment_results.name: _staging(assessment_results)}
 BULK_COPY_TIMEOUT_S = 3_600
+# rows per bulk-copy commit and per DELETE of staged rows on SQL Server: the locks one statement holds stay bounded
+# (staging never escalates to a table lock, migration 0007, so other districts' loads go on beside it)
+STAGING_BATCH_ROWS = 50_000
+
+
+def new_load_id() -> str:
+    """32 hex characters: the time in nanoseconds, then 64 random bits. Ever-increasing, so that SQL Server appends
+    each load's rows at the end of staging's clustered key (migration 0009), and the age of a load's rows can be
+    read from the key itself (`sweep_staging`)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(8)}"
+
+
+def sweep_staging(engine: Engine, older_than_hours: float) -> int:
+    """Deletes the staged rows of loads that started more than `older_than_hours` ago: what a load killed before it
+    could clean up leaves behind. Returns how many rows went."""
+    cutoff = f"{int(time.time_ns() - older_than_hours * 3_600e9):016x}"
+    return sum(_delete_staged(engine, staging, "<", cutoff) for staging in STAGING.values())
+
+
+def _delete_staged(engine: Engine, staging: sa.Table, op: str, load_id: str) -> int:
+    """Staged rows whose LoadId is `op` ("=" or "<") `load_id`: one DELETE, or on SQL Server DELETE TOP (n) until
+    none is left, each in its own transaction (the locks one holds stay bounded)."""
+    if engine.dialect.name != "mssql":
+        where = staging.c.LoadId == load_id if op == "=" else staging.c.LoadId < load_id
+        with engine.begin() as conn:
+            return conn.execute(staging.delete().where(where)).rowcount
+    # T-SQL's DELETE TOP, which SQLAlchemy does not express: our own table, column and constants; the id is bound
+    sql = (f"DELETE TOP ({STAGING_BATCH_ROWS}) FROM {engine.dialect.identifier_preparer.format_table(staging)} "
+           f"WHERE [LoadId] {'=' if op == '=' else '<'} :load_id")
+    statement = sa.text(sql)
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            n = conn.execute(statement, {"load_id": load_id}).rowcount
+        deleted += n
+        if n < STAGING_BATCH_ROWS:
+            return deleted
 
 
 STAGING_STREAMS = 2  # concurrent bulk copies into staging, each on its own connection (not on SQLite)
@@ -352,26 +400,34 @@ def _bulk_copy(engine: Engine, staging: sa.Table, frame: pl.DataFrame) -> None:
     try:
         cursor = raw.driver_connection.cursor()
         cursor.bulkcopy_arrow(f"{staging.schema}.{staging.name}", frame, column_mappings=frame.columns,
-                              keep_nulls=True, timeout=BULK_COPY_TIMEOUT_S,
+                              keep_nulls=True, timeout=BULK_COPY_TIMEOUT_S, batch_size=STAGING_BATCH_ROWS,
                               check_constraints=True)  # with no constraint to skip, INSERT is the only grant needed
-    except engine.dialect.dbapi.Error as exc:
-        raise sa.exc.DBAPIError.instance(f"bulk copy into {staging.fullname}", None, exc, engine.dialect.dbapi.Error,
-                                         hide_parameters=True) from None
+    except Exception as exc:  # noqa: BLE001 - see below
+        # The bulk copy runs in mssql_py_core, whose errors are not the driver's (nor is the ValueError of a type
+        # it cannot map): each becomes the one error a load's callers catch, its text kept out of every message.
+        raise refused(f"bulk copy into {staging.fullname}", exc) from None
     finally:
         raw.close()
 
 
+def refused(statement: str, exc: BaseException) -> sa.exc.DBAPIError:
+    """Any error a load meets, as SQLAlchemy's DBAPIError (what the load's callers catch), parameters hidden; its
+    callers report the error's class, never its text (which can quote values)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc
+    return sa.exc.DBAPIError(statement, None, exc, hide_parameters=True)
+
+
 def unstage(engine: Engine, load_id: str) -> None:
-    with engine.begin() as conn:
-        for staging in STAGING.values():
-            conn.execute(staging.delete().where(staging.c.LoadId == load_id))
+    for staging in STAGING.values():
+        _delete_staged(engine, staging, "=", load_id)
 
 
 @contextmanager
 def staged(engine: Engine, roster: pl.DataFrame | None = None, results: pl.DataFrame | None = None) -> Iterator[str]:
     """Stages a load's roster and results; yields its LoadId for `apply_roster`/`apply_results`; deletes its staged
     rows when the load ends, applied or not."""
-    load_id = uuid.uuid4().hex
+    load_id = new_load_id()
     try:
         frames = [] if roster is None else [(student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))]
         _stage_all(engine, frames + ([] if results is None else [(assessment_results, results)]), load_id)
@@ -437,11 +493,10 @@ def record_received(engine: Engine, drop_id: str, district_id: int, version: str
     received_at = now()
     f = ingestion_files.c
     with engine.begin() as conn:
-        earlier = dict(conn.execute(
+        earlier = {sha: first for part in chunked({x.sha256 for x in files}) for sha, first in conn.execute(
             sa.select(f.Sha256, sa.func.min(f.DropId))
-            .where((f.DistrictId == district_id) & (f.DropId != drop_id) & f.Sha256.in_([x.sha256 for x in files]))
-            .group_by(f.Sha256)
-        ).all()) if files else {}
+            .where((f.DistrictId == district_id) & (f.DropId != drop_id) & f.Sha256.in_(part))
+            .group_by(f.Sha256))}
         if files:
             conn.execute(ingestion_files.insert(), [
                 {"DropId": drop_id, "DropVersion": version, "FileName": x.name, "DistrictId": district_id,
@@ -459,17 +514,17 @@ def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None,
     On a connection, inside its transaction (a load marks its files in the load's own transaction)."""
     f = ingestion_files.c
     where = (f.DropId == drop_id) & (f.RunId == run_id) & (f.Outcome == "received")
-    if names is not None:
-        if not names:
-            return
-        where &= f.FileName.in_(names)
     value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
-    statement = ingestion_files.update().where(where).values(Outcome=value, OutcomeAt=now())
+    at = now()
+    statements = [ingestion_files.update().where(where if part is None else where & f.FileName.in_(part))
+                  .values(Outcome=value, OutcomeAt=at) for part in ([None] if names is None else chunked(names))]
     if isinstance(target, sa.Connection):
-        target.execute(statement)
+        for statement in statements:
+            target.execute(statement)
         return
     with target.begin() as conn:
-        conn.execute(statement)
+        for statement in statements:
+            conn.execute(statement)
 
 
 def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict[int, int]:
@@ -523,14 +578,19 @@ def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id:
     district's current roster, or the results' (subject, school year) `scopes`), its keys held more than once, and the drop's
     rows stamped with another (or no) AccountInfoId."""
     c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
-    replaced = (c.AccountInfoId == account_info_id) if scopes is None else sa.or_(
-        sa.false(), *(_in_scope(account_info_id, s) for s in scopes))
+    district = c.AccountInfoId == account_info_id
     if "IsCurrent" in c:
-        replaced &= c.IsCurrent == sa.true()  # the roster's history stays beside what the load replaced
+        district &= c.IsCurrent == sa.true()  # the roster's history stays beside what the load replaced
     repeated = (sa.select(*key).where(c.AccountInfoId == account_info_id).group_by(*key)
                 .having(sa.func.count() > 1).subquery())
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(replaced)).scalar_one()
+        if scopes is None:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(district)).scalar_one()
+        else:  # counted per scope and summed here: one parameter per district, whatever the number of scopes
+            wanted = set(scopes)
+            rows = sum(n for subject, year, n in conn.execute(
+                sa.select(c.Subject, c.SchoolYear, sa.func.count()).where(district).group_by(c.Subject, c.SchoolYear))
+                if (subject, year) in wanted)
         stray = conn.execute(sa.select(sa.func.count()).select_from(table).where(
             (c.DropId == drop_id) & ((c.AccountInfoId != account_info_id) | c.AccountInfoId.is_(None)))).scalar_one()
         duplicates = conn.execute(sa.select(sa.func.count()).select_from(repeated)).scalar_one()
