@@ -24,6 +24,7 @@ from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.sample import account_info_rows, generate_drop, load_databases, migrate_sample_warehouse
 from belleville_mtss.lib.load.warehouse import (
     STAGING, account_info, class_link_users, count_rows, ingestion_files, make_engine, ours, read_table, student_roster,
+    theirs,
 )
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
@@ -505,3 +506,41 @@ def test_the_head_a_run_checks_for_is_alembics_head():
     assert script.get_current_head() == migrations.HEAD
     names = sorted(p.name for p in (migrations.SCRIPTS / "versions").glob("*.py"))
     assert [n[:4] for n in names] == [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_verify_tries_a_bulk_copy_and_the_district_lock_and_finds_column_grants_beyond_the_declared(pg_database):
+    admin_url = sa.engine.make_url(pg_database)
+    owner = _fresh(pg_database)
+    migrations.upgrade(owner)
+    with owner.begin() as conn:  # the other teams' tables, which the grants name
+        conn.execute(sa.schema.CreateSchema("dbo", if_not_exists=True))
+    theirs.create_all(owner)
+    role = f"mtss_rt_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    _runtime_role(admin, admin_url.database, role)
+    runtime = make_engine(admin_url.set(username=role).render_as_string(hide_password=False))
+    try:
+        def problems():
+            return [f.text for f in verify(runtime) if not f.ok]
+
+        found = [f.text for f in verify(runtime)]
+        assert problems() == []
+        assert "a one-row bulk copy into dm.StudentRosterStaging was written and removed, as a load does" in found
+        assert "the district lock was taken and released, as each load does" in found
+        assert [count_rows(owner, t) for t in STAGING.values()] == [0, 0]  # the probe's row went again
+        with admin.connect() as conn:  # the bulk copy's grant taken away, and a column grant nobody declared
+            conn.execute(sa.text(f'REVOKE INSERT ON dm."StudentRosterStaging" FROM "{role}"'))
+            conn.execute(sa.text(f'GRANT UPDATE ("Message") ON dm."IngestionErrors" TO "{role}"'))
+        assert problems() == [
+            f'{role} lacks INSERT on dm."StudentRosterStaging": GRANT INSERT ON dm."StudentRosterStaging" TO {role}',
+            f'{role} holds UPDATE on dm."IngestionErrors"."Message", which the code does not need: '
+            f'REVOKE UPDATE ("Message") ON dm."IngestionErrors" FROM {role}',
+            "a one-row bulk copy into dm.StudentRosterStaging and its removal failed (InsufficientPrivilege) (see the "
+            "grant lines above): a load would fail the same way"]
+    finally:
+        runtime.dispose()
+        owner.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE "{role}"'))
+        admin.dispose()

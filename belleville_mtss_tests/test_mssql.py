@@ -1,4 +1,6 @@
 """Production is SQL Server: the DDL and the load statements compile for the mssql dialect as declared once."""
+import polars as pl
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql
 from sqlalchemy.schema import CreateTable
@@ -257,3 +259,53 @@ def test_lists_that_grow_with_data_never_bind_more_than_2100_parameters_on_sql_s
     done = w.read_table(engine, w.ingestion_files).filter(pl.col("RunId") == "run-2")
     assert done["Outcome"].unique().to_list() == ["duplicate"] and done.height == n  # every chunk was applied
     engine.dispose()
+
+
+# --- a failed bulk copy is the load's one refusal ---------------------------------------------------------------
+
+class _CoreError(Exception):
+    """Shaped as mssql_py_core's own errors: not a subclass of the driver's Error, and the server's text in it."""
+
+
+_CoreError.__module__ = "mssql_py_core"
+
+
+@pytest.mark.parametrize("raised", [
+    _CoreError("Received an invalid column length from the bcp client for colid 3: 'Kowalczyk.Anna@belleville.org'"),
+    ValueError("cannot map Arrow type large_string for value 'Kowalczyk'"),
+], ids=["mssql_py_core", "ValueError"])
+def test_a_bulk_copy_that_fails_in_any_way_ends_the_load_load_failed_without_a_value(settings, raised, monkeypatch,
+                                                                                      caplog, capsys):
+    import logging
+    from belleville_mtss.lib.load import warehouse as w
+    from belleville_mtss.run import run_drop
+    from .helpers import SMALL, errors, prepare_drop, warehouse_counts
+
+    class Cursor:
+        def bulkcopy_arrow(self, *args, **kwargs):
+            raise raised
+
+    class Engine:  # the real engine, but its raw connections hand out the failing driver cursor
+        def __init__(self, engine):
+            self.dialect = engine.dialect
+
+        def raw_connection(self):
+            return type("Raw", (), {"driver_connection": type("D", (), {"cursor": lambda self: Cursor()})(),
+                                    "close": lambda self: None})()
+
+    monkeypatch.setattr(w, "_copy_into", lambda engine, staging, frame: w._bulk_copy(Engine(engine), staging, frame))
+    prepare_drop(settings, SMALL)
+    caplog.set_level(logging.DEBUG)
+    report = run_drop(settings, log_level="DEBUG")
+    assert report.outcome == "failed"
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+    logged = errors(settings).filter(pl.col("Reason") == "load_failed")
+    assert logged.height == 1 and logged["Stage"].to_list() == ["load"]
+    assert f"({type(raised).__name__})" in logged["Message"][0]
+    engine = w.make_engine(settings.warehouse_url)
+    files = w.read_table(engine, w.ingestion_files)
+    assert set(files["Outcome"]) <= {"failed", "halted"} and "failed" in set(files["Outcome"])
+    engine.dispose()
+    out = capsys.readouterr()
+    for text in (caplog.text, out.out, out.err, "\n".join(errors(settings)["Message"])):
+        assert "Kowalczyk" not in text and "colid" not in text and "large_string" not in text

@@ -108,3 +108,41 @@ def test_a_second_district_loads_while_the_first_districts_apply_is_open(pg_data
     assert current == {107873: a_roster.height, 999: b_roster.height}
     engine.dispose()
     waits_briefly.dispose()
+
+
+_KILLED_AFTER_STAGING = """
+import os, signal, sys
+import polars as pl
+sys.path.insert(0, {tests!r})
+from belleville_mtss.lib.load.warehouse import make_engine, staged
+from test_staging import _results, _roster
+engine = make_engine({url!r})
+with staged(engine, _roster(555001, 2_000, "riverton/killed"), _results(555001, 6_000, "riverton/killed")) as load_id:
+    print(load_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # before the apply, before the staged rows are deleted
+"""
+
+
+def test_a_load_killed_after_staging_leaves_rows_the_sweep_removes_by_age(pg_database):
+    import subprocess
+    import sys
+    from pathlib import Path
+    from belleville_mtss.lib.load.warehouse import sweep_staging
+    engine = make_engine(pg_database)
+    migrate_sample_warehouse(engine)
+    script = _KILLED_AFTER_STAGING.format(tests=str(Path(__file__).parent), url=pg_database)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    killed_id = killed.stdout.strip()
+    assert [count_rows(engine, t) for t in STAGING.values()] == [2_000, 6_000]  # left behind by the kill
+    with staged(engine, _roster(107873, 10, "belleville/live")) as live_id:  # a load still under way
+        assert sweep_staging(engine, older_than_hours=1) == 0  # the killed load's rows are younger than an hour
+        # a cutoff between the two loads' starts (each LoadId begins with its start, in ns): only the dead one's go
+        killed_at, live_at = int(killed_id[:16], 16), int(live_id[:16], 16)
+        age_hours = (time.time_ns() - (killed_at + live_at) // 2) / 3_600e9
+        assert sweep_staging(engine, older_than_hours=age_hours) == 8_000
+        staging = STAGING[student_roster.name]
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(staging.c.LoadId).distinct()).scalars().all() == [live_id]
+    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0]
+    engine.dispose()

@@ -19,6 +19,7 @@ from .warehouse import ingestion_errors, now, ours
 # made-up, no student's: Vietnamese, Chinese, Arabic, Polish, an emoji and a character outside the BMP
 UNICODE_SAMPLE = "Nguyễn Thị Ánh · 王小明 · محمد · Łukasz · 😀 · 𠮷"
 TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+COLUMN_PRIVILEGES = ("SELECT", "INSERT", "UPDATE")  # those a server grants on a column (and REFERENCES, below)
 PG_ONLY_PRIVILEGES = ("TRUNCATE", "REFERENCES", "TRIGGER")
 
 
@@ -42,6 +43,7 @@ def verify(warehouse: sa.Engine, prod: sa.Engine | None = None, account_info=Non
         findings += _columns(conn)
         if conn.dialect.name == "mssql":
             findings.append(_snapshot_isolation(conn))
+            findings.append(_lock_escalation(conn))
     for engine, database, spec in ((warehouse, "warehouse", account_info or ACCOUNT_INFO),
                                    (prod, "prod", classlink or CLASSLINK_USERS)):
         if engine is not None:
@@ -50,6 +52,8 @@ def verify(warehouse: sa.Engine, prod: sa.Engine | None = None, account_info=Non
             with engine.connect() as conn:
                 findings += grants(conn, database, where)
     findings.append(_unicode_round_trip(warehouse))
+    if findings[0].ok:  # our tables are there to try a load's steps on
+        findings += [_bulk_copy_probe(warehouse), _district_lock_probe(warehouse)]
     return findings
 
 
@@ -101,13 +105,66 @@ def _columns(conn: sa.Connection) -> list[Finding]:
                                    f"{' and collations' if dialect.name == 'mssql' else ''}")]
 
 
+SNAPSHOT_SQL = ("SELECT is_read_committed_snapshot_on, snapshot_isolation_state_desc FROM sys.databases "
+                "WHERE name = DB_NAME()")
+
+
 def _snapshot_isolation(conn: sa.Connection) -> Finding:
-    on = conn.execute(sa.text("SELECT is_read_committed_snapshot_on FROM sys.databases WHERE name = DB_NAME()")
-                      ).scalar()
-    if on:
+    """Not a problem either way (a load's apply is one transaction: a reader never sees half of it), and RCSI is
+    the whole database's, other teams' applications included: said, with what it changes (docs/deploy.md)."""
+    rcsi, snapshot = conn.execute(sa.text(SNAPSHOT_SQL)).one()
+    if rcsi:
         return Finding(True, "READ_COMMITTED_SNAPSHOT is on: reports read the last committed rows during a load")
-    return Finding(False, "READ_COMMITTED_SNAPSHOT is off: readers wait for a load's locks; as the DBA: "
-                          "ALTER DATABASE CURRENT SET READ_COMMITTED_SNAPSHOT ON WITH ROLLBACK IMMEDIATE")
+    return Finding(True, f"READ_COMMITTED_SNAPSHOT is off (snapshot isolation {str(snapshot).lower()}): a report "
+                         "reading dm.StudentRoster or dm.AssessmentResults waits for a load's apply to commit; "
+                         "docs/deploy.md weighs turning it on, or ALLOW_SNAPSHOT_ISOLATION for those readers only")
+
+
+# lock escalation each of our loaded tables should have (migrations 0007 and 0009; docs/deploy.md says why)
+LOCK_ESCALATION = {"StudentRoster": "TABLE", "AssessmentResults": "TABLE", "StudentRosterStaging": "DISABLE",
+                   "AssessmentResultsStaging": "DISABLE"}
+LOCK_ESCALATION_SQL = ("SELECT name, lock_escalation_desc FROM sys.tables WHERE schema_id = SCHEMA_ID(N'dm') "
+                       "AND name IN :names")
+
+
+def _lock_escalation(conn: sa.Connection) -> Finding:
+    statement = sa.text(LOCK_ESCALATION_SQL).bindparams(sa.bindparam("names", expanding=True))
+    found = dict(conn.execute(statement, {"names": sorted(LOCK_ESCALATION)}).all())
+    wrong = [f"dm.{t} is {found.get(t, 'missing')}, expected {want}" for t, want in LOCK_ESCALATION.items()
+             if found.get(t) != want]
+    if wrong:
+        return Finding(False, f"lock escalation: {'; '.join(wrong)}: have the DBA apply `belleville-mtss warehouse "
+                              "upgrade --sql` (migrations 0007 and 0009 set it)")
+    return Finding(True, "lock escalation: TABLE on the loaded tables, DISABLE on the staging tables")
+
+
+def _bulk_copy_probe(engine: sa.Engine) -> Finding:
+    """One made-up roster row bulk-copied into staging the way a load copies (COPY on PostgreSQL, the driver's bulk
+    copy on SQL Server), then deleted: what the grants above vouch for, tried."""
+    from .warehouse import STAGING, _copy_into, new_load_id, student_roster, unstage
+    import polars as pl
+    staging, load_id = STAGING[student_roster.name], new_load_id()
+    row = pl.DataFrame({"AccountInfoId": [0], "StudentNumber": ["verify"], "StarTestCount": [0],
+                        "DropId": ["verify/probe"], "LoadedAt": [now()], "IsCurrent": [True], "LoadId": [load_id]})
+    try:
+        _copy_into(engine, staging, row)
+        unstage(engine, load_id)
+    except sa.exc.DBAPIError as exc:
+        fix = " (see the grant lines above)" if lacks_a_grant(exc) else ""
+        return Finding(False, f"a one-row bulk copy into {staging.fullname} and its removal failed "
+                              f"({type(exc.orig).__name__}){fix}: a load would fail the same way", missing_grant=True)
+    return Finding(True, f"a one-row bulk copy into {staging.fullname} was written and removed, as a load does")
+
+
+def _district_lock_probe(engine: sa.Engine) -> Finding:
+    from .lock import DistrictBusy, district_lock
+    try:
+        with district_lock(engine, 0, wait_s=5):  # district 0: no district's id, so no load waits on it
+            pass
+    except (DistrictBusy, NotImplementedError, sa.exc.DBAPIError) as exc:
+        return Finding(False, f"the district lock could not be taken and released ({type(exc).__name__}): loads "
+                              "would fail before writing; docs/deploy.md says what the lock needs")
+    return Finding(True, "the district lock was taken and released, as each load does")
 
 
 # what the login holds on a table (or one of its columns), as each server says it
@@ -151,8 +208,10 @@ def grants(conn: sa.Connection, database: str = "warehouse",
         if not inspector.has_table(g.table, schema=g.schema):  # reported as missing above: no grant to check
             problems.append(Finding(False, f"grants on {obj} not checked: the table does not exist (see above)"))
             continue
+        held = {}
         for privilege in (*TABLE_PRIVILEGES, *extra):
             want, have = privilege in g.privileges, _has(conn, g, privilege)
+            held[privilege] = have
             checked += 1
             if want and not have:
                 problems.append(Finding(False, f"{user} lacks {privilege} on {obj}: GRANT {privilege} ON {obj} TO {user}",
@@ -160,16 +219,24 @@ def grants(conn: sa.Connection, database: str = "warehouse",
             elif have and not want:
                 problems.append(Finding(False, f"{user} holds {privilege} on {obj}, which the code does not need: "
                                                f"REVOKE {privilege} ON {obj} FROM {user}"))
-        if g.update_columns and not _has(conn, g, "UPDATE"):  # a table-wide UPDATE is reported above
+        # column by column, each privilege the table neither needs nor holds as a whole: a column-level grant
+        # beyond the declared UPDATE columns is as much a problem as a table-wide one (our tables only: theirs are
+        # read, and their columns are not ours to list)
+        column_level = (*COLUMN_PRIVILEGES, *(("REFERENCES",) if dialect == "postgresql" else ()))
+        partial = [p for p in column_level if not held[p] and p not in g.privileges]
+        for privilege in partial if g.table in tables else ():
             for column in (c.name for c in tables[g.table].columns):
-                want, have = column in g.update_columns, _has(conn, g, "UPDATE", column)
+                want = privilege == "UPDATE" and column in g.update_columns
+                have = _has(conn, g, privilege, column)
                 checked += 1
                 if want and not have:
-                    problems.append(Finding(False, f"{user} lacks UPDATE ({q(column)}) on {obj}: "
-                                                   f"GRANT UPDATE ({q(column)}) ON {obj} TO {user}", missing_grant=True))
+                    problems.append(Finding(False, f"{user} lacks {privilege} ({q(column)}) on {obj}: "
+                                                   f"GRANT {privilege} ({q(column)}) ON {obj} TO {user}",
+                                            missing_grant=True))
                 elif have and not want:
-                    problems.append(Finding(False, f"{user} may UPDATE {obj}.{q(column)}, which the code never "
-                                                   f"changes: REVOKE UPDATE ({q(column)}) ON {obj} FROM {user}"))
+                    problems.append(Finding(False, f"{user} holds {privilege} on {obj}.{q(column)}, which the code "
+                                                   f"does not need: REVOKE {privilege} ({q(column)}) ON {obj} FROM "
+                                                   f"{user}"))
     if dialect == "postgresql" and database == "warehouse":
         for sequence in PG_SEQUENCES:
             if conn.execute(sa.text("SELECT to_regclass(:s)"), {"s": sequence}).scalar() is None:

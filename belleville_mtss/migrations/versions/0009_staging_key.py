@@ -15,6 +15,7 @@
 Revision ID: 0009
 Revises: 0008
 """
+import sqlalchemy as sa
 from alembic import op
 
 from belleville_mtss.lib.load.migrations import dm
@@ -28,14 +29,10 @@ STAGING = ("StudentRosterStaging", "AssessmentResultsStaging")
 def upgrade() -> None:
     schema = dm()
     for table in STAGING:
-        op.execute(f"DELETE FROM {schema + '.' if schema else ''}{_q(table)}")
+        op.execute(sa.table(table, schema=schema).delete())
     if op.get_context().dialect.name != "mssql":
         return
     for table in STAGING:
         op.create_index(f"CX_{table}_LoadId", table, ["LoadId"], schema=schema, mssql_clustered=True)
-    for table in ("StudentRoster", "AssessmentResults"):
-        op.execute(f"ALTER TABLE dm.{table} SET (LOCK_ESCALATION = TABLE)")
-
-
-def _q(name: str) -> str:
-    return op.get_context().dialect.identifier_preparer.quote(name)
+    op.execute("ALTER TABLE dm.StudentRoster SET (LOCK_ESCALATION = TABLE)")
+    op.execute("ALTER TABLE dm.AssessmentResults SET (LOCK_ESCALATION = TABLE)")
