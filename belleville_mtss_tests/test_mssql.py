@@ -137,7 +137,7 @@ def test_the_apply_statements_compile_for_sql_server_with_the_load_id_bound():
     w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("SR", "2026-2027")])
     assert len(seen) == 5 and not any("load-0123" in s or "107873" in s for s in seen)
     delete, update, insert = seen[:3]  # the listed students replaced; what is left of the district not current
-    assert delete.startswith("DELETE FROM dm.[StudentRoster] WHERE") and "EXISTS (SELECT" in delete
+    assert delete.startswith("DELETE FROM dm.[StudentRoster] WHERE") and "[StudentNumber] IN (SELECT" in delete
     assert update.startswith("UPDATE dm.[StudentRoster] SET [IsCurrent]=") and "EXISTS" not in update
     assert insert.startswith("INSERT INTO dm.[StudentRoster] ([AccountInfoId], [StudentNumber],")
     assert "FROM dm.[StudentRosterStaging]" in insert and "[StudentRosterStaging].[LoadId] = :LoadId_1" in insert

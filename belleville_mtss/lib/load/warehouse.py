@@ -450,8 +450,10 @@ def apply_roster(conn: sa.Connection, account_info_id: int, load_id: str) -> int
     stays, marked not current, with the drop that last listed them (never deleted)."""
     r, s = student_roster.c, STAGING[student_roster.name].c
     district = r.AccountInfoId == account_info_id
+    # IN (subquery), not a correlated EXISTS: SQLite builds the staged numbers' set once (EXISTS rescanned staging,
+    # which has no index, for every row of the district); PostgreSQL and SQL Server plan both as a semi-join
     conn.execute(student_roster.delete().where(
-        district & sa.exists().where((s.LoadId == load_id) & (s.StudentNumber == r.StudentNumber))))
+        district & r.StudentNumber.in_(sa.select(s.StudentNumber).where(s.LoadId == load_id))))
     # what is left of the district is what the drop does not list
     conn.execute(student_roster.update().where(district & (r.IsCurrent == sa.true())).values(IsCurrent=False))
     return _from_staging(conn, student_roster, load_id)
