@@ -74,9 +74,10 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
                                             settings.classlink_table)
             result = process_drop(files_in(plain, district), district, users, account_info, str(key),
                                   ferpa_max_days=settings.ferpa_review_max_days,
+                                  max_days_ahead=settings.max_days_ahead,
                                   current_roster=gates.current_roster(warehouse, district.account_info_id))
         if result.roster is not None or result.results is not None:
-            _replace_checks(warehouse, district, str(key), result)
+            _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead)
     except SourceTableError as exc:
         out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
         return out
@@ -91,11 +92,11 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
     return out
 
 
-def _replace_checks(engine, district, key: str, result: CoreResult) -> None:
+def _replace_checks(engine, district, key: str, result: CoreResult, max_days_ahead: int) -> None:
     """The replace checks again, against what the warehouse holds (process_drop judged them against nothing)."""
     with engine.connect() as conn:
         outcomes = decide("replace", replace_evidence(conn, district, key, result.roster, result.results,
-                                                      results_scopes(result.results)))
+                                                      results_scopes(result.results), max_days_ahead))
     names = {o.name for o in outcomes}
     result.checks = [c for c in result.checks if c.name not in names] + outcomes
     failed = [o for o in outcomes if not o.passed]

@@ -405,3 +405,32 @@ def test_another_districts_rows_never_count_as_ours_even_when_our_key_holds_a_li
         assert under_other_ids(engine, "a_c", 2) == {3: 1}
     finally:
         engine.dispose()
+
+
+# ---- a drop dated in the future (a mistyped year) --------------------------------------------------------------
+
+def test_a_drop_dated_too_far_ahead_orders_no_drop_out():
+    today = dt.date(2026, 12, 4)
+    typo = {"roster": order.Held("roster", "b/2062-11-20", dt.date(2062, 11, 20))}
+    assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20", ["roster"], typo, today, max_days_ahead=2) == []
+    tomorrow = {"roster": order.Held("roster", "b/2026-12-06", dt.date(2026, 12, 6))}  # within the tolerance
+    assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20", ["roster"], tomorrow, today, 2) == [tomorrow["roster"]]
+    assert order.too_far_ahead(dt.date(2026, 12, 7), today, 2) and not order.too_far_ahead(None, today, 2)
+
+
+def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend):
+    typo = dataclasses.replace(SMALL, drop_name="2062-11-20")  # a typo for 2026-11-20
+    prepare_drop(backend, typo)
+    report = _run(backend, "belleville/2062-11-20")
+    assert report.outcome == "blocked" and "drop_date_plausible" in report.verdict()
+    assert "days after today" in report.verdict() and "MTSS_MAX_DAYS_AHEAD" in report.verdict()
+    assert _held(backend)["roster"].is_empty() and _held(backend)["results"].is_empty()  # nothing written
+    logged = errors(backend).filter(pl.col("DropId") == "belleville/2062-11-20")
+    assert logged.filter(pl.col("Stage") == "district")["Reason"].to_list() == ["future_drop"]
+    assert set(_audit(backend, "belleville/2062-11-20")) == {"blocked"}
+    # the real drop, renamed as the remedy says, loads; and so does the one after it
+    shutil.copytree(backend.drop_dir / "belleville" / "2062-11-20", backend.drop_dir / "belleville" / "2026-11-01")
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    later_drop(backend, NEW)
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    assert set(_held(backend)["results"]["DropId"]) == {KEY[NEW]}

@@ -79,7 +79,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),
-        ferpa_max_days=registry.ferpa_review_max_days,
+        ferpa_max_days=registry.ferpa_review_max_days, max_days_ahead=registry.max_days_ahead,
         other_ids=under_other_ids(warehouse.engine(), district.district, district.account_info_id)))
     # Names that verified by score but are not in the registry: a person should confirm and list them.
     suggest = frame.filter(pl.col("suggest_listing"))

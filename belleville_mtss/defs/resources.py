@@ -36,6 +36,7 @@ class RegistryResource(dg.ConfigurableResource):
 
     districts_dir: str  # folders joined with os.pathsep
     ferpa_review_max_days: int = 365
+    max_days_ahead: int = 2  # a drop dated further past today is held (lib/load/order.py)
     _loaded: list = PrivateAttr(default_factory=list)
 
     def registry(self) -> Registry:
@@ -231,7 +232,8 @@ class AlertResource(dg.ConfigurableResource):
 def resources(settings: Settings) -> dict:
     """The resources of the code location, from the settings (lib/config.py: environment and defaults)."""
     registry = RegistryResource(districts_dir=os.pathsep.join(map(str, settings.districts_dirs)),
-                                ferpa_review_max_days=settings.ferpa_review_max_days)
+                                ferpa_review_max_days=settings.ferpa_review_max_days,
+                                max_days_ahead=settings.max_days_ahead)
     warehouse_url = env_or_value("MTSS_WAREHOUSE_URL", settings.warehouse_url)
     return {
         "registry": registry,

@@ -88,8 +88,8 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         sweep_staging(engine, warehouse.staging_sweep_hours)  # what a killed load left behind
         with (district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds) as waited,
               staged(engine, roster, results) as load_id, engine.begin() as conn):
-            outcomes = checks.decide("replace", pipeline.replace_evidence(conn, district, key, roster, results,
-                                                                          result_scopes))
+            outcomes = checks.decide("replace", pipeline.replace_evidence(
+                conn, district, key, roster, results, result_scopes, error_log.registry.max_days_ahead))
             failed = [o for o in outcomes if not o.passed]
             earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
             refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]

@@ -19,6 +19,7 @@ import polars as pl
 
 from .district import crosswalk as xw
 from .load.errors import ErrorRecord
+from .load import order
 from .load.order import Held
 from .students.identity import IdentityMap
 from .district.registry import District
@@ -61,6 +62,7 @@ class Evidence:
     account_info: pl.DataFrame | None = None
     today: dt.date | None = None
     ferpa_max_days: int = 365
+    max_days_ahead: int = 2  # a drop dated further past `today` is held (lib/load/order.py)
     other_ids: dict[int, int] = field(default_factory=dict)  # the district's rows held under another AccountInfoId
     identity: IdentityMap | None = None  # gate stage
     current_roster: int = 0  # the district's roster now in dm.StudentRoster
@@ -196,6 +198,21 @@ def account_info_id_unchanged(ev: Evidence) -> CheckOutcome:
 def ferpa_review_current(ev: Evidence) -> CheckOutcome:
     problem = xw.ferpa_review_problem(ev.district, ev.today or dt.date.today(), ev.ferpa_max_days)
     return _outcome(ev, "ferpa_review_current", problem is None, problem or "none", reason="ferpa_review")
+
+
+@check("drop_date_plausible", "district",
+       "The date in the drop's name is at most MTSS_MAX_DAYS_AHEAD days after today: a mistyped year would make the "
+       "drop the district's newest for decades, and every real drop after it superseded",
+       "ask the sender for the drop's real date, then put the files under a drop named so (or move them on the drop "
+       "server) and run it: belleville-mtss run {entry}/<real date>; {key} itself is never loaded")
+def drop_date_plausible(ev: Evidence) -> CheckOutcome:
+    dated = order.date_in_name(ev.drop_key.split("/", 1)[-1], ev.district.drop_date)
+    today = ev.today or dt.date.today()
+    ahead = order.too_far_ahead(dated, today, ev.max_days_ahead)
+    why = (f"the drop's name dates it {dated.isoformat()}, {(dated - today).days:,} days after today "
+           f"({today.isoformat()}; at most {ev.max_days_ahead} allowed, MTSS_MAX_DAYS_AHEAD): held, nothing written"
+           if ahead else "the drop's date is not in the future" if dated else "the drop's name carries no date")
+    return _outcome(ev, "drop_date_plausible", not ahead, why, reason="future_drop")
 
 
 # ---- gates: what a drop must show before it may replace the district's data (thresholds: registry.Gates) --------

@@ -49,6 +49,8 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
     Setting("MTSS_MAX_FILE_ROWS", "`20000000`", "a file with more rows than this is halted before it is parsed"),
     Setting("MTSS_LOAD_LOCK_WAIT_SECONDS", "`600`", "a district's load waits this long for another load of the "
             "same district to end (the warehouse's district lock), then stops without writing"),
+    Setting("MTSS_MAX_DAYS_AHEAD", "`2`", "a drop whose name dates it more than this many days after today is held "
+            "(blocked, with an alert), never loaded, and never orders a later drop out (a mistyped year)"),
     Setting("MTSS_STAGING_SWEEP_HOURS", "`6`", "staged warehouse rows of a load that started longer ago than this "
             "are deleted by the next load (what a killed load left in the staging tables)"),
     Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
@@ -110,6 +112,7 @@ class Settings:
     staging_key: str = ""
     staging_retention_days: float = 30.0
     ferpa_review_max_days: int = 365
+    max_days_ahead: int = 2
     limits: Limits = Limits()
     account_info_table: SourceTable = ACCOUNT_INFO
     classlink_table: SourceTable = CLASSLINK_USERS
@@ -156,6 +159,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         staging_key=setting_value(env, "MTSS_STAGING_KEY") or "",
         staging_retention_days=_number(env, "MTSS_STAGING_RETENTION_DAYS", 30.0, float),
         ferpa_review_max_days=_number(env, "MTSS_FERPA_REVIEW_MAX_DAYS", 365, int),
+        max_days_ahead=_number(env, "MTSS_MAX_DAYS_AHEAD", Settings.max_days_ahead, int),
         limits=Limits(max_drop_bytes=_number(env, "MTSS_MAX_DROP_BYTES", Limits.max_drop_bytes, int),
                       max_zip_ratio=_number(env, "MTSS_MAX_ZIP_RATIO", Limits.max_zip_ratio, float),
                       max_file_rows=_number(env, "MTSS_MAX_FILE_ROWS", Limits.max_file_rows, int)),

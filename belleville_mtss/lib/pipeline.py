@@ -148,7 +148,8 @@ def files_in(folder: Path, district: District) -> dict[str, Path | None]:
 
 def process_drop(files: dict[str, Path | None], district: District, classlink_users: pl.DataFrame,
                  account_info: pl.DataFrame, drop_key: str, *, today: dt.date | None = None,
-                 ferpa_max_days: int = 365, current_roster: int = 0, limits: Limits = Limits(),
+                 ferpa_max_days: int = 365, max_days_ahead: int = 2, current_roster: int = 0,
+                 limits: Limits = Limits(),
                  loaded_at: dt.datetime | None = None, accepted: pl.DataFrame | None = None) -> CoreResult:
     """Every stage of one drop, in the asset graph's order, with its guards: what the warehouse would receive
     (roster and results), or why nothing (a failed check or a stop), and every error row on the way."""
@@ -169,7 +170,7 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     frame = crosswalk(district, account_info, validated)
     result = CoreResult(validated, errors, [], frame)
     evidence = Evidence(district, drop_key, crosswalk=frame, account_info=account_info, today=today,
-                        ferpa_max_days=ferpa_max_days)
+                        ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead)
     if not _judge(result, decide("district", evidence)):
         return result
     stars = [validated[f.name] for f in STAR_FILES]
@@ -196,14 +197,15 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
 
 
 def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
-                     results: pl.DataFrame | None, result_scopes: list) -> Evidence:
+                     results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2) -> Evidence:
     """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for
     a dry run): the drop's place in its district's order, what the warehouse holds, the current roster."""
     from .load.warehouse import current_numbers
     load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
     snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
     holding = order.held(conn, district.account_info_id, district.drop_date)
-    return Evidence(district, key, snapshot=snapshot, newer=order.newer(snapshot, key, load_scopes, holding),
+    newer = order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead)
+    return Evidence(district, key, snapshot=snapshot, newer=newer,
                     holding=holding, results_rows=order.rows_per_scope(results),
                     current_numbers=set() if roster is None else current_numbers(conn, district.account_info_id),
                     roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None)

@@ -102,10 +102,19 @@ def first_receipts(conn: sa.Connection, drop_keys: set[str]) -> dict[str, dt.dat
         sa.select(f.DropId, sa.func.min(f.ReceivedAt)).where(f.DropId.in_(part)).group_by(f.DropId))}
 
 
-def newer(this_date: dt.date | None, drop_key: str, load_scopes: list[str], holding: dict[str, Held]) -> list[Held]:
+def too_far_ahead(date: dt.date | None, today: dt.date, max_days: int) -> bool:
+    """A date more than `max_days` after today: a mistyped year, never a drop's real date."""
+    return date is not None and (date - today).days > max_days
+
+
+def newer(this_date: dt.date | None, drop_key: str, load_scopes: list[str], holding: dict[str, Held],
+          today: dt.date | None = None, max_days_ahead: int = 2) -> list[Held]:
     """The scopes of this load that the warehouse holds from a newer drop (strictly newer: one date is one
-    snapshot). A drop of no known date (never received, no date in its name) is older than none."""
+    snapshot). A drop of no known date (never received, no date in its name) is older than none; a held drop dated
+    too far ahead (loaded before such drops were held) orders nothing out."""
     if this_date is None:
         return []
+    today = today or dt.date.today()
     return [h for s in load_scopes if (h := holding.get(s)) is not None
-            and h.drop_key != drop_key and h.date is not None and h.date > this_date]
+            and h.drop_key != drop_key and h.date is not None and h.date > this_date
+            and not too_far_ahead(h.date, today, max_days_ahead)]
