@@ -309,3 +309,49 @@ def test_a_bulk_copy_that_fails_in_any_way_ends_the_load_load_failed_without_a_v
     out = capsys.readouterr()
     for text in (caplog.text, out.out, out.err, "\n".join(errors(settings)["Message"])):
         assert "Kowalczyk" not in text and "colid" not in text and "large_string" not in text
+
+
+def test_staging_is_clustered_on_its_ever_increasing_load_key_and_the_targets_escalate_again(capsys):
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.load.warehouse import new_load_id
+    assert main(["warehouse", "upgrade", "--sql", "--dialect", "mssql"]) == 0
+    script = capsys.readouterr().out.split("0008 -> 0009", 1)[1]
+    for table in ("StudentRosterStaging", "AssessmentResultsStaging"):
+        assert f"CREATE CLUSTERED INDEX [CX_{table}_LoadId] ON dm.[{table}] ([LoadId])" in script, table
+    for table in ("StudentRoster", "AssessmentResults"):
+        assert f"ALTER TABLE dm.{table} SET (LOCK_ESCALATION = TABLE)" in script, table
+    ids = [new_load_id() for _ in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50 and {len(i) for i in ids} == {32}  # appended at the key's end
+
+
+def test_the_verify_probes_and_the_staged_deletes_compile_for_sql_server():
+    from belleville_mtss.lib.load import verify as v
+    from belleville_mtss.lib.load import warehouse as w
+
+    escalation = sa.text(v.LOCK_ESCALATION_SQL).bindparams(sa.bindparam("names", sorted(v.LOCK_ESCALATION),
+                                                                        expanding=True))
+    compiled = escalation.compile(dialect=DIALECT, compile_kwargs={"render_postcompile": True})
+    assert "lock_escalation_desc FROM sys.tables" in str(compiled) and "IN (" in str(compiled)
+    assert "snapshot_isolation_state_desc" in str(sa.text(v.SNAPSHOT_SQL).compile(dialect=DIALECT))
+    for (dialect, column), sql in v._HAS.items():
+        if dialect == "mssql":
+            assert "HAS_PERMS_BY_NAME(:o, 'OBJECT', :p" in str(sa.text(sql).compile(dialect=DIALECT))
+    seen = []
+
+    class Engine:  # compiles the staged-row deletes a SQL Server load sends instead of running them
+        dialect = DIALECT
+
+        def begin(self):
+            import contextlib
+            conn = type("C", (), {"execute": lambda self, s, p=None: seen.append((str(s.compile(dialect=DIALECT)), p))
+                                  or type("R", (), {"rowcount": 0})()})()
+            return contextlib.nullcontext(conn)
+
+    w.unstage(Engine(), "0123456789abcdef0123456789abcdef")
+    w.sweep_staging(Engine(), 6)
+    assert [s for s, _ in seen] == [
+        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] = :load_id",
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] = :load_id",
+        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] < :load_id",
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :load_id"]
+    assert all(set(p) == {"load_id"} for _, p in seen)
