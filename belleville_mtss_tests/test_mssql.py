@@ -350,8 +350,8 @@ def test_the_verify_probes_and_the_staged_deletes_compile_for_sql_server():
     w.unstage(Engine(), "0123456789abcdef0123456789abcdef")
     w.sweep_staging(Engine(), 6)
     assert [s for s, _ in seen] == [
-        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] = :load_id",
-        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] = :load_id",
-        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] < :load_id",
-        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :load_id"]
-    assert all(set(p) == {"load_id"} for _, p in seen)
+        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] = :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] = :value",
+        "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] < :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value"]
+    assert all(set(p) == {"value"} for _, p in seen)

@@ -10,8 +10,9 @@ from ..lib.load.errors import ErrorRecord
 from ..lib.load.lock import DistrictBusy, district_lock
 from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
-from ..lib.load.warehouse import (apply_results, apply_roster, load_figures, mark_files,
-                                  results_scopes, staged, sweep_staging)
+from ..lib.faults import InjectedFault, fault_point
+from ..lib.load.warehouse import (apply_results, apply_roster, clear_district_staging, load_figures, mark_files,
+                                  refused as refused_load, results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.catalog import POWERSCHOOL
 from ..lib.receive.drops import ReceivedDrop
@@ -62,6 +63,32 @@ def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, 
                                   severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
 
 
+def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: str,
+           roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, crosswalk: pl.DataFrame,
+           written: dict, load_id: str, max_days_ahead: int):
+    """In the apply's transaction: the replace checks against what the warehouse holds, then (when none refused,
+    or a person accepted them) the roster, the results and their audit rows. Returns the outcomes and the refused."""
+    tags, run_id = context.run.tags, context.run.run_id
+    outcomes = checks.decide("replace", pipeline.replace_evidence(
+        conn, district, key, roster, results, result_scopes, max_days_ahead))
+    failed = [o for o in outcomes if not o.passed]
+    earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
+    refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]
+    if refused:
+        return outcomes, refused
+    for o in failed:
+        if not earlier[o.name]:  # accepted now: recorded with the load it allows
+            gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
+                         tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
+    if roster is not None:
+        written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
+        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [POWERSCHOOL.name]))
+    if results is not None:
+        written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
+        mark_files(conn, key, run_id, "loaded", _files(crosswalk, STAR_ASSETS))
+    return outcomes, refused
+
+
 @dg.multi_asset(
     name="warehouse_load", specs=SPECS, partitions_def=drops, can_subset=True,
     ins={"student_roster": dg.AssetIn("student_roster"), "assessment_results": dg.AssetIn("assessment_results"),
@@ -79,38 +106,36 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     roster = student_roster if ROSTER in selected else None
     results = assessment_results if RESULTS in selected else None
     result_scopes = results_scopes(results) if results is not None else []
-    tags, engine, run_id = context.run.tags, warehouse.engine(), context.run.run_id
+    engine = warehouse.engine()
     written: dict[dg.AssetKey, int] = {}
-    waited = 0.0
+    waited, committed = 0.0, False
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
-        # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit.
-        sweep_staging(engine, warehouse.staging_sweep_hours)  # what a killed load left behind
-        with (district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds) as waited,
-              staged(engine, roster, results) as load_id, engine.begin() as conn):
-            outcomes = checks.decide("replace", pipeline.replace_evidence(
-                conn, district, key, roster, results, result_scopes, error_log.registry.max_days_ahead))
-            failed = [o for o in outcomes if not o.passed]
-            earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
-            refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]
-            if not refused:
-                for o in failed:
-                    if not earlier[o.name]:  # accepted now: recorded with the load it allows
-                        gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
-                                     tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
-                if roster is not None:
-                    written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
-                    mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, [POWERSCHOOL.name]))
-                if results is not None:
-                    written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
-                    mark_files(conn, key, run_id, "loaded", _files(district_crosswalk, STAR_ASSETS))
+        # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit. The
+        # district's lock is the session's that runs that transaction: losing one aborts the other.
+        sweep_staging(engine, warehouse.staging_sweep_hours)  # what a load killed long ago left behind
+        with (engine.connect() as conn,
+              district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds, conn) as waited):
+            clear_district_staging(engine, district.account_info_id)  # the lock held: a dead load's rows, if any
+            with staged(engine, roster, results) as load_id:
+                with conn.begin():
+                    fault_point("in_apply")
+                    outcomes, refused = _apply(context, conn, engine, district, key, version, roster, results,
+                                               result_scopes, district_crosswalk, written, load_id,
+                                               error_log.registry.max_days_ahead)
+                committed = True
+                fault_point("after_commit")
     except DistrictBusy as exc:
         _stopped(context, error_log, "district_busy", str(exc))
         raise dg.Failure(str(exc)) from None
-    except sa.exc.DBAPIError as exc:
-        message = load_failure(engine, exc)
-        _stopped(context, error_log, "load_failed", message)
-        raise dg.Failure(message) from None
+    except (sa.exc.DBAPIError, InjectedFault) as exc:
+        if not committed:
+            message = load_failure(engine, refused_load("the load", exc))
+            _stopped(context, error_log, "load_failed", message)
+            raise dg.Failure(message) from None
+        # what the warehouse holds is the load's: say so; its staged rows go with the district's next load
+        context.log.warning(f"the load committed; removing its staged rows afterwards failed ({type(exc).__name__}): "
+                            "the district's next load removes them")
     if waited >= 1:  # the run report says so (report.py)
         yield dg.AssetObservation(asset_key=ROSTER, metadata={LOCK_WAIT: round(waited, 1)})
     shown = dg.AssetCheckKey(ROSTER, REPLACE_CHECKS[0]) in context.selected_asset_check_keys

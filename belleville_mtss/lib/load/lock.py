@@ -2,6 +2,9 @@
 itself holds. PostgreSQL: a session advisory lock; SQL Server: `sp_getapplock` owned by the session; SQLite: a file
 lock beside the database file. The second load of a district waits up to a bound, then stops with a plain message;
 loads of different districts never wait on each other.
+
+A load takes the lock on the connection that then runs its apply transaction (`conn`): the lock cannot be lost
+while the apply goes on, since losing it means losing that session, which aborts the apply.
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import fcntl
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,9 +27,11 @@ class DistrictBusy(Exception):
 
 
 @contextmanager
-def district_lock(engine: sa.Engine, account_info_id: int, wait_s: float) -> Iterator[float]:
+def district_lock(engine: sa.Engine, account_info_id: int, wait_s: float,
+                  conn: sa.Connection | None = None) -> Iterator[float]:
     """Holds the district's load lock for the block; yields the seconds waited for it. DistrictBusy after
-    `wait_s` without it."""
+    `wait_s` without it. On a server the lock is the session's of `conn` (no transaction may be open on it), or of a
+    connection of its own."""
     started = time.monotonic()
     dialect = engine.dialect.name
     if dialect == "sqlite":
@@ -36,16 +41,27 @@ def district_lock(engine: sa.Engine, account_info_id: int, wait_s: float) -> Ite
         with _file_lock(engine, account_info_id, wait_s, started):
             yield time.monotonic() - started
         return
-    with engine.connect() as conn:  # a session of its own: the load's transactions come and go under it
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        while not _try(conn, dialect, account_info_id):
+    with (engine.connect() if conn is None else nullcontext(conn)) as session:
+        while not _locked(session, dialect, account_info_id):
             if time.monotonic() - started >= wait_s:
                 raise DistrictBusy(_busy(account_info_id, wait_s))
             time.sleep(POLL_S)
         try:
             yield time.monotonic() - started
         finally:
-            _release(conn, dialect, account_info_id)
+            try:
+                _release(session, dialect, account_info_id)
+                session.commit()
+            except sa.exc.DBAPIError:  # the session is gone, and its lock with it: nothing more to release
+                pass
+
+
+def _locked(session: sa.Connection, dialect: str, account_info_id: int) -> bool:
+    """One try, in a transaction of its own: a session lock outlives the transaction that took it."""
+    try:
+        return _try(session, dialect, account_info_id)
+    finally:
+        session.commit()
 
 
 def _try(conn: sa.Connection, dialect: str, account_info_id: int) -> bool:

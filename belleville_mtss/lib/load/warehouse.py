@@ -21,6 +21,7 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ..faults import fault_point
 from .types import key, text, timestamp
 
 ours = sa.MetaData()
@@ -336,24 +337,24 @@ def sweep_staging(engine: Engine, older_than_hours: float) -> int:
     """Deletes the staged rows of loads that started more than `older_than_hours` ago: what a load killed before it
     could clean up leaves behind. Returns how many rows went."""
     cutoff = f"{int(time.time_ns() - older_than_hours * 3_600e9):016x}"
-    return sum(_delete_staged(engine, staging, "<", cutoff) for staging in STAGING.values())
+    return sum(_delete_staged(engine, staging, "LoadId", "<", cutoff) for staging in STAGING.values())
 
 
-def _delete_staged(engine: Engine, staging: sa.Table, op: str, load_id: str) -> int:
-    """Staged rows whose LoadId is `op` ("=" or "<") `load_id`: one DELETE, or on SQL Server DELETE TOP (n) until
-    none is left, each in its own transaction (the locks one holds stay bounded)."""
+def _delete_staged(engine: Engine, staging: sa.Table, column: str, op: str, value) -> int:
+    """Staged rows whose `column` ("LoadId" or "AccountInfoId") is `op` ("=" or "<") `value`: one DELETE, or on
+    SQL Server DELETE TOP (n) until none is left, each in its own transaction (the locks one holds stay bounded)."""
     if engine.dialect.name != "mssql":
-        where = staging.c.LoadId == load_id if op == "=" else staging.c.LoadId < load_id
+        where = staging.c[column] == value if op == "=" else staging.c[column] < value
         with engine.begin() as conn:
             return conn.execute(staging.delete().where(where)).rowcount
-    # T-SQL's DELETE TOP, which SQLAlchemy does not express: our own table, column and constants; the id is bound
+    # T-SQL's DELETE TOP, which SQLAlchemy does not express: our own table, column and constants; the value is bound
     sql = (f"DELETE TOP ({STAGING_BATCH_ROWS}) FROM {engine.dialect.identifier_preparer.format_table(staging)} "
-           f"WHERE [LoadId] {'=' if op == '=' else '<'} :load_id")
+           f"WHERE [{column}] {'=' if op == '=' else '<'} :value")
     statement = sa.text(sql)
     deleted = 0
     while True:
         with engine.begin() as conn:
-            n = conn.execute(statement, {"load_id": load_id}).rowcount
+            n = conn.execute(statement, {"value": value}).rowcount
         deleted += n
         if n < STAGING_BATCH_ROWS:
             return deleted
@@ -420,7 +421,7 @@ def refused(statement: str, exc: BaseException) -> sa.exc.DBAPIError:
 
 def unstage(engine: Engine, load_id: str) -> None:
     for staging in STAGING.values():
-        _delete_staged(engine, staging, "=", load_id)
+        _delete_staged(engine, staging, "LoadId", "=", load_id)
 
 
 @contextmanager
@@ -431,9 +432,22 @@ def staged(engine: Engine, roster: pl.DataFrame | None = None, results: pl.DataF
     try:
         frames = [] if roster is None else [(student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))]
         _stage_all(engine, frames + ([] if results is None else [(assessment_results, results)]), load_id)
+        fault_point("after_stage")
         yield load_id
     finally:
-        unstage(engine, load_id)
+        fault_point("before_unstage")
+        try:
+            unstage(engine, load_id)
+        except sa.exc.DBAPIError:
+            # what the load did stands either way (committed or rolled back): rows left here are removed by the
+            # district's next load (clear_district_staging) or by age (sweep_staging)
+            pass
+
+
+def clear_district_staging(engine: Engine, account_info_id: int) -> int:
+    """Deletes the district's staged rows: with the district's lock held, before its load stages, every such row
+    is a dead load's (killed, or its session lost). Returns how many went."""
+    return sum(_delete_staged(engine, staging, "AccountInfoId", "=", account_info_id) for staging in STAGING.values())
 
 
 def _from_staging(conn: sa.Connection, table: sa.Table, load_id: str) -> int:

@@ -1,0 +1,40 @@
+"""Named fault points in the receive and load paths, for tests that cause a fault where it cannot be caused for
+real: the process killed, or an error raised, at an exact place (as storage systems test their recovery).
+
+Armed by the environment variable `MTSS_FAULT=<point>:<action>`: `kill` (SIGKILL, this process), `raise`
+(`InjectedFault`), or `sleep=<seconds>` (a pause, while a test does something to the world). Unset, a point is one
+dictionary look-up. Never set it in production.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+VARIABLE = "MTSS_FAULT"
+POINTS = {
+    "after_stage": "a load's rows are in staging; nothing applied",
+    "in_apply": "inside the apply's transaction, the district lock held, nothing committed",
+    "after_commit": "the load committed; its staged rows not yet removed",
+    "before_unstage": "about to remove the load's staged rows (after a commit or a rollback)",
+    "mid_transfer": "a received file half copied to staging",
+}
+
+
+class InjectedFault(Exception):
+    """Raised at an armed fault point (action `raise`)."""
+
+
+def fault_point(name: str) -> None:
+    armed = os.environ.get(VARIABLE)
+    if not armed:
+        return
+    point, _, action = armed.partition(":")
+    if point != name:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action.startswith("sleep="):
+        time.sleep(float(action.removeprefix("sleep=")))
+    else:
+        raise InjectedFault(f"fault injected at {name}")
