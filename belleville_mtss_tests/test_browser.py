@@ -159,9 +159,9 @@ def test_after_the_quick_start_the_ui_shows_the_demos_run_partition_and_checks(u
     for asset in ("dm_student_roster", "dm_assessment_results"):
         text = _show(page, url, f"/assets/{asset}", "Latest materialization", GOOD)
         assert GOOD in text and "Never materialized" not in text, asset
-    text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (4)")
+    text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (5)")
     _shot(page, "1-demo-checks-passed")
-    assert text.count("Succeeded") == 4 and "Failed" not in text, text
+    assert text.count("Succeeded") == 5 and "Failed" not in text, text
     text = _show(page, url, "/assets/dm_student_roster?view=checks", "Checks (6)")  # 3 replace checks, 3 load checks
     assert "rows_written_match_frame" in text and "drop_is_newest" in text and text.count("Succeeded") == 6
     _shot(page, "2-demo-load-checks")
@@ -199,7 +199,7 @@ def test_materialize_the_graph_from_the_ui(ui):
     _show(page, url, "/asset-groups", "warehouse")
     _expand_graph(page)
     _shot(page, "0-asset-graph")
-    text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (4)")
+    text = _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (5)")
     assert "This is a blocking asset check" in text
     assert warehouse_counts(settings)["roster"] == 4500  # the demo's roster, loaded again: same rows
 
@@ -222,7 +222,7 @@ def test_a_foreign_drop_reads_as_a_refusal(ui):
     assert "Remedy (district_names_match_registry)" in text
     assert "DagsterAssetCheckFailedError" not in text
     _shot(page, "5-refusal-run")
-    _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (4)")
+    _show(page, url, "/assets/district_crosswalk?view=checks", "Checks (5)")
     page.get_by_text("district_names_match_registry").first.click()
     page.get_by_text("Latest execution").wait_for()
     page.wait_for_timeout(1000)

@@ -167,3 +167,4 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
         assert [p.name for p in staging.parent.iterdir()] == ["big"]  # no receiving folder left behind
     finally:
         server.stop()
+

@@ -6,6 +6,7 @@ from ..lib.load.warehouse import record_received
 from ..lib.receive.drops import DropRefused, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
 from .metadata import OWNERS
+from .recovery import claim, recover
 from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource
 
@@ -17,6 +18,8 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
                   ) -> dg.Output[ReceivedDrop]:
     drop = error_log.drop(context)
     key, district = drop.name, drop.district
+    claim(context, district.district)
+    recover(context, error_log, district)  # the district's runs that died, settled
     try:
         received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
                                      drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),

@@ -543,6 +543,16 @@ def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None,
             conn.execute(statement)
 
 
+def undecided_runs(engine: Engine, district_id: int, except_run: str | None) -> list[tuple[str, str]]:
+    """(RunId, DropId) of the district's other runs whose files the audit still shows `received`: runs under way,
+    or runs that died before deciding them."""
+    f = ingestion_files.c
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(f.RunId, f.DropId).distinct().where(
+            (f.DistrictId == district_id) & (f.Outcome == "received") & f.RunId.is_not(None)
+            & (f.RunId != (except_run or ""))).order_by(f.RunId))]
+
+
 def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict[int, int]:
     """Rows of the district's drops (DropId "<district>/...") held under another AccountInfoId than the registry's,
     per id: what a changed account_info_id leaves behind."""

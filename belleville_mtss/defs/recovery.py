@@ -1,0 +1,67 @@
+"""Recovery at the next start: a run that died (killed, its machine restarted, its connection lost) leaves its
+Dagster run STARTED and its files `received` in the audit. The next run of the district finds it and settles it:
+the run marked failed, its files `interrupted` (a finished run's left-over files `failed`), one error row each.
+
+A run says where it lives (host and process id, as run tags) when it starts, so a later run on the same host can
+tell a dead process from a live one; a run on another host is left to Dagster's run monitoring (deploy/dagster.yaml).
+The staged warehouse rows of a dead load are removed by the district's next load (lib/load/warehouse.py).
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import dagster as dg
+
+from ..lib.load.errors import ErrorRecord
+from ..lib.load.warehouse import mark_files, undecided_runs
+
+HOST, PID, DISTRICT = "mtss/host", "mtss/pid", "mtss/district"
+LIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def claim(context, district: str) -> None:
+    """Tags this run with its district and where its process lives."""
+    context.instance.add_run_tags(context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(),
+                                                       PID: str(os.getpid())})
+
+
+def _dead(run: dg.DagsterRun) -> bool:
+    """A run whose process is known to be gone: tagged on this host, and no process has its id."""
+    if run.tags.get(HOST) != socket.gethostname() or not run.tags.get(PID, "").isdigit():
+        return False
+    try:
+        os.kill(int(run.tags[PID]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a process of another user has that id: alive
+        return False
+    return False
+
+
+def recover(context, error_log, district) -> list[str]:
+    """Settles the district's runs that ended without finishing or without deciding their files: each dead run
+    marked failed, the files it left `received` marked `interrupted` (a finished run's, `failed`), one error row per
+    run. Returns the runs settled."""
+    instance, engine, this = context.instance, error_log.engine(), context.run.run_id
+    dead = {r.run_id: r for r in instance.get_runs(dg.RunsFilter(tags={DISTRICT: district.district}, statuses=LIVE))
+            if r.run_id != this and _dead(r)}
+    for run in dead.values():
+        instance.report_run_failed(run, "its process ended without finishing (killed, or its machine restarted); "
+                                        "found by a later run of the district")
+    settled = dict.fromkeys(dead, "")  # run -> the drop whose files it left undecided
+    for run_id, drop_id in undecided_runs(engine, district.account_info_id, this):
+        run = dead.get(run_id) or instance.get_run_by_id(run_id)
+        if run is None or (run_id not in dead and run.status in LIVE):
+            continue  # another instance's run, or one under way
+        mark_files(engine, drop_id, run_id, "interrupted" if run_id in dead else "failed")
+        settled[run_id] = drop_id
+    for run_id, drop_id in settled.items():
+        key = drop_id or dead[run_id].tags.get("mtss/drop") or context.partition_key
+        said = (f"its files are marked {'interrupted' if run_id in dead else 'failed'}; run the drop again to load it"
+                if drop_id else "its files were decided before it ended (the audit says what was loaded)")
+        error_log.record(context, key, [ErrorRecord(
+            "run", "interrupted" if run_id in dead else "failed",
+            f"run {run_id[:8]} ended without finishing; {said} (found by run {this[:8]})")])
+    return list(settled)
