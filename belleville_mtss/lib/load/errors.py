@@ -11,7 +11,9 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..receive.untrusted import BadName, escape, parse_drop_key
-from .warehouse import VALUE_TOO_LONG, chunked, ingestion_errors, now
+from .warehouse import TEXT_NOT_STORABLE, VALUE_TOO_LONG, chunked, ingestion_errors, now
+
+ROWS_NAMED = 10  # row numbers a message names, at most
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,14 @@ def row_rejections(rejected: pl.DataFrame, stage: str, file_name: str) -> list[E
     """One record per reason, with the number of rows: counts, not the rows themselves."""
     if rejected.is_empty():
         return []
-    counts = rejected.group_by("reject_reason").len().sort("reject_reason")
-    return [
-        ErrorRecord(stage, VALUE_TOO_LONG if reason.startswith(VALUE_TOO_LONG) else "row_rejected",
-                    f"{file_name}: {n} row(s) rejected: {reason}", file_name, n)
-        for reason, n in counts.iter_rows()
-    ]
+    counts = rejected.group_by("reject_reason").agg(pl.len(), pl.col("source_row").sort().head(ROWS_NAMED))
+    records = []
+    for reason, n, rows in counts.sort("reject_reason").iter_rows():
+        kind = next((k for k in (VALUE_TOO_LONG, TEXT_NOT_STORABLE) if reason.startswith(k)), "row_rejected")
+        # a character no warehouse can store: the rows are named (their numbers in the file, never their values)
+        at = f" (row {', '.join(map(str, rows))}{', ...' if n > len(rows) else ''})" if kind == TEXT_NOT_STORABLE else ""
+        records.append(ErrorRecord(stage, kind, f"{file_name}: {n} row(s) rejected: {reason}{at}", file_name, n))
+    return records
 
 
 def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:

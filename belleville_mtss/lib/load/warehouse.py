@@ -198,6 +198,9 @@ RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": 
 
 
 VALUE_TOO_LONG = "value_too_long"
+# a character a target database refuses in text: NUL (PostgreSQL refuses it in every text column; SQLite and SQL
+# Server would store it inside the value), refused per row on every dialect alike
+TEXT_NOT_STORABLE = "text_not_storable"
 
 
 def max_lengths(table: sa.Table, loaded_from: dict[str, str]) -> dict[str, tuple[str, int]]:
@@ -221,6 +224,15 @@ def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
         text = pl.lit(f"{VALUE_TOO_LONG}: {frame_col} longer than {n} characters ({target})")
         chain = pl.when(cond).then(text) if chain is None else chain.when(cond).then(text)
     return chain
+
+
+def not_storable(lengths: dict[str, tuple[str, int]], chain=None):
+    """`value_too_long`, after a `text_not_storable` reason per stored text column holding a NUL character."""
+    for frame_col, (target, _n) in lengths.items():
+        cond = pl.col(frame_col).str.contains("\x00", literal=True)
+        text = pl.lit(f"{TEXT_NOT_STORABLE}: {frame_col} holds a NUL character, which {target} cannot store")
+        chain = pl.when(cond).then(text) if chain is None else chain.when(cond).then(text)
+    return value_too_long(lengths, chain)
 
 
 _SCHEMAS = ("dm", "dbo")

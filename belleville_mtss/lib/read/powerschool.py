@@ -7,7 +7,7 @@ import polars as pl
 
 from .csvfile import FileRejected, read_text_csv
 from ..district.registry import POWERSCHOOL_FIELDS, PowerSchoolFormat
-from ..load.warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, student_roster, value_too_long
+from ..load.warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, not_storable, student_roster
 
 STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM_POWERSCHOOL)
 
@@ -61,7 +61,7 @@ def type_students(mapped: pl.DataFrame, link: str = "student_number") -> tuple[p
     `student_link` is the field the district's Renaissance identifier carries (`link`)."""
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
-    reason = value_too_long(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
+    reason = not_storable(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
                             .when(duplicated).then(pl.lit("duplicate student number")))
     # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter.
     frame = mapped.lazy().with_row_index("source_row", offset=2).with_columns(

@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 
 from .csvfile import FileRejected
-from ..load.warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, value_too_long
+from ..load.warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, not_storable
 
 # Our column -> the v2 header it comes from. `student_link` is the column that carries the student's PowerSchool
 # identifier: StudentIdentifier unless the district's registry entry names another (student_link.renaissance).
@@ -239,7 +239,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         n, name = pl.col(f"{col}_n"), _SOURCE_NAMES[col]
         reason = reason.when(n.is_null() & ~_blank(col)).then(pl.lit(f"{name} is not a whole number"))
         reason = reason.when((n < lo) | (n > hi)).then(pl.lit(f"{name} out of range ({lo}-{hi})"))
-    reason = value_too_long(STORED_LENGTHS, reason)
+    reason = not_storable(STORED_LENGTHS, reason)
     frame = frame.with_columns(reason.alias("reject_reason")).collect()
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())
