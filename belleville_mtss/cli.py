@@ -379,7 +379,7 @@ def _links(args: argparse.Namespace) -> int:
             return 0
         try:
             done = review.decide(engine, args.id, "accepted" if args.links_command == "accept" else "rejected",
-                                 getpass.getuser(), args.reason or "")
+                                 getpass.getuser(), args.reason or "", replace=getattr(args, "replace", False))
         except review.ReviewError as exc:
             raise CliError(str(exc)) from None
         print(f"suggestion {done['suggestion']} {done['decision']} by {getpass.getuser()}: "
@@ -606,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
         decide = lsub.add_parser(verb, help=what)
         decide.add_argument("id", type=int)
         decide.add_argument("--reason", required=True, help="why (kept in dm.LinkDecisions with who and when)")
+        if verb == "accept":
+            decide.add_argument("--replace", action="store_true",
+                                help="the identifier has an accepted counterpart already: reject it and take this one")
         decide.set_defaults(func=_links)
 
     args = parser.parse_args(argv)

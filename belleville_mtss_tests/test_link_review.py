@@ -2,8 +2,10 @@
 is applied by a replay and by the next drop (the results load under the right student number); a rejected pair
 never comes back; nothing links without a decision. Real SQLite databases, the CLI as a person runs it."""
 import shutil
+import threading
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from belleville_mtss.cli import main
@@ -106,3 +108,110 @@ def test_scores_tell_a_twin_from_her_sister_and_a_new_student_from_everyone():
     assert found.rows() == [(UNKNOWN_STAR, "", "1012", "1002", found["score"][0], found["evidence"][0])]
     assert number_similarity("0012", "12")[0] == 1.0 and number_similarity("1234", "1243")[0] == 0.8
     assert name_similarity("Ava", "Cruz", "Mia", "Cruz")[0] < 0.8
+
+
+# ---- two people deciding at once (issue 34 case 5) -------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_db(request, tmp_path):
+    from belleville_mtss.lib.load.migrations import upgrade
+    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
+    upgrade(engine)
+    review.record(engine, 107873, "belleville/2026-11-01", pl.DataFrame({
+        "cause": [UNKNOWN_STAR] * 2, "subjects": ["SR"] * 2, "from_id": ["S-1"] * 2, "to_id": ["210001", "210002"],
+        "score": [0.9, 0.85], "evidence": ["number one slip away"] * 2}))
+    yield engine
+    engine.dispose()
+
+
+def _at_once(engine, monkeypatch, *decisions) -> list[str]:
+    """Each decision in its own thread, every one past its reads before any writes (as two people at two terminals
+    who both ran the command before either finished): what each said."""
+    arrived = threading.Barrier(len(decisions), timeout=20)
+    original = review._set
+
+    def write_after_everyone_read(*args, **kwargs):
+        try:
+            arrived.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other one wrote already: go on
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(review, "_set", write_after_everyone_read)
+    said = [""] * len(decisions)
+
+    def decide(i, suggestion, decision):
+        try:
+            review.decide(engine, suggestion, decision, f"person{i}", "checked the birth date")
+            said[i] = "ok"
+        except review.ReviewError as exc:
+            said[i] = str(exc)
+
+    threads = [threading.Thread(target=decide, args=(i, *d)) for i, d in enumerate(decisions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(review, "_set", original)
+    return said
+
+
+def test_an_accept_and_a_reject_at_once_record_exactly_one_decision(review_db, monkeypatch):
+    ids = review.listing(review_db, 107873)["SuggestionId"].to_list()
+    said = _at_once(review_db, monkeypatch, (ids[0], "accepted"), (ids[0], "rejected"))
+    assert sorted(s == "ok" for s in said) == [False, True], said
+    assert [s for s in said if s != "ok"][0].startswith(f"suggestion {ids[0]} was ")
+    decisions = read_table(review_db, review.link_decisions)
+    assert decisions.height == 1  # one decision stored, the one that said ok
+    assert review.listing(review_db, 107873, None).filter(pl.col("SuggestionId") == ids[0])["Status"].to_list() == \
+        decisions["Decision"].to_list()
+
+
+def test_two_counterparts_accepted_at_once_for_one_star_student_leave_exactly_one(review_db, monkeypatch):
+    ids = review.listing(review_db, 107873)["SuggestionId"].to_list()
+    said = _at_once(review_db, monkeypatch, (ids[0], "accepted"), (ids[1], "accepted"))
+    assert sorted(s == "ok" for s in said) == [False, True], said
+    winner = ids[said.index("ok")]
+    assert [s for s in said if s != "ok"] == [f"suggestion {winner} for the same student was accepted already: "
+                                              "reject it first, or accept this one with --replace"]
+    assert review.accepted(review_db, 107873)["to_id"].to_list() == [
+        "210001" if winner == ids[0] else "210002"]  # one counterpart applies to the next drop
+    loser = ids[1 - said.index("ok")]
+    review.decide(review_db, loser, "accepted", "person3", "the other was wrong", replace=True)  # when asked
+    listing = review.listing(review_db, 107873, None).sort("SuggestionId")
+    assert dict(zip(listing["SuggestionId"], listing["Status"])) == {winner: "rejected", loser: "accepted"}
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_decisions_made_before_revision_0010_keep_their_meaning(backend_name, tmp_path, request):
+    import datetime as dt
+    from belleville_mtss.lib.load.migrations import upgrade
+    from belleville_mtss.lib.load.warehouse import link_decisions, link_suggestions
+    url = f"sqlite:///{tmp_path}/w.db" if backend_name == "sqlite" else request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
+    upgrade(engine, "0009")
+    at = dt.datetime(2026, 11, 20)
+    suggestions = sa.Table("LinkSuggestions", sa.MetaData(), *(sa.Column(c.name, c.type) for c in
+                           link_suggestions.columns if c.name != "Status"), schema="dm")  # as at 0009
+    with engine.begin() as conn:  # two accepted for S-1 (the old race), one accepted then rejected, one open
+        conn.execute(suggestions.insert(), [
+            {"SuggestionId": i, "AccountInfoId": 107873, "Cause": UNKNOWN_STAR, "FromId": f, "ToId": t,
+             "Score": 0.9, "Evidence": "e", "DropId": "belleville/2026-11-01", "CreatedAt": at}
+            for i, f, t in ((1, "S-1", "210001"), (2, "S-1", "210002"), (3, "S-3", "210003"), (4, "S-4", "210004"))])
+        conn.execute(link_decisions.insert(), [
+            {"SuggestionId": s, "Decision": d, "DecidedBy": "p", "Reason": "r", "DecidedAt": at}
+            for s, d in ((1, "accepted"), (2, "accepted"), (3, "accepted"), (3, "rejected"))])
+    upgrade(engine)
+    listing = review.listing(engine, 107873, None).sort("SuggestionId")
+    assert listing["Status"].to_list() == ["accepted", "conflict", "rejected", "open"]
+    assert review.accepted(engine, 107873)["to_id"].to_list() == ["210001"]
+    review.decide(engine, 2, "rejected", "p", "the first was right")  # a conflict is decided again
+    assert review.listing(engine, 107873, None).sort("SuggestionId")["Status"][1] == "rejected"
+    engine.dispose()

@@ -35,8 +35,9 @@ GRANTS = (
     Grant("dm", "IngestionFiles", ("SELECT", "INSERT"), ("Outcome", "OutcomeAt"),
           why="append-only audit: a file's outcome is set once its run decides it"),
     Grant("dm", "GateAcceptances", ("SELECT", "INSERT"), why="a person's acceptance, appended with the load"),
-    Grant("dm", "LinkSuggestions", ("SELECT", "INSERT"), why="suggested counterparts of unlinked students, appended "
-                                                             "after each drop; read by `links review`"),
+    Grant("dm", "LinkSuggestions", ("SELECT", "INSERT"), ("Status",),
+          why="suggested counterparts of unlinked students, appended after each drop; read by `links review`; a "
+              "decision sets Status once (open to accepted or rejected)"),
     Grant("dm", "LinkDecisions", ("SELECT", "INSERT"), why="a person's accept or reject, appended by `links accept` "
                                                            "and `links reject`; read by every later drop"),
     Grant("dm", "MtssSchemaVersion", ("SELECT",), why="a run checks the schema revision; only migrations write it"),

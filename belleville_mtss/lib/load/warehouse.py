@@ -167,10 +167,18 @@ link_suggestions = sa.Table(
     sa.Column("Evidence", text(500), nullable=False),  # which fields agreed and which did not, no values
     sa.Column("DropId", text(200), nullable=False),  # the drop that first suggested it
     sa.Column("CreatedAt", timestamp(), nullable=False),
+    # open until a person decides: set once, by a conditional UPDATE that only an open suggestion passes (review.py);
+    # conflict: accepted twice for one identifier before this column existed, applied again only when decided again
+    sa.Column("Status", text(8), nullable=False, server_default="open"),
     sa.PrimaryKeyConstraint("SuggestionId", name="PK_LinkSuggestions"),
     sa.UniqueConstraint("AccountInfoId", "Cause", "FromId", "ToId", name="UQ_LinkSuggestions_Pair"),
     schema="dm",
 )
+# one accepted counterpart per identifier, whoever decides at the same time (migration 0010)
+ACCEPTED_ONCE = sa.Index("UQ_LinkSuggestions_Accepted", link_suggestions.c.AccountInfoId, link_suggestions.c.Cause,
+                         link_suggestions.c.FromId, unique=True,
+                         **{f"{d}_where": link_suggestions.c.Status == "accepted" for d in ("postgresql", "sqlite",
+                                                                                          "mssql")})
 # A person's decision on a suggestion: who, why, when. Append-only; the latest per suggestion holds.
 link_decisions = sa.Table(
     "LinkDecisions", ours,

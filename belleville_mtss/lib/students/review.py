@@ -46,11 +46,10 @@ def record(engine: sa.Engine, account_info_id: int, drop_key: str, suggestions: 
 
 
 def listing(engine: sa.Engine, account_info_id: int, status: str | None = "open") -> pl.DataFrame:
-    """The district's suggestions with their status (open, accepted, rejected), best first per identifier."""
+    """The district's suggestions with their status (open, accepted, rejected, conflict), best first per identifier."""
     s, latest = link_suggestions.c, _latest()
     stmt = (sa.select(s.SuggestionId, s.Cause, s.Subjects, s.FromId, s.ToId, s.Score, s.Evidence, s.DropId,
-                      sa.func.coalesce(latest.c.Decision, "open").label("Status"), latest.c.DecidedBy,
-                      latest.c.Reason)
+                      s.Status, latest.c.DecidedBy, latest.c.Reason)
             .outerjoin(latest, latest.c.SuggestionId == s.SuggestionId)
             .where(s.AccountInfoId == account_info_id).order_by(s.Cause, s.FromId, s.Score.desc(), s.SuggestionId))
     with engine.connect() as conn:
@@ -71,33 +70,61 @@ def counts(engine: sa.Engine, account_info_id: int) -> dict[str, int]:
 
 
 def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str, reason: str,
-           now: dt.datetime | None = None) -> dict:
-    """Record a person's decision. Refused: an unknown id, one decided already, an empty reason, or accepting a
-    second counterpart for an identifier that has one."""
+           now: dt.datetime | None = None, replace: bool = False) -> dict:
+    """Record a person's decision. The decision is a conditional UPDATE that only an open suggestion passes, so of
+    two people deciding at once one wins and the other is refused; a unique index holds one accepted counterpart
+    per identifier. Refused (ReviewError): an unknown id, one decided already, an empty reason, or accepting a
+    second counterpart for an identifier that has one (named), unless `replace`: the earlier becomes rejected."""
     if decision not in DECISIONS:
         raise ReviewError(f"decision must be one of {', '.join(DECISIONS)}")
     if not reason.strip():
         raise ReviewError("a decision needs a reason (--reason): why this pair is or is not the same student")
-    s, latest = link_suggestions.c, _latest()
-    with engine.begin() as conn:
-        row = conn.execute(sa.select(s.SuggestionId, s.AccountInfoId, s.Cause, s.FromId, latest.c.Decision)
-                           .outerjoin(latest, latest.c.SuggestionId == s.SuggestionId)
-                           .where(s.SuggestionId == suggestion_id)).first()
-        if row is None:
-            raise ReviewError(f"no suggestion {suggestion_id}")
-        if row.Decision is not None:
-            raise ReviewError(f"suggestion {suggestion_id} was {row.Decision} already")
-        if decision == "accepted":
-            taken = conn.execute(
-                sa.select(s.SuggestionId).join(latest, latest.c.SuggestionId == s.SuggestionId)
-                .where(s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.FromId == row.FromId,
-                       latest.c.Decision == "accepted")).scalar()
-            if taken is not None:
-                raise ReviewError(f"suggestion {taken} for the same student was accepted already")
-        conn.execute(link_decisions.insert().values(SuggestionId=suggestion_id, Decision=decision,
-                                                    DecidedBy=decided_by, Reason=reason.strip(),
-                                                    DecidedAt=now or dt.datetime.now()))
+    s = link_suggestions.c
+    at, why = now or dt.datetime.now(), reason.strip()
+    try:
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId, s.Status)
+                               .where(s.SuggestionId == suggestion_id)).first()
+            if row is None:
+                raise ReviewError(f"no suggestion {suggestion_id}")
+            if decision == "accepted":
+                taken = _accepted_for(conn, row)
+                if taken is not None and taken != suggestion_id:
+                    if not replace:
+                        raise ReviewError(f"suggestion {taken} for the same student was accepted already: reject it "
+                                          "first, or accept this one with --replace")
+                    _set(conn, taken, "accepted", "rejected", decided_by, f"replaced by suggestion {suggestion_id}: "
+                         f"{why}", at)
+            _set(conn, suggestion_id, row.Status if row.Status == "conflict" else "open", decision, decided_by,
+                 why, at)
+    except sa.exc.IntegrityError:  # another accept for the same student committed between our read and write
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId).where(
+                s.SuggestionId == suggestion_id)).first()
+            taken = _accepted_for(conn, row)
+        raise ReviewError(f"suggestion {taken} for the same student was accepted already: reject it first, or "
+                          "accept this one with --replace") from None
     return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause}
+
+
+def _accepted_for(conn: sa.Connection, row) -> int | None:
+    s = link_suggestions.c
+    return conn.execute(sa.select(s.SuggestionId).where(
+        s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.FromId == row.FromId,
+        s.Status == "accepted")).scalar()
+
+
+def _set(conn: sa.Connection, suggestion_id: int, was: str, decision: str, decided_by: str, reason: str,
+         at: dt.datetime) -> None:
+    """The suggestion's status from `was` to `decision`, only if it still is `was`; its decision row beside it."""
+    s = link_suggestions.c
+    changed = conn.execute(link_suggestions.update().where(s.SuggestionId == suggestion_id, s.Status == was)
+                           .values(Status=decision)).rowcount
+    if changed != 1:
+        now_is = conn.execute(sa.select(s.Status).where(s.SuggestionId == suggestion_id)).scalar()
+        raise ReviewError(f"suggestion {suggestion_id} was {now_is} already")
+    conn.execute(link_decisions.insert().values(SuggestionId=suggestion_id, Decision=decision, DecidedBy=decided_by,
+                                                Reason=reason, DecidedAt=at))
 
 
 def accepted(engine: sa.Engine, account_info_id: int) -> pl.DataFrame:
