@@ -24,6 +24,10 @@ def run() -> None:
         # First: any error ends the batch and rolls the transaction back, so no half-applied revision is recorded
         # (run the script with `sqlcmd -b`, which stops at the first error).
         context.execute("SET XACT_ABORT ON")
+        # a filtered index (0010) is made, and its table written, only with these on; sqlcmd starts with
+        # QUOTED_IDENTIFIER off (ODBC drivers, the runtime's included, start with both on)
+        context.execute("SET QUOTED_IDENTIFIER ON")
+        context.execute("SET ANSI_NULLS ON")
     with context.begin_transaction():
         context.run_migrations()
 
