@@ -250,7 +250,7 @@ def test_lists_that_grow_with_data_never_bind_more_than_2100_parameters_on_sql_s
     w.record_received(engine, keys[0], 107873, "v1", files, "run-1")
     w.record_received(engine, keys[1], 107873, "v1", files, "run-2")  # every file seen before: the dedup reads them
     assert w.mark_files(engine, keys[1], "run-2", "loaded", [f.name for f in files]) is None
-    assert len(errors.refusals(engine, "blocked", keys)) == 0
+    assert len(errors.refusals(engine, ("blocked",), keys)) == 0
     with engine.connect() as conn:
         assert len(order.first_receipts(conn, set(keys))) == 2
     scopes = [("SR", f"{2000 + i}-{2001 + i}") for i in range(n)]

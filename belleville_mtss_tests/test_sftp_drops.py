@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from belleville_mtss.definitions import build_definitions
@@ -15,7 +16,7 @@ from belleville_mtss.lib.receive.sftp import SftpFatal
 from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine, read_table
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
-from .helpers import SMALL, tick, warehouse_counts
+from .helpers import SMALL, errors, tick, warehouse_counts
 from .sshd_server import SshServer, keygen
 
 
@@ -218,3 +219,49 @@ def test_one_ssh_session_lists_every_district_and_a_refused_folder_stops_only_it
     assert list(refused) == ["linked"] and refused["linked"].reason == "not_a_regular_file"
     time.sleep(0.2)  # sshd writes its log line as it accepts
     assert log.read_text(errors="replace").count("Accepted publickey") - sessions == 1
+
+
+def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(world, monkeypatch,
+                                                                                        capsys):
+    """Issue 34 case 9, with a real OpenSSH server stopped while a file streams in: the refusal is recorded
+    (`transfer_failed`, no account or address in it), `status` shows the drop, and once the server is back the
+    sensor requests the drop again (after its backoff) and the run loads it whole."""
+    import threading
+    from belleville_mtss.cli import main
+    from belleville_mtss.defs import sensors
+    monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))
+    settings, server, drop = world
+    upload(server, drop, "2026-11-01")
+    key = "belleville/2026-11-01"
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = tick(settings, instance)
+        [request] = first.run_requests
+        monkeypatch.setenv("MTSS_FAULT", "mid_transfer:sleep=1")  # each file pauses after its first block
+        stopper = threading.Timer(0.5, server.stop)  # the server dies while the files stream in
+        stopper.start()
+        instance.add_dynamic_partitions("drops", [key])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        failed = job.execute_in_process(instance=instance, partition_key=key, tags=request.tags,
+                                        raise_on_error=False)
+        stopper.join()
+        monkeypatch.delenv("MTSS_FAULT")
+        assert not failed.success
+        logged = errors(settings).filter(pl.col("Reason") == "transfer_failed")
+        assert logged.height == 1 and logged["DropId"].to_list() == [key]
+        message = logged["Message"][0]
+        assert "@" not in message and "127.0.0.1" not in message and server.user not in message.split(), message
+        server.start()
+        monkeypatch.setattr(sensors, "TRANSFER_BACKOFF_S", 3600.0)
+        assert not getattr(tick(settings, instance, first.cursor), "run_requests", None)  # within its backoff
+        monkeypatch.setattr(sensors, "TRANSFER_BACKOFF_S", 0.0)
+        again = tick(settings, instance, first.cursor)
+        [retry] = again.run_requests
+        assert retry.partition_key == key and retry.run_key == f"{request.run_key}#transfer1"
+        assert job.execute_in_process(instance=instance, partition_key=key, tags=retry.tags).success
+        assert not getattr(tick(settings, instance, again.cursor), "run_requests", None)  # received: never again
+    assert warehouse_counts(settings)["roster"] == SMALL.students
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    capsys.readouterr()
+    assert main(["status", key]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(key) and "receive/transfer_failed 1" in shown and "loaded" in shown, shown

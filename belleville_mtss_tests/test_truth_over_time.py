@@ -434,3 +434,40 @@ def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend
     later_drop(backend, NEW)
     assert _run(backend, KEY[NEW]).outcome == "loaded"
     assert set(_held(backend)["results"]["DropId"]) == {KEY[NEW]}
+
+
+# ---- a correction made in place, its size and modification time kept --------------------------------------------
+
+def _rewrite_one_score_in_place(path) -> tuple[str, int, int]:
+    """One ScaledScore of SR.csv changed by one, the file's size and mtime kept; returns the test's AssessmentID,
+    the old score and the new one."""
+    st = path.stat()
+    lines = path.read_bytes().split(b"\n")
+    header = next(__import__("csv").reader([lines[0].decode()]))
+    score, test = header.index("ScaledScore"), header.index("AssessmentID")
+    for i, line in enumerate(lines[1:], start=1):
+        cells = line.split(b",")
+        if len(cells) == len(header) and cells[score].isdigit() and len(cells[score]) == 3 and \
+                cells[score][-1:] not in (b"0", b"9"):
+            old = int(cells[score])
+            cells[score] = str(old + 1).encode()
+            lines[i] = b",".join(cells)
+            path.write_bytes(b"\n".join(lines))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+            return cells[test].decode().strip('"'), old, old + 1
+    raise AssertionError("no score to change")
+
+
+def test_a_correction_in_place_with_size_and_mtime_kept_is_loaded_by_its_bytes(backend):
+    drop = prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    test_key, old, new = _rewrite_one_score_in_place(drop / "SR.csv")
+    (drop / "drop.done").touch()  # the marker written again, as the convention asks
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    results = _held(backend)["results"]
+    assert results.filter(pl.col("TestKey") == test_key)["ScaledScore"].to_list() == [new]  # not the stale copy
+    engine = make_engine(backend.warehouse_url)
+    audit = read_table(engine, ingestion_files, ingestion_files.c.FileName == "SR.csv").sort("FileId")
+    engine.dispose()
+    assert audit["Sha256"][-1] == sha256_of(drop / "SR.csv") != audit["Sha256"][0]  # the hash of what was loaded

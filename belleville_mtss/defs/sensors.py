@@ -1,5 +1,6 @@
 """sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run. It also
 watches the drop server: unreachable past MTSS_ALERT_OUTAGE_MINUTES, one alert, and its ticks fail until it answers."""
+import datetime as dt
 import json
 import re
 import time
@@ -18,8 +19,13 @@ from .resources import AlertResource, DropServerResource, ErrorLogResource, Regi
 
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
 FAILING = "mtss/alerts/sftp_drop_sensor_failing"  # {"failing_since": epoch} while its ticks fail
-CHANGING = "changed_during_receipt"
+CHANGING, TRANSFER = "changed_during_receipt", "transfer_failed"
 RECEIPT_RETRIES = 3  # a drop whose files kept changing while received is requested again at most this often
+# a drop whose transfer failed (the server went down mid-file) is requested again at most this often, each time
+# no sooner than TRANSFER_BACKOFF_S x 2^(n-1) after its n-th refusal
+TRANSFER_RETRIES = 8
+TRANSFER_BACKOFF_S = 60.0
+RETRIES = {CHANGING: RECEIPT_RETRIES, TRANSFER: TRANSFER_RETRIES}
 
 
 def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
@@ -62,19 +68,26 @@ class DropServerUnreachable(Exception):
 
 
 def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: list, cursor: dict) -> list:
-    """Drops refused `changed_during_receipt` and not received since: a rewrite in place that kept size and mtime
-    keeps the drop's version, so the cursor would never plan it again. Each refusal earns one more request (a run
-    key of its own), RECEIPT_RETRIES at most; the count is kept in the cursor."""
+    """Drops refused `changed_during_receipt` or `transfer_failed` and not received since (a rewrite in place that
+    kept size and mtime, or a server that went down mid-transfer, leaves the drop's version as it was, so the plan
+    would never run it again): each refusal earns one more request (a run key of its own), RETRIES at most, after
+    a failed transfer once its backoff has passed; the counts are kept in the cursor."""
     candidates = [d for d in found if not d.bad_name and d not in ready]
-    counts = refusals(error_log.engine(), CHANGING, [d.key for d in candidates])
     retried, again = cursor.setdefault("retried", {}), []
-    for d in candidates:
-        n = counts.get(d.key, 0)
-        if n > retried.get(d.key, 0) and n <= RECEIPT_RETRIES and not _received(instance, d.key, d.version):
-            again.append((d, f"#again{n}"))
-            retried[d.key] = n
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    for reason, most in RETRIES.items():
+        counts = refusals(error_log.engine(), (reason,), [d.key for d in candidates])
+        for d in candidates:
+            n, last = counts.get(d.key, (0, None))
+            seen = d.key if reason == CHANGING else f"{TRANSFER}|{d.key}"
+            due = reason == CHANGING or last is None or \
+                (now - last).total_seconds() >= TRANSFER_BACKOFF_S * 2 ** (n - 1)
+            if n > retried.get(seen, 0) and n <= most and due and not _received(instance, d.key, d.version) \
+                    and all(d is not a for a, _ in again):
+                again.append((d, f"#again{n}" if reason == CHANGING else f"#transfer{n}"))
+                retried[seen] = n
     listed = {d.key for d in found if not d.bad_name}  # a refused name has no key
-    cursor["retried"] = {k: v for k, v in retried.items() if k in listed}
+    cursor["retried"] = {k: v for k, v in retried.items() if k.rpartition("|")[2] in listed}
     return again
 
 

@@ -51,12 +51,13 @@ def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
     return (entry.account_info_id if entry else None), drop_id
 
 
-def refusals(engine: sa.Engine, reason: str, drop_ids: list[str]) -> dict[str, int]:
-    """How many times each drop was refused for `reason` (dm.IngestionErrors)."""
+def refusals(engine: sa.Engine, reasons: tuple[str, ...], drop_ids: list[str]) -> dict[str, tuple[int, object]]:
+    """How many times each drop was refused for one of `reasons` (dm.IngestionErrors), and when last."""
     e = ingestion_errors.c
     with engine.connect() as conn:
-        return {drop: n for part in chunked(set(drop_ids)) for drop, n in conn.execute(
-            sa.select(e.DropId, sa.func.count()).where((e.Reason == reason) & e.DropId.in_(part)).group_by(e.DropId))}
+        return {drop: (n, last) for part in chunked(set(drop_ids)) for drop, n, last in conn.execute(
+            sa.select(e.DropId, sa.func.count(), sa.func.max(e.OccurredAt))
+            .where(e.Reason.in_(reasons) & e.DropId.in_(part)).group_by(e.DropId))}
 
 
 def record_errors(

@@ -31,7 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, ContextManager, Mapping, Protocol
 
-from .untrusted import BadName, canonical, check_file_name, check_name, escape, plain, safe_join
+from ..faults import fault_point
+from .untrusted import (BadName, canonical, check_file_name, check_name, escape, plain, safe_join,
+                        without_accounts)
 from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
 
 COMPLETION_MARKER = "drop.done"
@@ -336,6 +338,8 @@ def _stream(src: BinaryIO, enc: Encryptor | None, budget: int) -> tuple[int, str
         digest.update(block)
         if enc is not None:
             enc.write(block)
+            if done == len(block):
+                fault_point("mid_transfer")
     return done, digest.hexdigest()
 
 
@@ -361,7 +365,8 @@ def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, de
             else:
                 problem = f"received {'more than ' if done > f.size else ''}{done} of {f.size} bytes"
         except (FileNotFoundError, *transient) as exc:  # a file gone since listing is a failed transfer too
-            problem = f"{type(exc).__name__}: {exc}"
+            # the account and host the error names stay out: the error log keeps no address
+            problem = f"{type(exc).__name__}: {without_accounts(str(exc))}"
         if attempt == attempts:
             if changed:
                 raise DropRefused("changed_during_receipt", f"{escape(f.name)}: its bytes changed while it was "
@@ -610,8 +615,10 @@ class ReceivedDrop:
 
 def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
                       limits: Limits = Limits(), transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
-    """Fetch the drop unless staging already holds this very version; replay from staging when the server
-    is unreachable. `drop_name` is canonical; the listed drop is found by its canonical name.
+    """Fetch the drop whenever the server has it, and replay from staging only when it does not or cannot be
+    reached: whether a file changed is decided by its bytes (hashed as they are received), never by the size and
+    modification time a listing shows, so a correction made in place with both kept is loaded, and the audit holds
+    the hash of what was read. `drop_name` is canonical; the listed drop is found by its canonical name.
     Raises LookupError when the drop is neither on the server nor staged, DropRefused when it is refused."""
     drop_key = f"{district}/{drop_name}"
     try:
@@ -620,7 +627,7 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     except transient:
         current, reachable = None, False
     manifest = staged_manifest(staging, key)
-    if manifest and (current is None or manifest["version"] == current.version):
+    if manifest and current is None:
         files = tuple(StagedFile(**f) for f in manifest["files"])
         return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
     if current is None:

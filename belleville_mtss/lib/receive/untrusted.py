@@ -35,6 +35,19 @@ def escape(text: str, limit: int = 80) -> str:
     return repr(plain(text, limit))
 
 
+_ACCOUNT = re.compile(r"[^\s@'\"]*@[^\s@'\"]*")
+_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
+
+
+def without_accounts(text: str, *hosts: str) -> str:
+    """An error's text without the accounts (`user@host`), addresses and named hosts it may carry: what an error
+    row or an alert may keep of a transfer failure."""
+    text = _ADDRESS.sub("<address>", _ACCOUNT.sub("<account>", text))
+    for host in filter(None, hosts):
+        text = text.replace(host, "<host>")
+    return text
+
+
 def check_name(name: str, what: str = "drop name") -> str:
     """The name itself, when it matches the strict pattern; raises BadName otherwise."""
     if not isinstance(name, str) or not name:
