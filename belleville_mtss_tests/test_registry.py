@@ -191,3 +191,33 @@ def test_a_link_field_must_be_mapped_and_is_then_required_in_the_file(tmp_path: 
                     .replace("    dob: STUDENTS.DOB\n", "    dcid: STUDENTS.DCID\n"))
     assert load_district(path).required_fields == ("student_number", "dcid", "email")
     assert load_registry(PACKAGED_DISTRICTS_DIR)["belleville"].required_fields == ("student_number", "email")
+
+
+# ---- drop folders: inside the drop root, one district each (issue 34) -------------------------------------------
+
+@pytest.mark.parametrize("folder", ["../etc", "belleville/../../x", "/srv/drops", "a\\\\b", ".", "a//b"])
+def test_a_drop_folder_outside_the_drop_root_is_refused(tmp_path, folder):
+    from .helpers import edited_registry
+    registry = load_registry(edited_registry(tmp_path, lambda e: e.update(drop_folder=folder)))
+    assert "belleville" not in registry
+    assert "drop_folder" in registry.problems["belleville"].message
+
+
+def test_two_districts_sharing_a_drop_folder_both_stop_and_districts_check_says_so(tmp_path, monkeypatch, capsys):
+    import shutil
+    from belleville_mtss.cli import main
+    from .helpers import FIXTURE_DISTRICTS, edited_registry
+    folder = edited_registry(tmp_path, lambda e: None)
+    shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", folder / "riverton.yaml")
+    text = (folder / "riverton.yaml").read_text().replace("drop_folder: riverton", "drop_folder: Belleville")
+    (folder / "riverton.yaml").write_text(text)
+    registry = load_registry(folder)
+    assert set(registry) == set() and set(registry.problems) == {"belleville", "riverton"}
+    assert registry.problems["riverton"].message == ("riverton: drop_folder 'Belleville' is also belleville's: "
+                                                     "each district needs a folder of its own")
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(folder))
+    assert main(["districts", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "belleville: PROBLEMS (belleville.yaml" in out and "riverton: PROBLEMS (riverton.yaml" in out
+    assert "is also riverton's" in out and "is also belleville's" in out

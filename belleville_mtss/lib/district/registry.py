@@ -156,6 +156,18 @@ class District(_Strict):
     def _readable_date(cls, fmt: str) -> str:
         return check_format(fmt)
 
+    @field_validator("drop_folder")
+    @classmethod
+    def _inside_the_drop_root(cls, folder: str) -> str:
+        """A folder under MTSS_DROP_DIR (or MTSS_SFTP_ROOT): plain names joined by '/', never '..', '.', an absolute
+        path or a backslash, so no entry can read from outside the drop root."""
+        parts = folder.split("/")
+        if folder.startswith("/") or "\\" in folder or any(p in ("", ".", "..") for p in parts) or \
+                any(not p.isprintable() for p in parts):
+            raise ValueError(f"{folder!r} must be a folder under the drop root: plain names joined by '/', no '..', "
+                             "'.', leading '/' or '\\'")
+        return folder
+
     @field_validator("files")
     @classmethod
     def _known_sources(cls, files: dict[str, str]) -> dict[str, str]:
@@ -303,4 +315,15 @@ def load_registry(folders: Path | tuple[Path, ...] | list[Path]) -> Registry:
             problems[key] = only
         else:
             entries[key] = only
+    # Two districts reading one drop folder would each take the other's drops: both stop until it is fixed.
+    sharing: dict[str, list[str]] = {}
+    for key, entry in entries.items():
+        sharing.setdefault(entry.drop_folder.lower(), []).append(key)  # case aside: two folders that differ only so are a typo
+    for folder, keys in sharing.items():
+        for key in keys if len(keys) > 1 else ():
+            entry = entries.pop(key)
+            others = ", ".join(k for k in keys if k != key)
+            problems[key] = EntryProblem(found[key][0][0].name, key, f"{key}: drop_folder '{entry.drop_folder}' is also "
+                                         f"{others}'s: each district needs a folder of its own", entry.drop_folder,
+                                         entry.account_info_id)
     return Registry(entries, problems, folders)
