@@ -317,7 +317,7 @@ def _onboard(args: argparse.Namespace) -> int:
         return [TenantOverlap(*row) for row in tenants_of_emails(prod, keys, settings.classlink_table)]
 
     try:
-        found = onboard(args.sample, state, args.key, account_info, tenants_of)
+        found = onboard(args.sample, state, args.key, account_info, tenants_of, limits=settings.limits)
     except (OnboardError, SourceTableError) as exc:
         raise CliError(str(exc)) from None
     finally:

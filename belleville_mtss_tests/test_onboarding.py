@@ -173,3 +173,61 @@ def test_a_sample_reads_only_its_own_files_never_a_symlink_out_of_it(tmp_path):
     (sample / "students.csv").symlink_to(outside)
     (sample / ".hidden.csv").write_text("x\n")
     assert [f.name for f in sample_files(sample)] == ["SR.csv"]
+
+
+# ---- hostile samples (issue 34 case 11): read as drops are, refused in one line ---------------------------------
+
+def _hostile(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A sample drop and the file its refusal must name."""
+    import os
+    import zipfile
+    folder = tmp_path / kind
+    folder.mkdir()
+    if kind == "zip_bomb":  # one entry of 1 GiB of zeros, a few MB packed
+        archive = tmp_path / "sample.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, \
+                zf.open("students.csv", "w", force_zip64=True) as entry:
+            block = b"\0" * (16 * 1024 * 1024)
+            for _ in range(64):
+                entry.write(block)
+        return archive, "students.csv"
+    if kind == "long_line":  # a first line of 1 GiB (sparse: no disk used)
+        with (folder / "students.csv").open("wb") as fh:
+            fh.write(b"a" * (70 * 1024))
+            fh.truncate(1024 ** 3 + 70 * 1024)
+        return folder, "students.csv"
+    if kind == "long_header":  # a first line of 2 MiB: no header row, whatever follows
+        (folder / "students.csv").write_bytes(b"a" * (2 * 1024 ** 2) + b"\n1,2\n")
+        return folder, "students.csv"
+    if kind == "binary_students":
+        (folder / "students.csv").write_bytes(os.urandom(200_000))
+        return folder, "students.csv"
+    # a PNG named SR.csv, beside a real export
+    (folder / "SR.csv").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + os.urandom(50_000))
+    return folder, "SR.csv"
+
+
+@pytest.mark.parametrize("kind", ["zip_bomb", "long_line", "long_header", "binary_students", "png_named_sr"])
+def test_a_hostile_sample_is_refused_in_one_line_naming_the_file_within_bounded_memory(world, tmp_path, kind):
+    import os
+    import subprocess
+    import sys
+    settings, registry = world
+    (tmp_path / "hostile").mkdir()
+    sample, named = _hostile(tmp_path / "hostile", kind)
+    if kind == "png_named_sr":
+        shutil.copy(settings.drop_dir / "belleville" / "2026-11-01" / "students.csv", sample / "students.csv")
+    # the CLI in a process of its own, which reports its own peak resident memory as the kernel counted it
+    measured = ("import resource, sys\nfrom belleville_mtss.cli import main\ncode = main(sys.argv[1:])\n"
+                "print(f'PEAK_KIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+                "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", measured, "districts", "onboard", str(sample), "--state", "NJ",
+                           "--key", "hostile"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MTSS_HOME": str(settings.home), "MTSS_DISTRICTS_DIR": str(registry)})
+    said = [line for line in done.stderr.splitlines() if not line.startswith("PEAK_KIB ")]
+    peak_kib = int(done.stderr.rsplit("PEAK_KIB ", 1)[1].split()[0])
+    assert done.returncode != 0 and done.stdout == "", (done.stdout, done.stderr)
+    assert len(said) == 1 and said[0].startswith("belleville-mtss: error: ") and named in said[0], said
+    assert "Traceback" not in done.stderr
+    assert peak_kib < 1024 * 1024, f"peak {peak_kib / 1024:.0f} MiB"
+    print(f"{kind}: {said[0]} (peak {peak_kib / 1024:.0f} MiB)")

@@ -8,12 +8,14 @@ holds a student's value (headers, counts, rates, district names and ids only).
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import fnmatch
 import io
 import re
 import zipfile
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +24,14 @@ import polars as pl
 from ..read.catalog import DEFAULT_PATTERNS, POWERSCHOOL, STAR_FILES
 from ..read.powerschool import email_key
 from ..read.star import detect_layout
+from ..receive.drops import DropRefused, Limits, zip_entries
+from ..receive.untrusted import escape
 from .crosswalk import account_reference
 from .registry import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS, RENAISSANCE_IDS
 
 # A proposed student link must match at least this share of the Star identifiers; the gates decide later.
 LINK_FLOOR = 0.5
+HEADER_MAX = 64 * 1024  # a first row longer than this is no header (as a received file's, lib/read/csvfile.py)
 # Pairs within this of the best rate differ by a few new or mistyped students, not by what they carry: among them
 # the Renaissance identifiers are preferred in RENAISSANCE_IDS order (the mapping spec's StudentIdentifier first).
 LINK_TIE = 0.02
@@ -60,19 +65,49 @@ class SampleFile:
     data: bytes
 
 
-def sample_files(path: Path) -> list[SampleFile]:
-    """The files of a sample drop, a folder (any depth) or a zip; hidden files and macOS forks skipped."""
+# A sample is read into memory whole: at most this many bytes, so that a hostile one cannot take the machine down
+SAMPLE_MAX_BYTES = 512 * 1024 ** 2
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv")  # a file so named claims to be a table: unreadable, it stops onboarding
+
+
+def sample_files(path: Path, limits: Limits = Limits()) -> list[SampleFile]:
+    """The files of a sample drop, a folder (any depth) or a zip; hidden files and macOS forks skipped. A zip is
+    checked as a received drop's is (its entries' names, kinds, sizes and expansion ratio, the declared sizes held
+    to while reading), and the whole sample to SAMPLE_MAX_BYTES. Refusals are OnboardError naming the file."""
     if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir() and "__MACOSX" not in m.filename.split("/")
-                       and not Path(m.filename).name.startswith(".")]
-            return [SampleFile(Path(m.filename).name, zf.read(m)) for m in members]
+        return _zip_members(path, replace(limits, max_drop_bytes=min(limits.max_drop_bytes, SAMPLE_MAX_BYTES)))
     if not path.is_dir():
         raise OnboardError(f"{path}: not a folder or a zip file")
     # a symlink could point anywhere on the machine: only the sample's own files are read
-    return [SampleFile(p.name, p.read_bytes()) for p in sorted(path.rglob("*"))
-            if p.is_file() and not p.is_symlink()
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    paths = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()
+             and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+    total = 0
+    for p in paths:
+        total += p.stat().st_size
+        if total > SAMPLE_MAX_BYTES:
+            raise OnboardError(f"{p.name}: the sample is larger than {SAMPLE_MAX_BYTES // 1024 ** 2} MiB at this "
+                               "file; onboard from a smaller sample (a few thousand students is plenty)")
+    return [SampleFile(p.name, p.read_bytes()) for p in paths]
+
+
+def _zip_members(path: Path, limits: Limits) -> list[SampleFile]:
+    files, total = [], 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info, base in zip_entries(zf, path.name, limits):
+                budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
+                with zf.open(info) as member:
+                    data = member.read(budget + 1)
+                if len(data) > budget:
+                    raise OnboardError(f"{path.name}: entry {escape(info.filename)} expands past the sizes it "
+                                       f"declared or past {SAMPLE_MAX_BYTES // 1024 ** 2} MiB")
+                total += len(data)
+                files.append(SampleFile(base, data))
+    except DropRefused as exc:
+        raise OnboardError(exc.message) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise OnboardError(f"{path.name}: not a readable zip archive ({type(exc).__name__})") from None
+    return files
 
 
 # ---- reading any text table -------------------------------------------------------------------------------------
@@ -87,17 +122,20 @@ class Table:
     frame: pl.DataFrame  # every value as text
 
 
-def _decoded(data: bytes) -> tuple[str, str]:
-    """(encoding, text): UTF-8, else windows-1252 (PowerSchool's Windows exports; every byte decodes)."""
+def _decoded(name: str, data: bytes) -> tuple[str, str]:
+    """(encoding, text): UTF-8, else windows-1252 (PowerSchool's Windows exports); OnboardError for neither."""
     try:
         return "utf-8", data.decode("utf-8")
     except UnicodeDecodeError:
+        pass
+    try:
         return "windows-1252", data.decode("windows-1252")
+    except UnicodeDecodeError:
+        raise OnboardError(f"{name}: neither UTF-8 nor windows-1252 text") from None
 
 
 def _delimiter(lines: list[str]) -> str:
     """The delimiter that splits the first lines into the same number of fields, the most of them."""
-    import csv
     best, best_width = ",", 1
     for d in DELIMITERS:
         widths = {len(row) for row in csv.reader(lines, delimiter=d)}
@@ -115,14 +153,24 @@ def _looks_like_header(row: list[str]) -> bool:
 
 
 def read_table(file: SampleFile) -> Table:
+    """The file as a table of text; OnboardError, naming the file, for one that is not a text table (binary
+    content, a first row longer than a header can be, an encoding neither UTF-8 nor windows-1252, broken CSV)."""
     data = file.data.removeprefix(b"\xef\xbb\xbf")
-    encoding, text = _decoded(data)
+    head = data[:HEADER_MAX + 1]
+    if b"\x00" in head:
+        raise OnboardError(f"{file.name}: binary content, not a text table")
+    if b"\n" not in head and len(data) > HEADER_MAX:
+        raise OnboardError(f"{file.name}: the first row is longer than {HEADER_MAX // 1024} KiB; not a table")
+    encoding, text = _decoded(file.name, data)
     lines = text.splitlines()[:20]
     if not lines:
         raise OnboardError(f"{file.name} is empty")
-    delimiter = _delimiter(lines)
-    frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=delimiter, has_header=False, infer_schema=False,
-                        truncate_ragged_lines=True)
+    try:
+        delimiter = _delimiter(lines)
+        frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=delimiter, has_header=False,
+                            infer_schema=False, truncate_ragged_lines=True)
+    except (csv.Error, pl.exceptions.PolarsError) as exc:
+        raise OnboardError(f"{file.name}: not readable as a table ({type(exc).__name__})") from None
     first = [v or "" for v in frame.row(0)]
     has_header = _looks_like_header(first)
     columns = [c.strip() for c in first] if has_header else [f"column_{i + 1}" for i in range(frame.width)]
@@ -314,18 +362,21 @@ def _pattern(name: str) -> str:
 
 
 def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
-            tenants_of: Callable[[list[str]], list[TenantOverlap]], today: dt.date | None = None) -> Onboarding:
+            tenants_of: Callable[[list[str]], list[TenantOverlap]], today: dt.date | None = None,
+            limits: Limits = Limits()) -> Onboarding:
     """Everything `districts onboard` measures and the draft entry. `tenants_of(email keys)` answers, from the prod
     db, which ClassLink tenants those addresses are student users of."""
     today = today or dt.date.today()
-    files = sample_files(sample)
+    files = sample_files(sample, limits)
     if not files:
         raise OnboardError(f"{sample}: no files")
     stars, tables, other = [], [], []
     for f in files:
         try:
             t = read_table(f)
-        except (OnboardError, pl.exceptions.PolarsError):
+        except OnboardError:
+            if f.name.lower().endswith(TEXT_SUFFIXES):
+                raise  # a file named as a table that is not one: said, never guessed around
             other.append(f.name)
             continue
         layout = detect_layout(t.columns) if t.has_header else "unknown"

@@ -378,7 +378,7 @@ def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, de
     raise AssertionError("unreachable")
 
 
-def _zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple[zipfile.ZipInfo, str]]:
+def zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple[zipfile.ZipInfo, str]]:
     """The entries to expand, flattened to their file names, after checking the central directory: no absolute
     path, no "..", no link or device, no two entries with one name, nothing encrypted, sizes within the limits."""
     chosen, seen, total = [], {}, 0
@@ -420,7 +420,7 @@ def _expand_zip(archive: Path, name: str, into: Path, key: bytes, limits: Limits
     staged, total = [], 0
     try:
         with DecryptingReader(key, archive) as reader, zipfile.ZipFile(reader) as zf:
-            for info, base in _zip_entries(zf, name, limits):
+            for info, base in zip_entries(zf, name, limits):
                 budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
                 with zf.open(info) as src, Encryptor(key, into / base) as enc:
                     done, digest = _stream(src, enc, budget)
