@@ -237,7 +237,14 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
         first = tick(settings, instance)
         [request] = first.run_requests
         monkeypatch.setenv("MTSS_FAULT", "mid_transfer:sleep=1")  # each file pauses after its first block
-        stopper = threading.Timer(0.5, server.stop)  # the server dies while the files stream in
+
+        def stop_when_files_stream_in():  # the server dies while the files stream in
+            deadline = time.time() + 60
+            while time.time() < deadline and not list(settings.staging_dir.glob("belleville/.incoming-*/*.part")):
+                time.sleep(0.01)
+            server.stop()
+
+        stopper = threading.Thread(target=stop_when_files_stream_in)
         stopper.start()
         instance.add_dynamic_partitions("drops", [key])
         job = build_definitions(settings).resolve_job_def("drop_job")

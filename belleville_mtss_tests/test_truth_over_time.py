@@ -471,3 +471,34 @@ def test_a_correction_in_place_with_size_and_mtime_kept_is_loaded_by_its_bytes(b
     audit = read_table(engine, ingestion_files, ingestion_files.c.FileName == "SR.csv").sort("FileId")
     engine.dispose()
     assert audit["Sha256"][-1] == sha256_of(drop / "SR.csv") != audit["Sha256"][0]  # the hash of what was loaded
+
+
+# ---- a marker written while a file is still being written -------------------------------------------------------
+
+def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_version_is(backend, monkeypatch):
+    import threading
+    prepare_drop(backend, OLD)
+    assert _run(backend, KEY[OLD]).outcome == "loaded"
+    held = _held(backend)
+    folder = later_drop(backend, NEW)
+    complete = (folder / "SR.csv").read_bytes()
+    lines = complete.split(b"\n")
+    (folder / "SR.csv").write_bytes(b"\n".join(lines[: len(lines) * 3 // 4]) + b"\n")  # a quarter still to come
+    (folder / "drop.done").touch()  # the sender's marker, written too early
+
+    def sender_finishes():
+        (folder / "SR.csv").write_bytes(complete)
+
+    monkeypatch.setenv("MTSS_FAULT", "after_receipt:sleep=1.5")  # every file read; the sender writes meanwhile
+    writer = threading.Timer(0.5, sender_finishes)
+    writer.start()
+    report = _run(backend, KEY[NEW])
+    writer.join()
+    monkeypatch.delenv("MTSS_FAULT")
+    assert report.outcome == "failed", report.render()
+    assert _same(_held(backend), held)  # nothing of the partial file reached the warehouse, nothing was deleted
+    logged = errors(backend).filter(pl.col("DropId") == KEY[NEW])
+    assert logged["Reason"].to_list() == ["changed_during_receipt"]
+    assert _run(backend, KEY[NEW]).outcome == "loaded"  # once it has settled: the complete file
+    loaded = _held(backend)["results"].filter((pl.col("Subject") == "SR") & (pl.col("DropId") == KEY[NEW])).height
+    assert loaded > len(lines) * 3 // 4  # more tests than the partial file held: the complete file's

@@ -8,7 +8,7 @@ import time
 import dagster as dg
 
 from ..lib.alerts import track_outage, track_sensor_failure
-from ..lib.receive.drops import plan_runs
+from ..lib.receive.drops import CHANGED, plan_runs
 from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.receive.sftp import SftpTransient
 from ..lib.receive.untrusted import escape
@@ -19,7 +19,7 @@ from .resources import AlertResource, DropServerResource, ErrorLogResource, Regi
 
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
 FAILING = "mtss/alerts/sftp_drop_sensor_failing"  # {"failing_since": epoch} while its ticks fail
-CHANGING, TRANSFER = "changed_during_receipt", "transfer_failed"
+CHANGING, TRANSFER = CHANGED, "transfer_failed"
 RECEIPT_RETRIES = 3  # a drop whose files kept changing while received is requested again at most this often
 # a drop whose transfer failed (the server went down mid-file) is requested again at most this often, each time
 # no sooner than TRANSFER_BACKOFF_S x 2^(n-1) after its n-th refusal

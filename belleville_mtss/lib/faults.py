@@ -18,6 +18,7 @@ POINTS = {
     "after_commit": "the load committed; its staged rows not yet removed",
     "before_unstage": "about to remove the load's staged rows (after a commit or a rollback)",
     "mid_transfer": "a received file half copied to staging",
+    "after_receipt": "every file of a drop read, before the drop is listed again and published to staging",
 }
 
 

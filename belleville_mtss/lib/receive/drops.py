@@ -37,6 +37,7 @@ from .untrusted import (BadName, canonical, check_file_name, check_name, escape,
 from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
 
 COMPLETION_MARKER = "drop.done"
+CHANGED = "changed_during_receipt"  # a refusal the drop sensor answers by asking for the drop again
 ZIP_MARKER_SUFFIX = ".done"
 SETTLE_SECONDS = 120.0
 BLOCK = 1 << 20
@@ -369,7 +370,7 @@ def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, de
             problem = f"{type(exc).__name__}: {without_accounts(str(exc))}"
         if attempt == attempts:
             if changed:
-                raise DropRefused("changed_during_receipt", f"{escape(f.name)}: its bytes changed while it was "
+                raise DropRefused(CHANGED, f"{escape(f.name)}: its bytes changed while it was "
                                   f"received, {attempts} times; run the drop again once the district's upload "
                                   "has finished", f.name)
             raise DropRefused("transfer_failed", f"{escape(f.name)}: transfer failed after {attempts} tries "
@@ -472,6 +473,16 @@ def remove_orphans(staging_root: Path) -> list[str]:
     return removed
 
 
+def _unchanged_since_listed(source: DropSource, folder: str, drop: Drop) -> None:
+    """Every file as the listing the receipt started from showed it (size, modification time, the marker still
+    there), now that all are read: a file written to after it was read (a sender still uploading behind its
+    marker) refuses the drop, and the sensor asks for it again once it has settled (defs/sensors.py)."""
+    now = [d for d in source.list_drops(drop.district, folder) if d.name == drop.name and d.kind == drop.kind]
+    if not now or now[0].version != drop.version or now[0].has_marker != drop.has_marker:
+        raise DropRefused(CHANGED, f"{escape(drop.name)}: its files changed while they were received (a sender "
+                          "still writing them); it is received again once they stop changing", None)
+
+
 def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, limits: Limits = Limits(),
             attempts: int = 3, transient: tuple[type[Exception], ...] = (), sleep=time.sleep) -> list[StagedFile]:
     """Copy the drop's files into staging, hashed and encrypted as they stream in, and publish the staged copy
@@ -494,6 +505,8 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
             with ThreadPoolExecutor(2, thread_name_prefix="mtss-receive") as pool:
                 staged = list(pool.map(lambda f: _receive_file(source, folder, drop, f, work / f.name, key,
                                                                attempts, transient, sleep), drop.files))
+        fault_point("after_receipt")
+        _unchanged_since_listed(source, folder, drop)
         (work / MANIFEST).write_text(json.dumps(
             {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
         (work / _LOCK).unlink()
