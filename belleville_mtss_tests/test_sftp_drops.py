@@ -221,8 +221,8 @@ def test_one_ssh_session_lists_every_district_and_a_refused_folder_stops_only_it
     assert log.read_text(errors="replace").count("Accepted publickey") - sessions == 1
 
 
-def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(world, monkeypatch,
-                                                                                        capsys):
+def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(backend, server, tmp_path,
+                                                                                        monkeypatch, capsys):
     """Issue 34 case 9, with a real OpenSSH server stopped while a file streams in: the refusal is recorded
     (`transfer_failed`, no account or address in it), `status` shows the drop, and once the server is back the
     sensor requests the drop again (after its backoff) and the run loads it whole."""
@@ -230,7 +230,11 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
     from belleville_mtss.cli import main
     from belleville_mtss.defs import sensors
     monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))
-    settings, server, drop = world
+    settings = make_settings(backend.home, **server.env(), MTSS_WAREHOUSE_URL=backend.warehouse_url,
+                             MTSS_PROD_DB_URL=backend.prod_db_url)  # on SQLite, then on PostgreSQL
+    drop = tmp_path / "outgoing"
+    tables = generate_drop(drop, SMALL)
+    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     upload(server, drop, "2026-11-01")
     key = "belleville/2026-11-01"
     with dg.DagsterInstance.ephemeral() as instance:
@@ -268,6 +272,7 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
         assert not getattr(tick(settings, instance, again.cursor), "run_requests", None)  # received: never again
     assert warehouse_counts(settings)["roster"] == SMALL.students
     monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", settings.warehouse_url)
     capsys.readouterr()
     assert main(["status", key]) == 0
     shown = capsys.readouterr().out
