@@ -39,6 +39,16 @@ def warehouse_counts(settings: Settings) -> dict[str, int]:
         engine.dispose()
 
 
+def held_rows(settings: Settings) -> dict[str, pl.DataFrame]:
+    """What the warehouse holds (roster and results), without the load times, in key order."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return {"roster": read_table(engine, student_roster).drop("LoadedAt").sort("StudentNumber"),
+                "results": read_table(engine, assessment_results).drop("LoadedAt").sort("Subject", "TestKey")}
+    finally:
+        engine.dispose()
+
+
 def errors(settings: Settings) -> pl.DataFrame:
     engine = make_engine(settings.warehouse_url)
     try:

@@ -15,19 +15,10 @@ from belleville_mtss.lib.load.warehouse import (
 )
 from belleville_mtss.run import instance_for, run_drop
 from .conftest import make_settings
-from .helpers import SMALL, prepare_drop
+from .helpers import SMALL, held_rows, prepare_drop
 LOAD_POINTS = ["after_stage", "in_apply", "after_commit", "before_unstage"]
 # on PostgreSQL the two that differ in what the warehouse holds: nothing committed, and committed with rows staged
 POINTS = {"sqlite": LOAD_POINTS, "postgresql": ["in_apply", "after_commit"]}
-
-
-def _tables(settings) -> dict[str, pl.DataFrame]:
-    engine = make_engine(settings.warehouse_url)
-    try:
-        return {"roster": read_table(engine, student_roster).drop("LoadedAt").sort("StudentNumber"),
-                "results": read_table(engine, assessment_results).drop("LoadedAt").sort("Subject", "TestKey")}
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.persistent_instance
@@ -37,7 +28,7 @@ def test_a_run_killed_at_each_fault_point_of_the_load_is_settled_by_the_next_run
     clean = make_settings(tmp_path / "clean")
     prepare_drop(clean, SMALL)
     assert run_drop(clean).outcome == "loaded"
-    expected = _tables(clean)
+    expected = held_rows(clean)
     prepare_drop(backend, SMALL)
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(MTSS_HOME=str(backend.home), MTSS_WAREHOUSE_URL=backend.warehouse_url,
@@ -49,7 +40,7 @@ def test_a_run_killed_at_each_fault_point_of_the_load_is_settled_by_the_next_run
         assert killed.returncode == -signal.SIGKILL, (point, killed.stdout[-1500:], killed.stderr[-1500:])
         report = run_drop(backend)  # the next run of the district
         assert report.outcome == "loaded", (point, report.render())
-        held = _tables(backend)
+        held = held_rows(backend)
         assert all(held[t].equals(expected[t]) for t in expected), point  # as a clean run left it
         engine = make_engine(backend.warehouse_url)
         assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0], point
@@ -83,13 +74,13 @@ def test_a_failure_after_the_commit_is_reported_as_committed_and_the_next_load_c
     engine.dispose()
 
 
-def test_a_lost_lock_session_aborts_its_apply_and_the_run_says_rolled_back(backend, monkeypatch):
+def test_a_lost_lock_session_aborts_its_apply_and_the_run_says_rolled_back(pg_database, tmp_path, monkeypatch):
+    # PostgreSQL only: SQLite's lock is a file lock, held by the process itself, which cannot lose it and go on
     import threading
     import time
     import sqlalchemy as sa
     from belleville_mtss.lib.load.lock import PG_LOCK_CLASS
-    if backend.warehouse_url.startswith("sqlite"):
-        pytest.skip("a file lock cannot be lost while its process lives; the session case is the server's")
+    backend = make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database)
     prepare_drop(backend, SMALL)
     admin = sa.create_engine(backend.warehouse_url, isolation_level="AUTOCOMMIT")
     terminated = []

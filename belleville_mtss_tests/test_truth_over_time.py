@@ -23,7 +23,7 @@ from belleville_mtss.lib.district.registry import RegistryError, load_district, 
 from belleville_mtss.report import OUTCOME_TAG
 from belleville_mtss.run import run_drop
 
-from .helpers import SMALL, edited_registry, errors, prepare_drop, set_column
+from .helpers import SMALL, edited_registry, errors, held_rows, prepare_drop, set_column
 
 OLD = SMALL  # belleville/2026-11-01, 300 students
 MIDDLE = dataclasses.replace(SMALL, drop_name="2026-11-05", students=295)
@@ -92,14 +92,6 @@ def test_a_drop_date_a_name_cannot_be_read_with_is_refused_by_the_registry(tmp_p
 
 # ---- whole drops, on both backends ---------------------------------------------------------------------------
 
-def _held(settings) -> dict[str, pl.DataFrame]:
-    """What the warehouse holds of the district, without the load times."""
-    engine = make_engine(settings.warehouse_url)
-    try:
-        return {"roster": read_table(engine, student_roster).drop("LoadedAt").sort("StudentNumber"),
-                "results": read_table(engine, assessment_results).drop("LoadedAt").sort("Subject", "TestKey")}
-    finally:
-        engine.dispose()
 
 
 def _same(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> bool:
@@ -124,7 +116,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert _run(backend, KEY[OLD]).outcome == "loaded"
     later_drop(backend, NEW)
     assert _run(backend, KEY[NEW]).outcome == "loaded"
-    newest = _held(backend)
+    newest = held_rows(backend)
     assert set(newest["results"]["DropId"]) == {KEY[NEW]}
 
     # finding 3: the ten students the newer drop no longer lists stay, not current, with the drop that last listed them
@@ -141,7 +133,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
         f"SUPERSEDED: {KEY[OLD]}: drop_is_newest: superseded: the warehouse holds the newer {KEY[NEW]} (of "
         "2026-11-20) for roster, SEL ")
     assert report.verdict().endswith("; this drop is of 2026-11-01; nothing was written")
-    assert _same(_held(backend), newest)
+    assert _same(held_rows(backend), newest)
     assert [r.tags[OUTCOME_TAG] for r in instance.get_runs()] == ["superseded"]
     logged = errors(backend).filter(pl.col("DropId") == KEY[OLD])
     assert logged.filter(pl.col("Stage") == "replace")["Reason"].to_list() == ["superseded"]
@@ -153,7 +145,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     os.utime(old_folder / "SR.csv", (later, later))
     resent = _run(backend, KEY[OLD])
     assert resent.outcome == "superseded" and resent.version != report.version
-    assert _same(_held(backend), newest)
+    assert _same(held_rows(backend), newest)
 
     # a person applies it on purpose, with a reason (docs/operations.md, "Apply an older drop on purpose")
     monkeypatch.setenv("MTSS_HOME", str(backend.home))
@@ -161,7 +153,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
     reason = "the district withdrew its 2026-11-20 export"  # the command docs/operations.md gives, literally
     assert main(["run", KEY[OLD], "--accept", "drop_is_newest", "--reason", reason]) == 0
-    applied = _held(backend)
+    applied = held_rows(backend)
     assert set(applied["results"]["DropId"]) == {KEY[OLD]}
     assert applied["roster"].filter(pl.col("IsCurrent")).height == OLD.students
     engine = make_engine(backend.warehouse_url)
@@ -172,7 +164,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert accepted.select("DropId", "Gate", "Reason").rows() == [(KEY[OLD], "drop_is_newest", reason)]
     # and the newer drop, run again, is newer than what is held: it loads
     assert _run(backend, KEY[NEW]).outcome == "loaded"
-    assert _same(_held(backend), newest)
+    assert _same(held_rows(backend), newest)
 
 
 @pytest.mark.parametrize("runs, outcomes", [
@@ -185,7 +177,7 @@ def test_a_backfill_in_any_order_leaves_the_newest_drops_load(backend, runs, out
         later_drop(backend, spec)
     reports = {spec: _run(backend, KEY[spec]) for spec in runs}
     assert [reports[spec].outcome for spec in runs] == outcomes
-    held = _held(backend)
+    held = held_rows(backend)
     current = held["roster"].filter(pl.col("IsCurrent"))
     assert current["StudentNumber"].to_list() == [str(210001 + i) for i in range(NEW.students)]
     assert set(current["DropId"]) == {KEY[NEW]} and set(held["results"]["DropId"]) == {KEY[NEW]}
@@ -215,13 +207,13 @@ def _refuse(settings, table: str, event: str) -> None:
 def test_a_drops_roster_results_and_audit_commit_together_or_not_at_all(backend, table, event):
     prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
-    before = _held(backend)
+    before = held_rows(backend)
     later_drop(backend, NEW)
     _refuse(backend, table, event)
     report = _run(backend, KEY[NEW])
     assert report.outcome == "failed"
     assert report.verdict().startswith(f"FAILED: {KEY[NEW]}: loading the drop failed and was rolled back")
-    assert _same(_held(backend), before)  # neither the roster nor the results of the newer drop
+    assert _same(held_rows(backend), before)  # neither the roster nor the results of the newer drop
     assert report.written == {} and "(nothing written: the warehouse was not touched)" in report.render()
     assert "loaded" not in _audit(backend, KEY[NEW])
 
@@ -257,7 +249,7 @@ def test_shrink_compares_each_scope_with_what_the_warehouse_holds_for_it():
 def test_a_renumbered_roster_or_a_filtered_results_file_is_blocked_until_accepted(backend, monkeypatch, case):
     prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
-    before = _held(backend)
+    before = held_rows(backend)
     same_size = dataclasses.replace(NEW, students=OLD.students)
     if case == "renumbered":
         check = "student_number_churn"
@@ -268,7 +260,7 @@ def test_a_renumbered_roster_or_a_filtered_results_file_is_blocked_until_accepte
     report = _run(backend, KEY[NEW])
     assert report.outcome == "blocked" and report.checks["roster_size"], report.render()
     assert report.verdict().startswith(f"BLOCKED: {KEY[NEW]}: {check}: gate {check}: ")
-    assert _same(_held(backend), before)
+    assert _same(held_rows(backend), before)
     assert check in set(errors(backend).filter(pl.col("Stage") == "replace")["Reason"])
     # the remedy, as docs/operations.md gives it
     monkeypatch.setenv("MTSS_HOME", str(backend.home))
@@ -276,7 +268,7 @@ def test_a_renumbered_roster_or_a_filtered_results_file_is_blocked_until_accepte
     monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
     reason = "the district renumbered its students" if case == "renumbered" else "the district sent one school"
     assert main(["run", KEY[NEW], "--accept", check, "--reason", reason]) == 0
-    assert set(_held(backend)["results"].filter(pl.col("Subject") == "SR")["DropId"]) == {KEY[NEW]}
+    assert set(held_rows(backend)["results"].filter(pl.col("Subject") == "SR")["DropId"]) == {KEY[NEW]}
 
 
 # ---- finding 9: registry edits checked against the warehouse -----------------------------------------------
@@ -309,7 +301,7 @@ def test_rows_under_an_old_account_info_id_block_the_district_until_moved(backen
     assert report.verdict().startswith(f"BLOCKED: {KEY[NEW]}: account_info_id_unchanged: the warehouse holds "
                                        "belleville's drops' ")
     assert report.verdict().endswith("row(s) under AccountInfoId 107000; the registry says 107873")
-    assert _held(backend)["roster"]["AccountInfoId"].unique().to_list() == [107000]  # no second copy
+    assert held_rows(backend)["roster"]["AccountInfoId"].unique().to_list() == [107000]  # no second copy
 
     monkeypatch.setenv("MTSS_HOME", str(backend.home))
     monkeypatch.setenv("MTSS_WAREHOUSE_URL", backend.warehouse_url)
@@ -318,7 +310,7 @@ def test_rows_under_an_old_account_info_id_block_the_district_until_moved(backen
     assert "belleville-mtss warehouse rekey belleville --from 107000" in capsys.readouterr().out
     assert main(["warehouse", "rekey", "belleville", "--from", "107000"]) == 0  # the remedy, literally
     assert _run(backend, KEY[NEW]).outcome == "loaded"
-    assert _held(backend)["roster"]["AccountInfoId"].unique().to_list() == [107873]
+    assert held_rows(backend)["roster"]["AccountInfoId"].unique().to_list() == [107873]
 
 
 # ---- finding 8: a file rewritten while it is received --------------------------------------------------------
@@ -424,7 +416,7 @@ def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend
     report = _run(backend, "belleville/2062-11-20")
     assert report.outcome == "blocked" and "drop_date_plausible" in report.verdict()
     assert "days after today" in report.verdict() and "MTSS_MAX_DAYS_AHEAD" in report.verdict()
-    assert _held(backend)["roster"].is_empty() and _held(backend)["results"].is_empty()  # nothing written
+    assert held_rows(backend)["roster"].is_empty() and held_rows(backend)["results"].is_empty()  # nothing written
     logged = errors(backend).filter(pl.col("DropId") == "belleville/2062-11-20")
     assert logged.filter(pl.col("Stage") == "district")["Reason"].to_list() == ["future_drop"]
     assert set(_audit(backend, "belleville/2062-11-20")) == {"blocked"}
@@ -433,7 +425,7 @@ def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend
     assert _run(backend, KEY[OLD]).outcome == "loaded"
     later_drop(backend, NEW)
     assert _run(backend, KEY[NEW]).outcome == "loaded"
-    assert set(_held(backend)["results"]["DropId"]) == {KEY[NEW]}
+    assert set(held_rows(backend)["results"]["DropId"]) == {KEY[NEW]}
 
 
 # ---- a correction made in place, its size and modification time kept --------------------------------------------
@@ -465,7 +457,7 @@ def test_a_correction_in_place_with_size_and_mtime_kept_is_loaded_by_its_bytes(b
     test_key, old, new = _rewrite_one_score_in_place(drop / "SR.csv")
     (drop / "drop.done").touch()  # the marker written again, as the convention asks
     assert _run(backend, KEY[OLD]).outcome == "loaded"
-    results = _held(backend)["results"]
+    results = held_rows(backend)["results"]
     assert results.filter(pl.col("TestKey") == test_key)["ScaledScore"].to_list() == [new]  # not the stale copy
     engine = make_engine(backend.warehouse_url)
     audit = read_table(engine, ingestion_files, ingestion_files.c.FileName == "SR.csv").sort("FileId")
@@ -479,7 +471,7 @@ def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_v
     import threading
     prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
-    held = _held(backend)
+    held = held_rows(backend)
     folder = later_drop(backend, NEW)
     complete = (folder / "SR.csv").read_bytes()
     lines = complete.split(b"\n")
@@ -496,9 +488,9 @@ def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_v
     writer.join()
     monkeypatch.delenv("MTSS_FAULT")
     assert report.outcome == "failed", report.render()
-    assert _same(_held(backend), held)  # nothing of the partial file reached the warehouse, nothing was deleted
+    assert _same(held_rows(backend), held)  # nothing of the partial file reached the warehouse, nothing was deleted
     logged = errors(backend).filter(pl.col("DropId") == KEY[NEW])
     assert logged["Reason"].to_list() == ["changed_during_receipt"]
     assert _run(backend, KEY[NEW]).outcome == "loaded"  # once it has settled: the complete file
-    loaded = _held(backend)["results"].filter((pl.col("Subject") == "SR") & (pl.col("DropId") == KEY[NEW])).height
+    loaded = held_rows(backend)["results"].filter((pl.col("Subject") == "SR") & (pl.col("DropId") == KEY[NEW])).height
     assert loaded > len(lines) * 3 // 4  # more tests than the partial file held: the complete file's

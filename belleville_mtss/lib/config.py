@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .alerts import load_alert_config
+from .faults import POINTS
 from .receive.drops import Limits
 from .district.registry import registry_folders
 from .read.theirs import ACCOUNT_INFO, CLASSLINK_USERS, SourceTable, configured
@@ -51,6 +52,8 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
             "same district to end (the warehouse's district lock), then stops without writing"),
     Setting("MTSS_MAX_DAYS_AHEAD", "`2`", "a drop whose name dates it more than this many days after today is held "
             "(blocked, with an alert), never loaded, and never orders a later drop out (a mistyped year)"),
+    Setting("MTSS_FAULT", "unset", "tests only: `<point>:<action>` trips a named fault point (lib/faults.py: kill, "
+            "raise or sleep=<seconds>); never set it in production"),
     Setting("MTSS_STAGING_SWEEP_HOURS", "`6`", "staged warehouse rows of a load that started longer ago than this "
             "are deleted by the next load (what a killed load left in the staging tables)"),
     Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
@@ -121,6 +124,7 @@ class Settings:
     sensor_interval_seconds: int = 30
     load_lock_wait_seconds: float = 600.0
     staging_sweep_hours: float = 6.0
+    fault: str = ""  # MTSS_FAULT: tests only (lib/faults.py reads it where the point is)
     freshness_cron: str = "0 6 * * *"
 
     @property
@@ -167,6 +171,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                                       setting_value(env, "MTSS_ACCOUNT_INFO_COLUMNS")),
         classlink_table=configured(CLASSLINK_USERS, setting_value(env, "MTSS_CLASSLINK_TABLE"), setting_value(env, "MTSS_CLASSLINK_COLUMNS")),
         alert_env=_alert_env(env),
+        fault=_fault(env),
         sensor_interval_seconds=_number(env, "MTSS_SENSOR_INTERVAL_SECONDS", 30, int),
         load_lock_wait_seconds=_number(env, "MTSS_LOAD_LOCK_WAIT_SECONDS", 600.0, float),
         staging_sweep_hours=_number(env, "MTSS_STAGING_SWEEP_HOURS", Settings.staging_sweep_hours, float),
@@ -175,6 +180,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 
 ALERT_VARIABLES = tuple(name for name in SETTINGS if name.startswith("MTSS_ALERT_"))
+
+
+def _fault(env: dict[str, str]) -> str:
+    """MTSS_FAULT, refused unless it names a fault point and an action (a mistyped one would trip nothing)."""
+    value = setting_value(env, "MTSS_FAULT")
+    point, _, action = value.partition(":")
+    if value and (point not in POINTS or not (action in ("kill", "raise") or action.startswith("sleep="))):
+        raise SettingError(f"MTSS_FAULT must be <point>:<kill|raise|sleep=SECONDS> with a point of "
+                           f"{', '.join(POINTS)}, not {value!r}")
+    return value
 
 
 def _alert_env(env: dict[str, str]) -> dict[str, str]:

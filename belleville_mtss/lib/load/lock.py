@@ -52,7 +52,7 @@ def district_lock(engine: sa.Engine, account_info_id: int, wait_s: float,
             try:
                 _release(session, dialect, account_info_id)
                 session.commit()
-            except sa.exc.DBAPIError:  # the session is gone, and its lock with it: nothing more to release
+            except sa.exc.SQLAlchemyError:  # the session is gone, and its lock with it: nothing more to release
                 pass
 
 
