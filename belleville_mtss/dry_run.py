@@ -15,12 +15,12 @@ from pathlib import Path
 from .lib.config import Settings
 from .lib.district.registry import RegistryError, load_registry
 from .lib.checks import decide
-from .lib.load.warehouse import make_engine, results_scopes
+from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
 from .lib.pipeline import CoreResult, files_in, process_drop, replace_evidence
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
 from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
 from .lib.receive.untrusted import parse_drop_key, safe_join
-from .lib.students import gates
+from .lib.students import gates, review
 
 
 @dataclass
@@ -72,10 +72,14 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
             account_info = read_account_info(warehouse, settings.account_info_table)
             users = read_classlink_students(prod, district.source_names.classlink, district.classlink_tenant_ids,
                                             settings.classlink_table)
+            # what the asset graph reads from the warehouse, read here alike (defs/district.py, defs/students.py)
             result = process_drop(files_in(plain, district), district, users, account_info, str(key),
                                   ferpa_max_days=settings.ferpa_review_max_days,
                                   max_days_ahead=settings.max_days_ahead,
-                                  current_roster=gates.current_roster(warehouse, district.account_info_id))
+                                  current_roster=gates.current_roster(warehouse, district.account_info_id),
+                                  accepted=review.accepted(warehouse, district.account_info_id),
+                                  other_ids=under_other_ids(warehouse, district.district,
+                                                            district.account_info_id))
         if result.roster is not None or result.results is not None:
             _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead)
     except SourceTableError as exc:

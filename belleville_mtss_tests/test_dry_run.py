@@ -3,7 +3,7 @@ warehouse table (rows, audit, error log) byte-identical afterwards, and no Dagst
 import sqlalchemy as sa
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.load.warehouse import make_engine
+from belleville_mtss.lib.load.warehouse import assessment_results, make_engine
 from belleville_mtss.run import instance_for, run_drop
 from .helpers import SMALL, prepare_drop, set_column
 
@@ -69,3 +69,62 @@ def test_a_dry_run_of_an_older_drop_shows_the_failed_check_and_writes_no_error_r
     assert any(line.startswith("  FAILED  drop_is_newest") for line in lines), lines
     assert lines[-1].startswith("DRY RUN: belleville/2026-11-01: would load nothing: drop_is_newest: ")
     assert tables(settings) == before
+
+
+def _copy_drop(drop, name: str):
+    later = drop.parent / name
+    later.mkdir()
+    for f in drop.iterdir():
+        (later / f.name).write_bytes(f.read_bytes())
+    return later
+
+
+def test_a_dry_run_and_the_run_agree_on_rows_held_under_another_account_info_id(backend, monkeypatch, capsys):
+    from belleville_mtss.lib.load.warehouse import student_roster
+    settings = backend
+    drop = prepare_drop(settings)
+    assert run_drop(settings).outcome == "loaded"
+    engine = make_engine(settings.warehouse_url)
+    with engine.begin() as conn:  # the registry's account_info_id corrected after that load
+        for table in (student_roster, assessment_results):
+            conn.execute(table.update().values(AccountInfoId=107000))
+    engine.dispose()
+    _copy_drop(drop, "2026-11-08")
+    code, lines = dry(settings, monkeypatch, capsys, "belleville/2026-11-08")
+    assert code == 1 and lines[-1].startswith(
+        "DRY RUN: belleville/2026-11-08: would load nothing: account_info_id_unchanged: "), lines[-1]
+    report = run_drop(settings, "belleville/2026-11-08")
+    assert report.outcome == "blocked" and "account_info_id_unchanged" in report.verdict()
+
+
+def test_a_dry_run_and_the_run_agree_on_a_student_linked_only_by_a_persons_decision(backend, monkeypatch, capsys):
+    import polars as pl
+    from belleville_mtss.lib.students import review
+    from belleville_mtss.lib.students.suggest import UNKNOWN_STAR
+    settings = backend
+    drop = prepare_drop(settings)
+    sr = pl.read_csv(drop / "SR.csv", infer_schema=False)
+    student = sr["StudentIdentifier"][0]
+    tests = sr.filter(pl.col("StudentIdentifier") == student).height
+    sr.with_columns(pl.when(pl.col("StudentIdentifier") == student).then(pl.lit("S-0001"))
+                    .otherwise(pl.col("StudentIdentifier")).alias("StudentIdentifier")).write_csv(drop / "SR.csv")
+    engine = make_engine(settings.warehouse_url)
+    review.record(engine, 107873, "belleville/2026-10-01", pl.DataFrame({
+        "cause": [UNKNOWN_STAR], "subjects": ["SR"], "from_id": ["S-0001"], "to_id": [student], "score": [0.9],
+        "evidence": ["name and birth date agree"]}))
+    [suggestion] = review.listing(engine, 107873)["SuggestionId"].to_list()
+    review.decide(engine, suggestion, "accepted", "tester", "the district confirmed the number")
+    engine.dispose()
+    code, lines = dry(settings, monkeypatch, capsys, "belleville/2026-11-01")
+    assert code == 0, lines
+    report = run_drop(settings)
+    assert report.outcome == "loaded"
+    assert lines[-1] == (f"DRY RUN: belleville/2026-11-01: would load {SMALL.students:,} roster rows and "
+                         f"{report.written['dm_assessment_results']:,} results; nothing written")
+    engine = make_engine(settings.warehouse_url)
+    a = assessment_results.c
+    with engine.connect() as conn:  # the accepted link carried the student's tests, in both
+        held = conn.execute(sa.select(sa.func.count()).where((a.StudentNumber == student) & (a.Subject == "SR"))
+                            ).scalar()
+    engine.dispose()
+    assert held == tests

@@ -150,9 +150,12 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
                  account_info: pl.DataFrame, drop_key: str, *, today: dt.date | None = None,
                  ferpa_max_days: int = 365, max_days_ahead: int = 2, current_roster: int = 0,
                  limits: Limits = Limits(),
-                 loaded_at: dt.datetime | None = None, accepted: pl.DataFrame | None = None) -> CoreResult:
+                 loaded_at: dt.datetime | None = None, accepted: pl.DataFrame | None = None,
+                 other_ids: dict[int, int] | None = None) -> CoreResult:
     """Every stage of one drop, in the asset graph's order, with its guards: what the warehouse would receive
-    (roster and results), or why nothing (a failed check or a stop), and every error row on the way."""
+    (roster and results), or why nothing (a failed check or a stop), and every error row on the way. What the
+    asset graph reads from the warehouse comes as arguments: the links a person accepted (`accepted`), the
+    district's rows held under another AccountInfoId (`other_ids`), its current roster's size."""
     today, loaded_at = today or dt.date.today(), loaded_at or dt.datetime.now()
     errors: list[ErrorRecord] = []
     validated: dict[str, ValidatedFile] = {}
@@ -170,7 +173,7 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     frame = crosswalk(district, account_info, validated)
     result = CoreResult(validated, errors, [], frame)
     evidence = Evidence(district, drop_key, crosswalk=frame, account_info=account_info, today=today,
-                        ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead)
+                        ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead, other_ids=other_ids or {})
     if not _judge(result, decide("district", evidence)):
         return result
     stars = [validated[f.name] for f in STAR_FILES]
