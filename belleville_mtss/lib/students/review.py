@@ -91,8 +91,7 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                 taken = _accepted_for(conn, row)
                 if taken is not None and taken != suggestion_id:
                     if not replace:
-                        raise ReviewError(f"suggestion {taken} for the same student was accepted already: reject it "
-                                          "first, or accept this one with --replace")
+                        raise _accepted_already(taken)
                     _set(conn, taken, "accepted", "rejected", decided_by, f"replaced by suggestion {suggestion_id}: "
                          f"{why}", at)
             _set(conn, suggestion_id, row.Status if row.Status == "conflict" else "open", decision, decided_by,
@@ -102,9 +101,13 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
             row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId).where(
                 s.SuggestionId == suggestion_id)).first()
             taken = _accepted_for(conn, row)
-        raise ReviewError(f"suggestion {taken} for the same student was accepted already: reject it first, or "
-                          "accept this one with --replace") from None
+        raise _accepted_already(taken) from None
     return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause}
+
+
+def _accepted_already(taken: int | None) -> ReviewError:
+    return ReviewError(f"suggestion {taken} for the same student was accepted already: reject it first, or accept "
+                       "this one with --replace")
 
 
 def _accepted_for(conn: sa.Connection, row) -> int | None:
