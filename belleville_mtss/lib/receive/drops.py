@@ -507,13 +507,30 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
                                                                attempts, transient, sleep), drop.files))
         fault_point("after_receipt")
         _unchanged_since_listed(source, folder, drop)
-        (work / MANIFEST).write_text(json.dumps(
-            {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]}, indent=1))
+        manifest = json.dumps({"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]},
+                              indent=1)
+        if _same_files(staging, staged):
+            # the bytes staged already: the copy stays where it is (another run may be reading it), only its
+            # manifest is replaced, in one rename
+            (work / MANIFEST).write_text(manifest)
+            os.replace(work / MANIFEST, staging / MANIFEST)
+            return staged
+        (work / MANIFEST).write_text(manifest)
         (work / _LOCK).unlink()
         if staging.exists():
             shutil.rmtree(staging)
         work.rename(staging)
     return staged
+
+
+def _same_files(staging: Path, staged: list[StagedFile]) -> bool:
+    """The staged copy holds exactly these files, by name, size and checksum (its manifest says so)."""
+    try:
+        files = json.loads((staging / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return sorted((f["name"], f["size"], f["sha256"]) for f in files) == sorted((s.name, s.size, s.sha256)
+                                                                                  for s in staged)
 
 
 def staged_manifest(staging: Path, key: bytes) -> dict | None:
