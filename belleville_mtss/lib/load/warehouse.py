@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import polars as pl
@@ -554,11 +554,7 @@ def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None,
     at = now()
     statements = [ingestion_files.update().where(where if part is None else where & f.FileName.in_(part))
                   .values(Outcome=value, OutcomeAt=at) for part in ([None] if names is None else chunked(names))]
-    if isinstance(target, sa.Connection):
-        for statement in statements:
-            target.execute(statement)
-        return
-    with target.begin() as conn:
+    with nullcontext(target) if isinstance(target, sa.Connection) else target.begin() as conn:
         for statement in statements:
             conn.execute(statement)
 
