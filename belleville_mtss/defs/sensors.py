@@ -19,13 +19,13 @@ from .resources import AlertResource, DropServerResource, ErrorLogResource, Regi
 
 OUTAGE = "mtss/alerts/drop_server_outage"  # {"down_since": epoch, "alerted": bool} while the server is down
 FAILING = "mtss/alerts/sftp_drop_sensor_failing"  # {"failing_since": epoch} while its ticks fail
-CHANGING, TRANSFER = CHANGED, "transfer_failed"
+TRANSFER = "transfer_failed"
 RECEIPT_RETRIES = 3  # a drop whose files kept changing while received is requested again at most this often
 # a drop whose transfer failed (the server went down mid-file) is requested again at most this often, each time
 # no sooner than TRANSFER_BACKOFF_S x 2^(n-1) after its n-th refusal
 TRANSFER_RETRIES = 8
 TRANSFER_BACKOFF_S = 60.0
-RETRIES = {CHANGING: RECEIPT_RETRIES, TRANSFER: TRANSFER_RETRIES}
+RETRIES = {CHANGED: RECEIPT_RETRIES, TRANSFER: TRANSFER_RETRIES}
 
 
 def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
@@ -79,12 +79,12 @@ def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: li
         counts = refusals(error_log.engine(), (reason,), [d.key for d in candidates])
         for d in candidates:
             n, last = counts.get(d.key, (0, None))
-            seen = d.key if reason == CHANGING else f"{TRANSFER}|{d.key}"
-            due = reason == CHANGING or last is None or \
+            seen = d.key if reason == CHANGED else f"{TRANSFER}|{d.key}"
+            due = reason == CHANGED or last is None or \
                 (now - last).total_seconds() >= TRANSFER_BACKOFF_S * 2 ** (n - 1)
             if n > retried.get(seen, 0) and n <= most and due and not _received(instance, d.key, d.version) \
                     and all(d is not a for a, _ in again):
-                again.append((d, f"#again{n}" if reason == CHANGING else f"#transfer{n}"))
+                again.append((d, f"#again{n}" if reason == CHANGED else f"#transfer{n}"))
                 retried[seen] = n
     listed = {d.key for d in found if not d.bad_name}  # a refused name has no key
     cursor["retried"] = {k: v for k, v in retried.items() if k.rpartition("|")[2] in listed}

@@ -39,13 +39,10 @@ _ACCOUNT = re.compile(r"[^\s@'\"]*@[^\s@'\"]*")
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
 
 
-def without_accounts(text: str, *hosts: str) -> str:
-    """An error's text without the accounts (`user@host`), addresses and named hosts it may carry: what an error
-    row or an alert may keep of a transfer failure."""
-    text = _ADDRESS.sub("<address>", _ACCOUNT.sub("<account>", text))
-    for host in filter(None, hosts):
-        text = text.replace(host, "<host>")
-    return text
+def without_accounts(text: str) -> str:
+    """An error's text without the accounts (`user@host:port`, the form our SFTP errors name the server in) and
+    addresses it may carry: what an error row may keep of a transfer failure."""
+    return _ADDRESS.sub("<address>", _ACCOUNT.sub("<account>", text))
 
 
 def check_name(name: str, what: str = "drop name") -> str:
