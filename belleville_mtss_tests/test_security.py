@@ -122,6 +122,19 @@ def test_no_sql_text_is_built_from_values():
     assert offenders == []
 
 
+def test_two_writers_of_one_destination_both_finish_and_leave_one_whole_file(tmp_path):
+    from belleville_mtss.lib.receive.vault import Encryptor
+
+    key, dest = parse_key(new_key()), tmp_path / "kept"
+    first, second = Encryptor(key, dest), Encryptor(key, dest)  # two runs of one drop keep one asset at once
+    first.write(b"a" * (CHUNK + 5))
+    second.write(b"b" * 7)
+    second.close()
+    first.close()  # a shared part file would be gone by now: FileNotFoundError
+    assert decrypt_bytes(key, dest) == b"a" * (CHUNK + 5)
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]
+
+
 def test_frames_between_assets_are_encrypted_at_rest(tmp_path):
     from belleville_mtss.lib.persist import load
 

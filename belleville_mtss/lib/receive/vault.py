@@ -45,13 +45,14 @@ def _nonce(prefix: bytes, index: int) -> bytes:
 
 class Encryptor:
     """Writes an encrypted file as data streams in (one pass: nothing in clear text on disk). The data goes to
-    `dest.part`, renamed to `dest` by `close()`: a file cut short never takes the final name."""
+    `dest.<random>.part`, renamed to `dest` by `close()`: a file cut short never takes the final name, and two
+    writers of one destination (runs of one drop at once) never rename each other's part file."""
 
     def __init__(self, key: bytes, dest: Path):
         self._aead = AESGCM(key)
         self._prefix = os.urandom(8)
         self._dest = dest
-        self._tmp = dest.with_name(dest.name + ".part")
+        self._tmp = dest.with_name(f"{dest.name}.{self._prefix.hex()}.part")
         self._out = self._tmp.open("wb")
         self._out.write(MAGIC + self._prefix)
         self._buffer = bytearray()
