@@ -1,8 +1,9 @@
 """`belleville-mtss run DISTRICT/DROP --dry-run`: every stage and check of a drop, and what it would load, with
 nothing written to the warehouse (no rows, no audit, no error row) and no Dagster run.
 
-The drop is fetched into a temporary folder (or, when the server no longer holds it, read from its staged copy);
-the stages run as `process_drop` composes them (lib/pipeline.py, the asset graph's order and guards), reading the
+The drop is fetched into a temporary staging folder, encrypted as a run's staged copy is (or, when the server no
+longer holds it, its staged copy is read); its files are decrypted into memory only, never onto disk; the stages
+run as `process_drop` composes them (lib/pipeline.py, the asset graph's order and guards), reading the
 other teams' tables and the district's current roster; the replace checks then read what the warehouse holds, in
 a read-only connection, as the load would inside its transaction.
 """
@@ -16,10 +17,10 @@ from .lib.config import Settings
 from .lib.district.registry import RegistryError, load_registry
 from .lib.checks import decide
 from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
-from .lib.pipeline import CoreResult, files_in, process_drop, replace_evidence
+from .lib.pipeline import CoreResult, process_drop, replace_evidence
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
-from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
-from .lib.receive.untrusted import parse_drop_key, safe_join
+from .lib.receive.drops import DropRefused, find_file, read_staged, receive_or_replay
+from .lib.receive.untrusted import parse_drop_key
 from .lib.students import gates, review
 
 
@@ -35,8 +36,9 @@ class DryRun:
 
 
 def _fetch(settings: Settings, key, district, into: Path):
-    """The drop's files, decrypted into `into`: fetched from the drop server into a temporary staging folder, or
-    replayed from the drop's staged copy when the server does not list it (read only)."""
+    """The drop's files the district sends, as (name, bytes) by file asset, decrypted in memory: fetched from the
+    drop server into a temporary staging folder (encrypted there), or read from the drop's staged copy when the
+    server does not list it."""
     from .defs.resources import resources
     server = resources(settings)["drop_server"]
     vault, source = server.vault_key(), server.source()
@@ -46,11 +48,11 @@ def _fetch(settings: Settings, key, district, into: Path):
     except LookupError:
         received = receive_or_replay(source, key.district, district.drop_folder, key.drop, server.staging(key),
                                      vault, server.limits())
-    plain = into / "files"
-    plain.mkdir()
-    for f in received.files:
-        safe_join(plain, f.name).write_bytes(read_staged(Path(received.folder), f, vault))
-    return received, plain
+    files = {}
+    for asset, pattern in district.file_patterns.items():
+        staged = find_file(received.files, pattern)
+        files[asset] = (staged.name, read_staged(Path(received.folder), staged, vault)) if staged else None
+    return received, files
 
 
 def dry_run(settings: Settings, drop: str) -> DryRun:
@@ -65,7 +67,7 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
     try:
         with tempfile.TemporaryDirectory(prefix="mtss-dry-run-") as tmp:
             try:
-                received, plain = _fetch(settings, key, district, Path(tmp))
+                received, files = _fetch(settings, key, district, Path(tmp))
             except (LookupError, DropRefused) as exc:
                 out.lines.append(f"DRY RUN: {key}: cannot run: {getattr(exc, 'message', exc)}")
                 return out
@@ -73,7 +75,7 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
             users = read_classlink_students(prod, district.source_names.classlink, district.classlink_tenant_ids,
                                             settings.classlink_table)
             # what the asset graph reads from the warehouse, read here alike (defs/district.py, defs/students.py)
-            result = process_drop(files_in(plain, district), district, users, account_info, str(key),
+            result = process_drop(files, district, users, account_info, str(key),
                                   ferpa_max_days=settings.ferpa_review_max_days,
                                   max_days_ahead=settings.max_days_ahead,
                                   current_roster=gates.current_roster(warehouse, district.account_info_id),
@@ -118,14 +120,16 @@ def _render(key, received, result: CoreResult) -> list[str]:
              f"({'its staged copy' if received.replayed else 'fetched from the drop server'}):"]
     lines.append("Rows per source:")
     for name, v in result.validated.items():
+        if not v.sent:
+            continue
         rejected = sum(v.rejected.values())
         state = f"halted: {v.halted.message}" if v.halted else f"{v.rows:,} rows" + (
             f" ({rejected:,} rejected)" if rejected else "")
         lines.append(f"  {name:<28} {state}")
     if result.identity is not None:
-        cl, ren = result.identity.stats["classlink_email"], result.identity.stats["renaissance_link"]
+        cl, tests = result.identity.stats["classlink_email"], result.identity.stats["assessment_link"]
         lines.append(f"Links: {cl['match_rate']:.1%} of {cl['powerschool_students']:,} students to ClassLink; "
-                     f"{ren['match_rate']:.1%} of {ren['star_rows']:,} Star rows to a student")
+                     f"{tests['match_rate']:.1%} of {tests['rows']:,} assessment rows to a student")
     lines.append("Checks and gates:")
     for c in result.checks:
         found = "" if c.passed and c.why == "none" else f": {c.why}"  # a passed check with nothing to say

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
 from .lib.checks import CATALOGUE
-from .lib.read.catalog import FILES
+from .lib.sources import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
 LOCK_WAIT = "district_lock_wait_s"  # an observation's metadata: seconds a load waited for its district's lock
 
-SOURCES = ["received_drop", *(f.name for f in FILES), "classlink_users", "account_info"]
+SOURCES = ["received_drop", *(f.asset for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
 # gate) stopped the warehouse; superseded: the warehouse holds a newer drop of the district, which stays (nothing

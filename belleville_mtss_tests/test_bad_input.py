@@ -595,7 +595,7 @@ def test_star_identifier_that_lost_its_leading_zeros_is_reported_not_joined(sett
     by_reason = logged.group_by("Reason").agg(pl.col("RowCount").sum()).sort("Reason").rows()
     assert by_reason == [("probable_leading_zeros", readable), ("unknown_student", SMALL.unknown_star_rows)]
     assert set(logged["FileName"]) <= set(STAR)  # one row per file and reason
-    assert report.links["renaissance_link"]["probable_leading_zero_rows"] == readable
+    assert report.links["assessment_link"]["probable_leading_zero_rows"] == readable
     results = table(settings, assessment_results)
     assert not {number, padded} & set(results["StudentNumber"].to_list())
     roster = table(settings, student_roster).filter(pl.col("StudentNumber") == padded)

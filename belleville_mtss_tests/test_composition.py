@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.read.catalog import FILES
+from belleville_mtss.lib.sources import FILES
 from belleville_mtss.lib.load.migrations import open_warehouse
 from belleville_mtss.lib.persist import load
 from belleville_mtss.lib.pipeline import files_in, process_drop
@@ -60,8 +60,8 @@ def test_the_core_and_a_dagster_materialization_agree(settings, case):
     assert {c.name: c.passed for c in core.checks} == report.checks
     assert (core.stopped is None) == (report.outcome in ("loaded", "partial"))
     # frames, stage by stage
-    for source in FILES:
-        ours, theirs = core.validated[source.name], _stored(settings, source.validated)
+    for kind in FILES:
+        ours, theirs = core.validated[kind.asset], _stored(settings, kind.validated)
         assert (ours.frame is None) == (theirs.frame is None) and ours.rejected == theirs.rejected
         if ours.frame is not None:
             _same(ours.frame, theirs.frame)
@@ -76,7 +76,7 @@ def test_the_core_and_a_dagster_materialization_agree(settings, case):
         assert case == "foreign" and identity is None
     else:
         _same(core.identity.frame, identity.frame)
-        assert core.identity.stats == identity.stats and core.identity.by_subject == identity.by_subject
+        assert core.identity.stats == identity.stats and core.identity.by_file == identity.by_file
     for ours, asset in ((core.roster, "student_roster"), (core.results, "assessment_results")):
         stored = _stored(settings, asset)
         assert (ours is None) == (stored is None)

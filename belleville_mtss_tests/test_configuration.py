@@ -136,7 +136,7 @@ def test_each_configured_link_joins_star_rows_to_students(tmp_path, renaissance,
             star.with_columns(pl.format(shape, pl.col("StudentIdentifier")).alias(renaissance)).write_csv(drop / name)
     report = run_drop(settings)
     assert report.outcome == "loaded", report.verdict()
-    linked = report.links["renaissance_link"]
+    linked = report.links["assessment_link"]
     assert linked["unknown_student_rows"] == SMALL.unknown_star_rows and linked["linked_rows"] > 700
     results = _table(settings, assessment_results)
     numbers = set(_read(drop / "students.csv")[PS_NUMBER])
@@ -154,7 +154,7 @@ def test_a_link_the_files_do_not_carry_blocks_instead_of_emptying_the_warehouse(
     before = warehouse_counts(settings)
     report = run_drop(settings)
     assert report.outcome == "blocked" and report.exit_code == 1
-    assert report.checks["star_files_linked"] is False  # every row rejected ("missing StudentStateID"): none linked
+    assert report.checks["assessment_files_linked"] is False  # every row rejected ("missing StudentStateID"): none linked
     assert all(r.startswith("missing StudentStateID") or r.startswith("unreadable")
                for r in _rejections(settings, "SR.csv"))
     assert warehouse_counts(settings) == before  # the earlier load stands, untouched
@@ -303,7 +303,7 @@ def test_optional_registry_keys_are_optional(tmp_path):
     registry = edited_registry(tmp_path, lambda e: (e["verification"].pop("ferpa_review_on"), e.pop("gates"),
                                                     e.pop("files"), e.pop("student_link")))
     entry = load_registry(registry)["belleville"]
-    assert entry.verification.ferpa_review_on is None and entry.gates.min_star_link_rate == 0.90
+    assert entry.verification.ferpa_review_on is None and entry.sources["star"].min_link_rate == 0.90
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)
     report = run_drop(settings)  # loads, until the FERPA check says why it may not
@@ -371,8 +371,8 @@ def test_a_star_file_whose_district_name_is_blank_on_every_row_blocks(settings):
     before = warehouse_counts(settings)
     set_column(drop / "SEL.csv", "DistrictName", "")
     report = run_drop(settings)
-    assert report.outcome == "blocked" and report.checks["star_files_linked"] is False
-    assert "SEL.csv" in report.why["star_files_linked"] and "none linked" in report.why["star_files_linked"]
+    assert report.outcome == "blocked" and report.checks["assessment_files_linked"] is False
+    assert "SEL.csv" in report.why["assessment_files_linked"] and "none linked" in report.why["assessment_files_linked"]
     assert warehouse_counts(settings) == before
 
 
@@ -394,8 +394,8 @@ def test_gate_thresholds_are_the_registrys(tmp_path):
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)  # 3 of about 800 Star rows are for unknown students: 99.6 % linked
     report = run_drop(settings)
-    assert report.checks["star_link_rate"] is False
-    assert "at least 99.90% required (gates.min_star_link_rate)" in report.why["star_link_rate"]
+    assert report.checks["assessment_link_rate"] is False
+    assert "at least 99.90% for Star (sources.star.min_link_rate)" in report.why["assessment_link_rate"]
 
 
 # ---- 7. exit codes and words; error rows per file -------------------------------------------------------------

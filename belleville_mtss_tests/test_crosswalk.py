@@ -31,7 +31,7 @@ POWERSCHOOL = ValidatedFile("powerschool_students", "students.csv", pl.DataFrame
 
 
 def crosswalk(stars, tenants: ValidatedFile, powerschool: ValidatedFile = POWERSCHOOL) -> list[tuple]:
-    frame = build_crosswalk(BELLEVILLE, ACCOUNTS, powerschool, tenants, stars)
+    frame = build_crosswalk(BELLEVILLE, ACCOUNTS, [powerschool, *stars, tenants])
     return frame.select("source", "file_name", "name_seen", "method", "decision", "candidate_account_info_id",
                         "verified").rows()
 
@@ -191,10 +191,12 @@ def test_districts_check_reports_an_nces_id_or_state_that_disagrees():
 
 
 def test_districts_check_reports_each_listed_name_that_does_not_resolve_to_the_entry():
-    entry = BELLEVILLE.model_copy(update={"source_names": BELLEVILLE.source_names.model_copy(update={
-        "renaissance": ["Belleville Public Schools", "Nutley Public Schools"], "classlink": ["Belleville Heights"]})})
+    entry = BELLEVILLE.model_copy(update={
+        "source_names": BELLEVILLE.source_names.model_copy(update={"classlink": ["Belleville Heights"]}),
+        "sources": {"star": BELLEVILLE.sources["star"].model_copy(update={
+            "names": ["Belleville Public Schools", "Nutley Public Schools"]})}})
     assert check_entry(entry, ACCOUNTS) == [
-        "renaissance name 'Nutley Public Schools' is resolved: best candidate NUTLEY (AccountInfoId 200015, "
+        "star name 'Nutley Public Schools' is resolved: best candidate NUTLEY (AccountInfoId 200015, "
         "score 100.0, margin 100.0)",
         "classlink name 'Belleville Heights' is unmatched: best candidate BELLEVILLE SCHOOL DISTRICT "
         "(AccountInfoId 107873, score 71.43, margin 71.43)",

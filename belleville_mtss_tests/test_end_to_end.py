@@ -16,7 +16,7 @@ def test_drop_lands_in_the_warehouse_and_a_rerun_changes_nothing(settings):
     assert counts["roster"] == SMALL.students
     # every Star row of a rostered student, less the 3 for unknown students
     assert counts["results"] == first.written["dm_assessment_results"] > 0
-    assert first.links["renaissance_link"]["unknown_student_rows"] == SMALL.unknown_star_rows
+    assert first.links["assessment_link"]["unknown_student_rows"] == SMALL.unknown_star_rows
     assert first.links["classlink_email"]["not_in_classlink"] == SMALL.missing_from_classlink
     second = run_drop(settings)
     assert second.success and second.checks_passed

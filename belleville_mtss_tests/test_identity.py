@@ -4,8 +4,9 @@ import datetime as dt
 import polars as pl
 
 from belleville_mtss.lib.students.identity import RESULTS_SCHEMA, build_results, build_roster, link_problems, link_students
-from belleville_mtss.lib.read.powerschool import email_key
-from belleville_mtss.lib.read.star import STAR_SCHEMA
+from belleville_mtss.lib.sources.powerschool.reader import email_key
+from belleville_mtss.lib.sources import common_results, star
+from belleville_mtss.lib.sources.star.frame import STAR_SCHEMA
 
 STUDENTS = [  # student_number, email as typed in PowerSchool
     ("00123", " Ana.Lopez@X.org "),
@@ -47,7 +48,7 @@ def test_links_by_email_and_student_number():
     students, classlink, star = _frames()
     identity = link_students(students, classlink, _by_subject(star))
     stats = identity.stats
-    got = {r["student_number"]: (r["classlink_user_id"], r["classlink_link"], r["star_test_count"])
+    got = {r["student_number"]: (r["classlink_user_id"], r["classlink_link"], r["test_count"])
            for r in identity.frame.iter_rows(named=True)}
     assert got == {
         "00123": ("CL1", "linked", 1),
@@ -61,12 +62,12 @@ def test_links_by_email_and_student_number():
         "powerschool_students": 6, "linked": 2, "not_in_classlink": 1, "ambiguous_email": 3, "no_email": 0,
         "classlink_students_unmatched": 4, "match_rate": round(2 / 6, 4),
     }
-    assert stats["renaissance_link"] == {
-        "star_rows": 5, "linked_rows": 3, "unknown_student_rows": 2, "ambiguous_link_rows": 0,
+    assert stats["assessment_link"] == {
+        "rows": 5, "linked_rows": 3, "unknown_student_rows": 2, "ambiguous_link_rows": 0,
         "probable_leading_zero_rows": 1, "students_with_tests": 2, "students_without_tests": 4, "match_rate": 0.6,
     }
     # per Star file: SR holds 00123, 123 (lost zeros), 124; SM holds 124 and 999 (nobody)
-    assert identity.by_subject == {
+    assert identity.by_file == {
         "SR": {"rows": 3, "linked": 2, "ambiguous_link": 0, "unknown_student": 1, "probable_leading_zeros": 1},
         "SM": {"rows": 2, "linked": 1, "ambiguous_link": 0, "unknown_student": 1, "probable_leading_zeros": 0},
     }
@@ -85,8 +86,10 @@ def test_roster_and_results_are_stamped_and_joined():
     assert set(results["AccountInfoId"]) == {107873}
 
 
-def _by_subject(star: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    return {s: star.filter(pl.col("subject") == s) for s in star["subject"].unique(maintain_order=True)}
+def _by_subject(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """A validated Star frame's files, as the stages take them: common results (lib/sources/base.py)."""
+    return {s: common_results(star.SOURCE, frame.filter(pl.col("subject") == s))
+            for s in frame["subject"].unique(maintain_order=True)}
 
 
 def _students(rows: list[tuple[str, str | None]], link: list[str | None] | None = None) -> pl.DataFrame:
@@ -101,14 +104,14 @@ def _students(rows: list[tuple[str, str | None]], link: list[str | None] | None 
 
 def _star(subject: str, links: list[str], keys: list[str] | None = None) -> pl.DataFrame:
     n = len(links)
-    return pl.DataFrame({
+    return common_results(star.SOURCE, pl.DataFrame({
         "subject": [subject] * n, "test_key": keys or [f"{subject}{i}" for i in range(n)], "student_link": links,
         "district_name": ["Belleville Public Schools"] * n, "school_name": ["School No. 3"] * n,
         "school_year": ["2026-2027"] * n, "completed_at": [dt.datetime(2026, 10, 1 + i) for i in range(n)],
         "grade": ["5"] * n, "scaled_score": [500 + i for i in range(n)], "percentile_rank": [50] * n,
         "unified_score": [900] * n, "benchmark_category": ["On Watch"] * n, "screening_window": ["Fall"] * n,
         "assessment_status": ["Active"] * n, "deactivation_reason": [None] * n, "source_row": list(range(2, n + 2)),
-    }, schema=STAR_SCHEMA)
+    }, schema=STAR_SCHEMA))
 
 
 def test_a_student_without_an_email_is_counted_and_never_linked():
@@ -122,10 +125,10 @@ def test_a_student_without_an_email_is_counted_and_never_linked():
         "powerschool_students": 3, "linked": 1, "not_in_classlink": 0, "ambiguous_email": 0, "no_email": 2,
         "classlink_students_unmatched": 1, "match_rate": 0.3333}
     # no Star file at all: nothing to link, and no rate to divide by zero
-    assert identity.stats["renaissance_link"] == {
-        "star_rows": 0, "linked_rows": 0, "unknown_student_rows": 0, "ambiguous_link_rows": 0,
+    assert identity.stats["assessment_link"] == {
+        "rows": 0, "linked_rows": 0, "unknown_student_rows": 0, "ambiguous_link_rows": 0,
         "probable_leading_zero_rows": 0, "students_with_tests": 0, "students_without_tests": 3, "match_rate": 0.0}
-    assert identity.frame["star_test_count"].to_list() == [0, 0, 0]
+    assert identity.frame["test_count"].to_list() == [0, 0, 0]
 
 
 def test_a_drop_where_no_student_links_counts_none_linked():
@@ -142,12 +145,12 @@ def test_a_link_value_two_students_share_links_neither_and_is_reported():
     stars = {"SR": _star("SR", ["77", "77", "78", "79"])}
     identity = link_students(students, pl.DataFrame(schema={"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8,
                                                             "email_key": pl.Utf8}), stars)
-    assert identity.frame["star_test_count"].to_list() == [0, 0, 1]
-    assert identity.by_subject == {"SR": {"rows": 4, "linked": 1, "ambiguous_link": 2, "unknown_student": 1,
+    assert identity.frame["test_count"].to_list() == [0, 0, 1]
+    assert identity.by_file == {"SR": {"rows": 4, "linked": 1, "ambiguous_link": 2, "unknown_student": 1,
                                           "probable_leading_zeros": 0}}
     results, _ = build_results(stars, identity.frame, 107873, "belleville/d1", dt.datetime(2026, 11, 28))
     assert results["StudentNumber"].to_list() == ["3"]
-    records = link_problems(identity, "students.csv", {"SR": "SR.csv"}, link="StudentStateID")
+    records = link_problems(identity, "students.csv", {"SR": "SR.csv"}, {"SR": ("Star", "StudentStateID")})
     assert [(r.stage, r.reason, r.file_name, r.row_count, r.message) for r in records] == [
         ("identity", "ambiguous_link", "SR.csv", 2,
          "SR.csv: 2 Star row(s) whose StudentStateID two PowerSchool students share: not loaded"),
@@ -161,9 +164,9 @@ def test_an_identifier_that_lost_its_zeros_is_reported_only_when_one_student_fit
     students = _students([("007", "a@x.org"), ("008", "b@x.org"), ("0008", "c@x.org")])
     stars = {"SM": _star("SM", ["7", "7", "8", "007"])}
     identity = link_students(students, _frames()[1], stars)
-    assert identity.by_subject["SM"] == {"rows": 4, "linked": 1, "ambiguous_link": 0, "unknown_student": 3,
+    assert identity.by_file["SM"] == {"rows": 4, "linked": 1, "ambiguous_link": 0, "unknown_student": 3,
                                          "probable_leading_zeros": 2}
-    records = link_problems(identity, "students.csv", {})
+    records = link_problems(identity, "students.csv", {}, {"SM": ("Star", "StudentIdentifier")})
     assert [(r.reason, r.file_name, r.row_count, r.message) for r in records] == [
         ("probable_leading_zeros", "SM", 2, "SM: 2 Star row(s) whose StudentIdentifier matches a student only "
                                             "without leading zeros: not joined"),
@@ -176,7 +179,7 @@ def test_only_leading_zeros_make_a_probable_match_not_a_leading_letter():
     # "X4567" is another identifier than 4567: unknown, never reported as the student's lost zeros.
     students = _students([("4567", "a@x.org"), ("0089", "b@x.org")])
     identity = link_students(students, _frames()[1], {"SR": _star("SR", ["X4567", "89"])})
-    assert identity.by_subject["SR"] == {"rows": 2, "linked": 0, "ambiguous_link": 0, "unknown_student": 2,
+    assert identity.by_file["SR"] == {"rows": 2, "linked": 0, "ambiguous_link": 0, "unknown_student": 2,
                                          "probable_leading_zeros": 1}
 
 
@@ -198,13 +201,14 @@ def test_a_large_districts_identity_map_keeps_the_exports_order():
     identity = link_students(students, classlink, {"SR": star})
     assert identity.frame["student_number"].to_list() == numbers
     assert identity.stats["classlink_email"]["linked"] == len(range(0, n, 3))
-    assert identity.by_subject["SR"]["linked"] == len(links)
+    assert identity.by_file["SR"]["linked"] == len(links)
 
 
 def test_shared_emails_are_one_error_record_for_the_powerschool_file():
     students, classlink, star = _frames()
     identity = link_students(students, classlink, _by_subject(star))
-    records = link_problems(identity, "students.csv", {"SR": "SR.csv", "SM": "SM.csv"})
+    records = link_problems(identity, "students.csv", {"SR": "SR.csv", "SM": "SM.csv"},
+                            {s: ("Star", "StudentIdentifier") for s in ("SR", "SM")})
     assert [(r.stage, r.reason, r.file_name, r.row_count) for r in records] == [
         ("identity", "ambiguous_email", "students.csv", 3), ("identity", "probable_leading_zeros", "SR.csv", 1),
         ("identity", "unknown_student", "SM.csv", 1)]
@@ -231,7 +235,7 @@ def test_results_carry_the_stamps_and_every_star_column():
     results, dropped = build_results(stars, identity, 107873, "belleville/d1", when)
     assert dropped == 0
     assert results.rows(named=True) == [{
-        "AccountInfoId": 107873, "StudentNumber": "00123", "Subject": "SEL", "TestKey": "SEL0",
+        "AccountInfoId": 107873, "Assessment": "star", "StudentNumber": "00123", "Subject": "SEL", "TestKey": "SEL0",
         "SchoolYear": "2026-2027", "CompletedAt": dt.datetime(2026, 10, 1), "Grade": "5", "ScaledScore": 500,
         "PercentileRank": 50, "UnifiedScore": 900, "BenchmarkCategory": "On Watch", "ScreeningWindow": "Fall",
         "AssessmentStatus": "Active", "DeactivationReason": None, "DropId": "belleville/d1", "LoadedAt": when}]

@@ -3,19 +3,19 @@ file's column, with the header the district's registry entry maps (the CLI, and 
 import pytest
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.read.catalog import FILES
+from belleville_mtss.lib.sources import FILES
 from belleville_mtss.lib.columns import (
-    CLASSLINK_FRAME, CROSSWALK_FRAME, FRAMES, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, WAREHOUSE_TABLES, lineage,
+    CROSSWALK_FRAME, FRAMES, IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, WAREHOUSE_TABLES, lineage,
     lineage_paths, lineage_text,
 )
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.district.registry import load_registry
 from .helpers import edited_registry
 
-SOURCES = {f.name for f in FILES} | {"classlink_users", "account_info"}
+SOURCES = {f.asset for f in FILES} | {"classlink_users", "account_info"}
 COLUMNS = {  # the columns each intermediate asset really has
-    **{f.validated: {c for c, _t, _d in FRAMES[f.name]} for f in FILES},
-    "validated_classlink_users": {c for c, _t, _d in CLASSLINK_FRAME},
+    **{f.validated: {c for c, _t, _d in FRAMES[f.asset]} for f in FILES},
+    "validated_classlink_users": {c for c, _t, _d in FRAMES["classlink_users"]},
     "district_crosswalk": {c for c, _t, _d in CROSSWALK_FRAME},
     "student_identity_map": {c for c, _t, _d in IDENTITY_FRAME},
     "student_roster": {c for c, _t, _d in ROSTER_TABLE}, "assessment_results": {c for c, _t, _d in RESULTS_TABLE},
@@ -48,7 +48,7 @@ def test_every_path_runs_through_real_columns_to_a_source():
                 assert source in SOURCES, path
                 assert all(c in COLUMNS[a] for a, c in inner), path
     traced = {c for asset in WAREHOUSE_TABLES for c in graph[asset] if lineage_paths(district, asset, c)}
-    # ours, no source column: the drop, the time of loading, the subject (which Star file, lib/read/catalog.py),
+    # ours, no source column: the drop, the time of loading, the subject (which Star file, lib/sources/star/),
     # and whether the newest drop lists the student (roster history)
     assert {c for c, _t, _d in ROSTER_TABLE + RESULTS_TABLE} - traced == {"DropId", "LoadedAt", "Subject",
                                                                           "IsCurrent"}

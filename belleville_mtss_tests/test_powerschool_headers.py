@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
-from belleville_mtss.lib.read.ingest import ingest_file, validate_powerschool
-from belleville_mtss.lib.read.powerschool import map_columns, read_powerschool, type_students
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sources.powerschool.reader import map_columns, read_powerschool, type_students
 from belleville_mtss.lib.district.registry import PowerSchoolFormat, load_district
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def test_dem_table_field_headers_through_the_belleville_registry(tmp_path):
         "4567,bo.kim@belleville.k12.nj.us,Bo,Kim,0,102,03/04/2018,0\r\n",
     )
     src = ingest_file("powerschool_students", path, district)
-    validated, errors = validate_powerschool(src, district)
+    validated, errors = validate_file(src, district)
     assert validated.halted is None and errors == []
     rows = by_number(validated.frame)
     assert list(rows) == ["000123", "4567"]
@@ -138,7 +138,7 @@ def test_missing_mapped_header_is_refused_naming_it(tmp_path):
 def test_missing_mapped_header_halts_through_validate(tmp_path):
     district = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")
     path = write(tmp_path, "Student_Number,Email\n000123,a@b.c\n")
-    validated, errors = validate_powerschool(ingest_file("powerschool_students", path, district), district)
+    validated, errors = validate_file(ingest_file("powerschool_students", path, district), district)
     assert validated.frame is None
     assert validated.halted.reason == "missing_columns"
     assert "STUDENTS.STUDENT_NUMBER" in validated.halted.message
@@ -174,7 +174,7 @@ def test_duplicates_are_counted_through_validate(tmp_path):
         "STUDENTS.LAST_NAME,STUDENTS.GRADE_LEVEL,STUDENTS.SCHOOLID,STUDENTS.DOB,STUDENTS.ENROLL_STATUS\n"
         "000123,a@x.org,A,A,1,1,,0\n000123,b@x.org,B,B,1,1,,0\n000200,c@x.org,C,C,1,1,,0\n",
     )
-    validated, errors = validate_powerschool(ingest_file("powerschool_students", path, district), district)
+    validated, errors = validate_file(ingest_file("powerschool_students", path, district), district)
     assert validated.rejected == {"duplicate student number": 2}
     assert validated.frame["student_number"].to_list() == ["000200"]
     assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 2)]

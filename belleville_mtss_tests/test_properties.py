@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from belleville_mtss.lib.read.csvfile import FileRejected, read_text_csv
 from belleville_mtss.lib.load.errors import ErrorRecord
-from belleville_mtss.lib.read.ingest import SourceFile, ValidatedFile, ingest_file, validate_powerschool, validate_star
+from belleville_mtss.lib.read.ingest import SourceFile, ValidatedFile, ingest_file, validate_file
 from belleville_mtss.lib.district.names import Reference, normalise
-from belleville_mtss.lib.read.powerschool import map_columns
+from belleville_mtss.lib.sources.powerschool.reader import map_columns
 from belleville_mtss.lib.district.registry import PowerSchoolFormat, load_district
-from belleville_mtss.lib.read.star import REQUIRED, STAR_COLUMNS, STAR_SCHEMA, bind_columns, type_rows
+from belleville_mtss.lib.sources.star.frame import STAR_SCHEMA
+from belleville_mtss.lib.sources.star.reader import REQUIRED, STAR_COLUMNS, bind_columns, type_rows
 
 REPO = Path(__file__).resolve().parent.parent
 DISTRICT = load_district(REPO / "belleville_mtss" / "districts" / "belleville.yaml")
@@ -196,7 +197,7 @@ def _star_bytes(raw: pl.DataFrame) -> bytes:
 @given(raw=star_frames(), source=st.sampled_from(["star_reading", "star_math", "star_early_literacy"]))
 def test_a_star_file_validates_or_is_halted_with_an_error_record(raw, source):
     src = ingest_file(source, Path("SR.csv"), DISTRICT, data=_star_bytes(raw))
-    _validates_or_halts(src, *validate_star(src, DISTRICT))
+    _validates_or_halts(src, *validate_file(src, DISTRICT))
 
 
 @SLOW
@@ -204,7 +205,7 @@ def test_a_star_file_validates_or_is_halted_with_an_error_record(raw, source):
 def test_arbitrary_bytes_as_a_drop_file_validate_or_halt(data, source):
     src = ingest_file(source, Path("students.csv" if source == "powerschool_students" else "SR.csv"), DISTRICT,
                       data=data)
-    result = validate_powerschool(src, DISTRICT) if source == "powerschool_students" else validate_star(src, DISTRICT)
+    result = validate_file(src, DISTRICT)
     _validates_or_halts(src, *result)
 
 

@@ -18,12 +18,12 @@ GOOD = (PACKAGED_DISTRICTS_DIR / "belleville.yaml").read_text()
 def test_packaged_registry_holds_belleville():
     entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
     assert (entry.nces_id, entry.account_info_id, entry.state, entry.county) == ("3401350", 107873, "NJ", "ESSEX")
-    assert entry.source_names.renaissance == ["Belleville Public Schools"]
+    assert entry.sources["star"].names == ["Belleville Public Schools"]
     assert entry.source_names.classlink == ["Belleville PD"]
     assert entry.powerschool.columns["student_number"] == ("STUDENTS.STUDENT_NUMBER",)
     # the mapping spec's STUDENTS.EMAIL first, the custom field as an alternative
     assert entry.powerschool.columns["email"] == ("STUDENTS.EMAIL", "U_STUDENTSUSERFIELDS.custom_student_email")
-    assert entry.student_link.renaissance == "StudentIdentifier"
+    assert entry.sources["star"].link == "StudentIdentifier"
     assert str(entry.verification.ferpa_review_on) == "2026-11-20"
 
 

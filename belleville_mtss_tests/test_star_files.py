@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.read.ingest import ingest_file, validate_star
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.district.registry import load_district
-from belleville_mtss.lib.read.star import parse_dates
+from belleville_mtss.lib.sources.star.reader import parse_dates
 from .conftest import REFERENCE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +81,7 @@ def test_real_star_file(name, reference_dir, district):
     source = source_for(name)
     src = ingest_file(source, path, district)
     assert src.halted is None, src.halted
-    validated, errors = validate_star(src, district)
+    validated, errors = validate_file(src, district)
 
     if any(kind in name for kind in OTHER_KINDS):
         assert validated.frame is None
@@ -129,8 +129,8 @@ def test_historical_enterprise_school_year_and_dates(reference_dir, district):
     plain = star / ("powerschool_etl__RenNext_Historical_80col_plain_MDY__Historical_Star_Math_Enterprise_EOY23_"
                     "(English)_20230606_SM_V2_SCRUB.csv")
     quoted = star / "powerschool_etl__RenNext_Historical_80col_quoted__2023_2024_SRS.csv"
-    a, _ = validate_star(ingest_file("star_math", plain, district), district)
-    b, _ = validate_star(ingest_file("star_reading", quoted, district), district)
+    a, _ = validate_file(ingest_file("star_math", plain, district), district)
+    b, _ = validate_file(ingest_file("star_reading", quoted, district), district)
     rows_a = {r["student_link"]: r for r in a.frame.iter_rows(named=True)}
     rows_b = {r["student_link"]: r for r in b.frame.iter_rows(named=True)}
     # "2022-2023 School Year" and "2023 - 2024" both become YYYY-YYYY.
@@ -159,7 +159,7 @@ def test_historical_enterprise_school_year_and_dates(reference_dir, district):
     ],
 )
 def test_excel_mangled_dates_parse_to_the_right_datetime(name, source, expected, reference_dir, district):
-    validated, _ = validate_star(ingest_file(source, reference_dir / "star" / name, district), district)
+    validated, _ = validate_file(ingest_file(source, reference_dir / "star" / name, district), district)
     assert validated.rejected == {}
     got = dict(validated.frame.select("student_link", "completed_at").iter_rows())
     assert got == expected
@@ -205,7 +205,7 @@ def _rewrite_first_row(reference_dir: Path, tmp_path: Path, column_name: str, va
 
 def test_unreadable_completed_date_is_a_counted_row_rejection(reference_dir, district, tmp_path):
     path, (header, _, second) = _rewrite_first_row(reference_dir, tmp_path, "CompletedDate", "00:00.0")
-    validated, errors = validate_star(ingest_file("star_reading", path, district), district)
+    validated, errors = validate_file(ingest_file("star_reading", path, district), district)
     assert validated.halted is None
     assert validated.rejected == {"unreadable or ambiguous CompletedDate": 1}
     assert validated.frame.height == 1
@@ -218,7 +218,7 @@ def test_unreadable_completed_date_is_a_counted_row_rejection(reference_dir, dis
 
 def test_student_identifier_keeps_leading_zeros(reference_dir, district, tmp_path):
     path, _ = _rewrite_first_row(reference_dir, tmp_path, "StudentIdentifier", "000123")
-    validated, _ = validate_star(ingest_file("star_reading", path, district), district)
+    validated, _ = validate_file(ingest_file("star_reading", path, district), district)
     assert validated.rejected == {}
     assert validated.frame.filter(pl.col("source_row") == 2)["student_link"].to_list() == ["000123"]
 
@@ -233,7 +233,7 @@ def test_the_two_deactivated_tests_of_the_real_sel_v1_file_are_kept_flagged_with
     status, assessment = header.index("AssessmentStatus"), header.index("AssessmentID")
     deactivated = sorted(r[assessment] for r in records if r[status] == "Deactivated")
     assert len(deactivated) == 2
-    validated, _ = validate_star(ingest_file("star_early_literacy", path, district), district)
+    validated, _ = validate_file(ingest_file("star_early_literacy", path, district), district)
     frame = validated.frame
     flagged = frame.filter(pl.col("assessment_status") == "Deactivated").sort("test_key")
     assert flagged["test_key"].to_list() == deactivated

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.read.ingest import ingest_file, validate_star
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.district.registry import load_district
-from belleville_mtss.lib.read.star import (
+from belleville_mtss.lib.sources.star.reader import (
     STAR_COLUMNS, bind_columns, columns_to_read, detect_layout, parse_dates, star_columns, type_rows,
 )
 
@@ -34,7 +34,7 @@ def star_file(rows: list[dict], header: list[str] = HEADER) -> bytes:
 
 
 def validate(rows: list[dict], name: str = "SR.csv", source: str = "star_reading", header: list[str] = HEADER):
-    validated, errors = validate_star(ingest_file(source, io_path(name), DISTRICT, star_file(rows, header)), DISTRICT)
+    validated, errors = validate_file(ingest_file(source, io_path(name), DISTRICT, star_file(rows, header)), DISTRICT)
     assert validated.halted is None, validated.halted
     return validated, errors
 
@@ -175,7 +175,7 @@ def test_layouts_are_told_apart_and_other_star_files_refused():
                          ("SkillAreaMasteryScore", "a Star Skill Area file")]:
         assert detect_layout([*HEADER, marker]) == kind
         src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{}], [*HEADER, marker]))
-        validated, errors = validate_star(src, DISTRICT)
+        validated, errors = validate_file(src, DISTRICT)
         assert validated.frame is None and errors == [validated.halted]
         assert (validated.halted.stage, validated.halted.reason) == ("validation", "wrong_file")
         assert validated.halted.message == (f"SR.csv is {kind}, not an overall results file (SR/SM/SEL); the file "
@@ -185,7 +185,7 @@ def test_layouts_are_told_apart_and_other_star_files_refused():
 def test_a_file_without_a_required_column_is_halted_naming_each():
     header = [h for h in HEADER if h not in ("CompletedDate", "SchoolYear")]
     src = ingest_file("star_reading", io_path("SR.csv"), DISTRICT, star_file([{}], header))
-    validated, _ = validate_star(src, DISTRICT)
+    validated, _ = validate_file(src, DISTRICT)
     assert validated.halted.reason == "missing_columns"
     assert validated.halted.message.startswith("SR.csv: missing required column(s) CompletedDate, SchoolYear;")
 
@@ -232,7 +232,7 @@ def test_without_a_registry_link_the_student_is_identified_by_studentidentifier(
 
 
 def test_a_deactivated_test_keeps_its_reason_and_loses_its_scores_and_an_unknown_status_is_rejected():
-    from belleville_mtss.lib.read.star import type_rows
+    from belleville_mtss.lib.sources.star.reader import type_rows
     bound = pl.DataFrame({
         "student_link": ["1", "2", "3", "4"], "district_name": ["D"] * 4, "school_name": ["S"] * 4,
         "school_year": ["2026-2027"] * 4, "assessment_id": ["a", "b", "c", "d"],
@@ -250,7 +250,7 @@ def test_a_deactivated_test_keeps_its_reason_and_loses_its_scores_and_an_unknown
 
 
 def test_zoned_times_are_converted_to_utc_and_implausible_dates_are_rejected_with_their_reason():
-    from belleville_mtss.lib.read.star import type_rows
+    from belleville_mtss.lib.sources.star.reader import type_rows
     dates = ["2023-08-21T17:28:05.852Z", "2023-08-21T13:28:05+02:00", "2023-05-02 20:08:05.063", "0202-01-15",
              "2101-01-01 00:00:00", "1990-01-01"]
     n = len(dates)

@@ -11,8 +11,8 @@ import pandera.pandas as pa
 
 from belleville_mtss.lib.district.names import Reference
 from belleville_mtss.lib.district.registry import District
-from belleville_mtss.lib.read.powerschool import match_headers
-from belleville_mtss.lib.read.star import star_columns
+from belleville_mtss.lib.sources.powerschool.reader import match_headers
+from belleville_mtss.lib.sources.star.reader import star_columns
 
 SUBJECT_FILES = {"SR": "SR.csv", "SM": "SM.csv", "SEL": "SEL.csv"}
 
@@ -63,7 +63,7 @@ def _students(path: Path, district: District) -> pd.DataFrame:
 
 
 def process_drop(folder: Path, district: District, classlink_users: pd.DataFrame, account_info: pd.DataFrame):
-    link = district.student_link.renaissance
+    link = district.sources["star"].link
     star = pd.concat([_star(folder / f, s, link) for s, f in SUBJECT_FILES.items()], ignore_index=True)
     students = _students(next(folder.glob("students*.csv")), district)
     cl = classlink_users[(classlink_users["Role"].str.lower() == "student")

@@ -69,14 +69,14 @@ def _core(work: Path, district):
 def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
     """Polars reading only the columns the core uses, and nothing else."""
     import polars as pl
-    from belleville_mtss.lib.read.powerschool import match_headers
-    from belleville_mtss.lib.read.star import star_columns
+    from belleville_mtss.lib.sources.powerschool.reader import match_headers
+    from belleville_mtss.lib.sources.star.reader import star_columns
     drop = work / "drop"
     t = time.perf_counter()
     rows = 0
     for name in ("SR.csv", "SM.csv", "SEL.csv"):
         rows += pl.scan_csv(drop / name, infer_schema=False).select(
-            list(star_columns(district.student_link.renaissance).values())).collect().height
+            list(star_columns(district.sources["star"].link).values())).collect().height
     students = pl.scan_csv(drop / "students.csv", infer_schema=False)
     headers = [h for h in match_headers(students.collect_schema().names(), district.powerschool).values() if h]
     rows += students.select(headers).collect().height

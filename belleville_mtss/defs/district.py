@@ -6,31 +6,30 @@ import dagster as dg
 import polars as pl
 
 from ..lib import checks, pipeline
-from ..lib.columns import CROSSWALK_FRAME, STAR_ASSETS
-from ..lib.read.catalog import POWERSCHOOL, STAR_FILES
+from ..lib.columns import CROSSWALK_FRAME
+from ..lib.district.crosswalk import listed_names
 from ..lib.load.warehouse import under_other_ids
+from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILE, SOURCE_OF
 from ..lib.read.ingest import ValidatedFile
 from .metadata import OWNERS, md_table, table
 from .partitions import drops
 from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 
-STAR_INPUTS = {f.name: dg.AssetIn(f.validated) for f in STAR_FILES}
+# Every assessment file's validated frame, by file asset: the inputs of the stages that work on assessments.
+ASSESSMENT_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ASSESSMENT_FILES}
 # Held until the drop's blocking checks pass, in this run and in automated later runs.
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-def stars_of(inputs: dict) -> list[ValidatedFile]:
-    return [inputs[f.name] for f in STAR_FILES]
+def assessments_of(inputs: dict) -> list[ValidatedFile]:
+    return [inputs[k.asset] for k in ASSESSMENT_FILES]
 
 
 def check_specs(stage: checks.Stage, asset: str, **kwargs) -> list[dg.AssetCheckSpec]:
     """The catalogue's checks of a stage (lib/checks.py) as blocking check specs of `asset`, per drop."""
     return [dg.AssetCheckSpec(c.name, asset=asset, blocking=stage != "load", description=c.description,
                               partitions_def=drops, **kwargs) for c in checks.of_stage(stage)]
-
-
-_LISTS = {"classlink_users": "classlink", **{s: "renaissance" for s in STAR_ASSETS}}
 
 
 def verdict(context, error_log: ErrorLogResource, asset: str, outcome: checks.CheckOutcome,
@@ -65,7 +64,7 @@ def blocked_failure(summary: str, **metadata) -> dg.Failure:
 
 @dg.asset(
     group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
-    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+    ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
          "classlink": dg.AssetIn("validated_classlink_users")},
     check_specs=check_specs("district", "district_crosswalk"),
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
@@ -73,9 +72,9 @@ def blocked_failure(summary: str, **metadata) -> dg.Failure:
 )
 def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
                        warehouse: WarehouseResource, account_info: pl.DataFrame, powerschool: ValidatedFile,
-                       classlink: ValidatedFile, **stars: ValidatedFile):
+                       classlink: ValidatedFile, **assessments: ValidatedFile):
     district = error_log.drop(context).district
-    validated = {POWERSCHOOL.name: powerschool, "classlink_users": classlink, **stars}
+    validated = {ROSTER_FILE.asset: powerschool, **assessments, "classlink_users": classlink}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),
@@ -89,7 +88,8 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     extra = {  # what each check shows beside its reason
         "district_names_match_registry": dict(files=per_file, failing=int((~frame["verified"]).sum()),
                                               suggested_registry_names=dg.MetadataValue.md("\n".join(
-            f"- add '{r['name_seen']}' to source_names.{_LISTS[r['source']]} of {district.district}'s "
+            f"- add '{r['name_seen']}' to {listed_names(district, SOURCE_OF.get(r['source'], DIRECTORY))[0]} of "
+            f"{district.district}'s "
             f"registry entry (it verified by score {r['score']}, margin {r['margin']})"
             for r in suggest.iter_rows(named=True)) or "_none_")),
         "ferpa_review_current": dict(max_age_days=registry.ferpa_review_max_days,

@@ -1,14 +1,15 @@
-"""Read: one source asset per catalogued file of the drop (lib/read/catalog.py) and the two tables we read, then
-their validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here (lib/read/)."""
+"""Read: one source asset per kind of file of every source (lib/sources/) and the two tables we read, then their
+validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here (lib/read/). A file
+the district does not send is materialized as not sent, never halted."""
 import dagster as dg
 import polars as pl
 
-from ..lib.columns import CLASSLINK_FRAME, FRAMES, file_columns, lineage
+from ..lib.columns import FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.catalog import FILES, FileSource
 from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, validate_classlink,
                                validate_file)
+from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
 from ..lib.receive.drops import ReceivedDrop, find_file
 from ..lib.receive.vault import VaultError
@@ -17,28 +18,29 @@ from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, ProdDbResource, WarehouseResource
 
 
-def file_asset(source: FileSource) -> dg.AssetsDefinition:
-    @dg.asset(name=source.name, group_name="sources", description=source.description, kinds={"csv"},
-              partitions_def=drops, owners=OWNERS)
+def file_asset(kind: FileKind) -> dg.AssetsDefinition:
+    @dg.asset(name=kind.asset, group_name="sources", description=kind.description, kinds={"csv"},
+              partitions_def=drops, owners=OWNERS, tags={"mtss/source": SOURCE_OF[kind.asset].name})
     def _asset(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
                received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
         entry = error_log.drop(context).district
-        staged = find_file(received_drop.files, entry.files[source.name])
+        pattern = entry.file_patterns.get(kind.asset)
+        staged = find_file(received_drop.files, pattern) if pattern else None
         if staged is None:
-            src = ingest_file(source, None, entry)
+            src = ingest_file(kind, None, entry)
         else:
             try:
-                src = read_staged_file(drop_server.vault_key(), source.name, received_drop.folder, staged, entry,
+                src = read_staged_file(drop_server.vault_key(), kind.asset, received_drop.folder, staged, entry,
                                        drop_server.max_file_rows)
             except (OSError, VaultError) as exc:
                 raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
         error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
-                "halted": src.halted.message if src.halted else ""}
+                "halted": src.halted.message if src.halted else "", "sent": src.sent}
         if src.info:
             meta |= {"bytes": src.info.size, "sha256": src.info.sha256}
         if src.frame is not None:  # the columns read, as the file names them
-            meta["dagster/column_schema"] = column_schema(file_columns(source, entry, src.frame))
+            meta["dagster/column_schema"] = column_schema(file_columns(kind, entry, src.frame))
         return dg.Output(src, metadata=meta)
 
     return _asset
@@ -83,8 +85,8 @@ def _finish(context, error_log: ErrorLogResource, district: District, validated:
 
 def _metadata(district: District, v: ValidatedFile) -> dict:
     meta = {
-        **table(v.rows, FRAMES.get(v.source, CLASSLINK_FRAME), lineage(district)[f"validated_{v.source}"]),
-        "file": v.file_name or "",
+        **table(v.rows, FRAMES[v.source], lineage(district).get(f"validated_{v.source}", {})),
+        "file": v.file_name or "", "sent": v.sent,
         "rows_rejected": sum(v.rejected.values()),
         "rejected_by_reason": counts_md("rejected rows by reason", v.rejected),
         "halted": v.halted.message if v.halted else "",
@@ -97,10 +99,10 @@ def _metadata(district: District, v: ValidatedFile) -> dict:
     return meta
 
 
-def validated_asset(source: FileSource) -> dg.AssetsDefinition:
-    @dg.asset(name=source.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
-              owners=OWNERS, ins={"src": dg.AssetIn(source.name)},
-              description=f"{source.name}: columns bound by header name, values typed, bad rows rejected")
+def validated_asset(kind: FileKind) -> dg.AssetsDefinition:
+    @dg.asset(name=kind.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
+              owners=OWNERS, ins={"src": dg.AssetIn(kind.asset)}, tags={"mtss/source": SOURCE_OF[kind.asset].name},
+              description=f"{kind.asset}: columns bound by header name, values typed, bad rows rejected")
     def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                src: SourceFile) -> dg.Output[ValidatedFile]:
         district = error_log.drop(context).district

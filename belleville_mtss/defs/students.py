@@ -1,21 +1,21 @@
 """Students: the identity map with its gates (lib/checks.py), the roster and the results (lib/students/). Each asset
-and check calls one stage of lib/pipeline.py; the Star inputs come from the catalogue."""
+and check calls one stage of lib/pipeline.py; the assessment inputs are every assessment source's files."""
 import dagster as dg
 import polars as pl
 
 from ..lib import checks, pipeline
 from ..lib.columns import IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, lineage
 from ..lib.load.warehouse import now
-from ..lib.read.catalog import POWERSCHOOL
 from ..lib.read.ingest import ValidatedFile
+from ..lib.sources import ROSTER_FILE, SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
 from ..lib.students.suggest import read_star_people
 from ..lib.receive.drops import read_staged
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
-from .district import (GATED, STAR_INPUTS, accepted_result, accepting, blocked_failure, check_specs,
-                       district_crosswalk, stars_of, verdict)
+from .district import (ASSESSMENT_INPUTS, GATED, accepted_result, accepting, assessments_of, blocked_failure,
+                       check_specs, district_crosswalk, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, WarehouseResource
@@ -23,17 +23,18 @@ from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 
 @dg.asset(
     group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-    ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+    ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
          "classlink": dg.AssetIn("validated_classlink_users")},
-    description="ClassLink email = PowerSchool email; the registry's Renaissance identifier = its PowerSchool field",
+    description="ClassLink email = PowerSchool email; each assessment source's link column = the registry's "
+                "PowerSchool field",
 )
 def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                          warehouse: WarehouseResource, district_crosswalk: pl.DataFrame, powerschool: ValidatedFile,
-                         classlink: ValidatedFile, **stars: ValidatedFile) -> dg.Output[IdentityMap]:
+                         classlink: ValidatedFile, **assessments: ValidatedFile) -> dg.Output[IdentityMap]:
     district = error_log.drop(context).district
     accepted = review.accepted(warehouse.engine(), district.account_info_id)  # a person's decisions, applied
     try:
-        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, stars_of(stars),
+        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, assessments_of(assessments),
                                          accepted)
     except pipeline.Stop as exc:
         raise dg.Failure(str(exc)) from None
@@ -85,7 +86,7 @@ def gate_checks(context: dg.AssetCheckExecutionContext, error_log: ErrorLogResou
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
-          owners=OWNERS, ins={"powerschool": dg.AssetIn(POWERSCHOOL.validated)}, deps=[district_crosswalk],
+          owners=OWNERS, ins={"powerschool": dg.AssetIn(ROSTER_FILE.validated)}, deps=[district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
 def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource, powerschool: ValidatedFile,
                    student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
@@ -94,36 +95,39 @@ def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResourc
     return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
 
-@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=STAR_INPUTS, partitions_def=drops,
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=ASSESSMENT_INPUTS, partitions_def=drops,
           owners=OWNERS, deps=[district_crosswalk],
-          description="One row per Star test of a linked student, stamped with AccountInfoId")
+          description="One row per test event of a linked student, every assessment's, stamped with AccountInfoId "
+                      "and its Assessment")
 def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                       student_identity_map: IdentityMap, **stars: ValidatedFile) -> dg.Output[pl.DataFrame]:
+                       student_identity_map: IdentityMap, **assessments: ValidatedFile) -> dg.Output[pl.DataFrame]:
     district = error_log.drop(context).district
-    results, duplicates = pipeline.results(district, stars_of(stars), student_identity_map, context.partition_key,
+    results, duplicates = pipeline.results(district, assessments_of(assessments), student_identity_map, context.partition_key,
                                            now())
-    by_subject = dict(results.group_by("Subject").len().sort("Subject").iter_rows())
+    by_subject = {" ".join(k): n for *k, n in results.group_by("Assessment", "Subject").len()
+                  .sort("Assessment", "Subject").iter_rows()}
     return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, lineage(district)["assessment_results"]),
                                         "duplicate_tests_dropped": duplicates,
-                                        "rows_by_subject": counts_md("rows by subject", by_subject)})
+                                        "rows_by_subject": counts_md("rows by assessment and subject", by_subject)})
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          ins={**STAR_INPUTS, "powerschool": dg.AssetIn(POWERSCHOOL.validated),
+          ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
                "classlink": dg.AssetIn("validated_classlink_users")},
           description="Suggested counterparts of the students no identifier links, for a person to accept or reject "
                       "(`belleville-mtss links review`); kept in dm.LinkSuggestions, counts only here")
 def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, warehouse: WarehouseResource,
                 drop_server: DropServerResource, student_identity_map: IdentityMap, powerschool: ValidatedFile,
-                classlink: ValidatedFile, received_drop: ReceivedDrop, **stars: ValidatedFile) -> dg.MaterializeResult:
+                classlink: ValidatedFile, received_drop: ReceivedDrop, **assessments: ValidatedFile) -> dg.MaterializeResult:
     district, key = error_log.drop(context).district, context.partition_key
     files = {f.name: f for f in received_drop.files}
     def raw() -> list[pl.DataFrame]:  # the Star files' identifying columns, decrypted again only when needed
         return [read_star_people(read_staged(Path(received_drop.folder), files[v.file_name], drop_server.vault_key()),
-                                 district.student_link.renaissance)
-                for v in stars_of(stars) if v.usable and v.file_name in files]
+                                 district.sources["star"].link)
+                for v in assessments_of(assessments) if v.usable and v.file_name in files
+                and SOURCE_OF[v.source].name == "star"]
 
-    found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, stars_of(stars), raw)
+    found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, assessments_of(assessments), raw)
     engine = warehouse.engine()
     new = review.record(engine, district.account_info_id, key, found)
     figures = review.counts(engine, district.account_info_id)

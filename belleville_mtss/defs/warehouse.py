@@ -5,7 +5,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..lib import checks, pipeline
-from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, STAR_ASSETS, lineage, lineage_markdown
+from ..lib.columns import RESULTS_TABLE, ROSTER_TABLE, lineage, lineage_markdown
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.lock import DistrictBusy, district_lock
 from ..lib.load.verify import load_failure
@@ -14,7 +14,7 @@ from ..lib.faults import InjectedFault, fault_point
 from ..lib.load.warehouse import (apply_results, apply_roster, clear_district_staging, load_figures, mark_files,
                                   refused as refused_load, results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
-from ..lib.read.catalog import POWERSCHOOL
+from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILE
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
@@ -82,10 +82,10 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
     if roster is not None:
         written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
-        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [POWERSCHOOL.name]))
+        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [ROSTER_FILE.asset]))
     if results is not None:
         written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
-        mark_files(conn, key, run_id, "loaded", _files(crosswalk, STAR_ASSETS))
+        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [k.asset for k in ASSESSMENT_FILES]))
     return outcomes, refused
 
 

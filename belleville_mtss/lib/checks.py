@@ -17,6 +17,7 @@ from typing import Literal
 
 import polars as pl
 
+from .sources import BY_NAME as SOURCES_BY_NAME, SOURCE_OF
 from .district import crosswalk as xw
 from .load.errors import ErrorRecord
 from .load import order
@@ -226,13 +227,24 @@ def classlink_link_rate(ev: Evidence) -> CheckOutcome:
                  f"at least {_pct(floor)} required (gates.min_classlink_link_rate)")
 
 
-@check("star_link_rate", "gate", "Gate: enough Star rows linked to a student (thresholds: the registry's gates)")
-def star_link_rate(ev: Evidence) -> CheckOutcome:
-    ren, floor = ev.identity.stats["renaissance_link"], ev.district.gates.min_star_link_rate
-    rate = ren["match_rate"] if ren["star_rows"] else 1.0  # no Star row at all: nothing to link (halted files say why)
-    return _gate(ev, "star_link_rate", rate >= floor,
-                 f"{_pct(rate)} of {ren['star_rows']:,} Star rows linked to a student",
-                 f"at least {_pct(floor)} required (gates.min_star_link_rate)")
+@check("assessment_link_rate", "gate", "Gate: enough of each assessment source's rows linked to a student "
+       "(thresholds: each source's min_link_rate in the registry)")
+def assessment_link_rate(ev: Evidence) -> CheckOutcome:
+    """One rule for every source the district sends, each against its own threshold; the first source short of it
+    fails the gate, and every source's figure is said."""
+    figures, short, floors = [], [], []
+    for name, section in ev.district.sources.items():
+        files = [c for a, c in ev.identity.by_file.items() if SOURCE_OF[a].name == name]
+        rows, linked = sum(c["rows"] for c in files), sum(c["linked"] for c in files)
+        rate = linked / rows if rows else 1.0  # no row at all: nothing to link (halted files say why)
+        title = SOURCES_BY_NAME[name].title
+        figures.append(f"{_pct(rate)} of {rows:,} {title} rows linked to a student")
+        floors.append(f"at least {_pct(section.min_link_rate)} for {title} (sources.{name}.min_link_rate)")
+        if rate < section.min_link_rate:
+            short.append(len(figures) - 1)
+    shown = short or range(len(figures))
+    return _gate(ev, "assessment_link_rate", not short, "; ".join(figures[i] for i in shown) or "no assessment sent",
+                 "; ".join(floors[i] for i in shown) or "none")
 
 
 @check("roster_size", "gate", "Gate: the new roster close to the district's roster in dm.StudentRoster "
@@ -247,15 +259,16 @@ def roster_size(ev: Evidence) -> CheckOutcome:
                  f"within {_pct(limit)} required (gates.max_roster_change)")
 
 
-@check("star_files_linked", "gate", "Gate: no Star file with rows of which none linked (thresholds: the "
-       "registry's gates)")
-def star_files_linked(ev: Evidence) -> CheckOutcome:
-    """Every Star file that was read (identity.files: its data rows, rejected ones included) links a row."""
+@check("assessment_files_linked", "gate", "Gate: no assessment file with rows of which none linked (thresholds: "
+       "the registry's gates)")
+def assessment_files_linked(ev: Evidence) -> CheckOutcome:
+    """Every assessment file that was read (identity.files: its data rows, rejected ones included) links a row."""
     identity = ev.identity
-    dead = [f"{name} ({rows:,} rows, none linked)" for subject, (name, rows) in sorted(identity.files.items())
-            if rows and identity.by_subject.get(subject, {}).get("linked", 0) == 0]
-    return _gate(ev, "star_files_linked", not dead, "; ".join(dead) or "every Star file with rows has linked rows",
-                 "a Star file with rows must link at least one")
+    dead = [f"{name} ({rows:,} rows, none linked)" for asset, (name, rows) in sorted(identity.files.items())
+            if rows and identity.by_file.get(asset, {}).get("linked", 0) == 0]
+    return _gate(ev, "assessment_files_linked", not dead,
+                 "; ".join(dead) or "every assessment file with rows has linked rows",
+                 "an assessment file with rows must link at least one")
 
 
 # ---- replace: the drop against what the warehouse holds, in the load's transaction (lib/load/order.py) ----------

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .load.warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL, assessment_results, student_roster
-from .read.catalog import FILES, STAR_FILES, FileSource
+from .load.warehouse import RESULTS_FROM, ROSTER_FROM_POWERSCHOOL, assessment_results, student_roster
 from .district.registry import District
-from .read.powerschool import match_headers
-from .read.star import HISTORICAL_HEADERS, STAR_COLUMNS, star_columns
-
-Column = tuple[str, str, str]  # name, type, description
+from .sources import ASSESSMENT_FILES, DIRECTORY, FILES, ROSTER_FILE, SOURCE_OF, FileKind
+from .sources.base import Column
 _TYPES = {sa.Integer: "int", sa.String: "string", sa.DateTime: "datetime", sa.Float: "float", sa.Boolean: "bool"}
 
 
@@ -23,40 +20,6 @@ def described(table: sa.Table, descriptions: dict[str, str]) -> list[Column]:
     return [(c.name, next(t for k, t in _TYPES.items() if isinstance(c.type, k)), descriptions[c.name])
             for c in table.c]
 
-STAR_FRAME: list[Column] = [
-    ("subject", "string", "SR (reading), SM (math) or SEL (early literacy)"),
-    ("test_key", "string", "AssessmentID; for a test without one, subject:student:completion time"),
-    ("student_link", "string", "The Renaissance column the registry links by (StudentIdentifier by default), as text"),
-    ("district_name", "string", "Renaissance DistrictName, as the vendor spells it"),
-    ("school_name", "string", "Renaissance SchoolName"),
-    ("school_year", "string", "School year, YYYY-YYYY"),
-    ("completed_at", "datetime", "CompletedDate (UTC), parsed from any unambiguous layout; 1990-2100 only"),
-    ("grade", "string", "Grade at the time of the test (K, 1-12)"),
-    ("scaled_score", "int", "Star scaled score"),
-    ("percentile_rank", "int", "Percentile rank (1-99)"),
-    ("unified_score", "int", "Star Unified scale score"),
-    ("benchmark_category", "string", "Renaissance benchmark category name"),
-    ("screening_window", "string", "Screening period window name"),
-    ("assessment_status", "string", "Active, or Deactivated (a test a teacher invalidated: its scores emptied)"),
-    ("deactivation_reason", "string", "Why a teacher deactivated the test, where Renaissance says"),
-    ("source_row", "int", "Line number in the file (for tracing rejections, never a student value)"),
-]
-POWERSCHOOL_FRAME: list[Column] = [
-    ("student_number", "string", "PowerSchool STUDENT_NUMBER, as text"),
-    ("student_link", "string", "The PowerSchool field the Renaissance identifier carries (the registry's link)"),
-    ("email", "string", "Student email as typed in PowerSchool"),
-    ("email_key", "string", "Email trimmed and lower-cased: the ClassLink join key"),
-    ("first_name", "string", "First name"),
-    ("last_name", "string", "Last name"),
-    ("grade_level", "string", "PowerSchool grade level (0 = K)"),
-    ("school_id", "string", "PowerSchool school number"),
-    ("source_row", "int", "Line number in the file"),
-]
-CLASSLINK_FRAME: list[Column] = [
-    ("classlink_user_id", "string", "dbo.ClassLinkUsers.UserId"),
-    ("tenant_name", "string", "ClassLink tenant name (the district as ClassLink names it)"),
-    ("email_key", "string", "Email trimmed and lower-cased: the PowerSchool join key"),
-]
 CROSSWALK_FRAME: list[Column] = [
     ("source", "string", "The source asset the file feeds"),
     ("file_name", "string", "File (or table) of the drop"),
@@ -74,7 +37,8 @@ IDENTITY_FRAME: list[Column] = [
     ("student_link", "string", "The value Star rows link by (the registry's PowerSchool link field)"),
     ("classlink_user_id", "string", "Linked ClassLink user (email match), when exactly one"),
     ("classlink_link", "string", "linked, not_in_classlink, ambiguous or no_email"),
-    ("star_test_count", "int", "Star tests whose link identifier equals the student's (none when two share it)"),
+    ("test_count", "int", "Tests (every assessment) whose link identifier equals the student's (none when two "
+                          "share it)"),
 ]
 ROSTER_TABLE: list[Column] = described(student_roster, {
     "AccountInfoId": "The district's dm.AccountInfo id (from the verified registry entry)",
@@ -85,16 +49,17 @@ ROSTER_TABLE: list[Column] = described(student_roster, {
     "GradeLevel": "Grade level (PowerSchool)",
     "SchoolId": "School number (PowerSchool)",
     "ClassLinkUserId": "Linked ClassLink user, when the email match is unique",
-    "StarTestCount": "Star tests of the student in this drop",
+    "StarTestCount": "Tests of the student in this drop, every assessment's (the name is from when Star was the "
+                     "only one)",
     "DropId": "The drop that last listed the student (district/drop name)",
     "LoadedAt": "When the row was loaded (UTC)",
     "IsCurrent": "Listed by the district's newest drop; false: a student it no longer lists, kept as history",
 })
 RESULTS_TABLE: list[Column] = described(assessment_results, {
     "AccountInfoId": "The district's dm.AccountInfo id",
-    "Subject": "SR, SM or SEL",
-    "TestKey": "AssessmentID (or subject:student:time where Renaissance sent none)",
-    "StudentNumber": "PowerSchool STUDENT_NUMBER = Star StudentIdentifier",
+    "Subject": "The assessment's subject (Star: SR, SM or SEL)",
+    "TestKey": "The vendor's test id (Star: AssessmentID, or subject:student:time where Renaissance sent none)",
+    "StudentNumber": "PowerSchool STUDENT_NUMBER = the assessment's link column (Star: StudentIdentifier)",
     "SchoolYear": "School year, YYYY-YYYY",
     "CompletedAt": "Completion time of the test, UTC (Renaissance CompletedDate; a zoned value converted)",
     "Grade": "Grade at the time of the test",
@@ -110,7 +75,6 @@ RESULTS_TABLE: list[Column] = described(assessment_results, {
     "DeactivationReason": "Why the test was deactivated, where Renaissance says",
 })
 
-STAR_ASSETS = tuple(f.name for f in STAR_FILES)
 # Our warehouse tables, by the asset that loads each.
 WAREHOUSE_TABLES = {"dm_student_roster": student_roster.fullname, "dm_assessment_results": assessment_results.fullname}
 # Where the sources that are tables (not files of the drop) live; the mapping spec's names.
@@ -118,49 +82,29 @@ SOURCE_TABLES = {"classlink_users": "dbo.ClassLinkUsers", "account_info": "dm.Ac
 
 Hop = tuple[str, str]  # (asset, column)
 
-# Each validated Star column, from the Star header it is read from (StudentIdentifier: the registry's link column).
-_STAR_FROM = {"test_key": "assessment_id", "district_name": "district_name", "school_name": "school_name",
-              "school_year": "school_year", "completed_at": "completed_date", "grade": "grade",
-              "scaled_score": "scaled_score", "percentile_rank": "percentile_rank", "unified_score": "unified_score",
-              "benchmark_category": "benchmark_category", "screening_window": "screening_window",
-              "assessment_status": "assessment_status", "deactivation_reason": "deactivation_reason"}
-_POWERSCHOOL_FROM = {"student_number": "student_number", "email": "email", "email_key": "email",
-                     "first_name": "first_name", "last_name": "last_name", "grade_level": "grade_level",
-                     "school_id": "school_id"}
-
-
-def _header(district: District, field: str) -> str:
-    """The district's header for one of our PowerSchool fields (its first accepted one)."""
-    return district.powerschool.columns[field][0]
-
 
 def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
     """For each table-like asset, each column's immediate upstream (asset, column): warehouse table <- frame <-
-    validated frame <- the source file's header, as this district's registry entry maps it. Columns we make
-    (DropId, LoadedAt, source_row) have none."""
-    link = district.student_link
-    ps, stars = "validated_powerschool_students", [f.validated for f in STAR_FILES]
-    validated = {
-        f.validated: {ours: [(f.name, STAR_COLUMNS[src])] for ours, src in _STAR_FROM.items()}
-        | {"student_link": [(f.name, link.renaissance)]} for f in STAR_FILES
-    }
-    validated[ps] = {ours: [("powerschool_students", _header(district, src))]
-                     for ours, src in _POWERSCHOOL_FROM.items() if src in district.powerschool.columns}
-    validated[ps]["student_link"] = [("powerschool_students", _header(district, link.powerschool))]
-    validated["validated_classlink_users"] = {"classlink_user_id": [("classlink_users", "UserId")],
-                                              "tenant_name": [("classlink_users", "TenantName")],
-                                              "email_key": [("classlink_users", "Email")]}
+    validated frame <- the source file's header, as each source's model and this district's registry entry say.
+    Columns we make (DropId, LoadedAt, source_row) have none."""
+    sent = [k for k in FILES if k.asset in district.file_patterns]
+    validated = {k.validated: {ours: [(k.asset, header)] for ours, header in SOURCE_OF[k.asset].headers(district).items()}
+                 for k in sent}
+    validated["validated_classlink_users"] = {ours: [("classlink_users", header)]
+                                              for ours, header in DIRECTORY.headers(district).items()}
+    ps, tests = ROSTER_FILE.validated, [k for k in ASSESSMENT_FILES if k in sent]
     both_emails = [(ps, "email_key"), ("validated_classlink_users", "email_key")]
     identity = {"student_number": [(ps, "student_number")], "student_link": [(ps, "student_link")],
                 "classlink_user_id": [("validated_classlink_users", "classlink_user_id"), *both_emails],
                 "classlink_link": both_emails,
-                "star_test_count": [(ps, "student_link"), *((v, "student_link") for v in stars)]}
+                "test_count": [(ps, "student_link"), *((k.validated, "student_link") for k in tests)]}
     account = {"AccountInfoId": [("account_info", "AccountInfoId")]}
     roster = {ours: [(ps, src)] for ours, src in ROSTER_FROM_POWERSCHOOL.items() if src in validated[ps]} | account | {
         "ClassLinkUserId": [("student_identity_map", "classlink_user_id")],
-        "StarTestCount": [("student_identity_map", "star_test_count")]}
-    results = {ours: [(v, src) for v in stars] for ours, src in RESULTS_FROM_STAR.items()} | account | {
-        "StudentNumber": [("student_identity_map", "student_number"), *((v, "student_link") for v in stars)]}
+        "StarTestCount": [("student_identity_map", "test_count")]}
+    results = {ours: [(k.validated, col) for k in tests if (col := SOURCE_OF[k.asset].results_from.get(common))]
+               for ours, common in RESULTS_FROM.items()} | account | {
+        "StudentNumber": [("student_identity_map", "student_number"), *((k.validated, "student_link") for k in tests)]}
     return {**validated, "student_identity_map": identity, "student_roster": roster, "assessment_results": results,
             "dm_student_roster": {c: [("student_roster", c)] for c, _t, _d in ROSTER_TABLE},
             "dm_assessment_results": {c: [("assessment_results", c)] for c, _t, _d in RESULTS_TABLE}}
@@ -176,7 +120,7 @@ def lineage_paths(district: District, asset: str, column: str) -> list[list[Hop]
 
 def source_label(district: District, asset: str, column: str) -> str:
     """A source column as a person finds it: the file (the registry's pattern) or table, and the header."""
-    where = district.files.get(asset) or SOURCE_TABLES.get(asset, asset)
+    where = district.file_patterns.get(asset) or SOURCE_TABLES.get(asset, asset)
     return f'{where}, column "{column}"'
 
 
@@ -220,16 +164,12 @@ def lineage_text(district: District, target: str) -> str:
     return "\n\n".join(blocks)
 
 
-def file_columns(source: FileSource, district: District, frame) -> list[Column]:
+def file_columns(kind: FileKind, district: District, frame) -> list[Column]:
     """The columns a file asset read, as the file names them, each with the field of ours it feeds."""
-    if source.kind == "powerschool":
-        fields = {header: field for field, header in match_headers(frame.columns, district.powerschool).items()}
-    else:
-        by_v2 = {header: field for field, header in star_columns(district.student_link.renaissance).items()}
-        fields = {h: by_v2.get(HISTORICAL_HEADERS.get(h, h)) for h in frame.columns}
+    fields = {header: ours for ours, header in SOURCE_OF[kind.asset].headers(district).items()}
     return [(name, str(dtype), f"read into our {fields[name]}" if fields.get(name) else "read to tell the layout")
             for name, dtype in frame.schema.items()]
 
 
-# The validated frame of each catalogued file, by the kind of file it is.
-FRAMES = {f.name: {"star": STAR_FRAME, "powerschool": POWERSCHOOL_FRAME}[f.kind] for f in FILES}
+# The validated frame of each kind of file, from its source's model.
+FRAMES = {k.asset: SOURCE_OF[k.asset].columns() for k in FILES} | {"classlink_users": DIRECTORY.columns()}

@@ -16,9 +16,9 @@ import polars as pl
 
 from .district import crosswalk as xw
 from .checks import CATALOGUE, CheckOutcome, Evidence, decide
-from .read.catalog import BY_NAME, FILES, POWERSCHOOL, STAR_FILES
 from .read.csvfile import FileInfo
 from .receive.drops import Limits, find_file
+from .sources import ASSESSMENT_FILES, FILES, KIND, ROSTER_FILE, SOURCE_OF, common_results
 from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
@@ -37,8 +37,8 @@ class Stop(Exception):
 # ---- the district ---------------------------------------------------------------------------------------------
 
 def crosswalk(district: District, account_info: pl.DataFrame, validated: dict[str, ValidatedFile]) -> pl.DataFrame:
-    return xw.build_crosswalk(district, account_info, validated[POWERSCHOOL.name], validated["classlink_users"],
-                              [validated[f.name] for f in STAR_FILES])
+    """Every file of the drop the district sends (and the ClassLink tenant), its district resolved."""
+    return xw.build_crosswalk(district, account_info, [v for v in validated.values() if v.sent])
 
 
 def blocked_summary(district: District, drop_key: str, failed: list[CheckOutcome],
@@ -63,14 +63,21 @@ def blocked_summary(district: District, drop_key: str, failed: list[CheckOutcome
 
 # ---- students -------------------------------------------------------------------------------------------------
 
-def star_frames(stars: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
-    """The usable Star frames of the drop, by subject (none when every Star file was halted)."""
-    return {BY_NAME[v.source].subject: v.frame for v in stars if v.usable}
+def tests_of(assessments: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
+    """The usable assessment files of the drop as common results (lib/sources/base.py), by file asset."""
+    return {v.source: common_results(SOURCE_OF[v.source], v.frame) for v in assessments if v.usable}
+
+
+def _star_by_subject(tests: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Star's files by subject: what the review of unknown identifiers reads (lib/students/suggest.py)."""
+    return {KIND[a].subject: f for a, f in tests.items() if SOURCE_OF[a].name == "star"}
 
 
 def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: ValidatedFile, users: ValidatedFile,
-         stars: list[ValidatedFile], accepted: pl.DataFrame | None = None) -> tuple[IdentityMap, list[ErrorRecord]]:
-    """`accepted`: the links a person accepted for the district (lib/students/review.py), applied before linking."""
+         assessments: list[ValidatedFile], accepted: pl.DataFrame | None = None
+         ) -> tuple[IdentityMap, list[ErrorRecord]]:
+    """Each assessment file linked to the roster by its source's link column. `accepted`: the links a person
+    accepted for the district (lib/students/review.py), applied before linking."""
     # The blocking checks stop this stage in a run; the guard holds for a caller that runs it alone.
     if not crosswalk_frame["verified"].all():
         raise Stop("district identifiers of this drop are not verified; see the district_crosswalk checks")
@@ -79,13 +86,13 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
                    f"({powerschool.halted.reason if powerschool.halted else 'missing'}): students cannot be linked "
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
-    star_by_subject, students = apply_accepted(star_frames(stars), powerschool.frame, cl, accepted)
-    identity = link_students(students, cl, star_by_subject)
+    tests, students = apply_accepted(tests_of(assessments), powerschool.frame, cl, accepted)
+    identity = link_students(students, cl, tests)
     identity.accepted = accepted
-    identity.files = {f.subject: (v.file_name, v.rows_in_file)
-                      for f, v in zip(STAR_FILES, stars) if v.file_name and not v.halted}
-    names = {subject: name for subject, (name, _rows) in identity.files.items()}
-    return identity, link_problems(identity, powerschool.file_name, names, district.student_link.renaissance)
+    identity.files = {v.source: (v.file_name, v.rows_in_file) for v in assessments if v.file_name and not v.halted}
+    names = {asset: name for asset, (name, _rows) in identity.files.items()}
+    links = {a: (SOURCE_OF[a].title, district.sources[SOURCE_OF[a].name].link) for a in identity.by_file}
+    return identity, link_problems(identity, powerschool.file_name, names, links)
 
 
 def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap, drop_key: str,
@@ -93,25 +100,25 @@ def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap
     return build_roster(powerschool.frame, identity.frame, district.account_info_id, drop_key, loaded_at)
 
 
-def results(district: District, stars: list[ValidatedFile], identity: IdentityMap, drop_key: str,
+def results(district: District, assessments: list[ValidatedFile], identity: IdentityMap, drop_key: str,
             loaded_at: dt.datetime) -> tuple[pl.DataFrame, int]:
-    # the accepted links again: a Star row of an accepted identifier loads under its student's number
-    star_by_subject, _ = apply_accepted(star_frames(stars), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
-                                        getattr(identity, "accepted", None))
-    return build_results(star_by_subject, identity.frame, district.account_info_id, drop_key, loaded_at)
+    # the accepted links again: a row of an accepted identifier loads under its student's number
+    tests, _ = apply_accepted(tests_of(assessments), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
+                              getattr(identity, "accepted", None))
+    return build_results(tests, identity.frame, district.account_info_id, drop_key, loaded_at)
 
 
 def suggestions(district: District, identity: IdentityMap, powerschool: ValidatedFile, users: ValidatedFile,
-                stars: list[ValidatedFile], star_raw: Callable[[], list[pl.DataFrame]]) -> pl.DataFrame:
+                assessments: list[ValidatedFile], star_raw: Callable[[], list[pl.DataFrame]]) -> pl.DataFrame:
     """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): Star identifiers that link
     to no student, from the Star files' identifying columns (`star_raw()`, read again only when some Star
     identifier links to no student), against the drop's students; students with no ClassLink user against the
     tenant's users no student has."""
     linked = set(identity.frame["student_link"].drop_nulls().to_list())
-    star_by_subject, _ = apply_accepted(star_frames(stars), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
-                                        getattr(identity, "accepted", None))
-    unknown = unknown_star_ids(star_by_subject, linked)
-    parts = [suggest(star_people(star_raw(), district.student_link.renaissance, unknown),
+    tests, _ = apply_accepted(tests_of(assessments), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
+                              getattr(identity, "accepted", None))
+    unknown = unknown_star_ids(_star_by_subject(tests), linked)
+    parts = [suggest(star_people(star_raw(), district.sources["star"].link, unknown),
                      powerschool_candidates(powerschool.frame), UNKNOWN_STAR)] if unknown else []
     if users.usable:
         unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
@@ -141,12 +148,35 @@ class CoreResult:
 
 
 def files_in(folder: Path, district: District) -> dict[str, Path | None]:
-    """Each catalogued source's file in a drop folder, by the district's patterns."""
+    """Each file the district sends, found in a drop folder by its pattern."""
     present = tuple(p for p in folder.iterdir() if p.is_file())
-    return {f.name: find_file(present, district.files[f.name]) for f in FILES}
+    return {asset: find_file(present, pattern) for asset, pattern in district.file_patterns.items()}
 
 
-def process_drop(files: dict[str, Path | None], district: District, classlink_users: pl.DataFrame,
+def read_files(files: dict[str, Path | bytes | None], district: District, limits: Limits = Limits()
+               ) -> tuple[dict[str, ValidatedFile], list[ErrorRecord]]:
+    """Every file of the drop read and validated by its source (`files`: file asset -> its path, or its bytes
+    by name as (name, bytes), or None when the drop lacks it); a file the district does not send is not sent."""
+    errors: list[ErrorRecord] = []
+    validated: dict[str, ValidatedFile] = {}
+    for kind in FILES:
+        found = files.get(kind.asset)
+        if isinstance(found, tuple):  # (name, bytes): read in memory, its checksum taken when it was received
+            name, data = found
+            src = ingest_file(kind, Path(name), district, data, FileInfo(name, name, len(data), ""),
+                              limits.max_file_rows)
+        else:
+            # checksums are taken when a drop is received; the core does not hash again
+            info = FileInfo(found.name, str(found), found.stat().st_size, "") if found else None
+            src = ingest_file(kind, found, district, info=info, max_rows=limits.max_file_rows)
+        if src.halted:
+            errors.append(src.halted)
+        validated[kind.asset], found_errors = validate_file(src, district)
+        errors += found_errors
+    return validated, errors
+
+
+def process_drop(files: dict[str, Path | tuple[str, bytes] | None], district: District, classlink_users: pl.DataFrame,
                  account_info: pl.DataFrame, drop_key: str, *, today: dt.date | None = None,
                  ferpa_max_days: int = 365, max_days_ahead: int = 2, current_roster: int = 0,
                  limits: Limits = Limits(),
@@ -157,17 +187,7 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     asset graph reads from the warehouse comes as arguments: the links a person accepted (`accepted`), the
     district's rows held under another AccountInfoId (`other_ids`), its current roster's size."""
     today, loaded_at = today or dt.date.today(), loaded_at or dt.datetime.now()
-    errors: list[ErrorRecord] = []
-    validated: dict[str, ValidatedFile] = {}
-    for source in FILES:
-        path = files.get(source.name)
-        # checksums are taken when a drop is received; the core does not hash again
-        info = FileInfo(path.name, str(path), path.stat().st_size, "") if path else None
-        src = ingest_file(source, path, district, info=info, max_rows=limits.max_file_rows)
-        if src.halted:
-            errors.append(src.halted)
-        validated[source.name], found = validate_file(src, district)
-        errors += found
+    validated, errors = read_files(files, district, limits)
     validated["classlink_users"], found = validate_classlink(classlink_users, district)
     errors += found
     frame = crosswalk(district, account_info, validated)
@@ -176,10 +196,10 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
                         ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead, other_ids=other_ids or {})
     if not _judge(result, decide("district", evidence)):
         return result
-    stars = [validated[f.name] for f in STAR_FILES]
+    assessments = [validated[k.asset] for k in ASSESSMENT_FILES]
     try:
-        identity, found = link(district, frame, validated[POWERSCHOOL.name], validated["classlink_users"], stars,
-                               accepted)
+        identity, found = link(district, frame, validated[ROSTER_FILE.asset], validated["classlink_users"],
+                               assessments, accepted)
     except Stop as exc:
         result.stopped = str(exc)
         return result
@@ -188,8 +208,8 @@ def process_drop(files: dict[str, Path | None], district: District, classlink_us
     evidence.identity, evidence.current_roster = identity, current_roster
     if not _judge(result, decide("gate", evidence)):
         return result
-    result.roster = roster(district, validated[POWERSCHOOL.name], identity, drop_key, loaded_at)
-    result.results, _duplicates = results(district, stars, identity, drop_key, loaded_at)
+    result.roster = roster(district, validated[ROSTER_FILE.asset], identity, drop_key, loaded_at)
+    result.results, _duplicates = results(district, assessments, identity, drop_key, loaded_at)
     # The replace checks, against a warehouse that holds nothing of the district (the core writes nowhere).
     evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)
     evidence.roster_numbers = set(result.roster["StudentNumber"].to_list())

@@ -110,8 +110,9 @@ def check_entry(district: District, account_info: pl.DataFrame, reference=None) 
     problems = account_info_problems(district, account_info)
     reference = account_reference(account_info) if reference is None else reference
     names = district.source_names
-    for source, listed in (("account_info", names.account_info), ("renaissance", names.renaissance),
-                           ("classlink", names.classlink)):
+    lists = [("account_info", names.account_info),
+             *((name, section.names) for name, section in district.sources.items()), ("classlink", names.classlink)]
+    for source, listed in lists:
         for entry in resolve_names(district, reference, source, None, listed, []):
             if not entry.verified:
                 problems.append(
@@ -136,22 +137,30 @@ def ferpa_review_problem(district: District, today: dt.date, max_age_days: int) 
     return None
 
 
-def build_crosswalk(district: District, account_info: pl.DataFrame, powerschool, classlink, stars: list) -> pl.DataFrame:
-    """One row per (file, district name seen): PowerSchool is bundled with the drop's district, Star files and
-    the ClassLink tenant are resolved; a halted file is listed as halted (its error is already logged)."""
+def listed_names(district: District, source) -> tuple[str, list[str]]:
+    """Where the registry lists the district names a source's files carry, and the names it lists."""
+    if source.role == "directory":
+        return "source_names.classlink", district.source_names.classlink
+    return f"sources.{source.name}.names", district.sources[source.name].names
+
+
+def build_crosswalk(district: District, account_info: pl.DataFrame, validated: list) -> pl.DataFrame:
+    """One row per (file, district name seen), for every file of the drop the district sends and the ClassLink
+    tenant: a file whose source names the district (`district_column`) is resolved; a file with no district
+    evidence (PowerSchool) is bundled with the drop's district; a halted file is listed as halted (its error is
+    already logged)."""
+    from ..sources import DIRECTORY, SOURCE_OF
+
     reference = account_reference(account_info)
-    entries = [bundled(powerschool.source, powerschool.file_name) if powerschool.usable
-               else halted(powerschool.source, powerschool.file_name)]
-    listed = district.source_names
-    for v in stars:
+    entries = []
+    for v in validated:
+        source = SOURCE_OF.get(v.source, DIRECTORY)
         if not v.usable:
             entries.append(halted(v.source, v.file_name))
-            continue
-        names = sorted(v.frame["district_name"].unique().to_list())
-        entries += resolve_names(district, reference, v.source, v.file_name, names, listed.renaissance)
-    if classlink.usable:
-        tenants = sorted(classlink.frame["tenant_name"].unique().to_list())
-        entries += resolve_names(district, reference, classlink.source, classlink.file_name, tenants, listed.classlink)
-    else:
-        entries.append(halted(classlink.source, classlink.file_name))
+        elif source.district_column is None:
+            entries.append(bundled(v.source, v.file_name))
+        else:
+            names = sorted(v.frame[source.district_column].unique().to_list())
+            entries += resolve_names(district, reference, v.source, v.file_name, names,
+                                     listed_names(district, source)[1])
     return to_frame(entries)

@@ -21,13 +21,14 @@ from typing import Callable
 
 import polars as pl
 
-from ..read.catalog import DEFAULT_PATTERNS, POWERSCHOOL, STAR_FILES
-from ..read.powerschool import email_key
-from ..read.star import detect_layout
+from ..sources import ROSTER_FILE, star as star_source
+from ..sources.powerschool.reader import email_key
+from ..sources.star.reader import detect_layout
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
 from .crosswalk import account_reference
-from .registry import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS, RENAISSANCE_IDS
+from ..sources.powerschool.section import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS
+from ..sources.star import RENAISSANCE_IDS
 
 # A proposed student link must match at least this share of the Star identifiers; the gates decide later.
 LINK_FLOOR = 0.5
@@ -490,11 +491,16 @@ def checked_lines(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -
     else:
         lines.append(f"student link: none proposed ({o.link_note})")
     lines += [f"Star {c}: {why}" for c, why in o.empty_ids.items()]
-    unnamed = [t.name for t in o.stars if not any(fnmatch.fnmatch(t.name.lower(), DEFAULT_PATTERNS[s.name].lower())
-                                                  for s in STAR_FILES)]
+    unnamed = [t.name for t in o.stars if _star_kind(t.name) is None]
     if unnamed:
-        lines.append(f"Star files not under their default names (set files: in the entry): {', '.join(unnamed)}")
+        lines.append(f"Star files not under their default names (set sources.star.files in the entry): "
+                     f"{', '.join(unnamed)}")
     return lines
+
+
+def _star_kind(name: str):
+    """The Star file kind a sample file's name is, by its default pattern (None: another name)."""
+    return next((k for k in star_source.FILES if fnmatch.fnmatch(name.lower(), k.pattern.lower())), None)
 
 
 def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> dict:
@@ -507,10 +513,14 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
     powerschool = {"delimiter": e.delimiter, "encoding": e.encoding, "has_header": e.has_header, "columns": columns}
     if not e.has_header:
         powerschool["column_order"] = e.columns
-    files = {POWERSCHOOL.name: _pattern(e.name)}  # Star files keep their default names (SR.csv, SM.csv, SEL.csv)
-    link = ({"classlink": "email", "renaissance": o.link.star_column,
+    files = {ROSTER_FILE.asset: _pattern(e.name)}
+    link = ({"classlink": "email",
              "powerschool": next(f for f, c in o.chosen.items() if c == o.link.export_column and
                                  f in POWERSCHOOL_LINK_FIELDS)} if o.link else None)
+    # the Star files the sample held, each under its default name (a file of another name: checked_lines says so)
+    held = [k for t in o.stars if (k := _star_kind(t.name))]
+    star = {"files": {k.asset: k.pattern for k in star_source.FILES if k in held}, "names": names,
+            **({"link": o.link.star_column} if o.link else {})}
     entry = {
         "district": o.key,
         "display_name": names[0] if names else (row.get("DistrictName") or o.key).title(),
@@ -520,11 +530,12 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
         "county": row.get("County"),
         "drop_folder": o.key,
         "source_names": {"account_info": [row["DistrictName"]] if row else [],
-                         "renaissance": names, "classlink": [tenant.tenant_name] if tenant else []},
+                         "classlink": [tenant.tenant_name] if tenant else []},
         "classlink_tenant_ids": [tenant.tenant_id] if tenant and tenant.tenant_id is not None else [],
         "powerschool": powerschool,
         "files": files,
         "student_link": link,
+        "sources": {"star": star} if o.stars else {},
         "verification": {"verified_by": None, "verified_on": None,
                          "checked": checked_lines(o, tenant, today), "ferpa_review_on": None},
     }

@@ -4,25 +4,21 @@ Nothing here is guessed: a malformed or incomplete entry is refused with a messa
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..load.order import check_format
-from ..read.catalog import DEFAULT_PATTERNS
+from ..sources import ASSESSMENTS, ROSTER, star
+from ..sources.powerschool.section import PowerSchoolFormat
 
-# Our canonical PowerSchool fields; the registry maps a district's headers onto them. Only the student number and
-# the fields the district's links use are required in a file; the others are optional (absent: a warning).
-POWERSCHOOL_FIELDS = ("student_number", "email", "first_name", "last_name", "grade_level", "school_id", "dob",
-                      "enroll_status", "state_studentnumber", "dcid", "id")
-# The PowerSchool field a Renaissance identifier can carry, and the Star columns that can carry it.
-POWERSCHOOL_LINK_FIELDS = ("student_number", "state_studentnumber", "dcid", "id")
-RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
+ROSTER_PATTERNS = {k.asset: k.pattern for k in ROSTER.files}
 
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parents[2] / "districts"
@@ -38,79 +34,19 @@ class _Strict(BaseModel):
 
 class SourceNames(_Strict):
     account_info: list[str] = Field(min_length=1)
-    renaissance: list[str] = Field(min_length=1)
     classlink: list[str] = Field(min_length=1)
-
-
-class PowerSchoolFormat(_Strict):
-    delimiter: str = ","
-    encoding: Literal["utf-8", "windows-1252"] = "utf-8"
-    has_header: bool = True
-    # Maps our field -> the district's header, or a list of accepted headers (the first present in the file wins),
-    # matched case-insensitively and with surrounding spaces ignored.
-    columns: dict[str, tuple[str, ...]]
-    # Only for exports without a header row: the district's columns in file order.
-    column_order: list[str] | None = None
-
-    @field_validator("columns", mode="before")
-    @classmethod
-    def _alternatives(cls, columns):
-        if not isinstance(columns, dict):
-            return columns
-        return {k: (v,) if isinstance(v, str) else tuple(v) if isinstance(v, list) else v for k, v in columns.items()}
-
-    @field_validator("columns")
-    @classmethod
-    def _known_columns(cls, columns: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        if not columns.get("student_number"):
-            raise ValueError("missing required mapping for student_number")
-        unknown = sorted(set(columns) - set(POWERSCHOOL_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown column(s) {', '.join(unknown)} (known: {', '.join(POWERSCHOOL_FIELDS)})")
-        empty = sorted(k for k, v in columns.items() if not v or not all(h.strip() for h in v))
-        if empty:
-            raise ValueError(f"no header given for {', '.join(empty)}")
-        return columns
-
-    @field_validator("delimiter")
-    @classmethod
-    def _one_character(cls, delimiter: str) -> str:
-        if len(delimiter) != 1 or delimiter in '"\r\n':
-            raise ValueError('must be one character (a comma, or a tab written "\\t" in double quotes), '
-                             "not a quote or a line break")
-        return delimiter
-
-    @model_validator(mode="after")
-    def _header_or_column_order(self) -> "PowerSchoolFormat":
-        if self.has_header:
-            if self.column_order is not None:
-                raise ValueError("column_order is only for exports without a header row (has_header: false)")
-            return self
-        if not self.column_order:
-            raise ValueError("an export without a header row (has_header: false) needs column_order")
-        order = [c.strip().lower() for c in self.column_order]
-        if len(set(order)) != len(order):
-            raise ValueError("column_order names a column twice")
-        missing = [hs[0] for hs in self.columns.values() if not any(h.strip().lower() in order for h in hs)]
-        if missing:
-            raise ValueError(f"column_order lacks the mapped column(s) {', '.join(missing)}")
-        return self
 
 
 class StudentLink(_Strict):
     # ClassLink users link by email (dbo.ClassLinkUsers.Email = the PowerSchool email field).
     classlink: Literal["email"] = "email"
-    # The Star column that carries the student's PowerSchool identifier, and which PowerSchool field it carries.
-    renaissance: Literal["StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID"] = (
-        "StudentIdentifier"
-    )
+    # The PowerSchool field assessment identifiers carry (each source's column: sources.<source>.link).
     powerschool: Literal["student_number", "state_studentnumber", "dcid", "id"] = "student_number"
 
 
 class Gates(_Strict):
     """What a drop must show before it may replace the district's data in the warehouse (blocking checks)."""
     min_classlink_link_rate: float = Field(0.80, ge=0, le=1)  # share of students linked to a ClassLink user
-    min_star_link_rate: float = Field(0.90, ge=0, le=1)  # share of Star rows linked to a student
     max_roster_change: float = Field(0.25, ge=0)  # the new roster within this share of the current one
     max_student_number_churn: float = Field(0.50, ge=0, le=1)  # current students absent from the new roster
     max_results_shrink: float = Field(0.25, ge=0, le=1)  # tests a subject's school year may lose
@@ -128,6 +64,34 @@ class Verification(_Strict):
     ferpa_review_on: dt.date | None = None
 
 
+STAR_FILE_ASSETS = tuple(k.asset for k in star.FILES)
+WRITTEN_AS = "_written_as"  # a moved field's name in the entry as written: errors name what the person wrote
+
+
+def upgraded(raw):
+    """An entry written before `sources:` in today's shape, and what changed (`districts migrate` prints it). Such
+    an entry keeps its meaning: its Star keys (source_names.renaissance, student_link.renaissance,
+    gates.min_star_link_rate, Star patterns in `files:`) become `sources.star`, which sends every Star file, as
+    such an entry always did. An entry with `sources:` is returned as it is."""
+    if not isinstance(raw, dict) or "sources" in raw:
+        return raw, []
+    raw, section, changes = copy.deepcopy(raw), {}, []
+    moves = (("source_names", "renaissance", "names"), ("student_link", "renaissance", "link"),
+             ("gates", "min_star_link_rate", "min_link_rate"))
+    for parent, old, new in moves:
+        if isinstance(raw.get(parent), dict) and old in raw[parent]:
+            section[new] = raw[parent].pop(old)
+            section.setdefault(WRITTEN_AS, {})[new] = f"{parent}.{old}"
+            changes.append(f"{parent}.{old} -> sources.star.{new}")
+    files = raw.get("files") if isinstance(raw.get("files"), dict) else {}
+    moved = {k: files.pop(k) for k in list(files) if k in STAR_FILE_ASSETS}
+    section["files"] = {**{k.asset: k.pattern for k in star.FILES}, **moved}
+    changes.append("files." + ", files.".join(moved) + " -> sources.star.files" if moved else
+                   "sources.star.files: every Star file, as the entry's defaults meant")
+    raw["sources"] = {"star": section}
+    return raw, changes
+
+
 class District(_Strict):
     district: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     display_name: str
@@ -142,7 +106,10 @@ class District(_Strict):
     # district's tenant has the same name.
     classlink_tenant_ids: list[int] = Field(default_factory=list)
     powerschool: PowerSchoolFormat
-    files: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PATTERNS))
+    files: dict[str, str] = Field(default_factory=lambda: dict(ROSTER_PATTERNS))  # the roster's file pattern
+    # The assessment sources the district sends, each with its section (lib/sources/<source>/): the files it
+    # sends, the district names they carry, the column that links a student, its link-rate gate.
+    sources: dict[str, Any] = Field(default_factory=lambda: {"star": star.StarSection()})
     student_link: StudentLink = StudentLink()
     gates: Gates = Gates()
     expected_every_days: float | None = Field(None, gt=0)  # a drop older than this makes the district overdue
@@ -168,13 +135,47 @@ class District(_Strict):
                              "'.', leading '/' or '\\'")
         return folder
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_from_earlier_shape(cls, raw):
+        return upgraded(raw)[0]
+
     @field_validator("files")
     @classmethod
-    def _known_sources(cls, files: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(files) - set(DEFAULT_PATTERNS))
+    def _known_files(cls, files: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(files) - set(ROSTER_PATTERNS))
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)}")
-        return {**DEFAULT_PATTERNS, **files}
+        return {**ROSTER_PATTERNS, **files}
+
+    @field_validator("sources")
+    @classmethod
+    def _sections(cls, sources: dict[str, Any]) -> dict[str, Any]:
+        """Each section validated by its source's own model; a source that is not an assessment is refused."""
+        known = {s.name: s for s in ASSESSMENTS}
+        unknown = sorted(set(sources) - set(known))
+        if unknown:
+            raise ValueError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        out = {}
+        for name, section in sources.items():
+            if isinstance(section, known[name].section):
+                out[name] = section
+                continue
+            section = dict(section or {})
+            written = section.pop(WRITTEN_AS, {})
+            try:
+                out[name] = known[name].section.model_validate(section)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(p) for p in first["loc"])
+                where = written.get(str(first["loc"][0]) if first["loc"] else "", f"sources.{name}.{field}")
+                raise ValueError(f"{where}: {first['msg']}") from None
+        return out
+
+    @property
+    def file_patterns(self) -> dict[str, str]:
+        """Each file asset the district sends -> its file-name pattern (the roster's and every source's)."""
+        return {**self.files, **{a: p for section in self.sources.values() for a, p in section.files.items()}}
 
     @model_validator(mode="after")
     def _links_are_mapped(self) -> "District":

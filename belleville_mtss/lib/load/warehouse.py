@@ -197,8 +197,9 @@ link_decisions = sa.Table(
 # stamps, are added by identity.py).
 ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
                            "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
-# StudentNumber is the linked student's PowerSchool number (identity.py), not a Star column.
-RESULTS_FROM_STAR = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
+# Which common results column (lib/sources/base.py RESULT_COLUMNS) each is loaded from; StudentNumber is the
+# linked student's PowerSchool number (identity.py), not an assessment's column.
+RESULTS_FROM = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",
                      "ScaledScore": "scaled_score", "PercentileRank": "percentile_rank",
                      "UnifiedScore": "unified_score", "BenchmarkCategory": "benchmark_category",
                      "ScreeningWindow": "screening_window", "AssessmentStatus": "assessment_status",

@@ -1,5 +1,6 @@
-"""From a drop's file to a validated frame, as plain functions. A refused file becomes a halted result
-(with its error record) instead of an exception, so the other files of the drop go on."""
+"""From a drop's file to a validated frame, as plain functions, each file by its source (lib/sources/). A refused
+file becomes a halted result (with its error record) instead of an exception, so the other files of the drop go
+on. Both results are kept at rest as data (lib/persist.py): a later step never reads the file again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,31 +10,26 @@ import polars as pl
 
 from . import schemas
 from ..receive.drops import Limits, StagedFile, read_staged
-from .csvfile import FileInfo, FileRejected, file_info, read_text_csv
+from .csvfile import FileInfo, FileRejected, file_info
 from ..load.errors import ErrorRecord, row_rejections
-from .powerschool import email_key, map_columns, match_headers, read_powerschool, type_students
 from ..district.registry import District
-from .catalog import BY_NAME, FileSource
-from .star import bind_columns, columns_to_read, type_rows
+from ..sources import DIRECTORY, KIND, SOURCE_OF, FileKind
+from ..sources.classlink import TABLE as CLASSLINK_TABLE
+from ..sources.powerschool.reader import email_key
 
 
 @dataclass
 class SourceFile:
-    source: str
+    source: str  # the file asset (lib/sources: FileKind.asset)
     file_name: str | None
     info: FileInfo | None = None
     frame: pl.DataFrame | None = None
     halted: ErrorRecord | None = None
-    origin: tuple | None = None  # (staging folder, StagedFile, District, max rows): how to read it again
+    sent: bool = True  # False: the district's registry entry does not send this file (never a halted file)
 
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else self.frame.height
-
-    def rebuild_recipe(self):
-        """Kept at rest as where it came from (lib/persist.py): its staged copy is encrypted already, and reading
-        it again is cheaper than writing its frame a second time."""
-        return (read_staged_file, (self.source, *self.origin)) if self.origin and self.frame is not None else None
 
 
 def read_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, district: District,
@@ -41,9 +37,7 @@ def read_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, d
     """A file of the drop, read from its encrypted staged copy (checked against its SHA-256 as it is decrypted)."""
     data = read_staged(Path(folder), staged, key)
     info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)
-    src = ingest_file(source, Path(staged.name), district, data, info, max_rows)
-    src.origin = (folder, staged, district, max_rows)
-    return src
+    return ingest_file(source, Path(staged.name), district, data, info, max_rows)
 
 
 @dataclass
@@ -56,12 +50,7 @@ class ValidatedFile:
     rows_in_file: int = 0  # data rows the file held, rejected ones included
     headers: dict[str, str | None] = field(default_factory=dict)  # our field -> the header read (None: absent)
     warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
-    origin: tuple | None = None  # the staged file it was read from (SourceFile.origin)
-
-    def rebuild_recipe(self):
-        """Kept at rest as where it came from: read and validated again from its staged copy (lib/persist.py)."""
-        return (revalidate_staged_file, (self.source, *self.origin)) if self.origin and self.frame is not None \
-            else None
+    sent: bool = True  # False: a file the district does not send
 
     @property
     def rows(self) -> int:
@@ -76,94 +65,51 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
     return ErrorRecord(stage, exc.reason, f"{exc.message}; the file was halted, nothing from it is loaded", name)
 
 
-def _read_star(path: Path, district: District, data: bytes | None, max_rows: int) -> pl.DataFrame:
-    # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
-    return read_text_csv(path, data=data, select=columns_to_read(district.student_link.renaissance), project=True,
-                         max_rows=max_rows)
-
-
-def _read_powerschool(path: Path, district: District, data: bytes | None, max_rows: int) -> pl.DataFrame:
-    return read_powerschool(path, district.powerschool, data, max_rows)
-
-
-def ingest_file(source: FileSource | str, path: Path | None, district: District, data: bytes | None = None,
+def ingest_file(kind: FileKind | str, path: Path | None, district: District, data: bytes | None = None,
                 info: FileInfo | None = None, max_rows: int = Limits.max_file_rows) -> SourceFile:
-    """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted).
-    `info` (size and SHA-256) is computed here unless the caller knows it already (the staging manifest).
-    A file of more than `max_rows` rows is refused before it is parsed."""
-    source = BY_NAME[source] if isinstance(source, str) else source
+    """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted), with its
+    source's reader. `info` (size and SHA-256) is computed here unless the caller knows it already (the staging
+    manifest). A file of more than `max_rows` rows is refused before it is parsed."""
+    kind = KIND[kind] if isinstance(kind, str) else kind
+    pattern = district.file_patterns.get(kind.asset)
+    if pattern is None:
+        return SourceFile(kind.asset, None, sent=False)
     if path is None:
-        pattern = district.files[source.name]
-        return SourceFile(source.name, None, halted=ErrorRecord(
+        return SourceFile(kind.asset, None, halted=ErrorRecord(
             "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
     try:
         info = info or file_info(path, data)
-        frame = READERS[source.kind][0](path, district, data, max_rows)
-        return SourceFile(source.name, path.name, info, frame)
+        frame = SOURCE_OF[kind.asset].read(path, data, district, max_rows)
+        return SourceFile(kind.asset, path.name, info, frame)
     except FileRejected as exc:
-        return SourceFile(source.name, path.name, halted=_halt(source.name, path.name, "ingest", exc))
+        return SourceFile(kind.asset, path.name, halted=_halt(kind.asset, path.name, "ingest", exc))
 
 
 def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
     return dict(rejected.group_by("reject_reason").len().sort("reject_reason").iter_rows())
 
 
-def _validate(src: SourceFile, halt_stage: str, typed_and_rejected, schema,
-              headers: dict[str, str | None] | None = None) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    """The shared skeleton: a file halted upstream stays halted; a refusal halts it here; else typed rows, and
-    rejected rows counted by reason."""
+def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
+    """Typed rows by the file's source, checked against its model, rejected rows counted by reason. A file halted
+    upstream stays halted; a refusal halts it here (a roster's at "mapping": its headers are the registry's)."""
+    if not src.sent:
+        return ValidatedFile(src.source, None, sent=False), []
     if src.frame is None:
         return ValidatedFile(src.source, src.file_name, halted=src.halted), []
+    source = SOURCE_OF[src.source]
     try:
-        typed, rejected = typed_and_rejected(src.frame)
-        typed = schemas.validate(schema, typed, src.file_name)
+        typed, rejected, headers = source.validate(src.frame, KIND[src.source], district, src.file_name)
+        typed = schemas.validate(source.model, typed, src.file_name)
     except FileRejected as exc:
-        halted = _halt(src.source, src.file_name, halt_stage, exc)
+        halted = _halt(src.source, src.file_name, "mapping" if source.role == "roster" else "validation", exc)
         return ValidatedFile(src.source, src.file_name, halted=halted, rows_in_file=src.rows), [halted]
-    headers = headers or {}
-    warnings = [f"{src.file_name}: no column for optional field {field}; read as empty"
-                for field, header in headers.items() if header is None]
+    warnings = [f"{src.file_name}: no column for optional field {name}; read as empty"
+                for name, header in headers.items() if header is None]
     return (
         ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected), rows_in_file=src.rows,
                       headers=headers, warnings=warnings),
         row_rejections(rejected, "validation", src.file_name),
     )
-
-
-def validate_star(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    link, subject = district.student_link.renaissance, BY_NAME[src.source].subject
-    return _validate(src, "validation",
-                     lambda raw: type_rows(bind_columns(raw, src.file_name, link), subject, link),
-                     schemas.StarResults)
-
-
-def validate_powerschool(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    fmt = district.powerschool
-    headers = match_headers(src.frame.columns, fmt) if src.frame is not None else None
-    return _validate(src, "mapping",
-                     lambda raw: type_students(map_columns(raw, fmt, src.file_name, district.required_fields)[0],
-                                               district.student_link.powerschool),
-                     schemas.PowerSchoolStudents, headers)
-
-
-def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
-    validated, errors = READERS[BY_NAME[src.source].kind][1](src, district)
-    validated.origin = src.origin
-    return validated, errors
-
-
-def revalidate_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, district: District,
-                           max_rows: int = Limits.max_file_rows) -> ValidatedFile:
-    return validate_file(read_staged_file(key, source, folder, staged, district, max_rows), district)[0]
-
-
-# Each kind of file in the catalogue (lib/read/catalog.py): its reader and its validator.
-READERS = {
-    "star": (_read_star, validate_star),
-    "powerschool": (_read_powerschool, validate_powerschool),
-}
-
-CLASSLINK_TABLE = "dbo.ClassLinkUsers"
 
 
 def validate_classlink(users: pl.DataFrame, district: District) -> tuple[ValidatedFile, list[ErrorRecord]]:
@@ -179,5 +125,5 @@ def validate_classlink(users: pl.DataFrame, district: District) -> tuple[Validat
             "validation", "no_rows", f"{CLASSLINK_TABLE}: no student users for tenant(s) "
             f"{', '.join(sorted(tenants))} named in the registry", CLASSLINK_TABLE)
         return ValidatedFile("classlink_users", CLASSLINK_TABLE, halted=halted), [halted]
-    frame = schemas.validate(schemas.ClassLinkUsers, frame, CLASSLINK_TABLE)
+    frame = schemas.validate(DIRECTORY.model, frame, CLASSLINK_TABLE)
     return ValidatedFile("classlink_users", CLASSLINK_TABLE, frame), []

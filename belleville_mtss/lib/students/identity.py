@@ -1,9 +1,10 @@
 """Linking a student across systems, and building the roster and assessment results from the links.
 
-ClassLink email = PowerSchool email (case- and whitespace-insensitive); a Renaissance identifier = a PowerSchool
-field, both the registry's (`student_link`: by default StudentIdentifier = STUDENT_NUMBER), compared as text with
-leading zeros kept. An email shared by two students links neither; so does a link value two students share; an
-identifier that matches only once its leading zeros are stripped is reported, never joined.
+ClassLink email = PowerSchool email (case- and whitespace-insensitive); each assessment file's link column (its
+source's registry section: Star's StudentIdentifier by default) = a PowerSchool field (`student_link.powerschool`,
+STUDENT_NUMBER by default), compared as text with leading zeros kept. An email shared by two students links
+neither; so does a link value two students share; an identifier that matches only once its leading zeros are
+stripped is reported, never joined. Every assessment source is linked alike, file by file (keyed by file asset).
 """
 from __future__ import annotations
 
@@ -12,13 +13,12 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ..read.catalog import SUBJECTS
 from ..load.errors import ErrorRecord
-from ..read.star import STAR_SCHEMA
-from ..load.warehouse import RESULTS_FROM_STAR, ROSTER_FROM_POWERSCHOOL
+from ..load.warehouse import RESULTS_FROM, ROSTER_FROM_POWERSCHOOL
+from ..sources import RESULT_COLUMNS
 
-RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "StudentNumber": pl.Utf8,
-                  **{column: STAR_SCHEMA[ours] for column, ours in RESULTS_FROM_STAR.items()},
+RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "Assessment": pl.Utf8, "StudentNumber": pl.Utf8,
+                  **{column: RESULT_COLUMNS[ours] for column, ours in RESULTS_FROM.items()},
                   "DropId": pl.Utf8, "LoadedAt": pl.Datetime("us")}
 
 LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
@@ -30,32 +30,33 @@ def _ratio(n: int, d: int) -> float:
 
 @dataclass
 class IdentityMap:
-    """One row per PowerSchool student (in the students' order): its ClassLink user, link state and Star tests;
-    with the counts of every link, in total and per Star file (subject)."""
+    """One row per PowerSchool student (in the students' order): its ClassLink user, link state and tests; with
+    the counts of every link, in total and per assessment file (by file asset)."""
     frame: pl.DataFrame
     stats: dict[str, dict[str, float | int]]
-    by_subject: dict[str, dict[str, int]] = field(default_factory=dict)  # subject -> rows, linked, unknown, ...
-    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # subject -> (Star file, data rows it held)
+    by_file: dict[str, dict[str, int]] = field(default_factory=dict)  # file asset -> rows, linked, unknown, ...
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # file asset -> (file name, data rows it held)
     accepted: pl.DataFrame | None = None  # the links a person accepted (lib/students/review.py), applied here
 
 
-def link_students(students: pl.DataFrame, classlink: pl.DataFrame, stars: dict[str, pl.DataFrame]) -> IdentityMap:
-    """`stars`: each usable Star file's frame by subject. The large side (students) is only ever probed: every hash
-    table is built on the ClassLink users or on a Star file's identifiers, which keeps a state-sized roster cheap."""
+def link_students(students: pl.DataFrame, classlink: pl.DataFrame, tests: dict[str, pl.DataFrame]) -> IdentityMap:
+    """`tests`: each usable assessment file's rows (with `student_link`) by file asset. The large side (students)
+    is only ever probed: every hash table is built on the ClassLink users or on a file's identifiers, which keeps a
+    state-sized roster cheap."""
     key, link = pl.col("email_key"), pl.col("student_link")
     cl = (classlink.filter(key.is_not_null()).group_by("email_key")
           .agg(pl.len().alias("cl_users"), pl.col("classlink_user_id").first()))
-    subjects = [s for s in SUBJECTS if s in stars]
-    counts = {s: stars[s].group_by("student_link").len(s) for s in subjects}  # tests per identifier, per file
+    assets = list(tests)
+    counts = {s: tests[s].group_by("student_link").len(s) for s in assets}  # tests per identifier, per file
     lazy = (students.lazy().select("student_number", "student_link", "email_key",
                                    (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"),
                                    (link.is_duplicated() & link.is_not_null()).alias("link_dupe"))
             .join(cl.lazy(), on="email_key", how="left", maintain_order="left"))
-    for subject in subjects:
-        lazy = lazy.join(counts[subject].lazy(), on="student_link", how="left", maintain_order="left")
+    for asset in assets:
+        lazy = lazy.join(counts[asset].lazy(), on="student_link", how="left", maintain_order="left")
     frame = (
         lazy.with_columns([pl.when(pl.col("link_dupe")).then(0).otherwise(pl.col(s).fill_null(0)).alias(s)
-                           for s in subjects])
+                           for s in assets])
         .select(
             "student_number", "student_link",
             pl.when(pl.col("cl_users") == 1).then(pl.col("classlink_user_id")).alias("classlink_user_id"),
@@ -63,35 +64,35 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, stars: dict[s
             .when(pl.col("ps_dupe") | (pl.col("cl_users") > 1)).then(pl.lit("ambiguous"))
             .when(pl.col("cl_users") == 1).then(pl.lit("linked"))
             .otherwise(pl.lit("not_in_classlink")).cast(LINK_STATES).alias("classlink_link"),
-            (pl.sum_horizontal(subjects) if subjects else pl.lit(0)).cast(pl.Int32).alias("star_test_count"),
-            *subjects,
+            (pl.sum_horizontal(assets) if assets else pl.lit(0)).cast(pl.Int32).alias("test_count"),
+            *assets,
         )
         .with_columns(pl.when(pl.col("classlink_link") == "linked").then(pl.col("classlink_user_id"))
                       .alias("classlink_user_id"))
         .collect()
     )
     shared = students.filter(link.is_duplicated() & link.is_not_null())["student_link"].unique()
-    by_subject = {}
-    for subject in subjects:
-        ambiguous = counts[subject].filter(link.is_in(shared.implode()))[subject].sum()
-        linked = int(frame[subject].sum())
-        by_subject[subject] = {"rows": stars[subject].height, "linked": linked, "ambiguous_link": int(ambiguous),
-                               "unknown_student": stars[subject].height - linked - int(ambiguous),
+    by_file = {}
+    for asset in assets:
+        ambiguous = counts[asset].filter(link.is_in(shared.implode()))[asset].sum()
+        linked = int(frame[asset].sum())
+        by_file[asset] = {"rows": tests[asset].height, "linked": linked, "ambiguous_link": int(ambiguous),
+                               "unknown_student": tests[asset].height - linked - int(ambiguous),
                                "probable_leading_zeros": 0}
-    if any(c["unknown_student"] for c in by_subject.values()):
-        unknown = (pl.concat([counts[s].select("student_link", pl.lit(s).alias("subject"), pl.col(s).alias("n"))
-                              for s in subjects])
+    if any(c["unknown_student"] for c in by_file.values()):
+        unknown = (pl.concat([counts[s].select("student_link", pl.lit(s).alias("asset"), pl.col(s).alias("n"))
+                              for s in assets])
                    .join(students.select("student_link"), on="student_link", how="anti"))
-        for subject, n in _probable_leading_zero_rows(students, unknown).items():
-            by_subject[subject]["probable_leading_zeros"] = n
-    frame = frame.drop(subjects)
+        for asset, n in _probable_leading_zero_rows(students, unknown).items():
+            by_file[asset]["probable_leading_zeros"] = n
+    frame = frame.drop(assets)
 
     by_state = dict(frame["classlink_link"].value_counts().iter_rows())
     linked = by_state.get("linked", 0)
     n_students = students.height
-    star_rows = sum(f.height for f in stars.values())
-    linked_rows = sum(c["linked"] for c in by_subject.values())
-    with_tests = int((frame["star_test_count"] > 0).sum())
+    rows = sum(f.height for f in tests.values())
+    linked_rows = sum(c["linked"] for c in by_file.values())
+    with_tests = int((frame["test_count"] > 0).sum())
     stats = {
         "classlink_email": {
             "powerschool_students": n_students,
@@ -103,28 +104,28 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, stars: dict[s
             "classlink_students_unmatched": classlink.height - linked,
             "match_rate": _ratio(linked, n_students),
         },
-        "renaissance_link": {
-            "star_rows": star_rows,
+        "assessment_link": {
+            "rows": rows,
             "linked_rows": linked_rows,
-            "unknown_student_rows": sum(c["unknown_student"] for c in by_subject.values()),
-            "ambiguous_link_rows": sum(c["ambiguous_link"] for c in by_subject.values()),
-            "probable_leading_zero_rows": sum(c["probable_leading_zeros"] for c in by_subject.values()),
+            "unknown_student_rows": sum(c["unknown_student"] for c in by_file.values()),
+            "ambiguous_link_rows": sum(c["ambiguous_link"] for c in by_file.values()),
+            "probable_leading_zero_rows": sum(c["probable_leading_zeros"] for c in by_file.values()),
             "students_with_tests": with_tests,
             "students_without_tests": n_students - with_tests,
-            "match_rate": _ratio(linked_rows, star_rows),
+            "match_rate": _ratio(linked_rows, rows),
         },
     }
-    return IdentityMap(frame, stats, by_subject)
+    return IdentityMap(frame, stats, by_file)
 
 
 def _probable_leading_zero_rows(students: pl.DataFrame, unknown: pl.DataFrame) -> dict[str, int]:
-    """Per subject, Star rows of unknown identifiers (`unknown`: student_link, subject, n) that equal exactly one
+    """Per file asset, rows of unknown identifiers (`unknown`: student_link, asset, n) that equal exactly one
     student's link value once leading zeros are stripped on both sides (an Excel re-save): reported, never joined."""
     strip = pl.col("student_link").str.strip_chars_start("0")
-    wanted = unknown.select(strip.alias("stripped"), "subject", "n")
+    wanted = unknown.select(strip.alias("stripped"), "asset", "n")
     alike = students.select(strip.alias("stripped")).filter(pl.col("stripped").is_in(wanted["stripped"].implode()))
     single = alike.group_by("stripped").len().filter(pl.col("len") == 1)
-    found = wanted.join(single, on="stripped", how="semi").group_by("subject").agg(pl.col("n").sum())
+    found = wanted.join(single, on="stripped", how="semi").group_by("asset").agg(pl.col("n").sum())
     return dict(found.iter_rows())
 
 
@@ -140,7 +141,7 @@ def build_roster(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
         *[pl.col(ours).alias(column) for column, ours in ROSTER_FROM_POWERSCHOOL.items()],
         pl.col("classlink_user_id").alias("ClassLinkUserId"),
-        pl.col("star_test_count").alias("StarTestCount"),
+        pl.col("test_count").alias("StarTestCount"),
         pl.lit(drop_id).alias("DropId"),
         pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
         pl.lit(True).alias("IsCurrent"),
@@ -148,33 +149,36 @@ def build_roster(
 
 
 def build_results(
-    stars: dict[str, pl.DataFrame], identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
+    tests: dict[str, pl.DataFrame], identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
 ) -> tuple[pl.DataFrame, int]:
-    """Star tests of linked students, stamped with their PowerSchool student number, one row per (subject, test
-    key); returns rows and duplicates dropped. Each Star file is joined on its own: the files are never copied
-    into one frame."""
-    tested = identity.filter(pl.col("star_test_count") > 0).select("student_link", "student_number")
+    """Tests of linked students (`tests`: common results by file asset, lib/sources/base.py), stamped with their
+    PowerSchool student number, one row per test key of a file; returns rows and duplicates dropped. Each file is
+    joined on its own: the files are never copied into one frame before the join."""
+    tested = identity.filter(pl.col("test_count") > 0).select("student_link", "student_number")
     parts, dropped = [], 0
-    for subject in [s for s in SUBJECTS if s in stars]:
-        joined = stars[subject].join(tested, on="student_link", how="inner", maintain_order="left")
-        # Renaissance ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
+    for frame in tests.values():
+        joined = frame.join(tested, on="student_link", how="inner", maintain_order="left")
+        # vendors' test ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
         repeated = joined.select(pl.col("test_key").hash(7).is_duplicated().any()).item()
         unique = joined.filter(pl.col("test_key").is_first_distinct()) if repeated else joined
         dropped += joined.height - unique.height
         parts.append(unique.select(
             pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
+            pl.col("assessment").alias("Assessment"),
             pl.col("student_number").alias("StudentNumber"),
-            *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM_STAR.items()],
+            *[pl.col(ours).alias(column) for column, ours in RESULTS_FROM.items()],
             pl.lit(drop_id).alias("DropId"),
             pl.lit(loaded_at, dtype=pl.Datetime("us")).alias("LoadedAt"),
+            *([pl.col("scores").alias("Scores")] if "scores" in unique.columns else []),
         ))
     if not parts:
         return pl.DataFrame(schema=RESULTS_SCHEMA), 0
-    return pl.concat(parts), dropped
+    return pl.concat(parts, how="diagonal"), dropped
 
 
-def link_problems(identity: IdentityMap, powerschool_file: str | None, star_files: dict[str, str],
-                  link: str = "StudentIdentifier") -> list[ErrorRecord]:
+def link_problems(identity: IdentityMap, powerschool_file: str | None, files: dict[str, str],
+                  links: dict[str, tuple[str, str]]) -> list[ErrorRecord]:
+    """`files`: file asset -> file name; `links`: file asset -> (its source's title, its link column)."""
     """Error-log records for links that were refused or doubtful, one per file and reason: counts, never who."""
     records = []
     ambiguous = identity.stats["classlink_email"]["ambiguous_email"]
@@ -183,15 +187,17 @@ def link_problems(identity: IdentityMap, powerschool_file: str | None, star_file
                                    "linked to ClassLink: their email is shared by two students or two ClassLink users",
                                    powerschool_file, ambiguous))
     texts = {
-        "ambiguous_link": f"Star row(s) whose {link} two PowerSchool students share: not loaded",
-        "probable_leading_zeros": f"Star row(s) whose {link} matches a student only without leading zeros: not joined",
-        "unknown_student": f"Star row(s) for a {link} not in the PowerSchool export: not loaded",
+        "ambiguous_link": "{title} row(s) whose {link} two PowerSchool students share: not loaded",
+        "probable_leading_zeros": "{title} row(s) whose {link} matches a student only without leading zeros: not joined",
+        "unknown_student": "{title} row(s) for a {link} not in the PowerSchool export: not loaded",
     }
-    for subject, counts in identity.by_subject.items():
-        name = star_files.get(subject, subject)
+    for asset, counts in identity.by_file.items():
+        name = files.get(asset, asset)
+        title, link = links[asset]
         found = {"ambiguous_link": counts["ambiguous_link"],
                  "probable_leading_zeros": counts["probable_leading_zeros"],
                  "unknown_student": counts["unknown_student"] - counts["probable_leading_zeros"]}
-        records += [ErrorRecord("identity", reason, f"{name}: {n} {texts[reason]}", name, n)
+        records += [ErrorRecord("identity", reason, f"{name}: {n} " + texts[reason].format(title=title, link=link),
+                                name, n)
                     for reason, n in found.items() if n]
     return records

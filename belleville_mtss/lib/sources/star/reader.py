@@ -10,11 +10,11 @@ import datetime as dt
 
 import polars as pl
 
-from .csvfile import FileRejected
-from ..load.warehouse import RESULTS_FROM_STAR, account_info, assessment_results, max_lengths, not_storable
+from ...load.warehouse import RESULTS_FROM, account_info, assessment_results, max_lengths, not_storable
+from ...read.csvfile import FileRejected
 
 # Our column -> the v2 header it comes from. `student_link` is the column that carries the student's PowerSchool
-# identifier: StudentIdentifier unless the district's registry entry names another (student_link.renaissance).
+# identifier: StudentIdentifier unless the district's registry entry names another (sources.star.link).
 STAR_COLUMNS = {
     "student_link": "StudentIdentifier",
     "district_name": "DistrictName",
@@ -70,16 +70,9 @@ _DATE_FORMATS = (
 )
 
 
-STAR_SCHEMA = {
-    "subject": pl.Utf8, "test_key": pl.Utf8, "student_link": pl.Utf8, "district_name": pl.Utf8,
-    "school_name": pl.Utf8, "school_year": pl.Utf8, "completed_at": pl.Datetime("us"), "grade": pl.Utf8,
-    "scaled_score": pl.Int32, "percentile_rank": pl.Int32, "unified_score": pl.Int32,
-    "benchmark_category": pl.Utf8, "screening_window": pl.Utf8, "assessment_status": pl.Utf8,
-    "deactivation_reason": pl.Utf8, "source_row": pl.UInt32,
-}
 # A test a teacher invalidated is Deactivated: kept, flagged, its scores emptied (it is not a score). A file
 # without the column (older layouts) marks every test Active, as Renaissance exports only active tests there.
-STATUSES = ("Active", "Deactivated")
+from .frame import STAR_SCHEMA, STATUSES
 SCORES = ("scaled_score", "percentile_rank", "unified_score", "benchmark_category")
 
 
@@ -195,7 +188,7 @@ def _int(col: str) -> pl.Expr:
 
 
 # TestKey comes from AssessmentID; DistrictName is not stored, but is bounded like dm.AccountInfo's names.
-STORED_LENGTHS = {**max_lengths(assessment_results, {**RESULTS_FROM_STAR, "TestKey": "assessment_id"}),
+STORED_LENGTHS = {**max_lengths(assessment_results, {**RESULTS_FROM, "TestKey": "assessment_id"}),
                   **max_lengths(account_info, {"DistrictName": "district_name"})}
 _RANGES = {"scaled_score": (0, 1400), "percentile_rank": (0, 100), "unified_score": (0, 2000)}
 _SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRank", "unified_score": "UnifiedScore"}

@@ -1,0 +1,27 @@
+"""Every source a drop's data comes from, one folder each (lib/sources/<source>/), listed once here. Everything
+else (the asset graph, registry validation, the stages by role, the run report, lineage) is derived from this list:
+adding a vendor is one new folder and its line below (README "Adding a source")."""
+from __future__ import annotations
+
+from . import classlink, powerschool, star
+from .base import RESULT_COLUMNS, SCORES, AssessmentSection, FileKind, Source, common_results
+
+SOURCES: tuple[Source, ...] = (
+    powerschool.SOURCE,
+    star.SOURCE,
+    classlink.SOURCE,
+)
+
+BY_NAME = {s.name: s for s in SOURCES}
+ROSTER = next(s for s in SOURCES if s.role == "roster")
+DIRECTORY = next(s for s in SOURCES if s.role == "directory")
+ASSESSMENTS = tuple(s for s in SOURCES if s.role == "assessment")
+FILES: tuple[FileKind, ...] = tuple(k for s in SOURCES for k in s.files)  # every kind of file of a drop
+SOURCE_OF = {k.asset: s for s in SOURCES for k in s.files}  # file asset -> its source
+KIND = {k.asset: k for k in FILES}
+ASSESSMENT_FILES = tuple(k for s in ASSESSMENTS for k in s.files)
+ROSTER_FILE = ROSTER.files[0]
+
+__all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "KIND", "RESULT_COLUMNS",
+           "ROSTER", "ROSTER_FILE", "SCORES", "SOURCES", "SOURCE_OF", "AssessmentSection", "FileKind", "Source",
+           "common_results"]

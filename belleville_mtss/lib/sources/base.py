@@ -1,0 +1,117 @@
+"""What every source declares (lib/sources/<source>/), and the common frames the stages after reading work on.
+
+A source has a role: `roster` (the district's students: PowerSchool), `assessment` (a screener's results: Star,
+...) or `directory` (the accounts students sign in with: ClassLink). The stages work by role, never by vendor:
+the crosswalk resolves every file's district column, the identity map links each assessment file to the roster by
+its link column, the load takes the common results frame (`RESULT_COLUMNS`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandera.polars as pa
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["roster", "assessment", "directory"]
+Column = tuple[str, str, str]  # name, type, description (column schemas shown in the UI and docs)
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of file a source comes as: its asset (`validated_<asset>` its validated frame), the file-name
+    pattern a registry entry starts from (case-insensitive), and the subject when only the file name says it."""
+    asset: str
+    pattern: str
+    description: str
+    subject: str | None = None
+
+    @property
+    def validated(self) -> str:
+        return f"validated_{self.asset}"
+
+
+class Section(BaseModel):
+    """A source's section of a registry entry (`sources: <source>:`)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AssessmentSection(Section):
+    """What every assessment source's section holds; a source adds its own fields and narrows these."""
+    files: dict[str, str]  # file asset -> the district's file-name pattern: the files the district sends
+    names: list[str] = Field(default_factory=list)  # district names its files carry, verified whatever their score
+    link: str  # the column that carries the student's roster identifier (the registry's student_link.powerschool)
+    min_link_rate: float = Field(0.90, ge=0, le=1)  # gate: share of its rows linked to a student
+
+
+# The common results frame: one row per test event, whatever the vendor (dm.AssessmentResults, lib/load/warehouse.py
+# RESULTS_FROM). A source maps its validated columns onto these (`Source.results_from`); `scores` keeps the rest.
+RESULT_COLUMNS: dict[str, pl.DataType] = {
+    "assessment": pl.Utf8, "subject": pl.Utf8, "test_key": pl.Utf8, "student_link": pl.Utf8,
+    "school_year": pl.Utf8, "completed_at": pl.Datetime("us"), "grade": pl.Utf8, "scaled_score": pl.Int32,
+    "percentile_rank": pl.Int32, "unified_score": pl.Int32, "benchmark_category": pl.Utf8,
+    "screening_window": pl.Utf8, "assessment_status": pl.Utf8, "deactivation_reason": pl.Utf8,
+}
+SCORES = pl.List(pl.Struct({"name": pl.Utf8, "value": pl.Utf8}))  # the scores beyond the common columns
+
+
+@dataclass(frozen=True)
+class Source:
+    """One source, declared once in its folder. `read(path, data, district, max_rows)` -> the raw frame (bytes in
+    memory when `data` is given); `validate(raw, kind, district, file_name)` -> (typed, rejected, headers read),
+    raising FileRejected for a file it refuses; `model`: the validated frame, each field with its type,
+    constraint, description and (metadata `header`) the source header it is read from."""
+    name: str  # the key of its registry section, and the `Assessment` its results are stamped with
+    role: Role
+    title: str
+    files: tuple[FileKind, ...]
+    model: type[pa.DataFrameModel]
+    read: Callable | None = None
+    validate: Callable | None = None
+    section: type[Section] | None = None  # its registry section (assessment sources)
+    district_column: str | None = None  # the validated column naming the district, resolved by the crosswalk
+    results_from: dict[str, str | None] = field(default_factory=dict)  # common column <- validated column
+    scores: tuple[str, ...] = ()  # validated columns kept in the scores table (dm.AssessmentScores)
+    sample: Callable | None = None  # (students, spec, rng, section) -> {file name: frame}: the demo's files
+    recognise: Callable[[list[str]], bool] | None = None  # a header that is this source's (onboarding)
+    header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
+
+    def columns(self) -> list[Column]:
+        """The validated frame's columns, from its model."""
+        return [(name, _type_name(col.dtype), col.description or "")
+                for name, col in self.model.to_schema().columns.items()]
+
+    def headers(self, district) -> dict[str, str]:
+        """Validated column -> the source header it is read from, for this district (the link column: its
+        registry's)."""
+        if self.header_map is not None:
+            return self.header_map(district)
+        found = {name: (col.metadata or {}).get("header")
+                 for name, col in self.model.to_schema().columns.items()}
+        if "student_link" in found and self.name in district.sources:
+            found["student_link"] = district.sources[self.name].link
+        return {name: header for name, header in found.items() if header}
+
+
+def _type_name(dtype) -> str:
+    text = str(dtype).lower()
+    for ours, theirs in (("datetime", "datetime"), ("int", "int"), ("float", "float"), ("bool", "bool")):
+        if theirs in text:
+            return ours
+    return "string"
+
+
+def common_results(source: Source, frame: pl.DataFrame) -> pl.DataFrame:
+    """A validated assessment frame as common results: its columns mapped (`results_from`; unmapped: empty), the
+    source's name as `assessment`, and each row's other scores (named by column) as `scores`."""
+    exprs = [pl.lit(source.name).alias("assessment")] + [
+        (pl.col(source.results_from[c]) if source.results_from.get(c) else pl.lit(None)).cast(t).alias(c)
+        for c, t in RESULT_COLUMNS.items() if c != "assessment"]
+    if source.scores:
+        pairs = [pl.struct(pl.lit(s).alias("name"), pl.col(s).cast(pl.Utf8).alias("value")) for s in source.scores]
+        exprs.append(pl.concat_list(pairs).list.filter(pl.element().struct.field("value").is_not_null())
+                     .cast(SCORES).alias("scores"))
+    return frame.select(exprs)
+

@@ -1,0 +1,59 @@
+"""Renaissance Star: the overall-results exports SR.csv (reading), SM.csv (math) and SEL.csv (early literacy), one
+file per subject, one row per test. Adding a Star subject (say Star CBM, SC.csv) is one more FileKind below."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from ...read.csvfile import read_text_csv
+from ..base import AssessmentSection, FileKind, Source
+from .frame import StarResults
+from .reader import bind_columns, columns_to_read, detect_layout, type_rows
+from .sample import sample
+
+FILES = (
+    FileKind("star_reading", "SR.csv", "Renaissance Star Reading export (SR.csv) of the drop", "SR"),
+    FileKind("star_math", "SM.csv", "Renaissance Star Math export (SM.csv) of the drop", "SM"),
+    FileKind("star_early_literacy", "SEL.csv", "Renaissance Star Early Literacy export (SEL.csv) of the drop", "SEL"),
+)
+# The Star columns that can carry the student's roster identifier.
+RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
+
+
+class StarSection(AssessmentSection):
+    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    link: Literal["StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID"] = "StudentIdentifier"
+
+    @field_validator("files")
+    @classmethod
+    def _star_files(cls, files: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(files) - {f.asset for f in FILES})
+        if unknown:
+            raise ValueError(f"unknown Star file(s) {', '.join(unknown)} (known: {', '.join(f.asset for f in FILES)})")
+        return files
+
+
+def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
+    # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
+    link = district.sources["star"].link
+    return read_text_csv(path, data=data, select=columns_to_read(link), project=True, max_rows=max_rows)
+
+
+def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
+    link = district.sources["star"].link
+    typed, rejected = type_rows(bind_columns(raw, file_name, link), kind.subject, link)
+    return typed, rejected, {}
+
+
+SOURCE = Source(
+    "star", "assessment", "Star", FILES, StarResults, _read, _validate, StarSection,
+    district_column="district_name",
+    results_from={c: c for c in ("subject", "test_key", "student_link", "school_year", "completed_at", "grade",
+                                 "scaled_score", "percentile_rank", "unified_score", "benchmark_category",
+                                 "screening_window", "assessment_status", "deactivation_reason")},
+    sample=sample,
+    recognise=lambda header: detect_layout(header) != "unknown",
+)
