@@ -463,6 +463,43 @@ def _rows_under_other_ids(entry) -> list[str]:
     return [f"{outcome.why}: belleville-mtss warehouse rekey {entry.district} --from {old}" for old in sorted(found)]
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Rewrites registry entries written before `sources:` in today's shape, each only when the rewritten entry
+    means exactly what the old one did (both parsed, compared); prints what moved. Comments are not kept."""
+    import os
+    import tempfile
+
+    import yaml
+
+    from .lib.district.registry import PACKAGED_DISTRICTS_DIR, District, upgraded
+
+    folders = args.paths or [f for f in load_settings().districts_dirs if f != PACKAGED_DISTRICTS_DIR]
+    files = [p for f in folders for p in (sorted(f.glob("*.yaml")) if f.is_dir() else [f])]
+    if not files:
+        raise CliError("no registry entries to migrate (give a folder or file, or set MTSS_DISTRICTS_DIR)")
+    for path in files:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        new, changes = upgraded(raw)
+        if not changes:
+            print(f"{path.name}: already in today's shape")
+            continue
+        try:
+            same = District.model_validate(raw) == District.model_validate(new)
+        except ValueError as exc:
+            raise CliError(f"{path.name}: not migrated, the entry does not load: {exc}") from None
+        if not same:  # never rewrite an entry into one that means something else
+            raise CliError(f"{path.name}: not migrated: the rewritten entry would not mean the same")
+        print(f"{path.name}:" + "".join(f"\n  {c}" for c in changes))
+        if args.dry_run:
+            continue
+        text = ("# Rewritten by `belleville-mtss districts migrate` into the `sources:` shape (comments are not "
+                "kept).\n" + yaml.safe_dump(new, sort_keys=False, allow_unicode=True))
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
+            f.write(text)
+        os.replace(f.name, path)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .lib.district.crosswalk import account_reference, check_entry
     from .lib.district.registry import RegistryError, load_registry
@@ -593,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     check = dsub.add_parser("check", help="check registry entries against dm.AccountInfo")
     check.add_argument("district", nargs="?")
     check.set_defaults(func=_check)
+    migrate = dsub.add_parser("migrate", help="rewrite registry entries of an earlier shape into today's "
+                                              "(`sources:`), printing what moved; an entry never changes meaning")
+    migrate.add_argument("paths", nargs="*", type=Path, help="entries or folders (default: MTSS_DISTRICTS_DIR's "
+                                                              "own folders, the packaged one aside)")
+    migrate.add_argument("--dry-run", action="store_true", help="print what would move, write nothing")
+    migrate.set_defaults(func=_migrate)
 
     links = sub.add_parser("links", help="suggested counterparts of unlinked students: review, accept, reject")
     lsub = links.add_subparsers(dest="links_command", required=True)

@@ -72,6 +72,8 @@ class DropReport:
         return report
 
     def _materialized(self, node: str, meta: dict) -> None:
+        if meta.get("sent") is False:
+            return  # a kind of file the district does not send: nothing to report
         if node in SOURCES:
             if node == "received_drop":
                 self.version = str(meta.get("version") or "")

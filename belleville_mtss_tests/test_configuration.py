@@ -122,7 +122,8 @@ LINKS = [  # (Renaissance column, PowerSchool field, its header, how the distric
 @pytest.mark.parametrize(("renaissance", "field", "header", "shape"), LINKS, ids=[r for r, *_ in LINKS])
 def test_each_configured_link_joins_star_rows_to_students(tmp_path, renaissance, field, header, shape):
     def edit(entry):
-        entry["student_link"] = {"classlink": "email", "renaissance": renaissance, "powerschool": field}
+        entry["student_link"] = {"classlink": "email", "powerschool": field}
+        entry["sources"]["star"]["link"] = renaissance
         if header:
             entry["powerschool"]["columns"][field] = header
 
@@ -146,7 +147,7 @@ def test_each_configured_link_joins_star_rows_to_students(tmp_path, renaissance,
 
 def test_a_link_the_files_do_not_carry_blocks_instead_of_emptying_the_warehouse(tmp_path):
     """Finding 3: with renaissance StudentStateID (empty in these exports) nothing links; the gates block."""
-    registry = edited_registry(tmp_path, lambda e: e["student_link"].update(renaissance="StudentStateID"))
+    registry = edited_registry(tmp_path, lambda e: e["sources"]["star"].update(link="StudentStateID"))
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)
     first = run_drop(make_settings(tmp_path / "home"))  # loaded once with the right link
@@ -213,7 +214,7 @@ def test_an_unlisted_name_that_resolves_by_score_passes_and_is_suggested(tmp_pat
             [dg.AssetCheckKey(dg.AssetKey("district_crosswalk"), "district_names_match_registry")])
     assert report.outcome == "loaded", report.verdict()
     check = next(iter(evaluation.values())).event.dagster_event.event_specific_data
-    assert "add 'Belleville Public School District' to source_names.renaissance" in \
+    assert "add 'Belleville Public School District' to sources.star.names" in \
         check.metadata["suggested_registry_names"].value
 
 
@@ -244,7 +245,7 @@ def test_the_remedy_docs_operations_names_for_an_unmatched_name_works(tmp_path, 
         "district_unmatched", "district_ambiguous")
     path = registry / "belleville.yaml"  # the person verifies it, and lists it
     entry = yaml.safe_load(path.read_text())
-    entry["source_names"]["renaissance"].append("Township of Belleville Board of Ed")
+    entry["sources"]["star"]["names"].append("Township of Belleville Board of Ed")
     path.write_text(yaml.safe_dump(entry, sort_keys=False))
     code, out = _cli(capsys, monkeypatch, settings, "run", "belleville/2026-11-01")  # the replay
     assert code == 0 and out.strip().splitlines()[-1].startswith("OK: belleville/2026-11-01")
@@ -390,7 +391,7 @@ def test_too_few_classlink_links_block_with_the_figure_and_the_threshold(setting
 
 
 def test_gate_thresholds_are_the_registrys(tmp_path):
-    registry = edited_registry(tmp_path, lambda e: e["gates"].update(min_star_link_rate=0.999))
+    registry = edited_registry(tmp_path, lambda e: e["sources"]["star"].update(min_link_rate=0.999))
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)  # 3 of about 800 Star rows are for unknown students: 99.6 % linked
     report = run_drop(settings)

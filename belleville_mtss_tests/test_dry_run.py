@@ -128,3 +128,28 @@ def test_a_dry_run_and_the_run_agree_on_a_student_linked_only_by_a_persons_decis
                             ).scalar()
     engine.dispose()
     assert held == tests
+
+
+def test_a_dry_run_keeps_no_clear_text_on_disk_only_encrypted_staged_copies(settings, monkeypatch, capsys,
+                                                                             tmp_path):
+    import tempfile
+
+    from belleville_mtss.lib.receive.vault import MAGIC
+
+    drop = prepare_drop(settings)
+    email = (drop / "students.csv").read_text().splitlines()[1].split(",")[-1].strip().encode()
+    seen: list[tuple[str, bytes]] = []
+    cleanup = tempfile.TemporaryDirectory.cleanup
+
+    def look_then_clean(self):  # every file the dry run's temporary folder held, just before it goes
+        seen.extend((p.relative_to(self.name).as_posix(), p.read_bytes())
+                    for p in sorted(__import__("pathlib").Path(self.name).rglob("*")) if p.is_file())
+        cleanup(self)
+
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "cleanup", look_then_clean)
+    code, out = dry(settings, monkeypatch, capsys, "belleville/2026-11-01")
+    assert code == 0, out
+    data = [(name, body) for name, body in seen if not name.endswith(("manifest.json", ".lock"))]
+    assert {name.rsplit("/", 1)[-1] for name, _ in data} >= {"students.csv", "SR.csv", "SM.csv", "SEL.csv"}
+    for name, body in data:  # the staged copies, encrypted; nothing decrypted beside them
+        assert name.startswith("staging/") and body.startswith(MAGIC) and email not in body, name

@@ -142,7 +142,7 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
         cut = []
 
         def partial_size() -> int:  # the file being received: encrypted as it streams in, never in clear
-            return sum(p.stat().st_size for p in staging.parent.glob(".incoming-big-*/SR.csv.part"))
+            return sum(p.stat().st_size for p in staging.parent.glob(".incoming-big-*/SR.csv.*.part"))
 
         def cut_session():
             deadline = time.time() + 60

@@ -425,7 +425,7 @@ def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_remo
     proc = subprocess.Popen([sys.executable, "-c", KILLED_RECEIVE, str(root), str(target), new_key()])
     deadline = time.time() + 60
     while time.time() < deadline:
-        parts = list((staging / "belleville").glob(f"{RECEIVING_PREFIX}slow-*/SR.csv.part"))
+        parts = list((staging / "belleville").glob(f"{RECEIVING_PREFIX}slow-*/SR.csv.*.part"))
         if parts and parts[0].stat().st_size > 4 * 1024 * 1024:  # the first 4 MiB chunk is written
             break
         time.sleep(0.05)

@@ -68,8 +68,8 @@ def test_the_cli_traces_a_score_to_each_star_file(capsys, monkeypatch):
 
 def test_the_chain_shows_the_headers_the_districts_registry_maps(tmp_path, capsys, monkeypatch):
     def edit(entry):
-        entry["student_link"] = {"classlink": "email", "renaissance": "StudentStateID",
-                                 "powerschool": "state_studentnumber"}
+        entry["student_link"] = {"classlink": "email", "powerschool": "state_studentnumber"}
+        entry["sources"]["star"]["link"] = "StudentStateID"
         entry["powerschool"]["columns"]["state_studentnumber"] = "STUDENTS.STATE_STUDENTNUMBER"
         entry["powerschool"]["columns"]["student_number"] = "Student_Number"
         entry.setdefault("files", {})["powerschool_students"] = "ps_export*.csv"

@@ -99,12 +99,16 @@ def test_riverton_from_its_sample_drop_alone(world, capsys):
     hand_written = yaml.safe_load((Path(__file__).parent / "fixtures" / "districts" / "riverton.yaml").read_text())
     assert found["account_info_id"] == entry["account_info_id"] == 555001
     assert entry["nces_id"] == "4199999" and entry["state"] == "OR"
-    assert entry["source_names"] == hand_written["source_names"]
+    # the hand-written entry is in the shape before `sources:`: the draft holds the same names where they now live
+    assert entry["source_names"] == {k: v for k, v in hand_written["source_names"].items() if k != "renaissance"}
+    assert entry["sources"]["star"]["names"] == hand_written["source_names"]["renaissance"]
     assert entry["classlink_tenant_ids"] == [9001]
     assert entry["powerschool"]["delimiter"] == "\t" and entry["powerschool"]["encoding"] == "utf-8"
     assert entry["powerschool"]["columns"] == hand_written["powerschool"]["columns"]
-    assert entry["student_link"] == {"classlink": "email", "renaissance": "StudentIdentifier",
-                                     "powerschool": "student_number"}
+    assert entry["student_link"] == {"classlink": "email", "powerschool": "student_number"}
+    assert entry["sources"]["star"]["link"] == "StudentIdentifier"
+    assert entry["sources"]["star"]["files"] == {"star_reading": "SR.csv", "star_math": "SM.csv",
+                                                 "star_early_literacy": "SEL.csv"}  # the Star files it held
     checked = entry["verification"]["checked"]
     assert any("246 of 250 (98.4%) export emails" in line for line in checked)
     assert any(line.startswith("student link: Star StudentIdentifier = [Students]Student_Number for 245 of 247")
@@ -130,16 +134,16 @@ def test_a_tab_delimited_windows_1252_export_linked_by_state_id_and_a_tenant_nam
     entry = yaml.safe_load(out.read_text())
     assert entry["account_info_id"] == 777001 and entry["nces_id"] == "3499901" and entry["county"] == "MORRIS"
     assert entry["source_names"] == {"account_info": ["MAPLE FALLS REGIONAL SCHOOL DISTRICT"],
-                                     "renaissance": ["Maple Falls Regional Schools"],
                                      "classlink": ["MFR Cloud Tenant 2"]}
+    assert entry["sources"]["star"]["names"] == ["Maple Falls Regional Schools"]
     assert entry["classlink_tenant_ids"] == [9100]
     ps = entry["powerschool"]
     assert (ps["delimiter"], ps["encoding"], ps["has_header"]) == ("\t", "windows-1252", True)
     assert ps["columns"]["student_number"] == "[Students]Student_Number"
     assert ps["columns"]["state_studentnumber"] == "[Students]State_StudentNumber"
     assert ps["columns"]["email"] == "[Students]Email_Addr"
-    assert entry["student_link"] == {"classlink": "email", "renaissance": "StudentStateID",
-                                     "powerschool": "state_studentnumber"}
+    assert entry["student_link"] == {"classlink": "email", "powerschool": "state_studentnumber"}
+    assert entry["sources"]["star"]["link"] == "StudentStateID"
     assert entry["files"]["powerschool_students"] == "maple_export.txt"
     checked = "\n".join(entry["verification"]["checked"])
     assert "Star StudentIdentifier: present but empty in every Star file" in checked

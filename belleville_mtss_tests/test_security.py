@@ -177,25 +177,32 @@ def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_
     assert warehouse_counts(settings) == counts
 
 
-def test_a_file_asset_is_kept_as_where_it_came_from_and_read_again_in_a_later_run(settings):
+def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_file_again(settings, monkeypatch):
     import dagster as dg
 
+    import belleville_mtss.lib.read.ingest as ingest
     from belleville_mtss.definitions import build_definitions
 
     prepare_drop(settings)
     with dg.DagsterInstance.ephemeral() as instance:
         assert run_drop(settings, instance=instance).checks_passed
-        first = instance.get_latest_materialization_event(dg.AssetKey("validated_star_reading"))
-        rows = first.asset_materialization.metadata["dagster/row_count"].value
-        stored = settings.storage_dir / "star_reading" / "belleville" / "2026-11-01"
-        staged = settings.staging_dir / "belleville" / "2026-11-01" / "SR.csv"
-        assert stored.stat().st_size < staged.stat().st_size / 20  # a recipe, not the frame again
+        identity = instance.get_latest_materialization_event(dg.AssetKey("student_identity_map"))
+        linked = identity.asset_materialization.metadata["assessment_link/linked_rows"].value
+        reads = []
+        real = ingest.read_staged
+        monkeypatch.setattr(ingest, "read_staged", lambda *a, **k: reads.append(a[1].name) or real(*a, **k))
+        # the identity map alone: its inputs are the validated frames of every file, loaded from the store
         job = build_definitions(settings).resolve_job_def("drop_job")
         later = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
-                                       asset_selection=[dg.AssetKey("validated_star_reading")])
+                                       asset_selection=[dg.AssetKey("student_identity_map")])
         assert later.success
-        again = later.asset_materializations_for_node("validated_star_reading")[0]
-        assert again.metadata["dagster/row_count"].value == rows > 200
+        again = later.asset_materializations_for_node("student_identity_map")[0]
+        assert again.metadata["assessment_link/linked_rows"].value == linked > 200
+        assert reads == []  # no staged file decrypted, read or validated again
+        # the same counter sees a file asset's own read (it would catch a store that kept recipes)
+        job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
+                               asset_selection=[dg.AssetKey("star_reading")])
+        assert reads == ["SR.csv"]
 
 
 def test_every_output_is_kept_at_rest_halted_files_included(settings):

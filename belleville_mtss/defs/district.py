@@ -74,7 +74,9 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
                        warehouse: WarehouseResource, account_info: pl.DataFrame, powerschool: ValidatedFile,
                        classlink: ValidatedFile, **assessments: ValidatedFile):
     district = error_log.drop(context).district
-    validated = {ROSTER_FILE.asset: powerschool, **assessments, "classlink_users": classlink}
+    # in the sources' order (Dagster passes the inputs by name, sorted): the crosswalk's rows as the core's
+    validated = {ROSTER_FILE.asset: powerschool, **{v.source: v for v in assessments_of(assessments)},
+                 "classlink_users": classlink}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),

@@ -147,8 +147,8 @@ def _pct(x: float) -> str:
 
 @check("district_names_match_registry", "district",
        "Every district name in the drop is the registry's district (listed, or resolved to its AccountInfoId)",
-       "if these files are {district}'s, list the name under source_names in its registry entry and run the drop "
-       "again; if they are another district's, ask the sender to put them in that district's folder")
+       "if these files are {district}'s, list the name in its registry entry (sources.<source>.names, or "
+       "source_names.classlink for a ClassLink tenant) and run the drop again; if they are another district's, ask the sender to put them in that district's folder")
 def names_match_registry(ev: Evidence) -> CheckOutcome:
     district, failing = ev.district, ev.crosswalk.filter(~pl.col("verified"))
     records = [

@@ -89,6 +89,11 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
     tests, students = apply_accepted(tests_of(assessments), powerschool.frame, cl, accepted)
     identity = link_students(students, cl, tests)
     identity.accepted = accepted
+    for name in district.sources:  # each source's own figures beside the totals (the run report shows them)
+        counts = [c for a, c in identity.by_file.items() if SOURCE_OF[a].name == name]
+        rows, linked = sum(c["rows"] for c in counts), sum(c["linked"] for c in counts)
+        identity.stats[f"{name}_link"] = {"rows": rows, "linked_rows": linked,
+                                          "match_rate": round(linked / rows, 4) if rows else 0.0}
     identity.files = {v.source: (v.file_name, v.rows_in_file) for v in assessments if v.file_name and not v.halted}
     names = {asset: name for asset, (name, _rows) in identity.files.items()}
     links = {a: (SOURCE_OF[a].title, district.sources[SOURCE_OF[a].name].link) for a in identity.by_file}

@@ -68,11 +68,12 @@ STAR_FILE_ASSETS = tuple(k.asset for k in star.FILES)
 WRITTEN_AS = "_written_as"  # a moved field's name in the entry as written: errors name what the person wrote
 
 
-def upgraded(raw):
+def upgraded(raw, mark: bool = False):
     """An entry written before `sources:` in today's shape, and what changed (`districts migrate` prints it). Such
     an entry keeps its meaning: its Star keys (source_names.renaissance, student_link.renaissance,
     gates.min_star_link_rate, Star patterns in `files:`) become `sources.star`, which sends every Star file, as
-    such an entry always did. An entry with `sources:` is returned as it is."""
+    such an entry always did. An entry with `sources:` is returned as it is. `mark`: note each moved field's old
+    name in the section, for errors that name what the person wrote."""
     if not isinstance(raw, dict) or "sources" in raw:
         return raw, []
     raw, section, changes = copy.deepcopy(raw), {}, []
@@ -81,7 +82,8 @@ def upgraded(raw):
     for parent, old, new in moves:
         if isinstance(raw.get(parent), dict) and old in raw[parent]:
             section[new] = raw[parent].pop(old)
-            section.setdefault(WRITTEN_AS, {})[new] = f"{parent}.{old}"
+            if mark:
+                section.setdefault(WRITTEN_AS, {})[new] = f"{parent}.{old}"
             changes.append(f"{parent}.{old} -> sources.star.{new}")
     files = raw.get("files") if isinstance(raw.get("files"), dict) else {}
     moved = {k: files.pop(k) for k in list(files) if k in STAR_FILE_ASSETS}
@@ -138,7 +140,7 @@ class District(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _sources_from_earlier_shape(cls, raw):
-        return upgraded(raw)[0]
+        return upgraded(raw, mark=True)[0]
 
     @field_validator("files")
     @classmethod

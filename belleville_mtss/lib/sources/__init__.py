@@ -3,14 +3,17 @@ else (the asset graph, registry validation, the stages by role, the run report, 
 adding a vendor is one new folder and its line below (README "Adding a source")."""
 from __future__ import annotations
 
-from . import classlink, powerschool, star
+import importlib
+
 from .base import RESULT_COLUMNS, SCORES, AssessmentSection, FileKind, Source, common_results
 
-SOURCES: tuple[Source, ...] = (
-    powerschool.SOURCE,
-    star.SOURCE,
-    classlink.SOURCE,
+# The list of sources: each name is a folder beside this file whose __init__.py declares SOURCE.
+NAMES = (
+    "powerschool",
+    "star",
+    "classlink",
 )
+SOURCES: tuple[Source, ...] = tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in NAMES)
 
 BY_NAME = {s.name: s for s in SOURCES}
 ROSTER = next(s for s in SOURCES if s.role == "roster")

@@ -1,5 +1,6 @@
 """Renaissance Star: the overall-results exports SR.csv (reading), SM.csv (math) and SEL.csv (early literacy), one
-file per subject, one row per test. Adding a Star subject (say Star CBM, SC.csv) is one more FileKind below."""
+file per subject, one row per test. Adding a Star subject (say Star CBM, SC.csv) is one more FileKind in
+files.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,15 +11,11 @@ from pydantic import Field, field_validator
 
 from ...read.csvfile import read_text_csv
 from ..base import AssessmentSection, FileKind, Source
+from .files import FILES
 from .frame import StarResults
 from .reader import bind_columns, columns_to_read, detect_layout, type_rows
 from .sample import sample
 
-FILES = (
-    FileKind("star_reading", "SR.csv", "Renaissance Star Reading export (SR.csv) of the drop", "SR"),
-    FileKind("star_math", "SM.csv", "Renaissance Star Math export (SM.csv) of the drop", "SM"),
-    FileKind("star_early_literacy", "SEL.csv", "Renaissance Star Early Literacy export (SEL.csv) of the drop", "SEL"),
-)
 # The Star columns that can carry the student's roster identifier.
 RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
 

@@ -7,7 +7,9 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
-SUBJECTS = ("SR", "SM", "SEL")  # the subject of each file (lib/sources/star/__init__.py FILES)
+from .files import FILES
+
+SUBJECTS = tuple(k.subject for k in FILES)
 STATUSES = ("Active", "Deactivated")
 
 

@@ -9,7 +9,7 @@ from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.sources.powerschool.reader import map_columns, read_powerschool, type_students
 from belleville_mtss.lib.district.registry import PowerSchoolFormat, load_district
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = "powerschool_official__Students_Data_Import_Template_2022_09.csv"
 MENNOTECH = "mennotech_fsenrollment__students_example.csv"
 

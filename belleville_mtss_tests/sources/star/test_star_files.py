@@ -11,9 +11,9 @@ import pytest
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.district.registry import load_district
 from belleville_mtss.lib.sources.star.reader import parse_dates
-from .conftest import REFERENCE
+from ...conftest import REFERENCE
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 STAR_DIR = REFERENCE / "star"
 try:
     STAR_FILES = sorted(p.name for p in STAR_DIR.glob("*.csv"))
