@@ -122,8 +122,8 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
     district, key = error_log.drop(context).district, context.partition_key
     files = {f.name: f for f in received_drop.files}
     def raw() -> list[pl.DataFrame]:  # the Star files' identifying columns, decrypted again only when needed
-        return [read_star_people(read_staged(Path(received_drop.folder), files[v.file_name], drop_server.vault_key()),
-                                 district.sources["star"].link)
+        return [read_star_people(v.file_name, read_staged(Path(received_drop.folder), files[v.file_name],
+                                                          drop_server.vault_key()), district.sources["star"].link)
                 for v in assessments_of(assessments) if v.usable and v.file_name in files
                 and SOURCE_OF[v.source].name == "star"]
 

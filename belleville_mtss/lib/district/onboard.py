@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import fnmatch
-import io
 import re
 import zipfile
 import zlib
@@ -26,6 +25,7 @@ from ..sources.powerschool.reader import email_key
 from ..sources.star.reader import detect_layout
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
+from ..read.csvfile import FileRejected, read_text_csv
 from .crosswalk import account_reference
 from ..sources.powerschool.section import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS
 from ..sources.star import RENAISSANCE_IDS
@@ -153,7 +153,7 @@ def _looks_like_header(row: list[str]) -> bool:
     return all(re.fullmatch(r"[\[\]A-Za-z_][\[\]\w .\-/#]*", c) for c in cells if c)
 
 
-def read_table(file: SampleFile) -> Table:
+def read_table(file: SampleFile, limits: Limits = Limits()) -> Table:
     """The file as a table of text; OnboardError, naming the file, for one that is not a text table (binary
     content, a first row longer than a header can be, an encoding neither UTF-8 nor windows-1252, broken CSV)."""
     data = file.data.removeprefix(b"\xef\xbb\xbf")
@@ -168,15 +168,18 @@ def read_table(file: SampleFile) -> Table:
         raise OnboardError(f"{file.name} is empty")
     try:
         delimiter = _delimiter(lines)
-        frame = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=delimiter, has_header=False,
-                            infer_schema=False, truncate_ragged_lines=True)
-    except (csv.Error, pl.exceptions.PolarsError) as exc:
+        first = next(csv.reader(lines[:1], delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
         raise OnboardError(f"{file.name}: not readable as a table ({type(exc).__name__})") from None
-    first = [v or "" for v in frame.row(0)]
     has_header = _looks_like_header(first)
-    columns = [c.strip() for c in first] if has_header else [f"column_{i + 1}" for i in range(frame.width)]
-    frame = frame.slice(1 if has_header else 0).rename(dict(zip(frame.columns, columns)))
-    return Table(file.name, encoding, delimiter, has_header, columns, frame)
+    columns = [c.strip() for c in first] if has_header else [f"column_{i + 1}" for i in range(len(first))]
+    try:  # read as a drop's file is (lib/read/csvfile.py): the same checks of every row, the same row limit
+        frame = read_text_csv(Path(file.name), data=data, delimiter=delimiter, encoding=encoding,
+                              has_header=has_header, column_names=None if has_header else columns,
+                              max_rows=limits.max_file_rows)
+    except FileRejected as exc:
+        raise OnboardError(exc.message) from None
+    return Table(file.name, encoding, delimiter, has_header, list(frame.columns), frame)
 
 
 def _distinct(frame: pl.DataFrame, column: str) -> set[str]:
@@ -374,7 +377,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     stars, tables, other = [], [], []
     for f in files:
         try:
-            t = read_table(f)
+            t = read_table(f, limits)
         except OnboardError:
             if f.name.lower().endswith(TEXT_SUFFIXES):
                 raise  # a file named as a table that is not one: said, never guessed around

@@ -155,12 +155,16 @@ def unknown_star_ids(stars: dict[str, pl.DataFrame], linked: set[str]) -> dict[s
     return {k: ",".join(v) for k, v in out.items()}
 
 
-def read_star_people(data: bytes, link_column: str) -> pl.DataFrame:
-    """A Star file's identifying columns (the link column, names, birth date, school, email), as text."""
-    import io
-    wanted = [link_column, *STAR_PERSON.values()]
-    header = pl.read_csv(io.BytesIO(data), n_rows=0, infer_schema=False).columns
-    return pl.read_csv(io.BytesIO(data), columns=[c for c in wanted if c in header], infer_schema=False)
+def read_star_people(name: str, data: bytes, link_column: str) -> pl.DataFrame:
+    """A Star file's identifying columns (the link column, names, birth date, school, email), as text, read as the
+    drop's reader reads it (lib/read/csvfile.py: the same checks and decoding)."""
+    from pathlib import Path
+
+    from ..read.csvfile import read_text_csv
+
+    wanted = {link_column, *STAR_PERSON.values()}
+    return read_text_csv(Path(name), data=data, select=lambda header: [h for h in header if h in wanted],
+                         project=True)
 
 
 def star_people(raw: list[pl.DataFrame], link_column: str, unknown: dict[str, str]) -> list[dict]:
