@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="each drop's files, outcomes and error counts (no student data)")
     status.add_argument("scope", nargs="?", help="DISTRICT or DISTRICT/DROP (default: every drop)")
     status.add_argument("--summary", action="store_true", help="a total, then one line per drop")
-    status.add_argument("--outcome", choices=["received", "loaded", "halted", "blocked", "failed", "duplicate",
+    status.add_argument("--outcome", choices=["received", "loaded", "halted", "blocked", "failed", "duplicate", "not_expected",
                                               "superseded", "interrupted"],
                         help="only drops whose latest receipt has a file with this outcome")
     status.set_defaults(func=_status)

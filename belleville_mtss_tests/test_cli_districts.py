@@ -124,3 +124,26 @@ def test_resolution_benchmark_runs_on_a_small_sample(reference_dir):
     variants = next(l for l in done.stdout.splitlines() if l.startswith("variants, with state"))
     assert variants.split()[-1] == "0"  # never another state
     assert float(variants.split()[4]) >= 0.99  # precision of resolved decisions
+
+
+def test_migrate_rewrites_an_entry_of_the_earlier_shape_into_one_that_means_the_same(tmp_path, capsys):
+    import shutil
+
+    from belleville_mtss.lib.district.registry import load_district
+
+    old = Path(__file__).parent / "fixtures" / "districts" / "riverton.yaml"  # written before `sources:`
+    path = tmp_path / "riverton.yaml"
+    shutil.copy(old, path)
+    before = load_district(path)  # the earlier shape loads as it is
+    assert main(["districts", "migrate", str(tmp_path), "--dry-run"]) == 0
+    assert path.read_bytes() == old.read_bytes()  # a dry run writes nothing
+    assert main(["districts", "migrate", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "source_names.renaissance -> sources.star.names" in out
+    assert "student_link.renaissance -> sources.star.link" in out
+    after = load_district(path)
+    assert after == before and "sources:" in path.read_text() and "renaissance" not in path.read_text()
+    assert after.sources["star"].files == {"star_reading": "SR.csv", "star_math": "SM.csv",
+                                           "star_early_literacy": "SEL.csv"}  # every Star file, as it meant
+    assert main(["districts", "migrate", str(tmp_path)]) == 0
+    assert "riverton.yaml: already in today's shape" in capsys.readouterr().out

@@ -112,3 +112,22 @@ def test_demo_command_exits_zero_and_reports(tmp_path, monkeypatch, capsys, home
                      "dm.StudentRoster", "400"):
         assert expected in out
     assert (tmp_path / "home" / "warehouse.db").exists()
+
+
+def test_a_district_that_sends_two_star_files_loads_them_and_the_third_is_not_expected(tmp_path):
+    import sqlite3
+
+    from .helpers import edited_registry
+
+    registry = edited_registry(tmp_path, lambda e: e["sources"]["star"].update(
+        files={"star_reading": "SR.csv", "star_math": "SM.csv"}))
+    settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
+    prepare_drop(settings)  # the sample holds SEL.csv too: a file the entry does not list
+    report = run_drop(settings)
+    assert report.outcome == "loaded" and not report.halted, report.render()
+    assert "star_early_literacy" not in report.source_rows
+    with sqlite3.connect(settings.home / "warehouse.db") as db:
+        subjects = {s for (s,) in db.execute("select distinct Subject from AssessmentResults")}
+        audit = dict(db.execute("select FileName, Outcome from IngestionFiles").fetchall())
+    assert subjects == {"SR", "SM"}
+    assert audit == {"students.csv": "loaded", "SR.csv": "loaded", "SM.csv": "loaded", "SEL.csv": "not_expected"}

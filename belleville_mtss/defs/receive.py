@@ -3,7 +3,7 @@ import dagster as dg
 
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import record_received
-from ..lib.receive.drops import DropRefused, ReceivedDrop, receive_or_replay
+from ..lib.receive.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
 from .metadata import OWNERS
 from .recovery import claim, recover
@@ -31,8 +31,15 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
         raise dg.Failure(str(exc)) from None
     earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
                               list(received.files), context.run.run_id)
+    # a file of the drop no source the district sends claims (a source its registry entry does not list, a stray
+    # file): decided now, never left `received`
+    claimed = {f.name for p in district.file_patterns.values() if (f := find_file(received.files, p))}
+    unexpected = [f.name for f in received.files if f.name not in claimed]
+    if unexpected:
+        error_log.mark_files(context, "not_expected", unexpected)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
+        "not_expected": ", ".join(unexpected),
         "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
             f"| {f.name} | {f.size} | {f.sha256[:16]}… | {earlier[f.name] or '(new)'} |" for f in received.files)),
     })

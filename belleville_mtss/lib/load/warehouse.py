@@ -114,8 +114,9 @@ ingestion_errors = sa.Table(
 )
 
 # Append-only: one row per file per run that received (or replayed) it; Outcome moves from "received" to
-# loaded, halted, blocked, failed (its run ended without deciding it) or duplicate (loaded, with content an
-# earlier drop already brought), at OutcomeAt.
+# loaded, halted, blocked, failed (its run ended without deciding it), duplicate (loaded, with content an
+# earlier drop already brought) or not_expected (no source the district's registry entry lists claims it), at
+# OutcomeAt.
 ingestion_files = sa.Table(
     "IngestionFiles", ours,
     sa.Column("FileId", sa.Integer, sa.Identity()),
