@@ -352,6 +352,8 @@ def test_the_verify_probes_and_the_staged_deletes_compile_for_sql_server():
     assert [s for s, _ in seen] == [
         "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] = :value",
         "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] = :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentScoresStaging] WHERE [LoadId] = :value",
         "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] < :value",
-        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value"]
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentScoresStaging] WHERE [LoadId] < :value"]
     assert all(set(p) == {"value"} for _, p in seen)

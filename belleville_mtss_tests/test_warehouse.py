@@ -18,7 +18,8 @@ AWKWARD = [None, "", 'He said "hi"', "a,b", "line\nbreak", "Ünïcödé ’"]
 def _frame() -> pl.DataFrame:
     n = len(AWKWARD)
     return pl.DataFrame({
-        "AccountInfoId": [107873] * n, "Subject": ["SR"] * n, "TestKey": [f"t{i}" for i in range(n)],
+        "AccountInfoId": [107873] * n, "Assessment": ["star"] * n, "Subject": ["SR"] * n,
+        "TestKey": [f"t{i}" for i in range(n)],
         "StudentNumber": [f"00{i}" for i in range(n)], "SchoolYear": ["2026-2027"] * n,
         "CompletedAt": [dt.datetime(2026, 10, 1, 13, 5, 7, 123000)] * n, "Grade": AWKWARD,
         "ScaledScore": [None, 0, 1, 2, 3, 1400], "PercentileRank": [None] * n, "UnifiedScore": [900] * n,

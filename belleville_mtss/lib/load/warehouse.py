@@ -73,7 +73,7 @@ student_roster = sa.Table(
 assessment_results = sa.Table(
     "AssessmentResults", ours,
     sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
-    sa.Column("Subject", key(3)),
+    sa.Column("Subject", key(40)),  # Star's SR, SM, SEL; another vendor's subjects are longer (0011 widened it)
     sa.Column("TestKey", key(120)),
     sa.Column("StudentNumber", key(20), nullable=False),
     sa.Column("SchoolYear", text(9), nullable=False),
@@ -89,9 +89,30 @@ assessment_results = sa.Table(
     # Active, or Deactivated (a teacher invalidated the test: its scores are empty); NULL: loaded before 0005
     sa.Column("AssessmentStatus", text(12)),
     sa.Column("DeactivationReason", text(200)),
-    sa.PrimaryKeyConstraint("AccountInfoId", "Subject", "TestKey", name="PK_AssessmentResults"),
+    # which assessment (a source's name: star, map_growth, ...): two vendors' test ids may coincide. Last, as
+    # migration 0011 added it (every row before it is Star's)
+    sa.Column("Assessment", key(40), nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "Assessment", "Subject", "TestKey", name="PK_AssessmentResults"),
     sa.Index("IX_AssessmentResults_Student", "AccountInfoId", "StudentNumber"),
     sa.Index("IX_AssessmentResults_Drop", "DropId"),
+    schema="dm",
+)
+
+# The scores of a test event beyond dm.AssessmentResults' common columns, one row per score as the vendor names it:
+# nothing a vendor sends is lost. Text, as a score may be a number or a level. Replaced with its results (scope).
+assessment_scores = sa.Table(
+    "AssessmentScores", ours,
+    sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
+    sa.Column("Assessment", key(40)),
+    sa.Column("Subject", key(40)),
+    sa.Column("TestKey", key(120)),
+    sa.Column("ScoreName", key(100)),
+    sa.Column("ScoreValue", text(200)),
+    sa.Column("DropId", text(200), nullable=False),
+    sa.Column("LoadedAt", timestamp(), nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "Assessment", "Subject", "TestKey", "ScoreName",
+                            name="PK_AssessmentScores"),
+    sa.Index("IX_AssessmentScores_Drop", "DropId"),
     schema="dm",
 )
 
@@ -340,7 +361,7 @@ def _staging(table: sa.Table) -> sa.Table:
                     *(sa.Column(c.name, c.type) for c in table.columns), schema=table.schema)
 
 
-STAGING = {student_roster.name: _staging(student_roster), assessment_results.name: _staging(assessment_results)}
+STAGING = {t.name: _staging(t) for t in (student_roster, assessment_results, assessment_scores)}
 BULK_COPY_TIMEOUT_S = 3_600
 # rows per bulk-copy commit and per DELETE of staged rows on SQL Server: the locks one statement holds stay bounded
 # (staging never escalates to a table lock, migration 0007, so other districts' loads go on beside it)
