@@ -150,9 +150,10 @@ def test_a_load_that_breaks_the_key_leaves_the_table_as_it_was(engine):
 
 
 def test_results_scopes_are_each_subject_and_school_year_once():
-    frame = pl.DataFrame({"Subject": ["SR", "SM", "SR", "SR"], "SchoolYear": ["2026-2027", "2026-2027",
-                                                                            "2025-2026", "2026-2027"]})
-    assert results_scopes(frame) == [("SM", "2026-2027"), ("SR", "2025-2026"), ("SR", "2026-2027")]
+    frame = pl.DataFrame({"Assessment": ["star"] * 4, "Subject": ["SR", "SM", "SR", "SR"],
+                          "SchoolYear": ["2026-2027", "2026-2027", "2025-2026", "2026-2027"]})
+    assert results_scopes(frame) == [("star", "SM", "2026-2027"), ("star", "SR", "2025-2026"),
+                                     ("star", "SR", "2026-2027")]
 
 
 def _file(name: str, content: bytes):
