@@ -29,7 +29,8 @@ from .sshd_server import SshServer
 def _results(n: int, year: str = "2026-2027") -> pl.DataFrame:
     import datetime as dt
     return pl.DataFrame({
-        "AccountInfoId": [107873] * n, "Subject": ["SR"] * n, "TestKey": [f"k{i:07d}" for i in range(n)],
+        "AccountInfoId": [107873] * n, "Assessment": ["star"] * n, "Subject": ["SR"] * n,
+        "TestKey": [f"k{i:07d}" for i in range(n)],
         "StudentNumber": [str(200000 + i % 5000) for i in range(n)], "SchoolYear": [year] * n,
         "CompletedAt": [dt.datetime(2026, 10, 1)] * n, "Grade": ["5"] * n, "ScaledScore": [500] * n,
         "PercentileRank": [50] * n, "UnifiedScore": [900] * n, "BenchmarkCategory": ["On Watch"] * n,

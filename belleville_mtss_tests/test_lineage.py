@@ -49,9 +49,9 @@ def test_every_path_runs_through_real_columns_to_a_source():
                 assert all(c in COLUMNS[a] for a, c in inner), path
     traced = {c for asset in WAREHOUSE_TABLES for c in graph[asset] if lineage_paths(district, asset, c)}
     # ours, no source column: the drop, the time of loading, the subject (which Star file, lib/sources/star/),
-    # and whether the newest drop lists the student (roster history)
+    # the assessment (which source), and whether the newest drop lists the student (roster history)
     assert {c for c, _t, _d in ROSTER_TABLE + RESULTS_TABLE} - traced == {"DropId", "LoadedAt", "Subject",
-                                                                          "IsCurrent"}
+                                                                          "Assessment", "IsCurrent"}
 
 
 def test_the_cli_traces_a_score_to_each_star_file(capsys, monkeypatch):

@@ -134,8 +134,8 @@ def test_the_apply_statements_compile_for_sql_server_with_the_load_id_bound():
             return type("Result", (), {"rowcount": 0})()
 
     w.apply_roster(Recording(), 107873, "load-0123456789abcdef")
-    w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("SR", "2026-2027")])
-    assert len(seen) == 5 and not any("load-0123" in s or "107873" in s for s in seen)
+    w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("star", "SR", "2026-2027")])
+    assert len(seen) == 7 and not any("load-0123" in s or "107873" in s for s in seen)
     delete, update, insert = seen[:3]  # the listed students replaced; what is left of the district not current
     assert delete.startswith("DELETE FROM dm.[StudentRoster] WHERE") and "[StudentNumber] IN (SELECT" in delete
     assert update.startswith("UPDATE dm.[StudentRoster] SET [IsCurrent]=") and "EXISTS" not in update
@@ -253,7 +253,7 @@ def test_lists_that_grow_with_data_never_bind_more_than_2100_parameters_on_sql_s
     assert len(errors.refusals(engine, ("blocked",), keys)) == 0
     with engine.connect() as conn:
         assert len(order.first_receipts(conn, set(keys))) == 2
-    scopes = [("SR", f"{2000 + i}-{2001 + i}") for i in range(n)]
+    scopes = [("star", "SR", f"{2000 + i}-{2001 + i}") for i in range(n)]
     assert w.load_figures(engine, w.assessment_results, 107873, keys[0], scopes)["rows"] == 0
     assert {"SELECT", "UPDATE"} <= set(most) and max(most.values()) <= 2_100, most
     done = w.read_table(engine, w.ingestion_files).filter(pl.col("RunId") == "run-2")
@@ -352,6 +352,8 @@ def test_the_verify_probes_and_the_staged_deletes_compile_for_sql_server():
     assert [s for s, _ in seen] == [
         "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] = :value",
         "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] = :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentScoresStaging] WHERE [LoadId] = :value",
         "DELETE TOP (50000) FROM dm.[StudentRosterStaging] WHERE [LoadId] < :value",
-        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value"]
+        "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value",
+        "DELETE TOP (50000) FROM dm.[AssessmentScoresStaging] WHERE [LoadId] < :value"]
     assert all(set(p) == {"value"} for _, p in seen)

@@ -43,7 +43,7 @@ def test_a_run_killed_at_each_fault_point_of_the_load_is_settled_by_the_next_run
         held = held_rows(backend)
         assert all(held[t].equals(expected[t]) for t in expected), point  # as a clean run left it
         engine = make_engine(backend.warehouse_url)
-        assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0], point
+        assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0, 0], point
         audit = read_table(engine, ingestion_files)
         assert "received" not in set(audit["Outcome"]), point
         assert audit.filter(pl.col("Outcome") == "interrupted").height >= 4, point  # the killed run's files
@@ -65,12 +65,12 @@ def test_a_failure_after_the_commit_is_reported_as_committed_and_the_next_load_c
     assert report.outcome == "loaded", report.render()
     engine = make_engine(backend.warehouse_url)
     assert count_rows(engine, student_roster) == SMALL.students
-    assert [count_rows(engine, t) for t in STAGING.values()] != [0, 0]  # left behind, on purpose
+    assert [count_rows(engine, t) for t in STAGING.values()] != [0, 0, 0]  # left behind, on purpose
     assert "load_failed" not in set(read_table(engine, ingestion_errors)["Reason"])
     assert set(read_table(engine, ingestion_files)["Outcome"]) <= {"loaded", "duplicate"}
     monkeypatch.delenv("MTSS_FAULT")
     assert run_drop(backend).outcome == "loaded"
-    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0]  # the district's next load cleared them
+    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0, 0]  # the district's next load cleared them
     engine.dispose()
 
 

@@ -19,6 +19,7 @@ def _results(account_info_id: int, n: int, drop: str) -> pl.DataFrame:
     i = pl.int_range(0, n, eager=True)
     return pl.DataFrame({
         "AccountInfoId": pl.repeat(account_info_id, n, eager=True, dtype=pl.Int64),
+        "Assessment": pl.repeat("star", n, eager=True),
         "Subject": pl.repeat("SR", n, eager=True), "TestKey": (drop + "-") + i.cast(pl.String),
         "StudentNumber": (i % 50_000 + 200_000).cast(pl.String), "SchoolYear": pl.repeat("2026-2027", n, eager=True),
         "CompletedAt": pl.repeat(dt.datetime(2026, 10, 1), n, eager=True),
@@ -70,7 +71,7 @@ def test_a_reader_during_a_million_row_load_sees_the_old_rows_or_the_new_never_a
     assert set(seen) == {old.height, new.height}, sorted(set(seen))
     assert seen.count(old.height) > 5  # the reader kept reading through the staging and the apply
     assert seen[-1] == new.height
-    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0]
+    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0, 0]
     engine.dispose()
 
 
@@ -134,7 +135,7 @@ def test_a_load_killed_after_staging_leaves_rows_the_sweep_removes_by_age(pg_dat
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr
     killed_id = killed.stdout.strip()
-    assert [count_rows(engine, t) for t in STAGING.values()] == [2_000, 6_000]  # left behind by the kill
+    assert [count_rows(engine, t) for t in STAGING.values()] == [2_000, 6_000, 0]  # left behind by the kill
     with staged(engine, _roster(107873, 10, "belleville/live")) as live_id:  # a load still under way
         assert sweep_staging(engine, older_than_hours=1) == 0  # the killed load's rows are younger than an hour
         # a cutoff between the two loads' starts (each LoadId begins with its start, in ns): only the dead one's go
@@ -144,5 +145,5 @@ def test_a_load_killed_after_staging_leaves_rows_the_sweep_removes_by_age(pg_dat
         staging = STAGING[student_roster.name]
         with engine.connect() as conn:
             assert conn.execute(sa.select(staging.c.LoadId).distinct()).scalars().all() == [live_id]
-    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0]
+    assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0, 0]
     engine.dispose()

@@ -70,12 +70,13 @@ def test_a_drop_is_dated_by_its_name_else_by_its_first_receipt():
 
 def test_only_a_strictly_newer_drop_supersedes_and_each_scope_counts():
     holding = {"roster": order.Held("roster", "b/2026-11-20", dt.date(2026, 11, 20)),
-               "SR 2026-2027": order.Held("SR 2026-2027", "b/2026-11-20", dt.date(2026, 11, 20)),
-               "SM 2026-2027": order.Held("SM 2026-2027", "b/2026-10-01", dt.date(2026, 10, 1))}
+               "star SR 2026-2027": order.Held("star SR 2026-2027", "b/2026-11-20", dt.date(2026, 11, 20)),
+               "star SM 2026-2027": order.Held("star SM 2026-2027", "b/2026-10-01", dt.date(2026, 10, 1))}
     older = dt.date(2026, 11, 1)
-    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["roster", "SM 2026-2027"], holding)] == ["roster"]
-    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["SR 2026-2027"], holding)] == ["SR 2026-2027"]
-    assert order.newer(older, "b/2026-11-01", ["SM 2026-2027", "SEL 2026-2027"], holding) == []
+    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["roster", "star SM 2026-2027"], holding)] == ["roster"]
+    assert [h.scope for h in order.newer(older, "b/2026-11-01", ["star SR 2026-2027"], holding)] == [
+        "star SR 2026-2027"]
+    assert order.newer(older, "b/2026-11-01", ["star SM 2026-2027", "star SEL 2026-2027"], holding) == []
     # one date is one snapshot: a re-sent correction of the newest applies; so does the drop itself again
     assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20b", ["roster"], holding) == []
     assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20", ["roster"], holding) == []
@@ -131,7 +132,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert (report.outcome, report.exit_code) == ("superseded", 4)
     assert report.verdict().startswith(
         f"SUPERSEDED: {KEY[OLD]}: drop_is_newest: superseded: the warehouse holds the newer {KEY[NEW]} (of "
-        "2026-11-20) for roster, SEL ")
+        "2026-11-20) for roster, star SEL ")
     assert report.verdict().endswith("; this drop is of 2026-11-01; nothing was written")
     assert _same(held_rows(backend), newest)
     assert [r.tags[OUTCOME_TAG] for r in instance.get_runs()] == ["superseded"]
@@ -238,11 +239,13 @@ def test_churn_counts_the_current_roster_numbers_absent_from_the_new_roster():
 
 def test_shrink_compares_each_scope_with_what_the_warehouse_holds_for_it():
     from belleville_mtss.lib.checks import results_shrink
-    holding = {"SR 2026-2027": order.Held("SR 2026-2027", "b/x", None, 1000),
-               "SM 2026-2027": order.Held("SM 2026-2027", "b/x", None, 1000)}
-    assert results_shrink(_evidence(holding=holding, results_rows={"SR 2026-2027": 750, "SEL 2026-2027": 5})).passed
-    shrunk = results_shrink(_evidence(holding=holding, results_rows={"SR 2026-2027": 749, "SM 2026-2027": 1000}))
-    assert not shrunk.passed and shrunk.figure == "SR 2026-2027: 749 tests against 1,000 held (-25.1%)"
+    holding = {"star SR 2026-2027": order.Held("star SR 2026-2027", "b/x", None, 1000),
+               "star SM 2026-2027": order.Held("star SM 2026-2027", "b/x", None, 1000)}
+    assert results_shrink(_evidence(holding=holding, results_rows={"star SR 2026-2027": 750,
+                                                                   "star SEL 2026-2027": 5})).passed
+    shrunk = results_shrink(_evidence(holding=holding, results_rows={"star SR 2026-2027": 749,
+                                                                     "star SM 2026-2027": 1000}))
+    assert not shrunk.passed and shrunk.figure == "star SR 2026-2027: 749 tests against 1,000 held (-25.1%)"
 
 
 @pytest.mark.parametrize("case", ["renumbered", "results-filtered"])

@@ -18,7 +18,8 @@ AWKWARD = [None, "", 'He said "hi"', "a,b", "line\nbreak", "Ünïcödé ’"]
 def _frame() -> pl.DataFrame:
     n = len(AWKWARD)
     return pl.DataFrame({
-        "AccountInfoId": [107873] * n, "Subject": ["SR"] * n, "TestKey": [f"t{i}" for i in range(n)],
+        "AccountInfoId": [107873] * n, "Assessment": ["star"] * n, "Subject": ["SR"] * n,
+        "TestKey": [f"t{i}" for i in range(n)],
         "StudentNumber": [f"00{i}" for i in range(n)], "SchoolYear": ["2026-2027"] * n,
         "CompletedAt": [dt.datetime(2026, 10, 1, 13, 5, 7, 123000)] * n, "Grade": AWKWARD,
         "ScaledScore": [None, 0, 1, 2, 3, 1400], "PercentileRank": [None] * n, "UnifiedScore": [900] * n,
@@ -149,9 +150,10 @@ def test_a_load_that_breaks_the_key_leaves_the_table_as_it_was(engine):
 
 
 def test_results_scopes_are_each_subject_and_school_year_once():
-    frame = pl.DataFrame({"Subject": ["SR", "SM", "SR", "SR"], "SchoolYear": ["2026-2027", "2026-2027",
-                                                                            "2025-2026", "2026-2027"]})
-    assert results_scopes(frame) == [("SM", "2026-2027"), ("SR", "2025-2026"), ("SR", "2026-2027")]
+    frame = pl.DataFrame({"Assessment": ["star"] * 4, "Subject": ["SR", "SM", "SR", "SR"],
+                          "SchoolYear": ["2026-2027", "2026-2027", "2025-2026", "2026-2027"]})
+    assert results_scopes(frame) == [("star", "SM", "2026-2027"), ("star", "SR", "2025-2026"),
+                                     ("star", "SR", "2026-2027")]
 
 
 def _file(name: str, content: bytes):

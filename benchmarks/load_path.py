@@ -45,7 +45,8 @@ def frames(students: int, results: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     })
     subject = pl.Series(["SR", "SM", "SEL"]).gather(r % 3)
     result = pl.DataFrame({
-        "AccountInfoId": pl.repeat(DISTRICT, results, eager=True), "Subject": subject,
+        "AccountInfoId": pl.repeat(DISTRICT, results, eager=True),
+        "Assessment": pl.repeat("star", results, eager=True), "Subject": subject,
         "TestKey": "{" + r.cast(pl.String).str.zfill(12) + "-4c1e-9a5b-0d2f}",
         "StudentNumber": (r % students + 200_000).cast(pl.String),
         "SchoolYear": pl.repeat("2026-2027", results, eager=True),
@@ -98,7 +99,7 @@ def staged(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame) -> di
 
 def empty(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        for table in (w.student_roster, w.assessment_results):
+        for table in (w.student_roster, w.assessment_scores, w.assessment_results):
             conn.execute(table.delete().where(table.c.AccountInfoId == DISTRICT))
 
 

@@ -57,7 +57,7 @@ ROSTER_TABLE: list[Column] = described(student_roster, {
 })
 RESULTS_TABLE: list[Column] = described(assessment_results, {
     "AccountInfoId": "The district's dm.AccountInfo id",
-    "Subject": "The assessment's subject (Star: SR, SM or SEL)",
+    "Subject": "The assessment's subject, as its vendor names it (Star: SR, SM or SEL)",
     "TestKey": "The vendor's test id (Star: AssessmentID, or subject:student:time where Renaissance sent none)",
     "StudentNumber": "PowerSchool STUDENT_NUMBER = the assessment's link column (Star: StudentIdentifier)",
     "SchoolYear": "School year, YYYY-YYYY",
@@ -73,6 +73,8 @@ RESULTS_TABLE: list[Column] = described(assessment_results, {
     "AssessmentStatus": "Active, or Deactivated: a teacher invalidated the test, its scores are empty (NULL: "
                         "loaded before statuses were read)",
     "DeactivationReason": "Why the test was deactivated, where Renaissance says",
+    "Assessment": "Which assessment (vendor product) the test is: star, map_growth, ... (its source's name; rows "
+                  "loaded before the column existed are star)",
 })
 
 # Our warehouse tables, by the asset that loads each.

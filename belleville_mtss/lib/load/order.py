@@ -7,7 +7,8 @@ snapshot: the later run applies (a correction of that snapshot).
 
 Why the name rather than the order of receipt: a corrected old drop re-sent today, and every partition of a
 backfill, is received last, yet is not the newest truth. What the warehouse holds is read from the warehouse
-itself: the drop of the district's current roster, and the drop of each (subject, school year) of its results.
+itself: the drop of the district's current roster, and the drop of each (assessment, subject, school year) of its
+results.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
-from .warehouse import assessment_results, chunked, ingestion_files, student_roster
+from .warehouse import SCOPE, assessment_results, chunked, ingestion_files, student_roster
 
 ROSTER = "roster"
 _DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
@@ -63,22 +64,28 @@ def snapshot_date(drop_key: str, fmt: str, first_received: dt.datetime | None) -
 @dataclass(frozen=True)
 class Held:
     """A scope of a district's data in the warehouse, the drop it came from, and its rows."""
-    scope: str  # "roster", or a results scope: "SR 2025-2026"
+    scope: str  # "roster", or a results scope: "star SR 2025-2026"
     drop_key: str
     date: dt.date | None
     rows: int = 0
 
 
-def scopes(roster_rows: int, results_scopes: list[tuple[str, str]]) -> list[str]:
-    """What a load replaces: the roster (when it has rows) and each (subject, school year) of its results."""
-    return ([ROSTER] if roster_rows else []) + [f"{subject} {year}" for subject, year in results_scopes]
+def label(assessment: str, subject: str, year: str) -> str:
+    """A results scope as the checks and messages name it: "star SR 2026-2027"."""
+    return f"{assessment} {subject} {year}"
+
+
+def scopes(roster_rows: int, results_scopes: list[tuple[str, str, str]]) -> list[str]:
+    """What a load replaces: the roster (when it has rows) and each (assessment, subject, school year) of its
+    results."""
+    return ([ROSTER] if roster_rows else []) + [label(*scope) for scope in results_scopes]
 
 
 def rows_per_scope(results) -> dict[str, int]:
-    """A results frame's rows per scope ("SR 2026-2027"), as `held` counts the warehouse's."""
+    """A results frame's rows per scope ("star SR 2026-2027"), as `held` counts the warehouse's."""
     if results is None:
         return {}
-    return {f"{subject} {year}": n for subject, year, n in results.group_by("Subject", "SchoolYear").len().rows()}
+    return {label(*scope): n for *scope, n in results.group_by(SCOPE).len().rows()}
 
 
 def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]:
@@ -87,10 +94,11 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
     found = {ROSTER: (key, n) for key, n in conn.execute(
         sa.select(sa.func.max(r.DropId), sa.func.count()).where(
             (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())).group_by(r.AccountInfoId))}
-    for subject, year, key, n in conn.execute(
-            sa.select(a.Subject, a.SchoolYear, sa.func.max(a.DropId), sa.func.count())
-            .where(a.AccountInfoId == account_info_id).group_by(a.Subject, a.SchoolYear)):
-        found[f"{subject} {year}"] = (key, n)
+    by = [a[name] for name in SCOPE]
+    for assessment, subject, year, key, n in conn.execute(
+            sa.select(*by, sa.func.max(a.DropId), sa.func.count())
+            .where(a.AccountInfoId == account_info_id).group_by(*by)):
+        found[label(assessment, subject, year)] = (key, n)
     received = first_receipts(conn, {key for key, _n in found.values()})
     return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n))
             for scope, (key, n) in found.items()}

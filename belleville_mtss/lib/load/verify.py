@@ -120,9 +120,10 @@ def _snapshot_isolation(conn: sa.Connection) -> Finding:
                          "docs/deploy.md weighs turning it on, or ALLOW_SNAPSHOT_ISOLATION for those readers only")
 
 
-# lock escalation each of our loaded tables should have (migrations 0007 and 0009; docs/deploy.md says why)
-LOCK_ESCALATION = {"StudentRoster": "TABLE", "AssessmentResults": "TABLE", "StudentRosterStaging": "DISABLE",
-                   "AssessmentResultsStaging": "DISABLE"}
+# lock escalation each of our loaded tables should have (migrations 0007, 0009 and 0011; docs/deploy.md says why)
+LOCK_ESCALATION = {"StudentRoster": "TABLE", "AssessmentResults": "TABLE", "AssessmentScores": "TABLE",
+                   "StudentRosterStaging": "DISABLE", "AssessmentResultsStaging": "DISABLE",
+                   "AssessmentScoresStaging": "DISABLE"}
 LOCK_ESCALATION_SQL = ("SELECT name, lock_escalation_desc FROM sys.tables WHERE schema_id = SCHEMA_ID(N'dm') "
                        "AND name IN :names")
 
@@ -134,7 +135,7 @@ def _lock_escalation(conn: sa.Connection) -> Finding:
              if found.get(t) != want]
     if wrong:
         return Finding(False, f"lock escalation: {'; '.join(wrong)}: have the DBA apply `belleville-mtss warehouse "
-                              "upgrade --sql` (migrations 0007 and 0009 set it)")
+                              "upgrade --sql` (migrations 0007, 0009 and 0011 set it)")
     return Finding(True, "lock escalation: TABLE on the loaded tables, DISABLE on the staging tables")
 
 

@@ -73,7 +73,7 @@ student_roster = sa.Table(
 assessment_results = sa.Table(
     "AssessmentResults", ours,
     sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
-    sa.Column("Subject", key(3)),
+    sa.Column("Subject", key(40)),  # Star's SR, SM, SEL; another vendor's subjects are longer (0011 widened it)
     sa.Column("TestKey", key(120)),
     sa.Column("StudentNumber", key(20), nullable=False),
     sa.Column("SchoolYear", text(9), nullable=False),
@@ -89,9 +89,30 @@ assessment_results = sa.Table(
     # Active, or Deactivated (a teacher invalidated the test: its scores are empty); NULL: loaded before 0005
     sa.Column("AssessmentStatus", text(12)),
     sa.Column("DeactivationReason", text(200)),
-    sa.PrimaryKeyConstraint("AccountInfoId", "Subject", "TestKey", name="PK_AssessmentResults"),
+    # which assessment (a source's name: star, map_growth, ...): two vendors' test ids may coincide. Last, as
+    # migration 0011 added it (every row before it is Star's)
+    sa.Column("Assessment", key(40), nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "Assessment", "Subject", "TestKey", name="PK_AssessmentResults"),
     sa.Index("IX_AssessmentResults_Student", "AccountInfoId", "StudentNumber"),
     sa.Index("IX_AssessmentResults_Drop", "DropId"),
+    schema="dm",
+)
+
+# The scores of a test event beyond dm.AssessmentResults' common columns, one row per score as the vendor names it:
+# nothing a vendor sends is lost. Text, as a score may be a number or a level. Replaced with its results (scope).
+assessment_scores = sa.Table(
+    "AssessmentScores", ours,
+    sa.Column("AccountInfoId", sa.Integer, autoincrement=False),
+    sa.Column("Assessment", key(40)),
+    sa.Column("Subject", key(40)),
+    sa.Column("TestKey", key(120)),
+    sa.Column("ScoreName", key(100)),
+    sa.Column("ScoreValue", text(200)),
+    sa.Column("DropId", text(200), nullable=False),
+    sa.Column("LoadedAt", timestamp(), nullable=False),
+    sa.PrimaryKeyConstraint("AccountInfoId", "Assessment", "Subject", "TestKey", "ScoreName",
+                            name="PK_AssessmentScores"),
+    sa.Index("IX_AssessmentScores_Drop", "DropId"),
     schema="dm",
 )
 
@@ -341,7 +362,7 @@ def _staging(table: sa.Table) -> sa.Table:
                     *(sa.Column(c.name, c.type) for c in table.columns), schema=table.schema)
 
 
-STAGING = {student_roster.name: _staging(student_roster), assessment_results.name: _staging(assessment_results)}
+STAGING = {t.name: _staging(t) for t in (student_roster, assessment_results, assessment_scores)}
 BULK_COPY_TIMEOUT_S = 3_600
 # rows per bulk-copy commit and per DELETE of staged rows on SQL Server: the locks one statement holds stay bounded
 # (staging never escalates to a table lock, migration 0007, so other districts' loads go on beside it)
@@ -446,14 +467,30 @@ def unstage(engine: Engine, load_id: str) -> None:
         _delete_staged(engine, staging, "LoadId", "=", load_id)
 
 
+SCORES = "Scores"  # the results frame's optional column: each test event's other scores, [{name, value}, ...]
+TEST_EVENT = ("AccountInfoId", "Assessment", "Subject", "TestKey")  # what ties a score to its result row
+
+
+def scores_of(results: pl.DataFrame) -> pl.DataFrame:
+    """dm.AssessmentScores' rows of a results frame: its `Scores` exploded, one row per score, keyed by the result
+    row's test event and stamped with its drop and time; none where the frame has no `Scores`."""
+    if SCORES not in results.columns:
+        return pl.DataFrame()
+    return (results.select(*TEST_EVENT, SCORES, "DropId", "LoadedAt").explode(SCORES)
+            .filter(pl.col(SCORES).is_not_null())  # a row without scores (an empty or null list)
+            .unnest(SCORES).rename({"name": "ScoreName", "value": "ScoreValue"}))
+
+
 @contextmanager
 def staged(engine: Engine, roster: pl.DataFrame | None = None, results: pl.DataFrame | None = None) -> Iterator[str]:
-    """Stages a load's roster and results; yields its LoadId for `apply_roster`/`apply_results`; deletes its staged
-    rows when the load ends, applied or not."""
+    """Stages a load's roster, results and their scores; yields its LoadId for `apply_roster`/`apply_results`;
+    deletes its staged rows when the load ends, applied or not."""
     load_id = new_load_id()
     try:
         frames = [] if roster is None else [(student_roster, roster.with_columns(pl.lit(True).alias("IsCurrent")))]
-        _stage_all(engine, frames + ([] if results is None else [(assessment_results, results)]), load_id)
+        if results is not None:
+            frames += [(assessment_results, results), (assessment_scores, scores_of(results))]
+        _stage_all(engine, frames, load_id)
         fault_point("after_stage")
         yield load_id
     finally:
@@ -495,21 +532,40 @@ def apply_roster(conn: sa.Connection, account_info_id: int, load_id: str) -> int
     return _from_staging(conn, student_roster, load_id)
 
 
-def results_scopes(results: pl.DataFrame) -> list[tuple[str, str]]:
-    """Star exports hold a whole school year per subject: what a load of these results replaces."""
-    return results.select("Subject", "SchoolYear").unique().sort("Subject", "SchoolYear").rows()
+SCOPE = ("Assessment", "Subject", "SchoolYear")
 
 
-def _in_scope(account_info_id: int, scope: tuple[str, str]):
+def results_scopes(results: pl.DataFrame) -> list[tuple[str, str, str]]:
+    """An assessment's export holds a whole school year per subject (Star's do): what a load of these results
+    replaces, as (assessment, subject, school year)."""
+    return results.select(SCOPE).unique().sort(SCOPE).rows()
+
+
+def _in_scope(account_info_id: int, scope: tuple[str, str, str]):
     c = assessment_results.c
-    return (c.AccountInfoId == account_info_id) & (c.Subject == scope[0]) & (c.SchoolYear == scope[1])
+    assessment, subject, year = scope
+    return ((c.AccountInfoId == account_info_id) & (c.Assessment == assessment) & (c.Subject == subject)
+            & (c.SchoolYear == year))
 
 
-def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scopes: list[tuple[str, str]]) -> int:
-    """Each (subject, school year) of `scopes` is replaced by the staged results, in the caller's transaction."""
+def _scores_in_scope(account_info_id: int, scope: tuple[str, str, str]):
+    """The scores of the scope's result rows (a score has no school year of its own: its test event has)."""
+    s, r = assessment_scores.c, assessment_results.c
+    return ((s.AccountInfoId == account_info_id) & (s.Assessment == scope[0]) & (s.Subject == scope[1])
+            & s.TestKey.in_(sa.select(r.TestKey).where(_in_scope(account_info_id, scope))))
+
+
+def apply_results(conn: sa.Connection, account_info_id: int, load_id: str,
+                  scopes: list[tuple[str, str, str]]) -> int:
+    """Each (assessment, subject, school year) of `scopes` is replaced by the staged results and their scores, in
+    the caller's transaction. Returns the results written."""
     for scope in scopes:
+        # the scores first: they are found through the result rows about to go
+        conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
         conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
-    return _from_staging(conn, assessment_results, load_id)
+    written = _from_staging(conn, assessment_results, load_id)
+    _from_staging(conn, assessment_scores, load_id)
+    return written
 
 
 def replace_roster(engine: Engine, account_info_id: int, roster: pl.DataFrame) -> int:
@@ -590,7 +646,7 @@ def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
     (ValueError) where `new` already holds rows of the district: remove one set first."""
     moved = {}
     with engine.begin() as conn:
-        for table in (student_roster, assessment_results):
+        for table in (student_roster, assessment_results, assessment_scores):
             c = table.c
             ours = c.DropId.startswith(f"{district}/", autoescape=True)  # "_" in a key is no wildcard
             clash = conn.execute(sa.select(sa.func.count()).select_from(table).where(
@@ -617,10 +673,10 @@ def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = No
 
 
 def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id: str,
-                 scopes: list[tuple[str, str]] | None = None) -> dict[str, int]:
+                 scopes: list[tuple[str, str, str]] | None = None) -> dict[str, int]:
     """What the table holds after one drop's load, read back: the district's rows in what the load replaced (the
-    district's current roster, or the results' (subject, school year) `scopes`), its keys held more than once, and the drop's
-    rows stamped with another (or no) AccountInfoId."""
+    district's current roster, or the results' (assessment, subject, school year) `scopes`), its keys held more
+    than once, and the drop's rows stamped with another (or no) AccountInfoId."""
     c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
     district = c.AccountInfoId == account_info_id
     if "IsCurrent" in c:
@@ -632,9 +688,9 @@ def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id:
             rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(district)).scalar_one()
         else:  # counted per scope and summed here: one parameter per district, whatever the number of scopes
             wanted = set(scopes)
-            rows = sum(n for subject, year, n in conn.execute(
-                sa.select(c.Subject, c.SchoolYear, sa.func.count()).where(district).group_by(c.Subject, c.SchoolYear))
-                if (subject, year) in wanted)
+            by = [c[name] for name in SCOPE]
+            rows = sum(n for *scope, n in conn.execute(sa.select(*by, sa.func.count()).where(district).group_by(*by))
+                       if tuple(scope) in wanted)
         stray = conn.execute(sa.select(sa.func.count()).select_from(table).where(
             (c.DropId == drop_id) & ((c.AccountInfoId != account_info_id) | c.AccountInfoId.is_(None)))).scalar_one()
         duplicates = conn.execute(sa.select(sa.func.count()).select_from(repeated)).scalar_one()
