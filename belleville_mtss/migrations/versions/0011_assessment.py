@@ -75,6 +75,12 @@ END $$""",
 IF @drop IS NOT NULL EXEC sys.sp_executesql @drop""",
 }
 
+# SQL Server: the column with a default that fills the rows already there, named so that it is dropped by its name
+# right after (SQLAlchemy cannot name a default); our own constants only
+ADD_ASSESSMENT_MSSQL = (f"ALTER TABLE dm.[AssessmentResults] ADD [Assessment] "
+                        f"{key(40).compile(dialect=mssql.dialect())} NOT NULL "
+                        f"CONSTRAINT [DF_AssessmentResults_Assessment] DEFAULT N'{STAR}'")
+
 
 def _alter_results(dialect: str, schema: str) -> None:
     """PostgreSQL and SQL Server: the table altered in place."""
@@ -85,10 +91,7 @@ def _alter_results(dialect: str, schema: str) -> None:
     op.alter_column("AssessmentResults", "Subject", type_=key(40), existing_type=key(3),
                     existing_nullable=False, schema=schema)
     if dialect == "mssql":
-        # named, so that it is dropped by its name (SQLAlchemy cannot name a default)
-        op.execute(f"ALTER TABLE dm.[AssessmentResults] ADD [Assessment] "
-                   f"{key(40).compile(dialect=mssql.dialect())} NOT NULL "
-                   f"CONSTRAINT [DF_AssessmentResults_Assessment] DEFAULT N'{STAR}'")
+        op.execute(ADD_ASSESSMENT_MSSQL)
         op.execute("ALTER TABLE dm.[AssessmentResults] DROP CONSTRAINT [DF_AssessmentResults_Assessment]")
     else:
         # a constant default: PostgreSQL fills the existing rows without rewriting the table
