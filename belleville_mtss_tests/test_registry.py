@@ -37,7 +37,7 @@ def test_packaged_registry_holds_belleville():
     (lambda t: t.replace("  verified_by:", "  verified_by_whom:"), "verification.verified_by"),
     (lambda t: t.replace("  classlink: [\"Belleville PD\"]", "  classlink: []"), "source_names.classlink"),
     (lambda t: t + "\nfavourite_colour: blue\n", "favourite_colour"),
-    (lambda t: t.replace("  renaissance: StudentIdentifier", "  renaissance: StudentName"), "student_link.renaissance"),
+    (lambda t: t.replace("    link: StudentIdentifier", "    link: StudentName"), "sources.star.link"),
 ])
 def test_malformed_entry_is_refused_naming_the_field(tmp_path: Path, edit, field):
     path = tmp_path / "belleville.yaml"
@@ -45,6 +45,14 @@ def test_malformed_entry_is_refused_naming_the_field(tmp_path: Path, edit, field
     with pytest.raises(RegistryError) as err:
         load_district(path)
     assert field in str(err.value) and "belleville.yaml" in str(err.value)
+
+
+def test_an_entry_of_the_earlier_shape_is_refused_naming_the_field_as_written(tmp_path: Path):
+    old = (Path(__file__).parent / "fixtures" / "districts" / "riverton.yaml").read_text()
+    path = tmp_path / "riverton.yaml"
+    path.write_text(old.replace("  renaissance: StudentIdentifier", "  renaissance: StudentName"))
+    with pytest.raises(RegistryError, match="riverton.yaml: student_link.renaissance: Input should be"):
+        load_district(path)
 
 
 def test_invalid_yaml_is_set_aside_and_an_empty_registry_is_refused(tmp_path: Path):
@@ -71,7 +79,10 @@ def test_every_wrong_field_is_named_in_one_message(tmp_path: Path):
 @pytest.mark.parametrize(("edit", "field", "says"), [
     (lambda t: t.replace("    dob: STUDENTS.DOB\n", "    birthday: STUDENTS.DOB\n"), "powerschool.columns",
      "unknown column(s) birthday"),
-    (lambda t: t.replace("  star_math: SM.csv\n", "  star_science: SC.csv\n"), "files", "unknown source(s) star_science"),
+    (lambda t: t.replace("star_math: SM.csv,", "star_science: SC.csv,"), "sources.star.files",
+     "unknown Star file(s) star_science"),
+    (lambda t: t.replace("\nsources:\n", "\nsources:\n  acme: {names: [Acme]}\n"), "sources",
+     "unknown source(s) acme"),
     (lambda t: t.replace("    dob: STUDENTS.DOB\n", "    dob: ' '\n"), "powerschool.columns", "no header given for dob"),
     (lambda t: t.replace('  delimiter: ","', '  delimiter: ";;"'), "powerschool.delimiter", "must be one character"),
     (lambda t: t.replace("  encoding: utf-8\n", "  encoding: utf-8\n  column_order: [STUDENTS.STUDENT_NUMBER]\n"),

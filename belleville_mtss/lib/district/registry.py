@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..load.order import check_format
 from ..sources import ASSESSMENTS, ROSTER, star
@@ -171,7 +172,9 @@ class District(_Strict):
                 first = exc.errors()[0]
                 field = ".".join(str(p) for p in first["loc"])
                 where = written.get(str(first["loc"][0]) if first["loc"] else "", f"sources.{name}.{field}")
-                raise ValueError(f"{where}: {first['msg']}") from None
+                # named as the person wrote it (lib/district/registry.py _describe prints it without "sources")
+                raise PydanticCustomError("source_section", "{where}: {why}", {
+                    "where": where, "why": first["msg"].removeprefix("Value error, ")}) from None
         return out
 
     @property
@@ -201,7 +204,7 @@ def _describe(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(entry)"
-        parts.append(f"{field}: {e['msg']}")
+        parts.append(e["msg"] if e["type"] == "source_section" else f"{field}: {e['msg']}")
     return "; ".join(parts)
 
 
