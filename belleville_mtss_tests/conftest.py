@@ -95,3 +95,16 @@ SLOW_FIRST = ("test_benchmark.py", "test_browser.py", "test_recovery.py", "test_
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """A warehouse of ours at head, on SQLite and on PostgreSQL."""
+    from belleville_mtss.lib.load.warehouse import make_engine
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+
+    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    eng = make_engine(url)
+    migrate_sample_warehouse(eng)
+    yield eng
+    eng.dispose()

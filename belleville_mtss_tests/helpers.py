@@ -164,3 +164,16 @@ def stop_group(process, timeout: float = 60) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=timeout)
+
+
+def compiling_for_sql_server(seen: list[str]):
+    """A connection class that compiles each statement it is given for SQL Server into `seen`, running nothing."""
+    from sqlalchemy.dialects import mssql
+
+    class Recording:
+        dialect = mssql.dialect()
+
+        def execute(self, statement):
+            seen.append(str(statement.compile(dialect=self.dialect)))
+            return type("Result", (), {"rowcount": 0})()
+    return Recording

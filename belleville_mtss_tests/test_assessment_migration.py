@@ -8,9 +8,7 @@ import datetime as dt
 import shutil
 
 import polars as pl
-import pytest
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql
 
 from belleville_mtss.lib.load import migrations
 from belleville_mtss.lib.load.warehouse import (
@@ -18,10 +16,11 @@ from belleville_mtss.lib.load.warehouse import (
     read_table, replace_results, results_scopes, scores_of, student_roster,
 )
 from belleville_mtss.lib.sample import (
-    SampleSpec, account_info_rows, create_their_table, generate_drop, load_databases, migrate_sample_warehouse,
+    SampleSpec, account_info_rows, create_their_table, generate_drop, load_databases,
 )
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
+from .helpers import compiling_for_sql_server
 
 SPEC = SampleSpec(students=150, missing_from_classlink=3, without_tests=4, unknown_star_rows=2)
 DROP = f"belleville/{SPEC.drop_name}"
@@ -101,15 +100,6 @@ def test_a_star_drop_loaded_at_0010_is_every_row_and_value_it_was_after_the_upgr
 
 
 # ---- scores beyond the common columns, replaced with their results ---------------------------------------------
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
-    eng = make_engine(url)
-    migrate_sample_warehouse(eng)
-    yield eng
-    eng.dispose()
-
 
 SCORES = pl.List(pl.Struct({"name": pl.Utf8, "value": pl.Utf8}))
 
@@ -244,13 +234,7 @@ def test_the_sql_server_script_of_0011_rekeys_in_place_and_stops_at_its_first_fa
 def test_the_apply_of_results_and_scores_compiles_for_sql_server_with_every_value_bound():
     from belleville_mtss.lib.load import warehouse as w
     seen = []
-
-    class Recording:  # a connection that compiles what it is given for SQL Server instead of running it
-        dialect = mssql.dialect()
-
-        def execute(self, statement):
-            seen.append(str(statement.compile(dialect=self.dialect)))
-            return type("Result", (), {"rowcount": 0})()
+    Recording = compiling_for_sql_server(seen)
 
     w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("map_growth", "Mathematics", "2026-2027")])
     scores, results, insert_results, insert_scores = seen

@@ -8,6 +8,7 @@ from sqlalchemy.schema import CreateTable
 from belleville_mtss.lib.load.warehouse import (
     account_info, assessment_results, class_link_users, ingestion_errors, ingestion_files, ours, student_roster, theirs,
 )
+from .helpers import compiling_for_sql_server
 
 DIALECT = mssql.dialect()
 
@@ -125,13 +126,7 @@ def test_the_staging_tables_keep_the_keys_collation_and_never_escalate_to_a_tabl
 def test_the_apply_statements_compile_for_sql_server_with_the_load_id_bound():
     from belleville_mtss.lib.load import warehouse as w
     seen = []
-
-    class Recording:  # a connection that compiles what it is given for SQL Server instead of running it
-        dialect = mssql.dialect()
-
-        def execute(self, statement):
-            seen.append(str(statement.compile(dialect=self.dialect)))
-            return type("Result", (), {"rowcount": 0})()
+    Recording = compiling_for_sql_server(seen)
 
     w.apply_roster(Recording(), 107873, "load-0123456789abcdef")
     w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("star", "SR", "2026-2027")])

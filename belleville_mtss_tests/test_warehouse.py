@@ -28,15 +28,6 @@ def _frame() -> pl.DataFrame:
     }, schema_overrides={"ScaledScore": pl.Int32, "PercentileRank": pl.Int32})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
-    eng = make_engine(url)
-    migrate_sample_warehouse(eng)
-    yield eng
-    eng.dispose()
-
-
 def test_bulk_load_round_trips_awkward_values(engine):
     frame = _frame()
     assert replace_results(engine, 107873, frame) == frame.height
