@@ -172,7 +172,7 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
                                                      separator=spec.powerschool_delimiter)
     untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
     tested = students.filter(~pl.col("student_number").is_in(list(untested)))
-    for source in ASSESSMENTS:
+    for source in (s for s in ASSESSMENTS if s.sample is not None):
         for name, frame in source.sample(tested, spec, rng, source.files).items():
             frame.write_csv(drop_dir / name)
     (drop_dir / "drop.done").write_text("")  # completion marker, written last

@@ -147,8 +147,9 @@ def listed_names(district: District, source) -> tuple[str, list[str]]:
 def build_crosswalk(district: District, account_info: pl.DataFrame, validated: list) -> pl.DataFrame:
     """One row per (file, district name seen), for every file of the drop the district sends and the ClassLink
     tenant: a file whose source names the district (`district_column`) is resolved; a file with no district
-    evidence (PowerSchool) is bundled with the drop's district; a halted file is listed as halted (its error is
-    already logged)."""
+    evidence is bundled with the drop's district when it is a roster (PowerSchool) or its source's section says
+    `bound_by_folder`, and is unmatched otherwise; a halted file is listed as halted (its error is already
+    logged)."""
     from ..sources import DIRECTORY, SOURCE_OF
 
     reference = account_reference(account_info)
@@ -157,10 +158,14 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
         source = SOURCE_OF.get(v.source, DIRECTORY)
         if not v.usable:
             entries.append(halted(v.source, v.file_name))
-        elif source.district_column is None:
-            entries.append(bundled(v.source, v.file_name))
-        else:
-            names = sorted(v.frame[source.district_column].unique().to_list())
+        elif source.district_column and (names := sorted(v.frame[source.district_column].drop_nulls().unique()
+                                                         .to_list())):
             entries += resolve_names(district, reference, v.source, v.file_name, names,
                                      listed_names(district, source)[1])
+        elif source.role != "assessment" or district.sources[source.name].bound_by_folder:
+            # no name in the file (PowerSchool's never has one): its folder binds it, where the registry says so
+            entries.append(bundled(v.source, v.file_name))
+        else:  # no district evidence, and the registry does not say its folder is enough
+            entries.append(CrosswalkEntry(v.source, v.file_name, None, "none", "unmatched", None, None, None, None,
+                                          False))
     return to_frame(entries)

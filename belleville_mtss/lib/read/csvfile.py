@@ -80,6 +80,7 @@ def read_text_csv(
     select: Callable[[list[str]], Iterable[str]] | None = None,
     project: bool = False,
     max_rows: int | None = None,
+    last_record_slack: int = 0,
 ) -> pl.DataFrame:
     """Read `path` (or `data`, its bytes, named by `path`) as text columns.
     `select`, given the header, names the columns to keep. By default the others are dropped once the whole file
@@ -87,6 +88,8 @@ def read_text_csv(
     `project=True` the parser reads only the kept columns: several times faster on wide files, but a row with
     extra fields past the header goes unnoticed, so use it only for machine-written exports (Renaissance).
     A file of more than `max_rows` data rows is refused before it is parsed into a frame.
+    `last_record_slack`: how many trailing fields the last record may lack (an exporter's quirk a source declares;
+    the missing fields read as empty); a record shorter than that is a file cut short.
     Raises FileRejected for a file that is not a usable table."""
     source = data if data is not None else path
     size, head, tail = _head_tail(source)
@@ -129,7 +132,7 @@ def read_text_csv(
         header = list(column_names)
         width = len(header)
 
-    _check_last_record(path.name, tail, size, delimiter, encoding, width)
+    _check_last_record(path.name, tail, size, delimiter, encoding, width - last_record_slack)
     keep = None
     if select is not None and project and has_header:
         wanted = set(select(header))

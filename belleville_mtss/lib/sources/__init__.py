@@ -11,6 +11,8 @@ from .base import RESULT_COLUMNS, SCORES, AssessmentSection, FileKind, Source, c
 NAMES = (
     "powerschool",
     "star",
+    "map_growth",
+    "iready",
     "classlink",
 )
 SOURCES: tuple[Source, ...] = tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in NAMES)

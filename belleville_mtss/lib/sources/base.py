@@ -44,6 +44,9 @@ class AssessmentSection(Section):
     names: list[str] = Field(default_factory=list)  # district names its files carry, verified whatever their score
     link: str  # the column that carries the student's roster identifier (the registry's student_link.powerschool)
     min_link_rate: float = Field(0.90, ge=0, le=1)  # gate: share of its rows linked to a student
+    # A file of the source that names no district (MAP's separate layout, i-Ready without its state ids) is the
+    # district's because of the folder it arrived in: allowed only where a person said so here.
+    bound_by_folder: bool = False
 
 
 # The common results frame: one row per test event, whatever the vendor (dm.AssessmentResults, lib/load/warehouse.py
@@ -73,7 +76,8 @@ class Source:
     section: type[Section] | None = None  # its registry section (assessment sources)
     district_column: str | None = None  # the validated column naming the district, resolved by the crosswalk
     results_from: dict[str, str | None] = field(default_factory=dict)  # common column <- validated column
-    scores: tuple[str, ...] = ()  # validated columns kept in the scores table (dm.AssessmentScores)
+    scores: tuple[str, ...] = ()  # validated columns kept in the scores table (dm.AssessmentScores), beside a
+    # `scores` column the validator may gather itself
     sample: Callable | None = None  # (students, spec, rng, section) -> {file name: frame}: the demo's files
     recognise: Callable[[list[str]], bool] | None = None  # a header that is this source's (onboarding)
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
@@ -109,9 +113,12 @@ def common_results(source: Source, frame: pl.DataFrame) -> pl.DataFrame:
     exprs = [pl.lit(source.name).alias("assessment")] + [
         (pl.col(source.results_from[c]) if source.results_from.get(c) else pl.lit(None)).cast(t).alias(c)
         for c, t in RESULT_COLUMNS.items() if c != "assessment"]
-    if source.scores:
-        pairs = [pl.struct(pl.lit(s).alias("name"), pl.col(s).cast(pl.Utf8).alias("value")) for s in source.scores]
-        exprs.append(pl.concat_list(pairs).list.filter(pl.element().struct.field("value").is_not_null())
-                     .cast(SCORES).alias("scores"))
+    parts = [pl.concat_list([pl.struct(pl.lit(s).alias("name"), pl.col(s).cast(pl.Utf8).alias("value"))
+                             for s in source.scores])] if source.scores else []
+    if "scores" in frame.columns:  # a source whose validator gathered its other scores itself (its whole row)
+        parts.append(pl.col("scores"))
+    if parts:
+        both = pl.concat_list(parts) if len(parts) > 1 else parts[0]
+        exprs.append(both.list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"))
     return frame.select(exprs)
 

@@ -1,0 +1,137 @@
+"""Curriculum Associates i-Ready Diagnostic Results: one file per subject, the subject only in the file's name
+(diagnostic_results_ela*.csv, diagnostic_results_math*.csv), a UTF-8 byte-order mark, one row per diagnostic. The
+files name no district: only `District State ID`, often empty, so a registry entry binds them to the district by
+their folder (`bound_by_folder`) until state ids are checked. Kept as scores: the diagnostic's other measures
+(domain scale scores and placements, Lexile or Quantile, growth), never the student's name, demographics or
+classes."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import pandera.polars as pa
+import polars as pl
+from pydantic import Field
+
+from ...load.warehouse import assessment_results, max_lengths, not_storable
+from ...read.csvfile import FileRejected, read_text_csv
+from ..base import SCORES, AssessmentSection, FileKind, Source
+
+FILES = (
+    FileKind("iready_ela", "diagnostic_results_ela*.csv", "i-Ready Diagnostic Results, ELA, of the drop", "ELA"),
+    FileKind("iready_math", "diagnostic_results_math*.csv", "i-Ready Diagnostic Results, math, of the drop",
+             "Math"),
+)
+REQUIRED = ("Academic Year", "Completion Date", "Overall Scale Score")
+# The measures a row carries beyond ours: kept as scores, by header. Anything else (names, sex, race, programme
+# flags, classes, teachers) is never kept.
+MEASURE = re.compile(r"(Scale Score|Placement|Percentile|Measure|Range|Growth.*|Gain|\(%\)|\(Y/N\)|Grouping|"
+                     r"Duration \(min\)|Rush Flag|Read Aloud|Projection.*|Proficiency.*)$")
+SCALE = (100, 800)
+
+
+def _from(header: str | None, description: str) -> dict:
+    return {"description": description, "metadata": {"header": header} if header else None}
+
+
+class IreadyResults(pa.DataFrameModel):
+    district_state_id: str = pa.Field(nullable=True, **_from("District State ID", "The state's district id, "
+                                                                                  "often empty"))
+    school_name: str = pa.Field(nullable=True, **_from("School", "School"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+        "Student ID", "The i-Ready column the registry links by (Student ID by default), as text"))
+    subject: str = pa.Field(**_from(None, "ELA or Math: from the file's name"))
+    test_key: str = pa.Field(unique=True, **_from(None, "The student's id, the subject and the completion date"))
+    grade: str = pa.Field(nullable=True, **_from("Student Grade", "Grade at the time of the diagnostic"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from("Academic Year", "Academic Year"))
+    completed_at: pl.Datetime = pa.Field(**_from("Completion Date", "Completion Date (month/day/year)"))
+    screening_window: str = pa.Field(nullable=True, **_from("Norming Window", "Fall, Winter or Spring, from the "
+                                                                              "norming window"))
+    scaled_score: pl.Int32 = pa.Field(ge=SCALE[0], le=SCALE[1], **_from("Overall Scale Score", "Overall scale score"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=1, le=99, **_from("Percentile", "National percentile"))
+    benchmark_category: str = pa.Field(nullable=True, **_from("Overall Relative Placement",
+                                                              "Overall relative placement"))
+    scores: SCORES = pa.Field(nullable=True, **_from(None, "The diagnostic's other measures, by header"))
+    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+
+    class Config:
+        strict = True
+
+
+class IreadySection(AssessmentSection):
+    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    link: Literal["Student ID", "Student State ID"] = "Student ID"
+
+
+def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
+    return read_text_csv(path, data=data, max_rows=max_rows)
+
+
+def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _whole(text: pl.Expr) -> pl.Expr:
+    number = text.cast(pl.Float64, strict=False)
+    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
+
+
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "ScreeningWindow": "screening_window"})
+
+
+def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
+    link = district.sources["iready"].link
+    missing = [h for h in (link, *REQUIRED) if h not in raw.columns]
+    if missing:
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    ours = {link, "District State ID", "School", "Student Grade", "Academic Year", "Completion Date",
+            "Norming Window", "Overall Scale Score", "Percentile", "Overall Relative Placement"}
+    measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
+    completed = _text(raw, "Completion Date").str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    typed = raw.with_row_index("source_row", offset=2).select(
+        _text(raw, "District State ID").alias("district_state_id"),
+        _text(raw, "School").alias("school_name"),
+        _text(raw, link).alias("student_link"),
+        pl.lit(kind.subject).alias("subject"),
+        _text(raw, "Student Grade").alias("grade"),
+        _text(raw, "Academic Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
+        .alias("school_year"),
+        completed.alias("completed_at"),
+        _text(raw, "Norming Window").str.extract(r"^(Fall|Winter|Spring)\b", 1).alias("screening_window"),
+        _whole(_text(raw, "Overall Scale Score")).alias("scaled_score"),
+        _text(raw, "Percentile").alias("percentile_text"),
+        _whole(_text(raw, "Percentile")).alias("percentile_rank"),
+        _text(raw, "Overall Relative Placement").alias("benchmark_category"),
+        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _text(raw, h).alias("value")) for h in measures])
+         .list.filter(pl.element().struct.field("value").is_not_null()) if measures
+         else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
+        "source_row",
+    ).with_columns(pl.concat_str([pl.col("student_link"), pl.col("subject"),
+                                  pl.col("completed_at").dt.to_string("%Y%m%d")], separator=":").alias("test_key"))
+    reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
+              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Completion Date (month/day/year)"))
+              .when(pl.col("school_year").is_null()).then(pl.lit("unreadable Academic Year"))
+              .when(pl.col("scaled_score").is_null()).then(pl.lit("Overall Scale Score is not a whole number"))
+              .when(~pl.col("scaled_score").is_between(*SCALE))
+              .then(pl.lit(f"Overall Scale Score out of range {SCALE}"))
+              .when(pl.col("percentile_text").is_not_null() & ~pl.col("percentile_rank").is_between(1, 99))
+              .then(pl.lit("Percentile is not a whole number in (1, 99)"))
+              .when(pl.col("test_key").is_duplicated())
+              .then(pl.lit("two diagnostics of one student and subject on one day")))
+    typed = typed.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
+    rejected = typed.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    good = typed.filter(pl.col("reject_reason").is_null()).select(list(IreadyResults.to_schema().columns))
+    return good, rejected, {}
+
+
+SOURCE = Source(
+    "iready", "assessment", "i-Ready", FILES, IreadyResults, _read, _validate, IreadySection,
+    district_column=None,
+    results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
+                  "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
+                  "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
+                  "screening_window": "screening_window"},
+    recognise=lambda header: {"Overall Scale Score", "Norming Window", "Completion Date"} <= set(header),
+)

@@ -1,0 +1,146 @@
+"""NWEA MAP Growth: the Comprehensive Data File's AssessmentResults.csv, one row per test. The combined layout
+carries DistrictName and District_StateID (the separate layout keeps them in StudentsBySchool.csv: its
+AssessmentResults.csv carries no district evidence). Older exports say MeasurementScale/Discipline where newer
+ones say Subject/Course; TestStartDate is month/day/year. Every other column a row carries (goals, growth,
+Lexile, Quantile, projected proficiency...) is kept as a score under its header, identifying columns aside."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pandera.polars as pa
+import polars as pl
+from pydantic import Field
+
+from ...load.warehouse import assessment_results, max_lengths, not_storable
+from ...read.csvfile import FileRejected, read_text_csv
+from ..base import SCORES, AssessmentSection, FileKind, Source
+
+FILES = (FileKind("map_growth", "AssessmentResults*.csv",
+                  "NWEA MAP Growth Comprehensive Data File, AssessmentResults, of the drop"),)
+OLDER_HEADERS = {"MeasurementScale": "Subject", "Discipline": "Course"}
+# Read into our columns (the rest of a row is kept as scores), and never kept as a score: who the student is.
+OURS = ("TermName", "DistrictName", "District_StateID", "SchoolName", "Subject", "Course", "TestID",
+        "TestStartDate", "TestStartTime", "TestRITScore", "TestPercentile", "AchievementQuintile")
+IDENTIFYING = ("StudentID", "Student_StateID", "School_StateID")
+REQUIRED = ("TermName", "Subject", "TestStartDate", "TestRITScore")
+RIT, PERCENTILE = (100, 350), (1, 99)
+
+
+def _from(header: str | None, description: str) -> dict:
+    return {"description": description, "metadata": {"header": header} if header else None}
+
+
+class MapGrowthResults(pa.DataFrameModel):
+    district_name: str = pa.Field(nullable=True, **_from("DistrictName", "DistrictName (combined layout only)"))
+    district_state_id: str = pa.Field(nullable=True, **_from("District_StateID", "The state's district id"))
+    school_name: str = pa.Field(nullable=True, **_from("SchoolName", "SchoolName"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+        "StudentID", "The MAP column the registry links by (StudentID by default), as text"))
+    subject: str = pa.Field(**_from("Subject", "Subject (MeasurementScale in older exports)"))
+    course: str = pa.Field(nullable=True, **_from("Course", "Course (Discipline in older exports)"))
+    test_key: str = pa.Field(unique=True, **_from("TestID", "The student's id and MAP TestID (for a test without "
+                                                               "one: its subject and start time)"))
+    term_name: str = pa.Field(**_from("TermName", "TermName, e.g. Fall 2025-2026"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from(None, "School year, from TermName"))
+    screening_window: str = pa.Field(nullable=True, **_from(None, "Fall, Winter, Spring or Summer, from TermName"))
+    completed_at: pl.Datetime = pa.Field(**_from("TestStartDate", "TestStartDate (month/day/year) and "
+                                                                  "TestStartTime"))
+    scaled_score: pl.Int32 = pa.Field(ge=RIT[0], le=RIT[1], **_from("TestRITScore", "RIT score"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=PERCENTILE[0], le=PERCENTILE[1], **_from(
+        "TestPercentile", "Achievement percentile"))
+    benchmark_category: str = pa.Field(nullable=True, **_from("AchievementQuintile", "Achievement quintile "
+                                                                                     "(Low ... High)"))
+    scores: SCORES = pa.Field(nullable=True, **_from(None, "Every other column of the row, by header"))
+    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+
+    class Config:
+        strict = True
+
+
+class MapGrowthSection(AssessmentSection):
+    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    link: Literal["StudentID", "Student_StateID"] = "StudentID"
+
+
+def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
+    # NWEA's public sample ends without a line break, its last record one (empty) trailing field short
+    return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=1)
+
+
+def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _whole(text: pl.Expr) -> pl.Expr:
+    number = text.cast(pl.Float64, strict=False)
+    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
+
+
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject",
+                                                  "ScreeningWindow": "screening_window"})
+
+
+def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
+    frame = raw.rename({old: new for old, new in OLDER_HEADERS.items()
+                        if old in raw.columns and new not in raw.columns})
+    link = district.sources["map_growth"].link
+    missing = [h for h in (link, *REQUIRED) if h not in frame.columns]
+    if missing:
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    others = [h for h in frame.columns if h not in OURS and h not in IDENTIFYING and h != link
+              and not h.startswith("Student")]
+    term = _text(frame, "TermName")
+    when = pl.concat_str([_text(frame, "TestStartDate"), pl.coalesce(_text(frame, "TestStartTime"),
+                                                                      pl.lit("00:00:00"))], separator=" ")
+    typed = frame.with_row_index("source_row", offset=2).select(
+        _text(frame, "DistrictName").alias("district_name"),
+        _text(frame, "District_StateID").alias("district_state_id"),
+        _text(frame, "SchoolName").alias("school_name"),
+        _text(frame, link).alias("student_link"),
+        _text(frame, "Subject").alias("subject"),
+        _text(frame, "Course").alias("course"),
+        _text(frame, "TestID").alias("test_id"),
+        term.alias("term_name"),
+        term.str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "").alias("school_year"),
+        term.str.extract(r"^(Fall|Winter|Spring|Summer)\b", 1).alias("screening_window"),
+        when.str.to_datetime("%m/%d/%Y %H:%M:%S", strict=False, time_unit="us").alias("completed_at"),
+        _text(frame, "TestRITScore").alias("rit_text"),
+        _whole(_text(frame, "TestRITScore")).alias("scaled_score"),
+        _text(frame, "TestPercentile").alias("percentile_text"),
+        _whole(_text(frame, "TestPercentile")).alias("percentile_rank"),
+        _text(frame, "AchievementQuintile").alias("benchmark_category"),
+        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _text(frame, h).alias("value")) for h in others])
+         .list.filter(pl.element().struct.field("value").is_not_null()) if others
+         else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
+        "source_row",
+    )
+    # The key is the student's with the test's: NWEA's TestID, or for a test without one (screeners in the public
+    # sample) its subject and start time; the public sample also repeats one TestID across students.
+    typed = typed.with_columns(pl.concat_str([pl.col("student_link"), pl.coalesce(
+        pl.col("test_id"), pl.concat_str([pl.col("subject"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S")],
+                                         separator=":"))], separator=":").alias("test_key"))
+    reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
+              .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
+              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
+              .when(pl.col("school_year").is_null()).then(pl.lit("TermName without a school year"))
+              .when(pl.col("scaled_score").is_null()).then(pl.lit("TestRITScore is not a whole number"))
+              .when(~pl.col("scaled_score").is_between(*RIT)).then(pl.lit(f"TestRITScore out of range {RIT}"))
+              .when(pl.col("percentile_text").is_not_null() & ~pl.col("percentile_rank").is_between(*PERCENTILE))
+              .then(pl.lit(f"TestPercentile is not a whole number in {PERCENTILE}")))
+    typed = typed.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
+    rejected = typed.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    good = typed.filter(pl.col("reject_reason").is_null()).select(list(MapGrowthResults.to_schema().columns))
+    return good, rejected, {}
+
+
+SOURCE = Source(
+    "map_growth", "assessment", "MAP Growth", FILES, MapGrowthResults, _read, _validate, MapGrowthSection,
+    district_column="district_name",
+    results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link",
+                  "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
+                  "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
+                  "screening_window": "screening_window"},
+    recognise=lambda header: {"TestRITScore", "TermName", "TestID"} <= set(header),
+)

@@ -1,0 +1,75 @@
+"""i-Ready Diagnostic Results (lib/sources/iready/): the public samples read to exactly their rows and measures, the
+subject from the file's name; nothing that says who the student is kept as a score; a file that names no district
+verified by its folder only where the registry says so."""
+import csv
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from belleville_mtss.lib.district.crosswalk import build_crosswalk
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sample import account_info_rows
+from belleville_mtss.lib.sources.iready import MEASURE, IreadySection
+
+SAMPLES = {"iready_ela": ("assessments/iready__diagnostic_results_ela_sample_anonymized.csv", "ELA"),
+           "iready_math": ("assessments/iready__diagnostic_results_math_sample_anonymized.csv", "Math")}
+WHO = ("Last Name", "First Name", "User Name", "Sex", "Hispanic or Latino", "Race", "English Language Learner",
+       "Special Education", "Economically Disadvantaged", "Migrant", "Class(es)", "Class Teacher(s)",
+       "Report Group(s)", "Student State ID")
+
+
+def _district(**section):
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "iready": IreadySection(**section)}})
+
+
+@pytest.mark.parametrize("asset", list(SAMPLES))
+def test_each_public_sample_reads_to_exactly_its_rows_and_measures(reference_dir, asset):
+    path, subject = reference_dir / SAMPLES[asset][0], SAMPLES[asset][1]
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    district = _district()
+    validated, errors = validate_file(ingest_file(asset, path, district), district)
+    assert errors == [] and validated.rejected == {} and validated.rows == len(rows) == 5
+    for got, row in zip(validated.frame.iter_rows(named=True), rows):
+        assert (got["student_link"], got["subject"], got["school_year"]) == (row["Student ID"], subject, "2025-2026")
+        assert got["scaled_score"] == int(row["Overall Scale Score"]) and got["percentile_rank"] == int(row["Percentile"])
+        assert got["completed_at"].strftime("%-m/%-d/%Y") == row["Completion Date"]
+        assert got["screening_window"] == row["Norming Window"].split()[0]
+        assert got["benchmark_category"] == row["Overall Relative Placement"]
+        kept = {s["name"]: s["value"] for s in got["scores"]}
+        assert kept == {k: v for k, v in row.items() if v and MEASURE.search(k) and k not in (
+            "Overall Scale Score", "Percentile", "Overall Relative Placement")}
+        assert not set(kept) & set(WHO)  # nothing that says who the student is
+    assert validated.frame["test_key"].is_unique().all()
+
+
+def test_a_file_that_names_no_district_is_verified_by_its_folder_only_where_the_registry_says_so(reference_dir):
+    path = reference_dir / SAMPLES["iready_ela"][0]
+    accounts = pl.DataFrame(account_info_rows())
+    for bound, verified in ((False, False), (True, True)):
+        district = _district(bound_by_folder=bound)
+        validated, _ = validate_file(ingest_file("iready_ela", path, district), district)
+        frame = build_crosswalk(district, accounts, [validated])
+        assert frame.select("decision", "verified").row(0) == (("bundled", True) if bound else ("unmatched", False))
+        assert verified == frame["verified"].all()
+
+
+def test_a_missing_column_halts_and_each_bad_row_is_refused_with_its_reason():
+    district = _district()
+    halted, _ = validate_file(ingest_file("iready_math", Path("diagnostic_results_math.csv"), district,
+                                          b"Student ID,Academic Year\n1,2025-2026\n"), district)
+    assert halted.halted.reason == "missing_columns" and "Completion Date, Overall Scale Score" in halted.halted.message
+    body = ("Student ID,Academic Year,Completion Date,Norming Window,Overall Scale Score,Percentile,Last Name\n"
+            "1,2025-2026,9/15/2025,Fall (Beginning of Year - November 15),450,40,Smith\n"
+            "2,2025-2026,2025-09-15,Fall,450,40,Jones\n"
+            "3,2025-2026,9/15/2025,Fall,4500,40,Brown\n"
+            "1,2025-2026,9/15/2025,Fall,451,41,Smith\n")
+    validated, _ = validate_file(ingest_file("iready_math", Path("diagnostic_results_math.csv"), district,
+                                             body.encode()), district)
+    assert validated.rows == 0
+    assert validated.rejected == {"unreadable Completion Date (month/day/year)": 1,
+                                  "Overall Scale Score out of range (100, 800)": 1,
+                                  "two diagnostics of one student and subject on one day": 2}

@@ -1,0 +1,127 @@
+"""NWEA MAP Growth (lib/sources/map_growth/): the public sample read to exactly its rows and scores, and each
+refusal said with its reason."""
+import csv
+from pathlib import Path
+
+import pytest
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sources.map_growth import IDENTIFYING, OURS, MapGrowthSection
+
+SAMPLE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
+
+
+def _district(**section):
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "map_growth": MapGrowthSection(**section)}})
+
+
+def _read(path: Path, data: bytes | None = None, **section):
+    district = _district(**section)
+    return validate_file(ingest_file("map_growth", path, district, data), district)
+
+
+def test_the_public_sample_reads_to_exactly_its_rows_and_scores(reference_dir):
+    path = reference_dir / SAMPLE
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    validated, errors = _read(path)
+    assert errors == [] and validated.rejected == {} and validated.rows == len(rows) == 7
+    frame = validated.frame
+    for got, row in zip(frame.iter_rows(named=True), rows):
+        assert got["student_link"] == row["StudentID"] and got["subject"] == row["Subject"]
+        assert got["scaled_score"] == int(row["TestRITScore"]) and got["percentile_rank"] == int(row["TestPercentile"])
+        assert got["benchmark_category"] == row["AchievementQuintile"] and got["district_name"] == row["DistrictName"]
+        assert got["school_year"] == "2021-2022" and got["screening_window"] == "Fall"
+        assert got["completed_at"].strftime("%m/%d/%Y %H:%M:%S") == f"{row['TestStartDate']} {row['TestStartTime']}"
+        # every other non-empty value of the row, under its header; nothing that says who the student is
+        kept = {k: v for k, v in row.items() if v and k not in OURS and k not in IDENTIFYING}
+        assert {s["name"]: s["value"] for s in got["scores"]} == kept
+    # keys: the student's with NWEA's TestID, or (the screener without one) its subject and start time
+    assert frame["test_key"].to_list()[:2] == ["605000:711521234", "605001:711524321"]
+    assert frame["test_key"].to_list()[-1] == "605000:Language Arts:20210920091530"
+    assert frame["test_key"].is_unique().all()
+
+
+HEADER = "TermName,DistrictName,StudentID,Student_StateID,MeasurementScale,Discipline,TestID,TestStartDate,TestStartTime,TestRITScore,TestPercentile,Goal1Name,Goal1RitScore\n"
+
+
+def test_an_older_export_and_each_bad_row_is_refused_with_its_reason(tmp_path):
+    body = HEADER + "".join([
+        "Winter 2025-2026,Belleville Public Schools,101,9101,Mathematics,Math K-12,T1,01/12/2026,10:00:00,201,55,Geometry,199\n",
+        "Winter 2025-2026,Belleville Public Schools,,9102,Mathematics,Math K-12,T2,01/12/2026,10:00:00,201,55,,\n",
+        "Winter 2025-2026,Belleville Public Schools,103,9103,Mathematics,Math K-12,T3,2026-01-12,10:00:00,201,55,,\n",
+        "Winter 2025-2026,Belleville Public Schools,104,9104,Mathematics,Math K-12,T4,01/12/2026,10:00:00,20x,55,,\n",
+        "Winter 2025-2026,Belleville Public Schools,105,9105,Mathematics,Math K-12,T5,01/12/2026,10:00:00,420,55,,\n",
+        "Winter 2025-2026,Belleville Public Schools,106,9106,Mathematics,Math K-12,T6,01/12/2026,10:00:00,201,100,,\n",
+    ])
+    validated, errors = _read(Path("AssessmentResults.csv"), body.encode())
+    assert validated.rows == 1 and validated.frame["subject"].to_list() == ["Mathematics"]  # MeasurementScale
+    assert validated.frame["course"].to_list() == ["Math K-12"]  # Discipline
+    assert validated.frame["scores"][0].to_list() == [{"name": "Goal1Name", "value": "Geometry"},
+                                                      {"name": "Goal1RitScore", "value": "199"}]
+    assert validated.rejected == {"missing StudentID": 1, "unreadable TestStartDate (month/day/year)": 1,
+                                  "TestRITScore is not a whole number": 1, "TestRITScore out of range (100, 350)": 1,
+                                  "TestPercentile is not a whole number in (1, 99)": 1}
+    assert "9101" not in str(validated.frame["scores"].to_list())  # a state id is never kept as a score
+
+
+def test_a_file_without_a_required_column_is_halted_naming_it():
+    validated, errors = _read(Path("AssessmentResults.csv"), b"TermName,StudentID,Subject\nFall 2025-2026,1,Math\n")
+    assert validated.halted is not None and validated.halted.reason == "missing_columns"
+    assert "TestStartDate, TestRITScore" in validated.halted.message
+
+
+def test_the_link_is_the_registrys_choice_of_column():
+    body = (HEADER + "Winter 2025-2026,B,101,9101,Mathematics,Math K-12,T1,01/12/2026,10:00:00,201,55,,\n").encode()
+    validated, _ = _read(Path("AssessmentResults.csv"), body, link="Student_StateID")
+    assert validated.frame["student_link"].to_list() == ["9101"]
+    with pytest.raises(ValueError):
+        MapGrowthSection(link="StudentName")
+
+
+def test_a_drop_with_map_growth_beside_star_loads_each_under_its_assessment_and_a_replay_changes_nothing(
+        backend, tmp_path):
+    import polars as pl
+
+    from belleville_mtss.lib.load.warehouse import assessment_results, assessment_scores, make_engine, read_table
+    from belleville_mtss.run import run_drop
+
+    from ...conftest import make_settings
+    from ...helpers import edited_registry, errors, prepare_drop
+
+    registry = edited_registry(tmp_path, lambda e: e["sources"].update(
+        map_growth={"names": ["Belleville Public Schools"]}))
+    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
+                             MTSS_PROD_DB_URL=backend.prod_db_url)
+    drop = prepare_drop(settings)
+    numbers = pl.read_csv(drop / "students.csv", infer_schema=False)["STUDENTS.STUDENT_NUMBER"].to_list()[:40]
+    rows = [f"Fall 2026-2027,Belleville Public Schools,{n},Mathematics,Math 6+,T{i},09/21/2026,09:00:00,"
+            f"{200 + i % 50},{1 + i % 99},Number Sense,{190 + i % 40}\n" for i, n in enumerate(numbers)]
+    rows.append("Fall 2026-2027,Belleville Public Schools,99999999,Mathematics,Math 6+,TX,09/21/2026,09:00:00,210,50,,\n")
+    (drop / "AssessmentResults.csv").write_text(
+        "TermName,DistrictName,StudentID,Subject,Course,TestID,TestStartDate,TestStartTime,TestRITScore,"
+        "TestPercentile,Goal1Name,Goal1RitScore\n" + "".join(rows))
+
+    def held() -> tuple[dict, pl.DataFrame]:
+        engine = make_engine(settings.warehouse_url)
+        try:
+            results = read_table(engine, assessment_results)
+            return (dict(results.group_by("Assessment").len().iter_rows()),
+                    read_table(engine, assessment_scores).drop("LoadedAt").sort("TestKey", "ScoreName"))
+        finally:
+            engine.dispose()
+
+    first = run_drop(settings)
+    assert first.outcome == "loaded", first.render()
+    assert first.links["map_growth_link"] == {"rows": 41, "linked_rows": 40, "match_rate": round(40 / 41, 4)}
+    counts, scores = held()
+    assert counts["map_growth"] == 40 and counts["star"] > 0
+    assert scores.filter(pl.col("ScoreName") == "Goal1RitScore").height == 40  # every goal kept, per test
+    unknown = errors(settings).filter((pl.col("Reason") == "unknown_student") &
+                                      (pl.col("FileName") == "AssessmentResults.csv"))
+    assert unknown["RowCount"].to_list() == [1] and "MAP Growth row(s) for a StudentID" in unknown["Message"][0]
+    assert run_drop(settings).outcome == "loaded"  # the replay: the same rows and scores, once each
+    again, again_scores = held()
+    assert again == counts and again_scores.equals(scores)
