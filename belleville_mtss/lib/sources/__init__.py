@@ -13,6 +13,7 @@ NAMES = (
     "star",
     "map_growth",
     "iready",
+    "dibels8",
     "classlink",
 )
 SOURCES: tuple[Source, ...] = tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in NAMES)

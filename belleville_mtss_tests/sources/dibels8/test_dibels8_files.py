@@ -1,0 +1,58 @@
+"""mCLASS DIBELS 8 (lib/sources/dibels8/): the public sample read to exactly its rows and measures; nothing that
+says who the student is kept; bad rows refused with their reasons."""
+import csv
+from pathlib import Path
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sources.dibels8 import MEASURE, Dibels8Section
+
+SAMPLE = "assessments/mclass_dibels8__benchmark_sample_anonymized.csv"
+WHO = ("Student Last Name", "Student First Name", "Student Middle Name", "Date of Birth", "Gender", "Race",
+       "Special Education", "ELL Status", "Home Language", "Reporting Class Name", "Official Teacher Name",
+       "Assessing Teacher Name", "Primary ID - Student ID (State ID)")
+
+
+def _district(**section):
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "dibels8": Dibels8Section(**section)}})
+
+
+def test_the_public_sample_reads_to_exactly_its_rows_and_measures(reference_dir):
+    path = reference_dir / SAMPLE
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    district = _district()
+    validated, errors = validate_file(ingest_file("dibels8", path, district), district)
+    assert errors == [] and validated.rejected == {} and validated.rows == len(rows) == 5
+    for got, row in zip(validated.frame.iter_rows(named=True), rows):
+        assert got["student_link"] == row["Student Primary ID"] and got["district_name"] == row["District Name"]
+        assert (got["school_year"], got["screening_window"]) == (row["School Year"], "Fall")  # BOY
+        assert got["scaled_score"] == int(row["Composite Score"])
+        assert got["percentile_rank"] == int(row["Composite - National Norm Percentile"])
+        assert got["benchmark_category"] == row["Composite Level"] and got["grade"] == row["Assessment Grade"]
+        assert got["completed_at"].strftime("%Y-%m-%d") == row["Client Date"]
+        kept = {s["name"]: s["value"] for s in got["scores"]}
+        assert kept == {k: v for k, v in row.items() if v and MEASURE.search(k) and k not in (
+            "Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade")}
+        assert kept["Letter Names (LNF) - Score"] == row["Letter Names (LNF) - Score"]
+        assert not set(kept) & set(WHO)
+    assert validated.frame["test_key"].to_list()[0] == "605000:2023-2024:BOY"
+
+
+def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
+    district = _district()
+    header = "School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score,Student Last Name\n"
+    body = header + ("2025-2026,Belleville,1,MOY,2026-01-20,310,Smith\n"
+                     "2025-2026,Belleville,2,MID,2026-01-20,310,Jones\n"
+                     "2025-2026,Belleville,3,MOY,01/20/2026,310,Brown\n"
+                     "2025-2026,Belleville,4,MOY,2026-01-20,high,Green\n")
+    validated, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()), district)
+    assert validated.rows == 1 and validated.frame["screening_window"].to_list() == ["Winter"]
+    assert validated.frame["scores"][0].to_list() == []  # the name column is never a score
+    assert validated.rejected == {"Benchmark Period is not BOY, MOY or EOY": 1,
+                                  "unreadable Client Date (year-month-day)": 1,
+                                  "Composite Score is not a whole number": 1}
+    halted, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, header.replace(
+        ",Composite Score", "").encode() + b"2025-2026,B,1,MOY,2026-01-20,Smith\n"), district)
+    assert halted.halted.reason == "missing_columns" and "Composite Score" in halted.halted.message
