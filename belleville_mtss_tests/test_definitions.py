@@ -9,9 +9,10 @@ EXPECTED_ASSETS = {
     "validated_star_early_literacy", "validated_classlink_users", "district_crosswalk", "student_identity_map",
     "student_roster", "assessment_results", "dm_student_roster", "dm_assessment_results", "drop_freshness",
     "link_review",
-    # the screeners beside Star (lib/sources/map_growth, iready, dibels8): a file asset and a validated one each
+    # the screeners beside Star (lib/sources/map_growth, iready, dibels8, fastbridge): a file asset and a validated one each
     "map_growth", "validated_map_growth", "iready_ela", "validated_iready_ela", "iready_math", "validated_iready_math",
-    "dibels8", "validated_dibels8",
+    "dibels8", "validated_dibels8", "fastbridge_areading", "validated_fastbridge_areading", "fastbridge_amath",
+    "validated_fastbridge_amath",
 }
 
 

@@ -14,6 +14,7 @@ NAMES = (
     "map_growth",
     "iready",
     "dibels8",
+    "fastbridge",
     "classlink",
 )
 SOURCES: tuple[Source, ...] = tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in NAMES)

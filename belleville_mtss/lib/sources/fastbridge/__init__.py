@@ -1,0 +1,145 @@
+"""FastBridge aReading and aMath screening exports: one row per student, one column group per screening period
+(`Fall`, `Winter`, `Spring`, `Screening Period 4`, `5`). Each filled group (its `Final Date`) is one test event;
+a student who took none has no event. The growth columns "from X to Y" belong to period Y's event; each period's
+Lexile or Quantile too. The scale score is the Test Theta (a decimal: rounded into the common column, kept exactly
+as a score). An export may carry a column with a blank header; the student's name, birth date and demographics
+are never kept."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import pandera.polars as pa
+import polars as pl
+from pydantic import Field
+
+from ...load.warehouse import assessment_results, max_lengths, not_storable
+from ...read.csvfile import FileRejected, read_text_csv
+from ..base import SCORES, AssessmentSection, FileKind, Source
+
+FILES = (
+    FileKind("fastbridge_areading", "FastBridge_aReading*.csv", "FastBridge aReading screening export of the drop",
+             "aReading"),
+    FileKind("fastbridge_amath", "FastBridge_aMath*.csv", "FastBridge aMath screening export of the drop", "aMath"),
+)
+PERIODS = ("Fall", "Winter", "Spring", "Screening Period 4", "Screening Period 5")
+THETA = (0, 1000)
+
+
+def _from(header: str | None, description: str) -> dict:
+    return {"description": description, "metadata": {"header": header} if header else None}
+
+
+class FastBridgeResults(pa.DataFrameModel):
+    district_name: str = pa.Field(nullable=True, **_from("District", "District"))
+    school_name: str = pa.Field(nullable=True, **_from("School", "School"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+        "Local ID", "The FastBridge column the registry links by (Local ID by default), as text"))
+    subject: str = pa.Field(**_from("Assessment", "aReading or aMath"))
+    test_key: str = pa.Field(unique=True, **_from(None, "The student's id, the subject, the period and its date"))
+    grade: str = pa.Field(nullable=True, **_from("Grade", "Grade, as FastBridge writes it"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from(None, "School year (July to June) of the "
+                                                                            "period's final date"))
+    screening_window: str = pa.Field(isin=list(PERIODS), **_from(None, "The screening period"))
+    completed_at: pl.Datetime = pa.Field(**_from("Final Date", "The period's final date (month/day/year)"))
+    scaled_score: pl.Int32 = pa.Field(ge=THETA[0], le=THETA[1], **_from("Test Theta", "Test Theta, rounded"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=0, le=100, **_from("Percentile at Nation",
+                                                                              "National percentile, rounded"))
+    benchmark_category: str = pa.Field(nullable=True, **_from("Risk Level", "Risk level"))
+    scores: SCORES = pa.Field(nullable=True, **_from(None, "The period's other measures and its growth, by header"))
+    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+
+    class Config:
+        strict = True
+
+
+class FastBridgeSection(AssessmentSection):
+    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    link: Literal["Local ID", "State ID", "FAST ID"] = "Local ID"
+
+
+def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
+    return read_text_csv(path, data=data, max_rows=max_rows)
+
+
+def _raw(frame: pl.DataFrame, header: str) -> pl.Expr:
+    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+    """A value, FastBridge's "not available" (N/A, N/A*) read as none; kept as written among the scores."""
+    value = _raw(frame, header)
+    return pl.when(value.is_in(["N/A", "N/A*"])).then(None).otherwise(value)
+
+
+def _rounded(text: pl.Expr) -> pl.Expr:
+    return text.cast(pl.Float64, strict=False).round(0).cast(pl.Int32, strict=False)
+
+
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject"})
+
+
+def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataFrame | None:
+    """One period's events: the rows whose group for `period` has a final date."""
+    prefix = f"{period} {subject} "
+    final = f"{prefix}Final Date"
+    if final not in raw.columns:
+        return None
+    mine = [h for h in raw.columns if (h.startswith(prefix) and h != final) or h.startswith(f"{period} Lexile")
+            or h.startswith(f"{period} Quantile") or re.search(rf"Growth.* to {re.escape(period)}$", h)]
+    taken = _text(raw, final).str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    year = taken.dt.year() - (taken.dt.month() < 7).cast(pl.Int32)
+    return raw.with_row_index("source_row", offset=2).filter(_text(raw, final).is_not_null()).select(
+        _text(raw, "District").alias("district_name"),
+        _text(raw, "School").alias("school_name"),
+        _text(raw, link).alias("student_link"),
+        pl.lit(subject).alias("subject"),
+        _text(raw, "Grade").alias("grade"),
+        pl.format("{}-{}", year, year + 1).alias("school_year"),
+        pl.lit(period).alias("screening_window"),
+        taken.alias("completed_at"),
+        _text(raw, f"{prefix}Test Theta").alias("theta"),
+        _rounded(_text(raw, f"{prefix}Test Theta")).alias("scaled_score"),
+        _rounded(_text(raw, f"{prefix}Percentile at Nation")).alias("percentile_rank"),
+        _text(raw, f"{prefix}Risk Level").alias("benchmark_category"),
+        pl.concat_list([pl.struct(pl.lit(h).alias("name"), _raw(raw, h).alias("value")) for h in mine])
+        .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"),
+        "source_row",
+    )
+
+
+def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
+    link = district.sources["fastbridge"].link
+    if "Assessment" in raw.columns and not raw["Assessment"].drop_nulls().is_in([kind.subject]).all():
+        raise FileRejected("wrong_file", f"{file_name}: not a FastBridge {kind.subject} export (its Assessment "
+                                         "column says otherwise)")
+    missing = [h for h in (link, f"Fall {kind.subject} Final Date") if h not in raw.columns]
+    if missing:
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    events = pl.concat([f for p in PERIODS if (f := _period(raw, p, kind.subject, link)) is not None])
+    events = events.with_columns(pl.concat_str(["student_link", "subject", "screening_window", pl.col(
+        "completed_at").dt.to_string("%Y%m%d")], separator=":").alias("test_key"))
+    reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
+              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Final Date (month/day/year)"))
+              .when(pl.col("theta").is_null() | pl.col("scaled_score").is_null())
+              .then(pl.lit("Test Theta missing or not a number"))
+              .when(~pl.col("scaled_score").is_between(*THETA)).then(pl.lit(f"Test Theta out of range {THETA}"))
+              .when(pl.col("test_key").is_duplicated()).then(pl.lit("two rows of one student")))
+    events = events.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
+    rejected = events.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    good = (events.filter(pl.col("reject_reason").is_null()).sort("source_row", maintain_order=True)
+            .select(list(FastBridgeResults.to_schema().columns)))
+    return good, rejected, {}
+
+
+SOURCE = Source(
+    "fastbridge", "assessment", "FastBridge", FILES, FastBridgeResults, _read, _validate, FastBridgeSection,
+    district_column="district_name",
+    results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
+                  "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
+                  "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
+                  "screening_window": "screening_window"},
+    recognise=lambda header: any(h.endswith("Test Theta") for h in header) and "FAST ID" in header,
+)
