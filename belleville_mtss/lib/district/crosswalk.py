@@ -158,6 +158,8 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
         source = SOURCE_OF.get(v.source, DIRECTORY)
         if not v.usable:
             entries.append(halted(v.source, v.file_name))
+        elif v.frame.is_empty():
+            continue  # every row refused: nothing of it can load (the gates say so), nor name a district
         elif source.district_column and (names := sorted(v.frame[source.district_column].drop_nulls().unique()
                                                          .to_list())):
             entries += resolve_names(district, reference, v.source, v.file_name, names,

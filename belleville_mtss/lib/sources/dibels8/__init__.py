@@ -61,7 +61,7 @@ def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFra
     return read_text_csv(path, data=data, max_rows=max_rows)
 
 
-def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
     value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
     return pl.when(value == "").then(None).otherwise(value)
 
@@ -81,23 +81,23 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
     ours = {"Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
-    period = _text(raw, "Benchmark Period").str.to_uppercase()
+    period = _value(raw, "Benchmark Period").str.to_uppercase()
     typed = raw.with_row_index("source_row", offset=2).select(
-        pl.coalesce(_text(raw, "District Name"), _text(raw, "Account Name")).alias("district_name"),
-        _text(raw, "School Name").alias("school_name"),
-        _text(raw, link).alias("student_link"),
-        pl.coalesce(_text(raw, "Assessment Edition"), pl.lit("DIBELS 8th Edition")).alias("subject"),
-        _text(raw, "Assessment Grade").alias("grade"),
-        _text(raw, "School Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
+        pl.coalesce(_value(raw, "District Name"), _value(raw, "Account Name")).alias("district_name"),
+        _value(raw, "School Name").alias("school_name"),
+        _value(raw, link).alias("student_link"),
+        pl.coalesce(_value(raw, "Assessment Edition"), pl.lit("DIBELS 8th Edition")).alias("subject"),
+        _value(raw, "Assessment Grade").alias("grade"),
+        _value(raw, "School Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
         .alias("school_year"),
         period.alias("period"),
         period.replace_strict(WINDOWS, default=None, return_dtype=pl.Utf8).alias("screening_window"),
-        _text(raw, "Client Date").str.to_datetime("%Y-%m-%d", strict=False, time_unit="us").alias("completed_at"),
-        _whole(_text(raw, "Composite Score")).alias("scaled_score"),
-        _text(raw, "Composite - National Norm Percentile").alias("percentile_text"),
-        _whole(_text(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
-        _text(raw, "Composite Level").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _text(raw, h).alias("value")) for h in measures])
+        _value(raw, "Client Date").str.to_datetime("%Y-%m-%d", strict=False, time_unit="us").alias("completed_at"),
+        _whole(_value(raw, "Composite Score")).alias("scaled_score"),
+        _value(raw, "Composite - National Norm Percentile").alias("percentile_text"),
+        _whole(_value(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
+        _value(raw, "Composite Level").alias("benchmark_category"),
+        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(raw, h).alias("value")) for h in measures])
          .list.filter(pl.element().struct.field("value").is_not_null()) if measures
          else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
         "source_row",

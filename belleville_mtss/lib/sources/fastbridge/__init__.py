@@ -68,7 +68,7 @@ def _raw(frame: pl.DataFrame, header: str) -> pl.Expr:
     return pl.when(value == "").then(None).otherwise(value)
 
 
-def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
     """A value, FastBridge's "not available" (N/A, N/A*) read as none; kept as written among the scores."""
     value = _raw(frame, header)
     return pl.when(value.is_in(["N/A", "N/A*"])).then(None).otherwise(value)
@@ -89,21 +89,21 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
         return None
     mine = [h for h in raw.columns if (h.startswith(prefix) and h != final) or h.startswith(f"{period} Lexile")
             or h.startswith(f"{period} Quantile") or re.search(rf"Growth.* to {re.escape(period)}$", h)]
-    taken = _text(raw, final).str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    taken = _value(raw, final).str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
     year = taken.dt.year() - (taken.dt.month() < 7).cast(pl.Int32)
-    return raw.with_row_index("source_row", offset=2).filter(_text(raw, final).is_not_null()).select(
-        _text(raw, "District").alias("district_name"),
-        _text(raw, "School").alias("school_name"),
-        _text(raw, link).alias("student_link"),
+    return raw.with_row_index("source_row", offset=2).filter(_value(raw, final).is_not_null()).select(
+        _value(raw, "District").alias("district_name"),
+        _value(raw, "School").alias("school_name"),
+        _value(raw, link).alias("student_link"),
         pl.lit(subject).alias("subject"),
-        _text(raw, "Grade").alias("grade"),
+        _value(raw, "Grade").alias("grade"),
         pl.format("{}-{}", year, year + 1).alias("school_year"),
         pl.lit(period).alias("screening_window"),
         taken.alias("completed_at"),
-        _text(raw, f"{prefix}Test Theta").alias("theta"),
-        _rounded(_text(raw, f"{prefix}Test Theta")).alias("scaled_score"),
-        _rounded(_text(raw, f"{prefix}Percentile at Nation")).alias("percentile_rank"),
-        _text(raw, f"{prefix}Risk Level").alias("benchmark_category"),
+        _value(raw, f"{prefix}Test Theta").alias("theta"),
+        _rounded(_value(raw, f"{prefix}Test Theta")).alias("scaled_score"),
+        _rounded(_value(raw, f"{prefix}Percentile at Nation")).alias("percentile_rank"),
+        _value(raw, f"{prefix}Risk Level").alias("benchmark_category"),
         pl.concat_list([pl.struct(pl.lit(h).alias("name"), _raw(raw, h).alias("value")) for h in mine])
         .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"),
         "source_row",

@@ -68,7 +68,7 @@ def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFra
     return read_text_csv(path, data=data, max_rows=max_rows)
 
 
-def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
     value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
     return pl.when(value == "").then(None).otherwise(value)
 
@@ -89,22 +89,22 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     ours = {link, "District State ID", "School", "Student Grade", "Academic Year", "Completion Date",
             "Norming Window", "Overall Scale Score", "Percentile", "Overall Relative Placement"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
-    completed = _text(raw, "Completion Date").str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    completed = _value(raw, "Completion Date").str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
     typed = raw.with_row_index("source_row", offset=2).select(
-        _text(raw, "District State ID").alias("district_state_id"),
-        _text(raw, "School").alias("school_name"),
-        _text(raw, link).alias("student_link"),
+        _value(raw, "District State ID").alias("district_state_id"),
+        _value(raw, "School").alias("school_name"),
+        _value(raw, link).alias("student_link"),
         pl.lit(kind.subject).alias("subject"),
-        _text(raw, "Student Grade").alias("grade"),
-        _text(raw, "Academic Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
+        _value(raw, "Student Grade").alias("grade"),
+        _value(raw, "Academic Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
         .alias("school_year"),
         completed.alias("completed_at"),
-        _text(raw, "Norming Window").str.extract(r"^(Fall|Winter|Spring)\b", 1).alias("screening_window"),
-        _whole(_text(raw, "Overall Scale Score")).alias("scaled_score"),
-        _text(raw, "Percentile").alias("percentile_text"),
-        _whole(_text(raw, "Percentile")).alias("percentile_rank"),
-        _text(raw, "Overall Relative Placement").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _text(raw, h).alias("value")) for h in measures])
+        _value(raw, "Norming Window").str.extract(r"^(Fall|Winter|Spring)\b", 1).alias("screening_window"),
+        _whole(_value(raw, "Overall Scale Score")).alias("scaled_score"),
+        _value(raw, "Percentile").alias("percentile_text"),
+        _whole(_value(raw, "Percentile")).alias("percentile_rank"),
+        _value(raw, "Overall Relative Placement").alias("benchmark_category"),
+        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(raw, h).alias("value")) for h in measures])
          .list.filter(pl.element().struct.field("value").is_not_null()) if measures
          else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
         "source_row",

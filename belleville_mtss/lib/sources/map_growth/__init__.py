@@ -68,7 +68,7 @@ def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFra
     return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=1)
 
 
-def _text(frame: pl.DataFrame, header: str) -> pl.Expr:
+def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
     value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
     return pl.when(value == "").then(None).otherwise(value)
 
@@ -91,27 +91,27 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
     others = [h for h in frame.columns if h not in OURS and h not in IDENTIFYING and h != link
               and not h.startswith("Student")]
-    term = _text(frame, "TermName")
-    when = pl.concat_str([_text(frame, "TestStartDate"), pl.coalesce(_text(frame, "TestStartTime"),
+    term = _value(frame, "TermName")
+    when = pl.concat_str([_value(frame, "TestStartDate"), pl.coalesce(_value(frame, "TestStartTime"),
                                                                       pl.lit("00:00:00"))], separator=" ")
     typed = frame.with_row_index("source_row", offset=2).select(
-        _text(frame, "DistrictName").alias("district_name"),
-        _text(frame, "District_StateID").alias("district_state_id"),
-        _text(frame, "SchoolName").alias("school_name"),
-        _text(frame, link).alias("student_link"),
-        _text(frame, "Subject").alias("subject"),
-        _text(frame, "Course").alias("course"),
-        _text(frame, "TestID").alias("test_id"),
+        _value(frame, "DistrictName").alias("district_name"),
+        _value(frame, "District_StateID").alias("district_state_id"),
+        _value(frame, "SchoolName").alias("school_name"),
+        _value(frame, link).alias("student_link"),
+        _value(frame, "Subject").alias("subject"),
+        _value(frame, "Course").alias("course"),
+        _value(frame, "TestID").alias("test_id"),
         term.alias("term_name"),
         term.str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "").alias("school_year"),
         term.str.extract(r"^(Fall|Winter|Spring|Summer)\b", 1).alias("screening_window"),
         when.str.to_datetime("%m/%d/%Y %H:%M:%S", strict=False, time_unit="us").alias("completed_at"),
-        _text(frame, "TestRITScore").alias("rit_text"),
-        _whole(_text(frame, "TestRITScore")).alias("scaled_score"),
-        _text(frame, "TestPercentile").alias("percentile_text"),
-        _whole(_text(frame, "TestPercentile")).alias("percentile_rank"),
-        _text(frame, "AchievementQuintile").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _text(frame, h).alias("value")) for h in others])
+        _value(frame, "TestRITScore").alias("rit_text"),
+        _whole(_value(frame, "TestRITScore")).alias("scaled_score"),
+        _value(frame, "TestPercentile").alias("percentile_text"),
+        _whole(_value(frame, "TestPercentile")).alias("percentile_rank"),
+        _value(frame, "AchievementQuintile").alias("benchmark_category"),
+        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(frame, h).alias("value")) for h in others])
          .list.filter(pl.element().struct.field("value").is_not_null()) if others
          else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
         "source_row",
