@@ -14,7 +14,7 @@ import pytest
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load import order
-from belleville_mtss.lib.receive.drops import DropRefused, LocalDropSource, receive, sha256_of
+from belleville_mtss.lib.receive.drops import RECEIVING_PREFIX, DropRefused, LocalDropSource, receive, sha256_of
 from belleville_mtss.lib.receive.vault import decrypt_bytes, new_key, parse_key
 from belleville_mtss.lib.load.warehouse import (
     assessment_results, gate_acceptances, ingestion_files, make_engine, read_table, student_roster,
@@ -482,10 +482,16 @@ def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_v
     (folder / "drop.done").touch()  # the sender's marker, written too early
 
     def sender_finishes():
+        # once the receipt has read SR.csv (its staged copy complete under the receiving folder): then the sender
+        # writes the rest, however long the run took to start
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(
+                backend.staging_dir.glob(f"belleville/{RECEIVING_PREFIX}*/SR.csv")):
+            time.sleep(0.01)
         (folder / "SR.csv").write_bytes(complete)
 
     monkeypatch.setenv("MTSS_FAULT", "after_receipt:sleep=1.5")  # every file read; the sender writes meanwhile
-    writer = threading.Timer(0.5, sender_finishes)
+    writer = threading.Thread(target=sender_finishes)
     writer.start()
     report = _run(backend, KEY[NEW])
     writer.join()

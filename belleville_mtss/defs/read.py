@@ -25,7 +25,9 @@ def file_asset(kind: FileKind) -> dg.AssetsDefinition:
                received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
         entry = error_log.drop(context).district
         pattern = entry.file_patterns.get(kind.asset)
-        staged = find_file(received_drop.files, pattern) if pattern else None
+        if pattern is None:  # a file the district does not send: said, and nothing more to do
+            return dg.Output(SourceFile(kind.asset, None, sent=False), metadata={"sent": False})
+        staged = find_file(received_drop.files, pattern)
         if staged is None:
             src = ingest_file(kind, None, entry)
         else:
@@ -105,6 +107,8 @@ def validated_asset(kind: FileKind) -> dg.AssetsDefinition:
               description=f"{kind.asset}: columns bound by header name, values typed, bad rows rejected")
     def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                src: SourceFile) -> dg.Output[ValidatedFile]:
+        if not src.sent:
+            return dg.Output(ValidatedFile(src.source, None, sent=False), metadata={"sent": False})
         district = error_log.drop(context).district
         return _finish(context, error_log, district, *validate_file(src, district))
 
