@@ -99,6 +99,47 @@ class Source:
         return {name: header for name, header in found.items() if header}
 
 
+# ---- what the vendors' folders share ------------------------------------------------------------------------
+
+def declared(header: str | None, description: str) -> dict:
+    """A model field's description and the source header it is read from (None: one we make)."""
+    return {"description": description, "metadata": {"header": header} if header else None}
+
+
+def plain_reader(last_record_slack: int = 0) -> Callable:
+    """A source's reader for a plain CSV export, every column kept (lib/read/csvfile.py: the drop's checks)."""
+    from ..read.csvfile import read_text_csv
+
+    def read(path, data, district, max_rows: int) -> pl.DataFrame:
+        return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=last_record_slack)
+    return read
+
+
+def default_files(files: tuple[FileKind, ...]) -> Callable[[], dict[str, str]]:
+    """A section's default `files`: every kind the source comes as, under its default pattern."""
+    return lambda: {k.asset: k.pattern for k in files}
+
+
+def value(frame: pl.DataFrame, header: str, blanks: tuple[str, ...] = ("",)) -> pl.Expr:
+    """A column's text, trimmed; a blank (or a vendor's `blanks`) is none; a column the file lacks is none."""
+    text = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
+    return pl.when(text.is_in(list(blanks))).then(None).otherwise(text)
+
+
+def whole(text: pl.Expr) -> pl.Expr:
+    """A whole number from text ("208", "208.0"); anything else is none."""
+    number = text.cast(pl.Float64, strict=False)
+    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
+
+
+def gathered(frame: pl.DataFrame, headers: list[str]) -> pl.Expr:
+    """The `scores` column: each of `headers` that holds a value, by header, as written (trimmed)."""
+    if not headers:
+        return pl.lit([], SCORES).alias("scores")
+    return (pl.concat_list([pl.struct(pl.lit(h).alias("name"), value(frame, h).alias("value")) for h in headers])
+            .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"))
+
+
 def _type_name(dtype) -> str:
     text = str(dtype).lower()
     for ours, theirs in (("datetime", "datetime"), ("int", "int"), ("float", "float"), ("bool", "bool")):

@@ -5,7 +5,6 @@ growth, never the student's name, birth date, demographics, programmes, classes 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 import pandera.polars as pa
@@ -13,8 +12,10 @@ import polars as pl
 from pydantic import Field
 
 from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected, read_text_csv
-from ..base import SCORES, AssessmentSection, FileKind, Source
+from ...read.csvfile import FileRejected
+from ..base import (
+    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+)
 
 FILES = (FileKind("dibels8", "dibels8*.csv", "mCLASS DIBELS 8th Edition benchmark export of the drop"),)
 REQUIRED = ("School Year", "Benchmark Period", "Composite Score", "Client Date")
@@ -25,50 +26,36 @@ MEASURE = re.compile(r"( - (Level|Score|National Norm Percentile|Semester Growth
 COMPOSITE = (0, 1000)
 
 
-def _from(header: str | None, description: str) -> dict:
-    return {"description": description, "metadata": {"header": header} if header else None}
-
 
 class Dibels8Results(pa.DataFrameModel):
-    district_name: str = pa.Field(nullable=True, **_from("District Name", "District Name"))
-    school_name: str = pa.Field(nullable=True, **_from("School Name", "School Name"))
-    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+    district_name: str = pa.Field(nullable=True, **declared("District Name", "District Name"))
+    school_name: str = pa.Field(nullable=True, **declared("School Name", "School Name"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "Student Primary ID", "The mCLASS column the registry links by (Student Primary ID by default)"))
-    subject: str = pa.Field(**_from("Assessment Edition", "DIBELS 8th Edition (reading)"))
-    test_key: str = pa.Field(unique=True, **_from(None, "The student's id, the school year and the period"))
-    grade: str = pa.Field(nullable=True, **_from("Assessment Grade", "Grade of the benchmark given"))
-    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from("School Year", "School Year"))
-    screening_window: str = pa.Field(**_from("Benchmark Period", "Fall (BOY), Winter (MOY) or Spring (EOY)"))
-    completed_at: pl.Datetime = pa.Field(**_from("Client Date", "The day the benchmark was given"))
-    scaled_score: pl.Int32 = pa.Field(ge=COMPOSITE[0], le=COMPOSITE[1], **_from("Composite Score",
+    subject: str = pa.Field(**declared("Assessment Edition", "DIBELS 8th Edition (reading)"))
+    test_key: str = pa.Field(unique=True, **declared(None, "The student's id, the school year and the period"))
+    grade: str = pa.Field(nullable=True, **declared("Assessment Grade", "Grade of the benchmark given"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared("School Year", "School Year"))
+    screening_window: str = pa.Field(**declared("Benchmark Period", "Fall (BOY), Winter (MOY) or Spring (EOY)"))
+    completed_at: pl.Datetime = pa.Field(**declared("Client Date", "The day the benchmark was given"))
+    scaled_score: pl.Int32 = pa.Field(ge=COMPOSITE[0], le=COMPOSITE[1], **declared("Composite Score",
                                                                                 "Composite score"))
-    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=0, le=100, **_from(
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=0, le=100, **declared(
         "Composite - National Norm Percentile", "Composite national norm percentile"))
-    benchmark_category: str = pa.Field(nullable=True, **_from("Composite Level", "Composite level"))
-    scores: SCORES = pa.Field(nullable=True, **_from(None, "Every measure's score, level, percentile and growth"))
-    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+    benchmark_category: str = pa.Field(nullable=True, **declared("Composite Level", "Composite level"))
+    scores: SCORES = pa.Field(nullable=True, **declared(None, "Every measure's score, level, percentile and growth"))
+    source_row: pl.UInt32 = pa.Field(**declared(None, "Line number in the file"))
 
     class Config:
         strict = True
 
 
 class Dibels8Section(AssessmentSection):
-    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Student Primary ID", "Primary ID - Student ID (State ID)"] = "Student Primary ID"
 
 
-def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
-    return read_text_csv(path, data=data, max_rows=max_rows)
 
-
-def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
-    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
-    return pl.when(value == "").then(None).otherwise(value)
-
-
-def _whole(text: pl.Expr) -> pl.Expr:
-    number = text.cast(pl.Float64, strict=False)
-    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject"})
@@ -81,25 +68,23 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
     ours = {"Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
-    period = _value(raw, "Benchmark Period").str.to_uppercase()
+    period = value(raw, "Benchmark Period").str.to_uppercase()
     typed = raw.with_row_index("source_row", offset=2).select(
-        pl.coalesce(_value(raw, "District Name"), _value(raw, "Account Name")).alias("district_name"),
-        _value(raw, "School Name").alias("school_name"),
-        _value(raw, link).alias("student_link"),
-        pl.coalesce(_value(raw, "Assessment Edition"), pl.lit("DIBELS 8th Edition")).alias("subject"),
-        _value(raw, "Assessment Grade").alias("grade"),
-        _value(raw, "School Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
+        pl.coalesce(value(raw, "District Name"), value(raw, "Account Name")).alias("district_name"),
+        value(raw, "School Name").alias("school_name"),
+        value(raw, link).alias("student_link"),
+        pl.coalesce(value(raw, "Assessment Edition"), pl.lit("DIBELS 8th Edition")).alias("subject"),
+        value(raw, "Assessment Grade").alias("grade"),
+        value(raw, "School Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
         .alias("school_year"),
         period.alias("period"),
         period.replace_strict(WINDOWS, default=None, return_dtype=pl.Utf8).alias("screening_window"),
-        _value(raw, "Client Date").str.to_datetime("%Y-%m-%d", strict=False, time_unit="us").alias("completed_at"),
-        _whole(_value(raw, "Composite Score")).alias("scaled_score"),
-        _value(raw, "Composite - National Norm Percentile").alias("percentile_text"),
-        _whole(_value(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
-        _value(raw, "Composite Level").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(raw, h).alias("value")) for h in measures])
-         .list.filter(pl.element().struct.field("value").is_not_null()) if measures
-         else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
+        value(raw, "Client Date").str.to_datetime("%Y-%m-%d", strict=False, time_unit="us").alias("completed_at"),
+        whole(value(raw, "Composite Score")).alias("scaled_score"),
+        value(raw, "Composite - National Norm Percentile").alias("percentile_text"),
+        whole(value(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
+        value(raw, "Composite Level").alias("benchmark_category"),
+        gathered(raw, measures),
         "source_row",
     ).with_columns(pl.concat_str(["student_link", "school_year", "period"], separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
@@ -120,7 +105,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "dibels8", "assessment", "DIBELS 8", FILES, Dibels8Results, _read, _validate, Dibels8Section,
+    "dibels8", "assessment", "DIBELS 8", FILES, Dibels8Results, plain_reader(), _validate, Dibels8Section,
     district_column="district_name",
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",

@@ -7,7 +7,6 @@ are never kept."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 import pandera.polars as pa
@@ -15,8 +14,10 @@ import polars as pl
 from pydantic import Field
 
 from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected, read_text_csv
-from ..base import SCORES, AssessmentSection, FileKind, Source
+from ...read.csvfile import FileRejected
+from ..base import (
+    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value,
+)
 
 FILES = (
     FileKind("fastbridge_areading", "FastBridge_aReading*.csv", "FastBridge aReading screening export of the drop",
@@ -27,51 +28,37 @@ PERIODS = ("Fall", "Winter", "Spring", "Screening Period 4", "Screening Period 5
 THETA = (0, 1000)
 
 
-def _from(header: str | None, description: str) -> dict:
-    return {"description": description, "metadata": {"header": header} if header else None}
-
 
 class FastBridgeResults(pa.DataFrameModel):
-    district_name: str = pa.Field(nullable=True, **_from("District", "District"))
-    school_name: str = pa.Field(nullable=True, **_from("School", "School"))
-    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+    district_name: str = pa.Field(nullable=True, **declared("District", "District"))
+    school_name: str = pa.Field(nullable=True, **declared("School", "School"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "Local ID", "The FastBridge column the registry links by (Local ID by default), as text"))
-    subject: str = pa.Field(**_from("Assessment", "aReading or aMath"))
-    test_key: str = pa.Field(unique=True, **_from(None, "The student's id, the subject, the period and its date"))
-    grade: str = pa.Field(nullable=True, **_from("Grade", "Grade, as FastBridge writes it"))
-    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from(None, "School year (July to June) of the "
+    subject: str = pa.Field(**declared("Assessment", "aReading or aMath"))
+    test_key: str = pa.Field(unique=True, **declared(None, "The student's id, the subject, the period and its date"))
+    grade: str = pa.Field(nullable=True, **declared("Grade", "Grade, as FastBridge writes it"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared(None, "School year (July to June) of the "
                                                                             "period's final date"))
-    screening_window: str = pa.Field(isin=list(PERIODS), **_from(None, "The screening period"))
-    completed_at: pl.Datetime = pa.Field(**_from("Final Date", "The period's final date (month/day/year)"))
-    scaled_score: pl.Int32 = pa.Field(ge=THETA[0], le=THETA[1], **_from("Test Theta", "Test Theta, rounded"))
-    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=0, le=100, **_from("Percentile at Nation",
+    screening_window: str = pa.Field(isin=list(PERIODS), **declared(None, "The screening period"))
+    completed_at: pl.Datetime = pa.Field(**declared("Final Date", "The period's final date (month/day/year)"))
+    scaled_score: pl.Int32 = pa.Field(ge=THETA[0], le=THETA[1], **declared("Test Theta", "Test Theta, rounded"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=0, le=100, **declared("Percentile at Nation",
                                                                               "National percentile, rounded"))
-    benchmark_category: str = pa.Field(nullable=True, **_from("Risk Level", "Risk level"))
-    scores: SCORES = pa.Field(nullable=True, **_from(None, "The period's other measures and its growth, by header"))
-    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+    benchmark_category: str = pa.Field(nullable=True, **declared("Risk Level", "Risk level"))
+    scores: SCORES = pa.Field(nullable=True, **declared(None, "The period's other measures and its growth, by header"))
+    source_row: pl.UInt32 = pa.Field(**declared(None, "Line number in the file"))
 
     class Config:
         strict = True
 
 
 class FastBridgeSection(AssessmentSection):
-    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Local ID", "State ID", "FAST ID"] = "Local ID"
 
 
-def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
-    return read_text_csv(path, data=data, max_rows=max_rows)
 
-
-def _raw(frame: pl.DataFrame, header: str) -> pl.Expr:
-    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
-    return pl.when(value == "").then(None).otherwise(value)
-
-
-def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
-    """A value, FastBridge's "not available" (N/A, N/A*) read as none; kept as written among the scores."""
-    value = _raw(frame, header)
-    return pl.when(value.is_in(["N/A", "N/A*"])).then(None).otherwise(value)
+NOT_AVAILABLE = ("", "N/A", "N/A*")  # FastBridge's "not available": none in our columns, kept as written in scores
 
 
 def _rounded(text: pl.Expr) -> pl.Expr:
@@ -89,23 +76,23 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
         return None
     mine = [h for h in raw.columns if (h.startswith(prefix) and h != final) or h.startswith(f"{period} Lexile")
             or h.startswith(f"{period} Quantile") or re.search(rf"Growth.* to {re.escape(period)}$", h)]
-    taken = _value(raw, final).str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    filled = value(raw, final, NOT_AVAILABLE)
+    taken = filled.str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
     year = taken.dt.year() - (taken.dt.month() < 7).cast(pl.Int32)
-    return raw.with_row_index("source_row", offset=2).filter(_value(raw, final).is_not_null()).select(
-        _value(raw, "District").alias("district_name"),
-        _value(raw, "School").alias("school_name"),
-        _value(raw, link).alias("student_link"),
+    return raw.with_row_index("source_row", offset=2).filter(filled.is_not_null()).select(
+        value(raw, "District", NOT_AVAILABLE).alias("district_name"),
+        value(raw, "School", NOT_AVAILABLE).alias("school_name"),
+        value(raw, link, NOT_AVAILABLE).alias("student_link"),
         pl.lit(subject).alias("subject"),
-        _value(raw, "Grade").alias("grade"),
+        value(raw, "Grade", NOT_AVAILABLE).alias("grade"),
         pl.format("{}-{}", year, year + 1).alias("school_year"),
         pl.lit(period).alias("screening_window"),
         taken.alias("completed_at"),
-        _value(raw, f"{prefix}Test Theta").alias("theta"),
-        _rounded(_value(raw, f"{prefix}Test Theta")).alias("scaled_score"),
-        _rounded(_value(raw, f"{prefix}Percentile at Nation")).alias("percentile_rank"),
-        _value(raw, f"{prefix}Risk Level").alias("benchmark_category"),
-        pl.concat_list([pl.struct(pl.lit(h).alias("name"), _raw(raw, h).alias("value")) for h in mine])
-        .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"),
+        value(raw, f"{prefix}Test Theta", NOT_AVAILABLE).alias("theta"),
+        _rounded(value(raw, f"{prefix}Test Theta", NOT_AVAILABLE)).alias("scaled_score"),
+        _rounded(value(raw, f"{prefix}Percentile at Nation", NOT_AVAILABLE)).alias("percentile_rank"),
+        value(raw, f"{prefix}Risk Level", NOT_AVAILABLE).alias("benchmark_category"),
+        gathered(raw, mine),
         "source_row",
     )
 
@@ -135,7 +122,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "fastbridge", "assessment", "FastBridge", FILES, FastBridgeResults, _read, _validate, FastBridgeSection,
+    "fastbridge", "assessment", "FastBridge", FILES, FastBridgeResults, plain_reader(), _validate, FastBridgeSection,
     district_column="district_name",
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",

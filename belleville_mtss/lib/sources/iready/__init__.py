@@ -7,7 +7,6 @@ classes."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 import pandera.polars as pa
@@ -15,8 +14,10 @@ import polars as pl
 from pydantic import Field
 
 from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected, read_text_csv
-from ..base import SCORES, AssessmentSection, FileKind, Source
+from ...read.csvfile import FileRejected
+from ..base import (
+    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+)
 
 FILES = (
     FileKind("iready_ela", "diagnostic_results_ela*.csv", "i-Ready Diagnostic Results, ELA, of the drop", "ELA"),
@@ -31,51 +32,37 @@ MEASURE = re.compile(r"(Scale Score|Placement|Percentile|Measure|Range|Growth.*|
 SCALE = (100, 800)
 
 
-def _from(header: str | None, description: str) -> dict:
-    return {"description": description, "metadata": {"header": header} if header else None}
-
 
 class IreadyResults(pa.DataFrameModel):
-    district_state_id: str = pa.Field(nullable=True, **_from("District State ID", "The state's district id, "
+    district_state_id: str = pa.Field(nullable=True, **declared("District State ID", "The state's district id, "
                                                                                   "often empty"))
-    school_name: str = pa.Field(nullable=True, **_from("School", "School"))
-    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+    school_name: str = pa.Field(nullable=True, **declared("School", "School"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "Student ID", "The i-Ready column the registry links by (Student ID by default), as text"))
-    subject: str = pa.Field(**_from(None, "ELA or Math: from the file's name"))
-    test_key: str = pa.Field(unique=True, **_from(None, "The student's id, the subject and the completion date"))
-    grade: str = pa.Field(nullable=True, **_from("Student Grade", "Grade at the time of the diagnostic"))
-    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from("Academic Year", "Academic Year"))
-    completed_at: pl.Datetime = pa.Field(**_from("Completion Date", "Completion Date (month/day/year)"))
-    screening_window: str = pa.Field(nullable=True, **_from("Norming Window", "Fall, Winter or Spring, from the "
+    subject: str = pa.Field(**declared(None, "ELA or Math: from the file's name"))
+    test_key: str = pa.Field(unique=True, **declared(None, "The student's id, the subject and the completion date"))
+    grade: str = pa.Field(nullable=True, **declared("Student Grade", "Grade at the time of the diagnostic"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared("Academic Year", "Academic Year"))
+    completed_at: pl.Datetime = pa.Field(**declared("Completion Date", "Completion Date (month/day/year)"))
+    screening_window: str = pa.Field(nullable=True, **declared("Norming Window", "Fall, Winter or Spring, from the "
                                                                               "norming window"))
-    scaled_score: pl.Int32 = pa.Field(ge=SCALE[0], le=SCALE[1], **_from("Overall Scale Score", "Overall scale score"))
-    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=1, le=99, **_from("Percentile", "National percentile"))
-    benchmark_category: str = pa.Field(nullable=True, **_from("Overall Relative Placement",
+    scaled_score: pl.Int32 = pa.Field(ge=SCALE[0], le=SCALE[1], **declared("Overall Scale Score", "Overall scale score"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=1, le=99, **declared("Percentile", "National percentile"))
+    benchmark_category: str = pa.Field(nullable=True, **declared("Overall Relative Placement",
                                                               "Overall relative placement"))
-    scores: SCORES = pa.Field(nullable=True, **_from(None, "The diagnostic's other measures, by header"))
-    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+    scores: SCORES = pa.Field(nullable=True, **declared(None, "The diagnostic's other measures, by header"))
+    source_row: pl.UInt32 = pa.Field(**declared(None, "Line number in the file"))
 
     class Config:
         strict = True
 
 
 class IreadySection(AssessmentSection):
-    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Student ID", "Student State ID"] = "Student ID"
 
 
-def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
-    return read_text_csv(path, data=data, max_rows=max_rows)
 
-
-def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
-    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
-    return pl.when(value == "").then(None).otherwise(value)
-
-
-def _whole(text: pl.Expr) -> pl.Expr:
-    number = text.cast(pl.Float64, strict=False)
-    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "ScreeningWindow": "screening_window"})
@@ -89,24 +76,22 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     ours = {link, "District State ID", "School", "Student Grade", "Academic Year", "Completion Date",
             "Norming Window", "Overall Scale Score", "Percentile", "Overall Relative Placement"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
-    completed = _value(raw, "Completion Date").str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
+    completed = value(raw, "Completion Date").str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
     typed = raw.with_row_index("source_row", offset=2).select(
-        _value(raw, "District State ID").alias("district_state_id"),
-        _value(raw, "School").alias("school_name"),
-        _value(raw, link).alias("student_link"),
+        value(raw, "District State ID").alias("district_state_id"),
+        value(raw, "School").alias("school_name"),
+        value(raw, link).alias("student_link"),
         pl.lit(kind.subject).alias("subject"),
-        _value(raw, "Student Grade").alias("grade"),
-        _value(raw, "Academic Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
+        value(raw, "Student Grade").alias("grade"),
+        value(raw, "Academic Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
         .alias("school_year"),
         completed.alias("completed_at"),
-        _value(raw, "Norming Window").str.extract(r"^(Fall|Winter|Spring)\b", 1).alias("screening_window"),
-        _whole(_value(raw, "Overall Scale Score")).alias("scaled_score"),
-        _value(raw, "Percentile").alias("percentile_text"),
-        _whole(_value(raw, "Percentile")).alias("percentile_rank"),
-        _value(raw, "Overall Relative Placement").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(raw, h).alias("value")) for h in measures])
-         .list.filter(pl.element().struct.field("value").is_not_null()) if measures
-         else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
+        value(raw, "Norming Window").str.extract(r"^(Fall|Winter|Spring)\b", 1).alias("screening_window"),
+        whole(value(raw, "Overall Scale Score")).alias("scaled_score"),
+        value(raw, "Percentile").alias("percentile_text"),
+        whole(value(raw, "Percentile")).alias("percentile_rank"),
+        value(raw, "Overall Relative Placement").alias("benchmark_category"),
+        gathered(raw, measures),
         "source_row",
     ).with_columns(pl.concat_str([pl.col("student_link"), pl.col("subject"),
                                   pl.col("completed_at").dt.to_string("%Y%m%d")], separator=":").alias("test_key"))
@@ -127,7 +112,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "iready", "assessment", "i-Ready", FILES, IreadyResults, _read, _validate, IreadySection,
+    "iready", "assessment", "i-Ready", FILES, IreadyResults, plain_reader(), _validate, IreadySection,
     district_column=None,
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",

@@ -5,7 +5,6 @@ ones say Subject/Course; TestStartDate is month/day/year. Every other column a r
 Lexile, Quantile, projected proficiency...) is kept as a score under its header, identifying columns aside."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import pandera.polars as pa
@@ -13,8 +12,10 @@ import polars as pl
 from pydantic import Field
 
 from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected, read_text_csv
-from ..base import SCORES, AssessmentSection, FileKind, Source
+from ...read.csvfile import FileRejected
+from ..base import (
+    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+)
 
 FILES = (FileKind("map_growth", "AssessmentResults*.csv",
                   "NWEA MAP Growth Comprehensive Data File, AssessmentResults, of the drop"),)
@@ -27,55 +28,40 @@ REQUIRED = ("TermName", "Subject", "TestStartDate", "TestRITScore")
 RIT, PERCENTILE = (100, 350), (1, 99)
 
 
-def _from(header: str | None, description: str) -> dict:
-    return {"description": description, "metadata": {"header": header} if header else None}
-
 
 class MapGrowthResults(pa.DataFrameModel):
-    district_name: str = pa.Field(nullable=True, **_from("DistrictName", "DistrictName (combined layout only)"))
-    district_state_id: str = pa.Field(nullable=True, **_from("District_StateID", "The state's district id"))
-    school_name: str = pa.Field(nullable=True, **_from("SchoolName", "SchoolName"))
-    student_link: str = pa.Field(str_length={"min_value": 1}, **_from(
+    district_name: str = pa.Field(nullable=True, **declared("DistrictName", "DistrictName (combined layout only)"))
+    district_state_id: str = pa.Field(nullable=True, **declared("District_StateID", "The state's district id"))
+    school_name: str = pa.Field(nullable=True, **declared("SchoolName", "SchoolName"))
+    student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "StudentID", "The MAP column the registry links by (StudentID by default), as text"))
-    subject: str = pa.Field(**_from("Subject", "Subject (MeasurementScale in older exports)"))
-    course: str = pa.Field(nullable=True, **_from("Course", "Course (Discipline in older exports)"))
-    test_key: str = pa.Field(unique=True, **_from("TestID", "The student's id and MAP TestID (for a test without "
+    subject: str = pa.Field(**declared("Subject", "Subject (MeasurementScale in older exports)"))
+    course: str = pa.Field(nullable=True, **declared("Course", "Course (Discipline in older exports)"))
+    test_key: str = pa.Field(unique=True, **declared("TestID", "The student's id and MAP TestID (for a test without "
                                                                "one: its subject and start time)"))
-    term_name: str = pa.Field(**_from("TermName", "TermName, e.g. Fall 2025-2026"))
-    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **_from(None, "School year, from TermName"))
-    screening_window: str = pa.Field(nullable=True, **_from(None, "Fall, Winter, Spring or Summer, from TermName"))
-    completed_at: pl.Datetime = pa.Field(**_from("TestStartDate", "TestStartDate (month/day/year) and "
+    term_name: str = pa.Field(**declared("TermName", "TermName, e.g. Fall 2025-2026"))
+    school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared(None, "School year, from TermName"))
+    screening_window: str = pa.Field(nullable=True, **declared(None, "Fall, Winter, Spring or Summer, from TermName"))
+    completed_at: pl.Datetime = pa.Field(**declared("TestStartDate", "TestStartDate (month/day/year) and "
                                                                   "TestStartTime"))
-    scaled_score: pl.Int32 = pa.Field(ge=RIT[0], le=RIT[1], **_from("TestRITScore", "RIT score"))
-    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=PERCENTILE[0], le=PERCENTILE[1], **_from(
+    scaled_score: pl.Int32 = pa.Field(ge=RIT[0], le=RIT[1], **declared("TestRITScore", "RIT score"))
+    percentile_rank: pl.Int32 = pa.Field(nullable=True, ge=PERCENTILE[0], le=PERCENTILE[1], **declared(
         "TestPercentile", "Achievement percentile"))
-    benchmark_category: str = pa.Field(nullable=True, **_from("AchievementQuintile", "Achievement quintile "
+    benchmark_category: str = pa.Field(nullable=True, **declared("AchievementQuintile", "Achievement quintile "
                                                                                      "(Low ... High)"))
-    scores: SCORES = pa.Field(nullable=True, **_from(None, "Every other column of the row, by header"))
-    source_row: pl.UInt32 = pa.Field(**_from(None, "Line number in the file"))
+    scores: SCORES = pa.Field(nullable=True, **declared(None, "Every other column of the row, by header"))
+    source_row: pl.UInt32 = pa.Field(**declared(None, "Line number in the file"))
 
     class Config:
         strict = True
 
 
 class MapGrowthSection(AssessmentSection):
-    files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
+    files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["StudentID", "Student_StateID"] = "StudentID"
 
 
-def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
-    # NWEA's public sample ends without a line break, its last record one (empty) trailing field short
-    return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=1)
 
-
-def _value(frame: pl.DataFrame, header: str) -> pl.Expr:
-    value = pl.col(header).str.strip_chars() if header in frame.columns else pl.lit(None, pl.Utf8)
-    return pl.when(value == "").then(None).otherwise(value)
-
-
-def _whole(text: pl.Expr) -> pl.Expr:
-    number = text.cast(pl.Float64, strict=False)
-    return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject",
@@ -91,29 +77,27 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
     others = [h for h in frame.columns if h not in OURS and h not in IDENTIFYING and h != link
               and not h.startswith("Student")]
-    term = _value(frame, "TermName")
-    when = pl.concat_str([_value(frame, "TestStartDate"), pl.coalesce(_value(frame, "TestStartTime"),
+    term = value(frame, "TermName")
+    when = pl.concat_str([value(frame, "TestStartDate"), pl.coalesce(value(frame, "TestStartTime"),
                                                                       pl.lit("00:00:00"))], separator=" ")
     typed = frame.with_row_index("source_row", offset=2).select(
-        _value(frame, "DistrictName").alias("district_name"),
-        _value(frame, "District_StateID").alias("district_state_id"),
-        _value(frame, "SchoolName").alias("school_name"),
-        _value(frame, link).alias("student_link"),
-        _value(frame, "Subject").alias("subject"),
-        _value(frame, "Course").alias("course"),
-        _value(frame, "TestID").alias("test_id"),
+        value(frame, "DistrictName").alias("district_name"),
+        value(frame, "District_StateID").alias("district_state_id"),
+        value(frame, "SchoolName").alias("school_name"),
+        value(frame, link).alias("student_link"),
+        value(frame, "Subject").alias("subject"),
+        value(frame, "Course").alias("course"),
+        value(frame, "TestID").alias("test_id"),
         term.alias("term_name"),
         term.str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "").alias("school_year"),
         term.str.extract(r"^(Fall|Winter|Spring|Summer)\b", 1).alias("screening_window"),
         when.str.to_datetime("%m/%d/%Y %H:%M:%S", strict=False, time_unit="us").alias("completed_at"),
-        _value(frame, "TestRITScore").alias("rit_text"),
-        _whole(_value(frame, "TestRITScore")).alias("scaled_score"),
-        _value(frame, "TestPercentile").alias("percentile_text"),
-        _whole(_value(frame, "TestPercentile")).alias("percentile_rank"),
-        _value(frame, "AchievementQuintile").alias("benchmark_category"),
-        (pl.concat_list([pl.struct(pl.lit(h).alias("name"), _value(frame, h).alias("value")) for h in others])
-         .list.filter(pl.element().struct.field("value").is_not_null()) if others
-         else pl.lit([], SCORES)).cast(SCORES).alias("scores"),
+        value(frame, "TestRITScore").alias("rit_text"),
+        whole(value(frame, "TestRITScore")).alias("scaled_score"),
+        value(frame, "TestPercentile").alias("percentile_text"),
+        whole(value(frame, "TestPercentile")).alias("percentile_rank"),
+        value(frame, "AchievementQuintile").alias("benchmark_category"),
+        gathered(frame, others),
         "source_row",
     )
     # The key is the student's with the test's: NWEA's TestID, or for a test without one (screeners in the public
@@ -136,7 +120,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "map_growth", "assessment", "MAP Growth", FILES, MapGrowthResults, _read, _validate, MapGrowthSection,
+    # NWEA's public sample ends without a line break, its last record one (empty) trailing field short
+    "map_growth", "assessment", "MAP Growth", FILES, MapGrowthResults, plain_reader(1), _validate, MapGrowthSection,
     district_column="district_name",
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
