@@ -140,6 +140,26 @@ def gathered(frame: pl.DataFrame, headers: list[str]) -> pl.Expr:
             .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"))
 
 
+def require(frame: pl.DataFrame, headers, file_name: str) -> None:
+    """A file without one of `headers` is halted, naming each it lacks."""
+    from ..read.csvfile import FileRejected
+
+    missing = [h for h in headers if h not in frame.columns]
+    if missing:
+        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+
+
+def split_refused(frame: pl.DataFrame, reason: pl.Expr, lengths: dict, model: type[pa.DataFrameModel]):
+    """(typed, rejected, headers) for a validator: rows with a reason (or a value the warehouse cannot store,
+    lib/load/warehouse.py not_storable) refused by line number and reason, the rest as the model's columns."""
+    from ..load.warehouse import not_storable
+
+    frame = frame.with_columns(not_storable(lengths, reason).alias("reject_reason"))
+    rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    typed = frame.filter(pl.col("reject_reason").is_null()).select(list(model.to_schema().columns))
+    return typed, rejected, {}
+
+
 def _type_name(dtype) -> str:
     text = str(dtype).lower()
     for ours, theirs in (("datetime", "datetime"), ("int", "int"), ("float", "float"), ("bool", "bool")):

@@ -11,10 +11,10 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected
+from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
-    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+    AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
+    split_refused, value, whole,
 )
 
 FILES = (FileKind("dibels8", "dibels8*.csv", "mCLASS DIBELS 8th Edition benchmark export of the drop"),)
@@ -63,9 +63,7 @@ STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subjec
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["dibels8"].link
-    missing = [h for h in (link, *REQUIRED) if h not in raw.columns]
-    if missing:
-        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    require(raw, (link, *REQUIRED), file_name)
     ours = {"Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
     period = value(raw, "Benchmark Period").str.to_uppercase()
@@ -98,10 +96,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .then(pl.lit("Composite - National Norm Percentile is not a whole number in (0, 100)"))
               .when(pl.col("test_key").is_duplicated())
               .then(pl.lit("two benchmarks of one student in one period")))
-    typed = typed.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
-    rejected = typed.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    good = typed.filter(pl.col("reject_reason").is_null()).select(list(Dibels8Results.to_schema().columns))
-    return good, rejected, {}
+    return split_refused(typed, reason, STORED_LENGTHS, Dibels8Results)
 
 
 SOURCE = Source(

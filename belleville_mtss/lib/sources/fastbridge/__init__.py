@@ -13,10 +13,11 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from ...load.warehouse import assessment_results, max_lengths, not_storable
+from ...load.warehouse import assessment_results, max_lengths
 from ...read.csvfile import FileRejected
 from ..base import (
-    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value,
+    AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
+    split_refused, value,
 )
 
 FILES = (
@@ -102,9 +103,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     if "Assessment" in raw.columns and not raw["Assessment"].drop_nulls().is_in([kind.subject]).all():
         raise FileRejected("wrong_file", f"{file_name}: not a FastBridge {kind.subject} export (its Assessment "
                                          "column says otherwise)")
-    missing = [h for h in (link, f"Fall {kind.subject} Final Date") if h not in raw.columns]
-    if missing:
-        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    require(raw, (link, f"Fall {kind.subject} Final Date"), file_name)
     events = pl.concat([f for p in PERIODS if (f := _period(raw, p, kind.subject, link)) is not None])
     events = events.with_columns(pl.concat_str(["student_link", "subject", "screening_window", pl.col(
         "completed_at").dt.to_string("%Y%m%d")], separator=":").alias("test_key"))
@@ -114,11 +113,9 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .then(pl.lit("Test Theta missing or not a number"))
               .when(~pl.col("scaled_score").is_between(*THETA)).then(pl.lit(f"Test Theta out of range {THETA}"))
               .when(pl.col("test_key").is_duplicated()).then(pl.lit("two rows of one student")))
-    events = events.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
-    rejected = events.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    good = (events.filter(pl.col("reject_reason").is_null()).sort("source_row", maintain_order=True)
-            .select(list(FastBridgeResults.to_schema().columns)))
-    return good, rejected, {}
+    # in the file's order: a student's periods after one another
+    return split_refused(events.sort("source_row", maintain_order=True), reason, STORED_LENGTHS,
+                         FastBridgeResults)
 
 
 SOURCE = Source(

@@ -13,10 +13,10 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected
+from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
-    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+    AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
+    split_refused, value, whole,
 )
 
 FILES = (
@@ -70,9 +70,7 @@ STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Screen
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["iready"].link
-    missing = [h for h in (link, *REQUIRED) if h not in raw.columns]
-    if missing:
-        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    require(raw, (link, *REQUIRED), file_name)
     ours = {link, "District State ID", "School", "Student Grade", "Academic Year", "Completion Date",
             "Norming Window", "Overall Scale Score", "Percentile", "Overall Relative Placement"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
@@ -105,10 +103,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .then(pl.lit("Percentile is not a whole number in (1, 99)"))
               .when(pl.col("test_key").is_duplicated())
               .then(pl.lit("two diagnostics of one student and subject on one day")))
-    typed = typed.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
-    rejected = typed.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    good = typed.filter(pl.col("reject_reason").is_null()).select(list(IreadyResults.to_schema().columns))
-    return good, rejected, {}
+    return split_refused(typed, reason, STORED_LENGTHS, IreadyResults)
 
 
 SOURCE = Source(

@@ -11,10 +11,10 @@ import pandera.polars as pa
 import polars as pl
 from pydantic import Field
 
-from ...load.warehouse import assessment_results, max_lengths, not_storable
-from ...read.csvfile import FileRejected
+from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
-    SCORES, AssessmentSection, FileKind, Source, declared, default_files, gathered, plain_reader, value, whole,
+    AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
+    split_refused, value, whole,
 )
 
 FILES = (FileKind("map_growth", "AssessmentResults*.csv",
@@ -72,9 +72,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     frame = raw.rename({old: new for old, new in OLDER_HEADERS.items()
                         if old in raw.columns and new not in raw.columns})
     link = district.sources["map_growth"].link
-    missing = [h for h in (link, *REQUIRED) if h not in frame.columns]
-    if missing:
-        raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
+    require(frame, (link, *REQUIRED), file_name)
     others = [h for h in frame.columns if h not in OURS and h not in IDENTIFYING and h != link
               and not h.startswith("Student")]
     term = value(frame, "TermName")
@@ -113,10 +111,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(~pl.col("scaled_score").is_between(*RIT)).then(pl.lit(f"TestRITScore out of range {RIT}"))
               .when(pl.col("percentile_text").is_not_null() & ~pl.col("percentile_rank").is_between(*PERCENTILE))
               .then(pl.lit(f"TestPercentile is not a whole number in {PERCENTILE}")))
-    typed = typed.with_columns(not_storable(STORED_LENGTHS, reason).alias("reject_reason"))
-    rejected = typed.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    good = typed.filter(pl.col("reject_reason").is_null()).select(list(MapGrowthResults.to_schema().columns))
-    return good, rejected, {}
+    return split_refused(typed, reason, STORED_LENGTHS, MapGrowthResults)
 
 
 SOURCE = Source(
