@@ -17,12 +17,12 @@ from typing import Literal
 
 import polars as pl
 
-from .sources import BY_NAME as SOURCES_BY_NAME, SOURCE_OF
+from .sources import BY_NAME as SOURCES_BY_NAME
 from .district import crosswalk as xw
 from .load.errors import ErrorRecord
 from .load import order
 from .load.order import Held
-from .students.identity import IdentityMap
+from .students.identity import IdentityMap, rows_by_source
 from .district.registry import District
 
 Stage = Literal["district", "gate", "replace", "load"]
@@ -233,9 +233,9 @@ def assessment_link_rate(ev: Evidence) -> CheckOutcome:
     """One rule for every source the district sends, each against its own threshold; the first source short of it
     fails the gate, and every source's figure is said."""
     figures, short, floors = [], [], []
+    by_source = rows_by_source(ev.identity)
     for name, section in ev.district.sources.items():
-        files = [c for a, c in ev.identity.by_file.items() if SOURCE_OF[a].name == name]
-        rows, linked = sum(c["rows"] for c in files), sum(c["linked"] for c in files)
+        rows, linked = by_source.get(name, (0, 0))
         rate = linked / rows if rows else 1.0  # no row at all: nothing to link (halted files say why)
         title = SOURCES_BY_NAME[name].title
         figures.append(f"{_pct(rate)} of {rows:,} {title} rows linked to a student")

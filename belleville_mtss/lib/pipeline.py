@@ -21,7 +21,8 @@ from .receive.drops import Limits, find_file
 from .sources import ASSESSMENT_FILES, FILES, KIND, ROSTER_FILE, SOURCE_OF, common_results
 from .load import order
 from .load.errors import ErrorRecord
-from .students.identity import IdentityMap, build_results, build_roster, link_problems, link_students
+from .students.identity import (IdentityMap, build_results, build_roster, link_problems, link_students,
+                                rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, UNKNOWN_STAR, apply_accepted, classlink_suggestions,
                                powerschool_candidates, star_people, suggest, unknown_star_ids)
 from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
@@ -89,9 +90,9 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
     tests, students = apply_accepted(tests_of(assessments), powerschool.frame, cl, accepted)
     identity = link_students(students, cl, tests)
     identity.accepted = accepted
+    by_source = rows_by_source(identity)
     for name in district.sources:  # each source's own figures beside the totals (the run report shows them)
-        counts = [c for a, c in identity.by_file.items() if SOURCE_OF[a].name == name]
-        rows, linked = sum(c["rows"] for c in counts), sum(c["linked"] for c in counts)
+        rows, linked = by_source.get(name, (0, 0))
         identity.stats[f"{name}_link"] = {"rows": rows, "linked_rows": linked,
                                           "match_rate": round(linked / rows, 4) if rows else 0.0}
     identity.files = {v.source: (v.file_name, v.rows_in_file) for v in assessments if v.file_name and not v.halted}

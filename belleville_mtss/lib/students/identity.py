@@ -118,6 +118,17 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, tests: dict[s
     return IdentityMap(frame, stats, by_file)
 
 
+def rows_by_source(identity: IdentityMap) -> dict[str, tuple[int, int]]:
+    """Each assessment source's rows and linked rows, summed over its files (the gate and the run report)."""
+    from ..sources import SOURCE_OF
+
+    out: dict[str, tuple[int, int]] = {}
+    for asset, counts in identity.by_file.items():
+        rows, linked = out.get(SOURCE_OF[asset].name, (0, 0))
+        out[SOURCE_OF[asset].name] = (rows + counts["rows"], linked + counts["linked"])
+    return out
+
+
 def _probable_leading_zero_rows(students: pl.DataFrame, unknown: pl.DataFrame) -> dict[str, int]:
     """Per file asset, rows of unknown identifiers (`unknown`: student_link, asset, n) that equal exactly one
     student's link value once leading zeros are stripped on both sides (an Excel re-save): reported, never joined."""
