@@ -471,22 +471,29 @@ def _migrate(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from .lib.district.registry import PACKAGED_DISTRICTS_DIR, District, upgraded
+    from pydantic import ValidationError
+
+    from .lib.district.registry import PACKAGED_DISTRICTS_DIR, District, describe, upgraded
 
     folders = args.paths or [f for f in load_settings().districts_dirs if f != PACKAGED_DISTRICTS_DIR]
     files = [p for f in folders for p in (sorted(f.glob("*.yaml")) if f.is_dir() else [f])]
     if not files:
         raise CliError("no registry entries to migrate (give a folder or file, or set MTSS_DISTRICTS_DIR)")
     for path in files:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise CliError(f"{path.name}: not migrated, not valid YAML ({type(exc).__name__})") from None
+        if not isinstance(raw, dict):
+            raise CliError(f"{path.name}: not migrated, not a registry entry (a mapping of fields)")
         new, changes = upgraded(raw)
         if not changes:
             print(f"{path.name}: already in today's shape")
             continue
         try:
             same = District.model_validate(raw) == District.model_validate(new)
-        except ValueError as exc:
-            raise CliError(f"{path.name}: not migrated, the entry does not load: {exc}") from None
+        except ValidationError as exc:
+            raise CliError(f"{path.name}: not migrated, the entry does not load: {describe(exc)}") from None
         if not same:  # never rewrite an entry into one that means something else
             raise CliError(f"{path.name}: not migrated: the rewritten entry would not mean the same")
         print(f"{path.name}:" + "".join(f"\n  {c}" for c in changes))

@@ -147,3 +147,17 @@ def test_migrate_rewrites_an_entry_of_the_earlier_shape_into_one_that_means_the_
                                            "star_early_literacy": "SEL.csv"}  # every Star file, as it meant
     assert main(["districts", "migrate", str(tmp_path)]) == 0
     assert "riverton.yaml: already in today's shape" in capsys.readouterr().out
+
+
+def test_migrate_refuses_what_is_no_entry_or_does_not_load_and_writes_nothing(tmp_path, capsys):
+    old = (Path(__file__).parent / "fixtures" / "districts" / "riverton.yaml").read_text()
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "bad.yaml").write_text(old.replace("  renaissance: StudentIdentifier", "  renaissance: StudentName"))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["districts", "migrate", str(tmp_path / "list.yaml")]) == 2
+    assert "list.yaml: not migrated, not a registry entry" in capsys.readouterr().err
+    assert main(["districts", "migrate", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: not migrated, the entry does not load: student_link.renaissance: Input should be" in err
+    assert "input_value" not in err  # the field and what is wrong, never the entry's values
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -172,7 +172,7 @@ class District(_Strict):
                 first = exc.errors()[0]
                 field = ".".join(str(p) for p in first["loc"])
                 where = written.get(str(first["loc"][0]) if first["loc"] else "", f"sources.{name}.{field}")
-                # named as the person wrote it (lib/district/registry.py _describe prints it without "sources")
+                # named as the person wrote it (lib/district/registry.py describe() prints it without "sources")
                 raise PydanticCustomError("source_section", "{where}: {why}", {
                     "where": where, "why": first["msg"].removeprefix("Value error, ")}) from None
         return out
@@ -200,7 +200,8 @@ class District(_Strict):
         return tuple(dict.fromkeys(fields))
 
 
-def _describe(err: ValidationError) -> str:
+def describe(err: ValidationError) -> str:
+    """A refused entry's problems, each as `field: what is wrong` (never the values it holds)."""
     parts = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "(entry)"
@@ -218,7 +219,7 @@ def load_district(path: Path) -> District:
     try:
         entry = District.model_validate(raw)
     except ValidationError as exc:
-        raise RegistryError(f"{path.name}: {_describe(exc)}") from None
+        raise RegistryError(f"{path.name}: {describe(exc)}") from None
     if entry.verification.verified_by is None or entry.verification.verified_on is None:
         raise RegistryError(f"{path.name}: a draft, not signed off: its drops are blocked until a person has checked "
                             "each value against verification.checked and set verification.verified_by and "
