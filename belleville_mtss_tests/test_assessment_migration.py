@@ -1,6 +1,6 @@
 """Migration 0011: `Assessment` in dm.AssessmentResults and its key, a wider `Subject`, and dm.AssessmentScores.
 
-A PowerSchool + Star drop loaded at the previous schema (0010) is, after the upgrade, every row and value it was
+A PowerSchool + Star drop loaded at the schema of 4b21c8a (0008, before 0009-0011) is, after the upgrade, every row and value it was
 (Star's rows `star`), and a load of the same drop with this release finds them again. A results frame's `Scores` are
 written beside its results and replaced with them, scope by scope; another assessment's rows with the same subject
 and test key stay. On SQLite and PostgreSQL; SQL Server's script is compiled and read (no SQL Server runs here)."""
@@ -49,10 +49,10 @@ def _their_tables(settings, classlink_users: pl.DataFrame) -> sa.Engine:
     return warehouse
 
 
-def test_a_star_drop_loaded_at_0010_is_every_row_and_value_it_was_after_the_upgrade_and_after_a_reload(
+def test_a_star_drop_loaded_at_0008_is_every_row_and_value_it_was_after_the_upgrade_and_after_a_reload(
         backend, tmp_path):
     # what this release writes for the drop, loaded into a warehouse of its own: the previous release wrote the
-    # same rows, without Assessment (the columns and values 0010 had)
+    # same rows, without Assessment (the columns and values 0008, the schema at 4b21c8a, had)
     ref = make_settings(tmp_path / "reference")
     tables = generate_drop(ref.drop_dir / "belleville" / SPEC.drop_name, SPEC)
     load_databases(ref.prod_db_url, ref.warehouse_url, tables["classlink_users"])
@@ -64,17 +64,17 @@ def test_a_star_drop_loaded_at_0010_is_every_row_and_value_it_was_after_the_upgr
     assert set(results["Assessment"]) == {"star"} and set(results["Subject"]) == {"SR", "SM", "SEL"}
     assert results.height > SPEC.students  # every subject's tests
 
-    # the drop's files, and a warehouse at 0010 holding what the previous release loaded from them
+    # the drop's files, and a warehouse at 0008 (the schema at 4b21c8a) holding what the previous release loaded from them
     shutil.copytree(ref.drop_dir / "belleville" / SPEC.drop_name, backend.drop_dir / "belleville" / SPEC.drop_name)
     engine = _their_tables(backend, tables["classlink_users"])
-    migrations.upgrade(engine, "0010")
+    migrations.upgrade(engine, "0008")
     schema = None if engine.dialect.name == "sqlite" else "dm"
-    at_0010 = sa.Table("AssessmentResults", sa.MetaData(), autoload_with=engine, schema=schema)
-    assert "Assessment" not in at_0010.c and at_0010.c.Subject.type.length == 3
-    roster_0010 = sa.Table("StudentRoster", sa.MetaData(), autoload_with=engine, schema=schema)
+    at_0008 = sa.Table("AssessmentResults", sa.MetaData(), autoload_with=engine, schema=schema)
+    assert "Assessment" not in at_0008.c and at_0008.c.Subject.type.length == 3
+    roster_0008 = sa.Table("StudentRoster", sa.MetaData(), autoload_with=engine, schema=schema)
     with engine.begin() as conn:
-        conn.execute(roster_0010.insert(), roster.to_dicts())
-        conn.execute(at_0010.insert(), results.drop("Assessment").to_dicts())
+        conn.execute(roster_0008.insert(), roster.to_dicts())
+        conn.execute(at_0008.insert(), results.drop("Assessment").to_dicts())
 
     migrations.upgrade(engine)
     assert migrations.current(engine) == migrations.head()
