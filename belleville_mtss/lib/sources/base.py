@@ -152,8 +152,18 @@ def require(frame: pl.DataFrame, headers, file_name: str) -> None:
 def split_refused(frame: pl.DataFrame, reason: pl.Expr, lengths: dict, model: type[pa.DataFrameModel]):
     """(typed, rejected, headers) for a validator: rows with a reason (or a value the warehouse cannot store,
     lib/load/warehouse.py not_storable) refused by line number and reason, the rest as the model's columns."""
-    from ..load.warehouse import not_storable
+    from ..load.warehouse import assessment_scores, not_storable
 
+    if "scores" in frame.columns:  # a score dm.AssessmentScores cannot hold refuses its row, not the whole load
+        scores = pl.col("scores").list
+        for part, column in (("name", "ScoreName"), ("value", "ScoreValue")):
+            n = assessment_scores.c[column].type.length
+            too_long = scores.eval(pl.element().struct.field(part).str.len_chars() > n).list.any()
+            unstorable = scores.eval(pl.element().struct.field(part).str.contains("\x00", literal=True)).list.any()
+            reason = (reason.when(too_long).then(pl.lit(f"value_too_long: a score's {part} longer than {n} "
+                                                        f"characters, more than {assessment_scores.fullname}."
+                                                        f"{column} holds"))
+                      .when(unstorable).then(pl.lit(f"text_not_storable: a score's {part} holds a NUL character")))
     frame = frame.with_columns(not_storable(lengths, reason).alias("reject_reason"))
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     typed = frame.filter(pl.col("reject_reason").is_null()).select(list(model.to_schema().columns))

@@ -125,3 +125,13 @@ def test_a_drop_with_map_growth_beside_star_loads_each_under_its_assessment_and_
     assert run_drop(settings).outcome == "loaded"  # the replay: the same rows and scores, once each
     again, again_scores = held()
     assert again == counts and again_scores.equals(scores)
+
+
+def test_a_score_longer_than_the_scores_table_holds_refuses_its_row_not_the_load():
+    body = ("TermName,StudentID,Subject,TestID,TestStartDate,TestStartTime,TestRITScore,Goal1Name\n"
+            "Fall 2025-2026,1,Math,T1,09/10/2025,09:00:00,200," + "y" * 200 + "\n"
+            "Fall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200," + "x" * 201 + "\n")
+    validated, _ = _read(Path("AssessmentResults.csv"), body.encode())
+    assert validated.frame["student_link"].to_list() == ["1"]  # 200 characters: dm.AssessmentScores holds it
+    assert validated.rejected == {"value_too_long: a score's value longer than 200 characters, more than "
+                                  "dm.AssessmentScores.ScoreValue holds": 1}
