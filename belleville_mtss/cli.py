@@ -329,26 +329,28 @@ def _onboard(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
     if args.json:
         print(json.dumps({"entry": found.entry, "written_to": str(args.out) if args.out else None,
-                          "link_pairs": [{"star": p.star_column, "export": p.export_column, "matched": p.matched,
-                                          "of": p.of, "rate": round(p.rate, 4)} for p in found.pairs],
+                          "link_pairs": [{"source": name, "column": p.column, "export": p.export_column,
+                                          "matched": p.matched, "of": p.of, "rate": round(p.rate, 4)}
+                                         for name, a in found.assessed.items() for p in a.pairs],
                           "tenants": [t.__dict__ for t in found.tenants[:10]],
                           "account_info_id": found.account_info_id, "identity": found.identity_note},
                          indent=2, default=str))
-        return 0 if found.account_info_id is not None and found.link else 1
-    print(f"Sample {args.sample}: PowerSchool export {found.export.name}; Star files "
-          f"{', '.join(t.name for t in found.stars) or 'none'}"
+        return 0 if found.complete else 1
+    held = "; ".join(f"{a.source.title} files {', '.join(t.name for t in a.tables)}" for a in found.assessed.values())
+    print(f"Sample {args.sample}: PowerSchool export {found.export.name}; {held or 'no assessment file'}"
           + (f"; not used: {', '.join(found.other_files)}" if found.other_files else ""))
     for line in found.entry["verification"]["checked"][1:]:
         print(f"  {line}")
-    print("Link pairs (Star identifier = export column: share of distinct Star identifiers):")
-    for p in found.pairs[:10]:
-        print(f"  {p.star_column} = {p.export_column}: {p.matched:,} of {p.of:,} ({p.rate:.1%})")
+    for a in found.assessed.values():
+        print(f"Link pairs ({a.source.title} identifier = export column: share of its distinct identifiers):")
+        for p in a.pairs[:10]:
+            print(f"  {p.column} = {p.export_column}: {p.matched:,} of {p.of:,} ({p.rate:.1%})")
     print(f"Draft {'written to ' + str(args.out) if args.out else 'entry'}: AccountInfoId "
           f"{found.account_info_id if found.account_info_id is not None else '(none)'}; "
           "a person must check it and set verification.verified_by and verified_on before its drops load.")
     if not args.out:
         print(text)
-    return 0 if found.account_info_id is not None and found.link else 1
+    return 0 if found.complete else 1
 
 
 def _links(args: argparse.Namespace) -> int:

@@ -151,22 +151,29 @@ def _pct(x: float) -> str:
        "source_names.classlink for a ClassLink tenant) and run the drop again; if they are another district's, ask the sender to put them in that district's folder")
 def names_match_registry(ev: Evidence) -> CheckOutcome:
     district, failing = ev.district, ev.crosswalk.filter(~pl.col("verified"))
-    records = [
-        ErrorRecord(
-            "district", "district_mismatch" if row["decision"] == "resolved" else f"district_{row['decision']}",
-            f"{row['file_name']}: district name '{row['name_seen']}' "
-            f"{'names another district' if row['decision'] == 'resolved' else 'is ' + row['decision']} "
-            f"(best candidate {row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s}, "
-            f"score {row['score']!s}, margin {row['margin']!s}); the drop is registered to "
-            f"AccountInfoId {district.account_info_id} ({district.display_name}, {district.state})",
-            row["file_name"],
-        )
-        for row in failing.iter_rows(named=True)
-    ]
-    # short: the check's table and the run's summary give each file's candidates
-    why = "; ".join(f"{r['file_name']} names '{r['name_seen']}' ({r['decision']}; best candidate "
-                    f"{r['candidate']!s}, AccountInfoId {r['candidate_account_info_id']!s})"
-                    for r in failing.iter_rows(named=True))
+    registered = f"the drop is registered to AccountInfoId {district.account_info_id} ({district.display_name}, " \
+                 f"{district.state})"
+    records, whys = [], []
+    for row in failing.iter_rows(named=True):
+        reason = "district_mismatch" if row["decision"] == "resolved" else f"district_{row['decision']}"
+        if row["method"] == "state_id":
+            what = (f"state district id '{row['name_seen']}' is not one of sources.{row['source']}.state_ids")
+            why = f"{row['file_name']} carries state district id '{row['name_seen']}', not the registry's"
+        elif row["name_seen"] is None:
+            what = (f"names no district: no district name and no state district id the registry lists; if the "
+                    f"district's folder is evidence enough, say so with sources.{row['source']}.bound_by_folder")
+            why = f"{row['file_name']} names no district"
+        else:
+            what = (f"district name '{row['name_seen']}' "
+                    f"{'names another district' if row['decision'] == 'resolved' else 'is ' + row['decision']} "
+                    f"(best candidate {row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s}, "
+                    f"score {row['score']!s}, margin {row['margin']!s})")
+            # short: the check's table and the run's summary give each file's candidates
+            why = (f"{row['file_name']} names '{row['name_seen']}' ({row['decision']}; best candidate "
+                   f"{row['candidate']!s}, AccountInfoId {row['candidate_account_info_id']!s})")
+        records.append(ErrorRecord("district", reason, f"{row['file_name']}: {what}; {registered}", row["file_name"]))
+        whys.append(why)
+    why = "; ".join(whys)
     return CheckOutcome("district_names_match_registry", not records, why or "every name resolves", records)
 
 

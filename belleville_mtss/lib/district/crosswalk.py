@@ -158,12 +158,18 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
         source = SOURCE_OF.get(v.source, DIRECTORY)
         if not v.usable:
             entries.append(halted(v.source, v.file_name))
-        elif v.frame.is_empty():
+            continue
+        if v.frame.is_empty():
             continue  # every row refused: nothing of it can load (the gates say so), nor name a district
-        elif source.district_column and (names := sorted(v.frame[source.district_column].drop_nulls().unique()
-                                                         .to_list())):
-            entries += resolve_names(district, reference, v.source, v.file_name, names,
-                                     listed_names(district, source)[1])
+        found = []
+        if source.district_column:
+            names = sorted(v.frame[source.district_column].drop_nulls().unique().to_list())
+            found += resolve_names(district, reference, v.source, v.file_name, names, listed_names(district, source)[1])
+        if source.state_id_column and (listed := district.sources[source.name].state_ids):
+            ids = sorted(v.frame[source.state_id_column].drop_nulls().unique().to_list())
+            found += check_state_ids(district, v.source, v.file_name, ids, listed)
+        if found:
+            entries += found
         elif source.role != "assessment" or district.sources[source.name].bound_by_folder:
             # no name in the file (PowerSchool's never has one): its folder binds it, where the registry says so
             entries.append(bundled(v.source, v.file_name))
@@ -171,3 +177,17 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
             entries.append(CrosswalkEntry(v.source, v.file_name, None, "none", "unmatched", None, None, None, None,
                                           False))
     return to_frame(entries)
+
+
+def check_state_ids(district: District, source: str, file_name: str, ids: list[str],
+                    listed: list[str]) -> list[CrosswalkEntry]:
+    """Each state district id a file carries against the ids the registry lists for its source: a listed one is the
+    district's, any other is not (another district's, or a typo the sender must explain)."""
+    known = {i.strip().upper() for i in listed}
+    entries = []
+    for i in ids:
+        ours = i.strip().upper() in known
+        entries.append(CrosswalkEntry(source, file_name, i, "state_id", "resolved" if ours else "unmatched",
+                                      district.display_name if ours else None,
+                                      district.account_info_id if ours else None, None, None, ours))
+    return entries

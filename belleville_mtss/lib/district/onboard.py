@@ -1,7 +1,8 @@
 """Onboarding a district from a sample drop: the machine finds and measures, a person decides.
 
-`onboard` reads the sample's files (a folder or a zip), recognises the PowerSchool export and the Star files, finds
-every district identifier they carry, measures every candidate student link, and drafts a registry entry whose
+`onboard` reads the sample's files (a folder or a zip), recognises the PowerSchool export and each assessment source's
+files by their header (lib/sources: each source's `recognise`), finds every district identifier they carry, measures
+every candidate student link of each source, and drafts a registry entry whose
 `verification.checked` lists exactly what was measured. The draft has no `verified_by`: the registry refuses its
 drops until a person has checked it and signed it off. Nothing here writes to a database, and nothing it reports
 holds a student's value (headers, counts, rates, district names and ids only).
@@ -20,25 +21,22 @@ from typing import Callable
 
 import polars as pl
 
-from ..sources import ROSTER_FILE, star as star_source
+from ..sources import ASSESSMENTS, ROSTER_FILE, Source
 from ..sources.powerschool.reader import email_key
-from ..sources.star.reader import detect_layout
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
 from ..read.csvfile import FileRejected, read_text_csv
 from .crosswalk import account_reference
 from ..sources.powerschool.section import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS
-from ..sources.star import RENAISSANCE_IDS
 
-# A proposed student link must match at least this share of the Star identifiers; the gates decide later.
+# A proposed student link must match at least this share of a source's identifiers; the gates decide later.
 LINK_FLOOR = 0.5
 HEADER_MAX = 64 * 1024  # a first row longer than this is no header (as a received file's, lib/read/csvfile.py)
 # Pairs within this of the best rate differ by a few new or mistyped students, not by what they carry: among them
-# the Renaissance identifiers are preferred in RENAISSANCE_IDS order (the mapping spec's StudentIdentifier first).
+# a source's identifier columns are preferred in its section's order (Star: the mapping spec's StudentIdentifier).
 LINK_TIE = 0.02
 EMAIL_FLOOR = 0.5
 DELIMITERS = (",", "\t", "|", ";")
-STAR_DISTRICT_COLUMNS = ("DistrictName", "DistrictStateID", "DistrictIdentifier", "DistrictSourcedID")
 # Our field -> header spellings (lower case, table prefix and punctuation removed) seen in PowerSchool exports.
 SYNONYMS = {
     "student_number": {"studentnumber", "stunum", "studentno"},
@@ -234,7 +232,7 @@ def map_fields(table: Table) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class Pair:
-    star_column: str
+    column: str  # the assessment files' identifier column
     export_column: str
     matched: int
     of: int
@@ -244,24 +242,39 @@ class Pair:
         return self.matched / self.of if self.of else 0.0
 
 
-def link_pairs(stars: list[Table], export: Table) -> tuple[list[Pair], dict[str, str]]:
-    """Each Renaissance identifier column against each export column: the share of the Star files' distinct
-    identifiers the column holds, best first; and the identifier columns that are empty (column -> why)."""
-    pairs, empty = [], {}
-    export_values = {c: _distinct(export.frame, c) for c in export.columns}
-    for star_col in RENAISSANCE_IDS:
-        ids = set().union(*(_distinct(t.frame, star_col) for t in stars if star_col in t.columns))
-        present = any(star_col in t.columns for t in stars)
+@dataclass
+class Assessed:
+    """One assessment source's files in the sample, and its identifier columns measured against the export."""
+    source: Source
+    tables: list[Table]
+    pairs: list[Pair] = field(default_factory=list)  # best first
+    empty: dict[str, str] = field(default_factory=dict)  # identifier column -> why it measured nothing
+    link: Pair | None = None
+    note: str = ""  # why no link was proposed
+
+
+def link_pairs(found: Assessed, export: Table, export_values: dict[str, set[str]]) -> None:
+    """Each of the source's identifier columns against each export column: the share of its files' distinct
+    identifiers the column holds, best first (ties: the source's preferred column, then the export's order)."""
+    preferred = found.source.link_columns()
+    for column in preferred:
+        ids = set().union(*(_distinct(t.frame, column) for t in found.tables if column in t.columns))
         if not ids:
-            if present:
-                empty[star_col] = "present but empty in every Star file"
+            if any(column in t.columns for t in found.tables):
+                found.empty[column] = f"present but empty in every {found.source.title} file"
             continue
         for c, values in export_values.items():
-            matched = len(ids & values)
-            if matched:
-                pairs.append(Pair(star_col, c, matched, len(ids)))
-    pairs.sort(key=lambda p: (-p.rate, RENAISSANCE_IDS.index(p.star_column), export.columns.index(p.export_column)))
-    return pairs, empty
+            if matched := len(ids & values):
+                found.pairs.append(Pair(column, c, matched, len(ids)))
+    found.pairs.sort(key=lambda p: (-p.rate, preferred.index(p.column), export.columns.index(p.export_column)))
+
+
+def _best(pairs: list[Pair], preferred: tuple[str, ...]) -> Pair | None:
+    """The pair to propose: above the floor, and among those within LINK_TIE of the best, the preferred column."""
+    usable = [p for p in pairs if p.rate >= LINK_FLOOR]
+    if not usable:
+        return None
+    return min((p for p in usable if p.rate >= usable[0].rate - LINK_TIE), key=lambda p: preferred.index(p.column))
 
 
 @dataclass(frozen=True)
@@ -290,14 +303,10 @@ class Onboarding:
     state: str
     sample: str
     export: Table | None
-    stars: list[Table]
+    assessed: dict[str, Assessed]  # source name -> its files in the sample, in the list's order
     other_files: list[str]
     fields: dict[str, list[str]]
     chosen: dict[str, str]
-    pairs: list[Pair]
-    empty_ids: dict[str, str]
-    link: Pair | None
-    link_note: str
     email_column: str | None
     email_rates: dict[str, tuple[int, int]]  # export column -> (matched by the best tenant, export emails)
     tenants: list[TenantOverlap]
@@ -307,26 +316,39 @@ class Onboarding:
     account_row: dict | None
     entry: dict = field(default_factory=dict)
 
+    @property
+    def complete(self) -> bool:
+        """An AccountInfoId found and a link proposed for every assessment source the sample held."""
+        return self.account_info_id is not None and bool(self.assessed) and all(
+            a.link for a in self.assessed.values())
 
-def _star_evidence(stars: list[Table], reference, state: str) -> list[Evidence]:
-    out: list[Evidence] = []
-    for column in STAR_DISTRICT_COLUMNS:
+
+def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidence]:
+    """The district names (resolved within the state), state district ids and other district ids a source's
+    files carry, with their row counts."""
+    source, out = found.source, []
+    name, state_id = source.header_of(source.district_column), source.header_of(source.state_id_column)
+    for column in (c for c in (name, state_id, *source.district_ids) if c):
         counts: dict[str, int] = {}
-        for t in stars:
+        for t in found.tables:
             if column in t.columns:
                 for value, n in t.frame[column].str.strip_chars().value_counts().rows():
                     if value:
                         counts[value] = counts.get(value, 0) + n
         for value, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-            if column == "DistrictName":
+            where = f"{source.title} {column}"
+            if column == name:
                 res = reference.resolve(value, state=state)
                 aid = res.best.account_info_id if res.decision == "resolved" else None
                 how = (f"{res.decision} by {res.method} in {state}"
                        + (f" to {res.best.name} (score {res.best.score:g}, margin {res.margin:g})"
                           if res.best else ""))
-                out.append(Evidence(f"Star {column}", value, n, aid, how))
+                out.append(Evidence(where, value, n, aid, how))
+            elif column == state_id:
+                out.append(Evidence(where, value, n, None, f"a state district id: proposed as sources.{source.name}"
+                                                           ".state_ids; check it is the district's own"))
             else:
-                out.append(Evidence(f"Star {column}", value, n, None, "not an id dm.AccountInfo holds"))
+                out.append(Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
     return out
 
 
@@ -365,6 +387,39 @@ def _pattern(name: str) -> str:
     return re.sub(r"\d+", "*", name)
 
 
+def _propose_links(assessed: dict[str, Assessed], export: Table, fields: dict[str, list[str]],
+                   chosen: dict[str, str]) -> None:
+    """Each source's student link. Every source links to one export field (the registry's
+    student_link.powerschool): the first source, in the list's order, with a usable pair decides which; the others'
+    pairs must be on that column."""
+    export_values = {c: _distinct(export.frame, c) for c in export.columns}
+    by_column = {c: f for f, c in chosen.items()}
+    roster_column = None
+    for found in assessed.values():
+        link_pairs(found, export, export_values)
+        on = found.pairs if roster_column is None else [p for p in found.pairs if p.export_column == roster_column]
+        best = _best(on, found.source.link_columns())
+        if best is None:
+            top = on[0] if on else None
+            found.note = (f"no pair reaches {LINK_FLOOR:.0%} (best: {top.column} = {top.export_column}, "
+                          f"{top.rate:.1%})" if top else f"no {found.source.title} identifier matches any "
+                          + ("export column" if roster_column is None else f"value of the export's {roster_column}"))
+            continue
+        if roster_column is None:
+            ours = by_column.get(best.export_column)
+            if ours not in POWERSCHOOL_LINK_FIELDS:
+                free = next((f for f in POWERSCHOOL_LINK_FIELDS if f not in chosen), None)
+                if ours is not None or free is None:
+                    found.note = (f"the best pair, {best.column} = {best.export_column}, is the export's {ours}, "
+                                  "which no assessment identifier may link to")
+                    continue
+                chosen[free] = best.export_column
+                fields.setdefault(free, []).insert(0, best.export_column)
+                by_column[best.export_column] = free
+            roster_column = best.export_column
+        found.link = best
+
+
 def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
             tenants_of: Callable[[list[str]], list[TenantOverlap]], today: dt.date | None = None,
             limits: Limits = Limits()) -> Onboarding:
@@ -374,7 +429,8 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     files = sample_files(sample, limits)
     if not files:
         raise OnboardError(f"{sample}: no files")
-    stars, tables, other = [], [], []
+    assessed: dict[str, Assessed] = {}
+    tables, other = [], []
     for f in files:
         try:
             t = read_table(f, limits)
@@ -383,13 +439,12 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
                 raise  # a file named as a table that is not one: said, never guessed around
             other.append(f.name)
             continue
-        layout = detect_layout(t.columns) if t.has_header else "unknown"
-        if layout.startswith(("v2 family", "historical")):
-            stars.append(t)
-        elif layout == "unknown":
-            tables.append(t)
+        source = next((s for s in ASSESSMENTS if t.has_header and s.recognise and s.recognise(t.columns)), None)
+        if source is not None:
+            assessed.setdefault(source.name, Assessed(source, [])).tables.append(t)
         else:
-            other.append(f.name)
+            tables.append(t)
+    assessed = {s.name: assessed[s.name] for s in ASSESSMENTS if s.name in assessed}
     mapped = {id(t): map_fields(t) for t in tables}  # scans every column's values: once per table
     exports = [t for t in tables if mapped[id(t)]]
     if not exports:
@@ -399,30 +454,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     other += [t.name for t in tables if t is not export]
     fields = mapped[id(export)]
     chosen = {f: cols[0] for f, cols in fields.items()}
-
-    pairs, empty = link_pairs(stars, export)
-    by_column = {c: f for f, c in chosen.items()}
-    link, link_note = None, ""
-    usable = [p for p in pairs if p.rate >= LINK_FLOOR]
-    if not stars:
-        link_note = "no Star file in the sample: no student link measured"
-    elif not usable:
-        best = pairs[0] if pairs else None
-        link_note = (f"no pair reaches {LINK_FLOOR:.0%} (best: {best.star_column} = {best.export_column}, "
-                     f"{best.rate:.1%})" if best else "no Star identifier matches any export column")
-    else:
-        close = [p for p in usable if p.rate >= usable[0].rate - LINK_TIE]
-        link = min(close, key=lambda p: RENAISSANCE_IDS.index(p.star_column))
-        ours = by_column.get(link.export_column)
-        if ours not in POWERSCHOOL_LINK_FIELDS:
-            free = next((f for f in POWERSCHOOL_LINK_FIELDS if f not in chosen), None)
-            if ours is None and free:
-                chosen[free] = link.export_column
-                fields.setdefault(free, []).insert(0, link.export_column)
-                by_column[link.export_column] = free
-            else:
-                link, link_note = None, (f"the best pair, {link.star_column} = {link.export_column}, is the "
-                                         f"export's {ours}, which no Renaissance identifier may link to")
+    _propose_links(assessed, export, fields, chosen)
     if "student_number" not in chosen:
         raise OnboardError(f"{export.name}: no column is the student number (by header or by link)")
 
@@ -440,15 +472,16 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
         email_rates[email_column][1], 1) else None
 
     reference = account_reference(account_info)
-    evidence = _star_evidence(stars, reference, state) + _nces_evidence([export, *stars], account_info)
+    evidence = [e for found in assessed.values() for e in _assessment_evidence(found, reference, state)]
+    evidence += _nces_evidence([export, *(t for found in assessed.values() for t in found.tables)], account_info)
     if best_tenant:
         res = reference.resolve(best_tenant.tenant_name, state=state)
         evidence.append(Evidence("ClassLink tenant name", best_tenant.tenant_name, best_tenant.matched, None,
                                  f"{res.decision} by name (not counted: tenants are found by email overlap)"))
     aid, identity_note = _reconcile(evidence)
     row = account_info.filter(pl.col("AccountInfoId") == aid).row(0, named=True) if aid is not None else None
-    result = Onboarding(key, state, str(sample), export, stars, other, fields, chosen, pairs, empty, link,
-                        link_note, email_column, email_rates, tenants, evidence, aid, identity_note, row)
+    result = Onboarding(key, state, str(sample), export, assessed, other, fields, chosen, email_column, email_rates,
+                        tenants, evidence, aid, identity_note, row)
     result.entry = draft_entry(result, best_tenant, today)
     return result
 
@@ -483,33 +516,79 @@ def checked_lines(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -
     lines.append("fields: " + ", ".join(f"{f} = {c}" + (f" (also {', '.join(o.fields[f][1:])})"
                                                         if len(o.fields.get(f, [])) > 1 else "")
                                         for f, c in o.chosen.items()))
-    if o.link:
-        p = o.link
-        runner = next((q for q in o.pairs if q != p), None)
-        lines.append(f"student link: Star {p.star_column} = {p.export_column} for {_pct(p.matched, p.of)} distinct "
-                     "Star identifiers" + (f"; next {runner.star_column} = {runner.export_column} "
-                                          f"{runner.rate:.1%}" if runner else "")
-                     + (f" (within {LINK_TIE:.0%} of the best, the first of {', '.join(RENAISSANCE_IDS)})"
-                        if runner and runner.rate > p.rate else ""))
-    else:
-        lines.append(f"student link: none proposed ({o.link_note})")
-    lines += [f"Star {c}: {why}" for c, why in o.empty_ids.items()]
-    unnamed = [t.name for t in o.stars if _star_kind(t.name) is None]
-    if unnamed:
-        lines.append(f"Star files not under their default names (set sources.star.files in the entry): "
-                     f"{', '.join(unnamed)}")
+    for found in o.assessed.values():
+        lines += _source_lines(found)
     return lines
 
 
-def _star_kind(name: str):
-    """The Star file kind a sample file's name is, by its default pattern (None: another name)."""
-    return next((k for k in star_source.FILES if fnmatch.fnmatch(name.lower(), k.pattern.lower())), None)
+def _source_lines(found: Assessed) -> list[str]:
+    """What was measured of one assessment source's files: its link pair, empty identifier columns, its files."""
+    title, p = found.source.title, found.link
+    held = ", ".join(f"{t.name} ({t.frame.height:,} rows)" for t in found.tables)
+    lines = [f"{title} files: {held}"]
+    if p:
+        runner = next((q for q in found.pairs if q != p), None)
+        lines.append(f"student link: {title} {p.column} = {p.export_column} for {_pct(p.matched, p.of)} distinct "
+                     f"{title} identifiers" + (f"; next {runner.column} = {runner.export_column} "
+                                              f"{runner.rate:.1%}" if runner else "")
+                     + (f" (within {LINK_TIE:.0%} of the best, the first of {', '.join(found.source.link_columns())})"
+                        if runner and runner.rate > p.rate else ""))
+    else:
+        lines.append(f"student link: {title}: none proposed ({found.note})")
+    lines += [f"{title} {c}: {why}" for c, why in found.empty.items()]
+    named = _file_kinds(found)
+    unnamed = [t.name for t in found.tables if t.name not in named]
+    if unnamed:
+        lines.append(f"{title} files not under their default names (set sources.{found.source.name}.files in the "
+                     f"entry): {', '.join(unnamed)}")
+    if not _district_evidence(found):
+        lines.append(f"{title}: its files carry no district name and no state district id: bound_by_folder "
+                     "proposed (the folder the district sends them to is the only evidence; check it)")
+    return lines
+
+
+def _file_kinds(found: Assessed) -> dict[str, tuple]:
+    """File name -> (its file kind, the pattern to register): by the kind's default pattern, or, for a source that
+    comes as one kind of file, the name with its digit runs as * (a subject only a name says cannot be guessed)."""
+    kinds = found.source.files
+    out = {}
+    for t in found.tables:
+        kind = next((k for k in kinds if fnmatch.fnmatch(t.name.lower(), k.pattern.lower())), None)
+        if kind is not None:
+            out[t.name] = (kind, kind.pattern)
+        elif len(kinds) == 1:
+            out[t.name] = (kinds[0], _pattern(t.name))
+    return out
+
+
+def _district_evidence(found: Assessed) -> bool:
+    """Whether any of the source's files names a district or carries a state district id."""
+    source = found.source
+    headers = [h for h in (source.header_of(source.district_column), source.header_of(source.state_id_column)) if h]
+    return any(h in t.columns and bool(_distinct(t.frame, h)) for t in found.tables for h in headers)
+
+
+def _section(o: Onboarding, found: Assessed) -> dict:
+    """The draft's `sources.<source>` section: the files the sample held, the names and state ids found, the link."""
+    source = found.source
+    names = [e.value for e in o.evidence if e.source == f"{source.title} {source.header_of(source.district_column)}"]
+    state_ids = [e.value for e in o.evidence
+                 if e.source == f"{source.title} {source.header_of(source.state_id_column)}"]
+    section = {"files": {k.asset: pattern for k, pattern in _file_kinds(found).values()}, "names": names}
+    if found.link:
+        section["link"] = found.link.column
+    if state_ids:
+        section["state_ids"] = state_ids
+    if not _district_evidence(found):
+        section["bound_by_folder"] = True
+    return section
 
 
 def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> dict:
     """A registry entry in today's schema: every chosen value, and what was measured; unsigned."""
     row = o.account_row or {}
-    names = [e.value for e in o.evidence if e.source == "Star DistrictName"]
+    sections = {name: _section(o, found) for name, found in o.assessed.items()}
+    names = [n for section in sections.values() for n in section["names"]]
     e = o.export
     columns = {f: (cols if len(cols) > 1 else cols[0]) for f, cols in
                ((f, [o.chosen[f]] + [c for c in o.fields.get(f, []) if c != o.chosen[f]]) for f in o.chosen)}
@@ -517,13 +596,10 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
     if not e.has_header:
         powerschool["column_order"] = e.columns
     files = {ROSTER_FILE.asset: _pattern(e.name)}
+    linked = next((f.link for f in o.assessed.values() if f.link), None)
     link = ({"classlink": "email",
-             "powerschool": next(f for f, c in o.chosen.items() if c == o.link.export_column and
-                                 f in POWERSCHOOL_LINK_FIELDS)} if o.link else None)
-    # the Star files the sample held, each under its default name (a file of another name: checked_lines says so)
-    held = [k for t in o.stars if (k := _star_kind(t.name))]
-    star = {"files": {k.asset: k.pattern for k in star_source.FILES if k in held}, "names": names,
-            **({"link": o.link.star_column} if o.link else {})}
+             "powerschool": next(f for f, c in o.chosen.items() if c == linked.export_column and
+                                 f in POWERSCHOOL_LINK_FIELDS)} if linked else None)
     entry = {
         "district": o.key,
         "display_name": names[0] if names else (row.get("DistrictName") or o.key).title(),
@@ -538,7 +614,7 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
         "powerschool": powerschool,
         "files": files,
         "student_link": link,
-        "sources": {"star": star} if o.stars else {},
+        "sources": sections,
         "verification": {"verified_by": None, "verified_on": None,
                          "checked": checked_lines(o, tenant, today), "ferpa_review_on": None},
     }

@@ -7,6 +7,7 @@ its link column, the load takes the common results frame (`RESULT_COLUMNS`).
 """
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -44,6 +45,9 @@ class AssessmentSection(Section):
     names: list[str] = Field(default_factory=list)  # district names its files carry, verified whatever their score
     link: str  # the column that carries the student's roster identifier (the registry's student_link.powerschool)
     min_link_rate: float = Field(0.90, ge=0, le=1)  # gate: share of its rows linked to a student
+    # The state's district ids its files may carry (MAP District_StateID, i-Ready District State ID): listed, each
+    # id a file carries must be one of them; a file whose only evidence is a listed id is the district's.
+    state_ids: list[str] = Field(default_factory=list)
     # A file of the source that names no district (MAP's separate layout, i-Ready without its state ids) is the
     # district's because of the folder it arrived in: allowed only where a person said so here.
     bound_by_folder: bool = False
@@ -75,12 +79,24 @@ class Source:
     validate: Callable | None = None
     section: type[Section] | None = None  # its registry section (assessment sources)
     district_column: str | None = None  # the validated column naming the district, resolved by the crosswalk
+    state_id_column: str | None = None  # the validated column of the state's district id, checked by the crosswalk
+    district_ids: tuple[str, ...] = ()  # other headers of district ids its files carry (shown at onboarding)
     results_from: dict[str, str | None] = field(default_factory=dict)  # common column <- validated column
     scores: tuple[str, ...] = ()  # validated columns kept in the scores table (dm.AssessmentScores), beside a
     # `scores` column the validator may gather itself
     sample: Callable | None = None  # (students, spec, rng, section) -> {file name: frame}: the demo's files
     recognise: Callable[[list[str]], bool] | None = None  # a header that is this source's (onboarding)
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
+
+    def link_columns(self) -> tuple[str, ...]:
+        """The columns of its files that can carry the roster's student identifier, preferred first (its section's
+        `link` choices)."""
+        return typing.get_args(self.section.model_fields["link"].annotation) if self.section else ()
+
+    def header_of(self, column: str | None) -> str | None:
+        """The source header a validated column is read from (as its model declares it)."""
+        col = self.model.to_schema().columns.get(column) if column else None
+        return (col.metadata or {}).get("header") if col is not None else None
 
     def columns(self) -> list[Column]:
         """The validated frame's columns, from its model."""

@@ -16,10 +16,6 @@ from .frame import StarResults
 from .reader import bind_columns, columns_to_read, detect_layout, type_rows
 from .sample import sample
 
-# The Star columns that can carry the student's roster identifier.
-RENAISSANCE_IDS = ("StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID")
-
-
 class StarSection(AssessmentSection):
     files: dict[str, str] = Field(default_factory=lambda: {f.asset: f.pattern for f in FILES})
     link: Literal["StudentIdentifier", "StudentStateID", "StudentSourcedID", "StudentUserID"] = "StudentIdentifier"
@@ -47,10 +43,10 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 SOURCE = Source(
     "star", "assessment", "Star", FILES, StarResults, _read, _validate, StarSection,
-    district_column="district_name",
+    district_column="district_name", district_ids=("DistrictStateID", "DistrictIdentifier", "DistrictSourcedID"),
     results_from={c: c for c in ("subject", "test_key", "student_link", "school_year", "completed_at", "grade",
                                  "scaled_score", "percentile_rank", "unified_score", "benchmark_category",
                                  "screening_window", "assessment_status", "deactivation_reason")},
     sample=sample,
-    recognise=lambda header: detect_layout(header) != "unknown",
+    recognise=lambda header: detect_layout(header).startswith(("v2 family", "historical")),  # overall results
 )
