@@ -73,3 +73,25 @@ def test_a_missing_column_halts_and_each_bad_row_is_refused_with_its_reason():
     assert validated.rejected == {"unreadable Completion Date (month/day/year)": 1,
                                   "Overall Scale Score out of range (100, 800)": 1,
                                   "two diagnostics of one student and subject on one day": 2}
+
+
+def test_state_district_ids_a_registry_lists_verify_a_file_and_any_other_id_blocks_it():
+    body = ("Student ID,District State ID,Academic Year,Completion Date,Norming Window,Overall Scale Score\n"
+            "1,{a},2025-2026,9/15/2025,Fall,450\n2,{b},2025-2026,9/16/2025,Fall,460\n")
+    accounts = pl.DataFrame(account_info_rows())
+
+    def decided(ids: str, listed: list[str], bound: bool = False) -> list[tuple]:
+        district = _district(state_ids=listed, bound_by_folder=bound)
+        a, b = ids.split("|")
+        validated, _ = validate_file(ingest_file("iready_ela", Path("diagnostic_results_ela.csv"), district,
+                                                 body.format(a=a, b=b).encode()), district)
+        frame = build_crosswalk(district, accounts, [validated])
+        return frame.select("name_seen", "method", "decision", "verified").rows()
+
+    assert decided("0702|0702", ["0702"]) == [("0702", "state_id", "resolved", True)]
+    # one row of another district's id blocks the file, even where its folder would have been enough
+    assert decided("0702|0999", ["0702"], bound=True) == [("0702", "state_id", "resolved", True),
+                                                          ("0999", "state_id", "unmatched", False)]
+    # ids the registry does not list are no evidence either way: the folder binds, or nothing does
+    assert decided("0702|0702", []) == [(None, "none", "unmatched", False)]
+    assert decided("0702|0702", [], bound=True) == [(None, "drop", "bundled", True)]
