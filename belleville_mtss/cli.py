@@ -356,7 +356,9 @@ def _onboard(args: argparse.Namespace) -> int:
 def _links(args: argparse.Namespace) -> int:
     from .lib.district.registry import RegistryError, load_registry
     from .lib.load.migrations import open_warehouse
+    from .lib.sources import ASSESSMENTS
     from .lib.students import review
+    from .lib.students.suggest import unknown_cause
 
     settings = load_settings()
     engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
@@ -372,9 +374,10 @@ def _links(args: argparse.Namespace) -> int:
                 return 0
             print(f"{frame.height} {'' if args.all else 'open '}suggestion(s) for {args.district} "
                   f"(accept or reject each: belleville-mtss links accept|reject ID --reason TEXT)")
+            vendor = {unknown_cause(s.name): s.title for s in ASSESSMENTS}  # the vendor whose identifier it is
             for r in frame.to_dicts():
-                what = ("Star identifier {FromId} ({Subjects}) is PowerSchool student {ToId}" if r["Cause"] ==
-                        "unknown_star_student" else "PowerSchool student {FromId} is ClassLink user {ToId}")
+                what = (f"{vendor[r['Cause']]} identifier {{FromId}} ({{Subjects}}) is PowerSchool student {{ToId}}"
+                        if r["Cause"] in vendor else "PowerSchool student {FromId} is ClassLink user {ToId}")
                 status = "" if r["Status"] == "open" else f" [{r['Status']} by {r['DecidedBy']}: {r['Reason']}]"
                 print(f"  #{r['SuggestionId']:<6} score {r['Score']:.2f}  {what.format(**r)}{status}")
                 print(f"           {r['Evidence']}")

@@ -100,7 +100,7 @@ def test_a_dry_run_and_the_run_agree_on_rows_held_under_another_account_info_id(
 def test_a_dry_run_and_the_run_agree_on_a_student_linked_only_by_a_persons_decision(backend, monkeypatch, capsys):
     import polars as pl
     from belleville_mtss.lib.students import review
-    from belleville_mtss.lib.students.suggest import UNKNOWN_STAR
+    from belleville_mtss.lib.students.suggest import unknown_cause
     settings = backend
     drop = prepare_drop(settings)
     sr = pl.read_csv(drop / "SR.csv", infer_schema=False)
@@ -110,7 +110,7 @@ def test_a_dry_run_and_the_run_agree_on_a_student_linked_only_by_a_persons_decis
                     .otherwise(pl.col("StudentIdentifier")).alias("StudentIdentifier")).write_csv(drop / "SR.csv")
     engine = make_engine(settings.warehouse_url)
     review.record(engine, 107873, "belleville/2026-10-01", pl.DataFrame({
-        "cause": [UNKNOWN_STAR], "subjects": ["SR"], "from_id": ["S-0001"], "to_id": [student], "score": [0.9],
+        "cause": [unknown_cause("star")], "subjects": ["SR"], "from_id": ["S-0001"], "to_id": [student], "score": [0.9],
         "evidence": ["name and birth date agree"]}))
     [suggestion] = review.listing(engine, 107873)["SuggestionId"].to_list()
     review.decide(engine, suggestion, "accepted", "tester", "the district confirmed the number")

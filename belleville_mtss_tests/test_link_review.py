@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
 from belleville_mtss.lib.students import review
-from belleville_mtss.lib.students.suggest import UNKNOWN_STAR, name_similarity, number_similarity, suggest
+from belleville_mtss.lib.students.suggest import (apply_accepted, date_similarity, name_similarity,
+                                                  number_similarity, suggest, unknown_cause, unknown_ids)
 from belleville_mtss.run import run_drop
 from .helpers import prepare_drop
 
@@ -49,7 +50,7 @@ def test_suggestions_are_the_known_truth_and_decisions_apply_to_replays_and_late
     engine = make_engine(settings.warehouse_url)
     open_ = review.listing(engine, BELLEVILLE)
     assert set(zip(open_["FromId"], open_["ToId"])) == set(truth.items())  # each one, right, and nothing else
-    assert (open_["Cause"] == UNKNOWN_STAR).all() and (open_["Score"] >= 0.8).all()
+    assert (open_["Cause"] == unknown_cause("star")).all() and (open_["Score"] >= 0.8).all()
     accepted_from, rejected_from = sorted(truth)[:2]
     ids = dict(zip(open_["FromId"], open_["SuggestionId"]))
     # nothing is linked before a person decides
@@ -104,10 +105,29 @@ def test_scores_tell_a_twin_from_her_sister_and_a_new_student_from_everyone():
              "school_id": "03", "email": "mia.cruz@x.org"},  # Mia, number typo'd
             {"id": "5555", "number": "5555", "first_name": "Noah", "last_name": "Kim", "birth_date": "09/09/2016",
              "school_id": "03", "email": "noah.kim@x.org"}]  # new: PowerSchool does not have him yet
-    found = suggest(star, twins, UNKNOWN_STAR)
-    assert found.rows() == [(UNKNOWN_STAR, "", "1012", "1002", found["score"][0], found["evidence"][0])]
+    found = suggest(star, twins, unknown_cause("star"))
+    assert found.rows() == [(unknown_cause("star"), "", "1012", "1002", found["score"][0], found["evidence"][0])]
     assert number_similarity("0012", "12")[0] == 1.0 and number_similarity("1234", "1243")[0] == 0.8
     assert name_similarity("Ava", "Cruz", "Mia", "Cruz")[0] < 0.8
+
+
+def test_each_vendor_s_unknown_identifiers_are_its_own_and_an_accepted_link_changes_only_its_rows():
+    # one identifier, "77", unknown to the roster in both Star and i-Ready: two causes, the vendor named in each
+    tests = {"star_reading": pl.DataFrame({"student_link": ["77", "1"], "subject": ["SR", "SR"]}),
+             "iready_ela": pl.DataFrame({"student_link": ["77", "2"], "subject": ["ELA", "ELA"]}),
+             "iready_math": pl.DataFrame({"student_link": ["77"], "subject": ["Math"]})}
+    assert unknown_ids(tests, {"1", "2"}) == {"star": {"77": "SR"}, "iready": {"77": "ELA,Math"}}
+    students = pl.DataFrame({"student_number": ["210077"], "student_link": ["210077"], "email_key": [None]})
+    accepted = pl.DataFrame({"cause": [unknown_cause("iready")], "from_id": ["77"], "to_id": ["210077"]})
+    linked, _ = apply_accepted(tests, students, pl.DataFrame(), accepted)
+    assert linked["iready_ela"]["student_link"].to_list() == ["210077", "2"]
+    assert linked["iready_math"]["student_link"].to_list() == ["210077"]
+    assert linked["star_reading"]["student_link"].to_list() == ["77", "1"]  # Star's 77 is not the one accepted
+
+
+def test_a_birth_date_is_the_same_date_whatever_layout_each_side_writes_it_in():
+    assert date_similarity("09/01/2018", "2018-09-01")[0] == 1.0
+    assert date_similarity("09/01/2018", "2018-01-09")[0] == 0.0
 
 
 # ---- two people deciding at once (issue 34 case 5) -------------------------------------------------------------
@@ -122,7 +142,7 @@ def review_db(request, tmp_path):
             conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
     upgrade(engine)
     review.record(engine, 107873, "belleville/2026-11-01", pl.DataFrame({
-        "cause": [UNKNOWN_STAR] * 2, "subjects": ["SR"] * 2, "from_id": ["S-1"] * 2, "to_id": ["210001", "210002"],
+        "cause": [unknown_cause("star")] * 2, "subjects": ["SR"] * 2, "from_id": ["S-1"] * 2, "to_id": ["210001", "210002"],
         "score": [0.9, 0.85], "evidence": ["number one slip away"] * 2}))
     yield engine
     engine.dispose()
@@ -202,7 +222,7 @@ def test_decisions_made_before_revision_0010_keep_their_meaning(backend_name, tm
                            link_suggestions.columns if c.name != "Status"), schema="dm")  # as at 0009
     with engine.begin() as conn:  # two accepted for S-1 (the old race), one accepted then rejected, one open
         conn.execute(suggestions.insert(), [
-            {"SuggestionId": i, "AccountInfoId": 107873, "Cause": UNKNOWN_STAR, "FromId": f, "ToId": t,
+            {"SuggestionId": i, "AccountInfoId": 107873, "Cause": unknown_cause("star"), "FromId": f, "ToId": t,
              "Score": 0.9, "Evidence": "e", "DropId": "belleville/2026-11-01", "CreatedAt": at}
             for i, f, t in ((1, "S-1", "210001"), (2, "S-1", "210002"), (3, "S-3", "210003"), (4, "S-4", "210004"))])
         conn.execute(link_decisions.insert(), [

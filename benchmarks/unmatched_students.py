@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from belleville_mtss.lib.sample import FIRST, LAST  # noqa: E402
-from belleville_mtss.lib.students.suggest import UNKNOWN_STAR, suggest  # noqa: E402
+from belleville_mtss.lib.students.suggest import suggest, unknown_cause  # noqa: E402
 
 NICKNAMES = {"Daniel": "Dan", "Samuel": "Sam", "Gabriel": "Gabe", "Isabella": "Bella", "Elijah": "Eli",
              "Valentina": "Vale", "Camila": "Cami", "Adrian": "Adi"}
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     roster = students(args.students, rng)
     known = cases(roster, args.cases, rng)
     started = time.perf_counter()
-    found = suggest([person for _k, person, _t in known], roster, UNKNOWN_STAR)
+    found = suggest([person for _k, person, _t in known], roster, unknown_cause("star"))
     seconds = time.perf_counter() - started
     top = {r["from_id"]: r["to_id"] for r in found.unique("from_id", keep="first", maintain_order=True).to_dicts()}
     print(f"{args.students:,} PowerSchool students, {len(known):,} unmatched Star students, suggestions in "

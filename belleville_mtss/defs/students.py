@@ -10,7 +10,7 @@ from ..lib.read.ingest import ValidatedFile
 from ..lib.sources import ROSTER_FILE, SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
-from ..lib.students.suggest import read_star_people
+from ..lib.students.suggest import read_people
 from ..lib.receive.drops import read_staged
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
@@ -121,11 +121,11 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
                 classlink: ValidatedFile, received_drop: ReceivedDrop, **assessments: ValidatedFile) -> dg.MaterializeResult:
     district, key = error_log.drop(context).district, context.partition_key
     files = {f.name: f for f in received_drop.files}
-    def raw() -> list[pl.DataFrame]:  # the Star files' identifying columns, decrypted again only when needed
-        return [read_star_people(v.file_name, read_staged(Path(received_drop.folder), files[v.file_name],
-                                                          drop_server.vault_key()), district.sources["star"].link)
+    def raw(source) -> list[pl.DataFrame]:  # a source's identifying columns, decrypted again only when needed
+        return [read_people(v.file_name, read_staged(Path(received_drop.folder), files[v.file_name],
+                                                     drop_server.vault_key()), source, district.sources[source.name].link)
                 for v in assessments_of(assessments) if v.usable and v.file_name in files
-                and SOURCE_OF[v.source].name == "star"]
+                and SOURCE_OF[v.source] is source]
 
     found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, assessments_of(assessments), raw)
     engine = warehouse.engine()

@@ -18,13 +18,13 @@ from .district import crosswalk as xw
 from .checks import CATALOGUE, CheckOutcome, Evidence, decide
 from .read.csvfile import FileInfo
 from .receive.drops import Limits, find_file
-from .sources import ASSESSMENT_FILES, FILES, KIND, ROSTER_FILE, SOURCE_OF, common_results
+from .sources import ASSESSMENT_FILES, BY_NAME, FILES, ROSTER_FILE, SOURCE_OF, Source, common_results
 from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import (IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
-from .students.suggest import (SUGGESTION_COLUMNS, UNKNOWN_STAR, apply_accepted, classlink_suggestions,
-                               powerschool_candidates, star_people, suggest, unknown_star_ids)
+from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
+                               powerschool_candidates, suggest, unknown_cause, unknown_ids)
 from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
 from .district.registry import District
 
@@ -69,11 +69,6 @@ def tests_of(assessments: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
     return {v.source: common_results(SOURCE_OF[v.source], v.frame) for v in assessments if v.usable}
 
 
-def _star_by_subject(tests: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
-    """Star's files by subject: what the review of unknown identifiers reads (lib/students/suggest.py)."""
-    return {KIND[a].subject: f for a, f in tests.items() if SOURCE_OF[a].name == "star"}
-
-
 def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: ValidatedFile, users: ValidatedFile,
          assessments: list[ValidatedFile], accepted: pl.DataFrame | None = None
          ) -> tuple[IdentityMap, list[ErrorRecord]]:
@@ -115,17 +110,23 @@ def results(district: District, assessments: list[ValidatedFile], identity: Iden
 
 
 def suggestions(district: District, identity: IdentityMap, powerschool: ValidatedFile, users: ValidatedFile,
-                assessments: list[ValidatedFile], star_raw: Callable[[], list[pl.DataFrame]]) -> pl.DataFrame:
-    """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): Star identifiers that link
-    to no student, from the Star files' identifying columns (`star_raw()`, read again only when some Star
-    identifier links to no student), against the drop's students; students with no ClassLink user against the
-    tenant's users no student has."""
+                assessments: list[ValidatedFile], raw: Callable[[Source], list[pl.DataFrame]]) -> pl.DataFrame:
+    """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): each source's identifiers
+    that link to no student, from its files' identifying columns (`raw(source)`, read again only for a source with
+    such identifiers and `person` columns to score), against the drop's students; students with no ClassLink user
+    against the tenant's users no student has."""
     linked = set(identity.frame["student_link"].drop_nulls().to_list())
     tests, _ = apply_accepted(tests_of(assessments), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
                               getattr(identity, "accepted", None))
-    unknown = unknown_star_ids(_star_by_subject(tests), linked)
-    parts = [suggest(star_people(star_raw(), district.sources["star"].link, unknown),
-                     powerschool_candidates(powerschool.frame), UNKNOWN_STAR)] if unknown else []
+    parts = []
+    candidates = None
+    for name, unknown in unknown_ids(tests, linked).items():
+        source = BY_NAME[name]
+        if not source.person:
+            continue  # its files say nothing of the student but the number: nothing to score a suggestion on
+        candidates = powerschool_candidates(powerschool.frame) if candidates is None else candidates
+        parts.append(suggest(people(raw(source), source, district.sources[name].link, unknown), candidates,
+                             unknown_cause(name)))
     if users.usable:
         unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
             powerschool.frame.select("student_number", "email"), on="student_number")

@@ -181,8 +181,8 @@ link_suggestions = sa.Table(
     "LinkSuggestions", ours,
     sa.Column("SuggestionId", sa.Integer, sa.Identity()),
     sa.Column("AccountInfoId", sa.Integer, nullable=False),
-    sa.Column("Cause", text(32), nullable=False),  # unknown_star_student or no_classlink_account
-    sa.Column("Subjects", text(20)),  # the Star files the identifier came in (unknown_star_student)
+    sa.Column("Cause", text(32), nullable=False),  # unknown_<source>_student or no_classlink_account
+    sa.Column("Subjects", text(20)),  # the subjects the identifier came in (unknown_<source>_student)
     sa.Column("FromId", key(64), nullable=False),  # the unlinked identifier: Star's, or the PowerSchool number
     sa.Column("ToId", key(64), nullable=False),  # the counterpart: a PowerSchool number, or a ClassLink UserId
     sa.Column("Score", sa.Numeric(5, 4, asdecimal=False), nullable=False),  # 0 to 1

@@ -86,6 +86,9 @@ class Source:
     # `scores` column the validator may gather itself
     sample: Callable | None = None  # (students, spec, rng, section) -> {file name: frame}: the demo's files
     recognise: Callable[[list[str]], bool] | None = None  # a header that is this source's (onboarding)
+    # Who a row's student is, as its files say (first_name, last_name, birth_date, school_id, email -> header): read
+    # again only for identifiers that link to no student, to suggest their counterpart (lib/students/suggest.py)
+    person: dict[str, str] = field(default_factory=dict)
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
 
     def link_columns(self) -> tuple[str, ...]:

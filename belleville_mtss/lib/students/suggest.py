@@ -1,7 +1,9 @@
 """Suggested counterparts for students no identifier links: a person decides, nothing links by itself.
 
-Two causes. A Star student whose identifier matches no PowerSchool student (`unknown_star_student`): its candidates
-are the district's PowerSchool students. A PowerSchool student with no ClassLink account (`no_classlink_account`):
+Two causes. An assessment's student whose identifier matches no PowerSchool student (`unknown_<source>_student`,
+the vendor named: `unknown_star_student`, `unknown_iready_student` ...): its candidates are the district's PowerSchool
+students, scored on what that vendor's files say of the student (its `person` columns; a file that names no student,
+MAP Growth's AssessmentResults, gets no suggestion, since a number alone is too weak to offer). A PowerSchool student with no ClassLink account (`no_classlink_account`):
 its candidates are the tenant's ClassLink users no student is linked to. Candidates are blocked (the same school
 where both sides name one, or the same number once leading zeros are dropped) and scored on what both sides carry:
 the identifier's edit distance (a transposed or mistyped digit, dropped leading zeros), the name, the birth date,
@@ -14,6 +16,7 @@ drop, where a transparent score a person can read serves better.
 """
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 
 import numpy as np
@@ -21,9 +24,17 @@ import polars as pl
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-UNKNOWN_STAR = "unknown_star_student"
+from ..sources import ASSESSMENTS, SOURCE_OF, Source
+
 NO_CLASSLINK = "no_classlink_account"
-CAUSES = (UNKNOWN_STAR, NO_CLASSLINK)
+
+
+def unknown_cause(source: str) -> str:
+    """The cause of a suggestion for an identifier of `source` that links to no student."""
+    return f"unknown_{source}_student"
+
+
+CAUSES = (*(unknown_cause(s.name) for s in ASSESSMENTS), NO_CLASSLINK)
 TOP = 3  # suggestions kept per unlinked student
 MIN_SCORE = 0.80  # below, a candidate is not shown: a wrong suggestion costs a person's time and trust
 WEIGHTS = {"number": 0.35, "name": 0.35, "birth_date": 0.20, "email": 0.10}
@@ -62,10 +73,22 @@ def name_similarity(first_a, last_a, first_b, last_b) -> tuple[float | None, str
     return round(score, 3), f"name: {score:.0%} alike"
 
 
+DATE_LAYOUTS = ("%m/%d/%Y", "%Y-%m-%d", "%m/%d/%y", "%Y/%m/%d")  # PowerSchool's, the vendors' and Excel's
+
+
+def _date(text: str) -> dt.date | str:
+    for layout in DATE_LAYOUTS:
+        try:
+            return dt.datetime.strptime(text.strip(), layout).date()
+        except ValueError:
+            continue
+    return text.strip()
+
+
 def date_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
     if not a or not b:
         return None, "birth date: absent"
-    return (1.0, "birth date: same") if a.strip() == b.strip() else (0.0, "birth date: differs")
+    return (1.0, "birth date: same") if _date(a) == _date(b) else (0.0, "birth date: differs")
 
 
 def email_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
@@ -141,46 +164,46 @@ def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: st
 
 # ---- from a drop's frames ---------------------------------------------------------------------------------------
 
-STAR_PERSON = {"first_name": "StudentFirstName", "last_name": "StudentLastName", "birth_date": "BirthDate",
-               "school_id": "SchoolIdentifier", "email": "StudentEmail"}
+def unknown_ids(tests: dict[str, pl.DataFrame], linked: set[str]) -> dict[str, dict[str, str]]:
+    """Each source's identifiers that link to no student -> the subjects they came in ("SR,SM"), by source name
+    (`tests`: the drop's common results by file asset)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for asset, frame in tests.items():
+        mine = out.setdefault(SOURCE_OF[asset].name, {})
+        for value, subject in frame.select("student_link", "subject").drop_nulls("student_link").unique(
+                maintain_order=True).iter_rows():
+            if value not in linked and subject not in mine.setdefault(value, []):
+                mine[value].append(subject or "")
+    subjects_max = 20  # dm.LinkSuggestions.Subjects
+    return {name: {k: ",".join(v)[:subjects_max] for k, v in ids.items()} for name, ids in out.items() if ids}
 
 
-def unknown_star_ids(stars: dict[str, pl.DataFrame], linked: set[str]) -> dict[str, str]:
-    """Each Star identifier that links to no student -> the subjects it came in ("SR,SM")."""
-    out: dict[str, list[str]] = {}
-    for subject, frame in stars.items():
-        for value in frame["student_link"].drop_nulls().unique().to_list():
-            if value not in linked:
-                out.setdefault(value, []).append(subject)
-    return {k: ",".join(v) for k, v in out.items()}
-
-
-def read_star_people(name: str, data: bytes, link_column: str) -> pl.DataFrame:
-    """A Star file's identifying columns (the link column, names, birth date, school, email), as text, read as the
-    drop's reader reads it (lib/read/csvfile.py: the same checks and decoding)."""
+def read_people(name: str, data: bytes, source: Source, link_column: str) -> pl.DataFrame:
+    """An assessment file's identifying columns (the link column and its source's `person` columns), as text, read
+    as the drop's reader reads it (lib/read/csvfile.py: the same checks and decoding)."""
     from pathlib import Path
 
     from ..read.csvfile import read_text_csv
 
-    wanted = {link_column, *STAR_PERSON.values()}
+    wanted = {link_column, *source.person.values()}
     return read_text_csv(Path(name), data=data, select=lambda header: [h for h in header if h in wanted],
                          project=True)
 
 
-def star_people(raw: list[pl.DataFrame], link_column: str, unknown: dict[str, str]) -> list[dict]:
-    """The unlinked Star students, once each, as the Star files describe them (their identifying columns, read
+def people(raw: list[pl.DataFrame], source: Source, link_column: str, unknown: dict[str, str]) -> list[dict]:
+    """The source's unlinked students, once each, as its files describe them (their identifying columns, read
     again for these identifiers only)."""
-    people: dict[str, dict] = {}
+    found: dict[str, dict] = {}
     for frame in raw:
         if link_column not in frame.columns:
             continue
         wanted = frame.filter(pl.col(link_column).str.strip_chars().is_in(list(unknown)))
         for row in wanted.to_dicts():
             sid = row[link_column].strip()
-            if sid not in people:
-                people[sid] = {"id": sid, "number": sid, "subjects": unknown[sid],
-                               **{ours: (row.get(col) or "").strip() or None for ours, col in STAR_PERSON.items()}}
-    return list(people.values())
+            if sid not in found:
+                found[sid] = {"id": sid, "number": sid, "subjects": unknown[sid],
+                              **{ours: (row.get(col) or "").strip() or None for ours, col in source.person.items()}}
+    return list(found.values())
 
 
 def powerschool_candidates(students: pl.DataFrame) -> pl.DataFrame:
@@ -211,23 +234,24 @@ def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top:
     return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
 
 
-def apply_accepted(stars: dict[str, pl.DataFrame], students: pl.DataFrame, classlink: pl.DataFrame,
+def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, classlink: pl.DataFrame,
                    accepted: pl.DataFrame | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """The drop's frames with the links a person accepted: Star rows of an accepted identifier carry the link value
-    of the student it was accepted for; a student accepted for a ClassLink user gets that user's address key.
-    Pairs whose student (or user) is not in this drop change nothing."""
+    """The drop's frames with the links a person accepted: an assessment's rows of an accepted identifier (of that
+    vendor only) carry the link value of the student it was accepted for; a student accepted for a ClassLink user
+    gets that user's address key. Pairs whose student (or user) is not in this drop change nothing."""
     if accepted is None or accepted.is_empty():
-        return stars, students
-    star_links = accepted.filter(pl.col("cause") == UNKNOWN_STAR)
+        return tests, students
     link_of = dict(zip(students["student_number"], students["student_link"]))
-    aliases = {r["from_id"]: link_of[r["to_id"]] for r in star_links.to_dicts() if link_of.get(r["to_id"])}
-    if aliases:
-        stars = {s: f.with_columns(pl.col("student_link").replace(list(aliases), list(aliases.values())))
-                 for s, f in stars.items()}
+    aliased = {}
+    for asset, frame in tests.items():
+        mine = accepted.filter(pl.col("cause") == unknown_cause(SOURCE_OF[asset].name)).to_dicts()
+        aliases = {r["from_id"]: link_of[r["to_id"]] for r in mine if link_of.get(r["to_id"])}
+        aliased[asset] = frame.with_columns(pl.col("student_link").replace(list(aliases), list(aliases.values()))
+                                            ) if aliases else frame
     cl_links = accepted.filter(pl.col("cause") == NO_CLASSLINK)
     key_of = dict(zip(classlink["classlink_user_id"], classlink["email_key"])) if classlink.height else {}
     keys = {r["from_id"]: key_of[r["to_id"]] for r in cl_links.to_dicts() if key_of.get(r["to_id"])}
     if keys:
         students = students.with_columns(pl.col("student_number").replace_strict(
             list(keys), list(keys.values()), default=pl.col("email_key")).alias("email_key"))
-    return stars, students
+    return aliased, students

@@ -48,5 +48,7 @@ SOURCE = Source(
                                  "scaled_score", "percentile_rank", "unified_score", "benchmark_category",
                                  "screening_window", "assessment_status", "deactivation_reason")},
     sample=sample,
+    person={"first_name": "StudentFirstName", "last_name": "StudentLastName", "birth_date": "BirthDate",
+            "school_id": "SchoolIdentifier", "email": "StudentEmail"},
     recognise=lambda header: detect_layout(header).startswith(("v2 family", "historical")),  # overall results
 )
