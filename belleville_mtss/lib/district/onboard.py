@@ -148,7 +148,8 @@ def _looks_like_header(row: list[str]) -> bool:
     cells = [c.strip() for c in row]
     if len(set(cells)) != len(cells) or any("@" in c for c in cells):
         return False
-    return all(re.fullmatch(r"[\[\]A-Za-z_][\[\]\w .\-/#]*", c) for c in cells if c)
+    # vendors' headers carry punctuation ("Growth (%)", "Unnamed: 15", "Primary ID - Student ID (State ID)")
+    return all(re.fullmatch(r"[\[\]A-Za-z_][\[\]\w .\-/#():%&+,'?]*", c) for c in cells if c)
 
 
 def read_table(file: SampleFile, limits: Limits = Limits()) -> Table:
