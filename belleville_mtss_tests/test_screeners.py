@@ -140,3 +140,84 @@ def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its
         assert set(best["FromId"]) == unknown, source
         assert all(to == frm[1:] for frm, to in best.select("FromId", "ToId").rows()), source  # "9" + number
     assert queue.filter(pl.col("Cause") == "unknown_map_growth_student").is_empty()
+
+
+# ---- over time, for MAP Growth and i-Ready, as for Star (test_truth_over_time.py) ------------------------------
+
+NUMBER = "STUDENTS.STUDENT_NUMBER"
+IDS = {"SR.csv": "StudentIdentifier", "SM.csv": "StudentIdentifier", "SEL.csv": "StudentIdentifier",
+       "AssessmentResults.csv": "StudentID", "diagnostic_results_ela.csv": "Student ID",
+       "diagnostic_results_math.csv": "Student ID"}
+OVER_TIME = SampleSpec(students=150, seed=38, drop_name="2026-11-01", without_tests=0, unknown_star_rows=0,
+                       excel_mangled_dates=0, missing_from_classlink=0, sources=("star", "map_growth", "iready"))
+
+
+def later(settings, first: Path, name: str, students: int, cut: dict[str, float] | None = None) -> str:
+    """A later snapshot made from `first`: its first `students` students and their tests, each file of `cut` cut
+    to that share of its rows (a subject a file no longer holds at all is not replaced, so it is no shrink)."""
+    folder = first.parent / name
+    shutil.copytree(first, folder)
+    (folder / "drop.done").unlink()
+    roster = pl.read_csv(folder / "students.csv", infer_schema=False).head(students)
+    roster.write_csv(folder / "students.csv")
+    for file, column in IDS.items():
+        rows = pl.read_csv(folder / file, infer_schema=False, encoding="utf8-lossy")
+        rows = rows.filter(pl.col(column).is_in(roster[NUMBER].to_list()))
+        share = (cut or {}).get(file, 1.0)  # rows spread through the file: every subject and window loses its share
+        rows.filter(pl.int_range(pl.len()) % 10 < round(share * 10)).write_csv(folder / file)
+    (folder / "drop.done").write_text("")
+    return f"belleville/{name}"
+
+
+def by_assessment(settings) -> dict[str, pl.DataFrame]:
+    engine = make_engine(settings.warehouse_url)
+    try:
+        results = read_table(engine, assessment_results).drop("LoadedAt").sort("Assessment", "Subject", "TestKey")
+        roster = read_table(engine, student_roster).drop("LoadedAt").sort("StudentNumber")
+    finally:
+        engine.dispose()
+    return {"roster": roster, **{a: f for (a,), f in results.partition_by("Assessment", as_dict=True).items()}}
+
+
+def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_as_star_does(backend, tmp_path):
+    from .helpers import edited_registry, prepare_drop
+
+    registry = edited_registry(tmp_path, lambda e: e["sources"].update(
+        map_growth={"names": ["Belleville Public Schools"]}, iready={"bound_by_folder": True}))
+    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
+                             MTSS_PROD_DB_URL=backend.prod_db_url)
+    first = prepare_drop(settings, OVER_TIME)
+    old = f"belleville/{OVER_TIME.drop_name}"
+    assert run_drop(settings, old).outcome == "loaded"
+    loaded = by_assessment(settings)
+    assert {"star", "map_growth", "iready"} <= set(loaded)
+    assert run_drop(settings, old).outcome == "loaded"  # a replay: the same rows, once each
+    assert all(by_assessment(settings)[k].equals(v) for k, v in loaded.items())
+
+    new = later(settings, first, "2026-11-20", students=130)
+    assert run_drop(settings, new).outcome == "loaded"
+    newest = by_assessment(settings)
+    kept = set(newest["roster"].filter(pl.col("IsCurrent"))["StudentNumber"].to_list())
+    gone = newest["roster"].filter(~pl.col("IsCurrent"))
+    assert len(kept) == 130 and gone.height == 20 and set(gone["DropId"]) == {old}  # the 20 who left, kept
+    for assessment, file in (("map_growth", ["AssessmentResults.csv"]),
+                             ("iready", ["diagnostic_results_ela.csv", "diagnostic_results_math.csv"])):
+        held = newest[assessment]
+        assert set(held["DropId"]) == {new} and set(held["StudentNumber"]) <= kept
+        sent = sum(pl.read_csv(first.parent / "2026-11-20" / f, infer_schema=False, encoding="utf8-lossy").height
+                   for f in file)
+        assert held.height == sent and held.height < loaded[assessment].height
+
+    older = run_drop(settings, old)  # the older drop again: superseded, nothing written
+    assert older.outcome == "superseded", older.render()
+    assert all(by_assessment(settings)[k].equals(v) for k, v in newest.items())
+
+    shrunk = later(settings, first.parent / "2026-11-20", "2026-11-27", students=130,
+                   cut={"AssessmentResults.csv": 0.4, "diagnostic_results_ela.csv": 0.4})
+    report = run_drop(settings, shrunk)
+    assert report.outcome == "blocked" and report.verdict().startswith(f"BLOCKED: {shrunk}: results_shrink"), \
+        report.render()
+    said = " ".join(errors(settings).filter((pl.col("DropId") == shrunk) & (pl.col("Reason") == "results_shrink"))
+                    ["Message"].to_list())
+    assert "map_growth Mathematics 2026-2027" in said and "iready ELA 2026-2027" in said, said
+    assert all(by_assessment(settings)[k].equals(v) for k, v in newest.items())
