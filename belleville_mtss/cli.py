@@ -25,7 +25,7 @@ def _demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     _embedded_only(settings, "demo")
     district = load_registry(settings.districts_dirs)["belleville"]
-    spec = SampleSpec(students=args.students)
+    spec = SampleSpec(students=args.students, sources=tuple(district.sources))  # the vendors its entry lists
     drop = settings.drop_dir / district.drop_folder / spec.drop_name
     print(f"MTSS_HOME {settings.home}")
     print(f"Writing the Belleville sample drop to {drop}")

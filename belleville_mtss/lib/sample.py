@@ -65,6 +65,8 @@ class SampleSpec:
     without_tests: int = 60
     unknown_star_rows: int = 12
     excel_mangled_dates: int = 3  # SR rows whose CompletedDate an Excel re-save reduced to "mm:ss.0"
+    refused_rows: int = 0  # in each file of the other vendors (not Star): rows whose score is not a number
+    sources: tuple[str, ...] = ("star",)  # the assessment sources whose files the drop holds (lib/sources/)
     # How the district's PowerSchool export names our columns, and how it is delimited (Belleville: DEM style).
     powerschool_headers: tuple[tuple[str, str], ...] = (
         ("student_number", "STUDENTS.STUDENT_NUMBER"), ("last_name", "STUDENTS.LAST_NAME"),
@@ -163,8 +165,12 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
-    """Write the PowerSchool export and every assessment source's sample files (Star: SR.csv, SM.csv, SEL.csv)
-    into drop_dir; return the ClassLink users to load."""
+    """Write the PowerSchool export and the sample files of each of the spec's assessment sources (Star: SR.csv,
+    SM.csv, SEL.csv) into drop_dir; return the ClassLink users to load. The sources draw in their order of
+    lib/sources/__init__.py NAMES, so a spec always gives the same drop."""
+    unknown = sorted(set(spec.sources) - {s.name for s in ASSESSMENTS if s.sample is not None})
+    if unknown:
+        raise ValueError(f"no sample generator for source(s) {', '.join(unknown)}")
     rng = np.random.default_rng(spec.seed)
     students = _students(spec, rng)
     drop_dir.mkdir(parents=True, exist_ok=True)
@@ -172,11 +178,56 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
                                                      separator=spec.powerschool_delimiter)
     untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
     tested = students.filter(~pl.col("student_number").is_in(list(untested)))
-    for source in (s for s in ASSESSMENTS if s.sample is not None):
+    for source in (s for s in ASSESSMENTS if s.name in spec.sources):
         for name, frame in source.sample(tested, spec, rng, source.files).items():
             frame.write_csv(drop_dir / name)
     (drop_dir / "drop.done").write_text("")  # completion marker, written last
     return {"classlink_users": _classlink_users(students, spec, rng)}
+
+
+# ---- what the assessment sources' samples share (lib/sources/<source>/sample.py) ----------------------------
+
+# The first day of the 2026-2027 fall and winter screening windows; a test falls within three weeks of it.
+WINDOW_STARTS = np.array(["2026-09-14", "2027-01-11"], dtype="datetime64[D]")
+REFUSED_SCORE = "n/a"  # the score of a refused row (SampleSpec.refused_rows): a vendor's validator refuses it
+
+
+def sample_events(tested: pl.DataFrame, grades: range, rng: np.random.Generator) -> pl.DataFrame:
+    """One row per test of the students in `grades`: each tested in the fall, about half in the winter too, a
+    student's tests one after another. Adds `window` (0 fall, 1 winter), `tests` (the student's count of tests),
+    `taken` (the day) and `ability` (the student's distance from the grade's mean, in standard deviations: the
+    same in both windows, so a student's scores hang together)."""
+    takers = tested.filter(pl.col("grade").is_in(list(grades)))
+    tests = rng.integers(1, 3, takers.height)
+    ability = rng.normal(0, 1, takers.height)
+    idx = np.repeat(np.arange(takers.height), tests)
+    window = np.arange(idx.size) - np.repeat(np.cumsum(tests) - tests, tests)  # 0, 1 within each student
+    taken = WINDOW_STARTS[window] + rng.integers(0, 21, idx.size)
+    return takers[idx].with_columns(pl.Series("window", window), pl.Series("tests", tests[idx]),
+                                    pl.Series("taken", taken), pl.Series("ability", ability[idx]))
+
+
+def percentile(z: np.ndarray) -> np.ndarray:
+    """A national percentile (1-99) for a distance from the mean in standard deviations (logistic: close enough
+    to the normal curve for a sample)."""
+    return np.clip(np.round(100 / (1 + np.exp(-1.702 * z))), 1, 99).astype(int)
+
+
+def extra_rows(frame: pl.DataFrame, spec: SampleSpec, ids: tuple[str, ...], score: str) -> pl.DataFrame:
+    """A vendor file with the spec's awkward rows: `refused_rows` of its rows (spread through it) with a score
+    that is not a number, and `unknown_star_rows // 3` (at least one) copies of its first rows for students the
+    roster lacks, each of `ids` (the student's identifier, and a test id) prefixed with 9 so keys stay unique."""
+    out = frame
+    if spec.refused_rows:
+        n = min(spec.refused_rows, frame.height)
+        at = np.linspace(0, frame.height - 1, n).round().astype(int)  # distinct: n never exceeds the rows
+        out = out.with_columns(pl.when(pl.int_range(pl.len()).is_in(at.tolist())).then(pl.lit(REFUSED_SCORE))
+                               .otherwise(pl.col(score)).alias(score))
+    if spec.unknown_star_rows:  # tests of students the district's roster does not know (moved in, typo'd ids)
+        unknown = frame.head(spec.unknown_star_rows // 3 or 1).with_columns(
+            [(pl.lit("9") + pl.col(c)).alias(c) for c in ids])
+        out = pl.concat([out, unknown])
+    return out
 
 
 def write_tables(out: Path, classlink_users: pl.DataFrame) -> None:

@@ -16,6 +16,7 @@ from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
     split_refused, value, whole,
 )
+from .sample import sample
 
 FILES = (FileKind("dibels8", "dibels8*.csv", "mCLASS DIBELS 8th Edition benchmark export of the drop"),)
 REQUIRED = ("School Year", "Benchmark Period", "Composite Score", "Client Date")
@@ -107,5 +108,6 @@ SOURCE = Source(
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
                   "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
                   "screening_window": "screening_window"},
+    sample=sample,
     recognise=lambda header: {"Benchmark Period", "Composite Score", "Student Primary ID"} <= set(header),
 )

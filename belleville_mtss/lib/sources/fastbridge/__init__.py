@@ -19,6 +19,7 @@ from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
     split_refused, value,
 )
+from .sample import sample
 
 FILES = (
     FileKind("fastbridge_areading", "FastBridge_aReading*.csv", "FastBridge aReading screening export of the drop",
@@ -126,5 +127,6 @@ SOURCE = Source(
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
                   "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
                   "screening_window": "screening_window"},
+    sample=sample,
     recognise=lambda header: any(h.endswith("Test Theta") for h in header) and "FAST ID" in header,
 )

@@ -18,6 +18,7 @@ from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
     split_refused, value, whole,
 )
+from .sample import sample
 
 FILES = (
     FileKind("iready_ela", "diagnostic_results_ela*.csv", "i-Ready Diagnostic Results, ELA, of the drop", "ELA"),
@@ -114,5 +115,6 @@ SOURCE = Source(
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
                   "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
                   "screening_window": "screening_window"},
+    sample=sample,
     recognise=lambda header: {"Overall Scale Score", "Norming Window", "Completion Date"} <= set(header),
 )

@@ -16,6 +16,7 @@ from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
     split_refused, value, whole,
 )
+from .sample import sample
 
 FILES = (FileKind("map_growth", "AssessmentResults*.csv",
                   "NWEA MAP Growth Comprehensive Data File, AssessmentResults, of the drop"),)
@@ -122,5 +123,6 @@ SOURCE = Source(
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
                   "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
                   "screening_window": "screening_window"},
+    sample=sample,
     recognise=lambda header: {"TestRITScore", "TermName", "TestID"} <= set(header),
 )

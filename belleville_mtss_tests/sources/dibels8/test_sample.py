@@ -1,0 +1,97 @@
+"""mCLASS DIBELS 8's sample generator (lib/sources/dibels8/sample.py): its benchmark export, in Amplify's layout,
+reads through the source's own reader and validator to exactly its benchmarks, the refused ones counted by reason;
+a drop holds it only where the spec lists the source."""
+import csv
+import fnmatch
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sources.dibels8 import SOURCE, Dibels8Section
+
+NAME = "dibels8_benchmark.csv"
+REFERENCE = "assessments/mclass_dibels8__benchmark_sample_anonymized.csv"
+SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
+
+
+def _tested(n: int = 130) -> pl.DataFrame:
+    """Ten students in each grade K-12, in the schools that teach it."""
+    grade = np.arange(n) % 13
+    return pl.DataFrame({
+        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
+        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
+        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
+    })
+
+
+def _district():
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "dibels8": Dibels8Section()}})
+
+
+def _written(tmp_path: Path) -> tuple[Path, list[dict]]:
+    (kind,) = SOURCE.files
+    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
+    assert list(frames) == [NAME] and fnmatch.fnmatch(NAME.lower(), kind.pattern.lower())
+    path = tmp_path / NAME
+    frames[NAME].write_csv(path)  # as generate_drop writes it
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return path, list(csv.DictReader(f))
+
+
+def test_the_file_reads_to_exactly_its_benchmarks_and_refuses_the_rows_without_a_score(tmp_path):
+    path, rows = _written(tmp_path)
+    tested = _tested()
+    k_to_8 = set(tested.filter(pl.col("grade") <= 8)["student_number"])
+    known = Counter(r["Student Primary ID"] for r in rows if r["Student Primary ID"] in set(tested["student_number"]))
+    assert set(known) == k_to_8 and set(known.values()) == {1, 2}  # K-8 only: BOY, and for some MOY too
+    assert {r["Benchmark Period"] for r in rows} == {"BOY", "MOY"}
+    assert {r["Assessment Grade"] for r in rows} == {"K", *map(str, range(1, 9))}
+    unknown = [r for r in rows if r["Student Primary ID"] not in known]
+    assert len(unknown) == 2 and all(r["Student Primary ID"][0] == "9" and r["Student Primary ID"][1:] in known
+                                     for r in unknown)
+    assert sum(r["Composite Score"] == "n/a" for r in rows) == 3
+    district = _district()
+    validated, errors = validate_file(ingest_file("dibels8", path, district), district)
+    assert validated.halted is None
+    assert validated.rows == sum(known.values()) + len(unknown) - 3 == len(rows) - 3
+    assert validated.rejected == {"Composite Score is not a whole number": 3}
+    assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
+    frame = validated.frame
+    assert frame["district_name"].unique().to_list() == [SPEC.star_district_name]
+    assert set(frame["screening_window"]) == {"Fall", "Winter"} and frame["school_year"].unique().to_list() == [
+        "2026-2027"]
+    assert frame["percentile_rank"].null_count() == 0
+    # each grade's measures kept as scores: kindergarten's letter naming, grade 3's oral reading fluency
+    kept = {g: {s["name"] for s in scores} for g, scores in zip(frame["grade"], frame["scores"])}
+    assert "Letter Names (LNF) - Score" in kept["K"] and "Reading Fluency (ORF) - Score" not in kept["K"]
+    assert "Reading Fluency (ORF) - Score" in kept["3"]
+
+
+def test_its_headers_are_amplifys_in_their_order(tmp_path, reference_dir):
+    path, _ = _written(tmp_path)
+    reference = reference_dir / REFERENCE
+    with reference.open(encoding="utf-8-sig", newline="") as f:
+        expected = next(csv.reader(f))
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        assert next(csv.reader(f)) == expected
+    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+
+
+def test_a_drop_holds_the_file_only_where_the_spec_lists_dibels8(tmp_path):
+    generate_drop(tmp_path / "star", SPEC)
+    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "dibels8")))
+    star = sorted(p.name for p in (tmp_path / "star").iterdir())
+    assert NAME not in star
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + [NAME])
+    for name in star:  # listing another source changes none of the other files
+        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    district = _district()
+    validated, _ = validate_file(ingest_file("dibels8", tmp_path / "both" / NAME, district), district)
+    assert validated.rows > 0 and validated.rejected == {"Composite Score is not a whole number": 3}

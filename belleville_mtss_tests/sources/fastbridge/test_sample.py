@@ -1,0 +1,105 @@
+"""FastBridge's sample generator (lib/sources/fastbridge/sample.py): its aReading and aMath exports, in FastBridge's
+layout (a row per student, a column group per screening period), read through the source's own reader and validator
+to exactly their events, the refused ones counted by reason; a drop holds them only where the spec lists the
+source."""
+import csv
+import fnmatch
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sources.fastbridge import PERIODS, SOURCE, FastBridgeSection
+
+FILES = {"fastbridge_areading": ("FastBridge_aReading.csv", "aReading",
+                                 "assessments/fastbridge__aReading_sample_anonymized.csv"),
+         "fastbridge_amath": ("FastBridge_aMath.csv", "aMath", "assessments/fastbridge__aMath_sample_anonymized.csv")}
+SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
+
+
+def _tested(n: int = 130) -> pl.DataFrame:
+    """Ten students in each grade K-12, in the schools that teach it."""
+    grade = np.arange(n) % 13
+    return pl.DataFrame({
+        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
+        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
+        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
+    })
+
+
+def _district():
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "fastbridge": FastBridgeSection()}})
+
+
+def _written(tmp_path: Path) -> dict[str, tuple[Path, list[dict]]]:
+    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
+    assert list(frames) == [name for name, _, _ in FILES.values()]
+    out = {}
+    for kind in SOURCE.files:
+        path = tmp_path / FILES[kind.asset][0]
+        assert fnmatch.fnmatch(path.name.lower(), kind.pattern.lower())
+        frames[path.name].write_csv(path)  # as generate_drop writes it
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            out[kind.asset] = path, list(csv.DictReader(f))
+    return out
+
+
+@pytest.mark.parametrize("asset", list(FILES))
+def test_each_export_reads_to_exactly_its_events_and_refuses_the_ones_without_a_score(tmp_path, asset):
+    path, rows = _written(tmp_path)[asset]
+    subject = FILES[asset][1]
+    tested = set(_tested()["student_number"])
+    taken = {p: [r for r in rows if r[f"{p} {subject} Final Date"]] for p in PERIODS}  # each period's events
+    known = [r for r in rows if r["Local ID"] in tested]
+    # one row for each student K-12, each screened in the fall, some in the winter too, none later
+    assert sorted(r["Local ID"] for r in known) == sorted(tested) and len(known) == len(tested)
+    assert len(taken["Fall"]) == len(rows) and 0 < len(taken["Winter"]) < len(rows)
+    assert not taken["Spring"] and not taken["Screening Period 4"] and not taken["Screening Period 5"]
+    assert all(bool(r["Growth Score from Fall to Winter"]) == bool(r[f"Winter {subject} Final Date"]) for r in rows)
+    unknown = [r for r in rows if r["Local ID"] not in tested]
+    assert len(unknown) == 2 and all(r["Local ID"][0] == "9" and r["Local ID"][1:] in tested for r in unknown)
+    assert sum(r[f"Fall {subject} Test Theta"] == "n/a" for r in rows) == 3
+    district = _district()
+    validated, errors = validate_file(ingest_file(asset, path, district), district)
+    assert validated.halted is None
+    assert validated.rows == sum(len(events) for events in taken.values()) - 3
+    assert validated.rejected == {"Test Theta missing or not a number": 3}
+    assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
+    frame = validated.frame
+    assert frame["district_name"].unique().to_list() == [SPEC.star_district_name]
+    assert frame["school_year"].unique().to_list() == ["2026-2027"] and frame["subject"].unique().to_list() == [
+        subject]
+    assert frame.filter(pl.col("screening_window") == "Winter").height == len(taken["Winter"])
+    assert frame["percentile_rank"].null_count() == 0 and frame["benchmark_category"].null_count() == 0
+
+
+@pytest.mark.parametrize("asset", list(FILES))
+def test_its_headers_are_fastbridges_in_their_order(tmp_path, reference_dir, asset):
+    path, _ = _written(tmp_path)[asset]
+    reference = reference_dir / FILES[asset][2]
+    with reference.open(encoding="utf-8-sig", newline="") as f:
+        expected = next(csv.reader(f))
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        assert next(csv.reader(f)) == expected  # the blank-headed column included, where the sample has it
+    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+
+
+def test_a_drop_holds_the_exports_only_where_the_spec_lists_fastbridge(tmp_path):
+    generate_drop(tmp_path / "star", SPEC)
+    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "fastbridge")))
+    star = sorted(p.name for p in (tmp_path / "star").iterdir())
+    names = [name for name, _, _ in FILES.values()]
+    assert not set(names) & set(star)
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + names)
+    for name in star:  # listing another source changes none of the other files
+        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    district = _district()
+    for asset, (name, _, _) in FILES.items():
+        validated, _ = validate_file(ingest_file(asset, tmp_path / "both" / name, district), district)
+        assert validated.rows > 0 and validated.rejected == {"Test Theta missing or not a number": 3}

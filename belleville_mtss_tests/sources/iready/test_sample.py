@@ -1,0 +1,102 @@
+"""i-Ready's sample generator (lib/sources/iready/sample.py): its ELA and math Diagnostic Results, in Curriculum
+Associates' layout (byte-order mark included), read through the source's own reader and validator to exactly their
+diagnostics, the refused ones counted by reason; a drop holds them only where the spec lists the source."""
+import csv
+import fnmatch
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sources.iready import SOURCE, IreadySection
+
+FILES = {"iready_ela": ("diagnostic_results_ela.csv",
+                        "assessments/iready__diagnostic_results_ela_sample_anonymized.csv"),
+         "iready_math": ("diagnostic_results_math.csv",
+                         "assessments/iready__diagnostic_results_math_sample_anonymized.csv")}
+SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
+BOM = b"\xef\xbb\xbf"
+
+
+def _tested(n: int = 130) -> pl.DataFrame:
+    """Ten students in each grade K-12, in the schools that teach it."""
+    grade = np.arange(n) % 13
+    return pl.DataFrame({
+        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
+        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
+        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
+    })
+
+
+def _district():
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "iready": IreadySection()}})
+
+
+def _written(tmp_path: Path) -> dict[str, tuple[Path, list[dict]]]:
+    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
+    assert list(frames) == [name for name, _ in FILES.values()]
+    out = {}
+    for kind in SOURCE.files:
+        path = tmp_path / FILES[kind.asset][0]
+        assert fnmatch.fnmatch(path.name.lower(), kind.pattern.lower())
+        frames[path.name].write_csv(path)  # as generate_drop writes it
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            out[kind.asset] = path, list(csv.DictReader(f))
+    return out
+
+
+@pytest.mark.parametrize("asset", list(FILES))
+def test_each_file_reads_to_exactly_its_diagnostics_and_refuses_the_rows_without_a_score(tmp_path, asset):
+    path, rows = _written(tmp_path)[asset]
+    tested = _tested()
+    k_to_8 = set(tested.filter(pl.col("grade") <= 8)["student_number"])
+    known = Counter(r["Student ID"] for r in rows if r["Student ID"] in set(tested["student_number"]))
+    assert set(known) == k_to_8 and set(known.values()) == {1, 2}  # K-8 only: a fall diagnostic, some a winter one
+    assert {r["Student Grade"] for r in rows} == {"K", *map(str, range(1, 9))}
+    unknown = [r for r in rows if r["Student ID"] not in known]
+    assert len(unknown) == 2 and all(r["Student ID"][0] == "9" and r["Student ID"][1:] in known for r in unknown)
+    assert sum(r["Overall Scale Score"] == "n/a" for r in rows) == 3
+    district = _district()
+    validated, errors = validate_file(ingest_file(asset, path, district), district)
+    assert validated.halted is None
+    assert validated.rows == sum(known.values()) + len(unknown) - 3 == len(rows) - 3
+    assert validated.rejected == {"Overall Scale Score is not a whole number": 3}
+    assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
+    frame = validated.frame
+    assert frame["subject"].unique().to_list() == [{"iready_ela": "ELA", "iready_math": "Math"}[asset]]
+    assert set(frame["screening_window"]) == {"Fall", "Winter"} and frame["school_year"].unique().to_list() == [
+        "2026-2027"]
+    assert frame["percentile_rank"].null_count() == 0
+
+
+@pytest.mark.parametrize("asset", list(FILES))
+def test_its_headers_and_byte_order_mark_are_curriculum_associates(tmp_path, reference_dir, asset):
+    path, _ = _written(tmp_path)[asset]
+    reference = reference_dir / FILES[asset][1]
+    with reference.open(encoding="utf-8-sig", newline="") as f:
+        expected = next(csv.reader(f))
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        assert next(csv.reader(f)) == expected
+    assert reference.read_bytes()[:3] == path.read_bytes()[:3] == BOM
+
+
+def test_a_drop_holds_the_files_only_where_the_spec_lists_iready(tmp_path):
+    generate_drop(tmp_path / "star", SPEC)
+    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "iready")))
+    star = sorted(p.name for p in (tmp_path / "star").iterdir())
+    names = [name for name, _ in FILES.values()]
+    assert not set(names) & set(star)
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + names)
+    for name in star:  # listing another source changes none of the other files
+        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    district = _district()
+    for asset, (name, _) in FILES.items():
+        validated, _ = validate_file(ingest_file(asset, tmp_path / "both" / name, district), district)
+        assert validated.rows > 0 and validated.rejected == {"Overall Scale Score is not a whole number": 3}

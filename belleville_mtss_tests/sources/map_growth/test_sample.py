@@ -1,0 +1,91 @@
+"""MAP Growth's sample generator (lib/sources/map_growth/sample.py): its AssessmentResults.csv, in NWEA's layout,
+reads through the source's own reader and validator to exactly its tests, the refused ones counted by reason; a drop
+holds it only where the spec lists the source."""
+import csv
+import fnmatch
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sources.map_growth import SOURCE, MapGrowthSection
+
+REFERENCE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
+SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
+
+
+def _tested(n: int = 130) -> pl.DataFrame:
+    """Ten students in each grade K-12, in the schools that teach it."""
+    grade = np.arange(n) % 13
+    return pl.DataFrame({
+        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
+        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
+        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
+    })
+
+
+def _district():
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, "map_growth": MapGrowthSection()}})
+
+
+def _written(tmp_path: Path) -> tuple[Path, list[dict]]:
+    (kind,) = SOURCE.files
+    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
+    assert list(frames) == ["AssessmentResults.csv"] and fnmatch.fnmatch(list(frames)[0].lower(), kind.pattern.lower())
+    path = tmp_path / "AssessmentResults.csv"
+    frames[path.name].write_csv(path)  # as generate_drop writes it
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return path, list(csv.DictReader(f))
+
+
+def test_the_file_reads_to_exactly_its_tests_and_refuses_the_rows_without_a_score(tmp_path):
+    path, rows = _written(tmp_path)
+    tested = set(_tested()["student_number"])
+    known = Counter((r["StudentID"], r["Subject"]) for r in rows if r["StudentID"] in tested)
+    # every student K-12, in both subjects, tested in the fall and some in the winter too
+    assert {s for s, _ in known} == tested and {subject for _, subject in known} == {"Mathematics", "Reading"}
+    assert set(known.values()) == {1, 2} and len(known) == 2 * len(tested)
+    assert all(r["TermName"] in ("Fall 2026-2027", "Winter 2026-2027") for r in rows)
+    unknown = [r for r in rows if r["StudentID"] not in tested]
+    assert len(unknown) == 2 and all(r["StudentID"][0] == "9" and r["StudentID"][1:] in tested for r in unknown)
+    assert sum(r["TestRITScore"] == "n/a" for r in rows) == 3
+    district = _district()
+    validated, errors = validate_file(ingest_file("map_growth", path, district), district)
+    assert validated.halted is None
+    assert validated.rows == sum(known.values()) + len(unknown) - 3 == len(rows) - 3
+    assert validated.rejected == {"TestRITScore is not a whole number": 3}
+    assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
+    frame = validated.frame
+    assert frame["district_name"].unique().to_list() == [SPEC.star_district_name]
+    assert frame["school_year"].unique().to_list() == ["2026-2027"]
+    assert frame["percentile_rank"].null_count() == 0 and frame["test_key"].is_unique().all()
+
+
+def test_its_headers_are_nweas_in_their_order(tmp_path, reference_dir):
+    path, _ = _written(tmp_path)
+    reference = reference_dir / REFERENCE
+    with reference.open(encoding="utf-8-sig", newline="") as f:
+        expected = next(csv.reader(f))
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        assert next(csv.reader(f)) == expected
+    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+
+
+def test_a_drop_holds_the_file_only_where_the_spec_lists_map_growth(tmp_path):
+    generate_drop(tmp_path / "star", SPEC)
+    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "map_growth")))
+    star = sorted(p.name for p in (tmp_path / "star").iterdir())
+    assert "AssessmentResults.csv" not in star
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + ["AssessmentResults.csv"])
+    for name in star:  # listing another source changes none of the other files
+        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    district = _district()
+    validated, _ = validate_file(ingest_file("map_growth", tmp_path / "both" / "AssessmentResults.csv", district),
+                                 district)
+    assert validated.rows > 0 and validated.rejected == {"TestRITScore is not a whole number": 3}
