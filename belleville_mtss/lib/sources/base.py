@@ -151,12 +151,17 @@ def whole(text: pl.Expr) -> pl.Expr:
     return pl.when(number == number.round(0)).then(number.cast(pl.Int32, strict=False))
 
 
-def gathered(frame: pl.DataFrame, headers: list[str]) -> pl.Expr:
-    """The `scores` column: each of `headers` that holds a value, by header, as written (trimmed)."""
+def gathered(frame: pl.DataFrame, headers: list[str]) -> pl.Series:
+    """The `scores` column of `frame`'s rows: each of `headers` that holds a value, by header, as written (trimmed),
+    in header order. Built long (one row per filled cell) and grouped back: a struct per cell across a wide export
+    (MAP: over a hundred columns) costs ten times as much."""
     if not headers:
-        return pl.lit([], SCORES).alias("scores")
-    return (pl.concat_list([pl.struct(pl.lit(h).alias("name"), value(frame, h).alias("value")) for h in headers])
-            .list.filter(pl.element().struct.field("value").is_not_null()).cast(SCORES).alias("scores"))
+        return pl.Series("scores", [[]] * frame.height, SCORES)
+    long = (frame.select([value(frame, h).alias(h) for h in headers]).with_row_index("row")
+            .unpivot(index="row", variable_name="name", value_name="value").drop_nulls("value")
+            .group_by("row").agg(pl.struct("name", "value").alias("scores")))
+    rows = pl.DataFrame({"row": pl.int_range(frame.height, eager=True, dtype=pl.UInt32)})
+    return rows.join(long, on="row", how="left", maintain_order="left")["scores"].fill_null([]).cast(SCORES)
 
 
 def require(frame: pl.DataFrame, headers, file_name: str) -> None:

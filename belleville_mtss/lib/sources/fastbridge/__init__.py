@@ -81,7 +81,8 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
     filled = value(raw, final, NOT_AVAILABLE)
     taken = filled.str.to_datetime("%m/%d/%Y", strict=False, time_unit="us")
     year = taken.dt.year() - (taken.dt.month() < 7).cast(pl.Int32)
-    return raw.with_row_index("source_row", offset=2).filter(filled.is_not_null()).select(
+    return raw.with_row_index("source_row", offset=2).with_columns(gathered(raw, mine)).filter(
+            filled.is_not_null()).select(
         value(raw, "District", NOT_AVAILABLE).alias("district_name"),
         value(raw, "School", NOT_AVAILABLE).alias("school_name"),
         value(raw, link, NOT_AVAILABLE).alias("student_link"),
@@ -94,7 +95,7 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
         _rounded(value(raw, f"{prefix}Test Theta", NOT_AVAILABLE)).alias("scaled_score"),
         _rounded(value(raw, f"{prefix}Percentile at Nation", NOT_AVAILABLE)).alias("percentile_rank"),
         value(raw, f"{prefix}Risk Level", NOT_AVAILABLE).alias("benchmark_category"),
-        gathered(raw, mine),
+        "scores",
         "source_row",
     )
 
