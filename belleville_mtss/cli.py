@@ -18,24 +18,39 @@ class CliError(Exception):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .lib.district.registry import load_registry
-    from .lib.sample import SampleSpec, generate_drop, load_databases
+    import dataclasses
+
+    import polars as pl
+
+    from .lib.district.registry import DEMO_DISTRICTS_DIR, load_registry
+    from .lib.sample import PECAN_VALLEY, SampleSpec, generate_drop, load_databases
     from .run import run_drop
 
     settings = load_settings()
     _embedded_only(settings, "demo")
-    district = load_registry(settings.districts_dirs)["belleville"]
-    spec = SampleSpec(students=args.students, sources=tuple(district.sources))  # the vendors its entry lists
-    drop = settings.drop_dir / district.drop_folder / spec.drop_name
+    # Belleville, then a made-up district that screens with MAP Growth, i-Ready and DIBELS 8 (no Star)
+    settings = dataclasses.replace(settings, districts_dirs=(*settings.districts_dirs, DEMO_DISTRICTS_DIR))
+    registry = load_registry(settings.districts_dirs)
+    belleville = registry["belleville"]
+    specs = {"belleville": SampleSpec(students=args.students, sources=tuple(belleville.sources)),  # what it lists
+             "pecan-valley": PECAN_VALLEY}
     print(f"MTSS_HOME {settings.home}")
-    print(f"Writing the Belleville sample drop to {drop}")
-    tables = generate_drop(drop, spec)
-    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
-    print("Materializing every asset of drop_job ...")
-    report = run_drop(settings, f"belleville/{spec.drop_name}", log_level=args.log_level, progress=True)
-    print(report.render())
-    print(report.verdict())
-    return report.exit_code
+    users = []
+    for key, spec in specs.items():
+        drop = settings.drop_dir / registry[key].drop_folder / spec.drop_name
+        print(f"Writing the {registry[key].display_name} sample drop to {drop}")
+        made = generate_drop(drop, spec)["classlink_users"]
+        # Belleville's users come with the other tenants that share the prod table; the second adds only its own
+        users.append(made if key == "belleville" else made.filter(pl.col("TenantName") == spec.classlink_tenant))
+    load_databases(settings.prod_db_url, settings.warehouse_url, pl.concat(users))
+    code = 0
+    for key, spec in specs.items():
+        print(f"Materializing every asset of drop_job for {key}/{spec.drop_name} ...")
+        report = run_drop(settings, f"{key}/{spec.drop_name}", log_level=args.log_level, progress=True)
+        print(report.render())
+        print(report.verdict())
+        code = code or report.exit_code
+    return code
 
 
 def _generate(args: argparse.Namespace) -> int:

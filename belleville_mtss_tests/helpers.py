@@ -61,7 +61,7 @@ FIXTURE_DISTRICTS = Path(__file__).resolve().parent / "fixtures" / "districts"
 RIVERTON_ACCOUNT = {"AccountInfoId": 555001, "NcesId": "4199999", "DistrictName": "RIVERTON UNIFIED SCHOOL DISTRICT",
                     "State": "OR", "County": None}
 RIVERTON = SampleSpec(
-    students=250, seed=7, drop_name="2026-11-15", star_district_name="Riverton Unified Schools",
+    students=250, seed=7, drop_name="2026-11-15", district_name_in_files="Riverton Unified Schools",
     classlink_tenant="Riverton USD", classlink_tenant_id=9001, missing_from_classlink=4, without_tests=5,
     unknown_star_rows=3, excel_mangled_dates=0, first_student_number=880001, email_domain="riverton.example.org",
     powerschool_headers=(

@@ -18,7 +18,7 @@ from .conftest import make_settings
 from .helpers import RIVERTON, add_riverton, prepare_drop, warehouse_counts
 
 MAPLE = SampleSpec(
-    students=240, seed=11, drop_name="2026-11-20", star_district_name="Maple Falls Regional Schools",
+    students=240, seed=11, drop_name="2026-11-20", district_name_in_files="Maple Falls Regional Schools",
     classlink_tenant="MFR Cloud Tenant 2", classlink_tenant_id=9100, missing_from_classlink=6, without_tests=4,
     unknown_star_rows=3, excel_mangled_dates=0, first_student_number=40001, email_domain="maplefalls.example.org",
     powerschool_headers=(

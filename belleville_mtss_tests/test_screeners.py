@@ -3,6 +3,7 @@
 (a replay, an older drop, a student who left, results that shrink), for MAP Growth and i-Ready. Real SQLite and
 PostgreSQL; every file generated in its vendor's real layout (lib/sources/<vendor>/sample.py)."""
 import csv
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -14,20 +15,16 @@ import yaml
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.load.warehouse import account_info, assessment_results, make_engine, read_table, student_roster
-from belleville_mtss.lib.sample import REFUSED_SCORE, SampleSpec, generate_drop, load_databases
+from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table, student_roster
+from belleville_mtss.lib.sample import PECAN_VALLEY, REFUSED_SCORE, SampleSpec, generate_drop, load_databases
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import errors
 
 SCREENERS = ("map_growth", "iready", "dibels8", "fastbridge")
-PECAN = SampleSpec(
-    students=300, seed=36, drop_name="2026-11-20", star_district_name="Pecan Valley Independent School District",
-    classlink_tenant="Pecan Valley ISD", classlink_tenant_id=4836, missing_from_classlink=5, without_tests=6,
-    unknown_star_rows=3, refused_rows=2, first_student_number=510001, email_domain="pecanvalley.example.org",
-    sources=SCREENERS)
-PECAN_ACCOUNT = {"AccountInfoId": 666001, "NcesId": "4899901", "DistrictName": "PECAN VALLEY ISD", "State": "TX",
-                 "County": None}
+# The demo's second district (lib/sample.py), here with FastBridge too and two refused rows in each file
+PECAN = dataclasses.replace(PECAN_VALLEY, students=300, without_tests=6, unknown_star_rows=3, refused_rows=2,
+                            missing_from_classlink=5, sources=SCREENERS)
 # Each vendor's file(s) as generated, with the column a test's identifier and its score are in, and (FastBridge)
 # the screening periods whose filled score is one test event.
 SCORE = {"map_growth": ("StudentID", ["TestRITScore"]), "iready": ("Student ID", ["Overall Scale Score"]),
@@ -67,7 +64,7 @@ def sign_off(path: Path) -> None:
 
 @pytest.fixture
 def pecan(backend, tmp_path, monkeypatch):
-    """Pecan Valley's sample drop in its folder, its ClassLink users and dm.AccountInfo row; no registry entry."""
+    """Pecan Valley's sample drop in its folder and its ClassLink users; no registry entry."""
     registry = tmp_path / "districts"
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
@@ -78,11 +75,7 @@ def pecan(backend, tmp_path, monkeypatch):
     drop = settings.drop_dir / "pecan" / PECAN.drop_name
     tables = generate_drop(drop, PECAN)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"].filter(
-        pl.col("TenantName") == PECAN.classlink_tenant))
-    engine = make_engine(settings.warehouse_url)
-    with engine.begin() as conn:
-        conn.execute(account_info.insert(), [PECAN_ACCOUNT])
-    engine.dispose()
+        pl.col("TenantName") == PECAN.classlink_tenant))  # dm.AccountInfo holds PECAN VALLEY ISD, TX (666001)
     return settings, registry, drop
 
 
@@ -102,7 +95,7 @@ def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its
                                           "iready_math": "diagnostic_results_math*.csv"}  # the subject by name
     assert sources["iready"].get("bound_by_folder") is True and sources["iready"]["names"] == []
     for name in ("map_growth", "dibels8", "fastbridge"):
-        assert sources[name]["names"] == [PECAN.star_district_name] and "bound_by_folder" not in sources[name]
+        assert sources[name]["names"] == [PECAN.district_name_in_files] and "bound_by_folder" not in sources[name]
     checked = "\n".join(entry["verification"]["checked"])
     assert "i-Ready: its files carry no district name and no state district id" in checked
     assert "510001" not in checked and "@" not in checked  # figures, never a student's value

@@ -42,7 +42,7 @@ def specs(n: int) -> list[tuple[dict, SampleSpec]]:
     out = []
     for i, row in enumerate(rows):
         place = row["DistrictName"].split()[0].title()
-        spec = SampleSpec(students=300, seed=1000 + i, star_district_name=row["DistrictName"].title(),
+        spec = SampleSpec(students=300, seed=1000 + i, district_name_in_files=row["DistrictName"].title(),
                           classlink_tenant=f"{place} {row['State']} tenant", classlink_tenant_id=20000 + i,
                           missing_from_classlink=5, without_tests=7, unknown_star_rows=3, excel_mangled_dates=0,
                           first_student_number=1_000_000 + 1000 * i,
@@ -60,9 +60,9 @@ def registry(folder: Path, districts: list[tuple[dict, SampleSpec]]) -> Path:
     folder.mkdir()
     for i, (row, spec) in enumerate(districts):
         key = f"district{i:03d}"
-        entry = {**base, "district": key, "display_name": spec.star_district_name, "nces_id": nces(i),
+        entry = {**base, "district": key, "display_name": spec.district_name_in_files, "nces_id": nces(i),
                  "account_info_id": row["AccountInfoId"], "state": row["State"], "county": None, "drop_folder": key,
-                 "source_names": {"account_info": [row["DistrictName"]], "renaissance": [spec.star_district_name],
+                 "source_names": {"account_info": [row["DistrictName"]], "renaissance": [spec.district_name_in_files],
                                   "classlink": [spec.classlink_tenant]},
                  "verification": {"verified_by": "benchmarks/daemon_districts.py (synthetic district)",
                                   "verified_on": "2026-12-03", "ferpa_review_on": "2026-12-03"}}

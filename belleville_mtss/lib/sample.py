@@ -59,7 +59,7 @@ class SampleSpec:
     students: int = 4_500
     seed: int = 20261128
     drop_name: str = "2026-11-01"
-    star_district_name: str = "Belleville Public Schools"
+    district_name_in_files: str = "Belleville Public Schools"  # as the vendors' files spell it (Star DistrictName ...)
     classlink_tenant: str = "Belleville PD"
     missing_from_classlink: int = 35
     without_tests: int = 60
@@ -81,9 +81,20 @@ class SampleSpec:
     classlink_tenant_id: int = 4417
 
 
+# The demo's second district, made up: a Texas district that screens with MAP Growth, i-Ready and DIBELS 8 and sends
+# no Star files (its registry entry: belleville_mtss/demo_districts/pecan-valley.yaml, drafted by `districts onboard`).
+PECAN_VALLEY = SampleSpec(
+    students=1_500, seed=36, drop_name="2026-11-20", district_name_in_files="Pecan Valley Independent School District",
+    classlink_tenant="Pecan Valley ISD", classlink_tenant_id=4836, missing_from_classlink=10, without_tests=20,
+    unknown_star_rows=6, excel_mangled_dates=0, first_student_number=510001, email_domain="pecanvalley.example.org",
+    sources=("map_growth", "iready", "dibels8"))
+PECAN_VALLEY_ACCOUNT = {"AccountInfoId": 666001, "NcesId": "4899901", "DistrictName": "PECAN VALLEY ISD",
+                        "State": "TX", "County": None}
+
+
 def account_info_rows() -> list[dict]:
     """Belleville among several hundred districts, the real look-alikes included."""
-    rows = [dict(BELLEVILLE)]
+    rows = [dict(BELLEVILLE), dict(PECAN_VALLEY_ACCOUNT)]
     rows += [{"AccountInfoId": 200000 + i, "NcesId": n, "DistrictName": name, "State": st, "County": c}
              for i, (n, name, st, c) in enumerate(LOOKALIKES)]
     aid = 300000

@@ -23,6 +23,7 @@ ROSTER_PATTERNS = {k.asset: k.pattern for k in ROSTER.files}
 
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parents[2] / "districts"
+DEMO_DISTRICTS_DIR = PACKAGED_DISTRICTS_DIR.parent / "demo_districts"  # made-up districts `demo` also loads
 
 
 class RegistryError(ValueError):

@@ -72,7 +72,7 @@ def test_each_export_reads_to_exactly_its_events_and_refuses_the_ones_without_a_
     assert validated.rejected == {"Test Theta missing or not a number": 3}
     assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
     frame = validated.frame
-    assert frame["district_name"].unique().to_list() == [SPEC.star_district_name]
+    assert frame["district_name"].unique().to_list() == [SPEC.district_name_in_files]
     assert frame["school_year"].unique().to_list() == ["2026-2027"] and frame["subject"].unique().to_list() == [
         subject]
     assert frame.filter(pl.col("screening_window") == "Winter").height == len(taken["Winter"])

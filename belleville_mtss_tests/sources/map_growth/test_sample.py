@@ -62,7 +62,7 @@ def test_the_file_reads_to_exactly_its_tests_and_refuses_the_rows_without_a_scor
     assert validated.rejected == {"TestRITScore is not a whole number": 3}
     assert [(e.reason, e.row_count) for e in errors] == [("row_rejected", 3)]
     frame = validated.frame
-    assert frame["district_name"].unique().to_list() == [SPEC.star_district_name]
+    assert frame["district_name"].unique().to_list() == [SPEC.district_name_in_files]
     assert frame["school_year"].unique().to_list() == ["2026-2027"]
     assert frame["percentile_rank"].null_count() == 0 and frame["test_key"].is_unique().all()
 

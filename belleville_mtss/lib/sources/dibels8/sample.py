@@ -56,8 +56,8 @@ def benchmarks(tested: pl.DataFrame, spec, rng: np.random.Generator) -> pl.DataF
     grade_text = events["grade"].cast(pl.Utf8).replace("0", "K")
     day = events["taken"].dt.to_string("%Y-%m-%d")
     values = {
-        "School Year": ["2026-2027"] * m, "State": ["NJ"] * m, "Account Name": [spec.star_district_name] * m,
-        "District Name": [spec.star_district_name] * m,
+        "School Year": ["2026-2027"] * m, "State": ["NJ"] * m, "Account Name": [spec.district_name_in_files] * m,
+        "District Name": [spec.district_name_in_files] * m,
         "School Name": events["school_id"].replace_strict({sid: name for sid, name, _g in SCHOOLS}),
         "Primary School ID": events["school_id"], "Student Last Name": events["last_name"],
         "Student First Name": events["first_name"], "Enrollment Grade": grade_text,

@@ -60,7 +60,7 @@ def screening(subject: str, tested: pl.DataFrame, spec, rng: np.random.Generator
     students = events[fall]
     values = {
         "Assessment": [subject] * fall.size, "Assessment Language": ["English"] * fall.size,
-        "State": ["NJ"] * fall.size, "District": [spec.star_district_name] * fall.size,
+        "State": ["NJ"] * fall.size, "District": [spec.district_name_in_files] * fall.size,
         "School": students["school_id"].replace_strict({sid: name for sid, name, _g in SCHOOLS}),
         "Local ID": students["student_number"], "First Name": students["first_name"],
         "Last Name": students["last_name"], "DOB": students["dob"].str.to_date("%m/%d/%Y").dt.to_string("%Y-%m-%d"),

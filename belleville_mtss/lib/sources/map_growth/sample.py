@@ -52,7 +52,7 @@ def _subject_rows(tested: pl.DataFrame, spec, rng: np.random.Generator, subject:
     started = rng.integers(8 * 3600, 15 * 3600, m)  # seconds after midnight: during the school day
     values = {
         "TermName": np.array(["Fall 2026-2027", "Winter 2026-2027"])[window],
-        "DistrictName": [spec.star_district_name] * m,
+        "DistrictName": [spec.district_name_in_files] * m,
         "SchoolName": events["school_id"].replace_strict({sid: name for sid, name, _g in SCHOOLS}),
         "StudentID": events["student_number"], "Subject": [subject] * m, "Course": [course] * m,
         "GrowthMeasureYN": ["TRUE"] * m, "NormsReferenceData": ["2020"] * m,

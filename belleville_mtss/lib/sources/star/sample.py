@@ -41,7 +41,7 @@ def star_file(subject: str, students: pl.DataFrame, spec, rng: np.random.Generat
         "StudentIdentifier": rows["student_number"], "StudentSourcedID": rows["student_number"],
         "StudentEmail": rows["email"], "StudentFirstName": rows["first_name"], "StudentLastName": rows["last_name"],
         "BirthDate": rows["dob"], "CurrentGrade": grade_txt, "Grade": grade_txt, "EnrollmentStatus": ["Enrolled"] * m,
-        "DistrictName": [spec.star_district_name] * m, "SchoolIdentifier": rows["school_id"],
+        "DistrictName": [spec.district_name_in_files] * m, "SchoolIdentifier": rows["school_id"],
         "SchoolName": rows["school_id"].replace_strict(school_names),
         "AssessmentID": assessment_ids,
         "CompletedDate": pl.Series(completed.astype("datetime64[ms]")).dt.to_string("%Y-%m-%d %H:%M:%S%.3f"),
