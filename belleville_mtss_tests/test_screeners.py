@@ -16,6 +16,7 @@ import yaml
 from belleville_mtss.cli import main
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table, student_roster
+from belleville_mtss.lib.sources import BY_NAME
 from belleville_mtss.lib.sample import PECAN_VALLEY, REFUSED_SCORE, SampleSpec, generate_drop, load_databases
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
@@ -114,10 +115,11 @@ def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its
     numbers = set(roster["StudentNumber"].to_list())
     assert len(numbers) == PECAN.students and set(results["AccountInfoId"]) == {666001}
     loaded = dict(results.group_by("Assessment").len().iter_rows())
+    assert set(loaded) == {"map_growth", "iready_diagnostic", "dibels8", "fastbridge"}  # as the issue names them
     logged = errors(settings)
     for source in SCREENERS:
         events, refused, unknown = expected(drop, source, numbers)
-        assert loaded[source] == events, source
+        assert loaded[BY_NAME[source].assessment or source] == events, source
         assert unknown and refused == PECAN.refused_rows * len(FILES[source]), source
         # every refused row counted with its reason, and the unknown students counted, not loaded
         files = logged.filter(pl.col("FileName").is_in(FILES[source]))
@@ -183,7 +185,7 @@ def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_a
     old = f"belleville/{OVER_TIME.drop_name}"
     assert run_drop(settings, old).outcome == "loaded"
     loaded = by_assessment(settings)
-    assert {"star", "map_growth", "iready"} <= set(loaded)
+    assert {"star", "map_growth", "iready_diagnostic"} <= set(loaded)
     assert run_drop(settings, old).outcome == "loaded"  # a replay: the same rows, once each
     assert all(by_assessment(settings)[k].equals(v) for k, v in loaded.items())
 
@@ -194,7 +196,7 @@ def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_a
     gone = newest["roster"].filter(~pl.col("IsCurrent"))
     assert len(kept) == 130 and gone.height == 20 and set(gone["DropId"]) == {old}  # the 20 who left, kept
     for assessment, file in (("map_growth", ["AssessmentResults.csv"]),
-                             ("iready", ["diagnostic_results_ela.csv", "diagnostic_results_math.csv"])):
+                             ("iready_diagnostic", ["diagnostic_results_ela.csv", "diagnostic_results_math.csv"])):
         held = newest[assessment]
         assert set(held["DropId"]) == {new} and set(held["StudentNumber"]) <= kept
         sent = sum(pl.read_csv(first.parent / "2026-11-20" / f, infer_schema=False, encoding="utf8-lossy").height
@@ -212,5 +214,5 @@ def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_a
         report.render()
     said = " ".join(errors(settings).filter((pl.col("DropId") == shrunk) & (pl.col("Reason") == "results_shrink"))
                     ["Message"].to_list())
-    assert "map_growth Mathematics 2026-2027" in said and "iready ELA 2026-2027" in said, said
+    assert "map_growth Mathematics 2026-2027" in said and "iready_diagnostic ELA 2026-2027" in said, said
     assert all(by_assessment(settings)[k].equals(v) for k, v in newest.items())

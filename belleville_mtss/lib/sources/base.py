@@ -70,7 +70,7 @@ class Source:
     memory when `data` is given); `validate(raw, kind, district, file_name)` -> (typed, rejected, headers read),
     raising FileRejected for a file it refuses; `model`: the validated frame, each field with its type,
     constraint, description and (metadata `header`) the source header it is read from."""
-    name: str  # the key of its registry section, and the `Assessment` its results are stamped with
+    name: str  # the key of its registry section (and of its causes in the review queue)
     role: Role
     title: str
     files: tuple[FileKind, ...]
@@ -89,6 +89,9 @@ class Source:
     # Who a row's student is, as its files say (first_name, last_name, birth_date, school_id, email -> header): read
     # again only for identifiers that link to no student, to suggest their counterpart (lib/students/suggest.py)
     person: dict[str, str] = field(default_factory=dict)
+    # The `Assessment` its results are stamped with in dm.AssessmentResults, where it is not its name: the vendor's
+    # export family is the source (i-Ready), the assessment one of its products (iready_diagnostic)
+    assessment: str | None = None
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
 
     def link_columns(self) -> tuple[str, ...]:
@@ -204,8 +207,8 @@ def _type_name(dtype) -> str:
 
 def common_results(source: Source, frame: pl.DataFrame) -> pl.DataFrame:
     """A validated assessment frame as common results: its columns mapped (`results_from`; unmapped: empty), the
-    source's name as `assessment`, and each row's other scores (named by column) as `scores`."""
-    exprs = [pl.lit(source.name).alias("assessment")] + [
+    source's assessment (its name unless it says otherwise) as `assessment`, and each row's other scores (named by column) as `scores`."""
+    exprs = [pl.lit(source.assessment or source.name).alias("assessment")] + [
         (pl.col(source.results_from[c]) if source.results_from.get(c) else pl.lit(None)).cast(t).alias(c)
         for c, t in RESULT_COLUMNS.items() if c != "assessment"]
     parts = [pl.concat_list([pl.struct(pl.lit(s).alias("name"), pl.col(s).cast(pl.Utf8).alias("value"))

@@ -111,6 +111,7 @@ SOURCE = Source(
     "iready", "assessment", "i-Ready", FILES, IreadyResults, plain_reader(), _validate, IreadySection,
     state_id_column="district_state_id", district_ids=("Account State ID",),
     person={"first_name": "First Name", "last_name": "Last Name"},
+    assessment="iready_diagnostic",
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
                   "percentile_rank": "percentile_rank", "benchmark_category": "benchmark_category",
