@@ -107,3 +107,17 @@ def test_several_districts_need_district(tmp_path, capsys, monkeypatch):
     code, out, _ = _cli(capsys, monkeypatch, "lineage", "dm.StudentRoster.Email", "--district", "belleville",
                         registry=registry)
     assert code == 0 and "registry entry belleville" in out
+
+
+def test_each_screeners_scores_are_traced_to_their_vendors_headers(capsys, monkeypatch):
+    from belleville_mtss.lib.district.registry import DEMO_DISTRICTS_DIR
+
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", f"packaged:{DEMO_DISTRICTS_DIR}")
+    assert main(["lineage", "dm.AssessmentResults.ScaledScore", "--district", "pecan-valley"]) == 0
+    out = capsys.readouterr().out
+    for traced in ('map_growth: AssessmentResults*.csv, column "TestRITScore"',
+                   'iready_ela: diagnostic_results_ela*.csv, column "Overall Scale Score"',
+                   'iready_math: diagnostic_results_math*.csv, column "Overall Scale Score"',
+                   'dibels8: dibels8*.csv, column "Composite Score"'):
+        assert traced in out
+    assert "SR.csv" not in out  # Pecan Valley sends no Star
