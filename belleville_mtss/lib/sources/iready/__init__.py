@@ -1,7 +1,8 @@
 """Curriculum Associates i-Ready Diagnostic Results: one file per subject, the subject only in the file's name
 (diagnostic_results_ela*.csv, diagnostic_results_math*.csv), a UTF-8 byte-order mark, one row per diagnostic. The
-files name no district: only `District State ID`, often empty, so a registry entry binds them to the district by
-their folder (`bound_by_folder`) until state ids are checked. Kept as scores: the diagnostic's other measures
+files name no district: only `District State ID`, often empty. A registry entry lists the district's state ids
+(`state_ids`: a file carrying one is the district's, any other id blocks it) or, where the ids are empty, binds the
+files to the district by their folder (`bound_by_folder`). Kept as scores: the diagnostic's other measures
 (domain scale scores and placements, Lexile or Quantile, growth), never the student's name, demographics or
 classes."""
 from __future__ import annotations
