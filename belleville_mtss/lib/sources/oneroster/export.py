@@ -1,0 +1,144 @@
+"""A OneRoster 1.1 or 1.2 CSV export as the district's roster: its students from users.csv (1.1: `role`; 1.2: the
+`student` rows of roles.csv), each with the school it enrols them in (enrollments.csv, else the user's org), the
+birth date demographics.csv holds, and the number the district's assessments carry, taken from the column the
+registry names (`identifier`, `username`, `sourcedId`, `userMasterIdentifier`, a `userIds` type as `userIds:TYPE`,
+or a `metadata.*` column). The district itself is the org of type `district` (orgs.csv).
+
+manifest.csv decides what may be read: a file it lists as `delta` holds only what changed since the last export, so
+a delta export is refused whole (it is never applied as if it were the roster); a file it lists as `bulk` must be in
+the drop. Nothing here reads a database or logs a value: refusals name files and columns only.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..powerschool.reader import type_students
+
+MANIFEST = "manifest.csv"
+VERSIONS = ("1.1", "1.2")
+# The files the roster is made of (the others a OneRoster export carries, classes, courses, ..., are not read).
+ROSTER_FILES = ("users", "orgs", "enrollments", "demographics", "roles")
+NUMBER_COLUMNS = ("identifier", "username", "sourcedId", "userMasterIdentifier")  # and userIds:TYPE, metadata.*
+DELETED = "tobedeleted"
+
+
+class ExportRefused(ValueError):
+    """A OneRoster export that cannot be the roster; `reason` for the error log, the message says what to ask for."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+@dataclass
+class Export:
+    version: str
+    students: pl.DataFrame  # the roster frame PowerSchool's validator gives (lib/sources/powerschool), + sourced_id
+    rejected: pl.DataFrame  # source_row (users.csv line), reject_reason
+    districts: pl.DataFrame  # the district orgs: name, identifier
+
+
+def manifest(frame: pl.DataFrame) -> dict[str, str]:
+    """manifest.csv as property -> value, the values lower case (`bulk`, `delta`, `absent`)."""
+    if not {"propertyName", "value"} <= set(frame.columns):
+        raise ExportRefused("missing_columns", f"{MANIFEST}: a OneRoster manifest has the columns propertyName, value")
+    return {k.strip(): (v or "").strip().lower() for k, v in frame.select("propertyName", "value").rows() if k}
+
+
+def check_manifest(props: dict[str, str], present: set[str]) -> str:
+    """The export's version, once its manifest allows reading it as the whole roster (`present`: the file names the
+    drop holds, lower case)."""
+    version = next((v for k, v in props.items() if k.lower() == "oneroster.version"), "")
+    if version not in VERSIONS:
+        raise ExportRefused("unsupported_version", f"{MANIFEST} says oneroster.version {version or '(none)'}; "
+                                                   f"OneRoster {' and '.join(VERSIONS)} are read")
+    files = {k[len("file."):]: v for k, v in props.items() if k.lower().startswith("file.")}
+    delta = sorted(name for name, mode in files.items() if mode == "delta")
+    if delta:
+        raise ExportRefused("delta_export", (
+            f"the OneRoster export is a delta ({', '.join(f'{n}.csv' for n in delta)} listed as delta in {MANIFEST}): "
+            "a delta holds only what changed since the district's last export, so it is never applied as the "
+            "roster. Ask the district (its SIS or ClassLink Roster Server) for a bulk export: every file in "
+            f"{MANIFEST} bulk or absent"))
+    missing = sorted(f"{n}.csv" for n, mode in files.items() if mode == "bulk" and f"{n.lower()}.csv" not in present)
+    if missing:
+        raise ExportRefused("missing_listed_file", f"{MANIFEST} lists {', '.join(missing)} as bulk, but the drop "
+                                                   "has no such file: ask the district to send the whole export")
+    if {n.lower(): mode for n, mode in files.items()}.get("users") != "bulk":
+        raise ExportRefused("missing_listed_file", f"{MANIFEST} does not list users.csv as bulk: the roster is read "
+                                                   "from it")
+    return version
+
+
+def _live(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows not marked for deletion (a bulk export may still carry them)."""
+    if "status" not in frame.columns:
+        return frame
+    return frame.filter(pl.col("status").fill_null("").str.strip_chars().str.to_lowercase() != DELETED)
+
+
+def _blank(expr: pl.Expr) -> pl.Expr:
+    text = expr.str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def number_expr(users: pl.DataFrame, column: str) -> pl.Expr:
+    """The student number the registry names: a column, `userIds:TYPE` (its `{TYPE:id}` pair), or `metadata.*`."""
+    if column.startswith("userIds:"):
+        kind = re.escape(column.removeprefix("userIds:"))
+        return _blank(pl.col("userIds").fill_null("").str.extract(rf"\{{\s*{kind}\s*:\s*([^}}]*)\}}", 1))
+    if column not in users.columns:
+        raise ExportRefused("missing_columns", f"users.csv: no column {column} (the registry's student number)")
+    return _blank(pl.col(column))
+
+
+def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link: str | None = None) -> Export:
+    """The roster of a OneRoster export (`files`: each file's raw text frame by its name, lower case), students
+    numbered by the registry's `number` column, and `link` (default: the number) the column the assessments carry."""
+    if MANIFEST not in files:
+        raise ExportRefused("missing_manifest", f"a OneRoster export holds {MANIFEST}; this drop has none")
+    version = check_manifest(manifest(files[MANIFEST]), set(files))
+    users = files["users.csv"].with_row_index("source_row", offset=2)
+    if version == "1.1" or "roles.csv" not in files:
+        if "role" not in users.columns:
+            raise ExportRefused("missing_columns", "users.csv: no role column, and no roles.csv beside it")
+        students = _live(users).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
+        orgs_of = students.select("sourcedId", pl.col("orgSourcedIds").str.split(",").list.first().alias("org")
+                                  if "orgSourcedIds" in users.columns else pl.lit(None, pl.Utf8).alias("org"))
+    else:  # 1.2: a user's roles are in roles.csv, the primary one first
+        roles = _live(files["roles.csv"]).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
+        roles = roles.sort(pl.col("roleType").fill_null("").str.to_lowercase() != "primary")
+        orgs_of = roles.select(pl.col("userSourcedId").alias("sourcedId"), pl.col("orgSourcedId").alias("org")
+                               ).unique("sourcedId", keep="first", maintain_order=True)
+        students = _live(users).join(orgs_of.select("sourcedId"), on="sourcedId", how="semi")
+    # a student's school: their student enrolment's, else the org users.csv / roles.csv give them
+    school = orgs_of
+    if "enrollments.csv" in files:
+        enrolled = _live(files["enrollments.csv"]).filter(
+            pl.col("role").str.strip_chars().str.to_lowercase() == "student").select(
+            pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
+        school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
+                              how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
+    orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(
+        schema={c: pl.Utf8 for c in ("sourcedId", "name", "type", "identifier")})
+    org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"))
+    births = (_live(files["demographics.csv"]).select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
+              if "demographics.csv" in files else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
+    mapped = students.join(school, on="sourcedId", how="left").join(
+        org_id.rename({"sourcedId": "org"}), on="org", how="left").join(births, on="sourcedId", how="left").select(
+        number_expr(students, number).alias("student_number"),
+        number_expr(students, link or number).alias("link"),
+        pl.col("email") if "email" in students.columns else pl.lit(None, pl.Utf8).alias("email"),
+        pl.col("givenName").alias("first_name"), pl.col("familyName").alias("last_name"),
+        pl.col("grades").str.split(",").list.first().str.strip_chars().alias("grade_level")
+        if "grades" in students.columns else pl.lit(None, pl.Utf8).alias("grade_level"),
+        "school_id", "dob", "source_row", pl.col("sourcedId").alias("sourced_id"))
+    typed, rejected = type_students(mapped, "link")
+    sourced = mapped.select("source_row", "sourced_id")
+    typed = typed.join(sourced, on="source_row", how="left", maintain_order="left")
+    districts = orgs.filter(pl.col("type").str.strip_chars().str.to_lowercase() == "district").select(
+        _blank(pl.col("name")).alias("name"), _blank(pl.col("identifier")).alias("identifier"))
+    return Export(version, typed, rejected, districts)

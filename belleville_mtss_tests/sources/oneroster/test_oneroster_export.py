@@ -1,0 +1,109 @@
+"""OneRoster exports as a roster (lib/sources/oneroster/export.py): the public synthetic fixtures in
+../shared/reference/oneroster read to exactly their students, a delta export refused with what to ask for, a file
+the manifest lists but the drop lacks refused naming it; each expected figure computed here with the csv module."""
+import csv
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from belleville_mtss.lib.read.csvfile import read_text_csv
+from belleville_mtss.lib.sources.oneroster.export import ExportRefused, read_export
+
+
+def _files(reference_dir: Path, prefix: str, manifest: str | None = None) -> dict[str, pl.DataFrame]:
+    """The fixture's files by their names in an export (users.csv ...), read as a drop's file is read."""
+    folder = reference_dir / "oneroster"
+    out = {p.name.removeprefix(prefix).lower(): read_text_csv(p) for p in sorted(folder.glob(f"{prefix}*.csv"))}
+    if manifest is not None:
+        out["manifest.csv"] = pl.DataFrame([line.split(",") for line in manifest.splitlines()[1:]],
+                                           schema=["propertyName", "value"], orient="row")
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_11_bulk_fixture_reads_to_exactly_its_students(reference_dir):
+    folder = reference_dir / "oneroster"
+    users = _rows(folder / "catalyst_v1p1_full__users.csv")
+    expected = {u["identifier"]: u for u in users if u["role"] == "student"}
+    enrolled = {e["userSourcedId"]: e["schoolSourcedId"] for e in _rows(folder / "catalyst_v1p1_full__enrollments.csv")
+                if e["role"] == "student"}
+    org_ids = {o["sourcedId"]: o["identifier"] or o["sourcedId"] for o in _rows(folder / "catalyst_v1p1_full__orgs.csv")}
+    export = read_export(_files(reference_dir, "catalyst_v1p1_full__"))
+    got = {r["student_number"]: r for r in export.students.iter_rows(named=True)}
+    assert export.version == "1.1" and export.rejected.is_empty()
+    assert set(got) == set(expected) and len(got) == 3  # the teachers and the parent are not students
+    for number, user in expected.items():
+        row = got[number]
+        assert (row["sourced_id"], row["first_name"], row["last_name"], row["email"], row["grade_level"]) == (
+            user["sourcedId"], user["givenName"], user["familyName"], user["email"], user["grades"])
+        assert row["email_key"] == user["email"].lower() and row["student_link"] == number
+        # the school: their student enrolment's, else their org; named by its identifier in orgs.csv
+        org = enrolled.get(user["sourcedId"], user["orgSourcedIds"].split(",")[0])
+        assert row["school_id"] == org_ids.get(org, org) == "History"
+        assert row["source_row"] == users.index(user) + 2  # the line in users.csv
+    assert export.districts.is_empty()  # the fixture's one org is a department
+
+
+def test_a_student_number_from_a_userids_type_or_another_column(reference_dir):
+    export = read_export(_files(reference_dir, "catalyst_v1p1_full__"), number="userIds:LDAP", link="username")
+    assert export.students["student_number"].to_list() == ["34"]  # two students share LDAP 12: both refused
+    assert dict(export.rejected.group_by("reject_reason").len().rows()) == {"duplicate student number": 2}
+    with pytest.raises(ExportRefused, match="users.csv: no column metadata.sis_id"):
+        read_export(_files(reference_dir, "catalyst_v1p1_full__"), number="metadata.sis_id")
+
+
+def test_the_12_delta_fixture_is_refused_with_what_to_ask_for(reference_dir):
+    with pytest.raises(ExportRefused) as refused:
+        read_export(_files(reference_dir, "catalyst_v1p2__"))
+    assert refused.value.reason == "delta_export"
+    assert refused.value.message.startswith("the OneRoster export is a delta (academicSessions.csv, classes.csv, ")
+    assert "Ask the district (its SIS or ClassLink Roster Server) for a bulk export" in refused.value.message
+
+
+def test_the_same_12_files_under_a_bulk_manifest_read_to_their_students_roles_from_roles_csv(reference_dir):
+    folder = reference_dir / "oneroster"
+    delta = (folder / "catalyst_v1p2__manifest.csv").read_text()
+    bulk = delta.replace(",delta", ",bulk")
+    export = read_export(_files(reference_dir, "catalyst_v1p2__", manifest=bulk))
+    roles = {r["userSourcedId"]: r for r in _rows(folder / "catalyst_v1p2__roles.csv") if r["role"] == "student"}
+    users = {u["sourcedId"]: u for u in _rows(folder / "catalyst_v1p2__users.csv")}
+    births = {d["sourcedId"]: d["birthDate"] for d in _rows(folder / "catalyst_v1p2__demographics.csv")}
+    assert "role" not in users[next(iter(users))]  # 1.2: the role is only in roles.csv
+    assert export.version == "1.2" and export.students.height == len(roles) == 1
+    row = export.students.row(0, named=True)
+    user = users[row["sourced_id"]]
+    assert (row["student_number"], row["first_name"], row["last_name"], row["dob"]) == (
+        user["identifier"], user["givenName"], user["familyName"], births[user["sourcedId"]])
+    assert row["school_id"] == roles[user["sourcedId"]]["orgSourcedId"]  # no identifier in orgs.csv: its sourcedId
+    # a role other than student makes no student
+    files = _files(reference_dir, "catalyst_v1p2__", manifest=bulk)
+    files["roles.csv"] = files["roles.csv"].with_columns(pl.lit("teacher").alias("role"))
+    assert read_export(files).students.is_empty()
+
+
+def test_a_file_the_manifest_lists_as_bulk_but_the_drop_lacks_is_refused_naming_it(reference_dir):
+    files = _files(reference_dir, "catalyst_v1p1_full__")
+    del files["enrollments.csv"]
+    with pytest.raises(ExportRefused) as refused:
+        read_export(files)
+    assert (refused.value.reason, refused.value.message) == (
+        "missing_listed_file", "manifest.csv lists enrollments.csv as bulk, but the drop has no such file: ask the "
+                               "district to send the whole export")
+
+
+def test_the_messy_vendor_fixture_reads_its_students_and_its_metadata_numbers(reference_dir):
+    # oat-sa's sample: non-conformant column order, `metadata.*` columns in orgs.csv, orgs without a district;
+    # its manifest lists files it does not ship, so they are given here as absent
+    files = _files(reference_dir, "oatsa_v1p1__")
+    files["manifest.csv"] = files["manifest.csv"].with_columns(
+        pl.when(pl.col("propertyName").is_in([f"file.{n}" for n in ("academicSessions", "courses", "classes",
+                                                                     "enrollments", "demographics")]))
+        .then(pl.lit("absent")).otherwise(pl.col("value")).alias("value"))
+    export = read_export(files, number="username")
+    assert sorted(export.students["student_number"]) == ["ionut", "ionut2"]
+    assert sorted(export.students["school_id"]) == ["my identifier", "my identifier 2"]  # orgs' identifiers
