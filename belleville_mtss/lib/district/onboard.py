@@ -22,6 +22,7 @@ from typing import Callable
 import polars as pl
 
 from ..sources import ASSESSMENTS, ROSTER_FILE, Source
+from ..sources.oneroster.export import is_oneroster
 from ..sources.powerschool.reader import email_key
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
@@ -431,7 +432,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     if not files:
         raise OnboardError(f"{sample}: no files")
     assessed: dict[str, Assessed] = {}
-    tables, other = [], []
+    tables, other, oneroster = [], [], []
     for f in files:
         try:
             t = read_table(f, limits)
@@ -443,14 +444,19 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
         source = next((s for s in ASSESSMENTS if t.has_header and s.recognise and s.recognise(t.columns)), None)
         if source is not None:
             assessed.setdefault(source.name, Assessed(source, [])).tables.append(t)
+        elif t.has_header and is_oneroster(t.columns):
+            oneroster.append(t.name)  # its users.csv lists teachers and parents too: never taken for the export
         else:
             tables.append(t)
     assessed = {s.name: assessed[s.name] for s in ASSESSMENTS if s.name in assessed}
     mapped = {id(t): map_fields(t) for t in tables}  # scans every column's values: once per table
     exports = [t for t in tables if mapped[id(t)]]
+    other += oneroster
     if not exports:
         raise OnboardError(f"{sample}: no PowerSchool export found (a table with student numbers or emails) among "
-                           f"{', '.join(f.name for f in files)}")
+                           f"{', '.join(f.name for f in files)}" + (
+                               f"; {', '.join(oneroster)} are a OneRoster export, which this release does not read "
+                               "as a roster yet" if oneroster else ""))
     export = max(exports, key=lambda t: (len(mapped[id(t)]), t.frame.height))
     other += [t.name for t in tables if t is not export]
     fields = mapped[id(export)]

@@ -107,3 +107,34 @@ def test_the_messy_vendor_fixture_reads_its_students_and_its_metadata_numbers(re
     export = read_export(files, number="username")
     assert sorted(export.students["student_number"]) == ["ionut", "ionut2"]
     assert sorted(export.students["school_id"]) == ["my identifier", "my identifier 2"]  # orgs' identifiers
+
+
+def test_a_oneroster_users_file_is_never_read_as_a_powerschool_export(reference_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    """The issue's finding: onboarding took users.csv for a PowerSchool export and a run loaded its teachers as
+    students. A OneRoster file is now refused by the PowerSchool reader, and onboarding says what the sample is."""
+    import shutil
+
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+    from belleville_mtss.lib.sample import SampleSpec, generate_drop, load_databases
+    from ...conftest import make_settings
+
+    users = reference_dir / "oneroster" / "catalyst_v1p1_full__users.csv"
+    district = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    validated, _ = validate_file(ingest_file("powerschool_students", users, district), district)
+    assert validated.halted.reason == "wrong_file" and "is a OneRoster file" in validated.halted.message
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MTSS_HOME", str(home))
+    sample = tmp_path / "sample"
+    tables = generate_drop(sample, SampleSpec(students=200, seed=5))
+    settings = make_settings(home)
+    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
+    (sample / "students.csv").unlink()  # the district sends OneRoster, no PowerSchool export
+    for p in (reference_dir / "oneroster").glob("catalyst_v1p1_full__*.csv"):
+        shutil.copy(p, sample / p.name.removeprefix("catalyst_v1p1_full__"))
+    assert main(["districts", "onboard", str(sample), "--state", "NJ", "--key", "x"]) == 2
+    said = capsys.readouterr().err
+    assert "no PowerSchool export found" in said and "are a OneRoster export, which this release does not read" in said

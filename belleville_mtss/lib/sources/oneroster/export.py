@@ -25,6 +25,13 @@ NUMBER_COLUMNS = ("identifier", "username", "sourcedId", "userMasterIdentifier")
 DELETED = "tobedeleted"
 
 
+def is_oneroster(header: list[str]) -> bool:
+    """A OneRoster file's header: every one of its files starts with sourcedId, status, dateLastModified (the
+    manifest with propertyName, value and, in its rows, oneroster.version)."""
+    return header[:3] == ["sourcedId", "status", "dateLastModified"] or (
+        "sourcedId" in header and {"givenName", "familyName", "enabledUser"} <= set(header))
+
+
 class ExportRefused(ValueError):
     """A OneRoster export that cannot be the roster; `reason` for the error log, the message says what to ask for."""
 

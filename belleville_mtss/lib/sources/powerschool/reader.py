@@ -21,12 +21,21 @@ def email_key(col: pl.Expr) -> pl.Expr:
 
 def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = None,
                      max_rows: int | None = None) -> pl.DataFrame:
+    from ..oneroster.export import is_oneroster
+
     mapped = {h.strip().lower() for headers in fmt.columns.values() for h in headers}
+
+    def ours(header: list[str]) -> list[str]:
+        if is_oneroster(header):  # its users.csv lists teachers and parents beside students: never read as ours
+            raise FileRejected("wrong_file", f"{path.name} is a OneRoster file, not a PowerSchool student export; "
+                                             "this release reads the roster from a PowerSchool export only")
+        return [h for h in header if h.strip().lower() in mapped]  # the rest is never kept
+
     return read_text_csv(
         path,
         data=data,
         max_rows=max_rows,
-        select=lambda header: [h for h in header if h.strip().lower() in mapped],  # the rest is never kept
+        select=ours,
         delimiter=fmt.delimiter,
         encoding=fmt.encoding,
         has_header=fmt.has_header,
