@@ -28,12 +28,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _embedded_only(settings, "demo")
-    # Belleville, then a made-up district that screens with MAP Growth, i-Ready and DIBELS 8 (no Star)
+    # A made-up district that screens with MAP Growth, i-Ready and DIBELS 8 (no Star), then Belleville: its run is
+    # the last, the one the UI's asset pages show first
     settings = dataclasses.replace(settings, districts_dirs=(*settings.districts_dirs, DEMO_DISTRICTS_DIR))
     registry = load_registry(settings.districts_dirs)
     belleville = registry["belleville"]
-    specs = {"belleville": SampleSpec(students=args.students, sources=tuple(belleville.sources)),  # what it lists
-             "pecan-valley": PECAN_VALLEY}
+    specs = {"pecan-valley": dataclasses.replace(PECAN_VALLEY, students=min(PECAN_VALLEY.students, args.students)),
+             "belleville": SampleSpec(students=args.students, sources=tuple(belleville.sources))}  # what it lists
     print(f"MTSS_HOME {settings.home}")
     users = []
     for key, spec in specs.items():
