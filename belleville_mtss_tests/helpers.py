@@ -177,3 +177,48 @@ def compiling_for_sql_server(seen: list[str]):
             seen.append(str(statement.compile(dialect=self.dialect)))
             return type("Result", (), {"rowcount": 0})()
     return Recording
+
+
+# ---- the screeners' sample generators (belleville_mtss_tests/sources/<vendor>/test_sample.py) -----------------
+
+VENDOR_SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
+
+
+def tested_students(n: int = 130) -> pl.DataFrame:
+    """Ten students in each grade K-12, in the schools that teach it."""
+    import numpy as np
+
+    grade = np.arange(n) % 13
+    return pl.DataFrame({
+        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
+        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
+        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
+    })
+
+
+def belleville_with(name: str, section):
+    """The packaged Belleville entry, sending source `name` under `section` as well."""
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    return entry.model_copy(update={"sources": {**entry.sources, name: section}})
+
+
+def written_sample(tmp_path: Path, source, names: dict[str, str]) -> dict[str, tuple[Path, list[dict]]]:
+    """The source's sample files for `tested_students()` written as generate_drop writes them (`names`: file asset
+    -> the file name it must come as), each with its rows as the csv module reads them."""
+    import csv
+    import fnmatch
+
+    import numpy as np
+
+    frames = source.sample(tested_students(), VENDOR_SPEC, np.random.default_rng(5), source.files)
+    assert list(frames) == list(names.values())
+    out = {}
+    for kind in source.files:
+        path = tmp_path / names[kind.asset]
+        assert fnmatch.fnmatch(path.name.lower(), kind.pattern.lower())
+        frames[path.name].write_csv(path)
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            out[kind.asset] = path, list(csv.DictReader(f))
+    return out

@@ -3,51 +3,30 @@ layout (a row per student, a column group per screening period), read through th
 to exactly their events, the refused ones counted by reason; a drop holds them only where the spec lists the
 source."""
 import csv
-import fnmatch
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
-from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sample import generate_drop
+from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
 from belleville_mtss.lib.sources.fastbridge import PERIODS, SOURCE, FastBridgeSection
 
 FILES = {"fastbridge_areading": ("FastBridge_aReading.csv", "aReading",
                                  "assessments/fastbridge__aReading_sample_anonymized.csv"),
          "fastbridge_amath": ("FastBridge_aMath.csv", "aMath", "assessments/fastbridge__aMath_sample_anonymized.csv")}
-SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
-
-
-def _tested(n: int = 130) -> pl.DataFrame:
-    """Ten students in each grade K-12, in the schools that teach it."""
-    grade = np.arange(n) % 13
-    return pl.DataFrame({
-        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
-        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
-        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
-    })
+SPEC = VENDOR_SPEC
+_tested = tested_students
 
 
 def _district():
-    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
-    return entry.model_copy(update={"sources": {**entry.sources, "fastbridge": FastBridgeSection()}})
+    return belleville_with("fastbridge", FastBridgeSection())
 
 
 def _written(tmp_path: Path) -> dict[str, tuple[Path, list[dict]]]:
-    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
-    assert list(frames) == [name for name, _, _ in FILES.values()]
-    out = {}
-    for kind in SOURCE.files:
-        path = tmp_path / FILES[kind.asset][0]
-        assert fnmatch.fnmatch(path.name.lower(), kind.pattern.lower())
-        frames[path.name].write_csv(path)  # as generate_drop writes it
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            out[kind.asset] = path, list(csv.DictReader(f))
-    return out
+    return written_sample(tmp_path, SOURCE, {asset: name for asset, (name, _s, _r) in FILES.items()})
 
 
 @pytest.mark.parametrize("asset", list(FILES))

@@ -2,46 +2,28 @@
 reads through the source's own reader and validator to exactly its tests, the refused ones counted by reason; a drop
 holds it only where the spec lists the source."""
 import csv
-import fnmatch
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import polars as pl
 
-from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import SampleSpec, generate_drop
+from belleville_mtss.lib.sample import generate_drop
+from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
 from belleville_mtss.lib.sources.map_growth import SOURCE, MapGrowthSection
 
 REFERENCE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
-SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
-
-
-def _tested(n: int = 130) -> pl.DataFrame:
-    """Ten students in each grade K-12, in the schools that teach it."""
-    grade = np.arange(n) % 13
-    return pl.DataFrame({
-        "student_number": [str(500001 + i) for i in range(n)], "first_name": ["Ann"] * n, "last_name": ["Lee"] * n,
-        "grade": grade.astype(np.int32), "school_id": np.where(grade < 6, "03", np.where(grade < 9, "02", "01")),
-        "dob": ["03/14/2015"] * n, "email": [f"s{i}@example.org" for i in range(n)],
-    })
+SPEC = VENDOR_SPEC
+_tested = tested_students
 
 
 def _district():
-    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
-    return entry.model_copy(update={"sources": {**entry.sources, "map_growth": MapGrowthSection()}})
+    return belleville_with("map_growth", MapGrowthSection())
 
 
 def _written(tmp_path: Path) -> tuple[Path, list[dict]]:
     (kind,) = SOURCE.files
-    frames = SOURCE.sample(_tested(), SPEC, np.random.default_rng(5), SOURCE.files)
-    assert list(frames) == ["AssessmentResults.csv"] and fnmatch.fnmatch(list(frames)[0].lower(), kind.pattern.lower())
-    path = tmp_path / "AssessmentResults.csv"
-    frames[path.name].write_csv(path)  # as generate_drop writes it
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        return path, list(csv.DictReader(f))
+    return written_sample(tmp_path, SOURCE, {kind.asset: "AssessmentResults.csv"})[kind.asset]
 
 
 def test_the_file_reads_to_exactly_its_tests_and_refuses_the_rows_without_a_score(tmp_path):
