@@ -222,3 +222,26 @@ def written_sample(tmp_path: Path, source, names: dict[str, str]) -> dict[str, t
         with path.open(encoding="utf-8-sig", newline="") as f:
             out[kind.asset] = path, list(csv.DictReader(f))
     return out
+
+
+def headers_and_bom(path: Path) -> tuple[list[str], bool]:
+    """A CSV file's header row, and whether it starts with a UTF-8 byte-order mark."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f)), path.read_bytes()[:3] == b"\xef\xbb\xbf"
+
+
+def drop_with_and_without(tmp_path: Path, source: str, names: list[str]) -> Path:
+    """Two drops of VENDOR_SPEC, Star alone and Star with `source`: the second holds exactly `names` more, and every
+    other file byte for byte as the first. Returns the second's folder."""
+    from dataclasses import replace
+
+    generate_drop(tmp_path / "star", VENDOR_SPEC)
+    generate_drop(tmp_path / "both", replace(VENDOR_SPEC, sources=("star", source)))
+    star = sorted(p.name for p in (tmp_path / "star").iterdir())
+    assert not set(names) & set(star)
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + names)
+    for name in star:  # listing another source changes none of the other files
+        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    return tmp_path / "both"

@@ -1,16 +1,14 @@
 """mCLASS DIBELS 8's sample generator (lib/sources/dibels8/sample.py): its benchmark export, in Amplify's layout,
 reads through the source's own reader and validator to exactly its benchmarks, the refused ones counted by reason;
 a drop holds it only where the spec lists the source."""
-import csv
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import generate_drop
-from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+                        written_sample)
 from belleville_mtss.lib.sources.dibels8 import SOURCE, Dibels8Section
 
 NAME = "dibels8_benchmark.csv"
@@ -59,22 +57,11 @@ def test_the_file_reads_to_exactly_its_benchmarks_and_refuses_the_rows_without_a
 
 def test_its_headers_are_amplifys_in_their_order(tmp_path, reference_dir):
     path, _ = _written(tmp_path)
-    reference = reference_dir / REFERENCE
-    with reference.open(encoding="utf-8-sig", newline="") as f:
-        expected = next(csv.reader(f))
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        assert next(csv.reader(f)) == expected
-    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+    assert headers_and_bom(path) == headers_and_bom(reference_dir / REFERENCE) and not headers_and_bom(path)[1]
 
 
 def test_a_drop_holds_the_file_only_where_the_spec_lists_dibels8(tmp_path):
-    generate_drop(tmp_path / "star", SPEC)
-    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "dibels8")))
-    star = sorted(p.name for p in (tmp_path / "star").iterdir())
-    assert NAME not in star
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + [NAME])
-    for name in star:  # listing another source changes none of the other files
-        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    drop_with_and_without(tmp_path, "dibels8", [NAME])
     district = _district()
     validated, _ = validate_file(ingest_file("dibels8", tmp_path / "both" / NAME, district), district)
     assert validated.rows > 0 and validated.rejected == {"Composite Score is not a whole number": 3}

@@ -2,16 +2,14 @@
 layout (a row per student, a column group per screening period), read through the source's own reader and validator
 to exactly their events, the refused ones counted by reason; a drop holds them only where the spec lists the
 source."""
-import csv
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import generate_drop
-from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+                        written_sample)
 from belleville_mtss.lib.sources.fastbridge import PERIODS, SOURCE, FastBridgeSection
 
 FILES = {"fastbridge_areading": ("FastBridge_aReading.csv", "aReading",
@@ -61,23 +59,12 @@ def test_each_export_reads_to_exactly_its_events_and_refuses_the_ones_without_a_
 @pytest.mark.parametrize("asset", list(FILES))
 def test_its_headers_are_fastbridges_in_their_order(tmp_path, reference_dir, asset):
     path, _ = _written(tmp_path)[asset]
-    reference = reference_dir / FILES[asset][2]
-    with reference.open(encoding="utf-8-sig", newline="") as f:
-        expected = next(csv.reader(f))
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        assert next(csv.reader(f)) == expected  # the blank-headed column included, where the sample has it
-    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+    # the blank-headed column included, where the sample has it; no byte-order mark
+    assert headers_and_bom(path) == headers_and_bom(reference_dir / FILES[asset][2]) and not headers_and_bom(path)[1]
 
 
 def test_a_drop_holds_the_exports_only_where_the_spec_lists_fastbridge(tmp_path):
-    generate_drop(tmp_path / "star", SPEC)
-    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "fastbridge")))
-    star = sorted(p.name for p in (tmp_path / "star").iterdir())
-    names = [name for name, _, _ in FILES.values()]
-    assert not set(names) & set(star)
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + names)
-    for name in star:  # listing another source changes none of the other files
-        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    drop_with_and_without(tmp_path, "fastbridge", [name for name, _, _ in FILES.values()])
     district = _district()
     for asset, (name, _, _) in FILES.items():
         validated, _ = validate_file(ingest_file(asset, tmp_path / "both" / name, district), district)

@@ -1,17 +1,15 @@
 """i-Ready's sample generator (lib/sources/iready/sample.py): its ELA and math Diagnostic Results, in Curriculum
 Associates' layout (byte-order mark included), read through the source's own reader and validator to exactly their
 diagnostics, the refused ones counted by reason; a drop holds them only where the spec lists the source."""
-import csv
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import generate_drop
-from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+                        written_sample)
 from belleville_mtss.lib.sources.iready import SOURCE, IreadySection
 
 FILES = {"iready_ela": ("diagnostic_results_ela.csv",
@@ -19,7 +17,6 @@ FILES = {"iready_ela": ("diagnostic_results_ela.csv",
          "iready_math": ("diagnostic_results_math.csv",
                          "assessments/iready__diagnostic_results_math_sample_anonymized.csv")}
 SPEC = VENDOR_SPEC
-BOM = b"\xef\xbb\xbf"
 _tested = tested_students
 
 
@@ -58,23 +55,11 @@ def test_each_file_reads_to_exactly_its_diagnostics_and_refuses_the_rows_without
 @pytest.mark.parametrize("asset", list(FILES))
 def test_its_headers_and_byte_order_mark_are_curriculum_associates(tmp_path, reference_dir, asset):
     path, _ = _written(tmp_path)[asset]
-    reference = reference_dir / FILES[asset][1]
-    with reference.open(encoding="utf-8-sig", newline="") as f:
-        expected = next(csv.reader(f))
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        assert next(csv.reader(f)) == expected
-    assert reference.read_bytes()[:3] == path.read_bytes()[:3] == BOM
+    assert headers_and_bom(path) == headers_and_bom(reference_dir / FILES[asset][1]) and headers_and_bom(path)[1]
 
 
 def test_a_drop_holds_the_files_only_where_the_spec_lists_iready(tmp_path):
-    generate_drop(tmp_path / "star", SPEC)
-    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "iready")))
-    star = sorted(p.name for p in (tmp_path / "star").iterdir())
-    names = [name for name, _ in FILES.values()]
-    assert not set(names) & set(star)
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + names)
-    for name in star:  # listing another source changes none of the other files
-        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    drop_with_and_without(tmp_path, "iready", [name for name, _ in FILES.values()])
     district = _district()
     for asset, (name, _) in FILES.items():
         validated, _ = validate_file(ingest_file(asset, tmp_path / "both" / name, district), district)

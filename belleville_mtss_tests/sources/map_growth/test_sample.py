@@ -1,15 +1,13 @@
 """MAP Growth's sample generator (lib/sources/map_growth/sample.py): its AssessmentResults.csv, in NWEA's layout,
 reads through the source's own reader and validator to exactly its tests, the refused ones counted by reason; a drop
 holds it only where the spec lists the source."""
-import csv
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from belleville_mtss.lib.sample import generate_drop
-from ...helpers import VENDOR_SPEC, belleville_with, tested_students, written_sample
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+                        written_sample)
 from belleville_mtss.lib.sources.map_growth import SOURCE, MapGrowthSection
 
 REFERENCE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
@@ -51,22 +49,11 @@ def test_the_file_reads_to_exactly_its_tests_and_refuses_the_rows_without_a_scor
 
 def test_its_headers_are_nweas_in_their_order(tmp_path, reference_dir):
     path, _ = _written(tmp_path)
-    reference = reference_dir / REFERENCE
-    with reference.open(encoding="utf-8-sig", newline="") as f:
-        expected = next(csv.reader(f))
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        assert next(csv.reader(f)) == expected
-    assert path.read_bytes()[:3] != b"\xef\xbb\xbf" and reference.read_bytes()[:3] != b"\xef\xbb\xbf"  # no BOM
+    assert headers_and_bom(path) == headers_and_bom(reference_dir / REFERENCE) and not headers_and_bom(path)[1]
 
 
 def test_a_drop_holds_the_file_only_where_the_spec_lists_map_growth(tmp_path):
-    generate_drop(tmp_path / "star", SPEC)
-    generate_drop(tmp_path / "both", replace(SPEC, sources=("star", "map_growth")))
-    star = sorted(p.name for p in (tmp_path / "star").iterdir())
-    assert "AssessmentResults.csv" not in star
-    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == sorted(star + ["AssessmentResults.csv"])
-    for name in star:  # listing another source changes none of the other files
-        assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
+    drop_with_and_without(tmp_path, "map_growth", ["AssessmentResults.csv"])
     district = _district()
     validated, _ = validate_file(ingest_file("map_growth", tmp_path / "both" / "AssessmentResults.csv", district),
                                  district)
