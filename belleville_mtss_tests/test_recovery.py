@@ -89,10 +89,13 @@ def test_a_lost_lock_session_aborts_its_apply_and_the_run_says_rolled_back(pg_da
         deadline = time.time() + 120
         with admin.connect() as conn:
             while time.time() < deadline and not terminated:
-                pid = conn.execute(sa.text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = :c "
-                                           "AND objid = 107873 AND granted"), {"c": PG_LOCK_CLASS}).scalar()
+                # the lock's session once it is inside the apply's transaction (paused there for 3 s): a session
+                # that held the lock before (the staging sweep at the load's start) is not the one to cut
+                pid = conn.execute(sa.text(
+                    "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = "
+                    "'advisory' AND l.classid = :c AND l.objid = 107873 AND l.granted AND a.state = 'idle in "
+                    "transaction'"), {"c": PG_LOCK_CLASS}).scalar()
                 if pid:
-                    time.sleep(0.5)  # inside the apply's transaction (it pauses there for 3 s)
                     terminated.extend(conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalars())
                 time.sleep(0.05)
 

@@ -72,6 +72,7 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
     tags, run_id = context.run.tags, context.run.run_id
     outcomes = checks.decide("replace", pipeline.replace_evidence(
         conn, district, key, roster, results, result_scopes, max_days_ahead))
+    fault_point("in_apply")  # the transaction open (it has read what the warehouse holds), nothing written yet
     failed = [o for o in outcomes if not o.passed]
     earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
     refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]
@@ -120,7 +121,6 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             clear_district_staging(engine, district.account_info_id)  # the lock held: a dead load's rows, if any
             with staged(engine, roster, results) as load_id:
                 with conn.begin():
-                    fault_point("in_apply")
                     outcomes, refused = _apply(context, conn, engine, district, key, version, roster, results,
                                                result_scopes, district_crosswalk, written, load_id,
                                                error_log.registry.max_days_ahead)
