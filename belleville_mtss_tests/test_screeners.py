@@ -174,13 +174,15 @@ def by_assessment(settings) -> dict[str, pl.DataFrame]:
     return {"roster": roster, **{a: f for (a,), f in results.partition_by("Assessment", as_dict=True).items()}}
 
 
-def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_as_star_does(backend, tmp_path):
+def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_as_star_does(pg_database, tmp_path):
+    # On PostgreSQL: the order, history and shrink decisions are the same code on SQLite, where Star's tests run them
+    # (test_truth_over_time.py) and these vendors' loads run (the onboarding test above); the suite's time is short
     from .helpers import edited_registry, prepare_drop
 
     registry = edited_registry(tmp_path, lambda e: e["sources"].update(
         map_growth={"names": ["Belleville Public Schools"]}, iready={"bound_by_folder": True}))
-    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
-                             MTSS_PROD_DB_URL=backend.prod_db_url)
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=pg_database,
+                             MTSS_PROD_DB_URL=pg_database)
     first = prepare_drop(settings, OVER_TIME)
     old = f"belleville/{OVER_TIME.drop_name}"
     assert run_drop(settings, old).outcome == "loaded"
