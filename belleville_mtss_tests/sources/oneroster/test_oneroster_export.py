@@ -138,3 +138,28 @@ def test_a_oneroster_users_file_is_never_read_as_a_powerschool_export(reference_
     assert main(["districts", "onboard", str(sample), "--state", "NJ", "--key", "x"]) == 2
     said = capsys.readouterr().err
     assert "no PowerSchool export found" in said and "are a OneRoster export, which this release does not read" in said
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_a_generated_export_reads_to_exactly_the_districts_students_and_never_its_teachers(tmp_path, version):
+    """lib/sources/oneroster/sample.py, written and read back as a drop's files are."""
+    import numpy as np
+
+    from belleville_mtss.lib.sample import SampleSpec, _students
+    from belleville_mtss.lib.sources.oneroster.sample import export
+
+    students = _students(SampleSpec(students=120), np.random.default_rng(3))
+    files = {}
+    for name, frame in export(students, "Pecan Valley ISD", version).items():
+        frame.write_csv(tmp_path / name)
+        files[name] = read_text_csv(tmp_path / name)
+    got = read_export(files, number="userIds:SIS")
+    assert got.version == version and got.rejected.is_empty()
+    assert got.districts.rows() == [("Pecan Valley ISD", None)]
+    expected = students.select(
+        "student_number", "first_name", "last_name", "school_id", "email",
+        pl.col("dob").str.to_date("%m/%d/%Y").dt.to_string("%Y-%m-%d").alias("dob")).sort("student_number")
+    assert got.students.select(expected.columns).sort("student_number").equals(expected)  # 120, no teacher
+    delta = export(students, "Pecan Valley ISD", version, mode="delta")
+    with pytest.raises(ExportRefused, match="the OneRoster export is a delta"):
+        read_export(delta)
