@@ -89,12 +89,13 @@ def test_a_lost_lock_session_aborts_its_apply_and_the_run_says_rolled_back(pg_da
         deadline = time.time() + 120
         with admin.connect() as conn:
             while time.time() < deadline and not terminated:
-                # the lock's session once it is inside the apply's transaction (paused there for 3 s): a session
-                # that held the lock before (the staging sweep at the load's start) is not the one to cut
+                # the lock's session of this test's database (another test's load of the same district, in another
+                # database of the server, holds a lock of the same key), once inside the apply's transaction
                 pid = conn.execute(sa.text(
                     "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = "
                     "'advisory' AND l.classid = :c AND l.objid = 107873 AND l.granted AND a.state = 'idle in "
-                    "transaction'"), {"c": PG_LOCK_CLASS}).scalar()
+                    "transaction' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+                    {"c": PG_LOCK_CLASS}).scalar()
                 if pid:
                     terminated.extend(conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalars())
                 time.sleep(0.05)
