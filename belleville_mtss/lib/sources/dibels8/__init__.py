@@ -27,7 +27,6 @@ MEASURE = re.compile(r"( - (Level|Score|National Norm Percentile|Semester Growth
 COMPOSITE = (0, 1000)
 
 
-
 class Dibels8Results(pa.DataFrameModel):
     district_name: str = pa.Field(nullable=True, **declared("District Name", "District Name"))
     school_name: str = pa.Field(nullable=True, **declared("School Name", "School Name"))
@@ -54,9 +53,6 @@ class Dibels8Results(pa.DataFrameModel):
 class Dibels8Section(AssessmentSection):
     files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Student Primary ID", "Primary ID - Student ID (State ID)"] = "Student Primary ID"
-
-
-
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject"})

@@ -30,7 +30,6 @@ PERIODS = ("Fall", "Winter", "Spring", "Screening Period 4", "Screening Period 5
 THETA = (0, 1000)
 
 
-
 class FastBridgeResults(pa.DataFrameModel):
     district_name: str = pa.Field(nullable=True, **declared("District", "District"))
     school_name: str = pa.Field(nullable=True, **declared("School", "School"))
@@ -57,7 +56,6 @@ class FastBridgeResults(pa.DataFrameModel):
 class FastBridgeSection(AssessmentSection):
     files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Local ID", "State ID", "FAST ID"] = "Local ID"
-
 
 
 NOT_AVAILABLE = ("", "N/A", "N/A*")  # FastBridge's "not available": none in our columns, kept as written in scores

@@ -34,7 +34,6 @@ MEASURE = re.compile(r"(Scale Score|Placement|Percentile|Measure|Range|Growth.*|
 SCALE = (100, 800)
 
 
-
 class IreadyResults(pa.DataFrameModel):
     district_state_id: str = pa.Field(nullable=True, **declared("District State ID", "The state's district id, "
                                                                                   "often empty"))
@@ -62,9 +61,6 @@ class IreadyResults(pa.DataFrameModel):
 class IreadySection(AssessmentSection):
     files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["Student ID", "Student State ID"] = "Student ID"
-
-
-
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "ScreeningWindow": "screening_window"})

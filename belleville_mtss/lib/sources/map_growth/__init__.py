@@ -29,7 +29,6 @@ REQUIRED = ("TermName", "Subject", "TestStartDate", "TestRITScore")
 RIT, PERCENTILE = (100, 350), (1, 99)
 
 
-
 class MapGrowthResults(pa.DataFrameModel):
     district_name: str = pa.Field(nullable=True, **declared("DistrictName", "DistrictName (combined layout only)"))
     district_state_id: str = pa.Field(nullable=True, **declared("District_StateID", "The state's district id"))
@@ -60,9 +59,6 @@ class MapGrowthResults(pa.DataFrameModel):
 class MapGrowthSection(AssessmentSection):
     files: dict[str, str] = Field(default_factory=default_files(FILES))
     link: Literal["StudentID", "Student_StateID"] = "StudentID"
-
-
-
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject",
