@@ -353,7 +353,9 @@ def _onboard(args: argparse.Namespace) -> int:
                          indent=2, default=str))
         return 0 if found.complete else 1
     held = "; ".join(f"{a.source.title} files {', '.join(t.name for t in a.tables)}" for a in found.assessed.values())
-    print(f"Sample {args.sample}: PowerSchool export {found.export.name}; {held or 'no assessment file'}"
+    roster = (f"OneRoster {found.oneroster.version} export {found.oneroster.manifest}" if found.oneroster
+              else f"PowerSchool export {found.export.name}")
+    print(f"Sample {args.sample}: {roster}; {held or 'no assessment file'}"
           + (f"; not used: {', '.join(found.other_files)}" if found.other_files else ""))
     for line in found.entry["verification"]["checked"][1:]:
         print(f"  {line}")

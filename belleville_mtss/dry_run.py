@@ -19,7 +19,8 @@ from .lib.checks import decide
 from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
 from .lib.pipeline import CoreResult, process_drop, replace_evidence
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
-from .lib.receive.drops import DropRefused, find_file, read_staged, receive_or_replay
+from .lib.read.ingest import drop_files
+from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
 from .lib.receive.untrusted import parse_drop_key
 from .lib.students import gates, review
 
@@ -48,10 +49,8 @@ def _fetch(settings: Settings, key, district, into: Path):
     except LookupError:
         received = receive_or_replay(source, key.district, district.drop_folder, key.drop, server.staging(key),
                                      vault, server.limits())
-    files = {}
-    for asset, pattern in district.file_patterns.items():
-        staged = find_file(received.files, pattern)
-        files[asset] = (staged.name, read_staged(Path(received.folder), staged, vault)) if staged else None
+    files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
+             for asset, staged in drop_files(district, received.files).items()}
     return received, files
 
 

@@ -9,7 +9,7 @@ from ..lib import checks, pipeline
 from ..lib.columns import CROSSWALK_FRAME
 from ..lib.district.crosswalk import listed_names
 from ..lib.load.warehouse import under_other_ids
-from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILE, SOURCE_OF
+from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILES, SOURCE_OF
 from ..lib.read.ingest import ValidatedFile
 from .metadata import OWNERS, md_table, table
 from .partitions import drops
@@ -18,6 +18,8 @@ from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 # Every assessment file's validated frame, by file asset: the inputs of the stages that work on assessments.
 ASSESSMENT_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ASSESSMENT_FILES}
+# Every roster source's validated frame (a district sends one of them: its registry's), by file asset.
+ROSTER_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ROSTER_FILES}
 # Held until the drop's blocking checks pass, in this run and in automated later runs.
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
@@ -64,19 +66,17 @@ def blocked_failure(summary: str, **metadata) -> dg.Failure:
 
 @dg.asset(
     group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
-    ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
-         "classlink": dg.AssetIn("validated_classlink_users")},
+    ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
     check_specs=check_specs("district", "district_crosswalk"),
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
                 "not materialized when the drop is not the registry's district (its checks say why)",
 )
 def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
-                       warehouse: WarehouseResource, account_info: pl.DataFrame, powerschool: ValidatedFile,
-                       classlink: ValidatedFile, **assessments: ValidatedFile):
+                       warehouse: WarehouseResource, account_info: pl.DataFrame, classlink: ValidatedFile,
+                       **files: ValidatedFile):
     district = error_log.drop(context).district
     # in the sources' order (Dagster passes the inputs by name, sorted): the crosswalk's rows as the core's
-    validated = {ROSTER_FILE.asset: powerschool, **{v.source: v for v in assessments_of(assessments)},
-                 "classlink_users": classlink}
+    validated = {k.asset: files[k.asset] for k in (*ROSTER_FILES, *ASSESSMENT_FILES)} | {"classlink_users": classlink}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),

@@ -7,11 +7,11 @@ import polars as pl
 from ..lib.columns import FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, validate_classlink,
-                               validate_file)
+from ..lib.read.ingest import (SourceFile, ValidatedFile, drop_files, ingest_file, read_staged_file,
+                               validate_classlink, validate_file)
 from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
-from ..lib.receive.drops import ReceivedDrop, find_file
+from ..lib.receive.drops import ReceivedDrop
 from ..lib.receive.vault import VaultError
 from .metadata import OWNERS, column_schema, counts_md, table
 from .partitions import drops
@@ -27,18 +27,20 @@ def file_asset(kind: FileKind) -> dg.AssetsDefinition:
         pattern = entry.file_patterns.get(kind.asset)
         if pattern is None:  # a file the district does not send: said, and nothing more to do
             return dg.Output(SourceFile(kind.asset, None, sent=False), metadata={"sent": False})
-        staged = find_file(received_drop.files, pattern)
-        if staged is None:
+        staged = drop_files(entry, received_drop.files)[kind.asset]  # the roster's ambiguity was refused at receipt
+        if not staged:
             src = ingest_file(kind, None, entry)
         else:
             try:
-                src = read_staged_file(drop_server.vault_key(), kind.asset, received_drop.folder, staged, entry,
+                src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
                                        drop_server.max_file_rows)
             except (OSError, VaultError) as exc:
-                raise dg.Failure(f"staged copy of {staged.name} unusable: {exc}; re-receive the drop") from None
+                raise dg.Failure(f"staged copy of {staged[0].name} unusable: {exc}; re-receive the drop") from None
         error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
         meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
                 "halted": src.halted.message if src.halted else "", "sent": src.sent}
+        if src.parts:
+            meta["read_with"] = ", ".join(src.parts)
         if src.info:
             meta |= {"bytes": src.info.size, "sha256": src.info.sha256}
         if src.frame is not None:  # the columns read, as the file names them
@@ -81,7 +83,7 @@ def _finish(context, error_log: ErrorLogResource, district: District, validated:
             errors: list) -> dg.Output[ValidatedFile]:
     error_log.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
-        error_log.mark_files(context, "halted", [validated.file_name])
+        error_log.mark_files(context, "halted", [validated.file_name, *validated.parts])
     return dg.Output(validated, metadata=_metadata(district, validated))
 
 

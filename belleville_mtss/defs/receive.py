@@ -3,7 +3,8 @@ import dagster as dg
 
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import record_received
-from ..lib.receive.drops import DropRefused, ReceivedDrop, find_file, receive_or_replay
+from ..lib.read.ingest import drop_files
+from ..lib.receive.drops import DropRefused, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
 from .metadata import OWNERS
 from .recovery import claim, recover
@@ -24,6 +25,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
         received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
                                      drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
                                      transient=(SftpTransient,))
+        found = drop_files(district, received.files)
     except DropRefused as exc:
         error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
         raise dg.Failure(f"refused: {exc.message}") from None
@@ -33,7 +35,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
                               list(received.files), context.run.run_id)
     # a file of the drop no source the district sends claims (a source its registry entry does not list, a stray
     # file): decided now, never left `received`
-    claimed = {f.name for p in district.file_patterns.values() if (f := find_file(received.files, p))}
+    claimed = {f.name for files in found.values() for f in files}
     unexpected = [f.name for f in received.files if f.name not in claimed]
     if unexpected:
         error_log.mark_files(context, "not_expected", unexpected)

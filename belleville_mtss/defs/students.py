@@ -7,14 +7,14 @@ from ..lib import checks, pipeline
 from ..lib.columns import IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, lineage
 from ..lib.load.warehouse import now
 from ..lib.read.ingest import ValidatedFile
-from ..lib.sources import ROSTER_FILE, SOURCE_OF
+from ..lib.sources import SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
 from ..lib.students.suggest import read_people
 from ..lib.receive.drops import read_staged
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
-from .district import (ASSESSMENT_INPUTS, GATED, accepted_result, accepting, assessments_of, blocked_failure,
+from .district import (ASSESSMENT_INPUTS, GATED, ROSTER_INPUTS, accepted_result, accepting, assessments_of, blocked_failure,
                        check_specs, district_crosswalk, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
@@ -23,19 +23,18 @@ from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 
 @dg.asset(
     group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-    ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
-         "classlink": dg.AssetIn("validated_classlink_users")},
-    description="ClassLink email = PowerSchool email; each assessment source's link column = the registry's "
-                "PowerSchool field",
+    ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
+    description="ClassLink email = the roster's email; each assessment source's link column = the roster's link "
+                "field (the registry's)",
 )
 def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                         warehouse: WarehouseResource, district_crosswalk: pl.DataFrame, powerschool: ValidatedFile,
-                         classlink: ValidatedFile, **assessments: ValidatedFile) -> dg.Output[IdentityMap]:
+                         warehouse: WarehouseResource, district_crosswalk: pl.DataFrame,
+                         classlink: ValidatedFile, **files: ValidatedFile) -> dg.Output[IdentityMap]:
     district = error_log.drop(context).district
     accepted = review.accepted(warehouse.engine(), district.account_info_id)  # a person's decisions, applied
     try:
-        identity, errors = pipeline.link(district, district_crosswalk, powerschool, classlink, assessments_of(assessments),
-                                         accepted)
+        identity, errors = pipeline.link(district, district_crosswalk, pipeline.roster_of(district, files), classlink,
+                                         assessments_of(files), accepted)
     except pipeline.Stop as exc:
         raise dg.Failure(str(exc)) from None
     error_log.record(context, context.partition_key, errors)
@@ -86,12 +85,13 @@ def gate_checks(context: dg.AssetCheckExecutionContext, error_log: ErrorLogResou
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
-          owners=OWNERS, ins={"powerschool": dg.AssetIn(ROSTER_FILE.validated)}, deps=[district_crosswalk],
+          owners=OWNERS, ins=ROSTER_INPUTS, deps=[district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
-def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource, powerschool: ValidatedFile,
-                   student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
+def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
+                   student_identity_map: IdentityMap, **files: ValidatedFile) -> dg.Output[pl.DataFrame]:
     district = error_log.drop(context).district
-    roster = pipeline.roster(district, powerschool, student_identity_map, context.partition_key, now())
+    roster = pipeline.roster(district, pipeline.roster_of(district, files), student_identity_map,
+                             context.partition_key, now())
     return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
 
@@ -112,22 +112,22 @@ def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogRes
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          ins={**ASSESSMENT_INPUTS, "powerschool": dg.AssetIn(ROSTER_FILE.validated),
-               "classlink": dg.AssetIn("validated_classlink_users")},
+          ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
           description="Suggested counterparts of the students no identifier links, for a person to accept or reject "
                       "(`belleville-mtss links review`); kept in dm.LinkSuggestions, counts only here")
 def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, warehouse: WarehouseResource,
-                drop_server: DropServerResource, student_identity_map: IdentityMap, powerschool: ValidatedFile,
-                classlink: ValidatedFile, received_drop: ReceivedDrop, **assessments: ValidatedFile) -> dg.MaterializeResult:
+                drop_server: DropServerResource, student_identity_map: IdentityMap,
+                classlink: ValidatedFile, received_drop: ReceivedDrop, **files: ValidatedFile) -> dg.MaterializeResult:
     district, key = error_log.drop(context).district, context.partition_key
-    files = {f.name: f for f in received_drop.files}
+    staged = {f.name: f for f in received_drop.files}
     def raw(source) -> list[pl.DataFrame]:  # a source's identifying columns, decrypted again only when needed
-        return [read_people(v.file_name, read_staged(Path(received_drop.folder), files[v.file_name],
+        return [read_people(v.file_name, read_staged(Path(received_drop.folder), staged[v.file_name],
                                                      drop_server.vault_key()), source, district.sources[source.name].link)
-                for v in assessments_of(assessments) if v.usable and v.file_name in files
+                for v in assessments_of(files) if v.usable and v.file_name in staged
                 and SOURCE_OF[v.source] is source]
 
-    found = pipeline.suggestions(district, student_identity_map, powerschool, classlink, assessments_of(assessments), raw)
+    found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,
+                                 assessments_of(files), raw)
     engine = warehouse.engine()
     new = review.record(engine, district.account_info_id, key, found)
     figures = review.counts(engine, district.account_info_id)

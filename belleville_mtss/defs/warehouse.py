@@ -14,7 +14,8 @@ from ..lib.faults import InjectedFault, fault_point
 from ..lib.load.warehouse import (apply_results, apply_roster, clear_district_staging, load_figures, mark_files,
                                   refused as refused_load, results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
-from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILE
+from ..lib.read.ingest import drop_files
+from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
@@ -37,10 +38,10 @@ SPECS = [
 ]
 
 
-def _files(crosswalk: pl.DataFrame, sources) -> list[str]:
-    """The drop's files that fed a load (halted ones excepted: they keep their outcome)."""
-    return crosswalk.filter(pl.col("source").is_in(list(sources)) & pl.col("file_name").is_not_null())[
-        "file_name"].unique().to_list()
+def _files(crosswalk: pl.DataFrame, kinds, claimed: dict[str, tuple]) -> list[str]:
+    """The drop's files that fed a load, each with the files read with it (`claimed`: lib/read/ingest.py drop_files)."""
+    fed = crosswalk.filter(pl.col("source").is_in([k.asset for k in kinds]) & pl.col("file_name").is_not_null())
+    return sorted({*fed["file_name"], *(f.name for asset in fed["source"] for f in claimed.get(asset, ()))})
 
 
 def _stopped(context, error_log: ErrorLogResource, reason: str, message: str) -> None:
@@ -65,7 +66,7 @@ def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, 
 
 
 def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: str,
-           roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, crosswalk: pl.DataFrame,
+           roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, fed: dict[str, list[str]],
            written: dict, load_id: str, max_days_ahead: int):
     """In the apply's transaction: the replace checks against what the warehouse holds, then (when none refused,
     or a person accepted them) the roster, the results and their audit rows. Returns the outcomes and the refused."""
@@ -84,10 +85,10 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
     if roster is not None:
         written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
-        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [ROSTER_FILE.asset]))
+        mark_files(conn, key, run_id, "loaded", fed["roster"])
     if results is not None:
         written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
-        mark_files(conn, key, run_id, "loaded", _files(crosswalk, [k.asset for k in ASSESSMENT_FILES]))
+        mark_files(conn, key, run_id, "loaded", fed["results"])
     return outcomes, refused
 
 
@@ -108,6 +109,9 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     roster = student_roster if ROSTER in selected else None
     results = assessment_results if RESULTS in selected else None
     result_scopes = results_scopes(results) if results is not None else []
+    claimed = drop_files(district, received_drop.files)
+    fed = {"roster": _files(district_crosswalk, ROSTER_FILES, claimed),
+           "results": _files(district_crosswalk, ASSESSMENT_FILES, claimed)}  # the files each load marks loaded
     engine = warehouse.engine()
     written: dict[dg.AssetKey, int] = {}
     waited, committed = 0.0, False
@@ -122,7 +126,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             with staged(engine, roster, results) as load_id:
                 with conn.begin():
                     outcomes, refused = _apply(context, conn, engine, district, key, version, roster, results,
-                                               result_scopes, district_crosswalk, written, load_id,
+                                               result_scopes, fed, written, load_id,
                                                error_log.registry.max_days_ahead)
                 committed = True
                 fault_point("after_commit")

@@ -241,7 +241,7 @@ def assessment_link_rate(ev: Evidence) -> CheckOutcome:
     fails the gate, and every source's figure is said."""
     figures, short, floors = [], [], []
     by_source = rows_by_source(ev.identity)
-    for name, section in ev.district.sources.items():
+    for name, section in ev.district.assessments.items():
         rows, linked = by_source.get(name, (0, 0))
         rate = linked / rows if rows else 1.0  # no row at all: nothing to link (halted files say why)
         title = SOURCES_BY_NAME[name].title

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .load.warehouse import RESULTS_FROM, ROSTER_FROM_POWERSCHOOL, assessment_results, student_roster
+from .load.warehouse import RESULTS_FROM, ROSTER_FROM, assessment_results, student_roster
 from .district.registry import District
-from .sources import ASSESSMENT_FILES, DIRECTORY, FILES, ROSTER_FILE, SOURCE_OF, FileKind
+from .sources import ASSESSMENT_FILES, DIRECTORY, FILES, SOURCE_OF, FileKind
 from .sources.base import Column
 _TYPES = {sa.Integer: "int", sa.String: "string", sa.DateTime: "datetime", sa.Float: "float", sa.Boolean: "bool"}
 
@@ -94,14 +94,14 @@ def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
                  for k in sent}
     validated["validated_classlink_users"] = {ours: [("classlink_users", header)]
                                               for ours, header in DIRECTORY.headers(district).items()}
-    ps, tests = ROSTER_FILE.validated, [k for k in ASSESSMENT_FILES if k in sent]
+    ps, tests = district.roster_source.files[0].validated, [k for k in ASSESSMENT_FILES if k in sent]
     both_emails = [(ps, "email_key"), ("validated_classlink_users", "email_key")]
     identity = {"student_number": [(ps, "student_number")], "student_link": [(ps, "student_link")],
                 "classlink_user_id": [("validated_classlink_users", "classlink_user_id"), *both_emails],
                 "classlink_link": both_emails,
                 "test_count": [(ps, "student_link"), *((k.validated, "student_link") for k in tests)]}
     account = {"AccountInfoId": [("account_info", "AccountInfoId")]}
-    roster = {ours: [(ps, src)] for ours, src in ROSTER_FROM_POWERSCHOOL.items() if src in validated[ps]} | account | {
+    roster = {ours: [(ps, src)] for ours, src in ROSTER_FROM.items() if src in validated[ps]} | account | {
         "ClassLinkUserId": [("student_identity_map", "classlink_user_id")],
         "StarTestCount": [("student_identity_map", "test_count")]}
     results = {ours: [(k.validated, col) for k in tests if (col := SOURCE_OF[k.asset].results_from.get(common))]

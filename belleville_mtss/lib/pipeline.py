@@ -17,15 +17,15 @@ import polars as pl
 from .district import crosswalk as xw
 from .checks import CATALOGUE, CheckOutcome, Evidence, decide
 from .read.csvfile import FileInfo
-from .receive.drops import Limits, find_file
-from .sources import ASSESSMENT_FILES, BY_NAME, FILES, ROSTER_FILE, SOURCE_OF, Source, common_results
+from .receive.drops import Limits
+from .sources import ASSESSMENT_FILES, BY_NAME, FILES, SOURCE_OF, Source, common_results
 from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import (IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
                                powerschool_candidates, suggest, unknown_cause, unknown_ids)
-from .read.ingest import ValidatedFile, ingest_file, validate_classlink, validate_file
+from .read.ingest import ValidatedFile, drop_files, ingest_file, validate_classlink, validate_file
 from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8}
@@ -64,12 +64,17 @@ def blocked_summary(district: District, drop_key: str, failed: list[CheckOutcome
 
 # ---- students -------------------------------------------------------------------------------------------------
 
+def roster_of(district: District, validated: dict[str, ValidatedFile]) -> ValidatedFile:
+    """The district's roster among a drop's validated files, by file asset (its registry's roster source's)."""
+    return validated[district.roster_source.files[0].asset]
+
+
 def tests_of(assessments: list[ValidatedFile]) -> dict[str, pl.DataFrame]:
     """The usable assessment files of the drop as common results (lib/sources/base.py), by file asset."""
     return {v.source: common_results(SOURCE_OF[v.source], v.frame) for v in assessments if v.usable}
 
 
-def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: ValidatedFile, users: ValidatedFile,
+def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedFile, users: ValidatedFile,
          assessments: list[ValidatedFile], accepted: pl.DataFrame | None = None
          ) -> tuple[IdentityMap, list[ErrorRecord]]:
     """Each assessment file linked to the roster by its source's link column. `accepted`: the links a person
@@ -77,28 +82,28 @@ def link(district: District, crosswalk_frame: pl.DataFrame, powerschool: Validat
     # The blocking checks stop this stage in a run; the guard holds for a caller that runs it alone.
     if not crosswalk_frame["verified"].all():
         raise Stop("district identifiers of this drop are not verified; see the district_crosswalk checks")
-    if not powerschool.usable:
-        raise Stop(f"{powerschool.file_name or 'the PowerSchool export'} was halted "
-                   f"({powerschool.halted.reason if powerschool.halted else 'missing'}): students cannot be linked "
+    if not students.usable:
+        raise Stop(f"{students.file_name or 'the ' + district.roster_source.title + ' export'} was halted "
+                   f"({students.halted.reason if students.halted else 'missing'}): students cannot be linked "
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
-    tests, students = apply_accepted(tests_of(assessments), powerschool.frame, cl, accepted)
-    identity = link_students(students, cl, tests)
+    tests, roster_frame = apply_accepted(tests_of(assessments), students.frame, cl, accepted)
+    identity = link_students(roster_frame, cl, tests)
     identity.accepted = accepted
     by_source = rows_by_source(identity)
-    for name in district.sources:  # each source's own figures beside the totals (the run report shows them)
+    for name in district.assessments:  # each source's own figures beside the totals (the run report shows them)
         rows, linked = by_source.get(name, (0, 0))
         identity.stats[f"{name}_link"] = {"rows": rows, "linked_rows": linked,
                                           "match_rate": round(linked / rows, 4) if rows else 0.0}
     identity.files = {v.source: (v.file_name, v.rows_in_file) for v in assessments if v.file_name and not v.halted}
     names = {asset: name for asset, (name, _rows) in identity.files.items()}
     links = {a: (SOURCE_OF[a].title, district.sources[SOURCE_OF[a].name].link) for a in identity.by_file}
-    return identity, link_problems(identity, powerschool.file_name, names, links)
+    return identity, link_problems(identity, students.file_name, names, links)
 
 
-def roster(district: District, powerschool: ValidatedFile, identity: IdentityMap, drop_key: str,
+def roster(district: District, students: ValidatedFile, identity: IdentityMap, drop_key: str,
            loaded_at: dt.datetime) -> pl.DataFrame:
-    return build_roster(powerschool.frame, identity.frame, district.account_info_id, drop_key, loaded_at)
+    return build_roster(students.frame, identity.frame, district.account_info_id, drop_key, loaded_at)
 
 
 def results(district: District, assessments: list[ValidatedFile], identity: IdentityMap, drop_key: str,
@@ -109,7 +114,7 @@ def results(district: District, assessments: list[ValidatedFile], identity: Iden
     return build_results(tests, identity.frame, district.account_info_id, drop_key, loaded_at)
 
 
-def suggestions(district: District, identity: IdentityMap, powerschool: ValidatedFile, users: ValidatedFile,
+def suggestions(district: District, identity: IdentityMap, students: ValidatedFile, users: ValidatedFile,
                 assessments: list[ValidatedFile], raw: Callable[[Source], list[pl.DataFrame]]) -> pl.DataFrame:
     """Suggested counterparts of the drop's unlinked students (lib/students/suggest.py): each source's identifiers
     that link to no student, from its files' identifying columns (`raw(source)`, read again only for a source with
@@ -124,12 +129,12 @@ def suggestions(district: District, identity: IdentityMap, powerschool: Validate
         source = BY_NAME[name]
         if not source.person:
             continue  # its files say nothing of the student but the number: nothing to score a suggestion on
-        candidates = powerschool_candidates(powerschool.frame) if candidates is None else candidates
+        candidates = powerschool_candidates(students.frame) if candidates is None else candidates
         parts.append(suggest(people(raw(source), source, district.sources[name].link, unknown), candidates,
                              unknown_cause(name)))
     if users.usable:
         unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
-            powerschool.frame.select("student_number", "email"), on="student_number")
+            students.frame.select("student_number", "email"), on="student_number")
         taken = set(identity.frame["classlink_user_id"].drop_nulls().to_list())
         free = users.frame.filter(~pl.col("classlink_user_id").is_in(list(taken)))
         parts.append(classlink_suggestions(unlinked, free))
@@ -154,28 +159,30 @@ class CoreResult:
         return bool(self.crosswalk["verified"].all())
 
 
-def files_in(folder: Path, district: District) -> dict[str, Path | None]:
-    """Each file the district sends, found in a drop folder by its pattern."""
-    present = tuple(p for p in folder.iterdir() if p.is_file())
-    return {asset: find_file(present, pattern) for asset, pattern in district.file_patterns.items()}
+def files_in(folder: Path, district: District) -> dict[str, tuple[Path, ...]]:
+    """Each file the district sends, found in a drop folder by its pattern (with its companions: `drop_files`)."""
+    return drop_files(district, tuple(p for p in folder.iterdir() if p.is_file()))
 
 
-def read_files(files: dict[str, Path | bytes | None], district: District, limits: Limits = Limits()
+def read_files(files: dict[str, tuple], district: District, limits: Limits = Limits()
                ) -> tuple[dict[str, ValidatedFile], list[ErrorRecord]]:
-    """Every file of the drop read and validated by its source (`files`: file asset -> its path, or its bytes
-    by name as (name, bytes), or None when the drop lacks it); a file the district does not send is not sent."""
+    """Every file of the drop read and validated by its source (`files`: file asset -> the files it is read from,
+    paths or (name, bytes) pairs, first its own then its companions: () when the drop lacks it); a file the
+    district does not send is not sent."""
     errors: list[ErrorRecord] = []
     validated: dict[str, ValidatedFile] = {}
     for kind in FILES:
-        found = files.get(kind.asset)
-        if isinstance(found, tuple):  # (name, bytes): read in memory, its checksum taken when it was received
-            name, data = found
+        found = files.get(kind.asset) or ()
+        if found and isinstance(found[0], tuple):  # (name, bytes): in memory, checksums taken when received
+            (name, data), *rest = found
             src = ingest_file(kind, Path(name), district, data, FileInfo(name, name, len(data), ""),
-                              limits.max_file_rows)
+                              limits.max_file_rows, {n: (Path(n), d) for n, d in rest})
         else:
             # checksums are taken when a drop is received; the core does not hash again
-            info = FileInfo(found.name, str(found), found.stat().st_size, "") if found else None
-            src = ingest_file(kind, found, district, info=info, max_rows=limits.max_file_rows)
+            first = found[0] if found else None
+            info = FileInfo(first.name, str(first), first.stat().st_size, "") if first else None
+            src = ingest_file(kind, first, district, info=info, max_rows=limits.max_file_rows,
+                              companions={p.name: (p, None) for p in found[1:]})
         if src.halted:
             errors.append(src.halted)
         validated[kind.asset], found_errors = validate_file(src, district)
@@ -183,7 +190,7 @@ def read_files(files: dict[str, Path | bytes | None], district: District, limits
     return validated, errors
 
 
-def process_drop(files: dict[str, Path | tuple[str, bytes] | None], district: District, classlink_users: pl.DataFrame,
+def process_drop(files: dict[str, tuple], district: District, classlink_users: pl.DataFrame,
                  account_info: pl.DataFrame, drop_key: str, *, today: dt.date | None = None,
                  ferpa_max_days: int = 365, max_days_ahead: int = 2, current_roster: int = 0,
                  limits: Limits = Limits(),
@@ -205,7 +212,7 @@ def process_drop(files: dict[str, Path | tuple[str, bytes] | None], district: Di
         return result
     assessments = [validated[k.asset] for k in ASSESSMENT_FILES]
     try:
-        identity, found = link(district, frame, validated[ROSTER_FILE.asset], validated["classlink_users"],
+        identity, found = link(district, frame, roster_of(district, validated), validated["classlink_users"],
                                assessments, accepted)
     except Stop as exc:
         result.stopped = str(exc)
@@ -215,7 +222,7 @@ def process_drop(files: dict[str, Path | tuple[str, bytes] | None], district: Di
     evidence.identity, evidence.current_roster = identity, current_roster
     if not _judge(result, decide("gate", evidence)):
         return result
-    result.roster = roster(district, validated[ROSTER_FILE.asset], identity, drop_key, loaded_at)
+    result.roster = roster(district, roster_of(district, validated), identity, drop_key, loaded_at)
     result.results, _duplicates = results(district, assessments, identity, drop_key, loaded_at)
     # The replace checks, against a warehouse that holds nothing of the district (the core writes nowhere).
     evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)

@@ -76,6 +76,7 @@ class SampleSpec:
     )
     powerschool_delimiter: str = ","
     powerschool_file: str = "students.csv"
+    oneroster: str | None = None  # a OneRoster version (1.1, 1.2): its bulk export is the roster, no PowerSchool file
     first_student_number: int = 210001
     email_domain: str = "bellevilleschools.org"
     classlink_tenant_id: int = 4417
@@ -176,7 +177,7 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:
-    """Write the PowerSchool export and the sample files of each of the spec's assessment sources (Star: SR.csv,
+    """Write the roster (the PowerSchool export, or the spec's OneRoster export) and the sample files of each of the spec's assessment sources (Star: SR.csv,
     SM.csv, SEL.csv) into drop_dir; return the ClassLink users to load. The sources draw in their order of
     lib/sources/__init__.py NAMES, so a spec always gives the same drop."""
     unknown = sorted(set(spec.sources) - {s.name for s in ASSESSMENTS if s.sample is not None})
@@ -185,8 +186,14 @@ def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, 
     rng = np.random.default_rng(spec.seed)
     students = _students(spec, rng)
     drop_dir.mkdir(parents=True, exist_ok=True)
-    _powerschool_file(students, spec, rng).write_csv(drop_dir / spec.powerschool_file,
-                                                     separator=spec.powerschool_delimiter)
+    if spec.oneroster:
+        from .sources.oneroster.sample import export
+
+        for name, frame in export(students, spec.district_name_in_files, spec.oneroster).items():
+            frame.write_csv(drop_dir / name)
+    else:
+        _powerschool_file(students, spec, rng).write_csv(drop_dir / spec.powerschool_file,
+                                                         separator=spec.powerschool_delimiter)
     untested = set(rng.choice(students["student_number"].to_numpy(), spec.without_tests, replace=False).tolist())
     tested = students.filter(~pl.col("student_number").is_in(list(untested)))
     for source in (s for s in ASSESSMENTS if s.name in spec.sources):

@@ -1,7 +1,7 @@
 """Onboarding a district from a sample drop: the machine finds and measures, a person decides.
 
-`onboard` reads the sample's files (a folder or a zip), recognises the PowerSchool export and each assessment source's
-files by their header (lib/sources: each source's `recognise`), finds every district identifier they carry, measures
+`onboard` reads the sample's files (a folder or a zip), recognises the roster (a PowerSchool export, or a OneRoster
+export by its manifest.csv) and each assessment source's files by their header (lib/sources: each source's `recognise`), finds every district identifier they carry, measures
 every candidate student link of each source, and drafts a registry entry whose
 `verification.checked` lists exactly what was measured. The draft has no `verified_by`: the registry refuses its
 drops until a person has checked it and signed it off. Nothing here writes to a database, and nothing it reports
@@ -21,8 +21,8 @@ from typing import Callable
 
 import polars as pl
 
-from ..sources import ASSESSMENTS, ROSTER_FILE, Source
-from ..sources.oneroster.export import is_oneroster
+from ..sources import ASSESSMENTS, BY_NAME, Source
+from ..sources.oneroster.export import MANIFEST, ExportRefused, candidates, district_orgs, is_oneroster
 from ..sources.powerschool.reader import email_key
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
@@ -299,12 +299,23 @@ class Evidence:
     how: str
 
 
+@dataclass(frozen=True)
+class OneRosterSample:
+    """A OneRoster export in the sample: its manifest's file name, version, students (users.csv rows of the
+    student role, as `candidates`: every column that could be their number, and their email) and district orgs."""
+    manifest: str
+    version: str
+    students: Table
+    users: int  # users.csv rows, every role
+    districts: pl.DataFrame  # name, identifier
+
+
 @dataclass
 class Onboarding:
     key: str
     state: str
     sample: str
-    export: Table | None
+    export: Table | None  # the roster's columns measured: the PowerSchool export, or OneRoster's student columns
     assessed: dict[str, Assessed]  # source name -> its files in the sample, in the list's order
     other_files: list[str]
     fields: dict[str, list[str]]
@@ -317,6 +328,7 @@ class Onboarding:
     identity_note: str
     account_row: dict | None
     entry: dict = field(default_factory=dict)
+    oneroster: OneRosterSample | None = None  # the roster, when it is a OneRoster export
 
     @property
     def complete(self) -> bool:
@@ -340,18 +352,57 @@ def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidenc
         for value, n in sorted(counts.items(), key=lambda kv: -kv[1]):
             where = f"{source.title} {column}"
             if column == name:
-                res = reference.resolve(value, state=state)
-                aid = res.best.account_info_id if res.decision == "resolved" else None
-                how = (f"{res.decision} by {res.method} in {state}"
-                       + (f" to {res.best.name} (score {res.best.score:g}, margin {res.margin:g})"
-                          if res.best else ""))
-                out.append(Evidence(where, value, n, aid, how))
+                out.append(_name_evidence(where, value, n, reference, state))
             elif column == state_id:
-                out.append(Evidence(where, value, n, None, f"a state district id: proposed as sources.{source.name}"
-                                                           ".state_ids; check it is the district's own"))
+                out.append(_state_id_evidence(where, value, n, source))
             else:
                 out.append(Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
     return out
+
+
+def _name_evidence(where: str, value: str, n: int, reference, state: str) -> Evidence:
+    """A district name a file carries, resolved within the state."""
+    res = reference.resolve(value, state=state)
+    aid = res.best.account_info_id if res.decision == "resolved" else None
+    how = (f"{res.decision} by {res.method} in {state}"
+           + (f" to {res.best.name} (score {res.best.score:g}, margin {res.margin:g})" if res.best else ""))
+    return Evidence(where, value, n, aid, how)
+
+
+def _state_id_evidence(where: str, value: str, n: int, source: Source) -> Evidence:
+    return Evidence(where, value, n, None, f"a state district id: proposed as sources.{source.name}.state_ids; "
+                                           "check it is the district's own")
+
+
+def _oneroster_evidence(sample: OneRosterSample, reference, state: str, account_info: pl.DataFrame
+                        ) -> list[Evidence]:
+    """The district orgs of a OneRoster export: each name resolved within the state, each identifier an NCES LEA
+    id of dm.AccountInfo or a state district id to list."""
+    by_nces = {n: a for n, a in zip(account_info["NcesId"], account_info["AccountInfoId"]) if n}
+    source, out = BY_NAME["oneroster"], []
+    for name, identifier in sample.districts.rows():
+        out.append(_name_evidence("OneRoster orgs.csv name", name, sample.students.frame.height, reference, state))
+        if identifier in by_nces:
+            out.append(Evidence("OneRoster orgs.csv identifier", identifier, 1, by_nces[identifier],
+                                "an NCES LEA id of dm.AccountInfo (proposed as sources.oneroster.state_ids)"))
+        elif identifier:
+            out.append(_state_id_evidence("OneRoster orgs.csv identifier", identifier, 1, source))
+    return out
+
+
+def _oneroster_sample(tables: list[Table]) -> OneRosterSample | None:
+    """The sample's OneRoster export, read as a drop's would be (its manifest decides); None without a manifest."""
+    manifest = next((t for t in tables if t.name.lower().endswith(MANIFEST)), None)
+    if manifest is None:
+        return None
+    prefix = BY_NAME["oneroster"].files[0].prefix(manifest.name)
+    files = {t.name.lower().removeprefix(prefix): t.frame for t in tables if t.name.lower().startswith(prefix)}
+    try:
+        version, students = candidates(files)
+    except ExportRefused as exc:
+        raise OnboardError(f"{manifest.name}: {exc.message}") from None
+    return OneRosterSample(manifest.name, version, Table("users.csv", "utf-8", ",", True, students.columns,
+                                                         students), files["users.csv"].height, district_orgs(files))
 
 
 def _nces_evidence(tables: list[Table], account_info: pl.DataFrame) -> list[Evidence]:
@@ -432,7 +483,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     if not files:
         raise OnboardError(f"{sample}: no files")
     assessed: dict[str, Assessed] = {}
-    tables, other, oneroster = [], [], []
+    tables, other, oneroster = [], [], []  # oneroster: a OneRoster export's files
     for f in files:
         try:
             t = read_table(f, limits)
@@ -445,25 +496,35 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
         if source is not None:
             assessed.setdefault(source.name, Assessed(source, [])).tables.append(t)
         elif t.has_header and is_oneroster(t.columns):
-            oneroster.append(t.name)  # its users.csv lists teachers and parents too: never taken for the export
+            oneroster.append(t)  # its users.csv lists teachers and parents too: read only as OneRoster
         else:
             tables.append(t)
     assessed = {s.name: assessed[s.name] for s in ASSESSMENTS if s.name in assessed}
     mapped = {id(t): map_fields(t) for t in tables}  # scans every column's values: once per table
     exports = [t for t in tables if mapped[id(t)]]
-    other += oneroster
-    if not exports:
-        raise OnboardError(f"{sample}: no PowerSchool export found (a table with student numbers or emails) among "
-                           f"{', '.join(f.name for f in files)}" + (
-                               f"; {', '.join(oneroster)} are a OneRoster export, which this release does not read "
-                               "as a roster yet" if oneroster else ""))
-    export = max(exports, key=lambda t: (len(mapped[id(t)]), t.frame.height))
-    other += [t.name for t in tables if t is not export]
-    fields = mapped[id(export)]
+    roster = _oneroster_sample(oneroster) if oneroster else None
+    if roster is not None:
+        if exports:
+            raise OnboardError(f"{sample}: both a OneRoster export ({roster.manifest}) and a PowerSchool export "
+                               f"({', '.join(t.name for t in exports)}): onboard from a sample of the one the "
+                               "district will send as its roster")
+        export, other = roster.students, other + [t.name for t in tables]
+        fields = {"email": ["email"]} if "email" in export.columns else {}
+    else:
+        other += [t.name for t in oneroster]
+        if not exports:
+            raise OnboardError(f"{sample}: no roster found (a PowerSchool export: a table with student numbers or "
+                               f"emails; or a OneRoster export: its {MANIFEST}) among "
+                               f"{', '.join(f.name for f in files)}")
+        export = max(exports, key=lambda t: (len(mapped[id(t)]), t.frame.height))
+        other += [t.name for t in tables if t is not export]
+        fields = mapped[id(export)]
     chosen = {f: cols[0] for f, cols in fields.items()}
     _propose_links(assessed, export, fields, chosen)
     if "student_number" not in chosen:
-        raise OnboardError(f"{export.name}: no column is the student number (by header or by link)")
+        if roster is None:
+            raise OnboardError(f"{export.name}: no column is the student number (by header or by link)")
+        chosen["student_number"] = "identifier"  # no assessment identifier measured: OneRoster's own id, checked
 
     email_rates, tenants, email_column = {}, [], None
     for column in fields.get("email", []):
@@ -480,7 +541,10 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
 
     reference = account_reference(account_info)
     evidence = [e for found in assessed.values() for e in _assessment_evidence(found, reference, state)]
-    evidence += _nces_evidence([export, *(t for found in assessed.values() for t in found.tables)], account_info)
+    evidence += _nces_evidence([*([] if roster else [export]), *(t for found in assessed.values() for t in found.tables)],
+                               account_info)
+    if roster is not None:
+        evidence += _oneroster_evidence(roster, reference, state, account_info)
     if best_tenant:
         res = reference.resolve(best_tenant.tenant_name, state=state)
         evidence.append(Evidence("ClassLink tenant name", best_tenant.tenant_name, best_tenant.matched, None,
@@ -488,7 +552,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     aid, identity_note = _reconcile(evidence)
     row = account_info.filter(pl.col("AccountInfoId") == aid).row(0, named=True) if aid is not None else None
     result = Onboarding(key, state, str(sample), export, assessed, other, fields, chosen, email_column, email_rates,
-                        tenants, evidence, aid, identity_note, row)
+                        tenants, evidence, aid, identity_note, row, oneroster=roster)
     result.entry = draft_entry(result, best_tenant, today)
     return result
 
@@ -516,11 +580,17 @@ def checked_lines(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -
                      f"emails ({o.email_column}) are its student users; other tenants: {others}")
     else:
         lines.append("ClassLink: no tenant holds half of the export's emails as student users")
-    e = o.export
-    lines.append(f"PowerSchool export {e.name}: {e.frame.height:,} rows, {e.encoding}, "
-                 f"{'tab' if e.delimiter == chr(9) else repr(e.delimiter)}-delimited, "
-                 f"{'a header row, ' + header_style(e.columns) if e.has_header else 'no header row'}")
-    lines.append("fields: " + ", ".join(f"{f} = {c}" + (f" (also {', '.join(o.fields[f][1:])})"
+    e, r = o.export, o.oneroster
+    if r is not None:
+        lines.append(f"OneRoster {r.version} export ({r.manifest}: every file bulk or absent): "
+                     f"{e.frame.height:,} students among {r.users:,} users.csv rows")
+        lines.append(f"student number: users.csv {o.chosen['student_number']} (the column the assessments' "
+                     f"identifiers were measured against; columns read: {', '.join(e.columns)})")
+    else:
+        lines.append(f"PowerSchool export {e.name}: {e.frame.height:,} rows, {e.encoding}, "
+                     f"{'tab' if e.delimiter == chr(9) else repr(e.delimiter)}-delimited, "
+                     f"{'a header row, ' + header_style(e.columns) if e.has_header else 'no header row'}")
+    lines.append(("OneRoster " if r else "") + "fields: " + ", ".join(f"{f} = {c}" + (f" (also {', '.join(o.fields[f][1:])})"
                                                         if len(o.fields.get(f, [])) > 1 else "")
                                         for f, c in o.chosen.items()))
     for found in o.assessed.values():
@@ -595,6 +665,12 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
     """A registry entry in today's schema: every chosen value, and what was measured; unsigned."""
     row = o.account_row or {}
     sections = {name: _section(o, found) for name, found in o.assessed.items()}
+    if o.oneroster is not None:
+        ids = [e.value for e in o.evidence if e.source == "OneRoster orgs.csv identifier"]
+        sections = {"oneroster": {"files": {BY_NAME["oneroster"].files[0].asset: _pattern(o.oneroster.manifest)},
+                                  "number": o.chosen["student_number"],
+                                  "names": [e.value for e in o.evidence if e.source == "OneRoster orgs.csv name"],
+                                  **({"state_ids": ids} if ids else {})}} | sections
     names = [n for section in sections.values() for n in section["names"]]
     e = o.export
     columns = {f: (cols if len(cols) > 1 else cols[0]) for f, cols in
@@ -602,11 +678,13 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
     powerschool = {"delimiter": e.delimiter, "encoding": e.encoding, "has_header": e.has_header, "columns": columns}
     if not e.has_header:
         powerschool["column_order"] = e.columns
-    files = {ROSTER_FILE.asset: _pattern(e.name)}
+    files = {BY_NAME["powerschool"].files[0].asset: _pattern(e.name)}
     linked = next((f.link for f in o.assessed.values() if f.link), None)
     link = ({"classlink": "email",
              "powerschool": next(f for f, c in o.chosen.items() if c == linked.export_column and
                                  f in POWERSCHOOL_LINK_FIELDS)} if linked else None)
+    if o.oneroster is not None:  # the number is the linked column itself (sources.oneroster.number)
+        powerschool, files, link = None, None, {"classlink": "email"}
     entry = {
         "district": o.key,
         "display_name": names[0] if names else (row.get("DistrictName") or o.key).title(),

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from ..load.order import check_format
-from ..sources import ASSESSMENTS, ROSTER, star
+from ..sources import BY_NAME, ROSTERS, SOURCES, Source, star
 from ..sources.powerschool.section import PowerSchoolFormat
 
-ROSTER_PATTERNS = {k.asset: k.pattern for k in ROSTER.files}
+POWERSCHOOL = BY_NAME["powerschool"]
+POWERSCHOOL_PATTERNS = {k.asset: k.pattern for k in POWERSCHOOL.files}
 
 PACKAGED = "packaged"  # in MTSS_DISTRICTS_DIR: the registry shipped with the package
 PACKAGED_DISTRICTS_DIR = Path(__file__).resolve().parents[2] / "districts"
@@ -109,10 +110,15 @@ class District(_Strict):
     # a listed name AND, when ids are listed, of a listed id; the filter runs in the prod db). Needed where another
     # district's tenant has the same name.
     classlink_tenant_ids: list[int] = Field(default_factory=list)
-    powerschool: PowerSchoolFormat
-    files: dict[str, str] = Field(default_factory=lambda: dict(ROSTER_PATTERNS))  # the roster's file pattern
-    # The assessment sources the district sends, each with its section (lib/sources/<source>/): the files it
-    # sends, the district names they carry, the column that links a student, its link-rate gate.
+    # The roster: a PowerSchool export (its format here, its file pattern in `files`) or a OneRoster export
+    # (`sources.oneroster`); `roster` names which where a district could send both, else its drops are refused
+    # when they hold both.
+    roster: Literal["powerschool", "oneroster"] | None = None
+    powerschool: PowerSchoolFormat | None = None
+    files: dict[str, str] = Field(default_factory=lambda: dict(POWERSCHOOL_PATTERNS))  # the PowerSchool pattern
+    # The sources the district sends besides PowerSchool, each with its section (lib/sources/<source>/): for an
+    # assessment, the files it sends, the district names they carry, the column that links a student, its
+    # link-rate gate; for OneRoster, its files, names and number column.
     sources: dict[str, Any] = Field(default_factory=lambda: {"star": star.StarSection()})
     student_link: StudentLink = StudentLink()
     gates: Gates = Gates()
@@ -147,16 +153,16 @@ class District(_Strict):
     @field_validator("files")
     @classmethod
     def _known_files(cls, files: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(files) - set(ROSTER_PATTERNS))
+        unknown = sorted(set(files) - set(POWERSCHOOL_PATTERNS))
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)}")
-        return {**ROSTER_PATTERNS, **files}
+        return {**POWERSCHOOL_PATTERNS, **files}
 
     @field_validator("sources")
     @classmethod
     def _sections(cls, sources: dict[str, Any]) -> dict[str, Any]:
-        """Each section validated by its source's own model; a source that is not an assessment is refused."""
-        known = {s.name: s for s in ASSESSMENTS}
+        """Each section validated by its source's own model; a source without a section is refused."""
+        known = {s.name: s for s in SOURCES if s.section}
         unknown = sorted(set(sources) - set(known))
         if unknown:
             raise ValueError(f"unknown source(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -179,12 +185,41 @@ class District(_Strict):
         return out
 
     @property
+    def roster_source(self) -> Source:
+        """The district's roster: the one `roster` names, else OneRoster where its section is listed, else
+        PowerSchool."""
+        listed = [s for s in ROSTERS if s.name in self.sources]
+        return BY_NAME[self.roster] if self.roster else listed[0] if listed else POWERSCHOOL
+
+    @property
+    def assessments(self) -> dict[str, Any]:
+        """The assessment sources' sections, by source."""
+        return {name: section for name, section in self.sources.items() if BY_NAME[name].role == "assessment"}
+
+    @property
     def file_patterns(self) -> dict[str, str]:
-        """Each file asset the district sends -> its file-name pattern (the roster's and every source's)."""
-        return {**self.files, **{a: p for section in self.sources.values() for a, p in section.files.items()}}
+        """Each file asset the district sends -> its file-name pattern (its roster's and every assessment's)."""
+        roster = self.roster_source
+        sent = self.files if roster is POWERSCHOOL else self.sources[roster.name].files
+        return {**sent, **{a: p for section in self.assessments.values() for a, p in section.files.items()}}
+
+    @model_validator(mode="after")
+    def _roster_is_described(self) -> "District":
+        roster = self.roster_source
+        if self.roster is None and self.powerschool is not None and roster is not POWERSCHOOL:
+            raise ValueError(f"both a powerschool section and sources.{roster.name}: say which is the roster, "
+                             f"`roster: powerschool` or `roster: {roster.name}`")
+        if roster is POWERSCHOOL and self.powerschool is None:
+            raise ValueError("powerschool: required where the roster is a PowerSchool export (a OneRoster "
+                             "district lists sources.oneroster instead)")
+        if roster is not POWERSCHOOL and roster.name not in self.sources:
+            raise ValueError(f"roster: {roster.name} needs its section, sources.{roster.name}")
+        return self
 
     @model_validator(mode="after")
     def _links_are_mapped(self) -> "District":
+        if self.roster_source is not POWERSCHOOL:
+            return self
         wanted = [self.student_link.powerschool] + (["email"] if self.student_link.classlink == "email" else [])
         missing = [f for f in wanted if f not in self.powerschool.columns]
         if missing:

@@ -215,10 +215,10 @@ link_decisions = sa.Table(
     schema="dm",
 )
 
-# Which validated-frame column each warehouse column is loaded from (the roster's links and counts, and the
-# stamps, are added by identity.py).
-ROSTER_FROM_POWERSCHOOL = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
-                           "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
+# Which column of the roster's validated frame (PowerSchool's or OneRoster's) each warehouse column is loaded from
+# (the roster's links and counts, and the stamps, are added by identity.py).
+ROSTER_FROM = {"StudentNumber": "student_number", "FirstName": "first_name", "LastName": "last_name",
+               "Email": "email", "GradeLevel": "grade_level", "SchoolId": "school_id"}
 # Which common results column (lib/sources/base.py RESULT_COLUMNS) each is loaded from; StudentNumber is the
 # linked student's PowerSchool number (identity.py), not an assessment's column.
 RESULTS_FROM = {"Subject": "subject", "TestKey": "test_key", "SchoolYear": "school_year", "CompletedAt": "completed_at", "Grade": "grade",

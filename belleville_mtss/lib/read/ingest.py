@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from . import schemas
-from ..receive.drops import Limits, StagedFile, read_staged
+from ..receive.drops import DropRefused, Limits, StagedFile, find_file, read_staged
 from .csvfile import FileInfo, FileRejected, file_info
 from ..load.errors import ErrorRecord, row_rejections
 from ..district.registry import District
-from ..sources import DIRECTORY, KIND, SOURCE_OF, FileKind
+from ..sources import DIRECTORY, FILES, KIND, ROSTERS, SOURCE_OF, FileKind
 from ..sources.classlink import TABLE as CLASSLINK_TABLE
 from ..sources.powerschool.reader import email_key
 
@@ -26,18 +26,42 @@ class SourceFile:
     frame: pl.DataFrame | None = None
     halted: ErrorRecord | None = None
     sent: bool = True  # False: the district's registry entry does not send this file (never a halted file)
+    parts: tuple[str, ...] = ()  # the other files it was read with (a OneRoster export's, beside its manifest)
 
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else self.frame.height
 
 
-def read_staged_file(key: bytes, source: str, folder: str, staged: StagedFile, district: District,
+def drop_files(district: District, files: tuple) -> dict[str, tuple]:
+    """Each file asset the district sends -> the drop's files (anything with a .name) it is read from, () where the
+    drop lacks it. A drop that holds another roster's export beside the district's own is refused when its registry
+    entry does not name the roster: which of the two is the district's roster is never guessed."""
+    patterns = district.file_patterns
+    found = {k.asset: k.found_in(files, patterns[k.asset]) for k in FILES if k.asset in patterns}
+    ours = district.roster_source
+    mine = next((found[k.asset][0] for k in ours.files if found.get(k.asset)), None)
+    if district.roster is None and mine is not None:
+        for other in (s for s in ROSTERS if s is not ours):
+            theirs = next((f for k in other.files if (f := find_file(files, k.pattern))), None)
+            if theirs is not None:
+                raise DropRefused("ambiguous_roster", (
+                    f"the drop holds both a {ours.title} export ({mine.name}) and a {other.title} export "
+                    f"({theirs.name}), and {district.district}'s registry entry does not say which is its roster: "
+                    f"set `roster: {ours.name}` or `roster: {other.name}` there, or ask the district to send one"),
+                    theirs.name)
+    return found
+
+
+def read_staged_file(key: bytes, kind: FileKind, folder: str, staged: tuple[StagedFile, ...], district: District,
                      max_rows: int = Limits.max_file_rows) -> SourceFile:
-    """A file of the drop, read from its encrypted staged copy (checked against its SHA-256 as it is decrypted)."""
-    data = read_staged(Path(folder), staged, key)
-    info = FileInfo(staged.name, staged.name, staged.size, staged.sha256)
-    return ingest_file(source, Path(staged.name), district, data, info, max_rows)
+    """A file of the drop (and its companions: `staged` as `drop_files` found them), read from the encrypted staged copy
+    (each checked against its SHA-256 as it is decrypted)."""
+    first, *rest = staged
+    data = read_staged(Path(folder), first, key)
+    info = FileInfo(first.name, first.name, first.size, first.sha256)
+    companions = {f.name: (Path(f.name), read_staged(Path(folder), f, key)) for f in rest}
+    return ingest_file(kind, Path(first.name), district, data, info, max_rows, companions)
 
 
 @dataclass
@@ -51,6 +75,7 @@ class ValidatedFile:
     headers: dict[str, str | None] = field(default_factory=dict)  # our field -> the header read (None: absent)
     warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
     sent: bool = True  # False: a file the district does not send
+    parts: tuple[str, ...] = ()  # the other files it was read with (SourceFile.parts)
 
     @property
     def rows(self) -> int:
@@ -66,10 +91,12 @@ def _halt(source: str, name: str | None, stage: str, exc: FileRejected) -> Error
 
 
 def ingest_file(kind: FileKind | str, path: Path | None, district: District, data: bytes | None = None,
-                info: FileInfo | None = None, max_rows: int = Limits.max_file_rows) -> SourceFile:
+                info: FileInfo | None = None, max_rows: int = Limits.max_file_rows,
+                companions: dict[str, tuple[Path, bytes | None]] | None = None) -> SourceFile:
     """Read one file of the drop (from `path`, or from `data`, its bytes, when staging is encrypted), with its
     source's reader. `info` (size and SHA-256) is computed here unless the caller knows it already (the staging
-    manifest). A file of more than `max_rows` rows is refused before it is parsed."""
+    manifest). A file of more than `max_rows` rows is refused before it is parsed. `companions`: the files read
+    with it (file name -> path, bytes), for a kind that has them."""
     kind = KIND[kind] if isinstance(kind, str) else kind
     pattern = district.file_patterns.get(kind.asset)
     if pattern is None:
@@ -77,12 +104,19 @@ def ingest_file(kind: FileKind | str, path: Path | None, district: District, dat
     if path is None:
         return SourceFile(kind.asset, None, halted=ErrorRecord(
             "ingest", "missing_file", f"no file matching '{pattern}' in the drop", pattern))
+    companions = companions or {}
+    parts = tuple(companions)
     try:
         info = info or file_info(path, data)
-        frame = SOURCE_OF[kind.asset].read(path, data, district, max_rows)
-        return SourceFile(kind.asset, path.name, info, frame)
+        if kind.companions:  # each by what it is (users.csv), whatever prefix the drop gives the export
+            prefix = kind.prefix(path.name)
+            found = {name.lower().removeprefix(prefix): file for name, file in companions.items()}
+            frame = SOURCE_OF[kind.asset].read(path, data, district, max_rows, found)
+        else:
+            frame = SOURCE_OF[kind.asset].read(path, data, district, max_rows)
+        return SourceFile(kind.asset, path.name, info, frame, parts=parts)
     except FileRejected as exc:
-        return SourceFile(kind.asset, path.name, halted=_halt(kind.asset, path.name, "ingest", exc))
+        return SourceFile(kind.asset, path.name, halted=_halt(kind.asset, path.name, "ingest", exc), parts=parts)
 
 
 def _rejected_counts(rejected: pl.DataFrame) -> dict[str, int]:
@@ -95,19 +129,19 @@ def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, l
     if not src.sent:
         return ValidatedFile(src.source, None, sent=False), []
     if src.frame is None:
-        return ValidatedFile(src.source, src.file_name, halted=src.halted), []
+        return ValidatedFile(src.source, src.file_name, halted=src.halted, parts=src.parts), []
     source = SOURCE_OF[src.source]
     try:
         typed, rejected, headers = source.validate(src.frame, KIND[src.source], district, src.file_name)
         typed = schemas.validate(source.model, typed, src.file_name)
     except FileRejected as exc:
         halted = _halt(src.source, src.file_name, "mapping" if source.role == "roster" else "validation", exc)
-        return ValidatedFile(src.source, src.file_name, halted=halted, rows_in_file=src.rows), [halted]
+        return ValidatedFile(src.source, src.file_name, halted=halted, rows_in_file=src.rows, parts=src.parts), [halted]
     warnings = [f"{src.file_name}: no column for optional field {name}; read as empty"
                 for name, header in headers.items() if header is None]
     return (
         ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected), rows_in_file=src.rows,
-                      headers=headers, warnings=warnings),
+                      headers=headers, warnings=warnings, parts=src.parts),
         row_rejections(rejected, "validation", src.file_name),
     )
 

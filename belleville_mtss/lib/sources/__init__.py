@@ -10,6 +10,7 @@ from .base import RESULT_COLUMNS, SCORES, AssessmentSection, FileKind, Source, c
 # The list of sources: each name is a folder beside this file whose __init__.py declares SOURCE.
 NAMES = (
     "powerschool",
+    "oneroster",
     "star",
     "map_growth",
     "iready",
@@ -20,15 +21,15 @@ NAMES = (
 SOURCES: tuple[Source, ...] = tuple(importlib.import_module(f"{__name__}.{name}").SOURCE for name in NAMES)
 
 BY_NAME = {s.name: s for s in SOURCES}
-ROSTER = next(s for s in SOURCES if s.role == "roster")
+ROSTERS = tuple(s for s in SOURCES if s.role == "roster")  # a district's roster is one of these (its registry's)
 DIRECTORY = next(s for s in SOURCES if s.role == "directory")
 ASSESSMENTS = tuple(s for s in SOURCES if s.role == "assessment")
 FILES: tuple[FileKind, ...] = tuple(k for s in SOURCES for k in s.files)  # every kind of file of a drop
 SOURCE_OF = {k.asset: s for s in SOURCES for k in s.files}  # file asset -> its source
 KIND = {k.asset: k for k in FILES}
 ASSESSMENT_FILES = tuple(k for s in ASSESSMENTS for k in s.files)
-ROSTER_FILE = ROSTER.files[0]
+ROSTER_FILES = tuple(k for s in ROSTERS for k in s.files)
 
 __all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "KIND", "RESULT_COLUMNS",
-           "ROSTER", "ROSTER_FILE", "SCORES", "SOURCES", "SOURCE_OF", "AssessmentSection", "FileKind", "Source",
+           "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "AssessmentSection", "FileKind", "Source",
            "common_results"]

@@ -28,10 +28,29 @@ class FileKind:
     pattern: str
     description: str
     subject: str | None = None
+    # The other files read with it, found beside it under the same prefix (a OneRoster export: its manifest.csv is
+    # the file the pattern finds, users.csv and the rest are read with it). Each is one of the drop's files.
+    companions: tuple[str, ...] = ()
 
     @property
     def validated(self) -> str:
         return f"validated_{self.asset}"
+
+    def found_in(self, files, pattern: str) -> tuple:
+        """The drop's files (anything with a .name) it is read from: the first matching `pattern` (the registry's),
+        then each companion beside it under the same prefix (`x_manifest.csv` -> `x_users.csv`); () when none."""
+        from ..receive.drops import find_file
+
+        first = find_file(files, pattern)
+        if first is None:
+            return ()
+        prefix, by_name = self.prefix(first.name), {f.name.lower(): f for f in files}
+        return (first, *(by_name[prefix + c] for c in self.companions if prefix + c in by_name))
+
+    def prefix(self, name: str) -> str:
+        """What comes before the kind's own name in the name of its file (lower case): its companions' prefix."""
+        name = name.lower()
+        return name[:-len(self.pattern)] if self.companions and name.endswith(self.pattern.lower()) else ""
 
 
 class Section(BaseModel):

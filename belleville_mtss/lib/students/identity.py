@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ..load.errors import ErrorRecord
-from ..load.warehouse import RESULTS_FROM, ROSTER_FROM_POWERSCHOOL
+from ..load.warehouse import RESULTS_FROM, ROSTER_FROM
 from ..sources import RESULT_COLUMNS
 
 RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "Assessment": pl.Utf8, "StudentNumber": pl.Utf8,
@@ -150,7 +150,7 @@ def build_roster(
         students.join(links, on="student_number", how="left")
     return joined.select(
         pl.lit(account_info_id, dtype=pl.Int32).alias("AccountInfoId"),
-        *[pl.col(ours).alias(column) for column, ours in ROSTER_FROM_POWERSCHOOL.items()],
+        *[pl.col(ours).alias(column) for column, ours in ROSTER_FROM.items()],
         pl.col("classlink_user_id").alias("ClassLinkUserId"),
         pl.col("test_count").alias("StarTestCount"),
         pl.lit(drop_id).alias("DropId"),

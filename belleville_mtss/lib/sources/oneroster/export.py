@@ -26,9 +26,9 @@ DELETED = "tobedeleted"
 
 
 def is_oneroster(header: list[str]) -> bool:
-    """A OneRoster file's header: every one of its files starts with sourcedId, status, dateLastModified (the
-    manifest with propertyName, value and, in its rows, oneroster.version)."""
-    return header[:3] == ["sourcedId", "status", "dateLastModified"] or (
+    """A OneRoster file's header: every one of its files starts with sourcedId, status, dateLastModified, but its
+    manifest (propertyName, value)."""
+    return header[:3] == ["sourcedId", "status", "dateLastModified"] or header == ["propertyName", "value"] or (
         "sourcedId" in header and {"givenName", "familyName", "enabledUser"} <= set(header))
 
 
@@ -102,9 +102,9 @@ def number_expr(users: pl.DataFrame, column: str) -> pl.Expr:
     return _blank(pl.col(column))
 
 
-def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link: str | None = None) -> Export:
-    """The roster of a OneRoster export (`files`: each file's raw text frame by its name, lower case), students
-    numbered by the registry's `number` column, and `link` (default: the number) the column the assessments carry."""
+def _students(files: dict[str, pl.DataFrame]) -> tuple[str, pl.DataFrame, pl.DataFrame]:
+    """(version, the live users of the student role, each student's org from users.csv or roles.csv), once the
+    manifest allows reading the export as the whole roster."""
     if MANIFEST not in files:
         raise ExportRefused("missing_manifest", f"a OneRoster export holds {MANIFEST}; this drop has none")
     version = check_manifest(manifest(files[MANIFEST]), set(files))
@@ -121,6 +121,31 @@ def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link
         orgs_of = roles.select(pl.col("userSourcedId").alias("sourcedId"), pl.col("orgSourcedId").alias("org")
                                ).unique("sourcedId", keep="first", maintain_order=True)
         students = _live(users).join(orgs_of.select("sourcedId"), on="sourcedId", how="semi")
+    return version, students, orgs_of
+
+
+def candidates(files: dict[str, pl.DataFrame]) -> tuple[str, pl.DataFrame]:
+    """(version, the export's students (live, student role) with every column that could be their number
+    (identifier, username, sourcedId, userMasterIdentifier, each `userIds:TYPE`, each `metadata.*`) and their
+    email): what onboarding measures against the assessments' identifiers."""
+    version, students, _orgs_of = _students(files)
+    types = sorted(set(students["userIds"].fill_null("").str.extract_all(r"\{[^:}]+:").explode().drop_nulls()
+                       .str.strip_chars("{: ").to_list())) if "userIds" in students.columns else []
+    columns = [c for c in NUMBER_COLUMNS if c in students.columns] + [c for c in students.columns
+                                                                       if c.startswith("metadata.")]
+    return version, students.select(
+        *(number_expr(students, c).alias(c) for c in columns),
+        *(number_expr(students, f"userIds:{t}").alias(f"userIds:{t}") for t in types),
+        pl.col("email") if "email" in students.columns else pl.lit(None, pl.Utf8).alias("email"))
+
+
+def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: str | None = None
+             ) -> tuple[str, pl.DataFrame]:
+    """(version, the export's students as the roster's fields, not yet typed): `files` each file's raw text frame by
+    its name (lower case), students numbered by the registry's `number` column, `link` (default: the number) the
+    column the assessments carry. Each student's district is the district org above their school (the export's
+    one district org where that chain is not given): its name and identifier, the crosswalk's evidence."""
+    version, students, orgs_of = _students(files)
     # a student's school: their student enrolment's, else the org users.csv / roles.csv give them
     school = orgs_of
     if "enrollments.csv" in files:
@@ -129,9 +154,9 @@ def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
                               how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
-    orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(
-        schema={c: pl.Utf8 for c in ("sourcedId", "name", "type", "identifier")})
-    org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"))
+    orgs = _orgs(files)
+    org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"),
+                         "district_name", "district_id")
     births = (_live(files["demographics.csv"]).select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
               if "demographics.csv" in files else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
     mapped = students.join(school, on="sourcedId", how="left").join(
@@ -142,10 +167,44 @@ def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link
         pl.col("givenName").alias("first_name"), pl.col("familyName").alias("last_name"),
         pl.col("grades").str.split(",").list.first().str.strip_chars().alias("grade_level")
         if "grades" in students.columns else pl.lit(None, pl.Utf8).alias("grade_level"),
-        "school_id", "dob", "source_row", pl.col("sourcedId").alias("sourced_id"))
-    typed, rejected = type_students(mapped, "link")
-    sourced = mapped.select("source_row", "sourced_id")
-    typed = typed.join(sourced, on="source_row", how="left", maintain_order="left")
+        "school_id", "dob", "source_row", pl.col("sourcedId").alias("sourced_id"), "district_name", "district_id")
+    return version, mapped
+
+
+def _orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """orgs.csv's live orgs, each with the district org it belongs to (itself, its parent, or the export's one
+    district org): that org's name and identifier."""
+    columns = ("sourcedId", "name", "type", "identifier", "parentSourcedId")
+    orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(schema={c: pl.Utf8 for c in columns})
+    orgs = orgs.with_columns(*(pl.lit(None, pl.Utf8).alias(c) for c in columns if c not in orgs.columns))
     districts = orgs.filter(pl.col("type").str.strip_chars().str.to_lowercase() == "district").select(
-        _blank(pl.col("name")).alias("name"), _blank(pl.col("identifier")).alias("identifier"))
-    return Export(version, typed, rejected, districts)
+        "sourcedId", _blank(pl.col("name")).alias("district_name"), _blank(pl.col("identifier")).alias("district_id"))
+    only = districts.row(0, named=True) if districts.height == 1 else {"district_name": None, "district_id": None}
+    own = orgs.join(districts, on="sourcedId", how="left")
+    parent = orgs.select("sourcedId", pl.col("parentSourcedId").alias("parent")).join(
+        districts.rename({"sourcedId": "parent"}), on="parent", how="left").drop("parent")
+    found = own.join(parent, on="sourcedId", how="left", suffix="_parent").select(
+        "sourcedId", "identifier",
+        *(pl.coalesce(c, f"{c}_parent", pl.lit(only[c], pl.Utf8)).alias(c) for c in ("district_name", "district_id")))
+    return found
+
+
+def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link: str | None = None) -> Export:
+    """The roster of a OneRoster export, typed as the roster is (lib/sources/powerschool: type_students)."""
+    version, mapped = assemble(files, number, link)
+    students, rejected = typed(mapped)
+    return Export(version, students, rejected, district_orgs(files))
+
+
+def district_orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The export's district orgs: name, identifier."""
+    return _orgs(files).select("district_name", "district_id").drop_nulls("district_name").unique(
+        maintain_order=True).rename({"district_name": "name", "district_id": "identifier"})
+
+
+def typed(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(typed students, rejected rows) of `assemble`'s frame: typed as a PowerSchool roster is, with the export's
+    own columns kept."""
+    students, rejected = type_students(mapped, "link")
+    extra = mapped.select("source_row", "sourced_id", "district_name", "district_id")
+    return students.join(extra, on="source_row", how="left", maintain_order="left"), rejected

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ...load.warehouse import ROSTER_FROM_POWERSCHOOL, max_lengths, not_storable, student_roster
+from ...load.warehouse import ROSTER_FROM, max_lengths, not_storable, student_roster
 
 from ...read.csvfile import FileRejected, read_text_csv
 from .section import POWERSCHOOL_FIELDS, PowerSchoolFormat
 
-STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM_POWERSCHOOL)
+STORED_LENGTHS = max_lengths(student_roster, ROSTER_FROM)
 
 
 def email_key(col: pl.Expr) -> pl.Expr:

