@@ -12,7 +12,7 @@ EXPECTED_ASSETS = {
     # the screeners beside Star (lib/sources/map_growth, iready, dibels8, fastbridge): a file asset and a validated one each
     "map_growth", "validated_map_growth", "iready_ela", "validated_iready_ela", "iready_math", "validated_iready_math",
     "dibels8", "validated_dibels8", "fastbridge_areading", "validated_fastbridge_areading", "fastbridge_amath",
-    "validated_fastbridge_amath",
+    "validated_fastbridge_amath", "oneroster_export", "validated_oneroster_export",
 }
 
 

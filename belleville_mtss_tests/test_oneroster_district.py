@@ -56,10 +56,8 @@ def warehouse(settings) -> dict[str, pl.DataFrame]:
         engine.dispose()
 
 
-@pytest.fixture
-def district(backend, tmp_path, monkeypatch):
-    """Pecan Valley's sample drop (OneRoster 1.1 on SQLite, 1.2 on PostgreSQL) and its ClassLink users; the
-    registry holds Belleville only."""
+def prepared(backend, tmp_path: Path, monkeypatch, spec: SampleSpec):
+    """Pecan Valley's sample drop and its ClassLink users; the registry holds Belleville only."""
     registry = tmp_path / "districts"
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
@@ -67,12 +65,18 @@ def district(backend, tmp_path, monkeypatch):
     for name, value in (("MTSS_HOME", backend.home), ("MTSS_DISTRICTS_DIR", registry),
                         ("MTSS_WAREHOUSE_URL", backend.warehouse_url), ("MTSS_PROD_DB_URL", backend.prod_db_url)):
         monkeypatch.setenv(name, str(value))
-    spec = SPEC if backend.warehouse_url.startswith("sqlite") else dataclasses.replace(SPEC, oneroster="1.2")
     drop = settings.drop_dir / "pecan" / spec.drop_name
     tables = generate_drop(drop, spec)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"].filter(
         pl.col("TenantName") == spec.classlink_tenant))
     return settings, registry, drop, spec
+
+
+@pytest.fixture
+def district(backend, tmp_path, monkeypatch):
+    """OneRoster 1.1 on SQLite, 1.2 on PostgreSQL."""
+    sqlite = backend.warehouse_url.startswith("sqlite")
+    return prepared(backend, tmp_path, monkeypatch, SPEC if sqlite else dataclasses.replace(SPEC, oneroster="1.2"))
 
 
 def onboarded(settings, registry: Path, drop: Path, capsys) -> dict:
@@ -114,3 +118,48 @@ def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_an
     assert logged.filter(pl.col("Reason") == "unknown_student")["RowCount"].sum() > 0
     for column in ("Message", "FileName"):  # no student's value in the error log
         assert not logged[column].drop_nulls().str.contains("@|stu-").any()
+
+
+@pytest.mark.parametrize("fault", ["delta", "missing_listed_file", "powerschool_too"])
+def test_a_delta_a_missing_listed_file_or_a_second_roster_is_refused_through_a_run(fault, tmp_path, monkeypatch,
+                                                                                   capsys):
+    settings, registry, drop, spec = prepared(make_settings(tmp_path / "mtss"), tmp_path, monkeypatch,
+                                              dataclasses.replace(SPEC, students=120))
+    onboarded(settings, registry, drop, capsys)
+    sign_off(registry / "pecan.yaml")
+    later = drop.parent / "2026-11-21"
+    shutil.copytree(drop, later)
+    if fault == "delta":
+        manifest = (later / "manifest.csv").read_text()
+        (later / "manifest.csv").write_text(manifest.replace(",bulk", ",delta"))
+    elif fault == "missing_listed_file":
+        (later / "enrollments.csv").unlink()
+    else:  # a PowerSchool export beside the OneRoster one, and the registry does not say which is the roster
+        (later / "students.csv").write_text("STUDENTS.STUDENT_NUMBER,U_STUDENTSUSERFIELDS.custom_student_email\n")
+    report = run_drop(settings, "pecan/2026-11-21")
+    assert report.outcome == "failed"
+    held = warehouse(settings)
+    assert held["StudentRoster"].is_empty() and held["AssessmentResults"].is_empty()  # nothing loaded
+    logged = errors(settings).filter(pl.col("DropId") == "pecan/2026-11-21")
+    reasons = dict(logged.select("Reason", "Message").iter_rows())
+    expected = {"delta": ("delta_export", "manifest.csv: the OneRoster export is a delta (demographics.csv, "
+                                          "enrollments.csv, orgs.csv, users.csv listed as delta in manifest.csv)"),
+                "missing_listed_file": ("missing_listed_file", "manifest.csv: manifest.csv lists enrollments.csv as "
+                                                               "bulk, but the drop has no such file"),
+                "powerschool_too": ("ambiguous_roster", "the drop holds both a OneRoster export (manifest.csv) and "
+                                                        "a PowerSchool export (students.csv), and pecan's registry "
+                                                        "entry does not say which is its roster")}[fault]
+    assert reasons[expected[0]].startswith(expected[1]), reasons
+    if fault == "delta":
+        assert "Ask the district (its SIS or ClassLink Roster Server) for a bulk export" in reasons["delta_export"]
+    if fault != "powerschool_too":  # the export's files halted, the Star files not loaded
+        audit = dict(held["IngestionFiles"].filter(pl.col("DropId") == "pecan/2026-11-21")
+                     .select("FileName", "Outcome").iter_rows())
+        assert audit["manifest.csv"] == audit["users.csv"] == "halted" and audit["SR.csv"] != "loaded"
+    else:  # once the registry names the roster, the same drop loads, its PowerSchool file not expected
+        entry = yaml.safe_load((registry / "pecan.yaml").read_text())
+        (registry / "pecan.yaml").write_text(yaml.safe_dump({**entry, "roster": "oneroster"}, sort_keys=False))
+        assert run_drop(settings, "pecan/2026-11-21").outcome == "loaded"
+        audit = dict(warehouse(settings)["IngestionFiles"].filter(pl.col("DropId") == "pecan/2026-11-21")
+                     .select("FileName", "Outcome").iter_rows())
+        assert audit["students.csv"] == "not_expected" and audit["users.csv"] == "loaded"

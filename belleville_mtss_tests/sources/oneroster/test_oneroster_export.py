@@ -112,7 +112,8 @@ def test_the_messy_vendor_fixture_reads_its_students_and_its_metadata_numbers(re
 def test_a_oneroster_users_file_is_never_read_as_a_powerschool_export(reference_dir, tmp_path, capsys,
                                                                       monkeypatch):
     """The issue's finding: onboarding took users.csv for a PowerSchool export and a run loaded its teachers as
-    students. A OneRoster file is now refused by the PowerSchool reader, and onboarding says what the sample is."""
+    students. A OneRoster file is now refused by the PowerSchool reader, and onboarding never takes it for one:
+    without its manifest.csv it is no roster at all."""
     import shutil
 
     from belleville_mtss.cli import main
@@ -132,12 +133,13 @@ def test_a_oneroster_users_file_is_never_read_as_a_powerschool_export(reference_
     tables = generate_drop(sample, SampleSpec(students=200, seed=5))
     settings = make_settings(home)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
-    (sample / "students.csv").unlink()  # the district sends OneRoster, no PowerSchool export
+    (sample / "students.csv").unlink()  # the district sends OneRoster, no PowerSchool export, and no manifest
     for p in (reference_dir / "oneroster").glob("catalyst_v1p1_full__*.csv"):
-        shutil.copy(p, sample / p.name.removeprefix("catalyst_v1p1_full__"))
+        if not p.name.endswith("manifest.csv"):
+            shutil.copy(p, sample / p.name.removeprefix("catalyst_v1p1_full__"))
     assert main(["districts", "onboard", str(sample), "--state", "NJ", "--key", "x"]) == 2
     said = capsys.readouterr().err
-    assert "no PowerSchool export found" in said and "are a OneRoster export, which this release does not read" in said
+    assert "no roster found" in said and "or a OneRoster export: its manifest.csv" in said
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
