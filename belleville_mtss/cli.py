@@ -329,8 +329,8 @@ def _onboard(args: argparse.Namespace) -> int:
         raise CliError(f"no district of state {state!r} in {settings.account_info_table.label}")
     prod = make_engine(settings.prod_db_url)
 
-    def tenants_of(keys: list[str]) -> list[TenantOverlap]:
-        return [TenantOverlap(*row) for row in tenants_of_emails(prod, keys, settings.classlink_table)]
+    def tenants_of(keys: list[str], column: str = "Email") -> list[TenantOverlap]:
+        return [TenantOverlap(*row) for row in tenants_of_emails(prod, keys, settings.classlink_table, column=column)]
 
     try:
         found = onboard(args.sample, state, args.key, account_info, tenants_of, limits=settings.limits)

@@ -56,8 +56,9 @@ def warehouse(settings) -> dict[str, pl.DataFrame]:
         engine.dispose()
 
 
-def prepared(backend, tmp_path: Path, monkeypatch, spec: SampleSpec):
-    """Pecan Valley's sample drop and its ClassLink users; the registry holds Belleville only."""
+def prepared(backend, tmp_path: Path, monkeypatch, spec: SampleSpec, other_emails: bool = False):
+    """Pecan Valley's sample drop and its ClassLink users (`other_emails`: ClassLink holds other addresses than the
+    district's SIS, so only their sourcedIds link them); the registry holds Belleville only."""
     registry = tmp_path / "districts"
     shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
     settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
@@ -67,16 +68,20 @@ def prepared(backend, tmp_path: Path, monkeypatch, spec: SampleSpec):
         monkeypatch.setenv(name, str(value))
     drop = settings.drop_dir / "pecan" / spec.drop_name
     tables = generate_drop(drop, spec)
-    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"].filter(
-        pl.col("TenantName") == spec.classlink_tenant))
+    users = tables["classlink_users"].filter(pl.col("TenantName") == spec.classlink_tenant)
+    if other_emails:
+        users = users.with_columns(pl.col("Email").str.replace("@", "@classlink."))
+    load_databases(settings.prod_db_url, settings.warehouse_url, users)
     return settings, registry, drop, spec
 
 
 @pytest.fixture
 def district(backend, tmp_path, monkeypatch):
-    """OneRoster 1.1 on SQLite, 1.2 on PostgreSQL."""
-    sqlite = backend.warehouse_url.startswith("sqlite")
-    return prepared(backend, tmp_path, monkeypatch, SPEC if sqlite else dataclasses.replace(SPEC, oneroster="1.2"))
+    """OneRoster 1.1 on SQLite, linked to ClassLink by email; 1.2 on PostgreSQL, by sourcedId (ClassLink holds other
+    addresses)."""
+    if backend.warehouse_url.startswith("sqlite"):
+        return prepared(backend, tmp_path, monkeypatch, SPEC)
+    return prepared(backend, tmp_path, monkeypatch, dataclasses.replace(SPEC, oneroster="1.2"), other_emails=True)
 
 
 def onboarded(settings, registry: Path, drop: Path, capsys) -> dict:
@@ -93,8 +98,11 @@ def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_an
     assert entry["sources"]["oneroster"] == {"files": {"oneroster_export": "manifest.csv"}, "number": "identifier",
                                              "names": [spec.district_name_in_files]}
     assert entry["sources"]["star"]["link"] == "StudentIdentifier"
-    assert entry["student_link"] == {"classlink": "email"}
+    by_id = spec.oneroster == "1.2"  # ClassLink holds other addresses: only the sourcedIds link
+    assert entry["student_link"] == {"classlink": "sourced_id" if by_id else "email"}
     checked = "\n".join(entry["verification"]["checked"])
+    emails, ids = ("0 of 300 (0.0%)", "295 of 300 (98.3%)") if by_id else ("295 of 300 (98.3%)", "295 of 300 (98.3%)")
+    assert f"ClassLink link measured both ways: by email {emails}, by OneRoster sourcedId {ids}" in checked
     assert f"OneRoster {spec.oneroster} export (manifest.csv: every file bulk or absent): 300 students among 325 " \
            "users.csv rows" in checked
     assert "Star StudentIdentifier = identifier" in checked and "@" not in checked and "510001" not in checked
@@ -108,6 +116,7 @@ def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_an
     roster = held["StudentRoster"]
     assert sorted(roster["StudentNumber"]) == sorted(students) and set(roster["AccountInfoId"]) == {666001}
     assert not any(n.startswith("T") for n in roster["StudentNumber"])  # never a teacher
+    assert roster["ClassLinkUserId"].drop_nulls().len() == spec.students - spec.missing_from_classlink
     tests = [r for name in STAR if (drop / name).exists() for r in rows(drop / name)]
     assert held["AssessmentResults"].height == sum(r["StudentIdentifier"] in students for r in tests) > 0
     # every file of the export audited as loaded with the roster

@@ -28,7 +28,9 @@ from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_sug
 from .read.ingest import ValidatedFile, drop_files, ingest_file, validate_classlink, validate_file
 from .district.registry import District
 
-CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8}
+CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8, "sourced_id": pl.Utf8}
+# The column a student and their ClassLink user share, by the registry's student_link.classlink
+CLASSLINK_ON = {"email": "email_key", "sourced_id": "sourced_id"}
 
 
 class Stop(Exception):
@@ -87,8 +89,9 @@ def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedF
                    f"({students.halted.reason if students.halted else 'missing'}): students cannot be linked "
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
-    tests, roster_frame = apply_accepted(tests_of(assessments), students.frame, cl, accepted)
-    identity = link_students(roster_frame, cl, tests)
+    on = CLASSLINK_ON[district.student_link.classlink]
+    tests, roster_frame = apply_accepted(tests_of(assessments), students.frame, cl, accepted, on)
+    identity = link_students(roster_frame, cl, tests, on)
     identity.accepted = accepted
     by_source = rows_by_source(identity)
     for name in district.assessments:  # each source's own figures beside the totals (the run report shows them)

@@ -157,6 +157,7 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
         "UserId": [f"CL{spec.classlink_tenant_id}-{i:07d}" for i in range(kept.height)], "TenantId": [spec.classlink_tenant_id] * kept.height,
         "TenantName": [spec.classlink_tenant] * kept.height, "Role": ["student"] * kept.height,
         "Email": kept["email"], "GivenName": kept["first_name"], "FamilyName": kept["last_name"],
+        "SourcedId": "stu-" + kept["student_number"],  # as the OneRoster sample names them (sources/oneroster)
     })
     # Other tenants share the prod table; their users must never link to this district's students.
     k = max(50, students.height // 10)
@@ -173,7 +174,7 @@ def _classlink_users(students: pl.DataFrame, spec: SampleSpec, rng: np.random.Ge
         "Email": [f"teacher{i}@{spec.email_domain}" for i in range(300)],
         "GivenName": ["Pat"] * 300, "FamilyName": ["Teacher"] * 300,
     })
-    return pl.concat([own, other, teachers])
+    return pl.concat([own, other, teachers], how="diagonal")
 
 
 def generate_drop(drop_dir: Path, spec: SampleSpec = SampleSpec()) -> dict[str, pl.DataFrame]:

@@ -329,6 +329,8 @@ class Onboarding:
     account_row: dict | None
     entry: dict = field(default_factory=dict)
     oneroster: OneRosterSample | None = None  # the roster, when it is a OneRoster export
+    classlink_on: str = "email"  # how students link to ClassLink users: email, or (OneRoster) sourced_id
+    by_sourced_id: tuple[int, int] | None = None  # OneRoster: (sourcedIds the best tenant holds, sourcedIds)
 
     @property
     def complete(self) -> bool:
@@ -474,10 +476,11 @@ def _propose_links(assessed: dict[str, Assessed], export: Table, fields: dict[st
 
 
 def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
-            tenants_of: Callable[[list[str]], list[TenantOverlap]], today: dt.date | None = None,
+            tenants_of: Callable[..., list[TenantOverlap]], today: dt.date | None = None,
             limits: Limits = Limits()) -> Onboarding:
     """Everything `districts onboard` measures and the draft entry. `tenants_of(email keys)` answers, from the prod
-    db, which ClassLink tenants those addresses are student users of."""
+    db, which ClassLink tenants those addresses are student users of; `tenants_of(sourcedIds, "SourcedId")` the same
+    for a OneRoster roster's sourcedIds."""
     today = today or dt.date.today()
     files = sample_files(sample, limits)
     if not files:
@@ -538,6 +541,14 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
         fields["email"] = [email_column] + [c for c in fields["email"] if c != email_column]
     best_tenant = tenants[0] if tenants and email_rates[email_column][0] >= EMAIL_FLOOR * max(
         email_rates[email_column][1], 1) else None
+    classlink_on, by_sourced_id = "email", None  # a OneRoster roster: its sourcedIds measured as its emails are
+    if roster is not None:
+        ids = export.frame["sourcedId"].drop_nulls().unique().to_list()
+        found = sorted(tenants_of(ids, "SourcedId"), key=lambda t: -t.matched)
+        by_sourced_id = (found[0].matched if found else 0, len(ids))
+        if by_sourced_id[0] >= EMAIL_FLOOR * max(len(ids), 1) and by_sourced_id[0] > (
+                email_rates[email_column][0] if email_column else 0):
+            classlink_on, tenants, best_tenant = "sourced_id", found, found[0]
 
     reference = account_reference(account_info)
     evidence = [e for found in assessed.values() for e in _assessment_evidence(found, reference, state)]
@@ -552,7 +563,8 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     aid, identity_note = _reconcile(evidence)
     row = account_info.filter(pl.col("AccountInfoId") == aid).row(0, named=True) if aid is not None else None
     result = Onboarding(key, state, str(sample), export, assessed, other, fields, chosen, email_column, email_rates,
-                        tenants, evidence, aid, identity_note, row, oneroster=roster)
+                        tenants, evidence, aid, identity_note, row, oneroster=roster, classlink_on=classlink_on,
+                        by_sourced_id=by_sourced_id)
     result.entry = draft_entry(result, best_tenant, today)
     return result
 
@@ -574,12 +586,18 @@ def checked_lines(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -
         lines.append(f"dm.AccountInfo row {r['AccountInfoId']}: {r['DistrictName']}, {r['State']}"
                      f"{', ' + r['County'] if r.get('County') else ''}, NcesId {r['NcesId'] or '(none)'}")
     if tenant:
-        matched, of = o.email_rates[o.email_column]
+        matched, of = o.by_sourced_id if o.classlink_on == "sourced_id" else o.email_rates[o.email_column]
+        what = "OneRoster sourcedIds" if o.classlink_on == "sourced_id" else f"export emails ({o.email_column})"
         others = "; ".join(f"{t.tenant_name!r} ({t.tenant_id}) {t.matched:,}" for t in o.tenants[1:4]) or "none"
-        lines.append(f"ClassLink tenant {tenant.tenant_name!r} (id {tenant.tenant_id}): {_pct(matched, of)} export "
-                     f"emails ({o.email_column}) are its student users; other tenants: {others}")
+        lines.append(f"ClassLink tenant {tenant.tenant_name!r} (id {tenant.tenant_id}): {_pct(matched, of)} {what} "
+                     f"are its student users; other tenants: {others}")
     else:
         lines.append("ClassLink: no tenant holds half of the export's emails as student users")
+    if o.by_sourced_id is not None:
+        emails = o.email_rates.get(o.email_column, (0, 0))
+        lines.append(f"ClassLink link measured both ways: by email {_pct(*emails)}, by OneRoster sourcedId "
+                     f"{_pct(*o.by_sourced_id)} (dbo.ClassLinkUsers.SourcedId); student_link.classlink: "
+                     f"{o.classlink_on} proposed")
     e, r = o.export, o.oneroster
     if r is not None:
         lines.append(f"OneRoster {r.version} export ({r.manifest}: every file bulk or absent): "
@@ -684,7 +702,7 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
              "powerschool": next(f for f, c in o.chosen.items() if c == linked.export_column and
                                  f in POWERSCHOOL_LINK_FIELDS)} if linked else None)
     if o.oneroster is not None:  # the number is the linked column itself (sources.oneroster.number)
-        powerschool, files, link = None, None, {"classlink": "email"}
+        powerschool, files, link = None, None, {"classlink": o.classlink_on}
     entry = {
         "district": o.key,
         "display_name": names[0] if names else (row.get("DistrictName") or o.key).title(),

@@ -41,8 +41,9 @@ class SourceNames(_Strict):
 
 
 class StudentLink(_Strict):
-    # ClassLink users link by email (dbo.ClassLinkUsers.Email = the PowerSchool email field).
-    classlink: Literal["email"] = "email"
+    # ClassLink users link by email (dbo.ClassLinkUsers.Email = the roster's email), or, for a OneRoster roster
+    # whose ClassLink tenant is rostered from the same export, by sourcedId (dbo.ClassLinkUsers.SourcedId).
+    classlink: Literal["email", "sourced_id"] = "email"
     # The PowerSchool field assessment identifiers carry (each source's column: sources.<source>.link).
     powerschool: Literal["student_number", "state_studentnumber", "dcid", "id"] = "student_number"
 
@@ -220,6 +221,9 @@ class District(_Strict):
     def _links_are_mapped(self) -> "District":
         if self.roster_source is not POWERSCHOOL:
             return self
+        if self.student_link.classlink == "sourced_id":
+            raise ValueError("student_link.classlink: sourced_id needs a OneRoster roster (a PowerSchool export "
+                             "carries no sourcedId)")
         wanted = [self.student_link.powerschool] + (["email"] if self.student_link.classlink == "email" else [])
         missing = [f for f in wanted if f not in self.powerschool.columns]
         if missing:

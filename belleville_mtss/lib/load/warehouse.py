@@ -36,6 +36,9 @@ class_link_users = sa.Table(
     sa.Column("Email", text(320)),
     sa.Column("GivenName", text(100)),
     sa.Column("FamilyName", text(100)),
+    # Where ClassLink keeps a OneRoster-rostered user's sourcedId. The name is ours until the product team's is
+    # known: MTSS_CLASSLINK_COLUMNS=SourcedId=<theirs> maps it, and a table without it reads it as empty.
+    sa.Column("SourcedId", text(255)),
     schema="dbo",
 )
 

@@ -153,6 +153,7 @@ def validate_classlink(users: pl.DataFrame, district: District) -> tuple[Validat
         pl.col("UserId").cast(pl.Utf8).alias("classlink_user_id"),
         pl.col("TenantName").alias("tenant_name"),
         email_key(pl.col("Email")).alias("email_key"),
+        pl.col("SourcedId").cast(pl.Utf8).str.strip_chars().alias("sourced_id"),
     )
     if frame.is_empty():
         halted = ErrorRecord(

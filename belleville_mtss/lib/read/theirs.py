@@ -43,7 +43,8 @@ def _default(setting: str, table: sa.Table, optional: set[str]) -> SourceTable:
 
 
 ACCOUNT_INFO = _default("MTSS_ACCOUNT_INFO_TABLE", account_info, {"NcesId", "County"})
-CLASSLINK_USERS = _default("MTSS_CLASSLINK_TABLE", class_link_users, {"TenantId", "GivenName", "FamilyName"})
+CLASSLINK_USERS = _default("MTSS_CLASSLINK_TABLE", class_link_users,
+                           {"TenantId", "GivenName", "FamilyName", "SourcedId"})
 
 
 def configured(default: SourceTable, table: str | None, columns: str | None) -> SourceTable:
@@ -161,7 +162,7 @@ def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_i
             if tenant_ids and mapping["TenantId"]:
                 tenant = tenant & table.c[mapping["TenantId"]].in_(tenant_ids)
             return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
-        return _read(engine, spec, ["UserId", "TenantName", "TenantId", "Email"], where)
+        return _read(engine, spec, ["UserId", "TenantName", "TenantId", "Email", "SourcedId"], where)
 
     frame = reader(tenant_names)
     if frame.filter(pl.col("TenantName").is_in(tenant_names)).is_empty():
@@ -180,12 +181,16 @@ def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_i
 
 
 def tenants_of_emails(engine: sa.Engine, keys: list[str], spec: SourceTable = CLASSLINK_USERS,
-                      batch: int = 1000) -> list[tuple[str, int | None, int]]:
+                      batch: int = 1000, column: str = "Email") -> list[tuple[str, int | None, int]]:
     """(tenant name, tenant id, how many of the addresses are its student users), for addresses already lower-cased
     and trimmed: which tenant a new district's export belongs to (onboarding). Read in batches of addresses, so no
-    other tenant's users leave the prod db; only the counts are kept."""
+    other tenant's users leave the prod db; only the counts are kept. `column="SourcedId"`: the same for OneRoster
+    sourcedIds (compared trimmed; [] where the table has no such column)."""
     table, mapping = resolve(engine, spec)
-    email, name = sa.func.lower(sa.func.trim(table.c[mapping["Email"]])), table.c[mapping["TenantName"]]
+    if not mapping[column]:
+        return []
+    email = sa.func.trim(table.c[mapping[column]])
+    email, name = (sa.func.lower(email) if column == "Email" else email), table.c[mapping["TenantName"]]
     tenant_id = table.c[mapping["TenantId"]] if mapping["TenantId"] else sa.null()
     counts: dict[tuple[str, int | None], int] = {}
     try:

@@ -39,19 +39,21 @@ class IdentityMap:
     accepted: pl.DataFrame | None = None  # the links a person accepted (lib/students/review.py), applied here
 
 
-def link_students(students: pl.DataFrame, classlink: pl.DataFrame, tests: dict[str, pl.DataFrame]) -> IdentityMap:
-    """`tests`: each usable assessment file's rows (with `student_link`) by file asset. The large side (students)
-    is only ever probed: every hash table is built on the ClassLink users or on a file's identifiers, which keeps a
-    state-sized roster cheap."""
-    key, link = pl.col("email_key"), pl.col("student_link")
-    cl = (classlink.filter(key.is_not_null()).group_by("email_key")
+def link_students(students: pl.DataFrame, classlink: pl.DataFrame, tests: dict[str, pl.DataFrame],
+                  on: str = "email_key") -> IdentityMap:
+    """`tests`: each usable assessment file's rows (with `student_link`) by file asset; `on`: the column both the
+    students and the ClassLink users carry that links them (the email key, or a OneRoster sourcedId). The large side
+    (students) is only ever probed: every hash table is built on the ClassLink users or on a file's identifiers,
+    which keeps a state-sized roster cheap."""
+    key, link = pl.col(on), pl.col("student_link")
+    cl = (classlink.filter(key.is_not_null()).group_by(on)
           .agg(pl.len().alias("cl_users"), pl.col("classlink_user_id").first()))
     assets = list(tests)
     counts = {s: tests[s].group_by("student_link").len(s) for s in assets}  # tests per identifier, per file
-    lazy = (students.lazy().select("student_number", "student_link", "email_key",
+    lazy = (students.lazy().select("student_number", "student_link", on,
                                    (key.is_duplicated() & key.is_not_null()).alias("ps_dupe"),
                                    (link.is_duplicated() & link.is_not_null()).alias("link_dupe"))
-            .join(cl.lazy(), on="email_key", how="left", maintain_order="left"))
+            .join(cl.lazy(), on=on, how="left", maintain_order="left"))
     for asset in assets:
         lazy = lazy.join(counts[asset].lazy(), on="student_link", how="left", maintain_order="left")
     frame = (

@@ -235,10 +235,11 @@ def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top:
 
 
 def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, classlink: pl.DataFrame,
-                   accepted: pl.DataFrame | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+                   accepted: pl.DataFrame | None, on: str = "email_key") -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """The drop's frames with the links a person accepted: an assessment's rows of an accepted identifier (of that
     vendor only) carry the link value of the student it was accepted for; a student accepted for a ClassLink user
-    gets that user's address key. Pairs whose student (or user) is not in this drop change nothing."""
+    gets that user's key (`on`: its address key, or its sourcedId). Pairs whose student (or user) is not in this
+    drop change nothing."""
     if accepted is None or accepted.is_empty():
         return tests, students
     link_of = dict(zip(students["student_number"], students["student_link"]))
@@ -249,9 +250,9 @@ def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, class
         aliased[asset] = frame.with_columns(pl.col("student_link").replace(list(aliases), list(aliases.values()))
                                             ) if aliases else frame
     cl_links = accepted.filter(pl.col("cause") == NO_CLASSLINK)
-    key_of = dict(zip(classlink["classlink_user_id"], classlink["email_key"])) if classlink.height else {}
+    key_of = dict(zip(classlink["classlink_user_id"], classlink[on])) if classlink.height else {}
     keys = {r["from_id"]: key_of[r["to_id"]] for r in cl_links.to_dicts() if key_of.get(r["to_id"])}
     if keys:
         students = students.with_columns(pl.col("student_number").replace_strict(
-            list(keys), list(keys.values()), default=pl.col("email_key")).alias("email_key"))
+            list(keys), list(keys.values()), default=pl.col(on)).alias(on))
     return aliased, students
