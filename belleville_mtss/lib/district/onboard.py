@@ -559,7 +559,7 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
     if best_tenant:
         res = reference.resolve(best_tenant.tenant_name, state=state)
         evidence.append(Evidence("ClassLink tenant name", best_tenant.tenant_name, best_tenant.matched, None,
-                                 f"{res.decision} by name (not counted: tenants are found by email overlap)"))
+                                 f"{res.decision} by name (not counted: tenants are found by their users' overlap with the roster)"))
     aid, identity_note = _reconcile(evidence)
     row = account_info.filter(pl.col("AccountInfoId") == aid).row(0, named=True) if aid is not None else None
     result = Onboarding(key, state, str(sample), export, assessed, other, fields, chosen, email_column, email_rates,
