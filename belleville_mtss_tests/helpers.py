@@ -184,7 +184,7 @@ def compiling_for_sql_server(seen: list[str]):
 VENDOR_SPEC = SampleSpec(students=200, without_tests=3, unknown_star_rows=7, refused_rows=3)  # 7 // 3: 2 unknown rows
 
 
-def tested_students(n: int = 130) -> pl.DataFrame:
+def students_with_tests(n: int = 130) -> pl.DataFrame:
     """Ten students in each grade K-12, in the schools that teach it."""
     import numpy as np
 
@@ -205,14 +205,14 @@ def belleville_with(name: str, section):
 
 
 def written_sample(tmp_path: Path, source, names: dict[str, str]) -> dict[str, tuple[Path, list[dict]]]:
-    """The source's sample files for `tested_students()` written as generate_drop writes them (`names`: file asset
+    """The source's sample files for `students_with_tests()` written as generate_drop writes them (`names`: file asset
     -> the file name it must come as), each with its rows as the csv module reads them."""
     import csv
     import fnmatch
 
     import numpy as np
 
-    frames = source.sample(tested_students(), VENDOR_SPEC, np.random.default_rng(5), source.files)
+    frames = source.sample(students_with_tests(), VENDOR_SPEC, np.random.default_rng(5), source.files)
     assert list(frames) == list(names.values())
     out = {}
     for kind in source.files:

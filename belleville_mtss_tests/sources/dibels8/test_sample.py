@@ -7,14 +7,14 @@ from pathlib import Path
 import polars as pl
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, students_with_tests,
                         written_sample)
 from belleville_mtss.lib.sources.dibels8 import SOURCE, Dibels8Section
 
 NAME = "dibels8_benchmark.csv"
 REFERENCE = "assessments/mclass_dibels8__benchmark_sample_anonymized.csv"
 SPEC = VENDOR_SPEC
-_tested = tested_students
+_tested = students_with_tests
 
 
 def _district():

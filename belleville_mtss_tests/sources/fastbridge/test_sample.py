@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, students_with_tests,
                         written_sample)
 from belleville_mtss.lib.sources.fastbridge import PERIODS, SOURCE, FastBridgeSection
 
@@ -16,7 +16,7 @@ FILES = {"fastbridge_areading": ("FastBridge_aReading.csv", "aReading",
                                  "assessments/fastbridge__aReading_sample_anonymized.csv"),
          "fastbridge_amath": ("FastBridge_aMath.csv", "aMath", "assessments/fastbridge__aMath_sample_anonymized.csv")}
 SPEC = VENDOR_SPEC
-_tested = tested_students
+_tested = students_with_tests
 
 
 def _district():

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, students_with_tests,
                         written_sample)
 from belleville_mtss.lib.sources.iready import SOURCE, IreadySection
 
@@ -17,7 +17,7 @@ FILES = {"iready_ela": ("diagnostic_results_ela.csv",
          "iready_math": ("diagnostic_results_math.csv",
                          "assessments/iready__diagnostic_results_math_sample_anonymized.csv")}
 SPEC = VENDOR_SPEC
-_tested = tested_students
+_tested = students_with_tests
 
 
 def _district():

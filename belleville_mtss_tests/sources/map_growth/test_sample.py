@@ -6,13 +6,13 @@ from pathlib import Path
 
 
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
-from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, tested_students,
+from ...helpers import (VENDOR_SPEC, belleville_with, drop_with_and_without, headers_and_bom, students_with_tests,
                         written_sample)
 from belleville_mtss.lib.sources.map_growth import SOURCE, MapGrowthSection
 
 REFERENCE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
 SPEC = VENDOR_SPEC
-_tested = tested_students
+_tested = students_with_tests
 
 
 def _district():
