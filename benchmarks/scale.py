@@ -53,7 +53,7 @@ def _tenant(work: Path, district):
     import polars as pl
     tenant = pl.scan_csv(work / "tables" / "ClassLinkUsers.csv", infer_schema=False).filter(
         pl.col("TenantName").is_in(district.source_names.classlink)
-        & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email").collect()
+        & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email", "SourcedId").collect()
     return tenant, pl.read_csv(work / "tables" / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
 
 

@@ -49,7 +49,7 @@ def core_seconds(drop: Path, entry, tables: Path) -> tuple[float, int, int]:
 
     tenant = pl.scan_csv(tables / "ClassLinkUsers.csv", infer_schema=False).filter(
         pl.col("TenantName").is_in(entry.source_names.classlink)
-        & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email").collect()
+        & (pl.col("Role").str.to_lowercase() == "student")).select("UserId", "TenantName", "Email", "SourcedId").collect()
     account_info = pl.read_csv(tables / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
     files = files_in(drop, entry)
     t = time.perf_counter()
