@@ -11,6 +11,7 @@ tables, same migrations: an instance can switch to or from these classes in its 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import Sqlit
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 _ENGINES: dict[tuple[int, str], sa.Engine] = {}  # oldest first
+PARTITION_MEMORY_S = 5.0  # how long a partition found stays found without asking again
 _KEEP = 8  # engines (open databases) kept per process: a process serving many homes (a test run) keeps its files few
 
 
@@ -55,6 +57,35 @@ class PooledSqliteRunStorage(SqliteRunStorage):
 class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     def _connect(self):
         return _transaction(self._conn_string)
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks before each partition look-up (about 600 times a drop run), and its own answers on a new
+        engine every time. A table once made is never dropped by the instance, so a yes is kept."""
+        known = self.__dict__.setdefault("_tables_seen", set())
+        if table_name not in known:
+            with engine_for(self._conn_string).connect() as conn:
+                if not conn.dialect.has_table(conn, table_name):
+                    return False
+            known.add(table_name)
+        return True
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        """A drop run checks its partition about 550 times, a query each. A yes is kept for PARTITION_MEMORY_S: a
+        partition deleted by this process is forgotten at once, one deleted by another (expired drops,
+        defs/maintenance.py) is seen as gone at most that late."""
+        seen, key, now = self.__dict__.setdefault("_partitions_seen", {}), (partitions_def_name, partition_key), \
+            time.monotonic()
+        if now - seen.get(key, -PARTITION_MEMORY_S) < PARTITION_MEMORY_S:
+            return True
+        if super().has_dynamic_partition(partitions_def_name, partition_key):
+            seen[key] = now
+            return True
+        seen.pop(key, None)
+        return False
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self.__dict__.get("_partitions_seen", {}).pop((partitions_def_name, partition_key), None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
 
 
 class PooledSqliteScheduleStorage(SqliteScheduleStorage):

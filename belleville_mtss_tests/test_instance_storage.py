@@ -75,3 +75,29 @@ def test_a_process_serving_many_homes_keeps_few_databases_open(tmp_path):
     kept = _engines_under(tmp_path)
     assert len(kept) == instance_storage._KEEP and kept[-1][1] == urls[-1]
     assert instance_storage.engine_for(urls[-1]) is engines[-1]  # the newest is reused, not made again
+
+
+def test_a_partition_found_is_asked_for_again_only_after_a_while_and_one_deleted_here_is_gone_at_once(tmp_path,
+                                                                                                     monkeypatch):
+    instance = instance_for(make_settings(tmp_path / "mtss"))
+    storage = instance.event_log_storage
+    instance.add_dynamic_partitions("drops", ["a/1", "a/2"])
+    asked = []
+    real = ConsolidatedSqliteEventLogStorage.has_dynamic_partition
+    monkeypatch.setattr(ConsolidatedSqliteEventLogStorage, "has_dynamic_partition",
+                        lambda self, *key: asked.append(key) or real(self, *key))
+    now = [1000.0]
+    monkeypatch.setattr(instance_storage.time, "monotonic", lambda: now[0])
+    for _ in range(20):
+        assert storage.has_dynamic_partition("drops", "a/1") and not storage.has_dynamic_partition("drops", "b/1")
+    assert asked.count(("drops", "a/1")) == 1 and asked.count(("drops", "b/1")) == 20  # a no is never kept
+    other = dg.DagsterInstance.from_config(str(tmp_path / "mtss" / "dagster"))
+    other.delete_dynamic_partition("drops", "a/1")  # another process's instance
+    assert storage.has_dynamic_partition("drops", "a/1")  # still remembered ...
+    now[0] += instance_storage.PARTITION_MEMORY_S
+    assert not storage.has_dynamic_partition("drops", "a/1")  # ... for PARTITION_MEMORY_S at most
+    assert storage.has_dynamic_partition("drops", "a/2")
+    instance.delete_dynamic_partition("drops", "a/2")  # deleted here: gone at once
+    assert not storage.has_dynamic_partition("drops", "a/2")
+    # each table looked up once, then known
+    assert {"dynamic_partitions"} <= storage.__dict__["_tables_seen"]
