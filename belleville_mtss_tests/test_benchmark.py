@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
+STAGES = ("floor", "core", "pandas", "duckdb", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
           "dagster_postgres")
 # issue 14's targets, each printed with its figure, its bound and met / NOT met
 TARGETS = ("core time / floor time", "Dagster without the loads time / core time",
            "core peak RSS / input size on disk", "Dagster without the loads peak RSS / input size",
            "core time growth N=1,000 -> 2,000", "Dagster without the loads time growth N=1,000 -> 2,000",
-           "pandas + pandera time / core time", "small drop: `belleville-mtss run` median wall s")
+           "pandas + pandera time / core time", "DuckDB SQL time / core time", "small drop: `belleville-mtss run` median wall s")
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 
 

@@ -34,7 +34,7 @@ def merge(paths: list[Path]) -> dict:
     for path in paths:
         run = json.loads(Path(path).read_text())
         machine = run["machine"]
-        small = run.get("small_drop") if "seconds" in run.get("small_drop", {}) else small
+        small = run["small_drop"] if "seconds" in (run.get("small_drop") or {}) else small
         for n, at_n in run["by_n"].items():
             input_mb[int(n)] = at_n["input_mb"]
             for stage, r in at_n["stages"].items():

@@ -32,7 +32,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 RESULTS = BENCHMARKS / "results"
 sys.path.insert(0, str(BENCHMARKS))  # the sibling scripts (pandas_alternative, small_drop, plot) are modules here
-STAGES = ("floor", "core", "pandas", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
+STAGES = ("floor", "core", "pandas", "duckdb", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
           "dagster_postgres")
 NEEDS_PG = ("load_postgres", "dagster_postgres")
 DAGSTER_WITH_LOADS = {"dagster_sqlite": "SQLite", "dagster_postgres": "PostgreSQL"}
@@ -97,6 +97,19 @@ def _pandas(_stage: str, work: Path, district, _pg_url) -> dict:
     account_info = pd.read_csv(work / "tables" / "AccountInfo.csv")
     t = time.perf_counter()
     verified, _roster, results = pandas_process(work / "drop", district, users, account_info)
+    return {"seconds": time.perf_counter() - t, "rows": len(results), "verified": verified}
+
+
+def _duckdb(_stage: str, work: Path, district, _pg_url) -> dict:
+    try:
+        import duckdb  # noqa: F401 - a bench extra
+    except ImportError:
+        return {"skipped": "duckdb is not installed: pip install -e '.[bench]'"}
+    from duckdb_alternative import connect, process_drop as duckdb_process
+    _tenant_frame, account_info = _tenant(work, district)
+    con = connect(work / "tables" / "ClassLinkUsers.csv", district)  # the users, as the core is handed them
+    t = time.perf_counter()
+    verified, _roster, results = duckdb_process(con, work / "drop", district, account_info)
     return {"seconds": time.perf_counter() - t, "rows": len(results), "verified": verified}
 
 
@@ -185,7 +198,7 @@ def step_seconds(settings) -> dict[str, float]:
     return dict(sorted(took.items(), key=lambda kv: -kv[1]))
 
 
-MEASURES = {"floor": _floor, "core": _core_stage, "pandas": _pandas, "load_sqlite": _load, "load_postgres": _load,
+MEASURES = {"floor": _floor, "core": _core_stage, "pandas": _pandas, "duckdb": _duckdb, "load_sqlite": _load, "load_postgres": _load,
             "dagster_no_loads": _dagster, "dagster_sqlite": _dagster, "dagster_postgres": _dagster}
 
 
@@ -329,6 +342,8 @@ def targets(by_n: dict[int, dict], n: int, small: dict | None) -> list[Target]:
                 out.append(_beside(f"  beside: Dagster + {db} loads time growth {grows}", _ratio(rb, ra)))
     pandas = s.get("pandas", empty)
     out.append(_judge("pandas + pandera time / core time", _ratio(pandas, core), ">=", 8.0, _why_none(pandas, core)))
+    duck = s.get("duckdb", empty)  # the core ahead of the same job in DuckDB SQL
+    out.append(_judge("DuckDB SQL time / core time", _ratio(duck, core), ">=", 1.0, _why_none(duck, core)))
     small = small or {}
     out.append(_judge("small drop: `belleville-mtss run` median wall s", small.get("seconds"), "<=", 2.5,
                       _why_none(small)))
