@@ -14,6 +14,7 @@ generate`'s generator. The figures are written to RESULTS/<UTC date and time>-n<
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import datetime as dt
 import json
 import os
@@ -101,9 +102,7 @@ def _pandas(_stage: str, work: Path, district, _pg_url) -> dict:
 
 
 def _duckdb(_stage: str, work: Path, district, _pg_url) -> dict:
-    try:
-        import duckdb  # noqa: F401 - a bench extra
-    except ImportError:
+    if importlib.util.find_spec("duckdb") is None:  # a bench extra
         return {"skipped": "duckdb is not installed: pip install -e '.[bench]'"}
     from duckdb_alternative import connect, process_drop as duckdb_process
     _tenant_frame, account_info = _tenant(work, district)
