@@ -245,3 +245,37 @@ def drop_with_and_without(tmp_path: Path, source: str, names: list[str]) -> Path
     for name in star:  # listing another source changes none of the other files
         assert (tmp_path / "star" / name).read_bytes() == (tmp_path / "both" / name).read_bytes()
     return tmp_path / "both"
+
+
+def new_district(backend, tmp_path: Path, monkeypatch, spec: SampleSpec, users=lambda frame: frame):
+    """A district not yet in the registry (which holds Belleville only), as a person onboards one: its sample drop
+    (`spec`) in the drop folder `pecan`, its ClassLink users (`users`: an edit of them) in the prod db, and the
+    settings and environment pointing at `backend`. Returns (settings, registry folder, drop folder)."""
+    import shutil
+
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
+    from .conftest import make_settings
+
+    registry = tmp_path / "districts"
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
+    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
+                             MTSS_PROD_DB_URL=backend.prod_db_url)
+    for name, value in (("MTSS_HOME", backend.home), ("MTSS_DISTRICTS_DIR", registry),
+                        ("MTSS_WAREHOUSE_URL", backend.warehouse_url), ("MTSS_PROD_DB_URL", backend.prod_db_url)):
+        monkeypatch.setenv(name, str(value))
+    drop = settings.drop_dir / "pecan" / spec.drop_name
+    tables = generate_drop(drop, spec)
+    load_databases(settings.prod_db_url, settings.warehouse_url, users(tables["classlink_users"].filter(
+        pl.col("TenantName") == spec.classlink_tenant)))
+    return settings, registry, drop
+
+
+def sign_off(path: Path, by: str) -> None:
+    """A drafted registry entry signed off, its FERPA review recorded today."""
+    import datetime as dt
+
+    import yaml
+
+    entry = yaml.safe_load(path.read_text())
+    entry["verification"] |= {"verified_by": by, "verified_on": dt.date(2026, 12, 4), "ferpa_review_on": dt.date.today()}
+    path.write_text(yaml.safe_dump(entry, sort_keys=False))

@@ -4,7 +4,6 @@ file the manifest lists but the drop lacks, and a drop that holds a PowerSchool 
 Every expected figure is computed from the files with the csv module."""
 import csv
 import dataclasses
-import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -13,13 +12,12 @@ import pytest
 import yaml
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.load.warehouse import (assessment_results, ingestion_files, make_engine, read_table,
                                                 student_roster)
-from belleville_mtss.lib.sample import PECAN_VALLEY, SampleSpec, generate_drop, load_databases
+from belleville_mtss.lib.sample import PECAN_VALLEY, SampleSpec
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
-from .helpers import errors
+from .helpers import errors, new_district, sign_off
 
 # Pecan Valley (lib/sample.py) with Star, its roster a OneRoster bulk export: 300 students and 25 teachers
 SPEC = dataclasses.replace(PECAN_VALLEY, students=300, without_tests=6, unknown_star_rows=3, sources=("star",),
@@ -41,13 +39,6 @@ def students_of(drop: Path) -> dict[str, str]:
     return {u["identifier"]: u["sourcedId"] for u in users if u["role"] == "student"}
 
 
-def sign_off(path: Path) -> None:
-    entry = yaml.safe_load(path.read_text())
-    entry["verification"] |= {"verified_by": "OneRoster test", "verified_on": dt.date(2026, 12, 4),
-                              "ferpa_review_on": dt.date.today()}
-    path.write_text(yaml.safe_dump(entry, sort_keys=False))
-
-
 def warehouse(settings) -> dict[str, pl.DataFrame]:
     engine = make_engine(settings.warehouse_url)
     try:
@@ -58,21 +49,10 @@ def warehouse(settings) -> dict[str, pl.DataFrame]:
 
 def prepared(backend, tmp_path: Path, monkeypatch, spec: SampleSpec, other_emails: bool = False):
     """Pecan Valley's sample drop and its ClassLink users (`other_emails`: ClassLink holds other addresses than the
-    district's SIS, so only their sourcedIds link them); the registry holds Belleville only."""
-    registry = tmp_path / "districts"
-    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
-    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
-                             MTSS_PROD_DB_URL=backend.prod_db_url)
-    for name, value in (("MTSS_HOME", backend.home), ("MTSS_DISTRICTS_DIR", registry),
-                        ("MTSS_WAREHOUSE_URL", backend.warehouse_url), ("MTSS_PROD_DB_URL", backend.prod_db_url)):
-        monkeypatch.setenv(name, str(value))
-    drop = settings.drop_dir / "pecan" / spec.drop_name
-    tables = generate_drop(drop, spec)
-    users = tables["classlink_users"].filter(pl.col("TenantName") == spec.classlink_tenant)
-    if other_emails:
-        users = users.with_columns(pl.col("Email").str.replace("@", "@classlink."))
-    load_databases(settings.prod_db_url, settings.warehouse_url, users)
-    return settings, registry, drop, spec
+    district's SIS, so only their sourcedIds link them)."""
+    edit = (lambda users: users.with_columns(pl.col("Email").str.replace("@", "@classlink."))) if other_emails \
+        else (lambda users: users)
+    return (*new_district(backend, tmp_path, monkeypatch, spec, edit), spec)
 
 
 @pytest.fixture
@@ -108,7 +88,7 @@ def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_an
     assert "Star StudentIdentifier = identifier" in checked and "@" not in checked and "510001" not in checked
 
     assert run_drop(settings, f"pecan/{spec.drop_name}").outcome == "failed"  # unsigned: nothing loads
-    sign_off(registry / "pecan.yaml")
+    sign_off(registry / "pecan.yaml", "OneRoster test")
     report = run_drop(settings, f"pecan/{spec.drop_name}")
     assert report.outcome == "loaded", report.render()
     held = warehouse(settings)
@@ -135,7 +115,7 @@ def test_a_delta_a_missing_listed_file_or_a_second_roster_is_refused_through_a_r
     settings, registry, drop, spec = prepared(make_settings(tmp_path / "mtss"), tmp_path, monkeypatch,
                                               dataclasses.replace(SPEC, students=120))
     onboarded(settings, registry, drop, capsys)
-    sign_off(registry / "pecan.yaml")
+    sign_off(registry / "pecan.yaml", "OneRoster test")
     later = drop.parent / "2026-11-21"
     shutil.copytree(drop, later)
     if fault == "delta":

@@ -4,7 +4,6 @@
 PostgreSQL; every file generated in its vendor's real layout (lib/sources/<vendor>/sample.py)."""
 import csv
 import dataclasses
-import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -14,13 +13,12 @@ import pytest
 import yaml
 
 from belleville_mtss.cli import main
-from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table, student_roster
 from belleville_mtss.lib.sources import BY_NAME
-from belleville_mtss.lib.sample import PECAN_VALLEY, REFUSED_SCORE, SampleSpec, generate_drop, load_databases
+from belleville_mtss.lib.sample import PECAN_VALLEY, REFUSED_SCORE, SampleSpec
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
-from .helpers import errors
+from .helpers import errors, new_district, sign_off
 
 SCREENERS = ("map_growth", "iready", "dibels8", "fastbridge")
 # The demo's second district (lib/sample.py), here with FastBridge too and two refused rows in each file
@@ -56,28 +54,11 @@ def expected(drop: Path, source: str, roster: set[str]) -> tuple[int, int, set[s
     return events, refused, unknown
 
 
-def sign_off(path: Path) -> None:
-    entry = yaml.safe_load(path.read_text())
-    entry["verification"] |= {"verified_by": "Screeners test", "verified_on": dt.date(2026, 12, 4),
-                              "ferpa_review_on": dt.date.today()}
-    path.write_text(yaml.safe_dump(entry, sort_keys=False))
-
-
 @pytest.fixture
 def pecan(backend, tmp_path, monkeypatch):
-    """Pecan Valley's sample drop in its folder and its ClassLink users; no registry entry."""
-    registry = tmp_path / "districts"
-    shutil.copytree(PACKAGED_DISTRICTS_DIR, registry)
-    settings = make_settings(backend.home, MTSS_DISTRICTS_DIR=str(registry), MTSS_WAREHOUSE_URL=backend.warehouse_url,
-                             MTSS_PROD_DB_URL=backend.prod_db_url)
-    for name, value in (("MTSS_HOME", backend.home), ("MTSS_DISTRICTS_DIR", registry),
-                        ("MTSS_WAREHOUSE_URL", backend.warehouse_url), ("MTSS_PROD_DB_URL", backend.prod_db_url)):
-        monkeypatch.setenv(name, str(value))
-    drop = settings.drop_dir / "pecan" / PECAN.drop_name
-    tables = generate_drop(drop, PECAN)
-    load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"].filter(
-        pl.col("TenantName") == PECAN.classlink_tenant))  # dm.AccountInfo holds PECAN VALLEY ISD, TX (666001)
-    return settings, registry, drop
+    """Pecan Valley's sample drop in its folder and its ClassLink users; no registry entry (dm.AccountInfo holds
+    PECAN VALLEY ISD, TX, 666001)."""
+    return new_district(backend, tmp_path, monkeypatch, PECAN)
 
 
 def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its_tests(pecan, capsys):
@@ -103,7 +84,7 @@ def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its
 
     # unsigned, it loads nothing; signed off, every vendor's tests of the roster's students load
     assert run_drop(settings, f"pecan/{PECAN.drop_name}").outcome == "failed"
-    sign_off(out)
+    sign_off(out, "Screeners test")
     report = run_drop(settings, f"pecan/{PECAN.drop_name}")
     assert report.outcome == "loaded", report.render()
     engine = make_engine(settings.warehouse_url)
