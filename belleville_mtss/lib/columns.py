@@ -10,6 +10,7 @@ from .load.warehouse import RESULTS_FROM, ROSTER_FROM, assessment_results, stude
 from .district.registry import District
 from .sources import ASSESSMENT_FILES, DIRECTORY, FILES, SOURCE_OF, FileKind
 from .sources.base import Column
+from .students.identity import CLASSLINK_ON
 _TYPES = {sa.Integer: "int", sa.String: "string", sa.DateTime: "datetime", sa.Float: "float", sa.Boolean: "bool"}
 
 
@@ -95,10 +96,11 @@ def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
     validated["validated_classlink_users"] = {ours: [("classlink_users", header)]
                                               for ours, header in DIRECTORY.headers(district).items()}
     ps, tests = district.roster_source.files[0].validated, [k for k in ASSESSMENT_FILES if k in sent]
-    both_emails = [(ps, "email_key"), ("validated_classlink_users", "email_key")]
+    on = CLASSLINK_ON[district.student_link.classlink]  # what a student and their ClassLink user share
+    joined = [(ps, on), ("validated_classlink_users", on)]
     identity = {"student_number": [(ps, "student_number")], "student_link": [(ps, "student_link")],
-                "classlink_user_id": [("validated_classlink_users", "classlink_user_id"), *both_emails],
-                "classlink_link": both_emails,
+                "classlink_user_id": [("validated_classlink_users", "classlink_user_id"), *joined],
+                "classlink_link": joined,
                 "test_count": [(ps, "student_link"), *((k.validated, "student_link") for k in tests)]}
     account = {"AccountInfoId": [("account_info", "AccountInfoId")]}
     roster = {ours: [(ps, src)] for ours, src in ROSTER_FROM.items() if src in validated[ps]} | account | {

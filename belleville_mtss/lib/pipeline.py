@@ -21,7 +21,7 @@ from .receive.drops import Limits
 from .sources import ASSESSMENT_FILES, BY_NAME, FILES, SOURCE_OF, Source, common_results
 from .load import order
 from .load.errors import ErrorRecord
-from .students.identity import (IdentityMap, build_results, build_roster, link_problems, link_students,
+from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
                                powerschool_candidates, suggest, unknown_cause, unknown_ids)
@@ -29,8 +29,6 @@ from .read.ingest import ValidatedFile, drop_files, ingest_file, validate_classl
 from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8, "sourced_id": pl.Utf8}
-# The column a student and their ClassLink user share, by the registry's student_link.classlink
-CLASSLINK_ON = {"email": "email_key", "sourced_id": "sourced_id"}
 
 
 class Stop(Exception):

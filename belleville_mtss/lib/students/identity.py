@@ -21,6 +21,8 @@ RESULTS_SCHEMA = {"AccountInfoId": pl.Int32, "Assessment": pl.Utf8, "StudentNumb
                   **{column: RESULT_COLUMNS[ours] for column, ours in RESULTS_FROM.items()},
                   "DropId": pl.Utf8, "LoadedAt": pl.Datetime("us")}
 
+# The column a student and their ClassLink user share, by the registry's student_link.classlink
+CLASSLINK_ON = {"email": "email_key", "sourced_id": "sourced_id"}
 LINK_STATES = pl.Enum(["linked", "not_in_classlink", "ambiguous", "no_email"])
 
 

@@ -86,3 +86,15 @@ def test_a_drop_holding_both_rosters_is_refused_unless_the_registry_names_one(ro
     found = drop_files(named, files)
     mine, other = ("oneroster_export", "powerschool_students")[::1 if roster == "oneroster" else -1]
     assert found[mine] and other not in found  # the other export is no file of the district's: not expected
+
+
+@pytest.mark.parametrize("on", ["email", "sourced_id"])
+def test_lineage_traces_the_classlink_link_to_the_column_the_registry_links_by(on):
+    from belleville_mtss.lib.columns import lineage_text
+
+    district = District.model_validate(oneroster_entry(student_link={"classlink": on}))
+    text = lineage_text(district, "dm.StudentRoster.ClassLinkUserId")
+    ours, theirs = {"email": ('"users.csv email"', '"Email"'), "sourced_id": ('"users.csv sourcedId"', '"SourcedId"')}[on]
+    assert f"oneroster_export: manifest.csv, column {ours}" in text
+    assert f"classlink_users: dbo.ClassLinkUsers, column {theirs}" in text
+    assert ("email" in text.lower()) == (on == "email")  # a sourcedId link never traced to an address
