@@ -170,8 +170,9 @@ def lineage_text(district: District, target: str) -> str:
 
 def file_columns(kind: FileKind, district: District, frame) -> list[Column]:
     """The columns a file asset read, as the file names them, each with the field of ours it feeds."""
-    fields: dict[str, str] = {}
-    for ours, header in SOURCE_OF[kind.asset].headers(district).items():
+    headers = SOURCE_OF[kind.asset].headers(district)
+    fields: dict[str, str] = {ours: ours for ours in headers}  # a reader that assembles our columns (OneRoster)
+    for ours, header in headers.items():
         fields.setdefault(header, ours)  # a header feeding two of ours (the number, and the link): the first
     return [(name, str(dtype), f"read into our {fields[name]}" if fields.get(name) else "read to tell the layout")
             for name, dtype in frame.schema.items()]
