@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pg-url")
     p.add_argument("--work", type=Path)
     p.add_argument("--stages", default=",".join(STAGES))
+    p.add_argument("--sizes-stages", help="the stages run at the smaller sizes (default: every stage); the growth "
+                                          "targets need only core and dagster_no_loads")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed to one stage")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files (JSON and PNG)")
     p.add_argument("--small-repeat", type=int, default=5, help="runs of the small drop (0: not measured)")
@@ -453,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = sum(f.stat().st_size for f in (work / "drop").iterdir()) / 1e6
         print(f"N={n:,}: drop of {size_mb:,.0f} MB ready in {time.perf_counter() - t:.1f} s", flush=True)
         by_n[n] = {"input_mb": size_mb, "stages": {}}
-        for stage in stages:
+        smaller = [s for s in (args.sizes_stages or "").split(",") if s] if n != args.students else []
+        for stage in (s for s in stages if not smaller or s in smaller):
             by_n[n]["stages"][stage] = r = run_stage(stage, work, args.pg_url, args.timeout)
             print(f"  {stage:<18} " + (f"skipped: {r['skipped']}" if "skipped" in r else
                   f"{_fmt(r, 'seconds', '8.2f')} s  peak {_fmt(r, 'peak_rss_mb', ',.0f')} MB"), flush=True)
