@@ -109,6 +109,27 @@ def test_a_oneroster_district_onboarded_signed_off_and_run_loads_its_students_an
         assert not logged[column].drop_nulls().str.contains("@|stu-").any()
 
 
+def test_an_export_sent_in_a_zip_loads_as_from_a_folder(tmp_path, monkeypatch, capsys):
+    """OneRoster exports often travel zipped: the archive's files (here in a sub-folder of it) are the export."""
+    import zipfile
+
+    settings, registry, drop, spec = prepared(make_settings(tmp_path / "mtss"), tmp_path, monkeypatch,
+                                              dataclasses.replace(SPEC, students=120))
+    onboarded(settings, registry, drop, capsys)
+    sign_off(registry / "pecan.yaml", "OneRoster test")
+    sent = sorted(p.name for p in drop.glob("*.csv"))
+    with zipfile.ZipFile(drop.parent / "2026-11-21.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sent:
+            archive.write(drop / name, f"export/{name}")
+    (drop.parent / "2026-11-21.zip.done").write_text("")
+    assert run_drop(settings, "pecan/2026-11-21").outcome == "loaded"
+    held = warehouse(settings)
+    audit = dict(held["IngestionFiles"].filter(pl.col("DropId") == "pecan/2026-11-21")
+                 .select("FileName", "Outcome").iter_rows())
+    assert audit == {name: "loaded" for name in sent}  # the export's files and the Star files, each loaded
+    assert sorted(held["StudentRoster"]["StudentNumber"]) == sorted(students_of(drop))
+
+
 @pytest.mark.parametrize("fault", ["delta", "missing_listed_file", "powerschool_too"])
 def test_a_delta_a_missing_listed_file_or_a_second_roster_is_refused_through_a_run(fault, tmp_path, monkeypatch,
                                                                                    capsys):
