@@ -165,3 +165,17 @@ def test_a_generated_export_reads_to_exactly_the_districts_students_and_never_it
     delta = export(students, "Pecan Valley ISD", version, mode="delta")
     with pytest.raises(ExportRefused, match="the OneRoster export is a delta"):
         read_export(delta)
+
+
+def test_a_manifest_is_the_senders_text_and_its_names_are_shown_escaped():
+    from belleville_mtss.lib.sources.oneroster.export import check_manifest
+
+    hostile = "users\nDROP: jane.doe@example.org " + "x" * 200
+    with pytest.raises(ExportRefused) as refused:
+        check_manifest({"oneroster.version": "1.1", f"file.{hostile}": "delta", "file.users": "delta"}, set())
+    message = refused.value.message
+    assert "\n" not in message and "@" not in message and "x" * 100 not in message
+    assert message.startswith("the OneRoster export is a delta (users.csv, 'users\\\\nDROP: <account> xxx")
+    with pytest.raises(ExportRefused) as refused:
+        check_manifest({"oneroster.version": "9\nx@y"}, set())
+    assert "\n" not in refused.value.message and "@" not in refused.value.message

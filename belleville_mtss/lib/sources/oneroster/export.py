@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ...receive.untrusted import escape, without_accounts
 from ..powerschool.reader import type_students
 
 MANIFEST = "manifest.csv"
@@ -55,22 +56,33 @@ def manifest(frame: pl.DataFrame) -> dict[str, str]:
     return {k.strip(): (v or "").strip().lower() for k, v in frame.select("propertyName", "value").rows() if k}
 
 
+def _named(name: str) -> str:
+    """A file the sender's manifest names, as a message may show it: a plain OneRoster file name as it is, anything
+    else escaped, an address in it masked (the manifest is the sender's text, and messages go to the error log)."""
+    return f"{name}.csv" if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", name) else _shown(f"{name}.csv")
+
+
+def _shown(text: str) -> str:
+    return escape(without_accounts(text))
+
+
 def check_manifest(props: dict[str, str], present: set[str]) -> str:
     """The export's version, once its manifest allows reading it as the whole roster (`present`: the file names the
     drop holds, lower case)."""
     version = next((v for k, v in props.items() if k.lower() == "oneroster.version"), "")
     if version not in VERSIONS:
-        raise ExportRefused("unsupported_version", f"{MANIFEST} says oneroster.version {version or '(none)'}; "
+        raise ExportRefused("unsupported_version", f"{MANIFEST} says oneroster.version "
+                                                   f"{_shown(version) if version else '(none)'}; "
                                                    f"OneRoster {' and '.join(VERSIONS)} are read")
     files = {k[len("file."):]: v for k, v in props.items() if k.lower().startswith("file.")}
     delta = sorted(name for name, mode in files.items() if mode == "delta")
     if delta:
         raise ExportRefused("delta_export", (
-            f"the OneRoster export is a delta ({', '.join(f'{n}.csv' for n in delta)} listed as delta in {MANIFEST}): "
+            f"the OneRoster export is a delta ({', '.join(map(_named, delta))} listed as delta in {MANIFEST}): "
             "a delta holds only what changed since the district's last export, so it is never applied as the "
             "roster. Ask the district (its SIS or ClassLink Roster Server) for a bulk export: every file in "
             f"{MANIFEST} bulk or absent"))
-    missing = sorted(f"{n}.csv" for n, mode in files.items() if mode == "bulk" and f"{n.lower()}.csv" not in present)
+    missing = sorted(_named(n) for n, mode in files.items() if mode == "bulk" and f"{n.lower()}.csv" not in present)
     if missing:
         raise ExportRefused("missing_listed_file", f"{MANIFEST} lists {', '.join(missing)} as bulk, but the drop "
                                                    "has no such file: ask the district to send the whole export")
