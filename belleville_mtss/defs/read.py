@@ -7,8 +7,8 @@ import polars as pl
 from ..lib.columns import FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.ingest import (SourceFile, ValidatedFile, drop_files, ingest_file, read_staged_file,
-                               validate_classlink, validate_file)
+from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, validate_classlink,
+                               validate_file)
 from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
 from ..lib.receive.drops import ReceivedDrop
@@ -27,7 +27,7 @@ def file_asset(kind: FileKind) -> dg.AssetsDefinition:
         pattern = entry.file_patterns.get(kind.asset)
         if pattern is None:  # a file the district does not send: said, and nothing more to do
             return dg.Output(SourceFile(kind.asset, None, sent=False), metadata={"sent": False})
-        staged = drop_files(entry, received_drop.files)[kind.asset]  # the roster's ambiguity was refused at receipt
+        staged = kind.found_in(received_drop.files, pattern)  # a drop with two rosters was refused at receipt
         if not staged:
             src = ingest_file(kind, None, entry)
         else:

@@ -95,7 +95,7 @@ def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
                  for k in sent}
     validated["validated_classlink_users"] = {ours: [("classlink_users", header)]
                                               for ours, header in DIRECTORY.headers(district).items()}
-    ps, tests = district.roster_source.files[0].validated, [k for k in ASSESSMENT_FILES if k in sent]
+    ps, tests = district.roster_kind.validated, [k for k in ASSESSMENT_FILES if k in sent]
     on = CLASSLINK_ON[district.student_link.classlink]  # what a student and their ClassLink user share
     joined = [(ps, on), ("validated_classlink_users", on)]
     identity = {"student_number": [(ps, "student_number")], "student_link": [(ps, "student_link")],

@@ -66,7 +66,7 @@ def blocked_summary(district: District, drop_key: str, failed: list[CheckOutcome
 
 def roster_of(district: District, validated: dict[str, ValidatedFile]) -> ValidatedFile:
     """The district's roster among a drop's validated files, by file asset (its registry's roster source's)."""
-    return validated[district.roster_source.files[0].asset]
+    return validated[district.roster_kind.asset]
 
 
 def tests_of(assessments: list[ValidatedFile]) -> dict[str, pl.DataFrame]:

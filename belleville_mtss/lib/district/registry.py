@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from ..load.order import check_format
-from ..sources import BY_NAME, ROSTERS, SOURCES, Source, star
+from ..sources import BY_NAME, ROSTERS, SOURCES, FileKind, Source, star
 from ..sources.powerschool.section import PowerSchoolFormat
 
 POWERSCHOOL = BY_NAME["powerschool"]
@@ -191,6 +191,11 @@ class District(_Strict):
         PowerSchool."""
         listed = [s for s in ROSTERS if s.name in self.sources]
         return BY_NAME[self.roster] if self.roster else listed[0] if listed else POWERSCHOOL
+
+    @property
+    def roster_kind(self) -> FileKind:
+        """The kind of file the district's roster comes as (every roster source comes as one)."""
+        return self.roster_source.files[0]
 
     @property
     def assessments(self) -> dict[str, Any]:

@@ -189,15 +189,15 @@ def tenants_of_emails(engine: sa.Engine, keys: list[str], spec: SourceTable = CL
     table, mapping = resolve(engine, spec)
     if not mapping[column]:
         return []
-    email = sa.func.trim(table.c[mapping[column]])
-    email, name = (sa.func.lower(email) if column == "Email" else email), table.c[mapping["TenantName"]]
+    value = sa.func.trim(table.c[mapping[column]])
+    value, name = (sa.func.lower(value) if column == "Email" else value), table.c[mapping["TenantName"]]
     tenant_id = table.c[mapping["TenantId"]] if mapping["TenantId"] else sa.null()
     counts: dict[tuple[str, int | None], int] = {}
     try:
         with engine.connect() as conn:
             for start in range(0, len(keys), batch):
-                stmt = (sa.select(name, tenant_id, sa.func.count(sa.distinct(email)))
-                        .where(email.in_(keys[start:start + batch]),
+                stmt = (sa.select(name, tenant_id, sa.func.count(sa.distinct(value)))
+                        .where(value.in_(keys[start:start + batch]),
                                sa.func.lower(table.c[mapping["Role"]]) == "student")
                         .group_by(name, tenant_id))
                 for tenant, tid, n in conn.execute(stmt):
