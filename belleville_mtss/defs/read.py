@@ -1,6 +1,11 @@
 """Read: one source asset per kind of file of every source (lib/sources/) and the two tables we read, then their
 validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here (lib/read/). A file
-the district does not send is materialized as not sent, never halted."""
+the district does not send is materialized as not sent, never halted. Every file asset and validated frame of a
+drop is made by one step (`read_files`): the files it sends are read and validated at the same time, each on its
+own thread (polars and the decryption release the GIL), and the kinds it does not send cost an output, not a step."""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import polars as pl
 
@@ -18,36 +23,69 @@ from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, ProdDbResource, WarehouseResource
 
 
-def file_asset(kind: FileKind) -> dg.AssetsDefinition:
-    @dg.asset(name=kind.asset, group_name="sources", description=kind.description, kinds={"csv"},
-              partitions_def=drops, owners=OWNERS, tags={"mtss/source": SOURCE_OF[kind.asset].name})
-    def _asset(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
-               received_drop: ReceivedDrop) -> dg.Output[SourceFile]:
-        entry = error_log.drop(context).district
-        pattern = entry.file_patterns.get(kind.asset)
-        if pattern is None:  # a file the district does not send: said, and nothing more to do
-            return dg.Output(SourceFile(kind.asset, None, sent=False), metadata={"sent": False})
-        staged = kind.found_in(received_drop.files, pattern)  # a drop with two rosters was refused at receipt
-        if not staged:
-            src = ingest_file(kind, None, entry)
-        else:
-            try:
-                src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
-                                       drop_server.max_file_rows)
-            except (OSError, VaultError) as exc:
-                raise dg.Failure(f"staged copy of {staged[0].name} unusable: {exc}; re-receive the drop") from None
-        error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
-        meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
-                "halted": src.halted.message if src.halted else "", "sent": src.sent}
-        if src.parts:
-            meta["read_with"] = ", ".join(src.parts)
-        if src.info:
-            meta |= {"bytes": src.info.size, "sha256": src.info.sha256}
-        if src.frame is not None:  # the columns read, as the file names them
-            meta["dagster/column_schema"] = column_schema(file_columns(kind, entry, src.frame))
-        return dg.Output(src, metadata=meta)
+def _outs(kind: FileKind) -> dict[str, dg.AssetOut]:
+    tags = {"mtss/source": SOURCE_OF[kind.asset].name}
+    return {kind.asset: dg.AssetOut(group_name="sources", description=kind.description, kinds={"csv"},
+                                    owners=OWNERS, tags=tags, is_required=False),
+            kind.validated: dg.AssetOut(group_name="validated", kinds={"polars", "pandera"}, owners=OWNERS, tags=tags,
+                                        is_required=False, description=f"{kind.asset}: columns bound by header name, "
+                                        "values typed, bad rows rejected")}
 
-    return _asset
+
+def _read(kind: FileKind, entry: District, drop_server: DropServerResource, received_drop: ReceivedDrop,
+          validate: bool) -> tuple[SourceFile, tuple[ValidatedFile, list] | None]:
+    """One kind of file the district sends: read from its staged copy, then validated when asked. Runs on a worker
+    thread: it only reads and computes; the step records and reports."""
+    staged = kind.found_in(received_drop.files, entry.file_patterns[kind.asset])  # two rosters: refused at receipt
+    if not staged:
+        src = ingest_file(kind, None, entry)
+    else:
+        try:
+            src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
+                                   drop_server.max_file_rows)
+        except (OSError, VaultError) as exc:
+            raise dg.Failure(f"staged copy of {staged[0].name} unusable: {exc}; re-receive the drop") from None
+    return src, validate_file(src, entry) if validate else None
+
+
+def _file_metadata(kind: FileKind, entry: District, src: SourceFile) -> dict:
+    meta = {"file": src.file_name or "", "dagster/row_count": src.rows,
+            "halted": src.halted.message if src.halted else "", "sent": src.sent}
+    if src.parts:
+        meta["read_with"] = ", ".join(src.parts)
+    if src.info:
+        meta |= {"bytes": src.info.size, "sha256": src.info.sha256}
+    if src.frame is not None:  # the columns read, as the file names them
+        meta["dagster/column_schema"] = column_schema(file_columns(kind, entry, src.frame))
+    return meta
+
+
+@dg.multi_asset(outs={name: out for kind in FILES for name, out in _outs(kind).items()}, can_subset=True,
+                partitions_def=drops, internal_asset_deps={name: {dg.AssetKey(kind.asset if name == kind.validated
+                                                                               else "received_drop")}
+                                                           for kind in FILES for name in (kind.asset, kind.validated)})
+def read_files(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
+               received_drop: ReceivedDrop):
+    entry = error_log.drop(context).district
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    kinds = [k for k in FILES if {k.asset, k.validated} & selected]
+    sent = [k for k in kinds if k.asset in entry.file_patterns]
+    with ThreadPoolExecutor(max(1, min(len(sent), os.cpu_count() or 1)), thread_name_prefix="mtss-read") as pool:
+        read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
+                                                      k.validated in selected), sent)))
+    for kind in kinds:  # recorded and reported in the order of the sources, whatever order the reads ended in
+        if kind not in read:  # a file the district does not send: said, and nothing more to do
+            src, validated = SourceFile(kind.asset, None, sent=False), None
+            if kind.validated in selected:
+                validated = ValidatedFile(kind.asset, None, sent=False), []
+        else:
+            src, validated = read[kind]
+            error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
+        if kind.asset in selected:
+            yield dg.Output(src, output_name=kind.asset, metadata=_file_metadata(kind, entry, src)
+                            if src.sent else {"sent": False})
+        if validated is not None:
+            yield _finish(context, error_log, entry, *validated, output_name=kind.validated)
 
 
 def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> dg.Output[pl.DataFrame]:
@@ -80,11 +118,12 @@ def account_info(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 
 def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
-            errors: list) -> dg.Output[ValidatedFile]:
+            errors: list, output_name: str = "result") -> dg.Output[ValidatedFile]:
     error_log.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
         error_log.mark_files(context, "halted", [validated.file_name, *validated.parts])
-    return dg.Output(validated, metadata=_metadata(district, validated))
+    return dg.Output(validated, output_name=output_name,
+                     metadata=_metadata(district, validated) if validated.sent else {"sent": False})
 
 
 def _metadata(district: District, v: ValidatedFile) -> dict:
@@ -103,20 +142,6 @@ def _metadata(district: District, v: ValidatedFile) -> dict:
     return meta
 
 
-def validated_asset(kind: FileKind) -> dg.AssetsDefinition:
-    @dg.asset(name=kind.validated, group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops,
-              owners=OWNERS, ins={"src": dg.AssetIn(kind.asset)}, tags={"mtss/source": SOURCE_OF[kind.asset].name},
-              description=f"{kind.asset}: columns bound by header name, values typed, bad rows rejected")
-    def _asset(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-               src: SourceFile) -> dg.Output[ValidatedFile]:
-        if not src.sent:
-            return dg.Output(ValidatedFile(src.source, None, sent=False), metadata={"sent": False})
-        district = error_log.drop(context).district
-        return _finish(context, error_log, district, *validate_file(src, district))
-
-    return _asset
-
-
 @dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
           description="ClassLink student users of the district's tenant, emails normalised for linking")
 def validated_classlink_users(context: dg.AssetExecutionContext,
@@ -125,5 +150,5 @@ def validated_classlink_users(context: dg.AssetExecutionContext,
     return _finish(context, error_log, district, *validate_classlink(classlink_users, district))
 
 
-source_assets = [*[file_asset(f) for f in FILES], classlink_users, account_info]
-validation_assets = [*[validated_asset(f) for f in FILES], validated_classlink_users]
+source_assets = [read_files, classlink_users, account_info]
+validation_assets = [validated_classlink_users]
