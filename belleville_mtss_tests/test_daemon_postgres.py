@@ -56,6 +56,7 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
     try:
         instance = dg.DagsterInstance.get()
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_launcher).__name__ == "WarmRunLauncher"
         deadline = time.time() + float(os.environ.get("MTSS_TEST_DAEMON_WAIT", 240))
         runs = []
         while time.time() < deadline:
@@ -68,6 +69,10 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
         assert {r.tags["mtss/district"] for r in runs} == {"belleville", "riverton"}
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), (
             [r.status for r in runs], (tmp_path / "daemon.log").read_text()[-4000:])
+        # each run in its own process, forked from the warm one (belleville_mtss/launcher.py): one parent for both
+        started = [e.message for r in runs for e in instance.all_logs(r.run_id) if "forked from the warm" in e.message]
+        assert len(started) == 2 and len({m.split("(pid: ")[1] for m in started}) == 2
+        assert len({m.split("(pid: ")[2] for m in started}) == 1
         stats = [instance.get_run_stats(r.run_id) for r in runs]
         (a_start, a_end), (b_start, b_end) = [(s.start_time, s.end_time) for s in stats]
         assert a_start < b_end and b_start < a_end  # the two districts' runs overlapped

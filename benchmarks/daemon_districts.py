@@ -6,12 +6,16 @@ PostgreSQL storage, the queued coordinator, 8 runs at once, one per district) an
     python benchmarks/daemon_districts.py --pg-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres --districts 100
 
 The drops are written while the daemon runs, markers last. It prints how many drops loaded and failed, the time
-from the last marker to the last load finished, and the drops an hour.
+from the last marker to the last load finished, and the drops an hour; then what bounds it: the machine's busy
+CPU-seconds a drop over the window (every process: daemon, runs, sshd, PostgreSQL), and per run the medians of the
+wait in the queue, the launch (launched to started: the run's process and its code), the run (started to ended),
+its steps' own time, the rest of the run outside its steps, and its events.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import shutil
 import sys
 import tempfile
@@ -79,6 +83,31 @@ def database(server_url: str, prefix: str) -> tuple[str, sa.Engine]:
     return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False), admin
 
 
+def cpu_seconds() -> float:
+    """Busy CPU-seconds of the whole machine since boot (/proc/stat: every process, not only ours)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def bounds(instance, runs: list) -> str:
+    """Medians over the runs of where a run's time went, from the instance's own records."""
+    parts: dict[str, list[float]] = {k: [] for k in ("queued", "launch", "run", "steps", "outside steps", "events")}
+    for r in runs:
+        stats = instance.get_run_stats(r.run_id)
+        if not (stats.enqueued_time and stats.launch_time and stats.start_time and stats.end_time):
+            continue
+        steps = sum((s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(r.run_id))
+        parts["queued"].append(stats.launch_time - stats.enqueued_time)
+        parts["launch"].append(stats.start_time - stats.launch_time)
+        parts["run"].append(stats.end_time - stats.start_time)
+        parts["steps"].append(steps)
+        parts["outside steps"].append(stats.end_time - stats.start_time - steps)
+        parts["events"].append(len(instance.all_logs(r.run_id)))
+    return "per run, medians: " + ", ".join(
+        f"{k} {statistics.median(v):.0f}" if k == "events" else f"{k} {statistics.median(v):.2f} s"
+        for k, v in parts.items() if v)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pg-url", required=True, help="a PostgreSQL server URL whose role may create databases")
@@ -119,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")})
     try:
         time.sleep(20)  # the daemon up and its first quiet tick done
-        first_marker = time.time()
+        first_marker, busy_before = time.time(), cpu_seconds()
         for i, (_, spec) in enumerate(districts):  # data files first, then the marker, as a district's job does
             scratch = root / "scratch" / spec.classlink_tenant
             drop = server.root / f"district{i:03d}" / spec.drop_name
@@ -143,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             if daemon.poll() is not None:
                 raise SystemExit(f"the daemon exited: {(root / 'daemon.log').read_text()[-3000:]}")
             time.sleep(5)
+        busy = cpu_seconds() - busy_before
         ends = [instance.get_run_stats(r.run_id).end_time for r in finished]
         last_end = max((e for e in ends if e), default=None)
         ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in finished)
@@ -164,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         span = (last_end - last_marker) if last_end else float("nan")
         print(f"{len(districts):>10}{ok:>9}{len(finished) - ok:>8}{loaded:>18}{results:>14,}{span:>28.0f}"
               f"{len(finished) / max(last_end - first_marker, 1) * 3600 if last_end else float('nan'):>12.0f}")
+        print(f"what bounds it: {busy / max(len(finished), 1):.1f} busy CPU-seconds a drop on this machine's "
+              f"{os.cpu_count()} cores, every process counted, over the {time.time() - first_marker:.0f} s from the "
+              f"first drop written to the count above")
+        print(bounds(instance, finished))
         return 0 if ok == len(districts) == loaded else 1
     finally:
         stop_group(daemon)

@@ -1,0 +1,98 @@
+"""The run launcher of the daemon on one machine: each run in its own process, forked from a process that has
+imported the code location once, instead of a new interpreter per run that imports Dagster, polars, pandera and
+our code again (about 2 CPU-seconds before a step runs; docs/performance.md). A run still has its own process, so a
+crash or a leak ends with the run, and a run is cancelled from the UI as Dagster cancels any run: the run's own
+watcher sees it marked canceling and interrupts it.
+
+The warm process imports the code as it is when the daemon starts it: restart the daemon after deploying new code
+(as the code server is restarted). Configured in deploy/dagster.yaml; docs/deploy.md."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import DagsterInstance
+from dagster._core.events import EngineEventData
+from dagster._core.launcher.base import LaunchRunContext, RunLauncher
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
+
+PRELOAD = ["belleville_mtss.definitions"]  # what every run imports: Dagster, polars, pandera, our code
+
+
+def _run_worker(run_id: str, instance_ref) -> None:
+    """The run, in the forked process: what `dagster api execute_run` does, less the imports already made."""
+    from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
+    from dagster._grpc.impl import core_execute_run
+    from dagster._utils.hosted_user_process import recon_job_from_origin
+    from dagster._utils.interrupts import capture_interrupts
+
+    with capture_interrupts(), DagsterInstance.from_ref(instance_ref) as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None:
+            return
+        watcher, stop = start_run_cancellation_thread(instance, run_id)  # a cancel from the UI interrupts us
+        try:
+            instance.report_engine_event(f"Started process for run (pid: {os.getpid()}), forked from the warm "
+                                         f"process (pid: {os.getppid()}).", run,
+                                         EngineEventData.in_process(os.getpid()))
+            for _ in core_execute_run(recon_job_from_origin(run.job_code_origin), run, instance,
+                                      inject_env_vars=False):
+                pass
+        except BaseException:  # noqa: BLE001 - core_execute_run has written the failure to the run's events
+            pass
+        finally:
+            stop.set()
+            watcher.join(5)
+            instance.report_engine_event(f"Process for run exited (pid: {os.getpid()}).", run)
+
+
+class WarmRunLauncher(RunLauncher, ConfigurableClass):
+    """Launches each run in a process forked from a warm one (multiprocessing's forkserver, which imports
+    PRELOAD once)."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None):
+        self._inst_data = inst_data
+        self._context = None
+        self._running: dict[str, Any] = {}  # run id -> its process, until it has ended
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {}
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: Mapping[str, Any]):
+        return cls(inst_data=inst_data)
+
+    def _forkserver(self):
+        if self._context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            self._context = context
+        return self._context
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        self._running = {r: p for r, p in self._running.items() if p.is_alive()}  # ended ones reaped
+        run = context.dagster_run
+        process = self._forkserver().Process(target=_run_worker, args=(run.run_id, self._instance.get_ref()),
+                                             name=f"dagster-run-{run.run_id[:8]}")
+        process.start()
+        self._running[run.run_id] = process
+
+    def terminate(self, run_id: str) -> bool:
+        """Marks the run canceling: its process's watcher interrupts it, from whichever process asked."""
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        return True
+
+    def join(self, timeout: float = 30) -> None:
+        for process in self._running.values():
+            process.join(timeout)
