@@ -55,7 +55,7 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
     os.environ.update({k: env[k] for k in env if k.startswith("DAGSTER_")})
     try:
         instance = dg.DagsterInstance.get()
-        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_storage).__name__ == "PooledPostgresRunStorage"
         assert type(instance.run_launcher).__name__ == "WarmRunLauncher"
         deadline = time.time() + float(os.environ.get("MTSS_TEST_DAEMON_WAIT", 240))
         runs = []

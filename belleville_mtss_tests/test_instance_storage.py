@@ -101,3 +101,35 @@ def test_a_partition_found_is_asked_for_again_only_after_a_while_and_one_deleted
     assert not storage.has_dynamic_partition("drops", "a/2")
     # each table looked up once, then known
     assert {"dynamic_partitions"} <= storage.__dict__["_tables_seen"]
+
+
+def test_the_production_instance_stores_a_runs_events_on_one_connection_per_storage(tmp_path, pg_database):
+    """deploy/dagster.yaml's PostgreSQL storages (instance_storage_pg.py) as the daemon and a run load them: many
+    events, look-ups and partition checks open one connection per storage, not one each (dagster-postgres's own)."""
+    pytest.importorskip("dagster_postgres", reason="the deploy extra: pip install '.[deploy]'")
+    import sqlalchemy as sa
+    from belleville_mtss.instance_storage_pg import (PooledPostgresEventLogStorage, PooledPostgresRunStorage,
+                                                     PooledPostgresScheduleStorage)
+    from pathlib import Path
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    url = sa.engine.make_url(pg_database).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_PG_URL", url)
+        instance = dg.DagsterInstance.from_config(str(home))
+        storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        assert [type(s) for s in storages] == [PooledPostgresRunStorage, PooledPostgresEventLogStorage,
+                                               PooledPostgresScheduleStorage]
+        opened = []
+        for storage in storages:
+            sa.event.listen(storage._engine, "connect", lambda *_: opened.append(1))
+        run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+        instance.add_dynamic_partitions("drops", ["a/1"])
+        for i in range(40):
+            instance.report_engine_event(f"event {i}", run)
+            assert instance.has_dynamic_partition("drops", "a/1")
+            instance.all_instigator_state()
+        assert len(instance.all_logs(run.run_id)) == 40 and instance.get_run_by_id(run.run_id) is not None
+        assert len(opened) <= 3  # one per storage (a per-operation connection would be over 120)
+        instance.dispose()

@@ -66,8 +66,8 @@ def registry(folder: Path, districts: list[tuple[dict, SampleSpec]]) -> Path:
         key = f"district{i:03d}"
         entry = {**base, "district": key, "display_name": spec.district_name_in_files, "nces_id": nces(i),
                  "account_info_id": row["AccountInfoId"], "state": row["State"], "county": None, "drop_folder": key,
-                 "source_names": {"account_info": [row["DistrictName"]], "renaissance": [spec.district_name_in_files],
-                                  "classlink": [spec.classlink_tenant]},
+                 "source_names": {"account_info": [row["DistrictName"]], "classlink": [spec.classlink_tenant]},
+                 "sources": {"star": {**base["sources"]["star"], "names": [spec.district_name_in_files]}},
                  "verification": {"verified_by": "benchmarks/daemon_districts.py (synthetic district)",
                                   "verified_on": "2026-12-03", "ferpa_review_on": "2026-12-03"}}
         entry = {k: v for k, v in entry.items() if v is not None}
