@@ -1,8 +1,9 @@
 """Read: one source asset per kind of file of every source (lib/sources/) and the two tables we read, then their
 validated frames: typed, schema-checked, bad rows counted out; a refused file is halted here (lib/read/). A file
-the district does not send is materialized as not sent, never halted. Every file asset and validated frame of a
-drop is made by one step (`read_files`): the files it sends are read and validated at the same time, each on its
-own thread (polars and the decryption release the GIL), and the kinds it does not send cost an output, not a step."""
+the district does not send is materialized as not sent, never halted. All of them are made by one step
+(`read_drop`): the two tables and the files the district sends are read and validated at the same time, each on a
+worker thread (polars, the decryption and the database drivers release the GIL), and a kind of file it does not
+send costs an output, not a step."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,19 +61,46 @@ def _file_metadata(kind: FileKind, entry: District, src: SourceFile) -> dict:
     return meta
 
 
-@dg.multi_asset(outs={name: out for kind in FILES for name, out in _outs(kind).items()}, can_subset=True,
-                partitions_def=drops, internal_asset_deps={name: {dg.AssetKey(kind.asset if name == kind.validated
-                                                                               else "received_drop")}
-                                                           for kind in FILES for name in (kind.asset, kind.validated)})
-def read_files(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
-               received_drop: ReceivedDrop):
+TABLES = {  # the two tables a drop is judged against, read for each drop
+    "classlink_users": dg.AssetOut(group_name="sources", kinds={"sql"}, owners=OWNERS, is_required=False,
+                                   description="dbo.ClassLinkUsers: the student users of the drop's ClassLink "
+                                               "tenant, filtered in the prod db"),
+    "account_info": dg.AssetOut(group_name="sources", kinds={"sql"}, owners=OWNERS, is_required=False,
+                                description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for "
+                                            "this drop"),
+    "validated_classlink_users": dg.AssetOut(group_name="validated", kinds={"polars", "pandera"}, owners=OWNERS,
+                                             is_required=False, description="ClassLink student users of the "
+                                             "district's tenant, emails normalised for linking"),
+}
+_DEPS = {"classlink_users": set(), "account_info": set(),
+         "validated_classlink_users": {dg.AssetKey("classlink_users")},
+         **{name: {dg.AssetKey(kind.asset if name == kind.validated else "received_drop")}
+            for kind in FILES for name in (kind.asset, kind.validated)}}
+
+
+@dg.multi_asset(outs={**TABLES, **{name: out for kind in FILES for name, out in _outs(kind).items()}},
+                can_subset=True, partitions_def=drops, internal_asset_deps=_DEPS)
+def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource, error_log: ErrorLogResource,
+              prod_db: ProdDbResource, warehouse: WarehouseResource, received_drop: ReceivedDrop):
     entry = error_log.drop(context).district
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
     sent = [k for k in kinds if k.asset in entry.file_patterns]
-    with ThreadPoolExecutor(max(1, min(len(sent), os.cpu_count() or 1)), thread_name_prefix="mtss-read") as pool:
+    tables = {"classlink_users": (prod_db.classlink_table, prod_db.classlink_students),
+              "account_info": (warehouse.account_info_table, lambda _district: warehouse.account_info())}
+    wanted = [t for t in tables if t in selected or (t == "classlink_users" and "validated_classlink_users" in selected)]
+    with ThreadPoolExecutor(max(1, min(len(sent) + len(wanted), os.cpu_count() or 1)),
+                            thread_name_prefix="mtss-read") as pool:
+        reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
         read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
                                                       k.validated in selected), sent)))
+        frames = {t: _snapshot(context, error_log, tables[t][0], future) for t, future in reading.items()}
+    for t in ("classlink_users", "account_info"):
+        if t in selected:
+            yield dg.Output(frames[t], output_name=t, metadata={"dagster/row_count": frames[t].height})
+    if "validated_classlink_users" in selected:
+        yield _finish(context, error_log, entry, *validate_classlink(frames["classlink_users"], entry),
+                      output_name="validated_classlink_users")
     for kind in kinds:  # recorded and reported in the order of the sources, whatever order the reads ended in
         if kind not in read:  # a file the district does not send: said, and nothing more to do
             src, validated = SourceFile(kind.asset, None, sent=False), None
@@ -88,33 +116,26 @@ def read_files(context: dg.AssetExecutionContext, drop_server: DropServerResourc
             yield _finish(context, error_log, entry, *validated, output_name=kind.validated)
 
 
-def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> dg.Output[pl.DataFrame]:
-    """A table as read for this drop (`read` takes its district; the crosswalk and links of a drop are judged
-    against this snapshot). A table
-    that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
+def _table(read, district: District) -> pl.DataFrame | SourceTableError:
+    """A table as read for this drop (`read` takes its district), or why it could not be: on a worker thread."""
     try:
-        frame = read(error_log.drop(context).district)
+        return read(district)
     except SourceTableError as exc:
+        return exc
+
+
+def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> pl.DataFrame:
+    """The table as read for this drop (the crosswalk and links of a drop are judged against this snapshot). A table
+    that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
+    frame = read.result()
+    if isinstance(frame, SourceTableError):
         try:
-            error_log.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(exc), label)])
+            error_log.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(frame),
+                                                                          label)])
         except Exception:  # noqa: BLE001 - the warehouse itself is out of reach: the failure message says it all
             pass
-        raise dg.Failure(f"refused: {exc}") from None
-    return dg.Output(frame, metadata={"dagster/row_count": frame.height})
-
-
-@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
-          description="dbo.ClassLinkUsers: the student users of the drop's ClassLink tenant, filtered in the prod db")
-def classlink_users(context: dg.AssetExecutionContext, prod_db: ProdDbResource,
-                    error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, error_log, prod_db.classlink_table, prod_db.classlink_students)
-
-
-@dg.asset(group_name="sources", kinds={"sql"}, partitions_def=drops, owners=OWNERS,
-          description="dm.AccountInfo: districts of the EDU Data Warehouse, as read for this drop")
-def account_info(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                 error_log: ErrorLogResource) -> dg.Output[pl.DataFrame]:
-    return _snapshot(context, error_log, warehouse.account_info_table, lambda _district: warehouse.account_info())
+        raise dg.Failure(f"refused: {frame}") from None
+    return frame
 
 
 def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
@@ -142,13 +163,4 @@ def _metadata(district: District, v: ValidatedFile) -> dict:
     return meta
 
 
-@dg.asset(group_name="validated", kinds={"polars", "pandera"}, partitions_def=drops, owners=OWNERS,
-          description="ClassLink student users of the district's tenant, emails normalised for linking")
-def validated_classlink_users(context: dg.AssetExecutionContext,
-                              error_log: ErrorLogResource, classlink_users: pl.DataFrame) -> dg.Output[ValidatedFile]:
-    district = error_log.drop(context).district
-    return _finish(context, error_log, district, *validate_classlink(classlink_users, district))
-
-
-source_assets = [read_files, classlink_users, account_info]
-validation_assets = [validated_classlink_users]
+source_assets = [read_drop]
