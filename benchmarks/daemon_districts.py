@@ -6,10 +6,10 @@ PostgreSQL storage, the queued coordinator, 8 runs at once, one per district) an
     python benchmarks/daemon_districts.py --pg-url postgresql+psycopg://postgres@127.0.0.1:55433/postgres --districts 100
 
 The drops are written while the daemon runs, markers last. It prints how many drops loaded and failed, the time
-from the last marker to the last load finished, and the drops an hour; then what bounds it: the machine's busy
-CPU-seconds a drop over the window (every process: daemon, runs, sshd, PostgreSQL), and per run the medians of the
-wait in the queue, the launch (launched to started: the run's process and its code), the run (started to ended),
-its steps' own time, the rest of the run outside its steps, and its events.
+from the last marker to the last load finished, and the drops an hour; then what bounds it: the machine's
+busy CPU-seconds a drop over the window (every process: daemon, runs, sshd, PostgreSQL), and per run the
+medians of the wait in the queue, the launch (launched to started: the run's process and its code), the run
+(started to ended), its steps' own time, the rest of the run outside its steps, and its events.
 """
 from __future__ import annotations
 

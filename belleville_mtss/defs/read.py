@@ -88,7 +88,8 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     sent = [k for k in kinds if k.asset in entry.file_patterns]
     tables = {"classlink_users": (prod_db.classlink_table, prod_db.classlink_students),
               "account_info": (warehouse.account_info_table, lambda _district: warehouse.account_info())}
-    wanted = [t for t in tables if t in selected or (t == "classlink_users" and "validated_classlink_users" in selected)]
+    needed = selected | ({"classlink_users"} if "validated_classlink_users" in selected else set())
+    wanted = [t for t in tables if t in needed]  # the ClassLink table is read for its validated frame too
     with ThreadPoolExecutor(max(1, min(len(sent) + len(wanted), os.cpu_count() or 1)),
                             thread_name_prefix="mtss-read") as pool:
         reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
