@@ -125,10 +125,11 @@ def _table(read, district: District) -> pl.DataFrame | SourceTableError:
         return exc
 
 
-def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> pl.DataFrame:
-    """The table as read for this drop (the crosswalk and links of a drop are judged against this snapshot). A table
-    that is missing or unreadable is recorded (when the error log is reachable) and fails the step in one line."""
-    frame = read.result()
+def _snapshot(context, error_log: ErrorLogResource, label: str, reading) -> pl.DataFrame:
+    """The table as read for this drop (`reading`: the future of `_table`; the crosswalk and links of a drop are
+    judged against this snapshot). A table that is missing or unreadable is recorded (when the error log is
+    reachable) and fails the step in one line."""
+    frame = reading.result()
     if isinstance(frame, SourceTableError):
         try:
             error_log.record(context, context.partition_key, [ErrorRecord("source", "source_table", str(frame),
@@ -140,7 +141,7 @@ def _snapshot(context, error_log: ErrorLogResource, label: str, read) -> pl.Data
 
 
 def _finish(context, error_log: ErrorLogResource, district: District, validated: ValidatedFile,
-            errors: list, output_name: str = "result") -> dg.Output[ValidatedFile]:
+            errors: list, output_name: str) -> dg.Output[ValidatedFile]:
     error_log.record(context, context.partition_key, errors)
     if validated.halted and validated.file_name:
         error_log.mark_files(context, "halted", [validated.file_name, *validated.parts])

@@ -42,9 +42,9 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 
 def _parsed(url: str, asset: apprise.AppriseAsset | None = None):
-    import apprise  # here, not at import: only a configured or sent alert needs it (0.09 s of each start)
     """Apprise's service for a URL, or None; Apprise's complaint about a URL it cannot parse quotes its user
     part (a token, for some services), so it is not logged: the caller says what is wrong."""
+    import apprise  # here, not at import: only a configured or sent alert needs it (0.09 s of each start)
     level = _apprise_log.level
     _apprise_log.setLevel(logging.CRITICAL + 1)
     try:
