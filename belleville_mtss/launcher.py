@@ -15,10 +15,11 @@ from typing import Any
 
 from dagster import DagsterInstance
 from dagster._core.events import EngineEventData
-from dagster._core.launcher.base import LaunchRunContext, RunLauncher
+from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
 PRELOAD = ["belleville_mtss.definitions"]  # what every run imports: Dagster, polars, pandera, our code
+PID_TAG = "mtss/run_pid"  # the run's process, for run monitoring (one machine: the daemon's)
 
 
 def _run_worker(run_id: str, instance_ref) -> None:
@@ -46,6 +47,16 @@ def _run_worker(run_id: str, instance_ref) -> None:
             stop.set()
             watcher.join(5)
             instance.report_engine_event(f"Process for run exited (pid: {os.getpid()}).", run)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class WarmRunLauncher(RunLauncher, ConfigurableClass):
@@ -84,6 +95,23 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                                              name=f"dagster-run-{run.run_id[:8]}")
         process.start()
         self._running[run.run_id] = process
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(process.pid)})
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        """For run monitoring (deploy/dagster.yaml): a started run whose process is gone (killed, out of memory)
+        is failed by the daemon, and its district's next drop no longer waits behind it."""
+        process = self._running.get(run.run_id)
+        if process is not None:
+            alive = process.is_alive()
+        else:  # launched before this daemon process started: by its pid, on this machine
+            pid = run.tags.get(PID_TAG)
+            alive = pid is not None and _alive(int(pid))
+        return (CheckRunHealthResult(WorkerStatus.RUNNING) if alive
+                else CheckRunHealthResult(WorkerStatus.FAILED, "the run's process is gone"))
 
     def terminate(self, run_id: str) -> bool:
         """Marks the run canceling: its process's watcher interrupts it, from whichever process asked."""

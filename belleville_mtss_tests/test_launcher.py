@@ -2,6 +2,7 @@
 the warm one, and a run cancelled as the UI cancels it (the launcher's terminate) stops without loading."""
 import multiprocessing.forkserver
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from belleville_mtss.launcher import PID_TAG, WarmRunLauncher
 from belleville_mtss.lib.load.lock import district_lock
 from belleville_mtss.lib.load.warehouse import make_engine, read_table, student_roster
 from belleville_mtss.run import dagster_home
@@ -71,4 +73,28 @@ def test_a_run_launched_warm_loads_its_drop_and_a_cancelled_one_stops_without_lo
                if "forked from the warm process" in e.message]
     assert len(started) == 2 and len({m.split("(pid: ")[2] for m in started}) == 1
     assert read_table(engine, student_roster).height == SMALL.students
+    engine.dispose()
+
+
+def test_a_run_whose_process_is_killed_is_found_dead_by_run_monitoring(settings, instance):
+    """What the daemon's run monitoring asks: alive while the run waits at its load, gone once its process is
+    killed, whether this launcher started it or an earlier daemon process did (by its pid)."""
+    prepare_drop(settings)
+    engine = make_engine(settings.warehouse_url)
+    with district_lock(engine, 107873, 5):
+        run_id = _launch(instance)
+        run = _wait(instance, run_id, lambda r: any(
+            e.dagster_event and e.dagster_event.event_type_value == "STEP_START"
+            and e.dagster_event.step_key == "warehouse_load" for e in instance.all_logs(r.run_id)))
+        assert instance.run_launcher.supports_check_run_worker_health
+        for launcher in (instance.run_launcher, WarmRunLauncher()):
+            assert launcher.check_run_worker_health(run).status.value == "RUNNING"
+        os.kill(int(run.tags[PID_TAG]), signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while instance.run_launcher.check_run_worker_health(run).status.value == "RUNNING" \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for launcher in (instance.run_launcher, WarmRunLauncher()):
+            assert launcher.check_run_worker_health(run).status.value == "FAILED"
+    assert read_table(engine, student_roster).height == 0  # killed before its load: nothing written
     engine.dispose()
