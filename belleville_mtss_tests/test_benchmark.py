@@ -31,8 +31,8 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
     scratch = ["--pg-url", request.getfixturevalue("pg_database")] if pg else []
     # every stage at N = 2,000; at 1,000 only what the growth targets compare (the suite's time is short)
     done = _run("scale.py", "--students", "2000", "--sizes", "1000", "--sizes-stages", "core,dagster_no_loads",
-                "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"), "--small-repeat", "1",
-                "--timeout", "240", *scratch)
+                "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+                "--small-repeat", "1", "--small-here", "--timeout", "240", *scratch)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "Results at N = 2,000 students" in out
@@ -46,7 +46,8 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
     # what bounds the Dagster run: its steps' seconds, slowest first, and the time between them
     assert re.search(r"^by step, dagster_no_loads: -?\d+\.\d\d s outside the steps; \w+ \d+\.\d\d", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
-    assert re.search(r"small drop: 600 students, `belleville-mtss run` x1: median \d+\.\d\d s", out)
+    assert re.search(r"small drop: 600 students, `belleville-mtss run` \(this environment's\) x1: "
+                     r"median \d+\.\d\d s", out)
     for target in TARGETS:
         assert re.search(rf"^{re.escape(target)}\s+[\d,.]+(\s+[\d,.]+)?\s+[<>]= [\d,.]+\s+(met|NOT met)$", out, re.M), target
     assert re.search(r"^  beside: Dagster \+ SQLite loads / core\s+[\d,.]+(\s+[\d,.]+)?\s+beside \(not judged\)$", out,
@@ -64,7 +65,7 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         for stage, r in at_n["stages"].items():
             assert "skipped" in r if stage.endswith("postgres") and not pg else {"seconds", "peak_rss_mb"} <= set(r)
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
-    assert len(run["small_drop"]["runs"]) == 1
+    assert len(run["small_drop"]["runs"]) == 1 and run["small_drop"]["command"] == "this environment's"
     assert {t["verdict"] for t in run["targets"]} <= {"met", "NOT met", "beside (not judged)"}
 
     png = written[0].with_suffix(".png")

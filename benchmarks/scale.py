@@ -3,7 +3,7 @@ warehouse loads and a whole Dagster materialization (without, then with, the loa
 and a small drop run as users run it; wall time, peak memory and how time grows with N.
 
     python benchmarks/scale.py --students 1000000 [--sizes 10000,100000] [--pg-url URL] [--work DIR]
-                               [--results DIR] [--small-repeat 5]
+                               [--results DIR] [--small-repeat 5] [--small-here]
 
 Each measurement runs in its own process, so that its peak RSS is its own; what a stage needs before its clock
 starts (a Dagster home with the drop and its databases) is prepared in another process. Every stage runs at every
@@ -412,14 +412,14 @@ def write_results(folder: Path, started: dt.datetime, args: argparse.Namespace, 
     return path
 
 
-def _small_drop(repeat: int, root: Path) -> dict | None:
+def _small_drop(repeat: int, root: Path, here: bool) -> dict | None:
     if repeat < 1:
         return None
     import small_drop
     try:
-        return small_drop.measure(repeat=repeat, work=root)
-    except subprocess.CalledProcessError as exc:  # the demo that lays the drop out failed
-        return {"failed": f"demo exit {exc.returncode}"}
+        return small_drop.measure(repeat=repeat, work=root, here=here)
+    except subprocess.CalledProcessError as exc:  # installing the command or laying the drop out failed
+        return {"failed": f"{' '.join(map(str, exc.cmd[1:3]))} exit {exc.returncode}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed to one stage")
     p.add_argument("--results", type=Path, default=RESULTS, help="folder of the result files (JSON and PNG)")
     p.add_argument("--small-repeat", type=int, default=5, help="runs of the small drop (0: not measured)")
+    p.add_argument("--small-here", action="store_true",
+                   help="the small drop with this environment's command, not one installed anew (small_drop.py)")
     p.add_argument("--before", type=Path, default=TURN_2, help="an earlier result file whose figures are printed beside")
     p.add_argument("--child", choices=STAGES)
     p.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
@@ -460,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             by_n[n]["stages"][stage] = r = run_stage(stage, work, args.pg_url, args.timeout)
             print(f"  {stage:<18} " + (f"skipped: {r['skipped']}" if "skipped" in r else
                   f"{_fmt(r, 'seconds', '8.2f')} s  peak {_fmt(r, 'peak_rss_mb', ',.0f')} MB"), flush=True)
-    small = _small_drop(args.small_repeat, root)
+    small = _small_drop(args.small_repeat, root, args.small_here)
 
     n = args.students
     print()
