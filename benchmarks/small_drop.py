@@ -37,11 +37,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 def install(work: Path) -> Path:
     """A new virtual environment in `work` with this checkout installed as for use; its interpreter."""
-    venv = work / "installed"
-    shutil.rmtree(venv, ignore_errors=True)
+    venv, source = work / "installed", work / "source"
+    for folder in (venv, source):
+        shutil.rmtree(folder, ignore_errors=True)
+    # built from a copy: pip builds in the tree it is given, and a checkout's own build/ may hold stale modules
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".mtss", "test-artifacts", "mutants", "results"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(REPO)],
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
                    check=True, capture_output=True)
     return python
 
