@@ -1,5 +1,8 @@
 """Students: the identity map with its gates (lib/checks.py), the roster and the results (lib/students/). Each asset
 and check calls one stage of lib/pipeline.py; the assessment inputs are every assessment source's files."""
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import polars as pl
 
@@ -121,10 +124,14 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
     district, key = error_log.drop(context).district, context.partition_key
     staged = {f.name: f for f in received_drop.files}
     def raw(source) -> list[pl.DataFrame]:  # a source's identifying columns, decrypted again only when needed
-        return [read_people(v.file_name, read_staged(Path(received_drop.folder), staged[v.file_name],
-                                                     drop_server.vault_key()), source, district.sources[source.name].link)
-                for v in assessments_of(files) if v.usable and v.file_name in staged
-                and SOURCE_OF[v.source] is source]
+        names = [v.file_name for v in assessments_of(files) if v.usable and v.file_name in staged
+                 and SOURCE_OF[v.source] is source]
+        def people_of(name: str) -> pl.DataFrame:
+            data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
+            return read_people(name, data, source, district.sources[source.name].link)
+        # the files at the same time: decryption, hashing and parsing release the GIL
+        with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1)), thread_name_prefix="mtss-people") as pool:
+            return list(pool.map(people_of, names))
 
     found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,
                                  assessments_of(files), raw)

@@ -123,7 +123,7 @@ def suggestions(district: District, identity: IdentityMap, students: ValidatedFi
     that link to no student, from its files' identifying columns (`raw(source)`, read again only for a source with
     such identifiers and `person` columns to score), against the drop's students; students with no ClassLink user
     against the tenant's users no student has."""
-    linked = set(identity.frame["student_link"].drop_nulls().to_list())
+    linked = identity.frame["student_link"].drop_nulls()
     tests, _ = apply_accepted(tests_of(assessments), identity.frame, pl.DataFrame(schema=CLASSLINK_EMPTY),
                               getattr(identity, "accepted", None))
     parts = []
@@ -138,8 +138,8 @@ def suggestions(district: District, identity: IdentityMap, students: ValidatedFi
     if users.usable:
         unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
             students.frame.select("student_number", "email"), on="student_number")
-        taken = set(identity.frame["classlink_user_id"].drop_nulls().to_list())
-        free = users.frame.filter(~pl.col("classlink_user_id").is_in(list(taken)))
+        taken = identity.frame["classlink_user_id"].drop_nulls()
+        free = users.frame.filter(~pl.col("classlink_user_id").is_in(taken.implode()))
         parts.append(classlink_suggestions(unlinked, free))
     return pl.concat(parts) if parts else pl.DataFrame(schema=SUGGESTION_COLUMNS)
 

@@ -17,7 +17,9 @@ drop, where a transparent score a person can read serves better.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import unicodedata
+from collections.abc import Collection
 
 import numpy as np
 import polars as pl
@@ -42,6 +44,9 @@ SUGGESTION_COLUMNS = {"cause": pl.Utf8, "subjects": pl.Utf8, "from_id": pl.Utf8,
                       "score": pl.Float64, "evidence": pl.Utf8}
 
 
+# _plain and _date run for every pair scored (tens of thousands for a state's roster), on names and dates that
+# recur: each value is worked out once.
+@functools.lru_cache(maxsize=1 << 16)
 def _plain(text: str | None) -> str:
     if not text:
         return ""
@@ -76,6 +81,7 @@ def name_similarity(first_a, last_a, first_b, last_b) -> tuple[float | None, str
 DATE_LAYOUTS = ("%m/%d/%Y", "%Y-%m-%d", "%m/%d/%y", "%Y/%m/%d")  # PowerSchool's, the vendors' and Excel's
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _date(text: str) -> dt.date | str:
     for layout in DATE_LAYOUTS:
         try:
@@ -122,15 +128,19 @@ CANDIDATE_SCHEMA = {c: pl.Utf8 for c in ("id", "number", "first_name", "last_nam
                                           "email")}
 
 
-def _block(person: dict, candidates: pl.DataFrame, numbers: list[str]) -> pl.DataFrame:
+BLOCK_FIELDS = ("birth_date", "last_name", "first_name")
+
+
+def _block(person: dict, candidates: pl.DataFrame, keys: pl.DataFrame, numbers: list[str]) -> pl.DataFrame:
     """The candidates worth scoring, found without scoring everyone (a state's roster is a million students):
     those of the person's school (of every school when it names none) who share the birth date, the last name or
     the first name; and, in any school, those whose number is the person's once leading zeros are dropped or one
-    slip from it (rapidfuzz over the numbers, in C)."""
+    slip from it (rapidfuzz over the numbers, in C). `keys`: the candidates' BLOCK_FIELDS in lower case and their
+    school, row for row (lowered once for every person)."""
     same = pl.lit(False)
-    for field in ("birth_date", "last_name", "first_name"):
+    for field in BLOCK_FIELDS:
         if person.get(field):
-            same = same | (pl.col(field).str.to_lowercase() == person[field].lower())
+            same = same | (pl.col(field) == person[field].lower())
     where = same & (pl.col("school_id") == person["school_id"]) if person.get("school_id") else same
     number = (person.get("number") or "").lstrip("0")
     near = []
@@ -138,7 +148,8 @@ def _block(person: dict, candidates: pl.DataFrame, numbers: list[str]) -> pl.Dat
         scores = process.cdist([number], numbers, scorer=OSA.distance, score_cutoff=1, dtype=np.int32, workers=-1)
         near = np.flatnonzero(scores[0] <= 1).tolist()
     by_number = candidates[near] if near else candidates.clear()
-    return pl.concat([candidates.filter(where), by_number]).unique("id", keep="first", maintain_order=True)
+    matching = keys.with_columns(where.fill_null(False).alias("matching"))["matching"]  # a bare False: every row
+    return pl.concat([candidates.filter(matching), by_number]).unique("id", keep="first", maintain_order=True)
 
 
 def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: str, top: int = TOP,
@@ -149,10 +160,11 @@ def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: st
     frame = frame.select([pl.col(c).cast(pl.Utf8) if c in frame.columns else pl.lit(None, pl.Utf8).alias(c)
                           for c in CANDIDATE_SCHEMA])
     numbers = frame["number"].fill_null("").str.strip_chars_start("0").to_list()
+    keys = frame.select(*(pl.col(f).str.to_lowercase() for f in BLOCK_FIELDS), "school_id") if people else frame
     rows = []
     for p in people:
         scored = []
-        for c in _block(p, frame, numbers).to_dicts():
+        for c in _block(p, frame, keys, numbers).to_dicts():
             score, evidence = score_pair(p, c)
             if score >= min_score:
                 scored.append((score, c["id"], evidence))
@@ -164,15 +176,17 @@ def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: st
 
 # ---- from a drop's frames ---------------------------------------------------------------------------------------
 
-def unknown_ids(tests: dict[str, pl.DataFrame], linked: set[str]) -> dict[str, dict[str, str]]:
+def unknown_ids(tests: dict[str, pl.DataFrame], linked: Collection[str] | pl.Series) -> dict[str, dict[str, str]]:
     """Each source's identifiers that link to no student -> the subjects they came in ("SR,SM"), by source name
-    (`tests`: the drop's common results by file asset)."""
+    (`tests`: the drop's common results by file asset; `linked`: the identifiers that link)."""
+    known = (linked if isinstance(linked, pl.Series) else pl.Series(list(linked), dtype=pl.Utf8)).implode()
     out: dict[str, dict[str, list[str]]] = {}
     for asset, frame in tests.items():
         mine = out.setdefault(SOURCE_OF[asset].name, {})
-        for value, subject in frame.select("student_link", "subject").drop_nulls("student_link").unique(
-                maintain_order=True).iter_rows():
-            if value not in linked and subject not in mine.setdefault(value, []):
+        unseen = (frame.select("student_link", "subject").drop_nulls("student_link")
+                  .filter(~pl.col("student_link").is_in(known)).unique(maintain_order=True))
+        for value, subject in unseen.iter_rows():  # the few that link to no one, in the file's order
+            if subject not in mine.setdefault(value, []):
                 mine[value].append(subject or "")
     subjects_max = 20  # dm.LinkSuggestions.Subjects
     return {name: {k: ",".join(v)[:subjects_max] for k, v in ids.items()} for name, ids in out.items() if ids}
