@@ -14,7 +14,9 @@ import pytest
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load import order
-from belleville_mtss.lib.receive.drops import RECEIVING_PREFIX, DropRefused, LocalDropSource, receive, sha256_of
+from belleville_mtss.lib.receive import drops
+from belleville_mtss.lib.receive.drops import (RECEIVING_PREFIX, DropRefused, LocalDropSource, receive,
+                                               receive_or_replay, sha256_of)
 from belleville_mtss.lib.receive.vault import decrypt_bytes, new_key, parse_key
 from belleville_mtss.lib.load.warehouse import (
     assessment_results, gate_acceptances, ingestion_files, make_engine, read_table, student_roster,
@@ -356,6 +358,29 @@ def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings,
     assert refused.value.reason == "changed_during_receipt"
     assert refused.value.message.startswith("'SR.csv': its bytes changed while it was received, 3 times")
     assert not staging.exists()  # nothing staged: a replay cannot reuse a torn copy
+
+
+def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_staged_copy(settings, tmp_path,
+                                                                                          monkeypatch):
+    """A run of a drop staged before reads the server's bytes; only a replay (the server no longer has the drop)
+    decrypts the staged copy, every file, to check it against its recorded hashes."""
+    prepare_drop(settings, OLD)
+    source = LocalDropSource(settings.drop_dir)
+    staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
+    decrypted = []
+    real = drops.decrypt_bytes  # the real decryption, each call counted
+    monkeypatch.setattr(drops, "decrypt_bytes",
+                        lambda k, path, *rest: decrypted.append(path.name) or real(k, path, *rest))
+
+    def again():
+        return receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
+
+    first = again()
+    assert not first.replayed and decrypted == []
+    assert not again().replayed and decrypted == []  # staged already, received again from the server: not decrypted
+    shutil.rmtree(settings.drop_dir / "belleville" / OLD.drop_name)
+    replayed = again()
+    assert replayed.replayed and sorted(decrypted) == sorted(f.name for f in first.files)
 
 
 def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings):

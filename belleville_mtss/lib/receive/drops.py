@@ -656,11 +656,11 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
         current, reachable = (listed[0] if listed else None), True
     except transient:
         current, reachable = None, False
-    manifest = staged_manifest(staging, key)
-    if manifest and current is None:
-        files = tuple(StagedFile(**f) for f in manifest["files"])
-        return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
-    if current is None:
+    if current is None:  # only a replay needs the staged copy checked (every file decrypted against its hash)
+        manifest = staged_manifest(staging, key)
+        if manifest:
+            files = tuple(StagedFile(**f) for f in manifest["files"])
+            return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
         where = "is not on" if reachable else "cannot be fetched from"
         raise LookupError(f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
     files = tuple(receive(source, folder, current, staging, key, limits, transient=transient))
