@@ -114,12 +114,13 @@ def lineage(district: District) -> dict[str, dict[str, list[Hop]]]:
             "dm_assessment_results": {c: [("assessment_results", c)] for c, _t, _d in RESULTS_TABLE}}
 
 
-def lineage_paths(district: District, asset: str, column: str) -> list[list[Hop]]:
-    """Every path from a column back to a source's column, the column itself first; [] for a column we make."""
-    graph = lineage(district)
+def lineage_paths(district: District, asset: str, column: str, graph: dict | None = None) -> list[list[Hop]]:
+    """Every path from a column back to a source's column, the column itself first; [] for a column we make.
+    `graph`: the district's `lineage`, made once for every hop of every path."""
+    graph = lineage(district) if graph is None else graph
     if column not in graph.get(asset, {}):
         return [[(asset, column)]] if asset not in graph else []
-    return [[(asset, column), *rest] for up in graph[asset][column] for rest in lineage_paths(district, *up)]
+    return [[(asset, column), *rest] for up in graph[asset][column] for rest in lineage_paths(district, *up, graph)]
 
 
 def source_label(district: District, asset: str, column: str) -> str:
@@ -130,10 +131,10 @@ def source_label(district: District, asset: str, column: str) -> str:
 
 def lineage_rows(district: District, asset: str) -> list[tuple[str, str, str]]:
     """(warehouse column, through, source column) for every path of every column of a warehouse asset."""
-    table = WAREHOUSE_TABLES[asset]
+    table, graph = WAREHOUSE_TABLES[asset], lineage(district)
     rows = []
-    for column in lineage(district)[asset]:
-        for path in lineage_paths(district, asset, column):
+    for column in graph[asset]:
+        for path in lineage_paths(district, asset, column, graph):
             through = " <- ".join(f"{a}.{c}" for a, c in path[1:-1])
             rows.append((f"{table}.{column}", through, source_label(district, *path[-1])))
     return rows
