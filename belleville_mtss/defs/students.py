@@ -130,7 +130,8 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
             data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
             return read_people(name, data, source, district.sources[source.name].link)
         # the files at the same time: decryption, hashing and parsing release the GIL
-        with ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1)), thread_name_prefix="mtss-people") as pool:
+        workers = max(1, min(len(names), os.cpu_count() or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="mtss-people") as pool:
             return list(pool.map(people_of, names))
 
     found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,
