@@ -75,7 +75,8 @@ def test_subject_is_chosen_from_the_file_name():
     assert source_for("Historical_Star_Math_Enterprise_EOY23_(English)_20230606_SM_V2_SCRUB.csv") == "star_math"
 
 
-@pytest.mark.parametrize("name", STAR_FILES, ids=STAR_FILES)
+# Without the reference folder, one case: its reference_dir fixture then skips naming the folder (fails where CI).
+@pytest.mark.parametrize("name", STAR_FILES or [None], ids=STAR_FILES or ["no reference folder"])
 def test_real_star_file(name, reference_dir, district):
     path = reference_dir / "star" / name
     source = source_for(name)
