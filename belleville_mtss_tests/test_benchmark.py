@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("floor", "core", "pandas", "duckdb", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
           "dagster_postgres")
@@ -45,6 +47,10 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
             assert re.match(rf"{stage}\s+\d+\.\d\d\s+[\d,]+\s", table[stage]), table[stage]
     # what bounds the Dagster run: its steps' seconds, slowest first, and the time between them
     assert re.search(r"^by step, dagster_no_loads: -?\d+\.\d\d s outside the steps; \w+ \d+\.\d\d", out, re.M)
+    # and the work on the drop's bytes the core does not do (hashing, encryption, decryption), timed on this drop
+    assert re.search(r"^what a Dagster run does to the drop's [\d,]+ MB and the core does not, one core: a SHA-256 "
+                     r"pass \d+\.\d\d s \(three a run\), encryption into staging \d+\.\d\d s, decryption \d+\.\d\d s: "
+                     r"\d+\.\d\d s", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
     assert re.search(r"small drop: 600 students, `belleville-mtss run` \(this environment's\) x1: "
                      r"median \d+\.\d\d s", out)
@@ -65,6 +71,9 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         for stage, r in at_n["stages"].items():
             assert "skipped" in r if stage.endswith("postgres") and not pg else {"seconds", "peak_rss_mb"} <= set(r)
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
+        passes = at_n["byte_passes"]
+        assert passes["mb"] > 0 and passes["seconds"] == pytest.approx(
+            3 * passes["sha256_pass"] + passes["encrypt"] + passes["decrypt"])
     assert len(run["small_drop"]["runs"]) == 1 and run["small_drop"]["command"] == "this environment's"
     assert {t["verdict"] for t in run["targets"]} <= {"met", "NOT met", "beside (not judged)"}
 

@@ -197,8 +197,34 @@ def step_seconds(settings) -> dict[str, float]:
     return dict(sorted(took.items(), key=lambda kv: -kv[1]))
 
 
+def _byte_passes(_stage: str, work: Path, _district, _pg_url) -> dict:
+    """What a Dagster run does to the drop's bytes and the core does not, each once over the whole drop on one
+    core: a SHA-256 pass (a run makes three: the receipt hashes the stream, reads the file again to catch a rewrite
+    in place, and read_drop checks the staged copy), the encryption into staging, and read_drop's decryption."""
+    from belleville_mtss.lib.receive.drops import sha256_of
+    from belleville_mtss.lib.receive.vault import decrypt_bytes, encrypt_file, new_key, parse_key
+    key, files = parse_key(new_key()), sorted(f for f in (work / "drop").iterdir() if f.suffix == ".csv")
+    staged = Path(tempfile.mkdtemp(prefix="byte-passes-", dir=work))
+    try:
+        t = time.perf_counter()
+        for f in files:
+            sha256_of(f)
+        hashed, t = time.perf_counter() - t, time.perf_counter()
+        for f in files:
+            encrypt_file(key, f, staged / f.name)
+        encrypted, t = time.perf_counter() - t, time.perf_counter()
+        for f in files:
+            decrypt_bytes(key, staged / f.name)
+        decrypted = time.perf_counter() - t
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return {"sha256_pass": hashed, "encrypt": encrypted, "decrypt": decrypted,
+            "seconds": 3 * hashed + encrypted + decrypted, "mb": sum(f.stat().st_size for f in files) / 1e6}
+
+
 MEASURES = {"floor": _floor, "core": _core_stage, "pandas": _pandas, "duckdb": _duckdb, "load_sqlite": _load, "load_postgres": _load,
-            "dagster_no_loads": _dagster, "dagster_sqlite": _dagster, "dagster_postgres": _dagster}
+            "dagster_no_loads": _dagster, "dagster_sqlite": _dagster, "dagster_postgres": _dagster,
+            "byte_passes": _byte_passes}
 
 
 def peak_rss_mb() -> float:
@@ -379,6 +405,13 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
             steps = r["steps"]
             print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
+    b = at_n.get("byte_passes", {})
+    if "seconds" in b:
+        print(f"what a Dagster run does to the drop's {b['mb']:,.0f} MB and the core does not, one core: "
+              f"a SHA-256 pass {b['sha256_pass']:.2f} s (three a run), encryption into staging {b['encrypt']:.2f} s, "
+              f"decryption {b['decrypt']:.2f} s: {b['seconds']:.2f} s of work before the writes at rest")
+    elif "failed" in b:
+        print(f"  byte passes failed: {b['failed']}")
 
 
 TURN_2 = RESULTS / "20261129T002758Z-n1000000.json"  # issue 14's last full run, which issue 23 compares against
@@ -438,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small-here", action="store_true",
                    help="the small drop with this environment's command, not one installed anew (small_drop.py)")
     p.add_argument("--before", type=Path, default=TURN_2, help="an earlier result file whose figures are printed beside")
-    p.add_argument("--child", choices=STAGES)
+    p.add_argument("--child", choices=list(MEASURES))
     p.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -465,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             by_n[n]["stages"][stage] = r = run_stage(stage, work, args.pg_url, args.timeout)
             print(f"  {stage:<18} " + (f"skipped: {r['skipped']}" if "skipped" in r else
                   f"{_fmt(r, 'seconds', '8.2f')} s  peak {_fmt(r, 'peak_rss_mb', ',.0f')} MB"), flush=True)
+        if "dagster_no_loads" in by_n[n]["stages"]:  # what bounds Dagster against the core, in seconds
+            by_n[n]["byte_passes"] = _in_child("byte_passes", work, None, args.timeout)
 
     n = args.students
     print()
