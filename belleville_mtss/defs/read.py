@@ -4,16 +4,13 @@ the district does not send is materialized as not sent, never halted. All of the
 (`read_drop`): the two tables and the files the district sends are read and validated at the same time, each on a
 worker thread (polars, the decryption and the database drivers release the GIL), and a kind of file it does not
 send costs an output, not a step."""
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import dagster as dg
 import polars as pl
 
 from ..lib.columns import FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, validate_classlink,
+from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, readers, validate_classlink,
                                validate_file)
 from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
@@ -90,8 +87,7 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
               "account_info": (warehouse.account_info_table, lambda _district: warehouse.account_info())}
     needed = selected | ({"classlink_users"} if "validated_classlink_users" in selected else set())
     wanted = [t for t in tables if t in needed]  # the ClassLink table is read for its validated frame too
-    with ThreadPoolExecutor(max(1, min(len(sent) + len(wanted), os.cpu_count() or 1)),
-                            thread_name_prefix="mtss-read") as pool:
+    with readers(len(sent) + len(wanted), "mtss-read") as pool:
         reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
         read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
                                                       k.validated in selected), sent)))

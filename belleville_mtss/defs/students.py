@@ -1,15 +1,12 @@
 """Students: the identity map with its gates (lib/checks.py), the roster and the results (lib/students/). Each asset
 and check calls one stage of lib/pipeline.py; the assessment inputs are every assessment source's files."""
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import dagster as dg
 import polars as pl
 
 from ..lib import checks, pipeline
 from ..lib.columns import IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, lineage
 from ..lib.load.warehouse import now
-from ..lib.read.ingest import ValidatedFile
+from ..lib.read.ingest import ValidatedFile, readers
 from ..lib.sources import SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
@@ -130,8 +127,7 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
             data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
             return read_people(name, data, source, district.sources[source.name].link)
         # the files at the same time: decryption, hashing and parsing release the GIL
-        workers = max(1, min(len(names), os.cpu_count() or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="mtss-people") as pool:
+        with readers(len(names), "mtss-people") as pool:
             return list(pool.map(people_of, names))
 
     found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,

@@ -8,9 +8,7 @@ blocks everything after them.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
                                powerschool_candidates, suggest, unknown_cause, unknown_ids)
-from .read.ingest import ValidatedFile, drop_files, ingest_file, validate_classlink, validate_file
+from .read.ingest import ValidatedFile, drop_files, ingest_file, readers, validate_classlink, validate_file
 from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8, "sourced_id": pl.Utf8}
@@ -189,7 +187,7 @@ def read_files(files: dict[str, tuple], district: District, limits: Limits = Lim
         return validated, ([src.halted] if src.halted else []) + found_errors
 
     sent = sum(bool(files.get(k.asset)) for k in FILES)
-    with ThreadPoolExecutor(max(1, min(sent, os.cpu_count() or 1)), thread_name_prefix="mtss-read") as pool:
+    with readers(sent, "mtss-read") as pool:
         done = dict(zip(FILES, pool.map(one, FILES)))
     return {k.asset: v for k, (v, _e) in done.items()}, [e for _v, errors in done.values() for e in errors]
 

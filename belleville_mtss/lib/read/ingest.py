@@ -3,6 +3,8 @@ file becomes a halted result (with its error record) instead of an exception, so
 on. Both results are kept at rest as data (lib/persist.py): a later step never reads the file again."""
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,12 @@ class SourceFile:
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else self.frame.height
+
+
+def readers(jobs: int, name: str) -> ThreadPoolExecutor:
+    """A pool for `jobs` files (or tables) read at the same time: a thread each, at most one a core (polars, the
+    decryption, the hashing and the database drivers release the GIL; more threads than cores would share them)."""
+    return ThreadPoolExecutor(max(1, min(jobs, os.cpu_count() or 1)), thread_name_prefix=name)
 
 
 def drop_files(district: District, files: tuple) -> dict[str, tuple]:
