@@ -119,7 +119,7 @@ def describe(result: dict) -> str:
     if "failed" in result:
         return f"small drop: FAILED ({result['failed']})"
     line = (f"small drop: {result['students']:,} students, `belleville-mtss run` "
-            f"({result.get('command', 'installed for use')}) x{len(result['runs'])}: "
+            f"({result['command']}) x{len(result['runs'])}: "
             f"median {result['seconds']:.2f} s, min {result['min']:.2f} s, max {result['max']:.2f} s")
     if "phases" in result:
         p = result["phases"]
