@@ -41,8 +41,11 @@ def install(work: Path) -> Path:
     for folder in (venv, source):
         shutil.rmtree(folder, ignore_errors=True)
     # built from a copy: pip builds in the tree it is given, and a checkout's own build/ may hold stale modules
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".mtss", "test-artifacts", "mutants", "results"))
+    ours = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".mtss", "test-artifacts",
+                                  "mutants", "results")
+    work = work.resolve()  # a work folder inside the checkout is not copied into itself
+    shutil.copytree(REPO, source, ignore=lambda folder, names: set(ours(folder, names)) | {
+        n for n in names if Path(folder, n).resolve() == work})
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(source)],
