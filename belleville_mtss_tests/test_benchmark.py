@@ -51,6 +51,16 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
     assert re.search(r"^what a Dagster run does to the drop's [\d,]+ MB and the core does not, one core: a SHA-256 "
                      r"pass \d+\.\d\d s \(3 a run\), encryption into staging \d+\.\d\d s, decryption \d+\.\d\d s: "
                      r"\d+\.\d\d s", out, re.M)
+    # what bounds the core against the floor: its stages, and each file's parsing beside its typing
+    assert re.search(r"^by stage, core: read \d+\.\d\d, classlink \d+\.\d\d, district \d+\.\d\d, link \d+\.\d\d, "
+                     r"gate \d+\.\d\d, build \d+\.\d\d, replace \d+\.\d\d$", out, re.M)
+    assert re.search(r"^  its 4 files, read \d at a time: parsing \d+\.\d\d s, typing and validating \d+\.\d\d s \(the "
+                     r"floor parses the same columns, one file after another, in \d+\.\d\d s\); students\.csv "
+                     r"\d+\.\d\d \+ \d+\.\d\d, SR\.csv", out, re.M)
+    # and what bounds each load: the copy into staging, the apply transaction, the staged rows deleted
+    for stage in ("load_sqlite", "load_postgres") if pg else ("load_sqlite",):
+        assert re.search(rf"^by part, {stage}: bulk copy into staging \d+\.\d\d s \([\d,]+ rows/s\), the apply "
+                         r"transaction \d+\.\d\d s \([\d,]+ rows/s\), staged rows deleted \d+\.\d\d s$", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
     assert re.search(r"small drop: 600 students, `belleville-mtss run` \(this environment's\) x1: "
                      r"median \d+\.\d\d s", out)
@@ -70,7 +80,14 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         assert set(at_n["stages"]) == (set(STAGES) if n == "2000" else {"core", "dagster_no_loads"})
         for stage, r in at_n["stages"].items():
             assert "skipped" in r if stage.endswith("postgres") and not pg else {"seconds", "peak_rss_mb"} <= set(r)
+            if stage.startswith("load_") and "seconds" in r:  # the load's parts are the load
+                assert r["stage_s"] + r["transaction_s"] + r["unstage_s"] == pytest.approx(r["seconds"])
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
+        core = at_n["stages"]["core"]
+        assert list(core["by_stage"]) == ["read", "classlink", "district", "link", "gate", "build", "replace"]
+        # the stages are laps of one clock: together they are the core's time, less the call around them
+        assert sum(core["by_stage"].values()) == pytest.approx(core["seconds"], abs=0.05)
+        assert set(core["by_file"]) == {"students.csv", "SR.csv", "SM.csv", "SEL.csv"}
         passes = at_n["byte_passes"]
         assert passes["mb"] > 0 and passes["seconds"] == pytest.approx(
             3 * passes["sha256_pass"] + passes["encrypt"] + passes["decrypt"])

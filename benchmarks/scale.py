@@ -88,7 +88,13 @@ def _core_stage(_stage: str, work: Path, district, _pg_url) -> dict:
     core, seconds = _core(work, district)
     if core.stopped:
         return {"failed": f"core stopped: {core.stopped}"}
-    return {"seconds": seconds, "rows": core.results.height, "roster": core.roster.height}
+    return {"seconds": seconds, "rows": core.results.height, "roster": core.roster.height,
+            "by_stage": dict(core.seconds), "by_file": _file_seconds(core)}
+
+
+def _file_seconds(core) -> dict[str, dict[str, float]]:
+    """Each file's parse and typing seconds (read_files reads them at the same time: they overlap)."""
+    return {v.file_name: v.seconds for v in core.validated.values() if v.file_name and v.seconds}
 
 
 def _pandas(_stage: str, work: Path, district, _pg_url) -> dict:
@@ -113,29 +119,35 @@ def _duckdb(_stage: str, work: Path, district, _pg_url) -> dict:
 
 
 def _start_empty(engine, account_info_id: int) -> None:
-    """The district's rows removed from our two tables: every load measured is a first load."""
+    """The district's rows removed from our two tables and, on PostgreSQL, vacuumed away: every load measured is a
+    first load, which finds none of the district's rows, live or dead (into the dead rows of the run before, every
+    new key is checked against their index entries: 52-54 s at 1,000,000 students against 42 s after VACUUM,
+    docs/performance.md)."""
     from belleville_mtss.lib.load.warehouse import assessment_results, student_roster
+    from load_path import vacuum
     with engine.begin() as conn:
         for table in (student_roster, assessment_results):
             conn.execute(table.delete().where(table.c.AccountInfoId == account_info_id))
+    if engine.dialect.name == "postgresql":
+        vacuum(engine)
 
 
 def _load(stage: str, work: Path, district, pg_url: str | None) -> dict:
-    """The two warehouse loads alone, of frames the core made (the peak RSS includes that core)."""
+    """The warehouse load alone, of frames the core made (the peak RSS includes that core), as warehouse_load
+    makes it: the roster and results staged, then applied in one transaction; where its time goes."""
     from belleville_mtss.lib.sample import migrate_sample_warehouse
-    from belleville_mtss.lib.load.warehouse import make_engine, replace_results, replace_roster
+    from belleville_mtss.lib.load.warehouse import make_engine
+    from load_path import staged
     core, _seconds = _core(work, district)
     if core.stopped:
         return {"failed": f"core stopped: {core.stopped}"}
     engine = make_engine(pg_url if stage == "load_postgres" else f"sqlite:///{work / 'bench-warehouse.db'}")
     migrate_sample_warehouse(engine)
     _start_empty(engine, district.account_info_id)
-    t = time.perf_counter()
-    n = replace_roster(engine, district.account_info_id, core.roster)
-    n += replace_results(engine, district.account_info_id, core.results)
-    seconds = time.perf_counter() - t
+    took = staged(engine, core.roster, core.results, district.account_info_id)
     engine.dispose()
-    return {"seconds": seconds, "rows": n, "rows_per_s": n / seconds}
+    n = core.roster.height + core.results.height
+    return {**took, "rows": n, "rows_per_s": n / took["seconds"]}
 
 
 def _dagster_settings(stage: str, work: Path, pg_url: str | None):
@@ -409,6 +421,13 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
             steps = r["steps"]
             print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps; "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
+    print_core(at_n["stages"])
+    for stage in ("load_sqlite", "load_postgres"):  # where a load's time goes: the copy, the apply, the clean-up
+        r = at_n["stages"].get(stage, {})
+        if "transaction_s" in r:
+            print(f"by part, {stage}: bulk copy into staging {r['stage_s']:.2f} s "
+                  f"({r['rows'] / r['stage_s']:,.0f} rows/s), the apply transaction {r['transaction_s']:.2f} s "
+                  f"({r['rows'] / r['transaction_s']:,.0f} rows/s), staged rows deleted {r['unstage_s']:.2f} s")
     b = at_n.get("byte_passes", {})
     if "seconds" in b:
         print(f"what a Dagster run does to the drop's {b['mb']:,.0f} MB and the core does not, one core: "
@@ -416,6 +435,22 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
               f"decryption {b['decrypt']:.2f} s: {b['seconds']:.2f} s of work before the writes at rest")
     elif "failed" in b:
         print(f"  byte passes failed: {b['failed']}")
+
+
+def print_core(stages: dict) -> None:
+    """Where the core's time goes against the floor's: its stages, and each file's parsing (what the floor does)
+    and typing (what it does not)."""
+    core, floor = stages.get("core", {}), stages.get("floor", {})
+    if not core.get("by_stage"):
+        return
+    print("by stage, core: " + ", ".join(f"{k} {v:.2f}" for k, v in core["by_stage"].items()))
+    files = core["by_file"]
+    parse, typed = (sum(f[part] for f in files.values()) for part in ("parse", "type"))
+    print(f"  its {len(files)} files, read {min(len(files), os.cpu_count() or 1)} at a time: parsing {parse:.2f} s, "
+          f"typing and validating {typed:.2f} s"
+          + (f" (the floor parses the same columns, one file after another, in {floor['seconds']:.2f} s)"
+             if "seconds" in floor else "") + "; "
+          + ", ".join(f"{name} {f['parse']:.2f} + {f['type']:.2f}" for name, f in files.items()))
 
 
 TURN_2 = RESULTS / "20261129T002758Z-n1000000.json"  # issue 14's last full run, which issue 23 compares against

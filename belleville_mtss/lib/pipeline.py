@@ -8,8 +8,9 @@ blocks everything after them.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -154,10 +155,23 @@ class CoreResult:
     roster: pl.DataFrame | None = None
     results: pl.DataFrame | None = None
     stopped: str | None = None  # why nothing was loaded
+    seconds: dict[str, float] = field(default_factory=dict)  # each stage's wall seconds (Laps), in order
 
     @property
     def verified(self) -> bool:
         return bool(self.crosswalk["verified"].all())
+
+
+class Laps(dict):
+    """Each stage's wall seconds, counted from the end of the stage before: where a drop's time goes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._since = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self[stage], self._since = now - self._since, now
 
 
 def files_in(folder: Path, district: District) -> dict[str, tuple[Path, ...]]:
@@ -172,7 +186,7 @@ def read_files(files: dict[str, tuple], district: District, limits: Limits = Lim
     district does not send is not sent. The files are read at the same time (polars works outside the GIL); the
     errors come in FILES order, as one after another would give them."""
     def one(kind) -> tuple[ValidatedFile, list[ErrorRecord]]:
-        found = files.get(kind.asset) or ()
+        found, started = files.get(kind.asset) or (), time.perf_counter()
         if found and isinstance(found[0], tuple):  # (name, bytes): in memory, checksums taken when received
             (name, data), *rest = found
             src = ingest_file(kind, Path(name), district, data, FileInfo(name, name, len(data), ""),
@@ -183,7 +197,9 @@ def read_files(files: dict[str, tuple], district: District, limits: Limits = Lim
             info = FileInfo(first.name, str(first), first.stat().st_size, "") if first else None
             src = ingest_file(kind, first, district, info=info, max_rows=limits.max_file_rows,
                               companions={p.name: (p, None) for p in found[1:]})
+        parsed = time.perf_counter()
         validated, found_errors = validate_file(src, district)
+        validated.seconds = {"parse": parsed - started, "type": time.perf_counter() - parsed}
         return validated, ([src.halted] if src.halted else []) + found_errors
 
     sent = sum(bool(files.get(k.asset)) for k in FILES)
@@ -202,16 +218,19 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     (roster and results), or why nothing (a failed check or a stop), and every error row on the way. What the
     asset graph reads from the warehouse comes as arguments: the links a person accepted (`accepted`), the
     district's rows held under another AccountInfoId (`other_ids`), its current roster's size."""
-    today, loaded_at = today or dt.date.today(), loaded_at or dt.datetime.now()
+    today, loaded_at, lap = today or dt.date.today(), loaded_at or dt.datetime.now(), Laps()
     validated, errors = read_files(files, district, limits)
+    lap("read")
     validated["classlink_users"], found = validate_classlink(classlink_users, district)
     errors += found
+    lap("classlink")
     frame = crosswalk(district, account_info, validated)
-    result = CoreResult(validated, errors, [], frame)
+    result = CoreResult(validated, errors, [], frame, seconds=lap)
     evidence = Evidence(district, drop_key, crosswalk=frame, account_info=account_info, today=today,
                         ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead, other_ids=other_ids or {})
     if not _judge(result, decide("district", evidence)):
         return result
+    lap("district")
     assessments = [validated[k.asset] for k in ASSESSMENT_FILES]
     try:
         identity, found = link(district, frame, roster_of(district, validated), validated["classlink_users"],
@@ -221,17 +240,21 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
         return result
     errors += found
     result.identity = identity
+    lap("link")
     evidence.identity, evidence.current_roster = identity, current_roster
     if not _judge(result, decide("gate", evidence)):
         return result
+    lap("gate")
     result.roster = roster(district, roster_of(district, validated), identity, drop_key, loaded_at)
     result.results, _duplicates = results(district, assessments, identity, drop_key, loaded_at)
+    lap("build")
     # The replace checks, against a warehouse that holds nothing of the district (the core writes nowhere).
     evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)
     evidence.roster_numbers = set(result.roster["StudentNumber"].to_list())
     evidence.results_rows = order.rows_per_scope(result.results)
     if not _judge(result, decide("replace", evidence)):
         result.roster = result.results = None
+    lap("replace")
     return result
 
 

@@ -84,6 +84,7 @@ class ValidatedFile:
     warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
     sent: bool = True  # False: a file the district does not send
     parts: tuple[str, ...] = ()  # the other files it was read with (SourceFile.parts)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall s to parse it and to type it (read_files)
 
     @property
     def rows(self) -> int:
