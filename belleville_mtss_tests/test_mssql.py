@@ -106,6 +106,31 @@ def test_lengths_are_counted_as_nvarchar_counts_them():
     assert [why is not None for why in rejected["why"]] == [False, True, False, True]
 
 
+def test_only_a_column_whose_bytes_exceed_its_bound_is_measured_and_the_reasons_stay_the_same():
+    import polars as pl
+    from hypothesis import given, settings, strategies as st
+    from belleville_mtss.lib.load.warehouse import could_be_too_long, max_lengths, not_storable, student_roster
+    lengths = max_lengths(student_roster, {"FirstName": "first_name", "LastName": "last_name"})  # 100 each
+    short = pl.DataFrame({"first_name": ["é" * 50, None], "last_name": ["a" * 100, "王" * 33]})  # <= 100 bytes
+    assert could_be_too_long(lengths, short) == {}
+    # 300 bytes that fit (100 units), 201 bytes that do not (101 units): both measured, as NVARCHAR counts
+    wide = pl.DataFrame({"first_name": ["王" * 100, "😀" * 50 + "a"], "last_name": ["a", "b"]})
+    assert could_be_too_long(lengths, wide) == {"first_name": lengths["first_name"]}
+    assert could_be_too_long(lengths, wide.drop("last_name")) == lengths  # a column not read is measured
+
+    def reasons(frame, read):
+        return frame.select(not_storable(lengths, read=read).otherwise(None).alias("why"))["why"].to_list()
+    assert reasons(wide, wide) == [None, "value_too_long: first_name longer than 100 characters "
+                                         "(dm.StudentRoster.FirstName)"]
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.text(max_size=110), st.text(alphabet="a😀é\x00 ", max_size=110)), min_size=1))
+    def same_reasons(rows):
+        frame = pl.DataFrame(rows, schema=["first_name", "last_name"], orient="row")
+        assert reasons(frame, frame) == reasons(frame, None)
+    same_reasons()
+
+
 def test_the_staging_tables_keep_the_keys_collation_and_never_escalate_to_a_table_lock(capsys):
     import re
     from belleville_mtss.cli import main

@@ -121,7 +121,7 @@ def _duckdb(_stage: str, work: Path, district, _pg_url) -> dict:
 def _start_empty(engine, account_info_id: int) -> None:
     """The district's rows removed from our two tables and, on PostgreSQL, vacuumed away: every load measured is a
     first load, which finds none of the district's rows, live or dead (into the dead rows of the run before, every
-    new key is checked against their index entries: 52-54 s at 1,000,000 students against 42 s after VACUUM,
+    new key is checked against their index entries: 56 s at 1,000,000 students against 46-51 s after VACUUM,
     docs/performance.md)."""
     from belleville_mtss.lib.load.warehouse import assessment_results, student_roster
     from load_path import vacuum

@@ -251,6 +251,17 @@ def utf16_units(text: pl.Expr) -> pl.Expr:
     return text.str.len_chars() + text.str.count_matches(r"[\x{10000}-\x{10FFFF}]")
 
 
+def could_be_too_long(lengths: dict[str, tuple[str, int]], read: pl.DataFrame) -> dict[str, tuple[str, int]]:
+    """The columns of `lengths` that can hold too long a value, judged on `read`, the values as read (the chain
+    sees them stripped or emptied, never longer): a text has no more UTF-16 units than UTF-8 bytes, so a column
+    whose longest value in bytes fits its bound is left out. Counting units is a regex over every value; the bytes
+    are known. A column `read` lacks is kept."""
+    present = [c for c in lengths if c in read.columns]
+    longest = read.select(pl.col(c).str.len_bytes().max() for c in present).row(0) if present else ()
+    fits = {c for c, n in zip(present, longest) if n is None or n <= lengths[c][1]}
+    return {c: bound for c, bound in lengths.items() if c not in fits}
+
+
 def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
     """Adds a `value_too_long` reason per length-bound column to a polars when/then chain of row reasons."""
     for frame_col, (target, n) in lengths.items():
@@ -260,13 +271,14 @@ def value_too_long(lengths: dict[str, tuple[str, int]], chain=None):
     return chain
 
 
-def not_storable(lengths: dict[str, tuple[str, int]], chain=None):
-    """`value_too_long`, after a `text_not_storable` reason per stored text column holding a NUL character."""
+def not_storable(lengths: dict[str, tuple[str, int]], chain=None, read: pl.DataFrame | None = None):
+    """`value_too_long`, after a `text_not_storable` reason per stored text column holding a NUL character. With
+    `read`, the values as read, only the columns that can be too long are measured (`could_be_too_long`)."""
     for frame_col, (target, _n) in lengths.items():
         cond = pl.col(frame_col).str.contains("\x00", literal=True)
         text = pl.lit(f"{TEXT_NOT_STORABLE}: {frame_col} holds a NUL character, which {target} cannot store")
         chain = pl.when(cond).then(text) if chain is None else chain.when(cond).then(text)
-    return value_too_long(lengths, chain)
+    return value_too_long(lengths if read is None else could_be_too_long(lengths, read), chain)
 
 
 _SCHEMAS = ("dm", "dbo")

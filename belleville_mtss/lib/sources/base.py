@@ -210,7 +210,7 @@ def split_refused(frame: pl.DataFrame, reason: pl.Expr, lengths: dict, model: ty
                                                         f"characters, more than {assessment_scores.fullname}."
                                                         f"{column} holds"))
                       .when(unstorable).then(pl.lit(f"text_not_storable: a score's {part} holds a NUL character")))
-    frame = frame.with_columns(not_storable(lengths, reason).alias("reject_reason"))
+    frame = frame.with_columns(not_storable(lengths, reason, read=frame).alias("reject_reason"))
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     typed = frame.filter(pl.col("reject_reason").is_null()).select(list(model.to_schema().columns))
     return typed, rejected, {}

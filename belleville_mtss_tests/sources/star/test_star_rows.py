@@ -216,6 +216,16 @@ def test_each_date_is_read_by_its_own_layout_when_a_file_mixes_them():
         dt.datetime(2026, 9, 16), dt.datetime(2026, 9, 17, 8), dt.datetime(2026, 9, 17), None, None, None]
 
 
+def test_repeated_dates_are_parsed_once_each_and_read_as_every_value_alone_would_be():
+    # the same values, each repeated (a file's tests share their times): parsed by distinct value, joined back
+    values = (["2026-09-15 13:05:00.000", "9/16/2026", "2026-09-17T08:00:00+02:00", "17-09-2026", "08-09-2019", "",
+               None, "x", " 2026-09-18 "] * 3)[::-1]
+    repeated = pl.DataFrame({"t": values}).select(parse_dates(pl.col("t")))["t"].to_list()
+    alone = [pl.DataFrame({"t": [v]}, schema={"t": pl.Utf8}).select(parse_dates(pl.col("t")))["t"][0] for v in values]
+    assert repeated == alone
+    assert repeated[-3:] == [dt.datetime(2026, 9, 17, 6), dt.datetime(2026, 9, 16), dt.datetime(2026, 9, 15, 13, 5)]
+
+
 def test_only_the_columns_we_use_are_read_from_a_star_file():
     # Renaissance exports carry names, emails and birth dates we never use: they are not even kept in memory.
     header = [*HEADER, "StudentFirstName", "StudentEmail", "Birthdate"]

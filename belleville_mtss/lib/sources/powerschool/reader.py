@@ -72,7 +72,7 @@ def type_students(mapped: pl.DataFrame, link: str = "student_number") -> tuple[p
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
     reason = not_storable(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
-                            .when(duplicated).then(pl.lit("duplicate student number")))
+                          .when(duplicated).then(pl.lit("duplicate student number")), read=mapped)
     # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter. A roster
     # assembled from several files (OneRoster) brings its own line numbers.
     lines = mapped.lazy() if "source_row" in mapped.columns else mapped.lazy().with_row_index("source_row", offset=2)
