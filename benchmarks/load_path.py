@@ -85,14 +85,15 @@ def direct(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame) -> di
     return {"seconds": time.perf_counter() - t, "transaction_s": time.perf_counter() - t}
 
 
-def staged(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame, district: int = DISTRICT) -> dict:
+def staged(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame, account_info_id: int = DISTRICT
+           ) -> dict:
     """Today's path: staged outside the transaction, applied in one short one (as defs/warehouse.py does)."""
     t = time.perf_counter()
     with w.staged(engine, roster, results) as load_id:
         applying = time.perf_counter()
         with engine.begin() as conn:
-            w.apply_roster(conn, district, load_id)
-            w.apply_results(conn, district, load_id, w.results_scopes(results))
+            w.apply_roster(conn, account_info_id, load_id)
+            w.apply_results(conn, account_info_id, load_id, w.results_scopes(results))
         transaction = time.perf_counter() - applying
     total = time.perf_counter() - t
     # where a staged load's time goes: the bulk copy into staging, the apply, the staged rows deleted afterwards

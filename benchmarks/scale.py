@@ -225,7 +225,8 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
     from belleville_mtss.lib.receive.drops import sha256_of
     from belleville_mtss.lib.receive.vault import decrypt_bytes, encrypt_file, new_key, parse_key
     from belleville_mtss.lib.sources import KIND
-    key, files = parse_key(new_key()), sorted(f for f in (work / "drop").iterdir() if f.suffix == ".csv")
+    drop = work / "drop"
+    key, files = parse_key(new_key()), sorted(f for f in drop.iterdir() if f.suffix == ".csv")
     staged = Path(tempfile.mkdtemp(prefix="byte-passes-", dir=work))
     try:
         t = time.perf_counter()
@@ -239,7 +240,6 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
             decrypt_bytes(key, staged / f.name)
         decrypted = time.perf_counter() - t
         core, _seconds = _core(work, district)
-        drop = work / "drop"
         kept = [ingest_file(KIND[asset], drop / v.file_name, district,  # the files as read: SourceFile
                             info=FileInfo(v.file_name, v.file_name, (drop / v.file_name).stat().st_size, ""))
                 for asset, v in core.validated.items() if v.file_name and (drop / v.file_name).is_file()]
@@ -465,7 +465,7 @@ def print_core(stages: dict) -> None:
     print("by stage, core: " + ", ".join(f"{k} {v:.2f}" for k, v in core["by_stage"].items()))
     files = core["by_file"]
     parse, typed = (sum(f[part] for f in files.values()) for part in ("parse", "type"))
-    print(f"  its {len(files)} files, read {min(len(files), os.cpu_count() or 1)} at a time: parsing {parse:.2f} s, "
+    print(f"  its {len(files)} files, read {min(len(files), CORES)} at a time: parsing {parse:.2f} s, "
           f"typing and validating {typed:.2f} s"
           + (f" (the floor parses the same columns, one file after another, in {floor['seconds']:.2f} s)"
              if "seconds" in floor else "") + "; "
