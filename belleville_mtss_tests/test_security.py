@@ -122,6 +122,59 @@ def test_no_sql_text_is_built_from_values():
     assert offenders == []
 
 
+def test_any_run_of_writes_reads_back_whole_and_any_cut_is_refused():
+    """The encryptor takes writes of any size and type (a pickler writes small pieces and whole buffers); the
+    clear text reads back whole, by decrypt_bytes and by seeks and reads; a copy cut short anywhere is refused,
+    and one that grows or is cut while it is read gives its bytes as opened or is refused, never another error.
+    Chunks of 32 bytes, so that a few hundred bytes cross many chunk edges."""
+    import tempfile
+    from hypothesis import given, settings, strategies as st
+    from belleville_mtss.lib.receive import vault
+
+    @given(data=st.binary(max_size=300), sizes=st.lists(st.integers(0, 80), max_size=10),
+           windows=st.lists(st.tuples(st.integers(0, 320), st.integers(0, 90)), max_size=6), cut=st.integers(0, 400))
+    @settings(max_examples=200, deadline=None)
+    def check(data, sizes, windows, cut):
+        key = parse_key(new_key())
+        with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+            patch.setattr(vault, "CHUNK", 32)
+            dest = Path(folder) / "e"
+            with vault.Encryptor(key, dest) as enc:
+                start = 0
+                for i, size in enumerate(sizes + [len(data)]):
+                    piece = data[start:start + size]
+                    enc.write([bytes, bytearray, memoryview][i % 3](piece))
+                    start += len(piece)
+            assert vault.decrypt_bytes(key, dest) == data
+            with vault.DecryptingReader(key, dest) as reader:
+                for at, length in windows:
+                    reader.seek(at)
+                    got = b""  # a raw read may stop at a chunk's end
+                    while len(got) < length and (piece := reader.read(length - len(got))):
+                        got += piece
+                    assert got == data[at:at + length]
+            sealed = dest.read_bytes()
+            with vault.DecryptingReader(key, dest) as reader:  # opened, then written to: its bytes or refused
+                with dest.open("ab") as more:
+                    more.write(b"x" * (cut % 40 + 1))
+                out = bytearray(reader.size)
+                try:
+                    list(reader.decrypt_into(memoryview(out)))
+                    assert out == data
+                except VaultError:
+                    pass
+            dest.write_bytes(sealed)
+            if cut < len(sealed):
+                with vault.DecryptingReader(key, dest) as reader:  # opened whole, then cut short while read
+                    dest.write_bytes(sealed[:cut])
+                    with pytest.raises(VaultError):
+                        list(reader.decrypt_into(memoryview(bytearray(reader.size))))
+                with pytest.raises(VaultError):
+                    vault.decrypt_bytes(key, dest)
+
+    check()
+
+
 def test_two_writers_of_one_destination_both_finish_and_leave_one_whole_file(tmp_path):
     from belleville_mtss.lib.receive.vault import Encryptor
 
