@@ -198,13 +198,13 @@ def require(frame: pl.DataFrame, headers, file_name: str) -> None:
 def split_refused(frame: pl.DataFrame, reason: pl.Expr, lengths: dict, model: type[pa.DataFrameModel]):
     """(typed, rejected, headers) for a validator: rows with a reason (or a value the warehouse cannot store,
     lib/load/warehouse.py not_storable) refused by line number and reason, the rest as the model's columns."""
-    from ..load.warehouse import assessment_scores, not_storable
+    from ..load.warehouse import assessment_scores, not_storable, utf16_units
 
     if "scores" in frame.columns:  # a score dm.AssessmentScores cannot hold refuses its row, not the whole load
         scores = pl.col("scores").list
         for part, column in (("name", "ScoreName"), ("value", "ScoreValue")):
             n = assessment_scores.c[column].type.length
-            too_long = scores.eval(pl.element().struct.field(part).str.len_chars() > n).list.any()
+            too_long = scores.eval(utf16_units(pl.element().struct.field(part)) > n).list.any()  # as NVARCHAR counts
             unstorable = scores.eval(pl.element().struct.field(part).str.contains("\x00", literal=True)).list.any()
             reason = (reason.when(too_long).then(pl.lit(f"value_too_long: a score's {part} longer than {n} "
                                                         f"characters, more than {assessment_scores.fullname}."

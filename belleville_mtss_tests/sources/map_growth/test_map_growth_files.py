@@ -130,8 +130,11 @@ def test_a_drop_with_map_growth_beside_star_loads_each_under_its_assessment_and_
 def test_a_score_longer_than_the_scores_table_holds_refuses_its_row_not_the_load():
     body = ("TermName,StudentID,Subject,TestID,TestStartDate,TestStartTime,TestRITScore,Goal1Name\n"
             "Fall 2025-2026,1,Math,T1,09/10/2025,09:00:00,200," + "y" * 200 + "\n"
-            "Fall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200," + "x" * 201 + "\n")
+            "Fall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200," + "x" * 201 + "\n"
+            # NVARCHAR counts a character above U+FFFF as two: 200 units fit, 201 do not (199 characters do not)
+            "Fall 2025-2026,3,Math,T3,09/10/2025,09:00:00,200," + "y" * 198 + "\U0001F600\n"
+            "Fall 2025-2026,4,Math,T4,09/10/2025,09:00:00,200," + "x" * 199 + "\U0001F600\n")
     validated, _ = _read(Path("AssessmentResults.csv"), body.encode())
-    assert validated.frame["student_link"].to_list() == ["1"]  # 200 characters: dm.AssessmentScores holds it
+    assert validated.frame["student_link"].to_list() == ["1", "3"]  # 200 units: dm.AssessmentScores holds them
     assert validated.rejected == {"value_too_long: a score's value longer than 200 characters, more than "
-                                  "dm.AssessmentScores.ScoreValue holds": 1}
+                                  "dm.AssessmentScores.ScoreValue holds": 2}
