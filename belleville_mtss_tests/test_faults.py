@@ -164,7 +164,7 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
         assert CountingSource.fetches == 3  # the cut transfer, the one that completed, and its second read
         (sr,) = staged
         assert sr.sha256 == sha256_of(big) and sr.size == big.stat().st_size
-        assert decrypt_bytes(key, staging / "SR.csv") == big.read_bytes()
+        assert decrypt_bytes(key, staging / "SR.csv", sealed=bytes.fromhex(sr.sha256)) == big.read_bytes()
         assert [p.name for p in staging.parent.iterdir()] == ["big"]  # no receiving folder left behind
     finally:
         server.stop()

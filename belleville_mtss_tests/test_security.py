@@ -10,7 +10,7 @@ import pytest
 from belleville_mtss.defs.resources import resources
 from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
-from belleville_mtss.lib.receive.drops import purge_staging
+from belleville_mtss.lib.receive.drops import purge_staging, sha256_of
 from belleville_mtss.lib.receive.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
@@ -53,7 +53,10 @@ def test_staging_is_encrypted_with_the_environment_key_and_purged_after_retentio
     assert run_drop(s).checks_passed
     staged = s.staging_dir / "belleville" / "2026-11-01"
     assert b"STUDENTS.STUDENT_NUMBER" not in (staged / "students.csv").read_bytes()
-    assert b"STUDENTS.STUDENT_NUMBER" in decrypt_bytes(parse_key(key), staged / "students.csv")
+    sealed = bytes.fromhex(sha256_of(s.drop_dir / "belleville" / "2026-11-01" / "students.csv"))
+    assert b"STUDENTS.STUDENT_NUMBER" in decrypt_bytes(parse_key(key), staged / "students.csv", sealed=sealed)
+    with pytest.raises(VaultError):  # the receipt's checksum is sealed into the staged copy: no other opens it
+        decrypt_bytes(parse_key(key), staged / "students.csv", sealed=bytes(32))
     assert not (s.home / "staging.key").exists()  # the environment's key, no key file
     assert purge_staging(s.staging_dir, 30, time.time()) == ([], [])
     assert purge_staging(s.staging_dir, 30, time.time() + 31 * 86400) == (["belleville/2026-11-01"], [])

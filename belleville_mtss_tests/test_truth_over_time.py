@@ -351,7 +351,7 @@ def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings,
     if times == 1:
         staged = {f.name: f for f in receive(source, "belleville", drop, staging, key, sleep=lambda s: None)}
         assert staged["SR.csv"].sha256 == sha256_of(sr)  # the bytes the server holds now, whole
-        assert decrypt_bytes(key, staging / "SR.csv") == sr.read_bytes()
+        assert decrypt_bytes(key, staging / "SR.csv", sealed=bytes.fromhex(staged["SR.csv"].sha256)) == sr.read_bytes()
         return
     with pytest.raises(DropRefused) as refused:
         receive(source, "belleville", drop, staging, key, sleep=lambda s: None)
@@ -370,7 +370,7 @@ def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_st
     decrypted = []
     real = drops.decrypt_bytes  # the real decryption, each call counted
     monkeypatch.setattr(drops, "decrypt_bytes",
-                        lambda k, path, *rest: decrypted.append(path.name) or real(k, path, *rest))
+                        lambda k, path, *rest, **kw: decrypted.append(path.name) or real(k, path, *rest, **kw))
 
     def again():
         return receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
@@ -381,6 +381,32 @@ def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_st
     shutil.rmtree(settings.drop_dir / "belleville" / OLD.drop_name)
     replayed = again()
     assert replayed.replayed and sorted(decrypted) == sorted(f.name for f in first.files)
+
+
+def test_a_staged_copy_is_checked_by_decrypting_it_and_one_staged_before_by_hashing_it(settings, tmp_path,
+                                                                                       monkeypatch):
+    """The receipt seals each file's SHA-256 into its staged copy: reading it back decrypts it once and hashes
+    nothing, and no other checksum opens it. A copy staged before checksums were sealed (no checksum in it) is
+    still read, hashed as it is decrypted, and refused when its bytes are not the ones recorded."""
+    from belleville_mtss.lib.receive.drops import read_staged
+    from belleville_mtss.lib.receive.vault import VaultError, encrypt_file
+    prepare_drop(settings, OLD)
+    source = LocalDropSource(settings.drop_dir)
+    (drop,) = [d for d in source.list_drops("belleville", "belleville") if d.key == KEY[OLD]]
+    staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
+    sr = {f.name: f for f in receive(source, "belleville", drop, staging, key)}["SR.csv"]
+    original = settings.drop_dir / "belleville" / OLD.drop_name / "SR.csv"
+    hashed, real = [], drops.hashlib.sha256
+    monkeypatch.setattr(drops.hashlib, "sha256", lambda *a: hashed.append(1) or real(*a))
+    assert read_staged(staging, sr, key) == original.read_bytes() and hashed == []
+    other = dataclasses.replace(sr, sha256=real(b"another file").hexdigest())
+    with pytest.raises(VaultError, match="cannot be decrypted"):
+        read_staged(staging, other, key)
+    encrypt_file(key, original, staging / "SR.csv")  # as staged before: nothing sealed
+    hashed.clear()
+    assert read_staged(staging, sr, key) == original.read_bytes() and hashed == [1]
+    with pytest.raises(VaultError, match="does not match its recorded SHA-256"):
+        read_staged(staging, other, key)
 
 
 def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings):

@@ -210,13 +210,14 @@ def step_seconds(settings) -> dict[str, float]:
 
 
 CORES = os.cpu_count() or 1
-HASH_PASSES = 3  # a run's SHA-256 passes over a drop: the receipt's stream, its second read, read_drop's check
+HASH_PASSES = 2  # a run's SHA-256 passes over a drop: the receipt's stream and its second read (read_drop's check
+# of a staged copy is its decryption: the receipt sealed the SHA-256 into it)
 
 
 def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
     """What a Dagster run does to the drop and the core does not, each once over the whole drop on one core: a
-    SHA-256 pass (a run makes HASH_PASSES: the receipt hashes the stream, reads the file again to catch a rewrite
-    in place, and read_drop checks the staged copy), the encryption into staging, read_drop's decryption, and the
+    SHA-256 pass (a run makes HASH_PASSES: the receipt hashes the stream and reads the file again to catch a
+    rewrite in place), the encryption into staging, read_drop's decryption (which checks the copy), and the
     IO manager's writes at rest (lib/persist.py `save`) of what the run keeps: each file as read and as validated,
     the identity map, the roster and the results."""
     from belleville_mtss.lib.persist import save

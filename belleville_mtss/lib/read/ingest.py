@@ -64,7 +64,7 @@ def drop_files(district: District, files: tuple) -> dict[str, tuple]:
 def read_staged_file(key: bytes, kind: FileKind, folder: str, staged: tuple[StagedFile, ...], district: District,
                      max_rows: int = Limits.max_file_rows) -> SourceFile:
     """A file of the drop (and its companions: `staged` as `drop_files` found them), read from the encrypted staged copy
-    (each checked against its SHA-256 as it is decrypted)."""
+    (each checked against its SHA-256 by its decryption: lib/receive/drops.py read_staged)."""
     first, *rest = staged
     data = read_staged(Path(folder), first, key)
     info = FileInfo(first.name, first.name, first.size, first.sha256)

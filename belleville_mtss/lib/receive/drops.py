@@ -329,15 +329,16 @@ def sha256_of(path: Path) -> str:
 
 
 def _stream(src: BinaryIO, enc: Encryptor | None, budget: int) -> tuple[int, str]:
-    """Copy src into the encryptor (None: only hash it), hashing on the way; stops after `budget` + 1 bytes (the
-    caller refuses)."""
-    digest, done = hashlib.sha256(), 0
+    """Copy src into the encryptor (None: only hash it), which hashes it on the way and seals the SHA-256 into
+    the staged copy; stops after `budget` + 1 bytes (the caller refuses)."""
+    digest, done = hashlib.sha256() if enc is None else enc.digest, 0
     for block in iter(lambda: src.read(BLOCK), b""):
         done += len(block)
         if done > budget:
             break
-        digest.update(block)
-        if enc is not None:
+        if enc is None:
+            digest.update(block)
+        else:
             enc.write(block)
             if done == len(block):
                 fault_point("mid_transfer")
@@ -357,7 +358,7 @@ def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, de
     changed = False
     for attempt in range(1, attempts + 1):
         try:
-            with source.open(folder, drop, f) as src, Encryptor(key, dest) as enc:
+            with source.open(folder, drop, f) as src, Encryptor(key, dest, hashlib.sha256()) as enc:
                 done, digest = _stream(src, enc, f.size)
             if done == f.size:
                 if _digest(source, folder, drop, f) == (done, digest):
@@ -415,15 +416,15 @@ def zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple
     return chosen
 
 
-def _expand_zip(archive: Path, name: str, into: Path, key: bytes, limits: Limits) -> list[StagedFile]:
-    """Each entry streamed from the encrypted archive into its own encrypted file; the limits are enforced again
-    while streaming, because declared sizes can lie."""
+def _expand_zip(archive: Path, sealed: bytes, name: str, into: Path, key: bytes, limits: Limits) -> list[StagedFile]:
+    """Each entry streamed from the encrypted archive (`sealed`: its SHA-256, sealed into it) into its own
+    encrypted file; the limits are enforced again while streaming, because declared sizes can lie."""
     staged, total = [], 0
     try:
-        with DecryptingReader(key, archive) as reader, zipfile.ZipFile(reader) as zf:
+        with DecryptingReader(key, archive, sealed) as reader, zipfile.ZipFile(reader) as zf:
             for info, base in zip_entries(zf, name, limits):
                 budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
-                with zf.open(info) as src, Encryptor(key, into / base) as enc:
+                with zf.open(info) as src, Encryptor(key, into / base, hashlib.sha256()) as enc:
                     done, digest = _stream(src, enc, budget)
                     if done > budget:
                         raise DropRefused("zip_ratio" if total + done <= limits.max_drop_bytes else "drop_too_large",
@@ -498,8 +499,8 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
         if drop.kind == "zip":
             (archive,) = drop.files
             packed = work / ".archive"  # a name no entry can take (hidden entries are skipped)
-            _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep)
-            staged = _expand_zip(packed, archive.name, work, key, limits)
+            received = _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep)
+            staged = _expand_zip(packed, bytes.fromhex(received.sha256), archive.name, work, key, limits)
             packed.unlink()
         else:  # two files at a time: hashing and encryption release the GIL, and SFTP waits on the network
             with ThreadPoolExecutor(2, thread_name_prefix="mtss-receive") as pool:
@@ -548,12 +549,24 @@ def staged_manifest(staging: Path, key: bytes) -> dict | None:
 
 
 def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
-    """A staged file's bytes, checked against the checksum recorded when it was received (hashed as it is
-    decrypted)."""
-    digest = hashlib.sha256()
-    data = decrypt_bytes(key, safe_join(staging, check_file_name(file.name)), digest)
-    if len(data) != file.size or digest.hexdigest() != file.sha256:
-        raise VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
+    """A staged file's bytes, checked against the checksum recorded when it was received: the receipt sealed it
+    into the copy, which decrypts against no other. A copy staged before checksums were sealed (or altered: it
+    fails again) is hashed as it is decrypted."""
+    path = safe_join(staging, check_file_name(file.name))
+    mismatch = VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
+    try:
+        sealed = bytes.fromhex(file.sha256)
+    except (TypeError, ValueError):
+        raise mismatch from None
+    try:
+        data = decrypt_bytes(key, path, sealed=sealed)
+    except VaultError:
+        digest = hashlib.sha256()
+        data = decrypt_bytes(key, path, digest)
+        if digest.hexdigest() != file.sha256:
+            raise mismatch from None
+    if len(data) != file.size:
+        raise mismatch
     return data
 
 
