@@ -126,7 +126,7 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
         def people_of(name: str) -> pl.DataFrame:
             data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
             return read_people(name, data, source, district.sources[source.name].link)
-        # the files at the same time: decryption, hashing and parsing release the GIL
+        # the files at the same time: decryption and parsing release the GIL
         with readers(len(names), "mtss-people") as pool:
             return list(pool.map(people_of, names))
 

@@ -37,7 +37,7 @@ class SourceFile:
 
 def readers(jobs: int, name: str) -> ThreadPoolExecutor:
     """A pool for `jobs` files (or tables) read at the same time: a thread each, at most one a core (polars, the
-    decryption, the hashing and the database drivers release the GIL; more threads than cores would share them)."""
+    decryption and the database drivers release the GIL; more threads than cores would share them)."""
     return ThreadPoolExecutor(max(1, min(jobs, os.cpu_count() or 1)), thread_name_prefix=name)
 
 
