@@ -133,3 +133,28 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
         assert len(instance.all_logs(run.run_id)) == 40 and instance.get_run_by_id(run.run_id) is not None
         assert len(opened) <= 3  # one per storage (a per-operation connection would be over 120)
         instance.dispose()
+
+
+def test_the_embedded_instance_flushes_at_checkpoints_and_a_killed_process_loses_nothing(tmp_path):
+    """synchronous=NORMAL on the WAL databases (no disk flush on each of a run's commits); what a process
+    committed before it was killed is there for the next."""
+    import subprocess
+    import sys
+    import sqlalchemy as sa
+    home = tmp_path / "mtss"
+    instance = instance_for(make_settings(home))
+    instance.add_dynamic_partitions("drops", ["a/1"])
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    for key in _engines_under(home):
+        with instance_storage._ENGINES[key].connect() as conn:
+            assert conn.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(sa.text("PRAGMA synchronous")).scalar() == 1  # NORMAL (Dagster's own: 2, FULL)
+    script = ("import os, signal, sys; from pathlib import Path; from belleville_mtss.run import instance_for; "
+              "from belleville_mtss_tests.conftest import make_settings; "
+              "i = instance_for(make_settings(Path(sys.argv[1]))); "
+              "i.add_dynamic_partitions('drops', [f'k/{n}' for n in range(30)]); os.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", script, str(home)], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    again = dg.DagsterInstance.from_config(str(home / "dagster"))
+    assert len(again.get_dynamic_partitions("drops")) == 31
