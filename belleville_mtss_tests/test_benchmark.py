@@ -45,6 +45,10 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
             assert "skipped" in table[stage]
         else:
             assert re.match(rf"{stage}\s+\d+\.\d\d\s+[\d,]+\s", table[stage]), table[stage]
+    # how far the host's other guests slowed each stage, where the system says (Linux: steal in /proc/stat)
+    if Path("/proc/stat").exists():
+        assert re.search(r"^CPU the host took during each stage \(steal\): floor \d+\.\d\d s, core \d+\.\d\d s",
+                         out, re.M)
     # what bounds the Dagster run: its steps' seconds, slowest first, and the time between them
     assert re.search(r"^by step, dagster_no_loads: -?\d+\.\d\d s outside the steps; \w+ \d+\.\d\d", out, re.M)
     # and the work on the drop's bytes the core does not do (hashing, encryption, decryption), timed on this drop
@@ -80,6 +84,8 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         assert set(at_n["stages"]) == (set(STAGES) if n == "2000" else {"core", "dagster_no_loads"})
         for stage, r in at_n["stages"].items():
             assert "skipped" in r if stage.endswith("postgres") and not pg else {"seconds", "peak_rss_mb"} <= set(r)
+            if "seconds" in r and Path("/proc/stat").exists():  # the host's steal while it ran: never negative
+                assert r["stolen_s"] >= 0
             if stage.startswith("load_") and "seconds" in r:  # the load's parts are the load
                 assert r["stage_s"] + r["transaction_s"] + r["unstage_s"] == pytest.approx(r["seconds"])
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]

@@ -284,9 +284,21 @@ def child(stage: str, work: Path, pg_url: str | None, prepare: bool) -> None:
 
 # ---- the driver -------------------------------------------------------------------------------------------------
 
+def cpu_stolen_s() -> float | None:
+    """The CPU seconds the hypervisor has given elsewhere while this machine's CPUs wanted them (`steal` in
+    /proc/stat, all CPUs) since boot; None where the system does not say."""
+    try:
+        return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _in_child(stage: str, work: Path, pg_url: str | None, timeout: float, prepare: bool = False) -> dict:
+    """The stage's result, with `stolen_s`: the CPU the host took from this machine while it ran (on a shared
+    host, a stage's figure is only as good as that is small)."""
     cmd = [sys.executable, __file__, "--child", stage, "--work", str(work)] + (["--pg-url", pg_url] if pg_url else [])
     env = {**os.environ, "PYTHONPATH": str(REPO), "POLARS_MAX_THREADS": polars_threads()}
+    stolen = cpu_stolen_s()
     try:
         done = subprocess.run(cmd + (["--prepare"] if prepare else []), capture_output=True, text=True,
                               timeout=timeout, env=env)
@@ -294,7 +306,8 @@ def _in_child(stage: str, work: Path, pg_url: str | None, timeout: float, prepar
         return {"failed": f"over {timeout:.0f} s"}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[7:])
+            after = cpu_stolen_s()
+            return {**json.loads(line[7:]), **({} if stolen is None else {"stolen_s": round(after - stolen, 2)})}
     return {"failed": f"exit {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:200]}"}
 
 
@@ -434,6 +447,10 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
     for r in at_n["stages"].values():
         if "failed" in r:
             print(f"  failed: {r['failed']}")
+    stolen = {stage: r["stolen_s"] for stage, r in at_n["stages"].items() if "stolen_s" in r}
+    if stolen:  # a figure measured while the host took CPU away is slower than the code
+        print("CPU the host took during each stage (steal): "
+              + ", ".join(f"{stage} {s:.2f} s" for stage, s in stolen.items()))
     for stage in ("dagster_no_loads", *DAGSTER_WITH_LOADS):  # where each Dagster run's time goes, measured
         r = at_n["stages"].get(stage, {})
         if r.get("steps"):
