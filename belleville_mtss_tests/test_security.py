@@ -178,6 +178,22 @@ def test_any_run_of_writes_reads_back_whole_and_any_cut_is_refused():
     check()
 
 
+def test_a_small_file_is_encrypted_and_read_without_chunk_sized_buffers(tmp_path):
+    """A run keeps dozens of small files at rest: buffers the size of a 4 MiB chunk, zeroed for each, would cost
+    a small drop's run more than its data."""
+    import tracemalloc
+    from belleville_mtss.lib.receive.vault import encrypt_bytes
+    key, data = parse_key(new_key()), os.urandom(20_000)
+    tracemalloc.start()
+    try:
+        encrypt_bytes(key, data, tmp_path / "e")
+        assert decrypt_bytes(key, tmp_path / "e") == data
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < CHUNK // 8  # the file's own size, a few times over: not a chunk's
+
+
 def test_two_writers_of_one_destination_both_finish_and_leave_one_whole_file(tmp_path):
     from belleville_mtss.lib.receive.vault import Encryptor
 
