@@ -58,8 +58,8 @@ def settings(tmp_path: Path) -> Settings:
 def pg_server_url() -> str:
     url = os.environ.get("MTSS_TEST_PG_URL")
     if not url:
-        _missing("PostgreSQL (MTSS_TEST_PG_URL, a user that may create databases and roles: install it with `apt-get install -y postgresql`, "
-                 "or run .ci/run, which installs and starts one)")
+        _missing("PostgreSQL (MTSS_TEST_PG_URL, a user that may create databases and roles: install it with "
+                 "`apt-get install -y postgresql`, or run .ci/run, which installs and starts one)")
     return url
 
 
