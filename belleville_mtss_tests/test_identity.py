@@ -2,6 +2,8 @@
 import datetime as dt
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from belleville_mtss.lib.students.identity import RESULTS_SCHEMA, build_results, build_roster, link_problems, link_students
 from belleville_mtss.lib.sources.powerschool.reader import email_key
@@ -261,3 +263,51 @@ def test_the_roster_is_the_students_with_their_links_in_any_order():
         "AccountInfoId": 107873, "StudentNumber": "00123", "FirstName": "First", "LastName": "Last",
         "Email": " Ana.Lopez@X.org ", "GradeLevel": "5", "SchoolId": "03", "ClassLinkUserId": "CL1",
         "StarTestCount": 1, "DropId": "belleville/d1", "LoadedAt": when, "IsCurrent": True}
+
+
+def _by_hand(students: list[tuple[str, str | None, str | None]], users: list[tuple[str, str | None]],
+             files: dict[str, list[str]]) -> tuple[list[tuple], dict]:
+    """The linking rules of the module docstring, one student and one row at a time: what link_students must give.
+    `students`: (number, email key, link value); `users`: (ClassLink id, email key); `files`: identifiers by file."""
+    keys = [k for _n, k, _l in students if k is not None]
+    links = [v for _n, _k, v in students if v is not None]
+    rows = []
+    for number, key, value in students:
+        mine = [uid for uid, k in users if k is not None and k == key]
+        state = ("no_email" if key is None else "ambiguous" if keys.count(key) > 1 or len(mine) > 1
+                 else "linked" if mine else "not_in_classlink")
+        tests = 0 if value is None or links.count(value) > 1 else sum(ids.count(value) for ids in files.values())
+        rows.append((number, mine[0] if state == "linked" else None, state, tests))
+    by_file = {}
+    for name, ids in files.items():
+        linked = sum(links.count(i) == 1 for i in ids)
+        shared = sum(links.count(i) > 1 for i in ids)
+        unknown = [i for i in ids if i not in links]
+        stripped = [v.lstrip("0") for v in links]
+        zeros = sum(stripped.count(i.lstrip("0")) == 1 for i in unknown)
+        by_file[name] = {"rows": len(ids), "linked": linked, "ambiguous_link": shared,
+                         "unknown_student": len(ids) - linked - shared, "probable_leading_zeros": zeros}
+    return rows, by_file
+
+
+_IDS = st.sampled_from(["1", "01", "001", "2", "02", "3", "x3", "4"])
+_KEYS = st.one_of(st.none(), st.sampled_from(["a@x.org", "b@x.org", "c@x.org"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(students=st.lists(st.tuples(_KEYS, st.one_of(st.none(), _IDS)), max_size=8),
+       users=st.lists(_KEYS, max_size=5), files=st.lists(st.lists(_IDS, max_size=12), max_size=3))
+def test_every_link_and_count_is_what_the_rules_give_one_student_at_a_time(students, users, files):
+    # Emails and identifiers drawn from a few values, so that shared addresses, shared link values, unknown
+    # identifiers and lost leading zeros all occur; up to three files linked at once.
+    people = [(str(100 + i), key, value) for i, (key, value) in enumerate(students)]
+    users = [(f"CL{i}", key) for i, key in enumerate(users)]
+    named = {f"F{i}": ids for i, ids in enumerate(files)}
+    text = pl.Utf8
+    frame = pl.DataFrame(people, schema={"student_number": text, "email_key": text, "student_link": text}, orient="row")
+    classlink = pl.DataFrame(users, schema={"classlink_user_id": text, "email_key": text}, orient="row")
+    identity = link_students(frame, classlink, {name: _star("SR", ids) for name, ids in named.items()})
+    rows, by_file = _by_hand(people, users, named)
+    assert identity.frame.select("student_number", "classlink_user_id", pl.col("classlink_link").cast(pl.Utf8),
+                                 "test_count").rows() == rows
+    assert identity.by_file == by_file
