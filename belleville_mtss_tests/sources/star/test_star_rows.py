@@ -226,6 +226,19 @@ def test_repeated_dates_are_parsed_once_each_and_read_as_every_value_alone_would
     assert repeated[-3:] == [dt.datetime(2026, 9, 17, 6), dt.datetime(2026, 9, 16), dt.datetime(2026, 9, 15, 13, 5)]
 
 
+def test_repeated_school_years_are_read_once_each_as_every_value_alone_would_be():
+    # a file's school year is one or two values repeated: read by distinct value, mapped back to every row
+    values = ["2026-2027", " 2025 - 2026 ", "", "2026", "SY 2024-2025"] * 3
+    validated, _ = validate([{"SchoolYear": v, "AssessmentID": f"A-{i}"} for i, v in enumerate(values)])
+    typed, rows = validated.frame, {}
+    rows.update(zip(typed["source_row"], typed["school_year"]))
+    alone = [one_row(SchoolYear=v) for v in values]
+    read = [r["school_year"] if isinstance(r, dict) else None for r in alone]
+    assert [rows.get(n) for n in range(2, len(values) + 2)] == read
+    assert read[:5] == ["2026-2027", "2025-2026", None, None, "2024-2025"]
+    assert validated.rejected == {"unreadable SchoolYear": 6}
+
+
 def test_only_the_columns_we_use_are_read_from_a_star_file():
     # Renaissance exports carry names, emails and birth dates we never use: they are not even kept in memory.
     header = [*HEADER, "StudentFirstName", "StudentEmail", "Birthdate"]

@@ -7,6 +7,7 @@ files are a different kind of file and are refused by name.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import polars as pl
 
@@ -148,15 +149,17 @@ def _in_utc(t: pl.Series) -> pl.Series:
     return out.dt.replace_time_zone(None)
 
 
-def _parse_series(text: pl.Series) -> pl.Series:
-    # A test's time repeats through an export (40,321 distinct values in the 1,384,643 rows of the benchmark's
-    # 1,000,000-student SR.csv): each distinct value is parsed once and joined back, where that is fewer.
-    rows = text.to_frame("text")
-    distinct = rows.unique(maintain_order=True)
-    if 2 * distinct.height > rows.height:
-        return _parse_values(text)
-    parsed = distinct.with_columns(_parse_values(distinct["text"]).alias("at"))
-    return rows.join(parsed, on="text", how="left", maintain_order="left")["at"].alias(text.name)
+def _once_per_value(parse: Callable[[pl.Series], pl.Series]) -> Callable[[pl.Series], pl.Series]:
+    """`parse` run on each distinct value once and mapped back to the rows, where values repeat (fewer than half
+    distinct): a test's time repeats through an export (40,321 distinct in the 1,384,643 rows of the benchmark's
+    1,000,000-student SR.csv), its school year far more. The distinct values keep the file's order, so that the
+    date layout tried first is still the one the file's first values have."""
+    def each(text: pl.Series) -> pl.Series:
+        distinct = text.unique(maintain_order=True)
+        if not text.len() or 2 * distinct.len() > text.len():
+            return parse(text)
+        return text.replace_strict(distinct, parse(distinct), default=None).alias(text.name)
+    return each
 
 
 def _parse_values(text: pl.Series) -> pl.Series:
@@ -183,7 +186,11 @@ def _parse_naive(t: pl.Series) -> pl.Series:
 
 def parse_dates(text: pl.Expr) -> pl.Expr:
     """Datetime from any unambiguous layout; null where unreadable or ambiguous (day-first dashed dates)."""
-    return text.map_batches(_parse_series, return_dtype=_DT)
+    return text.map_batches(_once_per_value(_parse_values), return_dtype=_DT)
+
+
+def _school_year(text: pl.Series) -> pl.Series:
+    return text.str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
 
 
 def _blank(col: str) -> pl.Expr:
@@ -213,7 +220,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         [pl.col(c).str.strip_chars() for c in text]
     ).with_columns(
         pl.lit(subject).alias("subject"),
-        pl.col("school_year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", ""),
+        pl.col("school_year").map_batches(_once_per_value(_school_year), return_dtype=pl.Utf8),
         parse_dates(pl.col("completed_date")).alias("completed_at"),
         *[_int(c).alias(f"{c}_n") for c in _RANGES],
         pl.when(_blank("assessment_id")).then(None).otherwise(pl.col("assessment_id")).alias("assessment_id"),
