@@ -11,6 +11,8 @@ import time
 import dagster as dg
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load import order
@@ -231,12 +233,28 @@ def _evidence(**kw):
 def test_churn_counts_the_current_roster_numbers_absent_from_the_new_roster():
     from belleville_mtss.lib.checks import student_number_churn
     current = {str(n) for n in range(100)}
-    assert student_number_churn(_evidence(current_numbers=current, roster_numbers=set(map(str, range(50, 200))))
+    numbers = pl.Series([str(n) for n in range(200)])  # this drop's roster: a column, as the core hands it
+    assert student_number_churn(_evidence(current_numbers=current, roster_numbers=numbers[50:])
                                 ).passed  # 50% absent: at the limit
-    failed = student_number_churn(_evidence(current_numbers=current, roster_numbers=set(map(str, range(51, 200)))))
+    failed = student_number_churn(_evidence(current_numbers=current, roster_numbers=numbers[51:]))
     assert not failed.passed and failed.figure.startswith("51.0% of the 100 student numbers")
-    assert student_number_churn(_evidence(current_numbers=set(), roster_numbers={"1"})).passed  # a first roster
+    assert student_number_churn(_evidence(current_numbers=set(), roster_numbers=numbers[:1])).passed  # a first roster
     assert student_number_churn(_evidence(current_numbers=current, roster_numbers=None)).passed  # no roster loaded
+
+
+_SCOPES = st.sampled_from([("star", "SR", "2026-2027"), ("star", "SR", "2025-2026"), ("star", "SM", "2026-2027"),
+                           ("iready", "Reading", None), ("star", "SR", None)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_SCOPES, max_size=40))
+def test_a_drops_rows_per_scope_are_each_rows_scope_counted(rows):
+    # runs of a scope, scopes back again after others, a missing school year: each row counted under its scope
+    frame = pl.DataFrame(rows, schema={"Assessment": pl.Utf8, "Subject": pl.Utf8, "SchoolYear": pl.Utf8}, orient="row")
+    counted = {}
+    for scope in rows:
+        counted[order.label(*scope)] = counted.get(order.label(*scope), 0) + 1
+    assert order.rows_per_scope(frame) == counted
 
 
 def test_shrink_compares_each_scope_with_what_the_warehouse_holds_for_it():

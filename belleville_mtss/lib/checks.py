@@ -71,7 +71,7 @@ class Evidence:
     newer: list[Held] = field(default_factory=list)  # what the warehouse holds from a newer drop
     holding: dict[str, Held] = field(default_factory=dict)  # each scope the warehouse holds of the district
     current_numbers: set[str] = field(default_factory=set)  # the student numbers of its current roster
-    roster_numbers: set[str] | None = None  # this drop's (None: no roster in this load)
+    roster_numbers: pl.Series | None = None  # this drop's (None: no roster in this load)
     results_rows: dict[str, int] = field(default_factory=dict)  # this drop's rows per results scope
     table: str = ""  # load stage: the table loaded, the frame's rows, what the table holds afterwards
     frame_rows: int = 0
@@ -307,7 +307,9 @@ def student_number_churn(ev: Evidence) -> CheckOutcome:
     current, limit = ev.current_numbers, ev.district.gates.max_student_number_churn
     if ev.roster_numbers is None or not current:
         return _gate(ev, "student_number_churn", True, "no current roster to compare with", "a first roster is exempt")
-    absent = len(current - ev.roster_numbers) / len(current)
+    # the drop's numbers stay a column: a state's roster is a million of them, and a first roster needs none
+    kept = int(pl.Series(list(current), dtype=pl.Utf8).is_in(ev.roster_numbers.implode()).sum())
+    absent = (len(current) - kept) / len(current)
     return _gate(ev, "student_number_churn", absent <= limit,
                  f"{absent:.1%} of the {len(current):,} student numbers of the current roster are absent from the "
                  f"new roster", f"at most {_pct(limit)} allowed (gates.max_student_number_churn)")

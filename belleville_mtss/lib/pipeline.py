@@ -250,7 +250,7 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     lap("build")
     # The replace checks, against a warehouse that holds nothing of the district (the core writes nowhere).
     evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)
-    evidence.roster_numbers = set(result.roster["StudentNumber"].to_list())
+    evidence.roster_numbers = result.roster["StudentNumber"]
     evidence.results_rows = order.rows_per_scope(result.results)
     if not _judge(result, decide("replace", evidence)):
         result.roster = result.results = None
@@ -270,7 +270,7 @@ def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | 
     return Evidence(district, key, snapshot=snapshot, newer=newer,
                     holding=holding, results_rows=order.rows_per_scope(results),
                     current_numbers=set() if roster is None else current_numbers(conn, district.account_info_id),
-                    roster_numbers=set(roster["StudentNumber"].to_list()) if roster is not None else None)
+                    roster_numbers=roster["StudentNumber"] if roster is not None else None)
 
 
 def _judge(result: CoreResult, checks: list[CheckOutcome]) -> bool:
