@@ -446,6 +446,44 @@ def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_remo
     assert remove_orphans(staging) == [f"belleville/{busy.name}"]
 
 
+@pytest.mark.parametrize("point", ["before_lock", "before_publish"])
+def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
+    # Runs of several districts receive at once, and each first removes the orphans of every district. Found by
+    # the daemon benchmark: a folder caught between its making and its lock, or on its way to being published,
+    # was removed under the run receiving it. Each moment is held for a second while another run cleans.
+    import threading
+    from belleville_mtss.lib.receive.drops import LocalDropSource, receive, staged_manifest
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
+    drop = root / "belleville" / "d1"
+    drop.mkdir(parents=True)
+    (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
+    (drop / "drop.done").write_text("")
+    source = LocalDropSource(root)
+    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "d1"]
+    target, failed = staging / "belleville" / "d1", []
+
+    def receiving():
+        try:
+            receive(source, "belleville", listed, target, key)
+        except Exception as exc:  # noqa: BLE001 - reported to the test's thread below
+            failed.append(exc)
+
+    monkeypatch.setenv("MTSS_FAULT", f"{point}:sleep=1")
+    worker = threading.Thread(target=receiving)
+    worker.start()
+    deadline = time.time() + 30
+    wanted = "" if point == "before_lock" else "/manifest.json"
+    while time.time() < deadline and not list(staging.glob(f"belleville/{RECEIVING_PREFIX}d1-*{wanted}")):
+        time.sleep(0.01)
+    assert list(staging.glob(f"belleville/{RECEIVING_PREFIX}d1-*")), "the receive never reached " + point
+    assert remove_orphans(staging) == []  # another district's run cleaning meanwhile
+    worker.join(30)
+    assert failed == []
+    assert staged_manifest(target, key) is not None  # published whole
+    assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
+
+
 def test_purge_removes_stored_frames_of_purged_drops(world):
     settings, _outside = world
     stored = [p for p in settings.storage_dir.rglob("*") if p.is_file()]

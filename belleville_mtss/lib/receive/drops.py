@@ -438,39 +438,61 @@ def _expand_zip(archive: Path, sealed: bytes, name: str, into: Path, key: bytes,
 
 
 @contextmanager
-def _receiving(staging: Path):
-    """A private work folder beside the drop's staging folder, locked while in use: a process killed mid-receive
-    leaves it unlocked, and the next receive or purge removes it."""
-    work = staging.with_name(f"{RECEIVING_PREFIX}{staging.name}-{secrets.token_hex(4)}")
-    work.mkdir(parents=True, mode=0o700)
-    lock = (work / _LOCK).open("w")
+def _district_lock(district: Path):
+    """Held while a receiving folder is made and locked, and while orphans are looked for in the district's
+    staging folder: a cleaner never finds a receiving folder between its making and its lock."""
+    district.mkdir(parents=True, exist_ok=True)
+    fd = os.open(district, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself is locked: no file is left in it
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _receiving(staging: Path):
+    """A private work folder beside the drop's staging folder, locked from its making until it is published or
+    removed: a process killed mid-receive leaves it unlocked, and the next receive or purge removes it."""
+    work = staging.with_name(f"{RECEIVING_PREFIX}{staging.name}-{secrets.token_hex(4)}")
+    with _district_lock(staging.parent):
+        work.mkdir(mode=0o700)
+        fault_point("before_lock")
+        lock = (work / _LOCK).open("w")
         fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
         yield work
     finally:
-        lock.close()
-        if work.exists():
-            shutil.rmtree(work)
+        try:
+            if work.exists():
+                shutil.rmtree(work)
+        finally:
+            lock.close()
 
 
 def remove_orphans(staging_root: Path) -> list[str]:
-    """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed."""
+    """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed.
+    Several runs clean at once (one per district): each district's folders are looked at under its lock, and a
+    folder is removed only while its own lock is held here."""
     removed = []
     if not staging_root.is_dir():
         return removed
     for district in _real_dirs(staging_root):
-        for work in _real_dirs(district):
-            if not work.name.startswith(RECEIVING_PREFIX):
-                continue
-            try:
-                with (work / _LOCK).open("a") as lock:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a receive in progress
-            except OSError:
-                pass  # no lock file: never locked, an orphan
-            shutil.rmtree(work)
-            removed.append(f"{district.name}/{work.name}")
+        with _district_lock(district):
+            for work in _real_dirs(district):
+                if not work.name.startswith(RECEIVING_PREFIX):
+                    continue
+                try:
+                    lock = (work / _LOCK).open("a")  # made if a killed run left none
+                except FileNotFoundError:
+                    continue  # published (renamed) since it was listed
+                with lock:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a receive in progress
+                    shutil.rmtree(work)
+                removed.append(f"{district.name}/{work.name}")
     return removed
 
 
@@ -517,10 +539,11 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
             os.replace(work / MANIFEST, staging / MANIFEST)
             return staged
         (work / MANIFEST).write_text(manifest)
-        (work / _LOCK).unlink()
+        fault_point("before_publish")
         if staging.exists():
             shutil.rmtree(staging)
-        work.rename(staging)
+        work.rename(staging)  # still locked: no cleaner takes it on its way
+        (staging / _LOCK).unlink()
     return staged
 
 
