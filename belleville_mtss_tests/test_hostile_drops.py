@@ -450,7 +450,8 @@ def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_remo
 def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
     # Runs of several districts receive at once, and each first removes the orphans of every district. Found by
     # the daemon benchmark: a folder caught between its making and its lock, or on its way to being published,
-    # was removed under the run receiving it. Each moment is held for a second while another run cleans.
+    # was removed under the run receiving it. Each moment is held for a second while another run cleans; an
+    # abandoned folder is still removed (test_a_receive_killed_midway_...).
     import threading
     from belleville_mtss.lib.receive.drops import LocalDropSource, receive, staged_manifest
     from belleville_mtss.lib.receive.vault import new_key, parse_key
@@ -473,15 +474,27 @@ def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan
     worker = threading.Thread(target=receiving)
     worker.start()
     deadline = time.time() + 30
-    wanted = "" if point == "before_lock" else "/manifest.json"
-    while time.time() < deadline and not list(staging.glob(f"belleville/{RECEIVING_PREFIX}d1-*{wanted}")):
+    wanted = "/.lock" if point == "before_lock" else "/manifest.json"  # made, not yet locked / not yet renamed
+    while time.time() < deadline and not list(staging.glob(f"belleville/.*d1-*{wanted}")):
         time.sleep(0.01)
-    assert list(staging.glob(f"belleville/{RECEIVING_PREFIX}d1-*")), "the receive never reached " + point
+    assert list(staging.glob(f"belleville/.*d1-*{wanted}")), "the receive never reached " + point
     assert remove_orphans(staging) == []  # another district's run cleaning meanwhile
     worker.join(30)
     assert failed == []
     assert staged_manifest(target, key) is not None  # published whole
     assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
+
+
+def test_a_folder_left_in_the_instant_before_its_lock_is_removed_once_an_hour_old(tmp_path):
+    # a receive killed between making its folder and locking it: nothing in it but an empty lock file
+    from belleville_mtss.lib.receive.drops import MAKING_PREFIX
+    staging = tmp_path / "staging"
+    left = staging / "belleville" / f"{MAKING_PREFIX}d1-0000"
+    left.mkdir(parents=True)
+    (left / ".lock").touch()
+    assert remove_orphans(staging) == [] and purge_staging(staging, 30, time.time()) == ([], [])
+    assert left.exists()  # it may be a receive about to lock it
+    assert remove_orphans(staging, now=time.time() + 3601) == [f"belleville/{left.name}"] and not left.exists()
 
 
 def test_purge_removes_stored_frames_of_purged_drops(world):

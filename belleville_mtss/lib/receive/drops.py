@@ -43,6 +43,7 @@ SETTLE_SECONDS = 120.0
 BLOCK = 1 << 20
 MANIFEST = "manifest.json"
 RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (those cannot start with a dot)
+MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
 _LOCK = ".lock"
 
 
@@ -438,61 +439,58 @@ def _expand_zip(archive: Path, sealed: bytes, name: str, into: Path, key: bytes,
 
 
 @contextmanager
-def _district_lock(district: Path):
-    """Held while a receiving folder is made and locked, and while orphans are looked for in the district's
-    staging folder: a cleaner never finds a receiving folder between its making and its lock."""
-    district.mkdir(parents=True, exist_ok=True)
-    fd = os.open(district, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself is locked: no file is left in it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
 def _receiving(staging: Path):
-    """A private work folder beside the drop's staging folder, locked from its making until it is published or
-    removed: a process killed mid-receive leaves it unlocked, and the next receive or purge removes it."""
-    work = staging.with_name(f"{RECEIVING_PREFIX}{staging.name}-{secrets.token_hex(4)}")
-    with _district_lock(staging.parent):
-        work.mkdir(mode=0o700)
-        fault_point("before_lock")
-        lock = (work / _LOCK).open("w")
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """A private work folder beside the drop's staging folder, locked from before it takes its receiving name until
+    it is published or removed: a process killed mid-receive leaves it unlocked, and the next receive or purge
+    removes it. A cleaner (another district's run) finds no receiving folder but a locked one."""
+    token = secrets.token_hex(4)
+    making = staging.with_name(f"{MAKING_PREFIX}{staging.name}-{token}")
+    work = staging.with_name(f"{RECEIVING_PREFIX}{staging.name}-{token}")
+    making.mkdir(parents=True, mode=0o700)
+    lock = (making / _LOCK).open("w")
     try:
+        fault_point("before_lock")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        making.rename(work)  # the lock is the file's: it holds under the new name
         yield work
     finally:
         try:
-            if work.exists():
-                shutil.rmtree(work)
+            for folder in (making, work):
+                if folder.exists():
+                    shutil.rmtree(folder)
         finally:
             lock.close()
 
 
-def remove_orphans(staging_root: Path) -> list[str]:
+def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
     """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed.
-    Several runs clean at once (one per district): each district's folders are looked at under its lock, and a
-    folder is removed only while its own lock is held here."""
-    removed = []
+    A folder is removed only while its lock is held here, so that runs of several districts may clean at once.
+    A folder still being made (locked, not yet named) is left alone unless it is an hour old (its process died
+    in that instant)."""
+    removed, now = [], time.time() if now is None else now
     if not staging_root.is_dir():
         return removed
     for district in _real_dirs(staging_root):
-        with _district_lock(district):
-            for work in _real_dirs(district):
-                if not work.name.startswith(RECEIVING_PREFIX):
+        for work in _real_dirs(district):
+            making = work.name.startswith(MAKING_PREFIX)
+            if not (work.name.startswith(RECEIVING_PREFIX) or making):
+                continue
+            try:
+                if making and now - work.stat().st_mtime < 3600:
                     continue
+                lock = (work / _LOCK).open("a")  # made if a killed run left none
+            except FileNotFoundError:
+                continue  # published (renamed) or removed since it was listed
+            with lock:
                 try:
-                    lock = (work / _LOCK).open("a")  # made if a killed run left none
-                except FileNotFoundError:
-                    continue  # published (renamed) since it was listed
-                with lock:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a receive in progress
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a receive in progress
+                try:
                     shutil.rmtree(work)
-                removed.append(f"{district.name}/{work.name}")
+                except FileNotFoundError:
+                    continue  # another cleaner removed it first
+            removed.append(f"{district.name}/{work.name}")
     return removed
 
 
@@ -614,7 +612,7 @@ def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[s
         return expired, orphans
     for district in _real_dirs(root):
         for staged in _real_dirs(district):
-            if staged.name.startswith(RECEIVING_PREFIX):
+            if staged.name.startswith((RECEIVING_PREFIX, MAKING_PREFIX)):
                 continue  # being received right now (remove_orphans took the abandoned ones)
             manifest = staged / MANIFEST
             key = f"{district.name}/{staged.name}"
