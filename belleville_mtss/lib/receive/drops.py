@@ -44,6 +44,7 @@ BLOCK = 1 << 20
 MANIFEST = "manifest.json"
 RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (those cannot start with a dot)
 MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
+MAKING_GRACE_S = 3600
 _LOCK = ".lock"
 
 
@@ -465,8 +466,8 @@ def _receiving(staging: Path):
 def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
     """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed.
     A folder is removed only while its lock is held here, so that runs of several districts may clean at once.
-    A folder still being made (locked, not yet named) is left alone unless it is an hour old (its process died
-    in that instant)."""
+    A `.making-` folder (locked an instant after it is made) is left alone until MAKING_GRACE_S old: its process
+    died in that instant."""
     removed, now = [], time.time() if now is None else now
     if not staging_root.is_dir():
         return removed
@@ -476,7 +477,7 @@ def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
             if not (work.name.startswith(RECEIVING_PREFIX) or making):
                 continue
             try:
-                if making and now - work.stat().st_mtime < 3600:
+                if making and now - work.stat().st_mtime < MAKING_GRACE_S:
                     continue
                 lock = (work / _LOCK).open("a")  # made if a killed run left none
             except FileNotFoundError:
