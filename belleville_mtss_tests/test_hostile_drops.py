@@ -497,6 +497,17 @@ def test_a_folder_left_in_the_instant_before_its_lock_is_removed_once_an_hour_ol
     assert remove_orphans(staging, now=time.time() + 3601) == [f"belleville/{left.name}"] and not left.exists()
 
 
+def test_a_staged_copy_without_its_manifest_is_purged_only_once_it_has_been_left_an_hour(tmp_path):
+    # a receive replacing or publishing a copy leaves it without a manifest for an instant: the daily purge
+    # running then must not take it (one check, then the folder removed: whatever came between was lost)
+    staging = tmp_path / "staging"
+    copy = staging / "belleville" / "2026-11-01"
+    copy.mkdir(parents=True)
+    (copy / "SR.csv.enc").write_bytes(b"ciphertext")
+    assert purge_staging(staging, 30, time.time()) == ([], []) and copy.exists()
+    assert purge_staging(staging, 30, time.time() + 3601) == ([], ["belleville/2026-11-01"]) and not copy.exists()
+
+
 def test_purge_removes_stored_frames_of_purged_drops(world):
     settings, _outside = world
     stored = [p for p in settings.storage_dir.rglob("*") if p.is_file()]

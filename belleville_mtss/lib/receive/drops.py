@@ -44,7 +44,7 @@ BLOCK = 1 << 20
 MANIFEST = "manifest.json"
 RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (those cannot start with a dot)
 MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
-MAKING_GRACE_S = 3600
+MAKING_GRACE_S = 3600  # how old a folder left unfinished must be before a cleaner takes it
 _LOCK = ".lock"
 
 
@@ -618,8 +618,10 @@ def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[s
             manifest = staged / MANIFEST
             key = f"{district.name}/{staged.name}"
             if not manifest.is_file():
-                shutil.rmtree(staged)
-                orphans.append(key)
+                # A copy being replaced or published lacks it for an instant, and was changed an instant ago
+                if now - staged.stat().st_mtime > MAKING_GRACE_S:
+                    shutil.rmtree(staged)
+                    orphans.append(key)
             elif now - manifest.stat().st_mtime > retention_days * 86400:
                 shutil.rmtree(staged)
                 expired.append(key)
