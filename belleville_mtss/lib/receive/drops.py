@@ -463,6 +463,12 @@ def _receiving(staging: Path):
             lock.close()
 
 
+def _left_unfinished(folder: Path, now: float) -> bool:
+    """Unchanged for MAKING_GRACE_S: a folder found unfinished (no lock yet, no manifest) that no receive is
+    still making or replacing."""
+    return now - folder.stat().st_mtime >= MAKING_GRACE_S
+
+
 def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
     """Receiving folders no process holds (a killed run), and `.part` files left by one; returns what was removed.
     A folder is removed only while its lock is held here, so that runs of several districts may clean at once.
@@ -477,7 +483,7 @@ def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
             if not (work.name.startswith(RECEIVING_PREFIX) or making):
                 continue
             try:
-                if making and now - work.stat().st_mtime < MAKING_GRACE_S:
+                if making and not _left_unfinished(work, now):
                     continue
                 lock = (work / _LOCK).open("a")  # made if a killed run left none
             except FileNotFoundError:
@@ -619,7 +625,7 @@ def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[s
             key = f"{district.name}/{staged.name}"
             if not manifest.is_file():
                 # A copy being replaced or published lacks it for an instant, and was changed an instant ago
-                if now - staged.stat().st_mtime > MAKING_GRACE_S:
+                if _left_unfinished(staged, now):
                     shutil.rmtree(staged)
                     orphans.append(key)
             elif now - manifest.stat().st_mtime > retention_days * 86400:
