@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("floor", "core", "pandas", "duckdb", "load_sqlite", "load_postgres", "dagster_no_loads", "dagster_sqlite",
@@ -64,7 +65,13 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
     # and what bounds each load: the copy into staging, the apply transaction, the staged rows deleted
     for stage in ("load_sqlite", "load_postgres") if pg else ("load_sqlite",):
         assert re.search(rf"^by part, {stage}: bulk copy into staging \d+\.\d\d s \([\d,]+ rows/s\), the apply "
-                         r"transaction \d+\.\d\d s \([\d,]+ rows/s\), staged rows deleted \d+\.\d\d s$", out, re.M)
+                         r"transaction \d+\.\d\d s \([\d,]+ rows/s: the roster \d+\.\d\d s, the results and the "
+                         r"commit \d+\.\d\d s\), staged rows deleted \d+\.\d\d s$", out, re.M)
+    if pg:  # and what bounds the apply there: its indexes, measured on scratch copies of the table
+        assert re.search(r"^what bounds the apply, load_postgres: the results' apply \([\d,]+ rows, INSERT \.\.\. "
+                         r"SELECT from staging\) into a scratch copy of dm\.AssessmentResults as declared \d+\.\d\d s, "
+                         r"without IX_AssessmentResults_Student \d+\.\d\d s, with no index \d+\.\d\d s: its indexes "
+                         r"-?\d+\.\d\d s of it, the student index alone \(.*\) -?\d+\.\d\d s$", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
     assert re.search(r"small drop: 600 students, `belleville-mtss run` \(this environment's\) x1: "
                      r"median \d+\.\d\d s", out)
@@ -88,6 +95,8 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
                 assert r["stolen_s"] >= 0
             if stage.startswith("load_") and "seconds" in r:  # the load's parts are the load
                 assert r["stage_s"] + r["transaction_s"] + r["unstage_s"] == pytest.approx(r["seconds"])
+                assert r["apply_roster_s"] + r["apply_results_s"] == pytest.approx(r["transaction_s"])
+                assert ("apply_bounds" in r) == (stage == "load_postgres")  # the apply's bounds: PostgreSQL only
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
         core = at_n["stages"]["core"]
         assert list(core["by_stage"]) == ["read", "classlink", "district", "link", "gate", "build", "replace"]
@@ -98,6 +107,12 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         assert passes["mb"] > 0 and passes["seconds"] == pytest.approx(
             2 * passes["sha256_pass"] + passes["encrypt"] + passes["decrypt"] + passes["writes_at_rest"])
     assert len(run["small_drop"]["runs"]) == 1 and run["small_drop"]["command"] == "this environment's"
+    if pg:  # nothing is left of the apply bounds' scratch tables
+        engine = sa.create_engine(scratch[1])
+        with engine.connect() as conn:
+            assert not conn.execute(sa.text("SELECT schema_name FROM information_schema.schemata WHERE schema_name "
+                                            "= 'mtss_bench'")).all()
+        engine.dispose()
     assert {t["verdict"] for t in run["targets"]} <= {"met", "NOT met", "beside (not judged)"}
 
     png = written[0].with_suffix(".png")

@@ -9,6 +9,11 @@ The database is a scratch one: our tables in it are migrated and emptied. The fr
 recorded there for the direct path). Each path loads twice: into an empty district (a first load) and over its own
 rows (a re-send: every row replaced). It prints rows/s per path and load, and the staged path's ratio to the
 direct one; the apply transaction's own duration is printed too (what other sessions could wait on).
+
+    python benchmarks/load_path.py --pg-url ... --bounds
+
+measures instead what bounds the apply: the results' own INSERT ... SELECT from staging, timed into scratch copies
+of dm.AssessmentResults with their indexes as declared, without the student index, and with none.
 """
 from __future__ import annotations
 
@@ -93,12 +98,58 @@ def staged(engine: sa.Engine, roster: pl.DataFrame, results: pl.DataFrame, accou
         applying = time.perf_counter()
         with engine.begin() as conn:
             w.apply_roster(conn, account_info_id, load_id)
+            roster_applied = time.perf_counter()
             w.apply_results(conn, account_info_id, load_id, w.results_scopes(results))
         transaction = time.perf_counter() - applying
     total = time.perf_counter() - t
-    # where a staged load's time goes: the bulk copy into staging, the apply, the staged rows deleted afterwards
+    # where a staged load's time goes: the bulk copy into staging, the apply (the roster's part, then the results'
+    # with the commit), the staged rows deleted afterwards
     return {"seconds": total, "transaction_s": transaction, "stage_s": applying - t,
-            "unstage_s": total - (applying - t) - transaction}
+            "unstage_s": total - (applying - t) - transaction, "apply_roster_s": roster_applied - applying,
+            "apply_results_s": transaction - (roster_applied - applying)}
+
+
+SCRATCH = "mtss_bench"  # the schema of apply_bounds' scratch tables, dropped after each
+STUDENT_INDEX = "IX_AssessmentResults_Student"
+
+
+def apply_bounds(engine: sa.Engine, results: pl.DataFrame) -> dict[str, float]:
+    """What bounds the apply on PostgreSQL, measured: the results staged again, then the apply's own statement
+    (INSERT ... SELECT from staging) timed into three scratch copies of dm.AssessmentResults, alike but for their
+    indexes: as declared, without the student index, with no index at all. Each starts after a checkpoint."""
+    table = w.assessment_results
+    seconds = {}
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}"))
+    with w.staged(engine, results=results) as load_id:
+        for variant in ("declared", "without_student_index", "no_index"):
+            copy = table.to_metadata(sa.MetaData(), schema=SCRATCH)  # same name: w._from_staging finds its staging
+            if variant == "without_student_index":
+                copy.indexes = {i for i in copy.indexes if i.name != STUDENT_INDEX}
+            elif variant == "no_index":
+                copy = sa.Table(table.name, sa.MetaData(), *(sa.Column(c.name, c.type) for c in table.columns),
+                                schema=SCRATCH)
+            copy.drop(engine, checkfirst=True)
+            copy.create(engine)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("CHECKPOINT"))
+            t = time.perf_counter()
+            with engine.begin() as conn:
+                rows = w._from_staging(conn, copy, load_id)
+            seconds[variant] = time.perf_counter() - t
+            copy.drop(engine)
+            assert rows == results.height, (rows, results.height)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {SCRATCH}"))
+    return seconds
+
+
+def describe_bounds(b: dict[str, float], rows: int) -> str:
+    return (f"the results' apply ({rows:,} rows, INSERT ... SELECT from staging) into a scratch copy of "
+            f"dm.AssessmentResults as declared {b['declared']:.2f} s, without {STUDENT_INDEX} "
+            f"{b['without_student_index']:.2f} s, with no index {b['no_index']:.2f} s: its indexes "
+            f"{b['declared'] - b['no_index']:.2f} s of it, the student index alone (its rows come in the primary "
+            f"key's order, not its own) {b['declared'] - b['without_student_index']:.2f} s")
 
 
 def empty(engine: sa.Engine) -> None:
@@ -123,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=int, default=3_230_969)
     p.add_argument("--rounds", type=int, default=3, help="each path measured this many times, alternately; "
                    "the median is reported (the machine's other load moves single runs by 20%%)")
+    p.add_argument("--bounds", action="store_true", help="only measure what bounds the apply: the results' "
+                   "INSERT from staging into scratch tables with and without their indexes")
     args = p.parse_args(argv)
     engine = w.make_engine(args.pg_url)
     migrate_sample_warehouse(engine)
@@ -130,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = roster.height + results.height
     print(f"{roster.height:,} roster rows + {results.height:,} results = {rows:,} rows, PostgreSQL "
           f"{engine.dialect.server_version_info}", flush=True)
+    if args.bounds:
+        print("what bounds the apply: " + describe_bounds(apply_bounds(engine, results), results.height))
+        engine.dispose()
+        return 0
     figures: dict[tuple[str, str], list[dict]] = {}
     for round_ in range(1, args.rounds + 1):
         for name, path in (("direct", direct), ("staged", staged)):
@@ -139,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                 vacuum(engine)
                 r = path(engine, roster, results)
                 figures.setdefault((name, load), []).append(r)
-                split = (f"  (staging {r['stage_s']:.2f} s, unstaging {r['unstage_s']:.2f} s)"
-                         if "stage_s" in r else "")
+                split = (f"  (staging {r['stage_s']:.2f} s, apply: roster {r['apply_roster_s']:.2f} s, results "
+                         f"{r['apply_results_s']:.2f} s; unstaging {r['unstage_s']:.2f} s)" if "stage_s" in r else "")
                 print(f"  round {round_}  {name:<7} {load:<11} {r['seconds']:7.2f} s  {rows / r['seconds']:>9,.0f} "
                       f"rows/s  transaction {r['transaction_s']:6.2f} s{split}", flush=True)
     empty(engine)
