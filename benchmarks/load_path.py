@@ -121,26 +121,29 @@ def apply_bounds(engine: sa.Engine, results: pl.DataFrame) -> dict[str, float]:
     seconds = {}
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}"))
-    with w.staged(engine, results=results) as load_id:
-        for variant in ("declared", "without_student_index", "no_index"):
-            copy = table.to_metadata(sa.MetaData(), schema=SCRATCH)  # same name: w._from_staging finds its staging
-            if variant == "without_student_index":
-                copy.indexes = {i for i in copy.indexes if i.name != STUDENT_INDEX}
-            elif variant == "no_index":
-                copy = sa.Table(table.name, sa.MetaData(), *(sa.Column(c.name, c.type) for c in table.columns),
-                                schema=SCRATCH)
-            copy.drop(engine, checkfirst=True)
-            copy.create(engine)
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("CHECKPOINT"))
-            t = time.perf_counter()
-            with engine.begin() as conn:
-                rows = w._from_staging(conn, copy, load_id)
-            seconds[variant] = time.perf_counter() - t
-            copy.drop(engine)
-            assert rows == results.height, (rows, results.height)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {SCRATCH}"))
+    try:
+        with w.staged(engine, results=results) as load_id:
+            for variant in ("declared", "without_student_index", "no_index"):
+                copy = table.to_metadata(sa.MetaData(), schema=SCRATCH)  # same name: _from_staging finds staging
+                if variant == "without_student_index":
+                    copy.indexes = {i for i in copy.indexes if i.name != STUDENT_INDEX}
+                elif variant == "no_index":
+                    copy = sa.Table(table.name, sa.MetaData(), *(sa.Column(c.name, c.type) for c in table.columns),
+                                    schema=SCRATCH)
+                copy.drop(engine, checkfirst=True)
+                copy.create(engine)
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(sa.text("CHECKPOINT"))
+                t = time.perf_counter()
+                with engine.begin() as conn:
+                    rows = w._from_staging(conn, copy, load_id)
+                seconds[variant] = time.perf_counter() - t
+                copy.drop(engine)
+                assert rows == results.height, (rows, results.height)
+    finally:  # an interrupted measurement leaves no scratch table behind either
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS {SCRATCH}."{table.name}"'))
+            conn.execute(sa.text(f"DROP SCHEMA {SCRATCH}"))
     return seconds
 
 
