@@ -344,10 +344,11 @@ class RewrittenWhileRead(LocalDropSource):
 
     def __init__(self, root, times: int):
         super().__init__(root)
-        self.times, self.reads = times, 0
+        self.times, self.reads, self.opened = times, 0, []
 
     @contextlib.contextmanager
     def open(self, folder, drop, file):
+        self.opened.append(file.name)
         with super().open(folder, drop, file) as fh:
             yield fh
         if file.name == "SR.csv" and self.reads < self.times:
@@ -359,9 +360,14 @@ class RewrittenWhileRead(LocalDropSource):
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+@pytest.mark.parametrize("settled", [False, True], ids=["just-written", "settled"])
 @pytest.mark.parametrize("times", [1, 10], ids=["rewritten-once", "still-being-rewritten"])
-def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings, tmp_path, times):
+def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings, tmp_path, times, settled):
+    """Settled (its last change over a second old): the file's stamp, the same after the read as before, is the
+    check, and only its change time tells this rewrite. Just written: the file is read a second time."""
     prepare_drop(settings, OLD)
+    if settled:
+        time.sleep(drops.SETTLED_NS / 1e9 + 0.1)
     source = RewrittenWhileRead(settings.drop_dir, times)
     (drop,) = [d for d in source.list_drops("belleville", "belleville") if d.key == KEY[OLD]]
     staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
@@ -370,12 +376,31 @@ def test_a_file_whose_bytes_change_while_received_is_never_staged_torn(settings,
         staged = {f.name: f for f in receive(source, "belleville", drop, staging, key, sleep=lambda s: None)}
         assert staged["SR.csv"].sha256 == sha256_of(sr)  # the bytes the server holds now, whole
         assert decrypt_bytes(key, staging / "SR.csv", sealed=bytes.fromhex(staged["SR.csv"].sha256)) == sr.read_bytes()
+        # settled: read, its stamp changed, read again (just rewritten now: no stamp) and twice more; else 2 + 2
+        assert source.opened.count("SR.csv") == (3 if settled else 4)
         return
     with pytest.raises(DropRefused) as refused:
         receive(source, "belleville", drop, staging, key, sleep=lambda s: None)
     assert refused.value.reason == "changed_during_receipt"
     assert refused.value.message.startswith("'SR.csv': its bytes changed while it was received, 3 times")
     assert not staging.exists()  # nothing staged: a replay cannot reuse a torn copy
+
+
+@pytest.mark.parametrize("settled", [False, True], ids=["just-written", "settled"])
+def test_a_local_file_settled_is_read_once_one_just_written_twice(settings, tmp_path, settled):
+    """A file last changed over a second ago is read once: its inode, size and times to the nanosecond, the same
+    after the read as before, prove no byte changed. One changed just now is read twice and the hashes compared:
+    a write in the same tick of the kernel's coarse clock could keep its stamp."""
+    prepare_drop(settings, OLD)
+    if settled:
+        time.sleep(drops.SETTLED_NS / 1e9 + 0.1)
+    source = RewrittenWhileRead(settings.drop_dir, times=0)  # never rewritten: it counts the opens
+    (drop,) = [d for d in source.list_drops("belleville", "belleville") if d.key == KEY[OLD]]
+    staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
+    staged = receive(source, "belleville", drop, staging, key)
+    folder = settings.drop_dir / "belleville" / OLD.drop_name
+    assert {f.name: f.sha256 for f in staged} == {f.name: sha256_of(folder / f.name) for f in drop.files}
+    assert sorted(source.opened) == sorted([f.name for f in drop.files] * (1 if settled else 2))
 
 
 def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_staged_copy(settings, tmp_path,

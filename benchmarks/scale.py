@@ -212,16 +212,16 @@ def step_seconds(settings) -> dict[str, float]:
 
 
 CORES = os.cpu_count() or 1
-HASH_PASSES = 2  # a run's SHA-256 passes over a drop: the receipt's stream and its second read (read_drop's check
-# of a staged copy is its decryption: the receipt sealed the SHA-256 into it)
+HASH_PASSES = 1  # a run's SHA-256 passes over a local drop whose files have settled: the receipt's stream (its
+# rewrite check is the files' stamps; an SFTP drop is read a second time, 2 passes), and read_drop's check of a
+# staged copy is its decryption: the receipt sealed the SHA-256 into it
 
 
 def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
     """What a Dagster run does to the drop and the core does not, each once over the whole drop on one core: a
-    SHA-256 pass (a run makes HASH_PASSES: the receipt hashes the stream and reads the file again to catch a
-    rewrite in place), the encryption into staging, read_drop's decryption (which checks the copy), and the
-    IO manager's writes at rest (lib/persist.py `save`) of what the run keeps: each file as read and as validated,
-    the identity map, the roster and the results."""
+    SHA-256 pass (a run makes HASH_PASSES: the receipt hashes the stream), the encryption into staging,
+    read_drop's decryption (which checks the copy), and the IO manager's writes at rest (lib/persist.py `save`)
+    of what the run keeps: each file as read and as validated, the identity map, the roster and the results."""
     from belleville_mtss.lib.persist import save
     from belleville_mtss.lib.read.csvfile import FileInfo
     from belleville_mtss.lib.read.ingest import ingest_file

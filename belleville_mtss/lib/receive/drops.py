@@ -121,6 +121,11 @@ class DropSource(Protocol):
 
     def describe(self) -> str: ...
 
+    def stamp(self, folder: str, drop: Drop, file: RemoteFile) -> tuple | None:
+        """What any write to the file would change, read before and after the file is received; None when the
+        source cannot tell (then the file is read a second time and the two hashes compared)."""
+        ...
+
 
 def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
     for f in files:
@@ -208,6 +213,10 @@ def list_each(list_drops, folders: dict[str, str]) -> tuple[list[Drop], dict[str
     return found, refused
 
 
+SETTLED_NS = 1_000_000_000  # a file changed less than this long ago gets no stamp: the kernel's timestamps are
+# coarse (a few milliseconds), so a write just after it could keep its change time
+
+
 def _entry(name: str, st: os.stat_result) -> RemoteFile:
     return RemoteFile(name, st.st_size, int(st.st_mtime), stat.S_ISREG(st.st_mode))
 
@@ -244,6 +253,25 @@ class LocalDropSource:
         finally:
             os.close(fd)
         return drops_from_listing(district, entries)
+
+    def stamp(self, folder: str, drop: Drop, file: RemoteFile) -> tuple | None:
+        """The file's inode and its size, modification and change times to the nanosecond. The change time is
+        the kernel's: every write sets it, and no sender can set it back (`touch`, `cp -p`, `sftp put -p` restore
+        only the modification time), so an equal stamp after a read means no byte changed during it."""
+        parts = folder.split("/") + ([drop.name] if drop.kind == "folder" else [])
+        try:
+            dir_fd = _open_dir(self.root, parts)
+        except OSError:
+            return None
+        try:
+            st = os.stat(file.name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        finally:
+            os.close(dir_fd)
+        if not stat.S_ISREG(st.st_mode) or time.time_ns() - st.st_ctime_ns < SETTLED_NS:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
     @contextmanager
     def open(self, folder: str, drop: Drop, file: RemoteFile):
@@ -355,15 +383,18 @@ def _digest(source: DropSource, folder: str, drop: Drop, f: RemoteFile) -> tuple
 def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, dest: Path, key: bytes,
                   attempts: int, transient: tuple[type[Exception], ...], sleep) -> StagedFile:
     """One file, encrypted as it streams in. A transfer cut short (an error, or fewer bytes than listed) is
-    fetched again; so is a file whose bytes change while it is received: it is read a second time and the two
+    fetched again; so is a file whose bytes change while it is received. The source's stamp of the file before
+    and after tells that where it can (a local folder); elsewhere the file is read a second time and the two
     hashes compared (a rewrite in place keeps its size, and `sftp put -p` its mtime: only the bytes tell)."""
     changed = False
     for attempt in range(1, attempts + 1):
         try:
+            before = source.stamp(folder, drop, f)
             with source.open(folder, drop, f) as src, Encryptor(key, dest, hashlib.sha256()) as enc:
                 done, digest = _stream(src, enc, f.size)
             if done == f.size:
-                if _digest(source, folder, drop, f) == (done, digest):
+                if (source.stamp(folder, drop, f) == before if before is not None
+                        else _digest(source, folder, drop, f) == (done, digest)):
                     return StagedFile(f.name, done, digest)
                 changed, problem = True, "its bytes changed while it was received"
             else:

@@ -150,6 +150,10 @@ class SftpDropSource:
                 entries[a.filename] = _entry(a)
         return drops_from_listing(district, entries)
 
+    def stamp(self, folder: str, drop: Drop, file: RemoteFile) -> None:
+        """None: what an SFTP server reports (size, mtime to the second) a sender can keep through a rewrite."""
+        return None
+
     @contextmanager
     def open(self, folder: str, drop: Drop, file: RemoteFile):
         remote = f"{self._dir(folder)}/{drop.name}/{file.name}" if drop.kind == "folder" else \
