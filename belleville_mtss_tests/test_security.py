@@ -302,9 +302,18 @@ def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_fil
 
 
 def test_every_output_is_kept_at_rest_halted_files_included(settings):
+    """Every value a step reads is kept for later runs, a halted file's too. A file asset is a record: its metadata
+    says what was read, and its rows are kept once, in the staged copy, never again beside it."""
+    import dagster as dg
+
     drop = prepare_drop(settings)
     (drop / "SM.csv").write_bytes((drop / "SM.csv").read_bytes()[:-300])  # halted: no frame, still an output
-    assert run_drop(settings).outcome == "partial"
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_drop(settings, instance=instance).outcome == "partial"
+        recorded = instance.get_latest_materialization_event(dg.AssetKey("star_reading")).asset_materialization
     stored = {p.parent.parent.name for p in settings.storage_dir.rglob("2026-11-01")}
-    assert {"star_math", "validated_star_math", "validated_star_reading", "student_identity_map",
+    assert {"validated_star_math", "validated_star_reading", "validated_powerschool_students", "student_identity_map",
             "assessment_results"} <= stored
+    assert not {"star_math", "star_reading", "powerschool_students"} & stored
+    sr = drop / "SR.csv"
+    assert recorded.metadata["sha256"].value == sha256_of(sr) and recorded.metadata["bytes"].value == sr.stat().st_size

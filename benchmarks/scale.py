@@ -221,13 +221,11 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
     """What a Dagster run does to the drop and the core does not, each once over the whole drop on one core: a
     SHA-256 pass (a run makes HASH_PASSES: the receipt hashes the stream), the encryption into staging,
     read_drop's decryption (which checks the copy), and the IO manager's writes at rest (lib/persist.py `save`)
-    of what the run keeps: each file as read and as validated, the identity map, the roster and the results."""
+    of what the run keeps: each file as validated, the identity map, the roster and the results (a file as read
+    is a record, its rows the staged copy's: defs/read.py)."""
     from belleville_mtss.lib.persist import save
-    from belleville_mtss.lib.read.csvfile import FileInfo
-    from belleville_mtss.lib.read.ingest import ingest_file
     from belleville_mtss.lib.receive.drops import sha256_of
     from belleville_mtss.lib.receive.vault import decrypt_bytes, encrypt_file, new_key, parse_key
-    from belleville_mtss.lib.sources import KIND
     drop = work / "drop"
     key, files = parse_key(new_key()), sorted(f for f in drop.iterdir() if f.suffix == ".csv")
     staged = Path(tempfile.mkdtemp(prefix="byte-passes-", dir=work))
@@ -243,10 +241,7 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
             decrypt_bytes(key, staged / f.name)
         decrypted = time.perf_counter() - t
         core, _seconds = _core(work, district)
-        kept = [ingest_file(KIND[asset], drop / v.file_name, district,  # the files as read: SourceFile
-                            info=FileInfo(v.file_name, v.file_name, (drop / v.file_name).stat().st_size, ""))
-                for asset, v in core.validated.items() if v.file_name and (drop / v.file_name).is_file()]
-        kept += [v for v in core.validated.values() if v.frame is not None]
+        kept = [v for v in core.validated.values() if v.frame is not None]
         kept += [core.identity, core.roster, core.results]
         t = time.perf_counter()
         for i, obj in enumerate(kept):

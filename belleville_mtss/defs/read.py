@@ -23,8 +23,11 @@ from .resources import DropServerResource, ErrorLogResource, ProdDbResource, War
 
 def _outs(kind: FileKind) -> dict[str, dg.AssetOut]:
     tags = {"mtss/source": SOURCE_OF[kind.asset].name}
+    # A file asset is a record (its metadata: file, bytes, SHA-256, rows, columns), no value at rest: its rows are
+    # the staged copy's (encrypted, checksum sealed in), which no later step reads again, and student data at rest
+    # is not kept twice. What a step reads is the validated frame.
     return {kind.asset: dg.AssetOut(group_name="sources", description=kind.description, kinds={"csv"},
-                                    owners=OWNERS, tags=tags, is_required=False),
+                                    owners=OWNERS, tags=tags, is_required=False, dagster_type=dg.Nothing),
             kind.validated: dg.AssetOut(group_name="validated", kinds={"polars", "pandera"}, owners=OWNERS, tags=tags,
                                         is_required=False, description=f"{kind.asset}: columns bound by header name, "
                                         "values typed, bad rows rejected")}
@@ -107,7 +110,7 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
             src, validated = read[kind]
             error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
         if kind.asset in selected:
-            yield dg.Output(src, output_name=kind.asset, metadata=_file_metadata(kind, entry, src)
+            yield dg.Output(None, output_name=kind.asset, metadata=_file_metadata(kind, entry, src)
                             if src.sent else {"sent": False})
         if validated is not None:
             yield _finish(context, error_log, entry, *validated, output_name=kind.validated)

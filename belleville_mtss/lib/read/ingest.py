@@ -1,6 +1,7 @@
 """From a drop's file to a validated frame, as plain functions, each file by its source (lib/sources/). A refused
 file becomes a halted result (with its error record) instead of an exception, so the other files of the drop go
-on. Both results are kept at rest as data (lib/persist.py): a later step never reads the file again."""
+on. The validated frame is kept at rest as data (lib/persist.py); the file as read is recorded as its asset's
+metadata, its rows being the staged copy's (defs/read.py): a later step never reads the file again."""
 from __future__ import annotations
 
 import os
