@@ -191,13 +191,30 @@ def _dagster(stage: str, work: Path, _entry, pg_url: str | None) -> dict:
     # core does not suggest links: comparing like with like). The runs with the loads include it; its seconds are
     # in their "by step" line.
     leave_out = (*WAREHOUSE, "link_review") if stage == "dagster_no_loads" else ()
+    waited = _time_the_wait_for_writes_at_rest()
     t = time.perf_counter()
     report = run_drop(settings, DROP_KEY, log_level="CRITICAL", leave_out=leave_out)  # the CLI's default
     seconds = time.perf_counter() - t
     if report.failures or not report.checks_passed:
         return {"failed": report.verdict()}
     return {"seconds": seconds, "rows": sum(report.written.values()) if report.written else None,
-            "steps": step_seconds(settings)}
+            "steps": step_seconds(settings), "writes_wait_s": sum(waited)}
+
+
+def _time_the_wait_for_writes_at_rest() -> list[float]:
+    """The seconds the run's end waits for the IO manager's writes at rest (its teardown, after the last step:
+    part of the time outside the steps), appended to the list returned; this stage's process only."""
+    from belleville_mtss.defs.io import EncryptedFrameIOManager
+    waited, teardown = [], EncryptedFrameIOManager.teardown_after_execution
+
+    def timed(self, context):
+        t = time.perf_counter()
+        try:
+            return teardown(self, context)
+        finally:
+            waited.append(time.perf_counter() - t)
+    EncryptedFrameIOManager.teardown_after_execution = timed
+    return waited
 
 
 def step_seconds(settings) -> dict[str, float]:
@@ -452,7 +469,8 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
         r = at_n["stages"].get(stage, {})
         if r.get("steps"):
             steps = r["steps"]
-            print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps; "
+            print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps (of which the "
+                  f"run's end waiting for its writes at rest {r.get('writes_wait_s', 0):.2f} s); "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
     print_core(at_n["stages"])
     for stage in ("load_sqlite", "load_postgres"):  # where a load's time goes: the copy, the apply, the clean-up
