@@ -22,6 +22,7 @@ from .lib.read.theirs import SourceTableError, read_account_info, read_classlink
 from .lib.read.ingest import drop_files
 from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
 from .lib.receive.untrusted import parse_drop_key
+from .lib.receive.vault import VaultError
 from .lib.students import gates, review
 
 
@@ -49,8 +50,11 @@ def _fetch(settings: Settings, key, district, into: Path):
     except LookupError:
         received = receive_or_replay(source, key.district, district.drop_folder, key.drop, server.staging(key),
                                      vault, server.limits())
-    files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
-             for asset, staged in drop_files(district, received.files).items()}
+    try:
+        files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
+                 for asset, staged in drop_files(district, received.files).items()}
+    except (OSError, VaultError) as exc:  # a replayed copy is checked as it is read
+        raise LookupError(f"the staged copy of drop {key} is unusable ({exc}); receive it again") from None
     return received, files
 
 

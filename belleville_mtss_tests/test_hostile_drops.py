@@ -453,7 +453,7 @@ def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan
     # was removed under the run receiving it. Each moment is held for a second while another run cleans; an
     # abandoned folder is still removed (test_a_receive_killed_midway_...).
     import threading
-    from belleville_mtss.lib.receive.drops import LocalDropSource, receive, staged_manifest
+    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
     from belleville_mtss.lib.receive.vault import new_key, parse_key
     root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
     drop = root / "belleville" / "d1"
@@ -481,7 +481,9 @@ def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan
     assert remove_orphans(staging) == []  # another district's run cleaning meanwhile
     worker.join(30)
     assert failed == []
-    assert staged_manifest(target, key) is not None  # published whole
+    manifest = staged_manifest(target)  # published whole, every file as received
+    assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
+        (drop / "SR.csv").read_bytes()]
     assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
 
 

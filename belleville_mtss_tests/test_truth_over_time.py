@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from belleville_mtss.cli import main
+from belleville_mtss.dry_run import dry_run
+from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.load import order
 from belleville_mtss.lib.receive import drops
 from belleville_mtss.lib.receive.drops import (RECEIVING_PREFIX, DropRefused, LocalDropSource, receive,
@@ -403,10 +405,10 @@ def test_a_local_file_settled_is_read_once_one_just_written_twice(settings, tmp_
     assert sorted(source.opened) == sorted([f.name for f in drop.files] * (1 if settled else 2))
 
 
-def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_staged_copy(settings, tmp_path,
-                                                                                          monkeypatch):
-    """A run of a drop staged before reads the server's bytes; only a replay (the server no longer has the drop)
-    decrypts the staged copy, every file, to check it against its recorded hashes."""
+def test_a_drop_is_never_decrypted_at_its_receipt_and_an_incomplete_staged_copy_is_not_replayed(settings, tmp_path,
+                                                                                                 monkeypatch):
+    """A run of a drop staged before reads the server's bytes; a replay (the server no longer has the drop) takes
+    the staged copy as its manifest lists it, each file checked as it is read (the next test): neither decrypts."""
     prepare_drop(settings, OLD)
     source = LocalDropSource(settings.drop_dir)
     staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
@@ -419,11 +421,49 @@ def test_a_drop_the_server_still_has_is_received_again_without_decrypting_its_st
         return receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
 
     first = again()
-    assert not first.replayed and decrypted == []
-    assert not again().replayed and decrypted == []  # staged already, received again from the server: not decrypted
+    assert not first.replayed and not again().replayed  # staged already, received again from the server
     shutil.rmtree(settings.drop_dir / "belleville" / OLD.drop_name)
     replayed = again()
-    assert replayed.replayed and sorted(decrypted) == sorted(f.name for f in first.files)
+    assert replayed.replayed and replayed.files == first.files and decrypted == []
+    (staging / "SM.csv").unlink()
+    with pytest.raises(LookupError, match="no complete staged copy"):
+        again()
+
+
+def test_a_replay_decrypts_each_staged_file_once_and_one_damaged_file_loads_nothing(settings, monkeypatch):
+    """A replay costs no decryption a run from the server does not (the check is the read); a staged file altered
+    since its receipt fails the step that reads the drop, whole: an error row names the file, nothing is loaded."""
+    prepare_drop(settings, OLD)
+    decrypted: list[str] = []
+    real = drops.decrypt_bytes
+    monkeypatch.setattr(drops, "decrypt_bytes",
+                        lambda k, path, *rest, **kw: decrypted.append(path.name) or real(k, path, *rest, **kw))
+    assert _run(settings, KEY[OLD]).outcome == "loaded"
+    from_server, decrypted[:] = sorted(decrypted), []
+    shutil.rmtree(settings.drop_dir / "belleville" / OLD.drop_name)  # the server no longer has it
+    replay = _run(settings, KEY[OLD])
+    assert replay.outcome == "loaded" and replay.version
+    assert sorted(decrypted) == from_server and set(from_server) >= {"students.csv", "SR.csv", "SM.csv", "SEL.csv"}
+    held = held_rows(settings)
+
+    (staged,) = settings.home.glob(f"staging/belleville/{OLD.drop_name}/SR.csv")
+    data = bytearray(staged.read_bytes())
+    data[len(data) // 2] ^= 1
+    staged.write_bytes(bytes(data))
+    damaged = _run(settings, KEY[OLD])
+    assert damaged.outcome == "failed" and set(damaged.failures) == {"read_drop"}
+    assert "the staged copy of SR.csv is unusable" in damaged.failures["read_drop"]
+    assert damaged.source_rows == {}  # no file of the drop was read into a frame the run kept
+    assert _same(held_rows(settings), held)
+    logged = errors(settings).filter((pl.col("DropId") == KEY[OLD]) & (pl.col("Stage") == "ingest"))
+    assert logged.select("Reason", "FileName").rows() == [("staged_copy_unusable", "SR.csv")]
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", settings.warehouse_url)
+    monkeypatch.setenv("MTSS_PROD_DB_URL", settings.prod_db_url)
+    found = dry_run(load_settings(), KEY[OLD])  # the dry run reads the same copy, alike
+    assert found.exit_code == 1 and found.lines == [
+        f"DRY RUN: {KEY[OLD]}: cannot run: the staged copy of drop {KEY[OLD]} is unusable (SR.csv: cannot be decrypted "
+        "(wrong MTSS_STAGING_KEY, or altered)); receive it again"]
 
 
 def test_a_staged_copy_is_checked_by_decrypting_it_and_one_staged_before_by_hashing_it(settings, tmp_path,

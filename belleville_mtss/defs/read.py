@@ -33,6 +33,14 @@ def _outs(kind: FileKind) -> dict[str, dg.AssetOut]:
                                         "values typed, bad rows rejected")}
 
 
+class Unusable(Exception):
+    """A staged copy that is missing or fails its checksum (the check of a replay: lib/receive/drops.py)."""
+
+    def __init__(self, file_name: str, message: str):
+        super().__init__(message)
+        self.file_name = file_name
+
+
 def _read(kind: FileKind, entry: District, drop_server: DropServerResource, received_drop: ReceivedDrop,
           validate: bool) -> tuple[SourceFile, tuple[ValidatedFile, list] | None]:
     """One kind of file the district sends: read from its staged copy, then validated when asked. Runs on a worker
@@ -45,7 +53,8 @@ def _read(kind: FileKind, entry: District, drop_server: DropServerResource, rece
             src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
                                    drop_server.max_file_rows)
         except (OSError, VaultError) as exc:
-            raise dg.Failure(f"staged copy of {staged[0].name} unusable: {exc}; re-receive the drop") from None
+            raise Unusable(staged[0].name, f"the staged copy of {staged[0].name} is unusable ({exc}); nothing of the "
+                                           "drop is loaded: receive it again") from None
     return src, validate_file(src, entry) if validate else None
 
 
@@ -92,8 +101,13 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     wanted = [t for t in tables if t in needed]  # the ClassLink table is read for its validated frame too
     with readers(len(sent) + len(wanted), "mtss-read") as pool:
         reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
-        read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
-                                                      k.validated in selected), sent)))
+        try:
+            read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
+                                                          k.validated in selected), sent)))
+        except Unusable as exc:  # the whole step fails: no file of a damaged copy is loaded
+            error_log.record(context, context.partition_key,
+                             [ErrorRecord("ingest", "staged_copy_unusable", str(exc), exc.file_name)])
+            raise dg.Failure(str(exc)) from None
         frames = {t: _snapshot(context, error_log, tables[t][0], future) for t, future in reading.items()}
     for t in ("classlink_users", "account_info"):
         if t in selected:

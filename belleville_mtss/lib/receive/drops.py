@@ -593,17 +593,21 @@ def _same_files(staging: Path, staged: list[StagedFile]) -> bool:
                                                                                   for s in staged)
 
 
-def staged_manifest(staging: Path, key: bytes) -> dict | None:
-    """The manifest of a complete staged copy whose every file decrypts to its recorded checksum; else None."""
+def staged_manifest(staging: Path) -> dict | None:
+    """The manifest of a complete staged copy (its manifest is written last) whose every file is there; else None.
+    Not decrypted here: every read of a staged file checks it against its checksum (`read_staged`), and a run reads
+    them all in one step, which fails whole when one is unusable, so a replay decrypts each file once."""
     path = staging / MANIFEST
     if not path.is_file() or path.is_symlink():
         return None
     try:
         manifest = json.loads(path.read_text())
         for f in manifest["files"]:
-            read_staged(staging, StagedFile(**f), key)
-    except (OSError, ValueError, KeyError, TypeError, VaultError):
-        return None  # an incomplete, altered or unreadable staged copy is not replayed
+            staged = safe_join(staging, check_file_name(StagedFile(**f).name))
+            if not staged.is_file() or staged.is_symlink():
+                return None
+    except (OSError, ValueError, KeyError, TypeError):  # a bad file name is a ValueError
+        return None  # an incomplete or unreadable staged copy is not replayed
     return manifest
 
 
@@ -730,8 +734,8 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
         current, reachable = (listed[0] if listed else None), True
     except transient:
         current, reachable = None, False
-    if current is None:  # only a replay needs the staged copy checked (every file decrypted against its hash)
-        manifest = staged_manifest(staging, key)
+    if current is None:  # a replay: the staged copy, each file checked as it is read
+        manifest = staged_manifest(staging)
         if manifest:
             files = tuple(StagedFile(**f) for f in manifest["files"])
             return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
