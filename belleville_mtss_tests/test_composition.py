@@ -89,3 +89,12 @@ def test_the_core_and_a_dagster_materialization_agree(settings, case):
                              for e in core.errors], schema=logged.schema).sort(ROW)
     assert logged.equals(expected), (logged, expected)
     assert logged.height >= (1 if case == "normal" else 2)
+
+
+def test_a_drop_is_read_largest_file_first_then_smallest_first():
+    """The two largest files are typed apart (lib/read/ingest.py reading_order): the largest first, the second
+    largest last; the errors still come in the sources' order (the test above compares them with Dagster's)."""
+    from belleville_mtss.lib.read.ingest import reading_order
+    assert reading_order({"SR.csv": 889, "students.csv": 120, "SM.csv": 850, "SEL.csv": 280}) == [
+        "SR.csv", "students.csv", "SEL.csv", "SM.csv"]
+    assert reading_order({}) == [] and reading_order({"SR.csv": 0}) == ["SR.csv"]

@@ -10,8 +10,8 @@ import polars as pl
 from ..lib.columns import FRAMES, file_columns, lineage
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
-from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, readers, validate_classlink,
-                               validate_file)
+from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_staged_file, readers, reading_order,
+                               validate_classlink, validate_file)
 from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
 from ..lib.receive.drops import ReceivedDrop
@@ -42,9 +42,11 @@ class Unusable(Exception):
 
 
 def _read(kind: FileKind, entry: District, drop_server: DropServerResource, received_drop: ReceivedDrop,
-          validate: bool) -> tuple[SourceFile, tuple[ValidatedFile, list] | None]:
-    """One kind of file the district sends: read from its staged copy, then validated when asked. Runs on a worker
-    thread: it only reads and computes; the step records and reports."""
+          validate: bool) -> tuple[dict, ErrorRecord | None, tuple[ValidatedFile, list] | None]:
+    """One kind of file the district sends: read from its staged copy, then validated when asked; returned as its
+    file asset's record, why it was halted, and the validated file. The frame as read is let go here, once typed:
+    a drop's files wait for each other in memory as typed frames only. Runs on a worker thread: it only reads and
+    computes; the step records and reports."""
     staged = kind.found_in(received_drop.files, entry.file_patterns[kind.asset])  # two rosters: refused at receipt
     if not staged:
         src = ingest_file(kind, None, entry)
@@ -55,7 +57,8 @@ def _read(kind: FileKind, entry: District, drop_server: DropServerResource, rece
         except (OSError, VaultError) as exc:
             raise Unusable(staged[0].name, f"the staged copy of {staged[0].name} is unusable ({exc}); nothing of the "
                                            "drop is loaded: receive it again") from None
-    return src, validate_file(src, entry) if validate else None
+    validated = validate_file(src, entry) if validate else None
+    return _file_metadata(kind, entry, src), src.halted, validated
 
 
 def _file_metadata(kind: FileKind, entry: District, src: SourceFile) -> dict:
@@ -95,6 +98,8 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
     sent = [k for k in kinds if k.asset in entry.file_patterns]
+    order = reading_order({k: sum(f.size for f in k.found_in(received_drop.files, entry.file_patterns[k.asset]))
+                           for k in sent})
     tables = {"classlink_users": (prod_db.classlink_table, prod_db.classlink_students),
               "account_info": (warehouse.account_info_table, lambda _district: warehouse.account_info())}
     needed = selected | ({"classlink_users"} if "validated_classlink_users" in selected else set())
@@ -102,8 +107,8 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     with readers(len(sent) + len(wanted), "mtss-read") as pool:
         reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
         try:
-            read = dict(zip(sent, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
-                                                          k.validated in selected), sent)))
+            read = dict(zip(order, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
+                                                            k.validated in selected), order)))
         except Unusable as exc:  # the whole step fails: no file of a damaged copy is loaded
             error_log.record(context, context.partition_key,
                              [ErrorRecord("ingest", "staged_copy_unusable", str(exc), exc.file_name)])
@@ -117,15 +122,14 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
                       output_name="validated_classlink_users")
     for kind in kinds:  # recorded and reported in the order of the sources, whatever order the reads ended in
         if kind not in read:  # a file the district does not send: said, and nothing more to do
-            src, validated = SourceFile(kind.asset, None, sent=False), None
+            meta, validated = {"sent": False}, None
             if kind.validated in selected:
                 validated = ValidatedFile(kind.asset, None, sent=False), []
         else:
-            src, validated = read[kind]
-            error_log.record(context, context.partition_key, [src.halted] if src.halted else [])
+            meta, halted, validated = read[kind]
+            error_log.record(context, context.partition_key, [halted] if halted else [])
         if kind.asset in selected:
-            yield dg.Output(None, output_name=kind.asset, metadata=_file_metadata(kind, entry, src)
-                            if src.sent else {"sent": False})
+            yield dg.Output(None, output_name=kind.asset, metadata=meta)
         if validated is not None:
             yield _finish(context, error_log, entry, *validated, output_name=kind.validated)
 

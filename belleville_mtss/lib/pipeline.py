@@ -26,7 +26,8 @@ from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
                                powerschool_candidates, suggest, unknown_cause, unknown_ids)
-from .read.ingest import ValidatedFile, drop_files, ingest_file, readers, validate_classlink, validate_file
+from .read.ingest import (ValidatedFile, drop_files, ingest_file, readers, reading_order, validate_classlink,
+                          validate_file)
 from .district.registry import District
 
 CLASSLINK_EMPTY = {"classlink_user_id": pl.Utf8, "tenant_name": pl.Utf8, "email_key": pl.Utf8, "sourced_id": pl.Utf8}
@@ -202,10 +203,11 @@ def read_files(files: dict[str, tuple], district: District, limits: Limits = Lim
         validated.seconds = {"parse": parsed - started, "type": time.perf_counter() - parsed}
         return validated, ([src.halted] if src.halted else []) + found_errors
 
-    sent = sum(bool(files.get(k.asset)) for k in FILES)
-    with readers(sent, "mtss-read") as pool:
-        done = dict(zip(FILES, pool.map(one, FILES)))
-    return {k.asset: v for k, (v, _e) in done.items()}, [e for _v, errors in done.values() for e in errors]
+    order = reading_order({k: sum(len(f[1]) if isinstance(f, tuple) else f.stat().st_size
+                                  for f in files.get(k.asset) or ()) for k in FILES})
+    with readers(sum(bool(files.get(k.asset)) for k in FILES), "mtss-read") as pool:
+        done = dict(zip(order, pool.map(one, order)))
+    return {k.asset: done[k][0] for k in FILES}, [e for k in FILES for e in done[k][1]]
 
 
 def process_drop(files: dict[str, tuple], district: District, classlink_users: pl.DataFrame,
