@@ -5,3 +5,8 @@ PowerSchool and Renaissance; the roster and results frames), load/ (our warehous
 Beside them: checks.py (every check, declared once), pipeline.py (the stages composed, as the asset graph runs
 them), config.py (every setting, declared once), columns.py (each frame's columns and lineage), alerts.py,
 persist.py (frames at rest between steps) and sample.py (the demo's generated drop)."""
+
+# The engine a lazy query over frames already in memory runs on. polars 2's default picks its streaming engine,
+# which on a drop's typing and joins took twice the in-memory engine's time on 2 cores (docs/performance.md, sixth
+# sitting); a CSV scan keeps the default, where the two are alike.
+IN_MEMORY = "in-memory"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from .. import IN_MEMORY
 from ..load.errors import ErrorRecord
 from ..load.warehouse import RESULTS_FROM, ROSTER_FROM
 from ..sources import RESULT_COLUMNS
@@ -72,7 +73,7 @@ def link_students(students: pl.DataFrame, classlink: pl.DataFrame, tests: dict[s
         )
         .with_columns(pl.when(pl.col("classlink_link") == "linked").then(pl.col("classlink_user_id"))
                       .alias("classlink_user_id"))
-        .collect()
+        .collect(engine=IN_MEMORY)
     )
     shared = frame.filter(pl.col("link_dupe"))["student_link"].unique()  # link values two students carry
     ambiguous = counts.filter(link.is_in(shared.implode())).select(assets).sum()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import polars as pl
 
+from ... import IN_MEMORY
 from ...load.warehouse import RESULTS_FROM, account_info, assessment_results, max_lengths, not_storable
 from ...read.csvfile import FileRejected
 
@@ -251,7 +252,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         reason = reason.when(n.is_null() & ~_blank(col)).then(pl.lit(f"{name} is not a whole number"))
         reason = reason.when((n < lo) | (n > hi)).then(pl.lit(f"{name} out of range ({lo}-{hi})"))
     reason = not_storable(STORED_LENGTHS, reason, read=bound)
-    frame = frame.with_columns(reason.alias("reject_reason")).collect()
+    frame = frame.with_columns(reason.alias("reject_reason")).collect(engine=IN_MEMORY)
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())
     # A test without an AssessmentID (seen in real "missing tests" exports) is keyed by who took it and when.
