@@ -6,7 +6,8 @@ Beside them: checks.py (every check, declared once), pipeline.py (the stages com
 them), config.py (every setting, declared once), columns.py (each frame's columns and lineage), alerts.py,
 persist.py (frames at rest between steps) and sample.py (the demo's generated drop)."""
 
-# The engine a lazy query over frames already in memory runs on. polars 2's default picks its streaming engine,
-# which on a drop's typing and joins took twice the in-memory engine's time on 2 cores (docs/performance.md, sixth
-# sitting); a CSV scan keeps the default, where the two are alike.
+# The engine for a lazy query over frames already in memory where it was measured faster: polars 2's default picks
+# its streaming engine, which took up to twice the in-memory engine's time for the typing of Star rows and the
+# identity map's joins on 2 cores (docs/performance.md, sixth sitting). A CSV scan keeps the default (the two are
+# alike there), and so does the typing of PowerSchool rows (the default was faster).
 IN_MEMORY = "in-memory"
