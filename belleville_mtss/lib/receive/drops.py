@@ -596,7 +596,8 @@ def _same_files(staging: Path, staged: list[StagedFile]) -> bool:
 def staged_manifest(staging: Path) -> dict | None:
     """The manifest of a complete staged copy (its manifest is written last) whose every file is there; else None.
     Not decrypted here: every read of a staged file checks it against its checksum (`read_staged`), and a run reads
-    them all in one step, which fails whole when one is unusable, so a replay decrypts each file once."""
+    them all in one step, which fails whole when one is unusable: a replay decrypts no more than a run from the
+    server does."""
     path = staging / MANIFEST
     if not path.is_file() or path.is_symlink():
         return None
