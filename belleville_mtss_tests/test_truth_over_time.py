@@ -430,7 +430,7 @@ def test_a_drop_is_never_decrypted_at_its_receipt_and_an_incomplete_staged_copy_
         again()
 
 
-def test_a_replay_decrypts_each_staged_file_once_and_one_damaged_file_loads_nothing(settings, monkeypatch):
+def test_a_replay_decrypts_no_more_than_a_run_from_the_server_and_a_damaged_file_loads_nothing(settings, monkeypatch):
     """A replay costs no decryption a run from the server does not (the check is the read); a staged file altered
     since its receipt fails the step that reads the drop, whole: an error row names the file, nothing is loaded."""
     prepare_drop(settings, OLD)
