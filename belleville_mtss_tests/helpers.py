@@ -1,6 +1,7 @@
 """Shared test set-up: a small sample drop with its databases."""
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import polars as pl
@@ -8,6 +9,12 @@ import polars as pl
 from belleville_mtss.lib.config import Settings
 from belleville_mtss.lib.sample import SampleSpec, generate_drop, load_databases
 from belleville_mtss.lib.load.warehouse import assessment_results, ingestion_errors, make_engine, read_table, student_roster
+
+
+def numbers_in(text: str) -> set[str]:
+    """Every run of digits in printed text that stands alone: a student number printed, but not the digits inside a
+    hex run id or version (where a 6-digit number turns up by chance now and then)."""
+    return set(re.findall(r"(?<![0-9A-Za-z])[0-9]+(?![0-9A-Za-z])", text))
 
 SMALL = SampleSpec(students=300, missing_from_classlink=5, without_tests=7, unknown_star_rows=3)
 
