@@ -254,13 +254,17 @@ class LocalDropSource:
             os.close(fd)
         return drops_from_listing(district, entries)
 
+    @staticmethod
+    def _drop_parts(folder: str, drop: Drop) -> list[str]:
+        """The folders from the root to the drop's files (for a zip, to the folder that holds it)."""
+        return folder.split("/") + ([drop.name] if drop.kind == "folder" else [])
+
     def stamp(self, folder: str, drop: Drop, file: RemoteFile) -> tuple | None:
         """The file's inode and its size, modification and change times to the nanosecond. The change time is
         the kernel's: every write sets it, and no sender can set it back (`touch`, `cp -p`, `sftp put -p` restore
         only the modification time), so an equal stamp after a read means no byte changed during it."""
-        parts = folder.split("/") + ([drop.name] if drop.kind == "folder" else [])
         try:
-            dir_fd = _open_dir(self.root, parts)
+            dir_fd = _open_dir(self.root, self._drop_parts(folder, drop))
         except OSError:
             return None
         try:
@@ -275,9 +279,8 @@ class LocalDropSource:
 
     @contextmanager
     def open(self, folder: str, drop: Drop, file: RemoteFile):
-        parts = folder.split("/") + ([drop.name] if drop.kind == "folder" else [])
         try:
-            dir_fd = _open_dir(self.root, parts)
+            dir_fd = _open_dir(self.root, self._drop_parts(folder, drop))
         except OSError:
             raise DropRefused("not_a_regular_file", f"{escape(drop.name)} is a link or not a folder") from None
         try:
