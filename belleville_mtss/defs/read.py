@@ -42,12 +42,11 @@ class Unusable(Exception):
 
 
 def _read(kind: FileKind, entry: District, drop_server: DropServerResource, received_drop: ReceivedDrop,
-          validate: bool) -> tuple[dict, ErrorRecord | None, tuple[ValidatedFile, list] | None]:
+          staged: tuple, validate: bool) -> tuple[dict, ErrorRecord | None, tuple[ValidatedFile, list] | None]:
     """One kind of file the district sends: read from its staged copy, then validated when asked; returned as its
     file asset's record, why it was halted, and the validated file. The frame as read is let go here, once typed:
     a drop's files wait for each other in memory as typed frames only. Runs on a worker thread: it only reads and
-    computes; the step records and reports."""
-    staged = kind.found_in(received_drop.files, entry.file_patterns[kind.asset])  # two rosters: refused at receipt
+    computes; the step records and reports. `staged`: its files among the drop's (`FileKind.found_in`)."""
     if not staged:
         src = ingest_file(kind, None, entry)
     else:
@@ -98,8 +97,9 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
     sent = [k for k in kinds if k.asset in entry.file_patterns]
-    order = reading_order({k: sum(f.size for f in k.found_in(received_drop.files, entry.file_patterns[k.asset]))
-                           for k in sent})
+    # each kind's files among the drop's (two rosters: refused at receipt), handed to the readers largest first
+    staged = {k: k.found_in(received_drop.files, entry.file_patterns[k.asset]) for k in sent}
+    order = reading_order({k: sum(f.size for f in files) for k, files in staged.items()})
     tables = {"classlink_users": (prod_db.classlink_table, prod_db.classlink_students),
               "account_info": (warehouse.account_info_table, lambda _district: warehouse.account_info())}
     needed = selected | ({"classlink_users"} if "validated_classlink_users" in selected else set())
@@ -107,7 +107,7 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     with readers(len(sent) + len(wanted), "mtss-read") as pool:
         reading = {t: pool.submit(_table, tables[t][1], entry) for t in wanted}
         try:
-            read = dict(zip(order, pool.map(lambda k: _read(k, entry, drop_server, received_drop,
+            read = dict(zip(order, pool.map(lambda k: _read(k, entry, drop_server, received_drop, staged[k],
                                                             k.validated in selected), order)))
         except Unusable as exc:  # the whole step fails: no file of a damaged copy is loaded
             error_log.record(context, context.partition_key,
