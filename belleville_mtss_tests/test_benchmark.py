@@ -72,7 +72,9 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         assert re.search(r"^what bounds the apply, load_postgres: the results' apply \([\d,]+ rows, INSERT \.\.\. "
                          r"SELECT from staging\) into a scratch copy of dm\.AssessmentResults as declared \d+\.\d\d s, "
                          r"without IX_AssessmentResults_Student \d+\.\d\d s, with no index \d+\.\d\d s: its indexes "
-                         r"-?\d+\.\d\d s of it, the student index alone \(.*\) -?\d+\.\d\d s$", out, re.M)
+                         r"-?\d+\.\d\d s of it, the student index alone \(.*\) -?\d+\.\d\d s; into a new partition of the "
+                         r"district instead, its indexes built after its rows, then attached: \d+\.\d\d s \(the rows "
+                         r"\d+\.\d\d s, the indexes \d+\.\d\d s, the attach and commit \d+\.\d\d s\)$", out, re.M)
     assert "before (20261129T002758Z)" in out  # the earlier run's figures beside
     assert re.search(r"small drop: 600 students, `belleville-mtss run` \(this environment's\) x1: "
                      r"median \d+\.\d\d s", out)
@@ -98,6 +100,10 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
                 assert r["stage_s"] + r["transaction_s"] + r["unstage_s"] == pytest.approx(r["seconds"])
                 assert r["apply_roster_s"] + r["apply_results_s"] == pytest.approx(r["transaction_s"])
                 assert ("apply_bounds" in r) == (stage == "load_postgres")  # the apply's bounds: PostgreSQL only
+                if "apply_bounds" in r:  # the new partition's parts are its time
+                    b = r["apply_bounds"]
+                    assert b["new_partition"] == pytest.approx(
+                        b["new_partition_rows"] + b["new_partition_indexes"] + b["new_partition_attach"])
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
         assert 0 < at_n["stages"]["dagster_no_loads"]["writes_wait_s"] < at_n["stages"]["dagster_no_loads"]["seconds"]
         core = at_n["stages"]["core"]
