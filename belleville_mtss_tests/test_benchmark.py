@@ -57,6 +57,13 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
     assert re.search(r"^what a Dagster run does to the drop's [\d,]+ MB and the core does not, one core: a SHA-256 "
                      r"pass \d+\.\d\d s \(1 a run\), encryption into staging \d+\.\d\d s, decryption \d+\.\d\d s, the "
                      r"writes at rest \d+\.\d\d s: \d+\.\d\d s, \d+\.\d\d s on \d+ cores at best$", out, re.M)
+    # the CPU time of the stages the time targets compare, and the least wall time it allows on these cores
+    assert re.search(r"^CPU time, every thread of the stage's process: floor \d+\.\d\d s \(\d+\.\d\d cores busy on "
+                     r"average\), core \d+\.\d\d s .*dagster_no_loads \d+\.\d\d s", out, re.M)
+    assert re.search(r"^  core's work on \d+ cores takes at least \d+\.\d\d s: \d+\.\d\dx the floor's wall time "
+                     r"\(bound 2\)$", out, re.M)
+    assert re.search(r"^  dagster_no_loads's work on \d+ cores takes at least \d+\.\d\d s: \d+\.\d\dx the core's "
+                     r"wall time \(bound 1\.5\)$", out, re.M)
     # what bounds the core against the floor: its stages, and each file's parsing beside its typing
     assert re.search(r"^by stage, core: read \d+\.\d\d, classlink \d+\.\d\d, district \d+\.\d\d, link \d+\.\d\d, "
                      r"gate \d+\.\d\d, build \d+\.\d\d, replace \d+\.\d\d$", out, re.M)
@@ -106,6 +113,10 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
                         b["new_partition_rows"] + b["new_partition_indexes"] + b["new_partition_attach"])
         assert "received_drop" in at_n["stages"]["dagster_no_loads"]["steps"]
         assert 0 < at_n["stages"]["dagster_no_loads"]["writes_wait_s"] < at_n["stages"]["dagster_no_loads"]["seconds"]
+        for stage in ("floor", "core", "dagster_no_loads"):  # CPU time: some, and never more than the cores allow
+            r = at_n["stages"].get(stage, {})
+            if "seconds" in r:
+                assert 0 < r["cpu_s"] <= (os.cpu_count() or 1) * r["seconds"] + 0.05, (stage, r)
         core = at_n["stages"]["core"]
         assert list(core["by_stage"]) == ["read", "classlink", "district", "link", "gate", "build", "replace"]
         # the stages are laps of one clock: together they are the core's time, less the call around them

@@ -58,13 +58,25 @@ def _tenant(work: Path, district):
     return tenant, pl.read_csv(work / "tables" / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
 
 
+class Clock:
+    """Wall seconds, and CPU seconds of every thread of this process, since it was made: a stage's CPU time
+    divided by the cores is the least wall time any scheduling of its work could take here."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self._wall, "cpu_s": time.process_time() - self._cpu}
+
+
 def _core(work: Path, district):
-    """The core's result and its seconds (reading the two tables is not timed: they come from databases)."""
+    """The core's result and its wall and CPU seconds (reading the two tables is not timed: they come from
+    databases)."""
     from belleville_mtss.lib.pipeline import files_in, process_drop
     tenant, account_info = _tenant(work, district)
-    t = time.perf_counter()
+    clock = Clock()
     core = process_drop(files_in(work / "drop", district), district, tenant, account_info, DROP_KEY)
-    return core, time.perf_counter() - t
+    return core, clock.read()
 
 
 def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
@@ -73,7 +85,7 @@ def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
     from belleville_mtss.lib.sources.powerschool.reader import match_headers
     from belleville_mtss.lib.sources.star.reader import star_columns
     drop = work / "drop"
-    t = time.perf_counter()
+    clock = Clock()
     rows = 0
     for name in ("SR.csv", "SM.csv", "SEL.csv"):
         rows += pl.scan_csv(drop / name, infer_schema=False).select(
@@ -81,14 +93,14 @@ def _floor(_stage: str, work: Path, district, _pg_url) -> dict:
     students = pl.scan_csv(drop / "students.csv", infer_schema=False)
     headers = [h for h in match_headers(students.collect_schema().names(), district.powerschool).values() if h]
     rows += students.select(headers).collect().height
-    return {"seconds": time.perf_counter() - t, "rows": rows}
+    return {**clock.read(), "rows": rows}
 
 
 def _core_stage(_stage: str, work: Path, district, _pg_url) -> dict:
-    core, seconds = _core(work, district)
+    core, took = _core(work, district)
     if core.stopped:
         return {"failed": f"core stopped: {core.stopped}"}
-    return {"seconds": seconds, "rows": core.results.height, "roster": core.roster.height,
+    return {**took, "rows": core.results.height, "roster": core.roster.height,
             "by_stage": dict(core.seconds), "by_file": _file_seconds(core)}
 
 
@@ -138,7 +150,7 @@ def _load(stage: str, work: Path, district, pg_url: str | None) -> dict:
     from belleville_mtss.lib.sample import migrate_sample_warehouse
     from belleville_mtss.lib.load.warehouse import make_engine
     from load_path import apply_bounds, staged
-    core, _seconds = _core(work, district)
+    core, _took = _core(work, district)
     if core.stopped:
         return {"failed": f"core stopped: {core.stopped}"}
     engine = make_engine(pg_url if stage == "load_postgres" else f"sqlite:///{work / 'bench-warehouse.db'}")
@@ -192,12 +204,12 @@ def _dagster(stage: str, work: Path, _entry, pg_url: str | None) -> dict:
     # in their "by step" line.
     leave_out = (*WAREHOUSE, "link_review") if stage == "dagster_no_loads" else ()
     waited = _time_the_wait_for_writes_at_rest()
-    t = time.perf_counter()
+    clock = Clock()  # the run is executed in this process (execute_in_process): its CPU is this process's
     report = run_drop(settings, DROP_KEY, log_level="CRITICAL", leave_out=leave_out)  # the CLI's default
-    seconds = time.perf_counter() - t
+    took = clock.read()
     if report.failures or not report.checks_passed:
         return {"failed": report.verdict()}
-    return {"seconds": seconds, "rows": sum(report.written.values()) if report.written else None,
+    return {**took, "rows": sum(report.written.values()) if report.written else None,
             "steps": step_seconds(settings), "writes_wait_s": sum(waited)}
 
 
@@ -257,7 +269,7 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
         for f in files:
             decrypt_bytes(key, staged / f.name)
         decrypted = time.perf_counter() - t
-        core, _seconds = _core(work, district)
+        core, _took = _core(work, district)
         kept = [v for v in core.validated.values() if v.frame is not None]
         kept += [core.identity, core.roster, core.results]
         t = time.perf_counter()
@@ -472,6 +484,7 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
             print(f"by step, {stage}: {r['seconds'] - sum(steps.values()):.2f} s outside the steps (of which the "
                   f"run's end waiting for its writes at rest {r.get('writes_wait_s', 0):.2f} s); "
                   + ", ".join(f"{k} {v:.2f}" for k, v in list(steps.items())[:8]))
+    print_cpu(at_n["stages"])
     print_core(at_n["stages"])
     for stage in ("load_sqlite", "load_postgres"):  # where a load's time goes: the copy, the apply, the clean-up
         r = at_n["stages"].get(stage, {})
@@ -491,6 +504,21 @@ def print_stages(by_n: dict[int, dict], n: int, stages: list[str]) -> None:
               f"{b['seconds']:.2f} s, {b['seconds'] / CORES:.2f} s on {CORES} cores at best")
     elif "failed" in b:
         print(f"  byte passes failed: {b['failed']}")
+
+
+def print_cpu(stages: dict) -> None:
+    """The CPU time of the stages the time targets compare, and the least wall time it allows on this machine's
+    cores: a ratio still above its bound at that least time is bound by the work done, not by how it is spread."""
+    busy = {k: r for k, r in stages.items() if "cpu_s" in r and r.get("seconds")}
+    if not busy:
+        return
+    print("CPU time, every thread of the stage's process: " + ", ".join(
+        f"{k} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['seconds']:.2f} cores busy on average)" for k, r in busy.items()))
+    for stage, against, bound in (("core", "floor", 2), ("dagster_no_loads", "core", 1.5)):
+        if stage in busy and against in busy:
+            least, wall = busy[stage]["cpu_s"] / CORES, busy[against]["seconds"]
+            print(f"  {stage}'s work on {CORES} cores takes at least {least:.2f} s: {least / wall:.2f}x the "
+                  f"{against}'s wall time (bound {bound})")
 
 
 def print_core(stages: dict) -> None:
