@@ -121,7 +121,7 @@ def apply_bounds(engine: sa.Engine, results: pl.DataFrame) -> dict[str, float]:
     would cost instead, the same rows into a new table of the district whose indexes are built after them, then
     attached to a scratch copy partitioned by district (`_new_partition`). Each starts after a checkpoint."""
     table = w.assessment_results
-    seconds = {}
+    seconds, district = {}, int(results["AccountInfoId"][0])  # one district's results, as a load's are
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCRATCH}"))
     try:
@@ -142,16 +142,17 @@ def apply_bounds(engine: sa.Engine, results: pl.DataFrame) -> dict[str, float]:
                 seconds[variant] = time.perf_counter() - t
                 copy.drop(engine)
                 assert rows == results.height, (rows, results.height)
-            seconds |= _new_partition(engine, load_id, results.height)
+            seconds |= _new_partition(engine, load_id, results.height, district)
     finally:  # an interrupted measurement leaves no scratch table behind either
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {PARTITION}"))  # when it was never attached
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {_partition(district)}"))  # when it was never attached
             conn.execute(sa.text(f'DROP TABLE IF EXISTS {SCRATCH}."{table.name}"'))
             conn.execute(sa.text(f"DROP SCHEMA {SCRATCH}"))
     return seconds
 
 
-PARTITION = f'{SCRATCH}."AssessmentResults_{DISTRICT}"'
+def _partition(district: int) -> str:
+    return f'{SCRATCH}."AssessmentResults_{district}"'
 
 
 def _checkpoint(engine: sa.Engine) -> None:
@@ -159,7 +160,7 @@ def _checkpoint(engine: sa.Engine) -> None:
         conn.execute(sa.text("CHECKPOINT"))
 
 
-def _new_partition(engine: sa.Engine, load_id: str, expected: int) -> dict[str, float]:
+def _new_partition(engine: sa.Engine, load_id: str, expected: int, district: int) -> dict[str, float]:
     """The apply as a district's first load into per-district partitions would make it (not built: a decision of
     its own, docs/performance.md): in one transaction, the staged rows into a new table with no index, the
     declared key and indexes built on it after them (in bulk, by sorting), then the table attached as the
@@ -173,21 +174,22 @@ def _new_partition(engine: sa.Engine, load_id: str, expected: int) -> dict[str, 
     quote = engine.dialect.identifier_preparer.quote
     columns = ", ".join(quote(c.name) for c in table.columns)
     key = ", ".join(quote(c.name) for c in table.primary_key.columns)
+    partition = _partition(district)
     _checkpoint(engine)
     t = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE TABLE {PARTITION} (LIKE {SCRATCH}."{table.name}" INCLUDING DEFAULTS)'))
-        rows = conn.execute(sa.text(f"INSERT INTO {PARTITION} ({columns}) SELECT {columns} FROM "
+        conn.execute(sa.text(f'CREATE TABLE {partition} (LIKE {SCRATCH}."{table.name}" INCLUDING DEFAULTS)'))
+        rows = conn.execute(sa.text(f"INSERT INTO {partition} ({columns}) SELECT {columns} FROM "
                                     f"{staging.schema}.{quote(staging.name)} WHERE \"LoadId\" = :id"),
                             {"id": load_id}).rowcount
         loaded = time.perf_counter()
-        conn.execute(sa.text(f'ALTER TABLE {PARTITION} ADD CHECK ("AccountInfoId" = {DISTRICT}), ADD PRIMARY KEY '
+        conn.execute(sa.text(f'ALTER TABLE {partition} ADD CHECK ("AccountInfoId" = {district}), ADD PRIMARY KEY '
                              f"({key})"))
         for index in table.indexes:
-            conn.execute(sa.text(f"CREATE INDEX ON {PARTITION} ({', '.join(quote(c.name) for c in index.columns)})"))
+            conn.execute(sa.text(f"CREATE INDEX ON {partition} ({', '.join(quote(c.name) for c in index.columns)})"))
         indexed = time.perf_counter()
-        conn.execute(sa.text(f'ALTER TABLE {SCRATCH}."{table.name}" ATTACH PARTITION {PARTITION} FOR VALUES IN '
-                             f"({DISTRICT})"))
+        conn.execute(sa.text(f'ALTER TABLE {SCRATCH}."{table.name}" ATTACH PARTITION {partition} FOR VALUES IN '
+                             f"({district})"))
     done = time.perf_counter()
     assert rows == expected, (rows, expected)
     with engine.connect() as conn:  # every declared index of the parent has the partition's as its own
