@@ -67,10 +67,11 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
             time.sleep(1)
         assert len(runs) == 2, (tmp_path / "daemon.log").read_text()[-3000:]
         assert {r.tags["mtss/district"] for r in runs} == {"belleville", "riverton"}
-        failures = [e.message for r in runs for e in instance.all_logs(r.run_id) if e.dagster_event
+        failures = [_said(e) for r in runs for e in instance.all_logs(r.run_id) if e.dagster_event
                     and e.dagster_event.event_type_value in ("STEP_FAILURE", "RUN_FAILURE", "ENGINE_EVENT")
                     and r.status != dg.DagsterRunStatus.SUCCESS]
-        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), ([r.status for r in runs], failures)
+        assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), "\n".join(
+            [str([r.status for r in runs]), *failures])
         # each run in its own process, forked from the warm one (belleville_mtss/launcher.py): one parent for both
         started = [e.message for r in runs for e in instance.all_logs(r.run_id) if "forked from the warm" in e.message]
         assert len(started) == 2 and len({m.split("(pid: ")[1] for m in started}) == 2
@@ -93,3 +94,9 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
             'select "AccountInfoId", count(*) from dm."StudentRoster" group by 1')).all())
     engine.dispose()
     assert counts == {107873: SMALL.students, 555001: RIVERTON.students}
+
+
+def _said(event) -> str:
+    """An event's message, and for a failed step its error whole (the message alone names only the step)."""
+    data = event.dagster_event.step_failure_data if event.dagster_event.is_step_failure else None
+    return event.message + (f"\n{data.error.to_string()}" if data and data.error else "")

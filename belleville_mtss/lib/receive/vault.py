@@ -258,8 +258,25 @@ def staging_key(env_value: str | None, home: Path) -> bytes:
         return parse_key(env_value)
     path = home / "staging.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new_key())
+        _publish_once(path, new_key())
     return parse_key(path.read_text())
+
+
+def _publish_once(path: Path, text: str) -> None:
+    """`text` written to `path` (mode 0600) unless a file is there already, and never seen half-written: written
+    whole under a private name, then linked into place, which never replaces a file. Runs starting at once on a new
+    home each make a key; the first linked is the key of all (the others' are removed unused)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())  # a key lost to a crash after use would leave staged copies unreadable
+        try:
+            os.link(private, path)
+        except FileExistsError:
+            pass  # another run linked its key first: that one is the key
+    finally:
+        private.unlink(missing_ok=True)
