@@ -53,7 +53,7 @@ def _fetch(settings: Settings, key, district, into: Path):
     try:
         files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
                  for asset, staged in drop_files(district, received.files).items()}
-    except (OSError, VaultError) as exc:  # a replayed copy is checked as it is read
+    except VaultError as exc:  # a replayed copy is checked as it is read (read_staged)
         raise LookupError(f"the staged copy of drop {key} is unusable ({exc}); receive it again") from None
     return received, files
 

@@ -490,6 +490,9 @@ def test_a_staged_copy_is_checked_by_decrypting_it_and_one_staged_before_by_hash
     assert read_staged(staging, sr, key) == original.read_bytes() and hashed == [1]
     with pytest.raises(VaultError, match="does not match its recorded SHA-256"):
         read_staged(staging, other, key)
+    (staging / "SR.csv").unlink()  # a copy gone: the same one error, naming the file and never the path
+    with pytest.raises(VaultError, match=r"^SR\.csv: the staged copy cannot be read \(No such file or directory\)$"):
+        read_staged(staging, sr, key)
 
 
 def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings):

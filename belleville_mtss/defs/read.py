@@ -53,7 +53,7 @@ def _read(kind: FileKind, entry: District, drop_server: DropServerResource, rece
         try:
             src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
                                    drop_server.max_file_rows)
-        except (OSError, VaultError) as exc:
+        except VaultError as exc:  # gone, altered or cut (read_staged)
             raise Unusable(staged[0].name, f"the staged copy of {staged[0].name} is unusable ({exc}); nothing of the "
                                            "drop is loaded: receive it again") from None
     validated = validate_file(src, entry) if validate else None

@@ -618,7 +618,8 @@ def staged_manifest(staging: Path) -> dict | None:
 def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
     """A staged file's bytes, checked against the checksum recorded when it was received: the receipt sealed it
     into the copy, which decrypts against no other. A copy staged before checksums were sealed (or altered: it
-    fails again) is hashed as it is decrypted."""
+    fails again) is hashed as it is decrypted. Raises VaultError for a copy that is altered, cut, or cannot be read
+    (gone, or the disk's error): its callers catch one error, whose text names the file, never the path."""
     path = safe_join(staging, check_file_name(file.name))
     mismatch = VaultError(f"{file.name}: the staged copy does not match its recorded SHA-256")
     try:
@@ -626,12 +627,16 @@ def read_staged(staging: Path, file: StagedFile, key: bytes) -> bytes:
     except (TypeError, ValueError):
         raise mismatch from None
     try:
-        data = decrypt_bytes(key, path, sealed=sealed)
-    except VaultError:
-        digest = hashlib.sha256()
-        data = decrypt_bytes(key, path, digest)
-        if digest.hexdigest() != file.sha256:
-            raise mismatch from None
+        try:
+            data = decrypt_bytes(key, path, sealed=sealed)
+        except VaultError:
+            digest = hashlib.sha256()
+            data = decrypt_bytes(key, path, digest)
+            if digest.hexdigest() != file.sha256:
+                raise mismatch from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise VaultError(f"{file.name}: the staged copy cannot be read ({reason})") from None
     if len(data) != file.size:
         raise mismatch
     return data
