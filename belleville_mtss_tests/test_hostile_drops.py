@@ -743,3 +743,44 @@ def test_housekeeping_prunes_old_drop_partitions_but_each_districts_newest_stage
     ran = {"a/0": 10.0, "a/1": 20.0, "a/2": 30.0, "a/3": None, "b/1": 5.0}
     assert expired_partitions(ran, {"a/1"}, 1, now=86_400 + 100) == ["a/0"]
     assert expired_partitions(ran, set(), 1, now=86_400 + 5) == []  # a/0 ran 86,395 s before: not yet a day
+
+
+def test_two_runs_receiving_one_drop_at_once_both_succeed_and_publish_it_once(tmp_path, monkeypatch):
+    # Two runs of one drop at once (a run from the command line beside the sensor's): each received the files
+    # into a folder of its own, then both published, swapping the staged copy at the same instant. One failed
+    # (the other's copy was already in place), or removed the copy the other had just published, and that run's
+    # next step found no file. Both are held at the moment of publishing; the second must find the first's copy.
+    import threading
+    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
+    source = LocalDropSource(root)
+    monkeypatch.setenv("MTSS_FAULT", "before_publish:sleep=0.3")
+    for attempt in range(5):
+        drop = root / "belleville" / f"d{attempt}"
+        drop.mkdir(parents=True)
+        (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
+        (drop / "drop.done").write_text("")
+        (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == drop.name]
+        target, failed, published = staging / "belleville" / drop.name, [], []
+        start = threading.Barrier(2)
+
+        def receiving():
+            start.wait(10)
+            try:
+                receive(source, "belleville", listed, target, key)
+                published.append(target.stat().st_ino)  # the copy in place when this run's receipt returned
+            except Exception as exc:  # noqa: BLE001 - reported to the test's thread below
+                failed.append(exc)
+
+        workers = [threading.Thread(target=receiving) for _ in range(2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(30)
+        assert failed == [], failed
+        assert len(set(published)) == 1, "the second run replaced the copy the first had published"
+        manifest = staged_manifest(target)
+        assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
+            (drop / "SR.csv").read_bytes()]
+        assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()

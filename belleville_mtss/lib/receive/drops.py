@@ -46,6 +46,7 @@ RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (tho
 MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
 MAKING_GRACE_S = 3600  # how old a folder left unfinished must be before a cleaner takes it
 _LOCK = ".lock"
+_PUBLISHING = ".publishing.lock"  # a file in a district's staging folder: one publish at a time there (_publishing)
 
 
 class DropRefused(Exception):
@@ -571,19 +572,29 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
         _unchanged_since_listed(source, folder, drop)
         manifest = json.dumps({"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]},
                               indent=1)
-        if _same_files(staging, staged):
-            # the bytes staged already: the copy stays where it is (another run may be reading it), only its
-            # manifest is replaced, in one rename
-            (work / MANIFEST).write_text(manifest)
-            os.replace(work / MANIFEST, staging / MANIFEST)
-            return staged
         (work / MANIFEST).write_text(manifest)
-        fault_point("before_publish")
-        if staging.exists():
-            shutil.rmtree(staging)
-        work.rename(staging)  # still locked: no cleaner takes it on its way
-        (staging / _LOCK).unlink()
+        with _publishing(staging):
+            if _same_files(staging, staged):
+                # the bytes staged already: the copy stays where it is (another run may be reading it), only its
+                # manifest is replaced, in one rename
+                os.replace(work / MANIFEST, staging / MANIFEST)
+                return staged
+            fault_point("before_publish")
+            if staging.exists():
+                shutil.rmtree(staging)
+            work.rename(staging)  # still locked: no cleaner takes it on its way
+            (staging / _LOCK).unlink()
     return staged
+
+
+@contextmanager
+def _publishing(staging: Path):
+    """Held while a receipt looks at the drop's staged copy and swaps in its own: two runs of one drop at once
+    (a command-line run beside the sensor's) would otherwise both swap, one failing or removing the copy the
+    other had just published. One lock file a district, never removed (staging is listed by its folders)."""
+    with (staging.parent / _PUBLISHING).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _same_files(staging: Path, staged: list[StagedFile]) -> bool:
