@@ -235,3 +235,26 @@ def test_decisions_made_before_revision_0010_keep_their_meaning(backend_name, tm
     review.decide(engine, 2, "rejected", "p", "the first was right")  # a conflict is decided again
     assert review.listing(engine, 107873, None).sort("SuggestionId")["Status"][1] == "rejected"
     engine.dispose()
+
+
+def test_a_staged_copy_gone_before_link_review_fails_that_step_with_an_error_row_and_loads_stand(settings,
+                                                                                                  monkeypatch):
+    # link_review reads the Star files' staged copies again, after the drop was read and loaded: one removed in
+    # between (the purge, an operator) failed the step with an uncaught error and no error row.
+    import belleville_mtss.defs.students as steps
+    from .helpers import errors, warehouse_counts
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    prepare_drop(settings)
+    real = steps.read_staged
+
+    def removed_first(folder, file, key):
+        (folder / file.name).unlink(missing_ok=True)
+        return real(folder, file, key)
+
+    monkeypatch.setattr(steps, "read_staged", removed_first)
+    report = run_drop(settings)
+    assert report.outcome == "failed" and set(report.failures) == {"link_review"}, report.failures
+    assert "the staged copy of SR.csv is unusable" in report.failures["link_review"]
+    logged = errors(settings).filter(pl.col("Reason") == "staged_copy_unusable")
+    assert logged.select("Stage", "FileName").rows() == [("identity", "SR.csv")]
+    assert warehouse_counts(settings)["results"] > 0  # the loads do not wait on the suggestions

@@ -41,6 +41,13 @@ class Unusable(Exception):
         self.file_name = file_name
 
 
+def unusable(context, error_log: ErrorLogResource, stage: str, exc: Unusable) -> dg.Failure:
+    """A step that found a staged copy unusable: its error row, and the failure that ends the step."""
+    error_log.record(context, context.partition_key,
+                     [ErrorRecord(stage, "staged_copy_unusable", str(exc), exc.file_name)])
+    return dg.Failure(str(exc))
+
+
 def _read(kind: FileKind, entry: District, drop_server: DropServerResource, received_drop: ReceivedDrop,
           staged: tuple, validate: bool) -> tuple[dict, ErrorRecord | None, tuple[ValidatedFile, list] | None]:
     """One kind of file the district sends: read from its staged copy, then validated when asked; returned as its
@@ -110,9 +117,7 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
             read = dict(zip(order, pool.map(lambda k: _read(k, entry, drop_server, received_drop, staged[k],
                                                             k.validated in selected), order)))
         except Unusable as exc:  # the whole step fails: no file of a damaged copy is loaded
-            error_log.record(context, context.partition_key,
-                             [ErrorRecord("ingest", "staged_copy_unusable", str(exc), exc.file_name)])
-            raise dg.Failure(str(exc)) from None
+            raise unusable(context, error_log, "ingest", exc) from None
         frames = {t: _snapshot(context, error_log, tables[t][0], future) for t, future in reading.items()}
     for t in ("classlink_users", "account_info"):
         if t in selected:

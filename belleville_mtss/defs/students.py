@@ -12,12 +12,14 @@ from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
 from ..lib.students.suggest import read_people
 from ..lib.receive.drops import read_staged
+from ..lib.receive.vault import VaultError
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
 from .district import (ASSESSMENT_INPUTS, GATED, ROSTER_INPUTS, accepted_result, accepting, assessments_of, blocked_failure,
                        check_specs, district_crosswalk, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
+from .read import Unusable, unusable
 from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 
 
@@ -124,14 +126,21 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
         names = [v.file_name for v in assessments_of(files) if v.usable and v.file_name in staged
                  and SOURCE_OF[v.source] is source]
         def people_of(name: str) -> pl.DataFrame:
-            data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
+            try:
+                data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
+            except VaultError as exc:  # gone or altered since the drop was read
+                raise Unusable(name, f"the staged copy of {name} is unusable ({exc}); no link suggestions were made "
+                                     "for this drop: receive it again") from None
             return read_people(name, data, source, district.sources[source.name].link)
         # the files at the same time: decryption and parsing release the GIL
         with readers(len(names), "mtss-people") as pool:
             return list(pool.map(people_of, names))
 
-    found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,
-                                 assessments_of(files), raw)
+    try:
+        found = pipeline.suggestions(district, student_identity_map, pipeline.roster_of(district, files), classlink,
+                                     assessments_of(files), raw)
+    except Unusable as exc:
+        raise unusable(context, error_log, "identity", exc) from None
     engine = warehouse.engine()
     new = review.record(engine, district.account_info_id, key, found)
     figures = review.counts(engine, district.account_info_id)
