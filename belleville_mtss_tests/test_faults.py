@@ -165,7 +165,8 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
         (sr,) = staged
         assert sr.sha256 == sha256_of(big) and sr.size == big.stat().st_size
         assert decrypt_bytes(key, staging / "SR.csv", sealed=bytes.fromhex(sr.sha256)) == big.read_bytes()
-        assert [p.name for p in staging.parent.iterdir()] == ["big"]  # no receiving folder left behind
+        # no receiving folder left behind: the drop's copy, and the district's lock of publishing (never removed)
+        assert sorted(p.name for p in staging.parent.iterdir()) == [".publishing.lock", "big"]
     finally:
         server.stop()
 
