@@ -306,8 +306,15 @@ def test_every_link_and_count_is_what_the_rules_give_one_student_at_a_time(stude
     text = pl.Utf8
     frame = pl.DataFrame(people, schema={"student_number": text, "email_key": text, "student_link": text}, orient="row")
     classlink = pl.DataFrame(users, schema={"classlink_user_id": text, "email_key": text}, orient="row")
-    identity = link_students(frame, classlink, {name: _star("SR", ids) for name, ids in named.items()})
+    tests = {name: _star("SR", ids) for name, ids in named.items()}
+    identity = link_students(frame, classlink, tests)
     rows, by_file = _by_hand(people, users, named)
     assert identity.frame.select("student_number", "classlink_user_id", pl.col("classlink_link").cast(pl.Utf8),
                                  "test_count").rows() == rows
     assert identity.by_file == by_file
+    # each file's rows of a link value exactly one student carries, in the file's order, under that student
+    only = {v: n for n, _k, v in people if v is not None and [w for *_, w in people].count(v) == 1}
+    results, dropped = build_results(tests, identity.frame, 107873, "belleville/d1", dt.datetime(2026, 11, 28))
+    assert results.select("StudentNumber", "TestKey").rows() == [
+        (only[i], f"SR{j}") for ids in named.values() for j, i in enumerate(ids) if i in only]
+    assert dropped == 0

@@ -177,12 +177,18 @@ def build_results(
     tests: dict[str, pl.DataFrame], identity: pl.DataFrame, account_info_id: int, drop_id: str, loaded_at: dt.datetime
 ) -> tuple[pl.DataFrame, int]:
     """Tests of linked students (`tests`: common results by file asset, lib/sources/base.py), stamped with their
-    PowerSchool student number, one row per test key of a file; returns rows and duplicates dropped. Each file is
-    joined on its own: the files are never copied into one frame before the join."""
+    PowerSchool student number, one row per test key of a file; returns rows and duplicates dropped. Each file's
+    link column alone is looked up (its other columns are kept as they are, not gathered by a join); a file is
+    filtered only where some of its rows link to no student."""
+    # one row per link value: the identity map gives a value two students carry no tests (validate says so)
     tested = identity.filter(pl.col("test_count") > 0).select("student_link", "student_number")
     parts, dropped = [], 0
     for frame in tests.values():
-        joined = frame.join(tested, on="student_link", how="inner", maintain_order="left")
+        numbers = frame.select("student_link").join(tested, on="student_link", how="left", maintain_order="left",
+                                                    validate="m:1")["student_number"]
+        joined = frame.with_columns(numbers)
+        if numbers.null_count():
+            joined = joined.filter(pl.col("student_number").is_not_null())
         # vendors' test ids are unique: a cheap 64-bit hash finds candidates; only then runs the exact filter.
         repeated = joined.select(pl.col("test_key").hash(7).is_duplicated().any()).item()
         unique = joined.filter(pl.col("test_key").is_first_distinct()) if repeated else joined
