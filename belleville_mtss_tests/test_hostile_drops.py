@@ -784,3 +784,46 @@ def test_two_runs_receiving_one_drop_at_once_both_succeed_and_publish_it_once(tm
         assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
             (drop / "SR.csv").read_bytes()]
         assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
+
+
+def test_the_purge_never_removes_a_staged_copy_a_run_is_receiving_again(tmp_path, monkeypatch):
+    # A drop past the retention period, received again at the moment the daily purge runs: the purge found its
+    # manifest old and removed the copy while the run was keeping it (or had just kept it) as the drop's copy,
+    # and the run's next step found no file. The purge waits for a receipt of the district to publish, then
+    # finds the copy received again.
+    import threading
+    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
+    drop = root / "belleville" / "d1"
+    drop.mkdir(parents=True)
+    (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
+    (drop / "drop.done").write_text("")
+    source = LocalDropSource(root)
+    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "d1"]
+    target = staging / "belleville" / "d1"
+    receive(source, "belleville", listed, target, key)
+    old = time.time() - 40 * 86400
+    os.utime(target / "manifest.json", (old, old))  # received 40 days ago: past a 30-day retention
+    failed = []
+
+    def receiving_again():
+        try:
+            receive(source, "belleville", listed, target, key)
+        except Exception as exc:  # noqa: BLE001 - reported to the test's thread below
+            failed.append(exc)
+
+    monkeypatch.setenv("MTSS_FAULT", "before_publish:sleep=1")
+    worker = threading.Thread(target=receiving_again)
+    worker.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and not list(staging.glob("belleville/.incoming-d1-*/manifest.json")):
+        time.sleep(0.01)
+    assert list(staging.glob("belleville/.incoming-d1-*/manifest.json")), "the receipt never reached publishing"
+    time.sleep(0.2)  # the receipt is publishing: its manifest written, held at the fault point
+    assert purge_staging(staging, 30, time.time()) == ([], [])
+    worker.join(30)
+    assert failed == []
+    manifest = staged_manifest(target)
+    assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
+        (drop / "SR.csv").read_bytes()]

@@ -573,13 +573,13 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
         manifest = json.dumps({"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]},
                               indent=1)
         (work / MANIFEST).write_text(manifest)
-        with _publishing(staging):
+        with _publishing(staging.parent):
+            fault_point("before_publish")
             if _same_files(staging, staged):
                 # the bytes staged already: the copy stays where it is (another run may be reading it), only its
                 # manifest is replaced, in one rename
                 os.replace(work / MANIFEST, staging / MANIFEST)
                 return staged
-            fault_point("before_publish")
             if staging.exists():
                 shutil.rmtree(staging)
             work.rename(staging)  # still locked: no cleaner takes it on its way
@@ -588,11 +588,12 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
 
 
 @contextmanager
-def _publishing(staging: Path):
+def _publishing(district: Path):
     """Held while a receipt looks at the drop's staged copy and swaps in its own: two runs of one drop at once
     (a command-line run beside the sensor's) would otherwise both swap, one failing or removing the copy the
-    other had just published. One lock file a district, never removed (staging is listed by its folders)."""
-    with (staging.parent / _PUBLISHING).open("a") as lock:
+    other had just published; the purge holds it too, so that it never removes a copy a receipt is keeping. One
+    lock file a district, never removed (staging is listed by its folders)."""
+    with (district / _PUBLISHING).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -673,19 +674,20 @@ def purge_staging(root: Path, retention_days: float, now: float) -> tuple[list[s
     if not root.is_dir():
         return expired, orphans
     for district in _real_dirs(root):
-        for staged in _real_dirs(district):
-            if staged.name.startswith((RECEIVING_PREFIX, MAKING_PREFIX)):
-                continue  # being received right now (remove_orphans took the abandoned ones)
-            manifest = staged / MANIFEST
-            key = f"{district.name}/{staged.name}"
-            if not manifest.is_file():
-                # A copy being replaced or published lacks it for an instant, and was changed an instant ago
-                if _left_unfinished(staged, now):
+        with _publishing(district):  # a copy being received again is judged once its receipt has published it
+            for staged in _real_dirs(district):
+                if staged.name.startswith((RECEIVING_PREFIX, MAKING_PREFIX)):
+                    continue  # being received right now (remove_orphans took the abandoned ones)
+                manifest = staged / MANIFEST
+                key = f"{district.name}/{staged.name}"
+                if not manifest.is_file():
+                    # A copy being replaced or published lacks it for an instant, and was changed an instant ago
+                    if _left_unfinished(staged, now):
+                        shutil.rmtree(staged)
+                        orphans.append(key)
+                elif now - manifest.stat().st_mtime > retention_days * 86400:
                     shutil.rmtree(staged)
-                    orphans.append(key)
-            elif now - manifest.stat().st_mtime > retention_days * 86400:
-                shutil.rmtree(staged)
-                expired.append(key)
+                    expired.append(key)
     return expired, orphans
 
 
