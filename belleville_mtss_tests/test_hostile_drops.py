@@ -446,6 +446,26 @@ def test_a_receive_killed_midway_leaves_no_clear_text_and_its_leftovers_are_remo
     assert remove_orphans(staging) == [f"belleville/{busy.name}"]
 
 
+def _one_file_drop(root: Path, name: str):
+    """A one-file drop of belleville's in a local drop folder, marked complete: its source, its listing, its folder."""
+    from belleville_mtss.lib.receive.drops import LocalDropSource
+    drop = root / "belleville" / name
+    drop.mkdir(parents=True)
+    (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
+    (drop / "drop.done").write_text("")
+    source = LocalDropSource(root)
+    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == name]
+    return source, listed, drop
+
+
+def _assert_staged_whole(target: Path, drop: Path, key: bytes) -> None:
+    """Published whole: a complete manifest, every file decrypting to the bytes the drop holds."""
+    from belleville_mtss.lib.receive.drops import StagedFile, read_staged, staged_manifest
+    manifest = staged_manifest(target)
+    assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
+        (drop / "SR.csv").read_bytes()]
+
+
 @pytest.mark.parametrize("point", ["before_lock", "before_publish"])
 def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
     # Runs of several districts receive at once, and each first removes the orphans of every district. Found by
@@ -453,15 +473,10 @@ def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan
     # was removed under the run receiving it. Each moment is held for a second while another run cleans; an
     # abandoned folder is still removed (test_a_receive_killed_midway_...).
     import threading
-    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
+    from belleville_mtss.lib.receive.drops import receive
     from belleville_mtss.lib.receive.vault import new_key, parse_key
     root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
-    drop = root / "belleville" / "d1"
-    drop.mkdir(parents=True)
-    (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
-    (drop / "drop.done").write_text("")
-    source = LocalDropSource(root)
-    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "d1"]
+    source, listed, drop = _one_file_drop(root, "d1")
     target, failed = staging / "belleville" / "d1", []
 
     def receiving():
@@ -481,9 +496,7 @@ def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan
     assert remove_orphans(staging) == []  # another district's run cleaning meanwhile
     worker.join(30)
     assert failed == []
-    manifest = staged_manifest(target)  # published whole, every file as received
-    assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
-        (drop / "SR.csv").read_bytes()]
+    _assert_staged_whole(target, drop, key)
     assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
 
 
@@ -751,17 +764,12 @@ def test_two_runs_receiving_one_drop_at_once_both_succeed_and_publish_it_once(tm
     # (the other's copy was already in place), or removed the copy the other had just published, and that run's
     # next step found no file. Both are held at the moment of publishing; the second must find the first's copy.
     import threading
-    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
+    from belleville_mtss.lib.receive.drops import receive
     from belleville_mtss.lib.receive.vault import new_key, parse_key
     root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
-    source = LocalDropSource(root)
     monkeypatch.setenv("MTSS_FAULT", "before_publish:sleep=0.3")
     for attempt in range(5):
-        drop = root / "belleville" / f"d{attempt}"
-        drop.mkdir(parents=True)
-        (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
-        (drop / "drop.done").write_text("")
-        (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == drop.name]
+        source, listed, drop = _one_file_drop(root, f"d{attempt}")
         target, failed, published = staging / "belleville" / drop.name, [], []
         start = threading.Barrier(2)
 
@@ -780,9 +788,7 @@ def test_two_runs_receiving_one_drop_at_once_both_succeed_and_publish_it_once(tm
             w.join(30)
         assert failed == [], failed
         assert len(set(published)) == 1, "the second run replaced the copy the first had published"
-        manifest = staged_manifest(target)
-        assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
-            (drop / "SR.csv").read_bytes()]
+        _assert_staged_whole(target, drop, key)
         assert not list(staging.glob(f"belleville/{RECEIVING_PREFIX}*")) and not (target / ".lock").exists()
 
 
@@ -792,15 +798,10 @@ def test_the_purge_never_removes_a_staged_copy_a_run_is_receiving_again(tmp_path
     # and the run's next step found no file. The purge waits for a receipt of the district to publish, then
     # finds the copy received again.
     import threading
-    from belleville_mtss.lib.receive.drops import LocalDropSource, StagedFile, read_staged, receive, staged_manifest
+    from belleville_mtss.lib.receive.drops import receive
     from belleville_mtss.lib.receive.vault import new_key, parse_key
     root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
-    drop = root / "belleville" / "d1"
-    drop.mkdir(parents=True)
-    (drop / "SR.csv").write_text("StudentIdentifier,ScaledScore\n1,500\n")
-    (drop / "drop.done").write_text("")
-    source = LocalDropSource(root)
-    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "d1"]
+    source, listed, drop = _one_file_drop(root, "d1")
     target = staging / "belleville" / "d1"
     receive(source, "belleville", listed, target, key)
     old = time.time() - 40 * 86400
@@ -824,6 +825,4 @@ def test_the_purge_never_removes_a_staged_copy_a_run_is_receiving_again(tmp_path
     assert purge_staging(staging, 30, time.time()) == ([], [])
     worker.join(30)
     assert failed == []
-    manifest = staged_manifest(target)
-    assert manifest and [read_staged(target, StagedFile(**f), key) for f in manifest["files"]] == [
-        (drop / "SR.csv").read_bytes()]
+    _assert_staged_whole(target, drop, key)
