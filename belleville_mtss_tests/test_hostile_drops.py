@@ -826,3 +826,19 @@ def test_the_purge_never_removes_a_staged_copy_a_run_is_receiving_again(tmp_path
     worker.join(30)
     assert failed == []
     _assert_staged_whole(target, drop, key)
+
+
+def test_a_link_in_place_of_the_publishing_lock_fails_the_receipt_and_makes_nothing_where_it_points(tmp_path):
+    # Only an operator can put a link in MTSS_HOME; opened through it, the lock made an empty file where it pointed.
+    from belleville_mtss.lib.receive.drops import receive
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    root, staging, key = tmp_path / "drops", tmp_path / "staging", parse_key(new_key())
+    source, listed, _drop = _one_file_drop(root, "d1")
+    (staging / "belleville").mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "made"
+    outside.parent.mkdir()
+    (staging / "belleville" / ".publishing.lock").symlink_to(outside)
+    with pytest.raises(OSError):
+        receive(source, "belleville", listed, staging / "belleville" / "d1", key)
+    assert not outside.exists()
+    assert sorted(p.name for p in (staging / "belleville").iterdir()) == [".publishing.lock"]  # nothing staged

@@ -592,8 +592,10 @@ def _publishing(district: Path):
     """Held while a receipt looks at the drop's staged copy and swaps in its own: two runs of one drop at once
     (a command-line run beside the sensor's) would otherwise both swap, one failing or removing the copy the
     other had just published; the purge holds it too, so that it never removes a copy a receipt is keeping. One
-    lock file a district, never removed (staging is listed by its folders)."""
-    with (district / _PUBLISHING).open("a") as lock:
+    lock file a district, never removed (staging is listed by its folders), never opened through a link (a link
+    left there fails the receipt instead of making a file where it points)."""
+    fd = os.open(district / _PUBLISHING, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
