@@ -128,8 +128,9 @@ def test_scale_benchmark_runs_every_stage_and_judges_every_target_at_a_tiny_size
         assert set(timed) == ({"floor", "core", "dagster_no_loads", "dagster_sqlite"} | ({"dagster_postgres"} if pg
                               else set()) if n == "2000" else {"core", "dagster_no_loads"})
         for r in timed.values() if Path("/proc/self/io").exists() else ():
-            # the machine's busy CPU holds the stage's own (clock ticks: 0.05 s) and never more than its cores
-            assert r["cpu_s"] - 0.05 <= r["machine_busy_s"] <= (os.cpu_count() or 1) * r["seconds"] + 0.05, r
+            # the machine's busy CPU holds the stage's own and never more than its cores allow; /proc/stat charges
+            # each timer tick whole to what ran at it: a sample, which can fall short of the process's exact time
+            assert 0.8 * r["cpu_s"] - 0.05 <= r["machine_busy_s"] <= (os.cpu_count() or 1) * r["seconds"] + 0.05, r
             assert r["disk_read_mb"] >= 0, r
         core = at_n["stages"]["core"]
         assert list(core["by_stage"]) == ["read", "classlink", "district", "link", "gate", "build", "replace"]
