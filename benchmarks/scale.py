@@ -72,15 +72,18 @@ def _proc_figures() -> tuple[float, int] | None:
 
 class Clock:
     """Wall seconds, and CPU seconds of every thread of this process, since it was made: a stage's CPU time
-    divided by the cores is the least wall time any scheduling of its work could take here. Where Linux says,
-    also the machine's busy CPU-seconds over the same span (a database server's work included) and the MB this
-    process read from storage (a stage that did was partly timing the disk)."""
+    divided by the cores is the least wall time any scheduling of its work could take here; `system_s`, the part of
+    it spent in the kernel (mostly handing out fresh zeroed pages: docs/performance.md). Where Linux says, also the
+    machine's busy CPU-seconds over the same span (a database server's work included) and the MB this process read
+    from storage (a stage that did was partly timing the disk)."""
 
     def __init__(self) -> None:
         self._wall, self._cpu, self._proc = time.perf_counter(), time.process_time(), _proc_figures()
+        self._system = resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
     def read(self) -> dict[str, float]:
-        took = {"seconds": time.perf_counter() - self._wall, "cpu_s": time.process_time() - self._cpu}
+        took = {"seconds": time.perf_counter() - self._wall, "cpu_s": time.process_time() - self._cpu,
+                "system_s": resource.getrusage(resource.RUSAGE_SELF).ru_stime - self._system}
         now = _proc_figures()
         if self._proc is not None and now is not None:
             took |= {"machine_busy_s": now[0] - self._proc[0], "disk_read_mb": (now[1] - self._proc[1]) / 1e6}
@@ -556,7 +559,8 @@ def print_cpu(stages: dict) -> None:
     if not busy:
         return
     print("CPU time, every thread of the stage's process: " + ", ".join(
-        f"{k} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['seconds']:.2f} cores busy on average)" for k, r in busy.items()))
+        f"{k} {r['cpu_s']:.2f} s ({r['cpu_s'] / r['seconds']:.2f} cores busy on average"
+        + (f", the kernel's {r['system_s']:.2f} s of it)" if "system_s" in r else ")") for k, r in busy.items()))
     for (stage, against), bound in TIME_BOUNDS.items():
         if stage in busy and against in busy:
             least, wall = busy[stage]["cpu_s"] / CORES, busy[against]["seconds"]
