@@ -570,10 +570,9 @@ def print_cpu(stages: dict) -> None:
     if "machine_busy_s" in whole and core:  # the server's work is not the run's process's: the machine's CPU is
         least = whole["machine_busy_s"] / CORES
         print(f"  dagster_postgres, the whole job into PostgreSQL: this machine's busy CPU while it ran "
-              f"{whole['machine_busy_s']:.2f} s (its own process {whole['cpu_s']:.2f} s, the rest other processes', the "
-              f"database server's among them); on "
-              f"{CORES} cores at least {least:.2f} s: {least / core['seconds']:.2f}x the core's wall time "
-              f"(issue 38's bound {WHOLE_JOB_BOUND:g})")
+              f"{whole['machine_busy_s']:.2f} s (its own process {whole['cpu_s']:.2f} s, the rest other processes', "
+              f"the database server's among them); on {CORES} cores at least {least:.2f} s: "
+              f"{least / core['seconds']:.2f}x the core's wall time (issue 38's bound {WHOLE_JOB_BOUND:g})")
 
 
 def print_core(stages: dict) -> None:
