@@ -36,8 +36,8 @@ def _outs(kind: FileKind) -> dict[str, dg.AssetOut]:
 class Unusable(Exception):
     """A staged copy that is missing or fails its checksum (the check of a replay: lib/receive/drops.py)."""
 
-    def __init__(self, file_name: str, message: str):
-        super().__init__(message)
+    def __init__(self, file_name: str, error: Exception, what_follows: str):
+        super().__init__(f"the staged copy of {file_name} is unusable ({error}); {what_follows}: receive it again")
         self.file_name = file_name
 
 
@@ -61,8 +61,7 @@ def _read(kind: FileKind, entry: District, drop_server: DropServerResource, rece
             src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
                                    drop_server.max_file_rows)
         except VaultError as exc:  # gone, altered or cut (read_staged)
-            raise Unusable(staged[0].name, f"the staged copy of {staged[0].name} is unusable ({exc}); nothing of the "
-                                           "drop is loaded: receive it again") from None
+            raise Unusable(staged[0].name, exc, "nothing of the drop is loaded") from None
     validated = validate_file(src, entry) if validate else None
     return _file_metadata(kind, entry, src), src.halted, validated
 
