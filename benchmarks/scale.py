@@ -58,14 +58,20 @@ def _tenant(work: Path, district):
     return tenant, pl.read_csv(work / "tables" / "AccountInfo.csv", schema_overrides={"NcesId": pl.Utf8})
 
 
+def _cpu_seconds() -> list[float]:
+    """The first line of /proc/stat, all CPUs since boot, in seconds: user, nice, system, idle, iowait, irq,
+    softirq, steal, ... (Linux; raises OSError elsewhere)."""
+    return [int(x) / os.sysconf("SC_CLK_TCK") for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def _proc_figures() -> tuple[float, int] | None:
     """This machine's busy CPU-seconds since boot (every process: user, nice, system, irq, softirq; not idle,
     iowait or steal) and the bytes this process has had fetched from storage (not the page cache); None where
     the system does not say (Linux only)."""
     try:
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+        cpu = _cpu_seconds()
         io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
-        return sum(ticks[i] for i in (0, 1, 2, 5, 6)) / os.sysconf("SC_CLK_TCK"), int(io["read_bytes"])
+        return sum(cpu[i] for i in (0, 1, 2, 5, 6)), int(io["read_bytes"])
     except (OSError, IndexError, KeyError, ValueError):
         return None
 
@@ -335,7 +341,7 @@ def cpu_stolen_s() -> float | None:
     """The CPU seconds the hypervisor has given elsewhere while this machine's CPUs wanted them (`steal` in
     /proc/stat, all CPUs) since boot; None where the system does not say."""
     try:
-        return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds()[7]
     except (OSError, IndexError, ValueError):
         return None
 
