@@ -92,7 +92,9 @@ import time, sys
 started = float(sys.argv[1])
 at = {"interpreter up": time.time() - started}
 t = time.perf_counter()
-import belleville_mtss.cli, belleville_mtss.run as run
+from belleville_mtss.start import imported
+imported("run")  # as the command imports its code
+import belleville_mtss.run as run
 from belleville_mtss.lib.config import load_settings
 at["imports"] = time.perf_counter() - t; t = time.perf_counter()
 settings = load_settings()
