@@ -327,6 +327,9 @@ def peak_rss_mb() -> float:
 
 
 def child(stage: str, work: Path, pg_url: str | None, prepare: bool) -> None:
+    if stage.startswith("dagster") and not prepare:  # a run's code imported as `belleville-mtss run` imports it
+        from belleville_mtss.start import imported
+        imported("run")
     try:
         result = prepare_dagster(stage, work, pg_url) if prepare else MEASURES[stage](stage, work, _district(), pg_url)
     except MemoryError:
