@@ -209,8 +209,8 @@ def build_results(
 
 def link_problems(identity: IdentityMap, powerschool_file: str | None, files: dict[str, str],
                   links: dict[str, tuple[str, str]]) -> list[ErrorRecord]:
-    """`files`: file asset -> file name; `links`: file asset -> (its source's title, its link column)."""
-    """Error-log records for links that were refused or doubtful, one per file and reason: counts, never who."""
+    """Error-log records for links that were refused or doubtful, one per file and reason: counts, never who.
+    `files`: file asset -> file name; `links`: file asset -> (its source's title, its link column)."""
     records = []
     ambiguous = identity.stats["classlink_email"]["ambiguous_email"]
     if ambiguous:
