@@ -47,7 +47,7 @@ def alert_tick(settings, instance, cursor=None):
 
 # --- finished drop runs -------------------------------------------------------------------------------------
 
-def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settings, receiver):
+def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settings, receiver, new_instance):
     settings = replace(settings, alert_env={"MTSS_ALERT_WEBHOOK_URL": receiver.url})
     prepare_drop(settings)
     foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
@@ -55,7 +55,7 @@ def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settin
     # of the same date as 2026-11-01, so that neither supersedes the other (docs/operations.md, "Drops over time")
     halted = prepare_drop(settings, replace(SMALL, drop_name="2026-11-01-halted"))
     (halted / "SM.csv").write_bytes((halted / "SM.csv").read_bytes()[:-300])
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         old = run_drop(settings, "belleville/2026-11-01-halted", instance=instance)
         _, cursor = alert_tick(settings, instance)  # the first tick: what ended before it is history
         assert receiver.requests == []
@@ -99,12 +99,12 @@ def test_each_finished_drop_run_alerts_once_for_what_happened_to_its_drop(settin
         assert _leaks("\n".join(texts(receiver)), _pii(drop)) == []
 
 
-def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path, receiver):
+def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path, receiver, new_instance):
     # A registry folder that is not there: the freshness run fails at its first step.
     settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(tmp_path / "no-such-folder"),
                              MTSS_ALERT_WEBHOOK_URL=receiver.url)
     defs = build_definitions(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = defs.resolve_job_def("drop_freshness_job").execute_in_process(instance=instance,
                                                                               raise_on_error=False)
         assert not result.success
@@ -122,13 +122,13 @@ def test_a_failed_housekeeping_run_alerts_once_naming_its_job_and_step(tmp_path,
 # --- the drop server outage ---------------------------------------------------------------------------------
 
 def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_and_clears_at_the_first_good_tick(
-        tmp_path, receiver, monkeypatch):
+        tmp_path, receiver, monkeypatch, new_instance):
     monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))  # the retries' pauses, not 1 s and 3 s
     server = SshServer(tmp_path / "sshd")  # not started yet: nothing listens on its port
     settings = make_settings(tmp_path / "mtss", **server.env(), MTSS_ALERT_WEBHOOK_URL=receiver.url,
                              MTSS_ALERT_OUTAGE_MINUTES="0.005")  # 0.3 s
     try:
-        with dg.DagsterInstance.ephemeral() as instance:
+        with new_instance() as instance:
             first = tick(settings, instance)
             assert isinstance(first, dg.SkipReason)
             assert first.skip_message.startswith("drop server unreachable for 0.0 min, will retry "
@@ -156,7 +156,7 @@ def test_an_outage_skips_within_its_window_then_fails_each_tick_alerting_once_an
         server.stop()
 
 
-def test_a_failing_drop_sensor_alerts_once_at_its_first_failed_tick_and_again_when_it_works(tmp_path, receiver):
+def test_a_failing_drop_sensor_alerts_once_at_its_first_failed_tick_and_again_when_it_works(tmp_path, receiver, new_instance):
     from .sshd_server import keygen
     server = SshServer(tmp_path / "sshd").start()
     stranger = tmp_path / "stranger_key"
@@ -164,7 +164,7 @@ def test_a_failing_drop_sensor_alerts_once_at_its_first_failed_tick_and_again_wh
     env = {**server.env(), "MTSS_SFTP_KEY_PATH": str(stranger)}
     refused = make_settings(tmp_path / "mtss", **env, MTSS_ALERT_WEBHOOK_URL=receiver.url)
     try:
-        with dg.DagsterInstance.ephemeral() as instance:
+        with new_instance() as instance:
             for _ in range(3):
                 with pytest.raises(Exception, match="uthenticat"):
                     tick(refused, instance)
@@ -193,7 +193,7 @@ def _received(settings, drop_id: str, version: str, days_ago: float) -> None:
     engine.dispose()
 
 
-def test_drop_freshness_plots_each_districts_age_and_alerts_once_per_overdue_period(tmp_path, receiver):
+def test_drop_freshness_plots_each_districts_age_and_alerts_once_per_overdue_period(tmp_path, receiver, new_instance):
     registry = two_district_registry(tmp_path)
     for name, days in (("belleville.yaml", 7), ("riverton.yaml", 1)):
         entry = yaml.safe_load((registry / name).read_text())
@@ -206,7 +206,7 @@ def test_drop_freshness_plots_each_districts_age_and_alerts_once_per_overdue_per
         result = dg.materialize([drop_freshness], instance=instance, resources=resources(settings))
         return result.asset_materializations_for_node("drop_freshness")[0].metadata
 
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         meta = materialize(instance)
         assert isinstance(meta["last_drop_age_days/belleville"], dg.FloatMetadataValue)
         assert meta["last_drop_age_days/belleville"].value == pytest.approx(10, abs=0.01)

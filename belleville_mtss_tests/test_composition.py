@@ -3,7 +3,6 @@ materialization of the same drop give identical frames, checks and error rows: a
 halted file, and a drop naming another district."""
 import datetime as dt
 
-import dagster as dg
 import polars as pl
 import pytest
 
@@ -41,7 +40,7 @@ def _same(a: pl.DataFrame, b: pl.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("case", ["normal", "halted", "foreign"])
-def test_the_core_and_a_dagster_materialization_agree(settings, case):
+def test_the_core_and_a_dagster_materialization_agree(settings, case, new_instance):
     drop = prepare_drop(settings)
     _damage(drop, case)
     district = load_registry(settings.districts_dirs)["belleville"]
@@ -53,7 +52,7 @@ def test_the_core_and_a_dagster_materialization_agree(settings, case):
     warehouse.dispose()
     prod.dispose()
 
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         report = run_drop(settings, KEY, instance=instance)
 
     # checks: the same ones evaluated, with the same verdicts

@@ -204,11 +204,11 @@ def test_a_tenant_id_narrows_the_name_match_and_a_renamed_tenant_is_named_in_the
     assert run_drop(make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))).outcome == "loaded"
 
 
-def test_an_unlisted_name_that_resolves_by_score_passes_and_is_suggested(tmp_path):
+def test_an_unlisted_name_that_resolves_by_score_passes_and_is_suggested(tmp_path, new_instance):
     settings = make_settings(tmp_path / "home")
     drop = prepare_drop(settings)
     set_column(drop / "SR.csv", "DistrictName", "Belleville Public School District")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         report = run_drop(settings, instance=instance)
         evaluation = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             [dg.AssetCheckKey(dg.AssetKey("district_crosswalk"), "district_names_match_registry")])
@@ -253,7 +253,7 @@ def test_the_remedy_docs_operations_names_for_an_unmatched_name_works(tmp_path, 
 
 # ---- 5. each registry entry stands alone ---------------------------------------------------------------------
 
-def test_a_malformed_entry_blocks_only_its_own_district(tmp_path, capsys, monkeypatch):
+def test_a_malformed_entry_blocks_only_its_own_district(tmp_path, capsys, monkeypatch, new_instance):
     registry = two_district_registry(tmp_path)
     settings = make_settings(tmp_path / "home", MTSS_DISTRICTS_DIR=str(registry))
     prepare_drop(settings)
@@ -261,7 +261,7 @@ def test_a_malformed_entry_blocks_only_its_own_district(tmp_path, capsys, monkey
     riverton = registry / "riverton.yaml"
     riverton.write_text(riverton.read_text().replace("state: OR", "state: Oregon").replace(
         'nces_id: "4199999"', 'nces_id: "41999"'))
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         assert run_drop(settings, "belleville/2026-11-01", instance=instance).outcome == "loaded"
         bad = run_drop(settings, "riverton/2026-11-15", instance=instance)
         result = tick(settings, instance)
@@ -422,10 +422,10 @@ def test_exit_codes_and_verdicts_say_loaded_partial_blocked_and_failed(settings,
     assert code == 1 and out.strip().splitlines()[-1].startswith("FAILED:")
 
 
-def test_the_run_is_tagged_with_its_outcome(settings):
+def test_the_run_is_tagged_with_its_outcome(settings, new_instance):
     drop = prepare_drop(settings)
     (drop / "SEL.csv").unlink()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         report = run_drop(settings, instance=instance)
         (run,) = instance.get_runs()
     assert report.outcome == "partial" and run.tags[OUTCOME_TAG] == "partial"
@@ -440,12 +440,12 @@ def test_identity_error_rows_carry_their_file_one_row_per_file_and_reason(settin
     assert all(m.startswith(f) for f, m in zip(logged["FileName"], logged["Message"]))
 
 
-def test_runs_launched_from_the_ui_or_the_drop_sensor_are_tagged_by_the_outcome_sensor(settings):
+def test_runs_launched_from_the_ui_or_the_drop_sensor_are_tagged_by_the_outcome_sensor(settings, new_instance):
     from belleville_mtss.definitions import build_definitions
     from belleville_mtss.defs.outcomes import drop_outcome_sensor
     drop = prepare_drop(settings)
     (drop / "SEL.csv").unlink()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
         job = build_definitions(settings).resolve_job_def("drop_job")
         run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01", raise_on_error=False)

@@ -95,7 +95,7 @@ def copy_sample(settings, name: str, marker: bool = True) -> Path:
 
 # ---- names ------------------------------------------------------------------------------------------------------
 
-def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world):
+def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world, new_instance):
     settings, outside = world
     folder = settings.drop_dir / "belleville"
     for name in ("...zip", "..zip"):
@@ -103,7 +103,7 @@ def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world):
             zf.writestr("SR.csv", (sample_files(settings) / "SR.csv").read_bytes())
         (folder / f"{name}.done").write_text("")
     before = snapshot(settings.home, outside)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         keys = [r.partition_key for r in result.run_requests] if isinstance(result, dg.SensorResult) else []
         assert all(".." not in k and not k.endswith("/.") for k in keys)
@@ -117,11 +117,11 @@ def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world):
     assert (settings.staging_dir / "belleville" / "2026-11-01" / "manifest.json").exists()
 
 
-def test_a_ui_launched_run_of_a_dotted_partition_deletes_nothing(world):
+def test_a_ui_launched_run_of_a_dotted_partition_deletes_nothing(world, new_instance):
     """What the old sensor made of `...zip`: a partition `belleville/..`, launched from the UI."""
     settings, outside = world
     before = snapshot(settings.home, outside)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", ["belleville/.."])
         job = build_definitions(settings).resolve_job_def("drop_job")
         result = job.execute_in_process(instance=instance, partition_key="belleville/..", raise_on_error=False)
@@ -152,11 +152,11 @@ def test_run_refuses_a_drop_key_that_is_not_a_name(world, capsys, monkeypatch, k
     assert_untouched(before, snapshot(settings.home, outside))
 
 
-def test_two_spellings_of_one_drop_are_one_drop(world, capsys, monkeypatch):
+def test_two_spellings_of_one_drop_are_one_drop(world, capsys, monkeypatch, new_instance):
     settings, _outside = world
     monkeypatch.setenv("MTSS_HOME", str(settings.home))
     copy_sample(settings, "Mixed-Case")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         assert [r.partition_key for r in result.run_requests] == [GOOD, "belleville/mixed-case"]
     for spelling in ("belleville/MIXED-case", "Belleville/mixed-case"):
@@ -168,12 +168,12 @@ def test_two_spellings_of_one_drop_are_one_drop(world, capsys, monkeypatch):
     assert set(roster["DropId"]) == {"belleville/mixed-case"}
 
 
-def test_drops_differing_only_by_case_are_both_refused(world):
+def test_drops_differing_only_by_case_are_both_refused(world, new_instance):
     settings, outside = world
     copy_sample(settings, "Drop-A")
     copy_sample(settings, "drop-a")
     before = snapshot(settings.home, outside)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
     assert [r.partition_key for r in result.run_requests] == [GOOD]  # the sample drop, never run by a sensor yet
     refused = receive_rows(settings)
@@ -183,11 +183,11 @@ def test_drops_differing_only_by_case_are_both_refused(world):
     assert_untouched(before, snapshot(settings.home, outside))
 
 
-def test_a_partition_spelled_otherwise_than_canonical_is_refused(world):
+def test_a_partition_spelled_otherwise_than_canonical_is_refused(world, new_instance):
     settings, outside = world
     copy_sample(settings, "mixed-case")
     before = snapshot(settings.home, outside)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", ["belleville/Mixed-Case"])
         job = build_definitions(settings).resolve_job_def("drop_job")
         result = job.execute_in_process(instance=instance, partition_key="belleville/Mixed-Case",
@@ -250,7 +250,7 @@ def test_anything_but_a_regular_file_refuses_the_drop(world, capsys, monkeypatch
     assert name in receive_rows(settings)["Message"][0]
 
 
-def test_a_drop_folder_that_is_a_link_is_refused(world, capsys, monkeypatch):
+def test_a_drop_folder_that_is_a_link_is_refused(world, capsys, monkeypatch, new_instance):
     settings, outside = world
     monkeypatch.setenv("MTSS_HOME", str(settings.home))
     elsewhere = outside / "elsewhere"
@@ -259,7 +259,7 @@ def test_a_drop_folder_that_is_a_link_is_refused(world, capsys, monkeypatch):
         (elsewhere / f.name).write_bytes(f.read_bytes())
     (settings.drop_dir / "belleville" / "linkdrop").symlink_to(elsewhere)
     before = snapshot(settings.home, outside)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         assert isinstance(result, dg.SensorResult)
     code, out, _err = cli(capsys, "run", "belleville/linkdrop")
@@ -643,7 +643,7 @@ def _run_partition(settings, key: str):
         return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
 
 
-def test_sftp_a_dotted_zip_name_is_refused_at_the_sensor(sftp_world):
+def test_sftp_a_dotted_zip_name_is_refused_at_the_sensor(sftp_world, new_instance):
     settings, server, outgoing, outside = sftp_world
     folder = server.root / "belleville"
     folder.mkdir(parents=True)
@@ -651,7 +651,7 @@ def test_sftp_a_dotted_zip_name_is_refused_at_the_sensor(sftp_world):
         zf.write(outgoing / "SR.csv", "SR.csv")
     (folder / "...zip.done").write_text("")
     before = snapshot(settings.home.parent)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
     assert not getattr(result, "run_requests", None)
     assert_one_refusal(settings, "bad_drop_name", "...zip")
@@ -672,12 +672,12 @@ def _sftp_fifo(server, drop: Path, outside: Path) -> None:
 
 
 @pytest.mark.parametrize("attack", [_sftp_symlink_outside, _sftp_symlink_system, _sftp_fifo])
-def test_sftp_a_server_reporting_a_link_or_fifo_refuses_the_drop(sftp_world, attack):
+def test_sftp_a_server_reporting_a_link_or_fifo_refuses_the_drop(sftp_world, attack, new_instance):
     settings, server, outgoing, outside = sftp_world
     drop = _upload(server, outgoing, "linked")
     attack(server, drop, outside)
     before = snapshot(settings.home.parent)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         assert [r.partition_key for r in result.run_requests] == ["belleville/linked"]
     run = _run_partition(settings, "belleville/linked")
@@ -688,11 +688,11 @@ def test_sftp_a_server_reporting_a_link_or_fifo_refuses_the_drop(sftp_world, att
     assert_untouched(before, snapshot(settings.home.parent), "belleville/linked")
 
 
-def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world):
+def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world, new_instance):
     settings, server, outgoing, outside = sftp_world
     real = _upload(server, outgoing, "real")
     (server.root / "belleville" / "alias").symlink_to(real)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         tick(settings, instance)
     before = snapshot(settings.home.parent)
     run = _run_partition(settings, "belleville/alias")
@@ -725,7 +725,7 @@ def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, dat
 
 
 def test_housekeeping_prunes_old_drop_partitions_but_each_districts_newest_staged_and_queued_ones(tmp_path,
-                                                                                               monkeypatch):
+                                                                                               monkeypatch, new_instance):
     from belleville_mtss.lib.receive.drops import MANIFEST, expired_partitions
     settings = make_settings(tmp_path / "mtss")
     staged = settings.staging_dir / "a" / "1"
@@ -740,7 +740,7 @@ def test_housekeeping_prunes_old_drop_partitions_but_each_districts_newest_stage
     def drop_run():
         noop()
 
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", ["a/0", "a/1", "a/2", "a/3", "b/1"])
         for key in ("a/0", "a/1", "a/2", "b/1"):  # in this order: a/2 is a's newest; a/3 is queued, no run yet
             assert drop_run.execute_in_process(instance=instance, tags={"mtss/drop": key}).success

@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 
-import dagster as dg
 import pytest
 
 from belleville_mtss.lib.load.lock import DistrictBusy, district_lock
@@ -98,11 +97,11 @@ def test_a_cli_run_and_an_in_process_run_of_one_district_load_one_after_the_othe
     engine.dispose()
 
 
-def test_a_load_that_waits_too_long_stops_with_a_plain_message_and_decides_its_files(tmp_path):
+def test_a_load_that_waits_too_long_stops_with_a_plain_message_and_decides_its_files(tmp_path, new_instance):
     settings = make_settings(tmp_path / "home", MTSS_LOAD_LOCK_WAIT_SECONDS="1")
     prepare_drop(settings)
     engine = make_engine(settings.warehouse_url)
-    with district_lock(engine, 107873, 1), dg.DagsterInstance.ephemeral() as instance:
+    with district_lock(engine, 107873, 1), new_instance() as instance:
         report = run_drop(settings, instance=instance)
     assert report.outcome == "failed"
     assert "held the warehouse's district lock for more than 1 s" in report.verdict(), report.verdict()

@@ -4,7 +4,6 @@ import logging
 import re
 from dataclasses import replace
 
-import dagster as dg
 import pytest
 import polars as pl
 
@@ -58,7 +57,7 @@ def _make_trouble(drop) -> None:
     sel.write_bytes(sel.read_bytes()[:-200])  # cut short
 
 
-def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog, capsys):
+def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog, capsys, new_instance):
     good = prepare_drop(settings, replace(SMALL, drop_name="troubled"))
     _make_trouble(good)
     foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
@@ -68,7 +67,7 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
 
     texts = []
     caplog.set_level(logging.DEBUG)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         for key in ("belleville/troubled", "belleville/foreign"):
             run_drop(settings, key, instance=instance, log_level="DEBUG")
         for run in instance.get_runs():

@@ -1,6 +1,5 @@
 """A second, made-up district onboarded the way docs/onboarding-a-district.md says: its own PowerSchool header
 style and delimiter, its own names per source, its own drops; two districts in one instance."""
-import dagster as dg
 import polars as pl
 
 from belleville_mtss.cli import main
@@ -36,9 +35,9 @@ def test_onboarding_steps_resolve_and_check_the_new_entry(tmp_path, monkeypatch,
     assert "riverton: OK" in capsys.readouterr().out
 
 
-def test_both_districts_land_each_stamped_with_its_own_account(tmp_path):
+def test_both_districts_land_each_stamped_with_its_own_account(tmp_path, new_instance):
     settings, _ = _setup(tmp_path)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         for key in ("belleville/2026-11-01", "riverton/2026-11-15"):
             report = run_drop(settings, key, instance=instance)
             assert report.success and report.checks_passed, (key, report.render())
@@ -46,10 +45,10 @@ def test_both_districts_land_each_stamped_with_its_own_account(tmp_path):
                                            "results": [107873, 555001]}
 
 
-def test_a_foreign_file_in_one_district_blocks_only_that_drop(tmp_path):
+def test_a_foreign_file_in_one_district_blocks_only_that_drop(tmp_path, new_instance):
     settings, riverton = _setup(tmp_path)
     set_column(riverton / "SR.csv", "DistrictName", "Belleville Public Schools")  # Belleville's file, wrong folder
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         bad = run_drop(settings, "riverton/2026-11-15", instance=instance)
         good = run_drop(settings, "belleville/2026-11-01", instance=instance)
     assert bad.checks["district_names_match_registry"] is False
@@ -77,9 +76,9 @@ def _shared_tenant_name(tmp_path, riverton_ids: list[int]):
     return settings
 
 
-def test_two_districts_sharing_a_classlink_tenant_name_each_link_only_their_own_users(tmp_path):
+def test_two_districts_sharing_a_classlink_tenant_name_each_link_only_their_own_users(tmp_path, new_instance):
     settings = _shared_tenant_name(tmp_path, [RIVERTON.classlink_tenant_id])
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         reports = {key: run_drop(settings, key, instance=instance)
                    for key in ("belleville/2026-11-01", "riverton/2026-11-15")}
     for key, report in reports.items():

@@ -247,7 +247,7 @@ def test_frames_between_assets_are_encrypted_at_rest(tmp_path):
     assert roster.height == 300
 
 
-def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_run(settings, monkeypatch):
+def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_run(settings, monkeypatch, new_instance):
     import dagster as dg
 
     import belleville_mtss.defs.io as io_manager
@@ -263,7 +263,7 @@ def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_
     monkeypatch.undo()
     counts = warehouse_counts(settings)
     # a later run of one warehouse asset alone reads its input from the encrypted store
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
         job = build_definitions(settings).resolve_job_def("drop_job")
         result = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
@@ -273,14 +273,14 @@ def test_frames_are_handed_over_in_memory_within_a_run_and_read_back_in_a_later_
     assert warehouse_counts(settings) == counts
 
 
-def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_file_again(settings, monkeypatch):
+def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_file_again(settings, monkeypatch, new_instance):
     import dagster as dg
 
     import belleville_mtss.lib.read.ingest as ingest
     from belleville_mtss.definitions import build_definitions
 
     prepare_drop(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         assert run_drop(settings, instance=instance).checks_passed
         identity = instance.get_latest_materialization_event(dg.AssetKey("student_identity_map"))
         linked = identity.asset_materialization.metadata["assessment_link/linked_rows"].value
@@ -301,14 +301,14 @@ def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_fil
         assert reads == ["SR.csv"]
 
 
-def test_every_output_is_kept_at_rest_halted_files_included(settings):
+def test_every_output_is_kept_at_rest_halted_files_included(settings, new_instance):
     """Every value a step reads is kept for later runs, a halted file's too. A file asset is a record: its metadata
     says what was read, and its rows are kept once, in the staged copy, never again beside it."""
     import dagster as dg
 
     drop = prepare_drop(settings)
     (drop / "SM.csv").write_bytes((drop / "SM.csv").read_bytes()[:-300])  # halted: no frame, still an output
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         assert run_drop(settings, instance=instance).outcome == "partial"
         recorded = instance.get_latest_materialization_event(dg.AssetKey("star_reading")).asset_materialization
     stored = {p.parent.parent.name for p in settings.storage_dir.rglob("2026-11-01")}

@@ -49,10 +49,10 @@ def upload(server: SshServer, drop: Path, name: str, marker: bool = True) -> Pat
     return dest
 
 
-def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
+def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world, new_instance):
     settings, server, drop = world
     upload(server, drop, "2026-11-01")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-01"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["belleville/2026-11-01"]
@@ -79,10 +79,10 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world):
     assert b"StudentIdentifier" not in staged and b"@bellevilleschools.org" not in staged  # encrypted at rest
 
 
-def test_a_drop_version_run_from_the_command_line_is_not_run_again_by_the_sensor(world):
+def test_a_drop_version_run_from_the_command_line_is_not_run_again_by_the_sensor(world, new_instance):
     settings, server, drop = world
     dest = upload(server, drop, "2026-11-05")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         assert run_drop(settings, "belleville/2026-11-05", instance=instance).outcome == "loaded"
         assert not getattr(tick(settings, instance), "run_requests", None)  # received already: same version
         (dest / "drop.done").unlink()
@@ -92,10 +92,10 @@ def test_a_drop_version_run_from_the_command_line_is_not_run_again_by_the_sensor
         assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-05"]
 
 
-def test_drop_still_being_written_gives_no_run(world):
+def test_drop_still_being_written_gives_no_run(world, new_instance):
     settings, server, drop = world
     dest = upload(server, drop, "2026-11-02", marker=False)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         first = tick(settings, instance)
         assert not getattr(first, "run_requests", None)
         with (dest / "SR.csv").open("a") as fh:  # still growing
@@ -105,10 +105,10 @@ def test_drop_still_being_written_gives_no_run(world):
         assert "belleville/2026-11-02" in json.loads(second.cursor)["pending"]
 
 
-def test_corrected_reupload_runs_again(world):
+def test_corrected_reupload_runs_again(world, new_instance):
     settings, server, drop = world
     dest = upload(server, drop, "2026-11-03")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         first = tick(settings, instance)
         (dest / "drop.done").unlink()
         shutil.copyfile(drop / "SM.csv", dest / "SM.csv")
@@ -123,7 +123,7 @@ def test_corrected_reupload_runs_again(world):
             second.dynamic_partitions_requests[0].partition_keys == ["belleville/2026-11-03"]
 
 
-def test_wrong_host_key_fails_the_tick(world, tmp_path):
+def test_wrong_host_key_fails_the_tick(world, tmp_path, new_instance):
     settings, server, drop = world
     upload(server, drop, "2026-11-04")
     other = keygen(tmp_path / "other_host_key")
@@ -131,30 +131,30 @@ def test_wrong_host_key_fails_the_tick(world, tmp_path):
     bad_known = tmp_path / "bad_known_hosts"
     bad_known.write_text(f"[127.0.0.1]:{server.port} {kind} {key}\n")
     s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KNOWN_HOSTS": str(bad_known)})
-    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="host key does not match"):
+    with new_instance() as instance, pytest.raises(SftpFatal, match="host key does not match"):
         tick(s, instance)
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
     s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KNOWN_HOSTS": str(empty)})
-    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="not in MTSS_SFTP_KNOWN_HOSTS"):
+    with new_instance() as instance, pytest.raises(SftpFatal, match="not in MTSS_SFTP_KNOWN_HOSTS"):
         tick(s, instance)
     assert (empty.read_text() == "")  # an unknown key is never added
 
 
-def test_wrong_user_key_fails_the_tick(world, tmp_path):
+def test_wrong_user_key_fails_the_tick(world, tmp_path, new_instance):
     settings, server, drop = world
     upload(server, drop, "2026-11-05")
     keygen(tmp_path / "stranger")
     s = make_settings(settings.home, **{**server.env(), "MTSS_SFTP_KEY_PATH": str(tmp_path / "stranger")})
-    with dg.DagsterInstance.ephemeral() as instance, pytest.raises(SftpFatal, match="authentication refused"):
+    with new_instance() as instance, pytest.raises(SftpFatal, match="authentication refused"):
         tick(s, instance)
 
 
-def test_server_down_skips_and_the_next_tick_after_it_returns_picks_the_drop_up(world):
+def test_server_down_skips_and_the_next_tick_after_it_returns_picks_the_drop_up(world, new_instance):
     settings, server, drop = world
     upload(server, drop, "2026-11-06")
     server.stop()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         down = tick(settings, instance)
         assert isinstance(down, dg.SkipReason)
         assert "unreachable" in down.skip_message
@@ -163,7 +163,7 @@ def test_server_down_skips_and_the_next_tick_after_it_returns_picks_the_drop_up(
         assert [r.partition_key for r in back.run_requests] == ["belleville/2026-11-06"]
 
 
-def test_zip_drop_from_a_vendor_is_received_and_unpacked(world):
+def test_zip_drop_from_a_vendor_is_received_and_unpacked(world, new_instance):
     import zipfile
 
     settings, server, drop = world
@@ -173,7 +173,7 @@ def test_zip_drop_from_a_vendor_is_received_and_unpacked(world):
         for name in ("students.csv", "SR.csv", "SM.csv", "SEL.csv"):
             zf.write(drop / name, f"Belleville Public Schools/{name}")
     (folder / "renaissance-2026-11-07.zip.done").write_text("")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         result = tick(settings, instance)
         key = "belleville/renaissance-2026-11-07"
         assert [r.partition_key for r in result.run_requests] == [key]
@@ -183,11 +183,11 @@ def test_zip_drop_from_a_vendor_is_received_and_unpacked(world):
     assert warehouse_counts(settings)["roster"] == SMALL.students
 
 
-def test_a_received_drop_replays_without_the_server(world):
+def test_a_received_drop_replays_without_the_server(world, new_instance):
     settings, server, drop = world
     upload(server, drop, "2026-11-08")
     key = "belleville/2026-11-08"
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         instance.add_dynamic_partitions("drops", [key])
         job = build_definitions(settings).resolve_job_def("drop_job")
         assert job.execute_in_process(instance=instance, partition_key=key).success
@@ -222,7 +222,7 @@ def test_one_ssh_session_lists_every_district_and_a_refused_folder_stops_only_it
 
 
 def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(backend, server, tmp_path,
-                                                                                        monkeypatch, capsys):
+                                                                                        monkeypatch, capsys, new_instance):
     """Issue 34 case 9, with a real OpenSSH server stopped while a file streams in: the refusal is recorded
     (`transfer_failed`, no account or address in it), `status` shows the drop, and once the server is back the
     sensor requests the drop again (after its backoff) and the run loads it whole."""
@@ -237,7 +237,7 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])
     upload(server, drop, "2026-11-01")
     key = "belleville/2026-11-01"
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         first = tick(settings, instance)
         [request] = first.run_requests
         monkeypatch.setenv("MTSS_FAULT", "mid_transfer:sleep=1")  # each file pauses after its first block

@@ -118,7 +118,7 @@ def _run(settings, key: str, instance: dg.DagsterInstance | None = None, **tags)
     return run_drop(settings, key, instance=instance, tags=tags or None)
 
 
-def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded(backend, monkeypatch):
+def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded(backend, monkeypatch, new_instance):
     old_folder = prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
     later_drop(backend, NEW)
@@ -133,7 +133,7 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert set(gone["DropId"]) == {KEY[OLD]}
 
     # finding 1: a replay of the older drop writes nothing and says so
-    instance = dg.DagsterInstance.ephemeral()
+    instance = new_instance()
     report = _run(backend, KEY[OLD], instance)
     assert (report.outcome, report.exit_code) == ("superseded", 4)
     assert report.verdict().startswith(
@@ -495,14 +495,14 @@ def test_a_staged_copy_is_checked_by_decrypting_it_and_one_staged_before_by_hash
         read_staged(staging, sr, key)
 
 
-def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings):
+def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings, new_instance):
     """The same version again: a rewrite that kept size and mtime leaves the listing, so the version, as it was."""
     from belleville_mtss.defs.sensors import RECEIPT_RETRIES
     from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
     from .helpers import tick
 
     prepare_drop(settings, OLD)
-    instance = dg.DagsterInstance.ephemeral()
+    instance = new_instance()
     first = tick(settings, instance)
     [request] = first.run_requests
     assert request.run_key.startswith(f"{KEY[OLD]}@")

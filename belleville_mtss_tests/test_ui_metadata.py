@@ -28,9 +28,9 @@ def test_every_asset_and_check_is_described(settings):
     assert len(checks) == 18 and all(c.description for c in checks)
 
 
-def test_materializations_carry_schema_lineage_and_plottable_figures(settings):
+def test_materializations_carry_schema_lineage_and_plottable_figures(settings, new_instance):
     prepare_drop(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         assert run_drop(settings, instance=instance).checks_passed
         meta = {}
         for name in [*TABLE_LIKE, "star_reading", "powerschool_students"]:
@@ -67,10 +67,10 @@ def test_materializations_carry_schema_lineage_and_plottable_figures(settings):
     assert "district_names_match_registry" not in meta["district_crosswalk"]  # checks carry their own metadata
 
 
-def test_a_refused_drop_ends_with_a_plain_summary_and_its_crosswalk_is_not_materialized(settings):
+def test_a_refused_drop_ends_with_a_plain_summary_and_its_crosswalk_is_not_materialized(settings, new_instance):
     drop = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
     set_column(drop / "SM.csv", "DistrictName", "Nutley Public Schools")
-    with dg.DagsterInstance.ephemeral() as instance:
+    with new_instance() as instance:
         report = run_drop(settings, "belleville/foreign", instance=instance)
         (run,) = instance.get_runs()
         events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
