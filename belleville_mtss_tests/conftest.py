@@ -35,17 +35,22 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-@pytest.fixture(scope="session")
-def instance_template(tmp_path_factory) -> Path:
-    """A Dagster home as `belleville-mtss run` makes one (run.py's INSTANCE_YAML: the project's SQLite storages),
-    its databases created and migrated once per test process; `fresh_instance` copies it."""
+def _instance_at(home: Path):
+    """The instance at `home`, configured as `belleville-mtss run` configures one (run.py's INSTANCE_YAML: the
+    project's SQLite storages)."""
     import dagster as dg
 
     from belleville_mtss.run import INSTANCE_YAML
 
-    home = tmp_path_factory.mktemp("dagster-template")
     (home / "dagster.yaml").write_text(INSTANCE_YAML.format(home=home))
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    return dg.DagsterInstance.from_config(str(home))
+
+
+@pytest.fixture(scope="session")
+def instance_template(tmp_path_factory) -> Path:
+    """A Dagster home whose databases are created and migrated once per test process; `fresh_instance` copies it."""
+    home = tmp_path_factory.mktemp("dagster-template")
+    with _instance_at(home) as instance:
         instance.run_storage, instance.event_log_storage, instance.schedule_storage  # made now
     return home
 
@@ -54,14 +59,9 @@ def fresh_instance(template: Path, home: Path):
     """A new, empty Dagster instance at `home`, copied from the template (0.05 s; making one takes 0.2 s). Its
     storages are the ones users run on, and a run stores its events faster there than in Dagster's in-memory
     instance, which opens a connection for every query."""
-    import dagster as dg
-
-    from belleville_mtss.run import INSTANCE_YAML
-
     # the template's databases are WAL and may be open in this process: the log is copied with them, not its index
     shutil.copytree(template, home, ignore=shutil.ignore_patterns("*-shm", "dagster.yaml"))
-    (home / "dagster.yaml").write_text(INSTANCE_YAML.format(home=home))
-    return dg.DagsterInstance.from_config(str(home))
+    return _instance_at(home)
 
 
 @pytest.fixture
