@@ -77,6 +77,16 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
             known.add(table_name)
         return True
 
+    def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
+        """Dagster asks for the asset table's columns on every asset event (about 120 a drop run), each an
+        inspection of the table. Migrations add columns and never drop them, so a yes is kept."""
+        known = self.__dict__.setdefault("_asset_key_cols_seen", set())
+        if column_name not in known:
+            if not super()._has_asset_key_col_on_connection(conn, column_name):
+                return False
+            known.add(column_name)
+        return True
+
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         """A drop run checks its partition about 550 times, a query each. A yes is kept for PARTITION_MEMORY_S: a
         partition deleted by this process is forgotten at once, one deleted by another (expired drops,

@@ -13,18 +13,22 @@ import importlib
 import sys
 from types import ModuleType
 
-# The commands that run Dagster: it is imported with the rest, before the collector comes back.
+# The commands that run Dagster: it is imported with the rest, before the collector comes back, and so are the
+# instance's storages (their module pulls in Dagster's storage layer and alembic: some 330 modules a run would
+# otherwise import with the collector on, as the instance is made).
 DAGSTER_COMMANDS = ("run", "demo")
+DAGSTER_MODULES = ("run", "instance_storage")
 
 
 def imported(command: str | None) -> ModuleType:
-    """The cli module, and for a command of DAGSTER_COMMANDS the run module, imported with the collector off;
+    """The cli module, and for a command of DAGSTER_COMMANDS the DAGSTER_MODULES, imported with the collector off;
     everything made so far frozen; the collector on again."""
     gc.disable()
     try:
         from . import cli
         if command in DAGSTER_COMMANDS:
-            importlib.import_module(f"{__package__}.run")  # Dagster with it, while the collector waits
+            for module in DAGSTER_MODULES:  # Dagster with them, while the collector waits
+                importlib.import_module(f"{__package__}.{module}")
         gc.freeze()
     finally:
         gc.enable()

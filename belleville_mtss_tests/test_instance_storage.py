@@ -103,6 +103,23 @@ def test_a_partition_found_is_asked_for_again_only_after_a_while_and_one_deleted
     assert {"dynamic_partitions"} <= storage.__dict__["_tables_seen"]
 
 
+def test_the_asset_tables_columns_are_inspected_once_and_every_materialization_is_still_indexed(tmp_path,
+                                                                                               monkeypatch):
+    instance = instance_for(make_settings(tmp_path / "mtss"))
+    asked = []
+    real = ConsolidatedSqliteEventLogStorage._has_asset_key_col_on_connection
+    monkeypatch.setattr(ConsolidatedSqliteEventLogStorage, "_has_asset_key_col_on_connection",
+                        lambda self, conn, column: asked.append(column) or real(self, conn, column))
+    run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
+    for i in range(10):
+        instance.report_runless_asset_event(dg.AssetMaterialization(f"asset_{i % 3}", metadata={"i": i}))
+    assert asked == ["last_materialization_timestamp"]  # once, not once per event
+    for i, key in ((9, "asset_0"), (7, "asset_1"), (8, "asset_2")):  # the asset table kept up to date
+        latest = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert latest.asset_materialization.metadata["i"].value == i
+    assert run.run_id
+
+
 def test_the_production_instance_stores_a_runs_events_on_one_connection_per_storage(tmp_path, pg_database):
     """deploy/dagster.yaml's PostgreSQL storages (instance_storage_pg.py) as the daemon and a run load them: many
     events, look-ups and partition checks open one connection per storage, not one each (dagster-postgres's own)."""

@@ -11,7 +11,7 @@ import gc, json, sys
 from belleville_mtss.start import imported
 cli = imported(sys.argv[1])
 print(json.dumps({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count(), "cli": cli.__name__,
-                  "dagster": "dagster" in sys.modules}))
+                  "dagster": "dagster" in sys.modules, "storages": "belleville_mtss.instance_storage" in sys.modules}))
 """
 
 
@@ -22,14 +22,14 @@ def _probe(command: str) -> dict:
 
 def test_a_command_that_runs_dagster_has_it_imported_and_frozen_with_the_collector_on_again():
     found = _probe("run")
-    assert found["cli"] == "belleville_mtss.cli" and found["dagster"] and found["enabled"]
+    assert found["cli"] == "belleville_mtss.cli" and found["dagster"] and found["storages"] and found["enabled"]
     # Dagster, polars, pandera and our code: a few hundred thousand objects, none left for the collector to scan
     assert found["frozen"] > 100_000
 
 
 def test_another_command_imports_no_dagster():
     found = _probe("status")
-    assert not found["dagster"] and found["enabled"] and found["frozen"] > 10_000
+    assert not found["dagster"] and not found["storages"] and found["enabled"] and found["frozen"] > 10_000
 
 
 def test_the_collector_is_on_again_when_an_import_fails():
