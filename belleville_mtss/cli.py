@@ -30,6 +30,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     _embedded_only(settings, "demo")
+    _sample_size(args.students)
     # A made-up district that screens with MAP Growth, i-Ready and DIBELS 8 (no Star), then Belleville: its run is
     # the last, the one the UI's asset pages show first
     settings = dataclasses.replace(settings, districts_dirs=(*settings.districts_dirs, DEMO_DISTRICTS_DIR))
@@ -61,10 +62,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     from .lib.sample import SampleSpec, generate_drop, load_databases, write_tables
 
-    if args.students < 1:
-        raise CliError("--students must be at least 1")
     if args.load:
         _embedded_only(load_settings(), "generate --load")
+    _sample_size(args.students)
     from .progress import phase
 
     started = time.perf_counter()
@@ -83,6 +83,14 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"{args.students:,} students: drop in {drop} ({size / 1e6:,.0f} MB), tables in {args.out / 'tables'}"
           f"{', loaded into the configured databases' if args.load else ''} ({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _sample_size(students: int) -> None:
+    from .lib.sample import MIN_STUDENTS
+
+    if students < MIN_STUDENTS:
+        raise CliError(f"--students {students}: a sample needs at least {MIN_STUDENTS:,} students (its students "
+                       "missing from ClassLink and without tests are fixed counts: a smaller drop fails its gates)")
 
 
 def _embedded_only(settings, command: str) -> None:

@@ -168,3 +168,20 @@ def test_big_roster_benchmark_runs_at_a_tiny_size(tmp_path):
     done = _run("big_roster.py", "--rows", "5000", "--work", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "students.csv: 5,000 rows" in done.stdout and "peak RSS < 3 GB: met" in done.stdout
+
+
+def test_small_drop_compares_two_commands_run_in_turn_by_the_median_of_their_pair_ratios(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import small_drop
+    seen = []
+    real_run = small_drop._run
+    monkeypatch.setattr(small_drop, "_run", lambda cli, env: seen.append(env["SIDE"]) or real_run(cli, env))
+    # this environment's command on both sides, in one home: what is tested is the procedure
+    cli, env = small_drop._laid_out(Path(sys.executable), tmp_path / "home", 200)
+    result = small_drop.compare({"this": (cli, {**env, "SIDE": "a"}), "other": (cli, {**env, "SIDE": "b"})}, 2)
+    assert seen == ["a", "b", "a", "b"]  # in turn
+    a, b = result["runs"]["this"], result["runs"]["other"]
+    assert len(a) == len(b) == 2 and result["ratio"] == pytest.approx((a[0] / b[0] + a[1] / b[1]) / 2)
+    line = small_drop.describe_comparison(result, 200, Path("/elsewhere"))
+    assert re.search(r"x2: median \d+\.\d\d s \(.*\) against \d+\.\d\d s .*median of the pair ratios this/other: "
+                     r"\d+\.\d{3}$", line)

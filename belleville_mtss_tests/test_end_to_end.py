@@ -114,6 +114,20 @@ def test_demo_command_exits_zero_and_reports(tmp_path, monkeypatch, capsys, home
     assert (tmp_path / "home" / "warehouse.db").exists()
 
 
+@pytest.mark.parametrize("command", [["demo"], ["generate", "--out", "sample"]])
+def test_a_sample_too_small_to_pass_its_own_gates_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys,
+                                                                                      command):
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.sample import MIN_STUDENTS
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    for var in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL", "MTSS_DROP_DIR", "MTSS_DISTRICTS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    assert main([*command, "--students", str(MIN_STUDENTS - 1)]) == 2
+    assert f"at least {MIN_STUDENTS:,} students" in capsys.readouterr().err
+    assert not (tmp_path / "home" / "drops").exists() and not (tmp_path / "sample").exists()
+
+
 def test_a_district_that_sends_two_star_files_loads_them_and_the_third_is_not_expected(tmp_path):
     import sqlite3
 

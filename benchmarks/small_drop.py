@@ -15,6 +15,12 @@ The drop and its databases are laid out once with `belleville-mtss demo` in a fr
 fastest and the slowest wall times are reported. The median is the figure judged. Then what bounds it: one more
 process runs the same drop the way the command does, timing its phases (the imports, the definitions, the instance,
 the run, the steps' own time within it) against the time the process was started.
+
+    python benchmarks/small_drop.py --against OTHER_CHECKOUT [--repeat 15]
+
+compares this checkout's command with another checkout's (a worktree of the commit before a change), each installed
+for use with its own drop and home, run in turn (this, other, this, ...): this machine's pace drifts by a quarter
+within minutes, more than most changes move a run, so each pair's ratio is taken and their median is the figure.
 """
 from __future__ import annotations
 
@@ -35,8 +41,8 @@ DROP = "belleville/2026-11-01"  # the demo's drop (lib/sample.py SampleSpec.drop
 REPO = Path(__file__).resolve().parent.parent
 
 
-def install(work: Path) -> Path:
-    """A new virtual environment in `work` with this checkout installed as for use; its interpreter."""
+def install(work: Path, repo: Path = REPO) -> Path:
+    """A new virtual environment in `work` with the checkout `repo` installed as for use; its interpreter."""
     venv, source = work / "installed", work / "source"
     for folder in (venv, source):
         shutil.rmtree(folder, ignore_errors=True)
@@ -44,7 +50,7 @@ def install(work: Path) -> Path:
     ours = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".mtss", "test-artifacts",
                                   "mutants", "results")
     work = work.resolve()  # a work folder inside the checkout is not copied into itself
-    shutil.copytree(REPO, source, ignore=lambda folder, names: set(ours(folder, names)) | {
+    shutil.copytree(repo, source, ignore=lambda folder, names: set(ours(folder, names)) | {
         n for n in names if Path(folder, n).resolve() == work})
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -64,27 +70,55 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MTSS_HOME": str(home)}
 
 
+def _laid_out(python: Path, home: Path, students: int) -> tuple[str, dict[str, str]]:
+    """A fresh home with the demo's drop of `students`, laid out by `python`'s command: that command and its
+    environment."""
+    shutil.rmtree(home, ignore_errors=True)
+    env, cli = _env(home), _cli(python)
+    subprocess.run([cli, "demo", "--students", str(students)], env=env, check=True, capture_output=True)
+    return cli, env
+
+
+def _run(cli: str, env: dict[str, str]) -> tuple[float, str, bool]:
+    """One `belleville-mtss run` of the drop: its wall seconds, its last line, whether it succeeded."""
+    started = time.perf_counter()
+    done = subprocess.run([cli, "run", DROP], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    last = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or ["no output"])[-1]
+    return seconds, last if done.returncode == 0 else f"exit {done.returncode}: {last}", done.returncode == 0
+
+
 def measure(students: int = 600, repeat: int = 5, work: Path | None = None, here: bool = False) -> dict:
     """Seconds of each `belleville-mtss run` of a demo drop of `students`, and their median, min and max; the
     command installed for use in a new environment, or (`here`) this interpreter's."""
     work = work or Path(tempfile.mkdtemp(prefix="mtss-small-drop-"))
     python = Path(sys.executable) if here else install(work)
     home = work / f"home-{students}"
-    shutil.rmtree(home, ignore_errors=True)  # a fresh home: the demo lays it out
-    env, cli = _env(home), _cli(python)
-    subprocess.run([cli, "demo", "--students", str(students)], env=env, check=True, capture_output=True)
+    cli, env = _laid_out(python, home, students)
     seconds, verdicts = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
-        done = subprocess.run([cli, "run", DROP], env=env, capture_output=True, text=True)
-        seconds.append(time.perf_counter() - started)
-        if done.returncode != 0:
-            last = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or ["no output"])[-1]
-            return {"failed": f"exit {done.returncode}: {last}", "runs": seconds}
-        verdicts.append(done.stdout.strip().splitlines()[-1])
+        took, verdict, ok = _run(cli, env)
+        seconds.append(took)
+        if not ok:
+            return {"failed": verdict, "runs": seconds}
+        verdicts.append(verdict)
     return {"students": students, "command": "this environment's" if here else "installed for use",
             "runs": seconds, "seconds": statistics.median(seconds), "min": min(seconds), "max": max(seconds),
             "verdict": verdicts[-1], "phases": phases(home, python)}
+
+
+def compare(sides: dict[str, tuple[str, dict[str, str]]], repeat: int = 15) -> dict:
+    """Two commands, each with its environment (its own home, laid out by `_laid_out`), run in turn `repeat`
+    times: each one's seconds, and the median of the pair ratios (the first named over the second)."""
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeat):
+        for name, (cli, env) in sides.items():
+            took, verdict, ok = _run(cli, env)
+            if not ok:
+                return {"failed": f"{name}: {verdict}", "runs": runs}
+            runs[name].append(took)
+    first, second = runs.values()
+    return {"runs": runs, "ratio": statistics.median(a / b for a, b in zip(first, second))}
 
 
 PHASES = """
@@ -133,15 +167,36 @@ def describe(result: dict) -> str:
     return line
 
 
+def describe_comparison(result: dict, students: int, other: Path) -> str:
+    if "failed" in result:
+        return f"small drop, compared: FAILED ({result['failed']})"
+    (a, ra), (b, rb) = result["runs"].items()
+    return (f"small drop: {students:,} students, `belleville-mtss run` of this checkout ({a}) and of "
+            f"{other} ({b}), installed for use, run in turn x{len(ra)}: median {statistics.median(ra):.2f} s "
+            f"({min(ra):.2f}-{max(ra):.2f}) against {statistics.median(rb):.2f} s ({min(rb):.2f}-{max(rb):.2f}); "
+            f"median of the pair ratios {a}/{b}: {result['ratio']:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=600)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--here", action="store_true", help="time this environment's command, not a new install")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="another checkout: both installed for use, run in turn, the median pair ratio printed")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.against:
+        if not (args.against / "pyproject.toml").is_file():
+            parser.error(f"--against {args.against}: not a checkout of the project (no pyproject.toml)")
+        work = args.work or Path(tempfile.mkdtemp(prefix="mtss-small-drop-"))
+        sides = {name: _laid_out(install(work / name, repo), work / name / f"home-{args.students}", args.students)
+                 for name, repo in (("this", REPO), ("other", args.against.resolve()))}
+        result = compare(sides, args.repeat)
+        print(describe_comparison(result, args.students, args.against))
+        return 1 if "failed" in result else 0
     result = measure(args.students, args.repeat, args.work, args.here)
     print(describe(result))
     if "failed" not in result:

@@ -82,6 +82,11 @@ class SampleSpec:
     classlink_tenant_id: int = 4417
 
 
+# The fewest students `demo` and `generate` take: a sample's anomalies are counts, not shares (the default spec's 35
+# students missing from ClassLink, 60 without tests), so a smaller drop fails its own gates (at least 80% of students
+# linked to ClassLink: 175 students) or, below about 70, cannot be drawn at all.
+MIN_STUDENTS = 200
+
 # The demo's second district, made up: a Texas district that screens with MAP Growth, i-Ready and DIBELS 8 and sends
 # no Star files (its registry entry: belleville_mtss/demo_districts/pecan-valley.yaml, drafted by `districts onboard`).
 PECAN_VALLEY = SampleSpec(
