@@ -14,11 +14,11 @@ DOWNSTREAM = ["student_identity_map", "student_roster", "assessment_results", "d
 UPSTREAM = dg.AssetSelection.groups("sources", "validated") | dg.AssetSelection.assets("district_crosswalk")
 
 
-def _run_upstream_then_evaluate(settings, keys: list[str]) -> set[str]:
-    """Run sources, validation and the crosswalk (with its checks) for each drop, then ask automation
-    which drops' identity maps it would materialize."""
+def _run_upstream_then_evaluate(settings, keys: list[str], instance: dg.DagsterInstance) -> set[str]:
+    """Run sources, validation and the crosswalk (with its checks) for each drop on a new instance, then ask
+    automation which drops' identity maps it would materialize."""
     defs = build_definitions(settings)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with instance:
         job = dg.define_asset_job("upstream", selection=UPSTREAM, partitions_def=drops)
         defs_with_job = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
         instance.add_dynamic_partitions("drops", keys)
@@ -31,13 +31,15 @@ def _run_upstream_then_evaluate(settings, keys: list[str]) -> set[str]:
         return set(result.get_requested_partitions(dg.AssetKey(DOWNSTREAM[0])))
 
 
-def test_a_failed_district_check_holds_only_that_drop(settings):
+def test_a_failed_district_check_holds_only_that_drop(settings, new_instance):
     prepare_drop(settings, replace(SMALL, drop_name="good"))
     bad = prepare_drop(settings, replace(SMALL, drop_name="bad"))
     set_column(bad / "SEL.csv", "DistrictName", "Bellevue Public Schools")
-    assert _run_upstream_then_evaluate(settings, ["belleville/bad", "belleville/good"]) == {"belleville/good"}
+    requested = _run_upstream_then_evaluate(settings, ["belleville/bad", "belleville/good"], new_instance())
+    assert requested == {"belleville/good"}  # the bad drop is held
 
 
-def test_passed_district_checks_let_automated_runs_go(settings):
+def test_passed_district_checks_let_automated_runs_go(settings, new_instance):
     prepare_drop(settings)
-    assert _run_upstream_then_evaluate(settings, ["belleville/2026-11-01"]) == {"belleville/2026-11-01"}
+    requested = _run_upstream_then_evaluate(settings, ["belleville/2026-11-01"], new_instance())
+    assert requested == {"belleville/2026-11-01"}

@@ -54,7 +54,8 @@ def _cli(capsys, monkeypatch, settings, *argv) -> tuple[int, str]:
 
 # ---- 1. header alternatives: the packaged entry follows the mapping spec ---------------------------------------
 
-def test_a_data_export_manager_export_with_students_email_and_no_dob_loads_with_the_packaged_entry(settings):
+def test_a_data_export_manager_export_with_students_email_and_no_dob_loads_with_the_packaged_entry(settings,
+                                                                                                   new_instance):
     drop = prepare_drop(settings)
     ps = _read(drop / "students.csv").rename({PS_CUSTOM_EMAIL: "STUDENTS.EMAIL"}).drop("STUDENTS.DOB")
     ps.write_csv(drop / "students.csv")
@@ -62,23 +63,23 @@ def test_a_data_export_manager_export_with_students_email_and_no_dob_loads_with_
     assert report.outcome == "loaded", report.verdict()
     assert warehouse_counts(settings)["roster"] == SMALL.students
     assert report.links["classlink_email"]["linked"] == SMALL.students - SMALL.missing_from_classlink
-    meta = _materialization(settings, "validated_powerschool_students")
+    meta = _materialization(settings, "validated_powerschool_students", new_instance())
     assert "| email | STUDENTS.EMAIL |" in meta["headers_matched"]  # the run says which header matched
     assert "| dob | (absent: optional, read as empty) |" in meta["headers_matched"]
     assert "optional field dob" in meta["warnings"]
 
 
-def test_the_alternative_header_is_read_when_the_first_is_absent(settings):
+def test_the_alternative_header_is_read_when_the_first_is_absent(settings, new_instance):
     prepare_drop(settings)  # the sample keeps the address in the custom field
     report = run_drop(settings)
     assert report.outcome == "loaded"
-    assert f"| email | {PS_CUSTOM_EMAIL} |" in _materialization(settings, "validated_powerschool_students")[
-        "headers_matched"]
+    meta = _materialization(settings, "validated_powerschool_students", new_instance())
+    assert f"| email | {PS_CUSTOM_EMAIL} |" in meta["headers_matched"]
 
 
-def _materialization(settings, asset: str) -> dict:
-    """The metadata of the asset's latest materialization in a fresh run of the drop."""
-    with dg.DagsterInstance.ephemeral() as instance:
+def _materialization(settings, asset: str, instance: dg.DagsterInstance) -> dict:
+    """The metadata of the asset's latest materialization in a run of the drop on a new instance."""
+    with instance:
         run_drop(settings, instance=instance)
         event = instance.get_latest_materialization_event(dg.AssetKey(asset))
         return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
@@ -86,7 +87,7 @@ def _materialization(settings, asset: str) -> dict:
 
 # ---- 2. a missing optional column is a warning; a missing required one halts the file --------------------------
 
-def test_missing_optional_columns_are_warnings_and_the_file_goes_on(settings):
+def test_missing_optional_columns_are_warnings_and_the_file_goes_on(settings, new_instance):
     drop = prepare_drop(settings)
     _read(drop / "students.csv").drop("STUDENTS.FIRST_NAME", "STUDENTS.LAST_NAME", "STUDENTS.GRADE_LEVEL").write_csv(
         drop / "students.csv")
@@ -94,7 +95,7 @@ def test_missing_optional_columns_are_warnings_and_the_file_goes_on(settings):
     assert report.outcome == "loaded", report.verdict()
     roster = _table(settings, student_roster)
     assert roster.height == SMALL.students and roster["FirstName"].null_count() == SMALL.students
-    meta = _materialization(settings, "validated_powerschool_students")
+    meta = _materialization(settings, "validated_powerschool_students", new_instance())
     assert all(f"optional field {f}" in meta["warnings"] for f in ("first_name", "last_name", "grade_level"))
 
 

@@ -636,8 +636,8 @@ def _upload(server, outgoing: Path, name: str) -> Path:
     return dest
 
 
-def _run_partition(settings, key: str):
-    with dg.DagsterInstance.ephemeral() as instance:
+def _run_partition(settings, key: str, instance: dg.DagsterInstance):
+    with instance:
         instance.add_dynamic_partitions("drops", [key])
         job = build_definitions(settings).resolve_job_def("drop_job")
         return job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
@@ -680,7 +680,7 @@ def test_sftp_a_server_reporting_a_link_or_fifo_refuses_the_drop(sftp_world, att
     with new_instance() as instance:
         result = tick(settings, instance)
         assert [r.partition_key for r in result.run_requests] == ["belleville/linked"]
-    run = _run_partition(settings, "belleville/linked")
+    run = _run_partition(settings, "belleville/linked", new_instance())
     assert not run.success
     assert_one_refusal(settings, "not_a_regular_file")
     assert warehouse_counts(settings) == {"roster": 0, "results": 0}
@@ -695,7 +695,7 @@ def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world, new_ins
     with new_instance() as instance:
         tick(settings, instance)
     before = snapshot(settings.home.parent)
-    run = _run_partition(settings, "belleville/alias")
+    run = _run_partition(settings, "belleville/alias", new_instance())
     assert not run.success
     assert_one_refusal(settings, "not_a_regular_file", "alias")
     assert_untouched(before, snapshot(settings.home.parent), "belleville/alias")
@@ -706,7 +706,7 @@ def test_sftp_a_drop_that_is_a_link_on_the_server_is_refused(sftp_world, new_ins
     ("sub/SR.csv", b"x\n", "duplicate_file_name"),
     ("padding.csv", b"0" * 20_000_000, "zip_ratio"),
 ])
-def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, data, reason):
+def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, data, reason, new_instance):
     settings, server, outgoing, outside = sftp_world
     folder = server.root / "belleville"
     folder.mkdir(parents=True)
@@ -716,7 +716,7 @@ def test_sftp_an_unsafe_zip_is_refused_and_leaves_nothing(sftp_world, entry, dat
         zf.writestr(entry, data)
     (folder / "vendor.zip.done").write_text("")
     before = snapshot(settings.home.parent)
-    run = _run_partition(settings, "belleville/vendor")
+    run = _run_partition(settings, "belleville/vendor", new_instance())
     assert not run.success
     assert_one_refusal(settings, reason, "vendor.zip")
     assert not (outside / "evil.csv").exists()
