@@ -66,26 +66,30 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     def _connect(self):
         return _transaction(self._conn_string)
 
+    def _yes_kept(self, seen: str, key: str, ask) -> bool:
+        """`ask()`, unless it said yes for `key` before in this process: for what the instance only ever adds
+        (tables, columns). A no is asked again, so what another process adds later is seen."""
+        known = self.__dict__.setdefault(seen, set())
+        if key not in known:
+            if not ask():
+                return False
+            known.add(key)
+        return True
+
     def has_table(self, table_name: str) -> bool:
         """Dagster asks before each partition look-up (about 600 times a drop run), and its own answers on a new
-        engine every time. A table once made is never dropped by the instance, so a yes is kept."""
-        known = self.__dict__.setdefault("_tables_seen", set())
-        if table_name not in known:
+        engine every time. A table once made is never dropped by the instance."""
+        def ask() -> bool:
             with engine_for(self._conn_string).connect() as conn:
-                if not conn.dialect.has_table(conn, table_name):
-                    return False
-            known.add(table_name)
-        return True
+                return conn.dialect.has_table(conn, table_name)
+        return self._yes_kept("_tables_seen", table_name, ask)
 
     def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
         """Dagster asks for the asset table's columns on every asset event (about 120 a drop run), each an
-        inspection of the table. Migrations add columns and never drop them, so a yes is kept."""
-        known = self.__dict__.setdefault("_asset_key_cols_seen", set())
-        if column_name not in known:
-            if not super()._has_asset_key_col_on_connection(conn, column_name):
-                return False
-            known.add(column_name)
-        return True
+        inspection of the table. Migrations add columns and never drop them."""
+        def ask() -> bool:
+            return super(PooledSqliteEventLogStorage, self)._has_asset_key_col_on_connection(conn, column_name)
+        return self._yes_kept("_asset_key_cols_seen", column_name, ask)
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         """A drop run checks its partition about 550 times, a query each. A yes is kept for PARTITION_MEMORY_S: a
