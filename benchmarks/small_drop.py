@@ -75,7 +75,11 @@ def _laid_out(python: Path, home: Path, students: int) -> tuple[str, dict[str, s
     environment."""
     shutil.rmtree(home, ignore_errors=True)
     env, cli = _env(home), _cli(python)
-    subprocess.run([cli, "demo", "--students", str(students)], env=env, check=True, capture_output=True)
+    done = subprocess.run([cli, "demo", "--students", str(students)], env=env, capture_output=True, text=True)
+    if done.returncode != 0:  # its own reason (too few students, a broken install), not a traceback of ours
+        last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"small_drop.py: `belleville-mtss demo --students {students}` exited {done.returncode}: "
+                         f"{last}")
     return cli, env
 
 
@@ -189,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.against:
+        if args.here:
+            parser.error("--against installs both checkouts for use: it cannot time this environment's (--here)")
         if not (args.against / "pyproject.toml").is_file():
             parser.error(f"--against {args.against}: not a checkout of the project (no pyproject.toml)")
         work = args.work or Path(tempfile.mkdtemp(prefix="mtss-small-drop-"))
