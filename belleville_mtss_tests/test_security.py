@@ -11,7 +11,8 @@ from belleville_mtss.defs.resources import resources
 from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
 from belleville_mtss.lib.receive.drops import purge_staging, sha256_of
-from belleville_mtss.lib.receive.vault import CHUNK, VaultError, decrypt_bytes, encrypt_file, new_key, parse_key
+from belleville_mtss.lib.receive.vault import (CHUNK, Encryptor, VaultError, decrypt_bytes, encrypt_file, new_key,
+                                               parse_key)
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import errors, prepare_drop, set_column, warehouse_counts
@@ -24,6 +25,91 @@ def test_encryption_round_trip_at_chunk_edges(tmp_path, size):
     plain.write_bytes(os.urandom(size))
     encrypt_file(key, plain, tmp_path / "e")
     assert decrypt_bytes(key, tmp_path / "e") == plain.read_bytes()
+    # written past the page cache: whole 4 KiB blocks straight out, the tail at close (chunks end off the blocks)
+    with Encryptor(key, tmp_path / "d", direct=True) as enc:
+        enc.write(plain.read_bytes())
+    assert decrypt_bytes(key, tmp_path / "d") == plain.read_bytes()
+
+
+def _direct_writes_allowed(folder: Path) -> bool:
+    try:
+        os.close(os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def _pages_in_memory(path: Path) -> int:
+    """The file's pages held in the kernel's page cache (util-linux `fincore`)."""
+    import subprocess
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "PAGES", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def test_a_frame_kept_at_rest_is_written_past_the_page_cache(tmp_path):
+    """What a run keeps at rest is read back by later runs only (within a run outputs are handed on in memory):
+    written through the page cache, each of its bytes took a fresh page of memory on its way to the disk (1.5-2.5
+    CPU-seconds a GB on the benchmark machine: docs/performance.md). A staged copy, which the run reads back at
+    once, still is. Checked by the pages of each file the kernel holds."""
+    import shutil as sh
+    import polars as pl
+    from belleville_mtss.lib.persist import load, save
+    if not _direct_writes_allowed(tmp_path):
+        pytest.skip("the file system of the test's temporary folder refuses O_DIRECT (Linux's direct I/O)")
+    if sh.which("fincore") is None:
+        pytest.skip("fincore (util-linux: apt-get install -y util-linux) tells the pages a file holds in memory")
+    key = parse_key(new_key())
+    import numpy as np
+    frame = pl.DataFrame({"n": np.random.default_rng(7).integers(0, 2 ** 62, 5_000_000)})  # 40 MB, as random
+    save(key, {"results": frame}, tmp_path / "at_rest")
+    size = (tmp_path / "at_rest").stat().st_size
+    assert size > 8 * CHUNK
+    assert _pages_in_memory(tmp_path / "at_rest") <= 1  # at most the tail's block, written through the cache
+    assert load(key, tmp_path / "at_rest")["results"].equals(frame)
+    encrypt_file(key, tmp_path / "at_rest", tmp_path / "staged")  # the same bytes as a staged copy: kept in memory
+    assert _pages_in_memory(tmp_path / "staged") >= size // os.sysconf("SC_PAGE_SIZE") // 2
+
+
+def test_a_file_system_refusing_direct_writes_gets_the_file_whole_a_full_one_leaves_nothing(tmp_path, monkeypatch):
+    """Some file systems refuse O_DIRECT when the file is opened, others at the first write: either way the file
+    is written whole, through the page cache. A full disk fails the write with its own error. (Faults this
+    machine's file system cannot be made to show.)"""
+    import errno
+    import fcntl
+    from belleville_mtss.lib.receive import vault
+    key, data = parse_key(new_key()), os.urandom(3 * CHUNK + 4_099)
+    real_open, real_write = os.open, os.write
+
+    def refused_open(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args, **kwargs)
+
+    def refused_write(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    for name, fake in (("open", refused_open), ("write", refused_write)):
+        with monkeypatch.context() as patch:
+            patch.setattr(vault.os, name, fake)
+            with vault.Encryptor(key, tmp_path / name, direct=True) as enc:
+                enc.write(data)
+        assert decrypt_bytes(key, tmp_path / name) == data
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    opened = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for direct in (True, False):  # a disk that fills, as data comes or at the last chunk: its own error, no part
+        for size in (len(data), 10):  # file left behind and no file left open
+            with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+                patch.setattr(vault.os, "write", full_disk)
+                with vault.Encryptor(key, tmp_path / "full", direct=direct) as enc:
+                    enc.write(data[:size])
+            assert not [p for p in tmp_path.iterdir() if p.name.startswith("full")]
+    assert opened is None or len(os.listdir("/proc/self/fd")) == opened
 
 
 def test_wrong_key_altered_or_cut_short_files_are_refused(tmp_path):
@@ -178,6 +264,30 @@ def test_any_run_of_writes_reads_back_whole_and_any_cut_is_refused():
     check()
 
 
+def test_any_run_of_writes_past_the_page_cache_reads_back_whole():
+    """Written direct, whole 4 KiB blocks go out as chunks fill and the rest waits in the buffer: any sizes of
+    writes, across many chunk and block edges (chunks of 3,000 bytes: none ends on a block's edge), read back
+    whole."""
+    import tempfile
+    from hypothesis import given, settings, strategies as st
+    from belleville_mtss.lib.receive import vault
+
+    @given(size=st.integers(0, 40_000), cuts=st.lists(st.integers(0, 40_000), max_size=12))
+    @settings(max_examples=60, deadline=None)
+    def check(size, cuts):
+        key, data = parse_key(new_key()), os.urandom(size)
+        with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+            patch.setattr(vault, "CHUNK", 3_000)
+            dest = Path(folder) / "e"
+            with vault.Encryptor(key, dest, direct=True) as enc:
+                edges = sorted({0, size, *(c for c in cuts if c < size)})
+                for start, end in zip(edges, edges[1:]):
+                    enc.write(data[start:end])
+            assert vault.decrypt_bytes(key, dest) == data
+
+    check()
+
+
 def test_a_small_file_is_encrypted_and_read_without_chunk_sized_buffers(tmp_path):
     """A run keeps dozens of small files at rest: buffers the size of a 4 MiB chunk, zeroed for each, would cost
     a small drop's run more than its data."""
@@ -219,8 +329,6 @@ def test_a_file_is_decrypted_into_the_bytes_returned_one_buffer_its_size(tmp_pat
 
 
 def test_two_writers_of_one_destination_both_finish_and_leave_one_whole_file(tmp_path):
-    from belleville_mtss.lib.receive.vault import Encryptor
-
     key, dest = parse_key(new_key()), tmp_path / "kept"
     first, second = Encryptor(key, dest), Encryptor(key, dest)  # two runs of one drop keep one asset at once
     first.write(b"a" * (CHUNK + 5))

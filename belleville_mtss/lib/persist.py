@@ -29,7 +29,8 @@ class _Pickler(pickle.Pickler):
 
 
 def save(key: bytes, obj, dest: Path) -> None:
-    with Encryptor(key, dest) as enc:
+    # past the page cache: a run hands its outputs on in memory, so what is kept at rest is read by later runs only
+    with Encryptor(key, dest, direct=True) as enc:
         _Pickler(enc, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
 
 
