@@ -49,7 +49,7 @@ def _pages_in_memory(path: Path) -> int:
 
 def test_a_frame_kept_at_rest_is_written_past_the_page_cache(tmp_path):
     """What a run keeps at rest is read back by later runs only (within a run outputs are handed on in memory):
-    written through the page cache, each of its bytes took a fresh page of memory on its way to the disk (1.5-2.5
+    written through the page cache, each of its bytes took a fresh page of memory on its way to the disk (0.6-2.8
     CPU-seconds a GB on the benchmark machine: docs/performance.md). A staged copy, which the run reads back at
     once, still is. Checked by the pages of each file the kernel holds."""
     import shutil as sh

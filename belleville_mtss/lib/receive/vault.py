@@ -60,9 +60,9 @@ _DIRECT = getattr(os, "O_DIRECT", 0)  # Linux's; elsewhere 0: written through th
 class _Output:
     """The file an Encryptor writes, from one buffer its chunks are encrypted into. With `direct`, written past the
     kernel's page cache (O_DIRECT) where the file system allows it: for a file no one reads back soon, whose
-    bytes need not take pages of memory on their way to the disk (on this project's benchmark machine, a virtual
-    one, those fresh pages cost 1.5-2.5 CPU-seconds a GB: docs/performance.md). Whole aligned blocks go straight
-    out; the tail, under one block, through the page cache at close."""
+    bytes need not take pages of memory on their way to the disk (on the benchmark machine, a virtual one, 0.6-2.8
+    CPU-seconds a GB through the cache against 0.1-0.25 past it: docs/performance.md, thirteenth sitting). Whole
+    aligned blocks go straight out; the tail, under one block, through the page cache at close."""
 
     def __init__(self, path: Path, capacity: int, direct: bool):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
