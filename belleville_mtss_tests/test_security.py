@@ -73,10 +73,10 @@ def test_a_frame_kept_at_rest_is_written_past_the_page_cache(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux's O_DIRECT: elsewhere every file is written "
                     "through the page cache, as the round trips test")
-def test_a_file_system_refusing_direct_writes_gets_the_file_whole_a_full_one_leaves_nothing(tmp_path, monkeypatch):
+def test_a_file_system_refusing_direct_writes_gets_the_file_whole_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
     """Some file systems refuse O_DIRECT when the file is opened, others at the first write: either way the file
-    is written whole, through the page cache. A full disk fails the write with its own error. (Faults this
-    machine's file system cannot be made to show.)"""
+    is written whole, through the page cache (faults this machine's file system cannot be made to show, so the two
+    calls are made to refuse). A write that fails partway fails with its own error and leaves nothing."""
     import errno
     import fcntl
     from belleville_mtss.lib.receive import vault
@@ -100,18 +100,23 @@ def test_a_file_system_refusing_direct_writes_gets_the_file_whole_a_full_one_lea
                 enc.write(data)
         assert decrypt_bytes(key, tmp_path / name) == data
 
-    def full_disk(fd, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    opened = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
-    for direct in (True, False):  # a disk that fills, as data comes or at the last chunk: its own error, no part
-        for size in (len(data), 10):  # file left behind and no file left open
-            with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
-                patch.setattr(vault.os, "write", full_disk)
-                with vault.Encryptor(key, tmp_path / "full", direct=direct) as enc:
-                    enc.write(data[:size])
+    # A write the kernel refuses partway, for real: a limit on the size of the files this process writes (Python
+    # ignores the limit's signal, so the write fails with EFBIG). As data comes, or only at the last chunk: the
+    # error is the write's own, and neither a part file nor an open file is left.
+    import resource
+    opened = len(os.listdir("/proc/self/fd"))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    for direct in (True, False):
+        for size, cap in ((len(data), CHUNK + 1_000), (10, 20)):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cap, limit[1]))
+            try:
+                with pytest.raises(OSError, match="File too large"):
+                    with vault.Encryptor(key, tmp_path / "full", direct=direct) as enc:
+                        enc.write(data[:size])
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, limit)
             assert not [p for p in tmp_path.iterdir() if p.name.startswith("full")]
-    assert opened is None or len(os.listdir("/proc/self/fd")) == opened
+    assert len(os.listdir("/proc/self/fd")) == opened
 
 
 def test_wrong_key_altered_or_cut_short_files_are_refused(tmp_path):
