@@ -76,10 +76,12 @@ class _Output:
         self._buffer = mmap.mmap(-1, capacity + _ALIGN)  # page-aligned, as O_DIRECT needs; pages touched as used
         self.view = memoryview(self._buffer)
         self.filled = 0  # bytes put in the buffer and not yet written
+        self._sent = 0  # of those, what a write that then failed had sent already
 
-    def _write(self, view: memoryview) -> None:
-        while view:
-            view = view[os.write(self._fd, view):]
+    def _send(self, end: int) -> None:
+        """The buffer's bytes up to `end` to the file, from where an earlier try stopped."""
+        while self._sent < end:
+            self._sent += os.write(self._fd, self.view[self._sent:end])
 
     def _through_cache(self) -> None:
         if self.direct:
@@ -93,14 +95,14 @@ class _Output:
         if not whole:
             return
         try:
-            self._write(self.view[:whole])
+            self._send(whole)
         except OSError:
             if not self.direct:
                 raise
             self._through_cache()  # a file system that opened it so but refuses such writes
-            self._write(self.view[:whole])
+            self._send(whole)
         self.view[:self.filled - whole] = self.view[whole:self.filled]
-        self.filled -= whole
+        self.filled, self._sent = self.filled - whole, 0
 
     def close(self, keep: bool = True) -> None:
         """Writes the tail (`keep`; not for a file being abandoned), then closes the file; once."""
@@ -109,7 +111,7 @@ class _Output:
         try:
             if keep and self.filled:
                 self._through_cache()
-                self._write(self.view[:self.filled])
+                self._send(self.filled)
         finally:
             os.close(self._fd)
             # the buffer goes with its last view: a failed write's traceback may still hold one
