@@ -70,6 +70,11 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MTSS_HOME": str(home)}
 
 
+def _last_line(*outputs: str) -> str:
+    """The last line of the first of `outputs` that says anything."""
+    return next((text.strip().splitlines()[-1] for text in outputs if text.strip()), "no output")
+
+
 def _laid_out(python: Path, home: Path, students: int) -> tuple[str, dict[str, str]]:
     """A fresh home with the demo's drop of `students`, laid out by `python`'s command: that command and its
     environment."""
@@ -77,9 +82,8 @@ def _laid_out(python: Path, home: Path, students: int) -> tuple[str, dict[str, s
     env, cli = _env(home), _cli(python)
     done = subprocess.run([cli, "demo", "--students", str(students)], env=env, capture_output=True, text=True)
     if done.returncode != 0:  # its own reason (too few students, a broken install), not a traceback of ours
-        last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"small_drop.py: `belleville-mtss demo --students {students}` exited {done.returncode}: "
-                         f"{last}")
+                         f"{_last_line(done.stderr, done.stdout)}")
     return cli, env
 
 
@@ -88,7 +92,7 @@ def _run(cli: str, env: dict[str, str]) -> tuple[float, str, bool]:
     started = time.perf_counter()
     done = subprocess.run([cli, "run", DROP], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    last = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or ["no output"])[-1]
+    last = _last_line(done.stdout, done.stderr)
     return seconds, last if done.returncode == 0 else f"exit {done.returncode}: {last}", done.returncode == 0
 
 
