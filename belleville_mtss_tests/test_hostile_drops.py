@@ -541,6 +541,30 @@ def test_stored_frames_past_the_retention_period_are_purged(world):
     assert not [p for p in settings.storage_dir.rglob("*") if p.is_file()]
 
 
+def test_a_frame_a_killed_writer_left_unfinished_is_purged_once_left_an_hour(tmp_path):
+    # a process killed while keeping a frame at rest leaves its part file; a writer adds to its part file as it
+    # goes, so one untouched for an hour is abandoned, and one just written may be a run's still writing
+    storage = tmp_path / "storage"
+    frame = storage / "validated_star_reading" / "belleville" / "2026-11-01"
+    frame.parent.mkdir(parents=True)
+    kept = frame.with_name("2026-10-01")
+    kept.write_bytes(b"a finished frame")
+    writer = ("import sys, time\nfrom pathlib import Path\nfrom belleville_mtss.lib.receive.vault import Encryptor\n"
+              "enc = Encryptor(bytes(32), Path(sys.argv[1]), direct=True)\nenc.write(bytes(9 << 20))\n"
+              "print('written', flush=True)\ntime.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", writer, str(frame)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    part, = frame.parent.glob("*.part")
+    assert part.stat().st_size >= 8 << 20 and not frame.exists()
+    assert purge_storage(storage, [], 30, time.time()) == 0 and part.exists()
+    assert purge_storage(storage, [], 30, time.time() + 3601) == 1
+    assert not part.exists() and kept.read_bytes() == b"a finished frame"
+
+
 # ---- values and sizes -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

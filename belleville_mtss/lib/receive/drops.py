@@ -708,8 +708,9 @@ def expired_partitions(last_run: Mapping[str, float | None], staged: set[str], r
 
 
 def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, now: float) -> int:
-    """The IO manager's stored frames of purged drops, and any stored frame older than the retention period;
-    returns the number of files removed."""
+    """The IO manager's stored frames of purged drops, any stored frame older than the retention period, and the
+    part file of a frame whose writer was killed (untouched for MAKING_GRACE_S: a writer adds to its part file
+    as it goes, and a load reads only the final name); returns the number of files removed."""
     removed = 0
     if not storage.is_dir():
         return removed
@@ -723,8 +724,11 @@ def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, no
                 path.unlink()
                 removed += 1
         for path in asset.rglob("*"):
-            if path.is_file() and now - path.stat().st_mtime > retention_days * 86400:
-                path.unlink()
+            if not path.is_file():
+                continue
+            age = now - path.stat().st_mtime
+            if age > retention_days * 86400 or (path.name.endswith(".part") and age >= MAKING_GRACE_S):
+                path.unlink(missing_ok=True)  # a part file its writer renamed since it was listed
                 removed += 1
     return removed
 
