@@ -7,12 +7,15 @@ import threading
 import polars as pl
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings as examples, strategies as st
+from rapidfuzz.distance import OSA
 
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
 from belleville_mtss.lib.students import review
-from belleville_mtss.lib.students.suggest import (apply_accepted, date_similarity, name_similarity,
-                                                  number_similarity, suggest, unknown_cause, unknown_ids)
+from belleville_mtss.lib.students.suggest import (MIN_SCORE, TOP, apply_accepted, date_similarity, name_similarity,
+                                                  number_similarity, score_pair, slips_within, suggest,
+                                                  unknown_cause, unknown_ids)
 from belleville_mtss.run import run_drop
 from .helpers import prepare_drop
 
@@ -111,12 +114,61 @@ def test_scores_tell_a_twin_from_her_sister_and_a_new_student_from_everyone():
     assert name_similarity("Ava", "Cruz", "Mia", "Cruz")[0] < 0.8
 
 
+def _scored_by_hand(person: dict, candidates: list[dict], min_score: float) -> list[tuple[str, float]]:
+    """Every candidate of the person's block (the same school, or any when the person names none, and a shared
+    birth date, last or first name; or the number within one slip once leading zeros are dropped) scored."""
+    def in_block(c: dict) -> bool:
+        shared = any(person.get(f) and c.get(f) and c[f].lower() == person[f].lower()
+                     for f in ("birth_date", "last_name", "first_name"))
+        school = not person.get("school_id") or c.get("school_id") == person["school_id"]
+        number = (person.get("number") or "").lstrip("0")
+        near = bool(number) and OSA.distance(number, (c.get("number") or "").lstrip("0")) <= 1
+        return (shared and school) or near
+    scored = sorted((-score, c["id"]) for c in candidates if in_block(c)
+                    for score in [score_pair(person, c)[0]] if score >= min_score)
+    return [(cid, -score) for score, cid in scored[:TOP]]
+
+
+PEOPLE = st.fixed_dictionaries({
+    "number": st.text("0129", max_size=4), "first_name": st.sampled_from(["Ava", "Ana", "Mia", "", "Noah"]),
+    "last_name": st.sampled_from(["Cruz", "Kruz", "Kim", ""]), "school_id": st.sampled_from(["01", "02", None]),
+    "birth_date": st.sampled_from(["01/02/2015", "2015-01-02", "09/09/2016", None]),
+    "email": st.sampled_from(["ava.cruz@x.org", "mia.cruz@x.org", None])})
+
+
+@examples(max_examples=300, deadline=None)
+@given(people=st.lists(PEOPLE, max_size=4), candidates=st.lists(PEOPLE, max_size=12),
+       min_score=st.sampled_from([0.5, 0.7, 0.76, MIN_SCORE, 0.95]))
+def test_suggestions_are_every_candidate_of_a_block_scored_however_many_are_left_unscored(people, candidates,
+                                                                                          min_score):
+    # suggest() leaves unscored the candidates whose number is too far for the pair to reach min_score; what it
+    # finds must be what scoring every candidate of the block finds
+    people = [p | {"id": f"p{i}"} for i, p in enumerate(people)]
+    candidates = [c | {"id": f"c{i}"} for i, c in enumerate(candidates)]
+    found = suggest(people, candidates, "cause", min_score=min_score)
+    for p in people:
+        mine = found.filter(pl.col("from_id") == p["id"])
+        assert list(zip(mine["to_id"], mine["score"])) == _scored_by_hand(p, candidates, min_score)
+
+
+def test_a_number_too_many_slips_away_leaves_a_pair_below_the_least_score():
+    # the bound suggest() prunes by: at MIN_SCORE, a number two slips away cannot score enough with every other
+    # field the same; one slip can
+    assert slips_within(MIN_SCORE) == 1 and slips_within(0.5) is None
+    same = {"first_name": "Ava", "last_name": "Cruz", "birth_date": "01/02/2015", "email": "ava.cruz@x.org"}
+    assert score_pair(same | {"number": "1234"}, same | {"number": "1243"})[0] >= MIN_SCORE
+    assert score_pair(same | {"number": "1234"}, same | {"number": "2143"})[0] < MIN_SCORE
+
+
 def test_each_vendor_s_unknown_identifiers_are_its_own_and_an_accepted_link_changes_only_its_rows():
     # one identifier, "77", unknown to the roster in both Star and i-Ready: two causes, the vendor named in each
     tests = {"star_reading": pl.DataFrame({"student_link": ["77", "1"], "subject": ["SR", "SR"]}),
              "iready_ela": pl.DataFrame({"student_link": ["77", "2"], "subject": ["ELA", "ELA"]}),
              "iready_math": pl.DataFrame({"student_link": ["77"], "subject": ["Math"]})}
     assert unknown_ids(tests, {"1", "2"}) == {"star": {"77": "SR"}, "iready": {"77": "ELA,Math"}}
+    many = {"star_reading": pl.DataFrame({"student_link": [str(n) for n in range(5000, 0, -1)], "subject": "SR"})}
+    in_file_order = [str(n) for n in range(5000, 0, -1) if n % 7]
+    assert list(unknown_ids(many, pl.Series([str(n) for n in range(0, 5001, 7)]))["star"]) == in_file_order
     students = pl.DataFrame({"student_number": ["210077"], "student_link": ["210077"], "email_key": [None]})
     accepted = pl.DataFrame({"cause": [unknown_cause("iready")], "from_id": ["77"], "to_id": ["210077"]})
     linked, _ = apply_accepted(tests, students, pl.DataFrame(), accepted)

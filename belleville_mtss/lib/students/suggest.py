@@ -54,17 +54,30 @@ def _plain(text: str | None) -> str:
     return " ".join(folded.lower().replace("-", " ").replace("'", "").split())
 
 
+NUMBER_BY_SLIPS = (1.0, 0.8, 0.3)  # a number's score by its slips from the other's; more slips: 0
+
+
 def number_similarity(a: str | None, b: str | None) -> tuple[float | None, str]:
     """1 for the same number once leading zeros are dropped; 0.8 one slip apart (a digit mistyped, two swapped);
     0.3 two slips apart; 0 otherwise."""
     if not a or not b:
         return None, "number: absent"
     if a == b or a.lstrip("0") == b.lstrip("0"):
-        return 1.0, "number: same" + ("" if a == b else " once leading zeros are dropped")
+        return NUMBER_BY_SLIPS[0], "number: same" + ("" if a == b else " once leading zeros are dropped")
     d = OSA.distance(a.lstrip("0"), b.lstrip("0"))
     if d == 1:
-        return 0.8, "number: one digit apart (mistyped or two swapped)"
-    return (0.3, "number: two digits apart") if d == 2 else (0.0, f"number: {d} digits apart")
+        return NUMBER_BY_SLIPS[1], "number: one digit apart (mistyped or two swapped)"
+    return (NUMBER_BY_SLIPS[2], "number: two digits apart") if d == 2 else (0.0, f"number: {d} digits apart")
+
+
+def slips_within(min_score: float) -> int | None:
+    """The most slips a candidate's number may be from the person's and still let the pair score `min_score`: the
+    best such a pair could do is every other field known on both sides and the same (a weighted mean, and a birth
+    date that differs only lowers it). None: any number may (a pair is then judged on its other fields alone)."""
+    total = sum(WEIGHTS.values())
+    best = [round((WEIGHTS["number"] * v + total - WEIGHTS["number"]) / total, 4) for v in (*NUMBER_BY_SLIPS, 0.0)]
+    reach = [slips for slips, score in enumerate(best) if score >= min_score]
+    return None if len(reach) == len(best) else (max(reach) if reach else -1)
 
 
 def name_similarity(first_a, last_a, first_b, last_b) -> tuple[float | None, str]:
@@ -131,46 +144,59 @@ CANDIDATE_SCHEMA = {c: pl.Utf8 for c in ("id", "number", "first_name", "last_nam
 BLOCK_FIELDS = ("birth_date", "last_name", "first_name")
 
 
-def _block(person: dict, candidates: pl.DataFrame, keys: pl.DataFrame, numbers: list[str]) -> pl.DataFrame:
+def _block(person: dict, candidates: pl.DataFrame, keys: pl.DataFrame, slips: np.ndarray,
+           reachable: np.ndarray | None) -> pl.DataFrame:
     """The candidates worth scoring, found without scoring everyone (a state's roster is a million students):
     those of the person's school (of every school when it names none) who share the birth date, the last name or
     the first name; and, in any school, those whose number is the person's once leading zeros are dropped or one
-    slip from it (rapidfuzz over the numbers, in C). `keys`: the candidates' BLOCK_FIELDS in lower case and their
-    school, row for row (lowered once for every person)."""
+    slip from it. `keys`: the candidates' BLOCK_FIELDS in lower case and their school, row for row (lowered once
+    for every person); `slips`: each candidate's number's slips from the person's; `reachable`: the candidates
+    whose pair with the person could score enough (None: every one)."""
     same = pl.lit(False)
     for field in BLOCK_FIELDS:
         if person.get(field):
             same = same | (pl.col(field) == person[field].lower())
     where = same & (pl.col("school_id") == person["school_id"]) if person.get("school_id") else same
-    number = (person.get("number") or "").lstrip("0")
-    near = []
-    if number:
-        scores = process.cdist([number], numbers, scorer=OSA.distance, score_cutoff=1, dtype=np.int32, workers=-1)
-        near = np.flatnonzero(scores[0] <= 1).tolist()
+    near = np.flatnonzero(slips <= 1).tolist() if (person.get("number") or "").lstrip("0") else []
     by_number = candidates[near] if near else candidates.clear()
     matching = keys.with_columns(where.fill_null(False).alias("matching"))["matching"]  # a bare False: every row
+    if reachable is not None:
+        matching = matching & pl.Series(reachable)
     return pl.concat([candidates.filter(matching), by_number]).unique("id", keep="first", maintain_order=True)
+
+
+_PEOPLE_AT_ONCE = 64  # people whose numbers are compared with every candidate's in one call: 64 bytes a candidate
 
 
 def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: str, top: int = TOP,
             min_score: float = MIN_SCORE) -> pl.DataFrame:
     """For each unlinked person (keys: id, number, first_name, last_name, birth_date, school_id, email, subjects),
-    the `top` candidates (rows: id and the same fields) scoring at least `min_score`, best first."""
+    the `top` candidates (rows: id and the same fields) scoring at least `min_score`, best first. A candidate
+    whose number is too many slips from the person's to reach `min_score` (`slips_within`) is not scored: at a
+    state's size a shared first name or birth date in a school is thousands of candidates, each scored in Python."""
     frame = candidates if isinstance(candidates, pl.DataFrame) else pl.DataFrame(candidates, schema=CANDIDATE_SCHEMA)
     frame = frame.select([pl.col(c).cast(pl.Utf8) if c in frame.columns else pl.lit(None, pl.Utf8).alias(c)
                           for c in CANDIDATE_SCHEMA])
     numbers = frame["number"].fill_null("").str.strip_chars_start("0").to_list()
+    unnumbered = (frame["number"].fill_null("") == "").to_numpy()  # number_similarity: absent, not far
     keys = frame.select(*(pl.col(f).str.to_lowercase() for f in BLOCK_FIELDS), "school_id") if people else frame
+    within = slips_within(min_score)
     rows = []
-    for p in people:
-        scored = []
-        for c in _block(p, frame, keys, numbers).to_dicts():
-            score, evidence = score_pair(p, c)
-            if score >= min_score:
-                scored.append((score, c["id"], evidence))
-        scored.sort(key=lambda s: (-s[0], s[1]))
-        rows += [{"cause": cause, "subjects": p.get("subjects") or "", "from_id": p["id"], "to_id": cid,
-                  "score": score, "evidence": "; ".join(evidence)} for score, cid, evidence in scored[:top]]
+    for first in range(0, len(people), _PEOPLE_AT_ONCE):
+        batch = people[first:first + _PEOPLE_AT_ONCE]
+        # slips past the cut-off read as cut-off + 1: exact up to what is compared (one slip, or `within`)
+        slips = process.cdist([(p.get("number") or "").lstrip("0") for p in batch], numbers, scorer=OSA.distance,
+                              score_cutoff=max(1, within or 0), dtype=np.int8, workers=-1)
+        for p, mine in zip(batch, slips):
+            reachable = None if within is None or not p.get("number") else unnumbered | (mine <= within)
+            scored = []
+            for c in _block(p, frame, keys, mine, reachable).to_dicts():
+                score, evidence = score_pair(p, c)
+                if score >= min_score:
+                    scored.append((score, c["id"], evidence))
+            scored.sort(key=lambda s: (-s[0], s[1]))
+            rows += [{"cause": cause, "subjects": p.get("subjects") or "", "from_id": p["id"], "to_id": cid,
+                      "score": score, "evidence": "; ".join(evidence)} for score, cid, evidence in scored[:top]]
     return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
 
 
@@ -179,12 +205,14 @@ def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: st
 def unknown_ids(tests: dict[str, pl.DataFrame], linked: Collection[str] | pl.Series) -> dict[str, dict[str, str]]:
     """Each source's identifiers that link to no student -> the subjects they came in ("SR,SM"), by source name
     (`tests`: the drop's common results by file asset; `linked`: the identifiers that link)."""
-    known = (linked if isinstance(linked, pl.Series) else pl.Series(list(linked), dtype=pl.Utf8)).implode()
+    known = pl.Series("student_link", linked if isinstance(linked, pl.Series) else list(linked), dtype=pl.Utf8)
     out: dict[str, dict[str, list[str]]] = {}
     for asset, frame in tests.items():
         mine = out.setdefault(SOURCE_OF[asset].name, {})
+        # an anti join: a third of the time `is_in` took at a state's size (a million identifiers linked)
         unseen = (frame.select("student_link", "subject").drop_nulls("student_link")
-                  .filter(~pl.col("student_link").is_in(known)).unique(maintain_order=True))
+                  .join(known.to_frame(), on="student_link", how="anti", maintain_order="left")
+                  .unique(maintain_order=True))
         for value, subject in unseen.iter_rows():  # the few that link to no one, in the file's order
             if subject not in mine.setdefault(value, []):
                 mine[value].append(subject or "")
