@@ -34,7 +34,7 @@ from typing import BinaryIO, ContextManager, Mapping, Protocol
 from ..faults import fault_point
 from .untrusted import (BadName, canonical, check_file_name, check_name, escape, plain, safe_join,
                         without_accounts)
-from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes
+from .vault import PART_SUFFIX, DecryptingReader, Encryptor, VaultError, decrypt_bytes
 
 COMPLETION_MARKER = "drop.done"
 CHANGED = "changed_during_receipt"  # a refusal the drop sensor answers by asking for the drop again
@@ -498,10 +498,10 @@ def _receiving(staging: Path):
             lock.close()
 
 
-def _left_unfinished(folder: Path, now: float) -> bool:
-    """Unchanged for MAKING_GRACE_S: a folder found unfinished (no lock yet, no manifest) that no receive is
-    still making or replacing."""
-    return now - folder.stat().st_mtime >= MAKING_GRACE_S
+def _left_unfinished(path: Path, now: float) -> bool:
+    """Unchanged for MAKING_GRACE_S: something found unfinished (a folder with no lock yet or no manifest, a part
+    file) that no process is still making, replacing or writing."""
+    return now - path.stat().st_mtime >= MAKING_GRACE_S
 
 
 def remove_orphans(staging_root: Path, now: float | None = None) -> list[str]:
@@ -726,8 +726,8 @@ def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, no
         for path in asset.rglob("*"):
             if not path.is_file():
                 continue
-            age = now - path.stat().st_mtime
-            if age > retention_days * 86400 or (path.name.endswith(".part") and age >= MAKING_GRACE_S):
+            if (now - path.stat().st_mtime > retention_days * 86400
+                    or (path.name.endswith(PART_SUFFIX) and _left_unfinished(path, now))):
                 path.unlink(missing_ok=True)  # a part file its writer renamed since it was listed
                 removed += 1
     return removed

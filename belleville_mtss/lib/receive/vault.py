@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"MTSSENC1"
+PART_SUFFIX = ".part"  # an encrypted file being written; renamed to its final name only when whole
 CHUNK = 4 * 1024 * 1024
 _TAG = 16
 
@@ -130,7 +131,7 @@ class Encryptor:
         self.digest = digest
         self._prefix = os.urandom(8)
         self._dest = dest
-        self._tmp = dest.with_name(f"{dest.name}.{self._prefix.hex()}.part")
+        self._tmp = dest.with_name(f"{dest.name}.{self._prefix.hex()}{PART_SUFFIX}")
         self._out = _Output(self._tmp, len(MAGIC) + 8 + CHUNK + _TAG, direct)
         self._out.view[:len(MAGIC) + 8] = MAGIC + self._prefix  # written with the first chunk
         self._out.filled = len(MAGIC) + 8
