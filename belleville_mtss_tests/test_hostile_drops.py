@@ -565,6 +565,29 @@ def test_a_frame_a_killed_writer_left_unfinished_is_purged_once_left_an_hour(tmp
     assert not part.exists() and kept.read_bytes() == b"a finished frame"
 
 
+def test_a_part_file_renamed_while_the_purge_looks_at_it_is_passed_over(tmp_path, monkeypatch):
+    # a run finishing a frame renames its part file at any instant; the daily purge listing the folder then
+    # finds it gone between the listing and its look at the file's age: it goes on, and fails no job
+    storage = tmp_path / "storage"
+    folder = storage / "validated_star_reading" / "belleville"
+    folder.mkdir(parents=True)
+    part, old = folder / "2026-11-01.1234.part", folder / "2026-10-01"
+    part.write_bytes(b"ciphertext")
+    old.write_bytes(b"a finished frame")
+    real_stat, looks = Path.stat, []
+
+    def renamed_meanwhile(self, *args, **kwargs):
+        if self == part:
+            looks.append(self)
+            if len(looks) == 2:  # is_file() looked; before the purge reads its age, the writer renames it
+                os.rename(part, folder / "2026-11-01")
+        return real_stat(self, *args, **kwargs)
+    monkeypatch.setattr(Path, "stat", renamed_meanwhile)
+    # the old frame is removed; the one just finished, listed as its part file, is left to the next purge
+    assert purge_storage(storage, [], 30, time.time() + 31 * 86400) == 1
+    assert [p.name for p in folder.iterdir()] == ["2026-11-01"]
+
+
 # ---- values and sizes -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -724,13 +724,20 @@ def purge_storage(storage: Path, drop_keys: list[str], retention_days: float, no
                 path.unlink()
                 removed += 1
         for path in asset.rglob("*"):
-            if not path.is_file():
-                continue
-            if (now - path.stat().st_mtime > retention_days * 86400
-                    or (path.name.endswith(PART_SUFFIX) and _left_unfinished(path, now))):
-                path.unlink(missing_ok=True)  # a part file its writer renamed since it was listed
+            if _stored_expired(path, retention_days, now):
+                path.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def _stored_expired(path: Path, retention_days: float, now: float) -> bool:
+    """A stored frame past the retention period, or a part file left unfinished; not a file renamed or removed
+    since it was listed (a writer finishing its frame)."""
+    try:
+        return path.is_file() and (now - path.stat().st_mtime > retention_days * 86400
+                                   or (path.name.endswith(PART_SUFFIX) and _left_unfinished(path, now)))
+    except FileNotFoundError:
+        return False
 
 
 def find_file(files: tuple, pattern: str):
