@@ -185,3 +185,48 @@ def test_small_drop_compares_two_commands_run_in_turn_by_the_median_of_their_pai
     line = small_drop.describe_comparison(result, 200, Path("/elsewhere"))
     assert re.search(r"x2: median \d+\.\d\d s \(.*\) against \d+\.\d\d s .*median of the pair ratios this/other: "
                      r"\d+\.\d{3}$", line)
+
+
+WARM_AND_RUNS = '''
+import multiprocessing, sys, time
+
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+if __name__ == "__main__":
+    sys.stdin.readline()  # the sampler has taken its first look
+    context = multiprocessing.get_context("forkserver")
+    for _ in range(2):
+        run = context.Process(target=burn, args=(0.4,))
+        run.start()
+        run.join()
+    print("done", flush=True)
+    time.sleep(60)
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc")
+def test_the_daemon_benchmark_counts_the_runs_forked_from_the_warm_process_once_each(tmp_path, monkeypatch):
+    """A process in a session of its own (as the daemon is) forks two runs of 0.4 CPU-seconds each from a
+    forkserver: they are counted as the runs, once (not also as the warm process, whose command line they share)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import daemon_districts
+    from belleville_mtss_tests.helpers import stop_group
+    script = tmp_path / "warm.py"
+    script.write_text(WARM_AND_RUNS)
+    leader = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        by_role = daemon_districts.CpuByRole(leader.pid, {}).start()
+        leader.stdin.write("go\n")
+        leader.stdin.flush()
+        assert leader.stdout.readline().strip() == "done"
+        spent = by_role.stop()
+    finally:
+        stop_group(leader)
+    assert 0.75 <= spent["the runs"] < 1.5, spent
+    assert spent.get("the warm process", 0) < 0.4 and spent.get("the daemon", 0) < 0.4, spent
+    line = daemon_districts.by_role_line(spent, sum(spent.values()) + 1.0, 2)
+    assert re.search(r"by what spent them: .*the runs 0\.\d\d.*not attributed 0\.50$", line), line

@@ -89,6 +89,97 @@ def cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: str) -> tuple[int, int, float, float] | None:
+    """(ppid, session, own CPU-seconds, CPU-seconds of its ended children it reaped) of a process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):  # ended meanwhile
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), int(fields[3]), (int(fields[11]) + int(fields[12])) / tick, \
+        (int(fields[13]) + int(fields[14])) / tick
+
+
+class CpuByRole:
+    """The window's CPU-seconds by what spent them, every process of the machine sampled from /proc every quarter
+    second: the daemon, its code servers, the warm process and the runs forked from it (counted exactly: their
+    CPU is added to the warm process's reaped children as each ends), PostgreSQL's connections by database, sshd.
+    A process other than a run that ends loses at most its last quarter second; the machine's busy CPU left over
+    (kernel threads, interrupts, those tails) is printed as not attributed."""
+
+    def __init__(self, session: int, databases: dict[str, str]):
+        self.session, self.databases = session, databases
+        self.first: dict[str, float] = {}  # pid -> CPU-seconds at its first sample (0 for one born in the window)
+        self.last: dict[str, tuple[str, float]] = {}  # pid -> (role, CPU-seconds at its last sample)
+        self.runs_first: dict[str, float] = {}  # warm process pid -> its reaped children's CPU at first sample
+        self.runs_last: dict[str, float] = {}
+        self._stop = None
+
+    def _role(self, pid: str, ppid: int, session: int) -> str | None:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return None
+        if args.startswith("postgres:"):
+            words = args.split()
+            return next((role for db, role in self.databases.items() if db in words[2:3]), "PostgreSQL, its own work")
+        if "sshd" in args:
+            return "sshd"
+        if int(pid) == os.getpid():
+            return "this benchmark"
+        if session != self.session:
+            return "other"
+        if int(pid) == self.session:
+            return "the daemon"
+        if str(ppid) in self.runs_last:  # forked from the warm process: a run (its command line is the warm one's)
+            return None
+        return "the warm process" if "forkserver" in args else "code servers, the daemon's other processes"
+
+    def sample(self, born_in_window: bool) -> None:
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            stat = _stat(pid)
+            if stat is None:
+                continue
+            ppid, session, own, reaped = stat
+            role = self.last[pid][0] if pid in self.last else self._role(pid, ppid, session)
+            if role is None:  # a run: counted through the warm process once it has ended
+                continue
+            self.first.setdefault(pid, 0.0 if born_in_window else own)
+            self.last[pid] = (role, own)
+            if role == "the warm process":
+                self.runs_first.setdefault(pid, 0.0 if born_in_window else reaped)
+                self.runs_last[pid] = reaped
+
+    def start(self) -> "CpuByRole":
+        import threading
+        self.sample(born_in_window=False)
+        self._stop = threading.Event()
+
+        def every_quarter_second():
+            while not self._stop.wait(0.25):
+                self.sample(born_in_window=True)
+        self._thread = threading.Thread(target=every_quarter_second, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.sample(born_in_window=True)
+        spent: dict[str, float] = {}
+        for pid, (role, own) in self.last.items():
+            spent[role] = spent.get(role, 0.0) + own - self.first[pid]
+        spent["the runs"] = sum(v - self.runs_first[pid] for pid, v in self.runs_last.items())
+        return spent
+
+
+def by_role_line(spent: dict[str, float], busy: float, drops: int) -> str:
+    shown = {k: v for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+    parts = [f"{k} {v / max(drops, 1):.2f}" for k, v in shown.items()]
+    parts.append(f"not attributed {(busy - sum(spent.values())) / max(drops, 1):.2f}")
+    return "CPU-seconds a drop, by what spent them: " + ", ".join(parts)
+
+
 def bounds(instance, runs: list) -> str:
     """Medians over the runs of where a run's time went, from the instance's own records."""
     parts: dict[str, list[float]] = {k: [] for k in ("queued", "launch", "run", "steps", "outside steps", "events")}
@@ -148,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update({k: env[k] for k in ("DAGSTER_HOME", "DAGSTER_PG_URL")})
     try:
         time.sleep(20)  # the daemon up and its first quiet tick done
+        by_role = CpuByRole(daemon.pid, {sa.engine.make_url(warehouse_url).database: "PostgreSQL, the warehouse",
+                                         sa.engine.make_url(dagster_url).database: "PostgreSQL, Dagster's storage"})
         first_marker, busy_before = time.time(), cpu_seconds()
+        by_role.start()
         for i, (_, spec) in enumerate(districts):  # data files first, then the marker, as a district's job does
             scratch = root / "scratch" / spec.classlink_tenant
             drop = server.root / f"district{i:03d}" / spec.drop_name
@@ -172,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             if daemon.poll() is not None:
                 raise SystemExit(f"the daemon exited: {(root / 'daemon.log').read_text()[-3000:]}")
             time.sleep(5)
-        busy = cpu_seconds() - busy_before
+        busy, spent = cpu_seconds() - busy_before, by_role.stop()
         ends = [instance.get_run_stats(r.run_id).end_time for r in finished]
         last_end = max((e for e in ends if e), default=None)
         ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in finished)
@@ -197,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"what bounds it: {busy / max(len(finished), 1):.1f} busy CPU-seconds a drop on this machine's "
               f"{os.cpu_count()} cores, every process counted, over the {time.time() - first_marker:.0f} s from the "
               f"first drop written to the count above")
+        print(by_role_line(spent, busy, len(finished)))
         print(bounds(instance, finished))
         return 0 if ok == len(districts) == loaded else 1
     finally:
