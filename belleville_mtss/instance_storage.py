@@ -62,11 +62,12 @@ class PooledSqliteRunStorage(SqliteRunStorage):
         return _transaction(self._conn_string)
 
 
-class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
-    def _connect(self):
-        return _transaction(self._conn_string)
+class AnswersKept:
+    """What Dagster's event-log storage asks the database over and over in a run, answered from what this process
+    already found; for the embedded instance's storage and the production one (instance_storage_pg.py) alike. Put
+    before the storage class it serves."""
 
-    def _yes_kept(self, seen: str, key: str, ask) -> bool:
+    def _yes_kept(self, seen: str, key, ask) -> bool:
         """`ask()`, unless it said yes for `key` before in this process: for what the instance only ever adds
         (tables, columns). A no is asked again, so what another process adds later is seen."""
         known = self.__dict__.setdefault(seen, set())
@@ -77,19 +78,20 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         return True
 
     def has_table(self, table_name: str) -> bool:
-        """Dagster asks before each partition look-up (about 600 times a drop run), and its own answers on a new
-        engine every time. A table once made is never dropped by the instance."""
-        def ask() -> bool:
-            with engine_for(self._conn_string).connect() as conn:
-                return conn.dialect.has_table(conn, table_name)
-        return self._yes_kept("_tables_seen", table_name, ask)
+        """Dagster asks before each partition look-up (about 600 times a drop run), and the embedded storage
+        answers on a new engine every time. A table once made is never dropped by the instance."""
+        return self._yes_kept("_tables_seen", table_name, lambda: super(AnswersKept, self).has_table(table_name))
+
+    def has_asset_key_col(self, column_name: str) -> bool:
+        """As below, without taking a connection for a column already found (a production storage's connection
+        is checked with a round trip to the server each time it is taken)."""
+        return column_name in self.__dict__.get("_asset_key_cols_seen", ()) or super().has_asset_key_col(column_name)
 
     def _has_asset_key_col_on_connection(self, conn, column_name: str) -> bool:
         """Dagster asks for the asset table's columns on every asset event (about 120 a drop run), each an
         inspection of the table. Migrations add columns and never drop them."""
-        def ask() -> bool:
-            return super(PooledSqliteEventLogStorage, self)._has_asset_key_col_on_connection(conn, column_name)
-        return self._yes_kept("_asset_key_cols_seen", column_name, ask)
+        return self._yes_kept("_asset_key_cols_seen", column_name, lambda: super(
+            AnswersKept, self)._has_asset_key_col_on_connection(conn, column_name))
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         """A drop run checks its partition about 550 times, a query each. A yes is kept for PARTITION_MEMORY_S: a
@@ -108,6 +110,11 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
     def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
         self.__dict__.get("_partitions_seen", {}).pop((partitions_def_name, partition_key), None)
         super().delete_dynamic_partition(partitions_def_name, partition_key)
+
+
+class PooledSqliteEventLogStorage(AnswersKept, ConsolidatedSqliteEventLogStorage):
+    def _connect(self):
+        return _transaction(self._conn_string)
 
 
 class PooledSqliteScheduleStorage(SqliteScheduleStorage):

@@ -15,6 +15,8 @@ from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
 from dagster_postgres.utils import create_pg_engine, get_token_provider_from_config, pg_url_from_config
 
+from .instance_storage import AnswersKept
+
 POOL = {"pool_size": 1,  # one connection kept open; a thread that needs another opens it and closes it after
         "max_overflow": 8, "pool_pre_ping": True,  # one the server has dropped (a restart) is replaced, not used
         "pool_recycle": 3600}
@@ -40,7 +42,7 @@ class PooledPostgresRunStorage(_Pooled, PostgresRunStorage):
     pass
 
 
-class PooledPostgresEventLogStorage(_Pooled, PostgresEventLogStorage):
+class PooledPostgresEventLogStorage(AnswersKept, _Pooled, PostgresEventLogStorage):
     pass
 
 

@@ -8,6 +8,7 @@ The warm process imports the code as it is when the daemon starts it: restart th
 (as the code server is restarted). Configured in deploy/dagster.yaml; docs/deploy.md."""
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -18,12 +19,25 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, RunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
-PRELOAD = ["belleville_mtss.definitions"]  # what every run imports: Dagster, polars, pandera, our code
+# What every run imports, imported once by the warm process: Dagster, polars, pandera and our code (the definitions);
+# the production instance's storages and the drivers they and the warehouse use; paramiko, for a drop on an SFTP
+# server; pandera's polars checks and the parts of Dagster that execute a run, which are imported on first use. A
+# run forked from it imported 394 modules of its own before these were added, 48 since (docs/performance.md).
+PRELOAD = ["belleville_mtss.definitions", "belleville_mtss.instance_storage_pg", "psycopg", "psycopg2.extras",
+           "paramiko", "pandera.backends.polars.container", "pandera.backends.polars.components",
+           "pandera.backends.polars.builtin_checks", "dagster._grpc.impl",
+           "dagster._core.execution.run_cancellation_thread", "dagster._utils.hosted_user_process",
+           "dagster._core.storage.local_compute_log_manager", "dagster._core.executor.in_process",
+           "dagster._core.execution.plan.active", "dagster._core.storage.legacy_storage",
+           "dagster._core.instance.factory"]
 PID_TAG = "mtss/run_pid"  # the run's process, for run monitoring (one machine: the daemon's)
 
 
 def _run_worker(run_id: str, instance_ref) -> None:
     """The run, in the forked process: what `dagster api execute_run` does, less the imports already made."""
+    # What the warm process made is left out of this process's collections: a collection writes into every object
+    # it looks at, and so would copy every page this process shares with the warm one (gc.freeze is O(1)).
+    gc.freeze()
     from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
     from dagster._grpc.impl import core_execute_run
     from dagster._utils.hosted_user_process import recon_job_from_origin

@@ -138,9 +138,12 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
         storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
         assert [type(s) for s in storages] == [PooledPostgresRunStorage, PooledPostgresEventLogStorage,
                                                PooledPostgresScheduleStorage]
-        opened = []
+        opened, statements = [], []
         for storage in storages:
             sa.event.listen(storage._engine, "connect", lambda *_: opened.append(1))
+        sa.event.listen(instance.event_log_storage._engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *_: statements.append(statement))
+        env.setattr(instance_storage.time, "monotonic", lambda: 1000.0)  # within PARTITION_MEMORY_S throughout
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
         instance.add_dynamic_partitions("drops", ["a/1"])
         for i in range(40):
@@ -149,6 +152,16 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
             instance.all_instigator_state()
         assert len(instance.all_logs(run.run_id)) == 40 and instance.get_run_by_id(run.run_id) is not None
         assert len(opened) <= 3  # one per storage (a per-operation connection would be over 120)
+        for i in range(40):
+            instance.report_runless_asset_event(dg.AssetMaterialization(f"asset_{i % 3}", metadata={"i": i}))
+            assert instance.has_dynamic_partition("drops", "a/1")
+        # the partition, its table and the asset table's columns asked once each, as by the embedded storage
+        assert sum("FROM dynamic_partitions" in s for s in statements) == 1
+        assert sum("pg_catalog" in s for s in statements) <= 4, [s for s in statements if "pg_catalog" in s]
+        assert instance.get_latest_materialization_event(dg.AssetKey("asset_0")).asset_materialization \
+            .metadata["i"].value == 39  # the asset table still kept up to date
+        instance.delete_dynamic_partition("drops", "a/1")
+        assert not instance.has_dynamic_partition("drops", "a/1")  # deleted here: gone at once
         instance.dispose()
 
 

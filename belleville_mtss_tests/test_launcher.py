@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from belleville_mtss.launcher import PID_TAG, WarmRunLauncher
+from belleville_mtss.launcher import PID_TAG, PRELOAD, WarmRunLauncher
 from belleville_mtss.lib.load.lock import district_lock
 from belleville_mtss.lib.load.warehouse import make_engine, read_table, student_roster
 from belleville_mtss.run import dagster_home
@@ -30,6 +30,14 @@ def instance(settings, monkeypatch):
     with dg.DagsterInstance.get() as inst:
         yield inst
     multiprocessing.forkserver._forkserver._stop()  # the next test's warm process reads its own environment
+
+
+def test_every_module_the_warm_process_preloads_is_there_to_import():
+    """The forkserver passes over a preloaded module that fails to import, so a module renamed by a Dagster release
+    would silently go back to being imported by every run: here it fails."""
+    import importlib
+    for name in PRELOAD:
+        importlib.import_module(name)
 
 
 def _launch(instance: dg.DagsterInstance) -> str:
