@@ -8,7 +8,6 @@ The warm process imports the code as it is when the daemon starts it: restart th
 (as the code server is restarted). Configured in deploy/dagster.yaml; docs/deploy.md."""
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from collections.abc import Mapping
@@ -35,9 +34,6 @@ PID_TAG = "mtss/run_pid"  # the run's process, for run monitoring (one machine: 
 
 def _run_worker(run_id: str, instance_ref) -> None:
     """The run, in the forked process: what `dagster api execute_run` does, less the imports already made."""
-    # What the warm process made is left out of this process's collections: a collection writes into every object
-    # it looks at, and so would copy every page this process shares with the warm one (gc.freeze is O(1)).
-    gc.freeze()
     from dagster._core.execution.run_cancellation_thread import start_run_cancellation_thread
     from dagster._grpc.impl import core_execute_run
     from dagster._utils.hosted_user_process import recon_job_from_origin
