@@ -103,9 +103,10 @@ def _stat(pid: str) -> tuple[int, int, float, float] | None:
 class CpuByRole:
     """The window's CPU-seconds by what spent them, every process of the machine sampled from /proc every quarter
     second: the daemon, its code servers, the warm process and the runs forked from it (counted exactly: their
-    CPU is added to the warm process's reaped children as each ends), PostgreSQL's connections by database, sshd.
-    A process other than a run that ends loses at most its last quarter second; the machine's busy CPU left over
-    (kernel threads, interrupts, those tails) is printed as not attributed."""
+    CPU is added to the warm process's reaped children as each ends), PostgreSQL's connections by database, sshd,
+    and every other process ("other": the kernel's threads among them). A process other than a run that ends loses
+    at most its last quarter second; the machine's busy CPU left over (interrupts, those tails, a process that came
+    and went between two looks) is printed as not attributed."""
 
     def __init__(self, session: int, databases: dict[str, str]):
         self.session, self.databases = session, databases
