@@ -4,7 +4,8 @@ storage and process instead of opening a new one for every read and write.
 dagster-postgres uses no connection pool outside the webserver: each event a run stores, each run or partition it
 looks up, is a new PostgreSQL connection (a new server process, its authentication and catalog caches). A drop's
 run stores about 350 events; with many districts' runs at once that was most of the machine's time
-(benchmarks/daemon_districts.py, docs/performance.md). Same tables, same migrations, same configuration keys as
+(benchmarks/daemon_districts.py, docs/performance.md). The event-log storage also keeps the answers the embedded
+one keeps (instance_storage.py `AnswersKept`). Same tables, same migrations, same configuration keys as
 dagster-postgres's classes: an instance can switch to or from these in its dagster.yaml at any time. Needs the
 `deploy` extra (dagster-postgres).
 """
