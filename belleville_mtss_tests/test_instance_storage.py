@@ -162,6 +162,12 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
             .metadata["i"].value == 39  # the asset table still kept up to date
         instance.delete_dynamic_partition("drops", "a/1")
         assert not instance.has_dynamic_partition("drops", "a/1")  # deleted here: gone at once
+        # a column once found is answered without taking a connection (each taken is pinged: a round trip)
+        taken = []
+        sa.event.listen(instance.event_log_storage._engine, "checkout", lambda *_: taken.append(1))
+        for _ in range(10):
+            assert instance.event_log_storage.has_asset_key_col("last_materialization_timestamp")
+        assert not taken
         instance.dispose()
 
 
