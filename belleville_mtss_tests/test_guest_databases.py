@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load import grants, migrations
 from belleville_mtss.lib.load.verify import verify
+from belleville_mtss.lib.read.theirs import SourceTableError, read_classlink_students
 from belleville_mtss.lib.config import load_settings
 from belleville_mtss.lib.sample import account_info_rows, generate_drop, load_databases, migrate_sample_warehouse
 from belleville_mtss.lib.load.warehouse import (
@@ -441,6 +442,29 @@ def test_only_the_drops_tenant_is_read_from_the_prod_db(tmp_path, pg_database):
     assert users and all("WHERE" in s and '"TenantName" IN' in s for s in users)
     names = [s for s in seen if '"ClassLinkUsers"' in s and s not in users]
     assert all('SELECT DISTINCT dbo."ClassLinkUsers"."TenantName"' in s for s in names)  # an index-only scan
+
+
+def test_a_tenants_users_are_read_as_text_whatever_types_the_prod_db_gives_them(tmp_path):
+    """The users' frame is made as text at once (lib/read/theirs.py `_frame`): a column empty in its first rows
+    keeps its later values, numbers come as their digits, and a value polars cannot write as text takes the other
+    way instead of failing the read."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'prod.db'}")
+    with engine.begin() as conn:  # a DBA's table: UserId and TenantId as numbers
+        conn.execute(sa.text('CREATE TABLE "ClassLinkUsers" ("UserId" INTEGER PRIMARY KEY, "TenantId" INTEGER, '
+                             '"TenantName" TEXT, "Role" TEXT, "Email" TEXT, "SourcedId" TEXT)'))
+        conn.execute(sa.text('INSERT INTO "ClassLinkUsers" VALUES (:u, :t, \'Belleville PD\', \'Student\', :e, :s)'),
+                     [{"u": 1000 + i, "t": 9 if i < 140 else 10, "e": f"s{i}@example.org",
+                       "s": f"sid-{i}" if i >= 120 else None} for i in range(150)])
+    users = read_classlink_students(engine, ["Belleville PD"], [9, 10])
+    assert users.height == 150 and set(users.dtypes) == {pl.Utf8}
+    assert users["UserId"][0] == "1000" and users["SourcedId"].null_count() == 120
+    assert users["SourcedId"][-1] == "sid-149"  # not lost to a type guessed from the first rows
+    with pytest.raises(SourceTableError, match="shared by tenants 9, 10 "):  # in the order of their numbers
+        read_classlink_students(engine, ["Belleville PD"], [])
+    with engine.begin() as conn:  # bytes, which polars does not write as text
+        conn.execute(sa.text('UPDATE "ClassLinkUsers" SET "SourcedId" = X\'6162\' WHERE "UserId" = 1149'))
+    assert read_classlink_students(engine, ["Belleville PD"], [9, 10])["SourcedId"][-1] == "ab"
+    engine.dispose()
 
 
 # ---- the audit ---------------------------------------------------------------------------------------------

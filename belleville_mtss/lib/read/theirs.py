@@ -96,7 +96,20 @@ def resolve(engine: sa.Engine, spec: SourceTable) -> tuple[sa.TableClause, dict[
     return table, mapping
 
 
-def _read(engine: sa.Engine, spec: SourceTable, wanted: list[str], where=None) -> pl.DataFrame:
+def _frame(rows: list, wanted: list[str], as_text: bool) -> pl.DataFrame:
+    """The driver's rows as a frame, each column typed from all its values. `as_text`: every column text, made so
+    as the frame is built (at a million users, in half the time and two thirds of the memory of typing, then
+    casting); a value polars cannot write as text (a date, bytes) has it typed, then cast."""
+    if as_text:
+        try:
+            return pl.DataFrame(rows, schema=dict.fromkeys(wanted, pl.Utf8), orient="row", strict=False)
+        except pl.exceptions.ComputeError:
+            pass  # its message may hold the value: not passed on
+    frame = pl.DataFrame(rows, schema=wanted, orient="row", infer_schema_length=None)
+    return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in wanted) if as_text else frame
+
+
+def _read(engine: sa.Engine, spec: SourceTable, wanted: list[str], where=None, as_text: bool = False) -> pl.DataFrame:
     table, mapping = resolve(engine, spec)
     columns = [(table.c[mapping[o]] if mapping[o] else sa.null()).label(o) for o in wanted]
     stmt = sa.select(*columns)
@@ -108,7 +121,7 @@ def _read(engine: sa.Engine, spec: SourceTable, wanted: list[str], where=None) -
     except sa.exc.SQLAlchemyError as exc:
         raise SourceTableError(f"{spec.label} cannot be read ({type(getattr(exc, 'orig', None) or exc).__name__}); "
                                "check the SELECT grant") from None
-    return pl.DataFrame([tuple(r) for r in rows], schema=wanted, orient="row", infer_schema_length=None)
+    return _frame([tuple(r) for r in rows], wanted, as_text)
 
 
 def read_account_info(engine: sa.Engine, spec: SourceTable = ACCOUNT_INFO) -> pl.DataFrame:
@@ -162,7 +175,7 @@ def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_i
             if tenant_ids and mapping["TenantId"]:
                 tenant = tenant & table.c[mapping["TenantId"]].in_(tenant_ids)
             return tenant & (sa.func.lower(table.c[mapping["Role"]]) == "student")
-        return _read(engine, spec, ["UserId", "TenantName", "TenantId", "Email", "SourcedId"], where)
+        return _read(engine, spec, ["UserId", "TenantName", "TenantId", "Email", "SourcedId"], where, as_text=True)
 
     frame = reader(tenant_names)
     if frame.filter(pl.col("TenantName").is_in(tenant_names)).is_empty():
@@ -171,13 +184,12 @@ def read_classlink_students(engine: sa.Engine, tenant_names: list[str], tenant_i
             frame = reader(spelled)
     if frame.is_empty() and tenant_ids:
         _renamed(engine, spec, tenant_names, tenant_ids)
-    shared = sorted(frame["TenantId"].drop_nulls().unique().to_list())
+    shared = sorted(frame["TenantId"].drop_nulls().unique().to_list(), key=lambda t: (len(t), t))  # as numbers
     if not tenant_ids and len(shared) > 1:
         raise SourceTableError(f"the ClassLink tenant name(s) {', '.join(sorted(set(frame['TenantName'])))} are "
-                               f"shared by tenants {', '.join(map(str, shared))} in {spec.label}: set the district's "
+                               f"shared by tenants {', '.join(shared)} in {spec.label}: set the district's "
                                "own in classlink_tenant_ids in its registry entry")
-    frame = frame.drop("TenantId")
-    return frame.with_columns(pl.col(c).cast(pl.Utf8) for c in frame.columns)
+    return frame.drop("TenantId")
 
 
 def tenants_of_emails(engine: sa.Engine, keys: list[str], spec: SourceTable = CLASSLINK_USERS,
