@@ -465,6 +465,13 @@ def test_a_tenants_users_are_read_as_text_whatever_types_the_prod_db_gives_them(
         conn.execute(sa.text('UPDATE "ClassLinkUsers" SET "SourcedId" = X\'6162\' WHERE "UserId" = 1149'))
     assert read_classlink_students(engine, ["Belleville PD"], [9, 10])["SourcedId"][-1] == "ab"
     engine.dispose()
+    floats = sa.create_engine(f"sqlite:///{tmp_path / 'floats.db'}")
+    with floats.begin() as conn:  # a DBA's ids as floats: written as a cast of the column writes them
+        conn.execute(sa.text('CREATE TABLE "ClassLinkUsers" ("UserId" REAL, "TenantId" INTEGER, "TenantName" TEXT, '
+                             '"Role" TEXT, "Email" TEXT)'))
+        conn.execute(sa.text('INSERT INTO "ClassLinkUsers" VALUES (1000.0, 9, \'Belleville PD\', \'student\', NULL)'))
+    assert read_classlink_students(floats, ["Belleville PD"], [9])["UserId"].to_list() == ["1000.0"]
+    floats.dispose()
 
 
 # ---- the audit ---------------------------------------------------------------------------------------------

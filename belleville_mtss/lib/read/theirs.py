@@ -99,8 +99,10 @@ def resolve(engine: sa.Engine, spec: SourceTable) -> tuple[sa.TableClause, dict[
 def _frame(rows: list, wanted: list[str], as_text: bool) -> pl.DataFrame:
     """The driver's rows as a frame, each column typed from all its values. `as_text`: every column text, made so
     as the frame is built (at a million users, in half the time and two thirds of the memory of typing, then
-    casting); a value polars cannot write as text (a date, bytes) has it typed, then cast."""
-    if as_text:
+    casting); where that would write a value otherwise than the cast does, typed, then cast: a value polars cannot
+    write as text (a date, bytes), or a float (3.0 would come as "3", the cast writes "3.0") in the first rows, where
+    a column of a DBA's table of floats shows its type."""
+    if as_text and not any(isinstance(v, float) for row in rows[:1000] for v in row):
         try:
             return pl.DataFrame(rows, schema=dict.fromkeys(wanted, pl.Utf8), orient="row", strict=False)
         except pl.exceptions.ComputeError:
