@@ -466,6 +466,65 @@ def _assert_staged_whole(target: Path, drop: Path, key: bytes) -> None:
         (drop / "SR.csv").read_bytes()]
 
 
+def _zip_drop(root: Path, name: str, entries: list[tuple[str, bytes]]):
+    """A zip drop of belleville's, its entries stored as given (no compression), marked complete: its source and
+    its listing."""
+    from belleville_mtss.lib.receive.drops import LocalDropSource
+    folder = root / "belleville"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{name}.zip", "w", zipfile.ZIP_STORED) as zf:
+        for entry, data in entries:
+            zf.writestr(entry, data)
+    (folder / f"{name}.zip.done").write_text("")
+    source = LocalDropSource(root)
+    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == name]
+    return source, listed
+
+
+@pytest.mark.parametrize("before_boundary", [200, 10, 0, None], ids=["header-clear", "header-straddles",
+                                                                     "header-at-boundary", "directory-straddles"])
+def test_a_zip_whose_headers_straddle_an_encrypted_chunks_end_is_expanded_whole(tmp_path, before_boundary):
+    """The archive is staged encrypted in 4 MiB chunks and expanded from there: an entry's header, or the central
+    directory, that begins a few bytes before a chunk's end is read across it (a short read was taken for a broken
+    archive: `bad_zip`)."""
+    from belleville_mtss.lib.receive.drops import read_staged, receive
+    from belleville_mtss.lib.receive.vault import CHUNK, new_key, parse_key
+    second = b"StudentIdentifier,ScaledScore\n1,500\n"
+    if before_boundary is None:  # one entry; the directory after it starts 20 bytes before the chunk's end
+        entries = [("SR.csv", b"a" * (CHUNK - 20 - 30 - len("SR.csv")))]
+    else:  # the second entry's local header (30 bytes and its name) starts `before_boundary` bytes before it
+        entries = [("SR.csv", b"a" * (CHUNK - 30 - len("SR.csv") - before_boundary)), ("SM.csv", second)]
+    source, listed = _zip_drop(tmp_path / "drops", "vendor", entries)
+    key, target = parse_key(new_key()), tmp_path / "staging" / "belleville" / "vendor"
+    staged = receive(source, "belleville", listed, target, key)
+    assert {s.name: read_staged(target, s, key) for s in staged} == dict(entries)
+
+
+@pytest.mark.parametrize("name", ["manifest.json", ".lock"])
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_a_file_named_as_the_receipts_own_is_refused_before_it_is_read(tmp_path, kind, name):
+    """The receipt keeps its manifest and lock beside the staged files: a drop's own file of either name would
+    overwrite them or be overwritten (a staged copy that no longer decrypts, or a lock another cleaner takes)."""
+    from belleville_mtss.lib.receive.drops import DropRefused, receive
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    root, target = tmp_path / "drops", tmp_path / "staging" / "belleville" / "vendor"
+    if kind == "folder":
+        source, listed, drop = _one_file_drop(root, "vendor")
+        (drop / name).write_text('{"vendor": "notes"}')
+        (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "vendor"]
+        assert listed.problem and listed.problem[:2] == ("bad_file_name", f"file name '{name}' is kept for the "
+                                                         "receipt's own use; rename the file")
+        return
+    source, listed = _zip_drop(root, "vendor", [("SR.csv", b"StudentIdentifier\n1\n"), (f"export/{name}", b"{}")])
+    if name.startswith("."):  # a hidden entry is not data: skipped, as every hidden entry is
+        assert [s.name for s in receive(source, "belleville", listed, target, parse_key(new_key()))] == ["SR.csv"]
+        return
+    with pytest.raises(DropRefused) as refused:
+        receive(source, "belleville", listed, target, parse_key(new_key()))
+    assert refused.value.reason == "unsafe_zip_entry" and "kept for the receipt's own use" in refused.value.message
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("point", ["before_lock", "before_publish"])
 def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
     # Runs of several districts receive at once, and each first removes the orphans of every district. Found by

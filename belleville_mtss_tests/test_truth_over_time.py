@@ -407,8 +407,9 @@ def test_a_local_file_settled_is_read_once_one_just_written_twice(settings, tmp_
 
 def test_a_drop_is_never_decrypted_at_its_receipt_and_an_incomplete_staged_copy_is_not_replayed(settings, tmp_path,
                                                                                                  monkeypatch):
-    """A run of a drop staged before reads the server's bytes; a replay (the server no longer has the drop) takes
-    the staged copy as its manifest lists it, each file checked as it is read (the next test): neither decrypts."""
+    """A run of a drop staged before reads the server's bytes (a copy it keeps is opened, its last chunk only:
+    the test after next); a replay (the server no longer has the drop) takes the staged copy as its manifest lists
+    it, each file checked as it is read (the next test): neither decrypts a file whole."""
     prepare_drop(settings, OLD)
     source = LocalDropSource(settings.drop_dir)
     staging, key = tmp_path / "staging" / "belleville" / OLD.drop_name, parse_key(new_key())
@@ -428,6 +429,31 @@ def test_a_drop_is_never_decrypted_at_its_receipt_and_an_incomplete_staged_copy_
     (staging / "SM.csv").unlink()
     with pytest.raises(LookupError, match="no complete staged copy"):
         again()
+
+
+def test_a_copy_staged_under_a_rotated_key_or_cut_short_is_replaced_when_the_drop_is_received_again(settings,
+                                                                                                    tmp_path):
+    """docs/operations.md "Rotate the staging key": the next run of a drop the server still has receives it again,
+    and the copy it receives replaces one that no longer opens (the same names, sizes and checksums alone kept the
+    old copy, which no read could decrypt again). A copy that opens stays where it is."""
+    from belleville_mtss.lib.receive.drops import read_staged
+    prepare_drop(settings, OLD)
+    source, old, new = LocalDropSource(settings.drop_dir), parse_key(new_key()), parse_key(new_key())
+    staging = tmp_path / "staging" / "belleville" / OLD.drop_name
+    sr = settings.drop_dir / "belleville" / OLD.drop_name / "SR.csv"
+
+    def received(key):
+        got = receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
+        assert not got.replayed
+        return {f.name: f for f in got.files}["SR.csv"], (staging / "SR.csv").stat().st_ino
+
+    _, first = received(old)
+    assert received(old)[1] == first  # the same bytes, opening with the key: kept in place
+    staged, rotated = received(new)
+    assert rotated != first and read_staged(staging, staged, new) == sr.read_bytes()
+    (staging / "SR.csv").write_bytes((staging / "SR.csv").read_bytes()[:-5])  # cut short at rest
+    staged, mended = received(new)
+    assert mended != rotated and read_staged(staging, staged, new) == sr.read_bytes()
 
 
 def test_a_replay_decrypts_no_more_than_a_run_from_the_server_and_a_damaged_file_loads_nothing(settings, monkeypatch):

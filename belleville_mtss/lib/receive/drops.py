@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import secrets
@@ -47,6 +48,7 @@ MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
 MAKING_GRACE_S = 3600  # how old a folder left unfinished must be before a cleaner takes it
 _LOCK = ".lock"
 _PUBLISHING = ".publishing.lock"  # a file in a district's staging folder: one publish at a time there (_publishing)
+RESERVED = (MANIFEST, _LOCK)  # the receipt's own files beside the staged ones: no file of a drop may take these names
 
 
 class DropRefused(Exception):
@@ -134,7 +136,7 @@ def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
             return ("not_a_regular_file", f"{escape(f.name)} is not a regular file (a link, folder, device or "
                     "fifo); only regular files are read", plain(f.name, 250))
         try:
-            check_file_name(f.name)
+            _check_data_name(f.name)
         except BadName as exc:
             return ("bad_file_name", str(exc), plain(f.name, 250))
     seen: dict[str, str] = {}
@@ -144,6 +146,13 @@ def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
             return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case",
                     plain(f.name, 250))
     return None
+
+
+def _check_data_name(name: str) -> str:
+    """check_file_name, and none of the names the receipt writes beside the staged files (RESERVED)."""
+    if check_file_name(name) in RESERVED:
+        raise BadName(f"file name {escape(name)} is kept for the receipt's own use; rename the file")
+    return name
 
 
 def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile]) -> list[Drop]:
@@ -433,7 +442,7 @@ def zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple
         if info.is_dir() or parts[0] == "__MACOSX" or parts[-1].startswith("."):
             continue  # folders are flattened away; macOS resource forks and hidden files are not data
         try:
-            base = check_file_name(parts[-1])
+            base = _check_data_name(parts[-1])
         except BadName as exc:
             raise DropRefused("unsafe_zip_entry", f"{archive}: {exc}", archive) from None
         if info.flag_bits & 0x1:
@@ -458,7 +467,8 @@ def _expand_zip(archive: Path, sealed: bytes, name: str, into: Path, key: bytes,
     encrypted file; the limits are enforced again while streaming, because declared sizes can lie."""
     staged, total = [], 0
     try:
-        with DecryptingReader(key, archive, sealed) as reader, zipfile.ZipFile(reader) as zf:
+        # buffered: the reader's reads stop at a chunk's end, and zipfile takes a short read for a broken archive
+        with DecryptingReader(key, archive, sealed) as reader, zipfile.ZipFile(io.BufferedReader(reader)) as zf:
             for info, base in zip_entries(zf, name, limits):
                 budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
                 with zf.open(info) as src, Encryptor(key, into / base, hashlib.sha256()) as enc:
@@ -575,7 +585,7 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
         (work / MANIFEST).write_text(manifest)
         with _publishing(staging.parent):
             fault_point("before_publish")
-            if _same_files(staging, staged):
+            if _same_files(staging, staged) and _opens(staging, staged, key):
                 # the bytes staged already: the copy stays where it is (another run may be reading it), only its
                 # manifest is replaced, in one rename
                 os.replace(work / MANIFEST, staging / MANIFEST)
@@ -608,6 +618,20 @@ def _same_files(staging: Path, staged: list[StagedFile]) -> bool:
         return False
     return sorted((f["name"], f["size"], f["sha256"]) for f in files) == sorted((s.name, s.size, s.sha256)
                                                                                   for s in staged)
+
+
+def _opens(staging: Path, staged: list[StagedFile], key: bytes) -> bool:
+    """Each staged file opens with `key` and the checksum sealed into it, at its size: a copy encrypted under a key
+    since rotated, cut short or altered at its end is replaced by the one just received. The last chunk is checked
+    (opening decrypts it), not every byte: a chunk altered within fails the read, which names the file."""
+    for s in staged:
+        try:
+            with DecryptingReader(key, staging / s.name, bytes.fromhex(s.sha256)) as reader:
+                if reader.size != s.size:
+                    return False
+        except (OSError, ValueError, VaultError):
+            return False
+    return True
 
 
 def staged_manifest(staging: Path) -> dict | None:
