@@ -426,6 +426,39 @@ def test_a_later_run_loads_validated_frames_from_the_store_and_never_reads_a_fil
         assert reads == ["SR.csv"]
 
 
+@pytest.mark.parametrize("kept", ["assessment_results", "student_roster"])
+def test_a_write_at_rest_that_fails_late_fails_the_run_and_leaves_no_older_frame_in_its_place(settings, monkeypatch,
+                                                                                           new_instance, kept):
+    """The writes at rest go on behind the run; one that fails after the last step it could fail (the disk full as
+    the run ends: a fault not caused for real here) fails the run's last step, whatever the writer's timing, and
+    removes the frame an earlier run kept there: a later run reading it finds none rather than an older one."""
+    import errno
+    import time
+
+    import belleville_mtss.defs.io as io_manager
+
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+    at_rest = settings.storage_dir / kept / "belleville" / "2026-11-01"
+    assert at_rest.exists()
+    real = io_manager.save
+
+    def late_and_full(key, obj, path):
+        if path == at_rest:
+            time.sleep(1.5)  # after every later step has asked for the writes done so far
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(key, obj, path)
+
+    monkeypatch.setattr(io_manager, "save", late_and_full)
+    with new_instance() as instance:
+        report = run_drop(settings, instance=instance)
+    # the steps that asked once the write had failed (the last steps, on time), each naming what was not kept
+    assert report.outcome == "failed" and report.failures and report.written == {}  # the warehouse untouched
+    assert all(f"keeping {kept} at rest failed: OSError(28, 'No space left" in f for f in report.failures.values())
+    assert not at_rest.exists()
+
+
 def test_every_output_is_kept_at_rest_halted_files_included(settings, new_instance):
     """Every value a step reads is kept for later runs, a halted file's too. A file asset is a record: its metadata
     says what was read, and its rows are kept once, in the staged copy, never again beside it."""

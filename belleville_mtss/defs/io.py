@@ -1,7 +1,10 @@
 """The IO manager. Within one run, an output is handed to the steps that read it in memory and dropped once the
 last of them has it; it is also kept at rest for later runs and re-execution (encrypted with the staging key,
 frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
-thread while the run goes on, and the run's end waits for every write."""
+thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
+for every write before it reads its inputs and before its outputs are recorded, so a write that fails fails the
+run. A failed write removes what an earlier run kept at that place: no later run takes an older frame for this
+run's."""
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,13 +16,32 @@ from ..lib.receive.untrusted import safe_join
 from ..lib.receive.vault import staging_key
 
 
-def _consumers(context: dg.OutputContext) -> int:
-    """How many steps of this run read the output (the plan is the run's own: a subset run counts its subset)."""
-    plan = context.step_context.execution_plan
-    return sum(h.step_key == context.step_key and h.output_name == context.name
+def _readers(step_context, output: str | None) -> int:
+    """How many inputs of this run's steps read the output `output` of the step (None: any of its outputs); the
+    plan is the run's own, so a subset run counts its subset."""
+    key, plan = step_context.step.key, step_context.execution_plan
+    return sum(h.step_key == key and output in (None, h.output_name)
                for step in plan.get_steps_to_execute_in_topo_order()
                for step_input in step.step_inputs
                for h in step_input.get_step_output_handle_dependencies())
+
+
+def _may_be_last(step_context) -> bool:
+    """A step no other step of the run reads from: the run's last step is one. It waits for every write as it reads
+    its inputs and again at its outputs (the warehouse's load keeps no output here): after it, a write that failed
+    could fail nothing."""
+    return not _readers(step_context, None)
+
+
+def _keep(key: bytes, obj, path: Path) -> None:
+    try:
+        save(key, obj, path)
+    except BaseException:
+        try:
+            path.unlink(missing_ok=True)  # an earlier run's frame: stale once this run's is recorded
+        except OSError:
+            pass  # nothing there that a load could read as a frame (a folder, say)
+        raise
 
 
 class EncryptedFrameIOManager(dg.ConfigurableIOManager):
@@ -40,26 +62,30 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     def _submit(self, obj, path: Path) -> Future:
         if not self._writer:
             self._writer.append(ThreadPoolExecutor(1, thread_name_prefix="mtss-io"))
-        return self._writer[0].submit(save, self._key(), obj, path)
+        return self._writer[0].submit(_keep, self._key(), obj, path)
 
-    def _raise_failed_writes(self) -> None:
-        """A write that failed fails the next step (or the run's end), never silently."""
+    def _raise_failed_writes(self, wait: bool = False) -> None:
+        """A write that failed fails the step asking (`wait`: once every write has ended), never silently."""
         for path, future in self._writes.items():
-            if future.done() and future.exception() is not None:
+            if (wait or future.done()) and future.exception() is not None:
                 raise dg.Failure(f"keeping {path.parent.parent.name} at rest failed: {future.exception()!r}")
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        self._raise_failed_writes()
+        last = _may_be_last(context.step_context)
+        self._raise_failed_writes(wait=last)
         if obj is None:
             return
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writes[path] = self._submit(obj, path)
-        readers = _consumers(context)
+        if last:
+            self._raise_failed_writes(wait=True)
+        readers = _readers(context.step_context, context.name)
         if readers:
             self._memory[path] = [obj, readers]
 
     def load_input(self, context: dg.InputContext):
+        self._raise_failed_writes(wait=_may_be_last(context.step_context))
         path = self._path(context)
         held = self._memory.get(path)
         if held is None:
@@ -72,7 +98,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         return held[0]
 
     def teardown_after_execution(self, context) -> None:
-        """Every output of the run is at rest before the run ends; a failed write fails loudly here."""
+        """Every output of the run is at rest before the run ends; a failed write the last step could not see (a
+        run whose last step keeps nothing here) is raised here, which Dagster records as an error of the run's end."""
         try:
             for future in self._writes.values():
                 future.result()
