@@ -252,6 +252,32 @@ def test_a_large_file_whose_last_record_spans_lines_is_whole():
     assert frame.height == 30_001 and frame["note"][-1] == "a note\non three\nlines"
 
 
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut-short"])
+def test_a_large_file_whose_tail_begins_inside_a_quoted_note_is_judged_by_its_records(tmp_path, on_disk, cut):
+    """The tail read to check the last record starts at its first line break: here one inside a note over several
+    lines, so read from there the file's quotes pair up wrongly. A whole file is read whole (it was refused as cut
+    short); a file cut inside its last quoted note still is."""
+    from belleville_mtss.lib.read.csvfile import _TAIL_BYTES
+    rest_of_note, ending = b'over three\nlines"\n', b'777777,"a last note cut\nshort' if cut else b""
+    rows = _TAIL_BYTES - 3 - len(rest_of_note) - len(ending)  # the tail begins 3 bytes before the note's first break
+    n = rows // 13 - 1  # rows of 13 bytes, then one that takes up the rest
+    body = b"".join(b"%06d,plain\n" % i for i in range(n)) + b"%06d,%s\n" % (n, b"y" * (rows - 13 * n - 8))
+    data = b"id,note\n" + b"".join(b"%06d,plain\n" % i for i in range(500_000, 501_000)) + \
+        b'999999,"a note\n' + rest_of_note + body + ending
+    start = len(data) - _TAIL_BYTES
+    assert data[start:].split(b"\n", 1)[1].startswith(rest_of_note)  # the tail's first line break is the note's
+    source = write(tmp_path, "notes", data) if on_disk else Path("notes.csv")
+    read = (lambda: read_text_csv(source)) if on_disk else (lambda: read_text_csv(source, data=data))
+    if cut:
+        with pytest.raises(FileRejected) as info:
+            read()
+        assert info.value.message == "notes.csv: the last record is incomplete (unclosed quote)"
+        return
+    frame = read()
+    assert frame.height == 1000 + 1 + n + 1 and frame["note"][1000] == "a note\nover three\nlines"
+
+
 def test_a_byte_that_is_no_character_at_the_very_end_is_an_encoding_problem_not_a_cut():
     # 0xFF never starts a UTF-8 character: the file is not cut in the middle of one, it is not UTF-8.
     with pytest.raises(FileRejected) as info:

@@ -132,7 +132,7 @@ def read_text_csv(
         header = list(column_names)
         width = len(header)
 
-    _check_last_record(path.name, tail, size, delimiter, encoding, width - last_record_slack)
+    _check_end(path.name, source, tail, size, delimiter, encoding, width - last_record_slack)
     keep = None
     if select is not None and project and has_header:
         wanted = set(select(header))
@@ -196,10 +196,39 @@ def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl
     )
 
 
-def _check_last_record(name: str, tail: bytes, size: int, delimiter: str, encoding: str, width: int) -> None:
-    """A file cut short in transfer ends mid-record: fewer fields, an open quote, or half a character."""
+def _quotes_before(source: Path | bytes, end: int) -> int:
+    if isinstance(source, bytes):
+        return source.count(b'"', 0, end)
+    count = 0
+    with source.open("rb") as fh:
+        while end > 0:
+            block = fh.read(min(end, 1 << 20))
+            if not block:
+                break
+            count, end = count + block.count(b'"'), end - len(block)
+    return count
+
+
+def _check_end(name: str, source: Path | bytes, tail: bytes, size: int, delimiter: str, encoding: str,
+               width: int) -> None:
+    """The last record, read from the tail's first line break. That break may sit inside a quoted field (a note
+    over several lines): a record found incomplete is read again knowing whether it does, from the count of quotes
+    before it (each quoted field holds an even number), so a whole file is never refused for where its tail
+    begins. Counting reads the file up to the tail: only for a file the quick look found incomplete."""
     if size > len(tail):
         tail = tail.split(b"\n", 1)[-1]  # start at a line boundary
+    try:
+        _check_last_record(name, tail, delimiter, encoding, width)
+    except FileRejected as exc:
+        if exc.reason != "truncated" or len(tail) == size or _quotes_before(source, size - len(tail)) % 2 == 0:
+            raise
+        _check_last_record(name, tail, delimiter, encoding, width, in_quotes=True)
+
+
+def _check_last_record(name: str, tail: bytes, delimiter: str, encoding: str, width: int,
+                       in_quotes: bool = False) -> None:
+    """A file cut short in transfer ends mid-record: fewer fields, an open quote, or half a character. `tail`
+    starts at a line boundary (`in_quotes`: one inside a quoted field)."""
     try:
         text = tail.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -208,7 +237,7 @@ def _check_last_record(name: str, tail: bytes, size: int, delimiter: str, encodi
         if exc.reason == "unexpected end of data" and exc.end == len(tail):
             raise FileRejected("truncated", f"{name}: the file ends in the middle of a character (cut short?)")
         raise FileRejected("encoding", f"{name}: not valid {encoding} text near the end of the file") from None
-    text = text.rstrip("\r\n")
+    text = ('"' if in_quotes else "") + text.rstrip("\r\n")
     if not text:
         return
     try:
