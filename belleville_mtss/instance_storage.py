@@ -11,16 +11,20 @@ tables, same migrations: an instance can switch to or from these classes in its 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from watchdog.events import PatternMatchingEventHandler
+from watchdog.observers import Observer
 from dagster._core.storage.event_log.sqlite.consolidated_sqlite_event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 
 _ENGINES: dict[tuple[int, str], sa.Engine] = {}  # oldest first
+_ENGINES_LOCK = threading.Lock()  # a run's threads and a webserver's ask at once
 PARTITION_MEMORY_S = 5.0  # how long a partition found stays found without asking again
 _KEEP = 8  # engines (open databases) kept per process: a process serving many homes (a test run) keeps its files few
 
@@ -29,14 +33,16 @@ def engine_for(conn_string: str) -> sa.Engine:
     """One engine per database file and process (a forked child makes its own: connections are not shared across
     processes). One connection stays open; more are opened when threads need them and closed when returned."""
     key = (os.getpid(), conn_string)
-    engine = _ENGINES.pop(key, None)
-    if engine is None:
-        engine = sa.create_engine(conn_string, poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=-1,
-                                  connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
-        sa.event.listen(engine, "connect", _wal_synced_at_checkpoints)
-    _ENGINES[key] = engine  # now the newest
-    while len(_ENGINES) > _KEEP:
-        _ENGINES.pop(next(iter(_ENGINES))).dispose()  # its idle connection closed; one in use, once released
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(key, None)
+        if engine is None:
+            engine = sa.create_engine(conn_string, poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=-1,
+                                      connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+                                                    "check_same_thread": False})
+            sa.event.listen(engine, "connect", _wal_synced_at_checkpoints)
+        _ENGINES[key] = engine  # now the newest
+        while len(_ENGINES) > _KEEP:
+            _ENGINES.pop(next(iter(_ENGINES))).dispose()  # its idle connection closed; one in use, once released
     return engine
 
 
@@ -112,9 +118,31 @@ class AnswersKept:
         super().delete_dynamic_partition(partitions_def_name, partition_key)
 
 
+class _LogWatch(PatternMatchingEventHandler):
+    """The event log's database or its write-ahead log changed: a run's events reach a watcher (the UI's live run
+    log) as they are committed. Dagster's watches the database file alone, which a commit changes only when the
+    log is checkpointed: at every close with Dagster's own classes, at SQLite's auto-checkpoint with the connection
+    kept open here."""
+
+    def __init__(self, storage: "PooledSqliteEventLogStorage"):
+        self._storage = storage
+        path = storage.get_db_path()
+        super().__init__(patterns=[path, f"{path}-wal"])
+
+    def on_modified(self, event) -> None:
+        self._storage.on_modified()
+
+
 class PooledSqliteEventLogStorage(AnswersKept, ConsolidatedSqliteEventLogStorage):
     def _connect(self):
         return _transaction(self._conn_string)
+
+    def watch(self, run_id, cursor, callback) -> None:  # as Dagster's, with _LogWatch
+        if not self._obs:
+            self._obs = Observer()
+            self._obs.start()
+            self._obs.schedule(_LogWatch(self), self._base_dir, recursive=True)
+        self._watchers[run_id][callback] = cursor
 
 
 class PooledSqliteScheduleStorage(SqliteScheduleStorage):

@@ -1,5 +1,5 @@
-"""Dagster's PostgreSQL storages (the production instance, deploy/dagster.yaml) holding one open connection per
-storage and process instead of opening a new one for every read and write.
+"""Dagster's PostgreSQL storages (the production instance, deploy/dagster.yaml) sharing one pooled engine per
+process instead of opening a new connection for every read and write.
 
 dagster-postgres uses no connection pool outside the webserver: each event a run stores, each run or partition it
 looks up, is a new PostgreSQL connection (a new server process, its authentication and catalog caches). A drop's
@@ -11,6 +11,10 @@ dagster-postgres's classes: an instance can switch to or from these in its dagst
 """
 from __future__ import annotations
 
+import os
+import threading
+
+import sqlalchemy as sa
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
@@ -23,14 +27,31 @@ POOL = {"pool_size": 1,  # one connection kept open; a thread that needs another
         "pool_recycle": 3600}
 
 
+_ENGINES: dict[tuple[int, str], sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(url: str) -> sa.Engine:
+    """One pooled engine per database URL and process, for every instance the process makes: a code server makes
+    and disposes one at each sensor tick, and Dagster disposes no storage's engine (nor the schedule storage at
+    all), so an engine each held its idle connection until the cycle collector came by (docs/deploy.md). A forked
+    child makes its own."""
+    key = (os.getpid(), url)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = create_pg_engine(url, None, isolation_level="AUTOCOMMIT", **POOL)
+        return _ENGINES[key]
+
+
 class _Pooled:
-    """Replaces the storage's engine, made without a pool, by a pooled one (after the tables are checked)."""
+    """Replaces the storage's engine, made without a pool, by the process's pooled one (after the tables are
+    checked). Not where a token provider authenticates each connection: each instance keeps dagster-postgres's own."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._engine.dispose()
-        self._engine = create_pg_engine(self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT",
-                                        **POOL)
+        if self._token_provider is None:
+            self._engine.dispose()
+            self._engine = _engine(self.postgres_url)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value):  # dagster-postgres's builds its own class, not cls

@@ -77,6 +77,30 @@ def test_a_process_serving_many_homes_keeps_few_databases_open(tmp_path):
     assert instance_storage.engine_for(urls[-1]) is engines[-1]  # the newest is reused, not made again
 
 
+def test_threads_asking_for_more_databases_than_are_kept_each_get_an_engine(tmp_path):
+    """The engines kept are shared by a process's threads (a run's, a webserver's): one kept past their number is
+    let go while others ask (unlocked: the dictionary changed during the look for the oldest, a key taken twice)."""
+    import sys
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switched as often as they can be: the race shows at once
+    urls = [f"sqlite:///{tmp_path}/h{i}.db" for i in range(instance_storage._KEEP + 4)]
+    errors = []
+
+    def ask(k):
+        for n in range(2000):
+            try:
+                instance_storage.engine_for(urls[(k * 7 + n) % len(urls)])
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+    try:
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(8)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == [] and len(_engines_under(tmp_path)) <= instance_storage._KEEP
+
+
 def test_a_partition_found_is_asked_for_again_only_after_a_while_and_one_deleted_here_is_gone_at_once(tmp_path,
                                                                                                      monkeypatch):
     instance = instance_for(make_settings(tmp_path / "mtss"))
@@ -120,9 +144,10 @@ def test_the_asset_tables_columns_are_inspected_once_and_every_materialization_i
     assert run.run_id
 
 
-def test_the_production_instance_stores_a_runs_events_on_one_connection_per_storage(tmp_path, pg_database):
+def test_the_production_instance_stores_a_runs_events_on_the_processs_pooled_connection(tmp_path, pg_database):
     """deploy/dagster.yaml's PostgreSQL storages (instance_storage_pg.py) as the daemon and a run load them: many
-    events, look-ups and partition checks open one connection per storage, not one each (dagster-postgres's own)."""
+    events, look-ups and partition checks share the process's pooled engine, not a connection each
+    (dagster-postgres's own)."""
     pytest.importorskip("dagster_postgres", reason="the deploy extra: pip install '.[deploy]'")
     import sqlalchemy as sa
     from belleville_mtss.instance_storage_pg import (PooledPostgresEventLogStorage, PooledPostgresRunStorage,
@@ -138,10 +163,12 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
         storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
         assert [type(s) for s in storages] == [PooledPostgresRunStorage, PooledPostgresEventLogStorage,
                                                PooledPostgresScheduleStorage]
+        (engine,) = {s._engine for s in storages}  # one for the process and the database, whatever the storage
         opened, statements = [], []
-        for storage in storages:
-            sa.event.listen(storage._engine, "connect", lambda *_: opened.append(1))
-        sa.event.listen(instance.event_log_storage._engine, "before_cursor_execute",
+        sa.event.listen(engine, "connect", lambda *_: opened.append(1))
+        # the process's one engine serves the three storages: the schedule storage's own table checks, which
+        # the loop below makes, are left out of the event log's statements counted after it
+        sa.event.listen(engine, "before_cursor_execute",
                         lambda conn, cursor, statement, *_: statements.append(statement))
         env.setattr(instance_storage.time, "monotonic", lambda: 1000.0)  # within PARTITION_MEMORY_S throughout
         run = instance.create_run_for_job(dg.GraphDefinition("g").to_job())
@@ -151,12 +178,13 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
             assert instance.has_dynamic_partition("drops", "a/1")
             instance.all_instigator_state()
         assert len(instance.all_logs(run.run_id)) == 40 and instance.get_run_by_id(run.run_id) is not None
-        assert len(opened) <= 3  # one per storage (a per-operation connection would be over 120)
+        assert len(opened) <= 3  # a connection per operation would be over 120
+        partitions_asked, statements[:] = sum("FROM dynamic_partitions" in s for s in statements), []
         for i in range(40):
             instance.report_runless_asset_event(dg.AssetMaterialization(f"asset_{i % 3}", metadata={"i": i}))
             assert instance.has_dynamic_partition("drops", "a/1")
         # the partition, its table and the asset table's columns asked once each, as by the embedded storage
-        assert sum("FROM dynamic_partitions" in s for s in statements) == 1
+        assert partitions_asked + sum("FROM dynamic_partitions" in s for s in statements) == 1
         assert sum("pg_catalog" in s for s in statements) <= 4, [s for s in statements if "pg_catalog" in s]
         assert instance.get_latest_materialization_event(dg.AssetKey("asset_0")).asset_materialization \
             .metadata["i"].value == 39  # the asset table still kept up to date
@@ -169,6 +197,74 @@ def test_the_production_instance_stores_a_runs_events_on_one_connection_per_stor
             assert instance.event_log_storage.has_asset_key_col("last_materialization_timestamp")
         assert not taken
         instance.dispose()
+
+
+def test_instances_made_and_disposed_one_after_another_share_the_processs_connection(tmp_path, pg_database):
+    """A code server makes an instance at each sensor tick from the daemon's, and disposes it; Dagster disposes no
+    storage's engine, so with an engine each, every tick's idle connections stayed open until the cycle collector
+    freed that instance (off here: it may not come for minutes). One engine per URL and process: its one
+    connection kept, whatever the ticks."""
+    pytest.importorskip("dagster_postgres", reason="the deploy extra: pip install '.[deploy]'")
+    import gc
+    import sqlalchemy as sa
+    from pathlib import Path
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
+    url = sa.engine.make_url(pg_database).set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    # autocommit: within one transaction the server answers pg_stat_activity from its first look
+    watcher = sa.create_engine(pg_database, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    count = sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> "
+                    "pg_backend_pid()")
+    with pytest.MonkeyPatch.context() as env, watcher.connect() as conn:
+        env.setenv("DAGSTER_PG_URL", url)
+        daemon = dg.DagsterInstance.from_config(str(home))
+        daemon.add_dynamic_partitions("drops", ["a/1"])
+        seen = []
+        gc.disable()
+        try:
+            for _tick in range(12):  # what the drop sensor asks at a tick
+                with dg.SensorEvaluationContext(instance_ref=daemon.get_ref(), last_tick_completion_time=None,
+                                                last_run_key=None, cursor=None, repository_name=None) as context:
+                    context.instance.get_dynamic_partitions("drops")
+                    context.instance.get_run_records(dg.RunsFilter(tags={"mtss/drop": "a/1"}), limit=1)
+                    context.instance.all_instigator_state()
+                seen.append(conn.execute(count).scalar())
+        finally:
+            gc.enable()
+        daemon.dispose()
+    watcher.dispose()
+    assert max(seen) <= 2, seen  # an engine per storage and instance: 3 more a tick
+
+
+def test_a_runs_events_reach_the_ui_as_another_process_commits_them(tmp_path):
+    """The UI's live run log (`dagster dev` on the embedded home) watches the event log for changes. A commit
+    changes the database file only at a checkpoint, which a connection kept open leaves to SQLite's auto-checkpoint
+    (after about a thousand pages: a small drop's run never gets there): the write-ahead log is watched too."""
+    import subprocess
+    import sys
+    import time
+    home = tmp_path / "mtss"
+    web = instance_for(make_settings(home))  # the webserver's instance
+    run = web.create_run_for_job(dg.GraphDefinition("g").to_job())
+    got = []
+    web.watch_event_logs(run.run_id, None, lambda event, cursor: got.append(event.message))
+    script = ("import sys, time; from pathlib import Path; from belleville_mtss.run import instance_for; "
+              "from belleville_mtss_tests.conftest import make_settings; "
+              "i = instance_for(make_settings(Path(sys.argv[1]))); run = i.get_run_by_id(sys.argv[2])\n"
+              "for n in range(5): i.report_engine_event(f'step {n}', run); time.sleep(0.3)\n"
+              "print('written', flush=True); time.sleep(30)")  # still running, its storage open
+    writer = subprocess.Popen([sys.executable, "-c", script, str(home), run.run_id], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert got == [f"step {n}" for n in range(5)]  # Dagster's watch of the database file alone: none
+    finally:
+        writer.kill()
+        writer.wait()
+        web.dispose()
 
 
 def test_the_embedded_instance_flushes_at_checkpoints_and_a_killed_process_loses_nothing(tmp_path):
