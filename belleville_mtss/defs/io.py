@@ -2,8 +2,8 @@
 last of them has it; it is also kept at rest for later runs and re-execution (encrypted with the staging key,
 frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
 thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
-for every write before it reads its inputs and before its outputs are recorded, so a write that fails fails the
-run. A failed write removes what an earlier run kept at that place: no later run takes an older frame for this
+for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write
+that fails fails the run. A failed write removes what an earlier run kept at that place: no later run takes an older frame for this
 run's."""
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,10 +27,16 @@ def _readers(step_context, output: str | None) -> int:
 
 
 def _may_be_last(step_context) -> bool:
-    """A step no other step of the run reads from: the run's last step is one. It waits for every write as it reads
-    its inputs and again at its outputs (the warehouse's load keeps no output here): after it, a write that failed
+    """A step no other step of the run reads from: the run's last step is one. It waits for every write at its
+    outputs, or, keeping none here (the warehouse's load), as it reads its inputs: after it, a write that failed
     could fail nothing."""
     return not _readers(step_context, None)
+
+
+def _keeps_none(step_context) -> bool:
+    """No output of the step comes here: each is of type Nothing, or a check's result."""
+    return all(output.dagster_type_key == "Nothing" or output.properties.asset_check_key is not None
+               for output in step_context.step.step_outputs)
 
 
 def _keep(key: bytes, obj, path: Path) -> None:
@@ -85,7 +91,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             self._memory[path] = [obj, readers]
 
     def load_input(self, context: dg.InputContext):
-        self._raise_failed_writes(wait=_may_be_last(context.step_context))
+        step = context.step_context
+        self._raise_failed_writes(wait=_may_be_last(step) and _keeps_none(step))
         path = self._path(context)
         held = self._memory.get(path)
         if held is None:
