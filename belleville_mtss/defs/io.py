@@ -3,8 +3,9 @@ last of them has it; it is also kept at rest for later runs and re-execution (en
 frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
 thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
 for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write
-that fails fails the run. A failed write removes what an earlier run kept at that place: no later run takes an older frame for this
-run's."""
+that fails fails the run. A failed write removes what an earlier run kept at that place: no later run takes an
+older frame for this run's."""
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,21 +17,14 @@ from ..lib.receive.untrusted import safe_join
 from ..lib.receive.vault import staging_key
 
 
-def _readers(step_context, output: str | None) -> int:
-    """How many inputs of this run's steps read the output `output` of the step (None: any of its outputs); the
-    plan is the run's own, so a subset run counts its subset."""
-    key, plan = step_context.step.key, step_context.execution_plan
-    return sum(h.step_key == key and output in (None, h.output_name)
-               for step in plan.get_steps_to_execute_in_topo_order()
-               for step_input in step.step_inputs
-               for h in step_input.get_step_output_handle_dependencies())
-
-
-def _may_be_last(step_context) -> bool:
-    """A step no other step of the run reads from: the run's last step is one. It waits for every write at its
-    outputs, or, keeping none here (the warehouse's load), as it reads its inputs: after it, a write that failed
-    could fail nothing."""
-    return not _readers(step_context, None)
+def _readers(step_context) -> Counter:
+    """(step key, output name) -> how many inputs of this run's steps read it; the plan is the run's own, so a
+    subset run counts its subset."""
+    plan = step_context.execution_plan
+    return Counter((h.step_key, h.output_name)
+                   for step in plan.get_steps_to_execute_in_topo_order()
+                   for step_input in step.step_inputs
+                   for h in step_input.get_step_output_handle_dependencies())
 
 
 def _keeps_none(step_context) -> bool:
@@ -57,6 +51,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     _memory: dict = PrivateAttr(default_factory=dict)  # path -> [object, readers still to come]
     _writes: dict = PrivateAttr(default_factory=dict)  # path -> Future of its write
     _writer: list = PrivateAttr(default_factory=list)  # the one writer thread of the run
+    _read: list = PrivateAttr(default_factory=list)  # _readers of the run's plan, once
+    _sinks: dict = PrivateAttr(default_factory=dict)  # step key -> whether no other step of the run reads from it
 
     def _path(self, context) -> Path:
         # the identifier holds the partition key, a sender's drop name: it must stay under base_dir
@@ -76,8 +72,22 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             if (wait or future.done()) and future.exception() is not None:
                 raise dg.Failure(f"keeping {path.parent.parent.name} at rest failed: {future.exception()!r}")
 
+    def _readers_of(self, step_context, output: str) -> int:
+        if not self._read:
+            self._read.append(_readers(step_context))
+        return self._read[0][step_context.step.key, output]
+
+    def _may_be_last(self, step_context) -> bool:
+        """A step no other step of the run reads from: the run's last step is one. It waits for every write at
+        its outputs, or, keeping none here (the warehouse's load), as it reads its inputs: after it, a write that
+        failed could fail nothing."""
+        key = step_context.step.key
+        if key not in self._sinks:
+            self._sinks[key] = not any(self._readers_of(step_context, o.name) for o in step_context.step.step_outputs)
+        return self._sinks[key]
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        last = _may_be_last(context.step_context)
+        last = self._may_be_last(context.step_context)
         self._raise_failed_writes(wait=last)
         if obj is None:
             return
@@ -86,13 +96,13 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         self._writes[path] = self._submit(obj, path)
         if last:
             self._raise_failed_writes(wait=True)
-        readers = _readers(context.step_context, context.name)
+        readers = self._readers_of(context.step_context, context.name)
         if readers:
             self._memory[path] = [obj, readers]
 
     def load_input(self, context: dg.InputContext):
         step = context.step_context
-        self._raise_failed_writes(wait=_may_be_last(step) and _keeps_none(step))
+        self._raise_failed_writes(wait=self._may_be_last(step) and _keeps_none(step))
         path = self._path(context)
         held = self._memory.get(path)
         if held is None:
@@ -113,6 +123,5 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         finally:
             for writer in self._writer:
                 writer.shutdown(wait=True)
-            self._writer.clear()
-            self._writes.clear()
-            self._memory.clear()
+            for kept in (self._writer, self._writes, self._memory, self._read, self._sinks):
+                kept.clear()
