@@ -115,8 +115,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         return held[0]
 
     def teardown_after_execution(self, context) -> None:
-        """Every output of the run is at rest before the run ends; a failed write the last step could not see (a
-        run whose last step keeps nothing here) is raised here, which Dagster records as an error of the run's end."""
+        """Every output of the run is at rest before the run ends; a failed write the last step could not see (one
+        that reads and keeps nothing here) is raised here, which Dagster records as an error of the run's end."""
         try:
             for future in self._writes.values():
                 future.result()
