@@ -459,6 +459,49 @@ def test_a_write_at_rest_that_fails_late_fails_the_run_and_leaves_no_older_frame
     assert not at_rest.exists()
 
 
+def test_no_older_frame_is_in_place_once_an_output_is_recorded_and_its_write_goes_on(settings, monkeypatch,
+                                                                                    new_instance):
+    """A run killed after an output's materialization is recorded, while its write at rest goes on behind the run,
+    leaves no frame an earlier run kept there for a later run to load as this run's: the window is watched from the
+    writer itself (a kill is not made here: what it would leave is what is on disk at that moment). A later run of
+    a step reading that output alone then fails, saying what to materialize again."""
+    import dagster as dg
+
+    import belleville_mtss.defs.io as io_manager
+    from belleville_mtss.definitions import build_definitions
+
+    prepare_drop(settings)
+    kept, drop = "validated_star_reading", "belleville/2026-11-01"  # read by later steps: no step waits for it
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        first = instance.get_latest_materialization_event(dg.AssetKey(kept)).run_id
+        at_rest = settings.storage_dir / kept / drop
+        assert at_rest.exists()
+        real, seen = io_manager.save, []
+
+        def once_recorded(key, obj, path):
+            if path == at_rest:
+                deadline = time.monotonic() + 60
+                while instance.get_latest_materialization_event(dg.AssetKey(kept)).run_id == first:
+                    assert time.monotonic() < deadline, "the output's materialization was never recorded"
+                    time.sleep(0.02)
+                seen.append(path.exists())  # the moment a kill would leave
+            real(key, obj, path)
+
+        monkeypatch.setattr(io_manager, "save", once_recorded)
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        assert seen == [False] and at_rest.exists()
+
+        at_rest.unlink()  # as a killed run would have left it
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        later = job.execute_in_process(instance=instance, partition_key=drop, raise_on_error=False,
+                                       asset_selection=[dg.AssetKey("student_identity_map")])
+    assert not later.success
+    failure = next(e for e in later.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert (f"{kept} of {drop} is not kept at rest: the run that made it ended before keeping it, or it was purged; "
+            f"materialize {kept} again") in str(failure.step_failure_data.error)
+
+
 def test_every_output_is_kept_at_rest_halted_files_included(settings, new_instance):
     """Every value a step reads is kept for later runs, a halted file's too. A file asset is a record: its metadata
     says what was read, and its rows are kept once, in the staged copy, never again beside it."""

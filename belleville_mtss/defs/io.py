@@ -3,8 +3,9 @@ last of them has it; it is also kept at rest for later runs and re-execution (en
 frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
 thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
 for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write
-that fails fails the run. A failed write removes what an earlier run kept at that place: no later run takes an
-older frame for this run's."""
+that fails fails the run. What an earlier run kept at an output's place is removed before the output is recorded:
+a run killed, or a write failing, before its write ends leaves no frame, and no later run takes an older frame for
+this run's."""
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -33,14 +34,19 @@ def _keeps_none(step_context) -> bool:
                for output in step_context.step.step_outputs)
 
 
+def _unkeep(path: Path) -> None:
+    """What an earlier run kept at `path` removed: stale once this run's output is recorded."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # nothing there that a load could read as a frame (a folder, say)
+
+
 def _keep(key: bytes, obj, path: Path) -> None:
     try:
         save(key, obj, path)
     except BaseException:
-        try:
-            path.unlink(missing_ok=True)  # an earlier run's frame: stale once this run's is recorded
-        except OSError:
-            pass  # nothing there that a load could read as a frame (a folder, say)
+        _unkeep(path)  # a part written before the failure is never in place: only a frame already there
         raise
 
 
@@ -93,6 +99,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             return
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # before the output is recorded, not as the write ends: a run killed while writing leaves no frame at all
+        _unkeep(path)
         self._writes[path] = self._submit(obj, path)
         if last:
             self._raise_failed_writes(wait=True)
@@ -108,6 +116,10 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         if held is None:
             if path in self._writes:
                 self._writes[path].result()  # written by this run: wait for it
+            elif not path.exists():
+                asset, *drop = context.get_asset_identifier()
+                raise dg.Failure(f"{asset} of {'/'.join(drop) or 'this run'} is not kept at rest: the run that made it "
+                                 f"ended before keeping it, or it was purged; materialize {asset} again")
             return load(self._key(), path)
         held[1] -= 1
         if held[1] <= 0:
