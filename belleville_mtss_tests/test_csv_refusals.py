@@ -17,6 +17,7 @@ REFUSED = {
     "duplicate_header": (f"id,name,score,Name\n1,{SECRET},3,{SECRET}\n".encode(), "duplicate_header"),
     "truncated_last_line": (f"id,name,score\n1,{SECRET},3\n2,{SECRET}\n".encode(), "truncated"),
     "truncated_mid_field": (f"id,name,score\n1,{SECRET},3\n2,{SECRET[:6]}".encode(), "truncated"),
+    "truncated_after_a_size": (f"id,name,size\n1,{SECRET},M\nXX".encode(), "truncated"),  # XXL, cut short
     "unclosed_quote_at_end": (f'id,name,score\n1,{SECRET},3\n2,"{SECRET},3\n'.encode(), "truncated"),
     "unclosed_quote_last_field": (f'id,name,score\n1,{SECRET},3\n2,{SECRET},"3'.encode(), "truncated"),
     # "é" is two bytes in UTF-8; the file stops after the first.
@@ -252,18 +253,20 @@ def test_a_large_file_whose_last_record_spans_lines_is_whole():
     assert frame.height == 30_001 and frame["note"][-1] == "a note\non three\nlines"
 
 
+@pytest.mark.parametrize("header", [b"id,note", b'"id",note'], ids=["plain-header", "quoted-header"])
 @pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
 @pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut-short"])
-def test_a_large_file_whose_tail_begins_inside_a_quoted_note_is_judged_by_its_records(tmp_path, on_disk, cut):
+def test_a_large_file_whose_tail_begins_inside_a_quoted_note_is_judged_by_its_records(tmp_path, on_disk, cut, header):
     """The tail read to check the last record starts at its first line break: here one inside a note over several
     lines, so read from there the file's quotes pair up wrongly. A whole file is read whole (it was refused as cut
-    short); a file cut inside its last quoted note still is."""
+    short); a file cut inside its last quoted note still is. Whether the tail begins inside quotes is told by the
+    parity of the quotes before it (1 or 3 here), whatever their number."""
     from belleville_mtss.lib.read.csvfile import _TAIL_BYTES
     rest_of_note, ending = b'over three\nlines"\n', b'777777,"a last note cut\nshort' if cut else b""
     rows = _TAIL_BYTES - 3 - len(rest_of_note) - len(ending)  # the tail begins 3 bytes before the note's first break
     n = rows // 13 - 1  # rows of 13 bytes, then one that takes up the rest
     body = b"".join(b"%06d,plain\n" % i for i in range(n)) + b"%06d,%s\n" % (n, b"y" * (rows - 13 * n - 8))
-    data = b"id,note\n" + b"".join(b"%06d,plain\n" % i for i in range(500_000, 501_000)) + \
+    data = header + b"\n" + b"".join(b"%06d,plain\n" % i for i in range(500_000, 501_000)) + \
         b'999999,"a note\n' + rest_of_note + body + ending
     start = len(data) - _TAIL_BYTES
     assert data[start:].split(b"\n", 1)[1].startswith(rest_of_note)  # the tail's first line break is the note's
@@ -276,6 +279,64 @@ def test_a_large_file_whose_tail_begins_inside_a_quoted_note_is_judged_by_its_re
         return
     frame = read()
     assert frame.height == 1000 + 1 + n + 1 and frame["note"][1000] == "a note\nover three\nlines"
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in-memory", "on-disk"])
+@pytest.mark.parametrize("header", [b"id,note", b'"id",note', b'"id","note"'], ids=["0", "2", "4"])
+def test_a_file_cut_inside_a_long_quoted_note_is_refused_as_cut_whatever_the_quotes_before_its_tail(tmp_path, on_disk,
+                                                                                                 header):
+    """A file cut inside its last note, a long one over many lines of commas. Read as if the tail began inside
+    quotes, its quotes would pair up into whole records: whether it does is told by the parity of the quotes before
+    it (0, 2 or 4 here: even, so it does not), never by those in the tail. Refused as cut, not as unreadable."""
+    from belleville_mtss.lib.read.csvfile import _TAIL_BYTES
+    note = b",\n" * 90_000  # 180,000 bytes: its opening quote lies within csv's 128 KiB field limit of the tail's start
+    rows = b"".join(b"%06d,plain\n" % i for i in range(_TAIL_BYTES // 13))
+    data = header + b"\n" + rows + b'777777,"' + note
+    assert data[-_TAIL_BYTES:].count(b'"') == 1
+    source = write(tmp_path, "cut", data) if on_disk else Path("cut.csv")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(source, data=None if on_disk else data)
+    assert (info.value.reason, info.value.message) == (
+        "truncated", "cut.csv: the last record is incomplete (unclosed quote)")
+
+
+def test_a_large_file_whose_tail_begins_inside_a_character_is_read_whole():
+    """The tail is read from its first line break, never from the byte where it begins: there, in the middle of a
+    two-byte character, it is no text at all."""
+    from belleville_mtss.lib.read.csvfile import _TAIL_BYTES
+    line = "\u00e9".encode() * 20 + b",plain\n"  # 47 bytes
+    data = b"id,note\n" + b"1,x\n" + line * 7000
+    data += b"2,x\n" if 0x80 <= data[-_TAIL_BYTES] < 0xC0 else b"22,x\n"  # a byte inside a character
+    assert 0x80 <= data[-_TAIL_BYTES] < 0xC0
+    frame = read_text_csv(Path("accents.csv"), data=data)
+    assert frame.height == 7002 and frame["id"][2] == "\u00e9" * 20
+
+
+def test_a_file_whose_last_record_is_longer_than_the_tail_is_read_whole():
+    """No line break in the tail, not even a last one: the last record is read from where the tail begins, and has
+    its three fields."""
+    data = b"a,b,c\n1,2,3\n" + b",".join(letter * 100_000 for letter in (b"x", b"y", b"z"))
+    frame = read_text_csv(Path("wide.csv"), data=data)
+    assert frame.height == 2 and frame["c"][1] == "z" * 100_000
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["tail-begins-before-the-note", "tail-begins-inside-it"])
+def test_a_note_line_that_begins_with_a_quoted_word_where_the_tail_begins_is_whole(inside):
+    """A note over several lines, one of which holds a quoted word right after a comma (its quotes doubled): read
+    from a line break where the tail begins, before the note or inside it, the doubled quotes are part of the note."""
+    from belleville_mtss.lib.read.csvfile import _TAIL_BYTES
+    note = b'"' + (b"the parent said\n" if inside else b"") + b'he was,""sick"" on friday\nso absent",999999,y\n'
+    # the tail begins 5 bytes before the note's record, or 3 bytes into the note
+    size = _TAIL_BYTES + (3 if inside else -5) - len(note)
+    n = size // 15 - 1  # rows of 15 bytes, then one that takes up the rest
+    rest = b"".join(b"plain,%06d,y\n" % i for i in range(n)) + b"%s,%06d,y\n" % (b"w" * (size - 15 * n - 10), n)
+    head = b"note,id,z\n" + b"".join(b"plain,%06d,y\n" % i for i in range(1000))
+    data = head + note + rest
+    start = len(data) - _TAIL_BYTES
+    boundary = start + data[start:].index(b"\n") + 1
+    assert data[boundary:].startswith(b'he was,""sick' if inside else b'"')  # where the check begins to read
+    frame = read_text_csv(Path("notes.csv"), data=data)
+    assert frame["note"][1000] == ("the parent said\n" if inside else "") + 'he was,"sick" on friday\nso absent'
 
 
 def test_a_byte_that_is_no_character_at_the_very_end_is_an_encoding_problem_not_a_cut():
