@@ -624,13 +624,43 @@ def test_a_frame_a_killed_writer_left_unfinished_is_purged_once_left_an_hour(tmp
     assert not part.exists() and kept.read_bytes() == b"a finished frame"
 
 
+def test_a_finished_frame_of_a_drop_named_like_a_part_file_outlives_the_purge(tmp_path):
+    # a drop may be named "2026-11-01.part", and its frames are kept under that name: only the name an unfinished
+    # write has ("<name>.<16 hex digits>.part") is taken for one; before, every frame of that drop went at the
+    # nightly purge an hour after its run
+    storage = tmp_path / "storage"
+    frame = storage / "validated_star_reading" / "belleville" / "2026-11-01.part"
+    frame.parent.mkdir(parents=True)
+    frame.write_bytes(b"a finished frame")
+    unfinished = frame.with_name("2026-11-01.0123456789abcdef.part")
+    unfinished.write_bytes(b"ciphertext")
+    assert purge_storage(storage, [], 30, time.time() + 3601) == 1
+    assert frame.read_bytes() == b"a finished frame" and not unfinished.exists()
+
+
+@pytest.mark.parametrize("what", ["drop", "file"])
+def test_a_drop_or_file_named_as_an_unfinished_write_is_refused_at_listing(tmp_path, what):
+    # kept under its name, it would be taken for a write a killed process left, and purged
+    name = "2026-11-01.0123456789abcdef.part"
+    if what == "drop":
+        _, listed, _ = _one_file_drop(tmp_path / "drops", name)
+    else:
+        source, _, drop = _one_file_drop(tmp_path / "drops", "2026-11-01")
+        (drop / "SR.csv").rename(drop / f"SR.csv.0123456789abcdef.part")
+        (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "2026-11-01"]
+    shown = name if what == "drop" else "SR.csv.0123456789abcdef.part"
+    assert listed.problem and listed.problem[:2] == (
+        f"bad_{what}_name", f"{what} name '{shown}' ends as a file being written does ('.<16 hex digits>.part'); "
+        "rename it")
+
+
 def test_a_part_file_renamed_while_the_purge_looks_at_it_is_passed_over(tmp_path, monkeypatch):
     # a run finishing a frame renames its part file at any instant; the daily purge listing the folder then
     # finds it gone between the listing and its look at the file's age: it goes on, and fails no job
     storage = tmp_path / "storage"
     folder = storage / "validated_star_reading" / "belleville"
     folder.mkdir(parents=True)
-    part, old = folder / "2026-11-01.1234.part", folder / "2026-10-01"
+    part, old = folder / "2026-11-01.0123456789abcdef.part", folder / "2026-10-01"
     part.write_bytes(b"ciphertext")
     old.write_bytes(b"a finished frame")
     real_stat, looks = Path.stat, []

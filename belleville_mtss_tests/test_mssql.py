@@ -377,3 +377,12 @@ def test_the_verify_probes_and_the_staged_deletes_compile_for_sql_server():
         "DELETE TOP (50000) FROM dm.[AssessmentResultsStaging] WHERE [LoadId] < :value",
         "DELETE TOP (50000) FROM dm.[AssessmentScoresStaging] WHERE [LoadId] < :value"]
     assert all(set(p) == {"value"} for _, p in seen)
+
+
+def test_the_district_lock_sets_nocount_back_before_its_one_result():
+    """Read in the batch's text, not run against a server: the procedure's row counts are kept out of the results,
+    and NOCOUNT is set off again before the SELECT, so that the session the apply then runs on counts rows."""
+    from belleville_mtss.lib.load.lock import MSSQL_TRY
+    statements = [s.strip() for s in MSSQL_TRY.split(";")]
+    assert statements[0] == "SET NOCOUNT ON" and statements[-2:] == ["SET NOCOUNT OFF", "SELECT @r"]
+    assert [s for s in statements if s.startswith("SELECT")] == ["SELECT @r"]

@@ -281,6 +281,31 @@ def test_any_run_of_writes_reads_back_whole_and_any_cut_is_refused():
     check()
 
 
+def test_a_file_replaced_as_it_is_opened_is_read_as_the_file_opened(tmp_path, monkeypatch):
+    """Another run of the drop renames its frame into place just after a reader opened the older one (a race of
+    microseconds, forced here): the reader reads the file it opened, whole. It took that file's size from the
+    name, the newer file's, and refused the older one as altered or under a wrong key."""
+    from belleville_mtss.lib.receive import vault
+    key, older, newer = parse_key(new_key()), os.urandom(CHUNK + 5), os.urandom(100)
+    path, incoming = tmp_path / "frame", tmp_path / "frame.incoming"
+    for dest, data in ((path, older), (incoming, newer)):
+        with Encryptor(key, dest) as enc:
+            enc.write(data)
+    real_open = Path.open
+
+    def opened_then_replaced(self, *args, **kwargs):
+        handle = real_open(self, *args, **kwargs)
+        if self == path and incoming.exists():
+            os.rename(incoming, path)
+        return handle
+
+    monkeypatch.setattr(Path, "open", opened_then_replaced)
+    with vault.DecryptingReader(key, path) as reader:
+        out = bytearray(reader.size)
+        list(reader.decrypt_into(memoryview(out)))
+    assert out == older and vault.decrypt_bytes(key, path) == newer
+
+
 def test_any_run_of_writes_past_the_page_cache_reads_back_whole():
     """Written direct, whole 4 KiB blocks go out as chunks fill and the rest waits in the buffer: any sizes of
     writes, across many chunk and block edges (chunks of 3,000 bytes: none ends on a block's edge), read back
@@ -457,6 +482,31 @@ def test_a_write_at_rest_that_fails_late_fails_the_run_and_leaves_no_older_frame
     assert report.outcome == "failed" and report.failures and report.written == {}  # the warehouse untouched
     assert all(f"keeping {kept} at rest failed: OSError(28, 'No space left" in f for f in report.failures.values())
     assert not at_rest.exists()
+
+
+def test_a_write_that_fails_late_removes_no_frame_another_run_kept_meanwhile(settings, monkeypatch, new_instance):
+    """Two runs of one drop at once (one from the UI beside the sensor's): this run's write of a frame fails late (a
+    full disk: a fault not caused for real here) after the other run has kept its own frame at that place. This run
+    fails; the other's frame stays, as its run recorded it."""
+    import errno
+
+    import belleville_mtss.defs.io as io_manager
+
+    prepare_drop(settings)
+    at_rest = settings.storage_dir / "validated_star_reading" / "belleville" / "2026-11-01"
+    real = io_manager.save
+
+    def kept_by_another_then_full(key, obj, path):
+        if path == at_rest:
+            at_rest.write_bytes(b"the other run's frame")  # its write ended while this one went on
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(key, obj, path)
+
+    monkeypatch.setattr(io_manager, "save", kept_by_another_then_full)
+    with new_instance() as instance:
+        report = run_drop(settings, instance=instance)
+    assert report.outcome == "failed" and report.written == {}
+    assert at_rest.read_bytes() == b"the other run's frame"
 
 
 def test_no_older_frame_is_in_place_once_an_output_is_recorded_and_its_write_goes_on(settings, monkeypatch,

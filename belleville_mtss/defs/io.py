@@ -35,19 +35,12 @@ def _keeps_none(step_context) -> bool:
 
 
 def _unkeep(path: Path) -> None:
-    """What an earlier run kept at `path` removed: stale once this run's output is recorded."""
+    """What an earlier run kept at `path` removed: stale once this run's output is recorded. A write that fails
+    later removes nothing (its part file is its writer's to remove): what is at `path` by then is another run's."""
     try:
         path.unlink(missing_ok=True)
     except OSError:
         pass  # nothing there that a load could read as a frame (a folder, say)
-
-
-def _keep(key: bytes, obj, path: Path) -> None:
-    try:
-        save(key, obj, path)
-    except BaseException:
-        _unkeep(path)  # a part written before the failure is never in place: only a frame already there
-        raise
 
 
 class EncryptedFrameIOManager(dg.ConfigurableIOManager):
@@ -70,7 +63,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     def _submit(self, obj, path: Path) -> Future:
         if not self._writer:
             self._writer.append(ThreadPoolExecutor(1, thread_name_prefix="mtss-io"))
-        return self._writer[0].submit(_keep, self._key(), obj, path)
+        return self._writer[0].submit(save, self._key(), obj, path)
 
     def _raise_failed_writes(self, wait: bool = False) -> None:
         """A write that failed fails the step asking (`wait`: once every write has ended), never silently."""

@@ -22,6 +22,13 @@ POLL_S = 0.2
 PG_LOCK_CLASS = zlib.crc32(b"belleville-mtss district load") & 0x7FFFFFFF
 
 
+# The procedure's row counts kept out of the results (the one result is the SELECT's), and NOCOUNT set back before
+# it: a SET run in a batch may last for the session (unless the driver runs the batch through sp_executesql), and
+# the apply that follows on this connection counts the rows of its DELETE batches. Not run against a server here.
+MSSQL_TRY = ("SET NOCOUNT ON; DECLARE @r int; EXEC @r = sp_getapplock @Resource = :r, @LockMode = 'Exclusive', "
+             "@LockOwner = 'Session', @LockTimeout = 0; SET NOCOUNT OFF; SELECT @r")
+
+
 class DistrictBusy(Exception):
     """Another load of the district held the lock for longer than the wait allowed; nothing was written."""
 
@@ -69,9 +76,7 @@ def _try(conn: sa.Connection, dialect: str, account_info_id: int) -> bool:
         return bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:c, :d)"),
                                  {"c": PG_LOCK_CLASS, "d": account_info_id}).scalar())
     if dialect == "mssql":
-        got = conn.execute(sa.text(
-            "SET NOCOUNT ON; DECLARE @r int; EXEC @r = sp_getapplock @Resource = :r, @LockMode = 'Exclusive', "
-            "@LockOwner = 'Session', @LockTimeout = 0; SELECT @r"), {"r": _resource(account_info_id)}).scalar()
+        got = conn.execute(sa.text(MSSQL_TRY), {"r": _resource(account_info_id)}).scalar()
         return got is not None and got >= 0
     raise NotImplementedError(f"no district lock for {dialect}")
 

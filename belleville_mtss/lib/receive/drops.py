@@ -35,7 +35,7 @@ from typing import BinaryIO, ContextManager, Mapping, Protocol
 from ..faults import fault_point
 from .untrusted import (BadName, canonical, check_file_name, check_name, escape, plain, safe_join,
                         without_accounts)
-from .vault import PART_SUFFIX, DecryptingReader, Encryptor, VaultError, decrypt_bytes
+from .vault import DecryptingReader, Encryptor, VaultError, decrypt_bytes, is_part_file
 
 COMPLETION_MARKER = "drop.done"
 CHANGED = "changed_during_receipt"  # a refusal the drop sensor answers by asking for the drop again
@@ -152,6 +152,13 @@ def _check_data_name(name: str) -> str:
     """check_file_name, and none of the names the receipt writes beside the staged files (RESERVED)."""
     if check_file_name(name) in RESERVED:
         raise BadName(f"file name {escape(name)} is kept for the receipt's own use; rename the file")
+    return _not_a_part_name(name, "file name")
+
+
+def _not_a_part_name(name: str, what: str) -> str:
+    """A drop or file is kept under its name, which must not be taken for a write left unfinished (purged)."""
+    if is_part_file(name):
+        raise BadName(f"{what} {escape(name)} ends as a file being written does ('.<16 hex digits>.part'); rename it")
     return name
 
 
@@ -178,7 +185,7 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
     checked = []
     for d in drops:
         try:
-            check_name(d.name)
+            _not_a_part_name(check_name(d.name), "drop name")
         except BadName as exc:
             checked.append(Drop(d.district, d.name, d.kind, d.files, d.has_marker,
                                 ("bad_drop_name", str(exc), plain(d.listed_name, 250))))
@@ -759,7 +766,7 @@ def _stored_expired(path: Path, retention_days: float, now: float) -> bool:
     since it was listed (a writer finishing its frame)."""
     try:
         return path.is_file() and (now - path.stat().st_mtime > retention_days * 86400
-                                   or (path.name.endswith(PART_SUFFIX) and _left_unfinished(path, now)))
+                                   or (is_part_file(path.name) and _left_unfinished(path, now)))
     except FileNotFoundError:
         return False
 

@@ -13,6 +13,7 @@ import fcntl
 import io
 import mmap
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 import secrets
 import struct
@@ -23,6 +24,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"MTSSENC1"
 PART_SUFFIX = ".part"  # an encrypted file being written; renamed to its final name only when whole
+_PART_NAME = re.compile(r"\.[0-9a-f]{16}" + re.escape(PART_SUFFIX) + r"\Z")  # "<final name>.<16 hex>.part"
+
+
+def is_part_file(name: str) -> bool:
+    """A name an Encryptor writes under (a drop or file named so is refused at receipt: lib/receive/drops.py)."""
+    return _PART_NAME.search(name) is not None
 CHUNK = 4 * 1024 * 1024
 _TAG = 16
 
@@ -218,7 +225,7 @@ class DecryptingReader(io.RawIOBase):
             self._fh.close()
             raise VaultError(f"{path.name}: not an encrypted staging file")
         self._prefix = self._fh.read(8)
-        body = path.stat().st_size - len(MAGIC) - 8
+        body = os.fstat(self._fh.fileno()).st_size - len(MAGIC) - 8  # the file opened, whatever is renamed in since
         step = CHUNK + _TAG
         self._chunks = max(1, -(-body // step))
         self.size = body - self._chunks * _TAG
