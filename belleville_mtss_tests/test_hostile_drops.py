@@ -646,7 +646,7 @@ def test_a_drop_or_file_named_as_an_unfinished_write_is_refused_at_listing(tmp_p
         _, listed, _ = _one_file_drop(tmp_path / "drops", name)
     else:
         source, _, drop = _one_file_drop(tmp_path / "drops", "2026-11-01")
-        (drop / "SR.csv").rename(drop / f"SR.csv.0123456789abcdef.part")
+        (drop / "SR.csv").rename(drop / "SR.csv.0123456789abcdef.part")
         (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "2026-11-01"]
     shown = name if what == "drop" else "SR.csv.0123456789abcdef.part"
     assert listed.problem and listed.problem[:2] == (
