@@ -27,7 +27,8 @@ from belleville_mtss.lib.receive.vault import staging_key
 from belleville_mtss.lib.load.warehouse import make_engine, read_table, student_roster
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
-from .helpers import SMALL, errors, prepare_drop, set_column, snapshot, tick, warehouse_counts
+from .helpers import (RIVERTON, SMALL, add_riverton, errors, prepare_drop, set_column, snapshot, tick,
+                      two_district_registry, warehouse_counts)
 
 BELLEVILLE = 107873
 GOOD = "belleville/2026-11-01"
@@ -115,6 +116,31 @@ def test_dotted_zip_names_never_become_partitions_and_delete_nothing(world, new_
         assert ".." not in str(getattr(again, "dynamic_partitions_requests", ""))
     assert_untouched(before, snapshot(settings.home, outside))
     assert (settings.staging_dir / "belleville" / "2026-11-01" / "manifest.json").exists()
+
+
+def test_drops_named_after_an_address_are_refused_without_it_and_stop_no_district(tmp_path, new_instance):
+    """A folder named after its sender's address is a refused name; the refusal quoted the name, the error log
+    refuses any message with an "@" in it, and the tick failed, for every district, at every tick. Now the address is
+    shown as <account> (in the message and the drop's id), each such drop is logged once, and the other drops run."""
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(two_district_registry(tmp_path)))
+    prepare_drop(settings)
+    add_riverton(settings)
+    for drop in ("belleville/2026-11-01", f"riverton/{RIVERTON.drop_name}", "belleville/jsmith@belleville.example",
+                 "belleville/mary@belleville.example"):
+        (settings.drop_dir / drop).mkdir(parents=True, exist_ok=True)
+        (settings.drop_dir / drop / "drop.done").touch()
+        (settings.drop_dir / drop / "notes.txt").touch()
+    with new_instance() as instance:
+        result = tick(settings, instance)
+        assert sorted(r.partition_key for r in result.run_requests) == [
+            "belleville/2026-11-01", f"riverton/{RIVERTON.drop_name}"]
+        refused = receive_rows(settings)
+        assert refused["Reason"].to_list() == ["bad_drop_name"] * 2
+        assert not any("@" in str(v) for row in refused.iter_rows() for v in row), refused.to_dicts()
+        assert set(refused["DropId"]) == {"'belleville/<account>'"}
+        assert "drop name '<account>' is not allowed" in refused["Message"][0]
+        tick(settings, instance, result.cursor)
+    assert receive_rows(settings).height == 2  # each logged once, two apart though shown alike
 
 
 def test_a_ui_launched_run_of_a_dotted_partition_deletes_nothing(world, new_instance):

@@ -177,6 +177,29 @@ def test_each_vendor_s_unknown_identifiers_are_its_own_and_an_accepted_link_chan
     assert linked["star_reading"]["student_link"].to_list() == ["77", "1"]  # Star's 77 is not the one accepted
 
 
+def test_an_accepted_identifier_that_is_now_a_students_own_links_its_rows_to_no_one():
+    """A person accepted Star's 210078 (a slip) as 210077's; the district has since handed 210078 to a new student.
+    Its rows are claimed twice (by the accepted link and by the new student's own number): neither gets them until a
+    person reviews that link, and the error log counts them. Before, the new student's tests loaded under 210077."""
+    from belleville_mtss.lib.students.identity import link_problems, link_students
+    from belleville_mtss.lib.students.suggest import claimed_twice
+    students = pl.DataFrame({"student_number": ["210077", "210078"], "student_link": ["210077", "210078"],
+                             "email_key": [None, None]}, schema_overrides={"email_key": pl.Utf8})
+    tests = {"star_reading": pl.DataFrame({"student_link": ["210077", "210078", "55"], "subject": ["SR"] * 3})}
+    accepted = pl.DataFrame({"cause": [unknown_cause("star")] * 2, "from_id": ["210078", "55"],
+                             "to_id": ["210077", "210078"]})
+    linked, _ = apply_accepted(tests, students, pl.DataFrame(), accepted)
+    assert linked["star_reading"]["student_link"].to_list() == ["210077", None, "210078"]  # 55 as accepted
+    assert claimed_twice(tests, students, accepted) == {"star_reading": 1}
+    users = pl.DataFrame(schema={"classlink_user_id": pl.Utf8, "email_key": pl.Utf8})
+    identity = link_students(students, users, linked)
+    identity.by_file["star_reading"]["accepted_link_now_a_student"] = 1  # as lib/pipeline.py link sets it
+    records = link_problems(identity, "students.csv", {"star_reading": "SR.csv"},
+                            {"star_reading": ("Star", "StudentIdentifier")})
+    assert [(r.reason, r.row_count) for r in records] == [("accepted_link_now_a_student", 1)]
+    assert records[0].message.startswith("SR.csv: 1 Star row(s) whose StudentIdentifier a person linked to another")
+
+
 def test_a_birth_date_is_the_same_date_whatever_layout_each_side_writes_it_in():
     assert date_similarity("09/01/2018", "2018-09-01")[0] == 1.0
     assert date_similarity("09/01/2018", "2018-01-09")[0] == 0.0

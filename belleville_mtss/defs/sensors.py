@@ -1,6 +1,7 @@
 """sftp_drop_sensor: each complete new drop (or new version of one) becomes a partition and one run. It also
 watches the drop server: unreachable past MTSS_ALERT_OUTAGE_MINUTES, one alert, and its ticks fail until it answers."""
 import datetime as dt
+import hashlib
 import json
 import re
 import time
@@ -11,7 +12,6 @@ from ..lib.alerts import track_outage, track_sensor_failure
 from ..lib.receive.drops import CHANGED, plan_runs
 from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.receive.sftp import SftpTransient
-from ..lib.receive.untrusted import escape
 from .alerting import VERSION_TAG, store, stored
 from .jobs import drop_job
 from .partitions import drops as drop_partitions
@@ -144,6 +144,12 @@ def _track_failure(context, alerting: AlertResource, error: str | None) -> None:
     alerting.send(context.log, [alert] if alert else [])
 
 
+def _refusal_key(where: str, reason: str) -> str:
+    """A refusal as the cursor remembers it: a digest of the name as listed, which may be a person's address (shown
+    nowhere), and two such names stay apart."""
+    return f"{hashlib.sha256(where.encode()).hexdigest()[:16]}|{reason}"
+
+
 def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResource, drop_server: DropServerResource,
                     error_log: ErrorLogResource, alerting: AlertResource) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
@@ -172,9 +178,9 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
     refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
                  for d in found if d.bad_name]
     logged = cursor.get("refused", {})
-    seen = {f"{escape(where)}|{record.reason}": version for where, version, record in refusals}
+    seen = {_refusal_key(where, record.reason): version for where, version, record in refusals}
     for where, version, record in refusals:
-        if logged.get(f"{escape(where)}|{record.reason}") != version:
+        if logged.get(_refusal_key(where, record.reason)) != version:
             error_log.record(context, where, [record])
     _settle_requested(context.instance, cursor)
     listed = [d.key for d in found if not d.bad_name]

@@ -24,7 +24,7 @@ from .load import order
 from .load.errors import ErrorRecord
 from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
-from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, classlink_suggestions, people,
+from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, claimed_twice, classlink_suggestions, people,
                                powerschool_candidates, suggest, unknown_cause, unknown_ids)
 from .read.ingest import (ValidatedFile, drop_files, ingest_file, readers, reading_order, validate_classlink,
                           validate_file)
@@ -93,6 +93,8 @@ def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedF
     tests, roster_frame = apply_accepted(tests_of(assessments), students.frame, cl, accepted, on)
     identity = link_students(roster_frame, cl, tests, on)
     identity.accepted = accepted
+    for asset, n in claimed_twice(tests_of(assessments), roster_frame, accepted).items():
+        identity.by_file[asset]["accepted_link_now_a_student"] = n
     by_source = rows_by_source(identity)
     for name in district.assessments:  # each source's own figures beside the totals (the run report shows them)
         rows, linked = by_source.get(name, (0, 0))

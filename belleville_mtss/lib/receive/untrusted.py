@@ -16,6 +16,9 @@ FILE_NAME_MAX = 255  # a file name, as most file systems bound it
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+_ACCOUNT = re.compile(r"[^\s@'\"/]*@[^\s@'\"/]*")  # not across a path's /
+
+
 class BadName(ValueError):
     """A name that cannot be a district, drop or file name; the message shows it escaped."""
 
@@ -25,8 +28,9 @@ class UnsafePath(ValueError):
 
 
 def plain(text: str, limit: int = 80) -> str:
-    """A sender's name as it may be stored: control characters and non-ASCII escaped, length bounded."""
-    shown = text.encode("unicode_escape").decode("ascii")
+    """A sender's name as it may be stored: what looks like an email address replaced (a folder named after a
+    person's address is theirs to see, not the log's), control characters and non-ASCII escaped, length bounded."""
+    shown = _ACCOUNT.sub("<account>", text).encode("unicode_escape").decode("ascii")
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
@@ -35,7 +39,6 @@ def escape(text: str, limit: int = 80) -> str:
     return repr(plain(text, limit))
 
 
-_ACCOUNT = re.compile(r"[^\s@'\"]*@[^\s@'\"]*")
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b")
 
 

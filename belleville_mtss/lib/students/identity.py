@@ -221,13 +221,18 @@ def link_problems(identity: IdentityMap, powerschool_file: str | None, files: di
         "ambiguous_link": "{title} row(s) whose {link} two PowerSchool students share: not loaded",
         "probable_leading_zeros": "{title} row(s) whose {link} matches a student only without leading zeros: not joined",
         "unknown_student": "{title} row(s) for a {link} not in the PowerSchool export: not loaded",
+        "accepted_link_now_a_student": "{title} row(s) whose {link} a person linked to another student (an accepted "
+                                       "suggestion) and is now a student's own: not loaded until that link is "
+                                       "reviewed (belleville-mtss links review)",
     }
     for asset, counts in identity.by_file.items():
         name = files.get(asset, asset)
         title, link = links[asset]
+        claimed = counts.get("accepted_link_now_a_student", 0)  # linked to no one: counted unknown by the link
         found = {"ambiguous_link": counts["ambiguous_link"],
                  "probable_leading_zeros": counts["probable_leading_zeros"],
-                 "unknown_student": counts["unknown_student"] - counts["probable_leading_zeros"]}
+                 "unknown_student": counts["unknown_student"] - counts["probable_leading_zeros"] - claimed,
+                 "accepted_link_now_a_student": claimed}
         records += [ErrorRecord("identity", reason, f"{name}: {n} " + texts[reason].format(title=title, link=link),
                                 name, n)
                     for reason, n in found.items() if n]

@@ -276,21 +276,42 @@ def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top:
     return pl.DataFrame(rows, schema=SUGGESTION_COLUMNS)
 
 
+def _aliases(asset: str, students: pl.DataFrame, accepted: pl.DataFrame) -> tuple[dict[str, str], set[str]]:
+    """The file's accepted identifiers -> the link value of the student each was accepted for; and those accepted
+    that are now a student's own link value in this roster (a number handed out since): their rows belong to no
+    one until a person reviews that link, as two students would claim them."""
+    link_of = dict(zip(students["student_number"], students["student_link"]))
+    own = set(students["student_link"].drop_nulls())
+    mine = [r for r in accepted.filter(pl.col("cause") == unknown_cause(SOURCE_OF[asset].name)).to_dicts()
+            if link_of.get(r["to_id"])]
+    return ({r["from_id"]: link_of[r["to_id"]] for r in mine if r["from_id"] not in own},
+            {r["from_id"] for r in mine if r["from_id"] in own})
+
+
+def claimed_twice(tests: dict[str, pl.DataFrame], students: pl.DataFrame, accepted: pl.DataFrame | None
+                  ) -> dict[str, int]:
+    """Per file asset, its rows of an accepted identifier that is now a student's own (`_aliases`): not loaded."""
+    if accepted is None or accepted.is_empty():
+        return {}
+    return {asset: int(frame["student_link"].is_in(list(claimed)).sum())
+            for asset, frame in tests.items() if (claimed := _aliases(asset, students, accepted)[1])}
+
+
 def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, classlink: pl.DataFrame,
                    accepted: pl.DataFrame | None, on: str = "email_key") -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """The drop's frames with the links a person accepted: an assessment's rows of an accepted identifier (of that
     vendor only) carry the link value of the student it was accepted for; a student accepted for a ClassLink user
     gets that user's key (`on`: its address key, or its sourcedId). Pairs whose student (or user) is not in this
-    drop change nothing."""
+    drop change nothing; rows of an accepted identifier that is now a student's own link to no one (`_aliases`)."""
     if accepted is None or accepted.is_empty():
         return tests, students
-    link_of = dict(zip(students["student_number"], students["student_link"]))
     aliased = {}
     for asset, frame in tests.items():
-        mine = accepted.filter(pl.col("cause") == unknown_cause(SOURCE_OF[asset].name)).to_dicts()
-        aliases = {r["from_id"]: link_of[r["to_id"]] for r in mine if link_of.get(r["to_id"])}
-        aliased[asset] = frame.with_columns(pl.col("student_link").replace(list(aliases), list(aliases.values()))
-                                            ) if aliases else frame
+        aliases, claimed = _aliases(asset, students, accepted)
+        link = pl.col("student_link")
+        aliased[asset] = frame.with_columns(
+            pl.when(link.is_in(list(claimed))).then(None).otherwise(link.replace(list(aliases), list(aliases.values())))
+            .alias("student_link")) if aliases or claimed else frame
     cl_links = accepted.filter(pl.col("cause") == NO_CLASSLINK)
     key_of = dict(zip(classlink["classlink_user_id"], classlink[on])) if classlink.height else {}
     keys = {r["from_id"]: key_of[r["to_id"]] for r in cl_links.to_dicts() if key_of.get(r["to_id"])}
