@@ -229,6 +229,23 @@ def test_a_test_key_repeated_in_a_file_is_loaded_once_and_counted():
         ("SR", "K1", "1", 500), ("SR", "K2", "2", 502), ("SM", "K1", "1", 500), ("SM", "K9", "2", 501)]
 
 
+def test_a_test_id_on_two_students_rows_is_refused_for_both_whatever_their_order():
+    """One Star AssessmentID on rows of two students: whose test it is is not guessed (the results kept the row the
+    file gave first, under its student, and dropped the other as a repeat, in no error row). Both are refused, and
+    counted; one student's test twice is still kept once."""
+    from belleville_mtss.lib.load.errors import row_rejections
+    from belleville_mtss.lib.sources.star.reader import bind_columns, type_rows
+    raw = pl.DataFrame({"StudentIdentifier": ["1", "2", "1", "1"], "DistrictName": ["D"] * 4,
+                        "SchoolYear": ["2026-2027"] * 4, "AssessmentID": ["A", "A", "B", "B"],
+                        "CompletedDate": ["2026-10-01"] * 4, "ScaledScore": ["500", "510", "520", "520"]})
+    for order in (raw, raw.reverse()):
+        good, rejected = type_rows(bind_columns(order, "SR.csv"), "SR")
+        assert good["test_key"].to_list() == ["B", "B"]
+        assert rejected["reject_reason"].to_list() == ["AssessmentID on rows of two students"] * 2
+        assert [r.message for r in row_rejections(rejected, "validation", "SR.csv")] == [
+            "SR.csv: 2 row(s) rejected: AssessmentID on rows of two students"]
+
+
 def test_results_carry_the_stamps_and_every_star_column():
     students = _students([("00123", "a@x.org")])
     when = dt.datetime(2026, 11, 28, 9, 30)

@@ -213,6 +213,19 @@ _RANGES = {"scaled_score": (0, 1400), "percentile_rank": (0, 100), "unified_scor
 _SOURCE_NAMES = {"scaled_score": "ScaledScore", "percentile_rank": "PercentileRank", "unified_score": "UnifiedScore"}
 
 
+def _shared_ids_refused(good: pl.DataFrame, rejected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows whose AssessmentID other rows carry for another student are refused, all of them: whose test it is is
+    never guessed (one student's test twice is kept once, as the results are built). Vendors' ids are unique: a
+    cheap 64-bit hash finds candidates; only then runs the exact look."""
+    if good.select(pl.col("assessment_id").hash(7).n_unique() == pl.len()).item():
+        return good, rejected
+    shared = pl.col("assessment_id").is_not_null() & (pl.col("student_link").n_unique().over("assessment_id") > 1)
+    marked = good.with_columns(shared.alias("shared"))
+    refused = marked.filter("shared").select("source_row", pl.lit("AssessmentID on rows of two students")
+                                             .alias("reject_reason"))
+    return marked.filter(~pl.col("shared")).drop("shared"), pl.concat([rejected, refused]).sort("source_row")
+
+
 def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
     text = ["student_link", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
@@ -255,6 +268,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
     frame = frame.with_columns(reason.alias("reject_reason")).collect(engine=IN_MEMORY)
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())
+    good, rejected = _shared_ids_refused(good, rejected)
     # A test without an AssessmentID (seen in real "missing tests" exports) is keyed by who took it and when.
     keyless = good["assessment_id"].is_null().arg_true()
     key = good["assessment_id"]
