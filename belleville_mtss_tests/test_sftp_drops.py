@@ -221,6 +221,48 @@ def test_one_ssh_session_lists_every_district_and_a_refused_folder_stops_only_it
     assert log.read_text(errors="replace").count("Accepted publickey") - sessions == 1
 
 
+def test_a_drop_folder_the_service_account_cannot_list_is_refused_alone():
+    """One drop sub-folder the service account may not list (here, as root, the account is `nobody`; otherwise the
+    folder's mode is 000): that drop is refused, once, as it is listed; the district's other drops and the other
+    districts are listed. Before, the listing's PermissionError failed the tick of every district, at every tick."""
+    import tempfile
+    from belleville_mtss.lib.receive.drops import UNLISTABLE
+    from belleville_mtss.lib.receive.sftp import SftpConfig, SftpDropSource
+    as_root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="mtss-sftp-"))  # another account can reach it, unlike pytest's folders
+    os.chmod(base, 0o755)
+    server = SshServer(base / "sshd")
+    locked = server.root / "d1" / "2026-11-08"
+    try:
+        if as_root:
+            server.user = "nobody"
+        for district, drop in (("d1", "2026-11-01"), ("d1", "2026-11-08"), ("d2", "2026-11-01")):
+            (server.root / district / drop).mkdir(parents=True)
+            (server.root / district / drop / "SR.csv").write_text("x\n")
+            (server.root / district / drop / "drop.done").write_text("")
+        for p in [server.base, server.base / "authorized_keys", *server.root.parent.rglob("sftp-root*"),
+                  *server.root.rglob("*")]:  # readable by the account; the keys stay private
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chmod(locked, 0o700 if as_root else 0o000)
+        server.start()
+        env = server.env()
+        source = SftpDropSource(SftpConfig("127.0.0.1", int(env["MTSS_SFTP_PORT"]), env["MTSS_SFTP_USER"],
+                                           env["MTSS_SFTP_KEY_PATH"], env["MTSS_SFTP_KNOWN_HOSTS"],
+                                           env["MTSS_SFTP_ROOT"]))
+        found, refused = source.list_districts({"d1": "d1", "d2": "d2"})
+        assert refused == {}
+        assert sorted((d.key, d.refused_at_listing) for d in found) == [
+            ("d1/2026-11-01", False), ("d1/2026-11-08", True), ("d2/2026-11-01", False)]
+        (unlisted,) = [d for d in found if d.refused_at_listing]
+        assert unlisted.problem[:2] == (UNLISTABLE, "the drop folder '2026-11-08' cannot be listed (permission "
+                                                    "denied): give the service account read access to it")
+    finally:
+        server.stop()
+        if locked.exists():
+            os.chmod(locked, 0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(backend, server, tmp_path,
                                                                                         monkeypatch, capsys, new_instance):
     """Issue 34 case 9, with a real OpenSSH server stopped while a file streams in: the refusal is recorded

@@ -72,7 +72,7 @@ def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: li
     kept size and mtime, or a server that went down mid-transfer, leaves the drop's version as it was, so the plan
     would never run it again): each refusal earns one more request (a run key of its own), RETRIES at most, after
     a failed transfer once its backoff has passed; the counts are kept in the cursor."""
-    candidates = [d for d in found if not d.bad_name and d not in ready]
+    candidates = [d for d in found if not d.refused_at_listing and d not in ready]
     retried, again = cursor.setdefault("retried", {}), []
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     for reason, most in RETRIES.items():
@@ -86,7 +86,7 @@ def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: li
                     and all(d is not a for a, _ in again):
                 again.append((d, f"#again{n}" if reason == CHANGED else f"#transfer{n}"))
                 retried[seen] = n
-    listed = {d.key for d in found if not d.bad_name}  # a refused name has no key
+    listed = {d.key for d in found if not d.refused_at_listing}  # a refused name has no key
     cursor["retried"] = {k: v for k, v in retried.items() if k.rpartition("|")[2] in listed}
     return again
 
@@ -174,16 +174,17 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
         # rotated credential shows.
         return _unreachable(context, drop_server, alerting, exc)
     _reachable(context, drop_server, alerting)
-    # A drop whose name is refused never becomes a partition: it is logged once per version, shown escaped.
+    # A drop refused as listed (its name, a folder that cannot be listed) never becomes a partition: it is
+    # logged once per version, shown escaped.
     refusals += [(f"{d.district}/{d.name}", d.version, ErrorRecord("receive", *d.problem))
-                 for d in found if d.bad_name]
+                 for d in found if d.refused_at_listing]
     logged = cursor.get("refused", {})
     seen = {_refusal_key(where, record.reason): version for where, version, record in refusals}
     for where, version, record in refusals:
         if logged.get(_refusal_key(where, record.reason)) != version:
             error_log.record(context, where, [record])
     _settle_requested(context.instance, cursor)
-    listed = [d.key for d in found if not d.bad_name]
+    listed = [d.key for d in found if not d.refused_at_listing]
     ready, next_cursor = plan_runs(found, cursor, time.time(), sent_versions(context.instance, listed))
     ready = [d for d in ready if not _ran(context.instance, d.key, d.version)]
     again = _receive_again(context.instance, error_log, found, ready, next_cursor)

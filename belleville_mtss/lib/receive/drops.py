@@ -94,8 +94,10 @@ class Drop:
         return self.name + ".zip" if self.kind == "zip" else self.name
 
     @property
-    def bad_name(self) -> bool:
-        return self.problem is not None and self.problem[0] == "bad_drop_name"
+    def refused_at_listing(self) -> bool:
+        """A drop refused as it is listed (its name, or a folder that cannot be listed): it never becomes a
+        partition; its refusal is logged once a version."""
+        return self.problem is not None and self.problem[0] in LISTING_REFUSALS
 
     @property
     def version(self) -> str:
@@ -162,8 +164,14 @@ def _not_a_part_name(name: str, what: str) -> str:
     return name
 
 
-def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile]) -> list[Drop]:
-    """Drops from one district folder's listing: name -> the files of a sub-folder, or a single entry.
+UNLISTABLE = "unlistable_drop_folder"
+LISTING_REFUSALS = ("bad_drop_name", UNLISTABLE)
+
+
+def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile | PermissionError]
+                       ) -> list[Drop]:
+    """Drops from one district folder's listing: name -> the files of a sub-folder (or the PermissionError its
+    listing raised: a drop refused, logged once, the other drops listed), or a single entry.
 
     A sub-folder or `.zip` is a drop; any other entry that is not a regular file is a refused drop too (a link
     where a drop should be). Names are checked here: a drop with a bad name, or whose name only differs by case
@@ -171,7 +179,11 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
     drops = []
     names = set(entries)
     for name, entry in sorted(entries.items()):
-        if isinstance(entry, list):
+        if isinstance(entry, PermissionError):
+            drops.append(Drop(district, name, "folder", (), False, (UNLISTABLE, (
+                f"the drop folder {escape(name)} cannot be listed (permission denied): give the service account "
+                "read access to it"), plain(name, 250))))
+        elif isinstance(entry, list):
             files = [f for f in entry if f.name != COMPLETION_MARKER]
             if files:
                 drops.append(Drop(district, name, "folder", tuple(files), COMPLETION_MARKER in {f.name for f in entry},
@@ -238,6 +250,14 @@ def _entry(name: str, st: os.stat_result) -> RemoteFile:
     return RemoteFile(name, st.st_size, int(st.st_mtime), stat.S_ISREG(st.st_mode))
 
 
+def _listed(fd: int, name: str) -> list[RemoteFile]:
+    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+    try:
+        return [_entry(i.name, i.stat(follow_symlinks=False)) for i in os.scandir(sub)]
+    finally:
+        os.close(sub)
+
+
 class LocalDropSource:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -260,11 +280,12 @@ class LocalDropSource:
             for e in os.scandir(fd):
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    sub = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                     try:
-                        entries[e.name] = [_entry(i.name, i.stat(follow_symlinks=False)) for i in os.scandir(sub)]
-                    finally:
-                        os.close(sub)
+                        entries[e.name] = _listed(fd, e.name)
+                    except FileNotFoundError:
+                        continue  # removed since the folder was listed: gone from this listing too
+                    except PermissionError as exc:
+                        entries[e.name] = exc
                 else:
                     entries[e.name] = _entry(e.name, st)
         finally:
@@ -335,7 +356,7 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, st
     requested: dict[str, str] = dict(cursor.get("requested", {}))
     ready, listed = [], set()
     for d in drops:
-        if d.bad_name:
+        if d.refused_at_listing:
             continue
         listed.add(d.key)
         if d.version in (sent.get(d.key), requested.get(d.key)):
@@ -796,7 +817,7 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     Raises LookupError when the drop is neither on the server nor staged, DropRefused when it is refused."""
     drop_key = f"{district}/{drop_name}"
     try:
-        listed = [d for d in source.list_drops(district, folder) if not d.bad_name and d.key == drop_key]
+        listed = [d for d in source.list_drops(district, folder) if not d.refused_at_listing and d.key == drop_key]
         current, reachable = (listed[0] if listed else None), True
     except transient:
         current, reachable = None, False

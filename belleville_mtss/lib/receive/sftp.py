@@ -145,7 +145,12 @@ class SftpDropSource:
         entries: dict[str, list[RemoteFile] | RemoteFile] = {}
         for a in top:
             if stat.S_ISDIR(a.st_mode or 0):
-                entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
+                try:
+                    entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
+                except FileNotFoundError:
+                    continue  # removed since the folder was listed
+                except PermissionError as exc:  # one drop refused, not the tick of every district
+                    entries[a.filename] = exc
             else:
                 entries[a.filename] = _entry(a)
         return drops_from_listing(district, entries)
