@@ -576,6 +576,24 @@ def test_a_drop_dated_too_far_ahead_orders_no_drop_out():
     assert order.too_far_ahead(dt.date(2026, 12, 7), today, 2) and not order.too_far_ahead(None, today, 2)
 
 
+@pytest.mark.parametrize("name, held", [("2026-13-05", "'2026-13-05'"), ("export-2026-02-30", "'2026-02-30'"),
+                                         ("2026-11-05", None), ("vendor-job", None), ("2026-13-05-2026-11-05", None)])
+def test_a_drop_named_with_a_date_that_is_none_is_held(name, held):
+    """A month typed 13 (or a 30th of February) is no date, so the drop was dated by the day it came: newer than
+    the drops it predates, whose data it then replaced, and every real drop before that day was superseded. It is
+    held now, as a year typed far ahead is; a name with a real date, or with none written, is not."""
+    from belleville_mtss.lib.checks import Evidence, drop_date_plausible
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    assert order.misdated(name, entry.drop_date) == (held and held.strip("'"))
+    outcome = drop_date_plausible(Evidence(entry, f"belleville/{name}", today=dt.date(2026, 12, 6)))
+    assert outcome.passed == (held is None)
+    if held:
+        assert [(r.reason, r.message) for r in outcome.records] == [("impossible_drop_date", (
+            f"the drop's name writes {held} where its date goes (%Y-%m-%d), and that is no date: held, nothing "
+            "written"))]
+
+
 def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend):
     typo = dataclasses.replace(SMALL, drop_name="2062-11-20")  # a typo for 2026-11-20
     prepare_drop(backend, typo)

@@ -209,18 +209,25 @@ def ferpa_review_current(ev: Evidence) -> CheckOutcome:
 
 
 @check("drop_date_plausible", "district",
-       "The date in the drop's name is at most MTSS_MAX_DAYS_AHEAD days after today: a mistyped year would make the "
-       "drop the district's newest for decades, and every real drop after it superseded",
+       "The date in the drop's name is a date, at most MTSS_MAX_DAYS_AHEAD days after today: a mistyped year would "
+       "make the drop the district's newest for decades, and every real drop after it superseded; a mistyped month "
+       "(13) would date it by the day it came, over newer data",
        "ask the sender for the drop's real date, then put the files under a drop named so (or move them on the drop "
        "server) and run it: belleville-mtss run {entry}/<real date>; {key} itself is never loaded")
 def drop_date_plausible(ev: Evidence) -> CheckOutcome:
-    dated = order.date_in_name(ev.drop_key.split("/", 1)[-1], ev.district.drop_date)
+    name = ev.drop_key.split("/", 1)[-1]
+    dated = order.date_in_name(name, ev.district.drop_date)
     today = ev.today or dt.date.today()
     ahead = order.too_far_ahead(dated, today, ev.max_days_ahead)
+    # a date mistyped into no date at all (month 13) would date the drop by its receipt: newer than what it holds
+    wrong = order.misdated(name, ev.district.drop_date)
     why = (f"the drop's name dates it {dated.isoformat()}, {(dated - today).days:,} days after today "
            f"({today.isoformat()}; at most {ev.max_days_ahead} allowed, MTSS_MAX_DAYS_AHEAD): held, nothing written"
-           if ahead else "the drop's date is not in the future" if dated else "the drop's name carries no date")
-    return _outcome(ev, "drop_date_plausible", not ahead, why, reason="future_drop")
+           if ahead else f"the drop's name writes {wrong!r} where its date goes ({ev.district.drop_date}), and that "
+           "is no date: held, nothing written" if wrong else "the drop's date is not in the future" if dated
+           else "the drop's name carries no date")
+    return _outcome(ev, "drop_date_plausible", not (ahead or wrong), why,
+                    reason="impossible_drop_date" if wrong else "future_drop")
 
 
 # ---- gates: what a drop must show before it may replace the district's data (thresholds: registry.Gates) --------

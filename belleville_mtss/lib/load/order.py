@@ -54,6 +54,12 @@ def date_in_name(name: str, fmt: str) -> dt.date | None:
     return None
 
 
+def misdated(name: str, fmt: str) -> str | None:
+    """What in the name is written as a date in the format but is none (2026-13-05), when no real date is there."""
+    found = _pattern(fmt).search(name)
+    return found.group(0) if found is not None and date_in_name(name, fmt) is None else None
+
+
 def snapshot_date(drop_key: str, fmt: str, first_received: dt.datetime | None) -> dt.date | None:
     """The drop's place in its district's order: the date of its name, else the day it was first received."""
     found = date_in_name(drop_key.split("/", 1)[-1], fmt)
