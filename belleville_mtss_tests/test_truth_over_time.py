@@ -548,6 +548,42 @@ def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times
     assert keys == [[f"{request.run_key}#again{n}"] for n in range(1, RECEIPT_RETRIES + 1)] + [[]]
 
 
+def test_a_corrected_version_refused_as_changed_is_asked_again_though_an_earlier_one_used_its_retries(
+        settings, new_instance):
+    """The retries are each version's: once an earlier version had all its requests again, a correction sent under
+    the same name and refused `changed_during_receipt` was never requested again, though its refusal says it will
+    be (the count was the drop's, over every version)."""
+    from belleville_mtss.defs.sensors import RECEIPT_RETRIES
+    from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
+    from .helpers import tick
+
+    drop = prepare_drop(settings, OLD)
+    instance = new_instance()
+    result = tick(settings, instance)
+    engine = make_engine(settings.warehouse_url)
+
+    def refused(run: str) -> list[str]:
+        record_errors(engine, [ErrorRecord("receive", "changed_during_receipt", "'SR.csv': its bytes changed while "
+                                           "it was received, 3 times", "SR.csv")],
+                      district_id=107873, drop_id=KEY[OLD], run_id=run)
+        nonlocal result
+        result = tick(settings, instance, result.cursor)
+        return [r.run_key.rpartition("#")[2] for r in result.run_requests or []]
+
+    try:
+        assert [refused(f"v1-{n}") for n in range(1, RECEIPT_RETRIES + 2)] == [
+            [f"again{n}"] for n in range(1, RECEIPT_RETRIES + 1)] + [[]]
+        sr = drop / "SR.csv"
+        sr.write_bytes(sr.read_bytes() + b"\n")  # the correction: a new version of the drop
+        result = tick(settings, instance, result.cursor)
+        [request] = result.run_requests
+        assert "#" not in request.run_key
+        assert [refused(f"v2-{n}") for n in range(1, RECEIPT_RETRIES + 2)] == [
+            [f"again{n}"] for n in range(1, RECEIPT_RETRIES + 1)] + [[]]
+    finally:
+        engine.dispose()
+
+
 def test_another_districts_rows_never_count_as_ours_even_when_our_key_holds_a_like_wildcard(tmp_path):
     from belleville_mtss.lib.load.warehouse import under_other_ids
     from belleville_mtss.lib.sample import migrate_sample_warehouse

@@ -70,25 +70,40 @@ class DropServerUnreachable(Exception):
 def _receive_again(instance, error_log: ErrorLogResource, found: list, ready: list, cursor: dict) -> list:
     """Drops refused `changed_during_receipt` or `transfer_failed` and not received since (a rewrite in place that
     kept size and mtime, or a server that went down mid-transfer, leaves the drop's version as it was, so the plan
-    would never run it again): each refusal earns one more request (a run key of its own), RETRIES at most, after
-    a failed transfer once its backoff has passed; the counts are kept in the cursor."""
-    candidates = [d for d in found if not d.refused_at_listing and d not in ready]
+    would never run it again): each refusal earns one more request (a run key of its own), RETRIES at most for each
+    version of the drop, after a failed transfer once its backoff has passed. The cursor keeps, per drop and reason,
+    the version, the refusals counted before it was first seen, and the last refusal answered."""
+    listed = [d for d in found if not d.refused_at_listing]
+    candidates = [d for d in listed if d not in ready]
     retried, again = cursor.setdefault("retried", {}), []
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     for reason, most in RETRIES.items():
-        counts = refusals(error_log.engine(), (reason,), [d.key for d in candidates])
-        for d in candidates:
-            n, last = counts.get(d.key, (0, None))
+        counts = refusals(error_log.engine(), (reason,), [d.key for d in listed])
+        for d in listed:
+            total, last = counts.get(d.key, (0, None))
             seen = d.key if reason == CHANGED else f"{TRANSFER}|{d.key}"
+            version, before, answered = _retries(retried.get(seen), d.version, total)
+            if total:
+                retried[seen] = [version, before, answered]
+            n = total - before  # this version's refusals
             due = reason == CHANGED or last is None or \
                 (now - last).total_seconds() >= TRANSFER_BACKOFF_S * 2 ** (n - 1)
-            if n > retried.get(seen, 0) and n <= most and due and not _received(instance, d.key, d.version) \
-                    and all(d is not a for a, _ in again):
+            if d in candidates and n > answered and n <= most and due \
+                    and not _received(instance, d.key, d.version) and all(d is not a for a, _ in again):
                 again.append((d, f"#again{n}" if reason == CHANGED else f"#transfer{n}"))
-                retried[seen] = n
-    listed = {d.key for d in found if not d.refused_at_listing}  # a refused name has no key
-    cursor["retried"] = {k: v for k, v in retried.items() if k.rpartition("|")[2] in listed}
+                retried[seen] = [version, before, n]
+    keys = {d.key for d in listed}  # a refused name has no key
+    cursor["retried"] = {k: v for k, v in retried.items() if k.rpartition("|")[2] in keys}
     return again
+
+
+def _retries(kept, version: str, total: int) -> list:
+    """[version, refusals before it, last refusal answered] for a drop and reason. A new version starts at what was
+    counted when it was first seen (its own run cannot have been refused yet); a count kept before versions were
+    (a number) is the listed version's."""
+    if kept is None or isinstance(kept, int):
+        return [version, 0, kept or 0]
+    return kept if kept[0] == version else [version, total, 0]
 
 
 def _unreachable(context, drop_server: DropServerResource, alerting: AlertResource, exc: SftpTransient) -> dg.SkipReason:
