@@ -67,6 +67,18 @@ def test_an_older_export_and_each_bad_row_is_refused_with_its_reason(tmp_path):
     assert "9101" not in str(validated.frame["scores"].to_list())  # a state id is never kept as a score
 
 
+def test_a_test_listed_twice_refuses_its_repeat_not_the_file():
+    """One student's test twice in an export: the repeat is refused with its reason, the rest of the file loads (the
+    model's unique key halted the whole file, every other student's tests with it)."""
+    row = ("Winter 2025-2026,Belleville Public Schools,{0},910{0},Mathematics,Math K-12,T{0},01/12/2026,10:00:00,"
+           "201,55,,\n")
+    body = HEADER + row.format(1) + row.format(1) + row.format(2)
+    validated, errors = _read(Path("AssessmentResults.csv"), body.encode())
+    assert validated.usable and validated.frame["student_link"].to_list() == ["1", "2"]
+    assert validated.rejected == {"a repeat of an earlier row's test (StudentID and TestID)": 1}
+    assert [e.reason for e in errors] == ["row_rejected"]
+
+
 def test_a_file_without_a_required_column_is_halted_naming_it():
     validated, errors = _read(Path("AssessmentResults.csv"), b"TermName,StudentID,Subject\nFall 2025-2026,1,Math\n")
     assert validated.halted is not None and validated.halted.reason == "missing_columns"
