@@ -200,6 +200,29 @@ def test_an_accepted_identifier_that_is_now_a_students_own_links_its_rows_to_no_
     assert records[0].message.startswith("SR.csv: 1 Star row(s) whose StudentIdentifier a person linked to another")
 
 
+def test_no_suggestion_is_offered_that_accepting_could_not_apply():
+    """A student whose address two ClassLink users (or two students) share was offered those users at 1.0; accepted,
+    one gave the student that same shared key, and nothing changed. A student with no link value (an empty state
+    id) was offered as Star's counterpart; accepted, it linked nothing. Neither is offered now; a student whose
+    address is its own, and a counterpart with a link value, still are."""
+    from belleville_mtss.lib import pipeline
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ValidatedFile
+    from belleville_mtss.lib.students.identity import link_students
+    from belleville_mtss.lib.students.suggest import powerschool_candidates
+    students = pl.DataFrame({"student_number": ["128", "129", "500"], "student_link": ["128", "129", None],
+                             "email": ["dora@x.org", "eli@x.org", None],
+                             "email_key": ["dora@x.org", "eli@x.org", None]})
+    users = pl.DataFrame({"classlink_user_id": ["CL4", "CL5", "CL6"], "tenant_name": ["T"] * 3,
+                          "email_key": ["dora@x.org", "dora@x.org", "elii@x.org"]})  # CL6: eli's, mistyped
+    identity = link_students(students, users, {})
+    found = pipeline.suggestions(load_registry(PACKAGED_DISTRICTS_DIR)["belleville"], identity,
+                                 ValidatedFile("powerschool_students", "students.csv", students),
+                                 ValidatedFile("classlink_users", "ClassLinkUsers", users), [], lambda source: [])
+    assert set(found["from_id"]) == {"129"}  # dora's address is two users': no pair could link her
+    assert powerschool_candidates(students)["id"].to_list() == ["128", "129"]
+
+
 def test_a_birth_date_is_the_same_date_whatever_layout_each_side_writes_it_in():
     assert date_similarity("09/01/2018", "2018-09-01")[0] == 1.0
     assert date_similarity("09/01/2018", "2018-01-09")[0] == 0.0

@@ -138,7 +138,8 @@ def suggestions(district: District, identity: IdentityMap, students: ValidatedFi
         parts.append(suggest(people(raw(source), source, district.sources[name].link, unknown), candidates,
                              unknown_cause(name)))
     if users.usable:
-        unlinked = identity.frame.filter(pl.col("classlink_user_id").is_null()).select("student_number").join(
+        # not a student whose address two students or two users share: an accepted user would give it the same key
+        unlinked = identity.frame.filter(pl.col("classlink_link") == "not_in_classlink").select("student_number").join(
             students.frame.select("student_number", "email"), on="student_number")
         taken = identity.frame["classlink_user_id"].drop_nulls()
         free = users.frame.filter(~pl.col("classlink_user_id").is_in(taken.implode()))

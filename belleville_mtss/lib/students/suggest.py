@@ -249,11 +249,12 @@ def people(raw: list[pl.DataFrame], source: Source, link_column: str, unknown: d
 
 
 def powerschool_candidates(students: pl.DataFrame) -> pl.DataFrame:
-    """Every PowerSchool student as a counterpart: its number is what Star should have carried (the link field)."""
+    """Every PowerSchool student with a link value as a counterpart: its number is what Star should have carried
+    (the link field). One without (an empty state id) could be accepted, and then link nothing."""
     named = {"id": "student_number", "number": "student_link", "first_name": "first_name", "last_name": "last_name",
              "birth_date": "dob", "school_id": "school_id", "email": "email"}
     return students.select([(pl.col(src) if src in students.columns else pl.lit(None, pl.Utf8)).alias(ours)
-                            for ours, src in named.items()])
+                            for ours, src in named.items()]).filter(pl.col("number").is_not_null())
 
 
 def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top: int = TOP,
