@@ -278,6 +278,15 @@ def _at_once(engine, monkeypatch, *decisions) -> list[str]:
     return said
 
 
+def test_a_decision_whose_reason_holds_an_address_is_refused_and_nothing_is_kept(review_db):
+    # the reason is kept in dm.LinkDecisions: a student's address is never written there, as with a gate's acceptance
+    first = review.listing(review_db, 107873)["SuggestionId"].to_list()[0]
+    with pytest.raises(review.ReviewError, match="^a reason may not hold an email address"):
+        review.decide(review_db, first, "accepted", "person", "same as ava.cruz@x.org in ClassLink")
+    assert read_table(review_db, review.link_decisions).is_empty()
+    assert review.decide(review_db, first, "accepted", "person", "same name and birth date")["decision"] == "accepted"
+
+
 def test_an_accept_and_a_reject_at_once_record_exactly_one_decision(review_db, monkeypatch):
     ids = review.listing(review_db, 107873)["SuggestionId"].to_list()
     said = _at_once(review_db, monkeypatch, (ids[0], "accepted"), (ids[0], "rejected"))

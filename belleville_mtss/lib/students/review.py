@@ -79,6 +79,9 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
         raise ReviewError(f"decision must be one of {', '.join(DECISIONS)}")
     if not reason.strip():
         raise ReviewError("a decision needs a reason (--reason): why this pair is or is not the same student")
+    if "@" in reason:  # kept in dm.LinkDecisions: say why, never whose address
+        raise ReviewError("a reason may not hold an email address: say why the pair is or is not the same student "
+                          "without writing anyone's address")
     s = link_suggestions.c
     at, why = now or dt.datetime.now(), reason.strip()
     try:
