@@ -179,3 +179,53 @@ def test_a_manifest_is_the_senders_text_and_its_names_are_shown_escaped():
     with pytest.raises(ExportRefused) as refused:
         check_manifest({"oneroster.version": "9\nx@y"}, set())
     assert "\n" not in refused.value.message and "@" not in refused.value.message
+
+
+_H, _T = "sourcedId,status,dateLastModified", "active,2025-01-01T00:00:00Z"
+_USERS = (f"{_H},enabledUser,orgSourcedIds,role,username,userIds,givenName,familyName,middleName,identifier,email,"
+          "sms,phone,agentSourcedIds,grades,password\n")
+_MANIFEST = ("propertyName,value\nmanifest.version,1.0\noneroster.version,{0}\nfile.users,bulk\nfile.orgs,bulk\n"
+             "{1}")
+
+
+def _export(tmp_path: Path, version: str, texts: dict[str, str]):
+    listed = "".join(f"file.{name.removesuffix('.csv')},bulk\n" for name in texts if name not in ("users.csv",
+                                                                                                    "orgs.csv"))
+    out = {"manifest.csv": read_text_csv(Path("manifest.csv"), data=_MANIFEST.format(version, listed).encode())}
+    for name, text in texts.items():
+        out[name] = read_text_csv(tmp_path / name, data=text.encode())
+    return read_export(out)
+
+
+def test_users_of_one_sourcedid_are_refused_never_both_loaded(tmp_path):
+    """OneRoster 1.2 makes a student by a role on a sourcedId: a teacher's users.csv row carrying a student's
+    sourcedId loaded as a second student. Both rows are refused now, each once, with why."""
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
+            f"s1,{_T},S,school,S1,d1\n")
+    users = _USERS + (f"u1,{_T},true,s1,,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
+                      f"u1,{_T},true,s1,,bob,,Bob,B,,T77,bob@x.example,,,,,\n"
+                      f"u2,{_T},true,s1,,cid,,Cid,C,,1002,cid@x.example,,,,06,\n")
+    roles = (f"{_H},userSourcedId,roleType,role,beginDate,endDate,orgSourcedId,userProfileSourcedId\n"
+             f"r1,{_T},u1,primary,student,,,s1,\nr2,{_T},u2,primary,student,,,s1,\n")
+    export = _export(tmp_path, "1.2", {"users.csv": users, "orgs.csv": orgs, "roles.csv": roles})
+    assert export.students["student_number"].to_list() == ["1002"]
+    assert export.rejected.rows() == [(2, "a sourcedId two users of the export carry"),
+                                      (3, "a sourcedId two users of the export carry")]
+
+
+def test_a_school_below_a_local_org_is_its_districts_and_one_under_no_district_is_refused(tmp_path):
+    """Two district orgs in one export (a vendor's, say, holding Belleville NJ's and Belleville WI's): a school under a
+    `local` org under a district was given no district, and its students passed the district check unseen. Its
+    district is found however many levels up; a student whose school reaches none is refused."""
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\n"
+            f"dA,{_T},Belleville Public Schools,district,3401350,\n"
+            f"dB,{_T},Belleville School District,district,5500990,\n"
+            f"sA,{_T},School A,school,SA,dA\nlB,{_T},North Region,local,LB,dB\nsB,{_T},School B,school,SB,lB\n"
+            f"sC,{_T},School C,school,SC,\n")
+    users = _USERS + (f"u1,{_T},true,sA,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
+                      f"u2,{_T},true,sB,student,ben,,Ben,B,,2001,ben@y.example,,,,06,\n"
+                      f"u3,{_T},true,sC,student,cid,,Cid,C,,3001,cid@z.example,,,,07,\n")
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs})
+    assert export.students.select("student_number", "district_name", "district_id").rows() == [
+        ("1001", "Belleville Public Schools", "3401350"), ("2001", "Belleville School District", "5500990")]
+    assert export.rejected.rows() == [(4, "their school is under none of the export's district orgs")]

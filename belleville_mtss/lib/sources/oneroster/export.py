@@ -166,10 +166,13 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
                               how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
+    # one row per student: two users of one sourcedId are refused as such (typed), never multiplied by the joins
+    school = school.unique("sourcedId", keep="first", maintain_order=True)
     orgs = _orgs(files)
     org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"),
                          "district_name", "district_id")
     births = (_live(files["demographics.csv"]).select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
+              .unique("sourcedId", keep="first", maintain_order=True)
               if "demographics.csv" in files else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
     mapped = students.join(school, on="sourcedId", how="left").join(
         org_id.rename({"sourcedId": "org"}), on="org", how="left").join(births, on="sourcedId", how="left").select(
@@ -184,21 +187,31 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
 
 
 def _orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """orgs.csv's live orgs, each with the district org it belongs to (itself, its parent, or the export's one
-    district org): that org's name and identifier."""
+    """orgs.csv's live orgs, each with the district org it belongs to (itself, the nearest above it however many
+    levels up, or the export's one district org): that org's name and identifier; none where the export has several
+    and no chain of parents reaches one."""
     columns = ("sourcedId", "name", "type", "identifier", "parentSourcedId")
     orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(schema={c: pl.Utf8 for c in columns})
     orgs = orgs.with_columns(*(pl.lit(None, pl.Utf8).alias(c) for c in columns if c not in orgs.columns))
     districts = orgs.filter(pl.col("type").str.strip_chars().str.to_lowercase() == "district").select(
         "sourcedId", _blank(pl.col("name")).alias("district_name"), _blank(pl.col("identifier")).alias("district_id"))
-    only = districts.row(0, named=True) if districts.height == 1 else {"district_name": None, "district_id": None}
-    own = orgs.join(districts, on="sourcedId", how="left")
-    parent = orgs.select("sourcedId", pl.col("parentSourcedId").alias("parent")).join(
-        districts.rename({"sourcedId": "parent"}), on="parent", how="left").drop("parent")
-    found = own.join(parent, on="sourcedId", how="left", suffix="_parent").select(
-        "sourcedId", "identifier",
-        *(pl.coalesce(c, f"{c}_parent", pl.lit(only[c], pl.Utf8)).alias(c) for c in ("district_name", "district_id")))
-    return found
+    only = districts.row(0)[1:] if districts.height == 1 else (None, None)
+    named = {row[0]: row[1:] for row in districts.iter_rows()}
+    parent = dict(orgs.select("sourcedId", _blank(pl.col("parentSourcedId"))).iter_rows())
+
+    def above(org: str | None) -> tuple:
+        seen = set()
+        while org is not None and org not in seen:  # a loop of parents ends where it began
+            if org in named:
+                return named[org]
+            seen.add(org)
+            org = parent.get(org)
+        return only
+
+    found = [above(org) for org in orgs["sourcedId"]]
+    return orgs.select("sourcedId", "identifier").with_columns(
+        pl.Series("district_name", [f[0] for f in found], pl.Utf8),
+        pl.Series("district_id", [f[1] for f in found], pl.Utf8))
 
 
 def read_export(files: dict[str, pl.DataFrame], number: str = "identifier", link: str | None = None) -> Export:
@@ -216,7 +229,16 @@ def district_orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 def typed(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(typed students, rejected rows) of `assemble`'s frame: typed as a PowerSchool roster is, with the export's
-    own columns kept."""
-    students, rejected = type_students(mapped, "link")
+    own columns kept. Refused first: users of one sourcedId (which is the student is not guessed: a teacher's row
+    may carry it), and, in an export that names districts, a student under none of them (their district cannot be
+    checked: another district's student may be one)."""
+    names_some = mapped["district_name"].is_not_null().any()
+    reason = (pl.when(pl.col("sourced_id").is_duplicated()).then(pl.lit("a sourcedId two users of the export carry"))
+              .when(pl.lit(names_some) & pl.col("district_name").is_null())
+              .then(pl.lit("their school is under none of the export's district orgs")))
+    marked = mapped.with_columns(reason.alias("reject_reason"))
+    refused = marked.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
+    students, rejected = type_students(marked.filter(pl.col("reject_reason").is_null()).drop("reject_reason"), "link")
     extra = mapped.select("source_row", "sourced_id", "district_name", "district_id")
+    rejected = pl.concat([refused.cast(rejected.schema), rejected]).sort("source_row")
     return students.join(extra, on="source_row", how="left", maintain_order="left"), rejected
