@@ -199,3 +199,46 @@ def test_map_growth_and_iready_replay_supersede_keep_history_and_gate_a_shrink_a
                     ["Message"].to_list())
     assert "map_growth Mathematics 2026-2027" in said and "iready_diagnostic ELA 2026-2027" in said, said
     assert all(by_assessment(settings)[k].equals(v) for k, v in newest.items())
+
+
+_IREADY = "Student ID,Academic Year,Completion Date,Norming Window,Overall Scale Score,Percentile\n"
+_MAP = "TermName,StudentID,Subject,TestID,TestStartDate,TestStartTime,TestRITScore,TestPercentile\n"
+_DIBELS = ("School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score,"
+           "Composite - National Norm Percentile\n")
+_FASTBRIDGE = ("Assessment,District,Local ID,Fall aReading Test Theta,Fall aReading Percentile at Nation,"
+               "Fall aReading Risk Level,Fall aReading Final Date\n")
+_NOT_WHOLE = {"iready": "Percentile is not a whole number in (1, 99)",
+              "map_growth": "TestPercentile is not a whole number in (1, 99)"}
+_TWO_DIGITS = "the test's date is outside 1990-2100 (a year of two digits?)"
+
+
+@pytest.mark.parametrize("asset, source, name, body, refused", [
+    ("iready_ela", "iready", "diagnostic_results_ela.csv",
+     _IREADY + "1,2025-2026,9/15/2025,Fall,450,40\n2,2025-2026,9/15/2025,Fall,450,4O\n"
+               "3,2025-2026,9/15/2025,Fall,450,40.5\n4,2025-2026,5/19/26,Fall,450,40\n",
+     {_NOT_WHOLE["iready"]: 2, _TWO_DIGITS: 1}),
+    ("map_growth", "map_growth", "AssessmentResults.csv",
+     _MAP + "Fall 2025-2026,1,Math,T1,09/10/2025,09:00:00,200,55\nFall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200,5x\n"
+            "Spring 2025-2026,3,Math,,5/12/26,09:00:00,200,55\n",
+     {_NOT_WHOLE["map_growth"]: 1, _TWO_DIGITS: 1}),
+    ("dibels8", "dibels8", "dibels8_BM.csv",
+     _DIBELS + "2025-2026,B,1,MOY,2026-01-20,310,42\n2025-2026,B,2,MOY,2026-01-20,310,Discontinue\n",
+     {"Composite - National Norm Percentile is not a whole number in (0, 100)": 1}),
+    ("fastbridge_areading", "fastbridge", "FastBridge_aReading.csv",
+     _FASTBRIDGE + "aReading,D,1,480.4,40.0,someRisk,9/10/2025\naReading,D,2,480.4,150,someRisk,9/10/2025\n"
+                   "aReading,D,3,480.4,40.0,someRisk,9/10/25\n",
+     {"Percentile at Nation out of range (0, 100)": 1, _TWO_DIGITS: 1}),
+])
+def test_a_screeners_bad_percentile_or_two_digit_year_refuses_its_row_not_the_file(asset, source, name, body, refused):
+    """A percentile that is no number ("4O", "Discontinue") loaded as empty, its text lost, though a refusal said
+    it would be refused; a date re-saved with a two-digit year ("5/19/26") loaded as the year 26, or halted a
+    FastBridge file whole; a FastBridge percentile out of range halted the file. Each refuses its row now, with its
+    reason; student 1's row loads."""
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+    from belleville_mtss.lib.sources import BY_NAME
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    district = entry.model_copy(update={"sources": {**entry.sources, source: BY_NAME[source].section()}})
+    validated, _errors = validate_file(ingest_file(asset, Path(name), district, body.encode()), district)
+    assert validated.usable and validated.frame["student_link"].to_list() == ["1"]
+    assert validated.rejected == refused

@@ -7,6 +7,7 @@ its link column, the load takes the common results frame (`RESULT_COLUMNS`).
 """
 from __future__ import annotations
 
+import datetime as dt
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -195,10 +196,19 @@ def require(frame: pl.DataFrame, headers, file_name: str) -> None:
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
 
 
+# A test date outside these is a typo or a mangled value (0202-01-15, or "5/19/26" read as the year 26): refused
+EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2101, 1, 1)
+
+
 def split_refused(frame: pl.DataFrame, reason: pl.Expr, lengths: dict, model: type[pa.DataFrameModel]):
     """(typed, rejected, headers) for a validator: rows with a reason (or a value the warehouse cannot store,
-    lib/load/warehouse.py not_storable) refused by line number and reason, the rest as the model's columns."""
+    lib/load/warehouse.py not_storable, or a test date outside EARLIEST-LATEST) refused by line number and reason,
+    the rest as the model's columns."""
     from ..load.warehouse import assessment_scores, not_storable, utf16_units
+
+    if "completed_at" in frame.columns:
+        reason = reason.when(~pl.col("completed_at").is_between(EARLIEST, LATEST, closed="left")).then(pl.lit(
+            f"the test's date is outside {EARLIEST.year}-{LATEST.year - 1} (a year of two digits?)"))
 
     if "scores" in frame.columns:  # a score dm.AssessmentScores cannot hold refuses its row, not the whole load
         scores = pl.col("scores").list

@@ -112,6 +112,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("theta").is_null() | pl.col("scaled_score").is_null())
               .then(pl.lit("Test Theta missing or not a number"))
               .when(~pl.col("scaled_score").is_between(*THETA)).then(pl.lit(f"Test Theta out of range {THETA}"))
+              .when(~pl.col("percentile_rank").is_between(0, 100)).then(pl.lit("Percentile at Nation out of range "
+                                                                              "(0, 100)"))
               .when(pl.col("test_key").is_duplicated()).then(pl.lit("two rows of one student")))
     # in the file's order: a student's periods after one another
     return split_refused(events.sort("source_row", maintain_order=True), reason, STORED_LENGTHS,

@@ -106,7 +106,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("school_year").is_null()).then(pl.lit("TermName without a school year"))
               .when(pl.col("scaled_score").is_null()).then(pl.lit("TestRITScore is not a whole number"))
               .when(~pl.col("scaled_score").is_between(*RIT)).then(pl.lit(f"TestRITScore out of range {RIT}"))
-              .when(pl.col("percentile_text").is_not_null() & ~pl.col("percentile_rank").is_between(*PERCENTILE))
+              .when(pl.col("percentile_text").is_not_null()
+                    & ~pl.col("percentile_rank").is_between(*PERCENTILE).fill_null(False))
               .then(pl.lit(f"TestPercentile is not a whole number in {PERCENTILE}"))
               # an export that lists one student's test twice: the repeat is refused, not the whole file
               .when(~pl.col("test_key").is_first_distinct())

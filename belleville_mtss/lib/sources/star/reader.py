@@ -6,7 +6,6 @@ files are a different kind of file and are refused by name.
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 
 import polars as pl
@@ -14,6 +13,7 @@ import polars as pl
 from ... import IN_MEMORY
 from ...load.warehouse import RESULTS_FROM, account_info, assessment_results, max_lengths, not_storable
 from ...read.csvfile import FileRejected
+from ..base import EARLIEST, LATEST  # a test date outside them is a typo or a mangled value
 
 # Our column -> the v2 header it comes from. `student_link` is the column that carries the student's PowerSchool
 # identifier: StudentIdentifier unless the district's registry entry names another (sources.star.link).
@@ -120,8 +120,6 @@ def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifi
 
 
 _DT = pl.Datetime("us")
-# A test date outside this is a typo or a mangled value (0202-01-15); SQL Server's datetime would refuse it too.
-EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2101, 1, 1)
 
 
 def _parse_any(t: pl.Expr) -> pl.Expr:
