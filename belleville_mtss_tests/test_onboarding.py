@@ -235,3 +235,43 @@ def test_a_hostile_sample_is_refused_in_one_line_naming_the_file_within_bounded_
     assert "Traceback" not in done.stderr
     assert peak_kib < 1024 * 1024, f"peak {peak_kib / 1024:.0f} MiB"
     print(f"{kind}: {said[0]} (peak {peak_kib / 1024:.0f} MiB)")
+
+
+def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_emails(tmp_path):
+    """SourcedIds are an SIS's own keys, often small numbers that repeat across ClassLink tenants. Here another,
+    larger tenant holds all ten of the sample's ids and its emails none; the tenant its emails name holds nine of
+    each. The draft named the other tenant and linked by sourcedId; it names the emails' tenant and links by email."""
+    from belleville_mtss.lib.district.onboard import TenantOverlap, onboard
+    from belleville_mtss.lib.read.theirs import tenants_of_emails
+    from belleville_mtss.lib.sample import account_info_rows, load_databases
+    head, at = "sourcedId,status,dateLastModified", "active,2025-01-01T00:00:00Z"
+    sample = tmp_path / "sample"
+    sample.mkdir()
+    (sample / "manifest.csv").write_text("propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\n"
+                                         "file.users,bulk\nfile.orgs,bulk\n")
+    (sample / "orgs.csv").write_text(f"{head},name,type,identifier,parentSourcedId\n"
+                                     f"d1,{at},Belleville Public Schools,district,3401350,\ns1,{at},One,school,S1,d1\n")
+    (sample / "users.csv").write_text(
+        f"{head},enabledUser,orgSourcedIds,role,username,userIds,givenName,familyName,middleName,identifier,email,"
+        "sms,phone,agentSourcedIds,grades,password\n" + "".join(
+            f"{i},{at},true,s1,student,u{i},,F,L,,{1000 + i},s{i}@belleville.example.org,,,,05,\n"
+            for i in range(1, 11)))
+    users = [{"UserId": f"nj{i}", "TenantId": 111, "TenantName": "Belleville NJ Tenant", "Role": "Student",
+              "Email": f"s{i}@belleville.example.org", "GivenName": "F", "FamilyName": "L", "SourcedId": str(i)}
+             for i in range(1, 10)]
+    users += [{"UserId": f"ne{i}", "TenantId": 222, "TenantName": "Bellevue NE Tenant", "Role": "Student",
+               "Email": f"k{i}@bellevue.example.org", "GivenName": "F", "FamilyName": "L", "SourcedId": str(i)}
+              for i in range(1, 51)]
+    prod = f"sqlite:///{tmp_path}/prod.db"
+    load_databases(prod, f"sqlite:///{tmp_path}/warehouse.db", pl.DataFrame(users))
+    engine = make_engine(prod)
+    try:
+        found = onboard(sample, "NJ", "belleville2", pl.DataFrame(account_info_rows()),
+                        lambda keys, column="Email": [TenantOverlap(*row) for row in tenants_of_emails(
+                            engine, keys, column=column)], today=dt.date(2026, 12, 6))
+    finally:
+        engine.dispose()
+    assert (found.entry["source_names"]["classlink"], found.entry["classlink_tenant_ids"]) == (
+        ["Belleville NJ Tenant"], [111])
+    assert found.entry["student_link"]["classlink"] == "email"
+    assert found.by_sourced_id == (10, 10)  # measured, and shown: not taken, as its tenant is not the emails'
