@@ -228,12 +228,16 @@ _TWO_DIGITS = "the test's date is outside 1990-2100 (a year of two digits?)"
      _FASTBRIDGE + "aReading,D,1,480.4,40.0,someRisk,9/10/2025\naReading,D,2,480.4,150,someRisk,9/10/2025\n"
                    "aReading,D,3,480.4,40.0,someRisk,9/10/25\n",
      {"Percentile at Nation out of range (0, 100)": 1, _TWO_DIGITS: 1}),
+    ("fastbridge_areading", "fastbridge", "FastBridge_aReading.csv",
+     "Assessment,District,Local ID,Grade,Fall aReading Test Theta,Fall aReading Risk Level,Fall aReading Final Date\n"
+     "aReading,D,1,Kindergarten,480.4,someRisk,9/10/2025\naReading,D,2,Pre-Kindergarten,480.4,someRisk,9/10/2025\n",
+     {"value_too_long: grade longer than 12 characters (dm.AssessmentResults.Grade)": 1}),
 ])
 def test_a_screeners_bad_percentile_or_two_digit_year_refuses_its_row_not_the_file(asset, source, name, body, refused):
     """A percentile that is no number ("4O", "Discontinue") loaded as empty, its text lost, though a refusal said
     it would be refused; a date re-saved with a two-digit year ("5/19/26") loaded as the year 26, or halted a
-    FastBridge file whole; a FastBridge percentile out of range halted the file. Each refuses its row now, with its
-    reason; student 1's row loads."""
+    FastBridge file whole; a FastBridge percentile out of range halted the file; a grade longer than the warehouse
+    column failed the load. Each refuses its row now, with its reason; student 1's row loads."""
     from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
     from belleville_mtss.lib.read.ingest import ingest_file, validate_file
     from belleville_mtss.lib.sources import BY_NAME

@@ -55,7 +55,8 @@ class Dibels8Section(AssessmentSection):
     link: Literal["Student Primary ID", "Primary ID - Student ID (State ID)"] = "Student Primary ID"
 
 
-STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject"})
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject", "Grade": "grade",
+                                                  "BenchmarkCategory": "benchmark_category"})
 
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):

@@ -65,7 +65,8 @@ def _rounded(text: pl.Expr) -> pl.Expr:
     return text.cast(pl.Float64, strict=False).round(0).cast(pl.Int32, strict=False)
 
 
-STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject"})
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject", "Grade": "grade",
+                                                  "BenchmarkCategory": "benchmark_category"})
 
 
 def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataFrame | None:

@@ -63,7 +63,8 @@ class IreadySection(AssessmentSection):
     link: Literal["Student ID", "Student State ID"] = "Student ID"
 
 
-STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "ScreeningWindow": "screening_window"})
+STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "ScreeningWindow": "screening_window",
+                                                  "Grade": "grade", "BenchmarkCategory": "benchmark_category"})
 
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):

@@ -62,7 +62,8 @@ class MapGrowthSection(AssessmentSection):
 
 
 STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subject": "subject",
-                                                  "ScreeningWindow": "screening_window"})
+                                                  "ScreeningWindow": "screening_window",
+                                                  "BenchmarkCategory": "benchmark_category"})
 
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
