@@ -287,6 +287,47 @@ def test_a_decision_whose_reason_holds_an_address_is_refused_and_nothing_is_kept
     assert review.decide(review_db, first, "accepted", "person", "same name and birth date")["decision"] == "accepted"
 
 
+@pytest.mark.parametrize("clashes", [1, 2])
+def test_suggestions_recorded_by_two_runs_at_once_are_kept_once_and_no_key_is_quoted(pg_database, clashes):
+    """Another run of the district commits the same pair between this one's read and its insert (forced here, once
+    or at both tries). The clash on the pair's key made the step fail with the server's message, which quotes the
+    key: a Star identifier and a student number, in the run's log. Now the pairs are read again and the rest kept;
+    a second clash fails with a message of its own."""
+    from belleville_mtss.lib.load.migrations import upgrade
+    engine, other = make_engine(pg_database), make_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
+    upgrade(engine)
+    pairs = pl.DataFrame({"cause": [unknown_cause("star")] * 2, "subjects": ["SR"] * 2, "from_id": ["9210002"] * 2,
+                          "to_id": ["210002", "210003"], "score": [0.9, 0.85],
+                          "evidence": ["number one slip away"] * 2})
+    forced = []
+
+    def another_run_first(conn, cursor, statement, parameters, context, executemany):
+        if conn.engine is engine and statement.lstrip().upper().startswith("INSERT INTO DM.\"LINKSUGGESTIONS\"") \
+                and len(forced) < clashes:
+            row = dict(parameters[len(forced)] if executemany else parameters)
+            with other.begin() as theirs:
+                theirs.exec_driver_sql(statement, row)
+            forced.append(row["ToId"])
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", another_run_first)
+    try:
+        if clashes == 1:
+            assert review.record(engine, 107873, "belleville/2026-11-01", pairs) == 1  # the other run kept one
+        else:
+            with pytest.raises(review.ReviewError) as refused:
+                review.record(engine, 107873, "belleville/2026-11-01", pairs)
+            assert str(refused.value) == ("link suggestions of this district were being recorded by another run at "
+                                          "the same time, twice over; run the drop again")
+            assert refused.value.__suppress_context__  # the clash's own message goes nowhere (Dagster honours it)
+        assert sorted(review.listing(engine, 107873)["ToId"]) == ["210002", "210003"]  # each pair once
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", another_run_first)
+        engine.dispose()
+        other.dispose()
+
+
 def test_an_accept_and_a_reject_at_once_record_exactly_one_decision(review_db, monkeypatch):
     ids = review.listing(review_db, 107873)["SuggestionId"].to_list()
     said = _at_once(review_db, monkeypatch, (ids[0], "accepted"), (ids[0], "rejected"))

@@ -29,20 +29,30 @@ def _latest():
 def record(engine: sa.Engine, account_info_id: int, drop_key: str, suggestions: pl.DataFrame,
            now: dt.datetime | None = None) -> int:
     """Append the pairs never suggested before (whatever became of them: a rejected pair never comes back);
-    returns how many were new."""
+    returns how many were new. Another run of the district recording the same pairs at once (a replay beside a new
+    drop) makes the insert clash on the pair's key: read again and retried once; the server's message, which quotes
+    the key (two students' identifiers), is never passed on."""
     if suggestions.is_empty():
         return 0
     s = link_suggestions.c
-    with engine.begin() as conn:
-        known = set(conn.execute(sa.select(s.Cause, s.FromId, s.ToId).where(s.AccountInfoId == account_info_id)))
-        fresh = [r for r in suggestions.to_dicts() if (r["cause"], r["from_id"], r["to_id"]) not in known]
-        if fresh:
-            at = now or dt.datetime.now()
-            conn.execute(link_suggestions.insert(), [
-                {"AccountInfoId": account_info_id, "Cause": r["cause"], "Subjects": r["subjects"] or None,
-                 "FromId": r["from_id"], "ToId": r["to_id"], "Score": r["score"], "Evidence": r["evidence"][:500],
-                 "DropId": drop_key, "CreatedAt": at} for r in fresh])
-    return len(fresh)
+    for attempt in range(2):
+        try:
+            with engine.begin() as conn:
+                known = set(conn.execute(sa.select(s.Cause, s.FromId, s.ToId)
+                                         .where(s.AccountInfoId == account_info_id)))
+                fresh = [r for r in suggestions.to_dicts() if (r["cause"], r["from_id"], r["to_id"]) not in known]
+                if fresh:
+                    at = now or dt.datetime.now()
+                    conn.execute(link_suggestions.insert(), [
+                        {"AccountInfoId": account_info_id, "Cause": r["cause"], "Subjects": r["subjects"] or None,
+                         "FromId": r["from_id"], "ToId": r["to_id"], "Score": r["score"],
+                         "Evidence": r["evidence"][:500], "DropId": drop_key, "CreatedAt": at} for r in fresh])
+            return len(fresh)
+        except sa.exc.IntegrityError:
+            if attempt:
+                raise ReviewError("link suggestions of this district were being recorded by another run at the same "
+                                  "time, twice over; run the drop again") from None
+    return 0  # not reached
 
 
 def listing(engine: sa.Engine, account_info_id: int, status: str | None = "open") -> pl.DataFrame:
