@@ -476,6 +476,25 @@ def test_a_tenants_users_are_read_as_text_whatever_types_the_prod_db_gives_them(
 
 # ---- the audit ---------------------------------------------------------------------------------------------
 
+def test_tenants_are_counted_on_a_users_table_without_a_tenant_id_on_postgresql(pg_database):
+    """TenantId is optional in the users table: without it the count grouped by a constant NULL, which PostgreSQL
+    (and SQL Server) refuse, and onboarding said to check the SELECT grant. SQLite took it."""
+    from belleville_mtss.lib.read.theirs import tenants_of_emails
+    engine = sa.create_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE SCHEMA IF NOT EXISTS dbo'))
+        conn.execute(sa.text('CREATE TABLE dbo."ClassLinkUsers" ("UserId" TEXT PRIMARY KEY, "TenantName" TEXT, '
+                             '"Role" TEXT, "Email" TEXT)'))
+        conn.execute(sa.text('INSERT INTO dbo."ClassLinkUsers" VALUES (:u, :t, \'Student\', :e)'),
+                     [{"u": f"u{i}", "t": "Belleville PD" if i < 3 else "Other", "e": f"s{i}@example.org"}
+                      for i in range(5)])
+    try:
+        assert tenants_of_emails(engine, [f"s{i}@example.org" for i in range(4)]) == [
+            ("Belleville PD", None, 3), ("Other", None, 1)]
+    finally:
+        engine.dispose()
+
+
 def _audit(settings) -> pl.DataFrame:
     engine = make_engine(settings.warehouse_url)
     try:
@@ -576,3 +595,22 @@ def test_verify_tries_a_bulk_copy_and_the_district_lock_and_finds_column_grants_
             conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
             conn.execute(sa.text(f'DROP ROLE "{role}"'))
         admin.dispose()
+
+
+def test_a_districts_status_lists_its_own_drops_whatever_its_name_holds(tmp_path):
+    """`belleville-mtss status north_east` matched drops by LIKE 'north_east/%', where "_" is any character:
+    northXeast's drops and errors were listed as north_east's."""
+    import datetime as dt
+    from belleville_mtss.lib.load.audit import drop_status
+    from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    migrate_sample_warehouse(engine)
+    at = dt.datetime(2026, 12, 6, 9)
+    with engine.begin() as conn:
+        conn.execute(ingestion_files.insert(), [
+            {"DropId": f"{d}/2026-12-0{i}", "DropVersion": "v", "FileName": "SR.csv", "DistrictId": i,
+             "Sha256": "0" * 64, "SizeBytes": 1, "RunId": "r", "ReceivedAt": at, "Outcome": "loaded", "OutcomeAt": at}
+            for i, d in ((1, "north_east"), (2, "northXeast"))])
+    shown = drop_status(engine, "north_east")
+    engine.dispose()
+    assert "north_east/2026-12-01" in shown and "northXeast" not in shown

@@ -12,7 +12,8 @@ from .warehouse import ingestion_errors, ingestion_files
 def _scope(column, scope: str | None):
     if not scope:
         return sa.true()
-    return column == scope if "/" in scope else column.like(f"{scope}/%")
+    # a district's name may hold "_", which LIKE reads as any character: escaped, as rekey's are
+    return column == scope if "/" in scope else column.startswith(f"{scope}/", autoescape=True)
 
 
 def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = False,

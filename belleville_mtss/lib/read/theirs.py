@@ -213,7 +213,8 @@ def tenants_of_emails(engine: sa.Engine, keys: list[str], spec: SourceTable = CL
                 stmt = (sa.select(name, tenant_id, sa.func.count(sa.distinct(value)))
                         .where(value.in_(keys[start:start + batch]),
                                sa.func.lower(table.c[mapping["Role"]]) == "student")
-                        .group_by(name, tenant_id))
+                        # by columns only: SQL Server and PostgreSQL refuse a constant (the missing id's NULL) there
+                        .group_by(name, *([tenant_id] if mapping["TenantId"] else [])))
                 for tenant, tid, n in conn.execute(stmt):
                     counts[(tenant, tid)] = counts.get((tenant, tid), 0) + n
     except sa.exc.SQLAlchemyError as exc:

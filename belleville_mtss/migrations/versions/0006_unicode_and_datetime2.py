@@ -73,7 +73,10 @@ def drop_found(table: str) -> str:
     ours = ", ".join(_n(",".join(cols)) for _, cols in INDEXES.get(table, []))
     pk = "i.is_primary_key = 1" if table in PRIMARY_KEYS else "1 = 0"
     obj = _n(f"dm.{table}")
-    return f"""DECLARE @t INT = OBJECT_ID({obj});
+    # NOCOUNT on: the INSERT's row count would be the batch's first result, and a driver reading no more results
+    # than that would never see the THROW's own message; set off again at the end
+    return f"""SET NOCOUNT ON;
+DECLARE @t INT = OBJECT_ID({obj});
 DECLARE @found TABLE (name SYSNAME, is_pk BIT, ours BIT, uses_altered BIT);
 INSERT INTO @found
 SELECT i.name, i.is_primary_key,
@@ -112,7 +115,8 @@ DECLARE @stats NVARCHAR(MAX) = (
         SELECT 1 FROM sys.stats_columns sc JOIN sys.columns c ON c.object_id = sc.object_id AND c.column_id = sc.column_id
         WHERE sc.object_id = s.object_id AND sc.stats_id = s.stats_id AND c.name IN ({altered})));
 IF @drop IS NOT NULL EXEC sys.sp_executesql @drop;
-IF @stats IS NOT NULL EXEC sys.sp_executesql @stats"""
+IF @stats IS NOT NULL EXEC sys.sp_executesql @stats;
+SET NOCOUNT OFF"""
 
 
 def upgrade() -> None:
