@@ -65,7 +65,8 @@ def sample(tested: pl.DataFrame, spec, rng: np.random.Generator, files) -> dict[
         if spec.unknown_star_rows:  # tests of students PowerSchool does not know (moved in, typo'd ids)
             extra = star.head(spec.unknown_star_rows // 3 or 1).with_columns(
                 (pl.lit("9") + pl.col("StudentIdentifier")).alias("StudentIdentifier"),
-                pl.col("AssessmentID").str.replace(r"^.", "f"),
+                # an id of its own: "g" is no hex digit, so it never equals a known student's test's GUID
+                pl.col("AssessmentID").str.replace(r"^.", "g"),
             )
             star = pl.concat([star, extra])
         if kind.subject == "SR" and spec.excel_mangled_dates:
