@@ -229,3 +229,27 @@ def test_a_school_below_a_local_org_is_its_districts_and_one_under_no_district_i
     assert export.students.select("student_number", "district_name", "district_id").rows() == [
         ("1001", "Belleville Public Schools", "3401350"), ("2001", "Belleville School District", "5500990")]
     assert export.rejected.rows() == [(4, "their school is under none of the export's district orgs")]
+
+
+@pytest.mark.parametrize("empty", ["demographics.csv", "users.csv"])
+def test_a_roster_file_of_no_records_reads_as_none_users_csv_alone_is_refused(empty):
+    """A bulk demographics.csv (or enrollments, roles) with a header and no records is a file of nothing: it halted
+    the whole export as header_only. Now it reads as no rows; a users.csv of no students is still refused."""
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file
+    from belleville_mtss.lib.sources.oneroster import OneRosterSection
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    district = entry.model_copy(update={"sources": {**entry.sources, "oneroster": OneRosterSection()}})
+    texts = {"users.csv": _USERS + f"u1,{_T},true,s1,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n",
+             "orgs.csv": f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
+                         f"s1,{_T},S,school,S1,d1\n",
+             "demographics.csv": f"{_H},birthDate,sex\nu1,{_T},2015-03-02,F\n"}
+    texts[empty] = texts[empty].split("\n", 1)[0] + "\n"
+    manifest = _MANIFEST.format("1.1", "file.demographics,bulk\n").encode()
+    read = ingest_file("oneroster_export", Path("manifest.csv"), district, manifest,
+                       companions={n: (Path(n), t.encode()) for n, t in texts.items()})
+    if empty == "users.csv":
+        assert read.frame is None and read.halted.reason == "header_only"
+    else:
+        assert read.halted is None and read.frame["student_number"].to_list() == ["1001"]
+        assert read.frame["dob"].to_list() == [None]

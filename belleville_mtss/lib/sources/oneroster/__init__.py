@@ -54,6 +54,17 @@ class OneRosterSection(Section):
         return column
 
 
+def _companion(name: str, where: Path, content: bytes | None, max_rows: int) -> pl.DataFrame:
+    """A roster file of the export. One with a header and no records (no demographics, no enrollments) is a bulk
+    file of nothing, read as no rows; users.csv without any is still refused."""
+    try:
+        return read_text_csv(where, data=content, max_rows=max_rows)
+    except FileRejected as exc:
+        if exc.reason != "header_only" or name == "users.csv":
+            raise
+        return pl.read_csv(content if content is not None else where, infer_schema=False, n_rows=0)
+
+
 def _read(path: Path, data: bytes | None, district, max_rows: int, companions=None) -> pl.DataFrame:
     """The export's students as the roster's fields (untyped); `companions`: the export's other files beside its
     manifest, name -> (path, bytes). Only the roster's files are parsed; the others need only be there."""
@@ -61,7 +72,7 @@ def _read(path: Path, data: bytes | None, district, max_rows: int, companions=No
     files = {MANIFEST: read_text_csv(path, data=data, max_rows=max_rows)}
     for name, (where, content) in (companions or {}).items():
         parsed = name.removesuffix(".csv") in ROSTER_FILES
-        files[name] = read_text_csv(where, data=content, max_rows=max_rows) if parsed else pl.DataFrame()
+        files[name] = _companion(name, where, content, max_rows) if parsed else pl.DataFrame()
     try:
         return assemble(files, section.number, section.link)[1]
     except ExportRefused as exc:
