@@ -90,10 +90,11 @@ def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedF
                    "without it, nothing is loaded")
     cl = users.frame if users.usable else pl.DataFrame(schema=CLASSLINK_EMPTY)
     on = CLASSLINK_ON[district.student_link.classlink]
-    tests, roster_frame = apply_accepted(tests_of(assessments), students.frame, cl, accepted, on)
+    as_sent = tests_of(assessments)
+    tests, roster_frame = apply_accepted(as_sent, students.frame, cl, accepted, on)
     identity = link_students(roster_frame, cl, tests, on)
     identity.accepted = accepted
-    for asset, n in claimed_twice(tests_of(assessments), roster_frame, accepted).items():
+    for asset, n in claimed_twice(as_sent, roster_frame, accepted).items():
         identity.by_file[asset]["accepted_link_now_a_student"] = n
     by_source = rows_by_source(identity)
     for name in district.assessments:  # each source's own figures beside the totals (the run report shows them)

@@ -250,6 +250,18 @@ def _entry(name: str, st: os.stat_result) -> RemoteFile:
     return RemoteFile(name, st.st_size, int(st.st_mtime), stat.S_ISREG(st.st_mode))
 
 
+def list_drop_folder(entries: dict, name: str, list_it) -> None:
+    """A drop sub-folder's files (`list_it()`) into `entries`, for either source: one removed since its district's
+    folder was listed is passed over; one the account may not list is kept as its PermissionError, which
+    drops_from_listing refuses alone, never failing every district's tick."""
+    try:
+        entries[name] = list_it()
+    except FileNotFoundError:
+        pass
+    except PermissionError as exc:
+        entries[name] = exc
+
+
 def _listed(fd: int, name: str) -> list[RemoteFile]:
     sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
     try:
@@ -280,12 +292,7 @@ class LocalDropSource:
             for e in os.scandir(fd):
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    try:
-                        entries[e.name] = _listed(fd, e.name)
-                    except FileNotFoundError:
-                        continue  # removed since the folder was listed: gone from this listing too
-                    except PermissionError as exc:
-                        entries[e.name] = exc
+                    list_drop_folder(entries, e.name, lambda: _listed(fd, e.name))
                 else:
                     entries[e.name] = _entry(e.name, st)
         finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from .drops import Drop, DropRefused, RemoteFile, drops_from_listing, list_each
+from .drops import Drop, DropRefused, RemoteFile, drops_from_listing, list_drop_folder, list_each
 from .untrusted import escape
 
 if TYPE_CHECKING:
@@ -145,12 +145,8 @@ class SftpDropSource:
         entries: dict[str, list[RemoteFile] | RemoteFile] = {}
         for a in top:
             if stat.S_ISDIR(a.st_mode or 0):
-                try:
-                    entries[a.filename] = [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")]
-                except FileNotFoundError:
-                    continue  # removed since the folder was listed
-                except PermissionError as exc:  # one drop refused, not the tick of every district
-                    entries[a.filename] = exc
+                list_drop_folder(entries, a.filename,
+                                 lambda: [_entry(i) for i in sftp.listdir_attr(f"{base}/{a.filename}")])
             else:
                 entries[a.filename] = _entry(a)
         return drops_from_listing(district, entries)
