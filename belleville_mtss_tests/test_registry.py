@@ -232,3 +232,18 @@ def test_two_districts_sharing_a_drop_folder_both_stop_and_districts_check_says_
     out = capsys.readouterr().out
     assert "belleville: PROBLEMS (belleville.yaml" in out and "riverton: PROBLEMS (riverton.yaml" in out
     assert "is also riverton's" in out and "is also belleville's" in out
+
+
+def test_two_districts_under_one_account_info_id_both_stop(tmp_path):
+    # Each load replaces its AccountInfoId's rows: the second district's drop would replace the first's students.
+    import shutil
+    from .helpers import FIXTURE_DISTRICTS, edited_registry
+    folder = edited_registry(tmp_path, lambda e: None)
+    shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", folder / "riverton.yaml")
+    text = (folder / "riverton.yaml").read_text().replace("account_info_id: 555001", "account_info_id: 107873")
+    (folder / "riverton.yaml").write_text(text)
+    registry = load_registry(folder)
+    assert set(registry) == set() and set(registry.problems) == {"belleville", "riverton"}
+    assert registry.problems["belleville"].message == ("belleville: account_info_id '107873' is also riverton's: "
+                                                       "each district needs an AccountInfoId of its own")
+    assert registry.problems["riverton"].account_info_id == 107873

@@ -367,15 +367,21 @@ def load_registry(folders: Path | tuple[Path, ...] | list[Path]) -> Registry:
             problems[key] = only
         else:
             entries[key] = only
-    # Two districts reading one drop folder would each take the other's drops: both stop until it is fixed.
-    sharing: dict[str, list[str]] = {}
-    for key, entry in entries.items():
-        sharing.setdefault(entry.drop_folder.lower(), []).append(key)  # case aside: two folders that differ only so are a typo
-    for folder, keys in sharing.items():
-        for key in keys if len(keys) > 1 else ():
-            entry = entries.pop(key)
-            others = ", ".join(k for k in keys if k != key)
-            problems[key] = EntryProblem(found[key][0][0].name, key, f"{key}: drop_folder '{entry.drop_folder}' is also "
-                                         f"{others}'s: each district needs a folder of its own", entry.drop_folder,
-                                         entry.account_info_id)
+    # Two districts reading one drop folder would each take the other's drops, and two under one AccountInfoId
+    # would each replace the other's rows in the warehouse: all of them stop until it is fixed.
+    owned = (("drop_folder", "a folder", lambda e: e.drop_folder.lower()),  # case aside: a typo
+             ("account_info_id", "an AccountInfoId", lambda e: e.account_info_id))
+    shared: dict[str, str] = {}
+    for field, what, value in owned:
+        sharing: dict[object, list[str]] = {}
+        for key, entry in entries.items():
+            sharing.setdefault(value(entry), []).append(key)
+        for keys in sharing.values():
+            for key in keys if len(keys) > 1 else ():
+                others = ", ".join(k for k in keys if k != key)
+                shared.setdefault(key, f"{key}: {field} '{getattr(entries[key], field)}' is also {others}'s: "
+                                       f"each district needs {what} of its own")
+    for key, message in shared.items():
+        entry = entries.pop(key)
+        problems[key] = EntryProblem(found[key][0][0].name, key, message, entry.drop_folder, entry.account_info_id)
     return Registry(entries, problems, folders)
