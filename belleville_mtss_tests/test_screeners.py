@@ -246,3 +246,19 @@ def test_a_screeners_bad_percentile_or_two_digit_year_refuses_its_row_not_the_fi
     validated, _errors = validate_file(ingest_file(asset, Path(name), district, body.encode()), district)
     assert validated.usable and validated.frame["student_link"].to_list() == ["1"]
     assert validated.rejected == refused
+
+
+def test_a_fastbridge_row_with_a_blank_assessment_cell_loads_and_another_assessment_still_halts_the_file():
+    """A blank Assessment cell names no assessment: the file was halted as `wrong_file` for it."""
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+    from belleville_mtss.lib.sources import BY_NAME
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    district = entry.model_copy(update={"sources": {**entry.sources, "fastbridge": BY_NAME["fastbridge"].section()}})
+    rows = "aReading,D,1,480.4,40.0,someRisk,9/10/2025\n {},D,2,480.4,40.0,someRisk,9/10/2025\n"
+    validated, _errors = validate_file(ingest_file("fastbridge_areading", Path("FastBridge_aReading.csv"), district,
+                                                   (_FASTBRIDGE + rows.format(" ")).encode()), district)
+    assert validated.usable and validated.frame["student_link"].to_list() == ["1", "2"]
+    validated, _errors = validate_file(ingest_file("fastbridge_areading", Path("FastBridge_aReading.csv"), district,
+                                                   (_FASTBRIDGE + rows.format("aMath")).encode()), district)
+    assert not validated.usable and validated.halted.reason == "wrong_file"

@@ -101,7 +101,8 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["fastbridge"].link
-    if "Assessment" in raw.columns and not raw["Assessment"].drop_nulls().is_in([kind.subject]).all():
+    named = raw.select(value(raw, "Assessment")).to_series().drop_nulls()  # a blank cell names no assessment
+    if not named.is_in([kind.subject]).all():
         raise FileRejected("wrong_file", f"{file_name}: not a FastBridge {kind.subject} export (its Assessment "
                                          "column says otherwise)")
     require(raw, (link, f"Fall {kind.subject} Final Date"), file_name)
