@@ -28,7 +28,8 @@ def prune_drop_partitions(context: dg.OpExecutionContext, drop_server: DropServe
     instance, now, days = context.instance, time.time(), drop_server.staging_retention_days
     last_run = {}
     for key in instance.get_dynamic_partitions(drop_partitions.name):
-        records = instance.get_run_records(dg.RunsFilter(tags={"mtss/drop": key}), limit=1)
+        # Dagster's own partition tag: every run of the drop has it (the sensor's, the UI's, the command line's)
+        records = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}), limit=1)
         last_run[key] = records[0].update_timestamp.timestamp() if records else None
     gone = expired_partitions(last_run, staged_drops(Path(drop_server.staging_dir)), days, now)
     for key in gone:
