@@ -177,7 +177,7 @@ def test_a_subject_longer_than_stars_and_a_score_keep_their_text_as_sent(engine)
     assert read_table(engine, assessment_results)["Subject"].to_list() == [subject]
     assert read_table(engine, assessment_scores).select("Subject", "ScoreName", "ScoreValue").rows() == [
         (subject, "Composite Benchmark Status", value)]
-    assert results_scopes(frame) == [("dibels8", subject, "2026-2027")]
+    assert results_scopes(frame) == [("dibels8", subject, "2026-2027", None)]
 
 
 # ---- SQL Server: the script a DBA applies, compiled and read ----------------------------------------------------
@@ -236,9 +236,12 @@ def test_the_apply_of_results_and_scores_compiles_for_sql_server_with_every_valu
     seen = []
     Recording = compiling_for_sql_server(seen)
 
-    w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("map_growth", "Mathematics", "2026-2027")])
+    w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("map_growth", "Mathematics", "2026-2027",
+                                                                     "Winter")])
     scores, results, insert_results, insert_scores = seen
-    assert not any(v in s for s in seen for v in ("107873", "load-0123", "map_growth", "Mathematics", "2026-2027"))
+    assert not any(v in s for s in seen for v in ("107873", "load-0123", "map_growth", "Mathematics", "2026-2027",
+                                                   "Winter"))
+    assert "[ScreeningWindow] = :" in results  # a term's scope (MAP Growth's export)
     assert scores.startswith("DELETE FROM dm.[AssessmentScores] WHERE") and "[Assessment] = :" in scores
     assert "[TestKey] IN (SELECT dm.[AssessmentResults].[TestKey]" in scores
     assert results.startswith("DELETE FROM dm.[AssessmentResults] WHERE") and "[SchoolYear] = :" in results

@@ -51,6 +51,39 @@ def test_replacing_a_scope_leaves_other_years_and_districts(engine):
     assert counts == {"107873/2026-2027": 2, "107873/2025-2026": 6, "999/2026-2027": 6}
 
 
+def test_a_term_export_replaces_only_its_terms_and_a_year_export_its_whole_year(engine):
+    """NWEA's scheduled MAP Growth export holds the current term's tests only: its Winter drop deleted every Fall
+    test of the school year. A MAP load replaces the terms it holds; Star's export is the year so far, so a Star
+    load still replaces the year, a window it no longer lists included."""
+    from belleville_mtss.lib.load import order
+    frame = _frame()
+    fall_winter = pl.concat([frame.with_columns(pl.lit("map_growth").alias("Assessment")),
+                             frame.with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Winter")
+                                                .alias("ScreeningWindow"), pl.col("TestKey") + "-w")])
+    replace_results(engine, 107873, fall_winter)
+    replace_results(engine, 107873, frame)  # Star, Fall
+    winter = fall_winter.filter(pl.col("ScreeningWindow") == "Winter").head(2)
+    assert results_scopes(winter) == [("map_growth", "SR", "2026-2027", "Winter")]
+    replace_results(engine, 107873, winter)
+    star_winter = frame.head(1).with_columns(pl.lit("Winter").alias("ScreeningWindow"))
+    assert results_scopes(star_winter) == [("star", "SR", "2026-2027", None)]
+    replace_results(engine, 107873, star_winter)
+    back = read_table(engine, assessment_results)
+    assert dict(back.group_by("Assessment", "ScreeningWindow").len().select(
+        pl.concat_str(["Assessment", "ScreeningWindow"], separator="/"), "len").iter_rows()) == {
+        "map_growth/Fall": 6, "map_growth/Winter": 2, "star/Winter": 1}
+    figures = load_figures(engine, assessment_results, 107873, "belleville/x", results_scopes(winter))
+    assert figures["rows"] == 2  # read back: the term it replaced, not the Fall tests beside it
+    assert load_figures(engine, assessment_results, 107873, "belleville/x", results_scopes(star_winter))["rows"] == 1
+    # what the order and the shrink gate compare: the warehouse's scopes and the frame's, named alike
+    with engine.connect() as conn:
+        held = order.held(conn, 107873, "%Y-%m-%d")
+    assert {s: h.rows for s, h in held.items()} == {"map_growth SR 2026-2027 Fall": 6,
+                                                     "map_growth SR 2026-2027 Winter": 2, "star SR 2026-2027": 1}
+    assert order.rows_per_scope(pl.concat([fall_winter, frame])) == {
+        "map_growth SR 2026-2027 Fall": 6, "map_growth SR 2026-2027 Winter": 6, "star SR 2026-2027": 6}
+
+
 def test_load_checks_read_back_only_what_the_load_replaced(engine):
     frame = _frame()
     earlier = frame.with_columns(pl.lit("2025-2026").alias("SchoolYear"), pl.col("TestKey") + "-prior")
@@ -143,8 +176,8 @@ def test_a_load_that_breaks_the_key_leaves_the_table_as_it_was(engine):
 def test_results_scopes_are_each_subject_and_school_year_once():
     frame = pl.DataFrame({"Assessment": ["star"] * 4, "Subject": ["SR", "SM", "SR", "SR"],
                           "SchoolYear": ["2026-2027", "2026-2027", "2025-2026", "2026-2027"]})
-    assert results_scopes(frame) == [("star", "SM", "2026-2027"), ("star", "SR", "2025-2026"),
-                                     ("star", "SR", "2026-2027")]
+    assert results_scopes(frame) == [("star", "SM", "2026-2027", None), ("star", "SR", "2025-2026", None),
+                                     ("star", "SR", "2026-2027", None)]
 
 
 def _file(name: str, content: bytes):

@@ -7,8 +7,8 @@ snapshot: the later run applies (a correction of that snapshot).
 
 Why the name rather than the order of receipt: a corrected old drop re-sent today, and every partition of a
 backfill, is received last, yet is not the newest truth. What the warehouse holds is read from the warehouse
-itself: the drop of the district's current roster, and the drop of each (assessment, subject, school year) of its
-results.
+itself: the drop of the district's current roster, and the drop of each scope of its results (assessment, subject,
+school year, and the term where the assessment's export is one term's: lib/load/warehouse.py `results_scopes`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from functools import lru_cache
 import polars as pl
 import sqlalchemy as sa
 
-from .warehouse import SCOPE, assessment_results, chunked, ingestion_files, student_roster
+from ..sources import TERM_SNAPSHOTS
+from .warehouse import SCOPE, Scope, assessment_results, chunked, ingestion_files, scope_term, student_roster
 
 ROSTER = "roster"
 _DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
@@ -77,14 +78,14 @@ class Held:
     rows: int = 0
 
 
-def label(assessment: str, subject: str, year: str) -> str:
-    """A results scope as the checks and messages name it: "star SR 2026-2027"."""
-    return f"{assessment} {subject} {year}"
+def label(assessment: str, subject: str, year: str, term: str | None = None) -> str:
+    """A results scope as the checks and messages name it: "star SR 2026-2027", "map_growth Reading 2026-2027
+    Winter"."""
+    return f"{assessment} {subject} {year}" + (f" {term}" if term is not None else "")
 
 
-def scopes(roster_rows: int, results_scopes: list[tuple[str, str, str]]) -> list[str]:
-    """What a load replaces: the roster (when it has rows) and each (assessment, subject, school year) of its
-    results."""
+def scopes(roster_rows: int, results_scopes: list[Scope]) -> list[str]:
+    """What a load replaces: the roster (when it has rows) and each scope of its results."""
     return ([ROSTER] if roster_rows else []) + [label(*scope) for scope in results_scopes]
 
 
@@ -94,7 +95,8 @@ def rows_per_scope(results) -> dict[str, int]:
         return {}
     # A frame's scopes come in long runs (each file's rows together): counting the runs, then grouping the few
     # runs, costs a comparison per row instead of hashing three texts per row.
-    runs = results.select(pl.struct(SCOPE).rle().alias("run")).unnest("run").unnest("value")
+    scope = pl.struct(*SCOPE[:3], scope_term(results).alias(SCOPE[3]))
+    runs = results.select(scope.rle().alias("run")).unnest("run").unnest("value")
     return {label(*scope): n for *scope, n in runs.group_by(SCOPE).agg(pl.col("len").sum()).rows()}
 
 
@@ -105,10 +107,12 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
         sa.select(sa.func.max(r.DropId), sa.func.count()).where(
             (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())).group_by(r.AccountInfoId))}
     by = [a[name] for name in SCOPE]
-    for assessment, subject, year, key, n in conn.execute(
+    for assessment, subject, year, term, key, n in conn.execute(
             sa.select(*by, sa.func.max(a.DropId), sa.func.count())
             .where(a.AccountInfoId == account_info_id).group_by(*by)):
-        found[label(assessment, subject, year)] = (key, n)
+        scope = label(assessment, subject, year, term if assessment in TERM_SNAPSHOTS else None)
+        before, m = found.get(scope, (key, 0))  # a school year's terms are one scope where the export is a year's
+        found[scope] = (max(before, key), m + n)
     received = first_receipts(conn, {key for key, _n in found.values()})
     return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n))
             for scope, (key, n) in found.items()}

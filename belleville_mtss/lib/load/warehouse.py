@@ -547,33 +547,51 @@ def apply_roster(conn: sa.Connection, account_info_id: int, load_id: str) -> int
     return _from_staging(conn, student_roster, load_id)
 
 
-SCOPE = ("Assessment", "Subject", "SchoolYear")
+# What a load of results replaces, a scope: (assessment, subject, school year, term), the term None where the
+# assessment's export holds the whole school year so far (lib/load/order.py `results_scopes`)
+SCOPE = ("Assessment", "Subject", "SchoolYear", "ScreeningWindow")
+Scope = tuple[str, str, str, "str | None"]
 
 
-def results_scopes(results: pl.DataFrame) -> list[tuple[str, str, str]]:
-    """An assessment's export holds a whole school year per subject (Star's do): what a load of these results
-    replaces, as (assessment, subject, school year)."""
-    return results.select(SCOPE).unique().sort(SCOPE).rows()
+def scope_term(results: pl.DataFrame) -> pl.Expr:
+    """A results row's term as its scope has it: its ScreeningWindow where its assessment's export is one term's,
+    else none (the whole school year; so too for a frame without the column, whose rows hold no term)."""
+    from ..sources import TERM_SNAPSHOTS  # not at the top: each source's module imports this one
+    if "ScreeningWindow" not in results.columns:
+        return pl.lit(None, pl.Utf8)
+    return pl.when(pl.col("Assessment").is_in(list(TERM_SNAPSHOTS))).then(pl.col("ScreeningWindow"))
 
 
-def _in_scope(account_info_id: int, scope: tuple[str, str, str]):
+def results_scopes(results: pl.DataFrame) -> list[Scope]:
+    """What a load of these results replaces: each (assessment, subject, school year), and for an assessment whose
+    export is one term's (MAP Growth's), each term of it (`Source.snapshot`)."""
+    return results.select(*SCOPE[:3], scope_term(results).alias(SCOPE[3])).unique().sort(SCOPE).rows()
+
+
+def _in_scope(account_info_id: int, scope: Scope):
     c = assessment_results.c
-    assessment, subject, year = scope
-    return ((c.AccountInfoId == account_info_id) & (c.Assessment == assessment) & (c.Subject == subject)
-            & (c.SchoolYear == year))
+    assessment, subject, year, term = scope
+    where = ((c.AccountInfoId == account_info_id) & (c.Assessment == assessment) & (c.Subject == subject)
+             & (c.SchoolYear == year))
+    return where if term is None else where & (c.ScreeningWindow == term)
 
 
-def _scores_in_scope(account_info_id: int, scope: tuple[str, str, str]):
+def in_scopes(scopes: list[Scope], assessment: str, subject: str, year: str, term: str | None) -> bool:
+    """Whether a row of these values is in one of `scopes`."""
+    return (assessment, subject, year, None) in scopes or (term is not None and
+                                                           (assessment, subject, year, term) in scopes)
+
+
+def _scores_in_scope(account_info_id: int, scope: Scope):
     """The scores of the scope's result rows (a score has no school year of its own: its test event has)."""
     s, r = assessment_scores.c, assessment_results.c
     return ((s.AccountInfoId == account_info_id) & (s.Assessment == scope[0]) & (s.Subject == scope[1])
             & s.TestKey.in_(sa.select(r.TestKey).where(_in_scope(account_info_id, scope))))
 
 
-def apply_results(conn: sa.Connection, account_info_id: int, load_id: str,
-                  scopes: list[tuple[str, str, str]]) -> int:
-    """Each (assessment, subject, school year) of `scopes` is replaced by the staged results and their scores, in
-    the caller's transaction. Returns the results written."""
+def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scopes: list[Scope]) -> int:
+    """Each scope of `scopes` is replaced by the staged results and their scores, in the caller's transaction.
+    Returns the results written."""
     for scope in scopes:
         # the scores first: they are found through the result rows about to go
         conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
@@ -688,9 +706,9 @@ def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = No
 
 
 def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id: str,
-                 scopes: list[tuple[str, str, str]] | None = None) -> dict[str, int]:
+                 scopes: list[Scope] | None = None) -> dict[str, int]:
     """What the table holds after one drop's load, read back: the district's rows in what the load replaced (the
-    district's current roster, or the results' (assessment, subject, school year) `scopes`), its keys held more
+    district's current roster, or the results' `scopes`), its keys held more
     than once, and the drop's rows stamped with another (or no) AccountInfoId."""
     c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
     district = c.AccountInfoId == account_info_id
@@ -705,7 +723,7 @@ def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id:
             wanted = set(scopes)
             by = [c[name] for name in SCOPE]
             rows = sum(n for *scope, n in conn.execute(sa.select(*by, sa.func.count()).where(district).group_by(*by))
-                       if tuple(scope) in wanted)
+                       if in_scopes(wanted, *scope))
         stray = conn.execute(sa.select(sa.func.count()).select_from(table).where(
             (c.DropId == drop_id) & ((c.AccountInfoId != account_info_id) | c.AccountInfoId.is_(None)))).scalar_one()
         duplicates = conn.execute(sa.select(sa.func.count()).select_from(repeated)).scalar_one()

@@ -29,7 +29,9 @@ SOURCE_OF = {k.asset: s for s in SOURCES for k in s.files}  # file asset -> its 
 KIND = {k.asset: k for k in FILES}
 ASSESSMENT_FILES = tuple(k for s in ASSESSMENTS for k in s.files)
 ROSTER_FILES = tuple(k for s in ROSTERS for k in s.files)
+# The `Assessment` of each source whose export is one term's (lib/load/order.py: what a load replaces)
+TERM_SNAPSHOTS = frozenset(s.assessment or s.name for s in ASSESSMENTS if s.snapshot == "term")
 
 __all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "KIND", "RESULT_COLUMNS",
-           "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "AssessmentSection", "FileKind", "Source",
+           "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "TERM_SNAPSHOTS", "AssessmentSection", "FileKind", "Source",
            "common_results"]

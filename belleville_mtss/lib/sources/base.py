@@ -112,6 +112,10 @@ class Source:
     # The `Assessment` its results are stamped with in dm.AssessmentResults, where it is not its name: the vendor's
     # export family is the source (i-Ready), the assessment one of its products (iready_diagnostic)
     assessment: str | None = None
+    # What one of its exports holds, and so what its load replaces: the school year so far ("school_year": each
+    # subject's school year is replaced whole), or one term ("term": NWEA's scheduled Comprehensive Data File holds
+    # the current term's tests only; only the terms a drop holds are replaced, the earlier ones kept)
+    snapshot: Literal["school_year", "term"] = "school_year"
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
 
     def link_columns(self) -> tuple[str, ...]:

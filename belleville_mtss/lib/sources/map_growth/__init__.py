@@ -41,7 +41,8 @@ class MapGrowthResults(pa.DataFrameModel):
                                                                "one: its subject and start time)"))
     term_name: str = pa.Field(**declared("TermName", "TermName, e.g. Fall 2025-2026"))
     school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared(None, "School year, from TermName"))
-    screening_window: str = pa.Field(nullable=True, **declared(None, "Fall, Winter, Spring or Summer, from TermName"))
+    screening_window: str = pa.Field(**declared(None, "Fall, Winter, Spring or Summer, from TermName: the term a "
+                                                      "load replaces"))
     completed_at: pl.Datetime = pa.Field(**declared("TestStartDate", "TestStartDate (month/day/year) and "
                                                                   "TestStartTime"))
     scaled_score: pl.Int32 = pa.Field(ge=RIT[0], le=RIT[1], **declared("TestRITScore", "RIT score"))
@@ -105,6 +106,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
               .when(pl.col("school_year").is_null()).then(pl.lit("TermName without a school year"))
+              .when(pl.col("screening_window").is_null())
+              .then(pl.lit("TermName without its season (Fall, Winter, Spring or Summer)"))
               .when(pl.col("scaled_score").is_null()).then(pl.lit("TestRITScore is not a whole number"))
               .when(~pl.col("scaled_score").is_between(*RIT)).then(pl.lit(f"TestRITScore out of range {RIT}"))
               .when(pl.col("percentile_text").is_not_null()
@@ -126,4 +129,5 @@ SOURCE = Source(
                   "screening_window": "screening_window"},
     sample=sample,
     recognise=lambda header: {"TestRITScore", "TermName", "TestID"} <= set(header),
+    snapshot="term",  # a daily or weekly export holds the current term's tests only (NWEA's Data Export Scheduler)
 )
