@@ -13,7 +13,7 @@ from .defs.resources import env_or_value, resources
 from .defs.sensors import make_sftp_drop_sensor
 from .defs.read import source_assets
 from .defs.receive import source_assets as received
-from .defs.students import students_assets, students_checks
+from .defs.students import students_assets
 from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
 from .progress import progress_logger
@@ -25,7 +25,6 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     every = settings.sensor_interval_seconds
     return dg.Definitions(
         assets=[*ASSETS, drop_freshness],
-        asset_checks=students_checks,
         jobs=[drop_job, staging_retention_job, drop_freshness_job],
         sensors=[make_sftp_drop_sensor(every), make_drop_outcome_sensor(every), make_drop_alert_sensor(every),
                  make_job_failure_alert_sensor([staging_retention_job, drop_freshness_job], every)],

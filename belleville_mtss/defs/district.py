@@ -102,6 +102,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     if failed:
         # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
         yield from verdicts
+        context.resources.io_manager.forget("district_crosswalk", context.partition_key)
         raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
     yield dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,

@@ -85,6 +85,27 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             self._sinks[key] = not any(self._readers_of(step_context, o.name) for o in step_context.step.step_outputs)
         return self._sinks[key]
 
+    def forget(self, asset: str, drop: str) -> None:
+        """What an earlier run kept of `asset` for `drop`, removed: a step that refuses the drop keeps nothing, and no
+        later run may read the frame of an earlier version, or of an earlier registry, as this one's."""
+        _unkeep(safe_join(Path(self.base_dir), asset, drop))
+
+    def forget_older_version(self, drop: str, version: str) -> None:
+        """The drop received in a new version: every frame kept of its older version removed (the files as
+        validated, the crosswalk, the identity map, the roster and results), so that no later run's step mixes them
+        with this version's, or loads them under it."""
+        base = Path(self.base_dir)
+        kept = safe_join(base, "received_drop", drop)
+        if not kept.exists():
+            return
+        try:
+            before = load(self._key(), kept).version
+        except Exception:  # unreadable (altered, or of another key): of no version this one can be
+            before = None
+        if before != version:
+            for asset in sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "received_drop"):
+                self.forget(asset, drop)
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         last = self._may_be_last(context.step_context)
         self._raise_failed_writes(wait=last)

@@ -26,12 +26,13 @@ from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 @dg.asset(
     group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
     ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
+    check_specs=check_specs("gate", "student_identity_map"),
     description="ClassLink email = the roster's email; each assessment source's link column = the roster's link "
-                "field (the registry's)",
+                "field (the registry's); not materialized when a gate fails (its checks say why)",
 )
 def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                         warehouse: WarehouseResource, district_crosswalk: pl.DataFrame,
-                         classlink: ValidatedFile, **files: ValidatedFile) -> dg.Output[IdentityMap]:
+                         warehouse: WarehouseResource, district_crosswalk: pl.DataFrame, received_drop: ReceivedDrop,
+                         classlink: ValidatedFile, **files: ValidatedFile):
     district = error_log.drop(context).district
     accepted = review.accepted(warehouse.engine(), district.account_info_id)  # a person's decisions, applied
     try:
@@ -40,12 +41,25 @@ def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogR
     except pipeline.Stop as exc:
         raise dg.Failure(str(exc)) from None
     error_log.record(context, context.partition_key, errors)
+    # The gates, in this step: a map that failed one is never kept, so no later run's step can load the drop with it
+    evidence = checks.Evidence(district, context.partition_key, identity=identity,
+                               current_roster=gates.current_roster(warehouse.engine(), district.account_info_id))
+    verdicts, failed = [], []
+    for outcome in checks.decide("gate", evidence):
+        result, failure = _gate(context, error_log, warehouse, outcome, received_drop)
+        verdicts.append(result)
+        failed += [failure] if failure else []
+    if failed:
+        yield from verdicts
+        context.resources.io_manager.forget("student_identity_map", context.partition_key)
+        raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed))
     meta = {f"{link}/{k}": v for link, counts in identity.stats.items() for k, v in counts.items()}
     rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
         f"{k}={v}" for k, v in c.items() if k != "match_rate") + " |" for link, c in identity.stats.items())
-    return dg.Output(identity, metadata={"accepted_links_applied": accepted.height,
+    yield dg.Output(identity, metadata={"accepted_links_applied": accepted.height,
         **table(identity.frame.height, IDENTITY_FRAME, lineage(district)["student_identity_map"]), **meta,
         "match_rates": dg.MetadataValue.md(f"| link | match rate | counts |\n|---|---|---|\n{rates}")})
+    yield from verdicts  # after the materialization they are the checks of
 
 
 def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, outcome: checks.CheckOutcome,
@@ -65,25 +79,6 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
             return accepted_result(outcome, student_identity_map.key, accepted, **meta), None
     return (verdict(context, error_log, "student_identity_map", outcome, **meta),
             None if outcome.passed else outcome)
-
-
-@dg.multi_asset_check(specs=check_specs("gate", "student_identity_map", additional_deps=["received_drop"]),
-                      name="gate_checks",
-                      ins={"identity": dg.AssetIn("student_identity_map"),
-                           "received_drop": dg.AssetIn("received_drop")})
-def gate_checks(context: dg.AssetCheckExecutionContext, error_log: ErrorLogResource,
-                warehouse: WarehouseResource, identity: IdentityMap, received_drop: ReceivedDrop):
-    """The drop's gates, in one step; a failed gate (not accepted) ends it with the plain summary."""
-    district = error_log.drop(context).district
-    evidence = checks.Evidence(district, context.partition_key, identity=identity,
-                               current_roster=gates.current_roster(warehouse.engine(), district.account_info_id))
-    failed = []
-    for outcome in checks.decide("gate", evidence):
-        result, failure = _gate(context, error_log, warehouse, outcome, received_drop)
-        yield result
-        failed += [failure] if failure else []
-    if failed:
-        raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed))
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
@@ -147,4 +142,3 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
 
 
 students_assets = [student_identity_map, student_roster, assessment_results, link_review]
-students_checks = [gate_checks]

@@ -112,6 +112,10 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     claimed = drop_files(district, received_drop.files)
     fed = {"roster": _files(district_crosswalk, ROSTER_FILES, claimed),
            "results": _files(district_crosswalk, ASSESSMENT_FILES, claimed)}  # the files each load marks loaded
+    stale = pipeline.made_under_another_id(district, district_crosswalk, roster, results)
+    if stale:
+        _stopped(context, error_log, "stale_frames", stale)
+        raise dg.Failure(stale)
     engine = warehouse.engine()
     written: dict[dg.AssetKey, int] = {}
     waited, committed = 0.0, False

@@ -264,6 +264,22 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     return result
 
 
+def made_under_another_id(district: District, crosswalk: pl.DataFrame, *frames: pl.DataFrame | None) -> str | None:
+    """Why a drop's frames may not load under the registry's AccountInfoId (None: they may): the crosswalk verified
+    them for another one, or they are stamped with another. Frames kept by an earlier run outlive a registry edit;
+    the district checks decided on the AccountInfoId of their time."""
+    ids = set(crosswalk.filter(pl.col("verified"))["candidate_account_info_id"].drop_nulls().to_list())
+    for frame in frames:
+        if frame is not None and frame.height:
+            ids |= set(frame["AccountInfoId"].unique().to_list())
+    others = sorted(i for i in ids if i != district.account_info_id)
+    if not others:
+        return None
+    return (f"{district.district}: the drop's frames were verified or stamped under AccountInfoId "
+            f"{', '.join(map(str, others))}, and the registry now says {district.account_info_id}: nothing was "
+            "written; materialize the whole drop again, so that its district checks decide on the registry's")
+
+
 def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
                      results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2) -> Evidence:
     """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for

@@ -1,0 +1,84 @@
+"""Assets materialized a few at a time, as from the UI, after the drop's whole run was refused: the blocking checks
+hold across runs. A step that refuses a drop keeps no frame (nor leaves an earlier run's), a new version of a drop
+leaves none of the older version's, and the load refuses frames verified under another AccountInfoId."""
+import dagster as dg
+import polars as pl
+
+from belleville_mtss.definitions import build_definitions
+from belleville_mtss.run import run_drop
+from .conftest import make_settings
+from .helpers import edited_registry, errors, prepare_drop, set_column, warehouse_counts
+
+KEY = "belleville/2026-11-01"
+
+
+def _subset(settings, instance, *assets: str) -> dg.ExecuteInProcessResult:
+    instance.add_dynamic_partitions("drops", [KEY])
+    job = build_definitions(settings).resolve_job_def("drop_job")
+    return job.execute_in_process(instance=instance, partition_key=KEY, raise_on_error=False,
+                                  asset_selection=[dg.AssetKey(a) for a in assets])
+
+
+def _failures(result) -> str:
+    return " ".join(str(e.step_failure_data.error.message) for e in result.all_events
+                    if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+
+
+def test_a_failed_gate_holds_when_the_later_assets_are_materialized_one_at_a_time(tmp_path, new_instance):
+    # The gates ran in a step of their own after the identity map was kept: a later run of the roster and the
+    # loads, leaving that step out, loaded a drop whose gate had failed, unaccepted.
+    registry = edited_registry(tmp_path, lambda e: e["gates"].update(min_classlink_link_rate=1.0))
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "blocked"
+        for assets in (["student_roster"], ["assessment_results"], ["dm_student_roster"], ["dm_assessment_results"]):
+            result = _subset(settings, instance, *assets)
+            assert not result.success and "is not kept at rest" in _failures(result), assets
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+
+
+def test_a_version_refused_by_its_district_check_loads_nothing_later_and_a_new_version_leaves_no_older_frame(
+        tmp_path, new_instance):
+    # A re-sent drop whose SR.csv names another district was refused, but the earlier version's verified
+    # crosswalk stayed at rest: the later assets, run alone, loaded the refused file's scores with it.
+    settings = make_settings(tmp_path / "mtss")
+    drop = prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        held = warehouse_counts(settings)
+        set_column(drop / "SR.csv", "DistrictName", "Bellevue Union Elementary")
+        set_column(drop / "SR.csv", "ScaledScore", "777")
+        assert run_drop(settings, instance=instance).outcome == "blocked"
+        for assets in (["student_identity_map"], ["assessment_results"], ["dm_assessment_results"]):
+            assert not _subset(settings, instance, *assets).success, assets
+        assert warehouse_counts(settings) == held
+        kept = settings.storage_dir
+        assert not (kept / "district_crosswalk" / KEY).exists() and not (kept / "student_identity_map" / KEY).exists()
+
+        # a third version received alone: the second's frames (files as validated) are not left to mix with it
+        set_column(drop / "SR.csv", "ScaledScore", "778")
+        assert (kept / "validated_star_reading" / KEY).exists()
+        assert _subset(settings, instance, "received_drop").success
+        assert not [p for p in kept.glob(f"*/{KEY}") if p.parent.parent.name != "received_drop"]
+        result = _subset(settings, instance, "district_crosswalk", "student_identity_map", "assessment_results",
+                         "dm_assessment_results")
+        assert not result.success and "is not kept at rest" in _failures(result)
+    assert warehouse_counts(settings) == held
+
+
+def test_frames_verified_under_an_earlier_account_info_id_do_not_load_under_a_new_one(tmp_path, new_instance):
+    # The registry's account_info_id edited after a load: the roster rebuilt and loaded alone (the crosswalk and
+    # its checks left out) went in under the new id beside the old rows, a second copy.
+    first = make_settings(tmp_path / "mtss")
+    prepare_drop(first)
+    registry = edited_registry(tmp_path, lambda e: e.update(account_info_id=200000))
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    with new_instance() as instance:
+        assert run_drop(first, instance=instance).outcome == "loaded"
+        assert _subset(settings, instance, "student_roster").success
+        result = _subset(settings, instance, "dm_student_roster")
+        assert not result.success and "registry now says 200000" in _failures(result)
+    logged = errors(settings).filter(pl.col("Reason") == "stale_frames")
+    assert logged.height == 1 and "AccountInfoId 107873" in logged["Message"][0]
+    assert warehouse_counts(settings)["roster"] == warehouse_counts(first)["roster"]
