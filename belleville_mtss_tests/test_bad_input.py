@@ -447,6 +447,20 @@ def test_a_refused_file_leaves_other_drops_data_alone(settings):
     assert_no_pii(settings, pii)
 
 
+def test_two_exports_of_one_kind_in_a_drop_refuse_it_and_neither_loads(settings):
+    # The first of the files `students*.csv` matched, by name, was read: last month's export beside this one
+    # replaced the district's roster, the rest set aside as not expected, and the run said every file loaded.
+    drop = prepare_drop(settings)
+    older = pl.read_csv(drop / "students.csv", infer_schema=False)
+    older.head(older.height - 10).write_csv(drop / "students_2026-10.csv")
+    (drop / "students.csv").rename(drop / "students_2026-11.csv")
+    report = run_drop(settings)
+    assert report.outcome == "failed" and not report.success, report.render()
+    assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+    refusal = errors(settings).filter(pl.col("Reason") == "ambiguous_file")
+    assert refusal.height == 1 and "students_2026-10.csv, students_2026-11.csv" in refusal["Message"][0]
+
+
 @pytest.mark.parametrize("file_name, rows", [("SM.csv", None), ("SEL.csv", slice(0, 5))],
                          ids=["another_district_in_belleville_folder", "star_file_mixing_two_districts"])
 def test_district_mismatch_blocks_the_whole_drop(file_name, rows, settings):

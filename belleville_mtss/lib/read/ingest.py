@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from . import schemas
-from ..receive.drops import DropRefused, Limits, StagedFile, find_file, read_staged
+from ..receive.drops import DropRefused, Limits, StagedFile, files_matching, find_file, read_staged
 from .csvfile import FileInfo, FileRejected, file_info
 from ..load.errors import ErrorRecord, row_rejections
 from ..district.registry import District
@@ -53,8 +53,16 @@ def reading_order(sizes: dict) -> list:
 def drop_files(district: District, files: tuple) -> dict[str, tuple]:
     """Each file asset the district sends -> the drop's files (anything with a .name) it is read from, () where the
     drop lacks it. A drop that holds another roster's export beside the district's own is refused when its registry
-    entry does not name the roster: which of the two is the district's roster is never guessed."""
+    entry does not name the roster: which of the two is the district's roster is never guessed. So is a drop with
+    two files of one kind (this month's export beside last month's)."""
     patterns = district.file_patterns
+    for asset, pattern in patterns.items():
+        names = [f.name for f in files_matching(files, pattern)]
+        if len(names) > 1:
+            raise DropRefused("ambiguous_file", (
+                f"{len(names)} files of the drop match the pattern '{pattern}' of {district.district}'s {asset} "
+                f"({', '.join(names)}): which is the export is never guessed; ask the district to send one, or narrow "
+                f"the pattern in its registry entry"), names[1])
     found = {k.asset: k.found_in(files, patterns[k.asset]) for k in FILES if k.asset in patterns}
     ours = district.roster_source
     mine = next((found[k.asset][0] for k in ours.files if found.get(k.asset)), None)

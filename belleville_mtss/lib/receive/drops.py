@@ -799,10 +799,15 @@ def _stored_expired(path: Path, retention_days: float, now: float) -> bool:
         return False
 
 
+def files_matching(files: tuple, pattern: str) -> list:
+    """The drop's files (staged files or paths: anything with a .name) a registry pattern matches, compared
+    case-insensitively, by name."""
+    return sorted((f for f in files if fnmatch.fnmatch(f.name.lower(), pattern.lower())), key=lambda f: f.name)
+
+
 def find_file(files: tuple, pattern: str):
-    """The drop's file for a source (staged files or paths: anything with a .name, compared
-    case-insensitively with the registry's pattern); None when absent."""
-    matches = sorted((f for f in files if fnmatch.fnmatch(f.name.lower(), pattern.lower())), key=lambda f: f.name)
+    """The drop's file for a source (the first `files_matching`); None when absent."""
+    matches = files_matching(files, pattern)
     return matches[0] if matches else None
 
 
