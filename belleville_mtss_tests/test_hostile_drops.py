@@ -551,6 +551,17 @@ def test_a_file_named_as_the_receipts_own_is_refused_before_it_is_read(tmp_path,
     assert not target.exists()
 
 
+def test_a_file_name_holding_an_at_sign_refuses_the_drop_at_listing_without_the_name(tmp_path):
+    """Every message naming such a file was refused by the error log (it looks like an address): a drop with
+    `diagnostic_results_ela@2026-11-21.csv` failed its identity step with no error row saying why."""
+    source, _listed, drop = _one_file_drop(tmp_path / "drops", "vendor")
+    (drop / "diagnostic_results_ela@2026-11-21.csv").write_text("Student ID\n1\n")
+    (listed,) = [d for d in source.list_drops("belleville", "belleville") if d.name == "vendor"]
+    reason, message, file_name = listed.problem
+    assert reason == "bad_file_name" and "holds an at sign" in message
+    assert "@" not in message and "@" not in file_name and "2026-11-21" not in message
+
+
 @pytest.mark.parametrize("point", ["before_lock", "before_publish"])
 def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
     # Runs of several districts receive at once, and each first removes the orphans of every district. Found by

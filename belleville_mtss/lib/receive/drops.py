@@ -154,6 +154,9 @@ def _check_data_name(name: str) -> str:
     """check_file_name, and none of the names the receipt writes beside the staged files (RESERVED)."""
     if check_file_name(name) in RESERVED:
         raise BadName(f"file name {escape(name)} is kept for the receipt's own use; rename the file")
+    if "@" in name:  # every message naming the file would be refused by the error log, as one holding an address
+        raise BadName(f"file name {escape(name)} holds an at sign, which the error log keeps out of its messages "
+                      "as part of an email address; rename the file")
     return _not_a_part_name(name, "file name")
 
 
