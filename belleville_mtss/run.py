@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from .definitions import ASSETS, build_definitions
 from .lib.config import Settings
 from .progress import Progress
+from .defs.recovery import tag_own
 from .report import OUTCOME_TAG, DropReport
 
 
@@ -85,7 +86,7 @@ def run_drop(
         report = DropReport.from_events(drop_key, result.all_events)
         if report.outcome == "failed":  # what no step decided (a crash, a refused step) is decided now
             settle_failed_files(settings, drop_key, result.run_id)
-        inst.add_run_tags(result.run_id, {OUTCOME_TAG: report.outcome})
+        tag_own(inst, result.run_id, {OUTCOME_TAG: report.outcome})
     return report
 
 

@@ -266,3 +266,37 @@ def test_a_malformed_alert_setting_stops_the_load_naming_the_variable_and_the_ui
     assert isinstance(alerting.smtp_url, dg.EnvVar) and alerting.to == "ops@mtss.example.org"
     assert isinstance(alerting.urls, dg.EnvVar) and alerting.urls == "MTSS_ALERT_URLS"
     assert [d.channel for d in load_alert_config(os.environ).destinations] == ["workflows", "webhook", "email"]
+
+
+def test_a_run_re_executed_with_its_parents_tags_is_alerted_and_tagged_as_its_own(settings, receiver, new_instance):
+    """Re-executing a run from the UI copies its tags: the parent's `mtss/alerts` and `mtss/outcome` made the
+    sensors take the child for handled, so its failure paged no one and its outcome stayed the parent's."""
+    from belleville_mtss.report import OUTCOME_TAG
+    settings = replace(settings, alert_env={"MTSS_ALERT_WEBHOOK_URL": receiver.url})
+    with new_instance() as instance:
+        _, cursor = alert_tick(settings, instance)
+        run_drop(settings, "belleville/missing", instance=instance)  # no such drop: the run fails
+        result, cursor = alert_tick(settings, instance, cursor)
+        assert result.skip_message == "1 alert(s) sent"
+        (run,) = instance.get_runs()
+        assert run.tags[OUTCOME_TAG] == "failed" and run.tags["mtss/alerts"] == "1"
+        inherited = {k: v for k, v in run.tags.items() if not k.startswith("dagster/")}
+        prepare_drop(settings, replace(SMALL, drop_name="missing"))  # the drop arrived since: the child loads it
+        child = run_drop(settings, "belleville/missing", instance=instance,
+                         tags={**inherited, "dagster/parent_run_id": run.run_id})
+        assert child.outcome == "loaded"
+        child_run = instance.get_runs(limit=1)[0]
+        assert child_run.tags[OUTCOME_TAG] == "loaded" and child_run.tags[f"{OUTCOME_TAG}/run"] == child_run.run_id
+        run_drop(settings, "belleville/nowhere", instance=instance, tags={**inherited})  # fails, a parent's tags
+        result, cursor = alert_tick(settings, instance, cursor)
+        assert result.skip_message == "1 alert(s) sent" and "Drop: belleville/nowhere" in texts(receiver)[-1]
+
+
+def test_a_live_run_is_never_judged_dead_by_a_process_id_it_inherited():
+    import socket
+    from belleville_mtss.defs.recovery import HOST, PID, _dead
+    gone = "999999999"  # no process has it
+    inherited = {HOST: socket.gethostname(), PID: gone, f"{HOST}/run": "parent", f"{PID}/run": "parent"}
+    assert not _dead(dg.DagsterRun(job_name="drop_job", run_id="child", tags=inherited))
+    own = {**inherited, f"{HOST}/run": "child", f"{PID}/run": "child"}
+    assert _dead(dg.DagsterRun(job_name="drop_job", run_id="child", tags=own))

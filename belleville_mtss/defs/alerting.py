@@ -13,6 +13,7 @@ import dagster as dg
 from ..lib.alerts import Alert, failed_run, remember, unsent
 from ..report import drop_alerts
 from .outcomes import finished_drop_runs
+from .recovery import tag_own
 from .resources import AlertResource
 
 VERSION_TAG = "mtss/drop_version"  # set by sftp_drop_sensor on the runs it requests
@@ -61,7 +62,7 @@ def make_drop_alert_sensor(interval: int = 30) -> dg.SensorDefinition:
                                      run.tags.get(VERSION_TAG, ""))
                 # A run seen again (this tick was cut short before tagging it) alerts no one twice.
                 sent += send_once(context.instance, SENT_FOR_DROP_RUNS, alerting, context.log, alerts)
-                context.instance.add_run_tags(run.run_id, {ALERTED_TAG: str(len(alerts))})
+                tag_own(context.instance, run.run_id, {ALERTED_TAG: str(len(alerts))})
             after = max(after, record.update_timestamp.timestamp())
         context.update_cursor(str(after))
         return dg.SkipReason(f"{sent} alert(s) sent")

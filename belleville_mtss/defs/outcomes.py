@@ -8,6 +8,7 @@ import dagster as dg
 from ..lib.load.warehouse import mark_files
 from ..report import OUTCOME_TAG, DropReport
 from .jobs import drop_job
+from .recovery import own_tag, tag_own
 from .resources import ErrorLogResource
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
@@ -15,15 +16,16 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
 def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50):
     """Finished runs of drop_job updated after `cursor` (a timestamp), oldest first, with their reports, except
-    those already carrying `handled_tag`: tagging a run moves its update time, so a run comes back once more after
-    it was handled; its record is read again, never its event log."""
+    those already carrying `handled_tag` of their own (`own_tag`: a re-executed run is handled afresh): tagging a run
+    moves its update time, so a run comes back once more after it was handled; its record is read again, never its
+    event log."""
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(job_name=drop_job.name, statuses=FINISHED,
                               updated_after=dt.datetime.fromtimestamp(cursor, dt.timezone.utc)),
         limit=limit, ascending=True)
     for record in records:
         run = record.dagster_run
-        if handled_tag in run.tags:
+        if own_tag(run, handled_tag) is not None:
             yield record, None
             continue
         events = [e.dagster_event for e in context.instance.all_logs(run.run_id) if e.dagster_event]
@@ -45,7 +47,7 @@ def _tag_outcomes(context: dg.SensorEvaluationContext, error_log: ErrorLogResour
         if report is not None:
             if report.outcome == "failed":
                 mark_files(error_log.engine(), run.tags.get("dagster/partition", "?"), run.run_id, "failed")
-            context.instance.add_run_tags(run.run_id, {OUTCOME_TAG: report.outcome})
+            tag_own(context.instance, run.run_id, {OUTCOME_TAG: report.outcome})
             tagged += 1
         cursor = max(cursor, record.update_timestamp.timestamp())
     context.update_cursor(str(cursor))

@@ -21,18 +21,31 @@ LIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterR
         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
+def own_tag(run: dg.DagsterRun, tag: str) -> str | None:
+    """The run's `tag` where the run set it itself (`tag_own`), else None. A run re-executed from the UI starts with
+    every tag of the run it re-executes, among them those that say what became of that run: where its process
+    lived, its outcome, its alerts."""
+    return run.tags.get(tag) if run.tags.get(f"{tag}/run") == run.run_id else None
+
+
+def tag_own(instance: dg.DagsterInstance, run_id: str, tags: dict[str, str]) -> None:
+    """Tags the run with what is true of it alone, each tag beside the run it is of (`own_tag`)."""
+    instance.add_run_tags(run_id, {**tags, **{f"{k}/run": run_id for k in tags}})
+
+
 def claim(context, district: str) -> None:
     """Tags this run with its district and where its process lives."""
-    context.instance.add_run_tags(context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(),
-                                                       PID: str(os.getpid())})
+    tag_own(context.instance, context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(),
+                                                   PID: str(os.getpid())})
 
 
 def _dead(run: dg.DagsterRun) -> bool:
-    """A run whose process is known to be gone: tagged on this host, and no process has its id."""
-    if run.tags.get(HOST) != socket.gethostname() or not run.tags.get(PID, "").isdigit():
+    """A run whose process is known to be gone: tagged on this host by itself, and no process has its id."""
+    pid = own_tag(run, PID) or ""
+    if own_tag(run, HOST) != socket.gethostname() or not pid.isdigit():
         return False
     try:
-        os.kill(int(run.tags[PID]), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # a process of another user has that id: alive
