@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dagster import DagsterInstance
@@ -30,6 +31,7 @@ PRELOAD = ["belleville_mtss.definitions", "belleville_mtss.instance_storage_pg",
            "dagster._core.execution.plan.active", "dagster._core.storage.legacy_storage",
            "dagster._core.instance.factory"]
 PID_TAG = "mtss/run_pid"  # the run's process, for run monitoring (one machine: the daemon's)
+STARTED_TAG = "mtss/run_pid_started"  # when that process began (process_started)
 
 
 def _run_worker(run_id: str, instance_ref) -> None:
@@ -59,14 +61,25 @@ def _run_worker(run_id: str, instance_ref) -> None:
             instance.report_engine_event(f"Process for run exited (pid: {os.getpid()}).", run)
 
 
-def _alive(pid: int) -> bool:
+def process_started(pid: int) -> str | None:
+    """When the process of `pid` began (clock ticks since boot: /proc/<pid>/stat, field 22), None where unknown. A
+    process id is given out again once its process ends, soon after a restart: its start tells the two apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # the fields after the command's name, which may hold spaces
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """The process of `pid` runs, and is the one that began at `started` (where that is known)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not started or process_started(pid) in (None, started)
 
 
 class WarmRunLauncher(RunLauncher, ConfigurableClass):
@@ -105,7 +118,8 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
                                              name=f"dagster-run-{run.run_id[:8]}")
         process.start()
         self._running[run.run_id] = process
-        self._instance.add_run_tags(run.run_id, {PID_TAG: str(process.pid)})
+        self._instance.add_run_tags(run.run_id, {PID_TAG: str(process.pid),
+                                                 STARTED_TAG: process_started(process.pid) or ""})
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -119,7 +133,7 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
             alive = process.is_alive()
         else:  # launched before this daemon process started: by its pid, on this machine
             pid = run.tags.get(PID_TAG)
-            alive = pid is not None and _alive(int(pid))
+            alive = pid is not None and _alive(int(pid), run.tags.get(STARTED_TAG))
         return (CheckRunHealthResult(WorkerStatus.RUNNING) if alive
                 else CheckRunHealthResult(WorkerStatus.FAILED, "the run's process is gone"))
 

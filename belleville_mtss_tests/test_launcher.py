@@ -106,3 +106,16 @@ def test_a_run_whose_process_is_killed_is_found_dead_by_run_monitoring(settings,
             assert launcher.check_run_worker_health(run).status.value == "FAILED"
     assert read_table(engine, student_roster).height == 0  # killed before its load: nothing written
     engine.dispose()
+
+
+def test_run_monitoring_finds_a_run_dead_whose_process_id_another_process_was_given():
+    """After a restart, process ids are given out again: a run launched before it, judged by its id alone, looked
+    alive for as long as another process had that id (here this one: an id the system gives to anyone)."""
+    from dagster._core.launcher.base import WorkerStatus
+    from belleville_mtss.launcher import STARTED_TAG, process_started
+    launcher = WarmRunLauncher()
+    tags = {PID_TAG: str(os.getpid()), STARTED_TAG: "1"}  # a process that began at boot, not this one
+    run = dg.DagsterRun(job_name="drop_job", run_id="before-the-restart", tags=tags)
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.FAILED
+    alive = run.with_tags({**tags, STARTED_TAG: process_started(os.getpid())})
+    assert launcher.check_run_worker_health(alive).status == WorkerStatus.RUNNING

@@ -114,3 +114,33 @@ def test_a_lost_lock_session_aborts_its_apply_and_the_run_says_rolled_back(pg_da
     assert count_rows(engine, student_roster) == SMALL.students
     engine.dispose()
     admin.dispose()
+
+
+def test_a_run_killed_before_recording_a_file_is_settled_under_its_own_drop_and_a_reused_process_id(settings,
+                                                                                                     new_instance):
+    """After a container restart, process ids are given out again: the killed run's id was a live process (often
+    the next run itself), so the run was never settled. And its error row went under the drop of the run that
+    found it, when only the drop sensor's runs named their drop in a tag of the project's."""
+    import socket
+    from belleville_mtss.defs.recovery import DISTRICT, HOST, PID, STARTED_AT, _dead
+    from belleville_mtss.launcher import process_started
+    mine = str(os.getpid())
+    tags = {DISTRICT: "belleville", HOST: socket.gethostname(), PID: mine, STARTED_AT: "1",
+            "dagster/partition": "belleville/2026-11-20"}  # this process's id, of a process that began at boot
+    killed = dg.DagsterRun(job_name="drop_job", run_id="killed-run", status=dg.DagsterRunStatus.STARTED,
+                           tags={**tags, **{f"{k}/run": "killed-run" for k in (DISTRICT, HOST, PID, STARTED_AT)}})
+    assert _dead(killed)
+    alive = killed.with_tags({**killed.tags, STARTED_AT: process_started(os.getpid())})
+    assert not _dead(alive)
+    prepare_drop(settings)
+    with new_instance() as instance:
+        instance.add_run(killed)
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        assert instance.get_run_by_id("killed-run").status == dg.DagsterRunStatus.FAILURE
+    engine = make_engine(settings.warehouse_url)
+    try:
+        logged = read_table(engine, ingestion_errors).filter(pl.col("Stage") == "run")
+    finally:
+        engine.dispose()
+    assert logged.select("DropId", "Reason").rows() == [("belleville/2026-11-20", "interrupted")]
+    assert "left no file undecided" in logged["Message"][0]

@@ -2,8 +2,8 @@
 Dagster run STARTED and its files `received` in the audit. The next run of the district finds it and settles it:
 the run marked failed, its files `interrupted` (a finished run's left-over files `failed`), one error row each.
 
-A run says where it lives (host and process id, as run tags) when it starts, so a later run on the same host can
-tell a dead process from a live one; a run on another host is left to Dagster's run monitoring (deploy/dagster.yaml).
+A run says where it lives (host, process id and when that process began, as run tags) when it starts, so a later
+run on the same host can tell a dead process from a live one, and from a new process given the same id; a run on another host is left to Dagster's run monitoring (deploy/dagster.yaml).
 The staged warehouse rows of a dead load are removed by the district's next load (lib/load/warehouse.py).
 """
 from __future__ import annotations
@@ -13,10 +13,12 @@ import socket
 
 import dagster as dg
 
+from ..launcher import process_started
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import mark_files, undecided_runs
 
 HOST, PID, DISTRICT = "mtss/host", "mtss/pid", "mtss/district"
+STARTED_AT = "mtss/pid_started"  # when the process began, in clock ticks since boot, where the system says (Linux)
 LIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
         dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
@@ -35,8 +37,9 @@ def tag_own(instance: dg.DagsterInstance, run_id: str, tags: dict[str, str]) -> 
 
 def claim(context, district: str) -> None:
     """Tags this run with its district and where its process lives."""
-    tag_own(context.instance, context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(),
-                                                   PID: str(os.getpid())})
+    pid = os.getpid()
+    tag_own(context.instance, context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(), PID: str(pid),
+                                                   STARTED_AT: process_started(pid) or ""})
 
 
 def _dead(run: dg.DagsterRun) -> bool:
@@ -48,9 +51,10 @@ def _dead(run: dg.DagsterRun) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:  # a process of another user has that id: alive
-        return False
-    return False
+    except PermissionError:  # a process of another user has that id: alive, unless it began after the run's
+        pass
+    began = own_tag(run, STARTED_AT)
+    return bool(began) and process_started(int(pid)) not in (None, began)
 
 
 def recover(context, error_log, district) -> list[str]:
@@ -71,9 +75,10 @@ def recover(context, error_log, district) -> list[str]:
         mark_files(engine, drop_id, run_id, "interrupted" if run_id in dead else "failed")
         settled[run_id] = drop_id
     for run_id, drop_id in settled.items():
-        key = drop_id or dead[run_id].tags.get("mtss/drop") or context.partition_key
+        # the dead run's own drop: every run has Dagster's partition tag (the sensor's, the UI's, the command line's)
+        key = drop_id or dead[run_id].tags.get("dagster/partition") or context.partition_key
         said = (f"its files are marked {'interrupted' if run_id in dead else 'failed'}; run the drop again to load it"
-                if drop_id else "its files were decided before it ended (the audit says what was loaded)")
+                if drop_id else "it left no file undecided in the audit (the audit says what was loaded)")
         error_log.record(context, key, [ErrorRecord(
             "run", "interrupted" if run_id in dead else "failed",
             f"run {run_id[:8]} ended without finishing; {said} (found by run {this[:8]})")])
