@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         key = str(parse_drop_key(args.drop))
     except BadName as exc:
-        _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
+        if not args.dry_run:  # a dry run writes nothing, not even its refusal
+            _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
         raise CliError(f"refused: {exc}") from None
     if args.dry_run:
         from .dry_run import dry_run

@@ -15,41 +15,45 @@ from pathlib import Path
 
 from .lib.config import Settings
 from .lib.district.registry import RegistryError, load_registry
-from .lib.checks import decide
+from .lib.checks import CATALOGUE, decide
 from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
-from .lib.pipeline import CoreResult, process_drop, replace_evidence
+from .lib.pipeline import CoreResult, process_drop, replace_evidence, with_acceptances
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
 from .lib.read.ingest import drop_files
 from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
+from .lib.receive.sftp import SftpFatal, SftpTransient
 from .lib.receive.untrusted import parse_drop_key
 from .lib.receive.vault import VaultError
 from .lib.students import gates, review
+from .report import EXIT_CODES
 
 
 @dataclass
 class DryRun:
     key: str
     lines: list[str] = field(default_factory=list)
-    would_load: bool = False
+    outcome: str = "failed"  # what a run would end as (report.py's words): loaded, partial, blocked, superseded
+
+    @property
+    def would_load(self) -> bool:
+        return self.outcome in ("loaded", "partial")
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.would_load else 1
+        return EXIT_CODES[self.outcome]  # a run's, for the same drop
 
 
-def _fetch(settings: Settings, key, district, into: Path):
+def _fetch(server, key, district, into: Path):
     """The drop's files the district sends, as (name, bytes) by file asset, decrypted in memory: fetched from the
     drop server into a temporary staging folder (encrypted there), or read from the drop's staged copy when the
-    server does not list it."""
-    from .defs.resources import resources
-    server = resources(settings)["drop_server"]
-    vault, source = server.vault_key(), server.source()
+    server does not list it or cannot be reached, as a run replays it."""
+    vault, source, transient = server.vault_key(), server.source(), (SftpTransient,)
     try:
         received = receive_or_replay(source, key.district, district.drop_folder, key.drop, into / "staging", vault,
-                                     server.limits())
+                                     server.limits(), transient=transient)
     except LookupError:
         received = receive_or_replay(source, key.district, district.drop_folder, key.drop, server.staging(key),
-                                     vault, server.limits())
+                                     vault, server.limits(), transient=transient)
     try:
         files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
                  for asset, staged in drop_files(district, received.files).items()}
@@ -59,6 +63,7 @@ def _fetch(settings: Settings, key, district, into: Path):
 
 
 def dry_run(settings: Settings, drop: str) -> DryRun:
+    from .defs.resources import resources
     key = parse_drop_key(drop)
     out = DryRun(str(key))
     try:
@@ -69,24 +74,27 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
     warehouse, prod = make_engine(settings.warehouse_url), make_engine(settings.prod_db_url)
     try:
         with tempfile.TemporaryDirectory(prefix="mtss-dry-run-") as tmp:
+            server = resources(settings)["drop_server"]
             try:
-                received, files = _fetch(settings, key, district, Path(tmp))
-            except (LookupError, DropRefused) as exc:
+                received, files = _fetch(server, key, district, Path(tmp))
+            except (LookupError, DropRefused, SftpFatal, SftpTransient) as exc:
                 out.lines.append(f"DRY RUN: {key}: cannot run: {getattr(exc, 'message', exc)}")
                 return out
             account_info = read_account_info(warehouse, settings.account_info_table)
             users = read_classlink_students(prod, district.source_names.classlink, district.classlink_tenant_ids,
                                             settings.classlink_table)
             # what the asset graph reads from the warehouse, read here alike (defs/district.py, defs/students.py)
+            accepted = gates.acceptances(warehouse, str(key), received.version)
             result = process_drop(files, district, users, account_info, str(key),
                                   ferpa_max_days=settings.ferpa_review_max_days,
-                                  max_days_ahead=settings.max_days_ahead,
+                                  max_days_ahead=settings.max_days_ahead, limits=server.limits(),
                                   current_roster=gates.current_roster(warehouse, district.account_info_id),
                                   accepted=review.accepted(warehouse, district.account_info_id),
                                   other_ids=under_other_ids(warehouse, district.district,
-                                                            district.account_info_id))
+                                                            district.account_info_id),
+                                  accepted_checks=accepted)
         if result.roster is not None or result.results is not None:
-            _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead)
+            _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead, accepted)
     except SourceTableError as exc:
         out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
         return out
@@ -94,23 +102,37 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
         warehouse.dispose()
         prod.dispose()
     out.lines += _render(key, received, result)
-    out.would_load = result.roster is not None and not result.stopped
+    out.outcome = _outcome(result)
     roster, results = _rows(result)
     out.lines.append(f"DRY RUN: {key}: would load {roster:,} roster rows and {results:,} results; nothing written"
                      if out.would_load else f"DRY RUN: {key}: would load nothing: {result.stopped}; nothing written")
     return out
 
 
-def _replace_checks(engine, district, key: str, result: CoreResult, max_days_ahead: int) -> None:
-    """The replace checks again, against what the warehouse holds (process_drop judged them against nothing)."""
+def _replace_checks(engine, district, key: str, result: CoreResult, max_days_ahead: int,
+                    accepted: dict[str, str]) -> None:
+    """The replace checks again, against what the warehouse holds (process_drop judged them against nothing); a
+    failure stops the load, as it stops a run's."""
     with engine.connect() as conn:
-        outcomes = decide("replace", replace_evidence(conn, district, key, result.roster, result.results,
-                                                      results_scopes(result.results), max_days_ahead))
+        outcomes = with_acceptances(decide("replace", replace_evidence(
+            conn, district, key, result.roster, result.results, results_scopes(result.results), max_days_ahead)),
+            accepted)
     names = {o.name for o in outcomes}
     result.checks = [c for c in result.checks if c.name not in names] + outcomes
     failed = [o for o in outcomes if not o.passed]
     if failed:
         result.stopped = f"{failed[0].name}: {failed[0].why}"
+        result.roster = result.results = None
+
+
+def _outcome(result: CoreResult) -> str:
+    """What a run of the drop would end as, in the run report's words (report.py `DropReport.outcome`)."""
+    failed = {c.name for c in result.checks if not c.passed}
+    if failed:
+        return "superseded" if {CATALOGUE[n].outcome for n in failed} == {"superseded"} else "blocked"
+    if result.roster is None or result.stopped:
+        return "failed"
+    return "partial" if any(v.sent and v.halted for v in result.validated.values()) else "loaded"
 
 
 def _rows(result: CoreResult) -> tuple[int, int]:

@@ -65,10 +65,11 @@ def test_a_dry_run_of_an_older_drop_shows_the_failed_check_and_writes_no_error_r
     assert run_drop(settings, "belleville/2026-11-15").outcome == "loaded"
     before = tables(settings)
     code, lines = dry(settings, monkeypatch, capsys, "belleville/2026-11-01")
-    assert code == 1
-    assert any(line.startswith("  FAILED  drop_is_newest") for line in lines), lines
-    assert lines[-1].startswith("DRY RUN: belleville/2026-11-01: would load nothing: drop_is_newest: ")
     assert tables(settings) == before
+    assert code == 4 == run_drop(settings, "belleville/2026-11-01").exit_code  # superseded, as the run says
+    assert any(line.startswith("  FAILED  drop_is_newest") for line in lines), lines
+    assert "Would write: dm.StudentRoster 0 rows, dm.AssessmentResults 0 rows" in lines  # it said the rows before
+    assert lines[-1].startswith("DRY RUN: belleville/2026-11-01: would load nothing: drop_is_newest: ")
 
 
 def _copy_drop(drop, name: str):
@@ -153,3 +154,49 @@ def test_a_dry_run_keeps_no_clear_text_on_disk_only_encrypted_staged_copies(sett
     assert {name.rsplit("/", 1)[-1] for name, _ in data} >= {"students.csv", "SR.csv", "SM.csv", "SEL.csv"}
     for name, body in data:  # the staged copies, encrypted; nothing decrypted beside them
         assert name.startswith("staging/") and body.startswith(MAGIC) and email not in body, name
+
+
+def test_a_dry_run_honours_a_recorded_acceptance_the_row_limit_and_an_unreachable_server_as_the_run_does(
+        settings, monkeypatch, capsys):
+    """The dry run said `blocked` for a drop version a person had accepted, which the run then loaded; it read
+    files past MTSS_MAX_FILE_ROWS that the run halts; and with the drop server down it failed with a traceback
+    where the run replays the staged copy."""
+    import dataclasses
+
+    import polars as pl
+    from belleville_mtss.lib.receive.drops import Limits
+    from .helpers import errors
+    drop = prepare_drop(settings)
+    assert run_drop(settings).outcome == "loaded"
+    later = _copy_drop(drop, "2026-11-08")
+    roster = pl.read_csv(later / "students.csv", infer_schema=False)
+    roster.head(roster.height // 2).write_csv(later / "students.csv")  # half the students: roster_size fails
+    key = "belleville/2026-11-08"
+    code, lines = dry(settings, monkeypatch, capsys, key)
+    assert code == 1 and any(line.startswith("  FAILED  roster_size") for line in lines), lines
+    accept = {"mtss/accept": "roster_size,student_number_churn,assessment_link_rate,results_shrink",
+              "mtss/accept_reason": "the district split", "mtss/accepted_by": "tester"}
+    accepted = run_drop(settings, key, tags=accept)
+    assert accepted.outcome == "loaded", accepted.render()
+    code, lines = dry(settings, monkeypatch, capsys, key)
+    assert code == 0 and any(line.startswith("  passed  assessment_link_rate: accepted by tester") for line in lines), "\n".join(lines)
+
+    monkeypatch.setenv("MTSS_MAX_FILE_ROWS", "200")  # fewer than SR.csv's and SM.csv's rows: the run halts them
+    code, lines = dry(settings, monkeypatch, capsys, key)
+    report = run_drop(dataclasses.replace(settings, limits=Limits(max_file_rows=200)), key, tags=accept)
+    assert code == report.exit_code == 3 and any("SR.csv: more than 200 rows" in line for line in lines), lines
+    monkeypatch.delenv("MTSS_MAX_FILE_ROWS")
+
+    monkeypatch.setenv("MTSS_SFTP_HOST", "127.0.0.1")  # a drop server nobody answers on: the staged copy is read
+    monkeypatch.setenv("MTSS_SFTP_PORT", "1")
+    monkeypatch.setenv("MTSS_SFTP_USER", "nobody")
+    import paramiko
+    paramiko.RSAKey.generate(2048).write_private_key_file(str(settings.home / "id_rsa"))
+    (settings.home / "known_hosts").write_text("")
+    monkeypatch.setenv("MTSS_SFTP_KEY_PATH", str(settings.home / "id_rsa"))
+    monkeypatch.setenv("MTSS_SFTP_KNOWN_HOSTS", str(settings.home / "known_hosts"))
+    code, lines = dry(settings, monkeypatch, capsys, key)
+    assert code == 0 and lines[0].startswith(f"Drop {key}, version ") and "its staged copy" in lines[0], lines
+
+    before = errors(settings).height  # a refused drop key, dry: no error row either
+    assert main(["run", "belleville", "--dry-run"]) == 2 and errors(settings).height == before

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -219,11 +219,13 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
                  ferpa_max_days: int = 365, max_days_ahead: int = 2, current_roster: int = 0,
                  limits: Limits = Limits(),
                  loaded_at: dt.datetime | None = None, accepted: pl.DataFrame | None = None,
-                 other_ids: dict[int, int] | None = None) -> CoreResult:
+                 other_ids: dict[int, int] | None = None, accepted_checks: Mapping[str, str] | None = None
+                 ) -> CoreResult:
     """Every stage of one drop, in the asset graph's order, with its guards: what the warehouse would receive
     (roster and results), or why nothing (a failed check or a stop), and every error row on the way. What the
     asset graph reads from the warehouse comes as arguments: the links a person accepted (`accepted`), the
-    district's rows held under another AccountInfoId (`other_ids`), its current roster's size."""
+    district's rows held under another AccountInfoId (`other_ids`), its current roster's size, the checks a person
+    accepted for this drop version (`accepted_checks`: check -> who)."""
     today, loaded_at, lap = today or dt.date.today(), loaded_at or dt.datetime.now(), Laps()
     validated, errors = read_files(files, district, limits)
     lap("read")
@@ -234,7 +236,7 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     result = CoreResult(validated, errors, [], frame, seconds=lap)
     evidence = Evidence(district, drop_key, crosswalk=frame, account_info=account_info, today=today,
                         ferpa_max_days=ferpa_max_days, max_days_ahead=max_days_ahead, other_ids=other_ids or {})
-    if not _judge(result, decide("district", evidence)):
+    if not _judge(result, decide("district", evidence), accepted_checks):
         return result
     lap("district")
     assessments = [validated[k.asset] for k in ASSESSMENT_FILES]
@@ -248,7 +250,7 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     result.identity = identity
     lap("link")
     evidence.identity, evidence.current_roster = identity, current_roster
-    if not _judge(result, decide("gate", evidence)):
+    if not _judge(result, decide("gate", evidence), accepted_checks):
         return result
     lap("gate")
     result.roster = roster(district, roster_of(district, validated), identity, drop_key, loaded_at)
@@ -258,7 +260,7 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     evidence.snapshot = order.snapshot_date(drop_key, district.drop_date, None)
     evidence.roster_numbers = result.roster["StudentNumber"]
     evidence.results_rows = order.rows_per_scope(result.results)
-    if not _judge(result, decide("replace", evidence)):
+    if not _judge(result, decide("replace", evidence), accepted_checks):
         result.roster = result.results = None
     lap("replace")
     return result
@@ -295,8 +297,16 @@ def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | 
                     roster_numbers=roster["StudentNumber"] if roster is not None else None)
 
 
-def _judge(result: CoreResult, checks: list[CheckOutcome]) -> bool:
-    """Blocking checks: their error rows are written, and a failure stops everything after them."""
+def with_acceptances(checks: list[CheckOutcome], accepted: Mapping[str, str]) -> list[CheckOutcome]:
+    """A failed check a person accepted for this drop version (`accepted`: check -> who, dm.GateAcceptances) passes,
+    as a run passes it, saying who accepted it; it writes no error row."""
+    return [replace(c, passed=True, why=f"accepted by {accepted[c.name]}: {c.why}", records=[])
+            if not c.passed and c.name in accepted else c for c in checks]
+
+
+def _judge(result: CoreResult, checks: list[CheckOutcome], accepted: Mapping[str, str] | None = None) -> bool:
+    """Blocking checks: their error rows are written, and a failure stops everything after them (unless accepted)."""
+    checks = with_acceptances(checks, accepted or {})
     result.checks += checks
     result.errors += [r for c in checks for r in c.records]
     failed = [c for c in checks if not c.passed]

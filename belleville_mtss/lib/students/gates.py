@@ -27,6 +27,14 @@ def acceptance(engine: sa.Engine, drop_id: str, version: str, gate: str) -> dict
     return dict(row._mapping) if row else None
 
 
+def acceptances(engine: sa.Engine, drop_id: str, version: str) -> dict[str, str]:
+    """Every failed check accepted for this drop version, with who accepted it."""
+    a = gate_acceptances.c
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(a.Gate, a.AcceptedBy).where(
+            (a.DropId == drop_id) & (a.DropVersion == version)).order_by(a.AcceptedAt)).all())
+
+
 def accept(target: sa.Engine | sa.Connection, drop_id: str, version: str, gate: str, reason: str, by: str,
            figure: str, run_id: str | None) -> None:
     """Record an acceptance; on a connection, inside its transaction (applying an older drop records the
