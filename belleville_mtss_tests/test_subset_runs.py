@@ -82,3 +82,19 @@ def test_frames_verified_under_an_earlier_account_info_id_do_not_load_under_a_ne
     logged = errors(settings).filter(pl.col("Reason") == "stale_frames")
     assert logged.height == 1 and "AccountInfoId 107873" in logged["Message"][0]
     assert warehouse_counts(settings)["roster"] == warehouse_counts(first)["roster"]
+
+
+def test_a_load_of_the_results_alone_refused_by_a_replace_check_logs_its_refusal(tmp_path, new_instance):
+    # The replace checks are shown on dm_student_roster: a load of dm_assessment_results alone, refused as
+    # superseded, wrote no error row and marked no file, so `status` showed nothing of it.
+    import shutil
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    shutil.copytree(settings.drop_dir / "belleville" / "2026-11-01", settings.drop_dir / "belleville" / "2026-11-15")
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        assert run_drop(settings, "belleville/2026-11-15", instance=instance).outcome == "loaded"
+        result = _subset(settings, instance, "dm_assessment_results")
+        assert not result.success and "Superseded" in _failures(result)
+    logged = errors(settings).filter((pl.col("DropId") == KEY) & (pl.col("Reason") == "superseded"))
+    assert logged.height == 1 and logged["Stage"][0] == "replace"

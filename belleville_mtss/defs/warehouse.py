@@ -147,14 +147,18 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                             "the district's next load removes them")
     if waited >= 1:  # the run report says so (report.py)
         yield dg.AssetObservation(asset_key=ROSTER, metadata={LOCK_WAIT: round(waited, 1)})
+    # a refusal is logged and its files marked whatever the selection; its checks are shown where selected (a load
+    # of the results alone has none)
     shown = dg.AssetCheckKey(ROSTER, REPLACE_CHECKS[0]) in context.selected_asset_check_keys
-    for o in outcomes if shown else []:
+    for o in outcomes:
         if o in refused:
-            yield verdict(context, error_log, ROSTER.to_user_string(), o)
+            result = verdict(context, error_log, ROSTER.to_user_string(), o)
         elif o.passed:
-            yield dg.AssetCheckResult(check_name=o.name, asset_key=ROSTER, passed=True, metadata={"why": o.why})
+            result = dg.AssetCheckResult(check_name=o.name, asset_key=ROSTER, passed=True, metadata={"why": o.why})
         else:
-            yield accepted_result(o, ROSTER, gates.acceptance(engine, key, version, o.name))
+            result = accepted_result(o, ROSTER, gates.acceptance(engine, key, version, o.name))
+        if shown:
+            yield result
     if refused:
         if all(checks.CATALOGUE[o.name].outcome == "superseded" for o in refused):
             raise blocked_failure(f"Superseded: {key}: {refused[0].why}. "
