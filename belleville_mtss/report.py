@@ -173,6 +173,10 @@ def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool
         reason = reasons[0] if len(failed) == 1 else "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons))
         return [blocked_drop(report.key, version, ", ".join(failed), reason)]
     if run_failed or report.failures:
-        return [failed_run(run_id, job_name, report.key, list(report.failures))]
+        # a receipt that failed (a file rewritten as it was read, a transfer cut) is asked for again by the drop
+        # sensor, up to 8 times: one alert for the drop version, not one per retry
+        receipt = list(report.failures) == ["received_drop"] and version != "unknown"
+        return [failed_run(run_id, job_name, report.key, list(report.failures),
+                           once_per=f"{report.key}:{version}:receipt" if receipt else None)]
     return [halted_file(report.key, version, report.files.get(node.removeprefix("validated_"), node), why)
             for node, why in report.halted.items()]

@@ -228,6 +228,19 @@ def test_failed_run_names_steps_not_the_error_text():
         alerts.failed_run("r", "j", error="Jane Doe 2011-04-02")  # no parameter to put free text in
 
 
+def test_the_retries_of_a_drop_versions_failed_receipt_alert_once_and_other_failures_once_per_run():
+    """The drop sensor asks again for a drop whose receipt failed (a file rewritten as it was read), up to 8 times;
+    each refused run paged "run failed", for a fault whose remedy is to do nothing."""
+    from belleville_mtss.report import DropReport, drop_alerts
+    receipt = DropReport("belleville/d1", False, failures={"received_drop": "refused: SM.csv changed"})
+    keys = {run: drop_alerts(receipt, run, "drop_job", True, "v1")[0].key for run in ("run-1", "run-2")}
+    assert keys["run-1"] == keys["run-2"] == "failed_run:belleville/d1:v1:receipt"
+    assert drop_alerts(receipt, "run-3", "drop_job", True, "v2")[0].key != keys["run-1"]  # a new version alerts
+    assert drop_alerts(receipt, "run-4", "drop_job", True)[0].key == "failed_run:run-4"  # no version known
+    later = DropReport("belleville/d1", False, failures={"student_identity_map": "failed"})
+    assert drop_alerts(later, "run-5", "drop_job", True, "v1")[0].key == "failed_run:run-5"
+
+
 # --- email --------------------------------------------------------------------------------------------------
 
 class Inbox:

@@ -269,15 +269,16 @@ def halted_file(drop_key: str, version: str, file_name: str, reason: str) -> Ale
 
 
 def failed_run(run_id: str, job_name: str, drop_key: str | None = None,
-               failed_steps: Sequence[str] = ()) -> Alert:
-    """Names the failed steps, not the error text: an exception message may quote a cell value."""
+               failed_steps: Sequence[str] = (), once_per: str | None = None) -> Alert:
+    """Names the failed steps, not the error text: an exception message may quote a cell value. One alert per
+    run, or per `once_per` where the runs of one thing fail alike (the retries of a drop version's receipt)."""
     lines = [f"Job: {job_name}", f"Run: {run_id}"]
     if drop_key:
         lines.append(f"Drop: {drop_key}")
     if failed_steps:
         lines.append(f"Failed step(s): {', '.join(failed_steps)}")
     lines.append("Details are in the Dagster UI run log.")
-    return Alert("failed_run", f"failed_run:{run_id}", f"MTSS: run of {job_name} failed", tuple(lines))
+    return Alert("failed_run", f"failed_run:{once_per or run_id}", f"MTSS: run of {job_name} failed", tuple(lines))
 
 
 def drop_server_outage(server: str, down_since: float, now: float) -> Alert:
