@@ -144,3 +144,31 @@ def test_a_run_killed_before_recording_a_file_is_settled_under_its_own_drop_and_
         engine.dispose()
     assert logged.select("DropId", "Reason").rows() == [("belleville/2026-11-20", "interrupted")]
     assert "left no file undecided" in logged["Message"][0]
+
+
+def test_a_run_that_failed_leaving_its_files_undecided_is_not_said_to_have_ended_without_finishing(settings,
+                                                                                                  new_instance):
+    # The district's next run may start before the outcome sensor's tick decides a failed run's files: it settled
+    # them, saying the run "ended without finishing", the words for a killed one.
+    from belleville_mtss.lib.load.warehouse import record_received
+    from belleville_mtss.lib.receive.drops import StagedFile
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        failed = dg.DagsterRun(job_name="drop_job", run_id="failed-run", status=dg.DagsterRunStatus.FAILURE,
+                               tags={"dagster/partition": "belleville/2026-11-20"})
+        instance.add_run(failed)
+        engine = make_engine(settings.warehouse_url)
+        record_received(engine, "belleville/2026-11-20", 107873, "v1", [StagedFile("SR.csv", 1, "0" * 64)],
+                        "failed-run")
+        engine.dispose()
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+    engine = make_engine(settings.warehouse_url)
+    try:
+        logged = read_table(engine, ingestion_errors).filter(pl.col("Stage") == "run")
+        outcome = read_table(engine, ingestion_files).filter(pl.col("RunId") == "failed-run")["Outcome"].to_list()
+    finally:
+        engine.dispose()
+    assert outcome == ["failed"] and logged.height == 1
+    assert "ended without deciding its files; its files are marked failed" in logged["Message"][0]
+    assert "without finishing" not in logged["Message"][0]

@@ -79,7 +79,9 @@ def recover(context, error_log, district) -> list[str]:
         key = drop_id or dead[run_id].tags.get("dagster/partition") or context.partition_key
         said = (f"its files are marked {'interrupted' if run_id in dead else 'failed'}; run the drop again to load it"
                 if drop_id else "it left no file undecided in the audit (the audit says what was loaded)")
+        # a dead run ended without finishing; a finished one (failed, its outcome not yet tagged) only left its files
+        ended = "ended without finishing" if run_id in dead else "ended without deciding its files"
         error_log.record(context, key, [ErrorRecord(
-            "run", "interrupted" if run_id in dead else "failed",
-            f"run {run_id[:8]} ended without finishing; {said} (found by run {this[:8]})")])
+            "run", "interrupted" if run_id in dead else "failed", f"run {run_id[:8]} {ended}; {said} (found by run "
+                                                                  f"{this[:8]})")])
     return list(settled)
