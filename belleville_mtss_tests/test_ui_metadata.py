@@ -65,6 +65,9 @@ def test_materializations_carry_schema_lineage_and_plottable_figures(settings, n
     assert "| classlink_email |" in identity["match_rates"].value
     assert isinstance(meta["validated_star_reading"]["rows_rejected"].value, int)
     assert "district_names_match_registry" not in meta["district_crosswalk"]  # checks carry their own metadata
+    # files, not rows: the crosswalk's row of the ClassLink table made it 5 for the drop's 4 files
+    assert (meta["district_crosswalk"]["files_verified"].value, meta["district_crosswalk"]["files_halted"].value) \
+        == (4, 0)
 
 
 def test_a_refused_drop_ends_with_a_plain_summary_and_its_crosswalk_is_not_materialized(settings, new_instance):

@@ -107,7 +107,11 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     yield dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,
         **table(frame.height, CROSSWALK_FRAME),
-        "files_verified": int(frame["verified"].sum()),
+        # the drop's files whose district was read and verified (a halted file's was never read; the ClassLink
+        # table is no file; a file naming its district two ways has a row for each)
+        "files_verified": frame.filter((pl.col("source") != "classlink_users") & (pl.col("decision") != "halted")
+                                       & pl.col("verified"))["file_name"].n_unique(),
+        "files_halted": frame.filter(pl.col("decision") == "halted")["file_name"].n_unique(),
         "crosswalk": per_file,
     })
     yield from verdicts  # after the materialization they are the checks of
