@@ -98,3 +98,18 @@ def test_a_load_of_the_results_alone_refused_by_a_replace_check_logs_its_refusal
         assert not result.success and "Superseded" in _failures(result)
     logged = errors(settings).filter((pl.col("DropId") == KEY) & (pl.col("Reason") == "superseded"))
     assert logged.height == 1 and logged["Stage"][0] == "replace"
+
+
+def test_another_spelling_of_a_drop_is_refused_under_that_spelling_not_the_drops_key(tmp_path, new_instance):
+    # A partition added by hand as `Belleville/2026-11-01` was refused, but its error row went under
+    # `belleville/2026-11-01`, whose status then showed an error the drop never had.
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    with new_instance() as instance:
+        instance.add_dynamic_partitions("drops", ["Belleville/2026-11-01"])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        result = job.execute_in_process(instance=instance, partition_key="Belleville/2026-11-01",
+                                        raise_on_error=False, asset_selection=[dg.AssetKey("received_drop")])
+        assert not result.success
+    logged = errors(settings)
+    assert logged.select("DropId", "Reason").rows() == [("'Belleville/2026-11-01'", "bad_drop_name")]

@@ -41,10 +41,13 @@ def row_rejections(rejected: pl.DataFrame, stage: str, file_name: str) -> list[E
 
 def drop_ids(key: str, registry: dict) -> tuple[int | None, str]:
     """(DistrictId, DropId) for an error row: the registry's AccountInfoId when the key names a registry district,
-    and the canonical key, or the key escaped when it is not one (a refused name is never stored as given)."""
+    and the key, escaped when it is not canonical (a refused name is never stored as given, nor under the drop
+    it is another spelling of, whose status it is not)."""
     try:
         parsed = parse_drop_key(key)
         district, drop_id = parsed.district, str(parsed)
+        if drop_id != key:
+            raise BadName(key)
     except BadName:
         district, drop_id = str(key).partition("/")[0].lower(), escape(str(key), limit=150)
     entry = registry.get(district) or getattr(registry, "problems", {}).get(district)
