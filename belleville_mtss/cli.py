@@ -11,6 +11,7 @@ from pathlib import Path
 from .lib.config import load_settings
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_HELP = ("Dagster's own console log (DEBUG, INFO, WARNING, ERROR); by default only the report is printed, "
             "problems are in it and in dm.IngestionErrors")
 
@@ -586,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="lay out the Belleville sample under MTSS_HOME and run every asset")
     demo.add_argument("--students", type=int, default=4500)
-    demo.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
+    demo.add_argument("--log-level", default="CRITICAL", type=str.upper, choices=LOG_LEVELS, help=LOG_HELP)
     demo.set_defaults(func=_demo)
 
     gen = sub.add_parser("generate", help="write a large realistic drop (same generator as the demo), scaled")
@@ -598,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("run", help="run (or replay) one drop through every asset, e.g. belleville/2026-11-01")
     run.add_argument("drop", help="<district>/<drop name>: fetched from the drop server, or replayed from staging")
-    run.add_argument("--log-level", default="CRITICAL", help=LOG_HELP)
+    run.add_argument("--log-level", default="CRITICAL", type=str.upper, choices=LOG_LEVELS, help=LOG_HELP)
     run.add_argument("--accept", action="append", choices=gates, metavar="CHECK",
                      help=f"load this drop version although CHECK failed (one of {', '.join(gates)}; "
                           "drop_is_newest: apply an older drop over newer data); recorded in dm.GateAcceptances "
@@ -701,13 +702,30 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"belleville-mtss: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # what a database answers: one line, never its statement or parameters (a value)
+        from alembic.util import CommandError
+        from sqlalchemy.exc import SQLAlchemyError
+        from .lib.load.migrations import WarehouseNotReady
+        if isinstance(exc, (WarehouseNotReady, CommandError)):
+            print(f"belleville-mtss: error: {exc}", file=sys.stderr)
+        elif isinstance(exc, SQLAlchemyError):
+            refusal = type(getattr(exc, "orig", None) or exc).__name__
+            print(f"belleville-mtss: error: a database refused the command ({refusal}); is the warehouse at this "
+                  "release's schema? `belleville-mtss warehouse current` says", file=sys.stderr)
+        else:
+            raise
+        return 2
 
 
 def console() -> None:
     """The `belleville-mtss` command: `main`, then the process ends without Python freeing every object it made
     (0.5-0.7 s of a 600-student `run` on a 2-core machine: benchmarks/small_drop.py). Each command has committed
     and closed what it wrote before `main` returns; the exit handlers (log handlers, thread pools) still run."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # what reads the output stopped (`links review ... | head`): the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -161,3 +161,27 @@ def test_migrate_refuses_what_is_no_entry_or_does_not_load_and_writes_nothing(tm
     assert "bad.yaml: not migrated, the entry does not load: student_link.renaissance: Input should be" in err
     assert "input_value" not in err  # the field and what is wrong, never the entry's values
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_commands_against_a_warehouse_of_no_schema_or_with_a_bad_argument_end_in_one_line(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """An operator's commands against a warehouse our migrations never ran on (or `stamp` of no such revision, a
+    log level misspelled) ended in a traceback."""
+    import sqlalchemy as sa
+    from belleville_mtss.cli import main
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE AccountInfo (AccountInfoId INTEGER, DistrictName TEXT, State TEXT, "
+                             "County TEXT, NcesId TEXT)")
+    engine.dispose()
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
+    for argv in (["links", "review", "belleville"], ["links", "accept", "1", "--reason", "r"], ["run", "belleville"],
+                 ["warehouse", "stamp", "9999"], ["status", "belleville"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("belleville-mtss: error: ") and err.count("\n") == 1, (argv, err)
+    with pytest.raises(SystemExit):
+        main(["run", "belleville/2026-11-01", "--log-level", "LOUD"])
+    assert "invalid choice: 'LOUD'" in capsys.readouterr().err
