@@ -116,6 +116,8 @@ def _run(args: argparse.Namespace) -> int:
         if not args.dry_run:  # a dry run writes nothing, not even its refusal
             _record_refusal(settings, args.drop, "bad_drop_name", str(exc))
         raise CliError(f"refused: {exc}") from None
+    if args.reason and not args.accept:
+        raise CliError("--reason goes with --accept CHECK: it says why a failed check may be passed for this drop")
     if args.dry_run:
         from .dry_run import dry_run
         if args.accept:

@@ -185,3 +185,5 @@ def test_commands_against_a_warehouse_of_no_schema_or_with_a_bad_argument_end_in
     with pytest.raises(SystemExit):
         main(["run", "belleville/2026-11-01", "--log-level", "LOUD"])
     assert "invalid choice: 'LOUD'" in capsys.readouterr().err
+    assert main(["run", "belleville/2026-11-01", "--reason", "why"]) == 2  # a reason for no acceptance: said, not run
+    assert "--reason goes with --accept" in capsys.readouterr().err
