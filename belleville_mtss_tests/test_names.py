@@ -443,3 +443,18 @@ def test_the_real_nj_name_drift_resolves_at_least_55_of_58_and_none_wrongly(refe
     results = ref.resolve_many([(n, "NJ", None) for n in later["lea_name_as_published"]])
     right = [r.best.key == k for r, k in zip(results, later["leaid"]) if r.decision == "resolved"]
     assert later.height == 58 and sum(right) >= 55 and all(right)
+
+
+def test_a_county_never_hides_a_better_match_in_another_county():
+    """The pool was the registry's county alone: a file naming HOWELL TOWNSHIP (Monmouth) verified as the
+    registry's HOPEWELL TOWNSHIP (Cumberland), the only close name in its county. The county now only chooses among
+    districts of the very same name."""
+    ref = Reference(pl.DataFrame({
+        "key": ["howell", "hopewell", "wt-morris", "wt-mercer"], "state": ["NJ"] * 4,
+        "name": ["HOWELL TOWNSHIP", "HOPEWELL TOWNSHIP", "WASHINGTON TOWNSHIP", "WASHINGTON TOWNSHIP"],
+        "county": ["MONMOUTH", "CUMBERLAND", "MORRIS", "MERCER"], "account_info_id": [1, 2, 3, 4]}))
+    res = ref.resolve("Howell Township Public Schools", state="NJ", county="Cumberland")
+    assert res.best.key == "howell" and res.best.account_info_id != 2
+    assert ref.resolve("Washington Township Public Schools", state="NJ", county="Mercer").best.key == "wt-mercer"
+    assert ref.resolve("Washington Township", state="NJ", county="Mercer").decision == "resolved"
+    assert ref.resolve("Washington Township", state="NJ", county="Essex").decision == "ambiguous"

@@ -122,8 +122,11 @@ class Resolution:
 class Reference:
     """Districts to resolve against: columns key, name, state, optional county and account_info_id.
 
-    Candidates are compared only within the query's state (and county, where both sides know it): that is
-    what keeps WI "BELLEVILLE SCHOOL DISTRICT" away from Belleville NJ, and what makes 17,000 names fast.
+    Candidates are compared only within the query's state: that is what keeps WI "BELLEVILLE SCHOOL DISTRICT"
+    away from Belleville NJ, and what makes 17,000 names fast. The county, where both sides know it, only chooses
+    among districts of the state that bear the best candidate's very name (NJ's five WASHINGTON TOWNSHIPs): a
+    name never comes from a file, and a pool of one county let a name that is another county's district (HOWELL
+    TOWNSHIP, Monmouth) verify as the county's look-alike (HOPEWELL TOWNSHIP, Cumberland).
     """
 
     MIN_SCORE = 88.0  # below this, a fuzzy candidate is not the same name
@@ -149,17 +152,14 @@ class Reference:
         states = self.frame["state"].to_list()
         counties = self.frame["county"].to_list()
         self._rows = list(zip(self.frame["key"].to_list(), self._names, states, self.frame["account_info_id"].to_list()))
+        self._counties = counties
+        self._row_of = {key: i for i, key in enumerate(self.frame["key"].to_list())}
         self._pools: dict[tuple[str | None, str | None], np.ndarray] = {}
         by_state: dict[str | None, list[int]] = {None: list(range(len(states)))}
-        by_county: dict[tuple[str, str], list[int]] = {}
-        for i, (st, co) in enumerate(zip(states, counties)):
+        for i, st in enumerate(states):
             by_state.setdefault(st, []).append(i)
-            if co:
-                by_county.setdefault((st, co), []).append(i)
         for st, idx in by_state.items():
             self._pools[(st, None)] = np.array(idx, dtype=np.int64)
-        for key, idx in by_county.items():
-            self._pools[key] = np.array(idx, dtype=np.int64)
         self.states = frozenset(s for s in by_state if s)
         # The reference's words, but for the last word of names exactly NCES_CUT long (perhaps cut mid-word).
         vocabulary = frozenset(w for n in self._names
@@ -171,13 +171,29 @@ class Reference:
             for w in words:
                 self._by_word.setdefault(w, set()).add(i)
 
-    def _pool(self, state: str | None, county: str | None) -> tuple[str | None, str | None]:
+    def _pool(self, state: str | None) -> tuple[str | None, None]:
         st = state.strip().upper() if state else None
         if st is not None and st not in self.states:
             raise ValueError(f"unknown state '{state}': no district in the reference has it")
+        return (st, None)
+
+    def _in_county(self, res: Resolution, county: str | None, limit: int) -> Resolution:
+        """An undecided name whose best candidate's very name other districts of the state bear too: the one of
+        them in `county` (the registry's), decided against the other names alone. Else as it was."""
         co = county.strip().upper() if county else None
-        # a reference without counties for this state still resolves by state
-        return (st, co) if (st, co) in self._pools else (st, None)
+        if res.decision == "resolved" or not co or not res.candidates:
+            return res
+        name = self._norm[self._row_of[res.best.key]]
+        twins = [c for c in res.candidates if self._norm[self._row_of[c.key]] == name]
+        if res.method == "exact":  # every district of the state of that name, not only the first `limit`
+            twins = [self._candidate(i, 100.0) for i in self._pools[(res.best.state, None)].tolist()
+                     if self._norm[i] == name]
+        mine = [c for c in twins if self._counties[self._row_of[c.key]] == co]
+        if len(mine) != 1 or len(twins) < 2:
+            return res
+        others = tuple(c for c in res.candidates if self._norm[self._row_of[c.key]] != name)
+        cands = (mine[0], *others)[:limit]
+        return Resolution(res.query, _decide(cands, self.MIN_SCORE, self.MIN_MARGIN), res.method, cands)
 
     def _candidate(self, i: int, score: float) -> Candidate:
         key, name, state, aid = self._rows[i]
@@ -192,8 +208,8 @@ class Reference:
         """Resolve many names at once: one score matrix per pool (state, county) of candidates."""
         out: list[Resolution | None] = [None] * len(queries)
         groups: dict[tuple[str | None, str | None], list[int]] = {}
-        for qi, (_name, state, county) in enumerate(queries):
-            groups.setdefault(self._pool(state, county), []).append(qi)
+        for qi, (_name, state, _county) in enumerate(queries):
+            groups.setdefault(self._pool(state), []).append(qi)
         for pool_key, members in groups.items():
             pool = self._pools[pool_key]
             exact_index: dict[str, list[int]] = {}
@@ -233,7 +249,7 @@ class Reference:
                                 [_normalise_cached(name)], [self._norm[drifted]])[0, 0]),) + tuple(
                                 c for c in cands if c.key != self._rows[drifted][0])[:limit - 1]
                     out[qi] = Resolution(name, decision, method, cands)
-        return out  # type: ignore[return-value]
+        return [self._in_county(res, county, limit) for res, (_n, _s, county) in zip(out, queries)]
 
     def _typo(self, name: str, cands: tuple[Candidate, ...]) -> Literal["best", "tie"] | None:
         """What typing slips say: "best" when the name is one slip of the keyboard from the best candidate and
