@@ -113,3 +113,21 @@ def test_another_spelling_of_a_drop_is_refused_under_that_spelling_not_the_drops
         assert not result.success
     logged = errors(settings)
     assert logged.select("DropId", "Reason").rows() == [("'Belleville/2026-11-01'", "bad_drop_name")]
+
+
+def test_a_gate_that_fails_on_a_later_run_leaves_no_earlier_roster_or_results_to_load(tmp_path, new_instance):
+    # A run built the roster and results and ended before its load; a later run of the drop failed a gate (the
+    # registry's threshold raised, or the ClassLink table emptied meanwhile). The refusal removed only the identity
+    # map, and the load run alone loaded the frames the first run kept.
+    first = make_settings(tmp_path / "mtss")
+    prepare_drop(first)
+    registry = edited_registry(tmp_path, lambda e: e["gates"].update(min_classlink_link_rate=1.0))
+    strict = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    with new_instance() as instance:
+        up_to_the_load = [a.key.to_user_string() for a in build_definitions(first).resolve_all_asset_specs()
+                          if a.group_name not in ("monitoring", "warehouse") and a.key.to_user_string() != "link_review"]
+        assert _subset(first, instance, *up_to_the_load).success
+        assert run_drop(strict, instance=instance).outcome == "blocked"
+        result = _subset(strict, instance, "dm_student_roster", "dm_assessment_results")
+        assert not result.success and "is not kept at rest" in _failures(result)
+    assert warehouse_counts(first) == {"roster": 0, "results": 0}

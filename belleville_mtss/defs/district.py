@@ -20,6 +20,9 @@ from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 ASSESSMENT_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ASSESSMENT_FILES}
 # Every roster source's validated frame (a district sends one of them: its registry's), by file asset.
 ROSTER_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ROSTER_FILES}
+# The frames built on the district checks' verdict, then on the gates': what a refusal of either leaves no earlier
+# run's copy of (a later run of the load alone would load it)
+BUILT_ON_VERDICT = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
 # Held until the drop's blocking checks pass, in this run and in automated later runs.
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
@@ -102,7 +105,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     if failed:
         # Not materialized: a refused drop's crosswalk is no good materialization of this partition.
         yield from verdicts
-        context.resources.io_manager.forget("district_crosswalk", context.partition_key)
+        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT)
         raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed, frame), files=per_file)
     yield dg.Output(frame, metadata={
         "district": district.district, "account_info_id": district.account_info_id, "drop": context.partition_key,

@@ -85,10 +85,12 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             self._sinks[key] = not any(self._readers_of(step_context, o.name) for o in step_context.step.step_outputs)
         return self._sinks[key]
 
-    def forget(self, asset: str, drop: str) -> None:
-        """What an earlier run kept of `asset` for `drop`, removed: a step that refuses the drop keeps nothing, and no
-        later run may read the frame of an earlier version, or of an earlier registry, as this one's."""
-        _unkeep(safe_join(Path(self.base_dir), asset, drop))
+    def forget(self, drop: str, *assets: str) -> None:
+        """What earlier runs kept of `assets` for `drop`, removed: a step that refuses the drop keeps nothing, nor
+        leaves what was built on an earlier verdict, so no later run's step loads the drop from frames of an earlier
+        version, registry or prod table as this one's."""
+        for asset in assets:
+            _unkeep(safe_join(Path(self.base_dir), asset, drop))
 
     def forget_older_version(self, drop: str, version: str) -> None:
         """The drop received in a new version: every frame kept of its older version removed (the files as
@@ -103,8 +105,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         except Exception:  # unreadable (altered, or of another key): of no version this one can be
             before = None
         if before != version:
-            for asset in sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "received_drop"):
-                self.forget(asset, drop)
+            self.forget(drop, *sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "received_drop"))
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         last = self._may_be_last(context.step_context)

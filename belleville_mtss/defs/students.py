@@ -16,7 +16,7 @@ from ..lib.receive.vault import VaultError
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
 from .district import (ASSESSMENT_INPUTS, GATED, ROSTER_INPUTS, accepted_result, accepting, assessments_of, blocked_failure,
-                       check_specs, district_crosswalk, verdict)
+                       BUILT_ON_VERDICT, check_specs, district_crosswalk, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .read import Unusable, unusable
@@ -51,7 +51,7 @@ def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogR
         failed += [failure] if failure else []
     if failed:
         yield from verdicts
-        context.resources.io_manager.forget("student_identity_map", context.partition_key)
+        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT[1:])
         raise blocked_failure(pipeline.blocked_summary(district, context.partition_key, failed))
     meta = {f"{link}/{k}": v for link, counts in identity.stats.items() for k, v in counts.items()}
     rates = "\n".join(f"| {link} | {c['match_rate']:.2%} | " + ", ".join(
