@@ -131,3 +131,28 @@ def test_a_gate_that_fails_on_a_later_run_leaves_no_earlier_roster_or_results_to
         result = _subset(strict, instance, "dm_student_roster", "dm_assessment_results")
         assert not result.success and "is not kept at rest" in _failures(result)
     assert warehouse_counts(first) == {"roster": 0, "results": 0}
+
+
+def test_a_re_executed_run_does_not_accept_a_new_drop_version_with_its_parents_acceptance(tmp_path, new_instance):
+    # The UI's re-execution copies the parent's tags, its mtss/accept among them: the parent's acceptance passed
+    # the failed gate of a new version nobody had seen, recorded under the parent's person and reason.
+    import sqlalchemy as sa
+    from belleville_mtss.lib.load.warehouse import gate_acceptances, make_engine
+    registry = edited_registry(tmp_path, lambda e: e["gates"].update(min_classlink_link_rate=1.0))
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    drop = prepare_drop(settings)
+    accept = {"mtss/accept": "classlink_link_rate", "mtss/accept_reason": "checked with the district",
+              "mtss/accepted_by": "alice"}
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance, tags=accept).outcome == "loaded"
+        (parent,) = instance.get_runs()
+        set_column(drop / "SR.csv", "ScaledScore", "777")  # a new version of the drop
+        child = run_drop(settings, instance=instance, tags={**accept, "dagster/parent_run_id": parent.run_id})
+        assert child.outcome == "blocked", child.render()
+    engine = make_engine(settings.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            versions = conn.execute(sa.select(gate_acceptances.c.DropVersion)).scalars().all()
+    finally:
+        engine.dispose()
+    assert len(versions) == 1  # the parent's version alone

@@ -55,9 +55,18 @@ def accepted_result(outcome: checks.CheckOutcome, asset_key, accepted: dict, **m
         "accepted_reason": accepted["Reason"], "accepted_at": accepted["AcceptedAt"].isoformat(timespec="seconds")})
 
 
-def accepting(tags) -> set[str]:
-    """The checks a run's tags accept (mtss/accept, with mtss/accept_reason: an acceptance needs a reason)."""
+ACCEPT_TAGS = ("mtss/accept", "mtss/accept_reason", "mtss/accepted_by")
+
+
+def accepting(context) -> set[str]:
+    """The checks the run's tags accept (mtss/accept, with mtss/accept_reason: an acceptance needs a reason), unless
+    it copied them from the run it re-executes (the UI's re-execution does): a person accepted that run's drop
+    version, which dm.GateAcceptances keeps; a new version is judged afresh."""
+    tags, parent = context.run.tags, context.run.tags.get("dagster/parent_run_id")
     if not tags.get("mtss/accept_reason"):
+        return set()
+    before = context.instance.get_run_by_id(parent) if parent else None
+    if before is not None and all(before.tags.get(k) == tags.get(k) for k in ACCEPT_TAGS):
         return set()
     return {g.strip() for g in tags.get("mtss/accept", "").split(",") if g.strip()}
 

@@ -71,7 +71,7 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
     meta = {"gate": outcome.name, "figure": outcome.figure, "threshold": outcome.threshold}
     if not outcome.passed:
         tags = context.run.tags
-        if outcome.name in accepting(tags):
+        if outcome.name in accepting(context):
             gates.accept(engine, key, received.version, outcome.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), outcome.figure, context.run.run_id)
         accepted = gates.acceptance(engine, key, received.version, outcome.name)

@@ -76,7 +76,7 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
     fault_point("in_apply")  # the transaction open (it has read what the warehouse holds), nothing written yet
     failed = [o for o in outcomes if not o.passed]
     earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
-    refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(tags)]
+    refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(context)]
     if refused:
         return outcomes, refused
     for o in failed:
