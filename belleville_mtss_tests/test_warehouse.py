@@ -84,6 +84,18 @@ def test_a_term_export_replaces_only_its_terms_and_a_year_export_its_whole_year(
         "map_growth SR 2026-2027 Fall": 6, "map_growth SR 2026-2027 Winter": 6, "star SR 2026-2027": 6}
 
 
+def test_a_term_load_takes_its_tests_from_the_term_the_warehouse_held_them_under(engine):
+    """A district that edits its term dates in MAP has NWEA reassign tests to terms: a Winter export listed tests the
+    warehouse held under Fall, and the key (which holds no term) refused the load, and every load after it."""
+    fall = _frame().with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Mathematics").alias("Subject"))
+    replace_results(engine, 107873, fall)
+    moved = fall.head(2).with_columns(pl.lit("Winter").alias("ScreeningWindow"), pl.lit("belleville/y").alias("DropId"))
+    assert replace_results(engine, 107873, moved) == 2
+    back = read_table(engine, assessment_results)
+    assert dict(back.group_by("ScreeningWindow").len().iter_rows()) == {"Fall": 4, "Winter": 2}
+    assert set(back.filter(pl.col("ScreeningWindow") == "Winter")["TestKey"]) == {"t0", "t1"}
+
+
 def test_load_checks_read_back_only_what_the_load_replaced(engine):
     frame = _frame()
     earlier = frame.with_columns(pl.lit("2025-2026").alias("SchoolYear"), pl.col("TestKey") + "-prior")

@@ -596,6 +596,16 @@ def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scope
         # the scores first: they are found through the result rows about to go
         conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
         conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
+    staged = STAGING[assessment_results.name].c
+    for assessment, subject in sorted({(a, s) for a, s, _year, term in scopes if term is not None}):
+        # a term's load: the tests it brings held under another term (the district moved its term dates) go too,
+        # or their key, which holds no term, would refuse the load
+        tests = sa.select(staged.TestKey).where((staged.LoadId == load_id) & (staged.Assessment == assessment)
+                                                & (staged.Subject == subject))
+        for table in (assessment_scores, assessment_results):
+            c = table.c
+            conn.execute(table.delete().where((c.AccountInfoId == account_info_id) & (c.Assessment == assessment)
+                                              & (c.Subject == subject) & c.TestKey.in_(tests)))
     written = _from_staging(conn, assessment_results, load_id)
     _from_staging(conn, assessment_scores, load_id)
     return written
