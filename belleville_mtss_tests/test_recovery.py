@@ -172,3 +172,37 @@ def test_a_run_that_failed_leaving_its_files_undecided_is_not_said_to_have_ended
     assert outcome == ["failed"] and logged.height == 1
     assert "ended without deciding its files; its files are marked failed" in logged["Message"][0]
     assert "without finishing" not in logged["Message"][0]
+
+
+def _drop_job():
+    """drop_job as a reconstructable job: a re-execution runs it again from this module (MTSS_HOME's settings)."""
+    from belleville_mtss.definitions import build_definitions
+    from belleville_mtss.lib.config import load_settings
+    return build_definitions(load_settings()).resolve_job_def("drop_job")
+
+
+def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_loaded(tmp_path, monkeypatch,
+                                                                                   new_instance):
+    # A re-execution from failure runs only the failed steps: it never receives the drop, so it has no audit rows
+    # of its own, and its parent's stayed `failed` while the warehouse held the drop; `status` said it failed.
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "mtss"))
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    with new_instance() as instance:
+        monkeypatch.setenv("MTSS_FAULT", "in_apply:raise")  # the load fails, nothing written
+        parent = run_drop(settings, instance=instance)
+        monkeypatch.delenv("MTSS_FAULT")
+        assert parent.outcome == "failed"
+        (parent_run,) = instance.get_runs()
+        tags = {k: v for k, v in parent_run.tags.items()  # the parent's, as the UI's re-execution copies them
+                if not k.startswith("dagster/") or k == "dagster/partition"}
+        with dg.execute_job(dg.build_reconstructable_job("belleville_mtss_tests.test_recovery", "_drop_job"),
+                            instance=instance, raise_on_error=False, tags=tags,
+                            reexecution_options=dg.ReexecutionOptions.from_failure(parent_run.run_id, instance)) as child:
+            assert child.success
+    engine = make_engine(settings.warehouse_url)
+    try:
+        audit = read_table(engine, ingestion_files)
+    finally:
+        engine.dispose()
+    assert set(audit["Outcome"]) == {"loaded"} and set(audit["RunId"]) == {parent_run.run_id}

@@ -13,6 +13,7 @@ from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILES, SOURCE_OF
 from ..lib.read.ingest import ValidatedFile
 from .metadata import OWNERS, md_table, table
 from .partitions import drops
+from .recovery import parent_of
 from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 
@@ -62,7 +63,7 @@ def accepting(context) -> set[str]:
     """The checks the run's tags accept (mtss/accept, with mtss/accept_reason: an acceptance needs a reason), unless
     it copied them from the run it re-executes (the UI's re-execution does): a person accepted that run's drop
     version, which dm.GateAcceptances keeps; a new version is judged afresh."""
-    tags, parent = context.run.tags, context.run.tags.get("dagster/parent_run_id")
+    tags, parent = context.run.tags, parent_of(context.run)
     if not tags.get("mtss/accept_reason"):
         return set()
     before = context.instance.get_run_by_id(parent) if parent else None

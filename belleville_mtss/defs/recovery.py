@@ -30,6 +30,11 @@ def own_tag(run: dg.DagsterRun, tag: str) -> str | None:
     return run.tags.get(tag) if run.tags.get(f"{tag}/run") == run.run_id else None
 
 
+def parent_of(run: dg.DagsterRun) -> str | None:
+    """The run this one re-executes: Dagster's field, or its tag (the UI's re-execution sets both)."""
+    return run.parent_run_id or run.tags.get("dagster/parent_run_id")
+
+
 def tag_own(instance: dg.DagsterInstance, run_id: str, tags: dict[str, str]) -> None:
     """Tags the run with what is true of it alone, each tag beside the run it is of (`own_tag`)."""
     instance.add_run_tags(run_id, {**tags, **{f"{k}/run": run_id for k in tags}})

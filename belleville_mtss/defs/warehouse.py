@@ -22,6 +22,7 @@ from .district import GATED, accepted_result, accepting, blocked_failure, check_
 from ..report import LOCK_WAIT
 from .metadata import OWNERS, table
 from .partitions import drops
+from .recovery import parent_of
 from .resources import ErrorLogResource, WarehouseResource
 
 ROSTER, RESULTS = dg.AssetKey("dm_student_roster"), dg.AssetKey("dm_assessment_results")
@@ -65,6 +66,16 @@ def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, 
                                   severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
 
 
+def re_executed(context) -> tuple[str, ...]:
+    """The runs this one re-executes, nearest first (Dagster's parent tag, run after run)."""
+    found, parent = [], parent_of(context.run)
+    while parent and parent not in found:
+        found.append(parent)
+        run = context.instance.get_run_by_id(parent)
+        parent = parent_of(run) if run is not None else None
+    return tuple(found)
+
+
 def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: str,
            roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, fed: dict[str, list[str]],
            written: dict, load_id: str, max_days_ahead: int):
@@ -83,12 +94,13 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
         if not earlier[o.name]:  # accepted now: recorded with the load it allows
             gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
+    before = re_executed(context)  # their receipt is what a run re-executed from the UI loads
     if roster is not None:
         written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
-        mark_files(conn, key, run_id, "loaded", fed["roster"])
+        mark_files(conn, key, run_id, "loaded", fed["roster"], before)
     if results is not None:
         written[RESULTS] = apply_results(conn, district.account_info_id, load_id, result_scopes)
-        mark_files(conn, key, run_id, "loaded", fed["results"])
+        mark_files(conn, key, run_id, "loaded", fed["results"], before)
     return outcomes, refused
 
 

@@ -645,12 +645,15 @@ def record_received(engine: Engine, drop_id: str, district_id: int, version: str
 
 
 def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None, outcome: str,
-               names: list[str] | None = None) -> None:
+               names: list[str] | None = None, received_by: tuple[str, ...] = ()) -> None:
     """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
     decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought.
-    On a connection, inside its transaction (a load marks its files in the load's own transaction)."""
+    `received_by`: the runs this one re-executes, whose receipt it loads: their rows of the files, "received" or
+    left "failed" or "interrupted" by their end, take the outcome too. On a connection, inside its transaction (a
+    load marks its files in the load's own transaction)."""
     f = ingestion_files.c
-    where = (f.DropId == drop_id) & (f.RunId == run_id) & (f.Outcome == "received")
+    where = (f.DropId == drop_id) & (((f.RunId == run_id) & (f.Outcome == "received")) | (
+        f.RunId.in_(received_by) & f.Outcome.in_(("received", "failed", "interrupted"))))
     value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
     at = now()
     statements = [ingestion_files.update().where(where if part is None else where & f.FileName.in_(part))
