@@ -34,6 +34,8 @@ def district():
 
 
 def source_for(name: str) -> str:
+    if "2023_2024_SRS" in name:  # named SRS, but its Activity Type says Star Early Literacy Spanish tests
+        return "star_early_literacy"
     tokens = set(re.split(r"[^A-Za-z0-9]+", name))
     if "SM" in tokens:
         return "star_math"
@@ -131,7 +133,7 @@ def test_historical_enterprise_school_year_and_dates(reference_dir, district):
                     "(English)_20230606_SM_V2_SCRUB.csv")
     quoted = star / "powerschool_etl__RenNext_Historical_80col_quoted__2023_2024_SRS.csv"
     a, _ = validate_file(ingest_file("star_math", plain, district), district)
-    b, _ = validate_file(ingest_file("star_reading", quoted, district), district)
+    b, _ = validate_file(ingest_file("star_early_literacy", quoted, district), district)
     rows_a = {r["student_link"]: r for r in a.frame.iter_rows(named=True)}
     rows_b = {r["student_link"]: r for r in b.frame.iter_rows(named=True)}
     # "2022-2023 School Year" and "2023 - 2024" both become YYYY-YYYY.
@@ -242,3 +244,15 @@ def test_the_two_deactivated_tests_of_the_real_sel_v1_file_are_kept_flagged_with
                           "deactivation_reason").null_count().row(0) == (2, 2, 2, 2, 2)
     assert set(frame["assessment_status"]) == {"Active", "Deactivated"}
     assert frame.filter(pl.col("assessment_status") == "Active")["scaled_score"].null_count() < frame.height - 2
+
+
+@pytest.mark.parametrize("name, sent_as", [
+    ("powerschool_etl__RenNext_Historical_80col_quoted__2023_2024_SRS.csv", "star_reading"),
+    ("powerschool_etl__SM_v2_118col_quoted__SM_V2_scrub.csv", "star_reading"),
+    ("powerschool_etl__SR_v2_126col_quoted__SR_v2_scrub.csv", "star_math"),
+])
+def test_a_real_star_file_of_another_subject_sent_under_a_name_is_halted(name, sent_as, reference_dir, district):
+    """The subject came from the file's name alone: Early Literacy (or math) scores loaded as Star Reading."""
+    src = ingest_file(sent_as, reference_dir / "star" / name, district)
+    validated, errors = validate_file(src, district)
+    assert validated.frame is None and validated.halted.reason == "wrong_file", validated.halted

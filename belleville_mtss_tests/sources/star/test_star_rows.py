@@ -290,3 +290,23 @@ def test_zoned_times_are_converted_to_utc_and_implausible_dates_are_rejected_wit
                                               dt.datetime(2023, 8, 21, 11, 28, 5),
                                               dt.datetime(2023, 5, 2, 20, 8, 5, 63000), dt.datetime(1990, 1, 1)]
     assert rejected.rows() == [(5, "CompletedDate outside 1990-2100"), (6, "CompletedDate outside 1990-2100")]
+
+
+def test_a_historical_row_of_another_subject_is_refused_and_a_v2_file_of_another_subject_is_halted():
+    """The subject came from the file's name alone: the historical layout is the same for every subject and names
+    it on each row (Activity Type), and a v2 export's columns are its subject's own."""
+    from belleville_mtss.lib.read.csvfile import FileRejected
+    raw = pl.DataFrame({
+        "Student Identifier": ["1", "2", "3"], "District Name": ["D"] * 3, "School Year": ["2025-2026"] * 3,
+        "Renaissance Activity ID": ["a", "b", "c"], "Activity Completed Date": ["10/1/2025"] * 3,
+        "Scaled Score": ["700"] * 3,
+        "Activity Type": ["Star Math Enterprise Tests", "Star Reading Enterprise Tests", "Star Math Enterprise Tests"]})
+    good, rejected = type_rows(bind_columns(raw, "SM.csv", subject="SM"), "SM")
+    assert good["student_link"].to_list() == ["1", "3"]
+    assert rejected.rows() == [(3, "Activity Type is not a Star SM test")]
+    with pytest.raises(FileRejected, match="no row's Activity Type is a Star SEL test"):
+        bind_columns(raw, "SEL.csv", subject="SEL")
+    v2 = pl.DataFrame({h: [GOOD_ROW[h]] for h in HEADER}).with_columns(pl.lit("500Q").alias("Quantile"))
+    with pytest.raises(FileRejected, match="its columns are a Star SM export's"):
+        bind_columns(v2, "SR.csv", subject="SR")
+    assert bind_columns(v2, "SM.csv", subject="SM").height == 1

@@ -37,7 +37,7 @@ def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFra
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["star"].link
-    typed, rejected = type_rows(bind_columns(raw, file_name, link), kind.subject, link)
+    typed, rejected = type_rows(bind_columns(raw, file_name, link, kind.subject), kind.subject, link)
     return typed, rejected, {}
 
 

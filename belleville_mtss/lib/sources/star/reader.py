@@ -49,6 +49,12 @@ HISTORICAL_HEADERS = {
     "Unified Scale": "UnifiedScore",
     "Screening Window Name": "ScreeningPeriodWindowName",
 }
+# Which subject a file's tests are of, by what it carries (the file's name says which it should be): a v2 export's
+# columns of its own subject, and the historical layout's Activity Type on each row ("Star Math Enterprise Tests";
+# the layout is the same for every subject). A file of another subject sent under a name loaded its scores as the
+# name's subject.
+SUBJECT_COLUMNS = {"SR": "InstructionalReadingLevel", "SM": "Quantile", "SEL": "LiteracyClassification"}
+ACTIVITY_TYPE = "Activity Type"
 _OTHER_STAR_FILES = {
     "DomainPercentMastery": "a Star Dashboard Standards file",
     "SkillAreaMasteryScore": "a Star Skill Area file",
@@ -85,7 +91,8 @@ def star_columns(link: str = "StudentIdentifier") -> dict[str, str]:
 
 def columns_to_read(link: str = "StudentIdentifier"):
     """Given a header, the only columns of a Star file we read (and the ones that tell its layout)."""
-    wanted = set(star_columns(link).values()) | set(HISTORICAL_HEADERS) | set(_OTHER_STAR_FILES)
+    wanted = (set(star_columns(link).values()) | set(HISTORICAL_HEADERS) | set(_OTHER_STAR_FILES)
+              | set(SUBJECT_COLUMNS.values()) | {ACTIVITY_TYPE})
     return lambda header: wanted & set(header)
 
 
@@ -101,11 +108,30 @@ def detect_layout(columns: list[str]) -> str:
     return "unknown"
 
 
-def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifier") -> pl.DataFrame:
-    """Select our columns by header name; refuse a file that lacks a required one."""
+def activity_subject(text: pl.Expr) -> pl.Expr:
+    """The subject an Activity Type names (None: not a Star test of ours)."""
+    return (pl.when(text.str.contains("(?i)early literacy")).then(pl.lit("SEL"))
+            .when(text.str.contains("(?i)math")).then(pl.lit("SM"))
+            .when(text.str.contains("(?i)reading")).then(pl.lit("SR")))
+
+
+def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifier",
+                 subject: str | None = None) -> pl.DataFrame:
+    """Select our columns by header name; refuse a file that lacks a required one, or (given the `subject` its name
+    says) a file whose columns, or every row's Activity Type, are another subject's."""
     layout = detect_layout(raw.columns)
     if layout in _OTHER_STAR_FILES.values():
         raise FileRejected("wrong_file", f"{file_name} is {layout}, not an overall results file (SR/SM/SEL)")
+    carried = [s for s, column in SUBJECT_COLUMNS.items() if column in raw.columns]
+    if subject is not None and carried and subject not in carried:
+        raise FileRejected("wrong_file", f"{file_name}: its columns are a Star {carried[0]} export's "
+                                         f"({SUBJECT_COLUMNS[carried[0]]}), not {subject}'s")
+    if subject is not None and ACTIVITY_TYPE in raw.columns and raw.height:
+        named = raw.select(activity_subject(pl.col(ACTIVITY_TYPE)).alias("s"))["s"]
+        if not (named == subject).any():
+            others = sorted(named.drop_nulls().unique().to_list())
+            raise FileRejected("wrong_file", f"{file_name}: no row's Activity Type is a Star {subject} test "
+                                             f"({', '.join(others) or 'none of ours'} instead)")
     frame = raw.rename({k: v for k, v in HISTORICAL_HEADERS.items() if k in raw.columns})
     columns = star_columns(link)
     missing = [columns[c] for c in REQUIRED if columns[c] not in frame.columns]
@@ -115,7 +141,7 @@ def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifi
         [
             (pl.col(src) if src in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(ours)
             for ours, src in columns.items()
-        ]
+        ] + ([pl.col(ACTIVITY_TYPE).alias("activity_type")] if ACTIVITY_TYPE in frame.columns else [])
     )
 
 
@@ -242,9 +268,13 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         pl.when(_blank("deactivation_reason")).then(None).otherwise(pl.col("deactivation_reason"))
         .alias("deactivation_reason"),
     )
+    of_subject = (activity_subject(pl.col("activity_type")) == subject) if "activity_type" in bound.columns \
+        else pl.lit(True)
     reason = (
         pl.when(_blank("student_link"))
         .then(pl.lit(f"missing {link}"))
+        .when(~of_subject.fill_null(False))
+        .then(pl.lit(f"Activity Type is not a Star {subject} test"))
         .when(_blank("completed_date"))
         .then(pl.lit("missing CompletedDate"))
         .when(pl.col("completed_at").is_null())
