@@ -682,3 +682,24 @@ def test_registry_accepts_a_declared_header_less_tab_export():
     fmt = PowerSchoolFormat(delimiter="\t", has_header=False, columns={"student_number": "N", "email": "E"},
                             column_order=["N", "X", "E"])
     assert fmt.column_order == ["N", "X", "E"]
+
+
+def test_a_utf8_file_declared_windows_1252_is_refused_not_misread(tmp_path):
+    """Nearly any UTF-8 is valid Windows-1252: a district that switched its export to UTF-8 after onboarding had
+    every accented name loaded as other letters ("MuÃ±oz"), with no refusal."""
+    path = tmp_path / "students.csv"
+    for data in ("id,name\n1,Muñoz\n".encode("utf-8"), "\ufeffid,name\n1,Muñoz\n".encode("utf-8")):
+        path.write_bytes(data)
+        with pytest.raises(FileRejected) as info:
+            read_text_csv(path, encoding="windows-1252")
+        assert info.value.reason == "encoding" and "is UTF-8 text" in info.value.message
+    path.write_bytes("id,name\n1,Muñoz\n".encode("cp1252"))  # a real Windows-1252 file still reads
+    assert read_text_csv(path, encoding="windows-1252")["name"].to_list() == ["Muñoz"]
+
+
+def test_a_header_row_in_an_export_declared_without_one_is_refused_not_loaded_as_a_student(tmp_path):
+    path = tmp_path / "students.csv"
+    path.write_bytes(b"Student_Number,Email\n000123,a@x.org\n")
+    with pytest.raises(FileRejected) as info:
+        read_text_csv(path, has_header=False, column_names=["student_number", "email"])
+    assert info.value.reason == "unexpected_header" and "000123" not in info.value.message

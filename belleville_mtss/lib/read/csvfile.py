@@ -129,6 +129,11 @@ def read_text_csv(
     else:
         if not column_names:
             raise FileRejected("no_header", f"{path.name}: no header row and no column order declared")
+        if [c.strip().lower() for c in first_row] == [c.strip().lower() for c in column_names]:
+            # its names would load as a student (the export's "include header" turned on since onboarding)
+            raise FileRejected("unexpected_header", f"{path.name}: the first row is the declared column order, a "
+                               "header row, though the registry entry says the export has none: set has_header: true "
+                               "in the entry, or turn the export's header off")
         header = list(column_names)
         width = len(header)
 
@@ -181,6 +186,11 @@ def read_text_csv(
 def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl.DataFrame:
     # polars reads UTF-8 only; a declared legacy encoding is transcoded in memory first.
     raw = source if isinstance(source, bytes) else source.read_bytes()
+    if not raw.isascii() and _utf8(raw):
+        # Nearly any UTF-8 is valid Windows-1252 too, read as other letters ("MuÃ±oz"); a legacy file's accented
+        # letter is almost never valid UTF-8. So these bytes are UTF-8 (the export's character set was changed).
+        raise FileRejected("encoding", f"{name}: the file is UTF-8 text, not the {encoding} its registry entry "
+                                       "declares: set the export's encoding in the entry to utf-8")
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError:
@@ -194,6 +204,14 @@ def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl
         infer_schema=False,
         empty_string_is_null=False,
     )
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _quotes_before(source: Path | bytes, end: int) -> int:
