@@ -122,11 +122,13 @@ def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifi
     layout = detect_layout(raw.columns)
     if layout in _OTHER_STAR_FILES.values():
         raise FileRejected("wrong_file", f"{file_name} is {layout}, not an overall results file (SR/SM/SEL)")
+    # a subject whose own columns are not known here (a Star subject added since) is not told apart
+    known = subject in SUBJECT_COLUMNS
     carried = [s for s, column in SUBJECT_COLUMNS.items() if column in raw.columns]
-    if subject is not None and carried and subject not in carried:
+    if known and carried and subject not in carried:
         raise FileRejected("wrong_file", f"{file_name}: its columns are a Star {carried[0]} export's "
                                          f"({SUBJECT_COLUMNS[carried[0]]}), not {subject}'s")
-    if subject is not None and ACTIVITY_TYPE in raw.columns and raw.height:
+    if known and ACTIVITY_TYPE in raw.columns and raw.height:
         named = raw.select(activity_subject(pl.col(ACTIVITY_TYPE)).alias("s"))["s"]
         if not (named == subject).any():
             others = sorted(named.drop_nulls().unique().to_list())
@@ -268,8 +270,8 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
         pl.when(_blank("deactivation_reason")).then(None).otherwise(pl.col("deactivation_reason"))
         .alias("deactivation_reason"),
     )
-    of_subject = (activity_subject(pl.col("activity_type")) == subject) if "activity_type" in bound.columns \
-        else pl.lit(True)
+    of_subject = (activity_subject(pl.col("activity_type")) == subject) \
+        if "activity_type" in bound.columns and subject in SUBJECT_COLUMNS else pl.lit(True)
     reason = (
         pl.when(_blank("student_link"))
         .then(pl.lit(f"missing {link}"))
