@@ -126,7 +126,7 @@ def backend(request, tmp_path):
 # workers in collection order, so a long file collected last would keep one worker busy while the other idles.
 SLOW_FIRST = ("test_benchmark.py", "test_browser.py", "test_recovery.py", "test_truth_over_time.py", "test_one_load_per_district.py",
               "test_faults.py", "test_daemon_postgres.py", "test_alert_daemon.py", "test_configuration.py",
-              "test_dry_run.py", "test_staging.py")
+              "test_dry_run.py", "test_staging.py", "test_subset_runs.py")
 
 
 def pytest_collection_modifyitems(items):
