@@ -214,15 +214,19 @@ def test_a_drop_folder_outside_the_drop_root_is_refused(tmp_path, folder):
     assert "drop_folder" in registry.problems["belleville"].message
 
 
-def test_two_districts_sharing_a_drop_folder_both_stop_and_districts_check_says_so(tmp_path, monkeypatch, capsys):
+def _with_riverton(tmp_path, line: str, instead: str):
+    """The packaged registry and Riverton's fixture entry, one of its lines written `instead`: (folder, registry)."""
     import shutil
-    from belleville_mtss.cli import main
     from .helpers import FIXTURE_DISTRICTS, edited_registry
     folder = edited_registry(tmp_path, lambda e: None)
     shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", folder / "riverton.yaml")
-    text = (folder / "riverton.yaml").read_text().replace("drop_folder: riverton", "drop_folder: Belleville")
-    (folder / "riverton.yaml").write_text(text)
-    registry = load_registry(folder)
+    (folder / "riverton.yaml").write_text((folder / "riverton.yaml").read_text().replace(line, instead))
+    return folder, load_registry(folder)
+
+
+def test_two_districts_sharing_a_drop_folder_both_stop_and_districts_check_says_so(tmp_path, monkeypatch, capsys):
+    from belleville_mtss.cli import main
+    folder, registry = _with_riverton(tmp_path, "drop_folder: riverton", "drop_folder: Belleville")
     assert set(registry) == set() and set(registry.problems) == {"belleville", "riverton"}
     assert registry.problems["riverton"].message == ("riverton: drop_folder 'Belleville' is also belleville's: "
                                                      "each district needs a folder of its own")
@@ -236,13 +240,7 @@ def test_two_districts_sharing_a_drop_folder_both_stop_and_districts_check_says_
 
 def test_two_districts_under_one_account_info_id_both_stop(tmp_path):
     # Each load replaces its AccountInfoId's rows: the second district's drop would replace the first's students.
-    import shutil
-    from .helpers import FIXTURE_DISTRICTS, edited_registry
-    folder = edited_registry(tmp_path, lambda e: None)
-    shutil.copy(FIXTURE_DISTRICTS / "riverton.yaml", folder / "riverton.yaml")
-    text = (folder / "riverton.yaml").read_text().replace("account_info_id: 555001", "account_info_id: 107873")
-    (folder / "riverton.yaml").write_text(text)
-    registry = load_registry(folder)
+    _folder, registry = _with_riverton(tmp_path, "account_info_id: 555001", "account_info_id: 107873")
     assert set(registry) == set() and set(registry.problems) == {"belleville", "riverton"}
     assert registry.problems["belleville"].message == ("belleville: account_info_id '107873' is also riverton's: "
                                                        "each district needs an AccountInfoId of its own")
