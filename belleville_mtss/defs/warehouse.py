@@ -34,8 +34,8 @@ SPECS = [
                              "lists stays, not current"),
     dg.AssetSpec(RESULTS, group_name="warehouse", kinds={"sql"}, automation_condition=GATED, owners=OWNERS,
                  deps=["assessment_results", "district_crosswalk"], partitions_def=drops,
-                 description="dm.AssessmentResults: each (assessment, subject, school year) of the drop replaced, "
-                             "its scores beyond the common columns (dm.AssessmentScores) with it"),
+                 description="dm.AssessmentResults: each (assessment, subject, school year; MAP Growth's by term) of "
+                             "the drop replaced, its scores beyond the common columns (dm.AssessmentScores) with it"),
 ]
 
 

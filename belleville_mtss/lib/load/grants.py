@@ -26,7 +26,8 @@ GRANTS = (
     Grant("dm", "StudentRoster", ("SELECT", "INSERT", "DELETE"), ("IsCurrent",),
           why="a load replaces the students a drop lists and marks the others not current"),
     Grant("dm", "AssessmentResults", ("SELECT", "INSERT", "DELETE"),
-          why="a load replaces each (assessment, subject, school year) of the drop; rows are never updated in place"),
+          why="a load replaces each (assessment, subject, school year; MAP Growth's by term) of the drop; rows "
+              "are never updated in place"),
     Grant("dm", "AssessmentScores", ("SELECT", "INSERT", "DELETE"),
           why="the scores of those results beyond the common columns, replaced with them"),
     Grant("dm", "StudentRosterStaging", ("SELECT", "INSERT", "DELETE"),
