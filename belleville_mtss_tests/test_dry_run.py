@@ -191,7 +191,7 @@ def test_a_dry_run_honours_a_recorded_acceptance_the_row_limit_and_an_unreachabl
     monkeypatch.setenv("MTSS_SFTP_PORT", "1")
     monkeypatch.setenv("MTSS_SFTP_USER", "nobody")
     import paramiko
-    paramiko.RSAKey.generate(1024)  # never offered: nobody answers.write_private_key_file(str(settings.home / "id_rsa"))
+    paramiko.RSAKey.generate(1024).write_private_key_file(str(settings.home / "id_rsa"))  # never offered: no one answers
     (settings.home / "known_hosts").write_text("")
     monkeypatch.setenv("MTSS_SFTP_KEY_PATH", str(settings.home / "id_rsa"))
     monkeypatch.setenv("MTSS_SFTP_KNOWN_HOSTS", str(settings.home / "known_hosts"))
