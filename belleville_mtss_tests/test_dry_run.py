@@ -179,7 +179,8 @@ def test_a_dry_run_honours_a_recorded_acceptance_the_row_limit_and_an_unreachabl
     accepted = run_drop(settings, key, tags=accept)
     assert accepted.outcome == "loaded", accepted.render()
     code, lines = dry(settings, monkeypatch, capsys, key)
-    assert code == 0 and any(line.startswith("  passed  assessment_link_rate: accepted by tester") for line in lines), "\n".join(lines)
+    assert code == 0, lines
+    assert any(line.startswith("  passed  assessment_link_rate: accepted by tester") for line in lines), lines
 
     monkeypatch.setenv("MTSS_MAX_FILE_ROWS", "200")  # fewer than SR.csv's and SM.csv's rows: the run halts them
     code, lines = dry(settings, monkeypatch, capsys, key)
@@ -191,7 +192,8 @@ def test_a_dry_run_honours_a_recorded_acceptance_the_row_limit_and_an_unreachabl
     monkeypatch.setenv("MTSS_SFTP_PORT", "1")
     monkeypatch.setenv("MTSS_SFTP_USER", "nobody")
     import paramiko
-    paramiko.RSAKey.generate(1024).write_private_key_file(str(settings.home / "id_rsa"))  # never offered: no one answers
+    # a key never offered (no one answers), in files that exist, as the SFTP settings require
+    paramiko.RSAKey.generate(1024).write_private_key_file(str(settings.home / "id_rsa"))
     (settings.home / "known_hosts").write_text("")
     monkeypatch.setenv("MTSS_SFTP_KEY_PATH", str(settings.home / "id_rsa"))
     monkeypatch.setenv("MTSS_SFTP_KNOWN_HOSTS", str(settings.home / "known_hosts"))

@@ -198,7 +198,8 @@ def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_load
                 if not k.startswith("dagster/") or k == "dagster/partition"}
         with dg.execute_job(dg.build_reconstructable_job("belleville_mtss_tests.test_recovery", "_drop_job"),
                             instance=instance, raise_on_error=False, tags=tags,
-                            reexecution_options=dg.ReexecutionOptions.from_failure(parent_run.run_id, instance)) as child:
+                            reexecution_options=dg.ReexecutionOptions.from_failure(parent_run.run_id,
+                                                                                   instance)) as child:
             assert child.success
     engine = make_engine(settings.warehouse_url)
     try:

@@ -125,7 +125,8 @@ def test_a_gate_that_fails_on_a_later_run_leaves_no_earlier_roster_or_results_to
     strict = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
     with new_instance() as instance:
         up_to_the_load = [a.key.to_user_string() for a in build_definitions(first).resolve_all_asset_specs()
-                          if a.group_name not in ("monitoring", "warehouse") and a.key.to_user_string() != "link_review"]
+                          if a.group_name not in ("monitoring", "warehouse")
+                          and a.key.to_user_string() != "link_review"]
         assert _subset(first, instance, *up_to_the_load).success
         assert run_drop(strict, instance=instance).outcome == "blocked"
         result = _subset(strict, instance, "dm_student_roster", "dm_assessment_results")

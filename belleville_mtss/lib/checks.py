@@ -289,7 +289,8 @@ def assessment_files_linked(ev: Evidence) -> CheckOutcome:
 
 @check("drop_is_newest", "replace",
        "No newer drop of the district holds what this drop would replace (its roster; each subject and school "
-       "year of its results, by term for MAP Growth); drops are ordered by the date in their name (the registry's drop_date)",
+       "year of its results, by term for MAP Growth); drops are ordered by the date in their name (the registry's "
+       "drop_date)",
        "nothing, when {key} is a replay or a backfill: the newer data stays. To make {key}'s data the district's "
        "on purpose: belleville-mtss run {key} --accept {name} --reason TEXT", outcome="superseded")
 def drop_is_newest(ev: Evidence) -> CheckOutcome:
@@ -324,7 +325,8 @@ def student_number_churn(ev: Evidence) -> CheckOutcome:
 
 @check("results_shrink", "replace",
        "Gate: no subject's school year (MAP Growth's term) loses more than a share of the tests the warehouse holds "
-       "for it (a results file filtered to one school would replace the district's year; thresholds: the registry's gates)")
+       "for it (a results file filtered to one school would replace the district's year; thresholds: the "
+       "registry's gates)")
 def results_shrink(ev: Evidence) -> CheckOutcome:
     limit, shrunk = ev.district.gates.max_results_shrink, []
     for scope, rows in sorted(ev.results_rows.items()):

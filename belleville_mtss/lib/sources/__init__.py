@@ -33,5 +33,6 @@ ROSTER_FILES = tuple(k for s in ROSTERS for k in s.files)
 TERM_SNAPSHOTS = frozenset(s.assessment or s.name for s in ASSESSMENTS if s.snapshot == "term")
 
 __all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "KIND", "RESULT_COLUMNS",
-           "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "TERM_SNAPSHOTS", "AssessmentSection", "FileKind", "Source",
+           "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "TERM_SNAPSHOTS", "AssessmentSection",
+           "FileKind", "Source",
            "common_results"]
