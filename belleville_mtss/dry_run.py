@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .lib.config import Settings
 from .lib.district.registry import RegistryError, load_registry
-from .lib.checks import CATALOGUE, decide
+from .lib.checks import decide, stopped_as
 from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
 from .lib.pipeline import CoreResult, process_drop, replace_evidence, with_acceptances
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
@@ -129,7 +129,7 @@ def _outcome(result: CoreResult) -> str:
     """What a run of the drop would end as, in the run report's words (report.py `DropReport.outcome`)."""
     failed = {c.name for c in result.checks if not c.passed}
     if failed:
-        return "superseded" if {CATALOGUE[n].outcome for n in failed} == {"superseded"} else "blocked"
+        return stopped_as(failed)
     if result.roster is None or result.stopped:
         return "failed"
     return "partial" if any(v.sent and v.halted for v in result.validated.values()) else "loaded"

@@ -4,7 +4,7 @@ superseded, failed), with the exit code and the run tag that say the same. Built
 from dataclasses import dataclass, field
 
 from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
-from .lib.checks import CATALOGUE
+from .lib.checks import CATALOGUE, stopped_as
 from .lib.sources import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
@@ -103,8 +103,7 @@ class DropReport:
     def outcome(self) -> str:
         failed = [name for name, passed in self.checks.items() if not passed]
         if failed:
-            words = {CATALOGUE[n].outcome if n in CATALOGUE else "blocked" for n in failed}
-            return "superseded" if words == {"superseded"} else "blocked"
+            return stopped_as(failed)
         if self.failures or len(self.written) < len(WAREHOUSE):
             return "failed"
         return "partial" if self.halted else "loaded"

@@ -87,7 +87,8 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
     fault_point("in_apply")  # the transaction open (it has read what the warehouse holds), nothing written yet
     failed = [o for o in outcomes if not o.passed]
     earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
-    refused = [o for o in failed if not earlier[o.name] and o.name not in accepting(context)]
+    now = accepting(context) if failed else set()  # read once: a re-executed run's parent is looked up
+    refused = [o for o in failed if not earlier[o.name] and o.name not in now]
     if refused:
         return outcomes, refused
     for o in failed:
@@ -172,7 +173,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         if shown:
             yield result
     if refused:
-        if all(checks.CATALOGUE[o.name].outcome == "superseded" for o in refused):
+        if checks.stopped_as(o.name for o in refused) == "superseded":
             raise blocked_failure(f"Superseded: {key}: {refused[0].why}. "
                                   + checks.CATALOGUE[refused[0].name].remedy_for(district, key))
         raise blocked_failure(pipeline.blocked_summary(district, key, refused))

@@ -119,6 +119,12 @@ def acceptable() -> list[str]:
     return sorted(c.name for c in CATALOGUE.values() if c.acceptable)
 
 
+def stopped_as(failed) -> str:
+    """What a drop stopped by these failed checks (names) is: superseded when each says so, else blocked."""
+    return "superseded" if {CATALOGUE[n].outcome if n in CATALOGUE else "blocked" for n in failed} == {
+        "superseded"} else "blocked"
+
+
 def decide(stage: Stage, evidence: Evidence) -> list[CheckOutcome]:
     """Every check of the stage, in the catalogue's order."""
     return [c.decide(evidence) for c in of_stage(stage)]
