@@ -85,6 +85,30 @@ def make_settings(home: Path, **env: str) -> Settings:
     return load_settings({"MTSS_HOME": str(home), **env})
 
 
+@pytest.fixture(scope="session")
+def loaded_template(instance_template: Path, tmp_path_factory) -> Path:
+    """An MTSS_HOME (embedded databases) whose sample drop is loaded, made once per test process (a run takes a
+    second or two; `loaded_home` copies the home in milliseconds). Nothing in it names its folder."""
+    from belleville_mtss.run import run_drop
+    from .helpers import prepare_drop
+
+    home = tmp_path_factory.mktemp("loaded") / "home"
+    settings = make_settings(home)
+    prepare_drop(settings)
+    with fresh_instance(instance_template, tmp_path_factory.mktemp("dagster") / "home") as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+    return home
+
+
+@pytest.fixture
+def loaded_home(loaded_template: Path):
+    """`loaded_home(home)`: the settings of a copy, at `home`, of MTSS_HOME with the sample drop loaded."""
+    def copy(home: Path) -> Settings:
+        shutil.copytree(loaded_template, home)
+        return make_settings(home)
+    return copy
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "mtss")

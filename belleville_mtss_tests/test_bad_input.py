@@ -379,6 +379,33 @@ FILE_REFUSALS = {
 
 
 @pytest.mark.parametrize("case", list(FILE_REFUSALS))
+def test_a_broken_file_is_halted_at_its_stage_naming_the_file_and_no_value(case, tmp_path):
+    """Each way a file breaks, at the level where a file is read and validated (lib/read/ingest.py): the file is
+    halted, at its stage, for its reason, in words that name it and none of its values."""
+    from belleville_mtss.lib.district.registry import load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+    from belleville_mtss.lib.sample import generate_drop
+    name, damage, stage, reason = FILE_REFUSALS[case]
+    drop = tmp_path / "drop"
+    generate_drop(drop, SMALL)
+    first_row = read(drop / name).row(0)
+    damage(drop / name)
+    district = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    data = (drop / name).read_bytes()  # as a run reads it: decrypted from staging
+    validated, _errors = validate_file(ingest_file(VALIDATED[name].removeprefix("validated_"), drop / name,
+                                                   district, data), district)
+    assert not validated.usable
+    halted = validated.halted
+    assert (halted.stage, halted.reason, halted.file_name) == (stage, reason, name)
+    assert name in halted.message and "nothing from it is loaded" in halted.message
+    for value in first_row:
+        if value and len(value) > 3:
+            assert value not in halted.message, value
+
+
+# Whole drops: a Star file halted as it is read, and the roster halted as it is mapped (every other case is the same
+# path from the halted file on, tested above where it is decided)
+@pytest.mark.parametrize("case", ["star_truncated_last_line", "ps_missing_email_column"])
 def test_broken_file_is_refused_as_a_file(case, settings):
     name, damage, stage, reason = FILE_REFUSALS[case]
     drop = prepare_drop(settings)

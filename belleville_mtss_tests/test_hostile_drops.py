@@ -36,12 +36,10 @@ STUDENT_NUMBER = re.compile(r"\b2[1-9]\d{4}\b")  # the sample's student numbers 
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, loaded_home):
     """A home with one drop already loaded (its staging and stored frames must survive every attack), and a
     sibling folder outside MTSS_HOME holding a file an attack would aim at."""
-    settings = make_settings(tmp_path / "home")
-    prepare_drop(settings)
-    assert run_drop(settings).checks_passed
+    settings = loaded_home(tmp_path / "home")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim.txt").write_text("must never change\n")
