@@ -277,9 +277,16 @@ def _status(args: argparse.Namespace) -> int:
     except WarehouseNotReady as exc:
         raise CliError(str(exc)) from None
     try:
-        print(drop_status(engine, args.scope, summary=args.summary, outcome=args.outcome))
+        shown = drop_status(engine, args.scope, summary=args.summary, outcome=args.outcome)
     finally:
         engine.dispose()
+    district = (args.scope or "").split("/", 1)[0]
+    if district and shown.startswith("no drop recorded"):  # a misspelt district is said, not shown as empty
+        from .lib.district.registry import load_registry
+        registry = load_registry(settings.districts_dirs)
+        if district not in registry:
+            raise CliError(f"{shown}, and no registry entry '{district}' (known: {', '.join(sorted(registry))})")
+    print(shown)
     return 0
 
 

@@ -614,3 +614,17 @@ def test_a_districts_status_lists_its_own_drops_whatever_its_name_holds(tmp_path
     shown = drop_status(engine, "north_east")
     engine.dispose()
     assert "north_east/2026-12-01" in shown and "northXeast" not in shown
+
+
+def test_status_of_a_district_the_registry_lacks_is_an_error_and_of_a_known_one_with_no_drop_is_not(
+        settings, monkeypatch, capsys):
+    from belleville_mtss.lib.load.warehouse import make_engine
+    monkeypatch.setenv("MTSS_HOME", str(settings.home))
+    engine = make_engine(settings.warehouse_url)
+    migrate_sample_warehouse(engine)
+    engine.dispose()
+    assert main(["status", "bellevile"]) == 2  # misspelt
+    assert capsys.readouterr().err.strip() == ("belleville-mtss: error: no drop recorded for bellevile, and no "
+                                               "registry entry 'bellevile' (known: belleville)")
+    assert main(["status", "belleville/2026-11-01"]) == 0
+    assert capsys.readouterr().out.strip() == "no drop recorded for belleville/2026-11-01"

@@ -333,6 +333,10 @@ def test_rows_under_an_old_account_info_id_block_the_district_until_moved(backen
     monkeypatch.setenv("MTSS_PROD_DB_URL", backend.prod_db_url)
     assert main(["districts", "check", "belleville"]) == 1
     assert "belleville-mtss warehouse rekey belleville --from 107000" in capsys.readouterr().out
+    assert main(["warehouse", "rekey", "belleville", "--from", "107873"]) == 2  # the registry's own id: refused
+    assert capsys.readouterr().err.strip() == (
+        "belleville-mtss: error: belleville's rows are under AccountInfoId 107873 already, the registry's: --from "
+        "names the id they were loaded under before the registry changed")
     assert main(["warehouse", "rekey", "belleville", "--from", "107000"]) == 0  # the remedy, literally
     assert _run(backend, KEY[NEW]).outcome == "loaded"
     assert held_rows(backend)["roster"]["AccountInfoId"].unique().to_list() == [107873]

@@ -690,6 +690,9 @@ def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict
 def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
     """Move the rows of the district's drops from AccountInfoId `old` to `new`, in one transaction; refused
     (ValueError) where `new` already holds rows of the district: remove one set first."""
+    if old == new:
+        raise ValueError(f"{district}'s rows are under AccountInfoId {new} already, the registry's: --from names the "
+                         "id they were loaded under before the registry changed")
     moved = {}
     with engine.begin() as conn:
         for table in (student_roster, assessment_results, assessment_scores):
