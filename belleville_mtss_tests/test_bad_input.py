@@ -659,6 +659,24 @@ def test_declared_header_less_powerschool_export_loads(settings, tmp_path):
     assert_loaded_normally(s, drop, report, pii)
 
 
+@pytest.mark.parametrize("has_header", [True, False])
+def test_a_rejected_rosters_row_is_named_by_its_line_in_the_file_with_or_without_a_header(tmp_path, has_header):
+    """A row refused for a blank student number is counted with its line, which an operator looks up in the
+    export: line 2 of a file with a header row is line 1 of one without (it was said to be line 2 there too)."""
+    from belleville_mtss.lib.read.ingest import ingest_file, validate_file
+    order = [headers[0] for headers in load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml").powerschool
+             .columns.values()]
+    declared = {"has_header": False, "column_order": order} if not has_header else {}
+    district = load_district(registry_with(tmp_path, **declared) / "belleville.yaml")
+    def line(number: str, email: str) -> str:
+        return ",".join(number if c == PS_NUMBER else email if c == PS_EMAIL else "" for c in order) + "\n"
+    data = (",".join(order) + "\n" if has_header else "") + line("", "a@x.org") + line("000124", "b@x.org")
+    validated, _ = validate_file(ingest_file("powerschool_students", Path("students.csv"), district, data.encode()),
+                                 district)
+    assert validated.usable and validated.rejected == {"missing student number": 1}
+    assert validated.frame["source_row"].to_list() == [3 if has_header else 2]
+
+
 @pytest.mark.parametrize("data, reason", [
     (b"id,name\n1,a\n2,Jos\xe9\n", "encoding"),  # Windows-1252 at the very end of a UTF-8 file: not a cut
     (b"id,name\n1,a\n2,Jos\xc3", "truncated"),  # UTF-8 cut inside a character

@@ -54,7 +54,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     fmt = district.powerschool
     headers = match_headers(raw.columns, fmt)
     typed, rejected = type_students(map_columns(raw, fmt, file_name, district.required_fields)[0],
-                                    district.student_link.powerschool)
+                                    district.student_link.powerschool, first_line=2 if fmt.has_header else 1)
     return typed, rejected, headers
 
 

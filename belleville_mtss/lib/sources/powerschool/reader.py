@@ -66,16 +66,18 @@ def map_columns(raw: pl.DataFrame, fmt: PowerSchoolFormat, file_name: str,
     return raw.select(exprs), matched
 
 
-def type_students(mapped: pl.DataFrame, link: str = "student_number") -> tuple[pl.DataFrame, pl.DataFrame]:
+def type_students(mapped: pl.DataFrame, link: str = "student_number",
+                  first_line: int = 2) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed students and rejected rows (source row, reason). Student numbers stay text: leading zeros count.
-    `student_link` is the field the district's Renaissance identifier carries (`link`)."""
+    `student_link` is the field the district's Renaissance identifier carries (`link`). `first_line`: the file's
+    line of the first student (1 in an export without a header row)."""
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
     reason = not_storable(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
                           .when(duplicated).then(pl.lit("duplicate student number")), read=mapped)
     # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter. A roster
     # assembled from several files (OneRoster) brings its own line numbers.
-    lines = mapped.lazy() if "source_row" in mapped.columns else mapped.lazy().with_row_index("source_row", offset=2)
+    lines = mapped.lazy() if "source_row" in mapped.columns else mapped.lazy().with_row_index("source_row", offset=first_line)
     frame = lines.with_columns(
         pl.col("student_number").str.strip_chars(),
         pl.col("email").str.strip_chars(),
