@@ -406,3 +406,17 @@ def test_a_staged_copy_gone_before_link_review_fails_that_step_with_an_error_row
     logged = errors(settings).filter(pl.col("Reason") == "staged_copy_unusable")
     assert logged.select("Stage", "FileName").rows() == [("identity", "SR.csv")]
     assert warehouse_counts(settings)["results"] > 0  # the loads do not wait on the suggestions
+
+
+def test_an_accepted_identifier_the_district_has_since_given_that_same_student_still_links_their_rows():
+    """A person accepted Star's 7210002 (the district's typo) as student 210002's; the district then corrected the
+    student's own identifier to 7210002. The accepted link and the student's own now agree: the rows are theirs.
+    Before, they were taken for another student's and loaded for no one, on every later drop."""
+    from belleville_mtss.lib.students.suggest import claimed_twice
+    students = pl.DataFrame({"student_number": ["210002"], "student_link": ["7210002"], "email_key": [None]},
+                            schema_overrides={"email_key": pl.Utf8})
+    tests = {"star_reading": pl.DataFrame({"student_link": ["7210002", "7210002"], "subject": ["SR"] * 2})}
+    accepted = pl.DataFrame({"cause": [unknown_cause("star")], "from_id": ["7210002"], "to_id": ["210002"]})
+    linked, _ = apply_accepted(tests, students, pl.DataFrame(), accepted)
+    assert linked["star_reading"]["student_link"].to_list() == ["7210002", "7210002"]
+    assert claimed_twice(tests, students, accepted) == {}

@@ -280,11 +280,12 @@ def classlink_suggestions(unlinked: pl.DataFrame, free_users: pl.DataFrame, top:
 def _aliases(asset: str, students: pl.DataFrame, accepted: pl.DataFrame) -> tuple[dict[str, str], set[str]]:
     """The file's accepted identifiers -> the link value of the student each was accepted for; and those accepted
     that are now a student's own link value in this roster (a number handed out since): their rows belong to no
-    one until a person reviews that link, as two students would claim them."""
+    one until a person reviews that link, as two students would claim them. An identifier that is now the accepted
+    student's own link (the district corrected it) needs no alias and is no one else's."""
     link_of = dict(zip(students["student_number"], students["student_link"]))
     own = set(students["student_link"].drop_nulls())
     mine = [r for r in accepted.filter(pl.col("cause") == unknown_cause(SOURCE_OF[asset].name)).to_dicts()
-            if link_of.get(r["to_id"])]
+            if link_of.get(r["to_id"]) and r["from_id"] != link_of[r["to_id"]]]
     return ({r["from_id"]: link_of[r["to_id"]] for r in mine if r["from_id"] not in own},
             {r["from_id"] for r in mine if r["from_id"] in own})
 
