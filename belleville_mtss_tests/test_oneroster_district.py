@@ -173,3 +173,18 @@ def test_a_delta_a_missing_listed_file_or_a_second_roster_is_refused_through_a_r
         audit = dict(warehouse(settings)["IngestionFiles"].filter(pl.col("DropId") == "pecan/2026-11-21")
                      .select("FileName", "Outcome").iter_rows())
         assert audit["students.csv"] == "not_expected" and audit["users.csv"] == "loaded"
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_a_demographics_file_without_birth_dates_reads_them_as_unknown(version):
+    """birthDate is optional in OneRoster: an export without the column crashed the roster read (a polars error,
+    no halted file, no error row)."""
+    from belleville_mtss.lib.sources.oneroster.export import read_export
+    from belleville_mtss.lib.sources.oneroster.sample import export
+    students = pl.DataFrame({"student_number": ["1001", "1002"], "school_id": ["01", "02"],
+                             "email": ["a@x.org", "b@x.org"], "first_name": ["A", "B"], "last_name": ["L", "M"],
+                             "grade": [3, 4], "dob": ["01/02/2015"] * 2})
+    files = {k: v.cast(pl.Utf8) for k, v in export(students, "Demo District", version, teachers=1).items()}
+    read = read_export({**files, "demographics.csv": files["demographics.csv"].drop("birthDate")})
+    assert read.students["student_number"].to_list() == ["1001", "1002"]
+    assert read.students["dob"].to_list() == [None, None]

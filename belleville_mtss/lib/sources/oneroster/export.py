@@ -171,9 +171,11 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     orgs = _orgs(files)
     org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"),
                          "district_name", "district_id")
+    # birth dates are optional in the standard: a demographics.csv without them reads them as unknown
     births = (_live(files["demographics.csv"]).select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
               .unique("sourcedId", keep="first", maintain_order=True)
-              if "demographics.csv" in files else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
+              if "birthDate" in files.get("demographics.csv", pl.DataFrame()).columns
+              else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
     mapped = students.join(school, on="sourcedId", how="left").join(
         org_id.rename({"sourcedId": "org"}), on="org", how="left").join(births, on="sourcedId", how="left").select(
         number_expr(students, number).alias("student_number"),
