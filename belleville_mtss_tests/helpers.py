@@ -174,7 +174,8 @@ def stop_group(process, timeout: float = 60) -> None:
 
 
 def compiling_for_sql_server(seen: list[str]):
-    """A connection class that compiles each statement it is given for SQL Server into `seen`, running nothing."""
+    """A connection class that compiles each statement it is given for SQL Server into `seen`, running nothing
+    (a query's first row is a row, so that what follows one is compiled too)."""
     from sqlalchemy.dialects import mssql
 
     class Recording:
@@ -182,7 +183,7 @@ def compiling_for_sql_server(seen: list[str]):
 
         def execute(self, statement):
             seen.append(str(statement.compile(dialect=self.dialect)))
-            return type("Result", (), {"rowcount": 0})()
+            return type("Result", (), {"rowcount": 0, "first": lambda _self: ("row",)})()
     return Recording
 
 

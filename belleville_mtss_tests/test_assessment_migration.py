@@ -238,12 +238,14 @@ def test_the_apply_of_results_and_scores_compiles_for_sql_server_with_every_valu
 
     w.apply_results(Recording(), 107873, "load-0123456789abcdef", [("map_growth", "Mathematics", "2026-2027",
                                                                      "Winter")])
-    scores, results, moved_scores, moved_results, insert_results, insert_scores = seen
+    scores, results, held_elsewhere, moved_scores, moved_results, insert_results, insert_scores = seen
+    assert held_elsewhere.startswith("SELECT TOP __[POSTCOMPILE_param_1] dm.[AssessmentResults].[TestKey]"), \
+        held_elsewhere
     assert not any(v in s for s in seen for v in ("107873", "load-0123", "map_growth", "Mathematics", "2026-2027",
                                                    "Winter"))
     assert "[ScreeningWindow] = :" in results  # a term's scope (MAP Growth's export)
     for moved, table in ((moved_scores, "AssessmentScores"), (moved_results, "AssessmentResults")):
-        # the term's tests held under another term: a plain IN (subquery), no row value, which SQL Server lacks
+        # the tests held under another term or year: a plain IN (subquery), no row value, which SQL Server lacks
         assert moved.startswith(f"DELETE FROM dm.[{table}] WHERE") and "[Subject] = :" in moved, moved
         assert "[TestKey] IN (SELECT dm.[AssessmentResultsStaging].[TestKey]" in moved, moved
     assert scores.startswith("DELETE FROM dm.[AssessmentScores] WHERE") and "[Assessment] = :" in scores

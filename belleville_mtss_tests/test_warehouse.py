@@ -96,6 +96,19 @@ def test_a_term_load_takes_its_tests_from_the_term_the_warehouse_held_them_under
     assert set(back.filter(pl.col("ScreeningWindow") == "Winter")["TestKey"]) == {"t0", "t1"}
 
 
+def test_a_school_year_load_takes_its_tests_from_the_year_the_warehouse_held_them_under(engine):
+    """A district that edits its school-year dates in Renaissance has a late-June test counted in the next year: the
+    year's replace left the old row, the key (which holds no year) refused the load, and every later load of the
+    district failed with it."""
+    june = _frame().with_columns(pl.lit("2025-2026").alias("SchoolYear"))  # Star
+    replace_results(engine, 107873, june)
+    moved = june.head(2).with_columns(pl.lit("2026-2027").alias("SchoolYear"), pl.lit("belleville/y").alias("DropId"))
+    assert replace_results(engine, 107873, moved) == 2
+    back = read_table(engine, assessment_results)
+    assert dict(back.group_by("SchoolYear").len().iter_rows()) == {"2025-2026": june.height - 2, "2026-2027": 2}
+    assert replace_results(engine, 107873, moved) == 2  # and the next load of that year
+
+
 def test_load_checks_read_back_only_what_the_load_replaced(engine):
     frame = _frame()
     earlier = frame.with_columns(pl.lit("2025-2026").alias("SchoolYear"), pl.col("TestKey") + "-prior")

@@ -596,10 +596,14 @@ def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scope
         # the scores first: they are found through the result rows about to go
         conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
         conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
-    staged = STAGING[assessment_results.name].c
-    for assessment, subject in sorted({(a, s) for a, s, _year, term in scopes if term is not None}):
-        # a term's load: the tests it brings held under another term (the district moved its term dates) go too,
-        # or their key, which holds no term, would refuse the load
+    staged, r = STAGING[assessment_results.name].c, assessment_results.c
+    for assessment, subject in sorted({(a, s) for a, s, _year, _term in scopes}):
+        # the tests it brings held under another term or school year (the district moved its dates) go too, or
+        # their key, which holds neither, would refuse this load and every later one; looked for only where the
+        # district holds other scopes of the assessment (a first load holds none)
+        pair = (r.AccountInfoId == account_info_id) & (r.Assessment == assessment) & (r.Subject == subject)
+        if conn.execute(sa.select(r.TestKey).where(pair).limit(1)).first() is None:
+            continue
         tests = sa.select(staged.TestKey).where((staged.LoadId == load_id) & (staged.Assessment == assessment)
                                                 & (staged.Subject == subject))
         for table in (assessment_scores, assessment_results):
