@@ -319,3 +319,68 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
     assert main(["status", key]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith(key) and "receive/transfer_failed 1" in shown and "loaded" in shown, shown
+
+
+def test_a_run_loads_only_the_version_it_was_requested_for(world, new_instance, monkeypatch):
+    """A run the sensor requested for a corrected version, started while the server was down, replayed the older
+    staged copy under the new version's tag, and the correction was never loaded; a run started after the sender
+    took the marker down to upload again received the half-sent files. Now the first fails as a failed transfer,
+    asked for again once the server answers, and the second is refused: what the server lists now is the sensor's to
+    request once it is complete."""
+    monkeypatch.setattr("belleville_mtss.defs.sensors.TRANSFER_BACKOFF_S", 0)
+    settings, server, drop = world
+    key = "belleville/2026-11-09"
+    dest = upload(server, drop, "2026-11-09")
+    job = build_definitions(settings).resolve_job_def("drop_job")
+
+    def corrected(seconds: float) -> None:
+        (dest / "drop.done").unlink()
+        os.utime(dest / "SR.csv", (time.time() + seconds, time.time() + seconds))
+        (dest / "drop.done").write_text("")
+
+    with new_instance() as instance:
+        first = tick(settings, instance)
+        instance.add_dynamic_partitions("drops", [key])
+        assert job.execute_in_process(instance=instance, partition_key=key, tags=first.run_requests[0].tags).success
+        corrected(5)
+        second = tick(settings, instance, first.cursor)
+        v2 = second.run_requests[0].tags
+        server.stop()
+        down = job.execute_in_process(instance=instance, partition_key=key, tags=v2, raise_on_error=False)
+        assert not down.success
+        logged = errors(settings).filter(pl.col("Stage") == "receive")
+        assert logged["Reason"].to_list() == ["transfer_failed"]
+        assert "the staged copy is version" in logged["Message"][0] and "127.0.0.1" not in logged["Message"][0]
+        server.start()
+        again = tick(settings, instance, second.cursor)
+        assert [r.tags["mtss/drop_version"] for r in again.run_requests] == [v2["mtss/drop_version"]]
+        corrected(10)  # a third version uploaded before the run asked for the second starts
+        moved = job.execute_in_process(instance=instance, partition_key=key, tags=again.run_requests[0].tags,
+                                       raise_on_error=False)
+        assert not moved.success
+        assert errors(settings).filter(pl.col("Stage") == "receive")["Reason"].to_list()[-1] == \
+            "changed_since_requested"
+        assert job.execute_in_process(instance=instance, partition_key=key, tags=tick(
+            settings, instance, again.cursor).run_requests[0].tags).success  # the third, requested by the sensor
+
+
+def test_a_run_started_while_the_server_is_down_is_a_failed_transfer_asked_for_again(world, new_instance,
+                                                                                      monkeypatch):
+    """It failed with no error row, and the sensor, which retries what the error log calls a failed transfer,
+    never asked for the drop again."""
+    monkeypatch.setattr("belleville_mtss.defs.sensors.TRANSFER_BACKOFF_S", 0)
+    settings, server, drop = world
+    key = "belleville/2026-11-10"
+    upload(server, drop, "2026-11-10")
+    with new_instance() as instance:
+        first = tick(settings, instance)
+        instance.add_dynamic_partitions("drops", [key])
+        server.stop()
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        assert not job.execute_in_process(instance=instance, partition_key=key, tags=first.run_requests[0].tags,
+                                          raise_on_error=False).success
+        assert errors(settings).filter(pl.col("Stage") == "receive")["Reason"].to_list() == ["transfer_failed"]
+        server.start()
+        again = tick(settings, instance, first.cursor)
+        assert [r.partition_key for r in again.run_requests] == [key]
+        assert job.execute_in_process(instance=instance, partition_key=key, tags=again.run_requests[0].tags).success

@@ -4,8 +4,10 @@ import dagster as dg
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import record_received
 from ..lib.read.ingest import drop_files
-from ..lib.receive.drops import DropRefused, ReceivedDrop, receive_or_replay
+from ..lib.receive.drops import DropRefused, DropUnreachable, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
+from ..lib.receive.untrusted import without_accounts
+from .alerting import VERSION_TAG
 from .metadata import OWNERS
 from .recovery import claim, recover
 from .partitions import drops
@@ -24,12 +26,16 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     try:
         received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
                                      drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
-                                     transient=(SftpTransient,))
+                                     transient=(SftpTransient,), requested=context.run.tags.get(VERSION_TAG))
         found = drop_files(district, received.files)
     except DropRefused as exc:
         error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
         raise dg.Failure(f"refused: {exc.message}") from None
-    except (LookupError, SftpFatal, SftpTransient) as exc:
+    except (DropUnreachable, SftpTransient) as exc:
+        # the server did not answer: a failed transfer, which the drop sensor asks for again once it does
+        error_log.record(context, key, [ErrorRecord("receive", "transfer_failed", without_accounts(str(exc)))])
+        raise dg.Failure(str(exc)) from None
+    except (LookupError, SftpFatal) as exc:
         raise dg.Failure(str(exc)) from None
     earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
                               list(received.files), context.run.run_id)

@@ -823,13 +823,20 @@ class ReceivedDrop:
     replayed: bool  # True: read from staging, the drop server was not needed
 
 
+class DropUnreachable(LookupError):
+    """The drop server did not answer, and the drop has no staged copy to replay."""
+
+
 def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
-                      limits: Limits = Limits(), transient: tuple[type[Exception], ...] = ()) -> ReceivedDrop:
+                      limits: Limits = Limits(), transient: tuple[type[Exception], ...] = (),
+                      requested: str | None = None) -> ReceivedDrop:
     """Fetch the drop whenever the server has it, and replay from staging only when it does not or cannot be
     reached: whether a file changed is decided by its bytes (hashed as they are received), never by the size and
     modification time a listing shows, so a correction made in place with both kept is loaded, and the audit holds
     the hash of what was read. `drop_name` is canonical; the listed drop is found by its canonical name.
-    Raises LookupError when the drop is neither on the server nor staged, DropRefused when it is refused."""
+    `requested`: the version a run was asked for (the drop sensor's); another one is never loaded in its place.
+    Raises LookupError when the drop is neither on the server nor staged (DropUnreachable when the server did not
+    answer), DropRefused when it is refused."""
     drop_key = f"{district}/{drop_name}"
     try:
         listed = [d for d in source.list_drops(district, folder) if not d.refused_at_listing and d.key == drop_key]
@@ -838,10 +845,21 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
         current, reachable = None, False
     if current is None:  # a replay: the staged copy, each file checked as it is read
         manifest = staged_manifest(staging)
+        if manifest and requested and manifest["version"] != requested and not reachable:
+            # the server is down: the version asked for is asked for again once it answers (a failed transfer)
+            raise DropRefused("transfer_failed", f"{drop_key}: the drop server cannot be reached, and the staged "
+                                                 f"copy is version {manifest['version']}, not {requested}, the "
+                                                 "version this run was requested for")
         if manifest:
             files = tuple(StagedFile(**f) for f in manifest["files"])
             return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
         where = "is not on" if reachable else "cannot be fetched from"
-        raise LookupError(f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
+        raise (LookupError if reachable else DropUnreachable)(
+            f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
+    if requested and current.version != requested:
+        # changed on the server since it was requested (a re-upload under way, its marker taken down): the version
+        # now listed is the sensor's to request, when it is complete
+        raise DropRefused("changed_since_requested", f"{drop_key}: the server now lists version {current.version}, "
+                                                     f"not {requested}, the version this run was requested for")
     files = tuple(receive(source, folder, current, staging, key, limits, transient=transient))
     return ReceivedDrop(drop_key, current.version, str(staging), files, replayed=False)
