@@ -428,6 +428,8 @@ def _links(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         print(f"suggestion {done['suggestion']} {done['decision']} by {getpass.getuser()}: "
               + ("applied to the district's next drops and to replays" if done["decision"] == "accepted"
+                 else "withdrawn from the district's next drops and replays (replay the latest drop to remove what it "
+                      "loaded); this pair is never suggested again" if done["withdrawn"]
                  else "this pair is never suggested again"))
         return 0
     finally:

@@ -420,3 +420,22 @@ def test_an_accepted_identifier_the_district_has_since_given_that_same_student_s
     linked, _ = apply_accepted(tests, students, pl.DataFrame(), accepted)
     assert linked["star_reading"]["student_link"].to_list() == ["7210002", "7210002"]
     assert claimed_twice(tests, students, accepted) == {}
+
+
+def test_a_mistaken_accept_is_withdrawn_by_rejecting_it_and_another_counterpart_can_then_be_accepted(review_db):
+    """An accepted suggestion could not be rejected ("accepted already"), and the refusal to accept another
+    counterpart said "reject it first": a mistaken accept linked the identifier on every later drop and replay,
+    with no way back but SQL."""
+    first, second = review.listing(review_db, 107873)["SuggestionId"].to_list()
+    review.decide(review_db, first, "accepted", "ana", "same name and birth date")
+    with pytest.raises(review.ReviewError, match="reject it first"):
+        review.decide(review_db, second, "accepted", "ana", "the other one")
+    done = review.decide(review_db, first, "rejected", "ana", "the school says the birth dates differ")
+    assert done["withdrawn"] and review.accepted(review_db, 107873).is_empty()
+    review.decide(review_db, second, "accepted", "ana", "checked with the school")
+    assert review.accepted(review_db, 107873)["to_id"].to_list() == ["210002"]
+    with pytest.raises(review.ReviewError, match=f"suggestion {first} was rejected already"):
+        review.decide(review_db, first, "rejected", "ana", "again")
+    decisions = read_table(review_db, review.link_decisions).sort("DecisionId")
+    assert decisions.select("SuggestionId", "Decision").rows() == [(first, "accepted"), (first, "rejected"),
+                                                                    (second, "accepted")]

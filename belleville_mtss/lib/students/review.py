@@ -84,7 +84,8 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
     """Record a person's decision. The decision is a conditional UPDATE that only an open suggestion passes, so of
     two people deciding at once one wins and the other is refused; a unique index holds one accepted counterpart
     per identifier. Refused (ReviewError): an unknown id, one decided already, an empty reason, or accepting a
-    second counterpart for an identifier that has one (named), unless `replace`: the earlier becomes rejected."""
+    second counterpart for an identifier that has one (named), unless `replace`: the earlier becomes rejected.
+    Rejecting an accepted suggestion withdraws it (a mistaken accept would otherwise link every later drop)."""
     if decision not in DECISIONS:
         raise ReviewError(f"decision must be one of {', '.join(DECISIONS)}")
     if not reason.strip():
@@ -107,15 +108,18 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                         raise _accepted_already(taken)
                     _set(conn, taken, "accepted", "rejected", decided_by, f"replaced by suggestion {suggestion_id}: "
                          f"{why}", at)
-            _set(conn, suggestion_id, row.Status if row.Status == "conflict" else "open", decision, decided_by,
-                 why, at)
+            was = row.Status if row.Status == "conflict" else "open"
+            if decision == "rejected" and row.Status == "accepted":
+                was = "accepted"  # withdrawn: a mistaken accept is undone from the district's next drop or replay
+            _set(conn, suggestion_id, was, decision, decided_by, why, at)
     except sa.exc.IntegrityError:  # another accept for the same student committed between our read and write
         with engine.connect() as conn:
             row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId).where(
                 s.SuggestionId == suggestion_id)).first()
             taken = _accepted_for(conn, row)
         raise _accepted_already(taken) from None
-    return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause}
+    return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause,
+            "withdrawn": decision == "rejected" and row.Status == "accepted"}
 
 
 def _accepted_already(taken: int | None) -> ReviewError:
