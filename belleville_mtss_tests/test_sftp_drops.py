@@ -232,25 +232,28 @@ def test_a_drop_folder_the_service_account_cannot_list_is_refused_alone():
     base = Path(tempfile.mkdtemp(prefix="mtss-sftp-"))  # another account can reach it, unlike pytest's folders
     os.chmod(base, 0o755)
     server = SshServer(base / "sshd")
-    locked = server.root / "d1" / "2026-11-08"
+    locked, locked_district = server.root / "d1" / "2026-11-08", server.root / "d3"
     try:
         if as_root:
             server.user = "nobody"
-        for district, drop in (("d1", "2026-11-01"), ("d1", "2026-11-08"), ("d2", "2026-11-01")):
+        for district, drop in (("d1", "2026-11-01"), ("d1", "2026-11-08"), ("d2", "2026-11-01"), ("d3", "2026-11-01")):
             (server.root / district / drop).mkdir(parents=True)
             (server.root / district / drop / "SR.csv").write_text("x\n")
             (server.root / district / drop / "drop.done").write_text("")
         for p in [server.base, server.base / "authorized_keys", *server.root.parent.rglob("sftp-root*"),
                   *server.root.rglob("*")]:  # readable by the account; the keys stay private
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        os.chmod(locked, 0o700 if as_root else 0o000)
+        for folder in (locked, locked_district):
+            os.chmod(folder, 0o700 if as_root else 0o000)
         server.start()
         env = server.env()
         source = SftpDropSource(SftpConfig("127.0.0.1", int(env["MTSS_SFTP_PORT"]), env["MTSS_SFTP_USER"],
                                            env["MTSS_SFTP_KEY_PATH"], env["MTSS_SFTP_KNOWN_HOSTS"],
                                            env["MTSS_SFTP_ROOT"]))
-        found, refused = source.list_districts({"d1": "d1", "d2": "d2"})
-        assert refused == {}
+        found, refused = source.list_districts({"d1": "d1", "d2": "d2", "d3": "d3"})
+        # a district folder it may not list is that district's refusal alone (it failed every district's tick)
+        assert {d: (r.reason, r.message) for d, r in refused.items()} == {"d3": (UNLISTABLE, (
+            "the drop folder 'd3' cannot be listed (permission denied): give the service account read access to it"))}
         assert sorted((d.key, d.refused_at_listing) for d in found) == [
             ("d1/2026-11-01", False), ("d1/2026-11-08", True), ("d2/2026-11-01", False)]
         (unlisted,) = [d for d in found if d.refused_at_listing]
@@ -258,8 +261,9 @@ def test_a_drop_folder_the_service_account_cannot_list_is_refused_alone():
                                                     "denied): give the service account read access to it")
     finally:
         server.stop()
-        if locked.exists():
-            os.chmod(locked, 0o755)
+        for folder in (locked, locked_district):
+            if folder.exists():
+                os.chmod(folder, 0o755)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -171,6 +171,11 @@ UNLISTABLE = "unlistable_drop_folder"
 LISTING_REFUSALS = ("bad_drop_name", UNLISTABLE)
 
 
+def unlistable(folder: str) -> str:
+    return f"the drop folder {escape(folder)} cannot be listed (permission denied): give the service account read " \
+           "access to it"
+
+
 def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile | PermissionError]
                        ) -> list[Drop]:
     """Drops from one district folder's listing: name -> the files of a sub-folder (or the PermissionError its
@@ -183,9 +188,7 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
     names = set(entries)
     for name, entry in sorted(entries.items()):
         if isinstance(entry, PermissionError):
-            drops.append(Drop(district, name, "folder", (), False, (UNLISTABLE, (
-                f"the drop folder {escape(name)} cannot be listed (permission denied): give the service account "
-                "read access to it"), plain(name, 250))))
+            drops.append(Drop(district, name, "folder", (), False, (UNLISTABLE, unlistable(name), plain(name, 250))))
         elif isinstance(entry, list):
             files = [f for f in entry if f.name != COMPLETION_MARKER]
             if files:
@@ -288,6 +291,8 @@ class LocalDropSource:
             fd = _open_dir(self.root, folder.split("/"))
         except FileNotFoundError:
             return []
+        except PermissionError:
+            raise DropRefused(UNLISTABLE, unlistable(folder)) from None
         except OSError:
             raise DropRefused("not_a_regular_file", f"the drop folder {escape(folder)} is a link or not a folder")
         entries: dict[str, list[RemoteFile] | RemoteFile] = {}

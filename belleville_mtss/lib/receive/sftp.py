@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from .drops import Drop, DropRefused, RemoteFile, drops_from_listing, list_drop_folder, list_each
+from .drops import (UNLISTABLE, Drop, DropRefused, RemoteFile, drops_from_listing, list_drop_folder, list_each,
+                    unlistable)
 from .untrusted import escape
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ class SftpDropSource:
             top = sftp.listdir_attr(base)
         except FileNotFoundError:
             return []
+        except PermissionError:  # this district's folder alone: the others are still listed
+            raise DropRefused(UNLISTABLE, unlistable(folder)) from None
         entries: dict[str, list[RemoteFile] | RemoteFile] = {}
         for a in top:
             if stat.S_ISDIR(a.st_mode or 0):
