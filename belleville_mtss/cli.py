@@ -234,8 +234,10 @@ def _rekey(engine, where: str, args: argparse.Namespace) -> int:
         moved = rekey(engine, args.district, args.old, new)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    links = moved.pop("dm.LinkSuggestions")
     said = ", ".join(f"{n:,} row(s) of {table}" for table, n in moved.items())
-    print(f"warehouse {where}: {args.district}: moved {said} from AccountInfoId {args.old} to {new}")
+    print(f"warehouse {where}: {args.district}: moved {said} from AccountInfoId {args.old} to {new}, and copied "
+          f"{links:,} link suggestion(s) with their decisions")
     return 0
 
 

@@ -439,3 +439,36 @@ def test_a_mistaken_accept_is_withdrawn_by_rejecting_it_and_another_counterpart_
     decisions = read_table(review_db, review.link_decisions).sort("DecisionId")
     assert decisions.select("SuggestionId", "Decision").rows() == [(first, "accepted"), (first, "rejected"),
                                                                     (second, "accepted")]
+
+
+def test_a_rekey_takes_the_districts_link_decisions_to_its_new_account_info_id(review_db):
+    """`warehouse rekey` moved the roster and results but left the suggestions under the old id, where no later
+    drop looks: the students a person had linked lost their tests at the next load, and every decision came back
+    as an open suggestion."""
+    from belleville_mtss.lib.load.warehouse import rekey
+    first, second = review.listing(review_db, 107873)["SuggestionId"].to_list()
+    review.decide(review_db, first, "accepted", "ana", "same name and birth date")
+    review.decide(review_db, second, "rejected", "bo", "another child")
+    review.record(review_db, 107999, "belleville/2026-11-08", pl.DataFrame({  # the new id's own run suggested one
+        "cause": [unknown_cause("star")], "subjects": ["SR"], "from_id": ["S-1"], "to_id": ["210002"],
+        "score": [0.85], "evidence": ["number one slip away"]}))
+    assert rekey(review_db, "belleville", 107873, 107999)["dm.LinkSuggestions"] == 2
+    assert review.accepted(review_db, 107999).rows() == [(unknown_cause("star"), "S-1", "210001")]
+    moved = review.listing(review_db, 107999, None).sort("ToId")
+    assert moved.select("ToId", "Status", "DecidedBy", "Reason").rows() == [
+        ("210001", "accepted", "ana", "same name and birth date"), ("210002", "rejected", "bo", "another child")]
+    assert rekey(review_db, "belleville", 107873, 107999)["dm.LinkSuggestions"] == 0  # once
+
+
+def test_a_rekey_refuses_accepted_links_that_disagree_under_the_two_ids(review_db):
+    from belleville_mtss.lib.load.warehouse import rekey
+    first, _ = review.listing(review_db, 107873)["SuggestionId"].to_list()
+    review.decide(review_db, first, "accepted", "ana", "same name and birth date")  # S-1 is 210001 under 107873
+    review.record(review_db, 107999, "belleville/2026-11-08", pl.DataFrame({
+        "cause": [unknown_cause("star")], "subjects": ["SR"], "from_id": ["S-1"], "to_id": ["210002"],
+        "score": [0.85], "evidence": ["number one slip away"]}))
+    (other,) = review.listing(review_db, 107999)["SuggestionId"].to_list()
+    review.decide(review_db, other, "accepted", "bo", "checked")  # and 210002 under 107999
+    with pytest.raises(ValueError, match="give an identifier two different students"):
+        rekey(review_db, "belleville", 107873, 107999)
+    assert review.accepted(review_db, 107999)["to_id"].to_list() == ["210002"]  # nothing half-done

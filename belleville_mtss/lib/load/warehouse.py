@@ -692,8 +692,9 @@ def under_other_ids(engine: Engine, district: str, account_info_id: int) -> dict
 
 
 def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
-    """Move the rows of the district's drops from AccountInfoId `old` to `new`, in one transaction; refused
-    (ValueError) where `new` already holds rows of the district: remove one set first."""
+    """Move the rows of the district's drops from AccountInfoId `old` to `new`, and copy its link suggestions and
+    their decisions there (`_rekey_links`), in one transaction; refused (ValueError) where `new` already holds rows
+    of the district: remove one set first. Returns the rows moved, and the suggestions copied (dm.LinkSuggestions)."""
     if old == new:
         raise ValueError(f"{district}'s rows are under AccountInfoId {new} already, the registry's: --from names the "
                          "id they were loaded under before the registry changed")
@@ -714,7 +715,39 @@ def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
                 sa.literal(new, sa.Integer).label(col.name) if col.name == "AccountInfoId" else col
                 for col in table.columns)).where(theirs)))
             moved[table.fullname] = conn.execute(table.delete().where(theirs)).rowcount
+        moved[link_suggestions.fullname] = _rekey_links(conn, old, new)
     return moved
+
+
+def _rekey_links(conn: sa.Connection, old: int, new: int) -> int:
+    """The link suggestions under `old`, with their decisions, copied under `new` (the runtime login may insert
+    them and set a status, nothing more): every later drop applies the links a person accepted, which are looked up
+    by the district's AccountInfoId. A pair `new` holds open takes the decision made under `old`."""
+    s, d = link_suggestions.c, link_decisions.c
+    held = {(r.Cause, r.FromId, r.ToId): r for r in conn.execute(
+        sa.select(s.SuggestionId, s.Cause, s.FromId, s.ToId, s.Status).where(s.AccountInfoId == new))}
+    theirs = conn.execute(sa.select(link_suggestions).where(s.AccountInfoId == old).order_by(s.SuggestionId)).all()
+    accepted = {(r.Cause, r.FromId): r.ToId for r in held.values() if r.Status == "accepted"}
+    if any(accepted.get((r.Cause, r.FromId), r.ToId) != r.ToId for r in theirs if r.Status == "accepted"):
+        raise ValueError(f"links accepted under AccountInfoId {old} and {new} give an identifier two different "
+                         "students: review them (belleville-mtss links review DISTRICT --all) and reject one first")
+    copied = 0
+    for r in theirs:
+        there = held.get((r.Cause, r.FromId, r.ToId))
+        if there is None:
+            row = {k: v for k, v in r._mapping.items() if k != "SuggestionId"} | {"AccountInfoId": new}
+            to = conn.execute(link_suggestions.insert().values(**row)).inserted_primary_key[0]
+        elif there.Status == "open" and r.Status != "open":
+            conn.execute(link_suggestions.update().where(s.SuggestionId == there.SuggestionId).values(Status=r.Status))
+            to = there.SuggestionId
+        else:
+            continue
+        decisions = conn.execute(sa.select(d.Decision, d.DecidedBy, d.Reason, d.DecidedAt)
+                                 .where(d.SuggestionId == r.SuggestionId).order_by(d.DecisionId)).all()
+        if decisions:
+            conn.execute(link_decisions.insert(), [{**x._mapping, "SuggestionId": to} for x in decisions])
+        copied += 1
+    return copied
 
 
 def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = None) -> int:
