@@ -17,6 +17,7 @@ from belleville_mtss.lib.sources.star.reader import (
 DISTRICT = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
 HEADER = list(STAR_COLUMNS.values())
 GOOD_ROW = {
+    "StudentRenaissanceID": "00000000-0000-0000-0000-000000000123",
     "StudentIdentifier": "000123", "DistrictName": "Belleville Public Schools", "SchoolName": "School No. 3",
     "SchoolYear": "2026-2027", "AssessmentID": "A-1", "CompletedDate": "2026-09-15 13:05:00.000", "Grade": "5",
     "ScaledScore": "850", "PercentileRank": "45", "UnifiedScore": "900",
@@ -310,3 +311,18 @@ def test_a_historical_row_of_another_subject_is_refused_and_a_v2_file_of_another
     with pytest.raises(FileRejected, match="its columns are a Star SM export's"):
         bind_columns(v2, "SR.csv", subject="SR")
     assert bind_columns(v2, "SM.csv", subject="SM").height == 1
+
+
+def test_rows_of_one_identifier_under_two_renaissance_students_are_refused_all_of_them():
+    """Two children under one StudentIdentifier (two schools' local ids colliding in Renaissance): the second
+    child's tests loaded under the first. Renaissance's own id tells them apart; a blank one names no one."""
+    validated, errors = validate([
+        {"StudentRenaissanceID": "R-1", "AssessmentID": "A-1"},
+        {"StudentRenaissanceID": "R-2", "AssessmentID": "A-2"},  # another child, same identifier
+        {"StudentRenaissanceID": "R-3", "StudentIdentifier": "000124", "AssessmentID": "A-3"},
+        {"StudentRenaissanceID": "R-3", "StudentIdentifier": "000124", "AssessmentID": "A-4"},
+        {"StudentRenaissanceID": "", "StudentIdentifier": "000124", "AssessmentID": "A-5"},
+    ])
+    assert validated.frame["test_key"].to_list() == ["A-3", "A-4", "A-5"]
+    assert validated.rejected == {"StudentIdentifier of two Renaissance students": 2}
+    assert [e.message for e in errors] == ["SR.csv: 2 row(s) rejected: StudentIdentifier of two Renaissance students"]

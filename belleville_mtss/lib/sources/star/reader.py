@@ -32,6 +32,8 @@ STAR_COLUMNS = {
     "screening_window": "ScreeningPeriodWindowName",
     "assessment_status": "AssessmentStatus",
     "deactivation_reason": "DeactivationReason",
+    # Renaissance's own id of the student (v2 layouts): rows of one identifier under two of them are two children
+    "renaissance_id": "StudentRenaissanceID",
 }
 REQUIRED = ("student_link", "district_name", "completed_date", "scaled_score", "school_year")
 
@@ -252,10 +254,26 @@ def _shared_ids_refused(good: pl.DataFrame, rejected: pl.DataFrame) -> tuple[pl.
     return marked.filter(~pl.col("shared")).drop("shared"), pl.concat([rejected, refused]).sort("source_row")
 
 
+def _identifiers_of_two_students_refused(good: pl.DataFrame, rejected: pl.DataFrame, link: str
+                                        ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of an identifier that Renaissance holds for two of its students (two StudentRenaissanceIDs: two
+    schools' local ids colliding, say) are refused, all of them: loaded, one child's tests went under the other."""
+    rid = pl.when(pl.col("renaissance_id") != "").then(pl.col("renaissance_id"))  # a blank names no one
+    if good.select(pl.struct(pl.col("student_link"), rid).n_unique() == pl.col("student_link").n_unique()).item():
+        return good, rejected  # one Renaissance student (or none named) per identifier: the usual file
+    two = rid.drop_nulls().n_unique().over("student_link") > 1
+    marked = good.with_columns(two.alias("two"))
+    refused = marked.filter("two").select("source_row", pl.lit(f"{link} of two Renaissance students")
+                                          .alias("reject_reason"))
+    return marked.filter(~pl.col("two")).drop("two"), pl.concat([rejected, refused]).sort("source_row")
+
+
 def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
+    if "renaissance_id" not in bound.columns:  # a frame bound by hand, without it
+        bound = bound.with_columns(pl.lit(None, pl.Utf8).alias("renaissance_id"))
     text = ["student_link", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
-            "percentile_rank", "unified_score", "assessment_status", "deactivation_reason"]
+            "percentile_rank", "unified_score", "assessment_status", "deactivation_reason", "renaissance_id"]
     frame = bound.lazy().with_row_index("source_row", offset=2).with_columns(
         [pl.col(c).str.strip_chars() for c in text]
     ).with_columns(
@@ -299,6 +317,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
     rejected = frame.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
     good = frame.filter(pl.col("reject_reason").is_null())
     good, rejected = _shared_ids_refused(good, rejected)
+    good, rejected = _identifiers_of_two_students_refused(good, rejected, link)
     # A test without an AssessmentID (seen in real "missing tests" exports) is keyed by who took it and when.
     keyless = good["assessment_id"].is_null().arg_true()
     key = good["assessment_id"]

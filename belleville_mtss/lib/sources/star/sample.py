@@ -38,6 +38,7 @@ def star_file(subject: str, students: pl.DataFrame, spec, rng: np.random.Generat
     values = {
         "RenaissanceClientID": ["7340"] * m, "SchoolYear": ["2026-2027"] * m,
         "SchoolYearStartDate": ["2026-07-01 00:00:00.000"] * m, "SchoolYearEndDate": ["2027-06-30 00:00:00.000"] * m,
+        "StudentRenaissanceID": "00000000-0000-0000-0000-" + rows["student_number"].str.zfill(12),  # a GUID
         "StudentIdentifier": rows["student_number"], "StudentSourcedID": rows["student_number"],
         "StudentEmail": rows["email"], "StudentFirstName": rows["first_name"], "StudentLastName": rows["last_name"],
         "BirthDate": rows["dob"], "CurrentGrade": grade_txt, "Grade": grade_txt, "EnrollmentStatus": ["Enrolled"] * m,
