@@ -61,12 +61,40 @@ def test_thousands_of_drops_with_old_file_times_are_each_planned_once_and_the_cu
 
 def test_run_requests_are_capped_per_tick_and_the_rest_carried_over_oldest_first():
     complete = [drop(f"d{i:02d}", mtime=T0 - i, marker=True) for i in range(30)]  # d29 arrived first
-    settled = [drop("late", mtime=T0 - 100)]  # no marker: ready once stable
+    # no marker, from a district that writes none: ready once stable
+    settled = [Drop("riverton", "late", "folder", (RemoteFile("SR.csv", 100, T0 - 100),), False)]
     _, cursor = plan_runs(settled, {}, now=T0, sent={})
     first, cursor = plan_runs(complete + settled, cursor, now=T0 + 600, sent={}, limit=25)
-    assert len(first) == 25 and first[0].key == "belleville/late" and first[1].key == "belleville/d29"
+    assert len(first) == 25 and first[0].key == "riverton/late" and first[1].key == "belleville/d29"
     second, cursor = plan_runs(complete + settled, cursor, now=T0 + 630, sent=sent_after(first), limit=25)
     assert sorted(d.key for d in second) == sorted(d.key for d in complete[:6])  # the rest, none lost
     third, _ = plan_runs(complete + settled, cursor, now=T0 + 660, sent=sent_after(second, sent_after(first)),
                          limit=25)
     assert third == []
+
+
+def test_drops_found_at_one_tick_are_requested_by_the_date_their_names_say_then_by_file_time():
+    """A missed 2026-11-01 drop uploaded after 2026-11-08 was requested second, by file time: the district's runs go
+    one at a time in that order, and the older drop, run after the newer, was superseded whole."""
+    from belleville_mtss.lib.load.order import date_in_name
+    files = lambda mtime: (RemoteFile("SR.csv", 10, mtime),)  # noqa: E731
+    found = [Drop("belleville", "2026-11-08", "folder", files(T0), True),
+             Drop("belleville", "2026-11-01", "folder", files(T0 + 50), True),
+             Drop("belleville", "extra-export", "folder", files(T0 - 50), True)]  # no date: as received, last
+    ready, _ = plan_runs(found, {}, now=T0 + 60, sent={}, dated=lambda d: date_in_name(d.name, "%Y-%m-%d"))
+    assert [d.name for d in ready] == ["2026-11-01", "2026-11-08", "extra-export"]
+    assert [d.name for d in plan_runs(found, {}, now=T0 + 60, sent={})[0]] == [  # undated, file time decides
+        "extra-export", "2026-11-08", "2026-11-01"]
+
+
+def test_a_drop_without_its_marker_waits_for_it_where_the_district_writes_markers():
+    """An upload cut short stands still: after the settle time it was run, torn (eight students left the current
+    roster, their tests deleted), though the district writes a marker after every drop. A district that writes none
+    is still read once its drop has settled."""
+    done = Drop("belleville", "2026-11-01", "folder", (RemoteFile("SR.csv", 100, T0),), True)
+    cut = drop(name="2026-11-08")
+    _, cursor = plan_runs([done, cut], {}, now=T0 + 1, sent={done.key: done.version})
+    ready, _ = plan_runs([done, cut], cursor, now=T0 + 10_000, sent={done.key: done.version})
+    assert ready == []
+    _, cursor = plan_runs([cut], {}, now=T0 + 1, sent={})  # a district that writes no marker
+    assert plan_runs([cut], cursor, now=T0 + 10_000, sent={})[0] == [cut]

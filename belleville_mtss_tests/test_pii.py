@@ -95,8 +95,9 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
 @pytest.mark.persistent_instance  # the event log scanned is the one the CLI's runs write
 def test_a_unique_key_collision_on_postgresql_quotes_no_key_in_the_event_log_or_the_cli(tmp_path, pg_database,
                                                                                       monkeypatch, capsys):
-    """A Star AssessmentID that the warehouse holds under another school year: the replace of (SR, 2026-2027)
-    does not remove it and the insert collides on PK_AssessmentResults. PostgreSQL's DETAIL quotes the key."""
+    """A unique index a DBA added (one test a student and subject, say) that the load's insert collides with:
+    PostgreSQL's DETAIL quotes the key, a student number among it. (Until 8fabfbd a test held under another school
+    year collided with the key itself; a load now takes such tests from their year.)"""
     import sqlalchemy as sa
     from belleville_mtss.cli import main
     from belleville_mtss.lib.load.warehouse import assessment_results
@@ -113,7 +114,9 @@ def test_a_unique_key_collision_on_postgresql_quotes_no_key_in_the_event_log_or_
     c = assessment_results.c
     with engine.begin() as conn:
         key, number = conn.execute(sa.select(c.TestKey, c.StudentNumber).where(c.Subject == "SR").limit(1)).one()
-        conn.execute(assessment_results.update().where(c.TestKey == key).values(SchoolYear="2025-2026"))
+        conn.execute(assessment_results.delete())  # the index is made on an empty table; the reload collides
+        conn.execute(sa.text('CREATE UNIQUE INDEX "UX_OneTestEach" ON dm."AssessmentResults" '
+                             '("AccountInfoId", "Subject", "StudentNumber")'))
     engine.dispose()
     assert main(["run", "belleville/2026-11-01"]) == 1
     out = capsys.readouterr()

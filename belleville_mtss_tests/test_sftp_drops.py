@@ -388,3 +388,14 @@ def test_a_run_started_while_the_server_is_down_is_a_failed_transfer_asked_for_a
         again = tick(settings, instance, first.cursor)
         assert [r.partition_key for r in again.run_requests] == [key]
         assert job.execute_in_process(instance=instance, partition_key=key, tags=again.run_requests[0].tags).success
+
+
+def test_a_missed_drop_uploaded_after_a_later_one_is_requested_first(world, new_instance):
+    settings, server, drop = world
+    upload(server, drop, "2026-11-08")
+    late = upload(server, drop, "2026-11-01")  # the missed one, sent afterwards
+    for f in late.iterdir():
+        os.utime(f, (time.time() + 60, time.time() + 60))
+    with new_instance() as instance:
+        result = tick(settings, instance)
+    assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-01", "belleville/2026-11-08"]

@@ -11,6 +11,7 @@ import dagster as dg
 from ..lib.alerts import track_outage, track_sensor_failure
 from ..lib.receive.drops import CHANGED, plan_runs
 from ..lib.load.errors import ErrorRecord, refusals
+from ..lib.load.order import date_in_name
 from ..lib.receive.sftp import SftpTransient
 from .alerting import VERSION_TAG, store, stored
 from .jobs import drop_job
@@ -200,7 +201,10 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
             error_log.record(context, where, [record])
     _settle_requested(context.instance, cursor)
     listed = [d.key for d in found if not d.refused_at_listing]
-    ready, next_cursor = plan_runs(found, cursor, time.time(), sent_versions(context.instance, listed))
+    formats = {e.district: e.drop_date for e in registry.values()}
+    ready, next_cursor = plan_runs(found, cursor, time.time(), sent_versions(context.instance, listed),
+                                   dated=lambda d: date_in_name(d.name, formats[d.district])
+                                   if d.district in formats else None)
     ready = [d for d in ready if not _ran(context.instance, d.key, d.version)]
     again = _receive_again(context.instance, error_log, found, ready, next_cursor)
     next_cursor["refused"] = seen

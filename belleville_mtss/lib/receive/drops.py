@@ -14,6 +14,7 @@ text never rests on disk: each file is hashed and encrypted as it streams in.
 """
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import fnmatch
 import hashlib
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Mapping, Protocol
+from typing import BinaryIO, Callable, ContextManager, Mapping, Protocol
 
 from ..faults import fault_point
 from .untrusted import (BadName, canonical, check_file_name, check_name, escape, plain, safe_join,
@@ -357,10 +358,13 @@ RUNS_PER_TICK = 25  # run requests one sensor tick makes; the rest are carried t
 
 
 def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, str],
-              settle: float = SETTLE_SECONDS, limit: int = RUNS_PER_TICK) -> tuple[list[Drop], dict]:
-    """The complete drops whose version was not sent yet, at most `limit` of them (the oldest first; the others are
-    planned at the next ticks), and the next cursor. Drops with a bad name are the caller's to refuse; they are
-    never planned. A tick that creates hundreds of runs one by one blocks every other sensor meanwhile.
+              settle: float = SETTLE_SECONDS, limit: int = RUNS_PER_TICK,
+              dated: Callable[[Drop], dt.date | None] = lambda d: None) -> tuple[list[Drop], dict]:
+    """The complete drops whose version was not sent yet, at most `limit` of them (the oldest first: by the date
+    `dated` reads in a drop's name, then by file time; the others are planned at the next ticks), and the next
+    cursor. Drops with a bad name are the caller's to refuse; they are never planned. A tick that creates hundreds
+    of runs one by one blocks every other sensor meanwhile. Drops of one district run one at a time in the order
+    requested: by file time alone, a missed drop uploaded after a later one ran second, and was superseded.
 
     `sent` (drop key -> version) is what the caller keeps in a table, unbounded: the drops whose run exists. The
     cursor holds only what is between: drops still arriving (no marker, not yet stable) and drops requested whose
@@ -370,6 +374,9 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, st
     pending: dict[str, dict] = dict(cursor.get("pending", {}))
     requested: dict[str, str] = dict(cursor.get("requested", {}))
     ready, listed = [], set()
+    # a district whose folder shows a marker writes them: its drop without one is still being sent, however long
+    # it has stood (an upload cut short stands still too); only a district that writes none is read once settled
+    marking = {d.district for d in drops if d.has_marker and not d.refused_at_listing}
     for d in drops:
         if d.refused_at_listing:
             continue
@@ -382,11 +389,11 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, st
             continue
         before = pending.get(d.key)
         if before and before["version"] == d.version:
-            if now - before["since"] >= settle and now - d.newest_mtime >= settle:
+            if d.district not in marking and now - before["since"] >= settle and now - d.newest_mtime >= settle:
                 ready.append(d)
         else:
             pending[d.key] = {"version": d.version, "since": now}
-    ready.sort(key=lambda d: (d.newest_mtime, d.key))
+    ready.sort(key=lambda d: (dated(d) or dt.date.max, d.newest_mtime, d.key))  # undated: as received, newest
     ready = ready[:limit]  # the rest stay unsent (and pending), so the next tick plans them
     for d in ready:
         pending.pop(d.key, None)
