@@ -258,7 +258,7 @@ def _identifiers_of_two_students_refused(good: pl.DataFrame, rejected: pl.DataFr
                                         ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows of an identifier that Renaissance holds for two of its students (two StudentRenaissanceIDs: two
     schools' local ids colliding, say) are refused, all of them: loaded, one child's tests went under the other."""
-    rid = pl.when(pl.col("renaissance_id") != "").then(pl.col("renaissance_id"))  # a blank names no one
+    rid = pl.col("renaissance_id")  # a 64-bit hash of the id (type_rows), null where blank: it names no one
     if good.select(pl.struct(pl.col("student_link"), rid).n_unique() == pl.col("student_link").n_unique()).item():
         return good, rejected  # one Renaissance student (or none named) per identifier: the usual file
     two = rid.drop_nulls().n_unique().over("student_link") > 1
@@ -273,7 +273,7 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
     if "renaissance_id" not in bound.columns:  # a frame bound by hand, without it
         bound = bound.with_columns(pl.lit(None, pl.Utf8).alias("renaissance_id"))
     text = ["student_link", "district_name", "school_year", "completed_date", "assessment_id", "scaled_score",
-            "percentile_rank", "unified_score", "assessment_status", "deactivation_reason", "renaissance_id"]
+            "percentile_rank", "unified_score", "assessment_status", "deactivation_reason"]
     frame = bound.lazy().with_row_index("source_row", offset=2).with_columns(
         [pl.col(c).str.strip_chars() for c in text]
     ).with_columns(
@@ -287,6 +287,9 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
             {s.lower(): s for s in STATUSES}, default=None, return_dtype=pl.Utf8)).alias("status"),
         pl.when(_blank("deactivation_reason")).then(None).otherwise(pl.col("deactivation_reason"))
         .alias("deactivation_reason"),
+        # only compared, never kept: a hash holds a state's ids in 8 bytes each, not their text's copy
+        pl.when(_blank("renaissance_id")).then(None).otherwise(pl.col("renaissance_id").str.strip_chars().hash(7))
+        .alias("renaissance_id"),
     )
     of_subject = (activity_subject(pl.col("activity_type")) == subject) \
         if "activity_type" in bound.columns and subject in SUBJECT_COLUMNS else pl.lit(True)
