@@ -342,3 +342,36 @@ def test_the_roster_apply_reads_the_staged_numbers_once(tmp_path, backend_name, 
             assert "SubPlan" not in plan, plan
     assert w.read_table(engine, w.student_roster)["DropId"].to_list() == ["d/2"] * 3
     engine.dispose()
+
+
+def test_a_replay_of_an_older_term_drop_that_would_take_tests_from_a_newer_term_is_superseded(engine):
+    """A district's edited term dates moved two Fall tests into Winter, and the Winter drop took them; a replay of
+    the older Fall drop took them back, its checks blind to the Winter scope it undid. Now it is superseded there."""
+    from belleville_mtss.lib import checks, pipeline
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.load.warehouse import apply_results, staged
+    district = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+
+    def term(drop: str, window: str, keys: list[str]) -> pl.DataFrame:
+        return _frame().head(len(keys)).with_columns(
+            pl.lit("map_growth").alias("Assessment"), pl.lit("Mathematics").alias("Subject"), pl.Series("TestKey", keys),
+            pl.lit(window).alias("ScreeningWindow"), pl.lit(drop).alias("DropId"))
+
+    def load(drop: str, results: pl.DataFrame) -> list[str]:
+        scopes = results_scopes(results)
+        with staged(engine, results=results) as load_id, engine.connect() as conn, conn.begin():
+            failed = [o.name for o in checks.decide("replace", pipeline.replace_evidence(
+                conn, district, drop, None, results, scopes)) if not o.passed]
+            if not failed:
+                apply_results(conn, 107873, load_id, scopes)
+        return failed
+
+    fall = term("belleville/2025-12-20", "Fall", ["T1", "T2", "T3", "T4"])
+    assert load("belleville/2025-12-20", fall) == []
+    assert load("belleville/2026-01-20", term("belleville/2026-01-20", "Winter", ["T3", "T4", "T5"])) == []
+    assert load("belleville/2025-12-20", fall) == ["drop_is_newest"]  # the replay
+    held = read_table(engine, assessment_results).sort("TestKey")
+    assert held.select("TestKey", "ScreeningWindow").rows() == [("T1", "Fall"), ("T2", "Fall"), ("T3", "Winter"),
+                                                                 ("T4", "Winter"), ("T5", "Winter")]
+    # a replay that takes nothing from the newer term is still the Fall term's to reload
+    assert load("belleville/2025-12-20", term("belleville/2025-12-20", "Fall", ["T1", "T2"])) == []

@@ -290,6 +290,8 @@ def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | 
     load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
     snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
     holding = order.held(conn, district.account_info_id, district.drop_date)
+    load_scopes += order.taken_from(conn, district.account_info_id, results, result_scopes, holding, snapshot, key,
+                                    max_days_ahead)  # what the load would take from other terms or years
     newer = order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead)
     return Evidence(district, key, snapshot=snapshot, newer=newer,
                     holding=holding, results_rows=order.rows_per_scope(results),

@@ -76,6 +76,7 @@ class Held:
     drop_key: str
     date: dt.date | None
     rows: int = 0
+    parts: Scope | None = None  # a results scope's (assessment, subject, year, term); term None for a year's
 
 
 def label(assessment: str, subject: str, year: str, term: str | None = None) -> str:
@@ -106,16 +107,41 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
     found = {ROSTER: (key, n) for key, n in conn.execute(
         sa.select(sa.func.max(r.DropId), sa.func.count()).where(
             (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())).group_by(r.AccountInfoId))}
-    by = [a[name] for name in SCOPE]
+    by, parts = [a[name] for name in SCOPE], {}
     for assessment, subject, year, term, key, n in conn.execute(
             sa.select(*by, sa.func.max(a.DropId), sa.func.count())
             .where(a.AccountInfoId == account_info_id).group_by(*by)):
-        scope = label(assessment, subject, year, term if assessment in TERM_SNAPSHOTS else None)
+        one = (assessment, subject, year, term if assessment in TERM_SNAPSHOTS else None)
+        scope = label(*one)
+        parts[scope] = one
         before, m = found.get(scope, (key, 0))  # a school year's terms are one scope where the export is a year's
         found[scope] = (max(before, key), m + n)
     received = first_receipts(conn, {key for key, _n in found.values()})
-    return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n))
+    return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n), parts.get(scope))
             for scope, (key, n) in found.items()}
+
+
+def taken_from(conn: sa.Connection, account_info_id: int, results: pl.DataFrame | None, result_scopes: list[Scope],
+               holding: dict[str, Held], this_date: dt.date | None, drop_key: str, max_days_ahead: int = 2
+               ) -> list[str]:
+    """The scopes, not the load's own, that a newer drop holds and that hold tests this load brings: the load would
+    take those tests from them (apply_results takes a test from the term or year that held it), so a replay of an
+    older drop would undo part of a newer one. Looked for only where a newer drop holds such a scope (a forward
+    load asks nothing more)."""
+    if results is None or not result_scopes:
+        return []
+    own, pairs = {label(*s) for s in result_scopes}, {(s[0], s[1]) for s in result_scopes}
+    others = [h.scope for h in holding.values() if h.parts and h.scope not in own and h.parts[:2] in pairs]
+    a, found = assessment_results.c, []
+    for h in newer(this_date, drop_key, others, holding, max_days_ahead=max_days_ahead):
+        assessment, subject, year, term = h.parts
+        keys = results.filter((pl.col("Assessment") == assessment) & (pl.col("Subject") == subject))["TestKey"]
+        where = (a.AccountInfoId == account_info_id) & (a.Assessment == assessment) & (a.Subject == subject) \
+            & (a.SchoolYear == year) & ((a.ScreeningWindow == term) if term is not None else sa.true())
+        if any(conn.execute(sa.select(a.TestKey).where(where & a.TestKey.in_(part)).limit(1)).first()
+               for part in chunked(keys.unique().to_list())):
+            found.append(h.scope)
+    return found
 
 
 def first_receipts(conn: sa.Connection, drop_keys: set[str]) -> dict[str, dt.datetime]:
