@@ -354,7 +354,8 @@ def test_a_replay_of_an_older_term_drop_that_would_take_tests_from_a_newer_term_
 
     def term(drop: str, window: str, keys: list[str]) -> pl.DataFrame:
         return _frame().head(len(keys)).with_columns(
-            pl.lit("map_growth").alias("Assessment"), pl.lit("Mathematics").alias("Subject"), pl.Series("TestKey", keys),
+            pl.lit("map_growth").alias("Assessment"), pl.lit("Mathematics").alias("Subject"),
+            pl.Series("TestKey", keys),
             pl.lit(window).alias("ScreeningWindow"), pl.lit(drop).alias("DropId"))
 
     def load(drop: str, results: pl.DataFrame) -> list[str]:

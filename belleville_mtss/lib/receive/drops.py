@@ -836,7 +836,7 @@ class ReceivedDrop:
 
 
 class DropUnreachable(LookupError):
-    """The drop server did not answer, and the drop has no staged copy to replay."""
+    """The drop server did not answer, and the drop has no staged copy to replay (of the version requested)."""
 
 
 def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
@@ -847,8 +847,8 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     modification time a listing shows, so a correction made in place with both kept is loaded, and the audit holds
     the hash of what was read. `drop_name` is canonical; the listed drop is found by its canonical name.
     `requested`: the version a run was asked for (the drop sensor's); another one is never loaded in its place.
-    Raises LookupError when the drop is neither on the server nor staged (DropUnreachable when the server did not
-    answer), DropRefused when it is refused."""
+    Raises LookupError when the drop is neither on the server nor staged, DropUnreachable when the server did not
+    answer and nothing staged is the version `requested`, DropRefused when it is refused."""
     drop_key = f"{district}/{drop_name}"
     try:
         listed = [d for d in source.list_drops(district, folder) if not d.refused_at_listing and d.key == drop_key]
@@ -858,10 +858,9 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     if current is None:  # a replay: the staged copy, each file checked as it is read
         manifest = staged_manifest(staging)
         if manifest and requested and manifest["version"] != requested and not reachable:
-            # the server is down: the version asked for is asked for again once it answers (a failed transfer)
-            raise DropRefused("transfer_failed", f"{drop_key}: the drop server cannot be reached, and the staged "
-                                                 f"copy is version {manifest['version']}, not {requested}, the "
-                                                 "version this run was requested for")
+            # the version asked for is asked for again once the server answers, as when nothing is staged
+            raise DropUnreachable(f"{drop_key}: the drop server cannot be reached, and the staged copy is version "
+                                  f"{manifest['version']}, not {requested}, the version this run was requested for")
         if manifest:
             files = tuple(StagedFile(**f) for f in manifest["files"])
             return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)

@@ -77,7 +77,8 @@ def type_students(mapped: pl.DataFrame, link: str = "student_number",
                           .when(duplicated).then(pl.lit("duplicate student number")), read=mapped)
     # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter. A roster
     # assembled from several files (OneRoster) brings its own line numbers.
-    lines = mapped.lazy() if "source_row" in mapped.columns else mapped.lazy().with_row_index("source_row", offset=first_line)
+    lines = mapped.lazy() if "source_row" in mapped.columns else \
+        mapped.lazy().with_row_index("source_row", offset=first_line)
     frame = lines.with_columns(
         pl.col("student_number").str.strip_chars(),
         pl.col("email").str.strip_chars(),
