@@ -295,8 +295,8 @@ def assessment_files_linked(ev: Evidence) -> CheckOutcome:
 
 @check("drop_is_newest", "replace",
        "No newer drop of the district holds what this drop would replace (its roster; each subject and school "
-       "year of its results, by term for MAP Growth); drops are ordered by the date in their name (the registry's "
-       "drop_date)",
+       "year of its results, by term for MAP Growth and DIBELS 8); drops are ordered by the date in their name "
+       "(the registry's drop_date)",
        "nothing, when {key} is a replay or a backfill: the newer data stays. To make {key}'s data the district's "
        "on purpose: belleville-mtss run {key} --accept {name} --reason TEXT", outcome="superseded")
 def drop_is_newest(ev: Evidence) -> CheckOutcome:
@@ -330,9 +330,9 @@ def student_number_churn(ev: Evidence) -> CheckOutcome:
 
 
 @check("results_shrink", "replace",
-       "Gate: no subject's school year (MAP Growth's term) loses more than a share of the tests the warehouse holds "
-       "for it (a results file filtered to one school would replace the district's year; thresholds: the "
-       "registry's gates)")
+       "Gate: no subject's school year (MAP Growth's or DIBELS 8's term) loses more than a share of the tests the "
+       "warehouse holds for it (a results file filtered to one school would replace the district's year; "
+       "thresholds: the registry's gates)")
 def results_shrink(ev: Evidence) -> CheckOutcome:
     limit, shrunk = ev.district.gates.max_results_shrink, []
     for scope, rows in sorted(ev.results_rows.items()):
@@ -351,7 +351,7 @@ LOAD_REMEDY = ("the load committed and the table holds something other than what
 
 @check("rows_written_match_frame", "load",
        "What the load replaced (the district's roster; each subject and school year of its results, by term for "
-       "MAP Growth) holds exactly the rows of the frame it loaded", LOAD_REMEDY)
+       "MAP Growth and DIBELS 8) holds exactly the rows of the frame it loaded", LOAD_REMEDY)
 def rows_written_match_frame(ev: Evidence) -> CheckOutcome:
     rows = ev.figures["rows"]
     return _outcome(ev, "rows_written_match_frame", rows == ev.frame_rows,

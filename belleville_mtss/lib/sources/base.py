@@ -113,8 +113,8 @@ class Source:
     # export family is the source (i-Ready), the assessment one of its products (iready_diagnostic)
     assessment: str | None = None
     # What one of its exports holds, and so what its load replaces: the school year so far ("school_year": each
-    # subject's school year is replaced whole), or one term ("term": NWEA's scheduled Comprehensive Data File holds
-    # the current term's tests only; only the terms a drop holds are replaced, the earlier ones kept)
+    # subject's school year is replaced whole), or one term ("term": NWEA's scheduled Comprehensive Data File and
+    # mCLASS's benchmark export hold one term's tests; only the terms a drop holds are replaced, the others kept)
     snapshot: Literal["school_year", "term"] = "school_year"
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
 

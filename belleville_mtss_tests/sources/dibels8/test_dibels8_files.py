@@ -3,7 +3,10 @@ says who the student is kept; bad rows refused with their reasons."""
 import csv
 from pathlib import Path
 
+import polars as pl
+
 from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+from belleville_mtss.lib.load.warehouse import assessment_results, read_table, replace_results, results_scopes
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.sources.dibels8 import MEASURE, Dibels8Section
 
@@ -56,3 +59,17 @@ def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
     halted, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, header.replace(
         ",Composite Score", "").encode() + b"2025-2026,B,1,MOY,2026-01-20,Smith\n"), district)
     assert halted.halted.reason == "missing_columns" and "Composite Score" in halted.halted.message
+
+
+def test_a_benchmark_periods_drop_replaces_that_period_and_keeps_the_others(engine):
+    """mCLASS exports arrive a benchmark period at a time: the MOY drop deleted every BOY benchmark of the year (the
+    shrink gate compares rows, and a MOY file as long as the BOY file passed it)."""
+    from belleville_mtss_tests.test_warehouse import _frame
+    boy = _frame().with_columns(pl.lit("dibels8").alias("Assessment"), pl.lit("DIBELS 8th Edition").alias("Subject"))
+    moy = boy.with_columns(pl.lit("Winter").alias("ScreeningWindow"), pl.col("TestKey") + ":MOY")
+    assert results_scopes(moy) == [("dibels8", "DIBELS 8th Edition", "2026-2027", "Winter")]
+    replace_results(engine, 107873, boy)
+    replace_results(engine, 107873, moy)
+    replace_results(engine, 107873, moy.head(2))  # a correction of MOY replaces MOY alone
+    held = read_table(engine, assessment_results)["ScreeningWindow"].value_counts().sort("ScreeningWindow")
+    assert held.rows() == [("Fall", 6), ("Winter", 2)]

@@ -108,4 +108,5 @@ SOURCE = Source(
                   "screening_window": "screening_window"},
     sample=sample,
     recognise=lambda header: {"Benchmark Period", "Composite Score", "Student Primary ID"} <= set(header),
+    snapshot="term",  # mCLASS benchmark exports arrive a period at a time (BOY, MOY, EOY): each keeps the others
 )
