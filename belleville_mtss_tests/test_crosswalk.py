@@ -66,6 +66,22 @@ def test_each_name_a_star_file_carries_is_resolved_and_one_foreign_name_fails_it
     ]
 
 
+def test_a_value_only_a_few_students_rows_carry_is_never_shown_as_read():
+    """A student's own name in one row's DistrictName was quoted in the error table, the check's metadata and the
+    run's summary: a district column's value is shown only where it is evidently a district's."""
+    names = ["Belleville Public Schools"] * 8 + ["Chloe White"] * 2 + ["Township of Belleville Board of Ed"] * 6 + [
+        "Nutley Public Schools"]
+    file = ValidatedFile("star_reading", "SR.csv", pl.DataFrame({
+        "district_name": names, "student_link": [str(i) for i in range(8)] + ["9", "9"] + [str(i) for i in range(7)]}))
+    rows = crosswalk([file], classlink("Belleville PD"))
+    assert [r[2:5] for r in rows if r[0] == "star_reading"] == [
+        ("Belleville Public Schools", "registry", "resolved"),
+        ("<a value of 2 row(s), not shown>", "fuzzy", "unmatched"),  # one student's rows
+        ("Nutley Public Schools", "exact", "resolved"),  # one student's row, but a district's name
+        ("Township of Belleville Board of Ed", "fuzzy", "unmatched"),  # six students': a renamed district's
+    ]
+
+
 def test_halted_files_are_listed_as_halted():
     halted = ValidatedFile("star_math", "SM.csv")
     rows = crosswalk([halted], ValidatedFile("classlink_users", "dbo.ClassLinkUsers"),

@@ -62,7 +62,14 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
     _make_trouble(good)
     foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
     set_column(foreign / "SM.csv", "DistrictName", "Nutley Public Schools")
-    pii = _pii(good)
+    # a student's name, and another's email, in one row's DistrictName each: the error rows of these values were
+    # written with them quoted, and the email's was refused, its ValueError failing the run with no district row
+    ps = pl.read_csv(foreign / "students.csv", infer_schema=False)
+    set_column(foreign / "SR.csv", "DistrictName", f"{ps['STUDENTS.FIRST_NAME'][0]} {ps['STUDENTS.LAST_NAME'][0]}",
+               rows=slice(0, 1))
+    set_column(foreign / "SR.csv", "DistrictName", ps["U_STUDENTSUSERFIELDS.custom_student_email"][1],
+               rows=slice(1, 2))
+    pii = {kind: values | _pii(foreign)[kind] for kind, values in _pii(good).items()}
     assert _leaks((good / "students.csv").read_text(), pii)  # the scanner does find what it looks for
 
     texts = []
@@ -83,6 +90,8 @@ def test_no_student_pii_in_logs_metadata_checks_or_error_table(settings, caplog,
     assert suggested.height > 0  # the drops had unlinked students: their suggestions were made, and scanned for
     reasons = set(errors["Reason"])
     assert {"row_rejected", "ambiguous_email", "probable_leading_zeros", "truncated", "district_mismatch"} <= reasons
+    strays = errors.filter(pl.col("Message").str.contains("<a value of 1 row(s), not shown>", literal=True))
+    assert strays.height == 2 and set(strays["FileName"]) == {"SR.csv"}  # logged, as counts
     texts += [repr(r) for r in errors.iter_rows()] + [repr(r) for r in files.iter_rows()]
     texts += [r.getMessage() for r in caplog.records]
     out = capsys.readouterr()
@@ -131,3 +140,18 @@ def test_a_unique_key_collision_on_postgresql_quotes_no_key_in_the_event_log_or_
     assert number in pii["student numbers"]
     leaks = sorted({leak for t in texts for leak in _leaks(t, pii)} | {f"TestKey {key}" for t in texts if key in t})
     assert leaks == [], leaks[:20]
+
+
+def test_an_address_in_an_error_message_is_written_as_account_and_the_row_kept(tmp_path):
+    """A registry entry whose drop_folder held an '@' (`../it@district.org`): the error table refused the message
+    with a ValueError, and the sensor's tick failed for every district, its row unwritten."""
+    from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate_sample_warehouse(engine)
+    record_errors(engine, [ErrorRecord("registry", "registry_entry", "other.yaml: drop_folder: '../it@district.org' "
+                                       "is outside the drop root", "other.yaml")],
+                  district_id=None, drop_id="other/", run_id=None)
+    (message,) = read_table(engine, ingestion_errors)["Message"].to_list()
+    engine.dispose()
+    assert message == "other.yaml: drop_folder: '../<account>' is outside the drop root"

@@ -3,7 +3,7 @@ within the registry's state (and county), and whether that is the district the r
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
@@ -144,6 +144,26 @@ def listed_names(district: District, source) -> tuple[str, list[str]]:
     return f"sources.{source.name}.names", district.sources[source.name].names
 
 
+STUDENTS_MIN = 5  # students whose rows carry a value, at least, for it to be shown as read (`_shown`)
+
+
+def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, student: str | None) -> list[CrosswalkEntry]:
+    """The entries with each name or id a file carries as it may be shown (an error row, a check's metadata, a log):
+    as read where it is evidently a district's (it resolved to one, or is too close to two to call, or the rows of
+    STUDENTS_MIN students or more carry it); else only how many rows carry it. A district column holding one
+    student's value (a stray cell, a shifted column: their name, email or number) is theirs, not the log's."""
+    if student is None or student not in frame.columns:
+        return entries  # no student's rows (the ClassLink tenants): nothing of a student to carry
+    carried = {name: (rows, students) for name, rows, students in frame.group_by(column).agg(
+        pl.len(), pl.col(student).n_unique()).iter_rows()}
+    out = []
+    for e in entries:
+        rows, students = carried.get(e.name_seen, (0, 0))
+        evident = e.decision in ("resolved", "ambiguous") or students >= STUDENTS_MIN
+        out.append(e if evident else replace(e, name_seen=f"<a value of {rows:,} row(s), not shown>"))
+    return out
+
+
 def build_crosswalk(district: District, account_info: pl.DataFrame, validated: list) -> pl.DataFrame:
     """One row per (file, district name seen), for every file of the drop the district sends and the ClassLink
     tenant: a file whose source names the district (`district_column`) is resolved; a file with no district
@@ -162,12 +182,15 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
         if v.frame.is_empty():
             continue  # every row refused: nothing of it can load (the gates say so), nor name a district
         found = []
+        student = source.results_from.get("student_link")
         if source.district_column:
             names = sorted(v.frame[source.district_column].drop_nulls().unique().to_list())
-            found += resolve_names(district, reference, v.source, v.file_name, names, listed_names(district, source)[1])
+            found += _shown(resolve_names(district, reference, v.source, v.file_name, names,
+                                          listed_names(district, source)[1]), v.frame, source.district_column, student)
         if source.state_id_column and (listed := district.sources[source.name].state_ids):
             ids = sorted(v.frame[source.state_id_column].drop_nulls().unique().to_list())
-            found += check_state_ids(district, v.source, v.file_name, ids, listed)
+            found += _shown(check_state_ids(district, v.source, v.file_name, ids, listed), v.frame,
+                            source.state_id_column, student)
         if found:
             entries += found
         elif source.role != "assessment" or district.sources[source.name].bound_by_folder:
