@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,9 +132,15 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         process = self._running.get(run.run_id)
         if process is not None:
             alive = process.is_alive()
-        else:  # launched before this daemon process started: by its pid, on this machine
-            pid = run.tags.get(PID_TAG)
-            alive = pid is not None and _alive(int(pid), run.tags.get(STARTED_TAG))
+        elif PID_TAG in run.tags:  # launched before this daemon process started: by its pid, on this machine
+            alive = _alive(int(run.tags[PID_TAG]), run.tags.get(STARTED_TAG))
+        else:  # not launched by a launcher (`belleville-mtss run`, a replay): by where the run says it lives
+            from .defs.recovery import HOST, PID, STARTED_AT, own_tag
+            pid = own_tag(run, PID) or ""
+            if own_tag(run, HOST) != socket.gethostname() or not pid.isdigit():
+                # not yet said, or another host's: monitoring fails any status but RUNNING, and this run may live
+                return CheckRunHealthResult(WorkerStatus.RUNNING, "not launched here; its process is not known")
+            alive = _alive(int(pid), own_tag(run, STARTED_AT))
         return (CheckRunHealthResult(WorkerStatus.RUNNING) if alive
                 else CheckRunHealthResult(WorkerStatus.FAILED, "the run's process is gone"))
 

@@ -3,6 +3,8 @@ the warm one, and a run cancelled as the UI cancels it (the launcher's terminate
 import multiprocessing.forkserver
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -119,3 +121,26 @@ def test_run_monitoring_finds_a_run_dead_whose_process_id_another_process_was_gi
     assert launcher.check_run_worker_health(run).status == WorkerStatus.FAILED
     alive = run.with_tags({**tags, STARTED_TAG: process_started(os.getpid())})
     assert launcher.check_run_worker_health(alive).status == WorkerStatus.RUNNING
+
+
+def test_run_monitoring_judges_a_run_no_launcher_started_by_where_the_run_says_it_lives():
+    """`belleville-mtss run` executes its run in its own process, with no launcher's pid tag: run monitoring failed it
+    while it was alive (its files then `failed` in the audit though it loaded). It is judged by the tags the run
+    sets itself (recovery's `claim`), and left alone where it has not said yet or lives on another host."""
+    import socket
+    from dagster._core.launcher.base import WorkerStatus
+    from belleville_mtss.defs.recovery import HOST, PID, STARTED_AT
+    from belleville_mtss.launcher import process_started
+    launcher = WarmRunLauncher()
+
+    def health(**tags):
+        own = {**tags, **{f"{k}/run": "cli-run" for k in tags}}
+        return launcher.check_run_worker_health(dg.DagsterRun(job_name="drop_job", run_id="cli-run", tags=own)).status
+    here, me = socket.gethostname(), str(os.getpid())
+    assert health(**{HOST: here, PID: me, STARTED_AT: process_started(os.getpid())}) == WorkerStatus.RUNNING
+    assert health(**{HOST: here, PID: me, STARTED_AT: "1"}) == WorkerStatus.FAILED  # its id given to another since
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert health(**{HOST: here, PID: str(dead.pid)}) == WorkerStatus.FAILED
+    assert health() == WorkerStatus.RUNNING  # not claimed yet
+    assert health(**{HOST: "another-host", PID: str(dead.pid)}) == WorkerStatus.RUNNING

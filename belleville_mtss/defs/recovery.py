@@ -3,8 +3,9 @@ Dagster run STARTED and its files `received` in the audit. The next run of the d
 the run marked failed, its files `interrupted` (a finished run's left-over files `failed`), one error row each.
 
 A run says where it lives (host, process id and when that process began, as run tags) when it starts, so a later run
-on the same host can tell a dead process from a live one, and from a new process given the same id; a run on another
-host is left to Dagster's run monitoring (deploy/dagster.yaml). The staged warehouse rows of a dead load are removed
+on the same host can tell a dead process from a live one, and from a new process given the same id. Dagster's run
+monitoring (deploy/dagster.yaml) asks the launcher, which judges a run by the same tags where no launcher started it;
+a run on another host it leaves alone. The staged warehouse rows of a dead load are removed
 by the district's next load (lib/load/warehouse.py).
 """
 from __future__ import annotations
