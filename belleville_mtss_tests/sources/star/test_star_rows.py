@@ -326,3 +326,19 @@ def test_rows_of_one_identifier_under_two_renaissance_students_are_refused_all_o
     assert validated.frame["test_key"].to_list() == ["A-3", "A-4", "A-5"]
     assert validated.rejected == {"StudentIdentifier of two Renaissance students": 2}
     assert [e.message for e in errors] == ["SR.csv: 2 row(s) rejected: StudentIdentifier of two Renaissance students"]
+
+
+def test_copies_of_one_test_that_disagree_are_refused_all_of_them_and_agreeing_copies_kept():
+    """A test listed twice (a student under two classes): the first copy was loaded whatever the second said, and a
+    copy with another score put a wrong score in the warehouse, unsaid."""
+    validated, errors = validate([
+        {"AssessmentID": "A-1", "ScaledScore": "1300", "PercentileRank": "99"},
+        {"AssessmentID": "A-1"},  # the real one, second
+        {"AssessmentID": "A-2", "SchoolName": "School No. 5"},
+        {"AssessmentID": "A-2"},  # the same test under another school: what is stored of it agrees
+        {"AssessmentID": "A-3", "CompletedDate": "2026-09-16 08:00:00.000"},
+        {"AssessmentID": "A-3"},
+    ])
+    assert validated.frame["test_key"].to_list() == ["A-2", "A-2"]  # kept once, as the results are built
+    assert validated.rejected == {"copies of one test that disagree (scores, date or status)": 4}
+    assert [e.row_count for e in errors] == [4]

@@ -268,6 +268,19 @@ def _identifiers_of_two_students_refused(good: pl.DataFrame, rejected: pl.DataFr
     return marked.filter(~pl.col("two")).drop("two"), pl.concat([rejected, refused]).sort("source_row")
 
 
+def _copies_that_disagree_refused(good: pl.DataFrame, rejected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of one test (a student listed under two classes, say) whose copies disagree on what is stored of it (its
+    scores, date, status) are refused, all of them: which copy is right is never guessed (the first one loaded,
+    unsaid). Copies that agree are kept once, as the results are built."""
+    if good.select(pl.col("test_key").hash(7).n_unique() == pl.len()).item():
+        return good, rejected  # no test twice: the usual file
+    stored = pl.struct(*(c for c in RESULTS_FROM.values() if c != "test_key"))
+    marked = good.with_columns((stored.n_unique().over("test_key") > 1).alias("differ"))
+    refused = marked.filter("differ").select("source_row", pl.lit("copies of one test that disagree (scores, date "
+                                                                  "or status)").alias("reject_reason"))
+    return marked.filter(~pl.col("differ")).drop("differ"), pl.concat([rejected, refused]).sort("source_row")
+
+
 def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier") -> tuple[pl.DataFrame, pl.DataFrame]:
     """Typed rows and rejected rows (source row number and reason only: no student data)."""
     if "renaissance_id" not in bound.columns:  # a frame bound by hand, without it
@@ -338,4 +351,4 @@ def type_rows(bound: pl.DataFrame, subject: str, link: str = "StudentIdentifier"
     )
     deactivated = pl.col("assessment_status") == "Deactivated"
     good = good.with_columns(pl.when(deactivated).then(None).otherwise(pl.col(c)).alias(c) for c in SCORES)
-    return good.select(list(STAR_SCHEMA)), rejected
+    return _copies_that_disagree_refused(good.select(list(STAR_SCHEMA)), rejected)
