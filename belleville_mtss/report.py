@@ -32,6 +32,7 @@ class DropReport:
     load_checks: dict[str, bool] = field(default_factory=dict)  # "table check" -> passed (after the load)
     written: dict[str, int] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
+    causes: dict[str, str] = field(default_factory=dict)  # failed step -> the class of the error it raised
     version: str = ""  # the drop version received (received_drop's metadata)
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
@@ -67,8 +68,13 @@ class DropReport:
                     report.waited_s = float(meta[LOCK_WAIT].value)
             elif event.is_step_failure:
                 failure = event.step_failure_data
-                text = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+                error = failure.error
+                while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
+                    error = error.cause  # Dagster's wrapper says a step failed; its cause says why
+                text = failure.user_failure_data.description if failure.user_failure_data else \
+                    (error.message if error is not None else "")
                 report.failures[event.step_key] = " ".join((text or "").split())
+                report.causes[event.step_key] = error.cls_name if error is not None else "unknown"
         return report
 
     def _materialized(self, node: str, meta: dict) -> None:

@@ -85,19 +85,20 @@ def run_drop(
                                         tags=tags or {}, asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         if report.outcome == "failed":  # what no step decided (a crash, a refused step) is decided now
-            settle_failed_files(settings, drop_key, result.run_id)
+            settle_failed(settings, drop_key, result.run_id, report.causes)
         tag_own(inst, result.run_id, {OUTCOME_TAG: report.outcome})
     return report
 
 
-def settle_failed_files(settings: Settings, drop_key: str, run_id: str) -> None:
-    """A failed run's files still `received` in the audit become `failed`."""
+def settle_failed(settings: Settings, drop_key: str, run_id: str, causes: dict[str, str]) -> None:
+    """A failed run's files still `received` in the audit become `failed`; a run no step logged gets its error row."""
+    from .lib.district.registry import load_registry
+    from .lib.load.errors import settle_failed_run
     from .lib.load.migrations import WarehouseNotReady, open_warehouse
-    from .lib.load.warehouse import mark_files
     engine = None
     try:
         engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
-        mark_files(engine, drop_key, run_id, "failed")
+        settle_failed_run(engine, lambda: load_registry(settings.districts_dirs), drop_key, run_id, causes)
     except (sa.exc.SQLAlchemyError, WarehouseNotReady):
         pass  # the warehouse itself is what failed: the run's own failure says why
     finally:

@@ -170,3 +170,46 @@ def test_sftp_session_cut_mid_download_is_fetched_again_and_verified(tmp_path):
     finally:
         server.stop()
 
+
+
+def _errors_of(settings) -> pl.DataFrame:
+    from belleville_mtss.lib.load.warehouse import ingestion_errors
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return read_table(engine, ingestion_errors)
+    finally:
+        engine.dispose()
+
+
+def test_a_full_disk_while_receiving_is_logged_and_the_outcome_names_it(settings, monkeypatch):
+    """A full disk cannot be caused here for real (a file system of its own needs root): staging raises what a full
+    disk raises. The run failed with Dagster's wrapper for its reason, and no error row, no audit row: no trace."""
+    import errno
+    from belleville_mtss.defs import receive
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    prepare_drop(settings)
+    monkeypatch.setattr(receive, "receive_or_replay", full)
+    report = run_drop(settings, "belleville/2026-11-01")
+    assert report.outcome == "failed" and report.verdict() == "FAILED: belleville/2026-11-01: receiving the drop " \
+                                                              "failed: OSError: No space left on device"
+    logged = _errors_of(settings).select("DistrictId", "DropId", "Stage", "Reason", "Message").rows()
+    assert logged == [(107873, "belleville/2026-11-01", "receive", "receive_failed",
+                       "receiving the drop failed: OSError: No space left on device")]
+
+
+def test_a_run_failed_by_an_error_no_step_expected_gets_its_error_row_and_its_cause_named(settings, monkeypatch):
+    """An error no step catches (a bug, say) failed the run with no error row at all: the error log missed it."""
+    from belleville_mtss.defs import read
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug")
+    prepare_drop(settings)
+    monkeypatch.setattr(read, "reading_order", broken)
+    report = run_drop(settings, "belleville/2026-11-01")
+    assert report.outcome == "failed" and report.causes == {"read_drop": "RuntimeError"}
+    assert report.verdict() == "FAILED: belleville/2026-11-01: RuntimeError: a bug"  # not Dagster's wrapper
+    logged = _errors_of(settings).select("DistrictId", "Stage", "Reason", "Message").rows()
+    assert logged == [(107873, "run", "failed", "the run failed, and no step said why: read_drop (RuntimeError); "
+                                                "the run's log holds each error")]

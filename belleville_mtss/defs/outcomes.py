@@ -5,7 +5,7 @@ import datetime as dt
 
 import dagster as dg
 
-from ..lib.load.warehouse import mark_files
+from ..lib.load.errors import settle_failed_run
 from ..report import OUTCOME_TAG, DropReport
 from .jobs import drop_job
 from .recovery import own_tag, tag_own
@@ -46,7 +46,8 @@ def _tag_outcomes(context: dg.SensorEvaluationContext, error_log: ErrorLogResour
         run = record.dagster_run
         if report is not None:
             if report.outcome == "failed":
-                mark_files(error_log.engine(), run.tags.get("dagster/partition", "?"), run.run_id, "failed")
+                settle_failed_run(error_log.engine(), error_log.registry.registry,
+                                  run.tags.get("dagster/partition", "?"), run.run_id, report.causes)
             tag_own(context.instance, run.run_id, {OUTCOME_TAG: report.outcome})
             tagged += 1
         cursor = max(cursor, record.update_timestamp.timestamp())

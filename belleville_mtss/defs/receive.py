@@ -35,8 +35,16 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
         # the server did not answer: a failed transfer, which the drop sensor asks for again once it does
         error_log.record(context, key, [ErrorRecord("receive", "transfer_failed", without_accounts(str(exc)))])
         raise dg.Failure(str(exc)) from None
-    except (LookupError, SftpFatal) as exc:
+    except LookupError as exc:  # on neither the server nor staged: a drop withdrawn after it was requested
+        error_log.record(context, key, [ErrorRecord("receive", "drop_not_found", without_accounts(str(exc)))])
         raise dg.Failure(str(exc)) from None
+    except SftpFatal as exc:  # credentials or host key refused: a person's to fix
+        error_log.record(context, key, [ErrorRecord("receive", "server_refused", without_accounts(str(exc)))])
+        raise dg.Failure(str(exc)) from None
+    except OSError as exc:  # staging not written (a full disk, a permission), a file not read: the drop stays put
+        message = f"receiving the drop failed: {type(exc).__name__}: {exc.strerror or exc}"
+        error_log.record(context, key, [ErrorRecord("receive", "receive_failed", without_accounts(message))])
+        raise dg.Failure(message) from None
     earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
                               list(received.files), context.run.run_id)
     # a file of the drop no source the district sends claims (a source its registry entry does not list, a stray

@@ -90,5 +90,5 @@ def recover(context, error_log, district) -> list[str]:
         ended = "ended without finishing" if run_id in dead else "ended without deciding its files"
         error_log.record(context, key, [ErrorRecord(
             "run", "interrupted" if run_id in dead else "failed", f"run {run_id[:8]} {ended}; {said} (found by run "
-                                                                  f"{this[:8]})")])
+                                                                  f"{this[:8]})")], run_id=run_id)
     return list(settled)

@@ -152,12 +152,13 @@ class ErrorLogResource(_Engine):
     def engine(self) -> sa.Engine:
         return self._engine(self.warehouse_url, lambda: _warehouse_engine(self.warehouse_url, self.embedded))
 
-    def record(self, context, drop_key: str, records: list[ErrorRecord]) -> None:
-        """Write error records to dm.IngestionErrors and the run log."""
+    def record(self, context, drop_key: str, records: list[ErrorRecord], run_id: str | None = None) -> None:
+        """Write error records to dm.IngestionErrors and the run log; `run_id`: the run they are of, where not this
+        one (a dead run a later one settles)."""
         if not records:
             return
         district_id, drop_id = drop_ids(drop_key, self.registry.registry())
-        run_id = getattr(getattr(context, "run", None), "run_id", None)  # a sensor's context has no run
+        run_id = run_id or getattr(getattr(context, "run", None), "run_id", None)  # a sensor's context has no run
         record_errors(self.engine(), records, district_id=district_id, drop_id=drop_id, run_id=run_id)
         for r in records:
             context.log.warning(f"[{r.stage}/{r.reason}] {r.message}")

@@ -7,13 +7,14 @@ one, say): the row is still written, for an error that goes unlogged is lost.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 import sqlalchemy as sa
 
 from ..receive.untrusted import BadName, escape, parse_drop_key, without_accounts
-from .warehouse import TEXT_NOT_STORABLE, VALUE_TOO_LONG, chunked, ingestion_errors, now
+from .warehouse import TEXT_NOT_STORABLE, VALUE_TOO_LONG, chunked, ingestion_errors, mark_files, now
 
 ROWS_NAMED = 10  # row numbers a message names, at most
 
@@ -83,3 +84,25 @@ def record_errors(
         )
     with engine.begin() as conn:
         conn.execute(ingestion_errors.insert(), rows)
+
+
+def settle_failed_run(engine: sa.Engine, registry: Callable[[], dict], drop_key: str, run_id: str,
+                      causes: dict[str, str]) -> None:
+    """A failed run's end: its files still `received` become `failed`, and where none of its steps wrote an error row
+    (an error no step expected: a full disk, a bug), one row names the steps that failed and the class of each one's
+    error (its text, which may quote a value, stays in the run's log): every failed run is in the error log.
+    `registry`: read only for that row's district."""
+    from ..district.registry import RegistryError
+    mark_files(engine, drop_key, run_id, "failed")
+    e = ingestion_errors.c
+    with engine.connect() as conn:
+        if conn.execute(sa.select(e.RunId).where(e.RunId == run_id).limit(1)).first() is not None:
+            return
+    steps = ", ".join(f"{step} ({cls})" for step, cls in causes.items()) or "the run itself"
+    try:
+        district_id, drop_id = drop_ids(drop_key, registry())
+    except RegistryError:  # the registry itself is what failed (its step said so): the row names no district
+        district_id, drop_id = drop_ids(drop_key, {})
+    record_errors(engine, [ErrorRecord("run", "failed", f"the run failed, and no step said why: {steps}; the run's "
+                                                        "log holds each error")],
+                  district_id=district_id, drop_id=drop_id, run_id=run_id)
