@@ -152,11 +152,13 @@ class DropReport:
         if outcome in ("blocked", "superseded"):
             name = next(k for k, passed in self.checks.items() if not passed)
             return f"{outcome.upper()}: {self.key}: {name}: {self.why.get(name, 'see the check')}"
-        if outcome == "failed":
-            reason = next(iter(self.failures.values()), "the warehouse was not written")
-            return f"FAILED: {self.key}: {reason}"
         roster, results = (self.written.get(k, 0) for k in WAREHOUSE)
         loaded = f"{roster:,} roster rows and {results:,} results loaded"
+        if outcome == "failed":
+            reason = next(iter(self.failures.values()), "the warehouse was not written")
+            if len(self.written) == len(WAREHOUSE):  # the load committed; a step after it failed, or the run stopped
+                return f"FAILED after loading: {self.key}: {loaded}; then {reason}"
+            return f"FAILED: {self.key}: {reason}"
         if outcome == "partial":
             return f"PARTIAL: {self.key}: {loaded}; halted: " + "; ".join(self.halted.values())
         return f"OK: {self.key}: {loaded}, every file"

@@ -1,6 +1,7 @@
 """Faults caused for real: a database backend killed mid-load, the process killed mid-run, an SFTP session
 cut mid-download. Each time: nothing half-written, and the re-run is exact."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,11 +79,12 @@ def test_postgres_backend_terminated_mid_load_rolls_back_and_rerun_is_exact(pg_d
     admin.dispose()
 
 
-def _run_cli(home: Path) -> subprocess.Popen:
+def _run_cli(home: Path, **env_extra: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTSS_")}
-    env["MTSS_HOME"] = str(home)
+    env.update(MTSS_HOME=str(home), **env_extra)
     return subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.PIPE if env_extra else subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, text=True)
 
 
 def test_process_killed_mid_run_then_rerun_is_idempotent(tmp_path):
@@ -213,3 +215,30 @@ def test_a_run_failed_by_an_error_no_step_expected_gets_its_error_row_and_its_ca
     logged = _errors_of(settings).select("DistrictId", "Stage", "Reason", "Message").rows()
     assert logged == [(107873, "run", "failed", "the run failed, and no step said why: read_drop (RuntimeError); "
                                                 "the run's log holds each error")]
+
+
+def test_a_run_stopped_after_its_load_committed_says_it_loaded(settings):
+    """SIGTERM (systemd's stop, `docker stop`, Kubernetes) after the commit: the run said FAILED with Dagster's
+    interruption for its reason, though the warehouse and the audit held the load."""
+    from belleville_mtss.lib.load.warehouse import ingestion_files, student_roster
+    prepare_drop(settings)
+    proc = _run_cli(settings.home, MTSS_FAULT="after_commit:sleep=60")
+    engine = make_engine(settings.warehouse_url)
+    try:
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                if read_table(engine, student_roster).height == SMALL.students:  # committed: asleep after it
+                    break
+            except sa.exc.OperationalError:
+                pass  # not made yet
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        audit = set(read_table(engine, ingestion_files)["Outcome"])
+    finally:
+        engine.dispose()
+    assert proc.returncode == 1  # the run did not end as it should: a person looks
+    assert re.match(rf"FAILED after loading: belleville/2026-11-01: {SMALL.students:,} roster rows and [\d,]+ results "
+                    r"loaded; then .*interrupt", out.strip().splitlines()[-1], re.I), out[-500:]
+    assert audit <= {"loaded", "duplicate"}

@@ -131,7 +131,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         raise dg.Failure(stale)
     engine = warehouse.engine()
     written: dict[dg.AssetKey, int] = {}
-    waited, committed = 0.0, False
+    waited, committed, interrupted = 0.0, False, None
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit. The
@@ -158,6 +158,13 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         # what the warehouse holds is the load's: say so; its staged rows go with the district's next load
         context.log.warning(f"the load committed; removing its staged rows afterwards failed ({type(exc).__name__}): "
                             "the district's next load removes them")
+    except dg.DagsterExecutionInterruptedError as exc:  # SIGTERM (a stop, a restart), or a cancel from the UI
+        if not committed:
+            raise
+        # the load stands: what it wrote is said below, then the run stops, as it was asked to
+        context.log.warning("the load committed, then the run was interrupted: the district's next load removes its "
+                            "staged rows")
+        interrupted = exc
     if waited >= 1:  # the run report says so (report.py)
         yield dg.AssetObservation(asset_key=ROSTER, metadata={LOCK_WAIT: round(waited, 1)})
     # a refusal is logged and its files marked whatever the selection; its checks are shown where selected (a load
@@ -184,6 +191,8 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             yield dg.MaterializeResult(asset_key=asset, metadata={
                 **table(written[asset], columns, graph[node]), "rows_written": written[asset],
                 "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
+    if interrupted is not None:
+        raise interrupted
     if roster is not None:
         yield from _load_checks(context, error_log, engine, student_roster_table, ROSTER, district.account_info_id,
                                 roster)
