@@ -17,7 +17,8 @@ from .lib.config import Settings
 from .lib.district.registry import RegistryError, load_registry
 from .lib.checks import decide, stopped_as
 from .lib.load.warehouse import make_engine, results_scopes, under_other_ids
-from .lib.pipeline import CoreResult, process_drop, replace_evidence, with_acceptances
+from .lib.pipeline import (CoreResult, NewerHolds, process_drop, replace_evidence, superseded_in_part,
+                           with_acceptances)
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
 from .lib.read.ingest import drop_files
 from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
@@ -93,8 +94,9 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
                                   other_ids=under_other_ids(warehouse, district.district,
                                                             district.account_info_id),
                                   accepted_checks=accepted)
+        newer = ""
         if result.roster is not None or result.results is not None:
-            _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead, accepted)
+            newer = _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead, accepted)
     except SourceTableError as exc:
         out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
         return out
@@ -102,35 +104,44 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
         warehouse.dispose()
         prod.dispose()
     out.lines += _render(key, received, result)
-    out.outcome = _outcome(result)
+    out.outcome = _outcome(result, bool(newer))
     roster, results = _rows(result)
-    out.lines.append(f"DRY RUN: {key}: would load {roster:,} roster rows and {results:,} results; nothing written"
-                     if out.would_load else f"DRY RUN: {key}: would load nothing: {result.stopped}; nothing written")
+    newer = f"; superseded in part: {newer}" if newer else ""
+    out.lines.append(f"DRY RUN: {key}: would load {roster:,} roster rows and {results:,} results{newer}; nothing "
+                     "written" if out.would_load else f"DRY RUN: {key}: would load nothing: {result.stopped}; nothing "
+                     "written")
     return out
 
 
 def _replace_checks(engine, district, key: str, result: CoreResult, max_days_ahead: int,
-                    accepted: dict[str, str]) -> None:
+                    accepted: dict[str, str]) -> str:
     """The replace checks again, against what the warehouse holds (process_drop judged them against nothing); a
-    failure stops the load, as it stops a run's."""
+    failure stops the load, as it stops a run's. What newer drops hold of the drop is left to them, as a run leaves
+    it (defs/warehouse.py); returns what, if anything."""
     with engine.connect() as conn:
+        holds = NewerHolds(result.roster, result.results, results_scopes(result.results)
+                           if result.results is not None else [])
+        if "drop_is_newest" not in accepted:
+            holds = superseded_in_part(conn, district, key, result.roster, result.results, max_days_ahead)
+            result.roster, result.results = holds.roster, holds.results
         outcomes = with_acceptances(decide("replace", replace_evidence(
-            conn, district, key, result.roster, result.results, results_scopes(result.results), max_days_ahead)),
-            accepted)
+            conn, district, key, result.roster, result.results, holds.result_scopes, max_days_ahead)), accepted)
     names = {o.name for o in outcomes}
     result.checks = [c for c in result.checks if c.name not in names] + outcomes
     failed = [o for o in outcomes if not o.passed]
     if failed:
         result.stopped = f"{failed[0].name}: {failed[0].why}"
         result.roster = result.results = None
+        return ""
+    return holds.note
 
 
-def _outcome(result: CoreResult) -> str:
+def _outcome(result: CoreResult, superseded_in_part: bool = False) -> str:
     """What a run of the drop would end as, in the run report's words (report.py `DropReport.outcome`)."""
     failed = {c.name for c in result.checks if not c.passed}
     if failed:
         return stopped_as(failed)
-    if result.roster is None or result.stopped:
+    if (result.roster is None and not superseded_in_part) or result.stopped:
         return "failed"
     return "partial" if any(v.sent and v.halted for v in result.validated.values()) else "loaded"
 

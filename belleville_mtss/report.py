@@ -9,6 +9,8 @@ from .lib.sources import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 
 LOCK_WAIT = "district_lock_wait_s"  # an observation's metadata: seconds a load waited for its district's lock
+# an observation's metadata: what of the drop newer drops hold, left to them (the rest loaded)
+SUPERSEDED_IN_PART = "superseded_in_part"
 
 SOURCES = ["received_drop", *(f.asset for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
@@ -37,6 +39,7 @@ class DropReport:
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
     suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
+    superseded_in_part: str = ""  # what newer drops hold of this drop's, left to them
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -66,6 +69,8 @@ class DropReport:
                 meta = event.event_specific_data.asset_observation.metadata
                 if LOCK_WAIT in meta:
                     report.waited_s = float(meta[LOCK_WAIT].value)
+                if SUPERSEDED_IN_PART in meta:
+                    report.superseded_in_part = str(meta[SUPERSEDED_IN_PART].value)
             elif event.is_step_failure:
                 failure = event.step_failure_data
                 error = failure.error
@@ -159,9 +164,10 @@ class DropReport:
             if len(self.written) == len(WAREHOUSE):  # the load committed; a step after it failed, or the run stopped
                 return f"FAILED after loading: {self.key}: {loaded}; then {reason}"
             return f"FAILED: {self.key}: {reason}"
+        newer = f"; superseded in part: {self.superseded_in_part}" if self.superseded_in_part else ""
         if outcome == "partial":
-            return f"PARTIAL: {self.key}: {loaded}; halted: " + "; ".join(self.halted.values())
-        return f"OK: {self.key}: {loaded}, every file"
+            return f"PARTIAL: {self.key}: {loaded}; halted: " + "; ".join(self.halted.values()) + newer
+        return f"OK: {self.key}: {loaded}, every file{newer}"
 
 
 

@@ -174,6 +174,43 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert _same(held_rows(backend), newest)
 
 
+def test_an_older_drop_run_after_a_newer_one_loads_what_no_newer_drop_holds(backend):
+    """A drop whose run was killed and replayed after a newer drop loaded (or one backfilled) was refused whole: what
+    it alone held was lost (a review's case: MAP Growth's Fall term, which NWEA's Winter export no longer lists; here
+    last school year's SEL tests). The scopes a newer drop holds stay the newer drop's; the rest loads."""
+    from belleville_mtss.dry_run import dry_run
+    old_folder = prepare_drop(backend, OLD)
+    later_drop(backend, NEW)
+    last_year = pl.read_csv(old_folder / "SEL.csv", infer_schema=False).with_columns(
+        pl.lit("2025-2026").alias("SchoolYear"), ("Y25-" + pl.col("AssessmentID")).alias("AssessmentID"))
+    last_year.write_csv(old_folder / "SEL.csv")  # other tests than the newer drop's
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    newest = held_rows(backend)
+    left = "roster, star SM 2026-2027, star SR 2026-2027"
+    note = f"{left} left to newer drops (the newer {KEY[NEW]} holds {left})"
+    planned = dry_run(backend, KEY[OLD])
+    report = _run(backend, KEY[OLD])
+    assert (report.outcome, report.exit_code) == ("loaded", 0)
+    sel = report.written["dm_assessment_results"]
+    assert sel > 0 and report.written["dm_student_roster"] == 0
+    assert report.verdict() == f"OK: {KEY[OLD]}: 0 roster rows and {sel:,} results loaded, every file; superseded " \
+                               f"in part: {note}"
+    assert planned.outcome == "loaded" and planned.lines[-1] == \
+        f"DRY RUN: {KEY[OLD]}: would load 0 roster rows and {sel:,} results; superseded in part: {note}; nothing written"
+    held = held_rows(backend)
+    assert held["roster"].equals(newest["roster"])  # the newer drop's roster stays
+    def by_drop(results):
+        return sorted(results.group_by("Subject", "SchoolYear", "DropId").len().rows())
+    assert by_drop(held["results"]) == sorted([("SEL", "2025-2026", KEY[OLD], sel), *by_drop(newest["results"])])
+    assert held["results"].filter(pl.col("DropId") == KEY[NEW]).equals(newest["results"])
+    assert sorted(_audit(backend, KEY[OLD])) == ["loaded", "loaded", "loaded", "superseded"]  # students.csv left
+    logged = errors(backend).filter((pl.col("DropId") == KEY[OLD]) & (pl.col("Stage") == "replace"))
+    assert logged["Reason"].to_list() == ["superseded_in_part"]
+    # the newer drop, run again, keeps last year's tests: it holds none of that year
+    assert _run(backend, KEY[NEW]).outcome == "loaded"
+    assert held_rows(backend)["results"].filter(pl.col("DropId") == KEY[OLD]).height == sel
+
+
 @pytest.mark.parametrize("runs, outcomes", [
     ((NEW, MIDDLE, OLD), ["loaded", "superseded", "superseded"]),
     ((MIDDLE, NEW, OLD), ["loaded", "loaded", "superseded"]),

@@ -376,3 +376,33 @@ def test_a_replay_of_an_older_term_drop_that_would_take_tests_from_a_newer_term_
                                                                  ("T4", "Winter"), ("T5", "Winter")]
     # a replay that takes nothing from the newer term is still the Fall term's to reload
     assert load("belleville/2025-12-20", term("belleville/2025-12-20", "Fall", ["T1", "T2"])) == []
+
+
+def test_a_drop_superseded_in_part_keeps_only_the_terms_no_newer_drop_holds(engine):
+    """The review's case: the last Fall MAP Growth drop's run was killed, the first Winter drop loaded, and the Fall
+    drop replayed was refused whole: its Fall tests, which no Winter export lists, were lost. A term whose tests a
+    newer drop holds under another term is left to it whole (the load would take them back)."""
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_district
+    from belleville_mtss.lib.pipeline import superseded_in_part
+    district = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
+    fall = _frame().with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Mathematics").alias("Subject"),
+                                 pl.lit("belleville/2026-12-01").alias("DropId"))
+    winter = fall.with_columns(pl.lit("Winter").alias("ScreeningWindow"), pl.col("TestKey") + "-w",
+                               pl.lit("belleville/2026-12-05").alias("DropId"))
+    replace_roster(engine, 107873, _roster(107873, ["001", "002"], "belleville/2026-12-05"))
+    replace_results(engine, 107873, winter)
+    roster = _roster(107873, ["001", "002", "003"], "belleville/2026-12-01")
+    with engine.connect() as conn:
+        holds = superseded_in_part(conn, district, "belleville/2026-12-01", roster, pl.concat([fall, winter]))
+        assert (holds.roster, holds.result_scopes) == (None, [("map_growth", "Mathematics", "2026-2027", "Fall")])
+        assert holds.results.equals(fall) and holds.skipped == ["map_growth Mathematics 2026-2027 Winter", "roster"]
+        assert holds.note == ("map_growth Mathematics 2026-2027 Winter, roster left to newer drops (the newer "
+                              "belleville/2026-12-05 holds roster, map_growth Mathematics 2026-2027 Winter)")
+        # a Fall test the newer drop holds under Winter (the district moved its term dates): Fall is left too
+        moved = fall.with_columns(pl.when(pl.col("TestKey") == "t0").then(pl.lit("t0-w")).otherwise("TestKey")
+                                  .alias("TestKey"))
+        whole = superseded_in_part(conn, district, "belleville/2026-12-01", roster, moved)
+        assert whole.skipped == [] and whole.roster is roster  # nothing kept: the drop as it is, for the check
+        # a drop no newer drop holds anything of keeps everything
+        newer = superseded_in_part(conn, district, "belleville/2026-12-09", roster, fall)
+        assert newer.skipped == [] and newer.results is fall

@@ -19,7 +19,7 @@ from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
-from ..report import LOCK_WAIT
+from ..report import LOCK_WAIT, SUPERSEDED_IN_PART
 from .metadata import OWNERS, table
 from .partitions import drops
 from .recovery import parent_of
@@ -80,7 +80,8 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
            roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, fed: dict[str, list[str]],
            written: dict, load_id: str, max_days_ahead: int):
     """In the apply's transaction: the replace checks against what the warehouse holds, then (when none refused,
-    or a person accepted them) the roster, the results and their audit rows. Returns the outcomes and the refused."""
+    or a person accepted them) the roster, the results and their audit rows (`fed`: the files of each; those of
+    "superseded", left to a newer drop, marked so). Returns the outcomes and the refused."""
     tags, run_id = context.run.tags, context.run.run_id
     outcomes = checks.decide("replace", pipeline.replace_evidence(
         conn, district, key, roster, results, result_scopes, max_days_ahead))
@@ -96,6 +97,8 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
             gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
     before = re_executed(context)  # their receipt is what a run re-executed from the UI loads
+    if fed.get("superseded"):
+        mark_files(conn, key, run_id, "superseded", fed["superseded"], before)
     if roster is not None:
         written[ROSTER] = apply_roster(conn, district.account_info_id, load_id)
         mark_files(conn, key, run_id, "loaded", fed["roster"], before)
@@ -132,6 +135,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     engine = warehouse.engine()
     written: dict[dg.AssetKey, int] = {}
     waited, committed, interrupted = 0.0, False, None
+    holds = None  # what newer drops hold of this one's, where they hold a part of it
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit. The
@@ -140,6 +144,17 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         with (engine.connect() as conn,
               district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds, conn) as waited):
             clear_district_staging(engine, district.account_info_id)  # the lock held: a dead load's rows, if any
+            # a person who accepted drop_is_newest for this version makes the whole drop the district's
+            if not (gates.acceptance(engine, key, version, "drop_is_newest") or "drop_is_newest" in accepting(context)):
+                with conn.begin():  # read under the lock: no other load of the district commits before the apply
+                    holds = pipeline.superseded_in_part(conn, district, key, roster, results,
+                                                        error_log.registry.max_days_ahead)
+                if holds.skipped:
+                    roster, results, result_scopes = holds.roster, holds.results, holds.result_scopes
+                    fed["superseded"] = [*(fed.pop("roster") if roster is None and ROSTER in selected else []),
+                                         *(fed.pop("results") if results is None and RESULTS in selected else [])]
+                else:
+                    holds = None
             with staged(engine, roster, results) as load_id:
                 with conn.begin():
                     outcomes, refused = _apply(context, conn, engine, district, key, version, roster, results,
@@ -184,6 +199,12 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             raise blocked_failure(f"Superseded: {key}: {refused[0].why}. "
                                   + checks.CATALOGUE[refused[0].name].remedy_for(district, key))
         raise blocked_failure(pipeline.blocked_summary(district, key, refused))
+    if holds is not None:
+        note = holds.note
+        context.log.warning(f"{key}: superseded in part: {note}; the rest of the drop loaded")
+        error_log.record(context, key, [ErrorRecord("replace", "superseded_in_part", f"{key}: {note}; the rest of "
+                                                    "the drop was loaded (what no newer drop holds)")])
+        yield dg.AssetObservation(asset_key=ROSTER, metadata={SUPERSEDED_IN_PART: note})
     graph = lineage(district)
     for asset, columns, node in ((ROSTER, ROSTER_TABLE, "dm_student_roster"),
                                  (RESULTS, RESULTS_TABLE, "dm_assessment_results")):
@@ -191,6 +212,11 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             yield dg.MaterializeResult(asset_key=asset, metadata={
                 **table(written[asset], columns, graph[node]), "rows_written": written[asset],
                 "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
+        elif asset in selected and holds is not None:  # left whole to a newer drop: nothing of it written
+            yield dg.MaterializeResult(asset_key=asset, metadata={"rows_written": 0, SUPERSEDED_IN_PART: holds.why})
+            for name in checks.LOAD_CHECKS:
+                yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=True,
+                                          metadata={"why": f"nothing written: {holds.why}"})
     if interrupted is not None:
         raise interrupted
     if roster is not None:

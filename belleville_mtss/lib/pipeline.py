@@ -22,6 +22,7 @@ from .receive.drops import Limits
 from .sources import ASSESSMENT_FILES, BY_NAME, FILES, SOURCE_OF, Source, common_results
 from .load import order
 from .load.errors import ErrorRecord
+from .load.warehouse import SCOPE, results_scopes, scope_term
 from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, claimed_twice, classlink_suggestions, people,
@@ -282,21 +283,75 @@ def made_under_another_id(district: District, crosswalk: pl.DataFrame, *frames: 
             "written; materialize the whole drop again, so that its district checks decide on the registry's")
 
 
-def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
-                     results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2) -> Evidence:
-    """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for
-    a dry run): the drop's place in its district's order, what the warehouse holds, the current roster."""
-    from .load.warehouse import current_numbers
+def _place(conn, district: District, key: str, roster: pl.DataFrame | None, results: pl.DataFrame | None,
+           result_scopes: list, max_days_ahead: int) -> tuple[dt.date | None, dict, list]:
+    """The drop's place in its district's order: its date, what the warehouse holds, and what of the load's scopes
+    (those it would take tests from among them) a newer drop holds."""
     load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
     snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
     holding = order.held(conn, district.account_info_id, district.drop_date)
     load_scopes += order.taken_from(conn, district.account_info_id, results, result_scopes, holding, snapshot, key,
                                     max_days_ahead)  # what the load would take from other terms or years
-    newer = order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead)
+    return snapshot, holding, order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead)
+
+
+def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
+                     results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2) -> Evidence:
+    """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for
+    a dry run): the drop's place in its district's order, what the warehouse holds, the current roster."""
+    from .load.warehouse import current_numbers
+    snapshot, holding, newer = _place(conn, district, key, roster, results, result_scopes, max_days_ahead)
     return Evidence(district, key, snapshot=snapshot, newer=newer,
                     holding=holding, results_rows=order.rows_per_scope(results),
                     current_numbers=set() if roster is None else current_numbers(conn, district.account_info_id),
                     roster_numbers=roster["StudentNumber"] if roster is not None else None)
+
+
+@dataclass
+class NewerHolds:
+    """What a load keeps of a drop that a newer drop supersedes in part (`superseded_in_part`)."""
+    roster: pl.DataFrame | None
+    results: pl.DataFrame | None
+    result_scopes: list
+    skipped: list[str] = field(default_factory=list)  # the scopes left to the newer drops ("roster", "star SR ...")
+    why: str = ""  # which newer drop holds which of them
+
+    @property
+    def note(self) -> str:
+        return f"{', '.join(self.skipped)} left to newer drops ({self.why})" if self.skipped else ""
+
+
+def superseded_in_part(conn, district: District, key: str, roster: pl.DataFrame | None,
+                       results: pl.DataFrame | None, max_days_ahead: int = 2) -> NewerHolds:
+    """The drop less what newer drops hold, where they hold some of what it would replace but not all: a drop run
+    after a newer one (its run killed and replayed, a backfill) still brings the terms and years no later drop holds
+    (a MAP Growth Fall term, last year's tests), which were refused with the rest and lost. A results scope is left
+    whole to a newer drop that holds it, and so is every scope of an assessment and subject whose tests a newer drop
+    holds under another term or year (the load would take them back). Nothing kept: the drop as it is, for the
+    drop_is_newest check to refuse."""
+    scopes = results_scopes(results) if results is not None else []
+    held_newer = _place(conn, district, key, roster, results, scopes, max_days_ahead)[2]
+    newer = {h.scope: h for h in held_newer}
+    unchanged = NewerHolds(roster, results, scopes)
+    if not newer:
+        return unchanged
+    own = {order.label(*s) for s in scopes}
+    taken_back = {h.parts[:2] for h in held_newer if h.parts is not None and h.scope not in own}
+    kept = [s for s in scopes if order.label(*s) not in newer and s[:2] not in taken_back]
+    keeps_roster = roster is not None and order.ROSTER not in newer
+    if not kept and not keeps_roster:
+        return unchanged
+    by_drop: dict[str, list[str]] = {}
+    for h in held_newer:
+        by_drop.setdefault(h.drop_key, []).append(h.scope)
+    skipped = sorted(({order.ROSTER} if roster is not None and not keeps_roster else set())
+                     | {order.label(*s) for s in scopes if s not in kept})
+    why = "; ".join(f"the newer {drop} holds {', '.join(held)}" for drop, held in by_drop.items())
+    if results is not None:
+        scope = pl.struct(*SCOPE[:3], scope_term(results).alias(SCOPE[3]))
+        wanted = pl.Series([dict(zip(SCOPE, s)) for s in kept], dtype=results.select(scope).to_series().dtype)
+        results = results.filter(scope.is_in(wanted.implode()))
+    return NewerHolds(roster if keeps_roster else None, results if kept else None, kept, skipped, why)
 
 
 def with_acceptances(checks: list[CheckOutcome], accepted: Mapping[str, str]) -> list[CheckOutcome]:
