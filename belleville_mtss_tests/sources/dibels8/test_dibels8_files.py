@@ -73,3 +73,18 @@ def test_a_benchmark_periods_drop_replaces_that_period_and_keeps_the_others(engi
     replace_results(engine, 107873, moy.head(2))  # a correction of MOY replaces MOY alone
     held = read_table(engine, assessment_results)["ScreeningWindow"].value_counts().sort("ScreeningWindow")
     assert held.rows() == [("Fall", 6), ("Winter", 2)]
+
+
+def test_a_student_not_yet_benchmarked_is_no_result_and_no_refusal():
+    """mCLASS lists every enrolled student; those not yet tested have no Client Date and no Composite Score: they were
+    refused as unreadable dates, hundreds early in a window, hiding a real one."""
+    district = _district()
+    body = ("School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score\n"
+            "2025-2026,Belleville,1,MOY,,\n"
+            "2025-2026,Belleville,2,MOY,2026-01-20,310\n"
+            "2025-2026,Belleville,3,MOY,01/20/2026,300\n")
+    validated, errors = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()),
+                                      district)
+    assert validated.frame["student_link"].to_list() == ["2"] and validated.frame["source_row"].to_list() == [3]
+    assert validated.rejected == {"unreadable Client Date (year-month-day)": 1}  # a date that is there, unread
+    assert [e.row_count for e in errors] == [1]

@@ -67,3 +67,15 @@ def test_a_later_period_carries_its_growth_and_a_file_of_the_other_subject_is_re
     wrong, _ = validate_file(ingest_file("fastbridge_amath", Path("FastBridge_aMath.csv"), district, body.encode()),
                              district)  # an aReading export under aMath's name
     assert wrong.halted is not None and wrong.halted.reason == "wrong_file"
+
+
+def test_a_percentile_that_is_not_a_number_refuses_its_event_and_not_available_is_empty():
+    """A percentile of text loaded as an empty percentile, unsaid (the other screeners refuse such a row)."""
+    district = _district()
+    body = ("Assessment,District,Local ID,Fall aReading Test Theta,Fall aReading Percentile at Nation,"
+            "Fall aReading Final Date\n"
+            "aReading,D,1,480.4,high,9/10/2025\naReading,D,2,480.4,N/A,9/10/2025\naReading,D,3,480.4,45.6,9/10/2025\n")
+    validated, _ = validate_file(ingest_file("fastbridge_areading", Path("FastBridge_aReading.csv"), district,
+                                             body.encode()), district)
+    assert validated.frame.select("student_link", "percentile_rank").rows() == [("2", None), ("3", 46)]
+    assert validated.rejected == {"Percentile at Nation is not a number": 1}

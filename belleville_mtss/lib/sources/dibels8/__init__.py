@@ -1,7 +1,9 @@
 """Amplify mCLASS DIBELS 8th Edition benchmark export: one row per student per benchmark period (BOY, MOY, EOY),
 the composite (score, level, national norm percentile) and a score, level and percentile per measure. It names
 the district (`District Name`, `Account Name`). Kept as scores: every measure's score, level, percentile and
-growth, never the student's name, birth date, demographics, programmes, classes or teachers."""
+growth, never the student's name, birth date, demographics, programmes, classes or teachers. mCLASS lists every
+enrolled student, those not yet benchmarked with no Client Date and no Composite Score: no result, and no refusal
+(early in a window they are hundreds, and a real unreadable date would hide among them)."""
 from __future__ import annotations
 
 import re
@@ -62,10 +64,12 @@ STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subjec
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["dibels8"].link
     require(raw, (link, *REQUIRED), file_name)
+    raw = raw.with_row_index("source_row", offset=2).filter(  # numbered first: a row keeps its line in the file
+        value(raw, "Client Date").is_not_null() | value(raw, "Composite Score").is_not_null())
     ours = {"Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade"}
     measures = [h for h in raw.columns if h not in ours and MEASURE.search(h)]
     period = value(raw, "Benchmark Period").str.to_uppercase()
-    typed = raw.with_row_index("source_row", offset=2).select(
+    typed = raw.select(
         pl.coalesce(value(raw, "District Name"), value(raw, "Account Name")).alias("district_name"),
         value(raw, "School Name").alias("school_name"),
         value(raw, link).alias("student_link"),

@@ -92,6 +92,7 @@ def _period(raw: pl.DataFrame, period: str, subject: str, link: str) -> pl.DataF
         taken.alias("completed_at"),
         value(raw, f"{prefix}Test Theta", NOT_AVAILABLE).alias("theta"),
         _rounded(value(raw, f"{prefix}Test Theta", NOT_AVAILABLE)).alias("scaled_score"),
+        value(raw, f"{prefix}Percentile at Nation", NOT_AVAILABLE).alias("percentile_text"),
         _rounded(value(raw, f"{prefix}Percentile at Nation", NOT_AVAILABLE)).alias("percentile_rank"),
         value(raw, f"{prefix}Risk Level", NOT_AVAILABLE).alias("benchmark_category"),
         "scores",
@@ -114,6 +115,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("theta").is_null() | pl.col("scaled_score").is_null())
               .then(pl.lit("Test Theta missing or not a number"))
               .when(~pl.col("scaled_score").is_between(*THETA)).then(pl.lit(f"Test Theta out of range {THETA}"))
+              .when(pl.col("percentile_text").is_not_null() & pl.col("percentile_rank").is_null())
+              .then(pl.lit("Percentile at Nation is not a number"))  # loaded empty, its text only in the scores
               .when(~pl.col("percentile_rank").is_between(0, 100)).then(pl.lit("Percentile at Nation out of range "
                                                                               "(0, 100)"))
               .when(pl.col("test_key").is_duplicated()).then(pl.lit("two rows of one student")))
