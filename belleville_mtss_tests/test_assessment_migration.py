@@ -245,8 +245,10 @@ def test_the_apply_of_results_and_scores_compiles_for_sql_server_with_every_valu
                                                    "Winter"))
     assert "[ScreeningWindow] = :" in results  # a term's scope (MAP Growth's export)
     for moved, table in ((moved_scores, "AssessmentScores"), (moved_results, "AssessmentResults")):
-        # the tests held under another term or year: a plain IN (subquery), no row value, which SQL Server lacks
-        assert moved.startswith(f"DELETE FROM dm.[{table}] WHERE") and "[Subject] = :" in moved, moved
+        # the tests held under another subject, term or year of the assessment: a plain IN (subquery), no row
+        # value, which SQL Server lacks
+        assert moved.startswith(f"DELETE FROM dm.[{table}] WHERE") and "[Assessment] = :" in moved, moved
+        assert "[Subject] = :" not in moved, moved
         assert "[TestKey] IN (SELECT dm.[AssessmentResultsStaging].[TestKey]" in moved, moved
     assert scores.startswith("DELETE FROM dm.[AssessmentScores] WHERE") and "[Assessment] = :" in scores
     assert "[TestKey] IN (SELECT dm.[AssessmentResults].[TestKey]" in scores

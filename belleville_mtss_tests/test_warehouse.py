@@ -406,3 +406,14 @@ def test_a_drop_superseded_in_part_keeps_only_the_terms_no_newer_drop_holds(engi
         # a drop no newer drop holds anything of keeps everything
         newer = superseded_in_part(conn, district, "belleville/2026-12-09", roster, fall)
         assert newer.skipped == [] and newer.results is fall
+
+
+def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_that_held_them(engine):
+    """MAP Growth results loaded under Subject "Language Arts", then (its scale read from Course, or an export's
+    layout changed) under "Reading": the same tests were held twice, once under each subject."""
+    arts = _frame().with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Language Arts").alias("Subject"))
+    replace_results(engine, 107873, arts)
+    replace_results(engine, 107873, arts.head(4).with_columns(pl.lit("Reading").alias("Subject")))
+    replace_results(engine, 107873, _frame())  # another assessment's tests of the same keys are not its
+    held = read_table(engine, assessment_results).group_by("Assessment", "Subject").len().sort("Subject").rows()
+    assert held == [("map_growth", "Language Arts", 2), ("map_growth", "Reading", 4), ("star", "SR", 6)]

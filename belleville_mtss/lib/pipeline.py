@@ -326,8 +326,8 @@ def superseded_in_part(conn, district: District, key: str, roster: pl.DataFrame 
     """The drop less what newer drops hold, where they hold some of what it would replace but not all: a drop run
     after a newer one (its run killed and replayed, a backfill) still brings the terms and years no later drop holds
     (a MAP Growth Fall term, last year's tests), which were refused with the rest and lost. A results scope is left
-    whole to a newer drop that holds it, and so is every scope of an assessment and subject whose tests a newer drop
-    holds under another term or year (the load would take them back). Nothing kept: the drop as it is, for the
+    whole to a newer drop that holds it, and so is every scope of an assessment whose tests a newer drop holds under
+    another subject, term or year (the load would take them back). Nothing kept: the drop as it is, for the
     drop_is_newest check to refuse."""
     scopes = results_scopes(results) if results is not None else []
     held_newer = _place(conn, district, key, roster, results, scopes, max_days_ahead)[2]
@@ -336,8 +336,8 @@ def superseded_in_part(conn, district: District, key: str, roster: pl.DataFrame 
     if not newer:
         return unchanged
     own = {order.label(*s) for s in scopes}
-    taken_back = {h.parts[:2] for h in held_newer if h.parts is not None and h.scope not in own}
-    kept = [s for s in scopes if order.label(*s) not in newer and s[:2] not in taken_back]
+    taken_back = {h.parts[0] for h in held_newer if h.parts is not None and h.scope not in own}
+    kept = [s for s in scopes if order.label(*s) not in newer and s[0] not in taken_back]
     keeps_roster = roster is not None and order.ROSTER not in newer
     if not kept and not keeps_roster:
         return unchanged

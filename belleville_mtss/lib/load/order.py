@@ -125,17 +125,17 @@ def taken_from(conn: sa.Connection, account_info_id: int, results: pl.DataFrame 
                holding: dict[str, Held], this_date: dt.date | None, drop_key: str, max_days_ahead: int = 2
                ) -> list[str]:
     """The scopes, not the load's own, that a newer drop holds and that hold tests this load brings: the load would
-    take those tests from them (apply_results takes a test from the term or year that held it), so a replay of an
-    older drop would undo part of a newer one. Looked for only where a newer drop holds such a scope (a forward
-    load asks nothing more)."""
+    take those tests from them (apply_results takes a test from the subject, term or year of its assessment that
+    held it), so a replay of an older drop would undo part of a newer one. Looked for only where a newer drop holds
+    such a scope (a forward load asks nothing more)."""
     if results is None or not result_scopes:
         return []
-    own, pairs = {label(*s) for s in result_scopes}, {(s[0], s[1]) for s in result_scopes}
-    others = [h.scope for h in holding.values() if h.parts and h.scope not in own and h.parts[:2] in pairs]
+    own, assessments = {label(*s) for s in result_scopes}, {s[0] for s in result_scopes}
+    others = [h.scope for h in holding.values() if h.parts and h.scope not in own and h.parts[0] in assessments]
     a, found = assessment_results.c, []
     for h in newer(this_date, drop_key, others, holding, max_days_ahead=max_days_ahead):
         assessment, subject, year, term = h.parts
-        keys = results.filter((pl.col("Assessment") == assessment) & (pl.col("Subject") == subject))["TestKey"]
+        keys = results.filter(pl.col("Assessment") == assessment)["TestKey"]
         where = (a.AccountInfoId == account_info_id) & (a.Assessment == assessment) & (a.Subject == subject) \
             & (a.SchoolYear == year) & ((a.ScreeningWindow == term) if term is not None else sa.true())
         if any(conn.execute(sa.select(a.TestKey).where(where & a.TestKey.in_(part)).limit(1)).first()

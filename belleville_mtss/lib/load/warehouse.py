@@ -597,19 +597,18 @@ def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scope
         conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
         conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
     staged, r = STAGING[assessment_results.name].c, assessment_results.c
-    for assessment, subject in sorted({(a, s) for a, s, _year, _term in scopes}):
-        # the tests it brings held under another term or school year (the district moved its dates) go too, or
-        # their key, which holds neither, would refuse this load and every later one; looked for only where the
-        # district holds other scopes of the assessment (a first load holds none)
-        pair = (r.AccountInfoId == account_info_id) & (r.Assessment == assessment) & (r.Subject == subject)
-        if conn.execute(sa.select(r.TestKey).where(pair).limit(1)).first() is None:
+    for assessment in sorted({a for a, _subject, _year, _term in scopes}):
+        # the tests it brings held under another term, school year or subject go too (the district moved its dates;
+        # an export's older layout named the subject otherwise), or their key would refuse this load and every later
+        # one, or hold them twice; looked for only where the district holds the assessment (a first load does not)
+        held = (r.AccountInfoId == account_info_id) & (r.Assessment == assessment)
+        if conn.execute(sa.select(r.TestKey).where(held).limit(1)).first() is None:
             continue
-        tests = sa.select(staged.TestKey).where((staged.LoadId == load_id) & (staged.Assessment == assessment)
-                                                & (staged.Subject == subject))
+        tests = sa.select(staged.TestKey).where((staged.LoadId == load_id) & (staged.Assessment == assessment))
         for table in (assessment_scores, assessment_results):
             c = table.c
             conn.execute(table.delete().where((c.AccountInfoId == account_info_id) & (c.Assessment == assessment)
-                                              & (c.Subject == subject) & c.TestKey.in_(tests)))
+                                              & c.TestKey.in_(tests)))
     written = _from_staging(conn, assessment_results, load_id)
     _from_staging(conn, assessment_scores, load_id)
     return written

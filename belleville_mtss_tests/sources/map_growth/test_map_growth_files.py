@@ -30,7 +30,9 @@ def test_the_public_sample_reads_to_exactly_its_rows_and_scores(reference_dir):
     assert errors == [] and validated.rejected == {} and validated.rows == len(rows) == 7
     frame = validated.frame
     for got, row in zip(frame.iter_rows(named=True), rows):
-        assert got["student_link"] == row["StudentID"] and got["subject"] == row["Subject"]
+        # the RIT scale: the sample's screener is Language Arts, Course Reading K-2
+        scale = {"Language Arts": "Reading"}.get(row["Subject"], row["Subject"])
+        assert got["student_link"] == row["StudentID"] and got["subject"] == scale
         assert got["scaled_score"] == int(row["TestRITScore"]) and got["percentile_rank"] == int(row["TestPercentile"])
         assert got["benchmark_category"] == row["AchievementQuintile"] and got["district_name"] == row["DistrictName"]
         assert got["school_year"] == "2021-2022" and got["screening_window"] == "Fall"
@@ -150,3 +152,23 @@ def test_a_score_longer_than_the_scores_table_holds_refuses_its_row_not_the_load
     assert validated.frame["student_link"].to_list() == ["1", "3"]  # 200 units: dm.AssessmentScores holds them
     assert validated.rejected == {"value_too_long: a score's value longer than 200 characters, more than "
                                   "dm.AssessmentScores.ScoreValue holds": 2}
+
+
+def test_a_result_is_stored_under_its_rit_scale_in_either_layout():
+    """Newer exports put Reading and Language Usage under Subject "Language Arts", older ones name the scale: the two
+    scales were one subject, and an export whose layout changed held the same tests twice, under two subjects."""
+    newer = ("TermName,StudentID,Subject,Course,TestID,TestStartDate,TestStartTime,TestRITScore\n"
+             "Fall 2025-2026,1,Language Arts,Reading,T1,09/15/2025,10:00:00,201\n"
+             "Fall 2025-2026,1,Language Arts,Language Usage 2-12,T2,09/15/2025,11:00:00,188\n"
+             "Fall 2025-2026,1,Language Arts,Reading K-2,T3,09/15/2025,12:00:00,170\n"
+             "Fall 2025-2026,1,Science,Science K-12,T4,09/16/2025,10:00:00,205\n"
+             "Fall 2025-2026,1,Mathematics,Math K-12,T5,09/16/2025,11:00:00,210\n")
+    older = newer.replace("Subject,Course", "MeasurementScale,Discipline").replace(
+        "Language Arts,Reading,", "Reading,Reading,").replace("Language Arts,Language Usage 2-12", "Language Usage,"
+        "Language").replace("Language Arts,Reading K-2", "Reading,Reading").replace("Science,Science K-12",
+                                                                                     "General Science,Science")
+    for body in (newer, older):
+        validated, _ = _read(Path("AssessmentResults.csv"), body.encode())
+        assert validated.frame.select("test_key", "subject").rows() == [
+            ("1:T1", "Reading"), ("1:T2", "Language Usage"), ("1:T3", "Reading"), ("1:T4", "Science"),
+            ("1:T5", "Mathematics")], body

@@ -21,6 +21,16 @@ from .sample import sample
 FILES = (FileKind("map_growth", "AssessmentResults*.csv",
                   "NWEA MAP Growth Comprehensive Data File, AssessmentResults, of the drop"),)
 OLDER_HEADERS = {"MeasurementScale": "Subject", "Discipline": "Course"}
+# The subject a result is stored under is its RIT scale (NWEA's norms: Mathematics, Reading, Language Usage,
+# Science), whatever the layout: newer exports put Reading and Language Usage under Subject "Language Arts" (their
+# Course tells them apart), older ones name the scale itself ("General Science" for Science).
+
+
+def _scale(subject: pl.Expr, course: pl.Expr) -> pl.Expr:
+    arts = (pl.when(course.str.contains("(?i)language usage")).then(pl.lit("Language Usage"))
+            .when(course.str.contains("(?i)reading")).then(pl.lit("Reading")).otherwise(subject))
+    return (pl.when(subject == "Language Arts").then(arts)
+            .when(subject == "General Science").then(pl.lit("Science")).otherwise(subject))
 # Read into our columns (the rest of a row is kept as scores), and never kept as a score: who the student is.
 OURS = ("TermName", "DistrictName", "District_StateID", "SchoolName", "Subject", "Course", "TestID",
         "TestStartDate", "TestStartTime", "TestRITScore", "TestPercentile", "AchievementQuintile")
@@ -35,7 +45,8 @@ class MapGrowthResults(pa.DataFrameModel):
     school_name: str = pa.Field(nullable=True, **declared("SchoolName", "SchoolName"))
     student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "StudentID", "The MAP column the registry links by (StudentID by default), as text"))
-    subject: str = pa.Field(**declared("Subject", "Subject (MeasurementScale in older exports)"))
+    subject: str = pa.Field(**declared("Subject", "The RIT scale: Subject, or for Language Arts its Course's (Reading, "
+                                                  "Language Usage); MeasurementScale in older exports"))
     course: str = pa.Field(nullable=True, **declared("Course", "Course (Discipline in older exports)"))
     test_key: str = pa.Field(unique=True, **declared("TestID", "The student's id and MAP TestID (for a test without "
                                                                "one: its subject and start time)"))
@@ -82,7 +93,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         value(frame, "District_StateID").alias("district_state_id"),
         value(frame, "SchoolName").alias("school_name"),
         value(frame, link).alias("student_link"),
-        value(frame, "Subject").alias("subject"),
+        _scale(value(frame, "Subject"), value(frame, "Course")).alias("subject"),
+        value(frame, "Subject").alias("subject_as_sent"),
         value(frame, "Course").alias("course"),
         value(frame, "TestID").alias("test_id"),
         term.alias("term_name"),
@@ -99,9 +111,11 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     )
     # The key is the student's with the test's: NWEA's TestID, or for a test without one (screeners in the public
     # sample) its subject and start time; the public sample also repeats one TestID across students.
+    # (its subject as sent: keys of tests loaded before subjects were stored as scales stay the same)
     typed = typed.with_columns(pl.concat_str([pl.col("student_link"), pl.coalesce(
-        pl.col("test_id"), pl.concat_str([pl.col("subject"), pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S")],
-                                         separator=":"))], separator=":").alias("test_key"))
+        pl.col("test_id"), pl.concat_str([pl.col("subject_as_sent"),
+                                          pl.col("completed_at").dt.to_string("%Y%m%d%H%M%S")], separator=":"))],
+        separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
