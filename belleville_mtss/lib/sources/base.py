@@ -71,6 +71,8 @@ class AssessmentSection(Section):
     # A file of the source that names no district (MAP's separate layout, i-Ready without its state ids) is the
     # district's because of the folder it arrived in: allowed only where a person said so here.
     bound_by_folder: bool = False
+    # Its exports' text encoding: a file re-saved from Excel ("CSV (Comma delimited)") is Windows-1252
+    encoding: Literal["utf-8", "windows-1252"] = "utf-8"
 
 
 # The common results frame: one row per test event, whatever the vendor (dm.AssessmentResults, lib/load/warehouse.py
@@ -152,12 +154,14 @@ def declared(header: str | None, description: str) -> dict:
     return {"description": description, "metadata": {"header": header} if header else None}
 
 
-def plain_reader(last_record_slack: int = 0) -> Callable:
-    """A source's reader for a plain CSV export, every column kept (lib/read/csvfile.py: the drop's checks)."""
+def plain_reader(source: str, last_record_slack: int = 0) -> Callable:
+    """A source's reader for a plain CSV export, every column kept (lib/read/csvfile.py: the drop's checks), in the
+    encoding its registry section declares."""
     from ..read.csvfile import read_text_csv
 
     def read(path, data, district, max_rows: int) -> pl.DataFrame:
-        return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=last_record_slack)
+        return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=last_record_slack,
+                             encoding=district.sources[source].encoding)
     return read
 
 

@@ -97,3 +97,17 @@ def test_state_district_ids_a_registry_lists_verify_a_file_and_any_other_id_bloc
     # ids the registry does not list are no evidence either way: the folder binds, or nothing does
     assert decided("0702|0702", []) == [(None, "none", "unmatched", False)]
     assert decided("0702|0702", [], bound=True) == [(None, "drop", "bundled", True)]
+
+
+def test_an_export_in_windows_1252_reads_where_the_section_declares_it_and_is_halted_where_it_does_not():
+    """A file re-saved from Excel ("CSV (Comma delimited)") is Windows-1252: one accented name halted the district's
+    subject on every drop, and no registry setting could say so."""
+    body = ("Student ID,Last Name,Academic Year,Completion Date,Norming Window,Overall Scale Score\n"
+            "1,José,2025-2026,9/15/2025,Fall,450\n").encode("windows-1252")
+    district = _district(encoding="windows-1252")
+    validated, _ = validate_file(ingest_file("iready_ela", Path("diagnostic_results_ela.csv"), district, body),
+                                 district)
+    assert validated.halted is None and validated.rows == 1
+    halted, _ = validate_file(ingest_file("iready_ela", Path("diagnostic_results_ela.csv"), _district(), body),
+                              _district())
+    assert halted.halted.reason == "encoding"

@@ -103,7 +103,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "dibels8", "assessment", "DIBELS 8", FILES, Dibels8Results, plain_reader(), _validate, Dibels8Section,
+    "dibels8", "assessment", "DIBELS 8", FILES, Dibels8Results, plain_reader("dibels8"), _validate, Dibels8Section,
     district_column="district_name", district_ids=("District Primary ID",),
     person={"first_name": "Student First Name", "last_name": "Student Last Name", "birth_date": "Date of Birth"},
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",

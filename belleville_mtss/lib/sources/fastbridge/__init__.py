@@ -126,7 +126,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "fastbridge", "assessment", "FastBridge", FILES, FastBridgeResults, plain_reader(), _validate, FastBridgeSection,
+    "fastbridge", "assessment", "FastBridge", FILES, FastBridgeResults, plain_reader("fastbridge"), _validate,
+    FastBridgeSection,
     district_column="district_name",
     person={"first_name": "First Name", "last_name": "Last Name", "birth_date": "DOB"},
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link", "grade": "grade",

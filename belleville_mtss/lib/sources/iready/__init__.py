@@ -107,7 +107,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 
 SOURCE = Source(
-    "iready", "assessment", "i-Ready", FILES, IreadyResults, plain_reader(), _validate, IreadySection,
+    "iready", "assessment", "i-Ready", FILES, IreadyResults, plain_reader("iready"), _validate, IreadySection,
     state_id_column="district_state_id", district_ids=("Account State ID",),
     person={"first_name": "First Name", "last_name": "Last Name"},
     assessment="iready_diagnostic",

@@ -135,7 +135,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
 
 SOURCE = Source(
     # NWEA's public sample ends without a line break, its last record one (empty) trailing field short
-    "map_growth", "assessment", "MAP Growth", FILES, MapGrowthResults, plain_reader(1), _validate, MapGrowthSection,
+    "map_growth", "assessment", "MAP Growth", FILES, MapGrowthResults, plain_reader("map_growth", 1), _validate,
+    MapGrowthSection,
     district_column="district_name", state_id_column="district_state_id",
     results_from={"subject": "subject", "test_key": "test_key", "student_link": "student_link",
                   "school_year": "school_year", "completed_at": "completed_at", "scaled_score": "scaled_score",
