@@ -155,3 +155,17 @@ def test_an_address_in_an_error_message_is_written_as_account_and_the_row_kept(t
     (message,) = read_table(engine, ingestion_errors)["Message"].to_list()
     engine.dispose()
     assert message == "other.yaml: drop_folder: '../<account>' is outside the drop root"
+
+
+def test_a_message_is_cut_to_what_sql_servers_nvarchar_holds_counting_a_character_above_ffff_twice(tmp_path):
+    """`Message[:1000]` counted characters; NVARCHAR(1000) counts UTF-16 units: a long message of such characters
+    (a file name with an emoji, say) was longer than SQL Server's column, and its row refused."""
+    from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate_sample_warehouse(engine)
+    record_errors(engine, [ErrorRecord("ingest", "encoding", "x" + "\N{GRINNING FACE}" * 600)], district_id=None,
+                  drop_id="belleville/x", run_id=None)
+    (message,) = read_table(engine, ingestion_errors)["Message"].to_list()
+    engine.dispose()
+    assert message == "x" + "\N{GRINNING FACE}" * 499  # 999 units: the next one would take two more
