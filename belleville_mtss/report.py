@@ -40,6 +40,7 @@ class DropReport:
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
     suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
     superseded_in_part: str = ""  # what newer drops hold of this drop's, left to them
+    planned: set[str] = field(default_factory=set)  # the warehouse assets the run was to materialize
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -65,6 +66,10 @@ class DropReport:
                 report.checks[ev.check_name] = ev.passed
                 if not ev.passed:
                     report.why[ev.check_name] = str(meta.get("why") or "see the check")
+            elif event.event_type_value == "ASSET_MATERIALIZATION_PLANNED":
+                node = event.event_specific_data.asset_key.to_user_string()
+                if node in WAREHOUSE:
+                    report.planned.add(node)
             elif event.event_type_value == "ASSET_OBSERVATION":
                 meta = event.event_specific_data.asset_observation.metadata
                 if LOCK_WAIT in meta:
@@ -107,6 +112,12 @@ class DropReport:
             self.suggestions = {k: int(v) for k, v in meta.items() if isinstance(v, (int, float))}
 
     @property
+    def loaded_all(self) -> bool:
+        """Every warehouse asset the run was to load was loaded (both, where its events plan neither: a run from
+        before the plan was read, or one that failed before it)."""
+        return bool(self.written) and (self.planned or set(WAREHOUSE)) <= set(self.written)
+
+    @property
     def checks_passed(self) -> bool:
         return bool(self.checks) and all(self.checks.values())
 
@@ -115,7 +126,7 @@ class DropReport:
         failed = [name for name, passed in self.checks.items() if not passed]
         if failed:
             return stopped_as(failed)
-        if self.failures or len(self.written) < len(WAREHOUSE):
+        if self.failures or not self.loaded_all:
             return "failed"
         return "partial" if self.halted else "loaded"
 
@@ -161,7 +172,7 @@ class DropReport:
         loaded = f"{roster:,} roster rows and {results:,} results loaded"
         if outcome == "failed":
             reason = next(iter(self.failures.values()), "the warehouse was not written")
-            if len(self.written) == len(WAREHOUSE):  # the load committed; a step after it failed, or the run stopped
+            if self.loaded_all:  # the load committed; a step after it failed, or the run stopped
                 return f"FAILED after loading: {self.key}: {loaded}; then {reason}"
             return f"FAILED: {self.key}: {reason}"
         newer = f"; superseded in part: {self.superseded_in_part}" if self.superseded_in_part else ""

@@ -12,7 +12,7 @@ from .definitions import ASSETS, build_definitions
 from .lib.config import Settings
 from .progress import Progress
 from .defs.recovery import tag_own
-from .report import OUTCOME_TAG, DropReport
+from .report import OUTCOME_TAG, WAREHOUSE, DropReport
 
 
 # Written into a new instance folder only (an existing dagster.yaml is never touched): no usage statistics leave
@@ -84,6 +84,8 @@ def run_drop(
         result = job.execute_in_process(instance=inst, raise_on_error=False, partition_key=drop_key,
                                         tags=tags or {}, asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
+        # what the run was to load (its stored events plan it; an in-process result's events hold no plan)
+        report.planned = report.planned or {n for n in WAREHOUSE if n not in leave_out}
         if report.outcome == "failed":  # what no step decided (a crash, a refused step) is decided now
             settle_failed(settings, drop_key, result.run_id, report.causes)
         tag_own(inst, result.run_id, {OUTCOME_TAG: report.outcome})

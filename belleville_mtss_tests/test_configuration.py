@@ -456,3 +456,22 @@ def test_runs_launched_from_the_ui_or_the_drop_sensor_are_tagged_by_the_outcome_
             first = drop_outcome_sensor(context)
         assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "partial"
         assert "tagged 1" in first.skip_message
+
+
+def test_a_run_of_the_results_load_alone_that_loads_is_tagged_loaded_and_logs_no_failure(settings, new_instance):
+    """A load of dm_assessment_results alone (selected in the UI) was judged against both warehouse tables: tagged
+    failed, with a run/failed error row, though it loaded every result."""
+    from belleville_mtss.definitions import build_definitions
+    from belleville_mtss.defs.outcomes import drop_outcome_sensor
+    from belleville_mtss.defs.resources import resources
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01", raise_on_error=False,
+                                     asset_selection=[dg.AssetKey("dm_assessment_results")])
+        assert run.success
+        with dg.build_sensor_context(instance=instance, resources=resources(settings)) as context:
+            drop_outcome_sensor(context)
+        assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "loaded"
+    assert errors(settings).filter((pl.col("RunId") == run.run_id) & (pl.col("Stage") == "run")).is_empty()

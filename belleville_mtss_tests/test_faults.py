@@ -198,7 +198,9 @@ def test_a_full_disk_while_receiving_is_logged_and_the_outcome_names_it(settings
                                                               "failed: OSError: No space left on device"
     logged = _errors_of(settings).select("DistrictId", "DropId", "Stage", "Reason", "Message").rows()
     assert logged == [(107873, "belleville/2026-11-01", "receive", "receive_failed",
-                       "receiving the drop failed: OSError: No space left on device")]
+                       "receiving the drop failed: OSError: No space left on device"),
+                      (107873, "belleville/2026-11-01", "run", "failed", "the run failed: received_drop (Failure); the "
+                       "run's log holds each error, the rows of its steps say what they found")]
 
 
 def test_a_run_failed_by_an_error_no_step_expected_gets_its_error_row_and_its_cause_named(settings, monkeypatch):
@@ -213,8 +215,8 @@ def test_a_run_failed_by_an_error_no_step_expected_gets_its_error_row_and_its_ca
     assert report.outcome == "failed" and report.causes == {"read_drop": "RuntimeError"}
     assert report.verdict() == "FAILED: belleville/2026-11-01: RuntimeError: a bug"  # not Dagster's wrapper
     logged = _errors_of(settings).select("DistrictId", "Stage", "Reason", "Message").rows()
-    assert logged == [(107873, "run", "failed", "the run failed, and no step said why: read_drop (RuntimeError); "
-                                                "the run's log holds each error")]
+    assert logged == [(107873, "run", "failed", "the run failed: read_drop (RuntimeError); the run's log holds each "
+                                                "error, the rows of its steps say what they found")]
 
 
 def test_a_run_stopped_after_its_load_committed_says_it_loaded(settings):

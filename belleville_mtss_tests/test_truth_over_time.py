@@ -203,7 +203,8 @@ def test_an_older_drop_run_after_a_newer_one_loads_what_no_newer_drop_holds(back
         return sorted(results.group_by("Subject", "SchoolYear", "DropId").len().rows())
     assert by_drop(held["results"]) == sorted([("SEL", "2025-2026", KEY[OLD], sel), *by_drop(newest["results"])])
     assert held["results"].filter(pl.col("DropId") == KEY[NEW]).equals(newest["results"])
-    assert sorted(_audit(backend, KEY[OLD])) == ["loaded", "loaded", "loaded", "superseded"]  # students.csv left
+    # the files of what was left whole to the newer drop: students.csv, SR.csv, SM.csv; SEL.csv loaded
+    assert _audit(backend, KEY[OLD]) == ["superseded", "superseded", "superseded", "loaded"]
     logged = errors(backend).filter((pl.col("DropId") == KEY[OLD]) & (pl.col("Stage") == "replace"))
     assert logged["Reason"].to_list() == ["superseded_in_part"]
     # the newer drop, run again, keeps last year's tests: it holds none of that year
@@ -760,7 +761,7 @@ def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_v
     assert report.outcome == "failed", report.render()
     assert _same(held_rows(backend), held)  # nothing of the partial file reached the warehouse, nothing was deleted
     logged = errors(backend).filter(pl.col("DropId") == KEY[NEW])
-    assert logged["Reason"].to_list() == ["changed_during_receipt"]
+    assert logged.select("Stage", "Reason").rows() == [("receive", "changed_during_receipt"), ("run", "failed")]
     assert _run(backend, KEY[NEW]).outcome == "loaded"  # once it has settled: the complete file
     loaded = held_rows(backend)["results"].filter((pl.col("Subject") == "SR") & (pl.col("DropId") == KEY[NEW])).height
     assert loaded > len(lines) * 3 // 4  # more tests than the partial file held: the complete file's

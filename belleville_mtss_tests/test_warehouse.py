@@ -403,17 +403,30 @@ def test_a_drop_superseded_in_part_keeps_only_the_terms_no_newer_drop_holds(engi
                                   .alias("TestKey"))
         whole = superseded_in_part(conn, district, "belleville/2026-12-01", roster, moved)
         assert whole.skipped == [] and whole.roster is roster  # nothing kept: the drop as it is, for the check
+        # a year kept that would take a test from a scope left to the newer drop is left too, its assessment
+        # with it (here the other Fall term's, under which a test of it is held); the rest is judged again
+        last_year = moved.with_columns(pl.lit("2025-2026").alias("SchoolYear"))
+        star = _frame().with_columns(pl.lit("belleville/2026-12-01").alias("DropId"))
+        again = superseded_in_part(conn, district, "belleville/2026-12-01", roster, pl.concat([winter, last_year,
+                                                                                               star]))
+        assert again.result_scopes == [("star", "SR", "2026-2027", None)] and again.results.equals(star)
         # a drop no newer drop holds anything of keeps everything
         newer = superseded_in_part(conn, district, "belleville/2026-12-09", roster, fall)
         assert newer.skipped == [] and newer.results is fall
 
 
-def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_that_held_them(engine):
-    """MAP Growth results loaded under Subject "Language Arts", then (its scale read from Course, or an export's
-    layout changed) under "Reading": the same tests were held twice, once under each subject."""
+def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_and_replaces_its_former_subject(engine):
+    """MAP Growth results loaded under Subject "Language Arts" (as sent, before the RIT scale was read from Course),
+    then under "Reading": the same tests were held twice, once under each subject; and, taken back one by one, the
+    tests the new export no longer lists stayed under Language Arts for good."""
     arts = _frame().with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Language Arts").alias("Subject"))
     replace_results(engine, 107873, arts)
+    other_year = arts.with_columns(pl.lit("2025-2026").alias("SchoolYear"), pl.col("TestKey") + "-prior")
+    replace_results(engine, 107873, other_year)
     replace_results(engine, 107873, arts.head(4).with_columns(pl.lit("Reading").alias("Subject")))
-    replace_results(engine, 107873, _frame())  # another assessment's tests of the same keys are not its
-    held = read_table(engine, assessment_results).group_by("Assessment", "Subject").len().sort("Subject").rows()
-    assert held == [("map_growth", "Language Arts", 2), ("map_growth", "Reading", 4), ("star", "SR", 6)]
+    replace_results(engine, 107873, _frame().with_columns(pl.lit("Language Usage").alias("Subject"),
+                                                          pl.lit("star").alias("Assessment")))  # not MAP's
+    held = read_table(engine, assessment_results).group_by("Assessment", "Subject", "SchoolYear").len().sort(
+        "Assessment", "Subject", "SchoolYear").rows()
+    assert held == [("map_growth", "Language Arts", "2025-2026", 6), ("map_growth", "Reading", "2026-2027", 4),
+                    ("star", "Language Usage", "2026-2027", 6)]

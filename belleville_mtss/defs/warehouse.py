@@ -15,7 +15,7 @@ from ..lib.load.warehouse import (apply_results, apply_roster, clear_district_st
                                   refused as refused_load, results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.ingest import drop_files
-from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES
+from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES, SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
@@ -43,6 +43,15 @@ def _files(crosswalk: pl.DataFrame, kinds, claimed: dict[str, tuple]) -> list[st
     """The drop's files that fed a load, each with the files read with it (`claimed`: lib/read/ingest.py drop_files)."""
     fed = crosswalk.filter(pl.col("source").is_in([k.asset for k in kinds]) & pl.col("file_name").is_not_null())
     return sorted({*fed["file_name"], *(f.name for asset in fed["source"] for f in claimed.get(asset, ()))})
+
+
+def _in_scopes(kinds, scopes: list) -> list:
+    """The kinds of file any of whose results fall in `scopes` (a kind's results are its source's assessment, of its
+    own subject where its file name says one)."""
+    def holds(kind, scope) -> bool:
+        source = SOURCE_OF[kind.asset]
+        return scope[0] == (source.assessment or source.name) and kind.subject in (None, scope[1])
+    return [k for k in kinds if any(holds(k, s) for s in scopes)]
 
 
 def _stopped(context, error_log: ErrorLogResource, reason: str, message: str) -> None:
@@ -136,6 +145,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     written: dict[dg.AssetKey, int] = {}
     waited, committed, interrupted = 0.0, False, None
     holds = None  # what newer drops hold of this one's, where they hold a part of it
+    graph = lineage(district)  # made before the load: once it commits, nothing stands before saying what it wrote
     try:
         # The rows are bulk-copied into staging first, outside the transaction; then one short transaction reads
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit. The
@@ -150,9 +160,17 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                     holds = pipeline.superseded_in_part(conn, district, key, roster, results,
                                                         error_log.registry.max_days_ahead)
                 if holds.skipped:
+                    # the files of what is left to newer drops: the roster export, and each file none of whose
+                    # results are kept
+                    left = [k for k in (_in_scopes(ASSESSMENT_FILES, result_scopes) if holds.results is not None
+                                        else ASSESSMENT_FILES if results is not None else ())
+                            if k not in _in_scopes(ASSESSMENT_FILES, holds.result_scopes)]
+                    fed = {"superseded": [*(fed["roster"] if roster is not None and holds.roster is None else []),
+                                          *_files(district_crosswalk, left, claimed)],
+                           "roster": fed["roster"] if holds.roster is not None else [],
+                           "results": _files(district_crosswalk, [k for k in ASSESSMENT_FILES if k not in left],
+                                             claimed)}
                     roster, results, result_scopes = holds.roster, holds.results, holds.result_scopes
-                    fed["superseded"] = [*(fed.pop("roster") if roster is None and ROSTER in selected else []),
-                                         *(fed.pop("results") if results is None and RESULTS in selected else [])]
                 else:
                     holds = None
             with staged(engine, roster, results) as load_id:
@@ -180,6 +198,15 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         context.log.warning("the load committed, then the run was interrupted: the district's next load removes its "
                             "staged rows")
         interrupted = exc
+    # what the load wrote is said first: a run stopped from here on (SIGTERM, a cancel) has said it
+    for asset, columns, node in ((ROSTER, ROSTER_TABLE, "dm_student_roster"),
+                                 (RESULTS, RESULTS_TABLE, "dm_assessment_results")):
+        if asset in written:
+            yield dg.MaterializeResult(asset_key=asset, metadata={
+                **table(written[asset], columns, graph[node]), "rows_written": written[asset],
+                "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
+    if interrupted is not None:
+        raise interrupted
     if waited >= 1:  # the run report says so (report.py)
         yield dg.AssetObservation(asset_key=ROSTER, metadata={LOCK_WAIT: round(waited, 1)})
     # a refusal is logged and its files marked whatever the selection; its checks are shown where selected (a load
@@ -205,20 +232,12 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         error_log.record(context, key, [ErrorRecord("replace", "superseded_in_part", f"{key}: {note}; the rest of "
                                                     "the drop was loaded (what no newer drop holds)")])
         yield dg.AssetObservation(asset_key=ROSTER, metadata={SUPERSEDED_IN_PART: note})
-    graph = lineage(district)
-    for asset, columns, node in ((ROSTER, ROSTER_TABLE, "dm_student_roster"),
-                                 (RESULTS, RESULTS_TABLE, "dm_assessment_results")):
-        if asset in written:
-            yield dg.MaterializeResult(asset_key=asset, metadata={
-                **table(written[asset], columns, graph[node]), "rows_written": written[asset],
-                "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
-        elif asset in selected and holds is not None:  # left whole to a newer drop: nothing of it written
+    for asset in (ROSTER, RESULTS):
+        if asset not in written and asset in selected and holds is not None:  # left whole to a newer drop
             yield dg.MaterializeResult(asset_key=asset, metadata={"rows_written": 0, SUPERSEDED_IN_PART: holds.why})
             for name in checks.LOAD_CHECKS:
                 yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=True,
                                           metadata={"why": f"nothing written: {holds.why}"})
-    if interrupted is not None:
-        raise interrupted
     if roster is not None:
         yield from _load_checks(context, error_log, engine, student_roster_table, ROSTER, district.account_info_id,
                                 roster)

@@ -330,28 +330,38 @@ def superseded_in_part(conn, district: District, key: str, roster: pl.DataFrame 
     another subject, term or year (the load would take them back). Nothing kept: the drop as it is, for the
     drop_is_newest check to refuse."""
     scopes = results_scopes(results) if results is not None else []
-    held_newer = _place(conn, district, key, roster, results, scopes, max_days_ahead)[2]
-    newer = {h.scope: h for h in held_newer}
     unchanged = NewerHolds(roster, results, scopes)
-    if not newer:
-        return unchanged
-    own = {order.label(*s) for s in scopes}
-    taken_back = {h.parts[0] for h in held_newer if h.parts is not None and h.scope not in own}
-    kept = [s for s in scopes if order.label(*s) not in newer and s[0] not in taken_back]
-    keeps_roster = roster is not None and order.ROSTER not in newer
-    if not kept and not keeps_roster:
+    kept, keeps_roster, left = scopes, roster is not None, {}
+    while True:  # what is kept is judged again: a scope kept may take tests from one another drop holds
+        held_newer = _place(conn, district, key, roster if keeps_roster else None,
+                            results if kept is scopes else _in(results, kept), kept, max_days_ahead)[2]
+        if not held_newer:
+            break
+        left.update({h.scope: h for h in held_newer})
+        own = {order.label(*s) for s in kept}
+        taken_back = {h.parts[0] for h in held_newer if h.parts is not None and h.scope not in own}
+        kept = [s for s in kept if order.label(*s) not in left and s[0] not in taken_back]
+        keeps_roster = keeps_roster and order.ROSTER not in left
+        if not kept and not keeps_roster:
+            return unchanged
+    if not left:
         return unchanged
     by_drop: dict[str, list[str]] = {}
-    for h in held_newer:
+    for h in left.values():
         by_drop.setdefault(h.drop_key, []).append(h.scope)
     skipped = sorted(({order.ROSTER} if roster is not None and not keeps_roster else set())
                      | {order.label(*s) for s in scopes if s not in kept})
     why = "; ".join(f"the newer {drop} holds {', '.join(held)}" for drop, held in by_drop.items())
-    if results is not None:
-        scope = pl.struct(*SCOPE[:3], scope_term(results).alias(SCOPE[3]))
-        wanted = pl.Series([dict(zip(SCOPE, s)) for s in kept], dtype=results.select(scope).to_series().dtype)
-        results = results.filter(scope.is_in(wanted.implode()))
-    return NewerHolds(roster if keeps_roster else None, results if kept else None, kept, skipped, why)
+    return NewerHolds(roster if keeps_roster else None, _in(results, kept) if kept else None, kept, skipped, why)
+
+
+def _in(results: pl.DataFrame | None, scopes: list) -> pl.DataFrame | None:
+    """The results rows of `scopes` (results_scopes' tuples)."""
+    if results is None:
+        return None
+    scope = pl.struct(*SCOPE[:3], scope_term(results).alias(SCOPE[3]))
+    wanted = pl.Series([dict(zip(SCOPE, s)) for s in scopes], dtype=results.select(scope).to_series().dtype)
+    return results.filter(scope.is_in(wanted.implode()))
 
 
 def with_acceptances(checks: list[CheckOutcome], accepted: Mapping[str, str]) -> list[CheckOutcome]:

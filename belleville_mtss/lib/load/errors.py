@@ -94,21 +94,22 @@ def record_errors(
 
 def settle_failed_run(engine: sa.Engine, registry: Callable[[], dict], drop_key: str, run_id: str,
                       causes: dict[str, str]) -> None:
-    """A failed run's end: its files still `received` become `failed`, and where none of its steps wrote an error row
-    (an error no step expected: a full disk, a bug), one row names the steps that failed and the class of each one's
-    error (its text, which may quote a value, stays in the run's log): every failed run is in the error log.
-    `registry`: read only for that row's district."""
+    """A failed run's end: its files still `received` become `failed`, and one row (stage `run`) names the steps that
+    failed and the class of each one's error (its text, which may quote a value, stays in the run's log): every
+    failed run is in the error log, whether or not a step wrote a row of its own (a run's rows may be warnings only,
+    its rows of rejected values, say). A run another run found dead has its `run` row already. `registry`: read only
+    for that row's district."""
     from ..district.registry import RegistryError
     mark_files(engine, drop_key, run_id, "failed")
     e = ingestion_errors.c
     with engine.connect() as conn:
-        if conn.execute(sa.select(e.RunId).where(e.RunId == run_id).limit(1)).first() is not None:
+        if conn.execute(sa.select(e.RunId).where((e.RunId == run_id) & (e.Stage == "run")).limit(1)).first():
             return
     steps = ", ".join(f"{step} ({cls})" for step, cls in causes.items()) or "the run itself"
     try:
         district_id, drop_id = drop_ids(drop_key, registry())
     except RegistryError:  # the registry itself is what failed (its step said so): the row names no district
         district_id, drop_id = drop_ids(drop_key, {})
-    record_errors(engine, [ErrorRecord("run", "failed", f"the run failed, and no step said why: {steps}; the run's "
-                                                        "log holds each error")],
+    record_errors(engine, [ErrorRecord("run", "failed", f"the run failed: {steps}; the run's log holds each error, "
+                                                        "the rows of its steps say what they found")],
                   district_id=district_id, drop_id=drop_id, run_id=run_id)
