@@ -253,3 +253,26 @@ def test_a_roster_file_of_no_records_reads_as_none_users_csv_alone_is_refused(em
     else:
         assert read.halted is None and read.frame["student_number"].to_list() == ["1001"]
         assert read.frame["dob"].to_list() == [None]
+
+
+def test_a_column_an_export_lacks_is_refused_naming_it_and_an_org_listed_twice_is_one(tmp_path):
+    """users.csv without givenName, enrollments.csv without role, a registry number of userIds:SIS where the export
+    has no userIds: each crashed the drop's read (every file of it, Star's too) with polars' error, naming nothing.
+    An org listed twice in orgs.csv made each of its students two users, all of them refused."""
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
+            f"s1,{_T},S,school,S1,d1\ns1,{_T},S,school,S1,d1\n")
+    users = _USERS + (f"u1,{_T},true,s1,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
+                      f"u2,{_T},true,s1,student,cid,,Cid,C,,1002,cid@x.example,,,,06,\n")
+    twice = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs})
+    assert twice.students["student_number"].to_list() == ["1001", "1002"] and twice.rejected.is_empty()
+    no_name = users.replace(",givenName,", ",firstName,")
+    enrolments = f"{_H},classSourcedId,schoolSourcedId,userSourcedId,primary,beginDate,endDate\ne1,{_T},c1,s1,u1,,,\n"
+    for texts, said in (({"users.csv": no_name, "orgs.csv": orgs}, "users.csv: no column givenName"),
+                        ({"users.csv": users, "orgs.csv": orgs, "enrollments.csv": enrolments},
+                         "enrollments.csv: no column role")):
+        with pytest.raises(ExportRefused) as refused:
+            _export(tmp_path, "1.1", texts)
+        assert (refused.value.reason, str(refused.value)) == ("missing_columns", said)
+    from belleville_mtss.lib.sources.oneroster.export import number_expr
+    with pytest.raises(ExportRefused, match="no column userIds"):
+        number_expr(twice.students.drop("userIds", strict=False), "userIds:SIS")

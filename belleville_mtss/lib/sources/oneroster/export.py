@@ -99,6 +99,14 @@ def _live(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("status").fill_null("").str.strip_chars().str.to_lowercase() != DELETED)
 
 
+def _require(frame: pl.DataFrame, name: str, *columns: str) -> pl.DataFrame:
+    """The file, refused naming each column it lacks of those read from it (a crash on it stopped the whole drop)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ExportRefused("missing_columns", f"{name}: no column {', '.join(missing)}")
+    return frame
+
+
 def _blank(expr: pl.Expr) -> pl.Expr:
     text = expr.str.strip_chars()
     return pl.when(text == "").then(None).otherwise(text)
@@ -107,6 +115,9 @@ def _blank(expr: pl.Expr) -> pl.Expr:
 def number_expr(users: pl.DataFrame, column: str) -> pl.Expr:
     """The student number the registry names: a column, `userIds:TYPE` (its `{TYPE:id}` pair), or `metadata.*`."""
     if column.startswith("userIds:"):
+        if "userIds" not in users.columns:
+            raise ExportRefused("missing_columns", f"users.csv: no column userIds (the registry's student number is "
+                                                   f"{column})")
         kind = re.escape(column.removeprefix("userIds:"))
         return _blank(pl.col("userIds").fill_null("").str.extract(rf"\{{\s*{kind}\s*:\s*([^}}]*)\}}", 1))
     if column not in users.columns:
@@ -120,7 +131,8 @@ def _students(files: dict[str, pl.DataFrame]) -> tuple[str, pl.DataFrame, pl.Dat
     if MANIFEST not in files:
         raise ExportRefused("missing_manifest", f"a OneRoster export holds {MANIFEST}; this drop has none")
     version = check_manifest(manifest(files[MANIFEST]), set(files))
-    users = files["users.csv"].with_row_index("source_row", offset=2)
+    users = _require(files["users.csv"], "users.csv", "sourcedId", "givenName", "familyName").with_row_index(
+        "source_row", offset=2)
     if version == "1.1" or "roles.csv" not in files:
         if "role" not in users.columns:
             raise ExportRefused("missing_columns", "users.csv: no role column, and no roles.csv beside it")
@@ -128,8 +140,10 @@ def _students(files: dict[str, pl.DataFrame]) -> tuple[str, pl.DataFrame, pl.Dat
         orgs_of = students.select("sourcedId", pl.col("orgSourcedIds").str.split(",").list.first().alias("org")
                                   if "orgSourcedIds" in users.columns else pl.lit(None, pl.Utf8).alias("org"))
     else:  # 1.2: a user's roles are in roles.csv, the primary one first
-        roles = _live(files["roles.csv"]).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
-        roles = roles.sort(pl.col("roleType").fill_null("").str.to_lowercase() != "primary")
+        roles = _live(_require(files["roles.csv"], "roles.csv", "userSourcedId", "orgSourcedId", "role")).filter(
+            pl.col("role").str.strip_chars().str.to_lowercase() == "student")
+        if "roleType" in roles.columns:  # optional: without it, each user's first role
+            roles = roles.sort(pl.col("roleType").fill_null("").str.to_lowercase() != "primary", maintain_order=True)
         orgs_of = roles.select(pl.col("userSourcedId").alias("sourcedId"), pl.col("orgSourcedId").alias("org")
                                ).unique("sourcedId", keep="first", maintain_order=True)
         students = _live(users).join(orgs_of.select("sourcedId"), on="sourcedId", how="semi")
@@ -161,7 +175,8 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     # a student's school: their student enrolment's, else the org users.csv / roles.csv give them
     school = orgs_of
     if "enrollments.csv" in files:
-        enrolled = _live(files["enrollments.csv"]).filter(
+        enrolled = _live(_require(files["enrollments.csv"], "enrollments.csv", "userSourcedId", "schoolSourcedId",
+                                  "role")).filter(
             pl.col("role").str.strip_chars().str.to_lowercase() == "student").select(
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
@@ -172,7 +187,8 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"),
                          "district_name", "district_id")
     # birth dates are optional in the standard: a demographics.csv without them reads them as unknown
-    births = (_live(files["demographics.csv"]).select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
+    births = (_live(_require(files["demographics.csv"], "demographics.csv", "sourcedId"))
+              .select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
               .unique("sourcedId", keep="first", maintain_order=True)
               if "birthDate" in files.get("demographics.csv", pl.DataFrame()).columns
               else pl.DataFrame(schema={"sourcedId": pl.Utf8, "dob": pl.Utf8}))
@@ -195,6 +211,8 @@ def _orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
     columns = ("sourcedId", "name", "type", "identifier", "parentSourcedId")
     orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(schema={c: pl.Utf8 for c in columns})
     orgs = orgs.with_columns(*(pl.lit(None, pl.Utf8).alias(c) for c in columns if c not in orgs.columns))
+    # an org listed twice is one org: joined as two, each of its students was two users, and all of them refused
+    orgs = orgs.unique("sourcedId", keep="first", maintain_order=True)
     districts = orgs.filter(pl.col("type").str.strip_chars().str.to_lowercase() == "district").select(
         "sourcedId", _blank(pl.col("name")).alias("district_name"), _blank(pl.col("identifier")).alias("district_id"))
     only = districts.row(0)[1:] if districts.height == 1 else (None, None)
