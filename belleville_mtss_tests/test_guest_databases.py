@@ -628,3 +628,30 @@ def test_status_of_a_district_the_registry_lacks_is_an_error_and_of_a_known_one_
                                                "registry entry 'bellevile' (known: belleville)")
     assert main(["status", "belleville/2026-11-01"]) == 0
     assert capsys.readouterr().out.strip() == "no drop recorded for belleville/2026-11-01"
+
+
+def test_status_counts_each_receipts_own_errors_not_those_of_every_run_of_the_drop(tmp_path):
+    """A replay (the usual remedy) logs its warnings again: `status` summed them over every run of the drop, so that
+    each replay doubled, tripled... the drop's unknown students and rejected rows."""
+    import datetime as dt
+    from belleville_mtss.lib.load.audit import drop_status
+    from belleville_mtss.lib.load.errors import ErrorRecord, record_errors
+    from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine
+    engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
+    migrate_sample_warehouse(engine)
+    key = "belleville/2026-11-01"
+    with engine.begin() as conn:
+        conn.execute(ingestion_files.insert(), [
+            {"DropId": key, "DropVersion": "v", "FileName": "SR.csv", "DistrictId": 107873, "Sha256": "0" * 64,
+             "SizeBytes": 1, "RunId": run, "ReceivedAt": dt.datetime(2026, 12, 6, hour), "Outcome": "loaded",
+             "OutcomeAt": dt.datetime(2026, 12, 6, hour)} for run, hour in (("first", 9), ("replay", 10))])
+    for run in ("first", "replay"):
+        record_errors(engine, [ErrorRecord("identity", "unknown_student", "SR.csv: 4 rows", "SR.csv", 4)],
+                      district_id=107873, drop_id=key, run_id=run)
+    record_errors(engine, [ErrorRecord("receive", "transfer_failed", "no answer")], district_id=107873, drop_id=key,
+                  run_id="unanswered")
+    shown, summary = drop_status(engine, key), drop_status(engine, summary=True)
+    engine.dispose()
+    assert shown.count("    errors: identity/unknown_student 1 (4 rows)") == 2  # each receipt its own
+    assert shown.endswith("  errors of runs that received nothing: receive/transfer_failed 1")
+    assert summary.splitlines()[1].endswith("2 receipt(s)  1 loaded  errors 2")  # the replay's, and the refusal

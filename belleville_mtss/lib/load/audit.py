@@ -18,23 +18,27 @@ def _scope(column, scope: str | None):
 
 def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = False,
                 outcome: str | None = None) -> str:
-    """Each drop's receipts, files, outcomes and error counts, grouped in one pass (linear in rows). `summary`:
-    one line per drop (its latest receipt's outcomes and its error count) after a total; `outcome`: only the drops
+    """Each drop's receipts, files, outcomes and error counts, grouped in one pass (linear in rows). Each receipt's
+    errors are its run's (a replay's are not the first run's again); the errors of runs that received nothing (a
+    refused drop, a server that did not answer) are listed apart. `summary`: one line per drop (its latest receipt's
+    outcomes and its errors, with those of runs that received nothing) after a total; `outcome`: only the drops
     whose latest receipt has a file with that outcome."""
     f, e = ingestion_files.c, ingestion_errors.c
     with engine.connect() as conn:
         files = conn.execute(sa.select(f.DropId, f.DropVersion, f.RunId, f.FileName, f.SizeBytes, f.Outcome,
                                        f.ReceivedAt, f.OutcomeAt, f.DuplicateOf)
                              .where(_scope(f.DropId, scope)).order_by(f.DropId, f.ReceivedAt, f.FileId)).all()
-        errors = conn.execute(sa.select(e.DropId, e.Stage, e.Reason, sa.func.count(), sa.func.sum(e.RowCount))
-                              .where(_scope(e.DropId, scope)).group_by(e.DropId, e.Stage, e.Reason)
+        errors = conn.execute(sa.select(e.DropId, e.RunId, e.Stage, e.Reason, sa.func.count(),
+                                        sa.func.sum(e.RowCount))
+                              .where(_scope(e.DropId, scope)).group_by(e.DropId, e.RunId, e.Stage, e.Reason)
                               .order_by(e.DropId, e.Stage, e.Reason)).all()
     runs: dict[str, dict[tuple, list]] = {}  # drop -> (version, run, received) -> its files, in order
     for r in files:
         runs.setdefault(r.DropId, {}).setdefault((r.DropVersion, r.RunId, r.ReceivedAt), []).append(r)
-    counts: dict[str, list] = {}
-    for row in errors:
-        counts.setdefault(row[0], []).append(row[1:])
+    received = {(drop, run_id) for drop, receipts in runs.items() for _version, run_id, _at in receipts}
+    counts: dict[str, dict[str | None, list]] = {}  # drop -> run (None: runs that received nothing) -> its errors
+    for drop, run_id, *row in errors:
+        counts.setdefault(drop, {}).setdefault(run_id if (drop, run_id) in received else None, []).append(row)
     drops = sorted(set(runs) | {d for d in counts if d})
     if outcome:
         drops = [d for d in drops if d in runs and outcome in {r.Outcome for r in list(runs[d].values())[-1]}]
@@ -51,10 +55,15 @@ def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = Fal
                 same = f" (same bytes as {r.DuplicateOf})" if r.DuplicateOf else ""
                 out.append(f"    {r.FileName:<28} {r.SizeBytes:>14,} B  {r.Outcome:<9} {r.OutcomeAt:%Y-%m-%d %H:%M:%S}"
                            f"{same}")
-        listed = [f"{stage}/{reason} {n}" + (f" ({rows:,} rows)" if rows else "")
-                  for stage, reason, n, rows in counts.get(drop, [])]
-        out.append(f"  errors: {', '.join(listed) if listed else 'none'}")
+            out.append(f"    errors: {_listed(counts.get(drop, {}).get(run_id, []))}")
+        if None in counts.get(drop, {}):
+            out.append(f"  errors of runs that received nothing: {_listed(counts[drop][None])}")
     return "\n".join(out)
+
+
+def _listed(errors: list) -> str:
+    return ", ".join(f"{stage}/{reason} {n}" + (f" ({rows:,} rows)" if rows else "")
+                     for stage, reason, n, rows in errors) or "none"
 
 
 def _summary(drops: list[str], runs: dict, counts: dict) -> str:
@@ -71,7 +80,9 @@ def _summary(drops: list[str], runs: dict, counts: dict) -> str:
         outcomes = ", ".join(f"{n} {o}" for o, n in sorted(
             {o: sum(r.Outcome == o for r in rows) for o in {r.Outcome for r in rows}}.items()))
         when = f"{rows[0].ReceivedAt:%Y-%m-%d %H:%M}" if rows else "never received"
-        errors = sum(n for _stage, _reason, n, _rows in counts.get(drop, []))
+        latest_run = list(runs[drop])[-1][1] if drop in runs else None
+        errors = sum(n for run_id in {latest_run, None} for _stage, _reason, n, _rows
+                     in counts.get(drop, {}).get(run_id, []))
         out.append(f"  {drop:<40} {when:<16} {len(runs.get(drop, {}))} receipt(s)  {outcomes or '-'}  "
                    f"errors {errors}")
     return "\n".join(out)
