@@ -221,6 +221,18 @@ def test_no_suggestion_is_offered_that_accepting_could_not_apply():
                                  ValidatedFile("classlink_users", "ClassLinkUsers", users), [], lambda source: [])
     assert set(found["from_id"]) == {"129"}  # dora's address is two users': no pair could link her
     assert powerschool_candidates(students)["id"].to_list() == ["128", "129"]
+    # a district that links ClassLink by sourcedId: a hand-made account with none was offered for eli (its address
+    # is his); accepted, it could give him no sourcedId, and the review said "applied" on every drop
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    by_sourced_id = entry.model_copy(update={"student_link": entry.student_link.model_copy(
+        update={"classlink": "sourced_id"})})
+    keyed = students.with_columns(pl.Series("sourced_id", ["s128", "s129", None]))
+    accounts = pl.DataFrame({"classlink_user_id": ["CL7", "CL8"], "tenant_name": ["T"] * 2,
+                             "email_key": ["eli@x.org", "dora@x.org"], "sourced_id": [None, "s999"]})
+    identity = link_students(keyed, accounts, {}, on="sourced_id")
+    found = pipeline.suggestions(by_sourced_id, identity, ValidatedFile("powerschool_students", "students.csv", keyed),
+                                 ValidatedFile("classlink_users", "ClassLinkUsers", accounts), [], lambda source: [])
+    assert found.select("from_id", "to_id").rows() == [("128", "CL8")]  # dora's, which carries a sourcedId
 
 
 def test_a_birth_date_is_the_same_date_whatever_layout_each_side_writes_it_in():

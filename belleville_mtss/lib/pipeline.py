@@ -144,7 +144,11 @@ def suggestions(district: District, identity: IdentityMap, students: ValidatedFi
         unlinked = identity.frame.filter(pl.col("classlink_link") == "not_in_classlink").select("student_number").join(
             students.frame.select("student_number", "email"), on="student_number")
         taken = identity.frame["classlink_user_id"].drop_nulls()
-        free = users.frame.filter(~pl.col("classlink_user_id").is_in(taken.implode()))
+        # a user an accepted pair could never link: no key (its address, or its sourcedId where the district links
+        # by that), or one another user carries too (accepted, the student would be ambiguous, still unlinked)
+        on = CLASSLINK_ON[district.student_link.classlink]
+        free = users.frame.filter(pl.col(on).is_not_null() & (pl.len().over(on) == 1)
+                                  & ~pl.col("classlink_user_id").is_in(taken.implode()))
         parts.append(classlink_suggestions(unlinked, free))
     return pl.concat(parts) if parts else pl.DataFrame(schema=SUGGESTION_COLUMNS)
 
