@@ -11,6 +11,7 @@ from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 LOCK_WAIT = "district_lock_wait_s"  # an observation's metadata: seconds a load waited for its district's lock
 # an observation's metadata: what of the drop newer drops hold, left to them (the rest loaded)
 SUPERSEDED_IN_PART = "superseded_in_part"
+REFUSED_BY = "refused_by"  # a load's failure's metadata: the replace check that refused it
 
 SOURCES = ["received_drop", *(f.asset for f in FILES), "classlink_users", "account_info"]
 VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
@@ -81,8 +82,14 @@ class DropReport:
                 error = failure.error
                 while error is not None and error.cause is not None and error.cls_name.startswith("Dagster"):
                     error = error.cause  # Dagster's wrapper says a step failed; its cause says why
-                text = failure.user_failure_data.description if failure.user_failure_data else \
-                    (error.message if error is not None else "")
+                data = failure.user_failure_data
+                refused_by = data.metadata.get(REFUSED_BY) if data is not None else None
+                if refused_by is not None:  # a refusal, not a failure: as its check says (when its check is shown)
+                    name = str(refused_by.value)
+                    report.checks[name] = False
+                    report.why.setdefault(name, str(data.metadata["why"].value))
+                    continue
+                text = data.description if data is not None else (error.message if error is not None else "")
                 report.failures[event.step_key] = " ".join((text or "").split())
                 report.causes[event.step_key] = error.cls_name if error is not None else "unknown"
         return report

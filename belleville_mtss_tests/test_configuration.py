@@ -475,3 +475,30 @@ def test_a_run_of_the_results_load_alone_that_loads_is_tagged_loaded_and_logs_no
             drop_outcome_sensor(context)
         assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "loaded"
     assert errors(settings).filter((pl.col("RunId") == run.run_id) & (pl.col("Stage") == "run")).is_empty()
+
+
+def test_a_run_of_the_results_load_alone_of_an_older_drop_is_tagged_superseded_with_no_failure_or_alert(
+        settings, new_instance):
+    """The replace checks are the roster's: a load of the results alone shows none, and its refusal reached the
+    report as a failed step: a harmless backfill from the UI was tagged failed, logged a run/failed row and alerted."""
+    import shutil
+    from belleville_mtss.definitions import build_definitions
+    from belleville_mtss.defs.outcomes import drop_outcome_sensor
+    from belleville_mtss.defs.resources import resources
+    from belleville_mtss.report import DropReport, drop_alerts
+    drop = prepare_drop(settings)
+    shutil.copytree(drop, drop.parent / "2026-11-20")
+    with new_instance() as instance:
+        for key in ("belleville/2026-11-01", "belleville/2026-11-20"):  # the older drop's frames kept, as a run keeps
+            assert run_drop(settings, key, instance=instance).outcome == "loaded"
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01", raise_on_error=False,
+                                     asset_selection=[dg.AssetKey("dm_assessment_results")])
+        report = DropReport.from_events("belleville/2026-11-01", run.all_events)
+        assert (report.outcome, report.exit_code, drop_alerts(report, run.run_id, "drop_job", True)) == (
+            "superseded", 4, [])
+        assert report.verdict().startswith("SUPERSEDED: belleville/2026-11-01: drop_is_newest: superseded: ")
+        with dg.build_sensor_context(instance=instance, resources=resources(settings)) as context:
+            drop_outcome_sensor(context)
+        assert instance.get_run_by_id(run.run_id).tags[OUTCOME_TAG] == "superseded"
+    assert errors(settings).filter((pl.col("RunId") == run.run_id) & (pl.col("Stage") == "run")).is_empty()

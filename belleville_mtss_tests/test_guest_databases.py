@@ -648,10 +648,11 @@ def test_status_counts_each_receipts_own_errors_not_those_of_every_run_of_the_dr
     for run in ("first", "replay"):
         record_errors(engine, [ErrorRecord("identity", "unknown_student", "SR.csv: 4 rows", "SR.csv", 4)],
                       district_id=107873, drop_id=key, run_id=run)
-    record_errors(engine, [ErrorRecord("receive", "transfer_failed", "no answer")], district_id=107873, drop_id=key,
-                  run_id="unanswered")
+    for run in ("unanswered", "unanswered again"):
+        record_errors(engine, [ErrorRecord("receive", "transfer_failed", "no answer")], district_id=107873,
+                      drop_id=key, run_id=run)
     shown, summary = drop_status(engine, key), drop_status(engine, summary=True)
     engine.dispose()
     assert shown.count("    errors: identity/unknown_student 1 (4 rows)") == 2  # each receipt its own
-    assert shown.endswith("  errors of runs that received nothing: receive/transfer_failed 1")
-    assert summary.splitlines()[1].endswith("2 receipt(s)  1 loaded  errors 2")  # the replay's, and the refusal
+    assert shown.endswith("  errors of runs that received nothing: receive/transfer_failed 2")  # summed
+    assert summary.splitlines()[1].endswith("2 receipt(s)  1 loaded  errors 3")  # the replay's, and the refusals

@@ -174,29 +174,37 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert _same(held_rows(backend), newest)
 
 
+LEFT = "roster, star SM 2026-2027, star SR 2026-2027"
+PART_NOTE = f"{LEFT} left to newer drops (the newer {KEY[NEW]} holds {LEFT})"
+
+
+def _newer_loaded_older_with_last_year(settings) -> dict[str, pl.DataFrame]:
+    """The newer drop loaded; the older one holds last school year's SEL tests besides what the newer holds. Returns
+    what the warehouse holds."""
+    old_folder = prepare_drop(settings, OLD)
+    later_drop(settings, NEW)
+    last_year = pl.read_csv(old_folder / "SEL.csv", infer_schema=False).with_columns(
+        pl.lit("2025-2026").alias("SchoolYear"), ("Y25-" + pl.col("AssessmentID")).alias("AssessmentID"))
+    last_year.write_csv(old_folder / "SEL.csv")  # other tests than the newer drop's
+    assert _run(settings, KEY[NEW]).outcome == "loaded"
+    return held_rows(settings)
+
+
 def test_an_older_drop_run_after_a_newer_one_loads_what_no_newer_drop_holds(backend):
     """A drop whose run was killed and replayed after a newer drop loaded (or one backfilled) was refused whole: what
     it alone held was lost (a review's case: MAP Growth's Fall term, which NWEA's Winter export no longer lists; here
     last school year's SEL tests). The scopes a newer drop holds stay the newer drop's; the rest loads."""
-    from belleville_mtss.dry_run import dry_run
-    old_folder = prepare_drop(backend, OLD)
-    later_drop(backend, NEW)
-    last_year = pl.read_csv(old_folder / "SEL.csv", infer_schema=False).with_columns(
-        pl.lit("2025-2026").alias("SchoolYear"), ("Y25-" + pl.col("AssessmentID")).alias("AssessmentID"))
-    last_year.write_csv(old_folder / "SEL.csv")  # other tests than the newer drop's
-    assert _run(backend, KEY[NEW]).outcome == "loaded"
-    newest = held_rows(backend)
-    left = "roster, star SM 2026-2027, star SR 2026-2027"
-    note = f"{left} left to newer drops (the newer {KEY[NEW]} holds {left})"
+    newest = _newer_loaded_older_with_last_year(backend)
     planned = dry_run(backend, KEY[OLD])
     report = _run(backend, KEY[OLD])
     assert (report.outcome, report.exit_code) == ("loaded", 0)
     sel = report.written["dm_assessment_results"]
     assert sel > 0 and report.written["dm_student_roster"] == 0
     assert report.verdict() == f"OK: {KEY[OLD]}: 0 roster rows and {sel:,} results loaded, every file; superseded " \
-                               f"in part: {note}"
-    assert planned.outcome == "loaded" and planned.lines[-1] == \
-        f"DRY RUN: {KEY[OLD]}: would load 0 roster rows and {sel:,} results; superseded in part: {note}; nothing written"
+                               f"in part: {PART_NOTE}"
+    assert planned.outcome == "loaded" and planned.lines[-1] == (
+        f"DRY RUN: {KEY[OLD]}: would load 0 roster rows and {sel:,} results; superseded in part: {PART_NOTE}; nothing "
+        "written")
     held = held_rows(backend)
     assert held["roster"].equals(newest["roster"])  # the newer drop's roster stays
     def by_drop(results):
@@ -210,6 +218,34 @@ def test_an_older_drop_run_after_a_newer_one_loads_what_no_newer_drop_holds(back
     # the newer drop, run again, keeps last year's tests: it holds none of that year
     assert _run(backend, KEY[NEW]).outcome == "loaded"
     assert held_rows(backend)["results"].filter(pl.col("DropId") == KEY[OLD]).height == sel
+
+
+def test_a_run_stopped_after_loading_a_drop_in_part_says_what_it_loaded_and_left(tmp_path):
+    """SIGTERM after the commit of a load that left a part to a newer drop: the run said FAILED as if nothing was
+    written (the part left was not said before it stopped), and the error log never said what was left."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    from .conftest import make_settings
+    home = make_settings(tmp_path / "mtss")
+    _newer_loaded_older_with_last_year(home)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MTSS_")}, "MTSS_HOME": str(home.home),
+           "MTSS_FAULT": "after_commit:sleep=60"}
+    proc = subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", KEY[OLD]], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:  # until the part it loads is committed
+        if (held_rows(home)["results"]["DropId"] == KEY[OLD]).any():
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert re.match(rf"FAILED after loading: {KEY[OLD]}: 0 roster rows and [\d,]+ results loaded; then ",
+                    out.strip().splitlines()[-1]), out[-400:]
+    logged = errors(home).filter(pl.col("DropId") == KEY[OLD])
+    assert "superseded_in_part" in logged["Reason"].to_list()
 
 
 @pytest.mark.parametrize("runs, outcomes", [

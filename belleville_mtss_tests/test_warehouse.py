@@ -415,10 +415,11 @@ def test_a_drop_superseded_in_part_keeps_only_the_terms_no_newer_drop_holds(engi
         assert newer.skipped == [] and newer.results is fall
 
 
-def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_and_replaces_its_former_subject(engine):
+def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_that_held_them(engine):
     """MAP Growth results loaded under Subject "Language Arts" (as sent, before the RIT scale was read from Course),
-    then under "Reading": the same tests were held twice, once under each subject; and, taken back one by one, the
-    tests the new export no longer lists stayed under Language Arts for good."""
+    then under "Reading": the same tests were held twice, once under each subject. The tests the new export lists are
+    taken; the others stay where they were (a load replacing the former subject's term whole would delete them
+    unseen by the shrink gate, which weighs the load's own scopes)."""
     arts = _frame().with_columns(pl.lit("map_growth").alias("Assessment"), pl.lit("Language Arts").alias("Subject"))
     replace_results(engine, 107873, arts)
     other_year = arts.with_columns(pl.lit("2025-2026").alias("SchoolYear"), pl.col("TestKey") + "-prior")
@@ -428,5 +429,5 @@ def test_a_load_takes_its_tests_from_another_subject_of_the_assessment_and_repla
                                                           pl.lit("star").alias("Assessment")))  # not MAP's
     held = read_table(engine, assessment_results).group_by("Assessment", "Subject", "SchoolYear").len().sort(
         "Assessment", "Subject", "SchoolYear").rows()
-    assert held == [("map_growth", "Language Arts", "2025-2026", 6), ("map_growth", "Reading", "2026-2027", 4),
-                    ("star", "Language Usage", "2026-2027", 6)]
+    assert held == [("map_growth", "Language Arts", "2025-2026", 6), ("map_growth", "Language Arts", "2026-2027", 2),
+                    ("map_growth", "Reading", "2026-2027", 4), ("star", "Language Usage", "2026-2027", 6)]

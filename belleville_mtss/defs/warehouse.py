@@ -19,7 +19,7 @@ from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES, SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates
 from .district import GATED, accepted_result, accepting, blocked_failure, check_specs, verdict
-from ..report import LOCK_WAIT, SUPERSEDED_IN_PART
+from ..report import LOCK_WAIT, REFUSED_BY, SUPERSEDED_IN_PART
 from .metadata import OWNERS, table
 from .partitions import drops
 from .recovery import parent_of
@@ -205,6 +205,18 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             yield dg.MaterializeResult(asset_key=asset, metadata={
                 **table(written[asset], columns, graph[node]), "rows_written": written[asset],
                 "lineage": dg.MetadataValue.md(lineage_markdown(district, node))})
+    if holds is not None and written:  # loaded in part: what was left to newer drops, said before anything else
+        note = holds.note
+        context.log.warning(f"{key}: superseded in part: {note}; the rest of the drop loaded")
+        yield dg.AssetObservation(asset_key=ROSTER, metadata={SUPERSEDED_IN_PART: note})
+        for asset in (ROSTER, RESULTS):
+            if asset not in written and asset in selected:  # left whole to a newer drop: nothing of it written
+                yield dg.MaterializeResult(asset_key=asset, metadata={"rows_written": 0, SUPERSEDED_IN_PART: holds.why})
+                for name in checks.LOAD_CHECKS:
+                    yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=True,
+                                              metadata={"why": f"nothing written: {holds.why}"})
+        error_log.record(context, key, [ErrorRecord("replace", "superseded_in_part", f"{key}: {note}; the rest of "
+                                                    "the drop was loaded (what no newer drop holds)")])
     if interrupted is not None:
         raise interrupted
     if waited >= 1:  # the run report says so (report.py)
@@ -222,22 +234,13 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         if shown:
             yield result
     if refused:
+        # the refusing check named on the failure too: a load of the results alone shows no replace check, and its
+        # run is superseded or blocked, not failed (report.py)
+        named = {REFUSED_BY: refused[0].name, "why": refused[0].why}
         if checks.stopped_as(o.name for o in refused) == "superseded":
             raise blocked_failure(f"Superseded: {key}: {refused[0].why}. "
-                                  + checks.CATALOGUE[refused[0].name].remedy_for(district, key))
-        raise blocked_failure(pipeline.blocked_summary(district, key, refused))
-    if holds is not None:
-        note = holds.note
-        context.log.warning(f"{key}: superseded in part: {note}; the rest of the drop loaded")
-        error_log.record(context, key, [ErrorRecord("replace", "superseded_in_part", f"{key}: {note}; the rest of "
-                                                    "the drop was loaded (what no newer drop holds)")])
-        yield dg.AssetObservation(asset_key=ROSTER, metadata={SUPERSEDED_IN_PART: note})
-    for asset in (ROSTER, RESULTS):
-        if asset not in written and asset in selected and holds is not None:  # left whole to a newer drop
-            yield dg.MaterializeResult(asset_key=asset, metadata={"rows_written": 0, SUPERSEDED_IN_PART: holds.why})
-            for name in checks.LOAD_CHECKS:
-                yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=True,
-                                          metadata={"why": f"nothing written: {holds.why}"})
+                                  + checks.CATALOGUE[refused[0].name].remedy_for(district, key), **named)
+        raise blocked_failure(pipeline.blocked_summary(district, key, refused), **named)
     if roster is not None:
         yield from _load_checks(context, error_log, engine, student_roster_table, ROSTER, district.account_info_id,
                                 roster)

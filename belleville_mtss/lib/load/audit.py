@@ -36,9 +36,13 @@ def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = Fal
     for r in files:
         runs.setdefault(r.DropId, {}).setdefault((r.DropVersion, r.RunId, r.ReceivedAt), []).append(r)
     received = {(drop, run_id) for drop, receipts in runs.items() for _version, run_id, _at in receipts}
-    counts: dict[str, dict[str | None, list]] = {}  # drop -> run (None: runs that received nothing) -> its errors
-    for drop, run_id, *row in errors:
-        counts.setdefault(drop, {}).setdefault(run_id if (drop, run_id) in received else None, []).append(row)
+    summed: dict[str, dict[str | None, dict]] = {}  # drop -> run (None: runs that received nothing) -> its errors
+    for drop, run_id, stage, reason, n, rows in errors:
+        by_reason = summed.setdefault(drop, {}).setdefault(run_id if (drop, run_id) in received else None, {})
+        before = by_reason.get((stage, reason), (0, None))
+        by_reason[(stage, reason)] = (before[0] + n, (before[1] or 0) + rows if rows is not None else before[1])
+    counts = {drop: {run: [(*key, n, rows) for key, (n, rows) in sorted(by.items())] for run, by in runs_.items()}
+              for drop, runs_ in summed.items()}
     drops = sorted(set(runs) | {d for d in counts if d})
     if outcome:
         drops = [d for d in drops if d in runs and outcome in {r.Outcome for r in list(runs[d].values())[-1]}]

@@ -592,13 +592,10 @@ def _scores_in_scope(account_info_id: int, scope: Scope):
 def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scopes: list[Scope]) -> int:
     """Each scope of `scopes` is replaced by the staged results and their scores, in the caller's transaction.
     Returns the results written."""
-    from ..sources import FORMER_SUBJECTS  # not at the top: each source's module imports this one
-    for assessment, subject, year, term in scopes:
-        # the scope under the subjects its results were stored under before, too
-        for scope in [(assessment, s, year, term) for s in (subject, *FORMER_SUBJECTS.get((assessment, subject), ()))]:
-            # the scores first: they are found through the result rows about to go
-            conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
-            conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
+    for scope in scopes:
+        # the scores first: they are found through the result rows about to go
+        conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
+        conn.execute(assessment_results.delete().where(_in_scope(account_info_id, scope)))
     staged, r = STAGING[assessment_results.name].c, assessment_results.c
     for assessment in sorted({a for a, _subject, _year, _term in scopes}):
         # the tests it brings held under another term, school year or subject go too (the district moved its dates;

@@ -31,10 +31,7 @@ ASSESSMENT_FILES = tuple(k for s in ASSESSMENTS for k in s.files)
 ROSTER_FILES = tuple(k for s in ROSTERS for k in s.files)
 # The `Assessment` of each source whose export is one term's (lib/load/order.py: what a load replaces)
 TERM_SNAPSHOTS = frozenset(s.assessment or s.name for s in ASSESSMENTS if s.snapshot == "term")
-# (assessment, subject) -> the subjects its results were stored under before (`Source.former_subjects`)
-FORMER_SUBJECTS = {(s.assessment or s.name, subject): former for s in ASSESSMENTS
-                   for subject, former in s.former_subjects.items()}
 
-__all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "FORMER_SUBJECTS", "KIND",
+__all__ = ["ASSESSMENTS", "ASSESSMENT_FILES", "BY_NAME", "DIRECTORY", "FILES", "KIND",
            "RESULT_COLUMNS", "ROSTERS", "ROSTER_FILES", "SCORES", "SOURCES", "SOURCE_OF", "TERM_SNAPSHOTS",
            "AssessmentSection", "FileKind", "Source", "common_results"]

@@ -118,9 +118,6 @@ class Source:
     # subject's school year is replaced whole), or one term ("term": NWEA's scheduled Comprehensive Data File and
     # mCLASS's benchmark export hold one term's tests; only the terms a drop holds are replaced, the others kept)
     snapshot: Literal["school_year", "term"] = "school_year"
-    # The subjects its results were stored under before (subject -> the former ones): a load of a scope replaces the
-    # same scope under those too, so that what a former subject holds is never left behind
-    former_subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)
     header_map: Callable | None = None  # (district) -> validated column -> header, where the registry maps them
 
     def link_columns(self) -> tuple[str, ...]:

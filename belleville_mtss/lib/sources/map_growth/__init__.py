@@ -145,7 +145,4 @@ SOURCE = Source(
     sample=sample,
     recognise=lambda header: {"TestRITScore", "TermName", "TestID"} <= set(header),
     snapshot="term",  # a daily or weekly export holds the current term's tests only (NWEA's Data Export Scheduler)
-    # stored as sent until the RIT scale was read (`_scale`): newer exports' Language Arts, older ones' General Science
-    former_subjects={"Reading": ("Language Arts",), "Language Usage": ("Language Arts",),
-                     "Science": ("General Science",)},
 )
