@@ -1,10 +1,13 @@
 """Assets materialized a few at a time, as from the UI, after the drop's whole run was refused: the blocking checks
 hold across runs. A step that refuses a drop keeps no frame (nor leaves an earlier run's), a new version of a drop
 leaves none of the older version's, and the load refuses frames verified under another AccountInfoId."""
+import os
+
 import dagster as dg
 import polars as pl
 
 from belleville_mtss.definitions import build_definitions
+from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
 from .helpers import edited_registry, errors, prepare_drop, set_column, warehouse_counts
@@ -65,6 +68,37 @@ def test_a_version_refused_by_its_district_check_loads_nothing_later_and_a_new_v
                          "dm_assessment_results")
         assert not result.success and "is not kept at rest" in _failures(result)
     assert warehouse_counts(settings) == held
+
+
+def test_a_file_corrected_in_place_under_the_same_version_leaves_no_frame_of_the_bytes_before(tmp_path, new_instance):
+    # A drop's version is its files' names, sizes and times: SR.csv rewritten with both kept (another district named,
+    # other scores) and received alone kept the crosswalk and identity map verified for the bytes before, and the
+    # results, run alone after, loaded the new bytes unchecked.
+    settings = make_settings(tmp_path / "mtss")
+    sr = prepare_drop(settings) / "SR.csv"
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        held = _scores(settings)
+        before = sr.stat()
+        rows = pl.read_csv(sr, infer_schema=False)
+        rows.with_columns(  # as long as before: another district's name, each score's last digit another
+            pl.col("DistrictName").str.replace("Belleville Public Schools", "Bellevue Union Elementary"),
+            pl.when(pl.col("ScaledScore").str.ends_with("0")).then(pl.col("ScaledScore").str.replace(r"0$", "1"))
+            .otherwise(pl.col("ScaledScore").str.replace(r"\d$", "0")),
+        ).write_csv(sr)
+        os.utime(sr, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert sr.stat().st_size == before.st_size and sr.stat().st_mtime_ns == before.st_mtime_ns
+
+        assert _subset(settings, instance, "received_drop").success
+        kept = settings.storage_dir
+        assert not [p for p in kept.glob(f"*/{KEY}") if p.parent.parent.name != "received_drop"]
+        result = _subset(settings, instance, "assessment_results", "dm_assessment_results")
+        assert not result.success and "is not kept at rest" in _failures(result)
+        assert _scores(settings) == held
+
+
+def _scores(settings) -> list:
+    return read_table(make_engine(settings.warehouse_url), assessment_results)["ScaledScore"].sort().to_list()
 
 
 def test_frames_verified_under_an_earlier_account_info_id_do_not_load_under_a_new_one(tmp_path, new_instance):

@@ -34,6 +34,11 @@ def _keeps_none(step_context) -> bool:
                for output in step_context.step.step_outputs)
 
 
+def _bytes_of(received) -> tuple:
+    """What a received drop is: its version and each file's name and hash."""
+    return received.version, sorted((f.name, f.sha256) for f in received.files)
+
+
 def _unkeep(path: Path) -> None:
     """What an earlier run kept at `path` removed: stale once this run's output is recorded. A write that fails
     later removes nothing (its part file is its writer's to remove): what is at `path` by then is another run's."""
@@ -92,19 +97,20 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         for asset in assets:
             _unkeep(safe_join(Path(self.base_dir), asset, drop))
 
-    def forget_older_version(self, drop: str, version: str) -> None:
-        """The drop received in a new version: every frame kept of its older version removed (the files as
-        validated, the crosswalk, the identity map, the roster and results), so that no later run's step mixes them
-        with this version's, or loads them under it."""
+    def forget_older_version(self, drop: str, received) -> None:
+        """The drop received in a new version, or with other bytes under the same one (a file corrected in place,
+        its size and time kept): every frame kept of what was received before removed (the files as validated, the
+        crosswalk, the identity map, the roster and results), so that no later run's step mixes them with these
+        bytes, or loads them unchecked under them."""
         base = Path(self.base_dir)
         kept = safe_join(base, "received_drop", drop)
         if not kept.exists():
             return
         try:
-            before = load(self._key(), kept).version
+            before = load(self._key(), kept)
         except Exception:  # unreadable (altered, or of another key): of no version this one can be
             before = None
-        if before != version:
+        if before is None or _bytes_of(before) != _bytes_of(received):
             self.forget(drop, *sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "received_drop"))
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:

@@ -53,7 +53,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     unexpected = [f.name for f in received.files if f.name not in claimed]
     if unexpected:
         error_log.mark_files(context, "not_expected", unexpected)
-    context.resources.io_manager.forget_older_version(key, received.version)
+    context.resources.io_manager.forget_older_version(key, received)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
         "not_expected": ", ".join(unexpected),
