@@ -82,6 +82,17 @@ def test_a_value_only_a_few_students_rows_carry_is_never_shown_as_read():
     ]
 
 
+def test_a_surname_that_several_students_share_is_not_shown_where_a_shifted_column_holds_surnames():
+    """A DistrictName column holding the students' last names (a shifted or mislabelled column): every surname five
+    students shared was quoted in the error table, the check's metadata, the summary and the blocked drop's alert."""
+    surnames = ["Garcia", "Smith", "Nguyen", "Brown", "Patel", "Cohen", "Rossi", "Kim", "Silva", "Novak"]
+    file = ValidatedFile("star_reading", "SR.csv", pl.DataFrame({
+        "district_name": [surnames[i % 10] for i in range(100)], "student_link": [str(i) for i in range(100)]}))
+    rows = crosswalk([file], classlink("Belleville PD"))
+    shown = {r[2] for r in rows if r[0] == "star_reading"}
+    assert shown == {"<a value of 10 row(s), not shown>"}, shown  # ten surnames, each a tenth of the students
+
+
 def test_halted_files_are_listed_as_halted():
     halted = ValidatedFile("star_math", "SM.csv")
     rows = crosswalk([halted], ValidatedFile("classlink_users", "dbo.ClassLinkUsers"),

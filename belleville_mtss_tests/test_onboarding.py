@@ -275,3 +275,27 @@ def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_email
         ["Belleville NJ Tenant"], [111])
     assert found.entry["student_link"]["classlink"] == "email"
     assert found.by_sourced_id == (10, 10)  # measured, and shown: not taken, as its tenant is not the emails'
+
+
+def test_a_students_value_in_a_district_column_is_counted_never_shown_nor_proposed(world, tmp_path, capsys):
+    # One Star row's DistrictName held a student's email, another a student's name: onboarding printed both, and
+    # wrote them into the draft's verification.checked and its sources.star.names (a listed name verifies a file).
+    settings, registry = world
+    sample = tmp_path / "sample"
+    shutil.copytree(settings.drop_dir / "belleville" / "2026-11-01", sample)
+    students = pl.read_csv(sample / "students.csv", infer_schema=False)
+    planted = {"SR.csv": students["U_STUDENTSUSERFIELDS.custom_student_email"][5],
+               "SM.csv": f"{students['STUDENTS.FIRST_NAME'][6]} {students['STUDENTS.LAST_NAME'][6]}"}
+    for name, value in planted.items():
+        star = pl.read_csv(sample / name, infer_schema=False)
+        star.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(value)).otherwise(pl.col("DistrictName"))
+                          .alias("DistrictName")).write_csv(sample / name)
+    out = registry / "belleville2-draft.yaml"
+    found = onboard(capsys, sample, "NJ", "belleville2", out)
+    draft = out.read_text()
+    for value in planted.values():
+        assert value not in json.dumps(found) and value not in draft
+    entry = yaml.safe_load(draft)
+    assert entry["sources"]["star"]["names"] == ["Belleville Public Schools"]
+    assert found["account_info_id"] == entry["account_info_id"] == 107873
+    assert sum("<a value of 1 row(s), not shown>" in line for line in entry["verification"]["checked"]) == 2

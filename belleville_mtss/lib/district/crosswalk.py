@@ -145,21 +145,29 @@ def listed_names(district: District, source) -> tuple[str, list[str]]:
 
 
 STUDENTS_MIN = 5  # students whose rows carry a value, at least, for it to be shown as read (`_shown`)
+SHARE_MIN = 0.2  # ... and at least this share of the file's students: a common surname is neither
+
+
+def carried_widely(students: int, of: int) -> bool:
+    """Whether a value the rows of `students` of a file's `of` students carry is evidently not one student's."""
+    return students >= max(STUDENTS_MIN, SHARE_MIN * of)
 
 
 def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, student: str | None) -> list[CrosswalkEntry]:
     """The entries with each name or id a file carries as it may be shown (an error row, a check's metadata, a log):
     as read where it is evidently a district's (it resolved to one, or is too close to two to call, or the rows of
-    STUDENTS_MIN students or more carry it); else only how many rows carry it. A district column holding one
-    student's value (a stray cell, a shifted column: their name, email or number) is theirs, not the log's."""
+    STUDENTS_MIN students or more, and a SHARE_MIN of the file's, carry it); else only how many rows carry it. A
+    district column holding a student's value (a stray cell, a shifted column: their name, email or number, a
+    surname five students share) is theirs, not the log's."""
     if student is None or student not in frame.columns:
         return entries  # no student's rows (the ClassLink tenants): nothing of a student to carry
     carried = {name: (rows, students) for name, rows, students in frame.group_by(column).agg(
         pl.len(), pl.col(student).n_unique()).iter_rows()}
+    of = frame[student].n_unique()
     out = []
     for e in entries:
         rows, students = carried.get(e.name_seen, (0, 0))
-        evident = e.decision in ("resolved", "ambiguous") or students >= STUDENTS_MIN
+        evident = e.decision in ("resolved", "ambiguous") or carried_widely(students, of)
         out.append(e if evident else replace(e, name_seen=f"<a value of {rows:,} row(s), not shown>"))
     return out
 

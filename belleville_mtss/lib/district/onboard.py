@@ -27,7 +27,7 @@ from ..sources.powerschool.reader import email_key
 from ..receive.drops import DropRefused, Limits, zip_entries
 from ..receive.untrusted import escape
 from ..read.csvfile import FileRejected, read_text_csv
-from .crosswalk import account_reference
+from .crosswalk import account_reference, carried_widely
 from ..sources.powerschool.section import POWERSCHOOL_FIELDS, POWERSCHOOL_LINK_FIELDS
 
 # A proposed student link must match at least this share of a source's identifiers; the gates decide later.
@@ -297,6 +297,7 @@ class Evidence:
     rows: int
     account_info_id: int | None
     how: str
+    shown: bool = True  # False: a value of few students' rows, counted (`value` says so), never proposed
 
 
 @dataclass(frozen=True)
@@ -341,25 +342,34 @@ class Onboarding:
 
 def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidence]:
     """The district names (resolved within the state), state district ids and other district ids a source's
-    files carry, with their row counts."""
+    files carry, with their row counts. A value no district resolves from and few students' rows carry (a stray
+    cell, a shifted column: a student's name, email or number) is counted, never shown nor proposed."""
     source, out = found.source, []
     name, state_id = source.header_of(source.district_column), source.header_of(source.state_id_column)
     for column in (c for c in (name, state_id, *source.district_ids) if c):
-        counts: dict[str, int] = {}
-        for t in found.tables:
-            if column in t.columns:
-                for value, n in t.frame[column].str.strip_chars().value_counts().rows():
-                    if value:
-                        counts[value] = counts.get(value, 0) + n
-        for value, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        carried = [t.frame.select(pl.col(column).str.strip_chars().alias("value"), _student_of(t, source))
+                   for t in found.tables if column in t.columns]
+        if not carried:
+            continue
+        pairs = pl.concat(carried).filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
+        of = pairs["student"].n_unique()
+        counts = pairs.group_by("value").agg(pl.len().alias("rows"), pl.col("student").n_unique().alias("students"))
+        for value, n, students in counts.sort(["rows", "value"], descending=[True, False]).rows():
             where = f"{source.title} {column}"
-            if column == name:
-                out.append(_name_evidence(where, value, n, reference, state))
-            elif column == state_id:
-                out.append(_state_id_evidence(where, value, n, source))
-            else:
-                out.append(Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
+            e = (_name_evidence(where, value, n, reference, state) if column == name
+                 else _state_id_evidence(where, value, n, source) if column == state_id
+                 else Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
+            if e.account_info_id is None and not e.how.startswith("ambiguous") and not carried_widely(students, of):
+                e = Evidence(where, f"<a value of {n:,} row(s), not shown>", n, None,
+                             f"carried by {students} student(s) only: not a district's; not proposed", shown=False)
+            out.append(e)
     return out
+
+
+def _student_of(table: Table, source: Source) -> pl.Expr:
+    """Who a row's student is, by the source's first link column the table has (else the row itself)."""
+    column = next((c for c in source.link_columns() if c in table.columns), None)
+    return (pl.col(column) if column else pl.int_range(pl.len()).cast(pl.Utf8)).alias("student")
 
 
 def _name_evidence(where: str, value: str, n: int, reference, state: str) -> Evidence:
@@ -670,9 +680,10 @@ def _district_evidence(found: Assessed) -> bool:
 def _section(o: Onboarding, found: Assessed) -> dict:
     """The draft's `sources.<source>` section: the files the sample held, the names and state ids found, the link."""
     source = found.source
-    names = [e.value for e in o.evidence if e.source == f"{source.title} {source.header_of(source.district_column)}"]
+    names = [e.value for e in o.evidence
+             if e.shown and e.source == f"{source.title} {source.header_of(source.district_column)}"]
     state_ids = [e.value for e in o.evidence
-                 if e.source == f"{source.title} {source.header_of(source.state_id_column)}"]
+                 if e.shown and e.source == f"{source.title} {source.header_of(source.state_id_column)}"]
     section = {"files": {k.asset: pattern for k, pattern in _file_kinds(found).values()}, "names": names}
     if found.link:
         section["link"] = found.link.column
