@@ -307,6 +307,14 @@ def test_a_historical_row_of_another_subject_is_refused_and_a_v2_file_of_another
     assert rejected.rows() == [(3, "Activity Type is not a Star SM test")]
     with pytest.raises(FileRejected, match="no row's Activity Type is a Star SEL test"):
         bind_columns(raw, "SEL.csv", subject="SEL")
+    # a Spanish test is a subject of its own: mixed into the English test's, its scores (another scale) misled
+    spanish = raw.with_columns(pl.lit("Star Early Literacy Spanish Enterprise Tests").alias("Activity Type"))
+    with pytest.raises(FileRejected, match=r"no row's Activity Type is a Star SEL test \(SELS instead\)"):
+        bind_columns(spanish, "SEL.csv", subject="SEL")
+    mixed = raw.with_columns(pl.Series("Activity Type", ["Star Math Enterprise Tests", "Star Math Spanish Tests",
+                                                         "Star Math Enterprise Tests"]))
+    assert type_rows(bind_columns(mixed, "SM.csv", subject="SM"), "SM")[1].rows() == [
+        (3, "Activity Type is not a Star SM test")]
     v2 = pl.DataFrame({h: [GOOD_ROW[h]] for h in HEADER}).with_columns(pl.lit("500Q").alias("Quantile"))
     with pytest.raises(FileRejected, match="its columns are a Star SM export's"):
         bind_columns(v2, "SR.csv", subject="SR")

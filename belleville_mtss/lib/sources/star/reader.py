@@ -111,10 +111,12 @@ def detect_layout(columns: list[str]) -> str:
 
 
 def activity_subject(text: pl.Expr) -> pl.Expr:
-    """The subject an Activity Type names (None: not a Star test of ours)."""
-    return (pl.when(text.str.contains("(?i)early literacy")).then(pl.lit("SEL"))
-            .when(text.str.contains("(?i)math")).then(pl.lit("SM"))
-            .when(text.str.contains("(?i)reading")).then(pl.lit("SR")))
+    """The subject an Activity Type names (None: not a Star test of ours). A Spanish test is a subject of its own
+    (SRS, SMS, SELS): its scores are on another scale than the English test's."""
+    subject = (pl.when(text.str.contains("(?i)early literacy")).then(pl.lit("SEL"))
+               .when(text.str.contains("(?i)math")).then(pl.lit("SM"))
+               .when(text.str.contains("(?i)reading")).then(pl.lit("SR")))
+    return pl.when(text.str.contains("(?i)spanish|español")).then(subject + "S").otherwise(subject)
 
 
 def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifier",
