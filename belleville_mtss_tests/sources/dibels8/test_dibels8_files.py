@@ -40,7 +40,7 @@ def test_the_public_sample_reads_to_exactly_its_rows_and_measures(reference_dir)
             "Composite Score", "Composite - National Norm Percentile", "Composite Level", "Assessment Grade")}
         assert kept["Letter Names (LNF) - Score"] == row["Letter Names (LNF) - Score"]
         assert not set(kept) & set(WHO)
-    assert validated.frame["test_key"].to_list()[0] == "605000:2023-2024:BOY"
+    assert validated.frame["test_key"].to_list()[0] == "605000:2023-2024:BOY:K"  # the benchmark's grade, K
 
 
 def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
@@ -59,6 +59,22 @@ def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
     halted, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, header.replace(
         ",Composite Score", "").encode() + b"2025-2026,B,1,MOY,2026-01-20,Smith\n"), district)
     assert halted.halted.reason == "missing_columns" and "Composite Score" in halted.halted.message
+
+
+def test_an_off_grade_benchmark_beside_the_students_own_and_a_row_printed_twice_are_each_one_benchmark():
+    """Two rows of one student in a period were both refused: a row printed twice lost the child's benchmark, and
+    an off-grade benchmark (the public sample gives a grade-2 student the K one) beside their own lost both."""
+    district = _district()
+    body = ("School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score,"
+            "Assessment Grade\n"
+            "2025-2026,Belleville,1,BOY,2025-09-20,310,K\n2025-2026,Belleville,1,BOY,2025-09-21,350,2\n"
+            "2025-2026,Belleville,2,BOY,2025-09-20,400,1\n2025-2026,Belleville,2,BOY,2025-09-20,400,1\n"
+            "2025-2026,Belleville,3,BOY,2025-09-20,400,1\n2025-2026,Belleville,3,BOY,2025-09-20,401,1\n")
+    validated, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()), district)
+    assert validated.frame.select("student_link", "grade", "scaled_score").rows() == [
+        ("1", "K", 310), ("1", "2", 350), ("2", "1", 400)]
+    assert validated.rejected == {"a repeat of an earlier row's benchmark (student, period and grade)": 1,
+                                  "copies of one benchmark (student, period and grade) that disagree": 2}
 
 
 def test_a_benchmark_periods_drop_replaces_that_period_and_keeps_the_others(engine):

@@ -79,3 +79,16 @@ def test_a_percentile_that_is_not_a_number_refuses_its_event_and_not_available_i
                                              body.encode()), district)
     assert validated.frame.select("student_link", "percentile_rank").rows() == [("2", None), ("3", 46)]
     assert validated.rejected == {"Percentile at Nation is not a number": 1}
+
+
+def test_a_row_printed_twice_is_one_screening_and_copies_that_disagree_are_refused():
+    """Both copies of a repeated row were refused: the child's screening was lost."""
+    district = _district()
+    body = ("Assessment,District,Local ID,Fall aReading Test Theta,Fall aReading Final Date\n"
+            "aReading,D,1,480.4,9/10/2025\naReading,D,1,480.4,9/10/2025\n"
+            "aReading,D,2,480.4,9/10/2025\naReading,D,2,490.4,9/10/2025\n")
+    validated, _ = validate_file(ingest_file("fastbridge_areading", Path("FastBridge_aReading.csv"), district,
+                                             body.encode()), district)
+    assert validated.frame.select("student_link", "source_row").rows() == [("1", 2)]
+    assert validated.rejected == {"a repeat of an earlier row's screening (student, period and day)": 1,
+                                  "copies of one screening (student, period and day) that disagree": 2}

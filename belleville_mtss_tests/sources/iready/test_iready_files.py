@@ -66,13 +66,16 @@ def test_a_missing_column_halts_and_each_bad_row_is_refused_with_its_reason():
             "1,2025-2026,9/15/2025,Fall (Beginning of Year - November 15),450,40,Smith\n"
             "2,2025-2026,2025-09-15,Fall,450,40,Jones\n"
             "3,2025-2026,9/15/2025,Fall,4500,40,Brown\n"
-            "1,2025-2026,9/15/2025,Fall,451,41,Smith\n")
+            "1,2025-2026,9/15/2025,Fall,451,41,Smith\n"
+            "4,2025-2026,9/16/2025,Fall,460,50,Lee\n"
+            "4,2025-2026,9/16/2025,Fall,460,50,Lee\n")  # a row printed twice: the child's one diagnostic
     validated, _ = validate_file(ingest_file("iready_math", Path("diagnostic_results_math.csv"), district,
                                              body.encode()), district)
-    assert validated.rows == 0
+    assert validated.frame.select("student_link", "scaled_score", "source_row").rows() == [("4", 460, 6)]
     assert validated.rejected == {"unreadable Completion Date (month/day/year)": 1,
                                   "Overall Scale Score out of range (100, 800)": 1,
-                                  "two diagnostics of one student and subject on one day": 2}
+                                  "copies of one diagnostic (student, subject and day) that disagree": 2,
+                                  "a repeat of an earlier row's diagnostic (student, subject and day)": 1}
 
 
 def test_state_district_ids_a_registry_lists_verify_a_file_and_any_other_id_blocks_it():

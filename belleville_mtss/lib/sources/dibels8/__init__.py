@@ -16,7 +16,7 @@ from pydantic import Field
 from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    split_refused, value, whole,
+    repeats_refused, split_refused, value, whole,
 )
 from .sample import sample
 
@@ -35,7 +35,8 @@ class Dibels8Results(pa.DataFrameModel):
     student_link: str = pa.Field(str_length={"min_value": 1}, **declared(
         "Student Primary ID", "The mCLASS column the registry links by (Student Primary ID by default)"))
     subject: str = pa.Field(**declared("Assessment Edition", "DIBELS 8th Edition (reading)"))
-    test_key: str = pa.Field(unique=True, **declared(None, "The student's id, the school year and the period"))
+    test_key: str = pa.Field(unique=True, **declared(None, "The student's id, the school year, the period and the "
+                                                             "benchmark's grade"))
     grade: str = pa.Field(nullable=True, **declared("Assessment Grade", "Grade of the benchmark given"))
     school_year: str = pa.Field(str_matches=r"^\d{4}-\d{4}$", **declared("School Year", "School Year"))
     screening_window: str = pa.Field(**declared("Benchmark Period", "Fall (BOY), Winter (MOY) or Spring (EOY)"))
@@ -86,7 +87,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         value(raw, "Composite Level").alias("benchmark_category"),
         gathered(raw, measures),
         "source_row",
-    ).with_columns(pl.concat_str(["student_link", "school_year", "period"], separator=":").alias("test_key"))
+    ).with_columns(pl.concat_str(  # a student may be given an off-grade benchmark beside their own in a period
+        ["student_link", "school_year", "period", pl.col("grade").fill_null("")], separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
@@ -96,9 +98,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .then(pl.lit(f"Composite Score out of range {COMPOSITE}"))
               .when(pl.col("percentile_text").is_not_null()
                     & ~pl.col("percentile_rank").is_between(0, 100).fill_null(False))
-              .then(pl.lit("Composite - National Norm Percentile is not a whole number in (0, 100)"))
-              .when(pl.col("test_key").is_duplicated())
-              .then(pl.lit("two benchmarks of one student in one period")))
+              .then(pl.lit("Composite - National Norm Percentile is not a whole number in (0, 100)")))
+    reason = repeats_refused(reason, typed, "benchmark (student, period and grade)")
     return split_refused(typed, reason, STORED_LENGTHS, Dibels8Results)
 
 

@@ -17,7 +17,7 @@ from ...load.warehouse import assessment_results, max_lengths
 from ...read.csvfile import FileRejected
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    split_refused, value,
+    repeats_refused, split_refused, value,
 )
 from .sample import sample
 
@@ -118,8 +118,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("percentile_text").is_not_null() & pl.col("percentile_rank").is_null())
               .then(pl.lit("Percentile at Nation is not a number"))  # loaded empty, its text only in the scores
               .when(~pl.col("percentile_rank").is_between(0, 100)).then(pl.lit("Percentile at Nation out of range "
-                                                                              "(0, 100)"))
-              .when(pl.col("test_key").is_duplicated()).then(pl.lit("two rows of one student")))
+                                                                              "(0, 100)")))
+    reason = repeats_refused(reason, events, "screening (student, period and day)")
     # in the file's order: a student's periods after one another
     return split_refused(events.sort("source_row", maintain_order=True), reason, STORED_LENGTHS,
                          FastBridgeResults)

@@ -17,7 +17,7 @@ from pydantic import Field
 from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    split_refused, value, whole,
+    repeats_refused, split_refused, value, whole,
 )
 from .sample import sample
 
@@ -100,9 +100,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .then(pl.lit(f"Overall Scale Score out of range {SCALE}"))
               .when(pl.col("percentile_text").is_not_null()
                     & ~pl.col("percentile_rank").is_between(1, 99).fill_null(False))
-              .then(pl.lit("Percentile is not a whole number in (1, 99)"))
-              .when(pl.col("test_key").is_duplicated())
-              .then(pl.lit("two diagnostics of one student and subject on one day")))
+              .then(pl.lit("Percentile is not a whole number in (1, 99)")))
+    reason = repeats_refused(reason, typed, "diagnostic (student, subject and day)")
     return split_refused(typed, reason, STORED_LENGTHS, IreadyResults)
 
 

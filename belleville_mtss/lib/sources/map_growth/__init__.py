@@ -14,7 +14,7 @@ from pydantic import Field
 from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    split_refused, value, whole,
+    repeats_refused, split_refused, value, whole,
 )
 from .sample import sample
 
@@ -126,10 +126,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(~pl.col("scaled_score").is_between(*RIT)).then(pl.lit(f"TestRITScore out of range {RIT}"))
               .when(pl.col("percentile_text").is_not_null()
                     & ~pl.col("percentile_rank").is_between(*PERCENTILE).fill_null(False))
-              .then(pl.lit(f"TestPercentile is not a whole number in {PERCENTILE}"))
-              # an export that lists one student's test twice: the repeat is refused, not the whole file
-              .when(~pl.col("test_key").is_first_distinct())
-              .then(pl.lit(f"a repeat of an earlier row's test ({link} and TestID)")))
+              .then(pl.lit(f"TestPercentile is not a whole number in {PERCENTILE}")))
+    reason = repeats_refused(reason, typed, f"test ({link} and TestID)")
     return split_refused(typed, reason, STORED_LENGTHS, MapGrowthResults)
 
 
