@@ -125,7 +125,7 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
                 data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
             except VaultError as exc:  # gone or altered since the drop was read
                 raise Unusable(name, exc, "no link suggestions were made for this drop") from None
-            return read_people(name, data, source, district.sources[source.name].link)
+            return read_people(name, data, source, district)  # by the reader that read it for the drop
         # the files at the same time: decryption and parsing release the GIL
         with readers(len(names), "mtss-people") as pool:
             return list(pool.map(people_of, names))

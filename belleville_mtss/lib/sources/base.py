@@ -155,13 +155,13 @@ def declared(header: str | None, description: str) -> dict:
 
 
 def plain_reader(source: str, last_record_slack: int = 0) -> Callable:
-    """A source's reader for a plain CSV export, every column kept (lib/read/csvfile.py: the drop's checks), in the
-    encoding its registry section declares."""
+    """A source's reader for a plain CSV export, every column kept (or those `select` picks from the header;
+    lib/read/csvfile.py: the drop's checks), in the encoding its registry section declares."""
     from ..read.csvfile import read_text_csv
 
-    def read(path, data, district, max_rows: int) -> pl.DataFrame:
+    def read(path, data, district, max_rows: int | None, select=None) -> pl.DataFrame:
         return read_text_csv(path, data=data, max_rows=max_rows, last_record_slack=last_record_slack,
-                             encoding=district.sources[source].encoding)
+                             encoding=district.sources[source].encoding, select=select, project=select is not None)
     return read
 
 

@@ -220,16 +220,13 @@ def unknown_ids(tests: dict[str, pl.DataFrame], linked: Collection[str] | pl.Ser
     return {name: {k: ",".join(v)[:subjects_max] for k, v in ids.items()} for name, ids in out.items() if ids}
 
 
-def read_people(name: str, data: bytes, source: Source, link_column: str) -> pl.DataFrame:
+def read_people(name: str, data: bytes, source: Source, district) -> pl.DataFrame:
     """An assessment file's identifying columns (the link column and its source's `person` columns), as text, read
-    as the drop's reader reads it (lib/read/csvfile.py: the same checks and decoding)."""
+    by the source's own reader, as the drop's file was (its encoding, its checks)."""
     from pathlib import Path
 
-    from ..read.csvfile import read_text_csv
-
-    wanted = {link_column, *source.person.values()}
-    return read_text_csv(Path(name), data=data, select=lambda header: [h for h in header if h in wanted],
-                         project=True)
+    wanted = {district.sources[source.name].link, *source.person.values()}
+    return source.read(Path(name), data, district, None, select=lambda header: [h for h in header if h in wanted])
 
 
 def people(raw: list[pl.DataFrame], source: Source, link_column: str, unknown: dict[str, str]) -> list[dict]:

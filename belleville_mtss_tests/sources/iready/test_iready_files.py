@@ -114,3 +114,9 @@ def test_an_export_in_windows_1252_reads_where_the_section_declares_it_and_is_ha
     halted, _ = validate_file(ingest_file("iready_ela", Path("diagnostic_results_ela.csv"), _district(), body),
                               _district())
     assert halted.halted.reason == "encoding"
+    # read again for link review's suggestions, in the same encoding: read as UTF-8 there, the run failed after
+    # its load, with no suggestion made
+    from belleville_mtss.lib.sources import BY_NAME
+    from belleville_mtss.lib.students.suggest import read_people
+    people = read_people("diagnostic_results_ela.csv", body, BY_NAME["iready"], district)
+    assert people.rows() == [("1", "José")] and people.columns == ["Student ID", "Last Name"]

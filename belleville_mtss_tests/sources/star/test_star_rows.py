@@ -350,3 +350,20 @@ def test_copies_of_one_test_that_disagree_are_refused_all_of_them_and_agreeing_c
     assert validated.frame["test_key"].to_list() == ["A-2", "A-2"]  # kept once, as the results are built
     assert validated.rejected == {"copies of one test that disagree (scores, date or status)": 4}
     assert [e.row_count for e in errors] == [4]
+
+
+def test_a_star_export_in_windows_1252_reads_where_the_section_declares_it():
+    """The section's `encoding` was read by every screener's reader but Star's: a Star file re-saved from Excel was
+    halted on every drop, whatever the registry said."""
+    from pathlib import Path
+
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import ingest_file
+    entry = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    star = entry.sources["star"].model_copy(update={"encoding": "windows-1252"})
+    district = entry.model_copy(update={"sources": {**entry.sources, "star": star}})
+    body = ",".join(HEADER) + "\n" + ",".join(GOOD_ROW[h] for h in HEADER) + "\n"
+    body = body.replace(GOOD_ROW["DistrictName"], "Escuelas de Peñuelas").encode("windows-1252")
+    read = ingest_file("star_reading", Path("SR.csv"), district, body)
+    assert read.halted is None and read.frame["DistrictName"].to_list() == ["Escuelas de Peñuelas"]
+    assert ingest_file("star_reading", Path("SR.csv"), entry, body).halted.reason == "encoding"

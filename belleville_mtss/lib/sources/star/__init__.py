@@ -29,10 +29,11 @@ class StarSection(AssessmentSection):
         return files
 
 
-def _read(path: Path, data: bytes | None, district, max_rows: int) -> pl.DataFrame:
-    # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours.
-    link = district.sources["star"].link
-    return read_text_csv(path, data=data, select=columns_to_read(link), project=True, max_rows=max_rows)
+def _read(path: Path, data: bytes | None, district, max_rows: int | None, select=None) -> pl.DataFrame:
+    # Renaissance writes these exports by machine, wide (up to 126 columns): read only ours (or `select`'s)
+    section = district.sources["star"]
+    return read_text_csv(path, data=data, select=select or columns_to_read(section.link), project=True,
+                         max_rows=max_rows, encoding=section.encoding)
 
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
