@@ -18,7 +18,9 @@ VALIDATED = [*(f.validated for f in FILES), "validated_classlink_users"]
 # loaded: every file loaded; partial: a file was halted, the rest loaded; blocked: a blocking check (district or
 # gate) stopped the warehouse; superseded: the warehouse holds a newer drop of the district, which stays (nothing
 # wrong, nothing written); failed: a step failed (a refused drop, a database error) or a load's check failed.
-EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "superseded": 4, "failed": 1}
+# received: a run of some of the drop's assets, none of them a load (from the asset graph): the files received,
+# perhaps read and checked, and loading never asked
+EXIT_CODES = {"loaded": 0, "partial": 3, "blocked": 1, "superseded": 4, "failed": 1, "received": 0}
 OUTCOME_TAG = "mtss/outcome"
 
 
@@ -42,6 +44,7 @@ class DropReport:
     suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
     superseded_in_part: str = ""  # what newer drops hold of this drop's, left to them
     planned: set[str] = field(default_factory=set)  # the warehouse assets the run was to materialize
+    plan_seen: bool = False  # whether its events say what it was to materialize
 
     @classmethod
     def from_events(cls, key: str, events: list) -> "DropReport":
@@ -68,6 +71,7 @@ class DropReport:
                 if not ev.passed:
                     report.why[ev.check_name] = str(meta.get("why") or "see the check")
             elif event.event_type_value == "ASSET_MATERIALIZATION_PLANNED":
+                report.plan_seen = True
                 node = event.event_specific_data.asset_key.to_user_string()
                 if node in WAREHOUSE:
                     report.planned.add(node)
@@ -133,6 +137,8 @@ class DropReport:
         failed = [name for name, passed in self.checks.items() if not passed]
         if failed:
             return stopped_as(failed)
+        if self.plan_seen and not self.planned and not self.failures:
+            return "received"
         if self.failures or not self.loaded_all:
             return "failed"
         return "partial" if self.halted else "loaded"
@@ -182,6 +188,9 @@ class DropReport:
             if self.loaded_all:  # the load committed; a step after it failed, or the run stopped
                 return f"FAILED after loading: {self.key}: {loaded}; then {reason}"
             return f"FAILED: {self.key}: {reason}"
+        if outcome == "received":
+            return f"RECEIVED: {self.key}: no load was asked of this run" + (
+                "; halted: " + "; ".join(self.halted.values()) if self.halted else "")
         newer = f"; superseded in part: {self.superseded_in_part}" if self.superseded_in_part else ""
         if outcome == "partial":
             return f"PARTIAL: {self.key}: {loaded}; halted: " + "; ".join(self.halted.values()) + newer

@@ -300,3 +300,48 @@ def test_a_live_run_is_never_judged_dead_by_a_process_id_it_inherited():
     assert not _dead(dg.DagsterRun(job_name="drop_job", run_id="child", tags=inherited))
     own = {**inherited, f"{HOST}/run": "child", f"{PID}/run": "child"}
     assert _dead(dg.DagsterRun(job_name="drop_job", run_id="child", tags=own))
+
+
+def test_runs_from_the_asset_graph_are_tagged_and_alerted_and_one_that_loads_nothing_leaves_its_files_received(
+        settings, receiver, new_instance):
+    """Assets materialized from the asset graph run under Dagster's implicit job: the sensors looked at drop_job's
+    runs only, so a blocked drop materialized there alerted no one and was never tagged; and a run of the receipt
+    alone (no load asked) was called failed, with a run/failed row, its files marked failed."""
+    from belleville_mtss.defs.outcomes import make_drop_outcome_sensor
+    from belleville_mtss.lib.load.warehouse import ingestion_errors, make_engine, read_table
+    from belleville_mtss.report import OUTCOME_TAG
+    settings = replace(settings, alert_env={"MTSS_ALERT_WEBHOOK_URL": receiver.url})
+    prepare_drop(settings)
+    foreign = prepare_drop(settings, replace(SMALL, drop_name="foreign"))
+    set_column(foreign / "SR.csv", "DistrictName", "Nutley Public Schools")
+    graph = build_definitions(settings).resolve_implicit_global_asset_job_def()
+
+    def materialize(key: str, *assets: str) -> dg.DagsterRun:
+        instance.add_dynamic_partitions("drops", [key])
+        result = graph.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
+                                          asset_selection=[dg.AssetKey(a) for a in assets] or None)
+        return instance.get_run_by_id(result.run_id)
+
+    def outcome_tick():
+        with dg.build_sensor_context(instance=instance, resources=resources(settings)) as ctx:
+            make_drop_outcome_sensor()(ctx)
+
+    with new_instance() as instance:
+        _, cursor = alert_tick(settings, instance)
+        blocked = materialize("belleville/foreign")
+        assert blocked.job_name == graph.name != "drop_job"
+        received = materialize("belleville/2026-11-01", "received_drop")
+        assert received.status == dg.DagsterRunStatus.SUCCESS
+        result, cursor = alert_tick(settings, instance, cursor)
+        assert result.skip_message == "1 alert(s) sent"
+        assert texts(receiver)[0].startswith("MTSS: drop belleville/foreign blocked")
+        outcome_tick()
+        assert instance.get_run_by_id(blocked.run_id).tags[OUTCOME_TAG] == "blocked"
+        assert instance.get_run_by_id(received.run_id).tags[OUTCOME_TAG] == "received"
+        # the drop's whole run after it settles nothing of the receipt's: its files were received, as it says
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        engine = make_engine(settings.warehouse_url)
+        errors = read_table(engine, ingestion_errors)
+        files = read_table(engine, ingestion_files)
+    assert errors.filter(errors["RunId"] == received.run_id).is_empty()
+    assert set(files.filter(files["RunId"] == received.run_id)["Outcome"]) == {"received"}

@@ -1,5 +1,6 @@
 """drop_outcome_sensor: every finished drop run, whoever launched it (the drop sensor, the UI, the CLI), is tagged
-with what happened to the drop (`mtss/outcome`: loaded, partial, blocked or failed), so the run list says it; a
+with what happened to the drop (`mtss/outcome`: loaded, partial, blocked, superseded, failed, or received for a run
+of some of its assets that loads nothing), so the run list says it; a
 failed run's files still `received` in the audit become `failed` (a run that ended never leaves them undecided)."""
 import datetime as dt
 
@@ -14,18 +15,23 @@ from .resources import ErrorLogResource
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
 
+def is_drop_run(run: dg.DagsterRun) -> bool:
+    """A run of a drop: drop_job's, or assets materialized from the asset graph (Dagster's implicit job) for a
+    drop's partition (every partitioned asset is partitioned by drop)."""
+    return run.job_name == drop_job.name or "dagster/partition" in run.tags
+
+
 def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50):
-    """Finished runs of drop_job updated after `cursor` (a timestamp), oldest first, with their reports, except
-    those already carrying `handled_tag` of their own (`own_tag`: a re-executed run is handled afresh): tagging a run
-    moves its update time, so a run comes back once more after it was handled; its record is read again, never its
-    event log."""
+    """Finished drop runs (`is_drop_run`) updated after `cursor` (a timestamp), oldest first, with their reports
+    (None for another job's run, and for those already carrying `handled_tag` of their own: `own_tag`, a re-executed
+    run is handled afresh): tagging a run moves its update time, so a run comes back once more after it was handled;
+    its record is read again, never its event log."""
     records = context.instance.get_run_records(
-        filters=dg.RunsFilter(job_name=drop_job.name, statuses=FINISHED,
-                              updated_after=dt.datetime.fromtimestamp(cursor, dt.timezone.utc)),
+        filters=dg.RunsFilter(statuses=FINISHED, updated_after=dt.datetime.fromtimestamp(cursor, dt.timezone.utc)),
         limit=limit, ascending=True)
     for record in records:
         run = record.dagster_run
-        if own_tag(run, handled_tag) is not None:
+        if not is_drop_run(run) or own_tag(run, handled_tag) is not None:
             yield record, None
             continue
         events = [e.dagster_event for e in context.instance.all_logs(run.run_id) if e.dagster_event]
@@ -35,7 +41,8 @@ def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50
 def make_drop_outcome_sensor(interval: int = 30) -> dg.SensorDefinition:
     return dg.sensor(name="drop_outcome_sensor", minimum_interval_seconds=interval,
                      default_status=dg.DefaultSensorStatus.RUNNING,
-                     description="Tags every finished drop run with its outcome: loaded, partial, blocked or failed",
+                     description="Tags every finished drop run with its outcome: loaded, partial, blocked, superseded, "
+                                 "failed or received",
                      )(_tag_outcomes)
 
 

@@ -17,6 +17,7 @@ import dagster as dg
 
 from ..launcher import process_started
 from ..lib.load.errors import ErrorRecord
+from ..lib.columns import WAREHOUSE_TABLES as WAREHOUSE
 from ..lib.load.warehouse import mark_files, undecided_runs
 
 HOST, PID, DISTRICT = "mtss/host", "mtss/pid", "mtss/district"
@@ -64,6 +65,11 @@ def _dead(run: dg.DagsterRun) -> bool:
     return bool(began) and process_started(int(pid)) not in (None, began)
 
 
+def loads(run: dg.DagsterRun) -> bool:
+    """Whether the run was to load the warehouse (every drop_job run but those of a few of its assets)."""
+    return run.asset_selection is None or any(k.to_user_string() in WAREHOUSE for k in run.asset_selection)
+
+
 def recover(context, error_log, district) -> list[str]:
     """Settles the district's runs that ended without finishing or without deciding their files: each dead run
     marked failed, the files it left `received` marked `interrupted` (a finished run's, `failed`), one error row per
@@ -79,6 +85,8 @@ def recover(context, error_log, district) -> list[str]:
         run = dead.get(run_id) or instance.get_run_by_id(run_id)
         if run is None or (run_id not in dead and run.status in LIVE):
             continue  # another instance's run, or one under way
+        if run_id not in dead and run.status == dg.DagsterRunStatus.SUCCESS and not loads(run):
+            continue  # some of the drop's assets, from the asset graph, none a load: its files were received
         mark_files(engine, drop_id, run_id, "interrupted" if run_id in dead else "failed")
         settled[run_id] = drop_id
     for run_id, drop_id in settled.items():
