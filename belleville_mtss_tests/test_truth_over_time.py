@@ -665,6 +665,37 @@ def test_a_corrected_version_refused_as_changed_is_asked_again_though_an_earlier
         engine.dispose()
 
 
+def test_a_correction_withdrawn_runs_the_version_put_back_again(settings, new_instance, tmp_path):
+    """A drop corrected (version B), then the correction withdrawn, its first files put back with their times (`cp -p`,
+    `rsync -a`): version A again. The sensor found A's old run and requested nothing (and its run key, used once,
+    would never have run again): the warehouse kept B's scores."""
+    from .helpers import tick
+
+    drop = prepare_drop(settings, OLD)
+    shutil.copy2(drop / "SR.csv", tmp_path / "SR.csv")  # version A's file, with its time
+    instance = new_instance()
+
+    def run_requested(cursor=None) -> tuple[str, str]:
+        result = tick(settings, instance, cursor)
+        [request] = result.run_requests
+        instance.add_dynamic_partitions("drops", [request.partition_key])
+        assert run_drop(settings, KEY[OLD], instance=instance, tags=request.tags).outcome == "loaded"
+        return result.cursor, request.run_key
+
+    def scores() -> list:
+        return held_rows(settings)["results"].filter(pl.col("Subject") == "SR")["ScaledScore"].sort().to_list()
+
+    cursor, first = run_requested()
+    held = scores()
+    set_column(drop / "SR.csv", "ScaledScore", "999")  # version B
+    cursor, corrected = run_requested(cursor)
+    assert scores() != held
+    shutil.copy2(tmp_path / "SR.csv", drop / "SR.csv")  # A put back as it was
+    cursor, again = run_requested(cursor)
+    assert scores() == held and len({first, corrected, again}) == 3
+    assert not tick(settings, instance, cursor).run_requests  # A is the last run now: once
+
+
 def test_another_districts_rows_never_count_as_ours_even_when_our_key_holds_a_like_wildcard(tmp_path):
     from belleville_mtss.lib.load.warehouse import under_other_ids
     from belleville_mtss.lib.sample import migrate_sample_warehouse

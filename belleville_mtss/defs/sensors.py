@@ -29,12 +29,18 @@ TRANSFER_BACKOFF_S = 60.0
 RETRIES = {CHANGED: RECEIPT_RETRIES, TRANSFER: TRANSFER_RETRIES}
 
 
-def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
-    """This version of the drop was received already, by a run the sensor did not make (`belleville-mtss run` or
-    `demo`, a launch from the UI): it is not run again."""
+def _last_receipt(instance: dg.DagsterInstance, key: str) -> tuple[str, float] | None:
+    """The version of the drop last received, by any run (the sensor's, `belleville-mtss run` or `demo`, a launch
+    from the UI), and when."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("received_drop"), asset_partitions=[key]), limit=1).records
-    return bool(records) and records[0].asset_materialization.metadata["version"].value == version
+    return (records[0].asset_materialization.metadata["version"].value, records[0].timestamp) if records else None
+
+
+def _received(instance: dg.DagsterInstance, key: str, version: str) -> bool:
+    """This version of the drop was the last received: it is not run again."""
+    last = _last_receipt(instance, key)
+    return last is not None and last[0] == version
 
 
 SENT = "mtss/sent/"  # + drop key -> the version of it last run, in the instance's key-value table
@@ -48,13 +54,27 @@ def sent_versions(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, st
 
 
 def _ran(instance: dg.DagsterInstance, key: str, version: str) -> bool:
-    """A run of this version of the drop exists (requested at an earlier tick, or made by the CLI or the UI) or it
-    was received: from now on the table remembers it."""
-    runs = instance.get_run_records(dg.RunsFilter(tags={"mtss/drop": key, VERSION_TAG: version}), limit=1)
-    if runs or _received(instance, key, version):
+    """This version is the drop's last: requested by the sensor since the drop was last received (its run queued,
+    under way or ended without receiving it), or else the last received: from now on the table remembers it. A
+    version run before and replaced since (a correction withdrawn: the first files put back with their times) is
+    not: it runs again."""
+    receipt = _last_receipt(instance, key)
+    runs = instance.get_run_records(dg.RunsFilter(tags={"mtss/drop": key}), limit=1)
+    if runs and (receipt is None or runs[0].create_timestamp.timestamp() > receipt[1]):
+        last = runs[0].dagster_run.tags.get(VERSION_TAG)
+    else:
+        last = receipt[0] if receipt else None
+    if last == version:
         instance.run_storage.set_cursor_values({SENT + key: version})
         return True
     return False
+
+
+def _run_key(instance: dg.DagsterInstance, key: str, version: str) -> str:
+    """A run request's key: the drop and version, and, for a version run before (sent again after another), how many
+    times it was (Dagster never runs a key twice)."""
+    before = instance.get_runs_count(dg.RunsFilter(tags={"mtss/drop": key, VERSION_TAG: version}))
+    return f"{key}@{version}" + (f"~{before}" if before else "")
 
 
 def _settle_requested(instance: dg.DagsterInstance, cursor: dict) -> None:
@@ -216,10 +236,11 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=d.key, run_key=f"{d.key}@{d.version}{suffix}",
+        run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key,
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
                                           VERSION_TAG: d.version})
-                      for d, suffix in [(d, "") for d in ready] + again],
+                      for d, run_key in [(d, _run_key(context.instance, d.key, d.version)) for d in ready]
+                      + [(d, f"{d.key}@{d.version}{suffix}") for d, suffix in again]],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
         cursor=json.dumps(next_cursor),
     )
