@@ -98,3 +98,16 @@ def test_a_drop_without_its_marker_waits_for_it_where_the_district_writes_marker
     assert ready == []
     _, cursor = plan_runs([cut], {}, now=T0 + 1, sent={})  # a district that writes no marker
     assert plan_runs([cut], cursor, now=T0 + 10_000, sent={})[0] == [cut]
+
+
+def test_two_files_whose_names_differ_only_by_a_trailing_space_refuse_the_drop(tmp_path):
+    """`SR.csv` and `SR.csv ` were both received: SQL Server compares names ignoring trailing spaces, so marking the
+    stray one `not_expected` marked the real one too, and its loaded results stayed audited as not expected."""
+    from belleville_mtss.lib.receive.drops import LocalDropSource
+    drop = tmp_path / "belleville" / "2026-11-01"
+    drop.mkdir(parents=True)
+    for name in ("SR.csv", "SR.csv "):
+        (drop / name).write_text("StudentIdentifier,ScaledScore\n1,500\n")
+    (listed,) = LocalDropSource(tmp_path).list_drops("belleville", "belleville")
+    assert listed.problem[0] == "duplicate_file_name"  # refused when received, as two names differing by case are
+    assert listed.problem[1].endswith("differ only by case or by spaces at their end")

@@ -1,6 +1,7 @@
 """Unmatched students reviewed by a person: a drop with known truth gives the expected suggestions; an accepted link
 is applied by a replay and by the next drop (the results load under the right student number); a rejected pair
 never comes back; nothing links without a decision. Real SQLite databases, the CLI as a person runs it."""
+import datetime as dt
 import shutil
 import threading
 
@@ -297,6 +298,27 @@ def test_a_decision_whose_reason_holds_an_address_is_refused_and_nothing_is_kept
         review.decide(review_db, first, "accepted", "person", "same as ava.cruz@x.org in ClassLink")
     assert read_table(review_db, review.link_decisions).is_empty()
     assert review.decide(review_db, first, "accepted", "person", "same name and birth date")["decision"] == "accepted"
+
+
+def test_suggestions_and_decisions_are_stamped_in_utc_on_a_machine_that_is_not(review_db, monkeypatch):
+    """CreatedAt and DecidedAt were the machine's local time (`links accept` runs on a person's machine), beside
+    every other time the warehouse holds in UTC."""
+    import time
+    monkeypatch.setenv("TZ", "America/Chicago")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        review.record(review_db, 107873, "belleville/2026-11-02", pl.DataFrame({
+            "cause": [unknown_cause("star")], "subjects": ["SM"], "from_id": ["S-9"], "to_id": ["210009"],
+            "score": [0.9], "evidence": ["number one slip away"]}))
+        first = review.listing(review_db, 107873)["SuggestionId"].to_list()[0]
+        review.decide(review_db, first, "accepted", "person", "same name and birth date")
+        stamps = (read_table(review_db, review.link_suggestions)["CreatedAt"].max(),
+                  read_table(review_db, review.link_decisions)["DecidedAt"].max())
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert all(abs((at - before).total_seconds()) < 60 for at in stamps), (before, stamps)
 
 
 @pytest.mark.parametrize("clashes", [1, 2])

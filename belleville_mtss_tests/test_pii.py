@@ -169,3 +169,20 @@ def test_a_message_is_cut_to_what_sql_servers_nvarchar_holds_counting_a_characte
     (message,) = read_table(engine, ingestion_errors)["Message"].to_list()
     engine.dispose()
     assert message == "x" + "\N{GRINNING FACE}" * 499  # 999 units: the next one would take two more
+
+
+def test_a_gate_acceptances_reason_is_cut_as_nvarchar_counts_too(tmp_path):
+    """`Reason[:1000]` in gates.accept counted characters: a reason of 1,000 with one emoji is 1,001 UTF-16 units,
+    which SQL Server refuses, failing the load a person was letting through."""
+    from belleville_mtss.lib.load.warehouse import gate_acceptances
+    from belleville_mtss.lib.sample import migrate_sample_warehouse
+    from belleville_mtss.lib.students.gates import accept
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    migrate_sample_warehouse(engine)
+    accept(engine, "belleville/x", "v1", "min_link_rate", "\N{GRINNING FACE}" + "r" * 1200, "Ms. Rivera" * 30,
+           "\N{GRINNING FACE}" * 300, None)
+    row = read_table(engine, gate_acceptances).row(0, named=True)
+    engine.dispose()
+    units = {c: len(row[c].encode("utf-16-le")) // 2 for c in ("Reason", "AcceptedBy", "Figure")}
+    assert units == {"Reason": 1000, "AcceptedBy": 200, "Figure": 500}
+    assert row["Reason"] == "\N{GRINNING FACE}" + "r" * 998

@@ -22,7 +22,7 @@ from .receive.drops import Limits
 from .sources import ASSESSMENT_FILES, BY_NAME, FILES, SOURCE_OF, Source, common_results
 from .load import order
 from .load.errors import ErrorRecord
-from .load.warehouse import SCOPE, results_scopes, scope_term
+from .load.warehouse import SCOPE, now, results_scopes, scope_term
 from .students.identity import (CLASSLINK_ON, IdentityMap, build_results, build_roster, link_problems, link_students,
                                 rows_by_source)
 from .students.suggest import (SUGGESTION_COLUMNS, apply_accepted, claimed_twice, classlink_suggestions, people,
@@ -231,7 +231,7 @@ def process_drop(files: dict[str, tuple], district: District, classlink_users: p
     asset graph reads from the warehouse comes as arguments: the links a person accepted (`accepted`), the
     district's rows held under another AccountInfoId (`other_ids`), its current roster's size, the checks a person
     accepted for this drop version (`accepted_checks`: check -> who)."""
-    today, loaded_at, lap = today or dt.date.today(), loaded_at or dt.datetime.now(), Laps()
+    today, loaded_at, lap = today or dt.date.today(), loaded_at or now(), Laps()  # UTC, as stored
     validated, errors = read_files(files, district, limits)
     lap("read")
     validated["classlink_users"], found = validate_classlink(classlink_users, district)

@@ -66,7 +66,7 @@ def refusals(engine: sa.Engine, reasons: tuple[str, ...], drop_ids: list[str]) -
             .where(e.Reason.in_(reasons) & e.DropId.in_(part)).group_by(e.DropId))}
 
 
-def _fitted(text: str, units: int) -> str:
+def fitted(text: str, units: int) -> str:
     """The text cut to `units` as SQL Server's NVARCHAR counts them (two for a character above U+FFFF), never
     through a character."""
     return text.encode("utf-16-le")[:2 * units].decode("utf-16-le", errors="ignore")
@@ -84,7 +84,7 @@ def record_errors(
             {
                 "OccurredAt": stamp, "DistrictId": district_id, "DropId": drop_id, "FileName": r.file_name,
                 "Stage": r.stage, "Reason": r.reason, "RowCount": r.row_count,
-                "Message": _fitted(without_accounts(r.message), ingestion_errors.c.Message.type.length),
+                "Message": fitted(without_accounts(r.message), ingestion_errors.c.Message.type.length),
                 "RunId": run_id,
             }
         )

@@ -144,10 +144,12 @@ def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
             return ("bad_file_name", str(exc), plain(f.name, 250))
     seen: dict[str, str] = {}
     for f in files:
-        other = seen.setdefault(f.name.lower(), f.name)
+        # one file to a case-insensitive file system, and to SQL Server's comparisons (which ignore trailing spaces):
+        # the audit's row of one was the other's
+        other = seen.setdefault(f.name.lower().rstrip(" "), f.name)
         if other != f.name:
-            return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case",
-                    plain(f.name, 250))
+            return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case or by spaces "
+                                           "at their end", plain(f.name, 250))
     return None
 
 

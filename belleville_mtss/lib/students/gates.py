@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from ..load.errors import fitted
 from ..load.warehouse import gate_acceptances, now, student_roster
 
 
@@ -41,9 +42,10 @@ def accept(target: sa.Engine | sa.Connection, drop_id: str, version: str, gate: 
     acceptance with the load it allows)."""
     if "@" in reason or "@" in by:
         raise ValueError("an acceptance reason or name may not hold an email address")
+    cut = {c: fitted(text, gate_acceptances.c[c].type.length)  # as NVARCHAR counts: an emoji is two
+           for c, text in (("Figure", figure), ("Reason", reason), ("AcceptedBy", by))}
     statement = gate_acceptances.insert().values(
-        DropId=drop_id, DropVersion=version, Gate=gate, Figure=figure[:500], Reason=reason[:1000],
-        AcceptedBy=by[:200], AcceptedAt=now(), RunId=run_id)
+        DropId=drop_id, DropVersion=version, Gate=gate, **cut, AcceptedAt=now(), RunId=run_id)
     if isinstance(target, sa.Connection):
         target.execute(statement)
         return

@@ -8,7 +8,7 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
-from ..load.warehouse import link_decisions, link_suggestions
+from ..load.warehouse import link_decisions, link_suggestions, now as stamp  # UTC, as every time stored
 from .suggest import CAUSES
 
 DECISIONS = ("accepted", "rejected")
@@ -42,7 +42,7 @@ def record(engine: sa.Engine, account_info_id: int, drop_key: str, suggestions: 
                                          .where(s.AccountInfoId == account_info_id)))
                 fresh = [r for r in suggestions.to_dicts() if (r["cause"], r["from_id"], r["to_id"]) not in known]
                 if fresh:
-                    at = now or dt.datetime.now()
+                    at = now or stamp()
                     conn.execute(link_suggestions.insert(), [
                         {"AccountInfoId": account_info_id, "Cause": r["cause"], "Subjects": r["subjects"] or None,
                          "FromId": r["from_id"], "ToId": r["to_id"], "Score": r["score"],
@@ -94,7 +94,7 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
         raise ReviewError("a reason may not hold an email address: say why the pair is or is not the same student "
                           "without writing anyone's address")
     s = link_suggestions.c
-    at, why = now or dt.datetime.now(), reason.strip()
+    at, why = now or stamp(), reason.strip()
     try:
         with engine.begin() as conn:
             row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId, s.Status)
