@@ -656,3 +656,26 @@ def test_status_counts_each_receipts_own_errors_not_those_of_every_run_of_the_dr
     assert shown.count("    errors: identity/unknown_student 1 (4 rows)") == 2  # each receipt its own
     assert shown.endswith("  errors of runs that received nothing: receive/transfer_failed 2")  # summed
     assert summary.splitlines()[1].endswith("2 receipt(s)  1 loaded  errors 3")  # the replay's, and the refusals
+
+
+def test_a_classlink_user_listed_twice_is_one_user_or_nobodys_and_a_schema_failure_halts_with_its_row():
+    """One user listed twice in dbo.ClassLinkUsers (a view without a key) failed the whole drop, and its only error
+    row said `read_drop (FileRejected)`, naming neither the table nor the check."""
+    import polars as pl
+
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    from belleville_mtss.lib.read.ingest import validate_classlink
+    district = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    tenant = district.source_names.classlink[0]
+
+    def users(*rows):
+        return pl.DataFrame([dict(zip(("UserId", "TenantName", "Email", "SourcedId"), r)) for r in rows])
+
+    same, other = (1, tenant, "a@x.org", None), (2, tenant, "b@x.org", None)
+    validated, errors = validate_classlink(users(same, same, other, (3, tenant, "c@x.org", None),
+                                                 (3, tenant, "d@x.org", None)), district)
+    assert validated.frame["classlink_user_id"].to_list() == ["1", "2"]
+    assert [(e.stage, e.reason, e.row_count) for e in errors] == [("validation", "duplicate_user", 2)]
+    halted, errors = validate_classlink(users(same, (2, None, "b@x.org", None)), district)
+    assert halted.frame is None and halted.halted.reason == "schema" and "tenant_name" in halted.halted.message
+    assert [(e.stage, e.reason, e.file_name) for e in errors] == [("validation", "schema", "dbo.ClassLinkUsers")]
