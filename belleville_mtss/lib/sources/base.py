@@ -176,6 +176,12 @@ def value(frame: pl.DataFrame, header: str, blanks: tuple[str, ...] = ("",)) -> 
     return pl.when(text.is_in(list(blanks))).then(None).otherwise(text)
 
 
+def datetime_of(text: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+    """A datetime from text written in any of `formats` (a vendor's own, then what an Excel re-save writes in its
+    place); none where it is in none of them."""
+    return pl.coalesce([text.str.to_datetime(f, strict=False, time_unit="us") for f in formats])
+
+
 def whole(text: pl.Expr) -> pl.Expr:
     """A whole number from text ("208", "208.0"); anything else is none."""
     number = text.cast(pl.Float64, strict=False)

@@ -1,6 +1,7 @@
 """mCLASS DIBELS 8 (lib/sources/dibels8/): the public sample read to exactly its rows and measures; nothing that
 says who the student is kept; bad rows refused with their reasons."""
 import csv
+import datetime as dt
 from pathlib import Path
 
 import polars as pl
@@ -48,13 +49,17 @@ def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
     header = "School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score,Student Last Name\n"
     body = header + ("2025-2026,Belleville,1,MOY,2026-01-20,310,Smith\n"
                      "2025-2026,Belleville,2,MID,2026-01-20,310,Jones\n"
-                     "2025-2026,Belleville,3,MOY,01/20/2026,310,Brown\n"
+                     "2025-2026,Belleville,3,MOY,20.01.2026,310,Brown\n"
                      "2025-2026,Belleville,4,MOY,2026-01-20,high,Green\n")
     validated, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()), district)
     assert validated.rows == 1 and validated.frame["screening_window"].to_list() == ["Winter"]
+    # a US Excel re-save writes the Client Date month/day/year: read as such
+    resaved, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.replace(
+        "2026-01-20", "1/20/2026").encode()), district)
+    assert resaved.frame["completed_at"].dt.date().to_list() == [dt.date(2026, 1, 20)]
     assert validated.frame["scores"][0].to_list() == []  # the name column is never a score
     assert validated.rejected == {"Benchmark Period is not BOY, MOY or EOY": 1,
-                                  "unreadable Client Date (year-month-day)": 1,
+                                  "unreadable Client Date (year-month-day, or month/day/year)": 1,
                                   "Composite Score is not a whole number": 1}
     halted, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, header.replace(
         ",Composite Score", "").encode() + b"2025-2026,B,1,MOY,2026-01-20,Smith\n"), district)
@@ -98,9 +103,9 @@ def test_a_student_not_yet_benchmarked_is_no_result_and_no_refusal():
     body = ("School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score\n"
             "2025-2026,Belleville,1,MOY,,\n"
             "2025-2026,Belleville,2,MOY,2026-01-20,310\n"
-            "2025-2026,Belleville,3,MOY,01/20/2026,300\n")
+            "2025-2026,Belleville,3,MOY,20.01.2026,300\n")
     validated, errors = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()),
                                       district)
     assert validated.frame["student_link"].to_list() == ["2"] and validated.frame["source_row"].to_list() == [3]
-    assert validated.rejected == {"unreadable Client Date (year-month-day)": 1}  # a date that is there, unread
+    assert validated.rejected == {"unreadable Client Date (year-month-day, or month/day/year)": 1}  # there, unread
     assert [e.row_count for e in errors] == [1]

@@ -81,6 +81,18 @@ def test_a_test_listed_twice_refuses_its_repeat_not_the_file():
     assert [e.reason for e in errors] == ["row_rejected"]
 
 
+def test_a_start_time_an_excel_re_save_wrote_is_read_and_an_unreadable_one_is_named_as_the_time():
+    """A US Excel re-save writes TestStartTime as 9:57:27 AM (or 9:57): every row was refused, blamed on the date,
+    and the drop blocked as if no student linked."""
+    row = "Winter 2025-2026,Belleville Public Schools,{0},910{0},Mathematics,Math K-12,T{0},1/12/2026,{1},201,55,,\n"
+    times = ["9:57:27 AM", "1:05:00 PM", "9:57", "10:00:00", "25:61"]
+    body = HEADER + "".join(row.format(i, t) for i, t in enumerate(times, 1))
+    validated, _ = _read(Path("AssessmentResults.csv"), body.encode())
+    assert validated.frame["completed_at"].dt.strftime("%H:%M:%S").to_list() == [
+        "09:57:27", "13:05:00", "09:57:00", "10:00:00"]
+    assert validated.rejected == {"unreadable TestStartTime (hour:minute:second, or an Excel re-save's 9:57:27 AM)": 1}
+
+
 def test_a_file_without_a_required_column_is_halted_naming_it():
     validated, errors = _read(Path("AssessmentResults.csv"), b"TermName,StudentID,Subject\nFall 2025-2026,1,Math\n")
     assert validated.halted is not None and validated.halted.reason == "missing_columns"

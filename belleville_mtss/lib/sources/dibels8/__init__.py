@@ -16,7 +16,7 @@ from pydantic import Field
 from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    repeats_refused, split_refused, value, whole,
+    datetime_of, repeats_refused, split_refused, value, whole,
 )
 from .sample import sample
 
@@ -80,7 +80,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         .alias("school_year"),
         period.alias("period"),
         period.replace_strict(WINDOWS, default=None, return_dtype=pl.Utf8).alias("screening_window"),
-        value(raw, "Client Date").str.to_datetime("%Y-%m-%d", strict=False, time_unit="us").alias("completed_at"),
+        datetime_of(value(raw, "Client Date"), ("%Y-%m-%d", "%m/%d/%Y")).alias("completed_at"),  # or re-saved
         whole(value(raw, "Composite Score")).alias("scaled_score"),
         value(raw, "Composite - National Norm Percentile").alias("percentile_text"),
         whole(value(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
@@ -92,7 +92,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
-              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Client Date (year-month-day)"))
+              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Client Date (year-month-day, or month/day/year)"))
               .when(pl.col("scaled_score").is_null()).then(pl.lit("Composite Score is not a whole number"))
               .when(~pl.col("scaled_score").is_between(*COMPOSITE))
               .then(pl.lit(f"Composite Score out of range {COMPOSITE}"))

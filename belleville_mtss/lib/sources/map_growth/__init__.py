@@ -14,7 +14,7 @@ from pydantic import Field
 from ...load.warehouse import assessment_results, max_lengths
 from ..base import (
     AssessmentSection, FileKind, SCORES, Source, declared, default_files, gathered, plain_reader, require,
-    repeats_refused, split_refused, value, whole,
+    datetime_of, repeats_refused, split_refused, value, whole,
 )
 from .sample import sample
 
@@ -36,6 +36,8 @@ OURS = ("TermName", "DistrictName", "District_StateID", "SchoolName", "Subject",
         "TestStartDate", "TestStartTime", "TestRITScore", "TestPercentile", "AchievementQuintile")
 IDENTIFYING = ("StudentID", "Student_StateID", "School_StateID")
 REQUIRED = ("TermName", "Subject", "TestStartDate", "TestRITScore")
+# TestStartDate and TestStartTime as NWEA writes them, then as an Excel re-save (US) does: 9:57:27 AM, or 9:57
+WHEN = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M %p")
 RIT, PERCENTILE = (100, 350), (1, 99)
 
 
@@ -100,7 +102,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         term.alias("term_name"),
         term.str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "").alias("school_year"),
         term.str.extract(r"^(Fall|Winter|Spring|Summer)\b", 1).alias("screening_window"),
-        when.str.to_datetime("%m/%d/%Y %H:%M:%S", strict=False, time_unit="us").alias("completed_at"),
+        datetime_of(when, WHEN).alias("completed_at"),
+        datetime_of(value(frame, "TestStartDate"), ("%m/%d/%Y",)).is_not_null().alias("date_read"),
         value(frame, "TestRITScore").alias("rit_text"),
         whole(value(frame, "TestRITScore")).alias("scaled_score"),
         value(frame, "TestPercentile").alias("percentile_text"),
@@ -118,6 +121,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
+              .when(pl.col("completed_at").is_null() & pl.col("date_read"))
+              .then(pl.lit("unreadable TestStartTime (hour:minute:second, or an Excel re-save's 9:57:27 AM)"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
               .when(pl.col("school_year").is_null()).then(pl.lit("TermName without a school year"))
               .when(pl.col("screening_window").is_null())
