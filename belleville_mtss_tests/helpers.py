@@ -216,16 +216,17 @@ def written_sample(tmp_path: Path, source, names: dict[str, str]) -> dict[str, t
     """The source's sample files for `students_with_tests()` written as generate_drop writes them (`names`: file asset
     -> the file name it must come as), each with its rows as the csv module reads them."""
     import csv
-    import fnmatch
 
     import numpy as np
+
+    from belleville_mtss.lib.receive.drops import name_matches
 
     frames = source.sample(students_with_tests(), VENDOR_SPEC, np.random.default_rng(5), source.files)
     assert list(frames) == list(names.values())
     out = {}
     for kind in source.files:
         path = tmp_path / names[kind.asset]
-        assert fnmatch.fnmatch(path.name.lower(), kind.pattern.lower())
+        assert name_matches(path.name, kind.pattern)
         frames[path.name].write_csv(path)
         with path.open(encoding="utf-8-sig", newline="") as f:
             out[kind.asset] = path, list(csv.DictReader(f))

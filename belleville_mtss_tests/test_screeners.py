@@ -15,6 +15,7 @@ import yaml
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table, student_roster
 from belleville_mtss.lib.sources import BY_NAME
+from belleville_mtss.lib.sources.iready import FILES as IREADY_FILES
 from belleville_mtss.lib.sample import PECAN_VALLEY, REFUSED_SCORE, SampleSpec
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
@@ -73,8 +74,8 @@ def test_a_four_screener_district_onboarded_signed_off_and_run_loads_exactly_its
     assert list(sources) == list(SCREENERS)  # each recognised by its header, none by its name
     assert {s: sources[s]["link"] for s in SCREENERS} == {s: SCORE[s][0] for s in SCREENERS}
     assert entry["student_link"] == {"classlink": "email", "powerschool": "student_number"}
-    assert sources["iready"]["files"] == {"iready_ela": "diagnostic_results_ela*.csv",
-                                          "iready_math": "diagnostic_results_math*.csv"}  # the subject by name
+    assert sources["iready"]["files"] == {k.asset: k.pattern for k in IREADY_FILES}  # the subject by name
+    assert IREADY_FILES[0].pattern.startswith("diagnostic_results_ela*.csv|")
     assert sources["iready"].get("bound_by_folder") is True and sources["iready"]["names"] == []
     for name in ("map_growth", "dibels8", "fastbridge"):
         assert sources[name]["names"] == [PECAN.district_name_in_files] and "bound_by_folder" not in sources[name]

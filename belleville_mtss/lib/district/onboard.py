@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import fnmatch
 import re
 import zipfile
 import zlib
@@ -24,7 +23,7 @@ import polars as pl
 from ..sources import ASSESSMENTS, BY_NAME, Source
 from ..sources.oneroster.export import MANIFEST, ExportRefused, candidates, district_orgs, is_oneroster
 from ..sources.powerschool.reader import email_key
-from ..receive.drops import DropRefused, Limits, zip_entries
+from ..receive.drops import DropRefused, Limits, name_matches, zip_entries
 from ..receive.untrusted import escape
 from ..read.csvfile import FileRejected, read_text_csv
 from .crosswalk import account_reference, carried_widely
@@ -662,7 +661,7 @@ def _file_kinds(found: Assessed) -> dict[str, tuple]:
     kinds = found.source.files
     out = {}
     for t in found.tables:
-        kind = next((k for k in kinds if fnmatch.fnmatch(t.name.lower(), k.pattern.lower())), None)
+        kind = next((k for k in kinds if name_matches(t.name, k.pattern)), None)
         if kind is not None:
             out[t.name] = (kind, kind.pattern)
         elif len(kinds) == 1:

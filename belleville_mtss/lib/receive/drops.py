@@ -816,10 +816,15 @@ def _stored_expired(path: Path, retention_days: float, now: float) -> bool:
         return False
 
 
+def name_matches(name: str, pattern: str) -> bool:
+    """Whether a file name matches a registry pattern, case-insensitively: a shell pattern, or several of them
+    separated by `|` (a vendor that renamed its exports: either name)."""
+    return any(fnmatch.fnmatch(name.lower(), p.strip().lower()) for p in pattern.split("|"))
+
+
 def files_matching(files: tuple, pattern: str) -> list:
-    """The drop's files (staged files or paths: anything with a .name) a registry pattern matches, compared
-    case-insensitively, by name."""
-    return sorted((f for f in files if fnmatch.fnmatch(f.name.lower(), pattern.lower())), key=lambda f: f.name)
+    """The drop's files (staged files or paths: anything with a .name) a registry pattern matches, by name."""
+    return sorted((f for f in files if name_matches(f.name, pattern)), key=lambda f: f.name)
 
 
 def find_file(files: tuple, pattern: str):

@@ -37,6 +37,11 @@ class FileKind:
     def validated(self) -> str:
         return f"validated_{self.asset}"
 
+    @property
+    def example(self) -> str:
+        """A file name its pattern matches (its first name, without the wildcards): the demo's files."""
+        return self.pattern.split("|")[0].replace("*", "")
+
     def found_in(self, files, pattern: str) -> tuple:
         """The drop's files (anything with a .name) it is read from: the first matching `pattern` (the registry's),
         then each companion beside it under the same prefix (`x_manifest.csv` -> `x_users.csv`); () when none."""

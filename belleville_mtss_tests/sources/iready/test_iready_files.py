@@ -120,3 +120,16 @@ def test_an_export_in_windows_1252_reads_where_the_section_declares_it_and_is_ha
     from belleville_mtss.lib.students.suggest import read_people
     people = read_people("diagnostic_results_ela.csv", body, BY_NAME["iready"], district)
     assert people.rows() == [("1", "José")] and people.columns == ["Student ID", "Last Name"]
+
+
+def test_the_files_are_found_under_their_names_before_and_from_2026_27_and_spanish_reading_is_not_ela():
+    """Curriculum Associates renamed the exports for 2026-27 ("i-Ready Inform Results", ELA as reading): every
+    i-Ready district was partial from then on, its files matching no pattern, until someone edited its entry."""
+    from belleville_mtss.lib.read.ingest import drop_files
+    district = _district()
+    names = ["i-ready_inform_results_reading_english_CONFIDENTIAL.csv", "i-ready_inform_results_math_CONFIDENTIAL.csv",
+             "i-ready_inform_results_reading_spanish_CONFIDENTIAL.csv", "SR.csv"]
+    found = drop_files(district, [Path(n) for n in names])
+    assert [f.name for f in found["iready_ela"]] == [names[0]] and [f.name for f in found["iready_math"]] == [names[1]]
+    before = drop_files(district, [Path("Diagnostic_Results_ELA_2025.csv"), Path("diagnostic_results_math.csv")])
+    assert [f.name for f in before["iready_ela"]] == ["Diagnostic_Results_ELA_2025.csv"]

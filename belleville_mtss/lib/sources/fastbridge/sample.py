@@ -79,6 +79,6 @@ def sample(tested: pl.DataFrame, spec, rng: np.random.Generator, files) -> dict[
     refused rows (their fall Test Theta not a number) and rows of students the roster lacks."""
     from ...sample import extra_rows
 
-    return {kind.pattern.replace("*", ""): extra_rows(screening(kind.subject, tested, spec, rng), spec,
+    return {kind.example: extra_rows(screening(kind.subject, tested, spec, rng), spec,
                                                       ("Local ID",), f"Fall {kind.subject} Test Theta")
             for kind in files}

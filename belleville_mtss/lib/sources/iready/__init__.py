@@ -21,10 +21,13 @@ from ..base import (
 )
 from .sample import sample
 
+# Named "i-Ready Inform Results" from 2026-27, ELA as "reading" (English; the Spanish reading file is another
+# subject): a district's files match either name
 FILES = (
-    FileKind("iready_ela", "diagnostic_results_ela*.csv", "i-Ready Diagnostic Results, ELA, of the drop", "ELA"),
-    FileKind("iready_math", "diagnostic_results_math*.csv", "i-Ready Diagnostic Results, math, of the drop",
-             "Math"),
+    FileKind("iready_ela", "diagnostic_results_ela*.csv|*inform_results_reading_english*.csv",
+             "i-Ready Diagnostic (Inform) Results, ELA, of the drop", "ELA"),
+    FileKind("iready_math", "diagnostic_results_math*.csv|*inform_results_math*.csv",
+             "i-Ready Diagnostic (Inform) Results, math, of the drop", "Math"),
 )
 REQUIRED = ("Academic Year", "Completion Date", "Overall Scale Score")
 # The measures a row carries beyond ours: kept as scores, by header. Anything else (names, sex, race, programme

@@ -107,5 +107,5 @@ def sample(tested: pl.DataFrame, spec, rng: np.random.Generator, files) -> dict[
         frame = extra_rows(diagnostics(kind.subject, tested, rng), spec, ("Student ID",), "Overall Scale Score")
         # i-Ready's export starts with a byte-order mark: written as the first header's first character, since
         # the drop writes every frame alike
-        out[kind.pattern.replace("*", "")] = frame.rename({"Last Name": "\ufeffLast Name"})
+        out[kind.example] = frame.rename({"Last Name": "\ufeffLast Name"})
     return out

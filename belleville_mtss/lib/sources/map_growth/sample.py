@@ -91,4 +91,4 @@ def sample(tested: pl.DataFrame, spec, rng: np.random.Generator, files) -> dict[
     (kind,) = files
     frame = pl.concat([_subject_rows(tested, spec, rng, *subject) for subject in _SUBJECTS])
     frame = frame.with_columns(pl.format("7{}", pl.int_range(pl.len()) + 10_000_000).alias("TestID"))
-    return {kind.pattern.replace("*", ""): extra_rows(frame, spec, ("StudentID", "TestID"), "TestRITScore")}
+    return {kind.example: extra_rows(frame, spec, ("StudentID", "TestID"), "TestRITScore")}
