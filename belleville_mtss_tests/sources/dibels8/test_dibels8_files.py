@@ -53,6 +53,10 @@ def test_each_bad_row_is_refused_with_its_reason_and_a_missing_column_halts():
                      "2025-2026,Belleville,4,MOY,2026-01-20,high,Green\n")
     validated, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()), district)
     assert validated.rows == 1 and validated.frame["screening_window"].to_list() == ["Winter"]
+    # the SFTP export's Device Date is the Client Date
+    sftp, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.replace(
+        "Client Date", "Device Date").encode()), district)
+    assert sftp.rows == 1 and sftp.frame["completed_at"].dt.date().to_list() == [dt.date(2026, 1, 20)]
     # a US Excel re-save writes the Client Date month/day/year: read as such
     resaved, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.replace(
         "2026-01-20", "1/20/2026").encode()), district)

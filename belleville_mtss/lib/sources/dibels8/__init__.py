@@ -22,6 +22,9 @@ from .sample import sample
 
 FILES = (FileKind("dibels8", "dibels8*.csv", "mCLASS DIBELS 8th Edition benchmark export of the drop"),)
 REQUIRED = ("School Year", "Benchmark Period", "Composite Score", "Client Date")
+# The same export over mCLASS's SFTP (its Benchmark Student Summary) names the day Device Date, beside a Sync Date
+# (so KIPP's public teamster models it: device_date, sync_date; not seen here in a file)
+OTHER_HEADERS = {"Device Date": "Client Date"}
 WINDOWS = {"BOY": "Fall", "MOY": "Winter", "EOY": "Spring"}
 # The measures of a row, by header: kept as scores. Anything else is who the student is, or where they sit.
 MEASURE = re.compile(r"( - (Level|Score|National Norm Percentile|Semester Growth|Year Growth|Lexile)|"
@@ -64,6 +67,7 @@ STORED_LENGTHS = max_lengths(assessment_results, {"TestKey": "test_key", "Subjec
 
 def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     link = district.sources["dibels8"].link
+    raw = raw.rename({old: new for old, new in OTHER_HEADERS.items() if old in raw.columns and new not in raw.columns})
     require(raw, (link, *REQUIRED), file_name)
     raw = raw.with_row_index("source_row", offset=2).filter(  # numbered first: a row keeps its line in the file
         value(raw, "Client Date").is_not_null() | value(raw, "Composite Score").is_not_null())
