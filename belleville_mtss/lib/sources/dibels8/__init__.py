@@ -85,6 +85,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         period.alias("period"),
         period.replace_strict(WINDOWS, default=None, return_dtype=pl.Utf8).alias("screening_window"),
         datetime_of(value(raw, "Client Date"), ("%Y-%m-%d", "%m/%d/%Y")).alias("completed_at"),  # or re-saved
+        value(raw, "Composite Score").alias("composite_text"),
         whole(value(raw, "Composite Score")).alias("scaled_score"),
         value(raw, "Composite - National Norm Percentile").alias("percentile_text"),
         whole(value(raw, "Composite - National Norm Percentile")).alias("percentile_rank"),
@@ -97,6 +98,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Client Date (year-month-day, or month/day/year)"))
+              .when(pl.col("composite_text").is_null())  # a window half-way: measures given, no composite yet
+              .then(pl.lit("benchmark not finished: no Composite Score yet (loaded once it has one)"))
               .when(pl.col("scaled_score").is_null()).then(pl.lit("Composite Score is not a whole number"))
               .when(~pl.col("scaled_score").is_between(*COMPOSITE))
               .then(pl.lit(f"Composite Score out of range {COMPOSITE}"))
