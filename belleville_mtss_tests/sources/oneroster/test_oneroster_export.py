@@ -231,6 +231,27 @@ def test_a_school_below_a_local_org_is_its_districts_and_one_under_no_district_i
     assert export.rejected.rows() == [(4, "their school is under none of the export's district orgs")]
 
 
+def test_a_school_whose_parent_is_another_districts_or_deleted_is_under_no_district_and_its_students_refused(
+        tmp_path):
+    """A school whose chain of parents is given but leads to an org the export does not hold live (another
+    district's, left out of orgs.csv, or one marked tobedeleted) was taken for the export's one district: its
+    students loaded under ours, verified by our name. Only a chain not given falls back to the one district."""
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\n"
+            f"dA,{_T},Belleville Public Schools,district,3401350,\n"
+            "dB,tobedeleted,2026-01-01,Old District,district,5500990,\n"
+            f"sA,{_T},School A,school,SA,dA\nsN,{_T},School N,school,SN,\n"
+            f"sX,{_T},School X,school,SX,dOther\nsD,{_T},School D,school,SD,dB\n")
+    users = _USERS + (f"u1,{_T},true,sA,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
+                      f"u2,{_T},true,sN,student,ben,,Ben,B,,1002,ben@x.example,,,,06,\n"
+                      f"u3,{_T},true,sX,student,cid,,Cid,C,,2001,cid@z.example,,,,07,\n"
+                      f"u4,{_T},true,sD,student,dee,,Dee,D,,2002,dee@z.example,,,,07,\n")
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs})
+    assert export.students.select("student_number", "district_name").rows() == [
+        ("1001", "Belleville Public Schools"), ("1002", "Belleville Public Schools")]
+    assert export.rejected.rows() == [(4, "their school is under none of the export's district orgs"),
+                                      (5, "their school is under none of the export's district orgs")]
+
+
 @pytest.mark.parametrize("empty", ["demographics.csv", "users.csv"])
 def test_a_roster_file_of_no_records_reads_as_none_users_csv_alone_is_refused(empty):
     """A bulk demographics.csv (or enrollments, roles) with a header and no records is a file of nothing: it halted

@@ -206,8 +206,9 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
 
 def _orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """orgs.csv's live orgs, each with the district org it belongs to (itself, the nearest above it however many
-    levels up, or the export's one district org): that org's name and identifier; none where the export has several
-    and no chain of parents reaches one."""
+    levels up, or, where the chain of parents is not given, the export's one district org): that org's name and
+    identifier; none where the chain leads to an org the export does not hold live (another district's, a deleted
+    one) or loops, or the export has several district orgs and no chain reaches one."""
     columns = ("sourcedId", "name", "type", "identifier", "parentSourcedId")
     orgs = _live(files["orgs.csv"]) if "orgs.csv" in files else pl.DataFrame(schema={c: pl.Utf8 for c in columns})
     orgs = orgs.with_columns(*(pl.lit(None, pl.Utf8).alias(c) for c in columns if c not in orgs.columns))
@@ -225,8 +226,12 @@ def _orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
             if org in named:
                 return named[org]
             seen.add(org)
-            org = parent.get(org)
-        return only
+            if org not in parent:  # a parent the export does not hold live (another district's, or deleted)
+                return None, None
+            org = parent[org]
+            if org is None:  # the chain not given: the export's one district, if it has one
+                return only
+        return None, None
 
     found = [above(org) for org in orgs["sourcedId"]]
     return orgs.select("sourcedId", "identifier").with_columns(
