@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ...receive.untrusted import escape, without_accounts
+from ...load.warehouse import student_roster
 from ..powerschool.reader import type_students
 
 MANIFEST = "manifest.csv"
@@ -176,16 +177,23 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     school = orgs_of
     if "enrollments.csv" in files:
         enrolled = _live(_require(files["enrollments.csv"], "enrollments.csv", "userSourcedId", "schoolSourcedId",
-                                  "role")).filter(
-            pl.col("role").str.strip_chars().str.to_lowercase() == "student").select(
+                                  "role")).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
+        # a bulk file keeps the enrolments that ended this session: the school is the one that ends last (open-ended
+        # first), begun last among those, not the first in the file (a student who moved got the school they left)
+        dates = [pl.coalesce(_blank(pl.col(c)), pl.lit(last)) for c, last in (("endDate", "9999-12-31"),
+                                                                            ("beginDate", "")) if c in enrolled.columns]
+        enrolled = (enrolled.sort(dates, descending=True, maintain_order=True) if dates else enrolled).select(
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
                               how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
     # one row per student: two users of one sourcedId are refused as such (typed), never multiplied by the joins
     school = school.unique("sourcedId", keep="first", maintain_order=True)
     orgs = _orgs(files)
-    org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.col("sourcedId")).alias("school_id"),
-                         "district_name", "district_id")
+    # a school's code: its identifier, else its sourcedId where dm.StudentRoster.SchoolId holds it (a GUID does not:
+    # the students of a school without an identifier were refused, a school code being no reason to lose them)
+    fits = pl.col("sourcedId").str.len_chars() <= student_roster.c.SchoolId.type.length
+    org_id = orgs.select("sourcedId", pl.coalesce(_blank(pl.col("identifier")), pl.when(fits).then(pl.col("sourcedId")))
+                         .alias("school_id"), "district_name", "district_id")
     # birth dates are optional in the standard: a demographics.csv without them reads them as unknown
     births = (_live(_require(files["demographics.csv"], "demographics.csv", "sourcedId"))
               .select("sourcedId", _blank(pl.col("birthDate")).alias("dob"))
