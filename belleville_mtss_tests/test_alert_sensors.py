@@ -338,6 +338,15 @@ def test_runs_from_the_asset_graph_are_tagged_and_alerted_and_one_that_loads_not
         outcome_tick()
         assert instance.get_run_by_id(blocked.run_id).tags[OUTCOME_TAG] == "blocked"
         assert instance.get_run_by_id(received.run_id).tags[OUTCOME_TAG] == "received"
+        # another code location's partitioned run on the same instance is none of ours: not tagged, not alerted
+        @dg.asset(partitions_def=dg.DailyPartitionsDefinition("2026-12-01"))
+        def theirs():
+            raise ValueError("theirs")
+        foreign = dg.materialize([theirs], instance=instance, partition_key="2026-12-01", raise_on_error=False)
+        outcome_tick()
+        result, cursor = alert_tick(settings, instance, cursor)
+        assert result.skip_message == "0 alert(s) sent"
+        assert OUTCOME_TAG not in instance.get_run_by_id(foreign.run_id).tags
         # the drop's whole run after it settles nothing of the receipt's: its files were received, as it says
         assert run_drop(settings, instance=instance).outcome == "loaded"
         engine = make_engine(settings.warehouse_url)

@@ -9,16 +9,19 @@ import dagster as dg
 from ..lib.load.errors import settle_failed_run
 from ..report import OUTCOME_TAG, DropReport
 from .jobs import drop_job
+from .partitions import drops as drop_partitions
 from .recovery import own_tag, tag_own
 from .resources import ErrorLogResource
 
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
 
 
-def is_drop_run(run: dg.DagsterRun) -> bool:
-    """A run of a drop: drop_job's, or assets materialized from the asset graph (Dagster's implicit job) for a
-    drop's partition (every partitioned asset is partitioned by drop)."""
-    return run.job_name == drop_job.name or "dagster/partition" in run.tags
+def is_drop_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A run of a drop: drop_job's, or assets materialized from the asset graph (Dagster's implicit job) for one of
+    the drops' partitions; never another code location's partitioned run on the same instance."""
+    key = run.tags.get("dagster/partition")
+    return run.job_name == drop_job.name or (run.job_name.startswith("__ASSET_JOB") and key is not None
+                                             and instance.has_dynamic_partition(drop_partitions.name, key))
 
 
 def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50):
@@ -31,7 +34,7 @@ def finished_drop_runs(context, cursor: float, handled_tag: str, limit: int = 50
         limit=limit, ascending=True)
     for record in records:
         run = record.dagster_run
-        if not is_drop_run(run) or own_tag(run, handled_tag) is not None:
+        if not is_drop_run(context.instance, run) or own_tag(run, handled_tag) is not None:
             yield record, None
             continue
         events = [e.dagster_event for e in context.instance.all_logs(run.run_id) if e.dagster_event]
