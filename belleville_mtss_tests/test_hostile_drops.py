@@ -1015,3 +1015,16 @@ def test_a_link_in_place_of_the_publishing_lock_fails_the_receipt_and_makes_noth
         receive(source, "belleville", listed, staging / "belleville" / "d1", key)
     assert not outside.exists()
     assert sorted(p.name for p in (staging / "belleville").iterdir()) == [".publishing.lock"]  # nothing staged
+
+
+def test_zip_entries_whose_names_differ_only_by_a_trailing_space_refuse_the_drop(tmp_path):
+    """As files of a folder drop do (test_drop_planning.py): SQL Server's comparisons ignore trailing spaces, so the
+    stray entry's audit row would be the real one's."""
+    from belleville_mtss.lib.receive.drops import DropRefused, receive
+    from belleville_mtss.lib.receive.vault import new_key, parse_key
+    source, listed = _zip_drop(tmp_path / "drops", "vendor", [("SR.csv", b"StudentIdentifier\n1\n"),
+                                                              ("export/SR.csv ", b"StudentIdentifier\n2\n")])
+    target = tmp_path / "staging" / "belleville" / "vendor"
+    with pytest.raises(DropRefused) as refused:
+        receive(source, "belleville", listed, target, parse_key(new_key()))
+    assert refused.value.reason == "duplicate_file_name" and not target.exists()

@@ -133,6 +133,12 @@ class DropSource(Protocol):
         ...
 
 
+def one_name(name: str) -> str:
+    """What two file names of a drop must not share: one file to a case-insensitive file system, and to SQL
+    Server's comparisons, which ignore trailing spaces (the audit's row of one was the other's)."""
+    return name.lower().rstrip(" ")
+
+
 def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
     for f in files:
         if not f.regular:
@@ -144,9 +150,7 @@ def _file_problem(files: list[RemoteFile]) -> tuple[str, str, str] | None:
             return ("bad_file_name", str(exc), plain(f.name, 250))
     seen: dict[str, str] = {}
     for f in files:
-        # one file to a case-insensitive file system, and to SQL Server's comparisons (which ignore trailing spaces):
-        # the audit's row of one was the other's
-        other = seen.setdefault(f.name.lower().rstrip(" "), f.name)
+        other = seen.setdefault(one_name(f.name), f.name)
         if other != f.name:
             return ("duplicate_file_name", f"{escape(other)} and {escape(f.name)} differ only by case or by spaces "
                                            "at their end", plain(f.name, 250))
@@ -499,10 +503,11 @@ def zip_entries(zf: zipfile.ZipFile, archive: str, limits: Limits) -> list[tuple
             raise DropRefused("unsafe_zip_entry", f"{archive}: {exc}", archive) from None
         if info.flag_bits & 0x1:
             raise DropRefused("bad_zip", f"{archive}: entry {escape(name)} is encrypted", archive)
-        other = seen.setdefault(base.lower(), name)
+        other = seen.setdefault(one_name(base), name)
         if other != name:
             raise DropRefused("duplicate_file_name", f"{archive}: entries {escape(other)} and {escape(name)} are "
-                              "both named " + escape(base) + " once folders are flattened", archive)
+                              "both named " + escape(base) + " once folders are flattened (case and spaces at the "
+                              "end aside)", archive)
         if info.file_size > limits.max_zip_ratio * max(info.compress_size, 1):
             raise DropRefused("zip_ratio", f"{archive}: entry {escape(name)} expands more than "
                               f"{limits.max_zip_ratio:g} times (MTSS_MAX_ZIP_RATIO)", archive)
