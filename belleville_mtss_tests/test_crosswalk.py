@@ -91,6 +91,12 @@ def test_a_surname_that_several_students_share_is_not_shown_where_a_shifted_colu
     rows = crosswalk([file], classlink("Belleville PD"))
     shown = {r[2] for r in rows if r[0] == "star_reading"}
     assert shown == {"<a value of 10 row(s), not shown>"}, shown  # ten surnames, each a tenth of the students
+    # a school still under an old district name, as few students: it names itself a district's, and is shown, so
+    # that the operator can list it (hidden, the blocked drop named nothing to add)
+    legacy = file.frame.with_columns(pl.when(pl.int_range(pl.len()) < 10).then(pl.lit("Belleville Schools - Legacy"))
+                                     .otherwise(pl.lit("Belleville Public Schools")).alias("district_name"))
+    rows = crosswalk([ValidatedFile("star_reading", "SR.csv", legacy)], classlink("Belleville PD"))
+    assert {r[2] for r in rows if r[0] == "star_reading"} == {"Belleville Public Schools", "Belleville Schools - Legacy"}
 
 
 def test_halted_files_are_listed_as_halted():

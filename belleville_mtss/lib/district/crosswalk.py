@@ -3,6 +3,7 @@ within the registry's state (and county), and whether that is the district the r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass, replace
 
 import polars as pl
@@ -145,20 +146,22 @@ def listed_names(district: District, source) -> tuple[str, list[str]]:
 
 
 STUDENTS_MIN = 5  # students whose rows carry a value, at least, for it to be shown as read (`_shown`)
-SHARE_MIN = 0.2  # ... and at least this share of the file's students: a common surname is neither
+SHARE_MIN = 0.2  # ... and at least this share of the file's students, unless it names itself a district's:
+# a common surname a shifted column holds is neither (a school still under an old district name is the second)
+DISTRICT_WORDS = re.compile(r"(?i)\b(schools?|district|public|board|education|unified|independent|regional|"
+                            r"township|academy|charter|isd|usd|cusd|sd|ps)\b")
 
 
-def carried_widely(students: int, of: int) -> bool:
+def carried_widely(students: int, of: int, value: str) -> bool:
     """Whether a value the rows of `students` of a file's `of` students carry is evidently not one student's."""
-    return students >= max(STUDENTS_MIN, SHARE_MIN * of)
+    return students >= STUDENTS_MIN and (students >= SHARE_MIN * of or DISTRICT_WORDS.search(value) is not None)
 
 
 def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, student: str | None) -> list[CrosswalkEntry]:
     """The entries with each name or id a file carries as it may be shown (an error row, a check's metadata, a log):
-    as read where it is evidently a district's (it resolved to one, or is too close to two to call, or the rows of
-    STUDENTS_MIN students or more, and a SHARE_MIN of the file's, carry it); else only how many rows carry it. A
-    district column holding a student's value (a stray cell, a shifted column: their name, email or number, a
-    surname five students share) is theirs, not the log's."""
+    as read where it is evidently a district's (it resolved to one, or is too close to two to call, or it is
+    `carried_widely`); else only how many rows carry it. A district column holding a student's value (a stray cell,
+    a shifted column: their name, email or number, a surname five students share) is theirs, not the log's."""
     if student is None or student not in frame.columns:
         return entries  # no student's rows (the ClassLink tenants): nothing of a student to carry
     carried = {name: (rows, students) for name, rows, students in frame.group_by(column).agg(
@@ -167,7 +170,7 @@ def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, stud
     out = []
     for e in entries:
         rows, students = carried.get(e.name_seen, (0, 0))
-        evident = e.decision in ("resolved", "ambiguous") or carried_widely(students, of)
+        evident = e.decision in ("resolved", "ambiguous") or carried_widely(students, of, e.name_seen)
         out.append(e if evident else replace(e, name_seen=f"<a value of {rows:,} row(s), not shown>"))
     return out
 

@@ -358,7 +358,7 @@ def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidenc
             e = (_name_evidence(where, value, n, reference, state) if column == name
                  else _state_id_evidence(where, value, n, source) if column == state_id
                  else Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
-            if e.account_info_id is None and not e.how.startswith("ambiguous") and not carried_widely(students, of):
+            if e.account_info_id is None and not e.how.startswith("ambiguous") and not carried_widely(students, of, value):
                 e = Evidence(where, f"<a value of {n:,} row(s), not shown>", n, None,
                              f"carried by {students} student(s) only: not a district's; not proposed", shown=False)
             out.append(e)
@@ -366,9 +366,15 @@ def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidenc
 
 
 def _student_of(table: Table, source: Source) -> pl.Expr:
-    """Who a row's student is, by the source's first link column the table has (else the row itself)."""
-    column = next((c for c in source.link_columns() if c in table.columns), None)
-    return (pl.col(column) if column else pl.int_range(pl.len()).cast(pl.Utf8)).alias("student")
+    """Who a row's student is: by the source's first link column the table fills (a Star file may leave
+    StudentIdentifier empty and carry StudentStateID), a row whose cell is empty its own; else each row its own."""
+    row = pl.format("row {}", pl.int_range(pl.len()))
+    for column in (c for c in source.link_columns() if c in table.columns):
+        text = pl.col(column).str.strip_chars()
+        values = pl.when(text != "").then(text)
+        if table.frame.select(values.drop_nulls().n_unique()).item() > 1:
+            return pl.coalesce(values, row).alias("student")
+    return row.alias("student")
 
 
 def _name_evidence(where: str, value: str, n: int, reference, state: str) -> Evidence:
