@@ -493,6 +493,17 @@ def test_a_rekey_takes_the_districts_link_decisions_to_its_new_account_info_id(r
         ("210001", "accepted", "ana", "same name and birth date"), ("210002", "rejected", "bo", "another child")]
     assert rekey(review_db, "belleville", 107873, 107999)["dm.LinkSuggestions"] == 0  # once
 
+    # another district's suggestions under a mistyped --from are not belleville's: never copied, and a --from
+    # under which the district holds nothing is refused (it copied pecan-valley's accepted links into belleville's)
+    review.record(review_db, 666001, "pecan-valley/2026-11-08", pl.DataFrame({
+        "cause": [unknown_cause("star")], "subjects": ["SR"], "from_id": ["P-1"], "to_id": ["950001"],
+        "score": [0.9], "evidence": ["number one slip away"]}))
+    (theirs,) = review.listing(review_db, 666001)["SuggestionId"].to_list()
+    review.decide(review_db, theirs, "accepted", "cy", "checked")
+    with pytest.raises(ValueError, match="no row of belleville is under AccountInfoId 666001: check --from"):
+        rekey(review_db, "belleville", 666001, 107999)
+    assert review.accepted(review_db, 107999).rows() == [(unknown_cause("star"), "S-1", "210001")]
+
 
 def test_a_rekey_refuses_accepted_links_that_disagree_under_the_two_ids(review_db):
     from belleville_mtss.lib.load.warehouse import rekey

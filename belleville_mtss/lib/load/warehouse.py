@@ -714,18 +714,26 @@ def rekey(engine: Engine, district: str, old: int, new: int) -> dict[str, int]:
                 sa.literal(new, sa.Integer).label(col.name) if col.name == "AccountInfoId" else col
                 for col in table.columns)).where(theirs)))
             moved[table.fullname] = conn.execute(table.delete().where(theirs)).rowcount
-        moved[link_suggestions.fullname] = _rekey_links(conn, old, new)
+        moved[link_suggestions.fullname] = _rekey_links(conn, district, old, new)
+        s = link_suggestions.c
+        if not any(moved.values()) and not conn.execute(sa.select(sa.func.count()).where(
+                (s.AccountInfoId == old) & s.DropId.startswith(f"{district}/", autoescape=True))).scalar_one():
+            # a mistyped --from: said, not a success that moved nothing
+            raise ValueError(f"no row of {district} is under AccountInfoId {old}: check --from (the id its rows "
+                             "were loaded under before the registry changed)")
     return moved
 
 
-def _rekey_links(conn: sa.Connection, old: int, new: int) -> int:
-    """The link suggestions under `old`, with their decisions, copied under `new` (the runtime login may insert
-    them and set a status, nothing more): every later drop applies the links a person accepted, which are looked up
-    by the district's AccountInfoId. A pair `new` holds open takes the decision made under `old`."""
+def _rekey_links(conn: sa.Connection, district: str, old: int, new: int) -> int:
+    """The district's link suggestions under `old` (those of its drops: another district's under a mistyped id
+    are not its), with their decisions, copied under `new` (the runtime login may insert them and set a status,
+    nothing more): every later drop applies the links a person accepted, which are looked up by the district's
+    AccountInfoId. A pair `new` holds open takes the decision made under `old`."""
     s, d = link_suggestions.c, link_decisions.c
     held = {(r.Cause, r.FromId, r.ToId): r for r in conn.execute(
         sa.select(s.SuggestionId, s.Cause, s.FromId, s.ToId, s.Status).where(s.AccountInfoId == new))}
-    theirs = conn.execute(sa.select(link_suggestions).where(s.AccountInfoId == old).order_by(s.SuggestionId)).all()
+    theirs = conn.execute(sa.select(link_suggestions).where(
+        (s.AccountInfoId == old) & s.DropId.startswith(f"{district}/", autoescape=True)).order_by(s.SuggestionId)).all()
     accepted = {(r.Cause, r.FromId): r.ToId for r in held.values() if r.Status == "accepted"}
     if any(accepted.get((r.Cause, r.FromId), r.ToId) != r.ToId for r in theirs if r.Status == "accepted"):
         raise ValueError(f"links accepted under AccountInfoId {old} and {new} give an identifier two different "
