@@ -551,6 +551,8 @@ def _migrate(args: argparse.Namespace) -> int:
                 "kept).\n" + yaml.safe_dump(new, sort_keys=False, allow_unicode=True))
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
             f.write(text)
+        # the entry keeps its mode (a temporary file is the writer's alone: the daemon's account could not read it)
+        os.chmod(f.name, path.stat().st_mode & 0o7777)
         os.replace(f.name, path)
     return 0
 

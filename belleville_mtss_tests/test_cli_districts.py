@@ -135,9 +135,11 @@ def test_migrate_rewrites_an_entry_of_the_earlier_shape_into_one_that_means_the_
     path = tmp_path / "riverton.yaml"
     shutil.copy(old, path)
     before = load_district(path)  # the earlier shape loads as it is
+    path.chmod(0o644)
     assert main(["districts", "migrate", str(tmp_path), "--dry-run"]) == 0
     assert path.read_bytes() == old.read_bytes()  # a dry run writes nothing
     assert main(["districts", "migrate", str(tmp_path)]) == 0
+    assert path.stat().st_mode & 0o777 == 0o644  # as before: the rewrite was the writer's alone (0600)
     out = capsys.readouterr().out
     assert "source_names.renaissance -> sources.star.names" in out
     assert "student_link.renaissance -> sources.star.link" in out
@@ -187,3 +189,16 @@ def test_commands_against_a_warehouse_of_no_schema_or_with_a_bad_argument_end_in
     assert "invalid choice: 'LOUD'" in capsys.readouterr().err
     assert main(["run", "belleville/2026-11-01", "--reason", "why"]) == 2  # a reason for no acceptance: said, not run
     assert "--reason goes with --accept" in capsys.readouterr().err
+
+
+def test_an_entry_that_cannot_be_read_stops_its_own_district_only(tmp_path):
+    """An entry the loader could not read (here a folder named as one; an entry another account owns, 0600, is the
+    same OSError) raised out of the whole registry's load: every district's runs and ticks failed with it."""
+    import shutil
+
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, tmp_path / "districts")
+    (tmp_path / "districts" / "other.yaml").mkdir()
+    registry = load_registry(tmp_path / "districts")
+    assert "belleville" in registry
+    assert registry.problems["other"].message.startswith("other.yaml: cannot be read (IsADirectoryError")

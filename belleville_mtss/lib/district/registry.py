@@ -259,6 +259,9 @@ def load_district(path: Path) -> District:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path.name}: not valid YAML ({exc.__class__.__name__})") from None
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable to this account: this entry's problem, no one else's
+        raise RegistryError(f"{path.name}: cannot be read ({exc.__class__.__name__}: "
+                            f"{getattr(exc, 'strerror', None) or exc.reason})") from None
     if not isinstance(raw, dict):
         raise RegistryError(f"{path.name}: expected a mapping of fields at the top level")
     try:
