@@ -34,8 +34,14 @@ def _demo(args: argparse.Namespace) -> int:
     _sample_size(args.students)
     # A made-up district that screens with MAP Growth, i-Ready and DIBELS 8 (no Star), then Belleville: its run is
     # the last, the one the UI's asset pages show first
-    settings = dataclasses.replace(settings, districts_dirs=(*settings.districts_dirs, DEMO_DISTRICTS_DIR))
+    if DEMO_DISTRICTS_DIR.resolve() not in {d.resolve() for d in settings.districts_dirs}:  # named already: once
+        settings = dataclasses.replace(settings, districts_dirs=(*settings.districts_dirs, DEMO_DISTRICTS_DIR))
     registry = load_registry(settings.districts_dirs)
+    missing = [k for k in ("belleville", "pecan-valley") if k not in registry]
+    if missing:
+        why = [registry.problems[k].message for k in missing if k in registry.problems]
+        raise CliError(f"the demo runs the sample districts, and the registry (MTSS_DISTRICTS_DIR) has no usable "
+                       f"entry for {', '.join(missing)}" + (f": {'; '.join(why)}" if why else ""))
     belleville = registry["belleville"]
     specs = {"pecan-valley": dataclasses.replace(PECAN_VALLEY, students=min(PECAN_VALLEY.students, args.students)),
              "belleville": SampleSpec(students=args.students, sources=tuple(belleville.sources))}  # what it lists
@@ -721,8 +727,10 @@ def main(argv: list[str] | None = None) -> int:
         from alembic.util import CommandError
         from sqlalchemy.exc import SQLAlchemyError
         from .lib.load.migrations import WarehouseNotReady
-        if isinstance(exc, (WarehouseNotReady, CommandError)):
-            print(f"belleville-mtss: error: {exc}", file=sys.stderr)
+        from .lib.alerts import AlertConfigError
+        from .lib.config import SettingError
+        if isinstance(exc, (WarehouseNotReady, CommandError, SettingError, AlertConfigError)):
+            print(f"belleville-mtss: error: {exc}", file=sys.stderr)  # a setting's: named, never its secret
         elif isinstance(exc, SQLAlchemyError):
             refusal = type(getattr(exc, "orig", None) or exc).__name__
             print(f"belleville-mtss: error: a database refused the command ({refusal}); is the warehouse at this "

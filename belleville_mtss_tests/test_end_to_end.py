@@ -103,9 +103,12 @@ def test_whole_graph_on_postgresql(tmp_path, pg_database):
 @pytest.mark.parametrize("home_env", ["MTSS_HOME"])
 def test_demo_command_exits_zero_and_reports(tmp_path, monkeypatch, capsys, home_env):
     from belleville_mtss.cli import main
+    from belleville_mtss.lib.district.registry import DEMO_DISTRICTS_DIR
     monkeypatch.setenv(home_env, str(tmp_path / "home"))
-    for var in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL", "MTSS_DROP_DIR", "MTSS_DISTRICTS_DIR"):
+    for var in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL", "MTSS_DROP_DIR"):
         monkeypatch.delenv(var, raising=False)
+    # as the README says to see Pecan Valley in the UI: the demo added its folder again, and its KeyError ended it
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", f"packaged:{DEMO_DISTRICTS_DIR}")
     assert main(["demo", "--students", "400"]) == 0
     out = capsys.readouterr().out
     for expected in ("Rows per source", "Rows rejected", "match rate", "district_names_match_registry    PASSED",
@@ -145,3 +148,23 @@ def test_a_district_that_sends_two_star_files_loads_them_and_the_third_is_not_ex
         audit = dict(db.execute("select FileName, Outcome from IngestionFiles").fetchall())
     assert subjects == {"SR", "SM"}
     assert audit == {"students.csv": "loaded", "SR.csv": "loaded", "SM.csv": "loaded", "SEL.csv": "not_expected"}
+
+
+def test_a_setting_that_is_wrong_or_a_registry_without_the_sample_districts_is_one_line_and_exit_2(
+        tmp_path, monkeypatch, capsys):
+    """A mistyped setting gave a traceback from every command; the demo on a registry without its districts, a
+    KeyError."""
+    from belleville_mtss.cli import main
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_SFTP_PORT", "abc")
+    assert main(["status"]) == 2
+    assert capsys.readouterr().err.startswith("belleville-mtss: error: MTSS_SFTP_PORT")
+    monkeypatch.delenv("MTSS_SFTP_PORT")
+    registry = tmp_path / "districts"
+    registry.mkdir()
+    (registry / "other.yaml").write_text("district: other\n")
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(registry))
+    assert main(["demo", "--students", "400"]) == 2
+    err = capsys.readouterr().err
+    assert err == "belleville-mtss: error: the demo runs the sample districts, and the registry (MTSS_DISTRICTS_DIR) " \
+                  "has no usable entry for belleville\n"
