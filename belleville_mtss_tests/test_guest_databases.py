@@ -679,3 +679,23 @@ def test_a_classlink_user_listed_twice_is_one_user_or_nobodys_and_a_schema_failu
     halted, errors = validate_classlink(users(same, (2, None, "b@x.org", None)), district)
     assert halted.frame is None and halted.halted.reason == "schema" and "tenant_name" in halted.halted.message
     assert [(e.stage, e.reason, e.file_name) for e in errors] == [("validation", "schema", "dbo.ClassLinkUsers")]
+
+
+def test_a_role_name_that_is_not_a_plain_name_is_quoted_in_the_grant_script(tmp_path, pg_database):
+    """`warehouse grants --role svc-mtss` wrote the name as given: the script failed at the '-' (a mixed-case name
+    would have named another role, PostgreSQL folding it)."""
+    assert grants.role_name("postgresql", "mtss_runtime") == "mtss_runtime"
+    assert grants.role_name("mssql", "DOMAIN\\svc]x") == "[DOMAIN\\svc]]x]"
+    prepare_drop(make_settings(tmp_path / "admin", MTSS_WAREHOUSE_URL=pg_database, MTSS_PROD_DB_URL=pg_database))
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    role = f"Svc-MTSS-{uuid.uuid4().hex[:6]}"
+    try:
+        _runtime_role(admin, sa.engine.make_url(pg_database).database, role)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("select has_table_privilege(:r, 'dm.\"IngestionErrors\"', 'INSERT')"),
+                                {"r": role}).scalar_one()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()

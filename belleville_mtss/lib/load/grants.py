@@ -6,6 +6,7 @@ are an owner's: the runtime login holds no DDL right and no grant on another tea
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ROLE = "mtss_runtime"
@@ -63,10 +64,18 @@ def _privileges(g: Grant, quote) -> str:
     return ", ".join([*g.privileges, *update])
 
 
+def role_name(dialect: str, role: str) -> str:
+    """A role as the dialect's statements name it: as given where it is a plain name there, else quoted (a
+    `svc-mtss`, `DOMAIN\\svc` or mixed-case role made the script fail, or name another role)."""
+    if dialect == "postgresql":
+        return role if re.fullmatch(r"[a-z_][a-z0-9_]*", role) else '"' + role.replace('"', '""') + '"'
+    return role if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", role) else "[" + role.replace("]", "]]") + "]"
+
+
 def statements(dialect: str, role: str = ROLE, warehouse_db: str = "edu_dw", prod_db: str = "prod") -> str:
     """The grant script for `dialect` ("postgresql" or "mssql"), as the DBA runs it after the migrations."""
     pg = dialect == "postgresql"
-    quote = quoted(dialect)
+    quote, role = quoted(dialect), role_name(dialect, role)
     out = []
     for database, db_name in (("warehouse", warehouse_db), ("prod", prod_db)):
         grants = [g for g in GRANTS if g.database == database]
