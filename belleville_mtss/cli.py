@@ -124,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"refused: {exc}") from None
     if args.reason and not args.accept:
         raise CliError("--reason goes with --accept CHECK: it says why a failed check may be passed for this drop")
+    _known_district(settings, key.split("/", 1)[0])
     if args.dry_run:
         from .dry_run import dry_run
         if args.accept:
@@ -141,6 +142,23 @@ def _run(args: argparse.Namespace) -> int:
     print(report.render())
     print(report.verdict())
     return report.exit_code
+
+
+def _known_district(settings, district: str) -> None:
+    """A district the registry names (usable or not: a broken entry's drop fails saying why); else refused before
+    anything is written (a typo was kept as a district of its own: a partition, error rows, a line of `status`)."""
+    import difflib
+
+    from .lib.district.registry import RegistryError, load_registry
+    try:
+        registry = load_registry(settings.districts_dirs)
+    except RegistryError:
+        return  # the run says what is wrong with the registry
+    known = sorted({*registry, *registry.problems})
+    if district not in known:
+        near = difflib.get_close_matches(district, known, n=1)
+        raise CliError(f"no district '{district}' in the registry (MTSS_DISTRICTS_DIR)"
+                       + (f": did you mean '{near[0]}'?" if near else f"; it has {', '.join(known)}"))
 
 
 def _record_refusal(settings, key: str, reason: str, message: str) -> None:

@@ -168,3 +168,17 @@ def test_a_setting_that_is_wrong_or_a_registry_without_the_sample_districts_is_o
     err = capsys.readouterr().err
     assert err == "belleville-mtss: error: the demo runs the sample districts, and the registry (MTSS_DISTRICTS_DIR) " \
                   "has no usable entry for belleville\n"
+
+
+def test_a_mistyped_district_is_refused_naming_the_likely_one_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    """`run bellville/2026-11-01` wrote error rows under no district and a Dagster partition no pruning ever took,
+    and `status` counted the typo as a district of its own."""
+    from belleville_mtss.cli import main
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    for var in ("MTSS_WAREHOUSE_URL", "MTSS_PROD_DB_URL", "MTSS_DROP_DIR", "MTSS_DISTRICTS_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    for dry in ([], ["--dry-run"]):
+        assert main(["run", "bellville/2026-11-01", *dry]) == 2
+        assert capsys.readouterr().err == ("belleville-mtss: error: no district 'bellville' in the registry "
+                                           "(MTSS_DISTRICTS_DIR): did you mean 'belleville'?\n")
+    assert not (tmp_path / "home").exists()
