@@ -293,11 +293,21 @@ def _checks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warehouse_made(settings) -> None:
+    """For a command that reads what runs wrote: the embedded warehouse exists (from the wrong folder, or a mistyped
+    MTSS_HOME, a new empty one was made, and the command said there was nothing)."""
+    import sqlalchemy as sa
+    if settings.embedded_warehouse and not Path(sa.engine.make_url(settings.warehouse_url).database).exists():
+        raise CliError(f"no warehouse under MTSS_HOME {settings.home}: nothing has run there (is MTSS_HOME the "
+                       "home your runs use?)")
+
+
 def _status(args: argparse.Namespace) -> int:
     from .lib.load.audit import drop_status
     from .lib.load.migrations import WarehouseNotReady, open_warehouse
 
     settings = load_settings()
+    _warehouse_made(settings)
     try:
         engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
     except WarehouseNotReady as exc:
@@ -426,6 +436,7 @@ def _links(args: argparse.Namespace) -> int:
     from .lib.students.suggest import unknown_cause
 
     settings = load_settings()
+    _warehouse_made(settings)
     engine = open_warehouse(settings.warehouse_url, settings.embedded_warehouse)
     try:
         if args.links_command == "review":

@@ -182,3 +182,8 @@ def test_a_mistyped_district_is_refused_naming_the_likely_one_and_nothing_is_wri
         assert capsys.readouterr().err == ("belleville-mtss: error: no district 'bellville' in the registry "
                                            "(MTSS_DISTRICTS_DIR): did you mean 'belleville'?\n")
     assert not (tmp_path / "home").exists()
+    # and commands that read what runs wrote say so where nothing has run, not "no drop recorded"
+    for command in (["status"], ["links", "review", "belleville"]):
+        assert main(command) == 2
+        assert "no warehouse under MTSS_HOME" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
