@@ -202,3 +202,20 @@ def test_an_entry_that_cannot_be_read_stops_its_own_district_only(tmp_path):
     registry = load_registry(tmp_path / "districts")
     assert "belleville" in registry
     assert registry.problems["other"].message.startswith("other.yaml: cannot be read (IsADirectoryError")
+
+
+def test_a_stamp_below_the_recorded_revision_is_refused_and_the_warehouse_stays_usable(tmp_path, monkeypatch, capsys):
+    """`warehouse stamp 0003` on a warehouse at head was accepted: status then failed, and every upgrade after it
+    (a column added twice)."""
+    import sqlalchemy as sa
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.load.migrations import HEAD, current, upgrade
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
+    assert main(["warehouse", "stamp", "0003"]) == 2
+    assert "never takes the record back" in capsys.readouterr().err
+    assert current(engine) == HEAD
+    engine.dispose()

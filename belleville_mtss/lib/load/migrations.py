@@ -65,8 +65,14 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
 
 
 def stamp(engine: sa.Engine, revision: str) -> None:
-    """Record that the tables an earlier release created are at `revision` (the baseline), without changing them."""
+    """Record that the tables an earlier release created are at `revision` (the baseline), without changing them.
+    Never below what is recorded: the tables are there, and a lower stamp makes every later upgrade fail (a column
+    added twice)."""
     from alembic import command
+    at = current(engine)
+    if at is not None and revision[:4].isdigit() and revision[:4] < at[:4]:
+        raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only records "
+                                "tables an earlier release made and never takes the record back")
     cfg = _config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
