@@ -760,6 +760,11 @@ def main(argv: list[str] | None = None) -> int:
         from .lib.config import SettingError
         if isinstance(exc, (WarehouseNotReady, CommandError, SettingError, AlertConfigError)):
             print(f"belleville-mtss: error: {exc}", file=sys.stderr)  # a setting's: named, never its secret
+        elif isinstance(exc, OSError) and exc.filename:  # a file given that cannot be read or written
+            print(f"belleville-mtss: error: {exc.filename}: {exc.strerror or type(exc).__name__}", file=sys.stderr)
+        elif isinstance(exc, UnicodeDecodeError):
+            print(f"belleville-mtss: error: a file given is not UTF-8 text ({exc.reason} at byte {exc.start}); save "
+                  "it as UTF-8", file=sys.stderr)
         elif isinstance(exc, SQLAlchemyError):
             refusal = type(getattr(exc, "orig", None) or exc).__name__
             print(f"belleville-mtss: error: a database refused the command ({refusal}); is the warehouse at this "

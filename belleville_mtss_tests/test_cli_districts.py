@@ -219,3 +219,21 @@ def test_a_stamp_below_the_recorded_revision_is_refused_and_the_warehouse_stays_
     assert "never takes the record back" in capsys.readouterr().err
     assert current(engine) == HEAD
     engine.dispose()
+
+
+def test_a_names_file_not_in_utf8_or_an_output_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """`districts match` on a Windows-1252 names file, or with --output in a folder that does not exist, ended in
+    a traceback."""
+    from belleville_mtss.cli import main
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    names = tmp_path / "names.csv"
+    names.write_bytes("name,state\nPeñuelas,PR\n".encode("cp1252"))
+    assert main(["districts", "match", str(names)]) == 2
+    assert capsys.readouterr().err.startswith("belleville-mtss: error: a file given is not UTF-8 text")
+    names.write_text("name,state\nBelleville,NJ\n")
+    reference = tmp_path / "reference.csv"
+    reference.write_text("nces_id,name,state\n3401350,BELLEVILLE TOWNSHIP SCHOOL DISTRICT,NJ\n")
+    assert main(["districts", "match", str(names), "--reference", str(reference), "--output",
+                 str(tmp_path / "nowhere" / "out.csv")]) == 2
+    assert capsys.readouterr().err == f"belleville-mtss: error: {tmp_path / 'nowhere' / 'out.csv'}: No such file or " \
+                                      "directory\n"
