@@ -94,7 +94,7 @@ SCORES = pl.List(pl.Struct({"name": pl.Utf8, "value": pl.Utf8}))  # the scores b
 @dataclass(frozen=True)
 class Source:
     """One source, declared once in its folder. `read(path, data, district, max_rows)` -> the raw frame (bytes in
-    memory when `data` is given; an assessment source's reader also takes `select`, a header -> the columns to
+    memory when `data` is given; an assessment source's reader may also take `select`, a header -> the columns to
     read, as `plain_reader`'s does: link review reads a file's identifying columns again); `validate(raw, kind, district, file_name)` -> (typed, rejected, headers read),
     raising FileRejected for a file it refuses; `model`: the validated frame, each field with its type,
     constraint, description and (metadata `header`) the source header it is read from."""

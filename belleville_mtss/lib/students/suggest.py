@@ -225,8 +225,13 @@ def read_people(name: str, data: bytes, source: Source, district) -> pl.DataFram
     by the source's own reader, as the drop's file was (its encoding, its checks)."""
     from pathlib import Path
 
+    import inspect
+
     wanted = {district.sources[source.name].link, *source.person.values()}
-    return source.read(Path(name), data, district, None, select=lambda header: [h for h in header if h in wanted])
+    if "select" in inspect.signature(source.read).parameters:
+        return source.read(Path(name), data, district, None, select=lambda header: [h for h in header if h in wanted])
+    whole = source.read(Path(name), data, district, None)  # a reader of the four arguments only: all, then ours
+    return whole.select([h for h in whole.columns if h in wanted])
 
 
 def people(raw: list[pl.DataFrame], source: Source, link_column: str, unknown: dict[str, str]) -> list[dict]:

@@ -133,3 +133,17 @@ def test_the_files_are_found_under_their_names_before_and_from_2026_27_and_spani
     assert [f.name for f in found["iready_ela"]] == [names[0]] and [f.name for f in found["iready_math"]] == [names[1]]
     before = drop_files(district, [Path("Diagnostic_Results_ELA_2025.csv"), Path("diagnostic_results_math.csv")])
     assert [f.name for f in before["iready_ela"]] == ["Diagnostic_Results_ELA_2025.csv"]
+
+
+def test_link_review_reads_again_with_a_reader_of_the_four_arguments_only():
+    """A new source whose reader takes only what the docs named (path, data, district, max_rows) crashed link
+    review, which asks for the identifying columns alone."""
+    import dataclasses
+
+    from belleville_mtss.lib.sources import BY_NAME
+    from belleville_mtss.lib.students.suggest import read_people
+    source = BY_NAME["iready"]
+    four = dataclasses.replace(source, read=lambda path, data, district, max_rows: source.read(path, data, district,
+                                                                                              max_rows))
+    body = b"Student ID,Last Name,Academic Year\n1,Lee,2025-2026\n"
+    assert read_people("diagnostic_results_ela.csv", body, four, _district()).rows() == [("1", "Lee")]
