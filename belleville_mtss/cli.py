@@ -156,6 +156,9 @@ def _known_district(settings, district: str) -> None:
         return  # the run says what is wrong with the registry
     known = sorted({*registry, *registry.problems})
     if district not in known:
+        if registry.problems:  # an entry that could not be read may be this district's, under its file's name
+            raise CliError(f"no district '{district}' in the registry (MTSS_DISTRICTS_DIR); entries that cannot be "
+                           "used: " + "; ".join(p.message for p in registry.problems.values()))
         near = difflib.get_close_matches(district, known, n=1)
         raise CliError(f"no district '{district}' in the registry (MTSS_DISTRICTS_DIR)"
                        + (f": did you mean '{near[0]}'?" if near else f"; it has {', '.join(known)}"))
@@ -586,8 +589,17 @@ def _migrate(args: argparse.Namespace) -> int:
                 "kept).\n" + yaml.safe_dump(new, sort_keys=False, allow_unicode=True))
         with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as f:
             f.write(text)
-        # the entry keeps its mode (a temporary file is the writer's alone: the daemon's account could not read it)
-        os.chmod(f.name, path.stat().st_mode & 0o7777)
+        # the entry keeps its mode, owner and group (a temporary file is its writer's alone: the daemon's account
+        # could not read it); where they cannot be kept, the entry is left as it was
+        st = path.stat()
+        try:
+            if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                os.chown(f.name, st.st_uid, st.st_gid)
+            os.chmod(f.name, st.st_mode & 0o7777)
+        except PermissionError:
+            os.unlink(f.name)
+            raise CliError(f"{path.name}: not migrated: its owner and group could not be kept (run the migrate as "
+                           "the entry's owner)") from None
         os.replace(f.name, path)
     return 0
 

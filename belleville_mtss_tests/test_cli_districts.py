@@ -135,11 +135,14 @@ def test_migrate_rewrites_an_entry_of_the_earlier_shape_into_one_that_means_the_
     path = tmp_path / "riverton.yaml"
     shutil.copy(old, path)
     before = load_district(path)  # the earlier shape loads as it is
-    path.chmod(0o644)
+    path.chmod(0o640)
+    if os.geteuid() == 0:  # the daemon's group may be what reads it: kept too
+        os.chown(path, -1, 65534)
     assert main(["districts", "migrate", str(tmp_path), "--dry-run"]) == 0
     assert path.read_bytes() == old.read_bytes()  # a dry run writes nothing
     assert main(["districts", "migrate", str(tmp_path)]) == 0
-    assert path.stat().st_mode & 0o777 == 0o644  # as before: the rewrite was the writer's alone (0600)
+    assert path.stat().st_mode & 0o777 == 0o640  # as before: the rewrite was the writer's alone (0600)
+    assert path.stat().st_gid == (65534 if os.geteuid() == 0 else os.getegid())
     out = capsys.readouterr().out
     assert "source_names.renaissance -> sources.star.names" in out
     assert "student_link.renaissance -> sources.star.link" in out
@@ -199,9 +202,12 @@ def test_an_entry_that_cannot_be_read_stops_its_own_district_only(tmp_path):
     from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
     shutil.copytree(PACKAGED_DISTRICTS_DIR, tmp_path / "districts")
     (tmp_path / "districts" / "other.yaml").mkdir()
+    (tmp_path / "districts" / "gone.yaml").symlink_to(tmp_path / "nowhere.yaml")  # a link to nowhere: the same
     registry = load_registry(tmp_path / "districts")
     assert "belleville" in registry
     assert registry.problems["other"].message.startswith("other.yaml: cannot be read (IsADirectoryError")
+    assert registry.problems["gone"].message == "gone.yaml: cannot be read (FileNotFoundError: No such file or " \
+                                                "directory)"
 
 
 def test_a_stamp_below_the_recorded_revision_is_refused_and_the_warehouse_stays_usable(tmp_path, monkeypatch, capsys):
@@ -215,8 +221,10 @@ def test_a_stamp_below_the_recorded_revision_is_refused_and_the_warehouse_stays_
     upgrade(engine)
     monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
-    assert main(["warehouse", "stamp", "0003"]) == 2
-    assert "never takes the record back" in capsys.readouterr().err
+    for lower in ("0003", "base"):  # base (no revision at all) too: it deleted the record
+        assert main(["warehouse", "stamp", lower]) == 2
+        assert "never takes the record back" in capsys.readouterr().err
+    assert main(["warehouse", "stamp", "head"]) == 0  # the record as it is: no harm
     assert current(engine) == HEAD
     engine.dispose()
 

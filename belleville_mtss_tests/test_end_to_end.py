@@ -182,6 +182,17 @@ def test_a_mistyped_district_is_refused_naming_the_likely_one_and_nothing_is_wri
         assert capsys.readouterr().err == ("belleville-mtss: error: no district 'bellville' in the registry "
                                            "(MTSS_DISTRICTS_DIR): did you mean 'belleville'?\n")
     assert not (tmp_path / "home").exists()
+    # an entry that cannot be read may be the district's, under its file's name: named, not a guess
+    import shutil
+
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR
+    shutil.copytree(PACKAGED_DISTRICTS_DIR, tmp_path / "districts")
+    (tmp_path / "districts" / "riverton-nj.yaml").write_bytes("district: riverton\nname: Ñ\n".encode("cp1252"))
+    monkeypatch.setenv("MTSS_DISTRICTS_DIR", str(tmp_path / "districts"))
+    assert main(["run", "riverton/2026-11-01"]) == 2
+    assert capsys.readouterr().err.startswith("belleville-mtss: error: no district 'riverton' in the registry "
+                                              "(MTSS_DISTRICTS_DIR); entries that cannot be used: riverton-nj.yaml")
+    monkeypatch.delenv("MTSS_DISTRICTS_DIR")
     # and commands that read what runs wrote say so where nothing has run, not "no drop recorded"
     for command in (["status"], ["links", "review", "belleville"]):
         assert main(command) == 2

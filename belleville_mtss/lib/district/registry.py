@@ -328,7 +328,11 @@ _PARSED: dict[Path, tuple[tuple[int, int, int], "District | EntryProblem"]] = {}
 
 
 def _parsed(path: Path) -> "District | EntryProblem":
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as exc:  # a link to nowhere: this entry's problem (not kept: it may be mended any moment)
+        return EntryProblem(path.name, path.stem, f"{path.name}: cannot be read ({type(exc).__name__}: "
+                                                  f"{exc.strerror})")
     stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
     cached = _PARSED.get(path)
     if cached and cached[0] == stamp:

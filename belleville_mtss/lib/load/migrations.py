@@ -69,11 +69,14 @@ def stamp(engine: sa.Engine, revision: str) -> None:
     Never below what is recorded: the tables are there, and a lower stamp makes every later upgrade fail (a column
     added twice)."""
     from alembic import command
-    at = current(engine)
-    if at is not None and revision[:4].isdigit() and revision[:4] < at[:4]:
-        raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only records "
-                                "tables an earlier release made and never takes the record back")
+    from alembic.script import ScriptDirectory
     cfg = _config()
+    at = current(engine)
+    if at is not None:
+        target = ScriptDirectory.from_config(cfg).get_revision(revision)  # any spelling: 0003, head, base (None)
+        if target is None or target.revision < at:
+            raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only "
+                                    "records tables an earlier release made and never takes the record back")
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.stamp(cfg, revision)
