@@ -671,7 +671,8 @@ def test_a_rejected_rosters_row_is_named_by_its_line_in_the_file_with_or_without
     declared = {"has_header": False, "column_order": order} if not has_header else {}
     district = load_district(registry_with(tmp_path, **declared) / "belleville.yaml")
     def line(number: str, email: str) -> str:
-        return ",".join(number if c == PS_NUMBER else email if c == PS_EMAIL else "" for c in order) + "\n"
+        # (the registry's first email header: a row of a blank number and nothing else is no row at all)
+        return ",".join(number if c == PS_NUMBER else email if c == "STUDENTS.EMAIL" else "" for c in order) + "\n"
     data = (",".join(order) + "\n" if has_header else "") + line("", "a@x.org") + line("000124", "b@x.org")
     validated, _ = validate_file(ingest_file("powerschool_students", Path("students.csv"), district, data.encode()),
                                  district)
@@ -685,6 +686,7 @@ def test_a_rejected_rosters_row_is_named_by_its_line_in_the_file_with_or_without
     (b"id,name\r1,a\r2,b\r", "line_endings"),
     (b"000123,ana@x.org\n000124,bo@x.org\n", "no_header"),
     (b"000123,000123,x\n000124,000124,y\n", "no_header"),  # would otherwise name "000123" as a duplicate column
+    (b"sep=,\r\nid,name\r\n1,a\r\n", "excel_sep_line"),  # was ragged_rows, the message never naming the line
 ])
 def test_reader_reasons(tmp_path, data, reason):
     path = tmp_path / "f.csv"

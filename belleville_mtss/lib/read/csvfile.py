@@ -81,6 +81,7 @@ def read_text_csv(
     project: bool = False,
     max_rows: int | None = None,
     last_record_slack: int = 0,
+    whole_records: bool = False,
 ) -> pl.DataFrame:
     """Read `path` (or `data`, its bytes, named by `path`) as text columns.
     `select`, given the header, names the columns to keep. By default the others are dropped once the whole file
@@ -90,6 +91,8 @@ def read_text_csv(
     A file of more than `max_rows` data rows is refused before it is parsed into a frame.
     `last_record_slack`: how many trailing fields the last record may lack (an exporter's quirk a source declares;
     the missing fields read as empty); a record shorter than that is a file cut short.
+    `whole_records`: every record, not the last alone, must have the header's fields (the parser reads a short one
+    as padded with empty values: a line break in an unquoted value made two records of one).
     Raises FileRejected for a file that is not a usable table."""
     source = data if data is not None else path
     size, head, tail = _head_tail(source)
@@ -101,6 +104,9 @@ def read_text_csv(
     except UnicodeDecodeError:
         raise FileRejected("encoding", f"{path.name}: the header row is not valid {encoding} text") from None
 
+    if re.fullmatch(r"sep=.", header_text.strip()):  # Excel's line naming the delimiter, not a header
+        raise FileRejected("excel_sep_line", f"{path.name}: the first line is Excel's '{header_text.strip()}' line, "
+                           "not a header row: export the file without it")
     try:
         first_row = _parse_line(header_text, delimiter)
     except csv.Error:
@@ -138,6 +144,11 @@ def read_text_csv(
         width = len(header)
 
     _check_end(path.name, source, tail, size, delimiter, encoding, width - last_record_slack)
+    if whole_records:
+        short = _short_records(source, delimiter, width, has_header)
+        if short:
+            raise FileRejected("short_rows", f"{path.name}: {short:,} record(s) have fewer fields than the {width} "
+                               "columns (a line break inside a value not in quotes? export with values in quotes)")
     keep = None
     if select is not None and project and has_header:
         wanted = set(select(header))
@@ -181,6 +192,27 @@ def read_text_csv(
         wanted = set(select(list(frame.columns)))
         frame = frame.select([c for c in frame.columns if c in wanted])
     return frame
+
+
+def _short_records(source: Path | bytes, delimiter: str, width: int, has_header: bool) -> int:
+    """How many records have fewer than `width` fields, counted on the file's lines without a second parse: the
+    delimiters outside quotes, a record being the lines from one that starts outside quotes to the next (a quoted
+    value may hold line breaks). An empty line is no record."""
+    lines = pl.read_csv(source, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                        infer_schema=False, empty_string_is_null=False, encoding="utf8-lossy")
+    line = pl.col("line").str.strip_chars_end("\r")
+    quotes = line.str.count_matches('"', literal=True)
+    inside = ((quotes.cum_sum() - quotes) % 2) == 1  # the line begins within a quoted value
+    outside = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all(r'"[^"]*("|$)', "")
+    counted = lines.select(outside.str.count_matches(delimiter, literal=True).alias("delimiters"),
+                           (~inside).cum_sum().alias("record"), (~inside & (line == "")).alias("empty"))
+    if counted["record"].max() == counted.height:  # no value spans lines (the usual file): a record is a line
+        records = counted
+    else:
+        records = counted.group_by("record", maintain_order=True).agg(pl.col("delimiters").sum(),
+                                                                      pl.col("empty").first())
+    fields = records.slice(1 if has_header else 0).filter(~pl.col("empty"))["delimiters"] + 1
+    return int((fields < width).sum())
 
 
 def _redecode(name, source, delimiter, encoding, has_header, header, keep) -> pl.DataFrame:

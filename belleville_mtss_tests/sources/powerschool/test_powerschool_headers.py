@@ -321,3 +321,30 @@ def test_a_row_with_more_fields_than_the_header_is_refused_not_read_past(tmp_pat
         read_powerschool(path, BELLEVILLE_FMT)
     assert (info.value.reason, info.value.message) == (
         "ragged_rows", "students.csv: some rows have more fields than the header")
+
+
+def test_a_record_cut_in_two_by_a_line_break_in_an_unquoted_value_halts_the_export(tmp_path):
+    """The parser reads a short record as padded with empty values: a comment with a line break, exported without
+    quotes, made the student lose their email (and ClassLink link) and the text after the break a student of its own,
+    loaded as current, the run saying every file."""
+    fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
+    good = "Student_Number,Comment,Email\n000123,ok,a@x.org\n000124,\"moved\nback\",b@x.org\n"  # quoted: one record
+    assert load(write(tmp_path, good), fmt)[0]["student_number"].to_list() == ["000123", "000124"]
+    cut = good + "000125,Withdrew 10/2\n402117,c@x.org\n000126,ok,d@x.org\n"
+    with pytest.raises(FileRejected) as refused:
+        load(write(tmp_path, cut), fmt)
+    assert refused.value.reason == "short_rows" and "2 record(s) have fewer fields than the 3 columns" in \
+        refused.value.message
+
+
+def test_a_row_listed_twice_alike_is_one_student_and_a_last_line_of_commas_is_no_row(tmp_path):
+    """Both copies of a row an export listed twice were refused as a duplicate number: the student left the roster
+    (not current), their tests unloaded. A last line of commas (an Excel re-save) was refused as a missing number on
+    every drop."""
+    fmt = PowerSchoolFormat(columns={"student_number": "Student_Number", "email": "Email"})
+    typed, rejected = load(write(tmp_path, "Student_Number,Email\r\n000123,a@x.org\r\n000124,b@x.org\r\n"
+                                           "000123,a@x.org\r\n000125,c@x.org\r\n000125,d@x.org\r\n,\r\n"), fmt)
+    assert typed.select("student_number", "source_row").rows() == [("000123", 2), ("000124", 3)]
+    assert sorted(rejected.iter_rows()) == [
+        (4, "a repeat of an earlier row (the same student, every field the same)"),
+        (5, "duplicate student number"), (6, "duplicate student number")]

@@ -35,6 +35,7 @@ def read_powerschool(path: Path, fmt: PowerSchoolFormat, data: bytes | None = No
         path,
         data=data,
         max_rows=max_rows,
+        whole_records=True,  # a record cut by a line break in an unquoted value made a student of its second half
         select=ours,
         delimiter=fmt.delimiter,
         encoding=fmt.encoding,
@@ -73,13 +74,24 @@ def type_students(mapped: pl.DataFrame, link: str = "student_number",
     line of the first student (1 in an export without a header row)."""
     blank = pl.col("student_number").is_null() | (pl.col("student_number") == "")
     duplicated = pl.col("student_number").is_duplicated() & ~blank
-    reason = not_storable(STORED_LENGTHS, pl.when(blank).then(pl.lit("missing student number"))
-                          .when(duplicated).then(pl.lit("duplicate student number")), read=mapped)
+    reason = pl.when(blank).then(pl.lit("missing student number"))
+    # the usual export has none: its rows are not hashed whole (numbers compared stripped, as they are typed)
+    if mapped.select(pl.col("student_number").str.strip_chars().is_duplicated().any()).item():
+        # a row listed twice alike (an export's join) is one student; rows of one number that differ are refused
+        fields = pl.struct([c for c in mapped.columns if c != "source_row"])
+        reason = (reason.when(duplicated & (fields.n_unique().over("student_number") > 1))
+                  .then(pl.lit("duplicate student number"))
+                  .when(duplicated & ~fields.is_first_distinct())
+                  .then(pl.lit("a repeat of an earlier row (the same student, every field the same)")))
+    reason = not_storable(STORED_LENGTHS, reason, read=mapped)
     # One lazy pass; the usual file has no bad row, and then the typed frame is not copied by a filter. A roster
-    # assembled from several files (OneRoster) brings its own line numbers.
+    # assembled from several files (OneRoster) brings its own line numbers. A row of empty fields (an Excel
+    # re-save's last line of commas) is no student and no refusal.
+    empty = pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+                               for c in mapped.columns if c != "source_row"])
     lines = mapped.lazy() if "source_row" in mapped.columns else \
         mapped.lazy().with_row_index("source_row", offset=first_line)
-    frame = lines.with_columns(
+    frame = lines.filter(~empty).with_columns(
         pl.col("student_number").str.strip_chars(),
         pl.col("email").str.strip_chars(),
         email_key(pl.col("email")).alias("email_key"),
