@@ -202,16 +202,19 @@ def _short_records(source: Path | bytes, delimiter: str, width: int, has_header:
                         infer_schema=False, empty_string_is_null=False, encoding="utf8-lossy")
     line = pl.col("line").str.strip_chars_end("\r")
     quotes = line.str.count_matches('"', literal=True)
-    inside = ((quotes.cum_sum() - quotes) % 2) == 1  # the line begins within a quoted value
-    outside = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all(r'"[^"]*("|$)', "")
-    counted = lines.select(outside.str.count_matches(delimiter, literal=True).alias("delimiters"),
-                           (~inside).cum_sum().alias("record"), (~inside & (line == "")).alias("empty"))
-    if counted["record"].max() == counted.height:  # no value spans lines (the usual file): a record is a line
-        records = counted
-    else:
-        records = counted.group_by("record", maintain_order=True).agg(pl.col("delimiters").sum(),
+    counted = lines.select(quotes.alias("quotes"), line.str.count_matches(delimiter, literal=True).alias("delimiters"),
+                           (line == "").alias("empty"))
+    if counted["quotes"].sum() and not (counted["quotes"] % 2 == 1).any():  # quoted values, none over a line's end
+        counted = lines.select(line.str.replace_all(r'"[^"]*"', "").str.count_matches(delimiter, literal=True)
+                               .alias("delimiters"), (line == "").alias("empty"))
+    elif counted["quotes"].sum():  # a quoted value holds a line break: a record is its lines
+        inside = ((quotes.cum_sum() - quotes) % 2) == 1  # the line begins within a quoted value
+        outside = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all(r'"[^"]*("|$)', "")
+        counted = lines.select(outside.str.count_matches(delimiter, literal=True).alias("delimiters"),
+                               (~inside).cum_sum().alias("record"), (~inside & (line == "")).alias("empty"))
+        counted = counted.group_by("record", maintain_order=True).agg(pl.col("delimiters").sum(),
                                                                       pl.col("empty").first())
-    fields = records.slice(1 if has_header else 0).filter(~pl.col("empty"))["delimiters"] + 1
+    fields = counted.slice(1 if has_header else 0).filter(~pl.col("empty"))["delimiters"] + 1
     return int((fields < width).sum())
 
 

@@ -335,6 +335,10 @@ def test_a_record_cut_in_two_by_a_line_break_in_an_unquoted_value_halts_the_expo
         load(write(tmp_path, cut), fmt)
     assert refused.value.reason == "short_rows" and "2 record(s) have fewer fields than the 3 columns" in \
         refused.value.message
+    # every value in quotes (a delimiter inside one is no field's end), no value over a line's end: one record short
+    quoted = '"Student_Number","Comment","Email"\n"000123","a, b","a@x.org"\n"000124","b@x.org"\n"000125","","c@x"\n'
+    with pytest.raises(FileRejected, match="1 record"):
+        load(write(tmp_path, quoted), fmt)
 
 
 def test_a_row_listed_twice_alike_is_one_student_and_a_last_line_of_commas_is_no_row(tmp_path):
