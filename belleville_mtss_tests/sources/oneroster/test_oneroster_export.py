@@ -254,21 +254,29 @@ def test_a_school_whose_parent_is_another_districts_or_deleted_is_under_no_distr
 
 def test_a_student_who_moved_is_at_the_school_they_moved_to_and_a_school_without_an_identifier_loses_no_one(tmp_path):
     """The school was the first student enrolment in the file, one that had ended included: a student who moved got
-    the school they left. And a school without an identifier (optional) was coded by its sourcedId, a GUID longer
-    than dm.StudentRoster.SchoolId: every student of it was refused as value_too_long."""
+    the school they left (and, ordered by which ends last, a student scheduled for next year got next year's school
+    now). And a school without an identifier (optional) was coded by its sourcedId, a GUID longer than
+    dm.StudentRoster.SchoolId: every student of it was refused as value_too_long."""
+    import datetime as dt
+    day = lambda n, us=False: (dt.date.today() + dt.timedelta(days=n)).strftime(  # noqa: E731
+        "%m/%d/%Y" if us else "%Y-%m-%d")
     guid = "5e0d2f9a-3c1b-4f7e-9a6d-2b8c1e4f7a90"
     orgs = (f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
             f"s1,{_T},Middle,school,060,d1\ns2,{_T},High,school,050,d1\n{guid},{_T},Annex,school,,d1\n")
     users = _USERS + (f"u1,{_T},true,s2,student,ann,,Ann,A,,1001,ann@x.example,,,,09,\n"
                       f"u2,{_T},true,s1,student,ben,,Ben,B,,1002,ben@x.example,,,,09,\n"
-                      f"u3,{_T},true,{guid},student,cid,,Cid,C,,1003,cid@x.example,,,,09,\n")
+                      f"u3,{_T},true,{guid},student,cid,,Cid,C,,1003,cid@x.example,,,,09,\n"
+                      f"u4,{_T},true,s1,student,dee,,Dee,D,,1004,dee@x.example,,,,08,\n")
     enrolments = (f"{_H},classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n"
-                  f"e1,{_T},c1,s1,u1,student,,2026-09-01,2026-10-01\ne2,{_T},c2,s2,u1,student,,2026-10-02,\n"
-                  f"e3,{_T},c1,s1,u2,student,,2026-09-01,2026-10-01\ne4,{_T},c2,s2,u2,student,,2026-10-02,2027-06-30\n")
+                  f"e1,{_T},c1,s1,u1,student,,{day(-90)},{day(-30)}\ne2,{_T},c2,s2,u1,student,,{day(-29)},\n"
+                  f"e3,{_T},c1,s1,u2,student,,{day(-90, True)},{day(-30, True)}\n"
+                  f"e4,{_T},c2,s2,u2,student,,{day(-29, True)},{day(200, True)}\n"
+                  f"e5,{_T},c2,s2,u4,student,,{day(60)}T00:00:00Z,{day(400)}T00:00:00Z\n"  # next year's, first
+                  f"e6,{_T},c1,s1,u4,student,,{day(-300)},{day(30)}\n")
     export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs, "enrollments.csv": enrolments})
     assert export.rejected.is_empty()
     assert export.students.select("student_number", "school_id").rows() == [("1001", "050"), ("1002", "050"),
-                                                                             ("1003", None)]
+                                                                             ("1003", None), ("1004", "060")]
 
 
 @pytest.mark.parametrize("empty", ["demographics.csv", "users.csv"])

@@ -10,6 +10,7 @@ the drop. Nothing here reads a database or logs a value: refusals name files and
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 
@@ -178,11 +179,19 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     if "enrollments.csv" in files:
         enrolled = _live(_require(files["enrollments.csv"], "enrollments.csv", "userSourcedId", "schoolSourcedId",
                                   "role")).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
-        # a bulk file keeps the enrolments that ended this session: the school is the one that ends last (open-ended
-        # first), begun last among those, not the first in the file (a student who moved got the school they left)
-        dates = [pl.coalesce(_blank(pl.col(c)), pl.lit(last)) for c, last in (("endDate", "9999-12-31"),
-                                                                            ("beginDate", "")) if c in enrolled.columns]
-        enrolled = (enrolled.sort(dates, descending=True, maintain_order=True) if dates else enrolled).select(
+        # a bulk file keeps the enrolments that ended this session, and may hold next year's: the school is the
+        # one enrolled in today (begun last among those), else the first in the file (a student who moved got the
+        # school they left, or the one they were scheduled into for next year)
+        def day(c: str) -> pl.Expr:  # ISO (2026-10-02, or with a time) as the standard writes it, or month/day/year
+            text = _blank(pl.col(c)) if c in enrolled.columns else pl.lit(None, pl.Utf8)
+            return pl.coalesce(text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False),
+                               text.str.to_date("%m/%d/%Y", strict=False))
+        today = dt.date.today()
+        now = (day("beginDate").fill_null(dt.date.min) <= today) & (day("endDate").fill_null(dt.date.max) >= today)
+        if "beginDate" in enrolled.columns or "endDate" in enrolled.columns:
+            enrolled = enrolled.sort([now, pl.when(now).then(day("beginDate"))], descending=True, nulls_last=True,
+                                     maintain_order=True)
+        enrolled = enrolled.select(
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
                               how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
