@@ -687,6 +687,7 @@ def test_a_rejected_rosters_row_is_named_by_its_line_in_the_file_with_or_without
     (b"000123,ana@x.org\n000124,bo@x.org\n", "no_header"),
     (b"000123,000123,x\n000124,000124,y\n", "no_header"),  # would otherwise name "000123" as a duplicate column
     (b"sep=,\r\nid,name\r\n1,a\r\n", "excel_sep_line"),  # was ragged_rows, the message never naming the line
+    (b"sep=\t\r\nid,name\r\n1,a\r\n", "excel_sep_line"),  # a tab: read as a header of 'sep=' and a blank
 ])
 def test_reader_reasons(tmp_path, data, reason):
     path = tmp_path / "f.csv"

@@ -104,7 +104,7 @@ def read_text_csv(
     except UnicodeDecodeError:
         raise FileRejected("encoding", f"{path.name}: the header row is not valid {encoding} text") from None
 
-    if re.fullmatch(r"sep=.", header_text.strip()):  # Excel's line naming the delimiter, not a header
+    if re.fullmatch(r"sep=.", header_text.rstrip("\r\n")):  # Excel's line naming the delimiter, not a header
         raise FileRejected("excel_sep_line", f"{path.name}: the first line is Excel's '{header_text.strip()}' line, "
                            "not a header row: export the file without it")
     try:
@@ -196,24 +196,30 @@ def read_text_csv(
 
 def _short_records(source: Path | bytes, delimiter: str, width: int, has_header: bool) -> int:
     """How many records have fewer than `width` fields, counted on the file's lines without a second parse: the
-    delimiters outside quotes, a record being the lines from one that starts outside quotes to the next (a quoted
-    value may hold line breaks). An empty line is no record."""
-    lines = pl.read_csv(source, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-                        infer_schema=False, empty_string_is_null=False, encoding="utf8-lossy")
+    delimiters outside quoted values (a value in quotes begins a field), a record being the lines from one that
+    starts outside quotes to the next (a quoted value may hold line breaks). A blank line is no record."""
+    try:  # the parser splits lines on every core; a value holding its separator makes it refuse, then Python does
+        lines = pl.read_csv(source, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+                            infer_schema=False, empty_string_is_null=False, encoding="utf8-lossy")
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+        raw = source if isinstance(source, bytes) else source.read_bytes()
+        # each byte one character (the delimiter and the quote are ASCII in every encoding read): no decode error
+        lines = pl.DataFrame({"line": raw.decode("latin-1").split("\n")})
     line = pl.col("line").str.strip_chars_end("\r")
+    blank = line.str.strip_chars() == ""
     quotes = line.str.count_matches('"', literal=True)
     counted = lines.select(quotes.alias("quotes"), line.str.count_matches(delimiter, literal=True).alias("delimiters"),
-                           (line == "").alias("empty"))
-    if counted["quotes"].sum() and not (counted["quotes"] % 2 == 1).any():  # quoted values, none over a line's end
-        counted = lines.select(line.str.replace_all(r'"[^"]*"', "").str.count_matches(delimiter, literal=True)
-                               .alias("delimiters"), (line == "").alias("empty"))
-    elif counted["quotes"].sum():  # a quoted value holds a line break: a record is its lines
+                           blank.alias("empty"))
+    if counted["quotes"].sum():  # quoted values: their delimiters end no field, and one may span lines
+        d = re.escape(delimiter)
         inside = ((quotes.cum_sum() - quotes) % 2) == 1  # the line begins within a quoted value
-        outside = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all(r'"[^"]*("|$)', "")
+        text = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all('""', "", literal=True)
+        outside = text.str.replace_all(f'(^|{d})"[^"]*("|$)', "${1}")
         counted = lines.select(outside.str.count_matches(delimiter, literal=True).alias("delimiters"),
-                               (~inside).cum_sum().alias("record"), (~inside & (line == "")).alias("empty"))
-        counted = counted.group_by("record", maintain_order=True).agg(pl.col("delimiters").sum(),
-                                                                      pl.col("empty").first())
+                               (~inside).cum_sum().alias("record"), (~inside & blank).alias("empty"))
+        if counted["record"].max() != counted.height:  # a value spans lines: a record is its lines
+            counted = counted.group_by("record", maintain_order=True).agg(pl.col("delimiters").sum(),
+                                                                          pl.col("empty").first())
     fields = counted.slice(1 if has_header else 0).filter(~pl.col("empty"))["delimiters"] + 1
     return int((fields < width).sum())
 

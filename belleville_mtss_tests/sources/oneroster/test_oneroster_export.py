@@ -266,17 +266,24 @@ def test_a_student_who_moved_is_at_the_school_they_moved_to_and_a_school_without
     users = _USERS + (f"u1,{_T},true,s2,student,ann,,Ann,A,,1001,ann@x.example,,,,09,\n"
                       f"u2,{_T},true,s1,student,ben,,Ben,B,,1002,ben@x.example,,,,09,\n"
                       f"u3,{_T},true,{guid},student,cid,,Cid,C,,1003,cid@x.example,,,,09,\n"
-                      f"u4,{_T},true,s1,student,dee,,Dee,D,,1004,dee@x.example,,,,08,\n")
+                      f"u4,{_T},true,s1,student,dee,,Dee,D,,1004,dee@x.example,,,,08,\n"
+                      f"u5,{_T},true,s1,student,eve,,Eve,E,,1005,eve@x.example,,,,08,\n"
+                      f"u6,{_T},true,s1,student,fay,,Fay,F,,1006,fay@x.example,,,,08,\n")
     enrolments = (f"{_H},classSourcedId,schoolSourcedId,userSourcedId,role,primary,beginDate,endDate\n"
                   f"e1,{_T},c1,s1,u1,student,,{day(-90)},{day(-30)}\ne2,{_T},c2,s2,u1,student,,{day(-29)},\n"
                   f"e3,{_T},c1,s1,u2,student,,{day(-90, True)},{day(-30, True)}\n"
                   f"e4,{_T},c2,s2,u2,student,,{day(-29, True)},{day(200, True)}\n"
                   f"e5,{_T},c2,s2,u4,student,,{day(60)}T00:00:00Z,{day(400)}T00:00:00Z\n"  # next year's, first
-                  f"e6,{_T},c1,s1,u4,student,,{day(-300)},{day(30)}\n")
+                  f"e6,{_T},c1,s1,u4,student,,{day(-300)},{day(30)}\n"
+                  # a summer (no enrolment today): the school moved to, its session over, as a US SIS writes dates
+                  f"e7,{_T},c1,s1,u5,student,,{day(-200, True)} 12:00:00 AM,{day(-60, True)} 12:00:00 AM\n"
+                  f"e8,{_T},c2,s2,u5,student,,{day(-59, True)} 12:00:00 AM,{day(-5, True)} 12:00:00 AM\n"
+                  # one class at another school, begun later, beside the year at the student's own (users.csv)
+                  f"e9,{_T},c2,s2,u6,student,,{day(-20)},{day(150)}\ne10,{_T},c1,s1,u6,student,,{day(-90)},{day(200)}\n")
     export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs, "enrollments.csv": enrolments})
     assert export.rejected.is_empty()
-    assert export.students.select("student_number", "school_id").rows() == [("1001", "050"), ("1002", "050"),
-                                                                             ("1003", None), ("1004", "060")]
+    assert export.students.select("student_number", "school_id").rows() == [
+        ("1001", "050"), ("1002", "050"), ("1003", None), ("1004", "060"), ("1005", "050"), ("1006", "060")]
 
 
 @pytest.mark.parametrize("empty", ["demographics.csv", "users.csv"])

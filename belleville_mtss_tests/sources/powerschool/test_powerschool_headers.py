@@ -339,6 +339,12 @@ def test_a_record_cut_in_two_by_a_line_break_in_an_unquoted_value_halts_the_expo
     quoted = '"Student_Number","Comment","Email"\n"000123","a, b","a@x.org"\n"000124","b@x.org"\n"000125","","c@x"\n'
     with pytest.raises(FileRejected, match="1 record"):
         load(write(tmp_path, quoted), fmt)
+    # and what is no short record: a value holding the unit separator (the count's own line reader failed on it, the
+    # whole drop with it), a line of spaces, a quoted "" inside a value; two lone quotes inside unquoted values
+    valid = 'Student_Number,Comment,Email\n000123,x\x1fy,a@x.org\n   \n000125,"say ""hi"", then",c@x.org\n'
+    assert load(write(tmp_path, valid), fmt)[0]["student_number"].to_list() == ["000123", "000125"]
+    from belleville_mtss.lib.read.csvfile import _short_records
+    assert _short_records(b'a,b,c\n1,Ann "A,Lee "L\n', ",", 3, True) == 0
 
 
 def test_a_row_listed_twice_alike_is_one_student_and_a_last_line_of_commas_is_no_row(tmp_path):

@@ -179,18 +179,22 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     if "enrollments.csv" in files:
         enrolled = _live(_require(files["enrollments.csv"], "enrollments.csv", "userSourcedId", "schoolSourcedId",
                                   "role")).filter(pl.col("role").str.strip_chars().str.to_lowercase() == "student")
-        # a bulk file keeps the enrolments that ended this session, and may hold next year's: the school is the
-        # one enrolled in today (begun last among those), else the first in the file (a student who moved got the
-        # school they left, or the one they were scheduled into for next year)
-        def day(c: str) -> pl.Expr:  # ISO (2026-10-02, or with a time) as the standard writes it, or month/day/year
-            text = _blank(pl.col(c)) if c in enrolled.columns else pl.lit(None, pl.Utf8)
-            return pl.coalesce(text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False),
-                               text.str.to_date("%m/%d/%Y", strict=False))
+        # a bulk file keeps the enrolments that ended this session, and may hold next year's, and a student may take
+        # a class at another school: the school is an enrolment in effect today (at the student's own org first,
+        # then begun last); where none is (a summer, a replay), the one begun that ended last; next year's last
+        def day(c: str) -> pl.Expr:  # ISO as the standard writes it, or month/day/year, with a time or not
+            text = (_blank(pl.col(c)) if c in enrolled.columns else pl.lit(None, pl.Utf8)).str.split_exact(
+                " ", 1).struct.field("field_0").str.split_exact("T", 1).struct.field("field_0")
+            return pl.coalesce(text.str.to_date("%Y-%m-%d", strict=False), text.str.to_date("%m/%d/%Y", strict=False))
         today = dt.date.today()
-        now = (day("beginDate").fill_null(dt.date.min) <= today) & (day("endDate").fill_null(dt.date.max) >= today)
+        begun = day("beginDate").fill_null(dt.date.min) <= today
+        now = begun & (day("endDate").fill_null(dt.date.max) >= today)
+        enrolled = enrolled.join(orgs_of.rename({"sourcedId": "userSourcedId", "org": "own"}), on="userSourcedId",
+                                 how="left", maintain_order="left")
         if "beginDate" in enrolled.columns or "endDate" in enrolled.columns:
-            enrolled = enrolled.sort([now, pl.when(now).then(day("beginDate"))], descending=True, nulls_last=True,
-                                     maintain_order=True)
+            enrolled = enrolled.sort([now, now & (pl.col("schoolSourcedId") == pl.col("own")).fill_null(False), begun,
+                                      day("endDate").fill_null(dt.date.max), day("beginDate")],
+                                     descending=True, nulls_last=True, maintain_order=True)
         enrolled = enrolled.select(
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
