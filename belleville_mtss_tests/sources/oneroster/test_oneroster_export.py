@@ -279,7 +279,8 @@ def test_a_student_who_moved_is_at_the_school_they_moved_to_and_a_school_without
                   f"e7,{_T},c1,s1,u5,student,,{day(-200, True)} 12:00:00 AM,{day(-60, True)} 12:00:00 AM\n"
                   f"e8,{_T},c2,s2,u5,student,,{day(-59, True)} 12:00:00 AM,{day(-5, True)} 12:00:00 AM\n"
                   # one class at another school, begun later, beside the year at the student's own (users.csv)
-                  f"e9,{_T},c2,s2,u6,student,,{day(-20)},{day(150)}\ne10,{_T},c1,s1,u6,student,,{day(-90)},{day(200)}\n")
+                  f"e9,{_T},c2,s2,u6,student,,{day(-20)},{day(150)}\n"
+                  f"e10,{_T},c1,s1,u6,student,,{day(-90)},{day(200)}\n")
     export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs, "enrollments.csv": enrolments})
     assert export.rejected.is_empty()
     assert export.students.select("student_number", "school_id").rows() == [
