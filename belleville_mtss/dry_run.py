@@ -85,7 +85,7 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
             users = read_classlink_students(prod, district.source_names.classlink, district.classlink_tenant_ids,
                                             settings.classlink_table)
             # what the asset graph reads from the warehouse, read here alike (defs/district.py, defs/students.py)
-            accepted = gates.acceptances(warehouse, str(key), received.version)
+            accepted = gates.acceptances(warehouse, str(key), received.acceptance_keys)
             result = process_drop(files, district, users, account_info, str(key),
                                   ferpa_max_days=settings.ferpa_review_max_days,
                                   max_days_ahead=settings.max_days_ahead, limits=server.limits(),

@@ -191,3 +191,25 @@ def test_a_re_executed_run_does_not_accept_a_new_drop_version_with_its_parents_a
     finally:
         engine.dispose()
     assert len(versions) == 1  # the parent's version alone
+
+
+def test_an_acceptance_is_of_the_bytes_accepted_not_of_a_file_corrected_in_place_under_the_same_version(
+        tmp_path, new_instance):
+    """A drop's version is its files' names, sizes and times: a failed gate accepted for it passed the same gate for
+    other bytes sent under it (a file corrected in place, size and time kept), nobody having seen them."""
+    registry = edited_registry(tmp_path, lambda e: e["gates"].update(min_classlink_link_rate=1.0))
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(registry))
+    sr = prepare_drop(settings) / "SR.csv"
+    accept = {"mtss/accept": "classlink_link_rate", "mtss/accept_reason": "checked with the district",
+              "mtss/accepted_by": "alice"}
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance, tags=accept).outcome == "loaded"
+        assert run_drop(settings, instance=instance).outcome == "loaded"  # the same bytes again: still accepted
+        before = sr.stat()
+        rows = pl.read_csv(sr, infer_schema=False)
+        rows.with_columns(pl.when(pl.col("ScaledScore").str.ends_with("0"))
+                          .then(pl.col("ScaledScore").str.replace(r"0$", "1"))
+                          .otherwise(pl.col("ScaledScore").str.replace(r"\d$", "0"))).write_csv(sr)
+        os.utime(sr, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert sr.stat().st_size == before.st_size
+        assert run_drop(settings, instance=instance).outcome == "blocked"

@@ -72,9 +72,9 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
     if not outcome.passed:
         tags = context.run.tags
         if outcome.name in accepting(context):
-            gates.accept(engine, key, received.version, outcome.name, tags["mtss/accept_reason"],
+            gates.accept(engine, key, received.content_version, outcome.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), outcome.figure, context.run.run_id)
-        accepted = gates.acceptance(engine, key, received.version, outcome.name)
+        accepted = gates.acceptance(engine, key, received.acceptance_keys, outcome.name)
         if accepted:
             return accepted_result(outcome, student_identity_map.key, accepted, **meta), None
     return (verdict(context, error_log, "student_identity_map", outcome, **meta),

@@ -85,7 +85,7 @@ def re_executed(context) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: str,
+def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: tuple[str, str],
            roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, fed: dict[str, list[str]],
            written: dict, load_id: str, max_days_ahead: int):
     """In the apply's transaction: the replace checks against what the warehouse holds, then (when none refused,
@@ -103,7 +103,7 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
         return outcomes, refused
     for o in failed:
         if not earlier[o.name]:  # accepted now: recorded with the load it allows
-            gates.accept(conn, key, version, o.name, tags["mtss/accept_reason"],
+            gates.accept(conn, key, version[0], o.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
     before = re_executed(context)  # their receipt is what a run re-executed from the UI loads
     if fed.get("superseded"):
@@ -129,7 +129,8 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                    received_drop: ReceivedDrop):
     """The drop's roster and results, in one transaction with their audit rows, once the replace checks (lib/checks.py)
     pass or a person accepted them for this drop version."""
-    district, key, version = error_log.drop(context).district, context.partition_key, received_drop.version
+    # acceptances are of these bytes: recorded under the content version, found under it or (older ones) the version
+    district, key, version = error_log.drop(context).district, context.partition_key, received_drop.acceptance_keys
     selected = context.selected_asset_keys
     roster = student_roster if ROSTER in selected else None
     results = assessment_results if RESULTS in selected else None

@@ -846,6 +846,19 @@ class ReceivedDrop:
     files: tuple[StagedFile, ...]
     replayed: bool  # True: read from staging, the drop server was not needed
 
+    @property
+    def content_version(self) -> str:
+        """The version and the bytes received under it: what a person's acceptance of a failed check is for (a
+        file corrected in place, its size and time kept, is the same version with other bytes)."""
+        text = "|".join([self.version, *sorted(f"{f.name}:{f.sha256}" for f in self.files)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def acceptance_keys(self) -> tuple[str, str]:
+        """The versions an acceptance of these bytes may be recorded under: its content version, and the version
+        alone (acceptances recorded before they were kept by content)."""
+        return self.content_version, self.version
+
 
 class DropUnreachable(LookupError):
     """The drop server did not answer, and the drop has no staged copy to replay (of the version requested)."""

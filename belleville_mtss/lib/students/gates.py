@@ -18,22 +18,27 @@ def current_roster(engine: sa.Engine, account_info_id: int) -> int:
                    .scalar_one())
 
 
-def acceptance(engine: sa.Engine, drop_id: str, version: str, gate: str) -> dict | None:
-    """The recorded acceptance of a failed gate for this drop version, if any."""
+def _versions(version: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (version,) if isinstance(version, str) else tuple(version)
+
+
+def acceptance(engine: sa.Engine, drop_id: str, version: str | tuple[str, ...], gate: str) -> dict | None:
+    """The recorded acceptance of a failed gate for this drop version (any of them: ReceivedDrop.acceptance_keys),
+    if any."""
     a = gate_acceptances.c
     with engine.connect() as conn:
         row = conn.execute(sa.select(a.AcceptedBy, a.Reason, a.AcceptedAt).where(
-            (a.DropId == drop_id) & (a.DropVersion == version) & (a.Gate == gate))
+            (a.DropId == drop_id) & a.DropVersion.in_(_versions(version)) & (a.Gate == gate))
             .order_by(a.AcceptedAt.desc()).limit(1)).first()
     return dict(row._mapping) if row else None
 
 
-def acceptances(engine: sa.Engine, drop_id: str, version: str) -> dict[str, str]:
-    """Every failed check accepted for this drop version, with who accepted it."""
+def acceptances(engine: sa.Engine, drop_id: str, version: str | tuple[str, ...]) -> dict[str, str]:
+    """Every failed check accepted for this drop version (any of them), with who accepted it."""
     a = gate_acceptances.c
     with engine.connect() as conn:
         return dict(conn.execute(sa.select(a.Gate, a.AcceptedBy).where(
-            (a.DropId == drop_id) & (a.DropVersion == version)).order_by(a.AcceptedAt)).all())
+            (a.DropId == drop_id) & a.DropVersion.in_(_versions(version))).order_by(a.AcceptedAt)).all())
 
 
 def accept(target: sa.Engine | sa.Connection, drop_id: str, version: str, gate: str, reason: str, by: str,
