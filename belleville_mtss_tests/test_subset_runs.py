@@ -205,6 +205,13 @@ def test_an_acceptance_is_of_the_bytes_accepted_not_of_a_file_corrected_in_place
     with new_instance() as instance:
         assert run_drop(settings, instance=instance, tags=accept).outcome == "loaded"
         assert run_drop(settings, instance=instance).outcome == "loaded"  # the same bytes again: still accepted
+        # the version an acceptance is kept under is the one the receipt shows (the UI's received_drop metadata)
+        from belleville_mtss.lib.load.warehouse import gate_acceptances, make_engine, read_table
+        (record,) = instance.fetch_materializations(dg.AssetKey("received_drop"), limit=1).records
+        engine = make_engine(settings.warehouse_url)
+        kept = read_table(engine, gate_acceptances)["DropVersion"].to_list()
+        engine.dispose()
+        assert kept == [record.asset_materialization.metadata["content_version"].value]
         before = sr.stat()
         rows = pl.read_csv(sr, infer_schema=False)
         rows.with_columns(pl.when(pl.col("ScaledScore").str.ends_with("0"))

@@ -56,6 +56,8 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     context.resources.io_manager.forget_older_version(key, received)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
+        # what dm.GateAcceptances.DropVersion holds for an acceptance of these bytes
+        "content_version": received.content_version,
         "not_expected": ", ".join(unexpected),
         "files": dg.MetadataValue.md("| file | bytes | sha256 | same bytes as |\n|---|---|---|---|\n" + "\n".join(
             f"| {f.name} | {f.size} | {f.sha256[:16]}… | {earlier[f.name] or '(new)'} |" for f in received.files)),
