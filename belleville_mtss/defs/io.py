@@ -34,11 +34,6 @@ def _keeps_none(step_context) -> bool:
                for output in step_context.step.step_outputs)
 
 
-def _bytes_of(received) -> tuple:
-    """What a received drop is: its version and each file's name and hash."""
-    return received.version, sorted((f.name, f.sha256) for f in received.files)
-
-
 def _unkeep(path: Path) -> None:
     """What an earlier run kept at `path` removed: stale once this run's output is recorded. A write that fails
     later removes nothing (its part file is its writer's to remove): what is at `path` by then is another run's."""
@@ -110,7 +105,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             before = load(self._key(), kept)
         except Exception:  # unreadable (altered, or of another key): of no version this one can be
             before = None
-        if before is None or _bytes_of(before) != _bytes_of(received):
+        if before is None or before.content_version != received.content_version:
             self.forget(drop, *sorted(p.name for p in base.iterdir() if p.is_dir() and p.name != "received_drop"))
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
