@@ -18,6 +18,7 @@ import polars as pl
 
 from ...receive.untrusted import escape, without_accounts
 from ...load.warehouse import student_roster
+from ..base import datetime_of
 from ..powerschool.reader import type_students
 
 MANIFEST = "manifest.csv"
@@ -185,7 +186,7 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
         def day(c: str) -> pl.Expr:  # ISO as the standard writes it, or month/day/year, with a time or not
             text = (_blank(pl.col(c)) if c in enrolled.columns else pl.lit(None, pl.Utf8)).str.split_exact(
                 " ", 1).struct.field("field_0").str.split_exact("T", 1).struct.field("field_0")
-            return pl.coalesce(text.str.to_date("%Y-%m-%d", strict=False), text.str.to_date("%m/%d/%Y", strict=False))
+            return datetime_of(text, ("%Y-%m-%d", "%m/%d/%Y")).dt.date()
         today = dt.date.today()
         begun = day("beginDate").fill_null(dt.date.min) <= today
         now = begun & (day("endDate").fill_null(dt.date.max) >= today)
