@@ -96,7 +96,8 @@ def test_a_surname_that_several_students_share_is_not_shown_where_a_shifted_colu
     legacy = file.frame.with_columns(pl.when(pl.int_range(pl.len()) < 10).then(pl.lit("Belleville Schools - Legacy"))
                                      .otherwise(pl.lit("Belleville Public Schools")).alias("district_name"))
     rows = crosswalk([ValidatedFile("star_reading", "SR.csv", legacy)], classlink("Belleville PD"))
-    assert {r[2] for r in rows if r[0] == "star_reading"} == {"Belleville Public Schools", "Belleville Schools - Legacy"}
+    assert {r[2] for r in rows if r[0] == "star_reading"} == {"Belleville Public Schools",
+                                                             "Belleville Schools - Legacy"}
 
 
 def test_halted_files_are_listed_as_halted():

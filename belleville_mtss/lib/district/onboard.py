@@ -358,7 +358,8 @@ def _assessment_evidence(found: Assessed, reference, state: str) -> list[Evidenc
             e = (_name_evidence(where, value, n, reference, state) if column == name
                  else _state_id_evidence(where, value, n, source) if column == state_id
                  else Evidence(where, value, n, None, "not an id dm.AccountInfo holds"))
-            if e.account_info_id is None and not e.how.startswith("ambiguous") and not carried_widely(students, of, value):
+            resolved = e.account_info_id is not None or e.how.startswith("ambiguous")
+            if not resolved and not carried_widely(students, of, value):
                 e = Evidence(where, f"<a value of {n:,} row(s), not shown>", n, None,
                              f"carried by {students} student(s) only: not a district's; not proposed", shown=False)
             out.append(e)

@@ -207,10 +207,11 @@ def _short_records(source: Path | bytes, delimiter: str, width: int, has_header:
         lines = pl.DataFrame({"line": raw.decode("latin-1").split("\n")})
     line = pl.col("line").str.strip_chars_end("\r")
     blank = line.str.strip_chars() == ""
-    quotes = line.str.count_matches('"', literal=True)
-    counted = lines.select(quotes.alias("quotes"), line.str.count_matches(delimiter, literal=True).alias("delimiters"),
-                           blank.alias("empty"))
-    if counted["quotes"].sum():  # quoted values: their delimiters end no field, and one may span lines
+    if not lines["line"].str.contains('"', literal=True).any():  # the usual export: a field ends at each delimiter
+        counted = lines.select(line.str.count_matches(delimiter, literal=True).alias("delimiters"),
+                               blank.alias("empty"))
+    else:  # quoted values: their delimiters end no field, and one may span lines
+        quotes = line.str.count_matches('"', literal=True)
         d = re.escape(delimiter)
         inside = ((quotes.cum_sum() - quotes) % 2) == 1  # the line begins within a quoted value
         text = pl.when(inside).then(pl.lit('"') + line).otherwise(line).str.replace_all('""', "", literal=True)

@@ -95,7 +95,8 @@ SCORES = pl.List(pl.Struct({"name": pl.Utf8, "value": pl.Utf8}))  # the scores b
 class Source:
     """One source, declared once in its folder. `read(path, data, district, max_rows)` -> the raw frame (bytes in
     memory when `data` is given; an assessment source's reader may also take `select`, a header -> the columns to
-    read, as `plain_reader`'s does: link review reads a file's identifying columns again); `validate(raw, kind, district, file_name)` -> (typed, rejected, headers read),
+    read, as `plain_reader`'s does: link review reads a file's identifying columns again);
+    `validate(raw, kind, district, file_name)` -> (typed, rejected, headers read),
     raising FileRejected for a file it refuses; `model`: the validated frame, each field with its type,
     constraint, description and (metadata `header`) the source header it is read from."""
     name: str  # the key of its registry section (and of its causes in the review queue)

@@ -97,7 +97,8 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
-              .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable Client Date (year-month-day, or month/day/year)"))
+              .when(pl.col("completed_at").is_null())
+              .then(pl.lit("unreadable Client Date (year-month-day, or month/day/year)"))
               .when(pl.col("composite_text").is_null())  # a window half-way: measures given, no composite yet
               .then(pl.lit("benchmark not finished: no Composite Score yet (loaded once it has one)"))
               .when(pl.col("scaled_score").is_null()).then(pl.lit("Composite Score is not a whole number"))
