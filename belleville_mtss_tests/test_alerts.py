@@ -362,7 +362,8 @@ def test_a_4xx_from_the_mail_server_is_retried_and_delivered_once():
     inbox = Inbox(fail_first="451 try again later")
     controller = start_smtp(inbox)
     try:
-        config = smtp_config(f"smtp://127.0.0.1:{controller.port}?from=bot%40mtss.example.org")
+        config = replace(smtp_config(f"smtp://127.0.0.1:{controller.port}?from=bot%40mtss.example.org"),
+                         timeout=10.0)  # one a busy machine meets: a timed-out delivery is sent again
         [delivery] = send(sample_alerts()[0], config)
     finally:
         controller.stop()
@@ -402,7 +403,8 @@ def test_starttls_and_implicit_tls(tls_files, scheme):
         else {"ssl_context": tls_files}
     controller = start_smtp(inbox, **tls)
     try:
-        config = smtp_config(f"{scheme}://127.0.0.1:{controller.port}?from=bot%40mtss.example.org")
+        config = replace(smtp_config(f"{scheme}://127.0.0.1:{controller.port}?from=bot%40mtss.example.org"),
+                         timeout=10.0)  # a TLS handshake on a busy machine: past the timeout, sent again
         [delivery] = send(sample_alerts()[0], config)
     finally:
         controller.stop()
