@@ -157,6 +157,9 @@ def carried_widely(students: int, of: int, value: str) -> bool:
     return students >= STUDENTS_MIN and (students >= SHARE_MIN * of or DISTRICT_WORDS.search(value) is not None)
 
 
+DISTRICTS_OWN = ("resolved", "ambiguous")  # decisions on a value that names a district (or is too close to two)
+
+
 def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, student: str | None) -> list[CrosswalkEntry]:
     """The entries with each name or id a file carries as it may be shown (an error row, a check's metadata, a log):
     as read where it is evidently a district's (it resolved to one, or is too close to two to call, or it is
@@ -164,13 +167,16 @@ def _shown(entries: list[CrosswalkEntry], frame: pl.DataFrame, column: str, stud
     a shifted column: their name, email or number, a surname five students share) is theirs, not the log's."""
     if student is None or student not in frame.columns:
         return entries  # no student's rows (the ClassLink tenants): nothing of a student to carry
-    carried = {name: (rows, students) for name, rows, students in frame.group_by(column).agg(
-        pl.len(), pl.col(student).n_unique()).iter_rows()}
+    unsure = [e.name_seen for e in entries if e.decision not in DISTRICTS_OWN]
+    if not unsure:
+        return entries  # the usual drop: every value is a district's; counting students per value costs a pass
+    carried = {name: (rows, students) for name, rows, students in frame.filter(pl.col(column).is_in(unsure))
+               .group_by(column).agg(pl.len(), pl.col(student).n_unique()).iter_rows()}
     of = frame[student].n_unique()
     out = []
     for e in entries:
         rows, students = carried.get(e.name_seen, (0, 0))
-        evident = e.decision in ("resolved", "ambiguous") or carried_widely(students, of, e.name_seen)
+        evident = e.decision in DISTRICTS_OWN or carried_widely(students, of, e.name_seen)
         out.append(e if evident else replace(e, name_seen=f"<a value of {rows:,} row(s), not shown>"))
     return out
 

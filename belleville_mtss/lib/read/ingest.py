@@ -188,13 +188,15 @@ def validate_classlink(users: pl.DataFrame, district: District) -> tuple[Validat
         return ValidatedFile("classlink_users", CLASSLINK_TABLE, halted=halted), [halted]
     # Another team's table, or a view of it without a key: a user listed twice as the same is one user; a UserId
     # listed with other values is nobody's to link to (counted), not the drop's end
-    frame, found = frame.unique(maintain_order=True), []
-    twice = frame["classlink_user_id"].is_duplicated()
-    if twice.any():
-        found.append(ErrorRecord("validation", "duplicate_user", f"{CLASSLINK_TABLE}: {twice.sum():,} row(s) of a "
-                                 "UserId listed more than once with other values: none of them linked to",
-                                 CLASSLINK_TABLE, int(twice.sum())))
-        frame = frame.filter(~twice)
+    found = []
+    if frame["classlink_user_id"].is_duplicated().any():  # whole rows compared only where a UserId repeats
+        frame = frame.unique(maintain_order=True)
+        twice = frame["classlink_user_id"].is_duplicated()
+        if twice.any():
+            found.append(ErrorRecord("validation", "duplicate_user", f"{CLASSLINK_TABLE}: {twice.sum():,} row(s) "
+                                     "of a UserId listed more than once with other values: none of them linked to",
+                                     CLASSLINK_TABLE, int(twice.sum())))
+            frame = frame.filter(~twice)
     try:
         frame = schemas.validate(DIRECTORY.model, frame, CLASSLINK_TABLE)
     except FileRejected as exc:  # halted as a file is, with its error row: the run says which table and why
