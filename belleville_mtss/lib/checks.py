@@ -279,12 +279,13 @@ def roster_size(ev: Evidence) -> CheckOutcome:
                  f"within {_pct(limit)} required (gates.max_roster_change)")
 
 
-@check("assessment_files_linked", "gate", "Gate: no assessment file with rows of which none linked (thresholds: "
+@check("assessment_files_linked", "gate", "Gate: no assessment file with test rows of which none linked (thresholds: "
        "the registry's gates)")
 def assessment_files_linked(ev: Evidence) -> CheckOutcome:
-    """Every assessment file that was read (identity.files: its data rows, rejected ones included) links a row."""
+    """Every assessment file that was read with records (identity.files: its tests, refused ones included) links
+    a row."""
     identity = ev.identity
-    dead = [f"{name} ({rows:,} rows, none linked)" for asset, (name, rows) in sorted(identity.files.items())
+    dead = [f"{name} ({rows:,} test rows, none linked)" for asset, (name, rows) in sorted(identity.files.items())
             if rows and identity.by_file.get(asset, {}).get("linked", 0) == 0]
     return _gate(ev, "assessment_files_linked", not dead,
                  "; ".join(dead) or "every assessment file with rows has linked rows",

@@ -102,7 +102,7 @@ def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedF
         rows, linked = by_source.get(name, (0, 0))
         identity.stats[f"{name}_link"] = {"rows": rows, "linked_rows": linked,
                                           "match_rate": round(linked / rows, 4) if rows else 0.0}
-    identity.files = {v.source: (v.file_name, v.rows_in_file) for v in assessments if v.file_name and not v.halted}
+    identity.files = {v.source: (v.file_name, v.to_link) for v in assessments if v.file_name and not v.halted}
     names = {asset: name for asset, (name, _rows) in identity.files.items()}
     links = {a: (SOURCE_OF[a].title, district.sources[SOURCE_OF[a].name].link) for a in identity.by_file}
     return identity, link_problems(identity, students.file_name, names, links)

@@ -96,7 +96,6 @@ class ValidatedFile:
     frame: pl.DataFrame | None = None
     rejected: dict[str, int] = field(default_factory=dict)
     halted: ErrorRecord | None = None
-    rows_in_file: int = 0  # data rows the file held, rejected ones included
     headers: dict[str, str | None] = field(default_factory=dict)  # our field -> the header read (None: absent)
     warnings: list[str] = field(default_factory=list)  # what went on without: missing optional columns
     sent: bool = True  # False: a file the district does not send
@@ -106,6 +105,12 @@ class ValidatedFile:
     @property
     def rows(self) -> int:
         return 0 if self.frame is None else self.frame.height
+
+    @property
+    def to_link(self) -> int:
+        """Its records, typed or refused: what it has to link. Rows an export lists with no test yet (a student
+        not yet benchmarked: DIBELS 8, FastBridge) are neither: a file of only those has nothing to link."""
+        return self.rows + sum(self.rejected.values())
 
     @property
     def usable(self) -> bool:
@@ -162,12 +167,12 @@ def validate_file(src: SourceFile, district: District) -> tuple[ValidatedFile, l
         typed = schemas.validate(source.model, typed, src.file_name)
     except FileRejected as exc:
         halted = _halt(src.source, src.file_name, "mapping" if source.role == "roster" else "validation", exc)
-        return ValidatedFile(src.source, src.file_name, halted=halted, rows_in_file=src.rows, parts=src.parts), [halted]
+        return ValidatedFile(src.source, src.file_name, halted=halted, parts=src.parts), [halted]
     warnings = [f"{src.file_name}: no column for optional field {name}; read as empty"
                 for name, header in headers.items() if header is None]
     return (
-        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected), rows_in_file=src.rows,
-                      headers=headers, warnings=warnings, parts=src.parts),
+        ValidatedFile(src.source, src.file_name, typed, _rejected_counts(rejected), headers=headers,
+                      warnings=warnings, parts=src.parts),
         row_rejections(rejected, "validation", src.file_name),
     )
 

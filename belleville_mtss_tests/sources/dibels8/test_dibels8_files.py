@@ -116,3 +116,32 @@ def test_a_student_not_yet_benchmarked_is_no_result_and_no_refusal():
     assert validated.rejected == {"unreadable Client Date (year-month-day, or month/day/year)": 1,
                                   "benchmark not finished: no Composite Score yet (loaded once it has one)": 1}
     assert sorted(e.row_count for e in errors) == [1, 1]
+
+
+def test_a_file_of_students_not_yet_benchmarked_has_nothing_to_link_and_blocks_nothing(settings):
+    """Early in a window every row can be a student not yet benchmarked: no test to link, so the gate of files that
+    link no row (which counted the file's rows) must not block the drop's roster and Star tests."""
+    import datetime as dt_
+    from belleville_mtss.lib.load.migrations import open_warehouse
+    from belleville_mtss.lib.load.warehouse import make_engine
+    from belleville_mtss.lib.pipeline import files_in, process_drop
+    from belleville_mtss.lib.read.theirs import read_account_info, read_classlink_students
+    from ...helpers import prepare_drop
+    drop = prepare_drop(settings)
+    district = _district(names=["Belleville Public Schools"])
+    numbers = pl.read_csv(drop / "students.csv", infer_schema=False)[:, 0].head(3).to_list()  # any ids: none tested
+    (drop / "dibels8_benchmark.csv").write_text(
+        "School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score\n"
+        + "".join(f"2026-2027,Belleville Public Schools,{n},BOY,,\n" for n in numbers))
+    warehouse, prod = open_warehouse(settings.warehouse_url, settings.embedded_warehouse), \
+        make_engine(settings.prod_db_url)
+    try:
+        core = process_drop(files_in(drop, district), district,
+                            read_classlink_students(prod, district.source_names.classlink, []),
+                            read_account_info(warehouse), "belleville/2026-11-01", today=dt_.date.today())
+    finally:
+        warehouse.dispose()
+        prod.dispose()
+    assert core.validated["dibels8"].to_link == 0 and core.validated["dibels8"].frame.is_empty()
+    assert {c.name: c.passed for c in core.checks}["assessment_files_linked"] is True, core.stopped
+    assert core.stopped is None and core.roster.height and core.results.height

@@ -118,7 +118,7 @@ def test_a_good_value_loads_as_it_means(column, value, field, loaded):
 def test_a_loaded_row_keeps_every_column_and_its_source_row():
     validated, _ = validate([{}, {"ScaledScore": "1401"}, {"StudentIdentifier": "000124", "AssessmentID": "A-2"}])
     assert validated.rejected == {"ScaledScore out of range (0-1400)": 1}
-    assert validated.rows_in_file == 3
+    assert validated.to_link == 3  # the gate of files that link no row counts the refused one too
     assert validated.frame.rows(named=True) == [
         {"subject": "SR", "test_key": "A-1", "student_link": "000123", "district_name": "Belleville Public Schools",
          "school_name": "School No. 3", "school_year": "2026-2027", "completed_at": dt.datetime(2026, 9, 15, 13, 5),
