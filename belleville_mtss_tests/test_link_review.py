@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings as examples, strategies as st
+from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 
 from belleville_mtss.cli import main
@@ -115,6 +116,26 @@ def test_scores_tell_a_twin_from_her_sister_and_a_new_student_from_everyone():
     assert name_similarity("Ava", "Cruz", "Mia", "Cruz")[0] < 0.8
 
 
+def test_a_twins_near_number_is_not_offered_for_the_child_whose_name_and_birth_date_are_her_sisters():
+    """Ava's Star identifier mistyped twice, one digit from her twin Eva's number: Eva outscored Ava on the number
+    and was the only suggestion; accepted, Ava's tests loaded under Eva."""
+    twins = [{"id": "210100", "number": "210100", "first_name": "Ava", "last_name": "Smith",
+              "birth_date": "03/14/2016", "school_id": "04", "email": "ava.smith.210100@x.org"},
+             {"id": "210101", "number": "210101", "first_name": "Eva", "last_name": "Smith",
+              "birth_date": "03/14/2016", "school_id": "04", "email": "eva.smith.210101@x.org"}]
+    ava = {"id": "210111", "number": "210111", "first_name": "Ava", "last_name": "Smith", "birth_date": "2016-03-14",
+           "school_id": "04", "email": "ava.smith.210100@x.org"}
+    assert score_pair(ava, twins[1])[0] >= MIN_SCORE > score_pair(ava, twins[0])[0]  # the number outweighs
+    assert suggest([ava], twins, unknown_cause("star")).is_empty()
+    # the twin is offered where her sister is not among the candidates (nobody fits the name better)
+    assert suggest([ava], twins[1:], unknown_cause("star"))["to_id"].to_list() == ["210101"]
+    # and a nickname beside an unrelated sibling's name is still offered: Dan is more like Daniel than Sarah
+    dan = {**ava, "first_name": "Dan", "id": "210112", "number": "210112"}
+    family = [{**twins[0], "first_name": "Sarah", "number": "210300", "id": "210300"},
+              {**twins[1], "first_name": "Daniel", "number": "210102", "id": "210102"}]
+    assert suggest([dan], family, unknown_cause("star"))["to_id"].to_list() == ["210102"]
+
+
 def _scored_by_hand(person: dict, candidates: list[dict], min_score: float) -> list[tuple[str, float]]:
     """Every candidate of the person's block (the same school, or any when the person names none, and a shared
     birth date, last or first name; or the number within one slip once leading zeros are dropped) scored."""
@@ -125,7 +146,20 @@ def _scored_by_hand(person: dict, candidates: list[dict], min_score: float) -> l
         number = (person.get("number") or "").lstrip("0")
         near = bool(number) and OSA.distance(number, (c.get("number") or "").lstrip("0")) <= 1
         return (shared and school) or near
-    scored = sorted((-score, c["id"]) for c in candidates if in_block(c)
+
+    def first(c: dict) -> float:  # the first names' likeness, by rapidfuzz's ratio of the names in lower case
+        return fuzz.ratio((person.get("first_name") or "").lower(), (c.get("first_name") or "").lower())
+
+    def twin(c: dict) -> bool:  # the person's last name and birth date, and a first name another fits better
+        def day(text: str | None) -> str | None:  # the generator's two layouts
+            return dt.datetime.strptime(text, "%Y-%m-%d" if "-" in text else "%m/%d/%Y").date().isoformat() \
+                if text else None
+
+        def family(o: dict) -> bool:
+            return bool(person.get("birth_date")) and day(o.get("birth_date")) == day(person["birth_date"]) \
+                and bool(person.get("last_name")) and (o.get("last_name") or "").lower() == person["last_name"].lower()
+        return family(c) and any(o is not c and family(o) and first(o) > first(c) for o in candidates)
+    scored = sorted((-score, c["id"]) for c in candidates if in_block(c) and not twin(c)
                     for score in [score_pair(person, c)[0]] if score >= min_score)
     return [(cid, -score) for score, cid in scored[:TOP]]
 

@@ -137,6 +137,27 @@ def score_pair(person: dict, candidate: dict) -> tuple[float, list[str]]:
     return round(score, 4), [why for _v, why in parts.values()]
 
 
+def _first_alike(a: dict, b: dict) -> float:
+    return fuzz.ratio(_plain(a.get("first_name")), _plain(b.get("first_name"))) / 100
+
+
+def _a_sibling_of(person: dict, candidate: dict, candidates: pl.DataFrame, keys: pl.DataFrame) -> bool:
+    """Whether `candidate` is the person's twin, not the person: another candidate (of any score: the person's own
+    number mistyped twice is too far to be scored) shares the person's last name and birth date as the candidate
+    does, and is more alike in first name. A near number outweighed the name (a twin's number one digit from the
+    mistyped one): shown alone, accepting it loaded one child's tests under the other. `keys`: as `_block`'s."""
+    def family(c: dict) -> bool:
+        return (bool(person.get("birth_date")) and bool(c.get("birth_date"))
+                and _date(c["birth_date"]) == _date(person["birth_date"])
+                and _plain(c.get("last_name")) == _plain(person.get("last_name")))
+    mine = _first_alike(person, candidate)
+    if mine == 1.0 or not _plain(person.get("last_name")) or not family(candidate):
+        return False  # the usual pair: looked no further
+    same_name = candidates.filter(keys["last_name"] == (candidate.get("last_name") or "").lower())
+    return any(c["id"] != candidate["id"] and family(c) and _first_alike(person, c) > mine
+               for c in same_name.to_dicts())
+
+
 CANDIDATE_SCHEMA = {c: pl.Utf8 for c in ("id", "number", "first_name", "last_name", "birth_date", "school_id",
                                           "email")}
 
@@ -192,7 +213,7 @@ def suggest(people: list[dict], candidates: list[dict] | pl.DataFrame, cause: st
             scored = []
             for c in _block(p, frame, keys, mine, reachable).to_dicts():
                 score, evidence = score_pair(p, c)
-                if score >= min_score:
+                if score >= min_score and not _a_sibling_of(p, c, frame, keys):
                     scored.append((score, c["id"], evidence))
             scored.sort(key=lambda s: (-s[0], s[1]))
             rows += [{"cause": cause, "subjects": p.get("subjects") or "", "from_id": p["id"], "to_id": cid,
