@@ -8,6 +8,7 @@ import datetime as dt
 import shutil
 
 import polars as pl
+import pytest
 import sqlalchemy as sa
 
 from belleville_mtss.lib.load import migrations
@@ -258,3 +259,27 @@ def test_the_apply_of_results_and_scores_compiles_for_sql_server_with_every_valu
     assert insert_scores.startswith("INSERT INTO dm.[AssessmentScores] ([AccountInfoId], [Assessment], [Subject], "
                                     "[TestKey], [ScoreName], [ScoreValue], [DropId], [LoadedAt])")
     assert "FROM dm.[AssessmentScoresStaging]" in insert_scores
+
+
+def test_an_upgrade_of_sqlite_that_fails_halfway_leaves_the_revision_before_it_whole_and_can_run_again(tmp_path):
+    """Python's sqlite3 begins a transaction only before a row is written: 0010's first statement (a column added)
+    was committed as it ran, so a migration that died after it left the column under revision 0009, and every
+    upgrade after it failed on a column added twice (the embedded default upgrades on every run: all frozen)."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url)
+    migrations.upgrade(engine, "0009")
+
+    def dies(conn, cursor, statement, *_):
+        if statement.lstrip().startswith('ALTER TABLE "LinkSuggestions" ADD COLUMN'):
+            raise KeyboardInterrupt  # as a kill would stop it: after the statement ran
+    sa.event.listen(sa.Engine, "after_cursor_execute", dies)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            migrations.upgrade(engine)
+    finally:
+        sa.event.remove(sa.Engine, "after_cursor_execute", dies)
+    assert migrations.current(engine) == "0009"
+    assert "Status" not in {c["name"] for c in sa.inspect(engine).get_columns("LinkSuggestions")}
+    migrations.upgrade(engine)
+    assert migrations.current(engine) == migrations.head()
+    engine.dispose()

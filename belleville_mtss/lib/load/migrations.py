@@ -6,8 +6,10 @@ except on the embedded SQLite default under MTSS_HOME, where we own everything a
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -56,10 +58,25 @@ def current(engine: sa.Engine) -> str | None:
         return conn.execute(sa.select(table.c.version_num)).scalar()
 
 
+@contextlib.contextmanager
+def _migrating(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One transaction for the whole migration, its DDL included (on SQLite, an engine of its own that says so:
+    make_engine's `transactional_ddl`): a migration killed halfway leaves the database as it was."""
+    from .warehouse import make_engine
+    own = make_engine(engine.url.render_as_string(hide_password=False), transactional_ddl=True) \
+        if engine.dialect.name == "sqlite" else engine
+    try:
+        with own.begin() as conn:
+            yield conn
+    finally:
+        if own is not engine:
+            own.dispose()
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     from alembic import command
     cfg = _config()
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
@@ -77,7 +94,7 @@ def stamp(engine: sa.Engine, revision: str) -> None:
         if target is None or target.revision < at:
             raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only "
                                     "records tables an earlier release made and never takes the record back")
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.stamp(cfg, revision)
 

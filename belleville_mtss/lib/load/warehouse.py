@@ -295,10 +295,16 @@ def chunked(values, size: int = IN_LIST_MAX) -> Iterator[list]:
         yield values[start:start + size]
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, transactional_ddl: bool = False) -> Engine:
+    """`transactional_ddl` (SQLite): the driver leaves transactions to us, and each begins with BEGIN. Python's
+    sqlite3 begins one only before a row is written, so the DDL before it is committed as it runs: a migration
+    killed halfway left its tables made under the old revision, and every upgrade after it failed."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, hide_parameters=True)
+    if engine.dialect.name == "sqlite" and transactional_ddl:
+        sa.event.listen(engine, "connect", lambda dbapi, _record: setattr(dbapi, "isolation_level", None))
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
     if engine.dialect.name == "sqlite":
         # SQLite has no schemas: dm.X and dbo.X live in the one file.
         engine = engine.execution_options(schema_translate_map={s: None for s in _SCHEMAS})
