@@ -725,7 +725,14 @@ def test_a_drop_dated_too_far_ahead_orders_no_drop_out():
 
 
 @pytest.mark.parametrize("name, held", [("2026-13-05", "'2026-13-05'"), ("export-2026-02-30", "'2026-02-30'"),
-                                         ("2026-11-05", None), ("vendor-job", None), ("2026-13-05-2026-11-05", None)])
+                                         ("2026-11-05", None), ("vendor-job", None), ("2026-13-05-2026-11-05", None),
+                                         # a date written another way than the registry's: it dated the drop by
+                                         # its receipt, over newer data
+                                         ("2026-11-5", "'2026-11-5'"), ("2026-1-5", "'2026-1-5'"),
+                                         ("11-05-2026", "'11-05-2026'"), ("export_20261105", "'20261105'"),
+                                         ("2026_11_05", "'2026_11_05'"), ("2026-13-5", "'2026-13-5'"),
+                                         # digits that are no date as people write one
+                                         ("batch-12345678", None), ("v1.2.10", None), ("job-2026", None)])
 def test_a_drop_named_with_a_date_that_is_none_is_held(name, held):
     """A month typed 13 (or a 30th of February) is no date, so the drop was dated by the day it came: newer than
     the drops it predates, whose data it then replaced, and every real drop before that day was superseded. It is
@@ -738,8 +745,8 @@ def test_a_drop_named_with_a_date_that_is_none_is_held(name, held):
     assert outcome.passed == (held is None)
     if held:
         assert [(r.reason, r.message) for r in outcome.records] == [("impossible_drop_date", (
-            f"the drop's name writes {held} where its date goes (%Y-%m-%d), and that is no date: held, nothing "
-            "written"))]
+            f"the drop's name writes {held} where its date goes (%Y-%m-%d), and that is no date in it: held, "
+            "nothing written"))]
 
 
 def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend):

@@ -219,7 +219,8 @@ def ferpa_review_current(ev: Evidence) -> CheckOutcome:
        "make the drop the district's newest for decades, and every real drop after it superseded; a mistyped month "
        "(13) would date it by the day it came, over newer data",
        "ask the sender for the drop's real date, then put the files under a drop named so (or move them on the drop "
-       "server) and run it: belleville-mtss run {entry}/<real date>; {key} itself is never loaded")
+       "server) and run it: belleville-mtss run {entry}/<real date>; {key} itself is never loaded (where the "
+       "district writes every drop's date another way, set drop_date in its registry entry)")
 def drop_date_plausible(ev: Evidence) -> CheckOutcome:
     name = ev.drop_key.split("/", 1)[-1]
     dated = order.date_in_name(name, ev.district.drop_date)
@@ -230,7 +231,7 @@ def drop_date_plausible(ev: Evidence) -> CheckOutcome:
     why = (f"the drop's name dates it {dated.isoformat()}, {(dated - today).days:,} days after today "
            f"({today.isoformat()}; at most {ev.max_days_ahead} allowed, MTSS_MAX_DAYS_AHEAD): held, nothing written"
            if ahead else f"the drop's name writes {wrong!r} where its date goes ({ev.district.drop_date}), and that "
-           "is no date: held, nothing written" if wrong else "the drop's date is not in the future" if dated
+           "is no date in it: held, nothing written" if wrong else "the drop's date is not in the future" if dated
            else "the drop's name carries no date")
     return _outcome(ev, "drop_date_plausible", not (ahead or wrong), why,
                     reason="impossible_drop_date" if wrong else "future_drop")

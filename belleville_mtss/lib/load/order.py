@@ -55,10 +55,20 @@ def date_in_name(name: str, fmt: str) -> dt.date | None:
     return None
 
 
+# A date as people write one, whatever a registry's format says: a year of 19xx or 20xx and a month and a day of one
+# or two digits, either way round, apart by - _ . / or a space; or a year, month and day in eight digits
+_WRITTEN_DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-_./ ]\d{1,2}[-_./ ]\d{1,2}|\d{1,2}[-_./ ]\d{1,2}[-_./ ](?:19|20)\d\d"
+                           r"|(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)")
+
+
 def misdated(name: str, fmt: str) -> str | None:
-    """What in the name is written as a date in the format but is none (2026-13-05), when no real date is there."""
-    found = _pattern(fmt).search(name)
-    return found.group(0) if found is not None and date_in_name(name, fmt) is None else None
+    """What in the name is written as a date but is none in the format, when the format finds no real date there:
+    a date it cannot be (2026-13-05), or one written another way (2026-11-5, 11-05-2026, 20261105). Either would
+    date the drop by the day it came, newer than the drops it predates."""
+    if date_in_name(name, fmt) is not None:
+        return None
+    found = _pattern(fmt).search(name) or _WRITTEN_DATE.search(name)
+    return found.group(0) if found is not None else None
 
 
 def snapshot_date(drop_key: str, fmt: str, first_received: dt.datetime | None) -> dt.date | None:
