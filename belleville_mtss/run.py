@@ -52,6 +52,7 @@ def dagster_home(settings: Settings) -> Path:
 
 
 INSTANCE_INIT_WAIT_S = 120
+INSTANCE_WHOLE = ".storages-whole"  # in DAGSTER_HOME: its storages were made (or upgraded) to the end once
 
 
 def instance_for(settings: Settings) -> dg.DagsterInstance:
@@ -62,6 +63,13 @@ def instance_for(settings: Settings) -> dg.DagsterInstance:
     with file_lock(home / ".init.lock", INSTANCE_INIT_WAIT_S):
         instance = dg.DagsterInstance.from_config(str(home))
         instance.run_storage, instance.event_log_storage, instance.schedule_storage  # made now, under the lock
+        whole = home / INSTANCE_WHOLE
+        if not whole.exists():
+            # A first run killed while Dagster made its storages left tables without their migration records, and
+            # every run after it failed on a table "missing": until they are known whole, they are upgraded (as
+            # `dagster instance migrate` does), which makes what is missing
+            instance.upgrade()
+            whole.touch()
     return instance
 
 

@@ -290,3 +290,24 @@ def test_the_embedded_instance_flushes_at_checkpoints_and_a_killed_process_loses
     assert done.returncode == -9, done.stderr
     again = dg.DagsterInstance.from_config(str(home / "dagster"))
     assert len(again.get_dynamic_partitions("drops")) == 31
+
+
+def test_storages_a_killed_first_run_left_half_made_are_made_whole_by_the_next_run(tmp_path):
+    """A first run killed as Dagster made the event log's database left a table without its migration records:
+    every later run of every district failed ("requires the dynamic partitions table ... dagster instance
+    migrate"). Until a home's storages are known whole, a run upgrades them."""
+    import sqlite3
+    from belleville_mtss.run import INSTANCE_WHOLE, dagster_home
+    settings = make_settings(tmp_path / "mtss")
+    instance_for(settings)
+    home = dagster_home(settings)
+    assert (home / INSTANCE_WHOLE).exists()
+    # as the kill left it: the storages made in part, the mark never written
+    (home / INSTANCE_WHOLE).unlink()
+    with sqlite3.connect(home / "history" / "event_log.db") as db:
+        db.execute("DROP TABLE dynamic_partitions")
+        db.execute("DROP TABLE alembic_version")
+    instance = instance_for(settings)
+    instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
+    assert instance.get_dynamic_partitions("drops") == ["belleville/2026-11-01"]
+    assert (home / INSTANCE_WHOLE).exists()
