@@ -1,6 +1,7 @@
 """Running a drop through the asset graph in-process, on the Dagster instance the UI shows (`dagster_home`); the
 run is tagged with its outcome (belleville_mtss/report.py), and its steps can be followed (progress.py)."""
 import os
+import uuid
 from collections.abc import Collection
 from contextlib import nullcontext
 from pathlib import Path
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from .definitions import ASSETS, build_definitions
 from .lib.config import Settings
 from .progress import Progress
-from .defs.recovery import tag_own
+from .defs.recovery import own_tags, process_tags, tag_own
 from .report import OUTCOME_TAG, WAREHOUSE, DropReport
 
 
@@ -89,8 +90,13 @@ def run_drop(
     shown = Progress(len(job.graph.nodes), drop_key).attached() if progress else nullcontext()
     with (instance_for(settings) if instance is None else nullcontext(instance)) as inst, shown:
         inst.add_dynamic_partitions("drops", [drop_key])
-        result = job.execute_in_process(instance=inst, raise_on_error=False, partition_key=drop_key,
-                                        tags=tags or {}, asset_selection=selection, run_config={"loggers": loggers})
+        # tagged as the district's from its start: a run killed before its first step is found, and settled, by
+        # the district's next run (its receipt tags it again, with the registry's spelling of the district)
+        run_id = str(uuid.uuid4())  # a run id as Dagster makes one
+        result = job.execute_in_process(
+            instance=inst, raise_on_error=False, partition_key=drop_key, run_id=run_id,
+            tags={**own_tags(run_id, process_tags(drop_key.split("/", 1)[0])), **(tags or {})},
+            asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         # what the run was to load (its stored events plan it; an in-process result's events hold no plan)
         report.planned = report.planned or {n for n in WAREHOUSE if n not in leave_out}

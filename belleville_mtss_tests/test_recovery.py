@@ -208,3 +208,25 @@ def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_load
     finally:
         engine.dispose()
     assert set(audit["Outcome"]) == {"loaded"} and set(audit["RunId"]) == {parent_run.run_id}
+
+
+@pytest.mark.persistent_instance
+def test_a_run_killed_before_its_first_step_tagged_it_is_settled_by_the_next_run(settings, monkeypatch):
+    """A run killed as Dagster started it, before its receipt tagged it as the district's, stayed STARTED for good,
+    with no error row: no later run of the district could find it. It carries the district's tags from its start."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    prepare_drop(settings, SMALL)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(MTSS_HOME=str(settings.home), MTSS_WAREHOUSE_URL=settings.warehouse_url,
+               MTSS_PROD_DB_URL=settings.prod_db_url, MTSS_FAULT="before_claim:kill")
+    killed = subprocess.run([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout[-1500:], killed.stderr[-1500:])
+    assert run_drop(settings).outcome == "loaded"
+    with instance_for(settings) as instance:
+        statuses = sorted(r.status.value for r in instance.get_runs())
+    assert statuses == ["FAILURE", "SUCCESS"]
+    engine = make_engine(settings.warehouse_url)
+    interrupted = read_table(engine, ingestion_errors).filter(pl.col("Reason") == "interrupted")
+    engine.dispose()
+    assert interrupted.height == 1

@@ -1,6 +1,7 @@
 """Receive: the received drop, its files hashed and encrypted into staging (lib/receive/)."""
 import dagster as dg
 
+from ..lib.faults import fault_point
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import record_received
 from ..lib.read.ingest import drop_files
@@ -21,6 +22,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
                   ) -> dg.Output[ReceivedDrop]:
     drop = error_log.drop(context)
     key, district = drop.name, drop.district
+    fault_point("before_claim")
     claim(context, district.district)
     recover(context, error_log, district)  # the district's runs that died, settled
     try:

@@ -40,14 +40,23 @@ def parent_of(run: dg.DagsterRun) -> str | None:
 
 def tag_own(instance: dg.DagsterInstance, run_id: str, tags: dict[str, str]) -> None:
     """Tags the run with what is true of it alone, each tag beside the run it is of (`own_tag`)."""
-    instance.add_run_tags(run_id, {**tags, **{f"{k}/run": run_id for k in tags}})
+    instance.add_run_tags(run_id, own_tags(run_id, tags))
+
+
+def process_tags(district: str) -> dict[str, str]:
+    """The tags that say a run is the district's and where its process lives (`_dead` reads them)."""
+    pid = os.getpid()
+    return {DISTRICT: district, HOST: socket.gethostname(), PID: str(pid), STARTED_AT: process_started(pid) or ""}
+
+
+def own_tags(run_id: str, tags: dict[str, str]) -> dict[str, str]:
+    """`tags` as the run's own (`own_tag`): each beside the run it is of."""
+    return {**tags, **{f"{k}/run": run_id for k in tags}}
 
 
 def claim(context, district: str) -> None:
     """Tags this run with its district and where its process lives."""
-    pid = os.getpid()
-    tag_own(context.instance, context.run.run_id, {DISTRICT: district, HOST: socket.gethostname(), PID: str(pid),
-                                                   STARTED_AT: process_started(pid) or ""})
+    tag_own(context.instance, context.run.run_id, process_tags(district))
 
 
 def _dead(run: dg.DagsterRun) -> bool:

@@ -13,6 +13,7 @@ import time
 
 VARIABLE = "MTSS_FAULT"
 POINTS = {
+    "before_claim": "a run's first step begun, before it tags the run as the district's",
     "after_stage": "a load's rows are in staging; nothing applied",
     "in_apply": "inside the apply's transaction, the district lock held, nothing committed",
     "after_commit": "the load committed; its staged rows not yet removed",
