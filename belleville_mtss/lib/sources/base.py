@@ -118,6 +118,9 @@ class Source:
     # Who a row's student is, as its files say (first_name, last_name, birth_date, school_id, email -> header): read
     # again only for identifiers that link to no student, to suggest their counterpart (lib/students/suggest.py)
     person: dict[str, str] = field(default_factory=dict)
+    # Another layout's header -> the header `person` and the link name (Star's historical export writes "Student
+    # First Name" for StudentFirstName): read again under the names above
+    person_aliases: dict[str, str] = field(default_factory=dict)
     # The `Assessment` its results are stamped with in dm.AssessmentResults, where it is not its name: the vendor's
     # export family is the source (i-Ready), the assessment one of its products (iready_diagnostic)
     assessment: str | None = None

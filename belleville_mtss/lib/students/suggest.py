@@ -249,10 +249,14 @@ def read_people(name: str, data: bytes, source: Source, district) -> pl.DataFram
     import inspect
 
     wanted = {district.sources[source.name].link, *source.person.values()}
+    wanted |= {alias for alias, header in source.person_aliases.items() if header in wanted}
     if "select" in inspect.signature(source.read).parameters:
-        return source.read(Path(name), data, district, None, select=lambda header: [h for h in header if h in wanted])
-    whole = source.read(Path(name), data, district, None)  # a reader of the four arguments only: all, then ours
-    return whole.select([h for h in whole.columns if h in wanted])
+        frame = source.read(Path(name), data, district, None, select=lambda header: [h for h in header if h in wanted])
+    else:
+        whole = source.read(Path(name), data, district, None)  # a reader of the four arguments only: all, then ours
+        frame = whole.select([h for h in whole.columns if h in wanted])
+    aliases = source.person_aliases
+    return frame.rename({a: h for a, h in aliases.items() if a in frame.columns and h not in frame.columns})
 
 
 def people(raw: list[pl.DataFrame], source: Source, link_column: str, unknown: dict[str, str]) -> list[dict]:

@@ -260,3 +260,21 @@ def test_a_real_star_file_of_another_subject_sent_under_a_name_is_halted(name, s
     src = ingest_file(sent_as, reference_dir / "star" / name, district)
     validated, errors = validate_file(src, district)
     assert validated.frame is None and validated.halted.reason == "wrong_file", validated.halted
+
+
+def test_a_historical_layouts_unlinked_students_are_read_again_under_the_names_link_review_asks_for():
+    """The historical export writes "Student First Name", "Birthdate", "School Id": re-read with the v2 names, it
+    had no link column, and its unlinked students were never suggested a counterpart."""
+    from belleville_mtss.lib.sources.star import SOURCE
+    from belleville_mtss.lib.students.suggest import people, read_people
+    from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_registry
+    district = load_registry(PACKAGED_DISTRICTS_DIR)["belleville"]
+    body = ("School Year,District Name,Student Identifier,Student First Name,Student Last Name,Birthdate,School Id,"
+            "Student Email,Activity Type,Scaled Score\n"
+            "2026-2027,Belleville Public Schools,9210029,Ana,Cruz,1/2/2015,03,ana.cruz@x.org,"
+            "Star Math Enterprise Tests,500\n").encode()
+    frame = read_people("SM.csv", body, SOURCE, district)
+    assert sorted(frame.columns) == sorted(["StudentIdentifier", *SOURCE.person.values()])
+    assert people([frame], SOURCE, "StudentIdentifier", {"9210029": "SM"}) == [
+        {"id": "9210029", "number": "9210029", "first_name": "Ana", "last_name": "Cruz", "birth_date": "1/2/2015",
+         "school_id": "03", "email": "ana.cruz@x.org", "subjects": "SM"}]

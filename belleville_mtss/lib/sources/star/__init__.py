@@ -13,7 +13,7 @@ from ...read.csvfile import read_text_csv
 from ..base import AssessmentSection, FileKind, Source
 from .files import FILES
 from .frame import StarResults
-from .reader import bind_columns, columns_to_read, detect_layout, type_rows
+from .reader import HISTORICAL_HEADERS, bind_columns, columns_to_read, detect_layout, type_rows
 from .sample import sample
 
 class StarSection(AssessmentSection):
@@ -51,5 +51,8 @@ SOURCE = Source(
     sample=sample,
     person={"first_name": "StudentFirstName", "last_name": "StudentLastName", "birth_date": "BirthDate",
             "school_id": "SchoolIdentifier", "email": "StudentEmail"},
+    person_aliases={**HISTORICAL_HEADERS, "Student First Name": "StudentFirstName", "Student Last Name":
+                    "StudentLastName", "Birthdate": "BirthDate", "School Id": "SchoolIdentifier",
+                    "Student Email": "StudentEmail"},
     recognise=lambda header: detect_layout(header).startswith(("v2 family", "historical")),  # overall results
 )
