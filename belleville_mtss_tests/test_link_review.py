@@ -509,6 +509,24 @@ def test_a_mistaken_accept_is_withdrawn_by_rejecting_it_and_another_counterpart_
                                                                     (second, "accepted")]
 
 
+def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
+    """Offered for two students (m.anderson@ for Maya and for Mia), a ClassLink user was accepted for both: each
+    accept said applied, and at the next drop the two shared the join key and neither linked."""
+    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
+    review.record(review_db, 107873, "belleville/2026-11-01", pl.DataFrame({
+        "cause": [NO_CLASSLINK] * 2, "subjects": [""] * 2, "from_id": ["210033", "210036"], "to_id": ["CL-9"] * 2,
+        "score": [0.87, 0.91], "evidence": ["email: 87% alike", "email: 91% alike"]}))
+    listing = review.listing(review_db, 107873).filter(pl.col("Cause") == NO_CLASSLINK).sort("FromId")
+    maya, mia = listing["SuggestionId"].to_list()
+    review.decide(review_db, mia, "accepted", "ana", "the school confirmed")
+    with pytest.raises(review.ReviewError, match=f"suggestion {mia} gave this ClassLink user to another student"):
+        review.decide(review_db, maya, "accepted", "ana", "looks alike too")
+    review.decide(review_db, mia, "rejected", "ana", "it was Maya's after all")  # withdrawn: then the other may
+    review.decide(review_db, maya, "accepted", "ana", "the school confirmed Maya")
+    accepted = review.accepted(review_db, 107873)
+    assert accepted.filter(pl.col("cause") == NO_CLASSLINK).select("from_id", "to_id").rows() == [("210033", "CL-9")]
+
+
 def test_a_rekey_takes_the_districts_link_decisions_to_its_new_account_info_id(review_db):
     """`warehouse rekey` moved the roster and results but left the suggestions under the old id, where no later
     drop looks: the students a person had linked lost their tests at the next load, and every decision came back

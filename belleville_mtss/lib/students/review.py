@@ -9,7 +9,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..load.warehouse import link_decisions, link_suggestions, now as stamp  # UTC, as every time stored
-from .suggest import CAUSES
+from .suggest import CAUSES, NO_CLASSLINK
 
 DECISIONS = ("accepted", "rejected")
 
@@ -97,7 +97,7 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
     at, why = now or stamp(), reason.strip()
     try:
         with engine.begin() as conn:
-            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId, s.Status)
+            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId, s.ToId, s.Status)
                                .where(s.SuggestionId == suggestion_id)).first()
             if row is None:
                 raise ReviewError(f"no suggestion {suggestion_id}")
@@ -108,6 +108,10 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                         raise _accepted_already(taken)
                     _set(conn, taken, "accepted", "rejected", decided_by, f"replaced by suggestion {suggestion_id}: "
                          f"{why}", at)
+                if row.Cause == NO_CLASSLINK and (user := _user_accepted_for_another(conn, row)) is not None:
+                    # one ClassLink user is one student's: both would share the join key, and neither link
+                    raise ReviewError(f"suggestion {user} gave this ClassLink user to another student already: "
+                                      f"reject it first if this student is the one")
             was = row.Status if row.Status == "conflict" else "open"
             if decision == "rejected" and row.Status == "accepted":
                 was = "accepted"  # withdrawn: a mistaken accept is undone from the district's next drop or replay
@@ -131,6 +135,13 @@ def _accepted_for(conn: sa.Connection, row) -> int | None:
     s = link_suggestions.c
     return conn.execute(sa.select(s.SuggestionId).where(
         s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.FromId == row.FromId,
+        s.Status == "accepted")).scalar()
+
+
+def _user_accepted_for_another(conn: sa.Connection, row) -> int | None:
+    s = link_suggestions.c
+    return conn.execute(sa.select(s.SuggestionId).where(
+        s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.ToId == row.ToId, s.FromId != row.FromId,
         s.Status == "accepted")).scalar()
 
 
