@@ -3,7 +3,7 @@ superseded, failed), with the exit code and the run tag that say the same. Built
 (in-process results) and the outcome sensor (stored run logs) report alike."""
 from dataclasses import dataclass, field
 
-from .lib.alerts import Alert, blocked_drop, failed_run, halted_file
+from .lib.alerts import Alert, blocked_drop, failed_run, halted_file, superseded_drop
 from .lib.checks import CATALOGUE, stopped_as
 from .lib.sources import FILES
 from .lib.columns import WAREHOUSE_TABLES as WAREHOUSE
@@ -39,6 +39,7 @@ class DropReport:
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
     causes: dict[str, str] = field(default_factory=dict)  # failed step -> the class of the error it raised
     version: str = ""  # the drop version received (received_drop's metadata)
+    replayed: bool = False  # the version was in staging already: received before (received_drop's metadata)
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
     suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
@@ -104,6 +105,7 @@ class DropReport:
         if node in SOURCES:
             if node == "received_drop":
                 self.version = str(meta.get("version") or "")
+                self.replayed = bool(meta.get("replayed_from_staging"))
             else:
                 self.source_rows[node] = int(meta.get("dagster/row_count", 0))
                 if meta.get("file"):
@@ -205,8 +207,9 @@ def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool
     `version`: the run's tag, when the run never got to receive the drop; keys carry the version, so a replay of
     the same version alerts no one twice."""
     version = report.version or version or "unknown"
-    if report.outcome == "superseded":
-        return []  # a replay or a backfill of an older drop: the newer data stays, nothing is wrong
+    if report.outcome == "superseded":  # the newer data stays; said once, as the version first arrives
+        return [] if report.replayed else [superseded_drop(report.key, version,
+                                                           report.why.get("drop_is_newest", "a newer drop"))]
     failed = [name for name, passed in report.checks.items() if not passed]
     if failed:
         reasons = [report.why.get(name, "see the check") for name in failed]

@@ -1,6 +1,7 @@
 """Alerts against real servers on 127.0.0.1: an HTTP webhook receiver and an aiosmtpd SMTP server."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import ipaddress
@@ -239,6 +240,21 @@ def test_the_retries_of_a_drop_versions_failed_receipt_alert_once_and_other_fail
     assert drop_alerts(receipt, "run-4", "drop_job", True)[0].key == "failed_run:run-4"  # no version known
     later = DropReport("belleville/d1", False, failures={"student_identity_map": "failed"})
     assert drop_alerts(later, "run-5", "drop_job", True, "v1")[0].key == "failed_run:run-5"
+
+
+def test_a_drop_superseded_as_it_first_arrives_alerts_once_and_its_replays_alert_no_one():
+    """A year typed backwards (2016-12-09 for 2026-12-09) was superseded with no alert, and the district, having
+    sent a drop, was not overdue either: its newest data was never loaded and no one was told."""
+    from belleville_mtss.report import DropReport, drop_alerts
+    why = "superseded: the warehouse holds the newer belleville/2026-12-08 (of 2026-12-08) for roster"
+    first = DropReport("belleville/2016-12-09", True, checks={"drop_is_newest": False},
+                       why={"drop_is_newest": why}, version="v1")
+    assert first.outcome == "superseded"
+    (alert,) = drop_alerts(first, "run-1", "drop_job", False)
+    assert (alert.kind, alert.key) == ("superseded_drop", "superseded_drop:belleville/2016-12-09:v1")
+    assert f"Reason: {why}" in alert.lines and "arrived older" in alert.title
+    replay = dataclasses.replace(first, replayed=True)  # the same version again (a replay, a retried backfill)
+    assert drop_alerts(replay, "run-2", "drop_job", False) == []
 
 
 # --- email --------------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def _parsed(url: str, asset: apprise.AppriseAsset | None = None):
 
 KINDS = (
     "blocked_drop", "halted_file", "failed_run", "drop_server_outage", "outage_cleared", "district_overdue",
-    "sensor_failing", "sensor_recovered",
+    "sensor_failing", "sensor_recovered", "superseded_drop",
 )
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 # Our smtp URL schemes as Apprise's email: schema and mode.
@@ -259,6 +259,17 @@ def blocked_drop(drop_key: str, version: str, check_name: str, reason: str) -> A
     """A drop stopped by a blocking asset check (for example ferpa_review_current): nothing was written."""
     return Alert("blocked_drop", f"blocked_drop:{drop_key}:{version}", f"MTSS: drop {drop_key} blocked",
                  (f"Check: {check_name}", f"Reason: {reason}", f"Drop version: {version}"))
+
+
+def superseded_drop(drop_key: str, version: str, reason: str) -> Alert:
+    """A drop that arrived older than what the warehouse holds of its district: nothing of it was written. On
+    purpose (a late or back-filled drop), nothing is wrong; a year or month mistyped in its name hides the district's
+    newest data, which no other alert would say (the district is not overdue: it sent a drop)."""
+    return Alert("superseded_drop", f"superseded_drop:{drop_key}:{version}",
+                 f"MTSS: drop {drop_key} arrived older than the district's data",
+                 (f"Reason: {reason}", f"Drop version: {version}",
+                  "If the date in its name is mistyped, put its files under a drop named with its real date and run "
+                  "it; a late or back-filled drop needs nothing."))
 
 
 def halted_file(drop_key: str, version: str, file_name: str, reason: str) -> Alert:
