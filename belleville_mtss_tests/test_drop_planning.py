@@ -100,6 +100,18 @@ def test_a_drop_without_its_marker_waits_for_it_where_the_district_writes_marker
     assert plan_runs([cut], cursor, now=T0 + 10_000, sent={})[0] == [cut]
 
 
+def test_a_district_that_wrote_markers_is_waited_for_once_its_marked_drops_are_gone_from_the_server():
+    """The district cleaned its loaded drops off the server; its next upload, cut short and so unmarked, was taken
+    for a district that writes no marker: run once settled, torn, and said OK."""
+    done = Drop("belleville", "2026-11-01", "folder", (RemoteFile("SR.csv", 100, T0),), True)
+    _, cursor = plan_runs([done], {}, now=T0, sent={})
+    cut = drop(name="2026-11-20")
+    _, cursor = plan_runs([cut], cursor, now=T0 + 1, sent={done.key: done.version})  # 2026-11-01 removed
+    assert plan_runs([cut], cursor, now=T0 + 10_000, sent={done.key: done.version})[0] == []
+    marked = Drop("belleville", "2026-11-20", "folder", cut.files, True)  # the marker comes: it runs
+    assert plan_runs([marked], cursor, now=T0 + 10_001, sent={done.key: done.version})[0] == [marked]
+
+
 def test_two_files_whose_names_differ_only_by_a_trailing_space_refuse_the_drop(tmp_path):
     """`SR.csv` and `SR.csv ` were both received: SQL Server compares names ignoring trailing spaces, so marking the
     stray one `not_expected` marked the real one too, and its loaded results stayed audited as not expected."""

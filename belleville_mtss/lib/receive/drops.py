@@ -380,9 +380,10 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, st
     pending: dict[str, dict] = dict(cursor.get("pending", {}))
     requested: dict[str, str] = dict(cursor.get("requested", {}))
     ready, listed = [], set()
-    # a district whose folder shows a marker writes them: its drop without one is still being sent, however long
-    # it has stood (an upload cut short stands still too); only a district that writes none is read once settled
-    marking = {d.district for d in drops if d.has_marker and not d.refused_at_listing}
+    # a district whose folder shows a marker, or ever showed one (the cursor remembers: its marked drops may be
+    # gone from the server since), writes them: its drop without one is still being sent, however long it has
+    # stood (an upload cut short stands still too); only a district that writes none is read once settled
+    marking = set(cursor.get("marking", ())) | {d.district for d in drops if d.has_marker and not d.refused_at_listing}
     for d in drops:
         if d.refused_at_listing:
             continue
@@ -406,8 +407,8 @@ def plan_runs(drops: list[Drop], cursor: dict, now: float, sent: Mapping[str, st
         requested[d.key] = d.version
     pending = {k: v for k, v in pending.items() if k in listed}
     requested = {k: v for k, v in requested.items() if k in listed}
-    return ready, {k: v for k, v in cursor.items() if k not in ("seen", "floor")} | {"pending": pending,
-                                                                                       "requested": requested}
+    return ready, {k: v for k, v in cursor.items() if k not in ("seen", "floor")} | {
+        "pending": pending, "requested": requested, "marking": sorted(marking)}
 
 
 # ---- receiving a drop into staging ----------------------------------------------------------------------------
