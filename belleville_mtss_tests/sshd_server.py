@@ -21,7 +21,8 @@ def keygen(path: Path, kind: str = "ed25519") -> str:
 
 
 class SshServer:
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, command: str = "internal-sftp"):
+        """`command`: what the server runs for a session (another command stands for an SFTP server that is stuck)."""
         if not Path(SSHD).exists():  # in a test: skipped, naming the package (failed where CI=true)
             from .conftest import need_debian_package
             need_debian_package("openssh-server", False, "a real SFTP server on 127.0.0.1")
@@ -44,7 +45,7 @@ class SshServer:
             f"PidFile {base / 'sshd.pid'}", f"AuthorizedKeysFile {base / 'authorized_keys'}",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
-            "Subsystem sftp internal-sftp", "ForceCommand internal-sftp", "",
+            "Subsystem sftp internal-sftp", f"ForceCommand {command}", "",
         ]))
         self.proc: subprocess.Popen | None = None
 

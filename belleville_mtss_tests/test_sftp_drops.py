@@ -399,3 +399,24 @@ def test_a_missed_drop_uploaded_after_a_later_one_is_requested_first(world, new_
     with new_instance() as instance:
         result = tick(settings, instance)
     assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-01", "belleville/2026-11-08"]
+
+
+def test_a_server_that_goes_quiet_as_the_sftp_session_opens_is_given_up_on_not_waited_for_forever(tmp_path,
+                                                                                                  monkeypatch):
+    """The SFTP version was read on a channel with no timeout: a server that accepted the login and then answered
+    nothing (its SFTP subsystem stuck on hung storage) held the sensor's tick, or the run, for good. Here the real
+    OpenSSH server runs a command that never answers in place of its SFTP server."""
+    from belleville_mtss.lib.receive import sftp
+    from belleville_mtss.lib.receive.sftp import SftpConfig, SftpDropSource, SftpTransient
+    stuck = SshServer(tmp_path / "sshd", command="sleep 600").start()
+    try:
+        monkeypatch.setattr(sftp, "READ_TIMEOUT", 2.0)
+        env = stuck.env()
+        cfg = SftpConfig("127.0.0.1", stuck.port, env["MTSS_SFTP_USER"], env["MTSS_SFTP_KEY_PATH"],
+                         env["MTSS_SFTP_KNOWN_HOSTS"], env["MTSS_SFTP_ROOT"])
+        started = time.monotonic()
+        with pytest.raises(SftpTransient):
+            SftpDropSource(cfg, attempts=1).list_drops("belleville", "belleville")
+        assert time.monotonic() - started < 20
+    finally:
+        stuck.stop()

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import paramiko
 
 CONNECT_TIMEOUT = 8.0
+# A server that answers nothing for this long (an SFTP subsystem stuck on hung storage, a path that swallows
+# packets) is down: the session's every read, its first (the SFTP version) included, gives up after it
+READ_TIMEOUT = 20.0
+KEEPALIVE_S = 10
 ATTEMPTS = 3
 BACKOFF = (1.0, 3.0)
 
@@ -99,8 +103,14 @@ def session(cfg: SftpConfig, attempts: int = ATTEMPTS, sleep=time.sleep):
     else:
         raise last  # type: ignore[misc]
     try:
-        sftp = client.open_sftp()
-        sftp.get_channel().settimeout(60.0)
+        # the channel opened and bounded here, before the SFTP version is read: `open_sftp` reads it on a channel
+        # without a timeout, and a server that went quiet there held the sensor's tick, or a run, for good
+        transport = client.get_transport()
+        transport.set_keepalive(KEEPALIVE_S)
+        channel = transport.open_session(timeout=CONNECT_TIMEOUT)
+        channel.settimeout(READ_TIMEOUT)
+        channel.invoke_subsystem("sftp")
+        sftp = paramiko.SFTPClient(channel)
         yield sftp
     except (OSError, EOFError, paramiko.SSHException) as exc:
         if isinstance(exc, (FileNotFoundError, PermissionError)):
