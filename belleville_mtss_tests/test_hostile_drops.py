@@ -560,6 +560,23 @@ def test_a_file_name_holding_an_at_sign_refuses_the_drop_at_listing_without_the_
     assert "@" not in message and "@" not in file_name and "2026-11-21" not in message
 
 
+def test_files_put_in_the_districts_folder_outside_any_drop_are_refused_as_listed_not_passed_over(tmp_path):
+    """A roster and its Star files uploaded straight into the district's folder (no dated folder), or a .7z, were
+    passed over without a word: no error row, nothing in the tick, until the district was overdue days later."""
+    from belleville_mtss.lib.receive.drops import LOOSE_FILE
+    source, _listed, _drop = _one_file_drop(tmp_path / "drops", "2026-11-01")
+    district = tmp_path / "drops" / "belleville"
+    for name in ("students.csv", "drop.done", "2026-11-21.7z", ".DS_Store"):
+        (district / name).write_text("x\n")
+    refused = {d.name: d.problem for d in source.list_drops("belleville", "belleville") if d.refused_at_listing}
+    # a marker alone marks nothing, and a desktop's hidden file is no one's: neither is refused
+    assert sorted(refused) == ["2026-11-21.7z", "students.csv"]
+    reason, message, name = refused["students.csv"]
+    assert reason == LOOSE_FILE and "not in a drop" in message and name == "students.csv"
+    assert [d.name for d in source.list_drops("belleville", "belleville") if not d.refused_at_listing] == \
+        ["2026-11-01"]  # the drops beside them are listed as before
+
+
 @pytest.mark.parametrize("point", ["before_lock", "before_publish"])
 def test_a_receiving_folder_being_made_or_published_is_never_taken_for_an_orphan(tmp_path, monkeypatch, point):
     # Runs of several districts receive at once, and each first removes the orphans of every district. Found by

@@ -175,7 +175,8 @@ def _not_a_part_name(name: str, what: str) -> str:
 
 
 UNLISTABLE = "unlistable_drop_folder"
-LISTING_REFUSALS = ("bad_drop_name", UNLISTABLE)
+LOOSE_FILE = "file_outside_a_drop"
+LISTING_REFUSALS = ("bad_drop_name", UNLISTABLE, LOOSE_FILE)
 
 
 def unlistable(folder: str) -> str:
@@ -189,9 +190,9 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
     listing raised: a drop refused, logged once, the other drops listed), or a single entry.
 
     A sub-folder or `.zip` is a drop; any other entry that is not a regular file is a refused drop too (a link
-    where a drop should be). Names are checked here: a drop with a bad name, or whose name only differs by case
+    where a drop should be), and so is a regular file (`file_outside_a_drop`). Names are checked here: a drop with a bad name, or whose name only differs by case
     from another's, carries the problem `bad_drop_name` and never becomes a partition."""
-    drops = []
+    drops, loose = [], []
     names = set(entries)
     for name, entry in sorted(entries.items()):
         if isinstance(entry, PermissionError):
@@ -206,6 +207,12 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
                               _file_problem([entry])))
         elif not entry.regular and not name.endswith(ZIP_MARKER_SUFFIX):
             drops.append(Drop(district, name, "folder", (entry,), False, _file_problem([entry])))
+        elif not name.endswith(ZIP_MARKER_SUFFIX) and not name.startswith("."):  # a file beside the drops (a
+            # roster uploaded with no folder, a .7z; not a hidden file a desktop leaves): no drop holds it, and it
+            # was passed over without a word
+            loose.append(Drop(district, name, "folder", (entry,), False, (
+                LOOSE_FILE, f"{escape(name)} is a file in the district's folder, not in a drop: put a drop's files "
+                "in a folder named by its date (or in one .zip), then its marker", plain(name, 250))))
     by_key: dict[str, list[Drop]] = {}
     checked = []
     for d in drops:
@@ -225,7 +232,7 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
                          ("bad_drop_name", f"drops {listed} are one drop name spelled two ways",
                           plain(d.listed_name, 250)))
                     for d in alike]
-    return sorted(checked, key=lambda d: (d.name, d.kind))
+    return sorted(checked + loose, key=lambda d: (d.name, d.kind))
 
 
 # ---- a local drop folder ---------------------------------------------------------------------------------------
