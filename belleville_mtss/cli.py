@@ -204,7 +204,8 @@ def _warehouse(args: argparse.Namespace) -> int:
     try:
         if args.warehouse_command == "current":
             at, wanted = migrations.current(engine), migrations.head()
-            state = "up to date" if at == wanted else "behind: run `belleville-mtss warehouse upgrade`"
+            state = "up to date" if at == wanted else migrations.ahead(at) or \
+                "behind: run `belleville-mtss warehouse upgrade`"
             print(f"warehouse {where}: schema revision {at or 'none'}; this release needs {wanted} ({state})")
             return 0 if at == wanted else 1
         if args.warehouse_command == "rekey":
@@ -214,6 +215,8 @@ def _warehouse(args: argparse.Namespace) -> int:
             print(f"warehouse {where}: recorded at schema revision {args.revision} (no table was changed)")
             return 0
         before = migrations.current(engine)
+        if past := migrations.ahead(before):
+            raise CliError(f"warehouse {where}: {past}")
         migrations.upgrade(engine)
         print(f"warehouse {where}: schema revision {before or 'none'} -> {migrations.current(engine)}")
         return 0
@@ -675,7 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     wsub = warehouse.add_subparsers(dest="warehouse_command", required=True)
     upgrade = wsub.add_parser("upgrade", help="apply the migrations to MTSS_WAREHOUSE_URL (or print them: --sql)")
     upgrade.add_argument("--sql", action="store_true", help="print the DDL for a DBA instead of applying it")
-    upgrade.add_argument("--dialect", choices=["postgresql", "mssql", "sqlite"], default="mssql",
+    # not SQLite: its table rewrites (0011) need the live database; the embedded file upgrades itself
+    upgrade.add_argument("--dialect", choices=["postgresql", "mssql"], default="mssql",
                          help="with --sql: the SQL dialect (production is SQL Server)")
     upgrade.add_argument("--from", dest="start", help="with --sql: the revision the database is at (default: empty)")
     wsub.add_parser("current", help="the schema revision MTSS_WAREHOUSE_URL is at, and the one this release needs")

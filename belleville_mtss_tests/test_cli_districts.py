@@ -229,6 +229,32 @@ def test_a_stamp_below_the_recorded_revision_is_refused_and_the_warehouse_stays_
     engine.dispose()
 
 
+def test_a_stamp_of_an_empty_warehouse_and_a_warehouse_a_newer_release_upgraded_say_what_to_do(tmp_path, monkeypatch,
+                                                                                                 capsys):
+    """`stamp head` on an empty database said recorded, then every command failed on a missing table; a warehouse
+    a newer release had upgraded was called behind, and the upgrade it advised failed ("can't locate revision")."""
+    import sqlalchemy as sa
+    from belleville_mtss.cli import main
+    from belleville_mtss.lib.load.migrations import HEAD, VERSION_TABLE, current, upgrade
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = sa.create_engine(url)
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MTSS_WAREHOUSE_URL", url)
+    assert main(["warehouse", "stamp", "head"]) == 2
+    assert "holds no StudentRoster, AssessmentResults, IngestionFiles" in capsys.readouterr().err
+    assert current(engine) is None
+    upgrade(engine)
+    newer = f"{int(HEAD) + 1:04d}"
+    with engine.begin() as conn:  # as a newer release leaves it
+        conn.execute(sa.text(f'UPDATE "{VERSION_TABLE}" SET version_num = :v'), {"v": newer})
+    assert main(["warehouse", "current"]) == 1
+    assert f"schema revision {newer} is past this release's {HEAD}" in capsys.readouterr().out
+    assert main(["warehouse", "upgrade"]) == 2
+    assert "install that release" in capsys.readouterr().err
+    assert current(engine) == newer
+    engine.dispose()
+
+
 def test_a_names_file_not_in_utf8_or_an_output_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
     """`districts match` on a Windows-1252 names file, or with --output in a folder that does not exist, ended in
     a traceback."""

@@ -81,6 +81,9 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+STAMPED_TABLES = ("StudentRoster", "AssessmentResults", "IngestionFiles")  # what every release since 0001 made
+
+
 def stamp(engine: sa.Engine, revision: str) -> None:
     """Record that the tables an earlier release created are at `revision` (the baseline), without changing them.
     Never below what is recorded: the tables are there, and a lower stamp makes every later upgrade fail (a column
@@ -89,11 +92,16 @@ def stamp(engine: sa.Engine, revision: str) -> None:
     from alembic.script import ScriptDirectory
     cfg = _config()
     at = current(engine)
-    if at is not None:
-        target = ScriptDirectory.from_config(cfg).get_revision(revision)  # any spelling: 0003, head, base (None)
-        if target is None or target.revision < at:
-            raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only "
-                                    "records tables an earlier release made and never takes the record back")
+    target = ScriptDirectory.from_config(cfg).get_revision(revision)  # any spelling: 0003, head, base (None)
+    if at is not None and (target is None or target.revision < at):
+        raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only "
+                                "records tables an earlier release made and never takes the record back")
+    missing = [t for t in STAMPED_TABLES if not sa.inspect(engine).has_table(t, schema=version_schema(
+        engine.dialect.name))]
+    if target is not None and missing:  # stamped anyway, every command after it failed on a table not there
+        raise WarehouseNotReady(f"the warehouse holds no {', '.join(missing)}: a stamp only records tables an "
+                                "earlier release made; an empty warehouse is made by `belleville-mtss warehouse "
+                                "upgrade`")
     with _migrating(engine) as conn:
         cfg.attributes["connection"] = conn
         command.stamp(cfg, revision)
@@ -137,6 +145,15 @@ def _stop_unless(previous: int) -> str:
             "    SET NOEXEC ON;\nEND;")
 
 
+def ahead(at: str | None) -> str | None:
+    """Why a warehouse at revision `at` is past this release (None: it is not): a newer release upgraded it, and
+    this one, older, cannot read its tables nor upgrade them ("can't locate revision")."""
+    if at is None or at <= HEAD:
+        return None
+    return (f"schema revision {at} is past this release's {HEAD}: a newer release upgraded the warehouse; install "
+            f"that release (or a newer one) rather than this one")
+
+
 def require_current(engine: sa.Engine, where: str) -> None:
     """Refuse a warehouse that is not at head, in one line naming the command to run."""
     try:
@@ -145,6 +162,8 @@ def require_current(engine: sa.Engine, where: str) -> None:
         raise WarehouseNotReady(f"cannot read the schema version of the warehouse at {where} "
                                 f"({type(getattr(exc, 'orig', None) or exc).__name__})") from None
     wanted = head()
+    if past := ahead(at):
+        raise WarehouseNotReady(f"the warehouse at {where}: {past}")
     if at != wanted:
         raise WarehouseNotReady(
             f"the warehouse at {where} is at schema revision {at or 'none'}, this release needs {wanted}: run "
