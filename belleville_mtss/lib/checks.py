@@ -17,7 +17,7 @@ from typing import Literal
 
 import polars as pl
 
-from .sources import BY_NAME as SOURCES_BY_NAME
+from .sources import BY_NAME as SOURCES_BY_NAME, SOURCE_OF
 from .district import crosswalk as xw
 from .load.errors import ErrorRecord
 from .load import order
@@ -162,12 +162,14 @@ def names_match_registry(ev: Evidence) -> CheckOutcome:
     records, whys = [], []
     for row in failing.iter_rows(named=True):
         reason = "district_mismatch" if row["decision"] == "resolved" else f"district_{row['decision']}"
+        section = SOURCE_OF[row["source"]].name if row["source"] in SOURCE_OF else row["source"]  # of a file asset
         if row["method"] == "state_id":
-            what = (f"state district id '{row['name_seen']}' is not one of sources.{row['source']}.state_ids")
+            what = (f"state district id '{row['name_seen']}' is not one of sources.{section}.state_ids (list it "
+                    "there if it is the district's)")
             why = f"{row['file_name']} carries state district id '{row['name_seen']}', not the registry's"
         elif row["name_seen"] is None:
             what = (f"names no district: no district name and no state district id the registry lists; if the "
-                    f"district's folder is evidence enough, say so with sources.{row['source']}.bound_by_folder")
+                    f"district's folder is evidence enough, say so with sources.{section}.bound_by_folder")
             why = f"{row['file_name']} names no district"
         else:
             what = (f"district name '{row['name_seen']}' "

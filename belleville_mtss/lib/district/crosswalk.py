@@ -204,10 +204,14 @@ def build_crosswalk(district: District, account_info: pl.DataFrame, validated: l
             names = sorted(v.frame[source.district_column].drop_nulls().unique().to_list())
             found += _shown(resolve_names(district, reference, v.source, v.file_name, names,
                                           listed_names(district, source)[1]), v.frame, source.district_column, student)
-        if source.state_id_column and (listed := district.sources[source.name].state_ids):
+        if source.state_id_column:
             ids = sorted(v.frame[source.state_id_column].drop_nulls().unique().to_list())
-            found += _shown(check_state_ids(district, v.source, v.file_name, ids, listed), v.frame,
-                            source.state_id_column, student)
+            listed = district.sources[source.name].state_ids
+            # none listed: an id is still checked where it is the file's only evidence, so a file naming a district
+            # is never bound by its folder alone (another district's file in ours loaded as ours)
+            if listed or (ids and not found):
+                found += _shown(check_state_ids(district, v.source, v.file_name, ids, listed), v.frame,
+                                source.state_id_column, student)
         if found:
             entries += found
         elif source.role != "assessment" or district.sources[source.name].bound_by_folder:

@@ -97,9 +97,12 @@ def test_state_district_ids_a_registry_lists_verify_a_file_and_any_other_id_bloc
     assert decided("0702|0999", ["0702"], bound=True) == [("0702", "state_id", "resolved", True),
                                                           ("<a value of 1 row(s), not shown>", "state_id",
                                                            "unmatched", False)]
-    # ids the registry does not list are no evidence either way: the folder binds, or nothing does
-    assert decided("0702|0702", []) == [(None, "none", "unmatched", False)]
-    assert decided("0702|0702", [], bound=True) == [(None, "drop", "bundled", True)]
+    # ids the registry does not list bind nothing, nor does the folder bind a file that names a district by them:
+    # another district's file put in ours loaded as ours (the folder is evidence only for a file naming none)
+    hidden = ("<a value of 2 row(s), not shown>", "state_id", "unmatched", False)  # two students: shown as a count
+    assert decided("0702|0702", []) == [hidden]
+    assert decided("0702|0702", [], bound=True) == [hidden]
+    assert decided("|", [], bound=True) == [(None, "drop", "bundled", True)]  # no id on any row: the folder binds
 
 
 def test_an_export_in_windows_1252_reads_where_the_section_declares_it_and_is_halted_where_it_does_not():
