@@ -39,7 +39,7 @@ class DropReport:
     failures: dict[str, str] = field(default_factory=dict)  # step -> its one-line failure message
     causes: dict[str, str] = field(default_factory=dict)  # failed step -> the class of the error it raised
     version: str = ""  # the drop version received (received_drop's metadata)
-    replayed: bool = False  # the version was in staging already: received before (received_drop's metadata)
+    arrived: bool = False  # this run was the drop version's first receipt (not a replay, not a re-run)
     files: dict[str, str] = field(default_factory=dict)  # source asset -> the file name it read
     waited_s: float = 0.0  # for another load of the district (the warehouse's district lock)
     suggestions: dict[str, int] = field(default_factory=dict)  # link_review's counts: open, new_this_drop, ...
@@ -105,7 +105,7 @@ class DropReport:
         if node in SOURCES:
             if node == "received_drop":
                 self.version = str(meta.get("version") or "")
-                self.replayed = bool(meta.get("replayed_from_staging"))
+                self.arrived = meta.get("first_receipt_of_version") is True
             else:
                 self.source_rows[node] = int(meta.get("dagster/row_count", 0))
                 if meta.get("file"):
@@ -208,8 +208,8 @@ def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool
     the same version alerts no one twice."""
     version = report.version or version or "unknown"
     if report.outcome == "superseded":  # the newer data stays; said once, as the version first arrives
-        return [] if report.replayed else [superseded_drop(report.key, version,
-                                                           report.why.get("drop_is_newest", "a newer drop"))]
+        return [superseded_drop(report.key, version, report.why.get("drop_is_newest", "a newer drop"))] \
+            if report.arrived else []  # a replay, or a run of some assets of a drop received before
     failed = [name for name, passed in report.checks.items() if not passed]
     if failed:
         reasons = [report.why.get(name, "see the check") for name in failed]

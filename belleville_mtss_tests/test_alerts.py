@@ -248,12 +248,12 @@ def test_a_drop_superseded_as_it_first_arrives_alerts_once_and_its_replays_alert
     from belleville_mtss.report import DropReport, drop_alerts
     why = "superseded: the warehouse holds the newer belleville/2026-12-08 (of 2026-12-08) for roster"
     first = DropReport("belleville/2016-12-09", True, checks={"drop_is_newest": False},
-                       why={"drop_is_newest": why}, version="v1")
+                       why={"drop_is_newest": why}, version="v1", arrived=True)
     assert first.outcome == "superseded"
     (alert,) = drop_alerts(first, "run-1", "drop_job", False)
     assert (alert.kind, alert.key) == ("superseded_drop", "superseded_drop:belleville/2016-12-09:v1")
     assert f"Reason: {why}" in alert.lines and "arrived older" in alert.title
-    replay = dataclasses.replace(first, replayed=True)  # the same version again (a replay, a retried backfill)
+    replay = dataclasses.replace(first, arrived=False)  # the version again from staging, or a run of some assets
     assert drop_alerts(replay, "run-2", "drop_job", False) == []
 
 

@@ -26,7 +26,7 @@ from belleville_mtss.lib.load.warehouse import (
     assessment_results, gate_acceptances, ingestion_files, make_engine, read_table, student_roster,
 )
 from belleville_mtss.lib.district.registry import RegistryError, load_district, PACKAGED_DISTRICTS_DIR
-from belleville_mtss.report import OUTCOME_TAG
+from belleville_mtss.report import OUTCOME_TAG, drop_alerts
 from belleville_mtss.run import run_drop
 
 from .helpers import SMALL, edited_registry, errors, held_rows, prepare_drop, set_column
@@ -152,6 +152,9 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     os.utime(old_folder / "SR.csv", (later, later))
     resent = _run(backend, KEY[OLD])
     assert resent.outcome == "superseded" and resent.version != report.version
+    # the replay alerted no one; the new version, arriving older than the district's data, is said once
+    assert drop_alerts(report, "r1", "drop_job", False) == []
+    assert [a.kind for a in drop_alerts(resent, "r2", "drop_job", False)] == ["superseded_drop"]
     assert _same(held_rows(backend), newest)
 
     # a person applies it on purpose, with a reason (docs/operations.md, "Apply an older drop on purpose")

@@ -3,7 +3,7 @@ import dagster as dg
 
 from ..lib.faults import fault_point
 from ..lib.load.errors import ErrorRecord
-from ..lib.load.warehouse import record_received
+from ..lib.load.warehouse import received_before, record_received
 from ..lib.read.ingest import drop_files
 from ..lib.receive.drops import DropRefused, DropUnreachable, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
@@ -47,6 +47,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
         message = f"receiving the drop failed: {type(exc).__name__}: {exc.strerror or exc}"
         error_log.record(context, key, [ErrorRecord("receive", "receive_failed", without_accounts(message))])
         raise dg.Failure(message) from None
+    arrived = not received_before(error_log.engine(), key, received.version)  # this version's first receipt
     earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
                               list(received.files), context.run.run_id)
     # a file of the drop no source the district sends claims (a source its registry entry does not list, a stray
@@ -58,6 +59,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     context.resources.io_manager.forget_older_version(key, received)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
+        "first_receipt_of_version": arrived,
         # what dm.GateAcceptances.DropVersion holds for an acceptance of these bytes
         "content_version": received.content_version,
         "not_expected": ", ".join(unexpected),

@@ -632,6 +632,14 @@ def replace_results(engine: Engine, account_info_id: int, results: pl.DataFrame)
         return apply_results(conn, account_info_id, load_id, results_scopes(results))
 
 
+def received_before(engine: Engine, drop_id: str, version: str) -> bool:
+    """Whether a run received this version of the drop before (its audit rows are there)."""
+    f = ingestion_files.c
+    with engine.connect() as conn:
+        return conn.execute(sa.select(f.DropId).where((f.DropId == drop_id) & (f.DropVersion == version))
+                            .limit(1)).first() is not None
+
+
 def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list,
                     run_id: str | None) -> dict[str, str | None]:
     """Append one audit row per file of this receipt (outcome "received"); returns, per file, the earlier drop
