@@ -83,10 +83,27 @@ def test_only_a_strictly_newer_drop_supersedes_and_each_scope_counts():
     assert [h.scope for h in order.newer(older, "b/2026-11-01", ["star SR 2026-2027"], holding)] == [
         "star SR 2026-2027"]
     assert order.newer(older, "b/2026-11-01", ["star SM 2026-2027", "star SEL 2026-2027"], holding) == []
-    # one date is one snapshot: a re-sent correction of the newest applies; so does the drop itself again
+    # one date is one snapshot where receipts are not known: a re-sent correction of the newest applies; so does
+    # the drop itself again
     assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20b", ["roster"], holding) == []
     assert order.newer(dt.date(2026, 11, 20), "b/2026-11-20", ["roster"], holding) == []
     assert order.newer(None, "b/x", ["roster"], holding) == []
+
+
+def test_of_two_drops_of_one_date_the_one_first_received_later_is_newer():
+    """`2026-12-07_0800` and `2026-12-07_1400` are of one date: a late re-run of the morning drop (a retried
+    receipt, a gate accepted after the afternoon's loaded) replaced the afternoon's data."""
+    morning, afternoon = dt.datetime(2026, 12, 7, 8, 5), dt.datetime(2026, 12, 7, 14, 5)
+    day = dt.date(2026, 12, 7)
+    holding = {"roster": order.Held("roster", "b/2026-12-07_1400", day, received=afternoon)}
+    assert [h.drop_key for h in order.newer(day, "b/2026-12-07_0800", ["roster"], holding, received=morning)] == [
+        "b/2026-12-07_1400"]
+    # the afternoon's correction of the morning's, and the afternoon's own re-run, apply
+    held_morning = {"roster": order.Held("roster", "b/2026-12-07_0800", day, received=morning)}
+    assert order.newer(day, "b/2026-12-07_1400", ["roster"], held_morning, received=afternoon) == []
+    assert order.newer(day, "b/2026-12-07_1400", ["roster"], holding, received=afternoon) == []
+    # a receipt not known on either side: one date is one snapshot, as before
+    assert order.newer(day, "b/2026-12-07_0800", ["roster"], holding) == []
 
 
 def test_a_drop_date_a_name_cannot_be_read_with_is_refused_by_the_registry(tmp_path):

@@ -292,11 +292,13 @@ def _place(conn, district: District, key: str, roster: pl.DataFrame | None, resu
     """The drop's place in its district's order: its date, what the warehouse holds, and what of the load's scopes
     (those it would take tests from among them) a newer drop holds."""
     load_scopes = order.scopes(roster.height if roster is not None else 0, result_scopes)
-    snapshot = order.snapshot_date(key, district.drop_date, order.first_receipts(conn, {key}).get(key))
+    received = order.first_receipts(conn, {key}).get(key)
+    snapshot = order.snapshot_date(key, district.drop_date, received)
     holding = order.held(conn, district.account_info_id, district.drop_date)
     load_scopes += order.taken_from(conn, district.account_info_id, results, result_scopes, holding, snapshot, key,
-                                    max_days_ahead)  # what the load would take from other terms or years
-    return snapshot, holding, order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead)
+                                    max_days_ahead, received)  # what the load would take from other terms or years
+    return snapshot, holding, order.newer(snapshot, key, load_scopes, holding, max_days_ahead=max_days_ahead,
+                                          received=received)
 
 
 def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,

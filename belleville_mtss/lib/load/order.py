@@ -2,8 +2,8 @@
 
 A drop's snapshot date is read from its name with the registry's `drop_date` (strptime directives, default
 `%Y-%m-%d`: the date in `belleville/2026-11-20`, found anywhere in the name); a name without one is dated by the
-day (UTC) it was first received, any version, so a re-sent drop keeps its place. Drops of one date are one
-snapshot: the later run applies (a correction of that snapshot).
+day (UTC) it was first received, any version, so a re-sent drop keeps its place. Of two drops of one date, the
+one first received later is the newer (a correction sent under another name); a drop's own re-run applies.
 
 Why the name rather than the order of receipt: a corrected old drop re-sent today, and every partition of a
 backfill, is received last, yet is not the newest truth. What the warehouse holds is read from the warehouse
@@ -87,6 +87,7 @@ class Held:
     date: dt.date | None
     rows: int = 0
     parts: Scope | None = None  # a results scope's (assessment, subject, year, term); term None for a year's
+    received: dt.datetime | None = None  # when its drop was first received: which of two drops of a date is newer
 
 
 def label(assessment: str, subject: str, year: str, term: str | None = None) -> str:
@@ -127,13 +128,13 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
         before, m = found.get(scope, (key, 0))  # a school year's terms are one scope where the export is a year's
         found[scope] = (max(before, key), m + n)
     received = first_receipts(conn, {key for key, _n in found.values()})
-    return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n), parts.get(scope))
-            for scope, (key, n) in found.items()}
+    return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n), parts.get(scope),
+                        received.get(key)) for scope, (key, n) in found.items()}
 
 
 def taken_from(conn: sa.Connection, account_info_id: int, results: pl.DataFrame | None, result_scopes: list[Scope],
-               holding: dict[str, Held], this_date: dt.date | None, drop_key: str, max_days_ahead: int = 2
-               ) -> list[str]:
+               holding: dict[str, Held], this_date: dt.date | None, drop_key: str, max_days_ahead: int = 2,
+               received: dt.datetime | None = None) -> list[str]:
     """The scopes, not the load's own, that a newer drop holds and that hold tests this load brings: the load would
     take those tests from them (apply_results takes a test from the subject, term or year of its assessment that
     held it), so a replay of an older drop would undo part of a newer one. Looked for only where a newer drop holds
@@ -143,7 +144,7 @@ def taken_from(conn: sa.Connection, account_info_id: int, results: pl.DataFrame 
     own, assessments = {label(*s) for s in result_scopes}, {s[0] for s in result_scopes}
     others = [h.scope for h in holding.values() if h.parts and h.scope not in own and h.parts[0] in assessments]
     a, found = assessment_results.c, []
-    for h in newer(this_date, drop_key, others, holding, max_days_ahead=max_days_ahead):
+    for h in newer(this_date, drop_key, others, holding, max_days_ahead=max_days_ahead, received=received):
         assessment, subject, year, term = h.parts
         keys = results.filter(pl.col("Assessment") == assessment)["TestKey"]
         where = (a.AccountInfoId == account_info_id) & (a.Assessment == assessment) & (a.Subject == subject) \
@@ -166,13 +167,18 @@ def too_far_ahead(date: dt.date | None, today: dt.date, max_days: int) -> bool:
 
 
 def newer(this_date: dt.date | None, drop_key: str, load_scopes: list[str], holding: dict[str, Held],
-          today: dt.date | None = None, max_days_ahead: int = 2) -> list[Held]:
-    """The scopes of this load that the warehouse holds from a newer drop (strictly newer: one date is one
-    snapshot). A drop of no known date (never received, no date in its name) is older than none; a held drop dated
-    too far ahead (loaded before such drops were held) orders nothing out."""
+          today: dt.date | None = None, max_days_ahead: int = 2, received: dt.datetime | None = None) -> list[Held]:
+    """The scopes of this load that the warehouse holds from a newer drop: of a later date, or of the same date and
+    first received after this drop (`received`: a late re-run of a day's first drop undid its second). A drop of no
+    known date (never received, no date in its name) is older than none; a held drop dated too far ahead (loaded
+    before such drops were held) orders nothing out."""
     if this_date is None:
         return []
     today = today or dt.date.today()
+
+    def after(h: Held) -> bool:
+        return h.date > this_date or (h.date == this_date and None not in (h.received, received)
+                                      and h.received > received)
     return [h for s in load_scopes if (h := holding.get(s)) is not None
-            and h.drop_key != drop_key and h.date is not None and h.date > this_date
+            and h.drop_key != drop_key and h.date is not None and after(h)
             and not too_far_ahead(h.date, today, max_days_ahead)]
