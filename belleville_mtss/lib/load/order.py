@@ -57,7 +57,8 @@ def date_in_name(name: str, fmt: str) -> dt.date | None:
 
 # A date as people write one, whatever a registry's format says: a year of 19xx or 20xx and a month and a day of one
 # or two digits, either way round, apart by - _ . / or a space; or a year, month and day in eight digits
-_WRITTEN_DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-_./ ]\d{1,2}[-_./ ]\d{1,2}|\d{1,2}[-_./ ]\d{1,2}[-_./ ](?:19|20)\d\d"
+_WRITTEN_DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-_./ ]\d{1,2}[-_./ ]\d{1,2}"
+                           r"|\d{1,2}[-_./ ]\d{1,2}[-_./ ](?:19|20)\d\d"
                            r"|(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)")
 
 

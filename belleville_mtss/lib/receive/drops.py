@@ -190,8 +190,9 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
     listing raised: a drop refused, logged once, the other drops listed), or a single entry.
 
     A sub-folder or `.zip` is a drop; any other entry that is not a regular file is a refused drop too (a link
-    where a drop should be), and so is a regular file (`file_outside_a_drop`). Names are checked here: a drop with a bad name, or whose name only differs by case
-    from another's, carries the problem `bad_drop_name` and never becomes a partition."""
+    where a drop should be), and so is a regular file (`file_outside_a_drop`). Names are checked here: a drop with
+    a bad name, or whose name only differs by case from another's, carries the problem `bad_drop_name` and never
+    becomes a partition."""
     drops, loose = [], []
     names = set(entries)
     for name, entry in sorted(entries.items()):
