@@ -262,6 +262,20 @@ def test_a_real_star_file_of_another_subject_sent_under_a_name_is_halted(name, s
     assert validated.frame is None and validated.halted.reason == "wrong_file", validated.halted
 
 
+def test_a_historical_export_of_several_years_keeps_its_current_grade_only_on_the_latest_years_tests():
+    """The historical layout has `Current Grade`, the student's grade now: stored as the grade at the test, a 2020
+    test of a student now in grade 5 read as a grade-5 test."""
+    raw = pl.DataFrame({"Student Identifier": ["1", "1", "2"], "District Name": ["B"] * 3,
+                        "School Year": ["2020-2021", "2023 - 2024", "2023-2024 School Year"],
+                        "Activity Completed Date": ["9/15/2020", "9/15/2023", "9/16/2023"],
+                        "Current Grade": ["5", "5", "3"], "Scaled Score": ["400", "600", "500"]})
+    assert bind_columns(raw, "SM.csv")["grade"].to_list() == [None, "5", "3"]
+    v2 = raw.rename({"Student Identifier": "StudentIdentifier", "District Name": "DistrictName",
+                     "School Year": "SchoolYear", "Activity Completed Date": "CompletedDate",
+                     "Current Grade": "Grade", "Scaled Score": "ScaledScore"})
+    assert bind_columns(v2, "SM.csv")["grade"].to_list() == ["5", "5", "3"]  # v2's Grade is the test's
+
+
 def test_a_historical_layouts_unlinked_students_are_read_again_under_the_names_link_review_asks_for():
     """The historical export writes "Student First Name", "Birthdate", "School Id": re-read with the v2 names, it
     had no link column, and its unlinked students were never suggested a counterpart."""

@@ -143,12 +143,17 @@ def bind_columns(raw: pl.DataFrame, file_name: str, link: str = "StudentIdentifi
     missing = [columns[c] for c in REQUIRED if columns[c] not in frame.columns]
     if missing:
         raise FileRejected("missing_columns", f"{file_name}: missing required column(s) {', '.join(missing)}")
-    return frame.select(
+    bound = frame.select(
         [
             (pl.col(src) if src in frame.columns else pl.lit(None, dtype=pl.Utf8)).alias(ours)
             for ours, src in columns.items()
         ] + ([pl.col(ACTIVITY_TYPE).alias("activity_type")] if ACTIVITY_TYPE in frame.columns else [])
     )
+    if "Current Grade" in raw.columns:  # the historical layout has the student's grade now, not at the test: it is
+        # the test's grade only in the export's latest school year (an export of years put today's grade on each)
+        year = pl.col("school_year").str.extract(r"(\d{4})")  # its first year, however written ("2023 - 2024")
+        bound = bound.with_columns(pl.when(year == year.max()).then(pl.col("grade")).alias("grade"))
+    return bound
 
 
 _DT = pl.Datetime("us")
