@@ -224,6 +224,19 @@ def test_districts_check_reports_an_nces_id_or_state_that_disagrees():
         "AccountInfoId 107873 is not in dm.AccountInfo"]
 
 
+def test_an_account_without_nces_id_must_carry_the_name_the_registry_lists_for_it():
+    """An account_info_id mistyped as another district of the state, one with no NcesId: every check passed (its
+    state matched, the listed names verify whatever their score) and the drop loaded under that district."""
+    lincoln = _accounts_with(NcesId=None, DistrictName="LINCOLN SCHOOL DISTRICT")
+    assert account_info_problems(BELLEVILLE, lincoln) == [
+        "AccountInfoId 107873 is named 'LINCOLN SCHOOL DISTRICT' in dm.AccountInfo, and has no NcesId; the "
+        "registry's source_names.account_info lists 'BELLEVILLE SCHOOL DISTRICT'"]
+    # written otherwise, the same name (case, punctuation): no problem; with its NcesId, the id holds it
+    assert account_info_problems(BELLEVILLE, _accounts_with(NcesId=None, DistrictName="Belleville School Dist.")) \
+        == []
+    assert account_info_problems(BELLEVILLE, _accounts_with(DistrictName="LINCOLN SCHOOL DISTRICT")) == []
+
+
 def test_districts_check_reports_each_listed_name_that_does_not_resolve_to_the_entry():
     entry = BELLEVILLE.model_copy(update={
         "source_names": BELLEVILLE.source_names.model_copy(update={"classlink": ["Belleville Heights"]}),

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
-from .names import Reference, plain
+from .names import Reference, normalise, plain
 from .registry import District
 
 
@@ -95,9 +95,16 @@ def account_info_problems(district: District, account_info: pl.DataFrame) -> lis
     if row.is_empty():
         return [f"AccountInfoId {district.account_info_id} is not in dm.AccountInfo"]
     problems = []
-    nces, state = row["NcesId"][0], row["State"][0]
+    nces, state, name = row["NcesId"][0], row["State"][0], row["DistrictName"][0]
     if nces is not None and nces != district.nces_id:
         problems.append(f"AccountInfoId {district.account_info_id} has NcesId {nces}, registry says {district.nces_id}")
+    listed = {normalise(n) for n in district.source_names.account_info}
+    if nces is None and normalise(name or "") not in listed:
+        # no NcesId to hold the id to: its name must be the registry's, or a mistyped id (another district of the
+        # state) loaded the drop under that district, every check passing
+        problems.append(f"AccountInfoId {district.account_info_id} is named {name!r} in dm.AccountInfo, and has no "
+                        "NcesId; the registry's source_names.account_info lists "
+                        f"{', '.join(map(repr, district.source_names.account_info))}")
     if state != district.state:
         problems.append(f"AccountInfoId {district.account_info_id} is in {state}, registry says {district.state}")
     return problems
