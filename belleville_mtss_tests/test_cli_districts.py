@@ -251,6 +251,9 @@ def test_a_stamp_of_an_empty_warehouse_and_a_warehouse_a_newer_release_upgraded_
     assert f"schema revision {newer} is past this release's {HEAD}" in capsys.readouterr().out
     assert main(["warehouse", "upgrade"]) == 2
     assert "install that release" in capsys.readouterr().err
+    from belleville_mtss.lib.load.migrations import WarehouseNotReady, open_warehouse
+    with pytest.raises(WarehouseNotReady, match="install that release"):  # the embedded default, which upgrades
+        open_warehouse(url, embedded=True)  # itself: Alembic's "can't locate revision" before
     assert current(engine) == newer
     engine.dispose()
 

@@ -566,10 +566,11 @@ def test_files_put_in_the_districts_folder_outside_any_drop_are_refused_as_liste
     from belleville_mtss.lib.receive.drops import LOOSE_FILE
     source, _listed, _drop = _one_file_drop(tmp_path / "drops", "2026-11-01")
     district = tmp_path / "drops" / "belleville"
-    for name in ("students.csv", "drop.done", "2026-11-21.7z", ".DS_Store"):
+    for name in ("students.csv", "drop.done", "2026-11-21.7z", ".DS_Store", "2026-11-22.zip.filepart", "~tmp1.csv"):
         (district / name).write_text("x\n")
     refused = {d.name: d.problem for d in source.list_drops("belleville", "belleville") if d.refused_at_listing}
-    # a marker alone marks nothing, and a desktop's hidden file is no one's: neither is refused
+    # a marker alone marks nothing, and a desktop's hidden file is no one's, nor a file a client is still uploading
+    # under a name of its own (WinSCP's .filepart: refused at each tick as it grew): none is refused
     assert sorted(refused) == ["2026-11-21.7z", "students.csv"]
     reason, message, name = refused["students.csv"]
     assert reason == LOOSE_FILE and "not in a drop" in message and name == "students.csv"

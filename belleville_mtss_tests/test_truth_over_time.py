@@ -750,9 +750,11 @@ def test_a_drop_dated_too_far_ahead_orders_no_drop_out():
                                          # its receipt, over newer data
                                          ("2026-11-5", "'2026-11-5'"), ("2026-1-5", "'2026-1-5'"),
                                          ("11-05-2026", "'11-05-2026'"), ("export_20261105", "'20261105'"),
-                                         ("2026_11_05", "'2026_11_05'"), ("2026-13-5", "'2026-13-5'"),
-                                         # digits that are no date as people write one
-                                         ("batch-12345678", None), ("v1.2.10", None), ("job-2026", None)])
+                                         ("2026_11_05", "'2026_11_05'"), ("1_2_2026", "'1_2_2026'"),
+                                         # digits that are no date as people write one, nor a real day: a
+                                         # school year and a number (held, they were never loaded again)
+                                         ("batch-12345678", None), ("v1.2.10", None), ("job-2026", None),
+                                         ("map_2025-26_1", None), ("star_2025-26 2", None), ("2026-13-5", None)])
 def test_a_drop_named_with_a_date_that_is_none_is_held(name, held):
     """A month typed 13 (or a 30th of February) is no date, so the drop was dated by the day it came: newer than
     the drops it predates, whose data it then replaced, and every real drop before that day was superseded. It is

@@ -177,6 +177,8 @@ def open_warehouse(url: str, embedded: bool) -> sa.Engine:
     from .warehouse import make_engine
     engine = make_engine(url)
     try:
+        if embedded and (past := ahead(current(engine))):  # upgraded by a newer release: nothing to upgrade to
+            raise WarehouseNotReady(f"the warehouse at {sa.engine.make_url(url).render_as_string()}: {past}")
         if embedded and current(engine) != HEAD:
             # one process migrates the embedded file; another starting at once waits, then finds it at head
             with file_lock(beside(engine, "migrate.lock"), MIGRATE_WAIT_S):

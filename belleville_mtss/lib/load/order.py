@@ -55,21 +55,36 @@ def date_in_name(name: str, fmt: str) -> dt.date | None:
     return None
 
 
-# A date as people write one, whatever a registry's format says: a year of 19xx or 20xx and a month and a day of one
-# or two digits, either way round, apart by - _ . / or a space; or a year, month and day in eight digits
-_WRITTEN_DATE = re.compile(r"(?<!\d)(?:(?:19|20)\d\d[-_./ ]\d{1,2}[-_./ ]\d{1,2}"
-                           r"|\d{1,2}[-_./ ]\d{1,2}[-_./ ](?:19|20)\d\d"
-                           r"|(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?!\d)")
+# A date as people write one, whatever a registry's format says: a year of 19xx or 20xx, a month and a day of one
+# or two digits, year first or last, apart by - _ . / or a space; or a year, month and day in eight digits
+_SEP = r"[-_./ ]"
+_WRITTEN_DATE = re.compile(
+    rf"(?<!\d)(?:(?P<y1>(?:19|20)\d\d){_SEP}(?P<m1>\d{{1,2}}){_SEP}(?P<d1>\d{{1,2}})"
+    rf"|(?P<m2>\d{{1,2}}){_SEP}(?P<d2>\d{{1,2}}){_SEP}(?P<y2>(?:19|20)\d\d)"
+    r"|(?P<y3>(?:19|20)\d\d)(?P<m3>\d\d)(?P<d3>\d\d))(?!\d)")
+
+
+def _written_date(name: str) -> str | None:
+    """The first date written in the name another way (`_WRITTEN_DATE`) that is a real day: `2025-26_1` (a school
+    year and a number) is none, and no drop's date."""
+    for found in _WRITTEN_DATE.finditer(name):
+        n = 1 if found["y1"] else 2 if found["y2"] else 3
+        try:
+            dt.date(int(found[f"y{n}"]), int(found[f"m{n}"]), int(found[f"d{n}"]))
+        except ValueError:
+            continue
+        return found.group(0)
+    return None
 
 
 def misdated(name: str, fmt: str) -> str | None:
     """What in the name is written as a date but is none in the format, when the format finds no real date there:
-    a date it cannot be (2026-13-05), or one written another way (2026-11-5, 11-05-2026, 20261105). Either would
-    date the drop by the day it came, newer than the drops it predates."""
+    a date it cannot be (2026-13-05), or a real day written another way (2026-11-5, 11-05-2026, 20261105). Either
+    would date the drop by the day it came, newer than the drops it predates."""
     if date_in_name(name, fmt) is not None:
         return None
-    found = _pattern(fmt).search(name) or _WRITTEN_DATE.search(name)
-    return found.group(0) if found is not None else None
+    found = _pattern(fmt).search(name)
+    return found.group(0) if found is not None else _written_date(name)
 
 
 def snapshot_date(drop_key: str, fmt: str, first_received: dt.datetime | None) -> dt.date | None:

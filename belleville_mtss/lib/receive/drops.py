@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -184,6 +185,15 @@ def unlistable(folder: str) -> str:
            "access to it"
 
 
+# Names a client gives a file while it uploads it (WinSCP's .filepart, ...), or a desktop's hidden files: no one's
+# drop yet, nor a fault to log at every tick as the file grows
+_UPLOADING = re.compile(r"(?i)^[.~]|\.(filepart|part|partial|tmp|temp|crdownload)$")
+
+
+def _uploading(name: str) -> bool:
+    return _UPLOADING.search(name) is not None
+
+
 def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | RemoteFile | PermissionError]
                        ) -> list[Drop]:
     """Drops from one district folder's listing: name -> the files of a sub-folder (or the PermissionError its
@@ -208,9 +218,8 @@ def drops_from_listing(district: str, entries: dict[str, list[RemoteFile] | Remo
                               _file_problem([entry])))
         elif not entry.regular and not name.endswith(ZIP_MARKER_SUFFIX):
             drops.append(Drop(district, name, "folder", (entry,), False, _file_problem([entry])))
-        elif not name.endswith(ZIP_MARKER_SUFFIX) and not name.startswith("."):  # a file beside the drops (a
-            # roster uploaded with no folder, a .7z; not a hidden file a desktop leaves): no drop holds it, and it
-            # was passed over without a word
+        elif not name.endswith(ZIP_MARKER_SUFFIX) and not _uploading(name):  # a file beside the drops (a roster
+            # uploaded with no folder, a .7z): no drop holds it, and it was passed over without a word
             loose.append(Drop(district, name, "folder", (entry,), False, (
                 LOOSE_FILE, f"{escape(name)} is a file in the district's folder, not in a drop: put a drop's files "
                 "in a folder named by its date (or in one .zip), then its marker", plain(name, 250))))
