@@ -241,10 +241,8 @@ def test_a_hostile_sample_is_refused_in_one_line_naming_the_file_within_bounded_
     print(f"{kind}: {said[0]} (peak {peak_kib / 1024:.0f} MiB)")
 
 
-def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_emails(tmp_path):
-    """SourcedIds are an SIS's own keys, often small numbers that repeat across ClassLink tenants. Here another,
-    larger tenant holds all ten of the sample's ids and its emails none; the tenant its emails name holds nine of
-    each. The draft named the other tenant and linked by sourcedId; it names the emails' tenant and links by email."""
+def _onboard_oneroster(tmp_path, users: list[dict]):
+    """A ten-student OneRoster 1.1 sample of Belleville's onboarded against a prod db of `users`."""
     from belleville_mtss.lib.district.onboard import TenantOverlap, onboard
     from belleville_mtss.lib.read.theirs import tenants_of_emails
     from belleville_mtss.lib.sample import account_info_rows, load_databases
@@ -260,12 +258,6 @@ def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_email
         "sms,phone,agentSourcedIds,grades,password\n" + "".join(
             f"{i},{at},true,s1,student,u{i},,F,L,,{1000 + i},s{i}@belleville.example.org,,,,05,\n"
             for i in range(1, 11)))
-    users = [{"UserId": f"nj{i}", "TenantId": 111, "TenantName": "Belleville NJ Tenant", "Role": "Student",
-              "Email": f"s{i}@belleville.example.org", "GivenName": "F", "FamilyName": "L", "SourcedId": str(i)}
-             for i in range(1, 10)]
-    users += [{"UserId": f"ne{i}", "TenantId": 222, "TenantName": "Bellevue NE Tenant", "Role": "Student",
-               "Email": f"k{i}@bellevue.example.org", "GivenName": "F", "FamilyName": "L", "SourcedId": str(i)}
-              for i in range(1, 51)]
     prod = f"sqlite:///{tmp_path}/prod.db"
     load_databases(prod, f"sqlite:///{tmp_path}/warehouse.db", pl.DataFrame(users))
     engine = make_engine(prod)
@@ -275,10 +267,35 @@ def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_email
                             engine, keys, column=column)], today=dt.date(2026, 12, 6))
     finally:
         engine.dispose()
+    return found
+
+
+def _tenant_users(tenant: int, name: str, emails: str, ids: str, n: int) -> list[dict]:
+    return [{"UserId": f"{tenant}-{i}", "TenantId": tenant, "TenantName": name, "Role": "Student",
+             "Email": emails.format(i=i), "GivenName": "F", "FamilyName": "L", "SourcedId": ids.format(i=i)}
+            for i in range(1, n + 1)]
+
+
+def test_a_oneroster_samples_sourcedids_never_name_another_tenant_than_its_emails(tmp_path):
+    """SourcedIds are an SIS's own keys, often small numbers that repeat across ClassLink tenants. Here another,
+    larger tenant holds all ten of the sample's ids and its emails none; the tenant its emails name holds nine of
+    each. The draft named the other tenant and linked by sourcedId; it names the emails' tenant and links by email."""
+    found = _onboard_oneroster(tmp_path, _tenant_users(111, "Belleville NJ Tenant", "s{i}@belleville.example.org",
+                                                       "{i}", 9)
+                               + _tenant_users(222, "Bellevue NE Tenant", "k{i}@bellevue.example.org", "{i}", 50))
     assert (found.entry["source_names"]["classlink"], found.entry["classlink_tenant_ids"]) == (
         ["Belleville NJ Tenant"], [111])
     assert found.entry["student_link"]["classlink"] == "email"
     assert found.by_sourced_id == (10, 10)  # measured, and shown: not taken, as its tenant is not the emails'
+
+
+def test_a_oneroster_sample_whose_sourcedids_no_tenant_holds_links_by_its_emails(tmp_path):
+    """A OneRoster 1.1 district linked to ClassLink by email (its SIS's sourcedIds are not ClassLink's): onboarding
+    ended in an IndexError, no draft written."""
+    found = _onboard_oneroster(tmp_path, _tenant_users(111, "Belleville NJ Tenant", "s{i}@belleville.example.org",
+                                                       "sis-{i}", 10))
+    assert found.entry["classlink_tenant_ids"] == [111] and found.entry["student_link"]["classlink"] == "email"
+    assert found.by_sourced_id == (0, 10)
 
 
 def test_a_students_value_in_a_district_column_is_counted_never_shown_nor_proposed(world, tmp_path, capsys):

@@ -564,8 +564,8 @@ def onboard(sample: Path, state: str, key: str, account_info: pl.DataFrame,
         by_sourced_id = (found[0].matched if found else 0, len(ids))
         # an SIS's sourcedIds (often small numbers) repeat across tenants: they never name another tenant than
         # the one the export's emails name
-        same = best_tenant is None or (found[0].tenant_name, found[0].tenant_id) == (best_tenant.tenant_name,
-                                                                                      best_tenant.tenant_id)
+        same = best_tenant is None or bool(found) and (found[0].tenant_name, found[0].tenant_id) == (
+            best_tenant.tenant_name, best_tenant.tenant_id)  # no tenant holding its ids: the emails link it
         if by_sourced_id[0] >= EMAIL_FLOOR * max(len(ids), 1) and by_sourced_id[0] > (
                 email_rates[email_column][0] if email_column else 0) and same:
             classlink_on, tenants, best_tenant = "sourced_id", found, found[0]
