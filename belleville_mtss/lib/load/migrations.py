@@ -96,8 +96,8 @@ def stamp(engine: sa.Engine, revision: str) -> None:
     if at is not None and (target is None or target.revision < at):
         raise WarehouseNotReady(f"the warehouse is recorded at revision {at}, past {revision}: a stamp only "
                                 "records tables an earlier release made and never takes the record back")
-    missing = [t for t in STAMPED_TABLES if not sa.inspect(engine).has_table(t, schema=version_schema(
-        engine.dialect.name))]
+    inspector, schema = sa.inspect(engine), version_schema(engine.dialect.name)
+    missing = [t for t in STAMPED_TABLES if not inspector.has_table(t, schema=schema)]
     if target is not None and missing:  # stamped anyway, every command after it failed on a table not there
         raise WarehouseNotReady(f"the warehouse holds no {', '.join(missing)}: a stamp only records tables an "
                                 "earlier release made; an empty warehouse is made by `belleville-mtss warehouse "
@@ -175,17 +175,17 @@ def open_warehouse(url: str, embedded: bool) -> sa.Engine:
     entirely), checked otherwise (WarehouseNotReady names the command to run)."""
     from .lock import beside, file_lock
     from .warehouse import make_engine
-    engine = make_engine(url)
+    engine, where = make_engine(url), sa.engine.make_url(url).render_as_string()
     try:
-        if embedded and (past := ahead(current(engine))):  # upgraded by a newer release: nothing to upgrade to
-            raise WarehouseNotReady(f"the warehouse at {sa.engine.make_url(url).render_as_string()}: {past}")
-        if embedded and current(engine) != HEAD:
+        if not embedded:
+            require_current(engine, where)
+        elif (at := current(engine)) != HEAD:  # the version read once a run, at head
+            if past := ahead(at):  # upgraded by a newer release: nothing to upgrade to
+                raise WarehouseNotReady(f"the warehouse at {where}: {past}")
             # one process migrates the embedded file; another starting at once waits, then finds it at head
             with file_lock(beside(engine, "migrate.lock"), MIGRATE_WAIT_S):
                 if current(engine) != HEAD:
                     upgrade(engine)
-        else:
-            require_current(engine, sa.engine.make_url(url).render_as_string())
     except BaseException:
         engine.dispose()
         raise
