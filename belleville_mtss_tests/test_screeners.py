@@ -225,8 +225,10 @@ _TWO_DIGITS = "the test's date is outside 1990-2100 (a year of two digits?)"
                "3,2025-2026,9/15/2025,Fall,450,40.5\n4,2025-2026,5/19/26,Fall,450,40\n",
      {_NOT_WHOLE["iready"]: 2, _TWO_DIGITS: 1}),
     ("map_growth", "map_growth", "AssessmentResults.csv",
-     _MAP + "Fall 2025-2026,1,Math,T1,09/10/2025,09:00:00,200,55\nFall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200,5x\n"
-            "Spring 2025-2026,3,Math,,5/12/26,09:00:00,200,55\nTerm 1 2025-2026,4,Math,T4,09/10/2025,09:00:00,200,55\n",
+     _MAP + "Fall 2025-2026,1,Mathematics,T1,09/10/2025,09:00:00,200,55\n"
+            "Fall 2025-2026,2,Mathematics,T2,09/10/2025,09:00:00,200,5x\n"
+            "Spring 2025-2026,3,Mathematics,,5/12/26,09:00:00,200,55\n"
+            "Term 1 2025-2026,4,Mathematics,T4,09/10/2025,09:00:00,200,55\n",
      {_NOT_WHOLE["map_growth"]: 1, _TWO_DIGITS: 1,
       "TermName without its season (Fall, Winter, Spring or Summer)": 1}),
     ("dibels8", "dibels8", "dibels8_BM.csv",

@@ -145,3 +145,21 @@ def test_a_file_of_students_not_yet_benchmarked_has_nothing_to_link_and_blocks_n
     assert core.validated["dibels8"].to_link == 0 and core.validated["dibels8"].frame.is_empty()
     assert {c.name: c.passed for c in core.checks}["assessment_files_linked"] is True, core.stopped
     assert core.stopped is None and core.roster.height and core.results.height
+
+
+def test_a_row_of_another_edition_is_refused_and_every_result_is_stored_under_dibels_8():
+    """The subject is stored and named in messages: Lectura's scores are on another scale, and a shifted cell (a
+    student's name) loaded as a subject of its own, shown in metadata, the error table and alerts."""
+    district = _district()
+    header = ("School Year,District Name,Student Primary ID,Benchmark Period,Client Date,Composite Score,"
+              "Assessment Edition\n")
+    body = header + ("2025-2026,Belleville,1,MOY,2026-01-20,310,DIBELS 8th Edition\n"
+                     "2025-2026,Belleville,2,MOY,2026-01-20,310,mCLASS Lectura\n"
+                     "2025-2026,Belleville,3,MOY,2026-01-20,310,Zzqmarker Smith\n"
+                     "2025-2026,Belleville,4,MOY,2026-01-20,310,\n")
+    validated, errors = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, body.encode()),
+                                      district)
+    assert validated.frame.select("student_link", "subject").rows() == [("1", "DIBELS 8th Edition"),
+                                                                        ("4", "DIBELS 8th Edition")]
+    assert validated.rejected == {"Assessment Edition is not DIBELS 8th Edition": 2}
+    assert errors and not any("zzqmarker" in repr(e).lower() for e in errors)

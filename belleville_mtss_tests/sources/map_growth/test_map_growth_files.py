@@ -155,11 +155,11 @@ def test_a_drop_with_map_growth_beside_star_loads_each_under_its_assessment_and_
 
 def test_a_score_longer_than_the_scores_table_holds_refuses_its_row_not_the_load():
     body = ("TermName,StudentID,Subject,TestID,TestStartDate,TestStartTime,TestRITScore,Goal1Name\n"
-            "Fall 2025-2026,1,Math,T1,09/10/2025,09:00:00,200," + "y" * 200 + "\n"
-            "Fall 2025-2026,2,Math,T2,09/10/2025,09:00:00,200," + "x" * 201 + "\n"
+            "Fall 2025-2026,1,Mathematics,T1,09/10/2025,09:00:00,200," + "y" * 200 + "\n"
+            "Fall 2025-2026,2,Mathematics,T2,09/10/2025,09:00:00,200," + "x" * 201 + "\n"
             # NVARCHAR counts a character above U+FFFF as two: 200 units fit, 201 do not (199 characters do not)
-            "Fall 2025-2026,3,Math,T3,09/10/2025,09:00:00,200," + "y" * 198 + "\U0001F600\n"
-            "Fall 2025-2026,4,Math,T4,09/10/2025,09:00:00,200," + "x" * 199 + "\U0001F600\n")
+            "Fall 2025-2026,3,Mathematics,T3,09/10/2025,09:00:00,200," + "y" * 198 + "\U0001F600\n"
+            "Fall 2025-2026,4,Mathematics,T4,09/10/2025,09:00:00,200," + "x" * 199 + "\U0001F600\n")
     validated, _ = _read(Path("AssessmentResults.csv"), body.encode())
     assert validated.frame["student_link"].to_list() == ["1", "3"]  # 200 units: dm.AssessmentScores holds them
     assert validated.rejected == {"value_too_long: a score's value longer than 200 characters, more than "
@@ -184,3 +184,17 @@ def test_a_result_is_stored_under_its_rit_scale_in_either_layout():
         assert validated.frame.select("test_key", "subject").rows() == [
             ("1:T1", "Reading"), ("1:T2", "Language Usage"), ("1:T3", "Reading"), ("1:T4", "Science"),
             ("1:T5", "Mathematics")], body
+
+
+def test_a_row_whose_subject_is_no_rit_scale_is_refused_and_its_text_never_said():
+    """A subject is stored and named in messages (a scope: "map_growth Reading 2026-2027 Fall"): a shifted cell's
+    student name loaded as a subject of its own and was shown in metadata, the error table and alerts."""
+    body = ("TermName,StudentID,Subject,Course,TestID,TestStartDate,TestStartTime,TestRITScore\n"
+            "Fall 2025-2026,1,Mathematics,Math K-12,T1,09/15/2025,10:00:00,201\n"
+            "Fall 2025-2026,2,Zzqmarker Smith,Math K-12,T2,09/15/2025,10:00:00,201\n"
+            "Fall 2025-2026,3,Language Arts,Writing,T3,09/15/2025,10:00:00,201\n")
+    validated, errors = _read(Path("AssessmentResults.csv"), body.encode())
+    assert validated.frame["subject"].to_list() == ["Mathematics"]
+    assert validated.rejected == {"Subject is not a MAP Growth scale (Mathematics, Reading, Language Usage, Science) "
+                                  "or Language Arts with a Reading or Language Usage Course": 2}
+    assert errors and not any("zzqmarker" in repr(e).lower() for e in errors)

@@ -20,6 +20,7 @@ from ..base import (
 )
 from .sample import sample
 
+EDITION = "DIBELS 8th Edition"  # the subject its results are stored under: the only edition this source reads
 FILES = (FileKind("dibels8", "dibels8*.csv", "mCLASS DIBELS 8th Edition benchmark export of the drop"),)
 REQUIRED = ("School Year", "Benchmark Period", "Composite Score", "Client Date")
 # The same export over mCLASS's SFTP (its Benchmark Student Summary) names the day Device Date, beside a Sync Date
@@ -78,7 +79,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         pl.coalesce(value(raw, "District Name"), value(raw, "Account Name")).alias("district_name"),
         value(raw, "School Name").alias("school_name"),
         value(raw, link).alias("student_link"),
-        pl.coalesce(value(raw, "Assessment Edition"), pl.lit("DIBELS 8th Edition")).alias("subject"),
+        value(raw, "Assessment Edition").alias("edition"),
         value(raw, "Assessment Grade").alias("grade"),
         value(raw, "School Year").str.extract(r"(\d{4})\s*-\s*(\d{4})", 0).str.replace_all(" ", "")
         .alias("school_year"),
@@ -93,8 +94,13 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         gathered(raw, measures),
         "source_row",
     ).with_columns(pl.concat_str(  # a student may be given an off-grade benchmark beside their own in a period
-        ["student_link", "school_year", "period", pl.col("grade").fill_null("")], separator=":").alias("test_key"))
+        ["student_link", "school_year", "period", pl.col("grade").fill_null("")], separator=":").alias("test_key"),
+        pl.lit(EDITION).alias("subject"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
+              # another edition's row (mCLASS Lectura, DIBELS Next) is another test, on another scale; and a cell
+              # that is not one (a shifted row's name) is never stored or shown as a subject
+              .when(pl.col("edition").is_not_null() & ~pl.col("edition").str.contains(r"(?i)^dibels\s*8"))
+              .then(pl.lit(f"Assessment Edition is not {EDITION}"))
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
               .when(pl.col("completed_at").is_null())

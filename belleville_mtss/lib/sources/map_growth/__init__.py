@@ -23,7 +23,10 @@ FILES = (FileKind("map_growth", "AssessmentResults*.csv",
 OLDER_HEADERS = {"MeasurementScale": "Subject", "Discipline": "Course"}
 # The subject a result is stored under is its RIT scale (NWEA's norms: Mathematics, Reading, Language Usage,
 # Science), whatever the layout: newer exports put Reading and Language Usage under Subject "Language Arts" (their
-# Course tells them apart), older ones name the scale itself ("General Science" for Science).
+# Course tells them apart), older ones name the scale itself ("General Science" for Science). A row of any other
+# subject is refused: its text is not a scale, and a subject is stored and named in messages (a shifted cell would
+# put a student's name there).
+SCALES = ("Mathematics", "Reading", "Language Usage", "Science")
 
 
 def _scale(subject: pl.Expr, course: pl.Expr) -> pl.Expr:
@@ -121,6 +124,9 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
+              .when(~pl.col("subject").is_in(SCALES))
+              .then(pl.lit(f"Subject is not a MAP Growth scale ({', '.join(SCALES)}) or Language Arts with a Reading "
+                           "or Language Usage Course"))
               .when(pl.col("completed_at").is_null() & pl.col("date_read"))
               .then(pl.lit("unreadable TestStartTime (hour:minute:second, or an Excel re-save's 9:57:27 AM)"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
