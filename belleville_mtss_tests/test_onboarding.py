@@ -320,3 +320,16 @@ def test_a_students_value_in_a_district_column_is_counted_never_shown_nor_propos
     assert entry["sources"]["star"]["names"] == ["Belleville Public Schools"]
     assert found["account_info_id"] == entry["account_info_id"] == 107873
     assert sum("<a value of 1 row(s), not shown>" in line for line in entry["verification"]["checked"]) == 2
+
+
+def test_a_oneroster_number_too_long_for_the_roster_is_proposed_as_the_link_beside_a_number_that_fits():
+    """A ClassLink-rostered district's Star carries the OneRoster sourcedId, often a 36-character GUID: proposed as
+    sources.oneroster.number, it refused every student as value_too_long and blocked every drop."""
+    from belleville_mtss.lib.district.onboard import _oneroster_number
+    guids = ["5e0d2f9a-3c1b-4f7e-9a6d-2b8c1e4f7a90", "6f1e3a0b-4d2c-4a8f-8b7e-3c9d2f5a8b01"]
+    students = pl.DataFrame({"identifier": ["1001", "1002"], "username": ["ann", "ann"], "sourcedId": guids,
+                             "email": ["a@x.example", "b@x.example"]})
+    assert _oneroster_number(students, "sourcedId") == {"number": "identifier", "link": "sourcedId"}
+    assert _oneroster_number(students, "identifier") == {"number": "identifier"}
+    # none fits (username repeats): as drafted before, the run then refuses the rows as value_too_long, saying so
+    assert _oneroster_number(students.drop("identifier"), "sourcedId") == {"number": "sourcedId"}

@@ -24,6 +24,7 @@ from ..sources import ASSESSMENTS, BY_NAME, Source
 from ..sources.oneroster.export import MANIFEST, ExportRefused, candidates, district_orgs, is_oneroster
 from ..sources.powerschool.reader import email_key
 from ..receive.drops import DropRefused, Limits, name_matches, zip_entries
+from ..load.warehouse import student_roster
 from ..receive.untrusted import escape
 from ..read.csvfile import FileRejected, read_text_csv
 from .crosswalk import account_reference, carried_widely
@@ -700,6 +701,23 @@ def _section(o: Onboarding, found: Assessed) -> dict:
     return section
 
 
+def _oneroster_number(students: pl.DataFrame, linked: str) -> dict[str, str]:
+    """sources.oneroster's `number` (and `link`): the column the assessments link to, where its values fit
+    dm.StudentRoster.StudentNumber; else the first column that fits, every student's own value, with `link` the
+    linked column (a ClassLink-rostered district's assessments often carry the 36-character GUID sourcedId, which,
+    stored as the number, refused every student)."""
+    longest = student_roster.c.StudentNumber.type.length
+    if linked not in students.columns or (students[linked].str.len_chars().fill_null(0) <= longest).all():
+        return {"number": linked}
+
+    def fits(column: str) -> bool:  # every student has one, their own, short enough
+        values = students[column]
+        return values.null_count() == 0 and values.is_unique().all() and bool(
+            (values.str.len_chars() <= longest).all())
+    number = next((c for c in students.columns if c not in (linked, "email") and fits(c)), None)
+    return {"number": linked} if number is None else {"number": number, "link": linked}
+
+
 def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> dict:
     """A registry entry in today's schema: every chosen value, and what was measured; unsigned."""
     row = o.account_row or {}
@@ -707,7 +725,7 @@ def draft_entry(o: Onboarding, tenant: TenantOverlap | None, today: dt.date) -> 
     if o.oneroster is not None:
         ids = [e.value for e in o.evidence if e.source == "OneRoster orgs.csv identifier"]
         sections = {"oneroster": {"files": {BY_NAME["oneroster"].files[0].asset: _pattern(o.oneroster.manifest)},
-                                  "number": o.chosen["student_number"],
+                                  **_oneroster_number(o.export.frame, o.chosen["student_number"]),
                                   "names": [e.value for e in o.evidence if e.source == "OneRoster orgs.csv name"],
                                   **({"state_ids": ids} if ids else {})}} | sections
     names = [n for section in sections.values() for n in section["names"]]

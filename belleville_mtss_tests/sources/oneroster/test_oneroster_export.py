@@ -213,6 +213,41 @@ def test_users_of_one_sourcedid_are_refused_never_both_loaded(tmp_path):
                                       (3, "a sourcedId two users of the export carry")]
 
 
+def test_a_student_listed_again_as_they_were_is_one_student(tmp_path):
+    """An export joined from schools' exports lists a student twice, or once more under the district org: both rows
+    were refused, the student marked as gone and their tests left unloaded. Repeats that agree are one student."""
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
+            f"s1,{_T},S,school,S1,d1\n")
+    ann = f"u1,{_T},true,s1,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
+    users = _USERS + ann + ann.replace(",s1,", ",d1,") + (
+        f"u2,{_T},true,s1,student,cid,,Cid,C,,1002,cid@x.example,,,,06,\n"
+        f"u2,{_T},true,s1,student,cid,,Cid,C,,1003,cid@x.example,,,,06,\n")  # two numbers: which is not guessed
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs})
+    assert export.students.select("student_number", "school_id", "source_row").rows() == [("1001", "S1", 2)]
+    assert export.rejected.rows() == [(4, "a sourcedId two users of the export carry"),
+                                      (5, "a sourcedId two users of the export carry")]
+
+
+def test_a_student_whose_classes_are_not_in_effect_is_at_the_school_the_sis_now_gives_them(tmp_path):
+    """A student moved (or going up a school) before their new classes begin kept the school they left: the one
+    whose enrolment ended last was taken over the school users.csv now gives them, with or without a future
+    enrolment there. And an export without the date columns took the first enrolment listed, not the student's
+    own school's."""
+    import datetime as dt
+    day = lambda n: (dt.date.today() + dt.timedelta(days=n)).isoformat()  # noqa: E731
+    orgs = (f"{_H},name,type,identifier,parentSourcedId\nd1,{_T},Test District,district,3400001,\n"
+            f"s1,{_T},Middle,school,060,d1\ns2,{_T},High,school,050,d1\n")
+    users = _USERS + "".join(f"u{i},{_T},true,s2,student,x{i},,X,Y,,100{i},x{i}@x.example,,,,09,\n" for i in (1, 2))
+    header = f"{_H},classSourcedId,schoolSourcedId,userSourcedId,role,primary"
+    enrolments = (f"{header},beginDate,endDate\ne1,{_T},c1,s1,u1,student,,{day(-200)},{day(-7)}\n"
+                  f"e2,{_T},c1,s1,u2,student,,{day(-200)},{day(-7)}\ne3,{_T},c2,s2,u2,student,,{day(7)},{day(200)}\n")
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs, "enrollments.csv": enrolments})
+    assert export.students.select("student_number", "school_id").rows() == [("1001", "050"), ("1002", "050")]
+    undated = f"{header}\ne1,{_T},c1,s1,u1,student,\ne2,{_T},c2,s2,u1,student,\n"
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs, "enrollments.csv": undated})
+    assert export.students.select("student_number", "school_id").rows() == [("1001", "050"), ("1002", "050")]
+
+
 def test_a_school_below_a_local_org_is_its_districts_and_one_under_no_district_is_refused(tmp_path):
     """Two district orgs in one export (a vendor's, say, holding Belleville NJ's and Belleville WI's): a school under a
     `local` org under a district was given no district, and its students passed the district check unseen. Its

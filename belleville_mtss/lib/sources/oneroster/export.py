@@ -192,14 +192,28 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
         now = begun & (day("endDate").fill_null(dt.date.max) >= today)
         enrolled = enrolled.join(orgs_of.rename({"sourcedId": "userSourcedId", "org": "own"}), on="userSourcedId",
                                  how="left", maintain_order="left")
-        if "beginDate" in enrolled.columns or "endDate" in enrolled.columns:
-            enrolled = enrolled.sort([now, now & (pl.col("schoolSourcedId") == pl.col("own")).fill_null(False), begun,
-                                      day("endDate").fill_null(dt.date.max), day("beginDate")],
-                                     descending=True, nulls_last=True, maintain_order=True)
+        # (an export without the date columns has every enrolment in effect: the student's own org still first)
+        own = now & (pl.col("schoolSourcedId") == pl.col("own")).fill_null(False)
+        keys = {"now": now, "own": own, "begun": begun, "ends": day("endDate").fill_null(dt.date.max),
+                "begins": day("beginDate")}
+        enrolled = enrolled.with_columns(**keys).sort(list(keys), descending=True, nulls_last=True,
+                                                      maintain_order=True)
+        # none in effect today: the enrolment that ended last, unless the org the SIS now gives the student is a
+        # school none of their ended enrolments is at (they moved, or go up a school, and the new classes have not
+        # begun or are not in yet): that school
+        ended = enrolled.filter(~pl.col("now") & pl.col("begun")).select(
+            pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("org"))
+        schools = set(_live(files["orgs.csv"]).filter(pl.col("type").str.strip_chars().str.to_lowercase() == "school")
+                      ["sourcedId"].to_list()) if "type" in files.get("orgs.csv", pl.DataFrame()).columns else None
+        moved = orgs_of.join(ended, on=["sourcedId", "org"], how="anti").filter(
+            pl.col("org").is_in(list(schools)) if schools is not None else pl.col("org").is_not_null())
         enrolled = enrolled.select(
-            pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"))
+            pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("enrolled"), "now")
         school = orgs_of.join(enrolled.unique("sourcedId", keep="first", maintain_order=True), on="sourcedId",
-                              how="left").select("sourcedId", pl.coalesce("enrolled", "org").alias("org"))
+                              how="left").select(
+            "sourcedId", pl.when(pl.col("now").fill_null(False)).then(pl.col("enrolled"))
+            .when(pl.col("sourcedId").is_in(moved["sourcedId"].implode())).then(pl.col("org"))
+            .otherwise(pl.coalesce("enrolled", "org")).alias("org"))
     # one row per student: two users of one sourcedId are refused as such (typed), never multiplied by the joins
     school = school.unique("sourcedId", keep="first", maintain_order=True)
     orgs = _orgs(files)
@@ -276,10 +290,16 @@ def district_orgs(files: dict[str, pl.DataFrame]) -> pl.DataFrame:
 
 def typed(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(typed students, rejected rows) of `assemble`'s frame: typed as a PowerSchool roster is, with the export's
-    own columns kept. Refused first: users of one sourcedId (which is the student is not guessed: a teacher's row
-    may carry it), and, in an export that names districts, a student under none of them (their district cannot be
-    checked: another district's student may be one)."""
+    own columns kept. Refused first: users of one sourcedId who differ (which is the student is not guessed: a
+    teacher's row may carry it), and, in an export that names districts, a student under none of them (their
+    district cannot be checked: another district's student may be one)."""
     names_some = mapped["district_name"].is_not_null().any()
+    # a student listed again as they were (an export joined from schools' exports, a user under a second org) is
+    # one student: the repeats that agree on everything stored are let go, the first kept
+    stored = pl.struct("student_number", "link", "email", "first_name", "last_name", "grade_level", "school_id",
+                       "dob")
+    mapped = mapped.filter(~pl.col("sourced_id").is_duplicated() | (stored.n_unique().over("sourced_id") > 1)
+                           | (pl.col("source_row") == pl.col("source_row").min().over("sourced_id")))
     reason = (pl.when(pl.col("sourced_id").is_duplicated()).then(pl.lit("a sourcedId two users of the export carry"))
               .when(pl.lit(names_some) & pl.col("district_name").is_null())
               .then(pl.lit("their school is under none of the export's district orgs")))
