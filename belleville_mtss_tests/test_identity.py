@@ -159,6 +159,12 @@ def test_a_link_value_two_students_share_links_neither_and_is_reported():
         ("identity", "unknown_student", "SR.csv", 1,
          "SR.csv: 1 Star row(s) for a StudentStateID not in the PowerSchool export: not loaded"),
     ]
+    # a OneRoster district's log names its own roster, not a PowerSchool export it never sends
+    records = link_problems(identity, "manifest.csv", {"SR": "SR.csv"}, {"SR": ("Star", "StudentStateID")},
+                            "OneRoster")
+    assert [r.message for r in records] == [
+        "SR.csv: 2 Star row(s) whose StudentStateID two OneRoster students share: not loaded",
+        "SR.csv: 1 Star row(s) for a StudentStateID not in the OneRoster export: not loaded"]
 
 
 def test_an_identifier_that_lost_its_zeros_is_reported_only_when_one_student_fits():

@@ -105,7 +105,7 @@ def link(district: District, crosswalk_frame: pl.DataFrame, students: ValidatedF
     identity.files = {v.source: (v.file_name, v.to_link) for v in assessments if v.file_name and not v.halted}
     names = {asset: name for asset, (name, _rows) in identity.files.items()}
     links = {a: (SOURCE_OF[a].title, district.sources[SOURCE_OF[a].name].link) for a in identity.by_file}
-    return identity, link_problems(identity, students.file_name, names, links)
+    return identity, link_problems(identity, students.file_name, names, links, district.roster_source.title)
 
 
 def roster(district: District, students: ValidatedFile, identity: IdentityMap, drop_key: str,

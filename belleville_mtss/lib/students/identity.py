@@ -208,9 +208,10 @@ def build_results(
 
 
 def link_problems(identity: IdentityMap, powerschool_file: str | None, files: dict[str, str],
-                  links: dict[str, tuple[str, str]]) -> list[ErrorRecord]:
+                  links: dict[str, tuple[str, str]], roster: str = "PowerSchool") -> list[ErrorRecord]:
     """Error-log records for links that were refused or doubtful, one per file and reason: counts, never who.
-    `files`: file asset -> file name; `links`: file asset -> (its source's title, its link column)."""
+    `files`: file asset -> file name; `links`: file asset -> (its source's title, its link column); `roster`: the
+    title of the district's roster source (PowerSchool, OneRoster)."""
     records = []
     ambiguous = identity.stats["classlink_email"]["ambiguous_email"]
     if ambiguous:
@@ -218,9 +219,9 @@ def link_problems(identity: IdentityMap, powerschool_file: str | None, files: di
                                    "linked to ClassLink: their email is shared by two students or two ClassLink users",
                                    powerschool_file, ambiguous))
     texts = {
-        "ambiguous_link": "{title} row(s) whose {link} two PowerSchool students share: not loaded",
+        "ambiguous_link": "{title} row(s) whose {link} two {roster} students share: not loaded",
         "probable_leading_zeros": "{title} row(s) whose {link} matches a student only without leading zeros: not joined",
-        "unknown_student": "{title} row(s) for a {link} not in the PowerSchool export: not loaded",
+        "unknown_student": "{title} row(s) for a {link} not in the {roster} export: not loaded",
         "accepted_link_now_a_student": "{title} row(s) whose {link} a person linked to another student (an accepted "
                                        "suggestion) and is now a student's own: not loaded until that link is "
                                        "reviewed (belleville-mtss links review)",
@@ -233,7 +234,7 @@ def link_problems(identity: IdentityMap, powerschool_file: str | None, files: di
                  "probable_leading_zeros": counts["probable_leading_zeros"],
                  "unknown_student": counts["unknown_student"] - counts["probable_leading_zeros"] - claimed,
                  "accepted_link_now_a_student": claimed}
-        records += [ErrorRecord("identity", reason, f"{name}: {n} " + texts[reason].format(title=title, link=link),
-                                name, n)
+        records += [ErrorRecord("identity", reason,
+                                f"{name}: {n} " + texts[reason].format(title=title, link=link, roster=roster), name, n)
                     for reason, n in found.items() if n]
     return records
