@@ -21,8 +21,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from ..sources import TERM_SNAPSHOTS
-from .warehouse import (SCOPE, Scope, assessment_results, chunked, ingestion_files, left_students, scope_term,
-                        student_roster)
+from .warehouse import SCOPE, Scope, assessment_results, chunked, ingestion_files, scope_term, student_roster
 
 ROSTER = "roster"
 _DIRECTIVES = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}", "%y": r"\d{2}", "%j": r"\d{3}", "%%": "%"}
@@ -136,11 +135,6 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
         sa.select(sa.func.max(r.DropId), sa.func.count()).where(
             (r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.true())).group_by(r.AccountInfoId))}
     by, parts = [a[name] for name in SCOPE], {}
-    # a scope's rows are those a load replaces: the tests of students who left stay (lib/load/warehouse.py
-    # `replaceable`), counted apart (few, or none) and taken off; its drop is every row's newest
-    kept = {tuple(scope): n for *scope, n in conn.execute(
-        sa.select(*by, sa.func.count()).where((a.AccountInfoId == account_info_id)
-                                              & a.StudentNumber.in_(left_students(account_info_id))).group_by(*by))}
     for assessment, subject, year, term, key, n in conn.execute(
             sa.select(*by, sa.func.max(a.DropId), sa.func.count())
             .where(a.AccountInfoId == account_info_id).group_by(*by)):
@@ -148,7 +142,7 @@ def held(conn: sa.Connection, account_info_id: int, fmt: str) -> dict[str, Held]
         scope = label(*one)
         parts[scope] = one
         before, m = found.get(scope, (key, 0))  # a school year's terms are one scope where the export is a year's
-        found[scope] = (max(before, key), m + n - kept.get((assessment, subject, year, term), 0))
+        found[scope] = (max(before, key), m + n)
     received = first_receipts(conn, {key for key, _n in found.values()})
     return {scope: Held(scope, key, snapshot_date(key, fmt, received.get(key)), int(n), parts.get(scope),
                         received.get(key)) for scope, (key, n) in found.items()}

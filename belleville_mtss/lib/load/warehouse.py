@@ -574,24 +574,10 @@ def results_scopes(results: pl.DataFrame) -> list[Scope]:
     return results.select(*SCOPE[:3], scope_term(results).alias(SCOPE[3])).unique().sort(SCOPE).rows()
 
 
-def left_students(account_info_id: int):
-    """The district's students its roster keeps as history (no longer listed: they left): a SELECT of their numbers.
-    Their tests already loaded are history too: no drop replaces them (its files cannot link them any more)."""
-    r = student_roster.c
-    return sa.select(r.StudentNumber).where((r.AccountInfoId == account_info_id) & (r.IsCurrent == sa.false()))
-
-
-def replaceable(account_info_id: int):
-    """The district's result rows a load may replace: every one but the tests of students who left."""
-    c = assessment_results.c
-    return (c.AccountInfoId == account_info_id) & c.StudentNumber.not_in(left_students(account_info_id))
-
-
 def _in_scope(account_info_id: int, scope: Scope):
-    """The scope's result rows a load replaces (the tests of students who left stay)."""
     c = assessment_results.c
     assessment, subject, year, term = scope
-    where = (replaceable(account_info_id) & (c.Assessment == assessment) & (c.Subject == subject)
+    where = ((c.AccountInfoId == account_info_id) & (c.Assessment == assessment) & (c.Subject == subject)
              & (c.SchoolYear == year))
     return where if term is None else where & (c.ScreeningWindow == term)
 
@@ -610,9 +596,8 @@ def _scores_in_scope(account_info_id: int, scope: Scope):
 
 
 def apply_results(conn: sa.Connection, account_info_id: int, load_id: str, scopes: list[Scope]) -> int:
-    """Each scope of `scopes` is replaced by the staged results and their scores, in the caller's transaction, after
-    the roster's apply: the tests of a student the roster no longer lists stay (a year-to-date export still lists
-    them, unlinked; a past term is never sent again). Returns the results written."""
+    """Each scope of `scopes` is replaced by the staged results and their scores, in the caller's transaction.
+    Returns the results written."""
     for scope in scopes:
         # the scores first: they are found through the result rows about to go
         conn.execute(assessment_scores.delete().where(_scores_in_scope(account_info_id, scope)))
@@ -797,7 +782,7 @@ def count_rows(engine: Engine, table: sa.Table, account_info_id: int | None = No
 def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id: str,
                  scopes: list[Scope] | None = None) -> dict[str, int]:
     """What the table holds after one drop's load, read back: the district's rows in what the load replaced (the
-    district's current roster, or the results' `scopes` less the tests of students who left), its keys held more
+    district's current roster, or the results' `scopes`), its keys held more
     than once, and the drop's rows stamped with another (or no) AccountInfoId."""
     c, key = table.c, [col for col in table.primary_key.columns if col.name != "AccountInfoId"]
     district = c.AccountInfoId == account_info_id
@@ -811,10 +796,7 @@ def load_figures(engine: Engine, table: sa.Table, account_info_id: int, drop_id:
         else:  # counted per scope and summed here: one parameter per district, whatever the number of scopes
             wanted = set(scopes)
             by = [c[name] for name in SCOPE]
-            # the tests of students who left stay beside what the load wrote (but those it wrote: a backfill of
-            # an older drop links students a newer roster no longer lists)
-            mine = replaceable(account_info_id) | ((c.AccountInfoId == account_info_id) & (c.DropId == drop_id))
-            rows = sum(n for *scope, n in conn.execute(sa.select(*by, sa.func.count()).where(mine).group_by(*by))
+            rows = sum(n for *scope, n in conn.execute(sa.select(*by, sa.func.count()).where(district).group_by(*by))
                        if in_scopes(wanted, *scope))
         stray = conn.execute(sa.select(sa.func.count()).select_from(table).where(
             (c.DropId == drop_id) & ((c.AccountInfoId != account_info_id) | c.AccountInfoId.is_(None)))).scalar_one()
