@@ -189,12 +189,15 @@ def test_a_result_is_stored_under_its_rit_scale_in_either_layout():
 def test_a_row_whose_subject_is_no_rit_scale_is_refused_and_its_text_never_said():
     """A subject is stored and named in messages (a scope: "map_growth Reading 2026-2027 Fall"): a shifted cell's
     student name loaded as a subject of its own and was shown in metadata, the error table and alerts."""
-    body = ("TermName,StudentID,Subject,Course,TestID,TestStartDate,TestStartTime,TestRITScore\n"
+    body = ("TermName,StudentID,MeasurementScale,Discipline,TestID,TestStartDate,TestStartTime,TestRITScore\n"
             "Fall 2025-2026,1,Mathematics,Math K-12,T1,09/15/2025,10:00:00,201\n"
             "Fall 2025-2026,2,Zzqmarker Smith,Math K-12,T2,09/15/2025,10:00:00,201\n"
-            "Fall 2025-2026,3,Language Arts,Writing,T3,09/15/2025,10:00:00,201\n")
+            "Fall 2025-2026,3,Language Arts,Writing,T3,09/15/2025,10:00:00,201\n"
+            # an older export's science scales: the norms' Science, and the retired one kept as named
+            "Fall 2025-2026,4,Science - General Science,Science,T4,09/15/2025,10:00:00,201\n"
+            "Fall 2025-2026,5,Science - Concepts and Processes,Science,T5,09/15/2025,10:00:00,201\n")
     validated, errors = _read(Path("AssessmentResults.csv"), body.encode())
-    assert validated.frame["subject"].to_list() == ["Mathematics"]
-    assert validated.rejected == {"Subject is not a MAP Growth scale (Mathematics, Reading, Language Usage, Science) "
-                                  "or Language Arts with a Reading or Language Usage Course": 2}
+    assert validated.frame["subject"].to_list() == ["Mathematics", "Science", "Science - Concepts and Processes"]
+    assert validated.rejected == {"Subject is none of NWEA's MAP Growth subjects (Mathematics, Reading, Language "
+                                  "Usage, Science, ...; Language Arts with a Reading or Language Usage Course)": 2}
     assert errors and not any("zzqmarker" in repr(e).lower() for e in errors)

@@ -23,17 +23,23 @@ FILES = (FileKind("map_growth", "AssessmentResults*.csv",
 OLDER_HEADERS = {"MeasurementScale": "Subject", "Discipline": "Course"}
 # The subject a result is stored under is its RIT scale (NWEA's norms: Mathematics, Reading, Language Usage,
 # Science), whatever the layout: newer exports put Reading and Language Usage under Subject "Language Arts" (their
-# Course tells them apart), older ones name the scale itself ("General Science" for Science). A row of any other
-# subject is refused: its text is not a scale, and a subject is stored and named in messages (a shifted cell would
-# put a student's name there).
+# Course tells them apart), older ones name the scale itself ("General Science", "Science - General Science" for
+# Science). A subject is stored and named in messages (a shifted cell would put a student's name there): a row
+# whose subject is none of NWEA's MAP Growth subjects is refused. Those outside the four norms' scales are kept as
+# named (older exports' MeasurementScale: end-of-course, Spanish, science and social studies scales).
 SCALES = ("Mathematics", "Reading", "Language Usage", "Science")
+SUBJECTS = (*SCALES, "Science - Concepts and Processes", "Social Studies", "Reading - Spanish", "Spanish Reading",
+            "Algebra 1", "Algebra 2", "Geometry", "Integrated Math 1", "Integrated Math 1 and 2", "Integrated Math 2",
+            "Integrated Math 3", "Earth and Space Sciences", "Life Sciences", "Physical Sciences",
+            "Earth, Space, and Life Sciences")
 
 
 def _scale(subject: pl.Expr, course: pl.Expr) -> pl.Expr:
     arts = (pl.when(course.str.contains("(?i)language usage")).then(pl.lit("Language Usage"))
             .when(course.str.contains("(?i)reading")).then(pl.lit("Reading")).otherwise(subject))
     return (pl.when(subject == "Language Arts").then(arts)
-            .when(subject == "General Science").then(pl.lit("Science")).otherwise(subject))
+            .when(subject.is_in(["General Science", "Science - General Science"])).then(pl.lit("Science"))
+            .otherwise(subject))
 # Read into our columns (the rest of a row is kept as scores), and never kept as a score: who the student is.
 OURS = ("TermName", "DistrictName", "District_StateID", "SchoolName", "Subject", "Course", "TestID",
         "TestStartDate", "TestStartTime", "TestRITScore", "TestPercentile", "AchievementQuintile")
@@ -124,9 +130,9 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
         separator=":").alias("test_key"))
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
               .when(pl.col("subject").is_null()).then(pl.lit("missing Subject"))
-              .when(~pl.col("subject").is_in(SCALES))
-              .then(pl.lit(f"Subject is not a MAP Growth scale ({', '.join(SCALES)}) or Language Arts with a Reading "
-                           "or Language Usage Course"))
+              .when(~pl.col("subject").is_in(SUBJECTS))
+              .then(pl.lit("Subject is none of NWEA's MAP Growth subjects (Mathematics, Reading, Language Usage, "
+                           "Science, ...; Language Arts with a Reading or Language Usage Course)"))
               .when(pl.col("completed_at").is_null() & pl.col("date_read"))
               .then(pl.lit("unreadable TestStartTime (hour:minute:second, or an Excel re-save's 9:57:27 AM)"))
               .when(pl.col("completed_at").is_null()).then(pl.lit("unreadable TestStartDate (month/day/year)"))
