@@ -221,11 +221,12 @@ def test_a_student_listed_again_as_they_were_is_one_student(tmp_path):
     ann = f"u1,{_T},true,s1,student,ann,,Ann,A,,1001,ann@x.example,,,,05,\n"
     users = _USERS + ann + ann.replace(",s1,", ",d1,") + (
         f"u2,{_T},true,s1,student,cid,,Cid,C,,1002,cid@x.example,,,,06,\n"
-        f"u2,{_T},true,s1,student,cid,,Cid,C,,1003,cid@x.example,,,,06,\n")  # two numbers: which is not guessed
-    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs})
+        f"u2,{_T},true,s1,student,cid,,Cid,C,,1003,cid@x.example,,,,06,\n"  # two numbers: which is not guessed
+        f"u3,{_T},true,s1,student,dee,,Dee,D,,1004,dee@x.example,,,,06,\n"
+        f"u3,{_T},true,s2,student,dee,,Dee,D,,1004,dee@x.example,,,,06,\n")  # two schools: which is not guessed
+    export = _export(tmp_path, "1.1", {"users.csv": users, "orgs.csv": orgs + f"s2,{_T},T,school,S2,d1\n"})
     assert export.students.select("student_number", "school_id", "source_row").rows() == [("1001", "S1", 2)]
-    assert export.rejected.rows() == [(4, "a sourcedId two users of the export carry"),
-                                      (5, "a sourcedId two users of the export carry")]
+    assert export.rejected.rows() == [(n, "a sourcedId two users of the export carry") for n in (4, 5, 6, 7)]
 
 
 def test_a_student_whose_classes_are_not_in_effect_is_at_the_school_the_sis_now_gives_them(tmp_path):

@@ -175,6 +175,8 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
     column the assessments carry. Each student's district is the district org above their school (the export's
     one district org where that chain is not given): its name and identifier, the crosswalk's evidence."""
     version, students, orgs_of = _students(files)
+    schools = set(_live(files["orgs.csv"]).filter(pl.col("type").str.strip_chars().str.to_lowercase() == "school")
+                  ["sourcedId"].to_list()) if "type" in files.get("orgs.csv", pl.DataFrame()).columns else None
     # a student's school: their student enrolment's, else the org users.csv / roles.csv give them
     school = orgs_of
     if "enrollments.csv" in files:
@@ -203,8 +205,6 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
         # begun or are not in yet): that school
         ended = enrolled.filter(~pl.col("now") & pl.col("begun")).select(
             pl.col("userSourcedId").alias("sourcedId"), pl.col("schoolSourcedId").alias("org"))
-        schools = set(_live(files["orgs.csv"]).filter(pl.col("type").str.strip_chars().str.to_lowercase() == "school")
-                      ["sourcedId"].to_list()) if "type" in files.get("orgs.csv", pl.DataFrame()).columns else None
         moved = orgs_of.join(ended, on=["sourcedId", "org"], how="anti").filter(
             pl.col("org").is_in(list(schools)) if schools is not None else pl.col("org").is_not_null())
         enrolled = enrolled.select(
@@ -236,7 +236,12 @@ def assemble(files: dict[str, pl.DataFrame], number: str = "identifier", link: s
         pl.col("givenName").alias("first_name"), pl.col("familyName").alias("last_name"),
         pl.col("grades").str.split(",").list.first().str.strip_chars().alias("grade_level")
         if "grades" in students.columns else pl.lit(None, pl.Utf8).alias("grade_level"),
-        "school_id", "dob", "source_row", pl.col("sourcedId").alias("sourced_id"), "district_name", "district_id")
+        "school_id", "dob", "source_row", pl.col("sourcedId").alias("sourced_id"), "district_name", "district_id",
+        # the school the row itself names (the school found is the user's, one for all its rows): rows naming two
+        # schools are two users; a row naming none (the district org) names no other
+        (pl.col("orgSourcedIds").str.split(",").list.eval(pl.element().str.strip_chars().filter(
+            pl.element().is_in(list(schools)) if schools is not None else pl.element() != "")).list.first()
+         if "orgSourcedIds" in students.columns else pl.lit(None, pl.Utf8)).alias("row_school"))
     return version, mapped
 
 
@@ -298,14 +303,17 @@ def typed(mapped: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     # one student: the repeats that agree on everything stored are let go, the first kept
     stored = pl.struct("student_number", "link", "email", "first_name", "last_name", "grade_level", "school_id",
                        "dob")
-    mapped = mapped.filter(~pl.col("sourced_id").is_duplicated() | (stored.n_unique().over("sourced_id") > 1)
+    differ = (stored.n_unique().over("sourced_id") > 1) | (
+        pl.col("row_school").drop_nulls().n_unique().over("sourced_id") > 1)
+    mapped = mapped.filter(~pl.col("sourced_id").is_duplicated() | differ
                            | (pl.col("source_row") == pl.col("source_row").min().over("sourced_id")))
     reason = (pl.when(pl.col("sourced_id").is_duplicated()).then(pl.lit("a sourcedId two users of the export carry"))
               .when(pl.lit(names_some) & pl.col("district_name").is_null())
               .then(pl.lit("their school is under none of the export's district orgs")))
     marked = mapped.with_columns(reason.alias("reject_reason"))
     refused = marked.filter(pl.col("reject_reason").is_not_null()).select("source_row", "reject_reason")
-    students, rejected = type_students(marked.filter(pl.col("reject_reason").is_null()).drop("reject_reason"), "link")
+    students, rejected = type_students(marked.filter(pl.col("reject_reason").is_null()).drop("reject_reason",
+                                                                                             "row_school"), "link")
     extra = mapped.select("source_row", "sourced_id", "district_name", "district_id")
     rejected = pl.concat([refused.cast(rejected.schema), rejected]).sort("source_row")
     return students.join(extra, on="source_row", how="left", maintain_order="left"), rejected
