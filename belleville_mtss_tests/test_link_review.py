@@ -527,6 +527,54 @@ def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
     assert accepted.filter(pl.col("cause") == NO_CLASSLINK).select("from_id", "to_id").rows() == [("210033", "CL-9")]
 
 
+def test_one_classlink_user_accepted_at_once_for_two_students_is_given_to_one(review_db, monkeypatch):
+    """Two people accepting one ClassLink user for two students at once both passed the check (a read): the two
+    students then shared the join key, and neither linked. A unique index holds one student per user."""
+    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
+    review.record(review_db, 107873, "belleville/2026-11-01", pl.DataFrame({
+        "cause": [NO_CLASSLINK] * 2, "subjects": [""] * 2, "from_id": ["210033", "210036"], "to_id": ["CL-9"] * 2,
+        "score": [0.87, 0.91], "evidence": ["email: 87% alike", "email: 91% alike"]}))
+    ids = review.listing(review_db, 107873).filter(pl.col("Cause") == NO_CLASSLINK).sort("FromId")["SuggestionId"]
+    said = _at_once(review_db, monkeypatch, (ids[0], "accepted"), (ids[1], "accepted"))
+    assert sorted(s == "ok" for s in said) == [False, True], said
+    winner = ids[said.index("ok")]
+    assert [s for s in said if s != "ok"] == [f"suggestion {winner} gave this ClassLink user to another student "
+                                              "already: reject it first if this student is the one"]
+    accepted = review.accepted(review_db, 107873).filter(pl.col("cause") == NO_CLASSLINK)
+    assert accepted.height == 1 and accepted["to_id"].to_list() == ["CL-9"]
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+def test_one_classlink_user_accepted_for_two_students_before_revision_0012_is_kept_by_the_first(backend_name, tmp_path,
+                                                                                               request):
+    import datetime as dt
+    from belleville_mtss.lib.load.migrations import upgrade
+    from belleville_mtss.lib.load.warehouse import link_decisions, link_suggestions
+    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
+    url = f"sqlite:///{tmp_path}/w.db" if backend_name == "sqlite" else request.getfixturevalue("pg_database")
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
+    upgrade(engine, "0011")
+    at = dt.datetime(2026, 11, 20)
+    with engine.begin() as conn:  # CL-9 accepted for two students (the race), CL-8 for one, a Star pair apart
+        conn.execute(link_suggestions.insert(), [
+            {"SuggestionId": i, "AccountInfoId": 107873, "Cause": c, "FromId": f, "ToId": t, "Score": 0.9,
+             "Evidence": "e", "DropId": "belleville/2026-11-01", "CreatedAt": at, "Status": "accepted"}
+            for i, c, f, t in ((1, NO_CLASSLINK, "210033", "CL-9"), (2, NO_CLASSLINK, "210036", "CL-9"),
+                               (3, NO_CLASSLINK, "210040", "CL-8"), (4, unknown_cause("star"), "S-1", "CL-9"))])
+        conn.execute(link_decisions.insert(), [{"SuggestionId": s, "Decision": "accepted", "DecidedBy": "p",
+                                                "Reason": "r", "DecidedAt": at} for s in (1, 2, 3, 4)])
+    upgrade(engine)
+    listing = review.listing(engine, 107873, None).sort("SuggestionId")
+    assert listing["Status"].to_list() == ["accepted", "conflict", "accepted", "accepted"]
+    review.decide(engine, 2, "rejected", "p", "the first was right")  # a conflict is decided again
+    with pytest.raises(review.ReviewError, match="suggestion 1 gave this ClassLink user to another student"):
+        review.decide(engine, 2, "accepted", "p", "no, this one")
+    engine.dispose()
+
+
 def test_a_rekey_takes_the_districts_link_decisions_to_its_new_account_info_id(review_db):
     """`warehouse rekey` moved the roster and results but left the suggestions under the old id, where no later
     drop looks: the students a person had linked lost their tests at the next load, and every decision came back

@@ -204,6 +204,11 @@ ACCEPTED_ONCE = sa.Index("UQ_LinkSuggestions_Accepted", link_suggestions.c.Accou
                          link_suggestions.c.FromId, unique=True,
                          **{f"{d}_where": link_suggestions.c.Status == "accepted" for d in ("postgresql", "sqlite",
                                                                                           "mssql")})
+# one student per accepted ClassLink user, whoever decides at the same time (migration 0012)
+USER_ACCEPTED_ONCE = sa.Index(
+    "UQ_LinkSuggestions_UserAccepted", link_suggestions.c.AccountInfoId, link_suggestions.c.ToId, unique=True,
+    **{f"{d}_where": (link_suggestions.c.Status == "accepted") & (link_suggestions.c.Cause == "no_classlink_account")
+       for d in ("postgresql", "sqlite", "mssql")})
 # A person's decision on a suggestion: who, why, when. Append-only; the latest per suggestion holds.
 link_decisions = sa.Table(
     "LinkDecisions", ours,

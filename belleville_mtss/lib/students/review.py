@@ -110,17 +110,20 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                          f"{why}", at)
                 if row.Cause == NO_CLASSLINK and (user := _user_accepted_for_another(conn, row)) is not None:
                     # one ClassLink user is one student's: both would share the join key, and neither link
-                    raise ReviewError(f"suggestion {user} gave this ClassLink user to another student already: "
-                                      f"reject it first if this student is the one")
+                    raise _user_taken(user)
             was = row.Status if row.Status == "conflict" else "open"
             if decision == "rejected" and row.Status == "accepted":
                 was = "accepted"  # withdrawn: a mistaken accept is undone from the district's next drop or replay
             _set(conn, suggestion_id, was, decision, decided_by, why, at)
-    except sa.exc.IntegrityError:  # another accept for the same student committed between our read and write
+    except sa.exc.IntegrityError:  # another accept for the same student (or ClassLink user) committed between our
+        # read and write: the unique indexes refused this one
         with engine.connect() as conn:
-            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId).where(
+            row = conn.execute(sa.select(s.AccountInfoId, s.Cause, s.FromId, s.ToId).where(
                 s.SuggestionId == suggestion_id)).first()
             taken = _accepted_for(conn, row)
+            user = _user_accepted_for_another(conn, row) if row.Cause == NO_CLASSLINK and taken is None else None
+        if user is not None:
+            raise _user_taken(user) from None
         raise _accepted_already(taken) from None
     return {"suggestion": suggestion_id, "decision": decision, "cause": row.Cause,
             "withdrawn": decision == "rejected" and row.Status == "accepted"}
@@ -129,6 +132,11 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
 def _accepted_already(taken: int | None) -> ReviewError:
     return ReviewError(f"suggestion {taken} for the same student was accepted already: reject it first, or accept "
                        "this one with --replace")
+
+
+def _user_taken(user: int) -> ReviewError:
+    return ReviewError(f"suggestion {user} gave this ClassLink user to another student already: reject it first if "
+                       "this student is the one")
 
 
 def _accepted_for(conn: sa.Connection, row) -> int | None:
