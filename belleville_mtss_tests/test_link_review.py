@@ -277,15 +277,21 @@ def test_a_birth_date_is_the_same_date_whatever_layout_each_side_writes_it_in():
 
 # ---- two people deciding at once (issue 34 case 5) -------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def review_db(request, tmp_path):
+def _warehouse_at(backend_name: str, tmp_path, request, revision: str | None = None) -> sa.Engine:
+    """An empty warehouse on the backend named, upgraded to `revision` (None: the head)."""
     from belleville_mtss.lib.load.migrations import upgrade
-    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    url = f"sqlite:///{tmp_path}/w.db" if backend_name == "sqlite" else request.getfixturevalue("pg_database")
     engine = make_engine(url)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
-    upgrade(engine)
+    upgrade(engine, *([revision] if revision else []))
+    return engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def review_db(request, tmp_path):
+    engine = _warehouse_at(request.param, tmp_path, request)
     review.record(engine, 107873, "belleville/2026-11-01", pl.DataFrame({
         "cause": [unknown_cause("star")] * 2, "subjects": ["SR"] * 2, "from_id": ["S-1"] * 2, "to_id": ["210001", "210002"],
         "score": [0.9, 0.85], "evidence": ["number one slip away"] * 2}))
@@ -427,12 +433,7 @@ def test_decisions_made_before_revision_0010_keep_their_meaning(backend_name, tm
     import datetime as dt
     from belleville_mtss.lib.load.migrations import upgrade
     from belleville_mtss.lib.load.warehouse import link_decisions, link_suggestions
-    url = f"sqlite:///{tmp_path}/w.db" if backend_name == "sqlite" else request.getfixturevalue("pg_database")
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
-    upgrade(engine, "0009")
+    engine = _warehouse_at(backend_name, tmp_path, request, "0009")
     at = dt.datetime(2026, 11, 20)
     suggestions = sa.Table("LinkSuggestions", sa.MetaData(), *(sa.Column(c.name, c.type) for c in
                            link_suggestions.columns if c.name != "Status"), schema="dm")  # as at 0009
@@ -551,12 +552,7 @@ def test_one_classlink_user_accepted_for_two_students_before_revision_0012_is_ke
     from belleville_mtss.lib.load.migrations import upgrade
     from belleville_mtss.lib.load.warehouse import link_decisions, link_suggestions
     from belleville_mtss.lib.students.suggest import NO_CLASSLINK
-    url = f"sqlite:///{tmp_path}/w.db" if backend_name == "sqlite" else request.getfixturevalue("pg_database")
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(sa.schema.CreateSchema("dm", if_not_exists=True))
-    upgrade(engine, "0011")
+    engine = _warehouse_at(backend_name, tmp_path, request, "0011")
     at = dt.datetime(2026, 11, 20)
     with engine.begin() as conn:  # CL-9 accepted for two students (the race), CL-8 for one, a Star pair apart
         conn.execute(link_suggestions.insert(), [
