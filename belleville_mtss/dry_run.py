@@ -96,7 +96,8 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
                                   accepted_checks=accepted)
         newer = ""
         if result.roster is not None or result.results is not None:
-            newer = _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead, accepted)
+            newer = _replace_checks(warehouse, district, str(key), result, settings.max_days_ahead, accepted,
+                                    received.acceptance_keys)
     except SourceTableError as exc:
         out.lines.append(f"DRY RUN: {key}: cannot run: {exc}")
         return out
@@ -114,18 +115,25 @@ def dry_run(settings: Settings, drop: str) -> DryRun:
 
 
 def _replace_checks(engine, district, key: str, result: CoreResult, max_days_ahead: int,
-                    accepted: dict[str, str]) -> str:
+                    accepted: dict[str, str], versions: tuple[str, ...]) -> str:
     """The replace checks again, against what the warehouse holds (process_drop judged them against nothing); a
     failure stops the load, as it stops a run's. What newer drops hold of the drop is left to them, as a run leaves
-    it (defs/warehouse.py); returns what, if anything."""
+    it (defs/warehouse.py), unless drop_is_newest was accepted against those drops; returns what, if anything."""
+    def accepted_against(figure: str) -> bool:  # as a run reads it (lib/students/gates.py `acceptance`)
+        return gates.acceptance(engine, key, versions, "drop_is_newest", figure) is not None
+
     with engine.connect() as conn:
-        holds = NewerHolds(result.roster, result.results, results_scopes(result.results)
-                           if result.results is not None else [])
-        if "drop_is_newest" not in accepted:
-            holds = superseded_in_part(conn, district, key, result.roster, result.results, max_days_ahead)
-            result.roster, result.results = holds.roster, holds.results
-        outcomes = with_acceptances(decide("replace", replace_evidence(
-            conn, district, key, result.roster, result.results, holds.result_scopes, max_days_ahead)), accepted)
+        holds = superseded_in_part(conn, district, key, result.roster, result.results, max_days_ahead)
+        if holds.skipped and accepted_against(holds.newer):
+            holds = NewerHolds(result.roster, result.results, results_scopes(result.results)
+                               if result.results is not None else [])
+        result.roster, result.results = holds.roster, holds.results
+        judged = decide("replace", replace_evidence(
+            conn, district, key, result.roster, result.results, holds.result_scopes, max_days_ahead))
+    newest = next((o for o in judged if o.name == "drop_is_newest" and not o.passed), None)
+    if newest is not None and not accepted_against(newest.figure):  # accepted against other drops: judged afresh
+        accepted = {k: v for k, v in accepted.items() if k != "drop_is_newest"}
+    outcomes = with_acceptances(judged, accepted)
     names = {o.name for o in outcomes}
     result.checks = [c for c in result.checks if c.name not in names] + outcomes
     failed = [o for o in outcomes if not o.passed]

@@ -193,6 +193,16 @@ def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded
     assert _run(backend, KEY[NEW]).outcome == "loaded"
     assert _same(held_rows(backend), newest)
 
+    # a drop newer still: the acceptance was made against 2026-11-20, and a plain replay of the old drop is judged
+    # afresh against 2026-11-25 (it replaced the district's newest data, saying OK, at every replay or backfill)
+    later_drop(backend, dataclasses.replace(NEW, drop_name="2026-11-25"))
+    assert _run(backend, "belleville/2026-11-25").outcome == "loaded"
+    latest = held_rows(backend)
+    assert dry_run(backend, KEY[OLD]).outcome == "superseded"
+    replay = _run(backend, KEY[OLD])
+    assert replay.outcome == "superseded" and "the newer belleville/2026-11-25 (of 2026-11-25)" in replay.verdict()
+    assert _same(held_rows(backend), latest)
+
 
 LEFT = "roster, star SM 2026-2027, star SR 2026-2027"
 PART_NOTE = f"{LEFT} left to newer drops (the newer {KEY[NEW]} holds {LEFT})"

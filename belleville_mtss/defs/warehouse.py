@@ -96,7 +96,7 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
         conn, district, key, roster, results, result_scopes, max_days_ahead))
     fault_point("in_apply")  # the transaction open (it has read what the warehouse holds), nothing written yet
     failed = [o for o in outcomes if not o.passed]
-    earlier = {o.name: gates.acceptance(engine, key, version, o.name) for o in failed}
+    earlier = {o.name: gates.acceptance(engine, key, version, o.name, o.figure) for o in failed}
     now = accepting(context) if failed else set()  # read once: a re-executed run's parent is looked up
     refused = [o for o in failed if not earlier[o.name] and o.name not in now]
     if refused:
@@ -155,12 +155,13 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         with (engine.connect() as conn,
               district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds, conn) as waited):
             clear_district_staging(engine, district.account_info_id)  # the lock held: a dead load's rows, if any
-            # a person who accepted drop_is_newest for this version makes the whole drop the district's
-            if not (gates.acceptance(engine, key, version, "drop_is_newest") or "drop_is_newest" in accepting(context)):
+            # a person accepting drop_is_newest for this version now, or who accepted it against the newer drops
+            # holding now, makes the whole drop the district's
+            if "drop_is_newest" not in accepting(context):
                 with conn.begin():  # read under the lock: no other load of the district commits before the apply
                     holds = pipeline.superseded_in_part(conn, district, key, roster, results,
                                                         error_log.registry.max_days_ahead)
-                if holds.skipped:
+                if holds.skipped and not gates.acceptance(engine, key, version, "drop_is_newest", holds.newer):
                     # the files of what is left to newer drops: the roster export, and each file none of whose
                     # results are kept
                     left = [k for k in (_in_scopes(ASSESSMENT_FILES, result_scopes) if holds.results is not None
@@ -231,7 +232,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         elif o.passed:
             result = dg.AssetCheckResult(check_name=o.name, asset_key=ROSTER, passed=True, metadata={"why": o.why})
         else:
-            result = accepted_result(o, ROSTER, gates.acceptance(engine, key, version, o.name))
+            result = accepted_result(o, ROSTER, gates.acceptance(engine, key, version, o.name, o.figure))
         if shown:
             yield result
     if refused:

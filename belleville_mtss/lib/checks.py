@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import polars as pl
@@ -311,8 +311,22 @@ def drop_is_newest(ev: Evidence) -> CheckOutcome:
     for h in ev.newer:
         by_drop.setdefault((h.drop_key, h.date.isoformat()), []).append(h.scope)
     held = "; ".join(f"{key} (of {date}) for {', '.join(scopes)}" for (key, date), scopes in by_drop.items())
-    return _outcome(ev, "drop_is_newest", False, f"superseded: the warehouse holds the newer {held}; this drop is "
-                    f"of {when}; nothing was written", reason="superseded")
+    failed = _outcome(ev, "drop_is_newest", False, f"superseded: the warehouse holds the newer {held}; this drop is "
+                      f"of {when}; nothing was written", reason="superseded")
+    return replace(failed, figure=newer_figure(key for key, _date in by_drop))
+
+
+NEWER = ", "
+
+
+def newer_figure(drop_keys) -> str:
+    """drop_is_newest's figure: the newer drops that hold what the drop replaces. An acceptance records it, and
+    covers those drops only (lib/students/gates.py `acceptance`)."""
+    return NEWER.join(sorted(set(drop_keys)))
+
+
+def newer_keys(figure: str) -> list[str]:
+    return [k for k in figure.split(NEWER) if k]
 
 
 @check("student_number_churn", "replace",

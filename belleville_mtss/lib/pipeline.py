@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from .district import crosswalk as xw
-from .checks import CATALOGUE, CheckOutcome, Evidence, decide
+from .checks import CATALOGUE, CheckOutcome, Evidence, decide, newer_figure
 from .read.csvfile import FileInfo
 from .receive.drops import Limits
 from .sources import ASSESSMENT_FILES, BY_NAME, FILES, SOURCE_OF, Source, common_results
@@ -321,6 +321,7 @@ class NewerHolds:
     result_scopes: list
     skipped: list[str] = field(default_factory=list)  # the scopes left to the newer drops ("roster", "star SR ...")
     why: str = ""  # which newer drop holds which of them
+    newer: str = ""  # those drops, as drop_is_newest's figure names them (checks.newer_figure)
 
     @property
     def note(self) -> str:
@@ -358,7 +359,8 @@ def superseded_in_part(conn, district: District, key: str, roster: pl.DataFrame 
     skipped = sorted(({order.ROSTER} if roster is not None and not keeps_roster else set())
                      | {order.label(*s) for s in scopes if s not in kept})
     why = "; ".join(f"the newer {drop} holds {', '.join(held)}" for drop, held in by_drop.items())
-    return NewerHolds(roster if keeps_roster else None, _in(results, kept) if kept else None, kept, skipped, why)
+    return NewerHolds(roster if keeps_roster else None, _in(results, kept) if kept else None, kept, skipped, why,
+                      newer_figure(by_drop))
 
 
 def _in(results: pl.DataFrame | None, scopes: list) -> pl.DataFrame | None:

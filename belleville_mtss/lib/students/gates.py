@@ -3,8 +3,11 @@ roster size, and a person's acceptance of a failed gate (or of an older drop: `d
 version (`belleville-mtss run DISTRICT/DROP --accept CHECK --reason TEXT`), kept in dm.GateAcceptances."""
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
+from ..checks import newer_keys
 from ..load.errors import fitted
 from ..load.warehouse import gate_acceptances, now, student_roster
 
@@ -22,15 +25,26 @@ def _versions(version: str | tuple[str, ...]) -> tuple[str, ...]:
     return (version,) if isinstance(version, str) else tuple(version)
 
 
-def acceptance(engine: sa.Engine, drop_id: str, version: str | tuple[str, ...], gate: str) -> dict | None:
+def acceptance(engine: sa.Engine, drop_id: str, version: str | tuple[str, ...], gate: str,
+               figure: str | None = None) -> dict | None:
     """The recorded acceptance of a failed gate for this drop version (any of them: ReceivedDrop.acceptance_keys),
-    if any."""
+    if any. Of drop_is_newest, given the check's `figure` now (the newer drops holding: checks.newer_figure), only
+    an acceptance made against every one of them: a drop newer still is judged afresh (an acceptance that let an old
+    drop replace one withdrawn drop let every later replay of it replace the district's newer drops)."""
     a = gate_acceptances.c
     with engine.connect() as conn:
-        row = conn.execute(sa.select(a.AcceptedBy, a.Reason, a.AcceptedAt).where(
+        row = conn.execute(sa.select(a.AcceptedBy, a.Reason, a.AcceptedAt, a.Figure).where(
             (a.DropId == drop_id) & a.DropVersion.in_(_versions(version)) & (a.Gate == gate))
             .order_by(a.AcceptedAt.desc()).limit(1)).first()
-    return dict(row._mapping) if row else None
+    if row is None or (gate == "drop_is_newest" and figure is not None and not _names_all(row.Figure, figure)):
+        return None
+    return dict(row._mapping)
+
+
+def _names_all(recorded: str | None, figure: str) -> bool:
+    """Whether a recorded figure names each newer drop `figure` names (as checks.newer_figure writes it, or, recorded
+    before it, inside the check's message: "... holds the newer KEY (of DATE) ...")."""
+    return all(re.search(rf"(?:^|[\s,;(]){re.escape(key)}(?=$|[\s,;)])", recorded or "") for key in newer_keys(figure))
 
 
 def acceptances(engine: sa.Engine, drop_id: str, version: str | tuple[str, ...]) -> dict[str, str]:
