@@ -15,9 +15,9 @@ from rapidfuzz.distance import OSA
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
 from belleville_mtss.lib.students import review
-from belleville_mtss.lib.students.suggest import (MIN_SCORE, TOP, apply_accepted, date_similarity, name_similarity,
-                                                  number_similarity, score_pair, slips_within, suggest,
-                                                  unknown_cause, unknown_ids)
+from belleville_mtss.lib.students.suggest import (MIN_SCORE, NO_CLASSLINK, TOP, apply_accepted, date_similarity,
+                                                  name_similarity, number_similarity, score_pair, slips_within,
+                                                  suggest, unknown_cause, unknown_ids)
 from belleville_mtss.run import run_drop
 from .helpers import prepare_drop
 
@@ -233,6 +233,22 @@ def test_an_accepted_identifier_that_is_now_a_students_own_links_its_rows_to_no_
                             {"star_reading": ("Star", "StudentIdentifier")})
     assert [(r.reason, r.row_count) for r in records] == [("accepted_link_now_a_student", 1)]
     assert records[0].message.startswith("SR.csv: 1 Star row(s) whose StudentIdentifier a person linked to another")
+
+
+def test_an_accepted_classlink_user_another_student_links_to_by_address_stays_that_students():
+    """Accepted for 210180 while 210294 was out of the roster, ClassLink user CL-259 went to 210180 at the next drop
+    too, where 210294 is back and carries its address: the two shared the key, and neither linked."""
+    from belleville_mtss.lib.students.identity import link_students
+    students = pl.DataFrame({"student_number": ["210180", "210294", "210300"], "student_link": ["210180", "210294",
+                             "210300"], "email_key": [None, "k294@x.example", None]})
+    users = pl.DataFrame({"classlink_user_id": ["CL-259", "CL-300"], "email_key": ["k294@x.example", "k300@x.example"]})
+    accepted = pl.DataFrame({"cause": [NO_CLASSLINK] * 2, "from_id": ["210180", "210300"], "to_id": ["CL-259",
+                                                                                                    "CL-300"]})
+    _, linked = apply_accepted({}, students, users, accepted)
+    assert linked["email_key"].to_list() == [None, "k294@x.example", "k300@x.example"]  # the free user: applied
+    identity = link_students(linked, users, {})
+    assert identity.frame.select("student_number", "classlink_user_id").rows() == [
+        ("210180", None), ("210294", "CL-259"), ("210300", "CL-300")]
 
 
 def test_no_suggestion_is_offered_that_accepting_could_not_apply():
@@ -513,7 +529,6 @@ def test_a_mistaken_accept_is_withdrawn_by_rejecting_it_and_another_counterpart_
 def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
     """Offered for two students (m.anderson@ for Maya and for Mia), a ClassLink user was accepted for both: each
     accept said applied, and at the next drop the two shared the join key and neither linked."""
-    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
     review.record(review_db, 107873, "belleville/2026-11-01", pl.DataFrame({
         "cause": [NO_CLASSLINK] * 2, "subjects": [""] * 2, "from_id": ["210033", "210036"], "to_id": ["CL-9"] * 2,
         "score": [0.87, 0.91], "evidence": ["email: 87% alike", "email: 91% alike"]}))
@@ -531,7 +546,6 @@ def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
 def test_one_classlink_user_accepted_at_once_for_two_students_is_given_to_one(review_db, monkeypatch):
     """Two people accepting one ClassLink user for two students at once both passed the check (a read): the two
     students then shared the join key, and neither linked. A unique index holds one student per user."""
-    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
     review.record(review_db, 107873, "belleville/2026-11-01", pl.DataFrame({
         "cause": [NO_CLASSLINK] * 2, "subjects": [""] * 2, "from_id": ["210033", "210036"], "to_id": ["CL-9"] * 2,
         "score": [0.87, 0.91], "evidence": ["email: 87% alike", "email: 91% alike"]}))
@@ -551,7 +565,6 @@ def test_one_classlink_user_accepted_for_two_students_before_revision_0012_is_ke
     import datetime as dt
     from belleville_mtss.lib.load.migrations import upgrade
     from belleville_mtss.lib.load.warehouse import link_decisions, link_suggestions
-    from belleville_mtss.lib.students.suggest import NO_CLASSLINK
     engine = _warehouse_at(backend_name, tmp_path, request, "0011")
     at = dt.datetime(2026, 11, 20)
     with engine.begin() as conn:  # CL-9 accepted for two students (the race), CL-8 for one, a Star pair apart

@@ -331,7 +331,8 @@ def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, class
     """The drop's frames with the links a person accepted: an assessment's rows of an accepted identifier (of that
     vendor only) carry the link value of the student it was accepted for; a student accepted for a ClassLink user
     gets that user's key (`on`: its address key, or its sourcedId). Pairs whose student (or user) is not in this
-    drop change nothing; rows of an accepted identifier that is now a student's own link to no one (`_aliases`)."""
+    drop change nothing, nor does a pair whose user's key another student of the drop carries; rows of an accepted
+    identifier that is now a student's own link to no one (`_aliases`)."""
     if accepted is None or accepted.is_empty():
         return tests, students
     aliased = {}
@@ -344,6 +345,12 @@ def apply_accepted(tests: dict[str, pl.DataFrame], students: pl.DataFrame, class
     cl_links = accepted.filter(pl.col("cause") == NO_CLASSLINK)
     key_of = dict(zip(classlink["classlink_user_id"], classlink[on])) if classlink.height else {}
     keys = {r["from_id"]: key_of[r["to_id"]] for r in cl_links.to_dicts() if key_of.get(r["to_id"])}
+    # a user another student of the drop carries the key of (their own address: a student back in the roster since
+    # the pair was accepted) stays theirs: given to both, neither would link
+    if keys:
+        owners = students.filter(pl.col(on).is_in(list(keys.values()))).select("student_number", on).rows()
+        taken = {key for number, key in owners if keys.get(number) != key}
+        keys = {number: key for number, key in keys.items() if key not in taken}
     if keys:
         students = students.with_columns(pl.col("student_number").replace_strict(
             list(keys), list(keys.values()), default=pl.col(on)).alias(on))
