@@ -541,6 +541,19 @@ def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
     review.decide(review_db, maya, "accepted", "ana", "the school confirmed Maya")
     accepted = review.accepted(review_db, 107873)
     assert accepted.filter(pl.col("cause") == NO_CLASSLINK).select("from_id", "to_id").rows() == [("210033", "CL-9")]
+    # a user a student of the current roster is linked to by address is refused at the accept, without saying whom
+    from belleville_mtss.lib.load.warehouse import student_roster
+    review.record(review_db, 107873, "belleville/2026-11-02", pl.DataFrame({
+        "cause": [NO_CLASSLINK], "subjects": [""], "from_id": ["210040"], "to_id": ["CL-7"], "score": [0.9],
+        "evidence": ["email: 90% alike"]}))
+    with review_db.begin() as conn:
+        conn.execute(student_roster.insert().values(
+            AccountInfoId=107873, StudentNumber="210041", ClassLinkUserId="CL-7", StarTestCount=0,
+            DropId="belleville/2026-11-02", LoadedAt=dt.datetime(2026, 11, 2), IsCurrent=True))
+    late = review.listing(review_db, 107873).filter(pl.col("ToId") == "CL-7")["SuggestionId"][0]
+    with pytest.raises(review.ReviewError, match="linked to this ClassLink user by address already") as refused:
+        review.decide(review_db, late, "accepted", "ana", "looks alike")
+    assert "210041" not in str(refused.value)
 
 
 def test_one_classlink_user_accepted_at_once_for_two_students_is_given_to_one(review_db, monkeypatch):

@@ -8,7 +8,8 @@ import datetime as dt
 import polars as pl
 import sqlalchemy as sa
 
-from ..load.warehouse import link_decisions, link_suggestions, now as stamp  # UTC, as every time stored
+# now: UTC, as every time stored
+from ..load.warehouse import link_decisions, link_suggestions, now as stamp, student_roster
 from .suggest import CAUSES, NO_CLASSLINK
 
 DECISIONS = ("accepted", "rejected")
@@ -111,6 +112,9 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                 if row.Cause == NO_CLASSLINK and (user := _user_accepted_for_another(conn, row)) is not None:
                     # one ClassLink user is one student's: both would share the join key, and neither link
                     raise _user_taken(user)
+                if row.Cause == NO_CLASSLINK and _user_linked_to_another(conn, row):
+                    raise ReviewError("a student of the district's current roster is linked to this ClassLink user "
+                                      "by address already: the suggestion would not apply")
             was = row.Status if row.Status == "conflict" else "open"
             if decision == "rejected" and row.Status == "accepted":
                 was = "accepted"  # withdrawn: a mistaken accept is undone from the district's next drop or replay
@@ -151,6 +155,14 @@ def _user_accepted_for_another(conn: sa.Connection, row) -> int | None:
     return conn.execute(sa.select(s.SuggestionId).where(
         s.AccountInfoId == row.AccountInfoId, s.Cause == row.Cause, s.ToId == row.ToId, s.FromId != row.FromId,
         s.Status == "accepted")).scalar()
+
+
+def _user_linked_to_another(conn: sa.Connection, row) -> bool:
+    """Whether another student of the district's current roster is linked to the suggestion's ClassLink user."""
+    r = student_roster.c
+    return conn.execute(sa.select(r.StudentNumber).where(
+        r.AccountInfoId == row.AccountInfoId, r.IsCurrent == sa.true(), r.ClassLinkUserId == row.ToId,
+        r.StudentNumber != row.FromId).limit(1)).first() is not None
 
 
 def _set(conn: sa.Connection, suggestion_id: int, was: str, decision: str, decided_by: str, reason: str,
