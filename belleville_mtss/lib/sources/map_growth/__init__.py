@@ -26,7 +26,9 @@ OLDER_HEADERS = {"MeasurementScale": "Subject", "Discipline": "Course"}
 # Course tells them apart), older ones name the scale itself ("General Science", "Science - General Science" for
 # Science). A subject is stored and named in messages (a shifted cell would put a student's name there): a row
 # whose subject is none of NWEA's MAP Growth subjects is refused. Those outside the four norms' scales are kept as
-# named (older exports' MeasurementScale: end-of-course, Spanish, science and social studies scales).
+# named (older exports' MeasurementScale: end-of-course, Spanish, science and social studies scales). The list is
+# NWEA's subject codes as public districts' code that reads these exports names them, not NWEA's own documentation:
+# a subject missing from it refuses its rows, each counted with its reason.
 SCALES = ("Mathematics", "Reading", "Language Usage", "Science")
 SUBJECTS = (*SCALES, "Science - Concepts and Processes", "Social Studies", "Reading - Spanish", "Spanish Reading",
             "Algebra 1", "Algebra 2", "Geometry", "Integrated Math 1", "Integrated Math 1 and 2", "Integrated Math 2",
