@@ -554,6 +554,18 @@ def test_one_classlink_user_is_accepted_for_one_student_only(review_db):
     with pytest.raises(review.ReviewError, match="linked to this ClassLink user by address already") as refused:
         review.decide(review_db, late, "accepted", "ana", "looks alike")
     assert "210041" not in str(refused.value)
+    # a student linked to a user by a pair a person accepted does not hold it once withdrawn: a mistake corrected
+    review.record(review_db, 107873, "belleville/2026-11-02", pl.DataFrame({
+        "cause": [NO_CLASSLINK] * 2, "subjects": [""] * 2, "from_id": ["210050", "210051"], "to_id": ["CL-5"] * 2,
+        "score": [0.9, 0.88], "evidence": ["email: 90% alike", "email: 88% alike"]}))
+    wrong, right = review.listing(review_db, 107873).filter(pl.col("ToId") == "CL-5").sort("FromId")["SuggestionId"]
+    review.decide(review_db, wrong, "accepted", "ana", "looks alike")
+    with review_db.begin() as conn:  # the next drop linked 210050 to CL-5 by that pair
+        conn.execute(student_roster.insert().values(
+            AccountInfoId=107873, StudentNumber="210050", ClassLinkUserId="CL-5", StarTestCount=0,
+            DropId="belleville/2026-11-03", LoadedAt=dt.datetime(2026, 11, 3), IsCurrent=True))
+    review.decide(review_db, wrong, "rejected", "ana", "the wrong child")
+    review.decide(review_db, right, "accepted", "ana", "the school confirmed")
 
 
 def test_one_classlink_user_accepted_at_once_for_two_students_is_given_to_one(review_db, monkeypatch):
@@ -639,3 +651,19 @@ def test_a_rekey_refuses_accepted_links_that_disagree_under_the_two_ids(review_d
     with pytest.raises(ValueError, match="give an identifier two different students"):
         rekey(review_db, "belleville", 107873, 107999)
     assert review.accepted(review_db, 107999)["to_id"].to_list() == ["210002"]  # nothing half-done
+
+
+def test_a_rekey_refuses_a_classlink_user_accepted_for_two_students_under_the_two_ids(review_db):
+    """One user accepted for 210033 under the old id and for 210036 under the new: the copy broke migration 0012's
+    index with an uncaught IntegrityError, and the district stayed blocked with no word of which pair to reject."""
+    from belleville_mtss.lib.load.warehouse import rekey
+    for account, student in ((107873, "210033"), (107999, "210036")):
+        review.record(review_db, account, "belleville/2026-11-08", pl.DataFrame({
+            "cause": [NO_CLASSLINK], "subjects": [""], "from_id": [student], "to_id": ["CL-9"], "score": [0.9],
+            "evidence": ["email: 90% alike"]}))
+        pair = review.listing(review_db, account).filter(pl.col("Cause") == NO_CLASSLINK)["SuggestionId"][0]
+        review.decide(review_db, pair, "accepted", "ana", "checked")
+    with pytest.raises(ValueError, match="or a ClassLink user to two students"):
+        rekey(review_db, "belleville", 107873, 107999)
+    assert review.accepted(review_db, 107999).filter(pl.col("cause") == NO_CLASSLINK)["from_id"].to_list() == [
+        "210036"]  # nothing half-done

@@ -754,9 +754,14 @@ def _rekey_links(conn: sa.Connection, district: str, old: int, new: int) -> int:
     theirs = conn.execute(sa.select(link_suggestions).where(
         (s.AccountInfoId == old) & s.DropId.startswith(f"{district}/", autoescape=True)).order_by(s.SuggestionId)).all()
     accepted = {(r.Cause, r.FromId): r.ToId for r in held.values() if r.Status == "accepted"}
-    if any(accepted.get((r.Cause, r.FromId), r.ToId) != r.ToId for r in theirs if r.Status == "accepted"):
+    # and one ClassLink user to one student (migration 0012's index): the copy would be refused there
+    users = {r.ToId: r.FromId for r in held.values() if r.Status == "accepted" and r.Cause == "no_classlink_account"}
+    if any(accepted.get((r.Cause, r.FromId), r.ToId) != r.ToId for r in theirs if r.Status == "accepted") or any(
+            users.get(r.ToId, r.FromId) != r.FromId for r in theirs
+            if r.Status == "accepted" and r.Cause == "no_classlink_account"):
         raise ValueError(f"links accepted under AccountInfoId {old} and {new} give an identifier two different "
-                         "students: review them (belleville-mtss links review DISTRICT --all) and reject one first")
+                         "students, or a ClassLink user to two students: review them (belleville-mtss links review "
+                         "DISTRICT --all) and reject one first")
     copied = 0
     for r in theirs:
         there = held.get((r.Cause, r.FromId, r.ToId))

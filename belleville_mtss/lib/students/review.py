@@ -158,11 +158,14 @@ def _user_accepted_for_another(conn: sa.Connection, row) -> int | None:
 
 
 def _user_linked_to_another(conn: sa.Connection, row) -> bool:
-    """Whether another student of the district's current roster is linked to the suggestion's ClassLink user."""
-    r = student_roster.c
+    """Whether another student of the district's current roster is linked to the suggestion's ClassLink user by
+    address: not by a pair a person accepted (one withdrawn stops at the next drop)."""
+    r, s = student_roster.c, link_suggestions.c
+    by_a_pair = sa.exists().where(s.AccountInfoId == row.AccountInfoId, s.Cause == NO_CLASSLINK,
+                                  s.FromId == r.StudentNumber, s.ToId == row.ToId)
     return conn.execute(sa.select(r.StudentNumber).where(
         r.AccountInfoId == row.AccountInfoId, r.IsCurrent == sa.true(), r.ClassLinkUserId == row.ToId,
-        r.StudentNumber != row.FromId).limit(1)).first() is not None
+        r.StudentNumber != row.FromId, ~by_a_pair).limit(1)).first() is not None
 
 
 def _set(conn: sa.Connection, suggestion_id: int, was: str, decision: str, decided_by: str, reason: str,
