@@ -204,10 +204,11 @@ ACCEPTED_ONCE = sa.Index("UQ_LinkSuggestions_Accepted", link_suggestions.c.Accou
                          link_suggestions.c.FromId, unique=True,
                          **{f"{d}_where": link_suggestions.c.Status == "accepted" for d in ("postgresql", "sqlite",
                                                                                           "mssql")})
+NO_CLASSLINK = "no_classlink_account"  # the cause of a student without ClassLink (lib/students/suggest.py)
 # one student per accepted ClassLink user, whoever decides at the same time (migration 0012)
 USER_ACCEPTED_ONCE = sa.Index(
     "UQ_LinkSuggestions_UserAccepted", link_suggestions.c.AccountInfoId, link_suggestions.c.ToId, unique=True,
-    **{f"{d}_where": (link_suggestions.c.Status == "accepted") & (link_suggestions.c.Cause == "no_classlink_account")
+    **{f"{d}_where": (link_suggestions.c.Status == "accepted") & (link_suggestions.c.Cause == NO_CLASSLINK)
        for d in ("postgresql", "sqlite", "mssql")})
 # A person's decision on a suggestion: who, why, when. Append-only; the latest per suggestion holds.
 link_decisions = sa.Table(
@@ -755,10 +756,10 @@ def _rekey_links(conn: sa.Connection, district: str, old: int, new: int) -> int:
         (s.AccountInfoId == old) & s.DropId.startswith(f"{district}/", autoescape=True)).order_by(s.SuggestionId)).all()
     accepted = {(r.Cause, r.FromId): r.ToId for r in held.values() if r.Status == "accepted"}
     # and one ClassLink user to one student (migration 0012's index): the copy would be refused there
-    users = {r.ToId: r.FromId for r in held.values() if r.Status == "accepted" and r.Cause == "no_classlink_account"}
+    users = {r.ToId: r.FromId for r in held.values() if r.Status == "accepted" and r.Cause == NO_CLASSLINK}
     if any(accepted.get((r.Cause, r.FromId), r.ToId) != r.ToId for r in theirs if r.Status == "accepted") or any(
             users.get(r.ToId, r.FromId) != r.FromId for r in theirs
-            if r.Status == "accepted" and r.Cause == "no_classlink_account"):
+            if r.Status == "accepted" and r.Cause == NO_CLASSLINK):
         raise ValueError(f"links accepted under AccountInfoId {old} and {new} give an identifier two different "
                          "students, or a ClassLink user to two students: review them (belleville-mtss links review "
                          "DISTRICT --all) and reject one first")

@@ -26,9 +26,8 @@ import polars as pl
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
+from ..load.warehouse import NO_CLASSLINK  # the cause, declared beside the table that stores it
 from ..sources import ASSESSMENTS, SOURCE_OF, Source
-
-NO_CLASSLINK = "no_classlink_account"
 
 
 def unknown_cause(source: str) -> str:

@@ -30,9 +30,9 @@ def upgrade() -> None:
     op.execute(s.update().where(s.c.Status == "accepted", s.c.Cause == NO_CLASSLINK, sa.exists().where(
         earlier.c.AccountInfoId == s.c.AccountInfoId, earlier.c.Cause == s.c.Cause, earlier.c.ToId == s.c.ToId,
         earlier.c.Status == "accepted", earlier.c.SuggestionId < s.c.SuggestionId)).values(Status="conflict"))
-    where = sa.text(f"\"Status\" = 'accepted' AND \"Cause\" = '{NO_CLASSLINK}'") \
+    where = sa.text("\"Status\" = 'accepted' AND \"Cause\" = 'no_classlink_account'") \
         if op.get_context().dialect.name != "mssql" else \
-        sa.text(f"[Status] = N'accepted' AND [Cause] = N'{NO_CLASSLINK}'")
+        sa.text("[Status] = N'accepted' AND [Cause] = N'no_classlink_account'")
     op.create_index("UQ_LinkSuggestions_UserAccepted", "LinkSuggestions", ["AccountInfoId", "ToId"], unique=True,
                     schema=schema, postgresql_where=where, sqlite_where=where, mssql_where=where)
 
