@@ -224,12 +224,13 @@ def require(frame: pl.DataFrame, headers, file_name: str) -> None:
 EARLIEST, LATEST = dt.datetime(1990, 1, 1), dt.datetime(2101, 1, 1)
 
 
-def repeats_refused(reason: pl.Expr, frame: pl.DataFrame, what: str) -> pl.Expr:
+def repeats_refused(reason: pl.Expr, frame: pl.DataFrame, what: str, another_test: pl.Expr | None = None) -> pl.Expr:
     """`reason` with a test listed twice (a row printed twice, a student under two classes) refused by its
     `test_key`: copies that agree on what is stored of it (the common result columns) are kept once, the later ones
-    refused as repeats (nothing lost); copies that disagree are all refused: which is right is never guessed."""
+    refused as repeats (nothing lost); copies that disagree are all refused: which is right is never guessed. Rows
+    `another_test` marks (refused as another test: another edition's) are no copies of the student's own."""
     stored = pl.struct([c for c in RESULT_COLUMNS if c in frame.columns and c != "test_key"])
-    key = pl.col("test_key")
+    key = pl.struct(pl.col("test_key"), (another_test if another_test is not None else pl.lit(False)).alias("apart"))
     return (reason.when(stored.n_unique().over(key) > 1).then(pl.lit(f"copies of one {what} that disagree"))
             .when(~key.is_first_distinct()).then(pl.lit(f"a repeat of an earlier row's {what}")))
 

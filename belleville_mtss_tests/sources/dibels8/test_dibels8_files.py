@@ -163,3 +163,10 @@ def test_a_row_of_another_edition_is_refused_and_every_result_is_stored_under_di
                                                                         ("4", "DIBELS 8th Edition")]
     assert validated.rejected == {"Assessment Edition is not DIBELS 8th Edition": 2}
     assert errors and not any("zzqmarker" in repr(e).lower() for e in errors)
+    # a dual-language student benchmarked in both editions in one period: the Lectura row is no copy of the DIBELS 8
+    # one (both were refused as copies that disagree, and the period's load deleted the benchmark held)
+    both = header + ("2025-2026,Belleville,1,MOY,2026-01-20,310,DIBELS 8th Edition\n"
+                     "2025-2026,Belleville,1,MOY,2026-01-21,250,mCLASS Lectura\n")
+    validated, _ = validate_file(ingest_file("dibels8", Path("dibels8_BM.csv"), district, both.encode()), district)
+    assert validated.frame.select("student_link", "scaled_score").rows() == [("1", 310)]
+    assert validated.rejected == {"Assessment Edition is not DIBELS 8th Edition": 1}

@@ -96,11 +96,11 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
     ).with_columns(pl.concat_str(  # a student may be given an off-grade benchmark beside their own in a period
         ["student_link", "school_year", "period", pl.col("grade").fill_null("")], separator=":").alias("test_key"),
         pl.lit(EDITION).alias("subject"))
+    # another edition's row (mCLASS Lectura, DIBELS Next) is another test, on another scale, never a copy of the
+    # student's DIBELS 8 benchmark; and a cell that is no edition (a shifted row's name) is never stored or shown
+    other_edition = pl.col("edition").is_not_null() & ~pl.col("edition").str.contains(r"(?i)^dibels\s*8")
     reason = (pl.when(pl.col("student_link").is_null()).then(pl.lit(f"missing {link}"))
-              # another edition's row (mCLASS Lectura, DIBELS Next) is another test, on another scale; and a cell
-              # that is not one (a shifted row's name) is never stored or shown as a subject
-              .when(pl.col("edition").is_not_null() & ~pl.col("edition").str.contains(r"(?i)^dibels\s*8"))
-              .then(pl.lit(f"Assessment Edition is not {EDITION}"))
+              .when(other_edition).then(pl.lit(f"Assessment Edition is not {EDITION}"))
               .when(pl.col("screening_window").is_null()).then(pl.lit("Benchmark Period is not BOY, MOY or EOY"))
               .when(pl.col("school_year").is_null()).then(pl.lit("unreadable School Year"))
               .when(pl.col("completed_at").is_null())
@@ -113,7 +113,7 @@ def _validate(raw: pl.DataFrame, kind: FileKind, district, file_name: str):
               .when(pl.col("percentile_text").is_not_null()
                     & ~pl.col("percentile_rank").is_between(0, 100).fill_null(False))
               .then(pl.lit("Composite - National Norm Percentile is not a whole number in (0, 100)")))
-    reason = repeats_refused(reason, typed, "benchmark (student, period and grade)")
+    reason = repeats_refused(reason, typed, "benchmark (student, period and grade)", other_edition)
     return split_refused(typed, reason, STORED_LENGTHS, Dibels8Results)
 
 
