@@ -220,3 +220,43 @@ def test_an_acceptance_is_of_the_bytes_accepted_not_of_a_file_corrected_in_place
         os.utime(sr, ns=(before.st_atime_ns, before.st_mtime_ns))
         assert sr.stat().st_size == before.st_size
         assert run_drop(settings, instance=instance).outcome == "blocked"
+
+
+def test_a_file_read_again_leaves_nothing_built_on_the_earlier_frames_to_load_unchecked(tmp_path, new_instance):
+    """SR.csv past MTSS_MAX_FILE_ROWS was halted and the drop loaded in part; with the limit raised, SR.csv's frame
+    made again and the results and their load materialized one at a time loaded its rows under the identity map and
+    crosswalk built without it: a file naming another district, its district never checked."""
+    first = make_settings(tmp_path / "mtss", MTSS_MAX_FILE_ROWS="300")
+    drop = prepare_drop(first)
+    set_column(drop / "SR.csv", "DistrictName", "Springfield Public Schools")
+    raised = make_settings(tmp_path / "mtss", MTSS_MAX_FILE_ROWS="100000")
+    with new_instance() as instance:
+        assert run_drop(first, instance=instance).outcome == "partial"
+        before = warehouse_counts(first)
+        assert _subset(raised, instance, "validated_star_reading").success
+        for asset in ("assessment_results", "dm_assessment_results"):
+            result = _subset(raised, instance, asset)
+            assert not result.success and "is not kept at rest" in _failures(result), asset
+        assert warehouse_counts(raised) == before
+        assert run_drop(raised, instance=instance).outcome == "blocked"  # its district, checked
+
+
+def test_frames_of_a_source_the_registry_no_longer_lists_are_refused_not_judged(tmp_path, new_instance):
+    """A drop blocked by its MAP Growth file; map_growth taken out of the registry, and the crosswalk materialized
+    again (a re-execution from the failure) on the frames read under the old entry: a KeyError, no reason said."""
+    import dataclasses
+
+    from .helpers import SMALL
+    with_map = edited_registry(tmp_path, lambda e: e["sources"].update(map_growth={}), "with_map")
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(with_map))
+    drop = prepare_drop(settings, dataclasses.replace(SMALL, sources=("star", "map_growth")))
+    set_column(drop / "AssessmentResults.csv", "DistrictName", "Springfield Public Schools")
+    without = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(edited_registry(tmp_path, lambda e: None)))
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "blocked"
+        result = _subset(without, instance, "district_crosswalk")
+        assert not result.success and ("AssessmentResults.csv was read under a registry entry that listed its "
+                                       "source, and belleville's entry no longer does") in _failures(result)
+        assert run_drop(without, instance=instance).outcome == "loaded"  # the whole drop, read under the entry
+    logged = errors(without).filter(pl.col("Reason") == "stale_frames")
+    assert logged.height == 1

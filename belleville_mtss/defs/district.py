@@ -8,6 +8,7 @@ import polars as pl
 from ..lib import checks, pipeline
 from ..lib.columns import CROSSWALK_FRAME
 from ..lib.district.crosswalk import listed_names
+from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import under_other_ids
 from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILES, SOURCE_OF
 from ..lib.read.ingest import ValidatedFile
@@ -90,6 +91,13 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
     district = error_log.drop(context).district
     # in the sources' order (Dagster passes the inputs by name, sorted): the crosswalk's rows as the core's
     validated = {k.asset: files[k.asset] for k in (*ROSTER_FILES, *ASSESSMENT_FILES)} | {"classlink_users": classlink}
+    unlisted = sorted(v.file_name for asset, v in files.items() if v.sent and asset not in district.file_patterns)
+    if unlisted:  # frames read under an entry that listed their source (a re-execution after the registry changed)
+        message = (f"{context.partition_key}: {', '.join(unlisted)} was read under a registry entry that listed its "
+                   f"source, and {district.district}'s entry no longer does: materialize the whole drop again")
+        error_log.record(context, context.partition_key, [ErrorRecord("district", "stale_frames", message)])
+        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT)
+        raise dg.Failure(f"refused: {message}")
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),

@@ -16,6 +16,7 @@ from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.receive.vault import VaultError
+from .district import BUILT_ON_VERDICT
 from .metadata import OWNERS, column_schema, counts_md, table
 from .partitions import drops
 from .resources import DropServerResource, ErrorLogResource, ProdDbResource, WarehouseResource
@@ -101,6 +102,10 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
               prod_db: ProdDbResource, warehouse: WarehouseResource, received_drop: ReceivedDrop):
     entry = error_log.drop(context).district
     selected = {key.to_user_string() for key in context.selected_asset_keys}
+    if selected - {"classlink_users", "account_info"}:
+        # validated frames made again (a limit raised, a source added to the registry: other frames of the same
+        # bytes): nothing built on the earlier ones stays, or a later subset run loads them unchecked
+        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT)
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
     sent = [k for k in kinds if k.asset in entry.file_patterns]
     # each kind's files among the drop's (two rosters: refused at receipt), handed to the readers largest first
