@@ -230,7 +230,7 @@ def repeats_refused(reason: pl.Expr, frame: pl.DataFrame, what: str, another_tes
     refused as repeats (nothing lost); copies that disagree are all refused: which is right is never guessed. Rows
     `another_test` marks (refused as another test: another edition's) are no copies of the student's own."""
     stored = pl.struct([c for c in RESULT_COLUMNS if c in frame.columns and c != "test_key"])
-    key = pl.struct(pl.col("test_key"), (another_test if another_test is not None else pl.lit(False)).alias("apart"))
+    key = pl.col("test_key") if another_test is None else pl.struct(pl.col("test_key"), another_test.alias("apart"))
     return (reason.when(stored.n_unique().over(key) > 1).then(pl.lit(f"copies of one {what} that disagree"))
             .when(~key.is_first_distinct()).then(pl.lit(f"a repeat of an earlier row's {what}")))
 

@@ -109,12 +109,13 @@ def decide(engine: sa.Engine, suggestion_id: int, decision: str, decided_by: str
                         raise _accepted_already(taken)
                     _set(conn, taken, "accepted", "rejected", decided_by, f"replaced by suggestion {suggestion_id}: "
                          f"{why}", at)
-                if row.Cause == NO_CLASSLINK and (user := _user_accepted_for_another(conn, row)) is not None:
+                if row.Cause == NO_CLASSLINK:
                     # one ClassLink user is one student's: both would share the join key, and neither link
-                    raise _user_taken(user)
-                if row.Cause == NO_CLASSLINK and _user_linked_to_another(conn, row):
-                    raise ReviewError("a student of the district's current roster is linked to this ClassLink user "
-                                      "by address already: the suggestion would not apply")
+                    if (user := _user_accepted_for_another(conn, row)) is not None:
+                        raise _user_taken(user)
+                    if _user_linked_to_another(conn, row):
+                        raise ReviewError("a student of the district's current roster is linked to this ClassLink "
+                                          "user by address already: the suggestion would not apply")
             was = row.Status if row.Status == "conflict" else "open"
             if decision == "rejected" and row.Status == "accepted":
                 was = "accepted"  # withdrawn: a mistaken accept is undone from the district's next drop or replay
