@@ -469,11 +469,11 @@ def test_a_write_at_rest_that_fails_late_fails_the_run_and_leaves_no_older_frame
     assert at_rest.exists()
     real = io_manager.save
 
-    def late_and_full(key, obj, path):
+    def late_and_full(key, obj, path, *made):
         if path == at_rest:
             time.sleep(1.5)  # after every later step has asked for the writes done so far
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(key, obj, path)
+        return real(key, obj, path, *made)
 
     monkeypatch.setattr(io_manager, "save", late_and_full)
     with new_instance() as instance:
@@ -496,11 +496,11 @@ def test_a_write_that_fails_late_removes_no_frame_another_run_kept_meanwhile(set
     at_rest = settings.storage_dir / "validated_star_reading" / "belleville" / "2026-11-01"
     real = io_manager.save
 
-    def kept_by_another_then_full(key, obj, path):
+    def kept_by_another_then_full(key, obj, path, *made):
         if path == at_rest:
             at_rest.write_bytes(b"the other run's frame")  # its write ended while this one went on
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(key, obj, path)
+        return real(key, obj, path, *made)
 
     monkeypatch.setattr(io_manager, "save", kept_by_another_then_full)
     with new_instance() as instance:
@@ -529,14 +529,14 @@ def test_no_older_frame_is_in_place_once_an_output_is_recorded_and_its_write_goe
         assert at_rest.exists()
         real, seen = io_manager.save, []
 
-        def once_recorded(key, obj, path):
+        def once_recorded(key, obj, path, *made):
             if path == at_rest:
                 deadline = time.monotonic() + 60
                 while instance.get_latest_materialization_event(dg.AssetKey(kept)).run_id == first:
                     assert time.monotonic() < deadline, "the output's materialization was never recorded"
                     time.sleep(0.02)
                 seen.append(path.exists())  # the moment a kill would leave
-            real(key, obj, path)
+            return real(key, obj, path, *made)
 
         monkeypatch.setattr(io_manager, "save", once_recorded)
         assert run_drop(settings, instance=instance).outcome == "loaded"
@@ -548,8 +548,10 @@ def test_no_older_frame_is_in_place_once_an_output_is_recorded_and_its_write_goe
                                        asset_selection=[dg.AssetKey("student_identity_map")])
     assert not later.success
     failure = next(e for e in later.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
-    assert (f"{kept} of {drop} is not kept at rest: the run that made it ended before keeping it, or it was purged; "
-            f"materialize {kept} again") in str(failure.step_failure_data.error)
+    # the identity map's first input, the crosswalk kept at rest, was made from the frame no longer there
+    assert (f"district_crosswalk of {drop} was made from {kept} as it was then, and {kept} has been made again since "
+            f"with other contents, or removed or altered: materialize the drop again") in str(
+        failure.step_failure_data.error)
 
 
 def test_every_output_is_kept_at_rest_halted_files_included(settings, new_instance):

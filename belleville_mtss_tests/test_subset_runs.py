@@ -260,3 +260,75 @@ def test_frames_of_a_source_the_registry_no_longer_lists_are_refused_not_judged(
         assert run_drop(without, instance=instance).outcome == "loaded"  # the whole drop, read under the entry
     logged = errors(without).filter(pl.col("Reason") == "stale_frames")
     assert logged.height == 1
+
+
+def test_frames_kept_by_a_run_that_overlapped_a_read_of_the_drop_are_not_loaded_over_the_new_frames(
+        tmp_path, new_instance):
+    """Two runs of one drop at once: the first keeps the crosswalk and identity map it built on SR.csv's frame of
+    before, after the second made that frame again (with the row limit raised) and removed them. A run of the
+    results and their load alone then loaded the new SR.csv rows, naming another district, under that crosswalk.
+    The first run's late writes are made here by putting its kept files back after the second run."""
+    import shutil
+    first = make_settings(tmp_path / "mtss", MTSS_MAX_FILE_ROWS="300")
+    drop = prepare_drop(first)
+    set_column(drop / "SR.csv", "DistrictName", "Springfield Public Schools")
+    raised = make_settings(tmp_path / "mtss", MTSS_MAX_FILE_ROWS="100000")
+    built = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
+    with new_instance() as instance:
+        assert run_drop(first, instance=instance).outcome == "partial"
+        before = warehouse_counts(first)
+        late = tmp_path / "late"
+        for asset in built:
+            shutil.copytree(first.storage_dir / asset, late / asset)
+        assert _subset(raised, instance, "validated_star_reading").success
+        for asset in built:  # the first run's writes, ending after the second run's read
+            shutil.rmtree(first.storage_dir / asset, ignore_errors=True)
+            shutil.copytree(late / asset, first.storage_dir / asset)
+        for asset in ("assessment_results", "dm_assessment_results"):
+            result = _subset(raised, instance, asset)
+            assert not result.success, asset
+            assert ("was made from validated_star_reading as it was then, and validated_star_reading has been made "
+                    "again since with other contents") in _failures(result), asset
+        assert warehouse_counts(raised) == before
+        assert run_drop(raised, instance=instance).outcome == "blocked"  # its district, checked
+
+
+def test_a_frame_kept_without_what_it_was_made_from_is_refused_at_rest(tmp_path, new_instance):
+    """A frame kept before frames recorded what they were made from (an earlier version of the pipeline) cannot be
+    told current: a run that would load it from rest is refused, and one that makes it again loads."""
+    import pickle
+
+    from belleville_mtss.lib.persist import load, load_made, stamp_of
+    from belleville_mtss.lib.receive.vault import encrypt_bytes, staging_key
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        kept, key = settings.storage_dir / "student_identity_map" / KEY, staging_key(None, settings.home)
+        made, identity, stamp = load_made(key, kept)
+        crosswalk = settings.storage_dir / "district_crosswalk" / KEY
+        assert made[("district_crosswalk", KEY)] == stamp_of(key, crosswalk) and stamp == stamp_of(key, kept)
+        assert ("validated_star_reading", KEY) in made and ("student_identity_map", KEY) not in made
+        encrypt_bytes(key, pickle.dumps(identity), kept)  # as an earlier version kept it
+        assert type(load(key, kept)) is type(identity)
+        result = _subset(settings, instance, "assessment_results")
+        assert not result.success
+        assert ("student_identity_map of belleville/2026-11-01 was kept by an earlier version of the pipeline"
+                in _failures(result))
+        assert _subset(settings, instance, "student_identity_map", "assessment_results").success
+
+
+def test_an_upstream_asset_made_again_the_same_leaves_what_was_made_from_it_current(tmp_path, new_instance):
+    """The crosswalk materialized again alone (its checks looked at again), or the drop received again under the same
+    version with the same bytes: what was built on them holds what it held, and the loads run alone still load."""
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        held = warehouse_counts(settings)
+        for again in ("district_crosswalk", "received_drop"):
+            assert _subset(settings, instance, again).success, again
+            result = _subset(settings, instance, "assessment_results", "dm_student_roster", "dm_assessment_results")
+            assert result.success, (again, _failures(result))
+        assert _subset(settings, instance, "link_review").success
+    assert warehouse_counts(settings) == held

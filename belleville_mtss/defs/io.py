@@ -5,7 +5,12 @@ thread while the run goes on; a step that no other step of the run reads from (t
 for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write
 that fails fails the run. What an earlier run kept at an output's place is removed before the output is recorded:
 a run killed, or a write failing, before its write ends leaves no frame, and no later run takes an older frame for
-this run's."""
+this run's.
+
+Each object kept carries what it was made from: every kept object upstream of it, with that one's stamp (a digest
+of what it holds: lib/persist.py). One loaded from rest is refused if any of those now holds something else, or is
+gone: a frame built on a verdict is never loaded over frames that verdict did not judge, whatever runs overlapped,
+and an upstream object made again the same leaves what was made from it current."""
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from ..lib.persist import load, save
+from ..lib.persist import load, load_made, save, stamp_of
 from ..lib.receive.untrusted import safe_join
 from ..lib.receive.vault import staging_key
 
@@ -34,6 +39,11 @@ def _keeps_none(step_context) -> bool:
                for output in step_context.step.step_outputs)
 
 
+def _stamp(value) -> bytes:
+    """A stamp, or the write of this run that gives it (waited for)."""
+    return value.result() if isinstance(value, Future) else value
+
+
 def _unkeep(path: Path) -> None:
     """What an earlier run kept at `path` removed: stale once this run's output is recorded. A write that fails
     later removes nothing (its part file is its writer's to remove): what is at `path` by then is another run's."""
@@ -47,7 +57,8 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     base_dir: str
     home: str
     staging_key: str = ""
-    _memory: dict = PrivateAttr(default_factory=dict)  # path -> [object, readers still to come]
+    _memory: dict = PrivateAttr(default_factory=dict)  # path -> [object, readers to come, what it was made from]
+    _inputs: dict = PrivateAttr(default_factory=dict)  # step key -> what its inputs were made from, together
     _writes: dict = PrivateAttr(default_factory=dict)  # path -> Future of its write
     _writer: list = PrivateAttr(default_factory=list)  # the one writer thread of the run
     _read: list = PrivateAttr(default_factory=list)  # _readers of the run's plan, once
@@ -60,10 +71,40 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     def _key(self) -> bytes:
         return staging_key(self.staging_key or None, Path(self.home))
 
-    def _submit(self, obj, path: Path) -> Future:
+    def _submit(self, obj, path: Path, made: dict) -> Future:
         if not self._writer:
             self._writer.append(ThreadPoolExecutor(1, thread_name_prefix="mtss-io"))
-        return self._writer[0].submit(save, self._key(), obj, path)
+        # the stamps of what it was made from, this run's own once their writes end (written before it, in order)
+        return self._writer[0].submit(lambda: save(self._key(), obj, path, {p: _stamp(v) for p, v in made.items()}))
+
+    def _stamp_now(self, place: tuple) -> bytes | None:
+        """The stamp of what is kept at `place` now (None: nothing readable is)."""
+        try:
+            return stamp_of(self._key(), safe_join(Path(self.base_dir), *place))
+        except Exception:  # gone, being written, altered, or not of this key
+            return None
+
+    def _still_current(self, context, made: dict | None) -> None:
+        """An object loaded from rest is refused unless everything it was made from still holds what it held."""
+        asset, *drop = context.get_asset_identifier()
+        of = '/'.join(drop) or 'this run'
+        if made is None:
+            raise dg.Failure(f"{asset} of {of} was kept by an earlier version of the pipeline, which did not record "
+                             f"what it was made from: materialize the drop again")
+        for place, stamp in made.items():
+            if self._stamp_now(place) != stamp:
+                raise dg.Failure(f"{asset} of {of} was made from {place[0]} as it was then, and {place[0]} has been "
+                                 f"made again since with other contents, or removed or altered: materialize the drop "
+                                 f"again")
+
+    def _joined(self, step_key: str, made: dict, asset: str) -> None:
+        """What a step's inputs were made from, together: two versions of one object are refused."""
+        together = self._inputs.setdefault(step_key, {})
+        for place, stamp in made.items():
+            held = together.setdefault(place, stamp)
+            if held is not stamp and _stamp(held) != _stamp(stamp):  # within a run, one write: never waited for
+                raise dg.Failure(f"{step_key} read {asset}, made from a version of {place[0]} other than its other "
+                                 f"inputs were: materialize the drop again")
 
     def _raise_failed_writes(self, wait: bool = False) -> None:
         """A write that failed fails the step asking (`wait`: once every write has ended), never silently."""
@@ -117,12 +158,14 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         path.parent.mkdir(parents=True, exist_ok=True)
         # before the output is recorded, not as the write ends: a run killed while writing leaves no frame at all
         _unkeep(path)
-        self._writes[path] = self._submit(obj, path)
+        made = self._inputs.get(context.step_context.step.key, {})
+        self._writes[path] = self._submit(obj, path, made)
+        made = {**made, tuple(context.get_asset_identifier()): self._writes[path]}
         if last:
             self._raise_failed_writes(wait=True)
         readers = self._readers_of(context.step_context, context.name)
         if readers:
-            self._memory[path] = [obj, readers]
+            self._memory[path] = [obj, readers, made]
 
     def load_input(self, context: dg.InputContext):
         step = context.step_context
@@ -132,15 +175,24 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         if held is None:
             if path in self._writes:
                 self._writes[path].result()  # written by this run: wait for it
-            elif not path.exists():
-                asset, *drop = context.get_asset_identifier()
-                raise dg.Failure(f"{asset} of {'/'.join(drop) or 'this run'} is not kept at rest: the run that made it "
-                                 f"ended before keeping it, or it was purged; materialize {asset} again")
-            return load(self._key(), path)
-        held[1] -= 1
-        if held[1] <= 0:
-            del self._memory[path]
-        return held[0]
+                made, obj, stamp = load_made(self._key(), path)
+            else:
+                try:
+                    made, obj, stamp = load_made(self._key(), path)
+                except FileNotFoundError:
+                    asset, *drop = context.get_asset_identifier()
+                    raise dg.Failure(f"{asset} of {'/'.join(drop) or 'this run'} is not kept at rest: the run that "
+                                     f"made it ended before keeping it, or it was purged; materialize {asset} "
+                                     f"again") from None
+                self._still_current(context, made)
+            made = {**(made or {}), tuple(context.get_asset_identifier()): stamp}
+        else:
+            obj, made = held[0], held[2]
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._memory[path]
+        self._joined(step.step.key, made, context.asset_key.to_user_string())
+        return obj
 
     def teardown_after_execution(self, context) -> None:
         """Every output of the run is at rest before the run ends; a failed write the last step could not see (one
@@ -151,5 +203,5 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         finally:
             for writer in self._writer:
                 writer.shutdown(wait=True)
-            for kept in (self._writer, self._writes, self._memory, self._read, self._sinks):
+            for kept in (self._writer, self._writes, self._memory, self._read, self._sinks, self._inputs):
                 kept.clear()
