@@ -208,8 +208,10 @@ def drop_alerts(report: DropReport, run_id: str, job_name: str, run_failed: bool
     the same version alerts no one twice."""
     version = report.version or version or "unknown"
     if report.outcome == "superseded":  # the newer data stays; said once, as the version first arrives
+        # (not a replay, nor a run of some assets of a drop received before); a version a later version of the
+        # same drop superseded is no one's concern: the later version's run says what became of it
         return [superseded_drop(report.key, version, report.why.get("drop_is_newest", "a newer drop"))] \
-            if report.arrived else []  # a replay, or a run of some assets of a drop received before
+            if report.arrived and report.checks.get("drop_is_newest") is False else []
     failed = [name for name, passed in report.checks.items() if not passed]
     if failed:
         reasons = [report.why.get(name, "see the check") for name in failed]

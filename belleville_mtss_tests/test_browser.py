@@ -173,8 +173,8 @@ def test_after_the_quick_start_the_ui_shows_the_demos_run_partition_and_checks(u
     text = _settled(page, lambda t: t.count("Succeeded") == 5)
     _shot(page, "1-demo-checks-passed")
     assert text.count("Succeeded") == 5 and "Failed" not in text, text
-    # 3 replace checks, 3 load checks
-    _show(page, url, "/assets/dm_student_roster?view=checks", "Checks (6)", "rows_written_match_frame", "drop_is_newest")
+    # 4 replace checks, 3 load checks
+    _show(page, url, "/assets/dm_student_roster?view=checks", "Checks (7)", "rows_written_match_frame", "drop_is_newest")
     text = _settled(page, lambda t: t.count("Succeeded") == 6)
     assert text.count("Succeeded") == 6 and "Failed" not in text, text
     _shot(page, "2-demo-load-checks")

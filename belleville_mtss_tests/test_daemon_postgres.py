@@ -83,7 +83,7 @@ def test_daemon_runs_two_districts_drops_concurrently_on_a_postgres_instance(tmp
         checks = [e for r in runs for e in instance.all_logs(r.run_id)
                   if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
         # per run: 4 district checks, 4 gates, 3 replace checks, 3 checks on each of the 2 loads
-        assert len(checks) == 2 * 18 and all(e.dagster_event.event_specific_data.passed for e in checks)
+        assert len(checks) == 2 * 19 and all(e.dagster_event.event_specific_data.passed for e in checks)
     finally:
         os.environ.clear()
         os.environ.update(old_env)

@@ -130,3 +130,40 @@ def test_six_first_runs_at_once_on_a_new_home_all_end_with_a_verdict(tmp_path):
     assert read_table(engine, student_roster).height == SMALL.students
     assert "received" not in set(read_table(engine, ingestion_files)["Outcome"])
     engine.dispose()
+
+
+@pytest.mark.persistent_instance
+def test_a_run_of_a_drops_bytes_before_a_correction_writes_nothing_over_the_correction(tmp_path):
+    """The CLI's run of a drop has its frames in hand; SR.csv is corrected in place and the correction's run loads
+    before the first takes the district's lock. The first then put the uncorrected scores back, and both said OK."""
+    from .helpers import set_column
+    settings = make_settings(tmp_path / "home")
+    drop = prepare_drop(settings)
+    with instance_for(settings):
+        pass  # Dagster's instance storage made once, before two processes use it
+    go = tmp_path / "go"
+    env = {**os.environ, "MTSS_HOME": str(settings.home), "MTSS_FAULT": f"before_district_lock:wait={go}"}
+    first = subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while _runs_in_warehouse_load(settings) < 1 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.5)
+        assert _runs_in_warehouse_load(settings) == 1, "the first run never reached its load"
+        set_column(drop / "SR.csv", "ScaledScore", "777")
+        assert run_drop(settings).outcome == "loaded"  # the correction, received and loaded meanwhile
+    finally:
+        go.touch()
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 4, out + err  # superseded
+    assert "SUPERSEDED: belleville/2026-11-01: version_is_latest: superseded: other bytes of belleville/2026-11-01 (" \
+        "version " in out, out
+    engine = make_engine(settings.warehouse_url)
+    try:
+        results, audit = read_table(engine, assessment_results), read_table(engine, ingestion_files)
+    finally:
+        engine.dispose()
+    assert set(results.filter(results["Subject"] == "SR")["ScaledScore"]) == {777}
+    outcomes = dict(audit.filter(audit["FileName"] == "SR.csv").sort("ReceivedAt").select("DropVersion", "Outcome")
+                    .iter_rows())
+    assert list(outcomes.values()) == ["superseded", "loaded"], outcomes

@@ -175,11 +175,21 @@ def test_a_run_that_failed_leaving_its_files_undecided_is_not_said_to_have_ended
     assert "without finishing" not in logged["Message"][0]
 
 
-def _drop_job():
-    """drop_job as a reconstructable job: a re-execution runs it again from this module (MTSS_HOME's settings)."""
+def _drop_job(home: str):
+    """drop_job as a reconstructable job: a re-execution runs it again from this module, with `home` as MTSS_HOME
+    (an argument, not the environment: Dagster keeps a job it reconstructed for the process, by its arguments)."""
     from belleville_mtss.definitions import build_definitions
     from belleville_mtss.lib.config import load_settings
-    return build_definitions(load_settings()).resolve_job_def("drop_job")
+    return build_definitions(load_settings({**os.environ, "MTSS_HOME": home})).resolve_job_def("drop_job")
+
+
+def _re_execute(settings, instance, parent_run):
+    """The run re-executed from its failure, as the UI does it: with the parent's tags."""
+    tags = {k: v for k, v in parent_run.tags.items() if not k.startswith("dagster/") or k == "dagster/partition"}
+    job = dg.build_reconstructable_job("belleville_mtss_tests.test_recovery", "_drop_job",
+                                       reconstructable_kwargs={"home": str(settings.home)})
+    return dg.execute_job(job, instance=instance, raise_on_error=False, tags=tags,
+                          reexecution_options=dg.ReexecutionOptions.from_failure(parent_run.run_id, instance))
 
 
 def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_loaded(tmp_path, monkeypatch,
@@ -195,12 +205,7 @@ def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_load
         monkeypatch.delenv("MTSS_FAULT")
         assert parent.outcome == "failed"
         (parent_run,) = instance.get_runs()
-        tags = {k: v for k, v in parent_run.tags.items()  # the parent's, as the UI's re-execution copies them
-                if not k.startswith("dagster/") or k == "dagster/partition"}
-        with dg.execute_job(dg.build_reconstructable_job("belleville_mtss_tests.test_recovery", "_drop_job"),
-                            instance=instance, raise_on_error=False, tags=tags,
-                            reexecution_options=dg.ReexecutionOptions.from_failure(parent_run.run_id,
-                                                                                   instance)) as child:
+        with _re_execute(settings, instance, parent_run) as child:
             assert child.success
     engine = make_engine(settings.warehouse_url)
     try:
@@ -208,6 +213,37 @@ def test_a_run_re_executed_from_failure_that_loads_the_drop_marks_its_files_load
     finally:
         engine.dispose()
     assert set(audit["Outcome"]) == {"loaded"} and set(audit["RunId"]) == {parent_run.run_id}
+
+
+@pytest.mark.persistent_instance
+def test_a_run_re_executed_after_the_drop_was_corrected_marks_the_receipt_it_loads(tmp_path, monkeypatch,
+                                                                                  new_instance):
+    """The run of a drop's first version failed in its load; the drop was corrected in place and the correction's
+    run failed too; the first run, re-executed from the UI, loads the frames kept since (the correction's). It marked
+    the first version's files loaded (the audit said the uncorrected SR.csv was loaded), then, mended by halves, no
+    file at all (the audit said nothing was, while the warehouse held the correction)."""
+    from .helpers import set_column
+    monkeypatch.setenv("MTSS_HOME", str(tmp_path / "mtss"))
+    settings = make_settings(tmp_path / "mtss")
+    drop = prepare_drop(settings)
+    with new_instance() as instance:
+        monkeypatch.setenv("MTSS_FAULT", "in_apply:raise")
+        assert run_drop(settings, instance=instance).outcome == "failed"
+        (parent_run,) = instance.get_runs()
+        set_column(drop / "SR.csv", "ScaledScore", "777")
+        assert run_drop(settings, instance=instance).outcome == "failed"
+        monkeypatch.delenv("MTSS_FAULT")
+        with _re_execute(settings, instance, parent_run) as child:
+            assert child.success
+    engine = make_engine(settings.warehouse_url)
+    try:
+        audit, results = read_table(engine, ingestion_files), read_table(engine, assessment_results)
+    finally:
+        engine.dispose()
+    assert set(results.filter(pl.col("Subject") == "SR")["ScaledScore"]) == {777}
+    by_run = {run: set(rows["Outcome"]) for (run,), rows in audit.group_by(["RunId"])}
+    assert by_run.pop(parent_run.run_id) == {"failed"}
+    assert list(by_run.values()) == [{"loaded"}]
 
 
 @pytest.mark.persistent_instance

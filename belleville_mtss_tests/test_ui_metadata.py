@@ -25,7 +25,7 @@ def test_every_asset_and_check_is_described(settings):
         assert spec.description and "\n" not in spec.description.strip(), key
     checks = [c for a in graph.assets_defs for c in a.check_specs]
     # 4 district checks, 4 gates, 3 replace checks, 3 checks on each of the 2 warehouse loads
-    assert len(checks) == 18 and all(c.description for c in checks)
+    assert len(checks) == 19 and all(c.description for c in checks)
 
 
 def test_materializations_carry_schema_lineage_and_plottable_figures(settings, new_instance):

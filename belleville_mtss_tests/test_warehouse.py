@@ -262,6 +262,46 @@ def test_each_file_moves_from_received_to_its_outcome_once(engine):
     assert (stamped["OutcomeAt"] >= stamped["ReceivedAt"]).all()
 
 
+def test_bytes_received_after_those_a_run_loads_are_found_in_the_order_the_audit_took_them(engine, monkeypatch):
+    import belleville_mtss.lib.load.warehouse as warehouse
+    from belleville_mtss.lib.load.warehouse import later_receipt
+    clock = iter(dt.datetime(2026, 11, 28, 9, m) for m in (0, 1, 2, 1, 1))  # the last two from a host behind
+    monkeypatch.setattr(warehouse, "now", lambda: next(clock))
+    first = [_file("SR.csv", b"r1"), _file("SM.csv", b"m1")]
+    corrected = [_file("SR.csv", b"r2"), _file("SM.csv", b"m1")]
+    record_received(engine, "belleville/d1", 107873, "v1", first, "run1")
+    record_received(engine, "riverton/d1", 555001, "v9", first, "run0")  # another drop's receipts are not its own
+    v1, v2 = {f.name: f.sha256 for f in first}, {f.name: f.sha256 for f in corrected}
+    with engine.connect() as conn:
+        assert later_receipt(conn, "belleville/d1", v1) == ""
+        assert later_receipt(conn, "belleville/d9", v1) == ""  # no receipt at all
+    # corrected in place: the same version with other bytes
+    record_received(engine, "belleville/d1", 107873, "v1", corrected, "run2")
+    with engine.connect() as conn:
+        assert later_receipt(conn, "belleville/d1", v1) == (
+            "other bytes of belleville/d1 (version v1) were received 2026-11-28 09:02:00")
+        assert later_receipt(conn, "belleville/d1", v2) == ""
+    # the first bytes again, from a host whose clock is behind; then the same bytes under a new version
+    record_received(engine, "belleville/d1", 107873, "v3", first, "run3")
+    with engine.connect() as conn:
+        assert later_receipt(conn, "belleville/d1", v1) == ""
+        assert later_receipt(conn, "belleville/d1", v2).startswith("other bytes of belleville/d1 (version v3)")
+    record_received(engine, "belleville/d1", 107873, "v4", first, "run4")
+    with engine.connect() as conn:
+        assert later_receipt(conn, "belleville/d1", v1) == ""
+
+
+def test_a_load_marks_the_rows_of_the_receipt_it_loads_whichever_run_received_it(engine):
+    record_received(engine, "belleville/d1", 107873, "v1", [_file("SR.csv", b"r1")], "run1")
+    record_received(engine, "belleville/d1", 107873, "v2", [_file("SR.csv", b"r2")], "run2")
+    mark_files(engine, "belleville/d1", "run1", "failed")
+    mark_files(engine, "belleville/d1", "run2", "failed")
+    # run1 re-executed after run2 received other bytes: what it loads is run2's receipt, kept at rest
+    mark_files(engine, "belleville/d1", "run3", "loaded", received_by="run2")
+    audit = read_table(engine, ingestion_files)
+    assert dict(audit.select("RunId", "Outcome").iter_rows()) == {"run1": "failed", "run2": "loaded"}
+
+
 def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch):
     import belleville_mtss.lib.load.warehouse as warehouse
     clock = iter([dt.datetime(2026, 11, 28, 9, 0), dt.datetime(2026, 11, 28, 9, 5)])

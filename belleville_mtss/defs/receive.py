@@ -5,6 +5,8 @@ from ..lib.faults import fault_point
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import received_before, record_received
 from ..lib.read.ingest import drop_files
+import dataclasses
+
 from ..lib.receive.drops import DropRefused, DropUnreachable, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
 from ..lib.receive.untrusted import without_accounts
@@ -57,6 +59,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     if unexpected:
         error_log.mark_files(context, "not_expected", unexpected)
     context.resources.io_manager.forget_older_version(key, received)
+    received = dataclasses.replace(received, run_id=context.run.run_id)
     return dg.Output(received, metadata={
         "drop": key, "version": received.version, "replayed_from_staging": received.replayed,
         "first_receipt_of_version": arrived,

@@ -22,7 +22,6 @@ from .district import GATED, accepted_result, accepting, blocked_failure, check_
 from ..report import LOCK_WAIT, REFUSED_BY, SUPERSEDED_IN_PART
 from .metadata import OWNERS, table
 from .partitions import drops
-from .recovery import parent_of
 from .resources import ErrorLogResource, WarehouseResource
 
 ROSTER, RESULTS = dg.AssetKey("dm_student_roster"), dg.AssetKey("dm_assessment_results")
@@ -75,37 +74,29 @@ def _load_checks(context, error_log: ErrorLogResource, engine, table: sa.Table, 
                                   severity=dg.AssetCheckSeverity.ERROR, metadata={"why": outcome.why, **figures})
 
 
-def re_executed(context) -> tuple[str, ...]:
-    """The runs this one re-executes, nearest first (Dagster's parent tag, run after run)."""
-    found, parent = [], parent_of(context.run)
-    while parent and parent not in found:
-        found.append(parent)
-        run = context.instance.get_run_by_id(parent)
-        parent = parent_of(run) if run is not None else None
-    return tuple(found)
-
-
-def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, version: tuple[str, str],
+def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, received: ReceivedDrop,
            roster: pl.DataFrame | None, results: pl.DataFrame | None, result_scopes: list, fed: dict[str, list[str]],
            written: dict, load_id: str, max_days_ahead: int):
     """In the apply's transaction: the replace checks against what the warehouse holds, then (when none refused,
     or a person accepted them) the roster, the results and their audit rows (`fed`: the files of each; those of
     "superseded", left to a newer drop, marked so). Returns the outcomes and the refused."""
-    tags, run_id = context.run.tags, context.run.run_id
+    tags, run_id, version = context.run.tags, context.run.run_id, received.acceptance_keys
+    receipt = {f.name: f.sha256 for f in received.files}
     outcomes = checks.decide("replace", pipeline.replace_evidence(
-        conn, district, key, roster, results, result_scopes, max_days_ahead))
+        conn, district, key, roster, results, result_scopes, max_days_ahead, receipt))
     fault_point("in_apply")  # the transaction open (it has read what the warehouse holds), nothing written yet
     failed = [o for o in outcomes if not o.passed]
     earlier = {o.name: gates.acceptance(engine, key, version, o.name, o.figure) for o in failed}
     now = accepting(context) if failed else set()  # read once: a re-executed run's parent is looked up
-    refused = [o for o in failed if not earlier[o.name] and o.name not in now]
+    refused = [o for o in failed if not checks.CATALOGUE[o.name].acceptable
+               or not earlier[o.name] and o.name not in now]
     if refused:
         return outcomes, refused
     for o in failed:
-        if not earlier[o.name]:  # accepted now: recorded with the load it allows
+        if not earlier[o.name]:  # accepted now: recorded with the load it allows (none refused: each acceptable)
             gates.accept(conn, key, version[0], o.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
-    before = re_executed(context)  # their receipt is what a run re-executed from the UI loads
+    before = received.run_id  # its receipt is what a run re-executed from the UI, or a subset run, loads
     if fed.get("superseded"):
         mark_files(conn, key, run_id, "superseded", fed["superseded"], before)
     if roster is not None:
@@ -152,6 +143,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         # what the warehouse holds and, if the checks allow, applies the roster, the results and their audit. The
         # district's lock is the session's that runs that transaction: losing one aborts the other.
         sweep_staging(engine, warehouse.staging_sweep_hours)  # what a load killed long ago left behind
+        fault_point("before_district_lock")
         with (engine.connect() as conn,
               district_lock(engine, district.account_info_id, warehouse.load_lock_wait_seconds, conn) as waited):
             clear_district_staging(engine, district.account_info_id)  # the lock held: a dead load's rows, if any
@@ -177,7 +169,7 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
                     holds = None
             with staged(engine, roster, results) as load_id:
                 with conn.begin():
-                    outcomes, refused = _apply(context, conn, engine, district, key, version, roster, results,
+                    outcomes, refused = _apply(context, conn, engine, district, key, received_drop, roster, results,
                                                result_scopes, fed, written, load_id,
                                                error_log.registry.max_days_ahead)
                 committed = True

@@ -69,6 +69,7 @@ class Evidence:
     current_roster: int = 0  # the district's roster now in dm.StudentRoster
     snapshot: dt.date | None = None  # replace stage: the drop's place in its district's order (lib/load/order.py)
     newer: list[Held] = field(default_factory=list)  # what the warehouse holds from a newer drop
+    later_receipt: str = ""  # bytes of the drop received after those loaded (lib/load/warehouse.py)
     holding: dict[str, Held] = field(default_factory=dict)  # each scope the warehouse holds of the district
     current_numbers: set[str] = field(default_factory=set)  # the student numbers of its current roster
     roster_numbers: pl.Series | None = None  # this drop's (None: no roster in this load)
@@ -99,13 +100,15 @@ class Check:
 CATALOGUE: dict[str, Check] = {}
 
 
-def check(name: str, stage: Stage, description: str, remedy: str | None = None, outcome: str | None = None):
+def check(name: str, stage: Stage, description: str, remedy: str | None = None, outcome: str | None = None,
+          acceptable: bool | None = None):
     """Registers a decision function as the check `name`. Gates and replace checks are acceptable per drop
-    version, by default with the acceptance remedy."""
+    version unless said, by default with the acceptance remedy."""
     def register(decide: Callable[[Evidence], CheckOutcome]) -> Callable[[Evidence], CheckOutcome]:
         if name in CATALOGUE:
             raise ValueError(f"check {name} is declared twice")
-        CATALOGUE[name] = Check(name, stage, description, remedy or ACCEPT_REMEDY, stage in ("gate", "replace"),
+        CATALOGUE[name] = Check(name, stage, description, remedy or ACCEPT_REMEDY,
+                                stage in ("gate", "replace") if acceptable is None else acceptable,
                                 decide, outcome or STAGE_OUTCOME[stage])
         return decide
     return register
@@ -314,6 +317,19 @@ def drop_is_newest(ev: Evidence) -> CheckOutcome:
     failed = _outcome(ev, "drop_is_newest", False, f"superseded: the warehouse holds the newer {held}; this drop is "
                       f"of {when}; nothing was written", reason="superseded")
     return replace(failed, figure=newer_figure(key for key, _date in by_drop))
+
+
+@check("version_is_latest", "replace",
+       "No other bytes of the drop were received after those loaded (a run of the drop's bytes before a correction, "
+       "ending after the correction's run, would put them back)",
+       "nothing: the later bytes are the drop's, and their own run loads them; if it did not finish, run the drop "
+       "again: belleville-mtss run {key}",
+       outcome="superseded", acceptable=False)
+def version_is_latest(ev: Evidence) -> CheckOutcome:
+    if not ev.later_receipt:
+        return _outcome(ev, "version_is_latest", True, "no other bytes of the drop were received after these")
+    return _outcome(ev, "version_is_latest", False, f"superseded: {ev.later_receipt}, after those this run read; "
+                    f"nothing was written", reason="superseded")
 
 
 NEWER = ", "

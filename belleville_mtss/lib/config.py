@@ -53,7 +53,7 @@ SETTINGS: dict[str, Setting] = {s.variable: s for s in (
     Setting("MTSS_MAX_DAYS_AHEAD", "`2`", "a drop whose name dates it more than this many days after today is held "
             "(blocked, with an alert), never loaded, and never orders a later drop out (a mistyped year)"),
     Setting("MTSS_FAULT", "unset", "tests only: `<point>:<action>` trips a named fault point (lib/faults.py: kill, "
-            "raise or sleep=<seconds>); never set it in production"),
+            "raise, sleep=<seconds> or wait=<path>); never set it in production"),
     Setting("MTSS_STAGING_SWEEP_HOURS", "`6`", "staged warehouse rows of a load that started longer ago than this "
             "are deleted by the next load (what a killed load left in the staging tables)"),
     Setting("MTSS_ACCOUNT_INFO_TABLE", "`dm.AccountInfo`",
@@ -186,8 +186,8 @@ def _fault(env: dict[str, str]) -> str:
     """MTSS_FAULT, refused unless it names a fault point and an action (a mistyped one would trip nothing)."""
     value = setting_value(env, "MTSS_FAULT")
     point, _, action = value.partition(":")
-    if value and (point not in POINTS or not (action in ("kill", "raise") or action.startswith("sleep="))):
-        raise SettingError(f"MTSS_FAULT must be <point>:<kill|raise|sleep=SECONDS> with a point of "
+    if value and (point not in POINTS or not (action in ("kill", "raise") or action.startswith(("sleep=", "wait=")))):
+        raise SettingError(f"MTSS_FAULT must be <point>:<kill|raise|sleep=SECONDS|wait=PATH> with a point of "
                            f"{', '.join(POINTS)}, not {value!r}")
     return value
 

@@ -2,8 +2,9 @@
 real: the process killed, or an error raised, at an exact place (as storage systems test their recovery).
 
 Armed by the environment variable `MTSS_FAULT=<point>:<action>`: `kill` (SIGKILL, this process), `raise`
-(`InjectedFault`), or `sleep=<seconds>` (a pause, while a test does something to the world). Unset, a point is one
-dictionary look-up. Never set it in production.
+(`InjectedFault`), `sleep=<seconds>` (a pause, while a test does something to the world) or `wait=<path>` (a pause
+until that file exists, at most ten minutes: the test says when). Unset, a point is one dictionary look-up. Never set
+it in production.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 VARIABLE = "MTSS_FAULT"
 POINTS = {
     "before_claim": "a run's first step begun, before it tags the run as the district's",
+    "before_district_lock": "a load's frames in hand, before it asks for the district's lock",
     "after_stage": "a load's rows are in staging; nothing applied",
     "in_apply": "inside the apply's transaction, the district lock held, nothing committed",
     "after_commit": "the load committed; its staged rows not yet removed",
@@ -38,5 +40,9 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif action.startswith("sleep="):
         time.sleep(float(action.removeprefix("sleep=")))
+    elif action.startswith("wait="):
+        deadline = time.monotonic() + 600
+        while not os.path.exists(action.removeprefix("wait=")) and time.monotonic() < deadline:
+            time.sleep(0.1)
     else:
         raise InjectedFault(f"fault injected at {name}")

@@ -302,12 +302,15 @@ def _place(conn, district: District, key: str, roster: pl.DataFrame | None, resu
 
 
 def replace_evidence(conn, district: District, key: str, roster: pl.DataFrame | None,
-                     results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2) -> Evidence:
+                     results: pl.DataFrame | None, result_scopes: list, max_days_ahead: int = 2,
+                     receipt: dict[str, str] | None = None) -> Evidence:
     """What the replace checks decide on, read from the warehouse (inside the load's transaction, or read-only for
-    a dry run): the drop's place in its district's order, what the warehouse holds, the current roster."""
-    from .load.warehouse import current_numbers
+    a dry run): the drop's place in its district's order, what the warehouse holds, the current roster, and bytes
+    of the drop received after `receipt` (the files loaded: name -> SHA-256)."""
+    from .load.warehouse import current_numbers, later_receipt
     snapshot, holding, newer = _place(conn, district, key, roster, results, result_scopes, max_days_ahead)
     return Evidence(district, key, snapshot=snapshot, newer=newer,
+                    later_receipt=later_receipt(conn, key, receipt) if receipt else "",
                     holding=holding, results_rows=order.rows_per_scope(results),
                     current_numbers=set() if roster is None else current_numbers(conn, district.account_info_id),
                     roster_numbers=roster["StudentNumber"] if roster is not None else None)

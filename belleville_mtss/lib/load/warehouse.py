@@ -646,6 +646,23 @@ def received_before(engine: Engine, drop_id: str, version: str) -> bool:
                             .limit(1)).first() is not None
 
 
+def later_receipt(conn: sa.Connection, drop_id: str, files: dict[str, str]) -> str:
+    """The drop's newest receipt, said, when it brought other bytes than `files` (name -> SHA-256): bytes received
+    after those a run loads ("": none; the newest receipt is of these bytes, under whatever version). Newest by the
+    audit's own numbering, in the order the database took the rows: runs on hosts whose clocks differ agree on it."""
+    f = ingestion_files.c
+    last = conn.execute(sa.select(f.RunId, f.ReceivedAt).where(f.DropId == drop_id)
+                        .order_by(f.FileId.desc()).limit(1)).first()
+    if last is None:
+        return ""
+    rows = conn.execute(sa.select(f.DropVersion, f.FileName, f.Sha256).where(
+        (f.DropId == drop_id) & (f.RunId.is_(None) if last.RunId is None else f.RunId == last.RunId)
+        & (f.ReceivedAt == last.ReceivedAt))).all()
+    if {(r.FileName, r.Sha256) for r in rows} == set(files.items()):
+        return ""
+    return f"other bytes of {drop_id} (version {rows[0].DropVersion}) were received {last.ReceivedAt:%Y-%m-%d %H:%M:%S}"
+
+
 def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list,
                     run_id: str | None) -> dict[str, str | None]:
     """Append one audit row per file of this receipt (outcome "received"); returns, per file, the earlier drop
@@ -668,15 +685,17 @@ def record_received(engine: Engine, drop_id: str, district_id: int, version: str
 
 
 def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None, outcome: str,
-               names: list[str] | None = None, received_by: tuple[str, ...] = ()) -> None:
+               names: list[str] | None = None,
+               received_by: str | None = None) -> None:
     """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
     decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought.
-    `received_by`: the runs this one re-executes, whose receipt it loads: their rows of the files, "received" or
-    left "failed" or "interrupted" by their end, take the outcome too. On a connection, inside its transaction (a
-    load marks its files in the load's own transaction)."""
+    `received_by`: the run that received the drop this one loads, when another did (a re-execution from the UI, a
+    subset run, loading what is kept at rest): its rows of the files, "received" or left "failed" or "interrupted"
+    by its end, take the outcome too. On a connection, inside its transaction (a load marks its files in the load's
+    own transaction)."""
     f = ingestion_files.c
     where = (f.DropId == drop_id) & (((f.RunId == run_id) & (f.Outcome == "received")) | (
-        f.RunId.in_(received_by) & f.Outcome.in_(("received", "failed", "interrupted"))))
+        (f.RunId == received_by) & (f.RunId != run_id) & f.Outcome.in_(("received", "failed", "interrupted"))))
     value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
     at = now()
     statements = [ingestion_files.update().where(where if part is None else where & f.FileName.in_(part))

@@ -863,6 +863,7 @@ class ReceivedDrop:
     folder: str  # the staging folder holding the drop's files
     files: tuple[StagedFile, ...]
     replayed: bool  # True: read from staging, the drop server was not needed
+    run_id: str = ""  # the run that received it, whose audit rows (dm.IngestionFiles) are of these bytes
 
     @property
     def content_version(self) -> str:
