@@ -175,8 +175,8 @@ def test_after_the_quick_start_the_ui_shows_the_demos_run_partition_and_checks(u
     assert text.count("Succeeded") == 5 and "Failed" not in text, text
     # 4 replace checks, 3 load checks
     _show(page, url, "/assets/dm_student_roster?view=checks", "Checks (7)", "rows_written_match_frame", "drop_is_newest")
-    text = _settled(page, lambda t: t.count("Succeeded") == 6)
-    assert text.count("Succeeded") == 6 and "Failed" not in text, text
+    text = _settled(page, lambda t: t.count("Succeeded") == 7)
+    assert text.count("Succeeded") == 7 and "Failed" not in text, text
     _shot(page, "2-demo-load-checks")
 
 

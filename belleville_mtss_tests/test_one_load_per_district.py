@@ -167,3 +167,45 @@ def test_a_run_of_a_drops_bytes_before_a_correction_writes_nothing_over_the_corr
     outcomes = dict(audit.filter(audit["FileName"] == "SR.csv").sort("ReceivedAt").select("DropVersion", "Outcome")
                     .iter_rows())
     assert list(outcomes.values()) == ["superseded", "loaded"], outcomes
+
+
+@pytest.mark.persistent_instance
+def test_a_receipt_begun_before_a_correction_and_recorded_after_it_is_refused(tmp_path):
+    """SR.csv corrected in place, its size and time kept, while the CLI's run was reading the drop: the correction's
+    run received and loaded it first, then the first run recorded its receipt, the audit's newest, and loaded the
+    uncorrected scores over the correction, both saying OK."""
+    settings = make_settings(tmp_path / "home")
+    drop = prepare_drop(settings)
+    with instance_for(settings):
+        pass
+    go = tmp_path / "go"
+    env = {**os.environ, "MTSS_HOME": str(settings.home), "MTSS_FAULT": f"after_receipt:wait={go}"}
+    first = subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sr = drop / "SR.csv"
+    try:
+        deadline = time.monotonic() + 180
+        while not list(settings.staging_dir.glob("*/.incoming-*")) and time.monotonic() < deadline:
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.2)
+        before, text = sr.stat(), sr.read_text()
+        row = text.splitlines()[1]
+        sr.write_text(text.replace(row, row.replace(",1", ",2", 1), 1))  # one score, in place
+        os.utime(sr, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert sr.stat().st_size == before.st_size and sr.read_text() != text
+        assert run_drop(settings).outcome == "loaded"  # the correction, received and loaded meanwhile
+        corrected = _scores(settings)
+    finally:
+        go.touch()
+    out, err = first.communicate(timeout=180)
+    assert first.returncode == 1, out + err
+    assert "received again while this receipt was read, with other bytes, and that receipt published first" in out
+    assert _scores(settings) == corrected
+
+
+def _scores(settings) -> list:
+    engine = make_engine(settings.warehouse_url)
+    try:
+        return read_table(engine, assessment_results).sort("TestKey")["ScaledScore"].to_list()
+    finally:
+        engine.dispose()

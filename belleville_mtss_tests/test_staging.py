@@ -147,3 +147,11 @@ def test_a_load_killed_after_staging_leaves_rows_the_sweep_removes_by_age(pg_dat
             assert conn.execute(sa.select(staging.c.LoadId).distinct()).scalars().all() == [live_id]
     assert [count_rows(engine, t) for t in STAGING.values()] == [0, 0, 0]
     engine.dispose()
+
+
+def test_a_staged_copy_s_receipt_began_later_only_within_one_boot_of_the_machine():
+    from belleville_mtss.lib.receive.drops import _began_later
+    assert _began_later(["boot1", 5], ["boot1", 3]) and not _began_later(["boot1", 3], ["boot1", 5])
+    assert not _began_later(["boot0", 9], ["boot1", 3])  # staged before a restart: published before this began
+    assert not _began_later(["", 0], ["boot1", 3])  # staged before receipts said when they began
+    assert not _began_later(["", 9], ["", 3])  # no boot known here: never refused

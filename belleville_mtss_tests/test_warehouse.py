@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from belleville_mtss.lib.checks import LOAD_CHECKS, load_checks
 from belleville_mtss.lib.sample import migrate_sample_warehouse
 from belleville_mtss.lib.load.warehouse import (
-    assessment_results, ingestion_files, load_figures, make_engine, mark_files, read_table, record_received,
-    replace_results, replace_roster, results_scopes, student_roster,
+    assessment_results, ingestion_files, load_figures, make_engine, mark_files, read_table, receipt_of,
+    record_received, replace_results, replace_roster, results_scopes, student_roster,
 )
 
 AWKWARD = [None, "", 'He said "hi"', "a,b", "line\nbreak", "Ünïcödé ’"]
@@ -300,6 +300,26 @@ def test_a_load_marks_the_rows_of_the_receipt_it_loads_whichever_run_received_it
     mark_files(engine, "belleville/d1", "run3", "loaded", received_by="run2")
     audit = read_table(engine, ingestion_files)
     assert dict(audit.select("RunId", "Outcome").iter_rows()) == {"run1": "failed", "run2": "loaded"}
+    # a blocked receipt, loaded by a re-execution that accepts its check; one kept by an earlier release, without
+    # the run that received it, is found by its bytes
+    record_received(engine, "belleville/d2", 107873, "v1", [_file("SR.csv", b"r3")], "run4")
+    mark_files(engine, "belleville/d2", "run4", "blocked")
+    with engine.connect() as conn:
+        assert receipt_of(conn, "belleville/d2", {"SR.csv": _file("SR.csv", b"r3").sha256}) == "run4"
+        assert receipt_of(conn, "belleville/d2", {"SR.csv": _file("SR.csv", b"r2").sha256}) is None
+    mark_files(engine, "belleville/d2", "run5", "loaded", received_by="run4")
+    assert read_table(engine, ingestion_files, ingestion_files.c.RunId == "run4")["Outcome"].to_list() == ["loaded"]
+
+
+def test_status_lists_receipts_in_the_order_the_audit_took_them(engine, monkeypatch):
+    import belleville_mtss.lib.load.warehouse as warehouse
+    from belleville_mtss.lib.load.audit import drop_status
+    clock = iter([dt.datetime(2026, 11, 28, 9, 5), dt.datetime(2026, 11, 28, 9, 1)])  # the second host is behind
+    monkeypatch.setattr(warehouse, "now", lambda: next(clock))
+    record_received(engine, "belleville/d1", 107873, "v1", [_file("SR.csv", b"r1")], "first000")
+    record_received(engine, "belleville/d1", 107873, "v2", [_file("SR.csv", b"r2")], "second00")
+    lines = drop_status(engine, "belleville/d1").splitlines()
+    assert [line.split(" · ")[1] for line in lines if "· run" in line] == ["run first000", "run second00"]
 
 
 def test_an_outcome_is_stamped_with_the_time_it_was_decided(engine, monkeypatch):

@@ -27,11 +27,20 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
     fault_point("before_claim")
     claim(context, district.district)
     recover(context, error_log, district)  # the district's runs that died, settled
+    audit = {}
+
+    def published(version: str, files: list) -> None:  # recorded as it is published: the audit in publish order
+        audit["found"] = drop_files(district, files)  # a drop refused for its files is no receipt
+        audit["arrived"] = not received_before(error_log.engine(), key, version)  # this version's first receipt
+        audit["earlier"] = record_received(error_log.engine(), key, district.account_info_id, version, files,
+                                           context.run.run_id)
+
     try:
         received = receive_or_replay(drop_server.source(), drop.key.district, district.drop_folder, drop.key.drop,
                                      drop_server.staging(drop.key), drop_server.vault_key(), drop_server.limits(),
-                                     transient=(SftpTransient,), requested=context.run.tags.get(VERSION_TAG))
-        found = drop_files(district, received.files)
+                                     transient=(SftpTransient,), requested=context.run.tags.get(VERSION_TAG),
+                                     published=published)
+        found = audit["found"]
     except DropRefused as exc:
         error_log.record(context, key, [ErrorRecord("receive", exc.reason, exc.message, exc.file_name)])
         raise dg.Failure(f"refused: {exc.message}") from None
@@ -49,9 +58,7 @@ def received_drop(context: dg.AssetExecutionContext, drop_server: DropServerReso
         message = f"receiving the drop failed: {type(exc).__name__}: {exc.strerror or exc}"
         error_log.record(context, key, [ErrorRecord("receive", "receive_failed", without_accounts(message))])
         raise dg.Failure(message) from None
-    arrived = not received_before(error_log.engine(), key, received.version)  # this version's first receipt
-    earlier = record_received(error_log.engine(), key, district.account_info_id, received.version,
-                              list(received.files), context.run.run_id)
+    arrived, earlier = audit["arrived"], audit["earlier"]
     # a file of the drop no source the district sends claims (a source its registry entry does not list, a stray
     # file): decided now, never left `received`
     claimed = {f.name for files in found.values() for f in files}

@@ -12,7 +12,7 @@ from ..lib.load.verify import load_failure
 from ..lib.load.warehouse import assessment_results as results_table
 from ..lib.faults import InjectedFault, fault_point
 from ..lib.load.warehouse import (apply_results, apply_roster, clear_district_staging, load_figures, mark_files,
-                                  refused as refused_load, results_scopes, staged, sweep_staging)
+                                  receipt_of, refused as refused_load, results_scopes, staged, sweep_staging)
 from ..lib.load.warehouse import student_roster as student_roster_table
 from ..lib.read.ingest import drop_files
 from ..lib.sources import ASSESSMENT_FILES, ROSTER_FILES, SOURCE_OF
@@ -96,7 +96,9 @@ def _apply(context, conn: sa.Connection, engine: sa.Engine, district, key: str, 
         if not earlier[o.name]:  # accepted now: recorded with the load it allows (none refused: each acceptable)
             gates.accept(conn, key, version[0], o.name, tags["mtss/accept_reason"],
                          tags.get("mtss/accepted_by", "unknown"), o.figure or o.why, run_id)
-    before = received.run_id  # its receipt is what a run re-executed from the UI, or a subset run, loads
+    # its receipt is what a run re-executed from the UI, or a subset run, loads (kept by an earlier release: found
+    # by its bytes)
+    before = received.run_id or receipt_of(conn, key, receipt)
     if fed.get("superseded"):
         mark_files(conn, key, run_id, "superseded", fed["superseded"], before)
     if roster is not None:

@@ -27,7 +27,8 @@ def drop_status(engine: sa.Engine, scope: str | None = None, summary: bool = Fal
     with engine.connect() as conn:
         files = conn.execute(sa.select(f.DropId, f.DropVersion, f.RunId, f.FileName, f.SizeBytes, f.Outcome,
                                        f.ReceivedAt, f.OutcomeAt, f.DuplicateOf)
-                             .where(_scope(f.DropId, scope)).order_by(f.DropId, f.ReceivedAt, f.FileId)).all()
+                             # receipts in the order the audit took them: hosts' clocks may disagree
+                             .where(_scope(f.DropId, scope)).order_by(f.DropId, f.FileId)).all()
         errors = conn.execute(sa.select(e.DropId, e.RunId, e.Stage, e.Reason, sa.func.count(),
                                         sa.func.sum(e.RowCount))
                               .where(_scope(e.DropId, scope)).group_by(e.DropId, e.RunId, e.Stage, e.Reason)

@@ -646,6 +646,17 @@ def received_before(engine: Engine, drop_id: str, version: str) -> bool:
                             .limit(1)).first() is not None
 
 
+def receipt_of(conn: sa.Connection, drop_id: str, files: dict[str, str]) -> str | None:
+    """The run of the drop's newest receipt of exactly these files (name -> SHA-256): who received a drop kept at
+    rest by a release that did not say."""
+    f = ingestion_files.c
+    receipts: dict[tuple, set] = {}
+    for r in conn.execute(sa.select(f.RunId, f.ReceivedAt, f.FileName, f.Sha256).where(f.DropId == drop_id)
+                          .order_by(f.FileId)):
+        receipts.setdefault((r.RunId, r.ReceivedAt), set()).add((r.FileName, r.Sha256))
+    return next((run for (run, _at), held in reversed(receipts.items()) if held == set(files.items())), None)
+
+
 def later_receipt(conn: sa.Connection, drop_id: str, files: dict[str, str]) -> str:
     """The drop's newest receipt, said, when it brought other bytes than `files` (name -> SHA-256): bytes received
     after those a run loads ("": none; the newest receipt is of these bytes, under whatever version). Newest by the
@@ -690,12 +701,13 @@ def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None,
     """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
     decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought.
     `received_by`: the run that received the drop this one loads, when another did (a re-execution from the UI, a
-    subset run, loading what is kept at rest): its rows of the files, "received" or left "failed" or "interrupted"
-    by its end, take the outcome too. On a connection, inside its transaction (a load marks its files in the load's
-    own transaction)."""
+    subset run, loading what is kept at rest): its rows of the files, "received" or left "failed", "interrupted",
+    "blocked" or "superseded" by its end (a re-execution that accepts the check), take the outcome too. On a
+    connection, inside its transaction (a load marks its files in the load's own transaction)."""
     f = ingestion_files.c
+    theirs = ("received", "failed", "interrupted", "blocked", "superseded")
     where = (f.DropId == drop_id) & (((f.RunId == run_id) & (f.Outcome == "received")) | (
-        (f.RunId == received_by) & (f.RunId != run_id) & f.Outcome.in_(("received", "failed", "interrupted"))))
+        (f.RunId == received_by) & (f.RunId != run_id) & f.Outcome.in_(theirs)))
     value = sa.case((f.DuplicateOf.is_not(None), "duplicate"), else_="loaded") if outcome == "loaded" else outcome
     at = now()
     statements = [ingestion_files.update().where(where if part is None else where & f.FileName.in_(part))

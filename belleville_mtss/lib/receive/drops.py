@@ -49,6 +49,9 @@ RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (tho
 MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
 MAKING_GRACE_S = 3600  # how old a folder left unfinished must be before a cleaner takes it
 _LOCK = ".lock"
+# this machine's boot (Linux): receipts' beginnings are compared within one boot only (_began_later)
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+_BOOT = _BOOT_ID.read_text().strip() if _BOOT_ID.is_file() else ""
 _PUBLISHING = ".publishing.lock"  # a file in a district's staging folder: one publish at a time there (_publishing)
 RESERVED = (MANIFEST, _LOCK)  # the receipt's own files beside the staged ones: no file of a drop may take these names
 
@@ -632,9 +635,13 @@ def _unchanged_since_listed(source: DropSource, folder: str, drop: Drop) -> None
 
 
 def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, limits: Limits = Limits(),
-            attempts: int = 3, transient: tuple[type[Exception], ...] = (), sleep=time.sleep) -> list[StagedFile]:
+            attempts: int = 3, transient: tuple[type[Exception], ...] = (), sleep=time.sleep,
+            ticket: list | None = None, published=None) -> list[StagedFile]:
     """Copy the drop's files into staging, hashed and encrypted as they stream in, and publish the staged copy
-    (manifest last) with one rename: a half-received or refused drop leaves nothing behind."""
+    (manifest last) with one rename: a half-received or refused drop leaves nothing behind. `ticket`: when the
+    receipt began, before the drop was listed (_ticket): a receipt begun later that published other bytes first is
+    the drop's, and this one is refused. `published(version, staged)`: called with the publish lock still
+    held (the audit's receipt: receipts are recorded in the order they published)."""
     if drop.problem:
         raise DropRefused(*drop.problem)
     declared = sum(f.size for f in drop.files)
@@ -655,21 +662,50 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
                                                                attempts, transient, sleep), drop.files))
         fault_point("after_receipt")
         _unchanged_since_listed(source, folder, drop)
-        manifest = json.dumps({"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged]},
-                              indent=1)
-        (work / MANIFEST).write_text(manifest)
+        ticket = ticket or _ticket()
+        manifest = {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged], "ticket": ticket}
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         with _publishing(staging.parent):
             fault_point("before_publish")
-            if _same_files(staging, staged) and _opens(staging, staged, key):
+            same, held = _same_files(staging, staged), _ticket_of(staging)
+            if _began_later(held, ticket):
+                if not same:
+                    raise DropRefused("received_again", f"{escape(drop.name)}: received again while this receipt "
+                                      f"was read, with other bytes, and that receipt published first: it is the drop's")
+                (work / MANIFEST).write_text(json.dumps({**manifest, "ticket": held}, indent=1))  # it stays the last
+            if same and _opens(staging, staged, key):
                 # the bytes staged already: the copy stays where it is (another run may be reading it), only its
                 # manifest is replaced, in one rename
                 os.replace(work / MANIFEST, staging / MANIFEST)
-                return staged
-            if staging.exists():
-                shutil.rmtree(staging)
-            work.rename(staging)  # still locked: no cleaner takes it on its way
-            (staging / _LOCK).unlink()
+            else:
+                if staging.exists():
+                    shutil.rmtree(staging)
+                work.rename(staging)  # still locked: no cleaner takes it on its way
+                (staging / _LOCK).unlink()
+            if published is not None:
+                published(drop.version, staged)
     return staged
+
+
+def _ticket() -> list:
+    """When a receipt began, in an order every process of this machine agrees on: the boot, and the monotonic
+    clock, which the wall clock's corrections never step back."""
+    return [_BOOT, time.monotonic_ns()]
+
+
+def _began_later(held: list, ticket: list) -> bool:
+    """Whether the staged copy's receipt began after this one: known only for two of one boot of one machine (a
+    copy staged before a restart was published before this receipt began)."""
+    return bool(ticket[0]) and held[0] == ticket[0] and held[1] > ticket[1]
+
+
+def _ticket_of(staging: Path) -> list:
+    """When the receipt that published the staged copy began (["", 0]: none, or published before it was said)."""
+    try:
+        boot, began = json.loads((staging / MANIFEST).read_text())["ticket"]
+        return [str(boot), int(began)]
+    except (OSError, ValueError, TypeError, KeyError):
+        return ["", 0]
 
 
 @contextmanager
@@ -885,15 +921,17 @@ class DropUnreachable(LookupError):
 
 def receive_or_replay(source: DropSource, district: str, folder: str, drop_name: str, staging: Path, key: bytes,
                       limits: Limits = Limits(), transient: tuple[type[Exception], ...] = (),
-                      requested: str | None = None) -> ReceivedDrop:
+                      requested: str | None = None, published=None) -> ReceivedDrop:
     """Fetch the drop whenever the server has it, and replay from staging only when it does not or cannot be
     reached: whether a file changed is decided by its bytes (hashed as they are received), never by the size and
     modification time a listing shows, so a correction made in place with both kept is loaded, and the audit holds
     the hash of what was read. `drop_name` is canonical; the listed drop is found by its canonical name.
     `requested`: the version a run was asked for (the drop sensor's); another one is never loaded in its place.
     Raises LookupError when the drop is neither on the server nor staged, DropUnreachable when the server did not
-    answer and nothing staged is the version `requested`, DropRefused when it is refused."""
+    answer and nothing staged is the version `requested`, DropRefused when it is refused. `published(version,
+    files)`: the receipt recorded (under the publish lock, for a drop fetched: `receive`)."""
     drop_key = f"{district}/{drop_name}"
+    ticket = _ticket()  # before the listing: a receipt that lists later is a later receipt
     try:
         listed = [d for d in source.list_drops(district, folder) if not d.refused_at_listing and d.key == drop_key]
         current, reachable = (listed[0] if listed else None), True
@@ -907,6 +945,8 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
                                   f"{manifest['version']}, not {requested}, the version this run was requested for")
         if manifest:
             files = tuple(StagedFile(**f) for f in manifest["files"])
+            if published is not None:
+                published(manifest["version"], list(files))
             return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
         where = "is not on" if reachable else "cannot be fetched from"
         raise (LookupError if reachable else DropUnreachable)(
@@ -916,5 +956,6 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
         # now listed is the sensor's to request, when it is complete
         raise DropRefused("changed_since_requested", f"{drop_key}: the server now lists version {current.version}, "
                                                      f"not {requested}, the version this run was requested for")
-    files = tuple(receive(source, folder, current, staging, key, limits, transient=transient))
+    files = tuple(receive(source, folder, current, staging, key, limits, transient=transient, ticket=ticket,
+                          published=published))
     return ReceivedDrop(drop_key, current.version, str(staging), files, replayed=False)
