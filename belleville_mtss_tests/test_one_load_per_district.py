@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import polars as pl
 import pytest
 
 from belleville_mtss.lib.load.lock import DistrictBusy, district_lock
@@ -170,37 +171,50 @@ def test_a_run_of_a_drops_bytes_before_a_correction_writes_nothing_over_the_corr
 
 
 @pytest.mark.persistent_instance
-def test_a_receipt_begun_before_a_correction_and_recorded_after_it_is_refused(tmp_path):
-    """SR.csv corrected in place, its size and time kept, while the CLI's run was reading the drop: the correction's
-    run received and loaded it first, then the first run recorded its receipt, the audit's newest, and loaded the
-    uncorrected scores over the correction, both saying OK."""
+@pytest.mark.parametrize("paused", ["after_receipt", "before_lock"])
+def test_of_two_receipts_of_a_drop_corrected_in_place_the_one_that_read_later_is_the_drops(tmp_path, paused):
+    """SR.csv corrected in place, its size and time kept, while the CLI's run was paused: after reading (its bytes
+    the uncorrected ones), or after listing, before reading (its bytes the correction). Meanwhile the drop's run
+    loaded what was there. A run that read first recorded its receipt last, the audit's newest, and loaded the
+    uncorrected scores over the correction, both saying OK; taken the other way, a run that listed first but read the
+    correction was refused, and the uncorrected scores stayed."""
     settings = make_settings(tmp_path / "home")
     drop = prepare_drop(settings)
     with instance_for(settings):
         pass
     go = tmp_path / "go"
-    env = {**os.environ, "MTSS_HOME": str(settings.home), "MTSS_FAULT": f"after_receipt:wait={go}"}
+    env = {**os.environ, "MTSS_HOME": str(settings.home), "MTSS_FAULT": f"{paused}:wait={go}"}
     first = subprocess.Popen([sys.executable, "-m", "belleville_mtss.cli", "run", "belleville/2026-11-01"], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sr = drop / "SR.csv"
     try:
         deadline = time.monotonic() + 180
-        while not list(settings.staging_dir.glob("*/.incoming-*")) and time.monotonic() < deadline:
+        while not list(settings.staging_dir.glob("*/.*-2026-11-01-*")) and time.monotonic() < deadline:
             assert first.poll() is None, first.communicate()
             time.sleep(0.2)
+        if paused == "before_lock":
+            assert run_drop(settings).outcome == "loaded"  # the drop as first sent, received and loaded meanwhile
         before, text = sr.stat(), sr.read_text()
-        row = text.splitlines()[1]
-        sr.write_text(text.replace(row, row.replace(",1", ",2", 1), 1))  # one score, in place
+        frame = pl.read_csv(sr, infer_schema=False)
+        score = frame["ScaledScore"][0]
+        new = str(int(score) - 1 if score.endswith("9") else int(score) + 1)  # one score, in place, as long
+        frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(new)).otherwise("ScaledScore")
+                           .alias("ScaledScore")).write_csv(sr)
         os.utime(sr, ns=(before.st_atime_ns, before.st_mtime_ns))
         assert sr.stat().st_size == before.st_size and sr.read_text() != text
-        assert run_drop(settings).outcome == "loaded"  # the correction, received and loaded meanwhile
-        corrected = _scores(settings)
+        if paused == "after_receipt":
+            assert run_drop(settings).outcome == "loaded"  # the correction, received and loaded meanwhile
+        held = _scores(settings)
     finally:
         go.touch()
     out, err = first.communicate(timeout=180)
-    assert first.returncode == 1, out + err
-    assert "received again while this receipt was read, with other bytes, and that receipt published first" in out
-    assert _scores(settings) == corrected
+    if paused == "after_receipt":  # it read the uncorrected bytes, before the run that loaded the correction
+        assert first.returncode == 1, out + err
+        assert "received again while this receipt was read, with other bytes, and that receipt published first" in out
+        assert _scores(settings) == held
+    else:  # it read the correction, after the run that loaded the drop as first sent
+        assert first.returncode == 0, out + err
+        assert _scores(settings) != held and len(_scores(settings)) == len(held)
 
 
 def _scores(settings) -> list:

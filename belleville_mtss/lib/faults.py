@@ -20,8 +20,10 @@ POINTS = {
     "in_apply": "inside the apply's transaction, the district lock held, nothing committed",
     "after_commit": "the load committed; its staged rows not yet removed",
     "before_unstage": "about to remove the load's staged rows (after a commit or a rollback)",
+    "before_lock": "a drop listed, its receiving folder made, before it is locked and any file is read",
     "mid_transfer": "a received file half copied to staging",
     "after_receipt": "every file of a drop read, before the drop is listed again and published to staging",
+    "before_publish": "a received drop about to be published to staging, the district's publish lock held",
 }
 
 

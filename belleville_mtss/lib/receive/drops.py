@@ -29,7 +29,7 @@ import time
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, ContextManager, Mapping, Protocol
@@ -636,11 +636,11 @@ def _unchanged_since_listed(source: DropSource, folder: str, drop: Drop) -> None
 
 def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: bytes, limits: Limits = Limits(),
             attempts: int = 3, transient: tuple[type[Exception], ...] = (), sleep=time.sleep,
-            ticket: list | None = None, published=None) -> list[StagedFile]:
+            published=None) -> list[StagedFile]:
     """Copy the drop's files into staging, hashed and encrypted as they stream in, and publish the staged copy
-    (manifest last) with one rename: a half-received or refused drop leaves nothing behind. `ticket`: when the
-    receipt began, before the drop was listed (_ticket): a receipt begun later that published other bytes first is
-    the drop's, and this one is refused. `published(version, staged)`: called with the publish lock still
+    (manifest last) with one rename: a half-received or refused drop leaves nothing behind. The copy says when
+    its reading began (_ticket): a receipt whose reading began later and that published other bytes first is the
+    drop's, and this one is refused. `published(version, staged)`: called with the publish lock still
     held (the audit's receipt: receipts are recorded in the order they published)."""
     if drop.problem:
         raise DropRefused(*drop.problem)
@@ -650,6 +650,7 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
                           f"({limits.max_drop_bytes:,})")
     remove_orphans(staging.parent.parent)  # staging is <staging root>/<district>/<drop>
     with _receiving(staging) as work:
+        ticket = _ticket()  # the bytes are of this moment on: a receipt that reads later reads the later bytes
         if drop.kind == "zip":
             (archive,) = drop.files
             packed = work / ".archive"  # a name no entry can take (hidden entries are skipped)
@@ -662,7 +663,6 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
                                                                attempts, transient, sleep), drop.files))
         fault_point("after_receipt")
         _unchanged_since_listed(source, folder, drop)
-        ticket = ticket or _ticket()
         manifest = {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged], "ticket": ticket}
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         with _publishing(staging.parent):
@@ -688,8 +688,8 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
 
 
 def _ticket() -> list:
-    """When a receipt began, in an order every process of this machine agrees on: the boot, and the monotonic
-    clock, which the wall clock's corrections never step back."""
+    """When a receipt began to read, in an order every process of this machine agrees on: the boot, and the
+    monotonic clock, which the wall clock's corrections never step back."""
     return [_BOOT, time.monotonic_ns()]
 
 
@@ -931,23 +931,26 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
     answer and nothing staged is the version `requested`, DropRefused when it is refused. `published(version,
     files)`: the receipt recorded (under the publish lock, for a drop fetched: `receive`)."""
     drop_key = f"{district}/{drop_name}"
-    ticket = _ticket()  # before the listing: a receipt that lists later is a later receipt
     try:
         listed = [d for d in source.list_drops(district, folder) if not d.refused_at_listing and d.key == drop_key]
         current, reachable = (listed[0] if listed else None), True
     except transient:
         current, reachable = None, False
     if current is None:  # a replay: the staged copy, each file checked as it is read
-        manifest = staged_manifest(staging)
-        if manifest and requested and manifest["version"] != requested and not reachable:
-            # the version asked for is asked for again once the server answers, as when nothing is staged
-            raise DropUnreachable(f"{drop_key}: the drop server cannot be reached, and the staged copy is version "
-                                  f"{manifest['version']}, not {requested}, the version this run was requested for")
-        if manifest:
-            files = tuple(StagedFile(**f) for f in manifest["files"])
-            if published is not None:
-                published(manifest["version"], list(files))
-            return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
+        # the copy staged as the receipt is recorded, under the publish lock as a fetched drop's is: no receipt
+        # publishing meanwhile is recorded before it
+        with _publishing(staging.parent) if staging.parent.is_dir() else nullcontext():
+            manifest = staged_manifest(staging)
+            if manifest and requested and manifest["version"] != requested and not reachable:
+                # the version asked for is asked for again once the server answers, as when nothing is staged
+                raise DropUnreachable(f"{drop_key}: the drop server cannot be reached, and the staged copy is "
+                                      f"version {manifest['version']}, not {requested}, the version this run was "
+                                      f"requested for")
+            if manifest:
+                files = tuple(StagedFile(**f) for f in manifest["files"])
+                if published is not None:
+                    published(manifest["version"], list(files))
+                return ReceivedDrop(drop_key, manifest["version"], str(staging), files, replayed=True)
         where = "is not on" if reachable else "cannot be fetched from"
         raise (LookupError if reachable else DropUnreachable)(
             f"drop {drop_key} {where} {source.describe()} and has no complete staged copy")
@@ -956,6 +959,5 @@ def receive_or_replay(source: DropSource, district: str, folder: str, drop_name:
         # now listed is the sensor's to request, when it is complete
         raise DropRefused("changed_since_requested", f"{drop_key}: the server now lists version {current.version}, "
                                                      f"not {requested}, the version this run was requested for")
-    files = tuple(receive(source, folder, current, staging, key, limits, transient=transient, ticket=ticket,
-                          published=published))
+    files = tuple(receive(source, folder, current, staging, key, limits, transient=transient, published=published))
     return ReceivedDrop(drop_key, current.version, str(staging), files, replayed=False)
