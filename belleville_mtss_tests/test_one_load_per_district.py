@@ -210,7 +210,8 @@ def test_of_two_receipts_of_a_drop_corrected_in_place_the_one_that_read_later_is
     out, err = first.communicate(timeout=180)
     if paused == "after_receipt":  # it read the uncorrected bytes, before the run that loaded the correction
         assert first.returncode == 1, out + err
-        assert "received again while this receipt was read, with other bytes, and that receipt published first" in out
+        assert ("received again while this receipt was read, with other bytes read after these, and that receipt "
+                "published first") in out
         assert _scores(settings) == held
     else:  # it read the correction, after the run that loaded the drop as first sent
         assert first.returncode == 0, out + err

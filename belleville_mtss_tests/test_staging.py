@@ -149,9 +149,23 @@ def test_a_load_killed_after_staging_leaves_rows_the_sweep_removes_by_age(pg_dat
     engine.dispose()
 
 
-def test_a_staged_copy_s_receipt_began_later_only_within_one_boot_of_the_machine():
-    from belleville_mtss.lib.receive.drops import _began_later
-    assert _began_later(["boot1", 5], ["boot1", 3]) and not _began_later(["boot1", 3], ["boot1", 5])
-    assert not _began_later(["boot0", 9], ["boot1", 3])  # staged before a restart: published before this began
-    assert not _began_later(["", 0], ["boot1", 3])  # staged before receipts said when they began
-    assert not _began_later(["", 9], ["", 3])  # no boot known here: never refused
+def test_of_two_copies_of_a_drop_the_newer_is_the_one_whose_differing_files_were_read_later():
+    from belleville_mtss.lib.receive.drops import _newer_copy
+
+    def at(boot: str, n: int) -> list:
+        return [boot, n]
+    staged = {"SR.csv": ["a", at("b1", 5)], "SM.csv": ["m", at("b1", 2)]}
+    # SR.csv differs: the staged copy's was read after ours (our read of it failed and was retried early, say)
+    assert _newer_copy(staged, {"SR.csv": ["A", at("b1", 3)], "SM.csv": ["m", at("b1", 9)]}) == "theirs"
+    # ours read after it: a retry that read the correction late
+    assert _newer_copy(staged, {"SR.csv": ["A", at("b1", 7)], "SM.csv": ["m", at("b1", 1)]}) == "ours"
+    # each has a differing file read after the other's: neither is the drop as it is now
+    assert _newer_copy(staged, {"SR.csv": ["A", at("b1", 7)], "SM.csv": ["M", at("b1", 1)]}) == "mixed"
+    # a file only the staged copy has counts as read when ours began
+    assert _newer_copy({**staged, "SEL.csv": ["e", at("b1", 8)]}, {"SR.csv": ["a", at("b1", 6)],
+                                                                   "SM.csv": ["m", at("b1", 3)]}) == "theirs"
+    # staged before a restart, before reads were said, or nothing staged: ours
+    assert _newer_copy({"SR.csv": ["a", at("b0", 99)]}, {"SR.csv": ["A", at("b1", 3)]}) == "ours"
+    assert _newer_copy({"SR.csv": ["a", at("", 0)]}, {"SR.csv": ["A", at("b1", 3)]}) == "ours"
+    assert _newer_copy({}, {"SR.csv": ["A", at("b1", 3)]}) == "ours"
+    assert _newer_copy(staged, {"SR.csv": ["a", at("b1", 1)], "SM.csv": ["m", at("b1", 1)]}) == "ours"  # the same

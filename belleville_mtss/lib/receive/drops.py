@@ -49,7 +49,7 @@ RECEIVING_PREFIX = ".incoming-"  # a drop being received; never a drop name (tho
 MAKING_PREFIX = ".making-"  # its folder before it is locked (_receiving)
 MAKING_GRACE_S = 3600  # how old a folder left unfinished must be before a cleaner takes it
 _LOCK = ".lock"
-# this machine's boot (Linux): receipts' beginnings are compared within one boot only (_began_later)
+# this machine's boot (Linux): when files were read is compared within one boot only (_later)
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _BOOT = _BOOT_ID.read_text().strip() if _BOOT_ID.is_file() else ""
 _PUBLISHING = ".publishing.lock"  # a file in a district's staging folder: one publish at a time there (_publishing)
@@ -471,13 +471,15 @@ def _digest(source: DropSource, folder: str, drop: Drop, f: RemoteFile) -> tuple
 
 
 def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, dest: Path, key: bytes,
-                  attempts: int, transient: tuple[type[Exception], ...], sleep) -> StagedFile:
+                  attempts: int, transient: tuple[type[Exception], ...], sleep, began: dict) -> StagedFile:
     """One file, encrypted as it streams in. A transfer cut short (an error, or fewer bytes than listed) is
     fetched again; so is a file whose bytes change while it is received. The source's stamp of the file before
     and after tells that where it can (a local folder); elsewhere the file is read a second time and the two
-    hashes compared (a rewrite in place keeps its size, and `sftp put -p` its mtime: only the bytes tell)."""
+    hashes compared (a rewrite in place keeps its size, and `sftp put -p` its mtime: only the bytes tell).
+    `began[f.name]`: when the read of the bytes kept began."""
     changed = False
     for attempt in range(1, attempts + 1):
+        began[f.name] = _ticket()  # the bytes kept are of this moment on: a later read reads later bytes
         try:
             before = source.stamp(folder, drop, f)
             with source.open(folder, drop, f) as src, Encryptor(key, dest, hashlib.sha256()) as enc:
@@ -639,8 +641,8 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
             published=None) -> list[StagedFile]:
     """Copy the drop's files into staging, hashed and encrypted as they stream in, and publish the staged copy
     (manifest last) with one rename: a half-received or refused drop leaves nothing behind. The copy says when
-    its reading began (_ticket): a receipt whose reading began later and that published other bytes first is the
-    drop's, and this one is refused. `published(version, staged)`: called with the publish lock still
+    the read of each file began (_ticket): a receipt that published first, with other bytes read after these, is
+    the drop's, and this one is refused (_newer_copy). `published(version, staged)`: called with the publish lock still
     held (the audit's receipt: receipts are recorded in the order they published)."""
     if drop.problem:
         raise DropRefused(*drop.problem)
@@ -650,29 +652,36 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
                           f"({limits.max_drop_bytes:,})")
     remove_orphans(staging.parent.parent)  # staging is <staging root>/<district>/<drop>
     with _receiving(staging) as work:
-        ticket = _ticket()  # the bytes are of this moment on: a receipt that reads later reads the later bytes
+        began: dict[str, list] = {}  # each file's: when the read of its bytes kept began
         if drop.kind == "zip":
             (archive,) = drop.files
             packed = work / ".archive"  # a name no entry can take (hidden entries are skipped)
-            received = _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep)
+            received = _receive_file(source, folder, drop, archive, packed, key, attempts, transient, sleep, began)
             staged = _expand_zip(packed, bytes.fromhex(received.sha256), archive.name, work, key, limits)
             packed.unlink()
+            began = {s.name: began[archive.name] for s in staged}  # one read, every entry's
         else:  # two files at a time: hashing and encryption release the GIL, and SFTP waits on the network
             with ThreadPoolExecutor(2, thread_name_prefix="mtss-receive") as pool:
                 staged = list(pool.map(lambda f: _receive_file(source, folder, drop, f, work / f.name, key,
-                                                               attempts, transient, sleep), drop.files))
+                                                               attempts, transient, sleep, began), drop.files))
         fault_point("after_receipt")
         _unchanged_since_listed(source, folder, drop)
-        manifest = {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged], "ticket": ticket}
+        manifest = {"drop": drop.key, "version": drop.version, "files": [asdict(s) for s in staged], "began": began}
         (work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         with _publishing(staging.parent):
             fault_point("before_publish")
-            same, held = _same_files(staging, staged), _ticket_of(staging)
-            if _began_later(held, ticket):
-                if not same:
-                    raise DropRefused("received_again", f"{escape(drop.name)}: received again while this receipt "
-                                      f"was read, with other bytes, and that receipt published first: it is the drop's")
-                (work / MANIFEST).write_text(json.dumps({**manifest, "ticket": held}, indent=1))  # it stays the last
+            same, held = _same_files(staging, staged), _held_copy(staging)
+            newer = "ours" if same else _newer_copy(held, {s.name: [s.sha256, began[s.name]] for s in staged})
+            if newer == "theirs":
+                raise DropRefused("received_again", f"{escape(drop.name)}: received again while this receipt was "
+                                  f"read, with other bytes read after these, and that receipt published first: it "
+                                  f"is the drop's")
+            if newer == "mixed":  # each copy has a file read after the other's: neither is the drop as it is now
+                raise DropRefused(CHANGED, f"{escape(drop.name)}: received again while this receipt was read, each "
+                                  f"receipt with a file read after the other's: run the drop again")
+            if same:  # the staged copy stays: each file's latest read is kept with it
+                later = {n: m for n, (_h, m) in held.items() if _later(m, began.get(n, ["", 0]))}
+                (work / MANIFEST).write_text(json.dumps({**manifest, "began": {**began, **later}}, indent=1))
             if same and _opens(staging, staged, key):
                 # the bytes staged already: the copy stays where it is (another run may be reading it), only its
                 # manifest is replaced, in one rename
@@ -688,24 +697,41 @@ def receive(source: DropSource, folder: str, drop: Drop, staging: Path, key: byt
 
 
 def _ticket() -> list:
-    """When a receipt began to read, in an order every process of this machine agrees on: the boot, and the
-    monotonic clock, which the wall clock's corrections never step back."""
+    """A moment in an order every process of this machine agrees on: the boot, and the monotonic clock, which the
+    wall clock's corrections never step back."""
     return [_BOOT, time.monotonic_ns()]
 
 
-def _began_later(held: list, ticket: list) -> bool:
-    """Whether the staged copy's receipt began after this one: known only for two of one boot of one machine (a
-    copy staged before a restart was published before this receipt began)."""
-    return bool(ticket[0]) and held[0] == ticket[0] and held[1] > ticket[1]
+def _later(a: list, b: list) -> bool | None:
+    """Whether moment `a` came after `b`; None where that is not known (two boots, or two machines: a copy staged
+    before a restart was published before anything of this boot began)."""
+    if not a[0] or a[0] != b[0]:
+        return None
+    return a[1] > b[1]
 
 
-def _ticket_of(staging: Path) -> list:
-    """When the receipt that published the staged copy began (["", 0]: none, or published before it was said)."""
+def _newer_copy(held: dict, ours: dict) -> str:
+    """Which of two copies of a drop holds its newest bytes, by when each differing file was read (`held`, `ours`:
+    file name -> [sha256, moment its read began]; a file one copy lacks counts as read when that copy's first read
+    began): "theirs", "ours", or "mixed" (each has a file read after the other's)."""
+    def moment(copy: dict, name: str) -> list:
+        return copy[name][1] if name in copy else min((m for _h, m in copy.values()), key=lambda m: m[1],
+                                                       default=["", 0])
+    differing = [n for n in set(held) | set(ours) if (held.get(n) or [None])[0] != (ours.get(n) or [None])[0]]
+    verdicts = {_later(moment(held, n), moment(ours, n)) for n in differing}
+    if verdicts == {True}:
+        return "theirs"
+    return "mixed" if verdicts == {True, False} else "ours"
+
+
+def _held_copy(staging: Path) -> dict:
+    """The staged copy's files: name -> [sha256, moment its read began] (["", 0]: staged before that was said)."""
     try:
-        boot, began = json.loads((staging / MANIFEST).read_text())["ticket"]
-        return [str(boot), int(began)]
-    except (OSError, ValueError, TypeError, KeyError):
-        return ["", 0]
+        manifest = json.loads((staging / MANIFEST).read_text())
+        began = manifest.get("began", {})
+        return {f["name"]: [f["sha256"], list(began.get(f["name"], ["", 0]))] for f in manifest["files"]}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
 
 
 @contextmanager
