@@ -59,6 +59,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     staging_key: str = ""
     _memory: dict = PrivateAttr(default_factory=dict)  # path -> [object, readers to come, what it was made from]
     _inputs: dict = PrivateAttr(default_factory=dict)  # step key -> what its inputs were made from, together
+    _now: dict = PrivateAttr(default_factory=dict)  # step key -> the stamps of what is kept now, as it read them
     _writes: dict = PrivateAttr(default_factory=dict)  # path -> Future of its write
     _writer: list = PrivateAttr(default_factory=list)  # the one writer thread of the run
     _read: list = PrivateAttr(default_factory=list)  # _readers of the run's plan, once
@@ -85,14 +86,16 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             return None
 
     def _still_current(self, context, made: dict | None) -> None:
-        """An object loaded from rest is refused unless everything it was made from still holds what it held."""
+        """An object loaded from rest is refused unless everything it was made from still holds what it held (each
+        stamp read once a step: its inputs share their upstream objects)."""
+        now = self._now.setdefault(context.step_context.step.key, {})
         asset, *drop = context.get_asset_identifier()
         of = '/'.join(drop) or 'this run'
         if made is None:
             raise dg.Failure(f"{asset} of {of} was kept by an earlier version of the pipeline, which did not record "
                              f"what it was made from: materialize the drop again")
         for place, stamp in made.items():
-            if self._stamp_now(place) != stamp:
+            if (now[place] if place in now else now.setdefault(place, self._stamp_now(place))) != stamp:
                 raise dg.Failure(f"{asset} of {of} was made from {place[0]} as it was then, and {place[0]} has been "
                                  f"made again since with other contents, or removed or altered: materialize the drop "
                                  f"again")
@@ -203,5 +206,6 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         finally:
             for writer in self._writer:
                 writer.shutdown(wait=True)
-            for kept in (self._writer, self._writes, self._memory, self._read, self._sinks, self._inputs):
+            for kept in (self._writer, self._writes, self._memory, self._read, self._sinks, self._inputs,
+                         self._now):
                 kept.clear()

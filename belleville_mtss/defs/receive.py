@@ -1,12 +1,12 @@
 """Receive: the received drop, its files hashed and encrypted into staging (lib/receive/)."""
+import dataclasses
+
 import dagster as dg
 
 from ..lib.faults import fault_point
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import received_before, record_received
 from ..lib.read.ingest import drop_files
-import dataclasses
-
 from ..lib.receive.drops import DropRefused, DropUnreachable, ReceivedDrop, receive_or_replay
 from ..lib.receive.sftp import SftpFatal, SftpTransient
 from ..lib.receive.untrusted import without_accounts

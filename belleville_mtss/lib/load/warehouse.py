@@ -646,32 +646,34 @@ def received_before(engine: Engine, drop_id: str, version: str) -> bool:
                             .limit(1)).first() is not None
 
 
+def _receipts(conn: sa.Connection, drop_id: str) -> dict[tuple, tuple[str, set]]:
+    """The drop's receipts, (run, received at) -> (version, {(file name, SHA-256)}), in the audit's own order (the
+    order the database took the rows: runs on hosts whose clocks differ agree on it)."""
+    f = ingestion_files.c
+    receipts: dict[tuple, tuple[str, set]] = {}
+    for r in conn.execute(sa.select(f.RunId, f.ReceivedAt, f.DropVersion, f.FileName, f.Sha256)
+                          .where(f.DropId == drop_id).order_by(f.FileId)):
+        receipts.setdefault((r.RunId, r.ReceivedAt), (r.DropVersion, set()))[1].add((r.FileName, r.Sha256))
+    return receipts
+
+
 def receipt_of(conn: sa.Connection, drop_id: str, files: dict[str, str]) -> str | None:
     """The run of the drop's newest receipt of exactly these files (name -> SHA-256): who received a drop kept at
     rest by a release that did not say."""
-    f = ingestion_files.c
-    receipts: dict[tuple, set] = {}
-    for r in conn.execute(sa.select(f.RunId, f.ReceivedAt, f.FileName, f.Sha256).where(f.DropId == drop_id)
-                          .order_by(f.FileId)):
-        receipts.setdefault((r.RunId, r.ReceivedAt), set()).add((r.FileName, r.Sha256))
-    return next((run for (run, _at), held in reversed(receipts.items()) if held == set(files.items())), None)
+    return next((run for (run, _at), (_v, held) in reversed(_receipts(conn, drop_id).items())
+                 if held == set(files.items())), None)
 
 
 def later_receipt(conn: sa.Connection, drop_id: str, files: dict[str, str]) -> str:
     """The drop's newest receipt, said, when it brought other bytes than `files` (name -> SHA-256): bytes received
-    after those a run loads ("": none; the newest receipt is of these bytes, under whatever version). Newest by the
-    audit's own numbering, in the order the database took the rows: runs on hosts whose clocks differ agree on it."""
-    f = ingestion_files.c
-    last = conn.execute(sa.select(f.RunId, f.ReceivedAt).where(f.DropId == drop_id)
-                        .order_by(f.FileId.desc()).limit(1)).first()
-    if last is None:
+    after those a run loads ("": none; the newest receipt is of these bytes, under whatever version)."""
+    receipts = _receipts(conn, drop_id)
+    if not receipts:
         return ""
-    rows = conn.execute(sa.select(f.DropVersion, f.FileName, f.Sha256).where(
-        (f.DropId == drop_id) & (f.RunId.is_(None) if last.RunId is None else f.RunId == last.RunId)
-        & (f.ReceivedAt == last.ReceivedAt))).all()
-    if {(r.FileName, r.Sha256) for r in rows} == set(files.items()):
+    (_run, at), (version, held) = list(receipts.items())[-1]
+    if held == set(files.items()):
         return ""
-    return f"other bytes of {drop_id} (version {rows[0].DropVersion}) were received {last.ReceivedAt:%Y-%m-%d %H:%M:%S}"
+    return f"other bytes of {drop_id} (version {version}) were received {at:%Y-%m-%d %H:%M:%S}"
 
 
 def record_received(engine: Engine, drop_id: str, district_id: int, version: str, files: list,
@@ -696,8 +698,7 @@ def record_received(engine: Engine, drop_id: str, district_id: int, version: str
 
 
 def mark_files(target: Engine | sa.Connection, drop_id: str, run_id: str | None, outcome: str,
-               names: list[str] | None = None,
-               received_by: str | None = None) -> None:
+               names: list[str] | None = None, received_by: str | None = None) -> None:
     """Move this run's audit rows (all, or the named files) from "received" to their outcome; a file already
     decided (halted, say) keeps its outcome. "loaded" becomes "duplicate" for bytes an earlier drop brought.
     `received_by`: the run that received the drop this one loads, when another did (a re-execution from the UI, a
