@@ -169,3 +169,15 @@ def test_of_two_copies_of_a_drop_the_newer_is_the_one_whose_differing_files_were
     assert _newer_copy({"SR.csv": ["a", at("", 0)]}, {"SR.csv": ["A", at("b1", 3)]}) == "ours"
     assert _newer_copy({}, {"SR.csv": ["A", at("b1", 3)]}) == "ours"
     assert _newer_copy(staged, {"SR.csv": ["a", at("b1", 1)], "SM.csv": ["m", at("b1", 1)]}) == "ours"  # the same
+
+
+def test_a_staged_manifest_whose_read_times_are_malformed_is_read_as_saying_none(tmp_path):
+    import json
+
+    from belleville_mtss.lib.receive.drops import MANIFEST, _held_copy
+    files = [{"name": "SR.csv", "size": 1, "sha256": "a"}]
+    (tmp_path / MANIFEST).write_text(json.dumps({"files": files, "began": {"SR.csv": ["boot1", "7"]}}))
+    assert _held_copy(tmp_path) == {"SR.csv": ["a", ["boot1", 7]]}
+    for began in ({"SR.csv": ["boot1", "x"]}, {"SR.csv": 5}, ["SR.csv"]):
+        (tmp_path / MANIFEST).write_text(json.dumps({"files": files, "began": began}))
+        assert _held_copy(tmp_path) == {}, began

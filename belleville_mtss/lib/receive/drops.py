@@ -729,7 +729,8 @@ def _held_copy(staging: Path) -> dict:
     try:
         manifest = json.loads((staging / MANIFEST).read_text())
         began = manifest.get("began", {})
-        return {f["name"]: [f["sha256"], list(began.get(f["name"], ["", 0]))] for f in manifest["files"]}
+        moment = {name: [str(boot), int(ns)] for name, (boot, ns) in began.items()}  # a malformed one: unread
+        return {f["name"]: [f["sha256"], moment.get(f["name"], ["", 0])] for f in manifest["files"]}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
