@@ -137,10 +137,16 @@ def pg_database(pg_server_url: str):
     admin.dispose()
 
 
+# `@one_backend` on a test taking `backend`: a whole drop whose claim is the same on every database runs once, on
+# PostgreSQL (production's stand-in) where one is given, as in CI, else on the embedded SQLite default. What the two
+# databases do differently is tested on both: at the level of lib/load (`engine`) and by whole drops left on both.
+one_backend = pytest.mark.parametrize("backend", ["one"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request, tmp_path):
     """Settings for a whole drop on the embedded SQLite default, then on PostgreSQL (both databases in one)."""
-    if request.param == "sqlite":
+    if request.param == "sqlite" or (request.param == "one" and not os.environ.get("MTSS_TEST_PG_URL")):
         return make_settings(tmp_path / "mtss")
     url = request.getfixturevalue("pg_database")
     return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)

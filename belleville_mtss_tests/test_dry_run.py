@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from belleville_mtss.cli import main
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine
 from belleville_mtss.run import instance_for, run_drop
+from .conftest import one_backend
 from .helpers import SMALL, prepare_drop, set_column
 
 
@@ -80,6 +81,7 @@ def _copy_drop(drop, name: str):
     return later
 
 
+@one_backend
 def test_a_dry_run_and_the_run_agree_on_rows_held_under_another_account_info_id(backend, monkeypatch, capsys):
     from belleville_mtss.lib.load.warehouse import student_roster
     settings = backend
@@ -98,6 +100,7 @@ def test_a_dry_run_and_the_run_agree_on_rows_held_under_another_account_info_id(
     assert report.outcome == "blocked" and "account_info_id_unchanged" in report.verdict()
 
 
+@one_backend
 def test_a_dry_run_and_the_run_agree_on_a_student_linked_only_by_a_persons_decision(backend, monkeypatch, capsys):
     import polars as pl
     from belleville_mtss.lib.students import review

@@ -15,7 +15,7 @@ from belleville_mtss.lib.sample import generate_drop, load_databases
 from belleville_mtss.lib.receive.sftp import SftpFatal
 from belleville_mtss.lib.load.warehouse import ingestion_files, make_engine, read_table
 from belleville_mtss.run import run_drop
-from .conftest import make_settings
+from .conftest import make_settings, one_backend
 from .helpers import SMALL, errors, tick, warehouse_counts
 from .sshd_server import SshServer, keygen
 
@@ -267,6 +267,7 @@ def test_a_drop_folder_the_service_account_cannot_list_is_refused_alone():
         shutil.rmtree(base, ignore_errors=True)
 
 
+@one_backend
 def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_drop_again(backend, server, tmp_path,
                                                                                         monkeypatch, capsys, new_instance):
     """Issue 34 case 9, with a real OpenSSH server stopped while a file streams in: the refusal is recorded
@@ -277,7 +278,7 @@ def test_a_server_killed_mid_transfer_is_recorded_and_the_sensor_asks_for_the_dr
     from belleville_mtss.defs import sensors
     monkeypatch.setattr("belleville_mtss.lib.receive.sftp.BACKOFF", (0.05, 0.05))
     settings = make_settings(backend.home, **server.env(), MTSS_WAREHOUSE_URL=backend.warehouse_url,
-                             MTSS_PROD_DB_URL=backend.prod_db_url)  # on SQLite, then on PostgreSQL
+                             MTSS_PROD_DB_URL=backend.prod_db_url)
     drop = tmp_path / "outgoing"
     tables = generate_drop(drop, SMALL)
     load_databases(settings.prod_db_url, settings.warehouse_url, tables["classlink_users"])

@@ -42,10 +42,11 @@ def _district_count(conn, account_info_id: int) -> int:
     return conn.execute(sa.select(sa.func.count()).where(c.AccountInfoId == account_info_id)).scalar_one()
 
 
-def test_a_reader_during_a_million_row_load_sees_the_old_rows_or_the_new_never_an_empty_district(pg_database):
+def test_a_reader_during_a_large_load_sees_the_old_rows_or_the_new_never_an_empty_district(pg_database):
     engine = make_engine(pg_database)
     migrate_sample_warehouse(engine)
-    old, new = _results(107873, 100_000, "belleville/old"), _results(107873, 1_000_000, "belleville/new")
+    # 300,000 rows: a load of some seconds, through which the reader reads every 20 ms
+    old, new = _results(107873, 100_000, "belleville/old"), _results(107873, 300_000, "belleville/new")
     replace_results(engine, 107873, old)
     seen, loading = [], threading.Event()
 

@@ -29,6 +29,7 @@ from belleville_mtss.lib.district.registry import RegistryError, load_district, 
 from belleville_mtss.report import OUTCOME_TAG, drop_alerts
 from belleville_mtss.run import run_drop
 
+from .conftest import one_backend
 from .helpers import SMALL, edited_registry, errors, held_rows, prepare_drop, set_column
 
 OLD = SMALL  # belleville/2026-11-01, 300 students
@@ -135,6 +136,7 @@ def _run(settings, key: str, instance: dg.DagsterInstance | None = None, **tags)
     return run_drop(settings, key, instance=instance, tags=tags or None)
 
 
+@one_backend
 def test_an_older_drop_never_replaces_newer_data_and_its_outcome_says_superseded(backend, monkeypatch, new_instance):
     old_folder = prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
@@ -220,6 +222,7 @@ def _newer_loaded_older_with_last_year(settings) -> dict[str, pl.DataFrame]:
     return held_rows(settings)
 
 
+@one_backend
 def test_an_older_drop_run_after_a_newer_one_loads_what_no_newer_drop_holds(backend):
     """A drop whose run was killed and replayed after a newer drop loaded (or one backfilled) was refused whole: what
     it alone held was lost (a review's case: MAP Growth's Fall term, which NWEA's Winter export no longer lists; here
@@ -282,6 +285,7 @@ def test_a_run_stopped_after_loading_a_drop_in_part_says_what_it_loaded_and_left
     ((NEW, MIDDLE, OLD), ["loaded", "superseded", "superseded"]),
     ((MIDDLE, NEW, OLD), ["loaded", "loaded", "superseded"]),
 ], ids=["reverse", "middle-first"])
+@one_backend
 def test_a_backfill_in_any_order_leaves_the_newest_drops_load(backend, runs, outcomes):
     prepare_drop(backend, OLD)
     for spec in (MIDDLE, NEW):
@@ -374,6 +378,7 @@ def test_shrink_compares_each_scope_with_what_the_warehouse_holds_for_it():
     assert not shrunk.passed and shrunk.figure == "star SR 2026-2027: 749 tests against 1,000 held (-25.1%)"
 
 
+@one_backend
 @pytest.mark.parametrize("case", ["renumbered", "results-filtered"])
 def test_a_renumbered_roster_or_a_filtered_results_file_is_blocked_until_accepted(backend, monkeypatch, case):
     prepare_drop(backend, OLD)
@@ -781,6 +786,7 @@ def test_a_drop_named_with_a_date_that_is_none_is_held(name, held):
             "nothing written"))]
 
 
+@one_backend
 def test_a_drop_dated_in_the_future_is_held_and_the_next_real_drop_loads(backend):
     typo = dataclasses.replace(SMALL, drop_name="2062-11-20")  # a typo for 2026-11-20
     prepare_drop(backend, typo)
@@ -822,6 +828,7 @@ def _rewrite_one_score_in_place(path) -> tuple[str, int, int]:
     raise AssertionError("no score to change")
 
 
+@one_backend
 def test_a_correction_in_place_with_size_and_mtime_kept_is_loaded_by_its_bytes(backend):
     drop = prepare_drop(backend, OLD)
     assert _run(backend, KEY[OLD]).outcome == "loaded"
@@ -838,6 +845,7 @@ def test_a_correction_in_place_with_size_and_mtime_kept_is_loaded_by_its_bytes(b
 
 # ---- a marker written while a file is still being written -------------------------------------------------------
 
+@one_backend
 def test_a_file_still_written_behind_its_marker_is_not_loaded_and_its_complete_version_is(backend, monkeypatch):
     import threading
     prepare_drop(backend, OLD)

@@ -9,6 +9,8 @@ from belleville_mtss.lib.district.registry import PACKAGED_DISTRICTS_DIR, load_r
 from belleville_mtss.lib.read.ingest import ingest_file, validate_file
 from belleville_mtss.lib.sources.map_growth import IDENTIFYING, OURS, MapGrowthSection
 
+from ...conftest import one_backend
+
 SAMPLE = "assessments/nwea_map_growth__AssessmentResults_sample_anonymized.csv"
 
 
@@ -107,6 +109,7 @@ def test_the_link_is_the_registrys_choice_of_column():
         MapGrowthSection(link="StudentName")
 
 
+@one_backend
 def test_a_drop_with_map_growth_beside_star_loads_each_under_its_assessment_and_a_replay_changes_nothing(
         backend, tmp_path):
     import polars as pl
