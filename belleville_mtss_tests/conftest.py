@@ -152,8 +152,8 @@ def backend(request, tmp_path):
     return make_settings(tmp_path / "mtss", MTSS_WAREHOUSE_URL=url, MTSS_PROD_DB_URL=url)
 
 
-# The slowest files first (seconds each took in a CI run, `--durations`): `--dist loadfile` hands files to the two
-# workers in collection order, so a long file collected last would keep one worker busy while the other idles.
+# The slowest files first (seconds each took in a CI run, `--durations`): `--dist loadfile` hands files to the
+# workers in collection order, so a long file collected last would keep one worker busy while the others idle.
 SLOW_FIRST = ("test_benchmark.py", "test_browser.py", "test_recovery.py", "test_truth_over_time.py", "test_one_load_per_district.py",
               "test_faults.py", "test_daemon_postgres.py", "test_alert_daemon.py", "test_configuration.py",
               "test_dry_run.py", "test_staging.py", "test_subset_runs.py")
