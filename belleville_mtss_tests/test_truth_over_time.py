@@ -637,6 +637,43 @@ def test_a_staged_copy_is_checked_by_decrypting_it_and_one_staged_before_by_hash
         read_staged(staging, sr, key)
 
 
+def test_a_read_of_a_staged_copy_a_later_receipt_replaced_says_so(settings, tmp_path):
+    """A receipt whose staged copy a later receipt of the drop replaced, with other bytes, before its files were read
+    fails its read saying so (a review saw it say the copy could not be decrypted, "wrong MTSS_STAGING_KEY, or
+    altered", which hid the cause); a copy altered at rest under the receipt that staged it still says that."""
+    from types import SimpleNamespace
+    from belleville_mtss.defs.read import Unusable, _read
+    from belleville_mtss.lib.receive.drops import replaced
+    from belleville_mtss.lib.sources import FILES
+    prepare_drop(settings, OLD)
+    source, key = LocalDropSource(settings.drop_dir), parse_key(new_key())
+    staging = tmp_path / "staging" / "belleville" / OLD.drop_name
+    entry = load_district(PACKAGED_DISTRICTS_DIR / "belleville.yaml")
+    kind = next(k for k in FILES if k.asset == "star_reading")
+    server = SimpleNamespace(vault_key=lambda: key, max_file_rows=drops.Limits.max_file_rows)
+
+    def read(received):
+        return _read(kind, entry, server, received, kind.found_in(received.files, entry.file_patterns[kind.asset]),
+                     True)
+
+    first = receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
+    assert read(first)[2][0].rows > 0 and not replaced(first)
+    sr = settings.drop_dir / "belleville" / OLD.drop_name / "SR.csv"
+    set_column(sr, "GradeEquivalent", "1.0")  # corrected, and received again before the first receipt's read
+    later = time.time() + 5
+    os.utime(sr, (later, later))
+    second = receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
+    assert replaced(first) and not replaced(second)
+    with pytest.raises(Unusable, match=r"the staged copy of SR\.csv is unusable \(replaced by a later receipt of the "
+                                       r"drop, with other bytes\); nothing of the drop is loaded"):
+        read(first)
+    data = bytearray((staging / "SR.csv").read_bytes())
+    data[len(data) // 2] ^= 1  # altered at rest, under the receipt that staged it
+    (staging / "SR.csv").write_bytes(bytes(data))
+    with pytest.raises(Unusable, match=r"wrong MTSS_STAGING_KEY, or altered"):
+        read(second)
+
+
 def test_a_drop_refused_because_its_bytes_changed_is_requested_again_a_few_times(settings, new_instance):
     """The same version again: a rewrite that kept size and mtime leaves the listing, so the version, as it was."""
     from belleville_mtss.defs.sensors import RECEIPT_RETRIES

@@ -942,6 +942,14 @@ class ReceivedDrop:
         return self.content_version, self.version
 
 
+def replaced(received: ReceivedDrop) -> bool:
+    """The drop's staged copy no longer holds the bytes this receipt staged: a later receipt, with other bytes,
+    replaced it (an unreadable manifest says nothing: False)."""
+    held = _held_copy(Path(received.folder))
+    return bool(held) and {name: sha for name, (sha, _began) in held.items()} != {f.name: f.sha256
+                                                                                  for f in received.files}
+
+
 class DropUnreachable(LookupError):
     """The drop server did not answer, and the drop has no staged copy to replay (of the version requested)."""
 
