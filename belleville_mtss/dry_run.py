@@ -21,7 +21,7 @@ from .lib.pipeline import (CoreResult, NewerHolds, process_drop, replace_evidenc
                            with_acceptances)
 from .lib.read.theirs import SourceTableError, read_account_info, read_classlink_students
 from .lib.read.ingest import drop_files
-from .lib.receive.drops import DropRefused, read_staged, receive_or_replay
+from .lib.receive.drops import DropRefused, read_staged, receive_or_replay, why_unreadable
 from .lib.receive.sftp import SftpFatal, SftpTransient
 from .lib.receive.untrusted import parse_drop_key
 from .lib.receive.vault import VaultError
@@ -59,7 +59,8 @@ def _fetch(server, key, district, into: Path):
         files = {asset: tuple((f.name, read_staged(Path(received.folder), f, vault)) for f in staged)
                  for asset, staged in drop_files(district, received.files).items()}
     except VaultError as exc:  # a replayed copy is checked as it is read (read_staged)
-        raise LookupError(f"the staged copy of drop {key} is unusable ({exc}); receive it again") from None
+        raise LookupError(f"the staged copy of drop {key} is unusable ({why_unreadable(received, exc)}); receive it "
+                          "again") from None
     return received, files
 
 

@@ -643,7 +643,8 @@ def test_a_read_of_a_staged_copy_a_later_receipt_replaced_says_so(settings, tmp_
     altered", which hid the cause); a copy altered at rest under the receipt that staged it still says that."""
     from types import SimpleNamespace
     from belleville_mtss.defs.read import Unusable, _read
-    from belleville_mtss.lib.receive.drops import replaced
+    from belleville_mtss.lib.receive.drops import replaced, why_unreadable
+    from belleville_mtss.lib.receive.vault import VaultError
     from belleville_mtss.lib.sources import FILES
     prepare_drop(settings, OLD)
     source, key = LocalDropSource(settings.drop_dir), parse_key(new_key())
@@ -664,6 +665,10 @@ def test_a_read_of_a_staged_copy_a_later_receipt_replaced_says_so(settings, tmp_
     os.utime(sr, (later, later))
     second = receive_or_replay(source, "belleville", "belleville", OLD.drop_name, staging, key)
     assert replaced(first) and not replaced(second)
+    # what the run's read, link review's and the dry run's say of a staged file they cannot read
+    assert why_unreadable(first, VaultError("SR.csv: cannot be decrypted")) == ("replaced by a later receipt of the "
+                                                                                "drop, with other bytes")
+    assert why_unreadable(second, VaultError("SR.csv: cannot be decrypted")) == "SR.csv: cannot be decrypted"
     with pytest.raises(Unusable, match=r"the staged copy of SR\.csv is unusable \(replaced by a later receipt of the "
                                        r"drop, with other bytes\); nothing of the drop is loaded"):
         read(first)

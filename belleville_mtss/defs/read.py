@@ -14,7 +14,7 @@ from ..lib.read.ingest import (SourceFile, ValidatedFile, ingest_file, read_stag
                                validate_classlink, validate_file)
 from ..lib.sources import FILES, SOURCE_OF, FileKind
 from ..lib.read.theirs import SourceTableError
-from ..lib.receive.drops import ReceivedDrop, replaced
+from ..lib.receive.drops import ReceivedDrop, why_unreadable
 from ..lib.receive.vault import VaultError
 from .district import BUILT_ON_VERDICT
 from .metadata import OWNERS, column_schema, counts_md, table
@@ -38,7 +38,7 @@ class Unusable(Exception):
     """A staged copy that is missing or fails its checksum (the check of a replay: lib/receive/drops.py), or that a
     later receipt of the drop replaced before it was read."""
 
-    def __init__(self, file_name: str, error: Exception | str, what_follows: str):
+    def __init__(self, file_name: str, error: str, what_follows: str):
         super().__init__(f"the staged copy of {file_name} is unusable ({error}); {what_follows}: receive it again")
         self.file_name = file_name
 
@@ -63,8 +63,8 @@ def _read(kind: FileKind, entry: District, drop_server: DropServerResource, rece
             src = read_staged_file(drop_server.vault_key(), kind, received_drop.folder, staged, entry,
                                    drop_server.max_file_rows)
         except VaultError as exc:  # gone, altered or cut (read_staged); or swapped for a later receipt's copy
-            why = "replaced by a later receipt of the drop, with other bytes" if replaced(received_drop) else exc
-            raise Unusable(staged[0].name, why, "nothing of the drop is loaded") from None
+            raise Unusable(staged[0].name, why_unreadable(received_drop, exc), "nothing of the drop is loaded") \
+                from None
     validated = validate_file(src, entry) if validate else None
     return _file_metadata(kind, entry, src), src.halted, validated
 

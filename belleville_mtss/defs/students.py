@@ -11,7 +11,7 @@ from ..lib.sources import SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
 from ..lib.students.suggest import read_people
-from ..lib.receive.drops import read_staged
+from ..lib.receive.drops import read_staged, why_unreadable
 from ..lib.receive.vault import VaultError
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
@@ -123,8 +123,9 @@ def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, 
         def people_of(name: str) -> pl.DataFrame:
             try:
                 data = read_staged(Path(received_drop.folder), staged[name], drop_server.vault_key())
-            except VaultError as exc:  # gone or altered since the drop was read
-                raise Unusable(name, exc, "no link suggestions were made for this drop") from None
+            except VaultError as exc:  # gone or altered since the drop was read, or replaced by a later receipt
+                raise Unusable(name, why_unreadable(received_drop, exc),
+                               "no link suggestions were made for this drop") from None
             return read_people(name, data, source, district)  # by the reader that read it for the drop
         # the files at the same time: decryption and parsing release the GIL
         with readers(len(names), "mtss-people") as pool:

@@ -950,6 +950,12 @@ def replaced(received: ReceivedDrop) -> bool:
                                                                                   for f in received.files}
 
 
+def why_unreadable(received: ReceivedDrop, error: VaultError) -> str:
+    """Why a file of this receipt could not be read from staging (`read_staged`'s error): its copy replaced by a
+    later receipt, or the read's own reason."""
+    return "replaced by a later receipt of the drop, with other bytes" if replaced(received) else str(error)
+
+
 class DropUnreachable(LookupError):
     """The drop server did not answer, and the drop has no staged copy to replay (of the version requested)."""
 
