@@ -4,21 +4,15 @@ import dagster as dg
 
 from .defs.alerting import make_drop_alert_sensor, make_job_failure_alert_sensor
 from .defs.freshness import drop_freshness, drop_freshness_job, make_drop_freshness_schedule
-from .defs.district import district_assets
 from .defs.io import EncryptedFrameIOManager
+from .defs.assets import ASSETS
 from .defs.jobs import drop_job
 from .defs.maintenance import staging_retention_job, staging_retention_schedule
 from .defs.outcomes import make_drop_outcome_sensor
 from .defs.resources import env_or_value, resources
 from .defs.sensors import make_sftp_drop_sensor
-from .defs.read import source_assets
-from .defs.receive import source_assets as received
-from .defs.students import students_assets
-from .defs.warehouse import warehouse_assets
 from .lib.config import Settings, load_settings
 from .progress import progress_logger
-
-ASSETS = [*received, *source_assets, *district_assets, *students_assets, *warehouse_assets]  # a drop's assets
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from .definitions import ASSETS, build_definitions
+from .definitions import build_definitions
+from .defs.assets import drop_assets
 from .lib.config import Settings
 from .progress import Progress
 from .defs.recovery import own_tags, process_tags, tag_own
@@ -84,8 +85,7 @@ def run_drop(
     not to materialize (the benchmark leaves out the warehouse loads; the checks of the assets kept still run)."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def("drop_job")
-    selection = [key for asset in ASSETS for key in asset.keys if key.to_user_string() not in leave_out] \
-        if leave_out else None
+    selection = [key for key in drop_assets(_entry(settings, drop_key)) if key.to_user_string() not in leave_out]
     loggers = {"console": {"config": {"log_level": log_level}}, **({"progress": {}} if progress else {})}
     shown = Progress(len(job.graph.nodes), drop_key).attached() if progress else nullcontext()
     with (instance_for(settings) if instance is None else nullcontext(instance)) as inst, shown:
@@ -104,6 +104,15 @@ def run_drop(
             settle_failed(settings, drop_key, result.run_id, report.causes)
         tag_own(inst, result.run_id, {OUTCOME_TAG: report.outcome})
     return report
+
+
+def _entry(settings: Settings, drop_key: str):
+    """The drop's district's registry entry, or None where it has no usable one."""
+    from .lib.district.registry import RegistryError, load_registry
+    try:
+        return load_registry(settings.districts_dirs).get(drop_key.split("/", 1)[0])
+    except RegistryError:
+        return None
 
 
 def settle_failed(settings: Settings, drop_key: str, run_id: str, causes: dict[str, str]) -> None:

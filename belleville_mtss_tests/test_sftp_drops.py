@@ -56,12 +56,17 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world, new_inst
         result = tick(settings, instance)
         assert [r.partition_key for r in result.run_requests] == ["belleville/2026-11-01"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["belleville/2026-11-01"]
+        # the run's assets: the files Belleville sends, none of a kind it does not send
+        asked = {k.to_user_string() for k in result.run_requests[0].asset_selection}
+        assert {"validated_star_reading", "validated_powerschool_students", "dm_assessment_results"} <= asked
+        assert not asked & {"map_growth", "validated_map_growth", "validated_oneroster_export"}
         again = tick(settings, instance, result.cursor)  # unchanged drop: never again
         assert not getattr(again, "run_requests", None)
         instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])
         job = build_definitions(settings).resolve_job_def("drop_job")
         run = job.execute_in_process(instance=instance, partition_key="belleville/2026-11-01",
-                                     tags=result.run_requests[0].tags)
+                                     tags=result.run_requests[0].tags,
+                                     asset_selection=result.run_requests[0].asset_selection)
         assert run.success
         # its run exists: the sensor's table (not the cursor) remembers it, even for a sensor whose cursor was reset
         after = tick(settings, instance, again.cursor)

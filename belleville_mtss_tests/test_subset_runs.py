@@ -10,7 +10,7 @@ from belleville_mtss.definitions import build_definitions
 from belleville_mtss.lib.load.warehouse import assessment_results, make_engine, read_table
 from belleville_mtss.run import run_drop
 from .conftest import make_settings
-from .helpers import edited_registry, errors, prepare_drop, set_column, warehouse_counts
+from .helpers import edited_registry, errors, held_rows, prepare_drop, set_column, warehouse_counts
 
 KEY = "belleville/2026-11-01"
 
@@ -260,6 +260,59 @@ def test_frames_of_a_source_the_registry_no_longer_lists_are_refused_not_judged(
         assert run_drop(without, instance=instance).outcome == "loaded"  # the whole drop, read under the entry
     logged = errors(without).filter(pl.col("Reason") == "stale_frames")
     assert logged.height == 1
+
+
+def test_a_run_leaves_out_the_kinds_of_file_its_district_does_not_send_and_the_whole_graph_still_loads(
+        tmp_path, new_instance):
+    """A run of Belleville's drop materialized, kept and loaded into every later step each of the seven kinds of
+    file Belleville does not send, as "not sent": a third of the run's events. Its run now leaves them out; a run of
+    the whole graph (the UI's "Materialize all") still materializes them as not sent, and loads the same."""
+    from belleville_mtss.defs.assets import ASSETS
+    from belleville_mtss.lib.district.registry import load_registry
+    from belleville_mtss.lib.sources import FILES
+    settings = make_settings(tmp_path / "mtss")
+    prepare_drop(settings)
+    sent = load_registry(settings.districts_dirs)["belleville"].file_patterns
+    unsent = [k.validated for k in FILES if k.asset not in sent]
+    assert len(unsent) == len(FILES) - 4  # PowerSchool and Star's three files
+
+    def made(instance) -> set[str]:
+        return {k.to_user_string() for k in instance.get_asset_keys() if KEY in instance.get_materialized_partitions(k)}
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        assert not made(instance) & {*unsent, *(k.asset for k in FILES if k.asset not in sent)}
+        assert {k.validated for k in FILES if k.asset in sent} <= made(instance)
+        before = warehouse_counts(settings)
+        whole = _subset(settings, instance, *(key.to_user_string() for a in ASSETS for key in a.keys))
+        assert whole.success and set(unsent) <= made(instance)
+        assert all(whole.output_for_node("read_drop", name).sent is False for name in unsent)
+    assert warehouse_counts(settings) == before and before["results"] > 0
+
+
+def test_a_run_asked_for_before_its_entry_listed_a_source_fails_saying_so_and_loads_nothing(tmp_path, new_instance):
+    """A run's assets are its district's files as its registry entry listed them when the run was asked for; the
+    entry then lists MAP Growth too. The crosswalk must not take the file it was never asked to read as not sent."""
+    import dataclasses
+
+    from belleville_mtss.defs.assets import drop_assets
+    from belleville_mtss.lib.district.registry import load_registry
+    from .helpers import SMALL
+    with_map = edited_registry(tmp_path, lambda e: e["sources"].update(map_growth={}), "with_map")
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(with_map))
+    prepare_drop(settings, dataclasses.replace(SMALL, sources=("star", "map_growth")))
+    asked = drop_assets(load_registry(make_settings(tmp_path / "mtss").districts_dirs)["belleville"])
+    assert dg.AssetKey("validated_map_growth") not in asked
+    with new_instance() as instance:
+        instance.add_dynamic_partitions("drops", [KEY])
+        job = build_definitions(settings).resolve_job_def("drop_job")
+        result = job.execute_in_process(instance=instance, partition_key=KEY, raise_on_error=False,
+                                        asset_selection=asked)
+        assert not result.success and ("validated_map_growth of belleville/2026-11-01 was neither read by this run "
+                                       "nor kept by an earlier one, and belleville's registry entry lists it"
+                                       ) in _failures(result)
+        assert warehouse_counts(settings) == {"roster": 0, "results": 0}
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+    assert "map_growth" in set(held_rows(settings)["results"]["Assessment"])
 
 
 def test_frames_kept_by_a_run_that_overlapped_a_read_of_the_drop_are_not_loaded_over_the_new_frames(

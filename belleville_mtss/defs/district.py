@@ -8,6 +8,7 @@ import polars as pl
 from ..lib import checks, pipeline
 from ..lib.columns import CROSSWALK_FRAME
 from ..lib.district.crosswalk import listed_names
+from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import under_other_ids
 from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILES, SOURCE_OF
@@ -18,10 +19,11 @@ from .recovery import parent_of
 from .resources import ErrorLogResource, RegistryResource, WarehouseResource
 
 
-# Every assessment file's validated frame, by file asset: the inputs of the stages that work on assessments.
-ASSESSMENT_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ASSESSMENT_FILES}
-# Every roster source's validated frame (a district sends one of them: its registry's), by file asset.
-ROSTER_INPUTS = {k.asset: dg.AssetIn(k.validated) for k in ROSTER_FILES}
+# The validated frames a stage works on, as dependencies: a step loads the frames of the files its district sends
+# (`frames_of`), and a run leaves out the kinds of file the district does not send (defs/assets.py), so a kind no
+# district of the run sends costs it no step output, input or event.
+ASSESSMENT_DEPS = [dg.AssetKey(k.validated) for k in ASSESSMENT_FILES]
+ROSTER_DEPS = [dg.AssetKey(k.validated) for k in ROSTER_FILES]  # a district sends one roster: its registry's
 # The frames built on the district checks' verdict, then on the gates': what a refusal of either leaves no earlier
 # run's copy of (a later run of the load alone would load it)
 BUILT_ON_VERDICT = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
@@ -29,8 +31,26 @@ BUILT_ON_VERDICT = ("district_crosswalk", "student_identity_map", "student_roste
 GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-def assessments_of(inputs: dict) -> list[ValidatedFile]:
-    return [inputs[k.asset] for k in ASSESSMENT_FILES]
+def frames_of(context, kinds, district: District) -> dict[str, ValidatedFile]:
+    """The validated file of each of `kinds` for this drop, by file asset: this run's, or kept at rest by an earlier
+    one (each checked as an input is). A kind the district does not send is not sent, unless a frame of it is kept
+    (read under an entry that listed it: the crosswalk refuses it)."""
+    io, drop, step = context.resources.io_manager, context.partition_key, context.get_step_execution_context()
+    files = {}
+    for k in kinds:
+        if io.kept(k.validated, drop):
+            files[k.asset] = io.load_asset(step, k.validated, drop)
+        elif k.asset in district.file_patterns:
+            raise dg.Failure(f"{k.validated} of {drop} was neither read by this run nor kept by an earlier one, and "
+                             f"{district.district}'s registry entry lists it (since the run was requested, or its "
+                             f"frame was purged): materialize the whole drop again")
+        else:
+            files[k.asset] = ValidatedFile(k.asset, None, sent=False)
+    return files
+
+
+def assessments_of(files: dict) -> list[ValidatedFile]:
+    return [files[k.asset] for k in ASSESSMENT_FILES]
 
 
 def check_specs(stage: checks.Stage, asset: str, **kwargs) -> list[dg.AssetCheckSpec]:
@@ -80,17 +100,17 @@ def blocked_failure(summary: str, **metadata) -> dg.Failure:
 
 @dg.asset(
     group_name="identity", kinds={"polars", "rapidfuzz"}, partitions_def=drops, owners=OWNERS,
-    ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
+    ins={"classlink": dg.AssetIn("validated_classlink_users")}, deps=[*ROSTER_DEPS, *ASSESSMENT_DEPS],
     check_specs=check_specs("district", "district_crosswalk"),
     description="For every file of the drop, the district it names, resolved against dm.AccountInfo; "
                 "not materialized when the drop is not the registry's district (its checks say why)",
 )
 def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryResource, error_log: ErrorLogResource,
-                       warehouse: WarehouseResource, account_info: pl.DataFrame, classlink: ValidatedFile,
-                       **files: ValidatedFile):
+                       warehouse: WarehouseResource, account_info: pl.DataFrame, classlink: ValidatedFile):
     district = error_log.drop(context).district
-    # in the sources' order (Dagster passes the inputs by name, sorted): the crosswalk's rows as the core's
-    validated = {k.asset: files[k.asset] for k in (*ROSTER_FILES, *ASSESSMENT_FILES)} | {"classlink_users": classlink}
+    # in the sources' order: the crosswalk's rows as the core's
+    files = frames_of(context, (*ROSTER_FILES, *ASSESSMENT_FILES), district)
+    validated = files | {"classlink_users": classlink}
     unlisted = sorted(v.file_name for asset, v in files.items() if v.sent and asset not in district.file_patterns)
     if unlisted:  # frames read under an entry that listed their source (a re-execution after the registry changed)
         message = (f"{context.partition_key}: {', '.join(unlisted)} was read under a registry entry that listed its "

@@ -85,11 +85,11 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         except Exception:  # gone, being written, altered, or not of this key
             return None
 
-    def _still_current(self, context, made: dict | None) -> None:
+    def _still_current(self, step_key: str, place: tuple, made: dict | None) -> None:
         """An object loaded from rest is refused unless everything it was made from still holds what it held (each
         stamp read once a step: its inputs share their upstream objects)."""
-        now = self._now.setdefault(context.step_context.step.key, {})
-        asset, *drop = context.get_asset_identifier()
+        now = self._now.setdefault(step_key, {})
+        asset, *drop = place
         of = '/'.join(drop) or 'this run'
         if made is None:
             raise dg.Failure(f"{asset} of {of} was kept by an earlier version of the pipeline, which did not record "
@@ -171,9 +171,21 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
             self._memory[path] = [obj, readers, made]
 
     def load_input(self, context: dg.InputContext):
-        step = context.step_context
+        return self._load(context.step_context, tuple(context.get_asset_identifier()))
+
+    def kept(self, asset: str, drop: str) -> bool:
+        """Whether `asset` of `drop` is this run's, or kept at rest by an earlier run."""
+        path = safe_join(Path(self.base_dir), asset, drop)
+        return path in self._memory or path in self._writes or path.is_file()
+
+    def load_asset(self, step_context, asset: str, drop: str):
+        """`asset` of `drop` as an input of the step, which declared it as a dependency only (`deps`): the step
+        loads the frames it needs and no other, with every check an input has."""
+        return self._load(step_context, (asset, drop))
+
+    def _load(self, step, place: tuple):
         self._raise_failed_writes(wait=self._may_be_last(step) and _keeps_none(step))
-        path = self._path(context)
+        path = safe_join(Path(self.base_dir), *place)
         held = self._memory.get(path)
         if held is None:
             if path in self._writes:
@@ -183,18 +195,18 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
                 try:
                     made, obj, stamp = load_made(self._key(), path)
                 except FileNotFoundError:
-                    asset, *drop = context.get_asset_identifier()
+                    asset, *drop = place
                     raise dg.Failure(f"{asset} of {'/'.join(drop) or 'this run'} is not kept at rest: the run that "
                                      f"made it ended before keeping it, or it was purged; materialize {asset} "
                                      f"again") from None
-                self._still_current(context, made)
-            made = {**(made or {}), tuple(context.get_asset_identifier()): stamp}
+                self._still_current(step.step.key, place, made)
+            made = {**(made or {}), place: stamp}
         else:
             obj, made = held[0], held[2]
             held[1] -= 1
             if held[1] <= 0:
                 del self._memory[path]
-        self._joined(step.step.key, made, context.asset_key.to_user_string())
+        self._joined(step.step.key, made, place[0])
         return obj
 
     def teardown_after_execution(self, context) -> None:

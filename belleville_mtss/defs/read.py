@@ -106,8 +106,11 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
     selected = {key.to_user_string() for key in context.selected_asset_keys}
     if selected - {"classlink_users", "account_info"}:
         # validated frames made again (a limit raised, a source added to the registry: other frames of the same
-        # bytes): nothing built on the earlier ones stays, or a later subset run loads them unchecked
-        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT)
+        # bytes): nothing built on the earlier ones stays, or a later subset run loads them unchecked; nor a frame
+        # of a kind of file the entry no longer lists, which a run leaves out (defs/assets.py) and the steps after
+        # would take for this entry's
+        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT,
+                                            *(k.validated for k in FILES if k.asset not in entry.file_patterns))
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
     sent = [k for k in kinds if k.asset in entry.file_patterns]
     # each kind's files among the drop's (two rosters: refused at receipt), handed to the readers largest first

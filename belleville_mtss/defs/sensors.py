@@ -14,6 +14,7 @@ from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.load.order import date_in_name
 from ..lib.receive.sftp import SftpTransient
 from .alerting import VERSION_TAG, store, stored
+from .assets import drop_assets
 from .jobs import drop_job
 from .partitions import drops as drop_partitions
 from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
@@ -235,8 +236,9 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
                                f"{f'; {len(refusals)} refused, see dm.IngestionErrors' if refusals else ''}",
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
+    assets = {e: drop_assets(registry.get(e)) for e in {d.district for d in ready} | {d.district for d, _ in again}}
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key,
+        run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key, asset_selection=assets[d.district],
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
                                           VERSION_TAG: d.version})
                       for d, run_key in [(d, _run_key(context.instance, d.key, d.version)) for d in ready]

@@ -7,7 +7,7 @@ from ..lib import checks, pipeline
 from ..lib.columns import IDENTITY_FRAME, RESULTS_TABLE, ROSTER_TABLE, lineage
 from ..lib.load.warehouse import now
 from ..lib.read.ingest import ValidatedFile, readers
-from ..lib.sources import SOURCE_OF
+from ..lib.sources import ASSESSMENT_FILES, SOURCE_OF
 from ..lib.receive.drops import ReceivedDrop
 from ..lib.students import gates, review
 from ..lib.students.suggest import read_people
@@ -15,8 +15,8 @@ from ..lib.receive.drops import read_staged, why_unreadable
 from ..lib.receive.vault import VaultError
 from pathlib import Path
 from ..lib.students.identity import IdentityMap
-from .district import (ASSESSMENT_INPUTS, GATED, ROSTER_INPUTS, accepted_result, accepting, assessments_of, blocked_failure,
-                       BUILT_ON_VERDICT, check_specs, district_crosswalk, verdict)
+from .district import (ASSESSMENT_DEPS, GATED, ROSTER_DEPS, accepted_result, accepting, assessments_of, blocked_failure,
+                       BUILT_ON_VERDICT, check_specs, district_crosswalk, frames_of, verdict)
 from .metadata import OWNERS, counts_md, table
 from .partitions import drops
 from .read import Unusable, unusable
@@ -25,15 +25,16 @@ from .resources import DropServerResource, ErrorLogResource, WarehouseResource
 
 @dg.asset(
     group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-    ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
+    ins={"classlink": dg.AssetIn("validated_classlink_users")}, deps=[*ASSESSMENT_DEPS, *ROSTER_DEPS],
     check_specs=check_specs("gate", "student_identity_map"),
     description="ClassLink email = the roster's email; each assessment source's link column = the roster's link "
                 "field (the registry's); not materialized when a gate fails (its checks say why)",
 )
 def student_identity_map(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
                          warehouse: WarehouseResource, district_crosswalk: pl.DataFrame, received_drop: ReceivedDrop,
-                         classlink: ValidatedFile, **files: ValidatedFile):
+                         classlink: ValidatedFile):
     district = error_log.drop(context).district
+    files = frames_of(context, (district.roster_kind, *ASSESSMENT_FILES), district)
     accepted = review.accepted(warehouse.engine(), district.account_info_id)  # a person's decisions, applied
     try:
         identity, errors = pipeline.link(district, district_crosswalk, pipeline.roster_of(district, files), classlink,
@@ -82,25 +83,26 @@ def _gate(context, error_log: ErrorLogResource, warehouse: WarehouseResource, ou
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
-          owners=OWNERS, ins=ROSTER_INPUTS, deps=[district_crosswalk],
+          owners=OWNERS, deps=[*ROSTER_DEPS, district_crosswalk],
           description="One row per student of the drop, stamped with the district's AccountInfoId")
 def student_roster(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                   student_identity_map: IdentityMap, **files: ValidatedFile) -> dg.Output[pl.DataFrame]:
+                   student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
     district = error_log.drop(context).district
+    files = frames_of(context, (district.roster_kind,), district)
     roster = pipeline.roster(district, pipeline.roster_of(district, files), student_identity_map,
                              context.partition_key, now())
     return dg.Output(roster, metadata=table(roster.height, ROSTER_TABLE, lineage(district)["student_roster"]))
 
 
-@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, ins=ASSESSMENT_INPUTS, partitions_def=drops,
-          owners=OWNERS, deps=[district_crosswalk],
+@dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops,
+          owners=OWNERS, deps=[*ASSESSMENT_DEPS, district_crosswalk],
           description="One row per test event of a linked student, every assessment's, stamped with AccountInfoId "
                       "and its Assessment")
 def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogResource,
-                       student_identity_map: IdentityMap, **assessments: ValidatedFile) -> dg.Output[pl.DataFrame]:
+                       student_identity_map: IdentityMap) -> dg.Output[pl.DataFrame]:
     district = error_log.drop(context).district
-    results, duplicates = pipeline.results(district, assessments_of(assessments), student_identity_map, context.partition_key,
-                                           now())
+    assessments = assessments_of(frames_of(context, ASSESSMENT_FILES, district))
+    results, duplicates = pipeline.results(district, assessments, student_identity_map, context.partition_key, now())
     by_subject = {" ".join(k): n for *k, n in results.group_by("Assessment", "Subject").len()
                   .sort("Assessment", "Subject").iter_rows()}
     return dg.Output(results, metadata={**table(results.height, RESULTS_TABLE, lineage(district)["assessment_results"]),
@@ -109,13 +111,14 @@ def assessment_results(context: dg.AssetExecutionContext, error_log: ErrorLogRes
 
 
 @dg.asset(group_name="identity", kinds={"polars"}, automation_condition=GATED, partitions_def=drops, owners=OWNERS,
-          ins={**ASSESSMENT_INPUTS, **ROSTER_INPUTS, "classlink": dg.AssetIn("validated_classlink_users")},
+          ins={"classlink": dg.AssetIn("validated_classlink_users")}, deps=[*ASSESSMENT_DEPS, *ROSTER_DEPS],
           description="Suggested counterparts of the students no identifier links, for a person to accept or reject "
                       "(`belleville-mtss links review`); kept in dm.LinkSuggestions, counts only here")
 def link_review(context: dg.AssetExecutionContext, error_log: ErrorLogResource, warehouse: WarehouseResource,
                 drop_server: DropServerResource, student_identity_map: IdentityMap,
-                classlink: ValidatedFile, received_drop: ReceivedDrop, **files: ValidatedFile) -> dg.MaterializeResult:
+                classlink: ValidatedFile, received_drop: ReceivedDrop) -> dg.MaterializeResult:
     district, key = error_log.drop(context).district, context.partition_key
+    files = frames_of(context, (district.roster_kind, *ASSESSMENT_FILES), district)
     staged = {f.name: f for f in received_drop.files}
     def raw(source) -> list[pl.DataFrame]:  # a source's identifying columns, decrypted again only when needed
         names = [v.file_name for v in assessments_of(files) if v.usable and v.file_name in staged
