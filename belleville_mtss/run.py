@@ -10,7 +10,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from .definitions import build_definitions
-from .defs.assets import drop_assets
+from .defs.assets import drop_assets, drop_tags
 from .lib.config import Settings
 from .progress import Progress
 from .defs.recovery import own_tags, process_tags, tag_own
@@ -85,7 +85,8 @@ def run_drop(
     not to materialize (the benchmark leaves out the warehouse loads; the checks of the assets kept still run)."""
     defs = build_definitions(settings)
     job = defs.resolve_job_def("drop_job")
-    selection = [key for key in drop_assets(_entry(settings, drop_key)) if key.to_user_string() not in leave_out]
+    entry = registry_entry(settings, drop_key)
+    selection = [key for key in drop_assets(entry) if key.to_user_string() not in leave_out]
     loggers = {"console": {"config": {"log_level": log_level}}, **({"progress": {}} if progress else {})}
     shown = Progress(len(job.graph.nodes), drop_key).attached() if progress else nullcontext()
     with (instance_for(settings) if instance is None else nullcontext(instance)) as inst, shown:
@@ -95,7 +96,7 @@ def run_drop(
         run_id = str(uuid.uuid4())  # a run id as Dagster makes one
         result = job.execute_in_process(
             instance=inst, raise_on_error=False, partition_key=drop_key, run_id=run_id,
-            tags={**own_tags(run_id, process_tags(drop_key.split("/", 1)[0])), **(tags or {})},
+            tags={**own_tags(run_id, process_tags(drop_key.split("/", 1)[0])), **drop_tags(entry), **(tags or {})},
             asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         # what the run was to load (its stored events plan it; an in-process result's events hold no plan)
@@ -106,8 +107,9 @@ def run_drop(
     return report
 
 
-def _entry(settings: Settings, drop_key: str):
-    """The drop's district's registry entry, or None where it has no usable one."""
+def registry_entry(settings: Settings, drop_key: str):
+    """The registry entry of the drop's district as it is now, or None where it has no usable one (its run's first
+    step then says why)."""
     from .lib.district.registry import RegistryError, load_registry
     try:
         return load_registry(settings.districts_dirs).get(drop_key.split("/", 1)[0])

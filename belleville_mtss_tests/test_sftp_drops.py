@@ -60,6 +60,8 @@ def test_complete_drop_gives_one_run_that_lands_in_the_warehouse(world, new_inst
         asked = {k.to_user_string() for k in result.run_requests[0].asset_selection}
         assert {"validated_star_reading", "validated_powerschool_students", "dm_assessment_results"} <= asked
         assert not asked & {"map_growth", "validated_map_growth", "validated_oneroster_export"}
+        files = result.run_requests[0].tags["mtss/files"]
+        assert files == "powerschool_students,star_reading,star_math,star_early_literacy"
         again = tick(settings, instance, result.cursor)  # unchanged drop: never again
         assert not getattr(again, "run_requests", None)
         instance.add_dynamic_partitions("drops", ["belleville/2026-11-01"])

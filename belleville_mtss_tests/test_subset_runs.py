@@ -291,28 +291,35 @@ def test_a_run_leaves_out_the_kinds_of_file_its_district_does_not_send_and_the_w
 
 def test_a_run_asked_for_before_its_entry_listed_a_source_fails_saying_so_and_loads_nothing(tmp_path, new_instance):
     """A run's assets are its district's files as its registry entry listed them when the run was asked for; the
-    entry then lists MAP Growth too. The crosswalk must not take the file it was never asked to read as not sent."""
+    entry then lists MAP Growth too. The crosswalk must neither take the file the run was never asked to read as
+    not sent, nor load a frame of it an earlier run kept (read under another entry, or of other bytes)."""
     import dataclasses
 
-    from belleville_mtss.defs.assets import drop_assets
+    from belleville_mtss.defs.assets import drop_assets, drop_tags
     from belleville_mtss.lib.district.registry import load_registry
     from .helpers import SMALL
     with_map = edited_registry(tmp_path, lambda e: e["sources"].update(map_growth={}), "with_map")
     settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(with_map))
     prepare_drop(settings, dataclasses.replace(SMALL, sources=("star", "map_growth")))
-    asked = drop_assets(load_registry(make_settings(tmp_path / "mtss").districts_dirs)["belleville"])
-    assert dg.AssetKey("validated_map_growth") not in asked
-    with new_instance() as instance:
+    before = load_registry(make_settings(tmp_path / "mtss").districts_dirs)["belleville"]
+    assert dg.AssetKey("validated_map_growth") not in drop_assets(before)
+    said = "belleville's registry entry lists map_growth, which it did not when this run of belleville/2026-11-01 "
+
+    def asked_before(instance) -> dg.ExecuteInProcessResult:
         instance.add_dynamic_partitions("drops", [KEY])
         job = build_definitions(settings).resolve_job_def("drop_job")
-        result = job.execute_in_process(instance=instance, partition_key=KEY, raise_on_error=False,
-                                        asset_selection=asked)
-        assert not result.success and ("validated_map_growth of belleville/2026-11-01 was neither read by this run "
-                                       "nor kept by an earlier one, and belleville's registry entry lists it"
-                                       ) in _failures(result)
+        return job.execute_in_process(instance=instance, partition_key=KEY, raise_on_error=False,
+                                      asset_selection=drop_assets(before), tags=drop_tags(before))
+    with new_instance() as instance:
+        result = asked_before(instance)
+        assert not result.success and said in _failures(result)
         assert warehouse_counts(settings) == {"roster": 0, "results": 0}
-        assert run_drop(settings, instance=instance).outcome == "loaded"
-    assert "map_growth" in set(held_rows(settings)["results"]["Assessment"])
+        assert run_drop(settings, instance=instance).outcome == "loaded"  # keeps a frame of AssessmentResults.csv
+        loaded = held_rows(settings)
+        result = asked_before(instance)
+        assert not result.success and said in _failures(result)
+    assert "map_growth" in set(loaded["results"]["Assessment"])
+    assert held_rows(settings)["results"].equals(loaded["results"])
 
 
 def test_frames_kept_by_a_run_that_overlapped_a_read_of_the_drop_are_not_loaded_over_the_new_frames(

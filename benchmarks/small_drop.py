@@ -141,11 +141,14 @@ from belleville_mtss.lib.config import load_settings
 at["imports"] = time.perf_counter() - t; t = time.perf_counter()
 settings = load_settings()
 job = run.build_definitions(settings).resolve_job_def("drop_job")
+entry = run.registry_entry(settings, sys.argv[2])
+selection = run.drop_assets(entry)
 at["definitions"] = time.perf_counter() - t; t = time.perf_counter()
 instance = run.instance_for(settings)
 instance.add_dynamic_partitions("drops", [sys.argv[2]])
 at["instance"] = time.perf_counter() - t; t = time.perf_counter()
 result = job.execute_in_process(instance=instance, partition_key=sys.argv[2], raise_on_error=False,
+                                asset_selection=selection, tags=run.drop_tags(entry),
                                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
 at["run"] = time.perf_counter() - t
 steps = instance.get_run_step_stats(result.run_id)

@@ -3,7 +3,7 @@ import dagster as dg
 
 from ..lib.district.registry import District
 from ..lib.sources import FILES
-from .district import district_assets
+from .district import FILES_TAG, district_assets
 from .read import source_assets
 from .receive import source_assets as received
 from .students import students_assets
@@ -20,3 +20,8 @@ def drop_assets(entry: District | None) -> list[dg.AssetKey]:
     unsent = set() if entry is None else {n for k in FILES if k.asset not in entry.file_patterns
                                           for n in (k.asset, k.validated)}
     return [key for asset in ASSETS for key in asset.keys if key.to_user_string() not in unsent]
+
+
+def drop_tags(entry: District | None) -> dict[str, str]:
+    """The tag that says which kinds of file a run of the district's drop was asked to read (`drop_assets`)."""
+    return {} if entry is None else {FILES_TAG: ",".join(k.asset for k in FILES if k.asset in entry.file_patterns)}

@@ -11,7 +11,7 @@ from ..lib.district.crosswalk import listed_names
 from ..lib.district.registry import District
 from ..lib.load.errors import ErrorRecord
 from ..lib.load.warehouse import under_other_ids
-from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, ROSTER_FILES, SOURCE_OF
+from ..lib.sources import ASSESSMENT_FILES, DIRECTORY, FILES, ROSTER_FILES, SOURCE_OF
 from ..lib.read.ingest import ValidatedFile
 from .metadata import OWNERS, md_table, table
 from .partitions import drops
@@ -27,17 +27,32 @@ ROSTER_DEPS = [dg.AssetKey(k.validated) for k in ROSTER_FILES]  # a district sen
 # The frames built on the district checks' verdict, then on the gates': what a refusal of either leaves no earlier
 # run's copy of (a later run of the load alone would load it)
 BUILT_ON_VERDICT = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
-# Held until the drop's blocking checks pass, in this run and in automated later runs.
-GATED = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+# Held until the drop's blocking checks pass, in this run and in automated later runs. No validated frame of a file
+# counts as a missing dependency: those of the kinds a district does not send are never made for its drops
+# (defs/assets.py), and one it sends that a step does not find fails that step, saying so (`frames_of`).
+FRAMES_NEVER_MISSING = dg.AutomationCondition.any_deps_missing().ignore(
+    dg.AssetSelection.assets(*(k.validated for k in FILES)))
+GATED = (dg.AutomationCondition.eager().replace("any_deps_missing", FRAMES_NEVER_MISSING)
+         & dg.AutomationCondition.all_deps_blocking_checks_passed())
+
+# On a run of a district's drop: the kinds of file (file assets) its entry listed when the run was asked for, the
+# ones the run reads (defs/assets.py; a re-execution copies it, with the frames its parent read)
+FILES_TAG = "mtss/files"
 
 
 def frames_of(context, kinds, district: District) -> dict[str, ValidatedFile]:
     """The validated file of each of `kinds` for this drop, by file asset: this run's, or kept at rest by an earlier
     one (each checked as an input is). A kind the district does not send is not sent, unless a frame of it is kept
-    (read under an entry that listed it: the crosswalk refuses it)."""
+    (read under an entry that listed it: the crosswalk refuses it). A kind the entry lists that the run was not asked
+    to read (its FILES_TAG) fails the step."""
     io, drop, step = context.resources.io_manager, context.partition_key, context.get_step_execution_context()
+    asked = context.run.tags.get(FILES_TAG)
     files = {}
     for k in kinds:
+        if asked is not None and k.asset in district.file_patterns and k.asset not in asked.split(","):
+            # the entry listed it after the run was asked for: a frame kept of it is no read of this run's
+            raise dg.Failure(f"{district.district}'s registry entry lists {k.asset}, which it did not when this run "
+                             f"of {drop} was asked for, so the run did not read it: materialize the whole drop again")
         if io.kept(k.validated, drop):
             files[k.asset] = io.load_asset(step, k.validated, drop)
         elif k.asset in district.file_patterns:

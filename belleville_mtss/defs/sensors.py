@@ -14,7 +14,7 @@ from ..lib.load.errors import ErrorRecord, refusals
 from ..lib.load.order import date_in_name
 from ..lib.receive.sftp import SftpTransient
 from .alerting import VERSION_TAG, store, stored
-from .assets import drop_assets
+from .assets import drop_assets, drop_tags
 from .jobs import drop_job
 from .partitions import drops as drop_partitions
 from .resources import AlertResource, DropServerResource, ErrorLogResource, RegistryResource
@@ -236,11 +236,12 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
                                f"{f'; {len(refusals)} refused, see dm.IngestionErrors' if refusals else ''}",
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
-    assets = {e: drop_assets(registry.get(e)) for e in {d.district for d in ready} | {d.district for d, _ in again}}
+    districts = {d.district for d in ready} | {d.district for d, _ in again}
+    assets = {e: drop_assets(registry.get(e)) for e in districts}
     return dg.SensorResult(
         run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key, asset_selection=assets[d.district],
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
-                                          VERSION_TAG: d.version})
+                                          VERSION_TAG: d.version, **drop_tags(registry.get(d.district))})
                       for d, run_key in [(d, _run_key(context.instance, d.key, d.version)) for d in ready]
                       + [(d, f"{d.key}@{d.version}{suffix}") for d, suffix in again]],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
