@@ -96,7 +96,8 @@ def run_drop(
         run_id = str(uuid.uuid4())  # a run id as Dagster makes one
         result = job.execute_in_process(
             instance=inst, raise_on_error=False, partition_key=drop_key, run_id=run_id,
-            tags={**own_tags(run_id, process_tags(drop_key.split("/", 1)[0])), **drop_tags(entry), **(tags or {})},
+            # the kinds of file asked for are those selected, whatever a caller's tags say
+            tags={**own_tags(run_id, process_tags(drop_key.split("/", 1)[0])), **(tags or {}), **drop_tags(entry)},
             asset_selection=selection, run_config={"loggers": loggers})
         report = DropReport.from_events(drop_key, result.all_events)
         # what the run was to load (its stored events plan it; an in-process result's events hold no plan)

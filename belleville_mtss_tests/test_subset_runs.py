@@ -13,6 +13,7 @@ from .conftest import make_settings
 from .helpers import edited_registry, errors, held_rows, prepare_drop, set_column, warehouse_counts
 
 KEY = "belleville/2026-11-01"
+BUILT = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
 
 
 def _subset(settings, instance, *assets: str) -> dg.ExecuteInProcessResult:
@@ -262,6 +263,30 @@ def test_frames_of_a_source_the_registry_no_longer_lists_are_refused_not_judged(
     assert logged.height == 1
 
 
+def test_a_frame_of_a_source_the_registry_no_longer_lists_is_refused_by_every_step_that_reads_it(
+        tmp_path, new_instance):
+    """A drop loaded with its MAP Growth file; map_growth taken out of the registry; the results and their load
+    materialized alone (as from the UI) took the MAP Growth frame kept at rest and loaded it under the new entry:
+    only the crosswalk refused such frames."""
+    import dataclasses
+
+    from .helpers import SMALL
+    with_map = edited_registry(tmp_path, lambda e: e["sources"].update(map_growth={}), "with_map")
+    settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(with_map))
+    prepare_drop(settings, dataclasses.replace(SMALL, sources=("star", "map_growth")))
+    without = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(edited_registry(tmp_path, lambda e: None)))
+    with new_instance() as instance:
+        assert run_drop(settings, instance=instance).outcome == "loaded"
+        loaded = held_rows(settings)
+        result = _subset(without, instance, "assessment_results", "dm_assessment_results")
+        assert not result.success and ("AssessmentResults.csv was read under a registry entry that listed its "
+                                       "source, and belleville's entry no longer does") in _failures(result)
+        for asset in BUILT:  # nothing built on it is left for a later run of the load alone
+            assert not (settings.storage_dir / asset / KEY).exists()
+    assert held_rows(settings)["results"].equals(loaded["results"])
+    assert errors(without).filter(pl.col("Reason") == "stale_frames").height == 1
+
+
 def test_a_run_leaves_out_the_kinds_of_file_its_district_does_not_send_and_the_whole_graph_still_loads(
         tmp_path, new_instance):
     """A run of Belleville's drop materialized, kept and loaded into every later step each of the seven kinds of
@@ -279,7 +304,8 @@ def test_a_run_leaves_out_the_kinds_of_file_its_district_does_not_send_and_the_w
     def made(instance) -> set[str]:
         return {k.to_user_string() for k in instance.get_asset_keys() if KEY in instance.get_materialized_partitions(k)}
     with new_instance() as instance:
-        assert run_drop(settings, instance=instance).outcome == "loaded"
+        # a caller's tag naming other kinds (copied from another run) changes nothing: the run reads what it selects
+        assert run_drop(settings, instance=instance, tags={"mtss/files": "star_reading"}).outcome == "loaded"
         assert not made(instance) & {*unsent, *(k.asset for k in FILES if k.asset not in sent)}
         assert {k.validated for k in FILES if k.asset in sent} <= made(instance)
         before = warehouse_counts(settings)
@@ -333,15 +359,14 @@ def test_frames_kept_by_a_run_that_overlapped_a_read_of_the_drop_are_not_loaded_
     drop = prepare_drop(first)
     set_column(drop / "SR.csv", "DistrictName", "Springfield Public Schools")
     raised = make_settings(tmp_path / "mtss", MTSS_MAX_FILE_ROWS="100000")
-    built = ("district_crosswalk", "student_identity_map", "student_roster", "assessment_results")
     with new_instance() as instance:
         assert run_drop(first, instance=instance).outcome == "partial"
         before = warehouse_counts(first)
         late = tmp_path / "late"
-        for asset in built:
+        for asset in BUILT:
             shutil.copytree(first.storage_dir / asset, late / asset)
         assert _subset(raised, instance, "validated_star_reading").success
-        for asset in built:  # the first run's writes, ending after the second run's read
+        for asset in BUILT:  # the first run's writes, ending after the second run's read
             shutil.rmtree(first.storage_dir / asset, ignore_errors=True)
             shutil.copytree(late / asset, first.storage_dir / asset)
         for asset in ("assessment_results", "dm_assessment_results"):

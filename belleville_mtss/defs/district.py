@@ -42,9 +42,10 @@ FILES_TAG = "mtss/files"
 
 def frames_of(context, kinds, district: District) -> dict[str, ValidatedFile]:
     """The validated file of each of `kinds` for this drop, by file asset: this run's, or kept at rest by an earlier
-    one (each checked as an input is). A kind the district does not send is not sent, unless a frame of it is kept
-    (read under an entry that listed it: the crosswalk refuses it). A kind the entry lists that the run was not asked
-    to read (its FILES_TAG) fails the step."""
+    one (each checked as an input is). A kind the district does not send is not sent. Refused, failing the step: a
+    kind the entry lists that the run was not asked to read (its FILES_TAG), and a frame kept of a kind the entry
+    no longer lists (read under an entry that did: a re-execution, or assets run a few at a time, after the
+    registry changed), which is logged and leaves nothing built on it."""
     io, drop, step = context.resources.io_manager, context.partition_key, context.get_step_execution_context()
     asked = context.run.tags.get(FILES_TAG)
     files = {}
@@ -61,6 +62,13 @@ def frames_of(context, kinds, district: District) -> dict[str, ValidatedFile]:
                              f"frame was purged): materialize the whole drop again")
         else:
             files[k.asset] = ValidatedFile(k.asset, None, sent=False)
+    unlisted = sorted(v.file_name for asset, v in files.items() if v.sent and asset not in district.file_patterns)
+    if unlisted:
+        message = (f"{drop}: {', '.join(unlisted)} was read under a registry entry that listed its source, and "
+                   f"{district.district}'s entry no longer does: materialize the whole drop again")
+        context.resources.error_log.record(context, drop, [ErrorRecord("district", "stale_frames", message)])
+        io.forget(drop, *BUILT_ON_VERDICT)
+        raise dg.Failure(f"refused: {message}")
     return files
 
 
@@ -124,15 +132,7 @@ def district_crosswalk(context: dg.AssetExecutionContext, registry: RegistryReso
                        warehouse: WarehouseResource, account_info: pl.DataFrame, classlink: ValidatedFile):
     district = error_log.drop(context).district
     # in the sources' order: the crosswalk's rows as the core's
-    files = frames_of(context, (*ROSTER_FILES, *ASSESSMENT_FILES), district)
-    validated = files | {"classlink_users": classlink}
-    unlisted = sorted(v.file_name for asset, v in files.items() if v.sent and asset not in district.file_patterns)
-    if unlisted:  # frames read under an entry that listed their source (a re-execution after the registry changed)
-        message = (f"{context.partition_key}: {', '.join(unlisted)} was read under a registry entry that listed its "
-                   f"source, and {district.district}'s entry no longer does: materialize the whole drop again")
-        error_log.record(context, context.partition_key, [ErrorRecord("district", "stale_frames", message)])
-        context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT)
-        raise dg.Failure(f"refused: {message}")
+    validated = frames_of(context, (*ROSTER_FILES, *ASSESSMENT_FILES), district) | {"classlink_users": classlink}
     frame = pipeline.crosswalk(district, account_info, validated)
     outcomes = checks.decide("district", checks.Evidence(
         district, context.partition_key, crosswalk=frame, account_info=account_info, today=dt.date.today(),

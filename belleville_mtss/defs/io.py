@@ -1,5 +1,6 @@
 """The IO manager. Within one run, an output is handed to the steps that read it in memory and dropped once the
-last of them has it; it is also kept at rest for later runs and re-execution (encrypted with the staging key,
+last of them has it (at the run's end where a step that depends on it does not load it: `frames_of` loads the
+frames of the files a district sends only); it is also kept at rest for later runs and re-execution (encrypted with the staging key,
 frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
 thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
 for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write

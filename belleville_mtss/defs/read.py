@@ -108,7 +108,7 @@ def read_drop(context: dg.AssetExecutionContext, drop_server: DropServerResource
         # validated frames made again (a limit raised, a source added to the registry: other frames of the same
         # bytes): nothing built on the earlier ones stays, or a later subset run loads them unchecked; nor a frame
         # of a kind of file the entry no longer lists, which a run leaves out (defs/assets.py) and the steps after
-        # would take for this entry's
+        # would refuse as read under another entry (`frames_of`)
         context.resources.io_manager.forget(context.partition_key, *BUILT_ON_VERDICT,
                                             *(k.validated for k in FILES if k.asset not in entry.file_patterns))
     kinds = [k for k in FILES if {k.asset, k.validated} & selected]
