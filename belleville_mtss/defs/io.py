@@ -1,12 +1,12 @@
-"""The IO manager. Within one run, an output is handed to the steps that read it in memory and dropped once the
-last of them has it (at the run's end where a step that depends on it does not load it: `frames_of` loads the
-frames of the files a district sends only); it is also kept at rest for later runs and re-execution (encrypted with the staging key,
-frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
-thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits
-for every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write
-that fails fails the run. What an earlier run kept at an output's place is removed before the output is recorded:
-a run killed, or a write failing, before its write ends leaves no frame, and no later run takes an older frame for
-this run's.
+"""The IO manager. Within one run, an output is handed to the steps that read it in memory and dropped once the last of
+them has it (at the run's end where a step that depends on it does not load it: `frames_of` loads the frames of the
+files a district sends only); it is also kept at rest for later runs and re-execution (encrypted with the staging
+key, frames as Parquet: lib/persist.py), one file per asset and drop partition. Writing it happens on a background
+thread while the run goes on; a step that no other step of the run reads from (the run's last step is one) waits for
+every write before its outputs are recorded (or, keeping none here, before it reads its inputs), so a write that
+fails fails the run. What an earlier run kept at an output's place is removed before the output is recorded: a run
+killed, or a write failing, before its write ends leaves no frame, and no later run takes an older frame for this
+run's.
 
 Each object kept carries what it was made from: every kept object upstream of it, with that one's stamp (a digest
 of what it holds: lib/persist.py). One loaded from rest is refused if any of those now holds something else, or is
