@@ -267,7 +267,7 @@ def test_a_frame_of_a_source_the_registry_no_longer_lists_is_refused_by_every_st
         tmp_path, new_instance):
     """A drop loaded with its MAP Growth file; map_growth taken out of the registry; the results and their load
     materialized alone (as from the UI) took the MAP Growth frame kept at rest and loaded it under the new entry:
-    only the crosswalk refused such frames."""
+    only the crosswalk refused such frames. The load alone reads no such frame: the crosswalk it loads says."""
     import dataclasses
 
     from .helpers import SMALL
@@ -278,13 +278,16 @@ def test_a_frame_of_a_source_the_registry_no_longer_lists_is_refused_by_every_st
     with new_instance() as instance:
         assert run_drop(settings, instance=instance).outcome == "loaded"
         loaded = held_rows(settings)
+        load_alone = _subset(without, instance, "dm_assessment_results")
+        assert not load_alone.success and ("AssessmentResults.csv was read under a registry entry that listed its "
+                                           "source, and the entry no longer does") in _failures(load_alone)
         result = _subset(without, instance, "assessment_results", "dm_assessment_results")
         assert not result.success and ("AssessmentResults.csv was read under a registry entry that listed its "
                                        "source, and belleville's entry no longer does") in _failures(result)
         for asset in BUILT:  # nothing built on it is left for a later run of the load alone
             assert not (settings.storage_dir / asset / KEY).exists()
     assert held_rows(settings)["results"].equals(loaded["results"])
-    assert errors(without).filter(pl.col("Reason") == "stale_frames").height == 1
+    assert errors(without).filter(pl.col("Reason") == "stale_frames").height == 2
 
 
 def test_a_run_leaves_out_the_kinds_of_file_its_district_does_not_send_and_the_whole_graph_still_loads(

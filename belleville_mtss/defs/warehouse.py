@@ -131,7 +131,8 @@ def warehouse_load(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     claimed = drop_files(district, received_drop.files)
     fed = {"roster": _files(district_crosswalk, ROSTER_FILES, claimed),
            "results": _files(district_crosswalk, ASSESSMENT_FILES, claimed)}  # the files each load marks loaded
-    stale = pipeline.made_under_another_id(district, district_crosswalk, roster, results)
+    stale = (pipeline.made_under_another_id(district, district_crosswalk, roster, results)
+             or pipeline.read_under_another_entry(district, district_crosswalk))
     if stale:
         _stopped(context, error_log, "stale_frames", stale)
         raise dg.Failure(stale)

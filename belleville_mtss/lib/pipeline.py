@@ -287,6 +287,18 @@ def made_under_another_id(district: District, crosswalk: pl.DataFrame, *frames: 
             "written; materialize the whole drop again, so that its district checks decide on the registry's")
 
 
+def read_under_another_entry(district: District, crosswalk: pl.DataFrame) -> str | None:
+    """Why a drop's frames may not load under the registry entry (None: they may): the crosswalk judged a file of a
+    source the entry no longer lists. Frames kept by an earlier run outlive a registry edit; a load run alone reads
+    no frame of a file, which is where the steps before it refuse them."""
+    unlisted = sorted(set(crosswalk.filter(~pl.col("source").is_in([*district.file_patterns, "classlink_users"]))
+                          ["file_name"].drop_nulls().to_list()))
+    if not unlisted:
+        return None
+    return (f"{district.district}: {', '.join(unlisted)} was read under a registry entry that listed its source, and "
+            f"the entry no longer does: nothing was written; materialize the whole drop again")
+
+
 def _place(conn, district: District, key: str, roster: pl.DataFrame | None, results: pl.DataFrame | None,
            result_scopes: list, max_days_ahead: int) -> tuple[dt.date | None, dict, list]:
     """The drop's place in its district's order: its date, what the warehouse holds, and what of the load's scopes
