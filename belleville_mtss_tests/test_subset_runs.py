@@ -4,6 +4,7 @@ leaves none of the older version's, and the load refuses frames verified under a
 import os
 
 import dagster as dg
+import pytest
 import polars as pl
 
 from belleville_mtss.definitions import build_definitions
@@ -263,27 +264,30 @@ def test_frames_of_a_source_the_registry_no_longer_lists_are_refused_not_judged(
     assert logged.height == 1
 
 
+@pytest.mark.parametrize("sent", [("star", "map_growth"), ("star",)], ids=["map_sent", "map_missing"])
 def test_a_frame_of_a_source_the_registry_no_longer_lists_is_refused_by_every_step_that_reads_it(
-        tmp_path, new_instance):
-    """A drop loaded with its MAP Growth file; map_growth taken out of the registry; the results and their load
-    materialized alone (as from the UI) took the MAP Growth frame kept at rest and loaded it under the new entry:
-    only the crosswalk refused such frames. The load alone reads no such frame: the crosswalk it loads says."""
+        tmp_path, new_instance, sent):
+    """A drop loaded with its MAP Growth file (or without it: missing); map_growth taken out of the registry; the
+    results and their load materialized alone (as from the UI) took the MAP Growth frame kept at rest and loaded it
+    under the new entry: only the crosswalk refused such frames (and failed on a TypeError for a missing file). The
+    load alone reads no such frame: the crosswalk it loads says."""
     import dataclasses
 
     from .helpers import SMALL
     with_map = edited_registry(tmp_path, lambda e: e["sources"].update(map_growth={}), "with_map")
     settings = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(with_map))
-    prepare_drop(settings, dataclasses.replace(SMALL, sources=("star", "map_growth")))
+    prepare_drop(settings, dataclasses.replace(SMALL, sources=sent))
     without = make_settings(tmp_path / "mtss", MTSS_DISTRICTS_DIR=str(edited_registry(tmp_path, lambda e: None)))
+    named = "AssessmentResults.csv" if "map_growth" in sent else "map_growth (no file)"
     with new_instance() as instance:
-        assert run_drop(settings, instance=instance).outcome == "loaded"
+        assert run_drop(settings, instance=instance).outcome == ("loaded" if "map_growth" in sent else "partial")
         loaded = held_rows(settings)
         load_alone = _subset(without, instance, "dm_assessment_results")
-        assert not load_alone.success and ("AssessmentResults.csv was read under a registry entry that listed its "
-                                           "source, and the entry no longer does") in _failures(load_alone)
+        assert not load_alone.success and (f"{named} was read under a registry entry that listed its source, and "
+                                           "the entry no longer does") in _failures(load_alone)
         result = _subset(without, instance, "assessment_results", "dm_assessment_results")
-        assert not result.success and ("AssessmentResults.csv was read under a registry entry that listed its "
-                                       "source, and belleville's entry no longer does") in _failures(result)
+        assert not result.success and (f"{named} was read under a registry entry that listed its source, and "
+                                       "belleville's entry no longer does") in _failures(result)
         for asset in BUILT:  # nothing built on it is left for a later run of the load alone
             assert not (settings.storage_dir / asset / KEY).exists()
     assert held_rows(settings)["results"].equals(loaded["results"])

@@ -62,12 +62,13 @@ def frames_of(context, kinds, district: District) -> dict[str, ValidatedFile]:
                              f"frame was purged): materialize the whole drop again")
         else:
             files[k.asset] = ValidatedFile(k.asset, None, sent=False)
-    unlisted = sorted(v.file_name for asset, v in files.items() if v.sent and asset not in district.file_patterns)
+    unlisted = sorted(v.file_name or f"{asset} (no file)" for asset, v in files.items()
+                      if v.sent and asset not in district.file_patterns)  # a file missing from the drop: no name
     if unlisted:
         message = (f"{drop}: {', '.join(unlisted)} was read under a registry entry that listed its source, and "
                    f"{district.district}'s entry no longer does: materialize the whole drop again")
+        io.forget(drop, *BUILT_ON_VERDICT)  # first: whether or not the error log is reachable
         context.resources.error_log.record(context, drop, [ErrorRecord("district", "stale_frames", message)])
-        io.forget(drop, *BUILT_ON_VERDICT)
         raise dg.Failure(f"refused: {message}")
     return files
 

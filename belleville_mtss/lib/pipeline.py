@@ -291,8 +291,8 @@ def read_under_another_entry(district: District, crosswalk: pl.DataFrame) -> str
     """Why a drop's frames may not load under the registry entry (None: they may): the crosswalk judged a file of a
     source the entry no longer lists. Frames kept by an earlier run outlive a registry edit; a load run alone reads
     no frame of a file, which is where the steps before it refuse them."""
-    unlisted = sorted(set(crosswalk.filter(~pl.col("source").is_in([*district.file_patterns, "classlink_users"]))
-                          ["file_name"].drop_nulls().to_list()))
+    gone = crosswalk.filter(~pl.col("source").is_in([*district.file_patterns, "classlink_users"]))
+    unlisted = sorted(set(gone.select(pl.coalesce("file_name", pl.col("source") + " (no file)")).to_series()))
     if not unlisted:
         return None
     return (f"{district.district}: {', '.join(unlisted)} was read under a registry entry that listed its source, and "
