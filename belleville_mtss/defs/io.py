@@ -66,9 +66,13 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     _read: list = PrivateAttr(default_factory=list)  # _readers of the run's plan, once
     _sinks: dict = PrivateAttr(default_factory=dict)  # step key -> whether no other step of the run reads from it
 
+    def _at(self, *place: str) -> Path:
+        """Where the object of `place` (asset, drop) is kept. The drop is a sender's name: it must stay under
+        base_dir."""
+        return safe_join(Path(self.base_dir), *place)
+
     def _path(self, context) -> Path:
-        # the identifier holds the partition key, a sender's drop name: it must stay under base_dir
-        return safe_join(Path(self.base_dir), *context.get_asset_identifier())
+        return self._at(*context.get_asset_identifier())
 
     def _key(self) -> bytes:
         return staging_key(self.staging_key or None, Path(self.home))
@@ -82,7 +86,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
     def _stamp_now(self, place: tuple) -> bytes | None:
         """The stamp of what is kept at `place` now (None: nothing readable is)."""
         try:
-            return stamp_of(self._key(), safe_join(Path(self.base_dir), *place))
+            return stamp_of(self._key(), self._at(*place))
         except Exception:  # gone, being written, altered, or not of this key
             return None
 
@@ -135,15 +139,14 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
         leaves what was built on an earlier verdict, so no later run's step loads the drop from frames of an earlier
         version, registry or prod table as this one's."""
         for asset in assets:
-            _unkeep(safe_join(Path(self.base_dir), asset, drop))
+            _unkeep(self._at(asset, drop))
 
     def forget_older_version(self, drop: str, received) -> None:
         """The drop received in a new version, or with other bytes under the same one (a file corrected in place,
         its size and time kept): every frame kept of what was received before removed (the files as validated, the
         crosswalk, the identity map, the roster and results), so that no later run's step mixes them with these
         bytes, or loads them unchecked under them."""
-        base = Path(self.base_dir)
-        kept = safe_join(base, "received_drop", drop)
+        base, kept = Path(self.base_dir), self._at("received_drop", drop)
         if not kept.exists():
             return
         try:
@@ -176,7 +179,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
 
     def kept(self, asset: str, drop: str) -> bool:
         """Whether `asset` of `drop` is this run's, or kept at rest by an earlier run."""
-        path = safe_join(Path(self.base_dir), asset, drop)
+        path = self._at(asset, drop)
         return path in self._memory or path in self._writes or path.is_file()
 
     def load_asset(self, step_context, asset: str, drop: str):
@@ -186,7 +189,7 @@ class EncryptedFrameIOManager(dg.ConfigurableIOManager):
 
     def _load(self, step, place: tuple):
         self._raise_failed_writes(wait=self._may_be_last(step) and _keeps_none(step))
-        path = safe_join(Path(self.base_dir), *place)
+        path = self._at(*place)
         held = self._memory.get(path)
         if held is None:
             if path in self._writes:

@@ -237,11 +237,11 @@ def _look_for_drops(context: dg.SensorEvaluationContext, registry: RegistryResou
                                cursor=json.dumps(next_cursor))
     known = set(context.instance.get_dynamic_partitions(drop_partitions.name))
     districts = {d.district for d in ready} | {d.district for d, _ in again}
-    assets = {e: drop_assets(registry.get(e)) for e in districts}
+    asked = {e: (drop_assets(registry.get(e)), drop_tags(registry.get(e))) for e in districts}
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key, asset_selection=assets[d.district],
+        run_requests=[dg.RunRequest(partition_key=d.key, run_key=run_key, asset_selection=asked[d.district][0],
                                     tags={"mtss/district": d.district, "mtss/drop": d.key,
-                                          VERSION_TAG: d.version, **drop_tags(registry.get(d.district))})
+                                          VERSION_TAG: d.version, **asked[d.district][1]})
                       for d, run_key in [(d, _run_key(context.instance, d.key, d.version)) for d in ready]
                       + [(d, f"{d.key}@{d.version}{suffix}") for d, suffix in again]],
         dynamic_partitions_requests=[drop_partitions.build_add_request(sorted({d.key for d in ready} - known))],
