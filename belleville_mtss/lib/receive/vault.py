@@ -157,7 +157,7 @@ class _Input:
             start = offset - offset % _ALIGN
             span = -(-(offset + self._length - start) // _ALIGN) * _ALIGN
             try:
-                got = self._read_into(self._view[:span], start)
+                got = os.preadv(self._fd, [self._view[:span]], start)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -167,23 +167,8 @@ class _Input:
             else:
                 skip = offset - start
                 return self._view[skip:max(skip, min(got, skip + self._length))]
-        got = self._read_into(self._view[:self._length], offset)
+        got = os.preadv(self._fd, [self._view[:self._length]], offset)
         return self._view[:got]
-
-    def _read_into(self, view: memoryview, offset: int) -> int:
-        """Fills `view` from `offset` until it is full or the file ends: a read may return less than it was asked
-        (which the buffered reader this replaced hid), and a chunk read short would fail as altered."""
-        got = 0
-        while got < len(view):
-            if hasattr(os, "preadv"):
-                n = os.preadv(self._fd, [view[got:]], offset + got)
-            else:  # macOS before 11
-                os.lseek(self._fd, offset + got, os.SEEK_SET)
-                n = os.readv(self._fd, [view[got:]])
-            got += n
-            if not n or (self.direct and n % _ALIGN):
-                break  # the file's end (a direct read stops off a block's edge only there)
-        return got
 
     def close(self) -> None:
         if self._fd is not None:
