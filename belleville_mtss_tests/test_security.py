@@ -47,18 +47,15 @@ def _pages_in_memory(path: Path) -> int:
     return int(out.split()[0])
 
 
-def test_a_frame_kept_at_rest_and_a_staged_copy_go_past_the_page_cache(tmp_path):
-    """What a run keeps at rest is read back by later runs only (within a run outputs are handed on in memory), and
-    a staged copy is read back whole, once, by the run that received it: through the page cache, each of their bytes
-    took a fresh page of memory on its way to the disk and back (0.6-2.8 CPU-seconds a GB on the benchmark machine:
-    docs/performance.md). Checked by the pages of each file the kernel holds, after the receipt and after the read;
-    the same copy read through the cache fills it."""
+def test_a_frame_kept_at_rest_is_written_past_the_page_cache(tmp_path):
+    """What a run keeps at rest is read back by later runs only (within a run outputs are handed on in memory):
+    written through the page cache, each of its bytes took a fresh page of memory on its way to the disk (0.6-2.8
+    CPU-seconds a GB on the benchmark machine: docs/performance.md). A staged copy, which the run reads back at
+    once, still is. Checked by the pages of each file the kernel holds."""
     import shutil as sh
     import numpy as np
     import polars as pl
     from belleville_mtss.lib.persist import load, save
-    from belleville_mtss.lib.receive.drops import LocalDropSource, read_staged, receive
-    from belleville_mtss.lib.receive.vault import DecryptingReader
     if not _direct_writes_allowed(tmp_path):
         pytest.skip("the file system of the test's temporary folder refuses O_DIRECT (Linux's direct I/O)")
     if sh.which("fincore") is None:
@@ -70,21 +67,8 @@ def test_a_frame_kept_at_rest_and_a_staged_copy_go_past_the_page_cache(tmp_path)
     assert size > 8 * CHUNK
     assert _pages_in_memory(tmp_path / "at_rest") <= 1  # at most the tail's block, written through the cache
     assert load(key, tmp_path / "at_rest")["results"].equals(frame)
-
-    drop = tmp_path / "drops" / "belleville" / "2026-11-01"
-    drop.mkdir(parents=True)
-    data = os.urandom(size)
-    (drop / "SR.csv").write_bytes(data)
-    (listed,) = LocalDropSource(tmp_path / "drops").list_drops("belleville", "belleville")
-    staging = tmp_path / "staging" / "belleville" / "2026-11-01"
-    (staged,) = receive(LocalDropSource(tmp_path / "drops"), "belleville", listed, staging, key)
-    assert _pages_in_memory(staging / "SR.csv") <= 1
-    assert read_staged(staging, staged, key) == data
-    assert _pages_in_memory(staging / "SR.csv") <= 1
-    # a reader through the cache, as a zip is read
-    with DecryptingReader(key, staging / "SR.csv", bytes.fromhex(staged.sha256)) as reader:
-        list(reader.decrypt_into(memoryview(bytearray(reader.size))))
-    assert _pages_in_memory(staging / "SR.csv") >= size // os.sysconf("SC_PAGE_SIZE") // 2
+    encrypt_file(key, tmp_path / "at_rest", tmp_path / "staged")  # the same bytes as a staged copy: kept in memory
+    assert _pages_in_memory(tmp_path / "staged") >= size // os.sysconf("SC_PAGE_SIZE") // 2
 
 
 @pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux's O_DIRECT: elsewhere every file is written "
@@ -143,38 +127,6 @@ def test_a_file_system_refusing_direct_writes_gets_the_file_whole_a_failed_write
                 resource.setrlimit(resource.RLIMIT_FSIZE, limit)
             assert not [p for p in tmp_path.iterdir() if p.name.startswith("full")]
     assert len(os.listdir("/proc/self/fd")) == opened
-
-
-@pytest.mark.skipif(not hasattr(os, "O_DIRECT"), reason="Linux's O_DIRECT: elsewhere every file is read "
-                    "through the page cache, as the round trips test")
-def test_a_file_system_refusing_direct_reads_gets_the_file_read_whole(tmp_path, monkeypatch):
-    """Refused when the file is opened, or at a read: the staged copy is read through the page cache, whole (faults
-    this machine's file system cannot be made to show, so the two calls are made to refuse)."""
-    import errno
-    import fcntl
-    from belleville_mtss.lib.receive import vault
-    key, data = parse_key(new_key()), os.urandom(2 * CHUNK + 4_099)
-    with vault.Encryptor(key, tmp_path / "e", direct=True) as enc:
-        enc.write(data)
-    real_open, real_preadv, refused = os.open, os.preadv, []
-
-    def refused_open(path, flags, *args, **kwargs):
-        if flags & os.O_DIRECT:
-            refused.append("open")
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_open(path, flags, *args, **kwargs)
-
-    def refused_read(fd, buffers, offset):
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            refused.append("read")
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_preadv(fd, buffers, offset)
-
-    for name, fake in (("open", refused_open), ("preadv", refused_read)):
-        with monkeypatch.context() as patch:
-            patch.setattr(vault.os, name, fake)
-            assert vault.decrypt_bytes(key, tmp_path / "e") == data
-    assert refused == ["open", "read"]  # each refused once: then through the cache
 
 
 def test_wrong_key_altered_or_cut_short_files_are_refused(tmp_path):
@@ -339,15 +291,15 @@ def test_a_file_replaced_as_it_is_opened_is_read_as_the_file_opened(tmp_path, mo
     for dest, data in ((path, older), (incoming, newer)):
         with Encryptor(key, dest) as enc:
             enc.write(data)
-    real_open = os.open
+    real_open = Path.open
 
-    def opened_then_replaced(name, *args, **kwargs):
-        handle = real_open(name, *args, **kwargs)
-        if Path(name) == path and incoming.exists():
+    def opened_then_replaced(self, *args, **kwargs):
+        handle = real_open(self, *args, **kwargs)
+        if self == path and incoming.exists():
             os.rename(incoming, path)
         return handle
 
-    monkeypatch.setattr(vault.os, "open", opened_then_replaced)
+    monkeypatch.setattr(Path, "open", opened_then_replaced)
     with vault.DecryptingReader(key, path) as reader:
         out = bytearray(reader.size)
         list(reader.decrypt_into(memoryview(out)))

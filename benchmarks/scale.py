@@ -281,7 +281,7 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
     is a record, its rows the staged copy's: defs/read.py)."""
     from belleville_mtss.lib.persist import save
     from belleville_mtss.lib.receive.drops import sha256_of
-    from belleville_mtss.lib.receive.vault import CHUNK, Encryptor, decrypt_bytes, new_key, parse_key
+    from belleville_mtss.lib.receive.vault import decrypt_bytes, encrypt_file, new_key, parse_key
     drop = work / "drop"
     key, files = parse_key(new_key()), sorted(f for f in drop.iterdir() if f.suffix == ".csv")
     staged = Path(tempfile.mkdtemp(prefix="byte-passes-", dir=work))
@@ -290,10 +290,8 @@ def _byte_passes(_stage: str, work: Path, district, _pg_url) -> dict:
         for f in files:
             sha256_of(f)
         hashed, t = time.perf_counter() - t, time.perf_counter()
-        for f in files:  # as the receipt writes a staged copy (lib/receive/drops.py), past the page cache
-            with f.open("rb") as src, Encryptor(key, staged / f.name, direct=True) as enc:
-                for block in iter(lambda: src.read(CHUNK), b""):
-                    enc.write(block)
+        for f in files:
+            encrypt_file(key, f, staged / f.name)
         encrypted, t = time.perf_counter() - t, time.perf_counter()
         for f in files:
             decrypt_bytes(key, staged / f.name)

@@ -482,7 +482,7 @@ def _receive_file(source: DropSource, folder: str, drop: Drop, f: RemoteFile, de
         began[f.name] = _ticket()  # the bytes kept are of this moment on: a later read reads later bytes
         try:
             before = source.stamp(folder, drop, f)
-            with source.open(folder, drop, f) as src, Encryptor(key, dest, hashlib.sha256(), direct=True) as enc:
+            with source.open(folder, drop, f) as src, Encryptor(key, dest, hashlib.sha256()) as enc:
                 done, digest = _stream(src, enc, f.size)
             if done == f.size:
                 if (source.stamp(folder, drop, f) == before if before is not None
@@ -548,11 +548,10 @@ def _expand_zip(archive: Path, sealed: bytes, name: str, into: Path, key: bytes,
     staged, total = [], 0
     try:
         # buffered: the reader's reads stop at a chunk's end, and zipfile takes a short read for a broken archive
-        with DecryptingReader(key, archive, sealed, direct=True) as reader, \
-                zipfile.ZipFile(io.BufferedReader(reader)) as zf:
+        with DecryptingReader(key, archive, sealed) as reader, zipfile.ZipFile(io.BufferedReader(reader)) as zf:
             for info, base in zip_entries(zf, name, limits):
                 budget = min(int(limits.max_zip_ratio * max(info.compress_size, 1)), limits.max_drop_bytes - total)
-                with zf.open(info) as src, Encryptor(key, into / base, hashlib.sha256(), direct=True) as enc:
+                with zf.open(info) as src, Encryptor(key, into / base, hashlib.sha256()) as enc:
                     done, digest = _stream(src, enc, budget)
                     if done > budget:
                         raise DropRefused("zip_ratio" if total + done <= limits.max_drop_bytes else "drop_too_large",

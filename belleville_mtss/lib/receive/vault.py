@@ -9,7 +9,6 @@ without hashing it again. The key comes from MTSS_STAGING_KEY (64 hex characters
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import io
 import mmap
@@ -68,10 +67,10 @@ _DIRECT = getattr(os, "O_DIRECT", 0)  # Linux's; elsewhere 0: written through th
 
 class _Output:
     """The file an Encryptor writes, from one buffer its chunks are encrypted into. With `direct`, written past the
-    kernel's page cache (O_DIRECT) where the file system allows it: for a file no one reads back soon through the
-    cache, whose bytes need not take pages of memory on their way to the disk (on the benchmark machine, a virtual
-    one, 0.6-2.8 CPU-seconds a GB through the cache against 0.1-0.25 past it: docs/performance.md, thirteenth
-    sitting). Whole aligned blocks go straight out; the tail, under one block, through the page cache at close."""
+    kernel's page cache (O_DIRECT) where the file system allows it: for a file no one reads back soon, whose
+    bytes need not take pages of memory on their way to the disk (on the benchmark machine, a virtual one, 0.6-2.8
+    CPU-seconds a GB through the cache against 0.1-0.25 past it: docs/performance.md, thirteenth sitting). Whole
+    aligned blocks go straight out; the tail, under one block, through the page cache at close."""
 
     def __init__(self, path: Path, capacity: int, direct: bool):
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -127,63 +126,12 @@ class _Output:
             self._fd = self.view = self._buffer = None
 
 
-class _Input:
-    """The file a DecryptingReader reads, read at given places into one reused buffer. With `direct`, past the
-    kernel's page cache (O_DIRECT) where the file system allows it: a staged copy is written so by its receipt and
-    read back once (`decrypt_bytes`, a zip archive's expansion); through the cache the two took 2.3-2.7 times the
-    CPU on the benchmark machine (docs/performance.md, twenty-eighth sitting). A direct read starts and ends on
-    block edges: the bytes asked for are the part of it they cover."""
-
-    def __init__(self, path: Path, direct: bool):
-        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-        self.direct = direct and bool(_DIRECT)
-        try:
-            self._fd = os.open(path, flags | (_DIRECT if self.direct else 0))
-        except OSError:
-            if not self.direct:
-                raise
-            self._fd, self.direct = os.open(path, flags), False  # a file system without O_DIRECT
-        self.size = os.fstat(self._fd).st_size
-        self._view, self._length = memoryview(b""), 0
-
-    def reserve(self, length: int) -> None:
-        """Reads of up to `length` bytes from now on (page-aligned, with a block to spare at each end)."""
-        self._view.release()
-        self._view, self._length = memoryview(mmap.mmap(-1, length + 2 * _ALIGN)), length
-
-    def read_at(self, offset: int) -> memoryview:
-        """Up to the reserved length of bytes from `offset` (fewer at the file's end)."""
-        if self.direct:
-            start = offset - offset % _ALIGN
-            span = -(-(offset + self._length - start) // _ALIGN) * _ALIGN
-            try:
-                got = os.preadv(self._fd, [self._view[:span]], start)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                # a file system that opened it so but refuses such reads: through the cache from now on
-                fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~_DIRECT)
-                self.direct = False
-            else:
-                skip = offset - start
-                return self._view[skip:max(skip, min(got, skip + self._length))]
-        got = os.preadv(self._fd, [self._view[:self._length]], offset)
-        return self._view[:got]
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            self._view.release()
-
-
 class Encryptor:
     """Writes an encrypted file as data streams in (one pass: nothing in clear text on disk). The data goes to
     `dest.<random>.part`, renamed to `dest` by `close()`: a file cut short never takes the final name, and two
     writers of one destination (runs of one drop at once) never rename each other's part file. With `digest` (a
     hashlib object), everything written is hashed into it, and its final value sealed into the last chunk. With
-    `direct`, written past the page cache (`_Output`): for a file read back, if ever, by a later run, or read
-    back past it too (a staged copy: `_Input`)."""
+    `direct`, written past the page cache (`_Output`): for a file read back, if ever, by a later run."""
 
     def __init__(self, key: bytes, dest: Path, digest=None, direct: bool = False):
         self._aead = AESGCM(key)
@@ -266,42 +214,42 @@ def encrypt_bytes(key: bytes, data: bytes, dest: Path) -> None:
 class DecryptingReader(io.RawIOBase):
     """A seekable read-only view of an encrypted file's clear text, one chunk decrypted at a time (a zip archive
     is read through it: its central directory sits at the end). `sealed`: the SHA-256 (32 bytes) its last chunk
-    must carry, for a file written with one. With `direct`, read past the page cache (`_Input`)."""
+    must carry, for a file written with one."""
 
-    def __init__(self, key: bytes, path: Path, sealed: bytes = b"", direct: bool = False):
+    def __init__(self, key: bytes, path: Path, sealed: bytes = b""):
         self._aead = AESGCM(key)
         self._sealed_digest = sealed
         self._name = path.name
-        self._in = _Input(path, direct)
+        self._fh = path.open("rb")
+        if self._fh.read(len(MAGIC)) != MAGIC:
+            self._fh.close()
+            raise VaultError(f"{path.name}: not an encrypted staging file")
+        self._prefix = self._fh.read(8)
+        body = os.fstat(self._fh.fileno()).st_size - len(MAGIC) - 8  # the file opened, whatever is renamed in since
+        step = CHUNK + _TAG
+        self._chunks = max(1, -(-body // step))
+        self.size = body - self._chunks * _TAG
+        if self.size < 0:
+            self._fh.close()
+            raise VaultError(f"{path.name}: cannot be decrypted (cut short)")
+        self._pos = 0
+        self._stored = bytearray(min(CHUNK + _TAG, body))  # one chunk as stored, reused (a small file: its size)
+        # the chunk last decrypted for reads: its clear text, its number and its length
+        self._plain, self._cached, self._length = bytearray(min(CHUNK, self.size)), -1, 0
         try:
-            self._in.reserve(len(MAGIC) + 8)
-            head = self._in.read_at(0)
-            if head[:len(MAGIC)] != MAGIC:
-                raise VaultError(f"{path.name}: not an encrypted staging file")
-            self._prefix = bytes(head[len(MAGIC):])
-            body = self._in.size - len(MAGIC) - 8  # the file opened, whatever is renamed in since
-            step = CHUNK + _TAG
-            self._chunks = max(1, -(-body // step))
-            self.size = body - self._chunks * _TAG
-            if self.size < 0:
-                raise VaultError(f"{path.name}: cannot be decrypted (cut short)")
-            self._in.reserve(min(step, body))  # one chunk as stored, its buffer reused
-            self._pos = 0
-            # the chunk last decrypted for reads: its clear text, its number and its length
-            self._plain, self._cached, self._length = bytearray(min(CHUNK, self.size)), -1, 0
             self._chunk(self._chunks - 1)  # at once: a file cut short or altered at its end fails here
-        except BaseException:
-            self._in.close()
+        except VaultError:
+            self._fh.close()
             raise
 
     def _open_into(self, index: int, out: memoryview) -> memoryview:
         """Decrypt chunk `index` into the start of `out`; returns the part of `out` it filled."""
-        stored = self._in.read_at(len(MAGIC) + 8 + index * (CHUNK + _TAG))
-        read = len(stored)
+        self._fh.seek(len(MAGIC) + 8 + index * (CHUNK + _TAG))
+        read = self._fh.readinto(self._stored)
         if not _TAG <= read <= len(out) + _TAG:  # cut short or grown since it was opened
             raise VaultError(f"{self._name}: cannot be decrypted (changed while it was read)")
         try:
-            self._aead.decrypt_into(_nonce(self._prefix, index), stored,
+            self._aead.decrypt_into(_nonce(self._prefix, index), memoryview(self._stored)[:read],
                                     _last(self._sealed_digest) if index == self._chunks - 1 else b"\x00",
                                     out[:read - _TAG])
         except InvalidTag:
@@ -345,16 +293,15 @@ class DecryptingReader(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._in.close()
+        self._fh.close()
         super().close()
 
 
 def decrypt_bytes(key: bytes, path: Path, digest=None, sealed: bytes = b"") -> bytes:
     """The clear text of an encrypted file (`sealed`: the SHA-256 sealed into it, as DecryptingReader takes it).
     With `digest` (a hashlib object), it is also fed every chunk, on a second thread while the next chunk is
-    decrypted. Decrypted straight into the bytes object returned (polars reads bytes, not a bytearray). Read past
-    the page cache: a file read whole once, as a run reads a staged copy (`_Input`)."""
-    with DecryptingReader(key, path, sealed, direct=True) as reader, ThreadPoolExecutor(1) as hasher:
+    decrypted. Decrypted straight into the bytes object returned (polars reads bytes, not a bytearray)."""
+    with DecryptingReader(key, path, sealed) as reader, ThreadPoolExecutor(1) as hasher:
         out, view = _unfilled_bytes(reader.size)
         pending = None
         for part in reader.decrypt_into(view):
